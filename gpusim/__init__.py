@@ -1,0 +1,1 @@
+"""gpusim: a calibrated discrete-event performance model of GPU nodes."""

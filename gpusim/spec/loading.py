@@ -1,0 +1,245 @@
+"""Reading spec files: JSON parsing, reference inlining, overrides, validation, semantic checks.
+
+Every failure is a :class:`~gpusim.errors.SpecError` naming the file, the JSON path inside that
+file and the reason. References are inlined at the raw-JSON level first, remembering which file
+each subtree came from, so a single pydantic validation can still blame the right file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from gpusim.errors import SpecError, json_path
+from gpusim.spec.checks import check_topology, check_workload_against_topology
+from gpusim.spec.overrides import apply_override
+from gpusim.spec.profile import CalibrationProfile
+from gpusim.spec.refs import resolve_ref
+from gpusim.spec.scenario import ResolvedScenario
+from gpusim.spec.topology import Topology
+from gpusim.spec.workload import Workload
+
+Loc = tuple[int | str, ...]
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class Provenance:
+    """Which file each subtree of an inlined document came from."""
+
+    origins: dict[Loc, tuple[str, Loc]] = field(default_factory=dict)
+    overridden: set[Loc] = field(default_factory=set)
+
+    def add(self, loc: Loc, file: str | Path, inner: Loc = ()) -> None:
+        """Record that the subtree at ``loc`` is the document at ``inner`` of ``file``."""
+        self.origins[loc] = (str(file), inner)
+
+    def blame(self, loc: Loc, reason: str) -> SpecError:
+        """The error for a problem at ``loc`` of the inlined document."""
+        best = max((p for p in self.origins if loc[: len(p)] == p), key=len, default=None)
+        if best is None:
+            return SpecError(None, json_path(loc), reason)
+        file, inner = self.origins[best]
+        if any(loc[: len(o)] == o for o in self.overridden):
+            reason += " (value set by an override)"
+        return SpecError(file, json_path(inner + loc[len(best) :]), reason)
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; missing or malformed files become one-line SpecErrors."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(path, "$", "file not found") from None
+    except OSError as exc:
+        raise SpecError(path, "$", f"cannot read file: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(path, "$", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+
+
+def _data_loc(data: Any, loc: Loc) -> Loc:
+    """Keep the parts of a pydantic location that index the input data (pydantic adds union
+    member and discriminator tags that are not keys of the document)."""
+    out: list[int | str] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, dict) and isinstance(part, str) and not _is_type_tag(part):
+            out.append(part)  # a missing or unknown key: still the place to point at
+            node = None
+    return tuple(out)
+
+
+def _is_type_tag(part: str) -> bool:
+    # pydantic names union members by type (e.g. 'Topology', 'str', 'function-after[...]') or by
+    # discriminator value; a key the user wrote is never capitalised like a class in our specs.
+    return part[:1].isupper() or part in {"str", "int", "float", "none", "literal"} or "[" in part
+
+
+def _validation_error(exc: ValidationError, data: Any, prov: Provenance) -> SpecError:
+    candidates = []
+    for err in exc.errors():
+        loc = _data_loc(data, tuple(err["loc"]))
+        is_ref_branch = err["type"] in {"string_type", "none_required"}
+        candidates.append((is_ref_branch, -len(loc), loc, err["msg"]))
+    candidates.sort(key=lambda c: (c[0], c[1]))
+    _, _, loc, msg = candidates[0]
+    return prov.blame(loc, msg)
+
+
+def validate_as(model: type[M], data: Any, prov: Provenance) -> M:
+    """Validate raw data as ``model``; the first (deepest) error becomes a SpecError."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc, data, prov) from None
+
+
+def _inline(
+    kind: str, ref: Any, base_dir: Path, loc: Loc, prov: Provenance, blame_loc: Loc | None = None
+) -> Any:
+    """Replace a string reference at ``loc`` by the raw document it names (recursively).
+    ``blame_loc`` is where a bad reference is reported, when that is not ``loc`` itself."""
+    if not isinstance(ref, str):
+        if kind == "topology" and isinstance(ref, dict):
+            _inline_components(ref, base_dir, loc, prov)
+        return ref
+    origin_file, origin_inner = _origin_of(loc if blame_loc is None else blame_loc, prov)
+    path = resolve_ref(kind, ref, base_dir, origin_file, json_path(origin_inner))
+    raw = read_json(path)
+    prov.add(loc, path)
+    if kind == "topology" and isinstance(raw, dict):
+        _inline_components(raw, path.parent, loc, prov)
+    return raw
+
+
+def _origin_of(loc: Loc, prov: Provenance) -> tuple[str, Loc]:
+    best = max((p for p in prov.origins if loc[: len(p)] == p), key=len, default=None)
+    if best is None:
+        return "<inline>", loc
+    file, inner = prov.origins[best]
+    return file, inner + loc[len(best) :]
+
+
+def _inline_components(topo: dict[str, Any], base_dir: Path, loc: Loc, prov: Provenance) -> None:
+    devices = topo.get("devices")
+    if not isinstance(devices, list):
+        return
+    for i, dev in enumerate(devices):
+        if not isinstance(dev, dict):
+            continue
+        kind = dev.get("kind")
+        if kind == "gpu" and isinstance(dev.get("model"), str):
+            dev["model"] = _inline("gpu", dev["model"], base_dir, (*loc, "devices", i, "model"), prov)
+        if kind == "cpu":
+            if isinstance(dev.get("model"), str):
+                dev["model"] = _inline("cpu", dev["model"], base_dir, (*loc, "devices", i, "model"), prov)
+            if isinstance(dev.get("memory"), str):
+                dev["memory"] = _inline(
+                    "memory", dev["memory"], base_dir, (*loc, "devices", i, "memory"), prov
+                )
+
+
+def _raw_scenario(raw: Any, file: Path, prov: Provenance) -> dict[str, Any]:
+    prov.add((), file)
+    if not isinstance(raw, dict):
+        raise SpecError(file, "$", "a scenario must be a JSON object")
+    base = file.parent
+    doc = dict(raw)
+    for key in ("topology", "workload"):
+        if key not in doc:
+            raise SpecError(file, json_path((key,)), "Field required")
+        doc[key] = _inline(key, doc[key], base, (key,), prov)
+    if doc.get("profile") is None:
+        topo = doc["topology"]
+        default = topo.get("default_profile") if isinstance(topo, dict) else None
+        if not isinstance(default, str):
+            raise SpecError(file, "$.profile", "no profile given and the topology names no default_profile")
+        doc["profile"] = _inline(
+            "profile", default, base, ("profile",), prov, blame_loc=("topology", "default_profile")
+        )
+    else:
+        doc["profile"] = _inline("profile", doc["profile"], base, ("profile",), prov)
+    return doc
+
+
+def _finish_scenario(doc: dict[str, Any], prov: Provenance) -> ResolvedScenario:
+    scenario = validate_as(ResolvedScenario, doc, prov)
+    for loc, reason in check_topology(scenario.topology):
+        raise prov.blame(("topology", *loc), reason)
+    for loc, reason in check_workload_against_topology(scenario.workload, scenario.topology):
+        raise prov.blame(("workload", *loc), reason)
+    return scenario
+
+
+def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> ResolvedScenario:
+    """Load, inline, override (dotted paths) and validate a scenario file."""
+    file = Path(path)
+    prov = Provenance()
+    doc = _raw_scenario(read_json(file), file, prov)
+    for dotted, value in (overrides or {}).items():
+        def inline(kind: str, ref: str, loc: Loc) -> Any:
+            return _inline(kind, ref, file.parent, loc, prov)
+
+        prov.overridden.add(apply_override(doc, dotted, value, file, inline))
+    return _finish_scenario(doc, prov)
+
+
+def scenario_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> ResolvedScenario:
+    """Validate an in-memory scenario (references resolve against ``base_dir`` or the cwd)."""
+    file = (base_dir or Path.cwd()) / "<inline>"
+    prov = Provenance()
+    doc = _raw_scenario(raw, file, prov)
+    return _finish_scenario(doc, prov)
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Load and validate a topology file, including its semantic checks."""
+    file = Path(path)
+    prov = Provenance()
+    prov.add((), file)
+    raw = read_json(file)
+    if isinstance(raw, dict):
+        _inline_components(raw, file.parent, (), prov)
+    topo = validate_as(Topology, raw, prov)
+    for loc, reason in check_topology(topo):
+        raise prov.blame(loc, reason)
+    return topo
+
+
+def load_model(model: type[M], path: str | Path) -> M:
+    """Load and validate a file holding one spec object with no references (profile, component)."""
+    file = Path(path)
+    prov = Provenance()
+    prov.add((), file)
+    return validate_as(model, read_json(file), prov)
+
+
+def load_workload(path: str | Path) -> Workload:
+    """Load and validate a workload file (checks against a topology happen in a scenario)."""
+    from pydantic import TypeAdapter
+
+    file = Path(path)
+    prov = Provenance()
+    prov.add((), file)
+    raw = read_json(file)
+    try:
+        return TypeAdapter(Workload).validate_python(raw)
+    except ValidationError as exc:
+        raise _validation_error(exc, raw, prov) from None
+
+
+def load_profile(path: str | Path) -> CalibrationProfile:
+    """Load and validate a calibration profile file."""
+    return load_model(CalibrationProfile, path)

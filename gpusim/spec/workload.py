@@ -1,0 +1,81 @@
+"""Workload specs: what runs on the described hardware. Discriminated on ``kind``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from gpusim.spec.base import Dtype, Identifier, NonNegativeFloat, NonNegativeInt, PositiveInt, Spec
+from gpusim.spec.profile import InstructionPath
+
+
+class GemmOp(Spec):
+    """C[m, n] = A[m, k] @ B[k, n] in ``dtype`` on the tensor cores."""
+
+    op: Literal["gemm"] = "gemm"
+    m: PositiveInt
+    n: PositiveInt
+    k: PositiveInt
+    dtype: Dtype = Dtype.bf16
+    path: InstructionPath = InstructionPath.wgmma
+
+
+class ElementwiseOp(Spec):
+    """A memory-bound kernel: reads and writes HBM, little arithmetic."""
+
+    op: Literal["elementwise"] = "elementwise"
+    bytes_read: NonNegativeInt
+    bytes_written: NonNegativeInt
+    flops: NonNegativeFloat = 0.0
+
+
+class NullOp(Spec):
+    """An empty kernel: only the launch path and the kernel floor."""
+
+    op: Literal["null"] = "null"
+
+
+KernelOp = Annotated[GemmOp | ElementwiseOp | NullOp, Field(discriminator="op")]
+
+
+class GemmAllToAllWorkload(Spec):
+    """Every participating GPU runs one GEMM, then sends its output in equal shares to every other
+    participant (an all-to-all of the outputs), each share split into ``messages_per_peer``."""
+
+    kind: Literal["gemm_alltoall"] = "gemm_alltoall"
+    gpus: list[Identifier] | None = Field(default=None, description="GPU ids; all GPUs when absent.")
+    gemm: GemmOp
+    messages_per_peer: PositiveInt = 1
+
+
+class KernelChainWorkload(Spec):
+    """One host thread launches ``count`` copies of a kernel back to back on one stream, then
+    synchronises: the launch-bound versus GPU-bound regime in its simplest form."""
+
+    kind: Literal["kernel_chain"] = "kernel_chain"
+    gpu: Identifier | None = Field(default=None, description="GPU id; the first GPU when absent.")
+    kernel: KernelOp
+    count: PositiveInt
+    launch: Literal["eager", "graph"] = "eager"
+
+
+class Transfer(Spec):
+    """Bytes moved from one device to another, starting at ``start_us``."""
+
+    src: Identifier
+    dst: Identifier
+    bytes: PositiveInt
+    start_us: NonNegativeFloat = 0.0
+
+
+class TransfersWorkload(Spec):
+    """An explicit set of transfers over the topology's links (network what-ifs and tests)."""
+
+    kind: Literal["transfers"] = "transfers"
+    transfers: list[Transfer] = Field(min_length=1)
+
+
+Workload = Annotated[
+    GemmAllToAllWorkload | KernelChainWorkload | TransfersWorkload, Field(discriminator="kind")
+]
