@@ -1,0 +1,234 @@
+"""A fluid bandwidth-sharing network on SimPy.
+
+Resources are directional capacities (one direction of a link, a GPU's HBM). A transfer follows a
+precomputed route, waits the route latency, then shares every resource on its route with all
+concurrent transfers by max-min fairness. Rates change only when a transfer enters or leaves, so
+the network recomputes them then (once per instant, however many transfers change at it) and
+reschedules the next completion.
+
+Each flow class (same route, same per-flow cap) keeps a virtual clock: the bytes one of its flows
+has received since the class appeared. A flow entering at virtual time V with size S completes when
+the clock reaches V + S, so a completion costs a heap pop, not a pass over every flow.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import count
+
+import simpy
+
+from gpusim.engine.maxmin import max_min_fair_rates
+from gpusim.engine.trace import NULL_RECORDER, TraceRecorder, Track
+
+_FINISH_REL_TOL = 1e-12
+
+FlowKey = tuple[tuple[int, ...], float]
+
+
+@dataclass(slots=True)
+class _Flow:
+    finish_vB: float
+    seq: int
+    done: simpy.Event
+    size_B: float
+    entered_s: float
+    label: str
+
+    def __lt__(self, other: _Flow) -> bool:
+        return (self.finish_vB, self.seq) < (other.finish_vB, other.seq)
+
+
+@dataclass(slots=True)
+class _FlowClass:
+    route: tuple[int, ...]
+    cap_Bps: float
+    rate_Bps: float = 0.0
+    virtual_B: float = 0.0
+    flows: list[_Flow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ResourceStats:
+    """What one resource carried over a run."""
+
+    name: str
+    capacity_Bps: float
+    bytes_carried: float
+    peak_load_Bps: float
+    busy_s: float
+
+
+class FluidNetwork:
+    """Directional resources shared max-min fairly by fluid transfers."""
+
+    def __init__(self, env: simpy.Environment, recorder: TraceRecorder = NULL_RECORDER) -> None:
+        self.env = env
+        self.recorder = recorder
+        self.names: list[str] = []
+        self.capacity_Bps: list[float] = []
+        self.carried_B: list[float] = []
+        self.load_Bps: list[float] = []
+        self.peak_load_Bps: list[float] = []
+        self.busy_s: list[float] = []
+        self.recomputations = 0
+        self._tracks: list[Track] = []
+        self._classes: dict[FlowKey, _FlowClass] = {}
+        self._active: list[int] = []
+        self._last_s = 0.0
+        self._settle_pending = False
+        self._generation = 0
+        self._seq = count()
+
+    def add_resource(self, name: str, capacity_Bps: float, group: str = "links") -> int:
+        """Register a directional resource; returns its index for routes."""
+        if not capacity_Bps > 0:
+            raise ValueError(f"resource '{name}' needs a positive capacity, got {capacity_Bps}")
+        self.names.append(name)
+        self.capacity_Bps.append(float(capacity_Bps))
+        self.carried_B.append(0.0)
+        self.load_Bps.append(0.0)
+        self.peak_load_Bps.append(0.0)
+        self.busy_s.append(0.0)
+        self._tracks.append(Track(group, name))
+        return len(self.names) - 1
+
+    def transfer(
+        self,
+        route: Sequence[int],
+        size_B: float,
+        latency_s: float = 0.0,
+        max_rate_Bps: float = math.inf,
+        label: str = "transfer",
+    ) -> simpy.Event:
+        """Move ``size_B`` bytes along ``route``; the returned event fires on the last byte.
+
+        ``max_rate_Bps`` caps this flow alone (e.g. a kernel that cannot issue loads faster).
+        """
+        if size_B < 0 or latency_s < 0:
+            raise ValueError("transfer size and latency must be non-negative")
+        done = self.env.event()
+        key: FlowKey = (tuple(route), float(max_rate_Bps))
+        if latency_s > 0:
+            self.env.timeout(latency_s).callbacks.append(
+                lambda _ev: self._enter(key, float(size_B), done, label)
+            )
+        else:
+            self._enter(key, float(size_B), done, label)
+        return done
+
+    def stats(self) -> list[ResourceStats]:
+        """Per-resource totals so far (advance the clock to now first)."""
+        self._advance()
+        return [
+            ResourceStats(n, c, b, p, s)
+            for n, c, b, p, s in zip(
+                self.names, self.capacity_Bps, self.carried_B, self.peak_load_Bps, self.busy_s,
+                strict=True,
+            )
+        ]
+
+    def in_flight(self) -> int:
+        """Transfers currently sharing the network (past their latency, not finished)."""
+        return sum(len(c.flows) for c in self._classes.values())
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _enter(self, key: FlowKey, size_B: float, done: simpy.Event, label: str) -> None:
+        if size_B == 0:
+            done.succeed()
+            return
+        self._advance()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = _FlowClass(route=key[0], cap_Bps=key[1])
+            self._classes[key] = cls
+        flow = _Flow(cls.virtual_B + size_B, next(self._seq), done, size_B, self._last_s, label)
+        heapq.heappush(cls.flows, flow)
+        self._request_settle()
+
+    def _advance(self) -> None:
+        now = float(self.env.now)
+        dt = now - self._last_s
+        if dt <= 0:
+            return
+        for cls in self._classes.values():
+            cls.virtual_B += cls.rate_Bps * dt
+        for r in self._active:
+            self.carried_B[r] += self.load_Bps[r] * dt
+            self.busy_s[r] += dt
+        self._last_s = now
+
+    def _request_settle(self) -> None:
+        if not self._settle_pending:
+            self._settle_pending = True
+            ev = self.env.event()
+            ev.callbacks.append(self._settle)
+            ev.succeed()
+
+    def _settle(self, _ev: simpy.Event | None = None) -> None:
+        self._settle_pending = False
+        self._advance()
+        classes = list(self._classes.values())
+        rates = max_min_fair_rates(
+            [c.route for c in classes],
+            [len(c.flows) for c in classes],
+            [c.cap_Bps for c in classes],
+            self.capacity_Bps,
+        )
+        self.recomputations += 1
+        load = self.load_Bps
+        for r in self._active:
+            load[r] = 0.0
+        active: set[int] = set()
+        next_dt = math.inf
+        for cls, rate in zip(classes, rates, strict=True):
+            cls.rate_Bps = rate
+            n = len(cls.flows)
+            for r in cls.route:
+                load[r] += rate * n
+                active.add(r)
+            if rate == math.inf:
+                next_dt = 0.0
+            elif rate > 0:
+                dt = (cls.flows[0].finish_vB - cls.virtual_B) / rate
+                if dt < next_dt:
+                    next_dt = max(dt, 0.0)
+        if self.recorder.enabled:
+            now = self._last_s
+            for r in set(self._active) | active:
+                self.recorder.counter(
+                    self._tracks[r], "utilisation", now, load[r] / self.capacity_Bps[r]
+                )
+        for r in active:
+            if load[r] > self.peak_load_Bps[r]:
+                self.peak_load_Bps[r] = load[r]
+        self._active = sorted(active)
+        self._generation += 1
+        if next_dt < math.inf:
+            generation = self._generation
+            self.env.timeout(next_dt).callbacks.append(lambda _ev: self._wake(generation))
+
+    def _wake(self, generation: int) -> None:
+        if generation != self._generation:
+            return  # superseded by a later recomputation
+        self._advance()
+        now = self._last_s
+        finished: list[tuple[_Flow, tuple[int, ...]]] = []
+        for key, cls in list(self._classes.items()):
+            flows = cls.flows
+            limit = cls.virtual_B * (1.0 + _FINISH_REL_TOL)
+            while flows and (cls.rate_Bps == math.inf or flows[0].finish_vB <= limit):
+                finished.append((heapq.heappop(flows), cls.route))
+            if not flows:
+                del self._classes[key]
+        for flow, route in finished:
+            if self.recorder.enabled:
+                args = {"bytes": flow.size_B}
+                for r in route:
+                    self.recorder.async_slice(self._tracks[r], flow.label, flow.entered_s, now, args)
+            flow.done.succeed(now)
+        self._request_settle()

@@ -1,0 +1,54 @@
+"""The host-driven launch path: a host thread pays the API cost, the kernel enters its stream and
+may start once the doorbell latency has passed and the stream's previous work is done."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import simpy
+
+from gpusim.hardware.gpu import Stream
+from gpusim.hardware.host import HostThread
+from gpusim.kernels.cost import KernelCost
+from gpusim.spec.profile import CalibrationProfile
+from gpusim.units import us_to_s
+
+LaunchMode = Literal["eager", "graph"]
+
+
+@dataclass(frozen=True)
+class LaunchTimes:
+    """Launch-path costs in seconds, from a calibration profile."""
+
+    api_s: float
+    doorbell_s: float
+    graph_per_kernel_s: float
+    framework_op_s: float
+    sync_return_s: float
+
+    @classmethod
+    def from_profile(cls, profile: CalibrationProfile) -> LaunchTimes:
+        """Convert the profile's microsecond values once."""
+        lc = profile.launch
+        return cls(
+            api_s=us_to_s(lc.launch_api_us.value),
+            doorbell_s=us_to_s(lc.doorbell_to_start_us.value),
+            graph_per_kernel_s=us_to_s(lc.graph_launch_per_kernel_us.value),
+            framework_op_s=us_to_s(lc.framework_op_us.value),
+            sync_return_s=us_to_s(lc.sync_return_us.value),
+        )
+
+    def host_cost_s(self, mode: LaunchMode) -> float:
+        """Host time per kernel launch in this mode."""
+        return self.api_s if mode == "eager" else self.graph_per_kernel_s
+
+
+def launch_kernel(
+    thread: HostThread, stream: Stream, cost: KernelCost, times: LaunchTimes, mode: LaunchMode = "eager"
+) -> Generator[simpy.Event, Any, simpy.Event]:
+    """Launch ``cost`` on ``stream`` from ``thread``; returns the kernel's completion event."""
+    yield from thread.spend(f"launch {cost.name}", times.host_cost_s(mode))
+    gpu = stream.gpu
+    return stream.submit(cost.name, lambda: gpu.run_kernel(cost), times.doorbell_s)

@@ -1,0 +1,1 @@
+"""Writers for results: Chrome/Perfetto traces and atomic file output."""

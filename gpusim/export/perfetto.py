@@ -1,0 +1,56 @@
+"""Chrome trace-event JSON (opens in ui.perfetto.dev and chrome://tracing).
+
+Each track group becomes a process and each lane a thread; slices become complete ('X') events,
+overlapping transfers become async ('b'/'e') events, and counters ('C') draw utilisation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from gpusim.engine.trace import TraceEvent, Track
+
+_US_PER_S = 1e6
+
+
+def chrome_trace(events: Iterable[TraceEvent], title: str = "gpusim") -> dict[str, Any]:
+    """Convert recorded events to a Chrome trace document."""
+    pids: dict[str, int] = {}
+    tids: dict[Track, int] = {}
+    out: list[dict[str, Any]] = []
+
+    def ids(track: Track) -> tuple[int, int]:
+        pid = pids.get(track.group)
+        if pid is None:
+            pid = pids[track.group] = len(pids) + 1
+            out.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": track.group}})
+            out.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0, "args": {"sort_index": pid}})
+        tid = tids.get(track)
+        if tid is None:
+            tid = tids[track] = len(tids) + 1
+            out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": track.lane}})
+        return pid, tid
+
+    async_id = 0
+    for ev in events:
+        pid, tid = ids(ev.track)
+        ts = ev.start_s * _US_PER_S
+        if ev.kind == "slice":
+            item: dict[str, Any] = {
+                "ph": "X", "name": ev.name, "pid": pid, "tid": tid, "ts": ts,
+                "dur": (ev.end_s - ev.start_s) * _US_PER_S,
+            }
+            if ev.args:
+                item["args"] = ev.args
+            out.append(item)
+        elif ev.kind == "async":
+            async_id += 1
+            common = {"name": ev.name, "cat": ev.track.group, "pid": pid, "tid": tid, "id": async_id}
+            out.append({"ph": "b", "ts": ts, **common, "args": ev.args or {}})
+            out.append({"ph": "e", "ts": ev.end_s * _US_PER_S, **common})
+        elif ev.kind == "counter":
+            out.append({
+                "ph": "C", "name": f"{ev.track.lane} {ev.name}", "pid": pid, "ts": ts,
+                "args": {ev.name: ev.value},
+            })
+    return {"traceEvents": out, "displayTimeUnit": "ns", "otherData": {"title": title}}

@@ -1,0 +1,118 @@
+"""The static interconnect of a topology: directional link resources and precomputed routes.
+
+Pure (no SimPy): the DES registers these resources in a FluidNetwork in the same order, and the
+analytic path reads capacities and routes directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import networkx as nx
+
+from gpusim.errors import SimulationError
+from gpusim.spec.profile import CalibrationProfile
+from gpusim.spec.topology import GPUDevice, LinkSpec, SwitchDevice, Topology
+from gpusim.units import GBps_to_Bps, ns_to_s
+
+
+@dataclass(frozen=True)
+class LinkResource:
+    """One direction of one link."""
+
+    index: int
+    name: str
+    link: LinkSpec
+    src: str
+    dst: str
+    nameplate_Bps: float
+    capacity_Bps: float
+
+
+@dataclass(frozen=True)
+class Route:
+    """A path between two devices: the directional resources it crosses and its latency."""
+
+    src: str
+    dst: str
+    resources: tuple[int, ...]
+    latency_s: float
+    bottleneck_Bps: float
+
+
+class Fabric:
+    """Links of a topology as directional resources, with cached shortest-latency routes.
+
+    GPUs are endpoints only: no route passes through a GPU it does not start or end at.
+    """
+
+    def __init__(self, topology: Topology, profile: CalibrationProfile) -> None:
+        self.topology = topology
+        self.resources: list[LinkResource] = []
+        self._switch_latency_s = {
+            d.id: ns_to_s(d.latency_ns) for d in topology.devices if isinstance(d, SwitchDevice)
+        }
+        self._gpu_ids = {d.id for d in topology.devices if isinstance(d, GPUDevice)}
+        self._graph: nx.DiGraph = nx.DiGraph()
+        self._graph.add_nodes_from(d.id for d in topology.devices)
+        self._routes: dict[tuple[str, str], Route] = {}
+        for link in topology.links:
+            efficiency = link.efficiency
+            if efficiency is None:
+                measured = profile.link_efficiency.get(link.kind)
+                if measured is None:
+                    raise SimulationError(
+                        f"profile '{profile.id}' has no link_efficiency for '{link.kind}' links"
+                    )
+                efficiency = measured.value
+            for src, dst, bw_GBps in (
+                (link.a, link.b, link.bw_a_to_b_GBps),
+                (link.b, link.a, link.bw_reverse_GBps),
+            ):
+                res = LinkResource(
+                    index=len(self.resources),
+                    name=f"{src}->{dst}",
+                    link=link,
+                    src=src,
+                    dst=dst,
+                    nameplate_Bps=GBps_to_Bps(bw_GBps),
+                    capacity_Bps=GBps_to_Bps(bw_GBps) * efficiency,
+                )
+                self.resources.append(res)
+                latency_s = ns_to_s(link.latency_ns) + self._switch_latency_s.get(dst, 0.0)
+                # Parallel links between the same pair: keep the faster one for routing.
+                old = self._graph.get_edge_data(src, dst)
+                if old is None or self.resources[old["resource"]].capacity_Bps < res.capacity_Bps:
+                    self._graph.add_edge(src, dst, resource=res.index, latency=latency_s)
+
+    @cached_property
+    def capacities_Bps(self) -> list[float]:
+        """Capacity of every resource, by index."""
+        return [r.capacity_Bps for r in self.resources]
+
+    def route(self, src: str, dst: str) -> Route:
+        """The lowest-latency path from ``src`` to ``dst`` (cached)."""
+        key = (src, dst)
+        cached = self._routes.get(key)
+        if cached is not None:
+            return cached
+        if src == dst:
+            raise SimulationError(f"no route from '{src}' to itself")
+        blocked = self._gpu_ids - {src, dst}
+        view = nx.subgraph_view(self._graph, filter_node=lambda n: n not in blocked)
+        try:
+            nodes = nx.shortest_path(view, src, dst, weight="latency")
+        except (nx.NetworkXNoPath, nx.NodeNotFound):
+            raise SimulationError(f"no route from '{src}' to '{dst}' that avoids other GPUs") from None
+        edges = [self._graph.edges[u, v] for u, v in zip(nodes, nodes[1:], strict=False)]
+        resources = tuple(int(e["resource"]) for e in edges)
+        route = Route(
+            src=src,
+            dst=dst,
+            resources=resources,
+            latency_s=sum(float(e["latency"]) for e in edges),
+            bottleneck_Bps=min(self.resources[r].capacity_Bps for r in resources),
+        )
+        self._routes[key] = route
+        return route

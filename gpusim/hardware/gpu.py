@@ -1,0 +1,134 @@
+"""Runtime GPU: an SM pool, HBM as a shared fluid resource, and FIFO streams."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from typing import Any
+
+import simpy
+
+from gpusim.engine.fluid import FluidNetwork
+from gpusim.engine.trace import TraceRecorder, Track
+from gpusim.hardware.rates import GPURates
+from gpusim.kernels.cost import KernelCost
+
+StreamOp = Callable[[], Generator[simpy.Event, Any, None]]
+
+
+class GPURuntime:
+    """One GPU in a running simulation."""
+
+    def __init__(
+        self,
+        device_id: str,
+        rates: GPURates,
+        env: simpy.Environment,
+        network: FluidNetwork,
+        recorder: TraceRecorder,
+    ) -> None:
+        self.id = device_id
+        self.rates = rates
+        self.env = env
+        self.network = network
+        self.recorder = recorder
+        self.hbm = network.add_resource(f"{device_id}.hbm", rates.hbm_achievable_Bps, group="memory")
+        self.sms = simpy.Container(env, capacity=rates.sm_count, init=rates.sm_count)
+        self.streams: dict[int, Stream] = {}
+        self.busy_sm_s = 0.0
+        self.kernel_busy_s = 0.0
+        self.kernels_run = 0
+        self._busy_sms = 0
+        self._busy_since_s = 0.0
+        self._sm_track = Track(device_id, "SMs busy")
+
+    def stream(self, stream_id: int = 0) -> Stream:
+        """The stream with this id (created on first use)."""
+        s = self.streams.get(stream_id)
+        if s is None:
+            s = Stream(self, stream_id)
+            self.streams[stream_id] = s
+        return s
+
+    def sms_for(self, cost: KernelCost) -> int:
+        """SMs a kernel occupies: one per block up to the whole GPU."""
+        return max(1, min(self.rates.sm_count, cost.blocks))
+
+    def _sm_change(self, delta: int) -> None:
+        now = float(self.env.now)
+        self.busy_sm_s += self._busy_sms * (now - self._busy_since_s)
+        self._busy_sms += delta
+        self._busy_since_s = now
+        if self.recorder.enabled:
+            self.recorder.counter(self._sm_track, "busy SMs", now, self._busy_sms)
+
+    def run_kernel(self, cost: KernelCost) -> Generator[simpy.Event, Any, None]:
+        """Execute a kernel on this GPU: take SMs, pay the floor, then either its compute time or
+        its HBM traffic as a flow capped at the rate its compute allows (so an uncontended kernel
+        takes exactly ``cost.time_s``)."""
+        sms = self.sms_for(cost)
+        yield self.sms.get(sms)
+        self._sm_change(sms)
+        start = float(self.env.now)
+        if cost.floor_s > 0:
+            yield self.env.timeout(cost.floor_s)
+        if cost.hbm_bytes > 0:
+            cap = cost.hbm_bytes / cost.compute_time_s if cost.compute_time_s > 0 else math.inf
+            yield self.network.transfer((self.hbm,), cost.hbm_bytes, 0.0, cap, cost.name)
+        elif cost.compute_time_s > 0:
+            yield self.env.timeout(cost.compute_time_s)
+        end = float(self.env.now)
+        self._sm_change(-sms)
+        yield self.sms.put(sms)
+        self.kernel_busy_s += end - start
+        self.kernels_run += 1
+
+    def finish(self) -> None:
+        """Close the busy-SM integral at the current time."""
+        self._sm_change(0)
+
+
+class Stream:
+    """A CUDA stream: operations run one after another in submission order."""
+
+    def __init__(self, gpu: GPURuntime, stream_id: int) -> None:
+        self.gpu = gpu
+        self.id = stream_id
+        self.track = Track(gpu.id, f"stream {stream_id}")
+        self._tail: simpy.Event | None = None
+
+    def submit(self, name: str, op: StreamOp, ready_delay_s: float = 0.0) -> simpy.Event:
+        """Queue ``op`` after everything already submitted; it may start ``ready_delay_s`` from
+        now at the earliest (the doorbell-to-start latency). Returns its completion event."""
+        env = self.gpu.env
+        prev = self._tail
+        done = env.event()
+        self._tail = done
+        env.process(self._run(name, op, prev, ready_delay_s, done))
+        return done
+
+    def _run(
+        self,
+        name: str,
+        op: StreamOp,
+        prev: simpy.Event | None,
+        ready_delay_s: float,
+        done: simpy.Event,
+    ) -> Generator[simpy.Event, Any, None]:
+        env = self.gpu.env
+        if ready_delay_s > 0:
+            yield env.timeout(ready_delay_s)
+        if prev is not None and not prev.processed:
+            yield prev
+        start = float(env.now)
+        yield from op()
+        self.gpu.recorder.slice(self.track, name, start, float(env.now))
+        done.succeed(float(env.now))
+
+    def idle(self) -> simpy.Event:
+        """An event that fires when everything submitted so far has finished."""
+        if self._tail is None:
+            ev = self.gpu.env.event()
+            ev.succeed()
+            return ev
+        return self._tail

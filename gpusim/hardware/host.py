@@ -1,0 +1,42 @@
+"""Runtime host CPU threads: sequential issuers of CUDA API calls."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from gpusim.engine.trace import TraceRecorder, Track
+
+
+class HostThread:
+    """One host thread. Its calls are sequential; busy time is what it spends in API calls."""
+
+    def __init__(self, cpu_id: str, name: str, env: simpy.Environment, recorder: TraceRecorder) -> None:
+        self.cpu_id = cpu_id
+        self.name = name
+        self.env = env
+        self.recorder = recorder
+        self.track = Track(f"host {cpu_id}", name)
+        self.busy_s = 0.0
+        self.calls = 0
+
+    def spend(self, label: str, duration_s: float) -> Generator[simpy.Event, Any, None]:
+        """Spend ``duration_s`` of this thread's time in a call named ``label``."""
+        start = float(self.env.now)
+        if duration_s > 0:
+            yield self.env.timeout(duration_s)
+        self.busy_s += duration_s
+        self.calls += 1
+        self.recorder.slice(self.track, label, start, float(self.env.now))
+
+    def wait(self, label: str, events: list[simpy.Event], return_s: float) -> Generator[simpy.Event, Any, None]:
+        """Block until every event fired (a host synchronisation), then pay ``return_s``."""
+        start = float(self.env.now)
+        pending = [e for e in events if not e.processed]
+        if pending:
+            yield self.env.all_of(pending)
+        if return_s > 0:
+            yield self.env.timeout(return_s)
+        self.recorder.slice(self.track, label, start, float(self.env.now))

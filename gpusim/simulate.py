@@ -1,0 +1,65 @@
+"""``simulate(scenario) -> Result``: the one entry point, in either fidelity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from gpusim.engine.sim import Simulation
+from gpusim.hardware.node import Node
+from gpusim.result import Result
+from gpusim.spec.loading import load_scenario, scenario_from_dict
+from gpusim.spec.scenario import Fidelity, ResolvedScenario, Scenario
+from gpusim.version import __version__
+from gpusim.workloads import run_analytic, run_des
+
+
+def scenario_hash(scenario: ResolvedScenario) -> str:
+    """Content hash of the fully resolved scenario (stable across runs and machines)."""
+    canonical = json.dumps(scenario.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def resolve(scenario: ResolvedScenario | Scenario | str | Path) -> ResolvedScenario:
+    """Any accepted form of scenario, resolved and validated."""
+    if isinstance(scenario, ResolvedScenario):
+        return scenario
+    if isinstance(scenario, Scenario):
+        return scenario_from_dict(scenario.model_dump(mode="json", exclude_none=True))
+    return load_scenario(scenario)
+
+
+def simulate(scenario: ResolvedScenario | Scenario | str | Path) -> Result:
+    """Simulate a scenario. Deterministic: the same scenario and seed give the same result."""
+    resolved = resolve(scenario)
+    opts = resolved.options
+    wall0 = time.perf_counter()
+    trace: Any = None
+    if opts.fidelity == Fidelity.des:
+        sim = Simulation(seed=opts.seed, trace=opts.trace)
+        node = Node(resolved.topology, resolved.profile, sim)
+        outcome = run_des(node, resolved.workload)
+        events = sim.events_scheduled()
+        trace = sim.recorder.events if opts.trace else None
+    else:
+        outcome = run_analytic(resolved.topology, resolved.profile, resolved.workload)
+        events = 0
+    return Result(
+        scenario=resolved.name,
+        fidelity=str(opts.fidelity),
+        seed=opts.seed,
+        scenario_hash=scenario_hash(resolved),
+        profile_id=resolved.profile.id,
+        gpusim_version=__version__,
+        makespan_s=outcome.makespan_s,
+        metrics=outcome.metrics,
+        per_gpu=outcome.per_gpu,
+        link_bytes=outcome.link_bytes,
+        series=outcome.series,
+        wall_s=time.perf_counter() - wall0,
+        events=events,
+        trace=trace,
+    )

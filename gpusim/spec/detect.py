@@ -1,0 +1,31 @@
+"""Tell what kind of spec file a document is, for `gpusim check`."""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+from gpusim.spec.workload import Workload
+
+WORKLOAD_KINDS = {m.model_fields["kind"].default for m in get_args(get_args(Workload)[0])}
+
+
+def detect_kind(raw: Any) -> str | None:
+    """'scenario', 'topology', 'workload', 'profile', 'gpu', 'cpu', 'memory', or None."""
+    if not isinstance(raw, dict):
+        return None
+    keys = set(raw)
+    if {"topology", "workload"} <= keys:
+        return "scenario"
+    if "devices" in keys or "links" in keys:
+        return "topology"
+    if "link_efficiency" in keys or "tensor_efficiency" in keys:
+        return "profile"
+    if raw.get("kind") in WORKLOAD_KINDS:
+        return "workload"
+    if "sm_count" in keys:
+        return "gpu"
+    if "cores" in keys:
+        return "cpu"
+    if "capacity_GB" in keys:
+        return "memory"
+    return None

@@ -1,0 +1,49 @@
+"""JSON Schemas of the spec files, as users write them (references allowed where the loader
+accepts a name or path instead of an inline object)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryTierSpec
+from gpusim.spec.profile import CalibrationProfile
+from gpusim.spec.scenario import Scenario
+from gpusim.spec.topology import Topology
+from gpusim.spec.workload import Workload
+
+_REFERENCE = {"type": "string", "description": "Name of a shipped component file, or a path to one."}
+
+
+def _allow_component_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(schema)
+    defs = out.get("$defs", {})
+    for device, fields in (("GPUDevice", ("model",)), ("CPUDevice", ("model", "memory"))):
+        props = defs.get(device, {}).get("properties", {})
+        for name in fields:
+            if name in props:
+                props[name] = {"anyOf": [props[name], _REFERENCE]}
+    return out
+
+
+def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(mode="validation")
+
+
+def all_schemas() -> dict[str, dict[str, Any]]:
+    """File name (``*.schema.json``) to schema, for every kind of spec file."""
+    schemas: dict[str, dict[str, Any]] = {
+        "scenario": _allow_component_refs(_model_schema(Scenario)),
+        "topology": _allow_component_refs(_model_schema(Topology)),
+        "workload": TypeAdapter(Workload).json_schema(mode="validation"),
+        "profile": _model_schema(CalibrationProfile),
+        "gpu": _model_schema(GPUSpec),
+        "cpu": _model_schema(HostCPUSpec),
+        "memory": _model_schema(MemoryTierSpec),
+    }
+    for name, schema in schemas.items():
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema.setdefault("title", name)
+    return {f"{name}.schema.json": schema for name, schema in schemas.items()}

@@ -1,0 +1,82 @@
+"""One host thread launching a chain of kernels on one stream, then synchronising.
+
+The launch-bound versus GPU-bound regime in its simplest form: with host launch cost L, doorbell
+latency D and kernel time K, kernel i (1-based) is issued at i*L, may start at i*L + D, and starts
+at max(i*L + D, end of kernel i-1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from gpusim.execution.launch import LaunchTimes, launch_kernel
+from gpusim.hardware.node import Node
+from gpusim.hardware.rates import gpu_rates
+from gpusim.kernels import kernel_cost
+from gpusim.result import Outcome
+from gpusim.spec.profile import CalibrationProfile
+from gpusim.spec.topology import Topology
+from gpusim.spec.workload import KernelChainWorkload
+
+
+def _gpu_id(topology: Topology, wl: KernelChainWorkload) -> str:
+    return wl.gpu if wl.gpu is not None else topology.gpus()[0].id
+
+
+def _metrics(
+    makespan_s: float, kernel_s: float, host_s: float, wl: KernelChainWorkload, launch_s: float
+) -> dict[str, float]:
+    return {
+        "makespan_s": makespan_s,
+        "time_per_kernel_s": makespan_s / wl.count,
+        "kernel_time_s": kernel_s,
+        "launch_cost_s": launch_s,
+        "gpu_busy_fraction": wl.count * kernel_s / makespan_s,
+        "host_busy_fraction": host_s / makespan_s,
+        "launch_bound": 1.0 if launch_s > kernel_s else 0.0,
+        "kernel_launches": float(wl.count),
+    }
+
+
+def des(node: Node, wl: KernelChainWorkload) -> Outcome:
+    """Simulate the chain with the host launch model and a FIFO stream."""
+    gpu = node.gpus[_gpu_id(node.topology, wl)]
+    thread = node.host_thread(node.host_of[gpu.id], "main")
+    times = LaunchTimes.from_profile(node.profile)
+    cost = kernel_cost(wl.kernel, gpu.rates)
+    stream = gpu.stream(0)
+
+    def host() -> Generator[simpy.Event, Any, None]:
+        done: simpy.Event | None = None
+        for _ in range(wl.count):
+            done = yield from launch_kernel(thread, stream, cost, times, wl.launch)
+        assert done is not None
+        yield from thread.wait("cudaStreamSynchronize", [done], times.sync_return_s)
+
+    node.sim.env.process(host())
+    makespan = node.sim.run()
+    node.finish()
+    metrics = _metrics(makespan, cost.time_s, thread.busy_s, wl, times.host_cost_s(wl.launch))
+    metrics["sm_utilisation"] = gpu.busy_sm_s / (gpu.rates.sm_count * makespan)
+    return Outcome(makespan_s=makespan, metrics=metrics, per_gpu={gpu.id: {"busy_s": gpu.kernel_busy_s}})
+
+
+def analytic(topology: Topology, profile: CalibrationProfile, wl: KernelChainWorkload) -> Outcome:
+    """The same chain by its recurrence (exact: nothing contends on one stream)."""
+    gpu_id = _gpu_id(topology, wl)
+    spec = next(g.model for g in topology.gpus() if g.id == gpu_id)
+    rates = gpu_rates(spec, profile)
+    times = LaunchTimes.from_profile(profile)
+    cost = kernel_cost(wl.kernel, rates)
+    launch_s = times.host_cost_s(wl.launch)
+    end = 0.0
+    for i in range(1, wl.count + 1):
+        end = max(i * launch_s + times.doorbell_s, end) + cost.time_s
+    makespan = end + times.sync_return_s
+    metrics = _metrics(makespan, cost.time_s, wl.count * launch_s, wl, launch_s)
+    sms = max(1, min(rates.sm_count, cost.blocks))
+    metrics["sm_utilisation"] = wl.count * cost.time_s * sms / (rates.sm_count * makespan)
+    return Outcome(makespan_s=makespan, metrics=metrics, per_gpu={gpu_id: {"busy_s": wl.count * cost.time_s}})
