@@ -64,27 +64,36 @@ def read_json(path: Path) -> Any:
 
 
 def _data_loc(data: Any, loc: Loc) -> Loc:
-    """Keep the parts of a pydantic location that index the input data (pydantic adds union
-    member and discriminator tags that are not keys of the document)."""
+    """Keep the parts of a pydantic location that index the input data: pydantic also names
+    union members by type ('Topology', 'str') and tagged-union members by their tag value."""
     out: list[int | str] = []
     node = data
+    tag_skipped = False
     for part in loc:
+        if isinstance(node, dict) and not tag_skipped and part in _tags(node):
+            tag_skipped = True
+            continue
+        if isinstance(part, str) and _is_type_name(part):
+            continue
         if isinstance(node, dict) and isinstance(part, str) and part in node:
-            node = node[part]
+            node, tag_skipped = node[part], False
             out.append(part)
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
+            node, tag_skipped = node[part], False
             out.append(part)
-        elif isinstance(node, dict) and isinstance(part, str) and not _is_type_tag(part):
+        elif isinstance(node, dict) and isinstance(part, str):
             out.append(part)  # a missing or unknown key: still the place to point at
             node = None
     return tuple(out)
 
 
-def _is_type_tag(part: str) -> bool:
-    # pydantic names union members by type (e.g. 'Topology', 'str', 'function-after[...]') or by
-    # discriminator value; a key the user wrote is never capitalised like a class in our specs.
-    return part[:1].isupper() or part in {"str", "int", "float", "none", "literal"} or "[" in part
+def _tags(node: dict[str, Any]) -> set[Any]:
+    return {node.get(key) for key in ("kind", "op") if isinstance(node.get(key), str)}
+
+
+def _is_type_name(part: str) -> bool:
+    # pydantic's names for union members: class names ('Topology'), 'str', 'function-after[...]'
+    return part[:1].isupper() or part in {"str", "int", "float", "none"} or "[" in part
 
 
 def _validation_error(exc: ValidationError, data: Any, prov: Provenance) -> SpecError:

@@ -63,7 +63,7 @@ def apply_override(
                 raise SpecError(file, dotted, f"'{part}' is not an index of a list of {len(node)}")
         elif isinstance(node, dict):
             if not last and key not in node:
-                raise SpecError(file, dotted, f"unknown path: no '{part}' here")
+                node[key] = {}  # an absent optional object; validation rejects unknown keys
         else:
             raise SpecError(file, dotted, f"unknown path: cannot go into a value at '{part}'")
         loc = (*loc, key)

@@ -1,0 +1,32 @@
+"""Kernel cost models: closed forms for one kernel alone on one GPU."""
+
+from __future__ import annotations
+
+from gpusim.hardware.rates import GPURates
+from gpusim.kernels.cost import KernelCost
+from gpusim.kernels.elementwise import elementwise_cost, null_cost
+from gpusim.kernels.gemm import GemmPlan, gemm_cost, gemm_plan
+from gpusim.kernels.memcpy import memcpy_time_s
+from gpusim.spec.workload import ElementwiseOp, GemmOp, KernelOp, NullOp
+
+__all__ = [
+    "GemmPlan",
+    "KernelCost",
+    "elementwise_cost",
+    "gemm_cost",
+    "gemm_plan",
+    "kernel_cost",
+    "memcpy_time_s",
+    "null_cost",
+]
+
+
+def kernel_cost(op: KernelOp, rates: GPURates) -> KernelCost:
+    """Cost of any kernel op on the GPU of ``rates`` (all SMs available)."""
+    if isinstance(op, GemmOp):
+        return gemm_cost(op, rates)
+    if isinstance(op, ElementwiseOp):
+        return elementwise_cost(op, rates)
+    if isinstance(op, NullOp):
+        return null_cost(rates)
+    raise TypeError(f"unknown kernel op {type(op).__name__}")

@@ -1,0 +1,188 @@
+"""Shared test fixtures: an H100 SXM5 GPU spec and a calibration profile with made-up values.
+
+Import the factories directly (``from conftest import make_h100_spec, make_profile``) to build
+variants, or use the ``h100_spec`` / ``profile`` fixtures for the defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gpusim.spec.base import Dtype
+from gpusim.spec.hardware import GPUSpec, MemoryKind
+from gpusim.spec.profile import (
+    CalibrationProfile,
+    InstructionPath,
+    LaunchCosts,
+    Measured,
+    MeasuredFraction,
+    ShapeClass,
+)
+from gpusim.spec.hardware import HostCPUSpec, MemoryTierSpec
+from gpusim.spec.scenario import Fidelity, Options, ResolvedScenario
+from gpusim.spec.topology import (
+    CPUDevice,
+    GPUDevice,
+    LinkKind,
+    LinkSpec,
+    SwitchDevice,
+    SwitchType,
+    Topology,
+)
+from gpusim.spec.workload import Workload
+
+FIXTURE = "test fixture"
+
+
+def make_h100_spec(**overrides: Any) -> GPUSpec:
+    """An H100 SXM5 (vendor numbers, hardware.md section 1); keyword arguments replace fields."""
+    fields: dict[str, Any] = {
+        "name": "H100-SXM5-test",
+        "source": "tests/conftest.py: H100 SXM5 datasheet numbers (hardware.md section 1)",
+        "sm_count": 132,
+        "clock_MHz": 1830.0,
+        "tensor_peak_TFLOPS": {
+            Dtype.tf32: 494.7,
+            Dtype.fp16: 989.4,
+            Dtype.bf16: 989.4,
+            Dtype.fp8: 1978.9,
+        },
+        "cuda_core_peak_TFLOPS": {Dtype.fp32: 66.9},
+        "hbm_capacity_GB": 80.0,
+        "hbm_bw_GBps": 3350.0,
+        "l2_MB": 50.0,
+        "registers_per_sm": 65536,
+        "max_registers_per_thread": 255,
+        "register_alloc_unit": 256,
+        "shared_mem_per_sm_KiB": 228.0,
+        "shared_mem_per_block_KiB": 227.0,
+        "shared_mem_reserved_per_block_KiB": 1.0,
+        "shared_mem_alloc_unit_bytes": 128,
+        "max_threads_per_sm": 2048,
+        "max_threads_per_block": 1024,
+        "max_blocks_per_sm": 32,
+        "sm_subpartitions": 4,
+        "warp_size": 32,
+        "copy_engines": 3,  # test fixture value
+    }
+    fields.update(overrides)
+    return GPUSpec(**fields)
+
+
+def _m(value: float) -> Measured:
+    return Measured(value=value, source=FIXTURE)
+
+
+def _f(value: float) -> MeasuredFraction:
+    return MeasuredFraction(value=value, source=FIXTURE)
+
+
+def make_profile(
+    *,
+    hbm_efficiency: float = 0.9,
+    tensor_efficiency: float = 0.75,
+    skinny_tensor_efficiency: float = 0.5,
+    mma_sync_factor: float = 0.6,
+    cuda_core_efficiency: float = 0.7,
+    kernel_floor_us: float = 2.0,
+    link_efficiency: float = 0.8,
+) -> CalibrationProfile:
+    """A calibration profile with every field set to a made-up test value (not a calibration).
+
+    ``tensor_efficiency`` / ``skinny_tensor_efficiency`` apply to ``wgmma`` for every dtype;
+    ``mma_sync`` gets them times ``mma_sync_factor``.
+    """
+    tensor: dict[InstructionPath, dict[Dtype, dict[ShapeClass, MeasuredFraction]]] = {}
+    for path, factor in ((InstructionPath.wgmma, 1.0), (InstructionPath.mma_sync, mma_sync_factor)):
+        tensor[path] = {
+            dtype: {
+                ShapeClass.large: _f(tensor_efficiency * factor),
+                ShapeClass.skinny: _f(skinny_tensor_efficiency * factor),
+            }
+            for dtype in Dtype
+        }
+    return CalibrationProfile(
+        id="test-profile",
+        description="made-up values for tests",
+        link_efficiency={kind: _f(link_efficiency) for kind in LinkKind},
+        memory_efficiency={kind: _f(hbm_efficiency) for kind in MemoryKind},
+        tensor_efficiency=tensor,
+        cuda_core_efficiency=_f(cuda_core_efficiency),
+        launch=LaunchCosts(
+            launch_api_us=_m(2.0),
+            doorbell_to_start_us=_m(1.0),
+            kernel_floor_us=_m(kernel_floor_us),
+            graph_launch_per_kernel_us=_m(1.0),
+            framework_op_us=_m(5.0),
+            sync_return_us=_m(1.0),
+        ),
+    )
+
+
+@pytest.fixture
+def h100_spec() -> GPUSpec:
+    """The default ``make_h100_spec()``."""
+    return make_h100_spec()
+
+
+@pytest.fixture
+def profile() -> CalibrationProfile:
+    """The default ``make_profile()``."""
+    return make_profile()
+
+
+def make_star_topology(
+    n_gpus: int = 2,
+    *,
+    link_GBps: float = 450.0,
+    link_latency_ns: float = 500.0,
+    switch_latency_ns: float = 100.0,
+    gpu: GPUSpec | None = None,
+) -> Topology:
+    """``n_gpus`` GPUs on one NVSwitch-like switch plus one host CPU on PCIe (test fixture)."""
+    model = gpu or make_h100_spec()
+    cpu = CPUDevice(
+        id="cpu0",
+        model=HostCPUSpec(name="test-cpu", cores=32, clock_GHz=3.0, isa="x86_64", source=FIXTURE),
+        memory=MemoryTierSpec(
+            name="test-ddr", kind=MemoryKind.ddr, capacity_GB=512, bw_GBps=300, latency_ns=100,
+            source=FIXTURE,
+        ),
+    )
+    switch = SwitchDevice(
+        id="sw", switch_type=SwitchType.nvswitch, latency_ns=switch_latency_ns, source=FIXTURE
+    )
+    gpus = [GPUDevice(id=f"gpu{i}", model=model, host="cpu0") for i in range(n_gpus)]
+    links = [
+        LinkSpec(kind=LinkKind.nvlink, a=g.id, b="sw", bw_a_to_b_GBps=link_GBps,
+                 latency_ns=link_latency_ns, source=FIXTURE)
+        for g in gpus
+    ] + [
+        LinkSpec(kind=LinkKind.pcie, a=g.id, b="cpu0", bw_a_to_b_GBps=63.0, latency_ns=1000.0,
+                 source=FIXTURE)
+        for g in gpus
+    ]
+    return Topology(
+        name=f"star{n_gpus}", default_profile="test-profile", devices=[cpu, switch, *gpus], links=links
+    )
+
+
+def make_scenario(
+    workload: Workload,
+    *,
+    topology: Topology | None = None,
+    profile: CalibrationProfile | None = None,
+    fidelity: Fidelity = Fidelity.des,
+    seed: int = 0,
+    trace: bool = False,
+) -> ResolvedScenario:
+    """A resolved scenario around ``workload`` on the star topology by default."""
+    return ResolvedScenario(
+        name="test",
+        topology=topology or make_star_topology(),
+        workload=workload,
+        profile=profile or make_profile(),
+        options=Options(seed=seed, fidelity=fidelity, trace=trace),
+    )
