@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -101,7 +100,8 @@ def run(
         typer.Option("--set", help="Override a value: dotted.path=value (repeatable)."),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Output folder [default: results/<name>/].")
+        Path | None,
+        typer.Option("-o", "--output", help="Output folder [default: results/<name>/]."),
     ] = None,
     fidelity: Annotated[Fidelity | None, typer.Option(help="Override options.fidelity.")] = None,
     trace: Annotated[
@@ -155,7 +155,9 @@ def check(files: Annotated[list[Path], typer.Argument(help="Spec files to valida
 
 @app.command()
 def schema(
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write to.")] = Path("schemas"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write to.")] = Path(
+        "schemas"
+    ),
 ) -> None:
     """Write the JSON Schemas of every kind of spec file."""
     for name, body in all_schemas().items():
@@ -167,7 +169,7 @@ def schema(
 def list_() -> None:
     """Show the shipped topologies, workloads and calibration profiles."""
     root = data_root()
-    for kind in ("topology", "workload", "profile"):
+    for kind in ("scenario", "topology", "profile"):
         table = Table(title=f"{kind} ({SHIPPED_DIRS[kind]}/)")
         table.add_column("name")
         table.add_column("description")
@@ -187,4 +189,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gpusim.spec.base import Dtype
-from gpusim.spec.hardware import GPUSpec, MemoryKind
+from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryKind, MemoryTierSpec
 from gpusim.spec.profile import (
     CalibrationProfile,
     InstructionPath,
@@ -20,7 +20,6 @@ from gpusim.spec.profile import (
     MeasuredFraction,
     ShapeClass,
 )
-from gpusim.spec.hardware import HostCPUSpec, MemoryTierSpec
 from gpusim.spec.scenario import Fidelity, Options, ResolvedScenario
 from gpusim.spec.topology import (
     CPUDevice,
@@ -147,7 +146,11 @@ def make_star_topology(
         id="cpu0",
         model=HostCPUSpec(name="test-cpu", cores=32, clock_GHz=3.0, isa="x86_64", source=FIXTURE),
         memory=MemoryTierSpec(
-            name="test-ddr", kind=MemoryKind.ddr, capacity_GB=512, bw_GBps=300, latency_ns=100,
+            name="test-ddr",
+            kind=MemoryKind.ddr,
+            capacity_GB=512,
+            bw_GBps=300,
+            latency_ns=100,
             source=FIXTURE,
         ),
     )
@@ -156,16 +159,31 @@ def make_star_topology(
     )
     gpus = [GPUDevice(id=f"gpu{i}", model=model, host="cpu0") for i in range(n_gpus)]
     links = [
-        LinkSpec(kind=LinkKind.nvlink, a=g.id, b="sw", bw_a_to_b_GBps=link_GBps,
-                 latency_ns=link_latency_ns, source=FIXTURE)
+        LinkSpec(
+            kind=LinkKind.nvlink,
+            a=g.id,
+            b="sw",
+            bw_a_to_b_GBps=link_GBps,
+            latency_ns=link_latency_ns,
+            source=FIXTURE,
+        )
         for g in gpus
     ] + [
-        LinkSpec(kind=LinkKind.pcie, a=g.id, b="cpu0", bw_a_to_b_GBps=63.0, latency_ns=1000.0,
-                 source=FIXTURE)
+        LinkSpec(
+            kind=LinkKind.pcie,
+            a=g.id,
+            b="cpu0",
+            bw_a_to_b_GBps=63.0,
+            latency_ns=1000.0,
+            source=FIXTURE,
+        )
         for g in gpus
     ]
     return Topology(
-        name=f"star{n_gpus}", default_profile="test-profile", devices=[cpu, switch, *gpus], links=links
+        name=f"star{n_gpus}",
+        default_profile="test-profile",
+        devices=[cpu, switch, *gpus],
+        links=links,
     )
 
 

@@ -22,7 +22,10 @@ def _scenario_doc() -> dict[str, Any]:
     return {
         "name": "bad-input-test",
         "topology": make_star_topology(2).model_dump(mode="json"),
-        "workload": {"kind": "transfers", "transfers": [{"src": "gpu0", "dst": "gpu1", "bytes": 1000}]},
+        "workload": {
+            "kind": "transfers",
+            "transfers": [{"src": "gpu0", "dst": "gpu1", "bytes": 1000}],
+        },
         "profile": make_profile().model_dump(mode="json"),
     }
 
@@ -65,7 +68,12 @@ def _mutate(doc: dict[str, Any], dotted: str, value: Any) -> None:
     ("dotted", "value", "expect_path", "expect_reason"),
     [
         ("workload.bandwidth", 3, "$.workload.bandwidth", "Extra inputs are not permitted"),
-        ("topology.links.1.bw_a_to_b_GBps", -5, "$.topology.links[1].bw_a_to_b_GBps", "greater than 0"),
+        (
+            "topology.links.1.bw_a_to_b_GBps",
+            -5,
+            "$.topology.links[1].bw_a_to_b_GBps",
+            "greater than 0",
+        ),
         ("topology.links.0.b", "nowhere", "$.topology.links[0].b", "dangling"),
         ("workload.transfers.0.dst", "gpu9", "$.workload.transfers[0].dst", "unknown device"),
         ("topology.devices.2.host", "sw", "$.topology.devices[2].host", "not a cpu"),

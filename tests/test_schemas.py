@@ -15,7 +15,9 @@ def test_schemas_are_current() -> None:
     on_disk = {p.name for p in SCHEMAS.glob("*.schema.json")}
     assert on_disk == set(generated), "run `gpusim schema` to regenerate schemas/"
     for name, schema in generated.items():
-        assert json.loads((SCHEMAS / name).read_text()) == schema, f"{name} is stale: run `gpusim schema`"
+        assert json.loads((SCHEMAS / name).read_text()) == schema, (
+            f"{name} is stale: run `gpusim schema`"
+        )
 
 
 def test_scenario_schema_accepts_references() -> None:

@@ -28,7 +28,9 @@ SYNC_S = 1.0e-6  # sync_return_us
 def _chain(kernel_floor_us: float, count: int, bytes_each: int = 0) -> float:
     kernel = ElementwiseOp(bytes_read=bytes_each, bytes_written=0) if bytes_each else NullOp()
     wl = KernelChainWorkload(kernel=kernel, count=count)
-    return simulate(make_scenario(wl, profile=make_profile(kernel_floor_us=kernel_floor_us))).makespan_s
+    return simulate(
+        make_scenario(wl, profile=make_profile(kernel_floor_us=kernel_floor_us))
+    ).makespan_s
 
 
 def test_host_bound_chain_takes_n_launches() -> None:

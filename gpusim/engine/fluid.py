@@ -108,8 +108,10 @@ class FluidNetwork:
 
         ``max_rate_Bps`` caps this flow alone (e.g. a kernel that cannot issue loads faster).
         """
-        if size_B < 0 or latency_s < 0:
+        if not (size_B >= 0 and latency_s >= 0):  # also rejects NaN
             raise ValueError("transfer size and latency must be non-negative")
+        if not max_rate_Bps > 0:  # 0 would never finish; < 0 hangs max_min_fair_rates
+            raise ValueError(f"max_rate_Bps must be positive, got {max_rate_Bps}")
         done = self.env.event()
         key: FlowKey = (tuple(route), float(max_rate_Bps))
         if latency_s > 0:
@@ -126,7 +128,11 @@ class FluidNetwork:
         return [
             ResourceStats(n, c, b, p, s)
             for n, c, b, p, s in zip(
-                self.names, self.capacity_Bps, self.carried_B, self.peak_load_Bps, self.busy_s,
+                self.names,
+                self.capacity_Bps,
+                self.carried_B,
+                self.peak_load_Bps,
+                self.busy_s,
                 strict=True,
             )
         ]
@@ -220,8 +226,15 @@ class FluidNetwork:
         finished: list[tuple[_Flow, tuple[int, ...]]] = []
         for key, cls in list(self._classes.items()):
             flows = cls.flows
+            rate = cls.rate_Bps
             limit = cls.virtual_B * (1.0 + _FINISH_REL_TOL)
-            while flows and (cls.rate_Bps == math.inf or flows[0].finish_vB <= limit):
+            # Also finish a flow whose rest takes less than the clock resolves at `now`: its
+            # wake-up would land at `now` again, forever.
+            while flows and (
+                rate == math.inf
+                or flows[0].finish_vB <= limit
+                or (rate > 0 and now + (flows[0].finish_vB - cls.virtual_B) / rate <= now)
+            ):
                 finished.append((heapq.heappop(flows), cls.route))
             if not flows:
                 del self._classes[key]
@@ -229,6 +242,8 @@ class FluidNetwork:
             if self.recorder.enabled:
                 args = {"bytes": flow.size_B}
                 for r in route:
-                    self.recorder.async_slice(self._tracks[r], flow.label, flow.entered_s, now, args)
+                    self.recorder.async_slice(
+                        self._tracks[r], flow.label, flow.entered_s, now, args
+                    )
             flow.done.succeed(now)
         self._request_settle()

@@ -37,14 +37,24 @@ class TraceRecorder:
     events: list[TraceEvent] = field(default_factory=list)
 
     def slice(
-        self, track: Track, name: str, start_s: float, end_s: float, args: dict[str, Any] | None = None
+        self,
+        track: Track,
+        name: str,
+        start_s: float,
+        end_s: float,
+        args: dict[str, Any] | None = None,
     ) -> None:
         """A span on a track whose spans never overlap (a host thread, a stream)."""
         if self.enabled:
             self.events.append(TraceEvent("slice", track, name, start_s, end_s, 0.0, args))
 
     def async_slice(
-        self, track: Track, name: str, start_s: float, end_s: float, args: dict[str, Any] | None = None
+        self,
+        track: Track,
+        name: str,
+        start_s: float,
+        end_s: float,
+        args: dict[str, Any] | None = None,
     ) -> None:
         """A span that may overlap others on the same track (transfers on a link)."""
         if self.enabled:

@@ -46,7 +46,11 @@ class LaunchTimes:
 
 
 def launch_kernel(
-    thread: HostThread, stream: Stream, cost: KernelCost, times: LaunchTimes, mode: LaunchMode = "eager"
+    thread: HostThread,
+    stream: Stream,
+    cost: KernelCost,
+    times: LaunchTimes,
+    mode: LaunchMode = "eager",
 ) -> Generator[simpy.Event, Any, simpy.Event]:
     """Launch ``cost`` on ``stream`` from ``thread``; returns the kernel's completion event."""
     yield from thread.spend(f"launch {cost.name}", times.host_cost_s(mode))

@@ -23,12 +23,36 @@ def chrome_trace(events: Iterable[TraceEvent], title: str = "gpusim") -> dict[st
         pid = pids.get(track.group)
         if pid is None:
             pid = pids[track.group] = len(pids) + 1
-            out.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": track.group}})
-            out.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0, "args": {"sort_index": pid}})
+            out.append(
+                {
+                    "ph": "M",
+                    "name": "process_name",
+                    "pid": pid,
+                    "tid": 0,
+                    "args": {"name": track.group},
+                }
+            )
+            out.append(
+                {
+                    "ph": "M",
+                    "name": "process_sort_index",
+                    "pid": pid,
+                    "tid": 0,
+                    "args": {"sort_index": pid},
+                }
+            )
         tid = tids.get(track)
         if tid is None:
             tid = tids[track] = len(tids) + 1
-            out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": track.lane}})
+            out.append(
+                {
+                    "ph": "M",
+                    "name": "thread_name",
+                    "pid": pid,
+                    "tid": tid,
+                    "args": {"name": track.lane},
+                }
+            )
         return pid, tid
 
     async_id = 0
@@ -37,7 +61,11 @@ def chrome_trace(events: Iterable[TraceEvent], title: str = "gpusim") -> dict[st
         ts = ev.start_s * _US_PER_S
         if ev.kind == "slice":
             item: dict[str, Any] = {
-                "ph": "X", "name": ev.name, "pid": pid, "tid": tid, "ts": ts,
+                "ph": "X",
+                "name": ev.name,
+                "pid": pid,
+                "tid": tid,
+                "ts": ts,
                 "dur": (ev.end_s - ev.start_s) * _US_PER_S,
             }
             if ev.args:
@@ -45,12 +73,23 @@ def chrome_trace(events: Iterable[TraceEvent], title: str = "gpusim") -> dict[st
             out.append(item)
         elif ev.kind == "async":
             async_id += 1
-            common = {"name": ev.name, "cat": ev.track.group, "pid": pid, "tid": tid, "id": async_id}
+            common = {
+                "name": ev.name,
+                "cat": ev.track.group,
+                "pid": pid,
+                "tid": tid,
+                "id": async_id,
+            }
             out.append({"ph": "b", "ts": ts, **common, "args": ev.args or {}})
             out.append({"ph": "e", "ts": ev.end_s * _US_PER_S, **common})
         elif ev.kind == "counter":
-            out.append({
-                "ph": "C", "name": f"{ev.track.lane} {ev.name}", "pid": pid, "ts": ts,
-                "args": {ev.name: ev.value},
-            })
+            out.append(
+                {
+                    "ph": "C",
+                    "name": f"{ev.track.lane} {ev.name}",
+                    "pid": pid,
+                    "ts": ts,
+                    "args": {ev.name: ev.value},
+                }
+            )
     return {"traceEvents": out, "displayTimeUnit": "ns", "otherData": {"title": title}}

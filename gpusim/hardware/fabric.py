@@ -6,6 +6,7 @@ analytic path reads capacities and routes directly.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -104,8 +105,10 @@ class Fabric:
         try:
             nodes = nx.shortest_path(view, src, dst, weight="latency")
         except (nx.NetworkXNoPath, nx.NodeNotFound):
-            raise SimulationError(f"no route from '{src}' to '{dst}' that avoids other GPUs") from None
-        edges = [self._graph.edges[u, v] for u, v in zip(nodes, nodes[1:], strict=False)]
+            raise SimulationError(
+                f"no route from '{src}' to '{dst}' that avoids other GPUs"
+            ) from None
+        edges = [self._graph.edges[u, v] for u, v in itertools.pairwise(nodes)]
         resources = tuple(int(e["resource"]) for e in edges)
         route = Route(
             src=src,

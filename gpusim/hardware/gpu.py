@@ -32,7 +32,9 @@ class GPURuntime:
         self.env = env
         self.network = network
         self.recorder = recorder
-        self.hbm = network.add_resource(f"{device_id}.hbm", rates.hbm_achievable_Bps, group="memory")
+        self.hbm = network.add_resource(
+            f"{device_id}.hbm", rates.hbm_achievable_Bps, group="memory"
+        )
         self.sms = simpy.Container(env, capacity=rates.sm_count, init=rates.sm_count)
         self.streams: dict[int, Stream] = {}
         self.busy_sm_s = 0.0

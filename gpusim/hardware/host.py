@@ -13,7 +13,9 @@ from gpusim.engine.trace import TraceRecorder, Track
 class HostThread:
     """One host thread. Its calls are sequential; busy time is what it spends in API calls."""
 
-    def __init__(self, cpu_id: str, name: str, env: simpy.Environment, recorder: TraceRecorder) -> None:
+    def __init__(
+        self, cpu_id: str, name: str, env: simpy.Environment, recorder: TraceRecorder
+    ) -> None:
         self.cpu_id = cpu_id
         self.name = name
         self.env = env
@@ -31,7 +33,9 @@ class HostThread:
         self.calls += 1
         self.recorder.slice(self.track, label, start, float(self.env.now))
 
-    def wait(self, label: str, events: list[simpy.Event], return_s: float) -> Generator[simpy.Event, Any, None]:
+    def wait(
+        self, label: str, events: list[simpy.Event], return_s: float
+    ) -> Generator[simpy.Event, Any, None]:
         """Block until every event fired (a host synchronisation), then pay ``return_s``."""
         start = float(self.env.now)
         pending = [e for e in events if not e.processed]

@@ -29,14 +29,18 @@ class GPURates:
         try:
             return TFLOPS_to_FLOPps(self.spec.tensor_peak_TFLOPS[dtype])
         except KeyError:
-            raise SimulationError(f"GPU '{self.spec.name}' has no tensor-core peak for {dtype}") from None
+            raise SimulationError(
+                f"GPU '{self.spec.name}' has no tensor-core peak for {dtype}"
+            ) from None
 
     def cuda_core_peak_FLOPps(self, dtype: Dtype) -> float:
         """CUDA-core peak of the whole GPU for ``dtype``."""
         try:
             return TFLOPS_to_FLOPps(self.spec.cuda_core_peak_TFLOPS[dtype])
         except KeyError:
-            raise SimulationError(f"GPU '{self.spec.name}' has no CUDA-core peak for {dtype}") from None
+            raise SimulationError(
+                f"GPU '{self.spec.name}' has no CUDA-core peak for {dtype}"
+            ) from None
 
     def tensor_efficiency(self, path: InstructionPath, dtype: Dtype, shape: ShapeClass) -> float:
         """Achieved fraction of the tensor peak for this instruction path, dtype and shape class."""
@@ -47,9 +51,15 @@ class GPURates:
                 f"profile '{self.profile.id}' has no tensor_efficiency.{path}.{dtype}.{shape}"
             ) from None
 
-    def tensor_rate_per_sm_FLOPps(self, path: InstructionPath, dtype: Dtype, shape: ShapeClass) -> float:
+    def tensor_rate_per_sm_FLOPps(
+        self, path: InstructionPath, dtype: Dtype, shape: ShapeClass
+    ) -> float:
         """Achievable tensor-core rate of one SM."""
-        return self.tensor_peak_FLOPps(dtype) * self.tensor_efficiency(path, dtype, shape) / self.sm_count
+        return (
+            self.tensor_peak_FLOPps(dtype)
+            * self.tensor_efficiency(path, dtype, shape)
+            / self.sm_count
+        )
 
 
 def gpu_rates(spec: GPUSpec, profile: CalibrationProfile) -> GPURates:

@@ -60,4 +60,3 @@ STORAGE_BYTES: dict[Dtype, int] = {
 def storage_bytes(dtype: Dtype) -> int:
     """Bytes one element of ``dtype`` occupies in memory."""
     return STORAGE_BYTES[dtype]
-

@@ -22,7 +22,7 @@ Problem = tuple[tuple[int | str, ...], str]
 
 
 def check_topology(topo: Topology) -> Iterator[Problem]:
-    """Unique ids, links between known distinct devices, GPUs hosted by CPUs, one connected graph."""
+    """Unique ids, links between distinct known devices, GPUs hosted by CPUs, a connected graph."""
     seen: set[str] = set()
     for i, dev in enumerate(topo.devices):
         if dev.id in seen:

@@ -27,7 +27,9 @@ class GPUSpec(Sourced):
     l2_MB: PositiveFloat
     registers_per_sm: PositiveInt
     max_registers_per_thread: PositiveInt
-    register_alloc_unit: PositiveInt = Field(description="Registers allocated per warp in units of this.")
+    register_alloc_unit: PositiveInt = Field(
+        description="Registers allocated per warp in units of this."
+    )
     shared_mem_per_sm_KiB: PositiveFloat
     shared_mem_per_block_KiB: PositiveFloat = Field(description="Opt-in maximum per block.")
     shared_mem_reserved_per_block_KiB: NonNegativeFloat = Field(
@@ -37,7 +39,9 @@ class GPUSpec(Sourced):
     max_threads_per_sm: PositiveInt
     max_threads_per_block: PositiveInt
     max_blocks_per_sm: PositiveInt
-    sm_subpartitions: PositiveInt = Field(description="Warp schedulers (register file banks) per SM.")
+    sm_subpartitions: PositiveInt = Field(
+        description="Warp schedulers (register file banks) per SM."
+    )
     warp_size: PositiveInt = 32
     copy_engines: PositiveInt = Field(description="DMA engines for cudaMemcpyAsync.")
 

@@ -60,7 +60,9 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SpecError(path, "$", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise SpecError(
+            path, "$", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
 
 
 def _data_loc(data: Any, loc: Loc) -> Loc:
@@ -75,16 +77,19 @@ def _data_loc(data: Any, loc: Loc) -> Loc:
             continue
         if isinstance(part, str) and _is_type_name(part):
             continue
-        if isinstance(node, dict) and isinstance(part, str) and part in node:
-            node, tag_skipped = node[part], False
-            out.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if _indexes(node, part):
             node, tag_skipped = node[part], False
             out.append(part)
         elif isinstance(node, dict) and isinstance(part, str):
             out.append(part)  # a missing or unknown key: still the place to point at
             node = None
     return tuple(out)
+
+
+def _indexes(node: Any, part: int | str) -> bool:
+    if isinstance(node, dict):
+        return isinstance(part, str) and part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
 def _tags(node: dict[str, Any]) -> set[Any]:
@@ -150,10 +155,14 @@ def _inline_components(topo: dict[str, Any], base_dir: Path, loc: Loc, prov: Pro
             continue
         kind = dev.get("kind")
         if kind == "gpu" and isinstance(dev.get("model"), str):
-            dev["model"] = _inline("gpu", dev["model"], base_dir, (*loc, "devices", i, "model"), prov)
+            dev["model"] = _inline(
+                "gpu", dev["model"], base_dir, (*loc, "devices", i, "model"), prov
+            )
         if kind == "cpu":
             if isinstance(dev.get("model"), str):
-                dev["model"] = _inline("cpu", dev["model"], base_dir, (*loc, "devices", i, "model"), prov)
+                dev["model"] = _inline(
+                    "cpu", dev["model"], base_dir, (*loc, "devices", i, "model"), prov
+                )
             if isinstance(dev.get("memory"), str):
                 dev["memory"] = _inline(
                     "memory", dev["memory"], base_dir, (*loc, "devices", i, "memory"), prov
@@ -174,7 +183,9 @@ def _raw_scenario(raw: Any, file: Path, prov: Provenance) -> dict[str, Any]:
         topo = doc["topology"]
         default = topo.get("default_profile") if isinstance(topo, dict) else None
         if not isinstance(default, str):
-            raise SpecError(file, "$.profile", "no profile given and the topology names no default_profile")
+            raise SpecError(
+                file, "$.profile", "no profile given and the topology names no default_profile"
+            )
         doc["profile"] = _inline(
             "profile", default, base, ("profile",), prov, blame_loc=("topology", "default_profile")
         )
@@ -198,6 +209,7 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     prov = Provenance()
     doc = _raw_scenario(read_json(file), file, prov)
     for dotted, value in (overrides or {}).items():
+
         def inline(kind: str, ref: str, loc: Loc) -> Any:
             return _inline(kind, ref, file.parent, loc, prov)
 

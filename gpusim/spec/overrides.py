@@ -74,7 +74,9 @@ def apply_override(
         if isinstance(child, str):
             kind = _reference_kind(loc, doc)
             if kind is None:
-                raise SpecError(file, dotted, f"unknown path: '{part}' holds a value, not an object")
+                raise SpecError(
+                    file, dotted, f"unknown path: '{part}' holds a value, not an object"
+                )
             child = inline(kind, child, loc)
             node[key] = child
         node = child

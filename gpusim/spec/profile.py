@@ -19,8 +19,12 @@ class Measured(Spec):
     """One calibrated value with where it came from."""
 
     value: NonNegativeFloat
-    source: str = Field(min_length=1, description="Program and device, or publication, it came from.")
-    uncertainty: NonNegativeFloat | None = Field(default=None, description="One standard error, same unit.")
+    source: str = Field(
+        min_length=1, description="Program and device, or publication, it came from."
+    )
+    uncertainty: NonNegativeFloat | None = Field(
+        default=None, description="One standard error, same unit."
+    )
 
 
 class MeasuredFraction(Measured):
@@ -54,8 +58,12 @@ class LaunchCosts(Spec):
     graph_launch_per_kernel_us: Measured = Field(
         description="Host cost per kernel node when launched through a CUDA graph."
     )
-    framework_op_us: Measured = Field(description="Framework (e.g. PyTorch eager) cost per operator.")
-    sync_return_us: Measured = Field(description="From the GPU going idle to a host sync returning.")
+    framework_op_us: Measured = Field(
+        description="Framework (e.g. PyTorch eager) cost per operator."
+    )
+    sync_return_us: Measured = Field(
+        description="From the GPU going idle to a host sync returning."
+    )
 
 
 class CalibrationProfile(Spec):
@@ -69,8 +77,10 @@ class CalibrationProfile(Spec):
     memory_efficiency: dict[MemoryKind, MeasuredFraction] = Field(
         description="Achievable fraction of nameplate bandwidth per memory tier."
     )
-    tensor_efficiency: dict[InstructionPath, dict[Dtype, dict[ShapeClass, MeasuredFraction]]] = Field(
-        description="Achieved fraction of dense tensor-core peak by instruction path, dtype and shape."
+    tensor_efficiency: dict[InstructionPath, dict[Dtype, dict[ShapeClass, MeasuredFraction]]] = (
+        Field(
+            description="Achieved fraction of dense tensor peak by instruction path, dtype, shape."
+        )
     )
     cuda_core_efficiency: MeasuredFraction
     launch: LaunchCosts

@@ -10,7 +10,7 @@ from gpusim.errors import SpecError
 #: Folder names (under the data root) for each kind of reference.
 SHIPPED_DIRS: dict[str, str] = {
     "topology": "topologies",
-    "workload": "workloads",
+    "scenario": "workloads",
     "profile": "topologies/profiles",
     "gpu": "topologies/components/gpu",
     "cpu": "topologies/components/cpu",
@@ -41,8 +41,9 @@ def is_path_ref(ref: str) -> bool:
 
 
 def resolve_ref(kind: str, ref: str, base_dir: Path, referrer: str | Path, at: str) -> Path:
-    """The file a reference names. ``referrer``/``at`` locate the reference for error messages."""
-    if is_path_ref(ref):
+    """The file a reference names. ``referrer``/``at`` locate the reference for error messages.
+    Workloads have no shipped names (workloads/ holds runnable scenarios): they are paths."""
+    if is_path_ref(ref) or kind not in SHIPPED_DIRS:
         candidate = Path(ref)
         if not candidate.is_absolute():
             candidate = base_dir / candidate

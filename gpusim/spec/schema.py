@@ -14,7 +14,10 @@ from gpusim.spec.scenario import Scenario
 from gpusim.spec.topology import Topology
 from gpusim.spec.workload import Workload
 
-_REFERENCE = {"type": "string", "description": "Name of a shipped component file, or a path to one."}
+_REFERENCE = {
+    "type": "string",
+    "description": "Name of a shipped component file, or a path to one.",
+}
 
 
 def _allow_component_refs(schema: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class LinkKind(StrEnum):
     pcie = "pcie"
     c2c = "c2c"
     infiniband = "infiniband"
+    socket = "socket"  # CPU-to-CPU: UPI, AMD xGMI, Grace-to-Grace
 
 
 class GPUDevice(Spec):
@@ -114,7 +115,9 @@ class Topology(Spec):
 
     name: Identifier
     description: str = ""
-    default_profile: Identifier = Field(description="Calibration profile used when a scenario names none.")
+    default_profile: Identifier = Field(
+        description="Calibration profile used when a scenario names none."
+    )
     devices: list[Device] = Field(min_length=1)
     links: list[LinkSpec] = Field(min_length=1)
 

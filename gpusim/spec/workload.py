@@ -44,7 +44,9 @@ class GemmAllToAllWorkload(Spec):
     participant (an all-to-all of the outputs), each share split into ``messages_per_peer``."""
 
     kind: Literal["gemm_alltoall"] = "gemm_alltoall"
-    gpus: list[Identifier] | None = Field(default=None, description="GPU ids; all GPUs when absent.")
+    gpus: list[Identifier] | None = Field(
+        default=None, description="GPU ids; all GPUs when absent."
+    )
     gemm: GemmOp
     messages_per_peer: PositiveInt = 1
 

@@ -24,7 +24,9 @@ def static_completion_s(fabric: Fabric, flows: Sequence[StaticFlow]) -> list[flo
     with all flows active at once. Exact with no contention, and for symmetric patterns whose
     flows start and end together; otherwise an approximation that ignores rate changes."""
     routes = [f.route.resources for f in flows]
-    rates = max_min_fair_rates(routes, [1] * len(flows), [float("inf")] * len(flows), fabric.capacities_Bps)
+    rates = max_min_fair_rates(
+        routes, [1] * len(flows), [float("inf")] * len(flows), fabric.capacities_Bps
+    )
     return [f.issue_s + f.route.latency_s + f.size_B / r for f, r in zip(flows, rates, strict=True)]
 
 

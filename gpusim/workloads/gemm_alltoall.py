@@ -74,7 +74,9 @@ def des(node: Node, wl: GemmAllToAllWorkload) -> Outcome:
             route = node.fabric.route(src, dst)
             for _ in range(wl.messages_per_peer):
                 sends.append(
-                    node.network.transfer(route.resources, msg_B, route.latency_s, label=f"{src}->{dst}")
+                    node.network.transfer(
+                        route.resources, msg_B, route.latency_s, label=f"{src}->{dst}"
+                    )
                 )
         if sends:
             yield env.all_of(sends)
@@ -148,5 +150,8 @@ def analytic(topology: Topology, profile: CalibrationProfile, wl: GemmAllToAllWo
         g: {"gemm_s": gemm_s[g], "alltoall_s": a2a_span[g], "finish_s": finish[g]} for g in ranks
     }
     return Outcome(
-        makespan_s=makespan, metrics=metrics, per_gpu=per_gpu, link_bytes=static_link_bytes(fabric, flows)
+        makespan_s=makespan,
+        metrics=metrics,
+        per_gpu=per_gpu,
+        link_bytes=static_link_bytes(fabric, flows),
     )

@@ -61,7 +61,9 @@ def des(node: Node, wl: KernelChainWorkload) -> Outcome:
     node.finish()
     metrics = _metrics(makespan, cost.time_s, thread.busy_s, wl, times.host_cost_s(wl.launch))
     metrics["sm_utilisation"] = gpu.busy_sm_s / (gpu.rates.sm_count * makespan)
-    return Outcome(makespan_s=makespan, metrics=metrics, per_gpu={gpu.id: {"busy_s": gpu.kernel_busy_s}})
+    return Outcome(
+        makespan_s=makespan, metrics=metrics, per_gpu={gpu.id: {"busy_s": gpu.kernel_busy_s}}
+    )
 
 
 def analytic(topology: Topology, profile: CalibrationProfile, wl: KernelChainWorkload) -> Outcome:
@@ -79,4 +81,6 @@ def analytic(topology: Topology, profile: CalibrationProfile, wl: KernelChainWor
     metrics = _metrics(makespan, cost.time_s, wl.count * launch_s, wl, launch_s)
     sms = max(1, min(rates.sm_count, cost.blocks))
     metrics["sm_utilisation"] = wl.count * cost.time_s * sms / (rates.sm_count * makespan)
-    return Outcome(makespan_s=makespan, metrics=metrics, per_gpu={gpu_id: {"busy_s": wl.count * cost.time_s}})
+    return Outcome(
+        makespan_s=makespan, metrics=metrics, per_gpu={gpu_id: {"busy_s": wl.count * cost.time_s}}
+    )

@@ -43,7 +43,9 @@ def des(node: Node, wl: TransfersWorkload) -> Outcome:
         if tr.start_us > 0:
             yield env.timeout(us_to_s(tr.start_us))
         route = node.fabric.route(tr.src, tr.dst)
-        yield node.network.transfer(route.resources, tr.bytes, route.latency_s, label=f"{tr.src}->{tr.dst}")
+        yield node.network.transfer(
+            route.resources, tr.bytes, route.latency_s, label=f"{tr.src}->{tr.dst}"
+        )
         finish[i] = float(env.now)
 
     for i in range(len(wl.transfers)):
@@ -57,6 +59,7 @@ def analytic(topology: Topology, profile: CalibrationProfile, wl: TransfersWorkl
     """Static max-min rates with every transfer active (exact when nothing contends)."""
     fabric = Fabric(topology, profile)
     flows = [
-        StaticFlow(fabric.route(t.src, t.dst), float(t.bytes), us_to_s(t.start_us)) for t in wl.transfers
+        StaticFlow(fabric.route(t.src, t.dst), float(t.bytes), us_to_s(t.start_us))
+        for t in wl.transfers
     ]
     return _outcome(static_completion_s(fabric, flows), wl, static_link_bytes(fabric, flows))
