@@ -179,6 +179,9 @@ class FluidNetwork:
         self._settle_pending = False
         self._advance()
         classes = list(self._classes.values())
+        if not classes and not self._active:
+            self._generation += 1
+            return
         rates = max_min_fair_rates(
             [c.route for c in classes],
             [len(c.flows) for c in classes],

@@ -27,6 +27,9 @@ def max_min_fair_rates(
     saturated resource on its route where no other flow gets more.
     """
     n = len(routes)
+    if n == 1 and counts[0] > 0:  # the common uncontended case, in closed form
+        share = min((capacity_Bps[r] / counts[0] for r in routes[0]), default=math.inf)
+        return [min(share, caps_Bps[0])]
     rates = [0.0] * n
     weight: dict[int, int] = {}
     for c in range(n):

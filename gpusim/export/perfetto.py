@@ -86,7 +86,7 @@ def chrome_trace(events: Iterable[TraceEvent], title: str = "gpusim") -> dict[st
             out.append(
                 {
                     "ph": "C",
-                    "name": f"{ev.track.lane} {ev.name}",
+                    "name": ev.name if ev.track.lane == ev.name else f"{ev.track.lane} {ev.name}",
                     "pid": pid,
                     "ts": ts,
                     "args": {ev.name: ev.value},

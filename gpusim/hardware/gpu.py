@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -35,14 +36,15 @@ class GPURuntime:
         self.hbm = network.add_resource(
             f"{device_id}.hbm", rates.hbm_achievable_Bps, group="memory"
         )
-        self.sms = simpy.Container(env, capacity=rates.sm_count, init=rates.sm_count)
+        self.free_sms = rates.sm_count
+        self._sm_waiters: deque[tuple[int, simpy.Event]] = deque()
         self.streams: dict[int, Stream] = {}
         self.busy_sm_s = 0.0
         self.kernel_busy_s = 0.0
         self.kernels_run = 0
         self._busy_sms = 0
         self._busy_since_s = 0.0
-        self._sm_track = Track(device_id, "SMs busy")
+        self._sm_track = Track(device_id, "busy SMs")
 
     def stream(self, stream_id: int = 0) -> Stream:
         """The stream with this id (created on first use)."""
@@ -55,6 +57,25 @@ class GPURuntime:
     def sms_for(self, cost: KernelCost) -> int:
         """SMs a kernel occupies: one per block up to the whole GPU."""
         return max(1, min(self.rates.sm_count, cost.blocks))
+
+    def acquire_sms(self, count: int) -> simpy.Event | None:
+        """Take ``count`` SMs, first come first served. Returns None when they were free (no
+        event needed), else an event that fires once they are granted."""
+        if not self._sm_waiters and self.free_sms >= count:
+            self.free_sms -= count
+            return None
+        granted = self.env.event()
+        self._sm_waiters.append((count, granted))
+        return granted
+
+    def release_sms(self, count: int) -> None:
+        """Return SMs and grant waiting requests in order while they fit."""
+        self.free_sms += count
+        waiters = self._sm_waiters
+        while waiters and waiters[0][0] <= self.free_sms:
+            n, granted = waiters.popleft()
+            self.free_sms -= n
+            granted.succeed()
 
     def _sm_change(self, delta: int) -> None:
         now = float(self.env.now)
@@ -69,7 +90,9 @@ class GPURuntime:
         its HBM traffic as a flow capped at the rate its compute allows (so an uncontended kernel
         takes exactly ``cost.time_s``)."""
         sms = self.sms_for(cost)
-        yield self.sms.get(sms)
+        granted = self.acquire_sms(sms)
+        if granted is not None:
+            yield granted
         self._sm_change(sms)
         start = float(self.env.now)
         if cost.floor_s > 0:
@@ -81,7 +104,7 @@ class GPURuntime:
             yield self.env.timeout(cost.compute_time_s)
         end = float(self.env.now)
         self._sm_change(-sms)
-        yield self.sms.put(sms)
+        self.release_sms(sms)
         self.kernel_busy_s += end - start
         self.kernels_run += 1
 

@@ -1,0 +1,78 @@
+"""Runtime GPU: SMs are a shared pool (kernels that fit run concurrently, others queue in
+order), HBM is shared by concurrent memory-bound kernels, and streams keep FIFO order."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_profile, make_star_topology
+
+from gpusim.engine.sim import Simulation
+from gpusim.hardware.node import Node
+from gpusim.kernels.cost import KernelCost
+
+HBM_Bps = 3350e9 * 0.9  # fixture: nameplate 3350 GB/s, efficiency 0.9
+
+
+def _node() -> Node:
+    return Node(make_star_topology(1), make_profile(kernel_floor_us=1.0), Simulation())
+
+
+def _kernel(blocks: int, compute_s: float = 0.0, hbm_B: float = 0.0, name: str = "k") -> KernelCost:
+    return KernelCost(
+        name=name,
+        flops=0.0,
+        hbm_bytes=hbm_B,
+        blocks=blocks,
+        compute_time_s=compute_s,
+        floor_s=1e-6,
+        hbm_achievable_Bps=HBM_Bps,
+        lower_bound_s=0.0,
+    )
+
+
+def _run(node: Node, kernels: list[tuple[int, KernelCost]]) -> list[float]:
+    gpu = node.gpus["gpu0"]
+    done = [gpu.stream(s).submit(k.name, lambda k=k: gpu.run_kernel(k)) for s, k in kernels]
+    node.sim.run()
+    return [float(d.value) for d in done]
+
+
+def test_kernels_that_fit_together_overlap() -> None:
+    node = _node()
+    a, b = _kernel(66, compute_s=10e-6), _kernel(66, compute_s=10e-6)
+    assert _run(node, [(0, a), (1, b)]) == pytest.approx([11e-6, 11e-6], rel=1e-12)
+
+
+def test_kernels_that_need_the_whole_gpu_serialise() -> None:
+    node = _node()
+    a, b = _kernel(132, compute_s=10e-6), _kernel(100, compute_s=10e-6)
+    assert _run(node, [(0, a), (1, b)]) == pytest.approx([11e-6, 22e-6], rel=1e-12)
+
+
+def test_same_stream_is_fifo_even_when_sms_are_free() -> None:
+    node = _node()
+    a, b = _kernel(10, compute_s=10e-6), _kernel(10, compute_s=1e-6)
+    assert _run(node, [(0, a), (0, b)]) == pytest.approx([11e-6, 13e-6], rel=1e-12)
+
+
+def test_concurrent_memory_bound_kernels_share_hbm() -> None:
+    node = _node()
+    size = 1e9
+    a, b = _kernel(66, hbm_B=size), _kernel(66, hbm_B=size)
+    # both stream 1 GB at once: each gets half the achievable HBM bandwidth
+    expected = 1e-6 + 2 * size / HBM_Bps
+    assert _run(node, [(0, a), (1, b)]) == pytest.approx([expected, expected], rel=1e-9)
+
+
+def test_compute_bound_kernel_is_not_sped_up_by_idle_hbm() -> None:
+    node = _node()
+    k = _kernel(132, compute_s=50e-6, hbm_B=1e6)  # 1 MB would take 0.33 us at full HBM rate
+    assert _run(node, [(0, k)]) == pytest.approx([51e-6], rel=1e-9)
+
+
+def test_busy_sm_integral() -> None:
+    node = _node()
+    _run(node, [(0, _kernel(66, compute_s=10e-6)), (1, _kernel(33, compute_s=21e-6))])
+    node.finish()
+    gpu = node.gpus["gpu0"]
+    assert gpu.busy_sm_s == pytest.approx(66 * 11e-6 + 33 * 22e-6, rel=1e-12)
