@@ -42,6 +42,7 @@ class GPURuntime:
         self.busy_sm_s = 0.0
         self.kernel_busy_s = 0.0
         self.kernels_run = 0
+        self.first_kernel_start_s: float | None = None
         self._busy_sms = 0
         self._busy_since_s = 0.0
         self._sm_track = Track(device_id, "busy SMs")
@@ -95,6 +96,8 @@ class GPURuntime:
             yield granted
         self._sm_change(sms)
         start = float(self.env.now)
+        if self.first_kernel_start_s is None:
+            self.first_kernel_start_s = start
         if cost.floor_s > 0:
             yield self.env.timeout(cost.floor_s)
         if cost.hbm_bytes > 0:

@@ -27,10 +27,16 @@ def _gpu_id(topology: Topology, wl: KernelChainWorkload) -> str:
 
 
 def _metrics(
-    makespan_s: float, kernel_s: float, host_s: float, wl: KernelChainWorkload, launch_s: float
+    makespan_s: float,
+    kernel_s: float,
+    host_s: float,
+    wl: KernelChainWorkload,
+    launch_s: float,
+    first_start_s: float,
 ) -> dict[str, float]:
     return {
         "makespan_s": makespan_s,
+        "launch_latency_s": first_start_s,
         "time_per_kernel_s": makespan_s / wl.count,
         "kernel_time_s": kernel_s,
         "launch_cost_s": launch_s,
@@ -59,7 +65,11 @@ def des(node: Node, wl: KernelChainWorkload) -> Outcome:
     node.sim.env.process(host())
     makespan = node.sim.run()
     node.finish()
-    metrics = _metrics(makespan, cost.time_s, thread.busy_s, wl, times.host_cost_s(wl.launch))
+    first = gpu.first_kernel_start_s
+    assert first is not None
+    metrics = _metrics(
+        makespan, cost.time_s, thread.busy_s, wl, times.host_cost_s(wl.launch), first
+    )
     metrics["sm_utilisation"] = gpu.busy_sm_s / (gpu.rates.sm_count * makespan)
     return Outcome(
         makespan_s=makespan, metrics=metrics, per_gpu={gpu.id: {"busy_s": gpu.kernel_busy_s}}
@@ -78,7 +88,8 @@ def analytic(topology: Topology, profile: CalibrationProfile, wl: KernelChainWor
     for i in range(1, wl.count + 1):
         end = max(i * launch_s + times.doorbell_s, end) + cost.time_s
     makespan = end + times.sync_return_s
-    metrics = _metrics(makespan, cost.time_s, wl.count * launch_s, wl, launch_s)
+    first = launch_s + times.doorbell_s
+    metrics = _metrics(makespan, cost.time_s, wl.count * launch_s, wl, launch_s, first)
     sms = max(1, min(rates.sm_count, cost.blocks))
     metrics["sm_utilisation"] = wl.count * cost.time_s * sms / (rates.sm_count * makespan)
     return Outcome(
