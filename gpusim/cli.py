@@ -9,9 +9,16 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from gpusim.errors import SimulationError, SpecError
+from gpusim.errors import SimulationError, SpecError, UsageError
 from gpusim.export.files import write_json_atomic
 from gpusim.export.perfetto import chrome_trace
 from gpusim.result import Result
@@ -30,6 +37,17 @@ from gpusim.spec.overrides import parse_assignment
 from gpusim.spec.refs import SHIPPED_DIRS, data_root, shipped_names
 from gpusim.spec.scenario import Fidelity
 from gpusim.spec.schema import all_schemas
+from gpusim.sweep import (
+    ResultStore,
+    SweepOutcome,
+    SweepProgress,
+    expand,
+    load_sweep,
+    make_executor,
+    manifest_for,
+    run_sweep,
+)
+from gpusim.sweep.executors import ExecutorKind
 
 app = typer.Typer(
     help="gpusim: a calibrated discrete-event performance model of H100/GH200 GPU nodes.",
@@ -57,6 +75,8 @@ def _guard(fn: Callable[[], T]) -> T:
         _fail(str(exc))
     except SimulationError as exc:
         _fail(f"cannot simulate: {exc}")
+    except UsageError as exc:
+        _fail(str(exc))
 
 
 def _format_value(name: str, value: float) -> str:
@@ -181,6 +201,83 @@ def list_() -> None:
             desc = raw.get("description", "") if isinstance(raw, dict) else ""
             table.add_row(name, str(desc))
         out.print(table)
+
+
+def _run_sweep_file(
+    sweep_file: Path,
+    output: Path | None,
+    workers: int,
+    executor: str,
+    scheduler: str | None,
+) -> tuple[ResultStore, SweepOutcome]:
+    sweep = _guard(lambda: load_sweep(sweep_file))
+    points = _guard(lambda: expand(sweep, sweep_file))
+    store = ResultStore(output if output is not None else Path("results") / sweep.name)
+    store.prepare()
+    store.write_manifest(
+        manifest_for(
+            points,
+            sweep.name,
+            sweep.description,
+            metrics=sweep.metrics,
+            baseline=sweep.baseline,
+            sweep_file=str(sweep_file),
+        )
+    )
+    out.print(f"sweep '{sweep.name}': {len(points)} points -> {store.root}")
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=out, transient=False) as bar:
+        task = bar.add_task("points", total=None, counts="")
+
+        def show(p: SweepProgress) -> None:
+            counts = f"done {p.done + p.skipped} failed {p.failed} remaining {p.remaining}"
+            bar.update(task, total=p.total, completed=p.total - p.remaining, counts=counts)
+
+        kind: ExecutorKind = "dask" if executor == "dask" else "process"
+        with _guard(lambda: make_executor(kind, workers, scheduler)) as pool:
+            outcome = run_sweep(points, store, pool, workers=workers, on_progress=show)
+    rows = store.rows()
+    csv_path = store.write_summary_csv(rows)
+    p = outcome.progress
+    out.print(
+        f"{p.done} computed, {p.skipped} already stored, {p.failed} failed; wrote {csv_path}",
+        highlight=False,
+    )
+    for row in rows:
+        if row["status"] == "failed":
+            err.print(f"point {row['point']} failed: {row['error']}", highlight=False, soft_wrap=True)
+    if outcome.interrupted:
+        err.print(f"sweep stopped: {outcome.interrupted}", highlight=False)
+    return store, outcome
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep JSON file.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Results folder [default: results/<name>/].")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+    executor: Annotated[
+        str, typer.Option(help="'process' (local worker processes) or 'dask' (LocalCluster).")
+    ] = "process",
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of a running Dask scheduler (tcp://HOST:PORT).")
+    ] = None,
+) -> None:
+    """Run every point of a sweep (resumable), store results and write summary.csv."""
+    if executor not in ("process", "dask"):
+        _fail(f"--executor: expected 'process' or 'dask', got '{executor}'")
+    _, outcome = _run_sweep_file(sweep_file, output, workers, executor, scheduler)
+    if not outcome.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -32,3 +32,7 @@ class SpecError(Exception):
 
 class SimulationError(Exception):
     """A scenario that validated but cannot be simulated (e.g. no route between two devices)."""
+
+
+class UsageError(Exception):
+    """A command used in a way that cannot work (e.g. an optional dependency is missing)."""

@@ -9,6 +9,7 @@ from collections import Counter
 from conftest import make_scenario, make_star_topology
 
 from gpusim import simulate
+from gpusim.engine.trace import TraceEvent
 from gpusim.export.perfetto import chrome_trace
 from gpusim.spec import GemmAllToAllWorkload, GemmOp
 
@@ -34,3 +35,24 @@ def test_trace_document_is_well_formed() -> None:
     # 4 GPUs x 3 peers x 2 messages cross an uplink and a downlink each
     link_slices = [e for e in events if e["ph"] == "b" and e["cat"] == "links"]
     assert len(link_slices) == 4 * 3 * 2 * 2
+
+
+def test_chrome_trace_round_trips() -> None:
+    from gpusim.export.perfetto import events_from_chrome
+
+    wl = GemmAllToAllWorkload(gemm=GemmOp(m=1024, n=1024, k=1024))
+    trace = simulate(make_scenario(wl, trace=True)).trace
+    assert trace is not None
+    back = events_from_chrome(json.loads(json.dumps(chrome_trace(trace, "t"))))
+    def spans(events: list[TraceEvent]) -> list[tuple[str, str, str, str, float, float]]:
+        return sorted(
+            (e.kind, e.track.group, e.track.lane, e.name, e.start_s, e.end_s)
+            for e in events
+            if e.kind != "counter"
+        )
+
+    original, read_back = spans(trace), spans(back)
+    assert len(original) == len(read_back) > 0
+    for a, b in zip(original, read_back, strict=True):
+        assert a[:4] == b[:4]
+        assert abs(a[4] - b[4]) < 1e-12 and abs(a[5] - b[5]) < 1e-12

@@ -93,3 +93,36 @@ def chrome_trace(events: Iterable[TraceEvent], title: str = "gpusim") -> dict[st
                 }
             )
     return {"traceEvents": out, "displayTimeUnit": "ns", "otherData": {"title": title}}
+
+
+def events_from_chrome(doc: dict[str, Any]) -> list[TraceEvent]:
+    """Read back a document written by :func:`chrome_trace` (for plotting stored traces)."""
+    groups: dict[int, str] = {}
+    lanes: dict[tuple[int, int], str] = {}
+    items = doc.get("traceEvents", [])
+    for e in items:
+        if e.get("ph") == "M" and e.get("name") == "process_name":
+            groups[e["pid"]] = e["args"]["name"]
+        elif e.get("ph") == "M" and e.get("name") == "thread_name":
+            lanes[(e["pid"], e["tid"])] = e["args"]["name"]
+    out: list[TraceEvent] = []
+    begins: dict[int, dict[str, Any]] = {}
+    for e in items:
+        ph = e.get("ph")
+        if ph == "X":
+            track = Track(groups[e["pid"]], lanes[(e["pid"], e["tid"])])
+            start = e["ts"] / _US_PER_S
+            out.append(TraceEvent("slice", track, e["name"], start, start + e["dur"] / _US_PER_S))
+        elif ph == "b":
+            begins[e["id"]] = e
+        elif ph == "e" and e["id"] in begins:
+            b = begins.pop(e["id"])
+            track = Track(groups[b["pid"]], lanes[(b["pid"], b["tid"])])
+            out.append(
+                TraceEvent("async", track, b["name"], b["ts"] / _US_PER_S, e["ts"] / _US_PER_S)
+            )
+        elif ph == "C":
+            (value,) = e["args"].values()
+            track = Track(groups[e["pid"]], e["name"])
+            out.append(TraceEvent("counter", track, e["name"], e["ts"] / _US_PER_S, value=value))
+    return out

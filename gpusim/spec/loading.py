@@ -7,6 +7,7 @@ each subtree came from, so a single pydantic validation can still blame the righ
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,11 @@ class Provenance:
     def add(self, loc: Loc, file: str | Path, inner: Loc = ()) -> None:
         """Record that the subtree at ``loc`` is the document at ``inner`` of ``file``."""
         self.origins[loc] = (str(file), inner)
+
+    def forget(self, loc: Loc) -> None:
+        """Drop what is recorded at and below ``loc`` (its subtree is being replaced)."""
+        for key in [k for k in self.origins if k[: len(loc)] == loc]:
+            del self.origins[key]
 
     def blame(self, loc: Loc, reason: str) -> SpecError:
         """The error for a problem at ``loc`` of the inlined document."""
@@ -132,6 +138,7 @@ def _inline(
     origin_file, origin_inner = _origin_of(loc if blame_loc is None else blame_loc, prov)
     path = resolve_ref(kind, ref, base_dir, origin_file, json_path(origin_inner))
     raw = read_json(path)
+    prov.forget(loc)
     prov.add(loc, path)
     if kind == "topology" and isinstance(raw, dict):
         _inline_components(raw, path.parent, loc, prov)
@@ -179,19 +186,23 @@ def _raw_scenario(raw: Any, file: Path, prov: Provenance) -> dict[str, Any]:
         if key not in doc:
             raise SpecError(file, json_path((key,)), "Field required")
         doc[key] = _inline(key, doc[key], base, (key,), prov)
-    if doc.get("profile") is None:
-        topo = doc["topology"]
-        default = topo.get("default_profile") if isinstance(topo, dict) else None
-        if not isinstance(default, str):
-            raise SpecError(
-                file, "$.profile", "no profile given and the topology names no default_profile"
-            )
-        doc["profile"] = _inline(
-            "profile", default, base, ("profile",), prov, blame_loc=("topology", "default_profile")
-        )
-    else:
+    if doc.get("profile") is not None:
         doc["profile"] = _inline("profile", doc["profile"], base, ("profile",), prov)
     return doc
+
+
+def _default_profile(doc: dict[str, Any], base: Path, file: Path, prov: Provenance) -> None:
+    """Use the topology's default profile when the scenario names none (after overrides, so a
+    swapped topology brings its own default)."""
+    if doc.get("profile") is not None:
+        return
+    topo = doc["topology"]
+    default = topo.get("default_profile") if isinstance(topo, dict) else None
+    if not isinstance(default, str):
+        raise SpecError(file, "$.profile", "no profile given and the topology names no default_profile")
+    doc["profile"] = _inline(
+        "profile", default, base, ("profile",), prov, blame_loc=("topology", "default_profile")
+    )
 
 
 def _finish_scenario(doc: dict[str, Any], prov: Provenance) -> ResolvedScenario:
@@ -206,22 +217,25 @@ def _finish_scenario(doc: dict[str, Any], prov: Provenance) -> ResolvedScenario:
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> ResolvedScenario:
     """Load, inline, override (dotted paths) and validate a scenario file."""
     file = Path(path)
+    return scenario_from_dict(read_json(file), file, overrides)
+
+
+def scenario_from_dict(
+    raw: Any, file: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> ResolvedScenario:
+    """Validate a scenario document. ``file`` names it in errors and anchors relative references
+    (default: an inline document in the current folder); ``overrides`` map dotted paths to values
+    (as ``gpusim run --set``). ``raw`` is not modified."""
+    origin = Path(file) if file is not None else Path.cwd() / "<inline>"
     prov = Provenance()
-    doc = _raw_scenario(read_json(file), file, prov)
+    doc = _raw_scenario(copy.deepcopy(raw), origin, prov)
+
+    def inline(kind: str, ref: str, loc: Loc) -> Any:
+        return _inline(kind, ref, origin.parent, loc, prov)
+
     for dotted, value in (overrides or {}).items():
-
-        def inline(kind: str, ref: str, loc: Loc) -> Any:
-            return _inline(kind, ref, file.parent, loc, prov)
-
-        prov.overridden.add(apply_override(doc, dotted, value, file, inline))
-    return _finish_scenario(doc, prov)
-
-
-def scenario_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> ResolvedScenario:
-    """Validate an in-memory scenario (references resolve against ``base_dir`` or the cwd)."""
-    file = (base_dir or Path.cwd()) / "<inline>"
-    prov = Provenance()
-    doc = _raw_scenario(raw, file, prov)
+        prov.overridden.add(apply_override(doc, dotted, copy.deepcopy(value), origin, inline))
+    _default_profile(doc, origin.parent, origin, prov)
     return _finish_scenario(doc, prov)
 
 

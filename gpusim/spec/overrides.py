@@ -68,7 +68,8 @@ def apply_override(
             raise SpecError(file, dotted, f"unknown path: cannot go into a value at '{part}'")
         loc = (*loc, key)
         if last:
-            node[key] = value
+            kind = _reference_kind(loc, doc) if isinstance(value, str) else None
+            node[key] = value if kind is None else inline(kind, value, loc)
             return loc
         child = node[key]
         if isinstance(child, str):

@@ -1,0 +1,21 @@
+"""What-if sweeps: expand axes over a base scenario, run the points on an executor, keep the
+results in a resumable, content-addressed store."""
+
+from gpusim.sweep.executors import make_executor
+from gpusim.sweep.expand import Point, expand
+from gpusim.sweep.runner import SweepOutcome, SweepProgress, manifest_for, run_sweep
+from gpusim.sweep.spec import SweepSpec, load_sweep
+from gpusim.sweep.store import ResultStore
+
+__all__ = [
+    "Point",
+    "ResultStore",
+    "SweepOutcome",
+    "SweepProgress",
+    "SweepSpec",
+    "expand",
+    "load_sweep",
+    "make_executor",
+    "manifest_for",
+    "run_sweep",
+]

@@ -1,0 +1,141 @@
+"""The results store of a sweep: content-addressed Parquet shards, written atomically.
+
+Layout of a results folder::
+
+    sweep.json            the manifest: sweep name, axes, systems, metrics, and every point
+    shards/<hash>.parquet one finished scenario's result (hash = content hash of the scenario)
+    failed/<hash>.json    a scenario that raised, with its error (retried on the next run)
+    traces/<hash>.json    the Chrome/Perfetto trace, for scenarios that record one
+    summary.csv           one row per point: axes, system, seed, status, metrics
+
+A reader only ever sees complete files: each is written to a temporary name in the same folder
+and renamed into place.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gpusim.export.files import write_json_atomic, write_text_atomic
+
+MANIFEST = "sweep.json"
+SUMMARY = "summary.csv"
+
+
+class ResultStore:
+    """Read and write one sweep's results folder."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.shards = self.root / "shards"
+        self.failed = self.root / "failed"
+        self.traces = self.root / "traces"
+
+    def prepare(self) -> None:
+        """Create the folders and remove temporary files left by an interrupted run."""
+        for folder in (self.shards, self.failed, self.traces):
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+
+    def done_hashes(self) -> set[str]:
+        """Scenario hashes whose results are stored."""
+        return {p.stem for p in self.shards.glob("*.parquet")}
+
+    def write_result(self, scenario_hash: str, record: dict[str, Any]) -> None:
+        """Store one scenario's result (a flat dict of scalars) as a one-row Parquet shard."""
+        table = pa.Table.from_pylist([record])
+        final = self.shards / f"{scenario_hash}.parquet"
+        fd, tmp = tempfile.mkstemp(dir=self.shards, prefix=f".{final.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        (self.failed / f"{scenario_hash}.json").unlink(missing_ok=True)
+
+    def write_failure(self, scenario_hash: str, error: str) -> None:
+        """Record that a scenario raised."""
+        write_json_atomic(self.failed / f"{scenario_hash}.json", {"error": error})
+
+    def write_trace(self, scenario_hash: str, chrome_trace: dict[str, Any]) -> None:
+        """Store a scenario's Chrome trace."""
+        write_json_atomic(self.traces / f"{scenario_hash}.json", chrome_trace)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Store the sweep manifest."""
+        write_json_atomic(self.root / MANIFEST, manifest)
+
+    def read_manifest(self) -> dict[str, Any]:
+        """The sweep manifest (FileNotFoundError when this is not a results folder)."""
+        data: dict[str, Any] = json.loads((self.root / MANIFEST).read_text(encoding="utf-8"))
+        return data
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        """Every stored result, by scenario hash."""
+        out: dict[str, dict[str, Any]] = {}
+        for shard in sorted(self.shards.glob("*.parquet")):
+            rows = pq.read_table(shard).to_pylist()
+            if rows:
+                out[shard.stem] = rows[0]
+        return out
+
+    def failures(self) -> dict[str, str]:
+        """Every recorded failure, by scenario hash."""
+        out: dict[str, str] = {}
+        for path in sorted(self.failed.glob("*.json")):
+            out[path.stem] = str(json.loads(path.read_text(encoding="utf-8")).get("error", ""))
+        return out
+
+    def trace_path(self, scenario_hash: str) -> Path | None:
+        """Where a scenario's trace is stored, if it is."""
+        path = self.traces / f"{scenario_hash}.json"
+        return path if path.is_file() else None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per manifest point: coordinates, status and (when finished) metrics."""
+        manifest = self.read_manifest()
+        results, failures = self.results(), self.failures()
+        rows = []
+        for point in manifest["points"]:
+            h = point["scenario_hash"]
+            row: dict[str, Any] = {
+                "point": point["point"],
+                "system": point["system"],
+                **point["axes"],
+                "seed": point["seed"],
+                "scenario_hash": h,
+            }
+            if h in results:
+                row.update({"status": "ok", "error": ""})
+                row.update({k: v for k, v in results[h].items() if k not in row})
+            elif h in failures:
+                row.update({"status": "failed", "error": failures[h]})
+            else:
+                row.update({"status": "pending", "error": ""})
+            rows.append(row)
+        return rows
+
+    def write_summary_csv(self, rows: list[dict[str, Any]]) -> Path:
+        """Write ``summary.csv`` (union of all columns, in first-seen order) atomically."""
+        columns: list[str] = []
+        for row in rows:
+            columns.extend(k for k in row if k not in columns)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        path = self.root / SUMMARY
+        write_text_atomic(path, buf.getvalue())
+        return path
