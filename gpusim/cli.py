@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,8 +19,11 @@ from rich.progress import (
 from rich.table import Table
 
 from gpusim.errors import SimulationError, SpecError, UsageError
-from gpusim.export.files import write_json_atomic
-from gpusim.export.perfetto import chrome_trace
+from gpusim.export.files import write_json_atomic, write_text_atomic
+from gpusim.export.perfetto import chrome_trace, events_from_chrome
+from gpusim.report import write_report
+from gpusim.report.figures import comparison_bars
+from gpusim.report.html import figure_svg
 from gpusim.result import Result
 from gpusim.simulate import simulate
 from gpusim.spec.detect import detect_kind
@@ -48,6 +51,8 @@ from gpusim.sweep import (
     run_sweep,
 )
 from gpusim.sweep.executors import ExecutorKind
+from gpusim.validate import load_ledger, validate_ledger
+from gpusim.validate import write_report as write_validation
 
 app = typer.Typer(
     help="gpusim: a calibrated discrete-event performance model of H100/GH200 GPU nodes.",
@@ -148,6 +153,11 @@ def run(
 def _check_one(path: Path) -> str:
     raw = read_json(path)
     kind = detect_kind(raw)
+    if kind == "sweep":
+        spec = load_sweep(path)
+        return f"sweep '{spec.name}' ({len(expand(spec, path))} valid points)"
+    if kind == "ledger":
+        return f"validation ledger '{load_ledger(path).name}'"
     if kind == "scenario":
         return f"scenario '{load_scenario(path).name}'"
     if kind == "topology":
@@ -167,7 +177,7 @@ def _check_one(path: Path) -> str:
 
 @app.command()
 def check(files: Annotated[list[Path], typer.Argument(help="Spec files to validate.")]) -> None:
-    """Validate scenario, topology, workload, profile or component files."""
+    """Validate scenario, sweep, ledger, topology, workload, profile or component files."""
     for path in files:
         what = _guard(lambda path=path: _check_one(path))  # type: ignore[misc]
         out.print(f"ok: {path}: {what}", highlight=False)
@@ -221,6 +231,7 @@ def _run_sweep_file(
             sweep.description,
             metrics=sweep.metrics,
             baseline=sweep.baseline,
+            combine=sweep.combine,
             sweep_file=str(sweep_file),
         )
     )
@@ -252,7 +263,9 @@ def _run_sweep_file(
     )
     for row in rows:
         if row["status"] == "failed":
-            err.print(f"point {row['point']} failed: {row['error']}", highlight=False, soft_wrap=True)
+            err.print(
+                f"point {row['point']} failed: {row['error']}", highlight=False, soft_wrap=True
+            )
     if outcome.interrupted:
         err.print(f"sweep stopped: {outcome.interrupted}", highlight=False)
     return store, outcome
@@ -262,7 +275,8 @@ def _run_sweep_file(
 def sweep(
     sweep_file: Annotated[Path, typer.Argument(help="Sweep JSON file.")],
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Results folder [default: results/<name>/].")
+        Path | None,
+        typer.Option("-o", "--output", help="Results folder [default: results/<name>/]."),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
     executor: Annotated[
@@ -277,6 +291,202 @@ def sweep(
         _fail(f"--executor: expected 'process' or 'dask', got '{executor}'")
     _, outcome = _run_sweep_file(sweep_file, output, workers, executor, scheduler)
     if not outcome.ok:
+        raise typer.Exit(1)
+
+
+def _load_trace(
+    store: ResultStore, rows: list[dict[str, Any]], point: int | None
+) -> dict[int, Any]:
+    """The stored trace of ``point``, or of the first point that has one (only one is plotted)."""
+    candidates = [r for r in rows if point is None or r["point"] == point]
+    for row in candidates:
+        path = store.trace_path(row["scenario_hash"])
+        if path is not None:
+            return {row["point"]: events_from_chrome(json.loads(path.read_text(encoding="utf-8")))}
+    return {}
+
+
+def _write_sweep_report(
+    store: ResultStore,
+    target: Path,
+    baseline: str | None,
+    gantt_point: int | None,
+    fmt: str,
+) -> None:
+    try:
+        manifest = store.read_manifest()
+    except FileNotFoundError:
+        _fail(f"{store.root}: $: not a sweep results folder (no sweep.json)")
+    rows = store.rows()
+    chosen = baseline if baseline is not None else manifest.get("baseline")
+    traces = _load_trace(store, rows, gantt_point)
+    report_format: Literal["html", "pdf"] = "pdf" if fmt == "pdf" else "html"
+    try:
+        titles = write_report(
+            target,
+            manifest,
+            rows,
+            traces,
+            baseline=chosen,
+            gantt_point=gantt_point,
+            fmt=report_format,
+        )
+    except ValueError as exc:
+        _fail(f"{store.root}: {exc}")
+    out.print(f"wrote {target} ({len(titles)} figures)", highlight=False)
+
+
+@app.command()
+def report(
+    results: Annotated[Path, typer.Argument(help="A sweep results folder.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Report file [default: RESULTS/report.html]."),
+    ] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="System to draw speedups against [default: the sweep's].")
+    ] = None,
+    gantt_point: Annotated[
+        int | None, typer.Option(help="Point whose timeline to draw [default: first traced].")
+    ] = None,
+    format_: Annotated[str, typer.Option("--format", help="'html' or 'pdf'.")] = "html",
+) -> None:
+    """Write a self-contained HTML (or PDF) report of a sweep's results."""
+    if format_ not in ("html", "pdf"):
+        _fail(f"--format: expected 'html' or 'pdf', got '{format_}'")
+    target = output if output is not None else results / f"report.{format_}"
+    _write_sweep_report(ResultStore(results), target, baseline, gantt_point, format_)
+
+
+@app.command()
+def compare(
+    scenario_a: Annotated[Path, typer.Argument(help="First scenario (the reference).")],
+    scenario_b: Annotated[Path, typer.Argument(help="Second scenario.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Folder for compare.json and compare.svg.")
+    ] = None,
+) -> None:
+    """Run two scenarios and report their metrics side by side (B/A ratios)."""
+    res_a = _guard(lambda: simulate(load_scenario(scenario_a, {"options.trace": False})))
+    res_b = _guard(lambda: simulate(load_scenario(scenario_b, {"options.trace": False})))
+    table = Table(title=f"A = {res_a.scenario}   B = {res_b.scenario}")
+    for col in ("metric", "A", "B", "B/A"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    rows = []
+    for name in [m for m in res_a.metrics if m in res_b.metrics]:
+        a, b = res_a.metrics[name], res_b.metrics[name]
+        ratio = b / a if a else float("nan")
+        rows.append({"metric": name, "a": a, "b": b, "ratio": ratio})
+        table.add_row(name, _format_value(name, a), _format_value(name, b), f"{ratio:.3g}")
+    only = sorted(set(res_a.metrics) ^ set(res_b.metrics))
+    out.print(table)
+    if only:
+        out.print(f"metrics in only one of them: {', '.join(only)}", highlight=False)
+    folder = (
+        output
+        if output is not None
+        else Path("results") / f"compare_{res_a.scenario}_{res_b.scenario}"
+    )
+    doc = {"a": res_a.summary(), "b": res_b.summary(), "metrics": rows}
+    write_json_atomic(folder / "compare.json", doc)
+    fig = comparison_bars(res_a.metrics, res_b.metrics, res_a.scenario, res_b.scenario)
+    write_text_atomic(folder / "compare.svg", figure_svg(fig))
+    out.print(f"wrote {folder / 'compare.json'} and {folder / 'compare.svg'}", highlight=False)
+
+
+@app.command()
+def validate(
+    ledger_file: Annotated[Path, typer.Argument(help="Validation ledger JSON file.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Folder for the CSV and JSON tables.")
+    ] = None,
+) -> None:
+    """Run every case of a validation ledger and print predicted against published values."""
+    ledger = _guard(lambda: load_ledger(ledger_file))
+    result = _guard(lambda: validate_ledger(ledger, ledger_file.parent))
+    table = Table(title=f"validation: {ledger.name}")
+    for col in (
+        "case",
+        "kind",
+        "source",
+        "metric",
+        "expected",
+        "predicted",
+        "error %",
+        "tol %",
+        "ok",
+    ):
+        table.add_column(
+            col, justify="right" if col in ("expected", "predicted", "error %", "tol %") else "left"
+        )
+    for case in result.cases:
+        source = case.source.split(",")[0][:32]
+        if case.error is not None:
+            table.add_row(
+                case.id,
+                case.kind,
+                case.source,
+                case.metric,
+                f"{case.expected:.4g} {case.unit}",
+                "-",
+                "-",
+                f"{case.tolerance_pct:g}",
+                f"[red]error: {case.error}[/]",
+            )
+            continue
+        table.add_row(
+            case.id,
+            case.kind,
+            source,
+            case.metric,
+            f"{case.expected:.4g} {case.unit}",
+            f"{case.predicted:.4g} {case.unit}",
+            f"{case.error_pct:+.2f}",
+            f"{case.tolerance_pct:g}",
+            "yes" if case.within else "[red]no[/]",
+        )
+    out.print(table)
+    share = None if result.share_within is None else 100 * result.share_within
+    out.print(
+        f"all cases: median |error| {_pct(result.median_abs_error_pct)}, "
+        f"max {_pct(result.max_abs_error_pct)}, within tolerance {_pct(share)}",
+        highlight=False,
+    )
+    out.print(
+        f"prediction cases only: median |error| {_pct(result.prediction_median_abs_error_pct)}, "
+        f"max {_pct(result.prediction_max_abs_error_pct)}",
+        highlight=False,
+    )
+    if output is not None:
+        csv_path, json_path = write_validation(result, output)
+        out.print(f"wrote {csv_path} and {json_path}", highlight=False)
+    if not result.all_within:
+        raise typer.Exit(1)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} %"
+
+
+DEMO_SWEEPS = ("demo_alltoall_sweep.json", "demo_launch_sweep.json")
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Results folder.")] = Path(
+        "results/demo"
+    ),
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+) -> None:
+    """Run the built-in demo sweeps and write their reports (what gpusim is for, in two minutes)."""
+    failed = False
+    for name in DEMO_SWEEPS:
+        sweep_file = data_root() / SHIPPED_DIRS["scenario"] / name
+        folder = output / name.removeprefix("demo_").removesuffix("_sweep.json")
+        store, outcome = _run_sweep_file(sweep_file, folder, workers, "process", None)
+        failed = failed or not outcome.ok
+        _write_sweep_report(store, folder / "report.html", None, None, "html")
+    if failed:
         raise typer.Exit(1)
 
 

@@ -3,6 +3,7 @@ accepts every shipped file and `gpusim list` names them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,18 @@ from typer.testing import CliRunner
 
 from gpusim import simulate
 from gpusim.cli import app
+from gpusim.spec.detect import detect_kind
 from gpusim.spec.loading import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = sorted((ROOT / "workloads").glob("*.json"))
-SPEC_FILES = sorted(ROOT.glob("topologies/**/*.json")) + SCENARIOS
+WORKLOAD_FILES = sorted((ROOT / "workloads").glob("*.json"))
+SCENARIOS = [p for p in WORKLOAD_FILES if detect_kind(json.loads(p.read_text())) == "scenario"]
+SWEEPS = [p for p in WORKLOAD_FILES if detect_kind(json.loads(p.read_text())) == "sweep"]
+SPEC_FILES = (
+    sorted(ROOT.glob("topologies/**/*.json"))
+    + WORKLOAD_FILES
+    + sorted(ROOT.glob("validation/**/*.json"))
+)
 runner = CliRunner()
 
 
@@ -26,6 +34,19 @@ def test_shipped_scenario_simulates(path: Path, fidelity: str) -> None:
     assert result.makespan_s > 0
     assert result.scenario == path.stem
     assert all(v == v for v in result.metrics.values())  # no NaN
+
+
+def test_every_workload_file_is_a_scenario_or_a_sweep() -> None:
+    assert len(SCENARIOS) + len(SWEEPS) == len(WORKLOAD_FILES)
+    assert SCENARIOS and SWEEPS
+
+
+def test_swapping_the_topology_brings_its_default_profile() -> None:
+    scenario = load_scenario(
+        ROOT / "workloads/gemm_alltoall_hgx.json", {"topology": "a100_sxm4_8gpu"}
+    )
+    assert scenario.topology.name == "a100_sxm4_8gpu"
+    assert scenario.profile.id == "a100"
 
 
 def test_check_accepts_every_shipped_file() -> None:

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from gpusim.engine.trace import TraceEvent
 from gpusim.export.files import write_text_atomic
 from gpusim.report.figures import comparison_bars, gantt, metric_vs_axis, speedup_bars
-from gpusim.report.format import format_value, infer_axes, is_ok
+from gpusim.report.format import format_value, infer_axes, infer_metrics, is_ok
 from gpusim.report.html import figure_svg, render_html, render_svg_page
 
 __all__ = [
@@ -62,7 +62,9 @@ def standard_figures(
     non-empty trace, if any.
     """
     axes = list(manifest.get("axes") or infer_axes(rows))
-    metrics = list(manifest.get("metrics") or [])
+    if manifest.get("combine") == "zip" and axes:
+        axes = axes[:1]  # zipped axes vary together: plot against the first, one line per system
+    metrics = list(manifest.get("metrics") or infer_metrics(rows, axes))
     out: list[tuple[str, FigureBuilder]] = []
 
     def vs_axis(metric: str, axis: str, title: str) -> FigureBuilder:

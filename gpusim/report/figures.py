@@ -18,6 +18,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from gpusim.engine.trace import TraceEvent, Track
 from gpusim.report.format import (
@@ -52,6 +53,10 @@ def _no_data(fig: Figure, message: str) -> None:
 
 def _is_number(value: Any) -> bool:
     return as_number(value) is not None
+
+
+def _plain_number(value: float, _pos: int | None = None) -> str:
+    return f"{value:g}"
 
 
 def _is_power_of_two(value: float) -> bool:
@@ -264,12 +269,19 @@ def speedup_bars(
             drawn += 1
     ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0)
 
+    single_axis = len(varying) == 1 and not seeds_vary
+
     def group_label(key: tuple[Any, ...]) -> str:
         row = group_rows[key]
+        if single_axis:  # the axis name goes on the x label once
+            return format_value(row.get(varying[0]))
         parts = [f"{a}={format_value(row.get(a))}" for a in varying]
         if seeds_vary:
             parts.append(f"seed={format_value(row.get('seed'))}")
         return "\n".join(parts) or "all points"
+
+    if single_axis:
+        ax.set_xlabel(varying[0])
 
     labels = [group_label(k) for k in groups]
     rotate = len(groups) > 6
@@ -397,6 +409,8 @@ def comparison_bars(
         bars = ax.barh(ys, values, height=0.6, color="C0")
         ax.bar_label(bars, labels=[f"{r:.3g}x" for r in values], fontsize="x-small", padding=2)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(_plain_number))
+        ax.xaxis.set_minor_formatter(FuncFormatter(_plain_number))
         lo, hi = min(min(values), 1.0), max(max(values), 1.0)
         ax.set_xlim(lo / 1.6, hi * 1.6)
         ax.axvline(1.0, color="black", linestyle="--", linewidth=1.0)

@@ -24,6 +24,8 @@ RESERVED_COLUMNS = frozenset(
         "gpusim_version",
         "git_rev",
         "wall_s",
+        "events",
+        "scenario",
     }
 )
 """Row columns that are neither a swept axis nor a metric."""
@@ -149,6 +151,19 @@ def infer_axes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             continue
         axes.append(column)
     return axes
+
+
+def infer_metrics(rows: Sequence[Mapping[str, Any]], axes: Sequence[str]) -> list[str]:
+    """The metric columns of ``rows`` when no manifest lists them: every non-reserved, non-axis
+    column holding a number in some row, in first-seen order."""
+    order: dict[str, None] = {}
+    for row in rows:
+        for column, value in row.items():
+            if column in RESERVED_COLUMNS or column in axes:
+                continue
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                order.setdefault(column)
+    return list(order)
 
 
 def hashable(value: Any) -> Any:

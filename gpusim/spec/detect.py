@@ -10,10 +10,15 @@ WORKLOAD_KINDS = {m.model_fields["kind"].default for m in get_args(get_args(Work
 
 
 def detect_kind(raw: Any) -> str | None:
-    """'scenario', 'topology', 'workload', 'profile', 'gpu', 'cpu', 'memory', or None."""
+    """'sweep', 'ledger', 'scenario', 'topology', 'workload', 'profile', 'gpu', 'cpu', 'memory',
+    or None."""
     if not isinstance(raw, dict):
         return None
     keys = set(raw)
+    if "base" in keys and ("axes" in keys or "systems" in keys or "seeds" in keys):
+        return "sweep"
+    if "cases" in keys:
+        return "ledger"
     if {"topology", "workload"} <= keys:
         return "scenario"
     if "devices" in keys or "links" in keys:

@@ -199,7 +199,9 @@ def _default_profile(doc: dict[str, Any], base: Path, file: Path, prov: Provenan
     topo = doc["topology"]
     default = topo.get("default_profile") if isinstance(topo, dict) else None
     if not isinstance(default, str):
-        raise SpecError(file, "$.profile", "no profile given and the topology names no default_profile")
+        raise SpecError(
+            file, "$.profile", "no profile given and the topology names no default_profile"
+        )
     doc["profile"] = _inline(
         "profile", default, base, ("profile",), prov, blame_loc=("topology", "default_profile")
     )

@@ -70,7 +70,9 @@ def expand(sweep: SweepSpec, sweep_file: str | Path) -> list[Point]:
                     where = f"$.systems.{system}" if system else "$.axes"
                     coords = ", ".join(f"{k}={v!r}" for k, v in axis_values.items())
                     raise SpecError(
-                        file, where, f"point ({system or 'base'}{', ' if coords else ''}{coords}): {exc}"
+                        file,
+                        where,
+                        f"point ({system or 'base'}{', ' if coords else ''}{coords}): {exc}",
                     ) from None
                 points.append(
                     Point(

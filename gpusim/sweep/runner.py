@@ -87,7 +87,9 @@ class SweepOutcome:
         return not self.failures and self.interrupted is None
 
 
-def manifest_for(points: Sequence[Point], name: str, description: str, **extra: Any) -> dict[str, Any]:
+def manifest_for(
+    points: Sequence[Point], name: str, description: str, **extra: Any
+) -> dict[str, Any]:
     """The manifest describing a sweep's points."""
     axes: list[str] = []
     for p in points:

@@ -29,14 +29,18 @@ class SweepSpec(Spec):
         default_factory=dict,
         description="Named sets of overrides compared side by side (e.g. strategies, topologies).",
     )
-    seeds: list[int] = Field(default_factory=list, description="Seeds to run; the base's when empty.")
+    seeds: list[int] = Field(
+        default_factory=list, description="Seeds to run; the base's when empty."
+    )
     replicas: PositiveInt | None = Field(
         default=None, description="Run seeds base_seed .. base_seed+replicas-1 (instead of seeds)."
     )
     metrics: list[str] = Field(
         default_factory=list, description="Metrics to show in reports; all scalars when empty."
     )
-    baseline: Identifier | None = Field(default=None, description="System to compute speedups against.")
+    baseline: Identifier | None = Field(
+        default=None, description="System to compute speedups against."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> SweepSpec:
