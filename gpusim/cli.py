@@ -44,10 +44,12 @@ from gpusim.sweep import (
     ResultStore,
     SweepOutcome,
     SweepProgress,
+    check_structure,
+    count_points,
     expand,
+    iter_points,
     load_sweep,
     make_executor,
-    manifest_for,
     run_sweep,
 )
 from gpusim.sweep.executors import ExecutorKind
@@ -221,21 +223,18 @@ def _run_sweep_file(
     scheduler: str | None,
 ) -> tuple[ResultStore, SweepOutcome]:
     sweep = _guard(lambda: load_sweep(sweep_file))
-    points = _guard(lambda: expand(sweep, sweep_file))
+    _guard(lambda: check_structure(sweep, sweep_file))
+    total = count_points(sweep)
     store = ResultStore(output if output is not None else Path("results") / sweep.name)
-    store.prepare()
-    store.write_manifest(
-        manifest_for(
-            points,
-            sweep.name,
-            sweep.description,
-            metrics=sweep.metrics,
-            baseline=sweep.baseline,
-            combine=sweep.combine,
-            sweep_file=str(sweep_file),
-        )
-    )
-    out.print(f"sweep '{sweep.name}': {len(points)} points -> {store.root}")
+    manifest_fields = {
+        "name": sweep.name,
+        "description": sweep.description,
+        "metrics": sweep.metrics,
+        "baseline": sweep.baseline,
+        "combine": sweep.combine,
+        "sweep_file": str(sweep_file),
+    }
+    out.print(f"sweep '{sweep.name}': {total} points -> {store.root}")
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -253,7 +252,16 @@ def _run_sweep_file(
 
         kind: ExecutorKind = "dask" if executor == "dask" else "process"
         with _guard(lambda: make_executor(kind, workers, scheduler)) as pool:
-            outcome = run_sweep(points, store, pool, workers=workers, on_progress=show)
+            outcome = _guard(
+                lambda: run_sweep(
+                    iter_points(sweep, sweep_file),
+                    store,
+                    pool,
+                    total=total,
+                    manifest_fields=manifest_fields,
+                    on_progress=show,
+                )
+            )
     rows = store.rows()
     csv_path = store.write_summary_csv(rows)
     p = outcome.progress

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,12 +13,6 @@ from gpusim.spec.loading import load_scenario, scenario_from_dict
 from gpusim.spec.scenario import Fidelity, ResolvedScenario, Scenario
 from gpusim.version import __version__
 from gpusim.workloads import run_analytic, run_des
-
-
-def scenario_hash(scenario: ResolvedScenario) -> str:
-    """Content hash of the fully resolved scenario (stable across runs and machines)."""
-    canonical = json.dumps(scenario.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def resolve(scenario: ResolvedScenario | Scenario | str | Path) -> ResolvedScenario:
@@ -51,7 +43,7 @@ def simulate(scenario: ResolvedScenario | Scenario | str | Path) -> Result:
         scenario=resolved.name,
         fidelity=str(opts.fidelity),
         seed=opts.seed,
-        scenario_hash=scenario_hash(resolved),
+        scenario_hash=resolved.content_hash,
         profile_id=resolved.profile.id,
         gpusim_version=__version__,
         makespan_s=outcome.makespan_s,

@@ -188,7 +188,7 @@ def _run_with(kind: str, sweep: SweepSpec, path: Path, out: Path) -> list[dict[s
     store.prepare()
     store.write_manifest(manifest_for(points, sweep.name, sweep.description))
     with make_executor(kind, workers=2) as pool:  # type: ignore[arg-type]
-        outcome = run_sweep(points, store, pool, workers=2)
+        outcome = run_sweep(points, store, pool)
     assert outcome.ok
     return [{k: v for k, v in r.items() if k != "wall_s"} for r in store.rows()]
 

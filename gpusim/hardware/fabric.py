@@ -94,28 +94,34 @@ class Fabric:
 
     def route(self, src: str, dst: str) -> Route:
         """The lowest-latency path from ``src`` to ``dst`` (cached)."""
-        key = (src, dst)
-        cached = self._routes.get(key)
-        if cached is not None:
-            return cached
+        route = self._routes.get((src, dst))
+        if route is not None:
+            return route
         if src == dst:
             raise SimulationError(f"no route from '{src}' to itself")
-        blocked = self._gpu_ids - {src, dst}
-        view = nx.subgraph_view(self._graph, filter_node=lambda n: n not in blocked)
-        try:
-            nodes = nx.shortest_path(view, src, dst, weight="latency")
-        except (nx.NetworkXNoPath, nx.NodeNotFound):
-            raise SimulationError(
-                f"no route from '{src}' to '{dst}' that avoids other GPUs"
-            ) from None
-        edges = [self._graph.edges[u, v] for u, v in itertools.pairwise(nodes)]
-        resources = tuple(int(e["resource"]) for e in edges)
-        route = Route(
-            src=src,
-            dst=dst,
-            resources=resources,
-            latency_s=sum(float(e["latency"]) for e in edges),
-            bottleneck_Bps=min(self.resources[r].capacity_Bps for r in resources),
-        )
-        self._routes[key] = route
+        if src not in self._graph or dst not in self._graph:
+            raise SimulationError(f"no device '{src if src not in self._graph else dst}'")
+        self._routes_from(src)
+        route = self._routes.get((src, dst))
+        if route is None:
+            raise SimulationError(f"no route from '{src}' to '{dst}' that avoids other GPUs")
         return route
+
+    def _routes_from(self, src: str) -> None:
+        """Every route out of ``src`` with one Dijkstra run. Edges leaving a GPU other than
+        ``src`` are hidden, so other GPUs can end a path but never forward one."""
+        gpus = self._gpu_ids
+        view = nx.subgraph_view(self._graph, filter_edge=lambda u, _v: u == src or u not in gpus)
+        paths: dict[str, list[str]] = nx.single_source_dijkstra_path(view, src, weight="latency")
+        for dst, nodes in paths.items():
+            if dst == src:
+                continue
+            edges = [self._graph.edges[u, v] for u, v in itertools.pairwise(nodes)]
+            resources = tuple(int(e["resource"]) for e in edges)
+            self._routes[(src, dst)] = Route(
+                src=src,
+                dst=dst,
+                resources=resources,
+                latency_s=sum(float(e["latency"]) for e in edges),
+                bottleneck_Bps=min(self.resources[r].capacity_Bps for r in resources),
+            )

@@ -207,10 +207,44 @@ def _default_profile(doc: dict[str, Any], base: Path, file: Path, prov: Provenan
     )
 
 
+class _ValidatedCache:
+    """Recently validated topologies and profiles, by their raw documents. A sweep resolves
+    the same topology hundreds of times; when a raw document equals one already validated (and
+    checked), the validated object is reused, since pydantic accepts model instances as they
+    are. Equal raw documents cannot fail, so no error is ever lost."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self.entries: list[tuple[Any, BaseModel]] = []
+
+    def get(self, raw: Any) -> BaseModel | None:
+        for known_raw, model in self.entries:
+            if known_raw == raw:
+                return model
+        return None
+
+    def put(self, raw: Any, model: BaseModel) -> None:
+        self.entries.insert(0, (copy.deepcopy(raw), model))
+        del self.entries[self.size :]
+
+
+_VALIDATED = {"topology": _ValidatedCache(), "profile": _ValidatedCache()}
+
+
 def _finish_scenario(doc: dict[str, Any], prov: Provenance) -> ResolvedScenario:
-    scenario = validate_as(ResolvedScenario, doc, prov)
-    for loc, reason in check_topology(scenario.topology):
-        raise prov.blame(("topology", *loc), reason)
+    raw_parts = {key: doc[key] for key in _VALIDATED if isinstance(doc.get(key), dict)}
+    fast = dict(doc)
+    for key, raw in raw_parts.items():
+        known = _VALIDATED[key].get(raw)
+        if known is not None:
+            fast[key] = known
+    scenario = validate_as(ResolvedScenario, fast, prov)
+    if fast["topology"] is doc["topology"]:
+        for loc, reason in check_topology(scenario.topology):
+            raise prov.blame(("topology", *loc), reason)
+    for key, raw in raw_parts.items():
+        if fast[key] is raw:
+            _VALIDATED[key].put(raw, getattr(scenario, key))
     for loc, reason in check_workload_against_topology(scenario.workload, scenario.topology):
         raise prov.blame(("workload", *loc), reason)
     return scenario

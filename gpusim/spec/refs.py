@@ -22,9 +22,10 @@ def data_root() -> Path:
     """The folder holding ``topologies/`` and ``workloads/``: ``$GPUSIM_DATA`` if set, else the
     repository this package was installed from (editable install)."""
     env = os.environ.get("GPUSIM_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2]
+    return Path(env) if env else _REPO_ROOT
+
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def shipped_names(kind: str) -> list[str]:

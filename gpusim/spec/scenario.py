@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
+from functools import cached_property
 
 from pydantic import Field
 
@@ -43,6 +45,14 @@ class Scenario(Spec):
 
 class ResolvedScenario(Spec):
     """A scenario with every reference replaced by the validated object it names."""
+
+    @cached_property
+    def content_hash(self) -> str:
+        """Hash of this scenario's JSON: equal content, equal hash, on any machine (computed
+        once per object and pickled with it). Fields serialise in spec order and mappings in
+        their input order, so two equal scenarios written with differently ordered keys may
+        hash apart: a sweep then recomputes a point, it never mixes two results up."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
     name: Identifier
     description: str = ""

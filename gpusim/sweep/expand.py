@@ -7,13 +7,12 @@ up front with the sweep file and the axis or system that produced it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gpusim.errors import SpecError
-from gpusim.simulate import scenario_hash
 from gpusim.spec.loading import read_json, scenario_from_dict
 from gpusim.spec.scenario import ResolvedScenario
 from gpusim.sweep.spec import SweepSpec
@@ -43,8 +42,9 @@ def _axis_combinations(sweep: SweepSpec) -> list[dict[str, Any]]:
     return [dict(zip(paths, values, strict=True)) for values in rows]
 
 
-def expand(sweep: SweepSpec, sweep_file: str | Path) -> list[Point]:
-    """All points of ``sweep`` (systems outermost, then axes, then seeds), validated."""
+def iter_points(sweep: SweepSpec, sweep_file: str | Path) -> Iterator[Point]:
+    """Points of ``sweep`` one by one (systems outermost, then axes, then seeds), each validated
+    as it is produced. Bad overrides raise a SpecError naming the sweep file and the point."""
     file = Path(sweep_file)
     if isinstance(sweep.base, str):
         base_file = file.parent / sweep.base
@@ -59,7 +59,7 @@ def expand(sweep: SweepSpec, sweep_file: str | Path) -> list[Point]:
     else:
         seeds = [base_seed]
     systems: dict[str, dict[str, Any]] = dict(sweep.systems) or {"": {}}
-    points: list[Point] = []
+    index = 0
     for system, system_overrides in systems.items():
         for axis_values in _axis_combinations(sweep):
             for seed in seeds:
@@ -69,22 +69,47 @@ def expand(sweep: SweepSpec, sweep_file: str | Path) -> list[Point]:
                 except SpecError as exc:
                     where = f"$.systems.{system}" if system else "$.axes"
                     coords = ", ".join(f"{k}={v!r}" for k, v in axis_values.items())
-                    raise SpecError(
-                        file,
-                        where,
-                        f"point ({system or 'base'}{', ' if coords else ''}{coords}): {exc}",
-                    ) from None
-                points.append(
-                    Point(
-                        index=len(points),
-                        system=system,
-                        axis_values=axis_values,
-                        seed=seed,
-                        scenario=scenario,
-                        scenario_hash=scenario_hash(scenario),
-                    )
+                    label = ", ".join(x for x in (system or "base", coords) if x)
+                    raise SpecError(file, where, f"point ({label}): {exc}") from None
+                yield Point(
+                    index=index,
+                    system=system,
+                    axis_values=axis_values,
+                    seed=seed,
+                    scenario=scenario,
+                    scenario_hash=scenario.content_hash,
                 )
-    return points
+                index += 1
+
+
+def check_structure(sweep: SweepSpec, sweep_file: str | Path) -> None:
+    """Validate the first point of every system, which exercises every axis path and every
+    system override: unknown dotted paths fail here, before any point runs."""
+    first_axes = {path: values[0] for path, values in sweep.axes.items()}
+    probe = sweep.model_copy(
+        update={"axes": {p: [v] for p, v in first_axes.items()}, "seeds": [], "replicas": None}
+    )
+    for _ in iter_points(probe, sweep_file):
+        pass
+
+
+def count_points(sweep: SweepSpec) -> int:
+    """How many points ``sweep`` expands to (without validating them)."""
+    if not sweep.axes:
+        combos = 1
+    elif sweep.combine == "zip":
+        combos = len(next(iter(sweep.axes.values())))
+    else:
+        combos = 1
+        for values in sweep.axes.values():
+            combos *= len(values)
+    seeds = len(sweep.seeds) or sweep.replicas or 1
+    return max(1, len(sweep.systems)) * combos * seeds
+
+
+def expand(sweep: SweepSpec, sweep_file: str | Path) -> list[Point]:
+    """All points of ``sweep``, validated."""
+    return list(iter_points(sweep, sweep_file))
 
 
 def _base_seed(raw: Any) -> int:

@@ -8,8 +8,7 @@ workers (Dask) need no access to the results folder.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -118,46 +117,62 @@ def manifest_for(
 
 
 def run_sweep(
-    points: Sequence[Point],
+    points: Iterable[Point],
     store: ResultStore,
     executor: Executor,
     *,
-    batch_size: int | None = None,
-    workers: int = 1,
+    total: int | None = None,
+    manifest_fields: dict[str, Any] | None = None,
+    batch_size: int = 4,
     on_progress: Callable[[SweepProgress], None] | None = None,
 ) -> SweepOutcome:
-    """Run every point that has no stored result; store results as they arrive."""
+    """Run every point that has no stored result and store results as they arrive.
+
+    ``points`` may be a lazy iterator: points are submitted while later ones are still being
+    validated, so expansion overlaps with simulation. If a later point fails validation, its
+    SpecError propagates after the work already submitted is cancelled (finished points stay
+    stored). With ``manifest_fields`` the manifest is written once every point is known.
+    """
     store.prepare()
     done = store.done_hashes()
-    todo: dict[str, ResolvedScenario] = {}
-    for p in points:
-        if p.scenario_hash not in done:
-            todo.setdefault(p.scenario_hash, p.scenario)
-    unique_total = len({p.scenario_hash for p in points})
-    progress = SweepProgress(total=unique_total, skipped=unique_total - len(todo))
+    progress = SweepProgress(total=total or 0)
     outcome = SweepOutcome(progress)
-    if on_progress:
-        on_progress(progress)
-    items = list(todo.items())
-    size = batch_size or max(1, min(16, math.ceil(len(items) / (8 * max(1, workers)))))
-    batches = [[(s, h) for h, s in items[i : i + size]] for i in range(0, len(items), size)]
-    futures: list[Future[list[PointOutcome]]] = [executor.submit(run_batch, b) for b in batches]
     rev = git_revision()
-    try:
-        for future in as_completed(futures):
+    futures: list[Future[list[PointOutcome]]] = []
+    seen: set[str] = set()
+    expanded: list[Point] = []
+    batch: list[tuple[ResolvedScenario, str]] = []
+
+    def collect(block: bool) -> None:
+        ready = as_completed(list(futures)) if block else [f for f in futures if f.done()]
+        for future in ready:  # lazily: each result is stored as soon as it arrives
+            futures.remove(future)
             for result in future.result():
-                if result.record is not None:
-                    if result.trace is not None:
-                        store.write_trace(result.scenario_hash, result.trace)
-                    store.write_result(result.scenario_hash, {**result.record, "git_rev": rev})
-                    progress.done += 1
-                else:
-                    error = result.error or "unknown error"
-                    store.write_failure(result.scenario_hash, error)
-                    outcome.failures[result.scenario_hash] = error
-                    progress.failed += 1
-                if on_progress:
-                    on_progress(progress)
+                _store(result, store, outcome, rev)
+            if on_progress:
+                on_progress(progress)
+
+    try:
+        for point in points:
+            expanded.append(point)
+            if total is None:
+                progress.total += 1
+            if point.scenario_hash in done or point.scenario_hash in seen:
+                progress.skipped += 1
+            else:
+                seen.add(point.scenario_hash)
+                batch.append((point.scenario, point.scenario_hash))
+                if len(batch) >= batch_size:
+                    futures.append(executor.submit(run_batch, batch))
+                    batch = []
+            collect(block=False)
+        if batch:
+            futures.append(executor.submit(run_batch, batch))
+        if manifest_fields is not None:
+            store.write_manifest(manifest_for(expanded, **manifest_fields))
+        if on_progress:
+            on_progress(progress)
+        collect(block=True)
     except BrokenProcessPool as exc:
         outcome.interrupted = f"a worker process died ({exc}); rerun to resume"
     except KeyboardInterrupt:
@@ -166,3 +181,16 @@ def run_sweep(
         for f in futures:
             f.cancel()
     return outcome
+
+
+def _store(result: PointOutcome, store: ResultStore, outcome: SweepOutcome, rev: str) -> None:
+    if result.record is not None:
+        if result.trace is not None:
+            store.write_trace(result.scenario_hash, result.trace)
+        store.write_result(result.scenario_hash, {**result.record, "git_rev": rev})
+        outcome.progress.done += 1
+    else:
+        error = result.error or "unknown error"
+        store.write_failure(result.scenario_hash, error)
+        outcome.failures[result.scenario_hash] = error
+        outcome.progress.failed += 1
