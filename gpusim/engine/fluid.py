@@ -38,8 +38,6 @@ class _Flow:
     entered_s: float
     label: str
 
-    def __lt__(self, other: _Flow) -> bool:
-        return (self.finish_vB, self.seq) < (other.finish_vB, other.seq)
 
 
 @dataclass(slots=True)
@@ -48,7 +46,8 @@ class _FlowClass:
     cap_Bps: float
     rate_Bps: float = 0.0
     virtual_B: float = 0.0
-    flows: list[_Flow] = field(default_factory=list)
+    flows: list[tuple[float, int, _Flow]] = field(default_factory=list)
+    """Heap of (finish virtual bytes, arrival sequence, flow): tuples compare in C."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +76,7 @@ class FluidNetwork:
         self.recomputations = 0
         self._tracks: list[Track] = []
         self._classes: dict[FlowKey, _FlowClass] = {}
+        self._entering: dict[float, list[tuple[FlowKey, float, simpy.Event, str]]] = {}
         self._active: list[int] = []
         self._last_s = 0.0
         self._settle_pending = False
@@ -115,9 +115,16 @@ class FluidNetwork:
         done = self.env.event()
         key: FlowKey = (tuple(route), float(max_rate_Bps))
         if latency_s > 0:
-            self.env.timeout(latency_s).callbacks.append(
-                lambda _ev: self._enter(key, float(size_B), done, label)
-            )
+            # One timer per distinct entry instant: an all-to-all's thousands of messages with
+            # the same latency enter together.
+            enter_s = self.env.now + latency_s
+            batch = self._entering.get(enter_s)
+            if batch is None:
+                batch = self._entering[enter_s] = []
+                self.env.timeout(latency_s).callbacks.append(
+                    lambda _ev: self._enter_batch(enter_s)
+                )
+            batch.append((key, float(size_B), done, label))
         else:
             self._enter(key, float(size_B), done, label)
         return done
@@ -143,6 +150,10 @@ class FluidNetwork:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _enter_batch(self, enter_s: float) -> None:
+        for key, size_B, done, label in self._entering.pop(enter_s):
+            self._enter(key, size_B, done, label)
+
     def _enter(self, key: FlowKey, size_B: float, done: simpy.Event, label: str) -> None:
         if size_B == 0:
             done.succeed()
@@ -153,7 +164,7 @@ class FluidNetwork:
             cls = _FlowClass(route=key[0], cap_Bps=key[1])
             self._classes[key] = cls
         flow = _Flow(cls.virtual_B + size_B, next(self._seq), done, size_B, self._last_s, label)
-        heapq.heappush(cls.flows, flow)
+        heapq.heappush(cls.flows, (flow.finish_vB, flow.seq, flow))
         self._request_settle()
 
     def _advance(self) -> None:
@@ -203,7 +214,7 @@ class FluidNetwork:
             if rate == math.inf:
                 next_dt = 0.0
             elif rate > 0:
-                dt = (cls.flows[0].finish_vB - cls.virtual_B) / rate
+                dt = (cls.flows[0][0] - cls.virtual_B) / rate
                 if dt < next_dt:
                     next_dt = max(dt, 0.0)
         if self.recorder.enabled:
@@ -235,10 +246,10 @@ class FluidNetwork:
             # wake-up would land at `now` again, forever.
             while flows and (
                 rate == math.inf
-                or flows[0].finish_vB <= limit
-                or (rate > 0 and now + (flows[0].finish_vB - cls.virtual_B) / rate <= now)
+                or flows[0][0] <= limit
+                or (rate > 0 and now + (flows[0][0] - cls.virtual_B) / rate <= now)
             ):
-                finished.append((heapq.heappop(flows), cls.route))
+                finished.append((heapq.heappop(flows)[2], cls.route))
             if not flows:
                 del self._classes[key]
         for flow, route in finished:

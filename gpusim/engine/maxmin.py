@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 _REL_TOL = 1e-12
 
@@ -22,49 +23,71 @@ def max_min_fair_rates(
     """Per-flow rate of each class under max-min fairness.
 
     ``routes[c]`` lists the resources class ``c`` crosses, ``counts[c]`` how many flows it holds,
-    ``caps_Bps[c]`` each flow's own rate limit (``math.inf`` for none) and ``capacity_Bps[r]`` the
-    capacity of resource ``r``. Every returned rate is bottlenecked: either the flow's cap, or a
-    saturated resource on its route where no other flow gets more.
+    ``caps_Bps[c]`` each flow's own rate limit (``math.inf`` for none; must be positive) and
+    ``capacity_Bps[r]`` the capacity of resource ``r``. Every returned rate is bottlenecked:
+    either the flow's cap, or a saturated resource on its route where no other flow gets more.
+    A class with no flows gets 0.
     """
     n = len(routes)
     if n == 1 and counts[0] > 0:  # the common uncontended case, in closed form
         share = min((capacity_Bps[r] / counts[0] for r in routes[0]), default=math.inf)
         return [min(share, caps_Bps[0])]
     rates = [0.0] * n
-    weight: dict[int, int] = {}
-    for c in range(n):
+    fixed = [w <= 0 for w in counts]
+    unfixed = fixed.count(False)
+    # per resource: [capacity left, flows not yet fixed, classes using it]
+    load: dict[int, list[Any]] = {}
+    for c, route in enumerate(routes):
         w = counts[c]
-        for r in routes[c]:
-            weight[r] = weight.get(r, 0) + w
-    remaining = {r: float(capacity_Bps[r]) for r in weight}
-    unfixed = [c for c in range(n) if counts[c] > 0]
+        if w <= 0:
+            continue
+        for r in route:
+            entry = load.get(r)
+            if entry is None:
+                load[r] = [float(capacity_Bps[r]), w, [c]]
+            else:
+                entry[1] += w
+                entry[2].append(c)
+    capped = sorted([(cap, c) for c, cap in enumerate(caps_Bps) if cap < math.inf and not fixed[c]])
+    if capped and capped[0][0] <= 0:
+        raise ValueError("flow caps must be positive")
+    next_cap = 0
     while unfixed:
         level = math.inf
-        for r, w in weight.items():
-            if w > 0:
-                share = remaining[r] / w
-                if share < level:
-                    level = share
-        for c in unfixed:
-            if caps_Bps[c] < level:
-                level = caps_Bps[c]
+        for entry in load.values():
+            share = entry[0] / entry[1]
+            if share < level:
+                level = share
+        while next_cap < len(capped) and fixed[capped[next_cap][1]]:
+            next_cap += 1
+        if next_cap < len(capped) and capped[next_cap][0] < level:
+            level = capped[next_cap][0]
         if level == math.inf:  # classes with no resource and no cap: unconstrained
-            for c in unfixed:
-                rates[c] = math.inf
+            for c in range(n):
+                if not fixed[c]:
+                    rates[c] = math.inf
             break
         bound = level * (1.0 + _REL_TOL)
-        saturated = {r for r, w in weight.items() if w > 0 and remaining[r] <= bound * w}
-        still: list[int] = []
-        for c in unfixed:
-            route = routes[c]
-            if caps_Bps[c] <= bound or any(r in saturated for r in route):
-                rate = min(level, caps_Bps[c])
-                rates[c] = rate
-                w = counts[c]
-                for r in route:
-                    remaining[r] -= rate * w
-                    weight[r] -= w
-            else:
-                still.append(c)
-        unfixed = still
+        saturated = [r for r, entry in load.items() if entry[0] <= bound * entry[1]]
+        to_fix = [c for r in saturated for c in load.pop(r)[2]]
+        while next_cap < len(capped) and capped[next_cap][0] <= bound:
+            to_fix.append(capped[next_cap][1])
+            next_cap += 1
+        for c in to_fix:
+            if fixed[c]:
+                continue
+            fixed[c] = True
+            unfixed -= 1
+            cap = caps_Bps[c]
+            rate = level if level < cap else cap
+            rates[c] = rate
+            w = counts[c]
+            for r in routes[c]:
+                entry = load.get(r)
+                if entry is None:
+                    continue  # saturated in this round: every user is being fixed
+                entry[0] -= rate * w
+                entry[1] -= w
+                if not entry[1]:
+                    del load[r]
     return rates

@@ -1,0 +1,310 @@
+"""Property tests of the max-min solver and FluidNetwork on random topologies.
+
+Topologies are random connected graphs of 3-8 nodes; every undirected edge is two directional
+resources with their own capacity, and a route is the networkx shortest path between two nodes
+turned into the list of directional resources it crosses. Magnitudes are GPU-like (GB/s links,
+bytes to tens of MB, microsecond latencies), so float rounding is exercised where it matters.
+
+On monotonicity. "More bandwidth never makes any transfer later" is false for max-min fairness in
+general, for two reasons shown in tests/test_engine_closed_forms.py:
+
+* the allocation itself is not monotone in one capacity
+  (``test_max_min_rates_are_not_monotone_in_one_capacity``): raising a link that a long flow A
+  shares lets A take more of its other link, from a flow B that never touched the raised link;
+* it is not monotone in the set of flows either: a flow leaving can slow another one (in the same
+  example, C leaving L1 slows B), so even scaling every capacity by k > 1 can delay a transfer
+  once arrivals are staggered: a flow that now finishes earlier hands its share to a competitor
+  of someone else (``test_uniform_scaling_with_staggered_arrivals_can_delay_a_transfer``).
+
+What does hold, and is tested here:
+
+(a) uniform scaling, one entry instant: with every capacity (and per-flow cap) multiplied by
+    k >= 1 and every transfer entering the network at the same instant t0, every rate at every
+    moment is k times larger, so the whole schedule after t0 is compressed by exactly 1/k:
+    T_k - t0 = (T_1 - t0) / k <= T_1 - t0;
+(b) one shared resource (egalitarian processor sharing) with arbitrary entry times: raising its
+    capacity C -> C' >= C never delays a transfer. Coupling argument: if at some moment the faster
+    system holds a subset of the slower one's flows, each with no more bytes left, then every
+    common flow gets C'/n' >= C/n (n' <= n), so it stays ahead; arrivals are identical in both
+    and a flow finishing only shrinks the faster set, so the invariant holds throughout.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+
+import networkx as nx
+import pytest
+import simpy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gpusim.engine.fluid import FluidNetwork
+from gpusim.engine.maxmin import max_min_fair_rates
+
+TOL = 1e-9
+GB = 1e9
+
+SETTINGS = settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+# -- generators --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Topology:
+    capacities_Bps: tuple[float, ...]
+    routes: tuple[tuple[int, ...], ...]  # shortest-path routes between distinct node pairs
+
+
+@dataclass(frozen=True)
+class Xfer:
+    route: tuple[int, ...]
+    size_B: float
+    start_s: float = 0.0
+    latency_s: float = 0.0
+    cap_Bps: float = math.inf
+
+
+capacities = st.one_of(
+    st.sampled_from([25 * GB, 50 * GB, 100 * GB, 450 * GB]),  # ties stress the saturation test
+    st.floats(1 * GB, 900 * GB),
+)
+
+
+@st.composite
+def topologies(draw: st.DrawFn) -> Topology:
+    n = draw(st.integers(3, 8))
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    for v in range(1, n):  # a random spanning tree keeps it connected
+        g.add_edge(v, draw(st.integers(0, v - 1)))
+    extra = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=n))
+    g.add_edges_from((u, v) for u, v in extra if u != v)
+    index: dict[tuple[int, int], int] = {}
+    caps: list[float] = []
+    for u, v in sorted(g.edges()):
+        for a, b in ((u, v), (v, u)):
+            index[(a, b)] = len(caps)
+            caps.append(draw(capacities))
+    routes = []
+    for s in range(n):
+        for t in range(n):
+            if s != t:
+                p = nx.shortest_path(g, s, t)
+                routes.append(tuple(index[(p[i], p[i + 1])] for i in range(len(p) - 1)))
+    return Topology(tuple(caps), tuple(routes))
+
+
+sizes = st.one_of(st.floats(1.0, 64e6), st.sampled_from([1.0, 4096.0, 1e6]))
+flow_caps = st.one_of(st.just(math.inf), st.just(math.inf), st.floats(0.5 * GB, 500 * GB))
+
+
+@st.composite
+def scenarios(
+    draw: st.DrawFn, max_xfers: int = 16, same_entry: bool = False, with_caps: bool = True
+) -> tuple[Topology, list[Xfer]]:
+    topo = draw(topologies())
+    n = draw(st.integers(1, max_xfers))
+    common_latency = draw(st.floats(0.0, 5e-6))
+    xfers = []
+    for _ in range(n):
+        route = draw(st.sampled_from(topo.routes))
+        if same_entry:
+            start, latency = 0.0, common_latency
+        else:
+            start = draw(st.one_of(st.just(0.0), st.floats(0.0, 2e-3)))
+            latency = draw(st.one_of(st.just(0.0), st.floats(0.0, 1e-5)))
+        cap = draw(flow_caps) if with_caps else math.inf
+        xfers.append(Xfer(route, draw(sizes), start, latency, cap))
+    return topo, xfers
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+def run_to_completion(env: simpy.Environment, max_events: int = 200_000) -> None:
+    """``env.run()`` with a budget, so a livelock fails instead of hanging."""
+    for _ in range(max_events):
+        if env.peek() == math.inf:
+            return
+        env.step()
+    raise AssertionError(f"simulation still busy after {max_events} events at t={env.now!r}")
+
+
+def simulate(
+    capacities_Bps: Sequence[float], xfers: Sequence[Xfer]
+) -> tuple[list[float], FluidNetwork]:
+    env = simpy.Environment()
+    net = FluidNetwork(env)
+    for i, cap in enumerate(capacities_Bps):
+        net.add_resource(f"r{i}", cap)
+    done_s = [math.nan] * len(xfers)
+
+    def start(i: int, x: Xfer, _ev: simpy.Event | None = None) -> None:
+        ev = net.transfer(x.route, x.size_B, x.latency_s, x.cap_Bps)
+        ev.callbacks.append(lambda _ev: done_s.__setitem__(i, float(env.now)))
+
+    for i, x in enumerate(xfers):
+        if x.start_s > 0:
+            env.timeout(x.start_s).callbacks.append(partial(start, i, x))
+        else:
+            start(i, x)
+    run_to_completion(env)
+    assert not any(math.isnan(t) for t in done_s), f"transfers never completed: {done_s}"
+    assert net.in_flight() == 0
+    return done_s, net
+
+
+def alone_time(x: Xfer, capacities_Bps: Sequence[float]) -> float:
+    """Start-to-finish time of ``x`` with the network to itself."""
+    rate = min(min(capacities_Bps[r] for r in x.route), x.cap_Bps)
+    return x.latency_s + x.size_B / rate
+
+
+# -- the solver --------------------------------------------------------------------------------
+
+
+@st.composite
+def solver_inputs(
+    draw: st.DrawFn,
+) -> tuple[list[tuple[int, ...]], list[int], list[float], list[float]]:
+    topo = draw(topologies())
+    n = draw(st.integers(1, 24))
+    routes = [draw(st.sampled_from(topo.routes)) for _ in range(n)]
+    counts = [draw(st.integers(1, 50)) for _ in range(n)]
+    caps = [draw(flow_caps) for _ in range(n)]
+    return routes, counts, caps, list(topo.capacities_Bps)
+
+
+@SETTINGS
+@given(solver_inputs())
+def test_max_min_rates_are_feasible_positive_and_bottlenecked(
+    inputs: tuple[list[tuple[int, ...]], list[int], list[float], list[float]],
+) -> None:
+    routes, counts, caps, capacity = inputs
+    rates = max_min_fair_rates(routes, counts, caps, capacity)
+    assert len(rates) == len(routes)
+    load = [0.0] * len(capacity)
+    users: list[list[int]] = [[] for _ in capacity]
+    for c, route in enumerate(routes):
+        assert 0 < rates[c] < math.inf
+        assert rates[c] <= caps[c]
+        for r in route:
+            load[r] += counts[c] * rates[c]
+            users[r].append(c)
+    for r, cap in enumerate(capacity):
+        assert load[r] <= cap * (1 + TOL), f"resource {r} over capacity"
+    for c, route in enumerate(routes):
+        if rates[c] >= caps[c] * (1 - TOL):
+            continue  # bottlenecked by its own cap
+        assert any(
+            load[r] >= capacity[r] * (1 - TOL)
+            and all(rates[c] >= rates[d] * (1 - TOL) for d in users[r])
+            for r in route
+        ), f"class {c} (rate {rates[c]}) has no bottleneck"
+
+
+# -- the network -------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(scenarios())
+def test_network_respects_capacity_conserves_bytes_and_bounds_completion(
+    scenario: tuple[Topology, list[Xfer]],
+) -> None:
+    topo, xfers = scenario
+    done_s, net = simulate(topo.capacities_Bps, xfers)
+    for r, cap in enumerate(topo.capacities_Bps):
+        assert net.peak_load_Bps[r] <= cap * (1 + TOL)
+        expected = sum(x.size_B for x in xfers if r in x.route)
+        assert net.carried_B[r] == pytest.approx(expected, rel=TOL, abs=1e-6)
+    for x, t in zip(xfers, done_s, strict=True):
+        lower = x.start_s + alone_time(x, topo.capacities_Bps)
+        assert t >= lower * (1 - TOL)
+
+
+@SETTINGS
+@given(scenarios())
+def test_network_is_deterministic(scenario: tuple[Topology, list[Xfer]]) -> None:
+    topo, xfers = scenario
+    first, net1 = simulate(topo.capacities_Bps, xfers)
+    second, net2 = simulate(topo.capacities_Bps, xfers)
+    assert first == second
+    assert net1.carried_B == net2.carried_B
+    assert net1.peak_load_Bps == net2.peak_load_Bps
+    assert net1.recomputations == net2.recomputations
+
+
+@SETTINGS
+@given(scenarios(same_entry=True), st.floats(1.0, 16.0))
+def test_uniform_scaling_with_one_entry_instant_compresses_time_by_k(
+    scenario: tuple[Topology, list[Xfer]], k: float
+) -> None:
+    topo, xfers = scenario
+    t0 = xfers[0].latency_s  # every transfer starts at 0 with this latency
+    base, _ = simulate(topo.capacities_Bps, xfers)
+    faster, _ = simulate(
+        [k * c for c in topo.capacities_Bps], [replace(x, cap_Bps=k * x.cap_Bps) for x in xfers]
+    )
+    for t1, tk in zip(base, faster, strict=True):
+        assert tk - t0 == pytest.approx((t1 - t0) / k, rel=TOL)
+        assert tk <= t1 * (1 + 1e-12)
+
+
+single_link = st.lists(
+    st.builds(
+        Xfer,
+        route=st.just((0,)),
+        size_B=sizes,
+        start_s=st.one_of(st.just(0.0), st.floats(0.0, 2e-3)),
+        latency_s=st.one_of(st.just(0.0), st.floats(0.0, 1e-5)),
+    ),
+    min_size=1,
+    max_size=24,
+)
+
+
+@SETTINGS
+@given(single_link, capacities, st.floats(1.0, 8.0))
+def test_more_capacity_on_one_shared_resource_never_delays_a_transfer(
+    xfers: list[Xfer], capacity: float, k: float
+) -> None:
+    base, _ = simulate([capacity], xfers)
+    faster, _ = simulate([k * capacity], xfers)
+    for t1, tk in zip(base, faster, strict=True):
+        assert tk <= t1 * (1 + TOL)
+
+
+@st.composite
+def disjoint_scenarios(draw: st.DrawFn) -> tuple[Topology, list[Xfer]]:
+    topo, xfers = draw(scenarios())
+    used: set[int] = set()
+    kept = []
+    for x in xfers:
+        if used.isdisjoint(x.route):
+            used.update(x.route)
+            kept.append(x)
+    return topo, kept
+
+
+@SETTINGS
+@given(disjoint_scenarios())
+def test_transfers_on_disjoint_routes_match_the_closed_form(
+    scenario: tuple[Topology, list[Xfer]],
+) -> None:
+    topo, xfers = scenario
+    done_s, net = simulate(topo.capacities_Bps, xfers)
+    for x, t in zip(xfers, done_s, strict=True):
+        assert t == pytest.approx(x.start_s + alone_time(x, topo.capacities_Bps), rel=TOL)
+    for x in xfers:
+        rate = min(min(topo.capacities_Bps[r] for r in x.route), x.cap_Bps)
+        for r in x.route:
+            assert net.peak_load_Bps[r] == pytest.approx(rate, rel=TOL)
