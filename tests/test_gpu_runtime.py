@@ -7,6 +7,7 @@ import pytest
 from conftest import make_profile, make_star_topology
 
 from gpusim.engine.sim import Simulation
+from gpusim.execution.launch import run_cost
 from gpusim.hardware.node import Node
 from gpusim.kernels.cost import KernelCost
 
@@ -23,6 +24,7 @@ def _kernel(blocks: int, compute_s: float = 0.0, hbm_B: float = 0.0, name: str =
         flops=0.0,
         hbm_bytes=hbm_B,
         blocks=blocks,
+        sms=min(blocks, 132),
         compute_time_s=compute_s,
         floor_s=1e-6,
         hbm_achievable_Bps=HBM_Bps,
@@ -32,7 +34,7 @@ def _kernel(blocks: int, compute_s: float = 0.0, hbm_B: float = 0.0, name: str =
 
 def _run(node: Node, kernels: list[tuple[int, KernelCost]]) -> list[float]:
     gpu = node.gpus["gpu0"]
-    done = [gpu.stream(s).submit(k.name, lambda k=k: gpu.run_kernel(k)) for s, k in kernels]
+    done = [gpu.stream(s).submit(k.name, lambda k=k: run_cost(gpu, k)) for s, k in kernels]
     node.sim.run()
     return [float(d.value) for d in done]
 
@@ -76,3 +78,19 @@ def test_busy_sm_integral() -> None:
     node.finish()
     gpu = node.gpus["gpu0"]
     assert gpu.busy_sm_s == pytest.approx(66 * 11e-6 + 33 * 22e-6, rel=1e-12)
+
+
+def test_small_grids_occupy_few_sms_by_occupancy() -> None:
+    # 256 threads x 32 registers: 8 blocks per SM (threads and registers both allow 8), so a grid
+    # of 20 blocks needs ceil(20 / 8) = 3 SMs, and 2000 blocks need every SM.
+    from conftest import make_h100_spec
+
+    from gpusim.kernels.cost import BlockShape, occupied_sms
+
+    block = BlockShape(threads=256, registers_per_thread=32, shared_mem_bytes=0)
+    h100 = make_h100_spec()
+    assert occupied_sms(20, block, h100) == 3
+    assert occupied_sms(2000, block, h100) == 132
+    # 100 KiB of shared memory: 2 blocks per SM, so 20 blocks need 10 SMs
+    big = BlockShape(threads=256, registers_per_thread=32, shared_mem_bytes=100 * 1024)
+    assert occupied_sms(20, big, h100) == 10

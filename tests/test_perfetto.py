@@ -44,6 +44,7 @@ def test_chrome_trace_round_trips() -> None:
     trace = simulate(make_scenario(wl, trace=True)).trace
     assert trace is not None
     back = events_from_chrome(json.loads(json.dumps(chrome_trace(trace, "t"))))
+
     def spans(events: list[TraceEvent]) -> list[tuple[str, str, str, str, float, float]]:
         return sorted(
             (e.kind, e.track.group, e.track.lane, e.name, e.start_s, e.end_s)

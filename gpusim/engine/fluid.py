@@ -39,7 +39,6 @@ class _Flow:
     label: str
 
 
-
 @dataclass(slots=True)
 class _FlowClass:
     route: tuple[int, ...]
@@ -121,9 +120,7 @@ class FluidNetwork:
             batch = self._entering.get(enter_s)
             if batch is None:
                 batch = self._entering[enter_s] = []
-                self.env.timeout(latency_s).callbacks.append(
-                    lambda _ev: self._enter_batch(enter_s)
-                )
+                self.env.timeout(latency_s).callbacks.append(lambda _ev: self._enter_batch(enter_s))
             batch.append((key, float(size_B), done, label))
         else:
             self._enter(key, float(size_B), done, label)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import simpy
 
-from gpusim.hardware.gpu import Stream
+from gpusim.hardware.gpu import GPURuntime, Stream
 from gpusim.hardware.host import HostThread
 from gpusim.kernels.cost import KernelCost
 from gpusim.spec.profile import CalibrationProfile
@@ -55,4 +55,9 @@ def launch_kernel(
     """Launch ``cost`` on ``stream`` from ``thread``; returns the kernel's completion event."""
     yield from thread.spend(f"launch {cost.name}", times.host_cost_s(mode))
     gpu = stream.gpu
-    return stream.submit(cost.name, lambda: gpu.run_kernel(cost), times.doorbell_s)
+    return stream.submit(cost.name, lambda: run_cost(gpu, cost), times.doorbell_s)
+
+
+def run_cost(gpu: GPURuntime, cost: KernelCost) -> Generator[simpy.Event, Any, None]:
+    """Run a modelled kernel on a GPU (the stream operation a launch enqueues)."""
+    return gpu.run_kernel(cost.name, cost.sms, cost.floor_s, cost.compute_time_s, cost.hbm_bytes)

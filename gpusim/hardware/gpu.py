@@ -12,7 +12,6 @@ import simpy
 from gpusim.engine.fluid import FluidNetwork
 from gpusim.engine.trace import TraceRecorder, Track
 from gpusim.hardware.rates import GPURates
-from gpusim.kernels.cost import KernelCost
 
 StreamOp = Callable[[], Generator[simpy.Event, Any, None]]
 
@@ -55,10 +54,6 @@ class GPURuntime:
             self.streams[stream_id] = s
         return s
 
-    def sms_for(self, cost: KernelCost) -> int:
-        """SMs a kernel occupies: one per block up to the whole GPU."""
-        return max(1, min(self.rates.sm_count, cost.blocks))
-
     def acquire_sms(self, count: int) -> simpy.Event | None:
         """Take ``count`` SMs, first come first served. Returns None when they were free (no
         event needed), else an event that fires once they are granted."""
@@ -86,11 +81,13 @@ class GPURuntime:
         if self.recorder.enabled:
             self.recorder.counter(self._sm_track, "busy SMs", now, self._busy_sms)
 
-    def run_kernel(self, cost: KernelCost) -> Generator[simpy.Event, Any, None]:
-        """Execute a kernel on this GPU: take SMs, pay the floor, then either its compute time or
-        its HBM traffic as a flow capped at the rate its compute allows (so an uncontended kernel
-        takes exactly ``cost.time_s``)."""
-        sms = self.sms_for(cost)
+    def run_kernel(
+        self, name: str, sms: int, floor_s: float, compute_time_s: float, hbm_bytes: float
+    ) -> Generator[simpy.Event, Any, None]:
+        """Execute a kernel on this GPU: take ``sms`` SMs, pay the floor, then either its compute
+        time or its HBM traffic as a flow capped at the rate its compute allows (so a kernel alone
+        takes exactly ``floor + max(compute, bytes / achievable HBM bandwidth)``)."""
+        sms = max(1, min(sms, self.rates.sm_count))
         granted = self.acquire_sms(sms)
         if granted is not None:
             yield granted
@@ -98,13 +95,13 @@ class GPURuntime:
         start = float(self.env.now)
         if self.first_kernel_start_s is None:
             self.first_kernel_start_s = start
-        if cost.floor_s > 0:
-            yield self.env.timeout(cost.floor_s)
-        if cost.hbm_bytes > 0:
-            cap = cost.hbm_bytes / cost.compute_time_s if cost.compute_time_s > 0 else math.inf
-            yield self.network.transfer((self.hbm,), cost.hbm_bytes, 0.0, cap, cost.name)
-        elif cost.compute_time_s > 0:
-            yield self.env.timeout(cost.compute_time_s)
+        if floor_s > 0:
+            yield self.env.timeout(floor_s)
+        if hbm_bytes > 0:
+            cap = hbm_bytes / compute_time_s if compute_time_s > 0 else math.inf
+            yield self.network.transfer((self.hbm,), hbm_bytes, 0.0, cap, name)
+        elif compute_time_s > 0:
+            yield self.env.timeout(compute_time_s)
         end = float(self.env.now)
         self._sm_change(-sms)
         self.release_sms(sms)

@@ -5,6 +5,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from gpusim.hardware.occupancy import occupancy
+from gpusim.spec.hardware import GPUSpec
+
+
+@dataclass(frozen=True)
+class BlockShape:
+    """The resources one thread block declares: what the occupancy calculation needs."""
+
+    threads: int
+    registers_per_thread: int
+    shared_mem_bytes: int
+
+
+def occupied_sms(blocks: int, block: BlockShape, gpu: GPUSpec) -> int:
+    """SMs a grid of ``blocks`` occupies at once: ``ceil(blocks / resident blocks per SM)``,
+    at most every SM (the rest of the grid runs in later waves on the same SMs)."""
+    per_sm = occupancy(gpu, block.threads, block.registers_per_thread, block.shared_mem_bytes)
+    return max(1, min(gpu.sm_count, -(-blocks // per_sm.blocks_per_sm)))
+
 
 @dataclass(frozen=True)
 class KernelCost:
@@ -31,6 +50,8 @@ class KernelCost:
     """Bytes read from plus written to HBM."""
     blocks: int
     """Grid size (thread blocks launched)."""
+    sms: int
+    """SMs the kernel occupies while it runs (:func:`occupied_sms`)."""
     compute_time_s: float
     """Time the SMs need for the kernel body at the achievable rate on the SMs used, excluding
     the memory-bound term (wave quantisation included)."""
@@ -51,6 +72,8 @@ class KernelCost:
                 )
         if self.blocks < 1:
             raise ValueError(f"KernelCost {self.name!r}: blocks must be >= 1, got {self.blocks}")
+        if self.sms < 1:
+            raise ValueError(f"KernelCost {self.name!r}: sms must be >= 1, got {self.sms}")
         if not (math.isfinite(self.hbm_achievable_Bps) and self.hbm_achievable_Bps > 0):
             raise ValueError(
                 f"KernelCost {self.name!r}: hbm_achievable_Bps must be finite and > 0, "

@@ -6,7 +6,7 @@ from typing import Final
 
 from gpusim.hardware.occupancy import occupancy
 from gpusim.hardware.rates import GPURates
-from gpusim.kernels.cost import KernelCost
+from gpusim.kernels.cost import BlockShape, KernelCost, occupied_sms
 from gpusim.spec.base import Dtype
 from gpusim.spec.workload import ElementwiseOp
 
@@ -15,6 +15,7 @@ BYTES_PER_THREAD: Final = 16
 """One 128-bit access per thread (4 FP32 elements) of the larger of the read and write streams."""
 REGISTERS_PER_THREAD: Final = 32
 """Assumed register use of an elementwise kernel, for the resident-block count."""
+ELEMENTWISE_BLOCK: Final = BlockShape(THREADS_PER_BLOCK, REGISTERS_PER_THREAD, 0)
 
 
 def elementwise_blocks(op: ElementwiseOp, rates: GPURates) -> int:
@@ -22,7 +23,9 @@ def elementwise_blocks(op: ElementwiseOp, rates: GPURates) -> int:
     one, and at most one full wave of resident blocks (beyond that the kernel loops grid-stride)."""
     per_block = THREADS_PER_BLOCK * BYTES_PER_THREAD
     wanted = max(1, -(-max(op.bytes_read, op.bytes_written) // per_block))
-    resident = occupancy(rates.spec, THREADS_PER_BLOCK, REGISTERS_PER_THREAD, 0).blocks_per_sm
+    resident = occupancy(
+        rates.spec, ELEMENTWISE_BLOCK.threads, ELEMENTWISE_BLOCK.registers_per_thread, 0
+    ).blocks_per_sm
     return min(wanted, resident * rates.sm_count)
 
 
@@ -36,7 +39,8 @@ def elementwise_cost(op: ElementwiseOp, rates: GPURates) -> KernelCost:
         name=f"elementwise_r{op.bytes_read}_w{op.bytes_written}",
         flops=op.flops,
         hbm_bytes=hbm_bytes,
-        blocks=elementwise_blocks(op, rates),
+        blocks=(blocks := elementwise_blocks(op, rates)),
+        sms=occupied_sms(blocks, ELEMENTWISE_BLOCK, rates.spec),
         compute_time_s=op.flops / achievable,
         floor_s=rates.kernel_floor_s,
         hbm_achievable_Bps=rates.hbm_achievable_Bps,
@@ -51,6 +55,7 @@ def null_cost(rates: GPURates) -> KernelCost:
         flops=0.0,
         hbm_bytes=0.0,
         blocks=1,
+        sms=1,
         compute_time_s=0.0,
         floor_s=rates.kernel_floor_s,
         hbm_achievable_Bps=rates.hbm_achievable_Bps,

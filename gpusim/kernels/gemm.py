@@ -167,6 +167,7 @@ def gemm_cost(op: GemmOp, rates: GPURates, sms: int | None = None) -> KernelCost
         flops=flops,
         hbm_bytes=compulsory + _partial_bytes(op, plan.split_k),
         blocks=plan.tiles,
+        sms=min(plan.sms, plan.tiles),  # one CTA per SM at a time (persistent-style grid)
         compute_time_s=_compute_time_s(plan, rate),
         floor_s=rates.kernel_floor_s,
         hbm_achievable_Bps=rates.hbm_achievable_Bps,

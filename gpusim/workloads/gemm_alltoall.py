@@ -126,7 +126,7 @@ def analytic(topology: Topology, profile: CalibrationProfile, wl: GemmAllToAllWo
         rates = gpu_rates(specs[g], profile)
         cost = kernel_cost(wl.gemm, rates)
         gemm_s[g] = cost.time_s
-        sm_busy += cost.time_s * max(1, min(rates.sm_count, cost.blocks))
+        sm_busy += cost.time_s * cost.sms
         gemm_end = times.api_s + times.doorbell_s + cost.time_s
         a2a_start[g] = max(2 * times.api_s + times.doorbell_s, gemm_end)
         for dst in ranks:

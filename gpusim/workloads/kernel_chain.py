@@ -90,8 +90,7 @@ def analytic(topology: Topology, profile: CalibrationProfile, wl: KernelChainWor
     makespan = end + times.sync_return_s
     first = launch_s + times.doorbell_s
     metrics = _metrics(makespan, cost.time_s, wl.count * launch_s, wl, launch_s, first)
-    sms = max(1, min(rates.sm_count, cost.blocks))
-    metrics["sm_utilisation"] = wl.count * cost.time_s * sms / (rates.sm_count * makespan)
+    metrics["sm_utilisation"] = wl.count * cost.time_s * cost.sms / (rates.sm_count * makespan)
     return Outcome(
         makespan_s=makespan, metrics=metrics, per_gpu={gpu_id: {"busy_s": wl.count * cost.time_s}}
     )
