@@ -4,7 +4,7 @@ order), HBM is shared by concurrent memory-bound kernels, and streams keep FIFO 
 from __future__ import annotations
 
 import pytest
-from conftest import make_profile, make_star_topology
+from conftest import make_h100_spec, make_profile, make_star_topology
 
 from gpusim.engine.sim import Simulation
 from gpusim.execution.launch import run_cost
@@ -94,3 +94,22 @@ def test_small_grids_occupy_few_sms_by_occupancy() -> None:
     # 100 KiB of shared memory: 2 blocks per SM, so 20 blocks need 10 SMs
     big = BlockShape(threads=256, registers_per_thread=32, shared_mem_bytes=100 * 1024)
     assert occupied_sms(20, big, h100) == 10
+
+
+def test_copy_engines_limit_concurrent_copies() -> None:
+    # 4 copies on 4 streams over one 63 GB/s x 0.8 PCIe link (latency L = 1 us) with 3 copy
+    # engines: three share the link and end at L + 3S/bw; the fourth then runs alone.
+    node = Node(
+        make_star_topology(1, gpu=make_h100_spec(copy_engines=3)), make_profile(), Simulation()
+    )
+    gpu = node.gpus["gpu0"]
+    route = node.fabric.route("cpu0", "gpu0")
+    size, bw, lat = 1e8, 63e9 * 0.8, 1000e-9
+    done = [
+        gpu.stream(s).submit("copy", lambda: gpu.copy(route.resources, route.latency_s, size, "c"))
+        for s in range(4)
+    ]
+    node.sim.run()
+    ends = sorted(float(d.value) for d in done)
+    assert ends[:3] == pytest.approx([lat + 3 * size / bw] * 3, rel=1e-9)
+    assert ends[3] == pytest.approx(2 * lat + 4 * size / bw, rel=1e-9)

@@ -15,6 +15,7 @@ from gpusim.spec import (
     GemmAllToAllWorkload,
     GemmOp,
     KernelChainWorkload,
+    MemcpyOp,
     NullOp,
     Transfer,
     TransfersWorkload,
@@ -64,6 +65,8 @@ UNCONTENDED = [
     KernelChainWorkload(kernel=NullOp(), count=50),
     KernelChainWorkload(kernel=ElementwiseOp(bytes_read=1 << 24, bytes_written=1 << 24), count=20),
     KernelChainWorkload(kernel=GemmOp(m=4096, n=4096, k=4096), count=3, launch="graph"),
+    KernelChainWorkload(kernel=MemcpyOp(direction="h2d", bytes=1 << 26), count=5),
+    KernelChainWorkload(kernel=MemcpyOp(direction="d2h", bytes=4096), count=50),
     GemmAllToAllWorkload(gemm=GemmOp(m=2048, n=1024, k=4096)),
     GemmAllToAllWorkload(gemm=GemmOp(m=1024, n=1024, k=512), messages_per_peer=7),
     TransfersWorkload(
@@ -124,3 +127,14 @@ def test_trace_records_host_stream_link_and_counter_tracks() -> None:
     untraced = simulate(make_scenario(wl, trace=False))
     assert untraced.trace is None
     assert untraced.makespan_s == result.makespan_s
+
+
+def test_memcpy_chain_closed_form() -> None:
+    # star fixture: gpu0 <-> cpu0 is one PCIe link, 63 GB/s nameplate x 0.8, 1000 ns latency.
+    # Copies of 64 MiB are far longer than a launch, so they run back to back after the first.
+    n, size = 4, 1 << 26
+    copy_s = 1000e-9 + size / (63e9 * 0.8)
+    wl = KernelChainWorkload(kernel=MemcpyOp(direction="h2d", bytes=size), count=n)
+    result = simulate(make_scenario(wl))
+    assert result.makespan_s == pytest.approx(API_S + DOORBELL_S + n * copy_s + SYNC_S, rel=1e-9)
+    assert result.metrics["sm_utilisation"] == 0.0

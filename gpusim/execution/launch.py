@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import simpy
 
+from gpusim.hardware.fabric import Route
 from gpusim.hardware.gpu import GPURuntime, Stream
 from gpusim.hardware.host import HostThread
 from gpusim.kernels.cost import KernelCost
@@ -61,3 +62,19 @@ def launch_kernel(
 def run_cost(gpu: GPURuntime, cost: KernelCost) -> Generator[simpy.Event, Any, None]:
     """Run a modelled kernel on a GPU (the stream operation a launch enqueues)."""
     return gpu.run_kernel(cost.name, cost.sms, cost.floor_s, cost.compute_time_s, cost.hbm_bytes)
+
+
+def launch_memcpy(
+    thread: HostThread,
+    stream: Stream,
+    route: Route,
+    size_B: float,
+    times: LaunchTimes,
+    name: str = "memcpy",
+) -> Generator[simpy.Event, Any, simpy.Event]:
+    """cudaMemcpyAsync on ``stream`` (host cost as a launch); returns its completion event."""
+    yield from thread.spend(f"launch {name}", times.api_s)
+    gpu = stream.gpu
+    return stream.submit(
+        name, lambda: gpu.copy(route.resources, route.latency_s, size_B, name), times.doorbell_s
+    )

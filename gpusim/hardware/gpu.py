@@ -35,13 +35,13 @@ class GPURuntime:
         self.hbm = network.add_resource(
             f"{device_id}.hbm", rates.hbm_achievable_Bps, group="memory"
         )
+        self.copy_engines = simpy.Resource(env, capacity=rates.spec.copy_engines)
         self.free_sms = rates.sm_count
         self._sm_waiters: deque[tuple[int, simpy.Event]] = deque()
         self.streams: dict[int, Stream] = {}
         self.busy_sm_s = 0.0
         self.kernel_busy_s = 0.0
         self.kernels_run = 0
-        self.first_kernel_start_s: float | None = None
         self._busy_sms = 0
         self._busy_since_s = 0.0
         self._sm_track = Track(device_id, "busy SMs")
@@ -93,8 +93,6 @@ class GPURuntime:
             yield granted
         self._sm_change(sms)
         start = float(self.env.now)
-        if self.first_kernel_start_s is None:
-            self.first_kernel_start_s = start
         if floor_s > 0:
             yield self.env.timeout(floor_s)
         if hbm_bytes > 0:
@@ -108,6 +106,14 @@ class GPURuntime:
         self.kernel_busy_s += end - start
         self.kernels_run += 1
 
+    def copy(
+        self, route: tuple[int, ...], latency_s: float, size_B: float, name: str
+    ) -> Generator[simpy.Event, Any, None]:
+        """A DMA copy: wait for a free copy engine, then move the bytes over ``route``."""
+        with self.copy_engines.request() as engine:
+            yield engine
+            yield self.network.transfer(route, size_B, latency_s, label=name)
+
     def finish(self) -> None:
         """Close the busy-SM integral at the current time."""
         self._sm_change(0)
@@ -120,6 +126,8 @@ class Stream:
         self.gpu = gpu
         self.id = stream_id
         self.track = Track(gpu.id, f"stream {stream_id}")
+        self.first_start_s: float | None = None
+        self.busy_s = 0.0
         self._tail: simpy.Event | None = None
 
     def submit(self, name: str, op: StreamOp, ready_delay_s: float = 0.0) -> simpy.Event:
@@ -146,7 +154,10 @@ class Stream:
         if prev is not None and not prev.processed:
             yield prev
         start = float(env.now)
+        if self.first_start_s is None:
+            self.first_start_s = start
         yield from op()
+        self.busy_s += float(env.now) - start
         self.gpu.recorder.slice(self.track, name, start, float(env.now))
         done.succeed(float(env.now))
 

@@ -7,7 +7,7 @@ from gpusim.kernels.cost import KernelCost
 from gpusim.kernels.elementwise import elementwise_cost, null_cost
 from gpusim.kernels.gemm import GemmPlan, gemm_cost, gemm_plan
 from gpusim.kernels.memcpy import memcpy_time_s
-from gpusim.spec.workload import ElementwiseOp, GemmOp, KernelOp, NullOp
+from gpusim.spec.workload import ElementwiseOp, GemmOp, NullOp
 
 __all__ = [
     "GemmPlan",
@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 
-def kernel_cost(op: KernelOp, rates: GPURates) -> KernelCost:
+def kernel_cost(op: GemmOp | ElementwiseOp | NullOp, rates: GPURates) -> KernelCost:
     """Cost of any kernel op on the GPU of ``rates`` (all SMs available)."""
     if isinstance(op, GemmOp):
         return gemm_cost(op, rates)
@@ -29,4 +29,4 @@ def kernel_cost(op: KernelOp, rates: GPURates) -> KernelCost:
         return elementwise_cost(op, rates)
     if isinstance(op, NullOp):
         return null_cost(rates)
-    raise TypeError(f"unknown kernel op {type(op).__name__}")
+    raise TypeError(f"{type(op).__name__} is not a kernel (a memcpy runs on a copy engine)")

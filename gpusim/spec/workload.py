@@ -36,7 +36,16 @@ class NullOp(Spec):
     op: Literal["null"] = "null"
 
 
-KernelOp = Annotated[GemmOp | ElementwiseOp | NullOp, Field(discriminator="op")]
+class MemcpyOp(Spec):
+    """cudaMemcpyAsync between a GPU and its host's memory, done by a copy engine over the
+    fabric (PCIe or NVLink-C2C), not by SMs."""
+
+    op: Literal["memcpy"] = "memcpy"
+    direction: Literal["h2d", "d2h"]
+    bytes: PositiveInt
+
+
+KernelOp = Annotated[GemmOp | ElementwiseOp | NullOp | MemcpyOp, Field(discriminator="op")]
 
 
 class GemmAllToAllWorkload(Spec):
@@ -52,8 +61,8 @@ class GemmAllToAllWorkload(Spec):
 
 
 class KernelChainWorkload(Spec):
-    """One host thread launches ``count`` copies of a kernel back to back on one stream, then
-    synchronises: the launch-bound versus GPU-bound regime in its simplest form."""
+    """One host thread launches ``count`` copies of a kernel (or memcpy) back to back on one
+    stream, then synchronises: the launch-bound versus GPU-bound regime in its simplest form."""
 
     kind: Literal["kernel_chain"] = "kernel_chain"
     gpu: Identifier | None = Field(default=None, description="GPU id; the first GPU when absent.")

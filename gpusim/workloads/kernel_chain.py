@@ -12,14 +12,15 @@ from typing import Any
 
 import simpy
 
-from gpusim.execution.launch import LaunchTimes, launch_kernel
+from gpusim.execution.launch import LaunchTimes, launch_kernel, launch_memcpy
+from gpusim.hardware.fabric import Fabric, Route
 from gpusim.hardware.node import Node
 from gpusim.hardware.rates import gpu_rates
-from gpusim.kernels import kernel_cost
+from gpusim.kernels import kernel_cost, memcpy_time_s
 from gpusim.result import Outcome
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import Topology
-from gpusim.spec.workload import KernelChainWorkload
+from gpusim.spec.workload import KernelChainWorkload, MemcpyOp
 
 
 def _gpu_id(topology: Topology, wl: KernelChainWorkload) -> str:
@@ -47,50 +48,74 @@ def _metrics(
     }
 
 
+def _memcpy_route(fabric: Fabric, host: str, gpu: str, op: MemcpyOp) -> Route:
+    return fabric.route(host, gpu) if op.direction == "h2d" else fabric.route(gpu, host)
+
+
 def des(node: Node, wl: KernelChainWorkload) -> Outcome:
     """Simulate the chain with the host launch model and a FIFO stream."""
     gpu = node.gpus[_gpu_id(node.topology, wl)]
-    thread = node.host_thread(node.host_of[gpu.id], "main")
+    host_id = node.host_of[gpu.id]
+    thread = node.host_thread(host_id, "main")
     times = LaunchTimes.from_profile(node.profile)
-    cost = kernel_cost(wl.kernel, gpu.rates)
     stream = gpu.stream(0)
+    op = wl.kernel
+    if isinstance(op, MemcpyOp):
+        route = _memcpy_route(node.fabric, host_id, gpu.id, op)
+        op_s = memcpy_time_s(op.bytes, route.bottleneck_Bps, route.latency_s)
+
+        def launch() -> Generator[simpy.Event, Any, simpy.Event]:
+            return (yield from launch_memcpy(thread, stream, route, op.bytes, times))
+
+    else:
+        cost = kernel_cost(op, gpu.rates)
+        op_s = cost.time_s
+
+        def launch() -> Generator[simpy.Event, Any, simpy.Event]:
+            return (yield from launch_kernel(thread, stream, cost, times, wl.launch))
 
     def host() -> Generator[simpy.Event, Any, None]:
         done: simpy.Event | None = None
         for _ in range(wl.count):
-            done = yield from launch_kernel(thread, stream, cost, times, wl.launch)
+            done = yield from launch()
         assert done is not None
         yield from thread.wait("cudaStreamSynchronize", [done], times.sync_return_s)
 
     node.sim.env.process(host())
     makespan = node.sim.run()
     node.finish()
-    first = gpu.first_kernel_start_s
+    first = stream.first_start_s
     assert first is not None
-    metrics = _metrics(
-        makespan, cost.time_s, thread.busy_s, wl, times.host_cost_s(wl.launch), first
-    )
+    metrics = _metrics(makespan, op_s, thread.busy_s, wl, times.host_cost_s(wl.launch), first)
     metrics["sm_utilisation"] = gpu.busy_sm_s / (gpu.rates.sm_count * makespan)
     return Outcome(
-        makespan_s=makespan, metrics=metrics, per_gpu={gpu.id: {"busy_s": gpu.kernel_busy_s}}
+        makespan_s=makespan, metrics=metrics, per_gpu={gpu.id: {"busy_s": stream.busy_s}}
     )
 
 
 def analytic(topology: Topology, profile: CalibrationProfile, wl: KernelChainWorkload) -> Outcome:
     """The same chain by its recurrence (exact: nothing contends on one stream)."""
     gpu_id = _gpu_id(topology, wl)
-    spec = next(g.model for g in topology.gpus() if g.id == gpu_id)
-    rates = gpu_rates(spec, profile)
+    device = next(g for g in topology.gpus() if g.id == gpu_id)
+    rates = gpu_rates(device.model, profile)
     times = LaunchTimes.from_profile(profile)
-    cost = kernel_cost(wl.kernel, rates)
+    op = wl.kernel
+    if isinstance(op, MemcpyOp):
+        route = _memcpy_route(Fabric(topology, profile), device.host, gpu_id, op)
+        op_s = memcpy_time_s(op.bytes, route.bottleneck_Bps, route.latency_s)
+        sm_s = 0.0
+    else:
+        cost = kernel_cost(op, rates)
+        op_s = cost.time_s
+        sm_s = cost.time_s * cost.sms
     launch_s = times.host_cost_s(wl.launch)
     end = 0.0
     for i in range(1, wl.count + 1):
-        end = max(i * launch_s + times.doorbell_s, end) + cost.time_s
+        end = max(i * launch_s + times.doorbell_s, end) + op_s
     makespan = end + times.sync_return_s
     first = launch_s + times.doorbell_s
-    metrics = _metrics(makespan, cost.time_s, wl.count * launch_s, wl, launch_s, first)
-    metrics["sm_utilisation"] = wl.count * cost.time_s * cost.sms / (rates.sm_count * makespan)
+    metrics = _metrics(makespan, op_s, wl.count * launch_s, wl, launch_s, first)
+    metrics["sm_utilisation"] = wl.count * sm_s / (rates.sm_count * makespan)
     return Outcome(
-        makespan_s=makespan, metrics=metrics, per_gpu={gpu_id: {"busy_s": wl.count * cost.time_s}}
+        makespan_s=makespan, metrics=metrics, per_gpu={gpu_id: {"busy_s": wl.count * op_s}}
     )
