@@ -14,6 +14,7 @@ from gpusim.spec.base import Dtype
 from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryKind, MemoryTierSpec
 from gpusim.spec.profile import (
     CalibrationProfile,
+    DeviceCosts,
     InstructionPath,
     LaunchCosts,
     Measured,
@@ -116,6 +117,15 @@ def make_profile(
             graph_launch_per_kernel_us=_m(1.0),
             framework_op_us=_m(5.0),
             sync_return_us=_m(1.0),
+        ),
+        device=DeviceCosts(
+            flag_handoff_ns=_m(200.0),
+            grid_barrier_us=_m(2.0),
+            task_latency_ns=_m(500.0),
+            scheduler_ns_per_task=_m(50.0),
+            subscriber_ns_per_task=_m(20.0),
+            nccl_sms=_m(16.0),
+            nccl_setup_us=_m(5.0),
         ),
     )
 

@@ -4,6 +4,7 @@ from gpusim.spec.base import Dtype, storage_bytes
 from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryKind, MemoryTierSpec
 from gpusim.spec.profile import (
     CalibrationProfile,
+    DeviceCosts,
     InstructionPath,
     LaunchCosts,
     Measured,
@@ -39,6 +40,7 @@ __all__ = [
     "CPUDevice",
     "CalibrationProfile",
     "Device",
+    "DeviceCosts",
     "Dtype",
     "ElementwiseOp",
     "Fidelity",

@@ -66,6 +66,30 @@ class LaunchCosts(Spec):
     )
 
 
+class DeviceCosts(Spec):
+    """Device-side synchronisation and scheduling costs (persistent kernels, collectives)."""
+
+    flag_handoff_ns: Measured = Field(
+        description="One-way handoff of a flag between blocks on different SMs via global memory."
+    )
+    grid_barrier_us: Measured = Field(description="One device-wide barrier of a persistent grid.")
+    task_latency_ns: Measured = Field(
+        description="Persistent scheduler: from a task being ready to a processor block starting "
+        "it (doorbell write, processor poll, 128-byte descriptor fetch)."
+    )
+    scheduler_ns_per_task: Measured = Field(
+        description="Time the single scheduler warp spends per task (queue sweep, scan, doorbell): "
+        "the serial part that caps the task rate."
+    )
+    subscriber_ns_per_task: Measured = Field(
+        description="Subscriber time to decode one arrived packet into one task."
+    )
+    nccl_sms: Measured = Field(description="SMs an NCCL collective kernel occupies (channels).")
+    nccl_setup_us: Measured = Field(
+        description="Fixed cost of one NCCL collective kernel beyond its data movement."
+    )
+
+
 class CalibrationProfile(Spec):
     """All calibrated hardware-level parameters for one GPU/host kind."""
 
@@ -84,3 +108,4 @@ class CalibrationProfile(Spec):
     )
     cuda_core_efficiency: MeasuredFraction
     launch: LaunchCosts
+    device: DeviceCosts

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from gpusim.spec.base import Dtype, Identifier, NonNegativeFloat, NonNegativeInt, PositiveInt, Spec
+from gpusim.spec.moe import MoELayerWorkload, RouterStepsWorkload
 from gpusim.spec.profile import InstructionPath
 
 
@@ -88,5 +89,10 @@ class TransfersWorkload(Spec):
 
 
 Workload = Annotated[
-    GemmAllToAllWorkload | KernelChainWorkload | TransfersWorkload, Field(discriminator="kind")
+    GemmAllToAllWorkload
+    | KernelChainWorkload
+    | TransfersWorkload
+    | MoELayerWorkload
+    | RouterStepsWorkload,
+    Field(discriminator="kind"),
 ]

@@ -1,0 +1,1 @@
+"""MoE layers: routing with ALF-LB, FlashMoE's persistent kernel and host-driven baselines."""
