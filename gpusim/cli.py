@@ -87,6 +87,8 @@ def _guard(fn: Callable[[], T]) -> T:
 
 
 def _format_value(name: str, value: float) -> str:
+    if name.endswith("_per_s"):
+        return f"{value:.4g} /s"
     if name.endswith("_s"):
         if value >= 1:
             return f"{value:.4g} s"

@@ -31,7 +31,8 @@ runner = CliRunner()
 def test_shipped_scenario_simulates(path: Path, fidelity: str) -> None:
     scenario = load_scenario(path, {"options.fidelity": fidelity, "options.trace": False})
     result = simulate(scenario)
-    assert result.makespan_s > 0
+    assert result.makespan_s >= 0  # 0 for untimed workloads (router_steps)
+    assert result.metrics
     assert result.scenario == path.stem
     assert all(v == v for v in result.metrics.values())  # no NaN
 

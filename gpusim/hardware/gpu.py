@@ -73,6 +73,20 @@ class GPURuntime:
             self.free_sms -= n
             granted.succeed()
 
+    def occupy_sms(self, count: int) -> Generator[simpy.Event, Any, None]:
+        """Hold ``count`` SMs for work that is not a :meth:`run_kernel` kernel (e.g. a collective's
+        kernel): wait for them first come first served, then count them busy (in ``busy_sm_s``)
+        until :meth:`vacate_sms` returns them."""
+        granted = self.acquire_sms(count)
+        if granted is not None:
+            yield granted
+        self._sm_change(count)
+
+    def vacate_sms(self, count: int) -> None:
+        """Return ``count`` SMs taken with :meth:`occupy_sms` and stop counting them busy."""
+        self._sm_change(-count)
+        self.release_sms(count)
+
     def _sm_change(self, delta: int) -> None:
         now = float(self.env.now)
         self.busy_sm_s += self._busy_sms * (now - self._busy_since_s)

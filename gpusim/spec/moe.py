@@ -39,8 +39,10 @@ class RoutingSpec(Spec):
     balancing: Literal["none", "alf_lb", "aux_loss"] = "none"
     alf_update: Literal["sign", "proportional", "multiplicative"] = "sign"
     alf_update_rate: PositiveFloat = Field(default=1e-3, description="u of ALF-LB.")
-    aux_loss_residual_skew: Fraction = Field(
+    aux_loss_residual_skew: float = Field(
         default=0.5,
+        ge=0.0,
+        le=1.0,
         description="aux_loss: the share of the popularity skew (in logit space) the auxiliary "
         "loss leaves in place. An effective-imbalance knob, not a training simulation.",
     )
@@ -77,7 +79,14 @@ class MegatronStrategy(Spec):
     """Megatron-LM MoE layer: a host-driven kernel chain with bulk-synchronous NCCL all-to-alls."""
 
     name: Literal["megatron"] = "megatron"
-    variant: Literal["cutlass", "te"] = "cutlass"
+    variant: Literal["cutlass", "te"] = Field(
+        default="cutlass", description="cutlass: one grouped GEMM kernel; te: one GEMM per expert."
+    )
+    pad_to_capacity: bool = Field(
+        default=True,
+        description="With a capacity factor, send every expert's full capacity (Megatron's "
+        "moe_pad_expert_input_to_capacity) instead of exchanging counts first.",
+    )
     dtype: Dtype = Dtype.fp16
 
 

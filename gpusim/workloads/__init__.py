@@ -1,10 +1,12 @@
 """The systems under study, built from the execution paths. One module per workload kind, each
-with ``des(node, workload)`` and ``analytic(topology, profile, workload)``."""
+with ``des(node, workload)`` and ``analytic(topology, profile, workload)`` (plus ``seed`` where
+the workload draws random numbers)."""
 
 from __future__ import annotations
 
 from gpusim.hardware.node import Node
 from gpusim.result import Outcome
+from gpusim.spec.moe import MoELayerWorkload, RouterStepsWorkload
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import Topology
 from gpusim.spec.workload import (
@@ -13,7 +15,7 @@ from gpusim.spec.workload import (
     TransfersWorkload,
     Workload,
 )
-from gpusim.workloads import gemm_alltoall, kernel_chain, transfers
+from gpusim.workloads import gemm_alltoall, kernel_chain, moe, router_steps, transfers
 
 
 def run_des(node: Node, workload: Workload) -> Outcome:
@@ -24,10 +26,16 @@ def run_des(node: Node, workload: Workload) -> Outcome:
         return kernel_chain.des(node, workload)
     if isinstance(workload, TransfersWorkload):
         return transfers.des(node, workload)
+    if isinstance(workload, MoELayerWorkload):
+        return moe.des(node, workload, seed=node.sim.seed)
+    if isinstance(workload, RouterStepsWorkload):
+        return router_steps.des(node, workload, seed=node.sim.seed)
     raise TypeError(f"no DES model for workload {type(workload).__name__}")
 
 
-def run_analytic(topology: Topology, profile: CalibrationProfile, workload: Workload) -> Outcome:
+def run_analytic(
+    topology: Topology, profile: CalibrationProfile, workload: Workload, seed: int
+) -> Outcome:
     """Evaluate ``workload`` in closed form."""
     if isinstance(workload, GemmAllToAllWorkload):
         return gemm_alltoall.analytic(topology, profile, workload)
@@ -35,6 +43,10 @@ def run_analytic(topology: Topology, profile: CalibrationProfile, workload: Work
         return kernel_chain.analytic(topology, profile, workload)
     if isinstance(workload, TransfersWorkload):
         return transfers.analytic(topology, profile, workload)
+    if isinstance(workload, MoELayerWorkload):
+        return moe.analytic(topology, profile, workload, seed=seed)
+    if isinstance(workload, RouterStepsWorkload):
+        return router_steps.analytic(topology, profile, workload, seed=seed)
     raise TypeError(f"no analytic model for workload {type(workload).__name__}")
 
 

@@ -1,1 +1,122 @@
-"""MoE layers: routing with ALF-LB, FlashMoE's persistent kernel and host-driven baselines."""
+"""MoE layers: routing with ALF-LB, FlashMoE's persistent kernel and host-driven baselines
+(Megatron-LM, FasterMoE, COMET, DeepEP). ``des``/``analytic`` run a moe_layer workload."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from gpusim.engine.sim import Simulation
+from gpusim.hardware.fabric import Fabric
+from gpusim.hardware.node import Node
+from gpusim.hardware.rates import GPURates, gpu_rates
+from gpusim.result import Outcome
+from gpusim.spec.moe import FlashMoEStrategy, MoELayerWorkload
+from gpusim.spec.profile import CalibrationProfile
+from gpusim.spec.topology import Topology
+from gpusim.workloads.moe import comet, deepep, fastermoe, flashmoe, megatron
+from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch, moe_metrics
+from gpusim.workloads.moe.program import PHASES, RankResult, Step, run_analytic, run_des
+from gpusim.workloads.moe.routing import route_layer
+
+Builder = Callable[..., tuple[list[list[Step]], float]]
+HOST_DRIVEN: dict[str, Builder] = {
+    "megatron": megatron.build,
+    "fastermoe": fastermoe.build,
+    "comet": comet.build,
+    "deepep": deepep.build,
+}
+
+
+def _setup(topology: Topology, wl: MoELayerWorkload, seed: int) -> tuple[LayerGeometry, RoutedBatch]:
+    gpus = list(wl.gpus) if wl.gpus is not None else [g.id for g in topology.gpus()]
+    geometry = LayerGeometry.of(wl, gpus, wl.strategy.dtype)
+    batch = route_layer(wl, len(gpus), np.random.default_rng(seed))
+    return geometry, batch
+
+
+def _rates(topology: Topology, profile: CalibrationProfile, gpus: Sequence[str]) -> list[GPURates]:
+    models = {g.id: g.model for g in topology.gpus()}
+    return [gpu_rates(models[g], profile) for g in gpus]
+
+
+def _host_driven_outcome(
+    g: LayerGeometry, batch: RoutedBatch, results: list[RankResult], moved_B: float,
+    busy_sm_s: float, total_sms: int,
+) -> Outcome:
+    latency = max(r.end_s for r in results)
+    metrics = moe_metrics(
+        geometry=g, batch=batch, latency_s=latency, busy_sm_s=busy_sm_s, total_sms=total_sms,
+        network_payload_B=moved_B,
+        kernel_launches=round(sum(r.launches for r in results) / len(results)),
+    )
+    per_gpu: dict[str, dict[str, float]] = {}
+    for gpu, res in zip(g.gpus, results, strict=True):
+        row = {f"{p}_s": res.phase_s[p] for p in PHASES}
+        row["idle_s"] = max(0.0, latency - sum(res.phase_s.values()))
+        row["finish_s"] = res.end_s
+        per_gpu[gpu] = row
+    return Outcome(makespan_s=latency, metrics=metrics, per_gpu=per_gpu)
+
+
+def _with_overlap(
+    wl: MoELayerWorkload, outcome: Outcome, run_two: Callable[[MoELayerWorkload], Outcome],
+    gpus: Sequence[str],
+) -> Outcome:
+    if not wl.overlap_efficiency or len(gpus) <= 2:
+        if wl.overlap_efficiency:
+            outcome.metrics["overlap_efficiency"] = 1.0
+        return outcome
+    two = run_two(wl.model_copy(update={"gpus": list(gpus[:2]), "overlap_efficiency": False}))
+    outcome.metrics["latency_2gpu_s"] = two.makespan_s
+    outcome.metrics["overlap_efficiency"] = two.makespan_s / outcome.makespan_s
+    return outcome
+
+
+def des(node: Node, wl: MoELayerWorkload, *, seed: int) -> Outcome:
+    """Simulate one MoE layer forward with the discrete-event engine."""
+    g, batch = _setup(node.topology, wl, seed)
+    if isinstance(wl.strategy, FlashMoEStrategy):
+        outcome = flashmoe.des(node, wl, g, batch)
+    else:
+        nccl_sms = int(node.profile.device.nccl_sms.value)
+        programs, moved = HOST_DRIVEN[wl.strategy.name](
+            g, batch, wl.strategy, _rates(node.topology, node.profile, g.gpus), nccl_sms
+        )
+        results = run_des(node, g.gpus, programs)
+        busy = sum(node.gpus[x].busy_sm_s for x in g.gpus)
+        total = sum(node.gpus[x].rates.sm_count for x in g.gpus)
+        outcome = _host_driven_outcome(g, batch, results, moved, busy, total)
+
+    def run_two(two: MoELayerWorkload) -> Outcome:
+        sim = Simulation(seed=seed)
+        return des(Node(node.topology, node.profile, sim), two, seed=seed)
+
+    return _with_overlap(wl, outcome, run_two, g.gpus)
+
+
+def analytic(
+    topology: Topology, profile: CalibrationProfile, wl: MoELayerWorkload, *, seed: int
+) -> Outcome:
+    """Evaluate one MoE layer forward in closed form."""
+    g, batch = _setup(topology, wl, seed)
+    if isinstance(wl.strategy, FlashMoEStrategy):
+        outcome = flashmoe.analytic(topology, profile, wl, g, batch)
+    else:
+        rates = _rates(topology, profile, g.gpus)
+        nccl_sms = int(profile.device.nccl_sms.value)
+        programs, moved = HOST_DRIVEN[wl.strategy.name](g, batch, wl.strategy, rates, nccl_sms)
+        results = run_analytic(Fabric(topology, profile), profile, g.gpus, programs)
+        busy = sum(r.busy_sm_s for r in results)
+        total = sum(r.sm_count for r in rates)
+        outcome = _host_driven_outcome(g, batch, results, moved, busy, total)
+
+    def run_two(two: MoELayerWorkload) -> Outcome:
+        return analytic(topology, profile, two, seed=seed)
+
+    return _with_overlap(wl, outcome, run_two, g.gpus)
+
+
+__all__ = ["analytic", "des"]

@@ -1,0 +1,633 @@
+"""The device-driven execution path: one persistent kernel per GPU whose own scheduler hands tile
+tasks to its blocks, and whose blocks move data with SM-issued transfers and flags.
+
+The model follows FlashMoE's actor design (flashmoe.md sections 2-5) but knows nothing of MoE:
+a workload describes task groups, their durations and what finishing a task creates.
+
+Grid
+    The kernel launches ``blocks = blocks_per_sm x SMs`` blocks, ``blocks_per_sm`` being the
+    occupancy of the declared block resources (threads, registers, shared memory;
+    :func:`gpusim.hardware.occupancy.occupancy`) capped by the strategy's own limit. One "OS"
+    block runs the scheduler (one warp) and the subscriber (three warps); the other
+    ``P = blocks - 1`` blocks are processors (:class:`PersistentGrid`).
+
+Holding SMs versus using them
+    The kernel takes every SM it occupies from the GPU's pool when it starts and gives them back
+    when it ends, so for the rest of the system the GPU is fully busy for the kernel's whole
+    duration (``GPURuntime.busy_sm_s`` counts them as busy). That is *holding*. Most of that time
+    a processor block may be spinning on its doorbell: held, not used. What the kernel *uses* is
+    the time its blocks spend executing work (tasks, and whatever work the workload records with
+    :meth:`PersistentKernel.add_busy`): :attr:`PersistentKernel.busy_block_s`. A utilisation
+    figure of a persistent kernel (FlashMoE's "SM utilisation") must be the used fraction,
+    ``busy block-seconds / (blocks x duration)`` (:meth:`PersistentKernel.utilisation`), not the
+    held one, which is 1 by construction.
+
+Scheduler (one warp, first come first served)
+    Ready tasks wait in one FIFO; idle processors are interchangeable. Each assignment costs the
+    scheduler ``scheduler_s_per_task`` of serial time, and the processor starts the task
+    ``task_latency_s`` after the assignment completes (doorbell seen, descriptor fetched). The
+    scheduler is modelled in virtual time: it keeps the instant it will next be free, and an
+    assignment made at ``now`` completes at ``max(now, free) + scheduler_s_per_task``. Because
+    tasks are served in ready order and processors are identical, this is the exact
+    first-come-first-served outcome without an event per assignment; and at high task rates the
+    assignments queue behind one another, so the scheduler's throughput cap
+    (``1 / scheduler_s_per_task`` tasks per second) emerges.
+
+Subscriber (three warps, modelled as one serial server)
+    A packet or flag that arrives is decoded into tasks at ``subscriber_s_per_task`` per task
+    created; its tasks become ready together when the decode ends (FlashMoE bumps the queue head
+    once per decoded packet).
+
+Tasks
+    A task group holds ``count`` tasks of one kind with the same duration model: ``compute_s``
+    (a wait), then optionally a transfer (``flow_B`` bytes over ``flow_route`` after
+    ``flow_latency_s``, capped at ``flow_cap_Bps``), through :class:`FlowGate`. Finishing a task
+    calls the group's ``on_done(group, first, count)``, which may submit new groups (the DAG).
+    Events: one per task without a transfer, two with one (compute end, transfer end) and one for
+    a transfer-only task; no per-cycle events.
+
+Batched tasks (``task_batch`` > 1)
+    The scheduler hands a processor ``k`` consecutive tasks of the group at the head of the
+    queue as one event whose duration is the sum of the tasks' durations:
+    ``k x compute_s + (k - 1) x task_latency_s`` (each task after the first still pays its own
+    start latency), then one transfer of ``k x flow_B`` bytes after ``k x flow_latency_s``. The
+    scheduler is busy ``k x scheduler_s_per_task`` for it, so its throughput cap is unchanged.
+    Taking the whole FIFO in batches of ``task_batch`` would starve processors whenever the queue
+    is short: the batch size is therefore ``k = min(task_batch, tasks left in the group,
+    ceil(ready tasks / P))``, i.e. a processor never takes more than its share of the current
+    backlog, and whenever fewer tasks than processors are ready it takes one (the per-task
+    behaviour). What remains different is only the order inside a batch: a batch's tasks finish
+    together at its end, so a successor that one of them enables (a row tile's GEMM1 tasks, a
+    returned tile's combine) becomes ready up to ``(k - 1)`` task durations later than in the
+    per-task run; in the middle of a long backlog this delay is hidden by the other ready work,
+    at the end it is bounded by the ``ceil(ready / P)`` rule. Measured tolerance: see
+    ``tests/test_flashmoe.py`` (multi-GPU FlashMoE forward within 3 % of per-task with
+    ``task_batch`` = 8).
+
+Transfers (:class:`FlowGate`)
+    Every transfer a block issues has a rate cap (one block's streaming rate, or a superblock's).
+    When, on every resource of its route, the caps of all gated transfers in flight (the new one
+    included) sum to at most the resource's capacity, no resource on the route can saturate and
+    max-min fairness gives the transfer exactly its cap: it is then timed in closed form
+    (``latency + bytes / cap``) with one event, without a rate recomputation of the fluid
+    network. When a resource would be over-subscribed, every gated transfer crossing it moves
+    into the fluid network with its remaining bytes, and the fluid network shares it max-min
+    fairly from then on. This is exact, not an approximation, as long as all traffic on those
+    resources goes through the gate (true for a persistent kernel that holds every SM of its GPUs
+    and is the only traffic on their links); transfers of other models on the same resources
+    would not be seen by the gate's sums.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import simpy
+
+from gpusim.engine.fluid import FluidNetwork
+from gpusim.hardware.gpu import GPURuntime
+from gpusim.hardware.occupancy import Occupancy, occupancy
+from gpusim.hardware.rates import GPURates
+from gpusim.spec.profile import CalibrationProfile
+from gpusim.units import KiB, ns_to_s, us_to_s
+
+_OVERSUBSCRIBE_REL_TOL = 1e-9
+"""Cap sums this close above a capacity count as fitting (sums of equal shares round up)."""
+
+Payload = Any
+Callback = Callable[[Payload], None]
+
+
+@dataclass(frozen=True)
+class PersistentGrid:
+    """Blocks of a persistent kernel on one GPU and how they are split into roles."""
+
+    sms: int
+    blocks_per_sm: int
+    os_blocks: int
+    occupancy: Occupancy
+    """The occupancy calculation of the declared block resources (before the cap)."""
+    block_stream_Bps: float
+    """Rate cap of one block's transfers (see ``gpusim.kernels.tile_gemm.block_stream_Bps``)."""
+
+    @property
+    def blocks(self) -> int:
+        """``blocks_per_sm x sms``."""
+        return self.blocks_per_sm * self.sms
+
+    @property
+    def processors(self) -> int:
+        """Processor blocks: ``blocks - os_blocks``."""
+        return self.blocks - self.os_blocks
+
+    @classmethod
+    def plan(
+        cls,
+        rates: GPURates,
+        *,
+        threads_per_block: int,
+        registers_per_thread: int,
+        shared_mem_per_block_KiB: float,
+        max_blocks_per_sm: int,
+        os_blocks: int = 1,
+    ) -> PersistentGrid:
+        """The grid on every SM of the GPU of ``rates``: resident blocks per SM from occupancy,
+        at most ``max_blocks_per_sm``; the block streaming cap is the achievable HBM bandwidth
+        shared over all resident blocks."""
+        occ = occupancy(
+            rates.spec,
+            threads_per_block,
+            registers_per_thread,
+            round(shared_mem_per_block_KiB * KiB),
+        )
+        per_sm = min(occ.blocks_per_sm, max_blocks_per_sm)
+        blocks = per_sm * rates.sm_count
+        if blocks <= os_blocks:
+            raise ValueError(f"a grid of {blocks} blocks leaves no processor block")
+        return cls(
+            sms=rates.sm_count,
+            blocks_per_sm=per_sm,
+            os_blocks=os_blocks,
+            occupancy=occ,
+            block_stream_Bps=rates.hbm_achievable_Bps / blocks,
+        )
+
+
+@dataclass(frozen=True)
+class DeviceTimes:
+    """Device-side synchronisation and scheduling costs in seconds, from a profile."""
+
+    flag_handoff_s: float
+    grid_barrier_s: float
+    task_latency_s: float
+    scheduler_s_per_task: float
+    subscriber_s_per_task: float
+
+    @classmethod
+    def from_profile(cls, profile: CalibrationProfile) -> DeviceTimes:
+        """Convert the profile's ns/us values once."""
+        dc = profile.device
+        return cls(
+            flag_handoff_s=ns_to_s(dc.flag_handoff_ns.value),
+            grid_barrier_s=us_to_s(dc.grid_barrier_us.value),
+            task_latency_s=ns_to_s(dc.task_latency_ns.value),
+            scheduler_s_per_task=ns_to_s(dc.scheduler_ns_per_task.value),
+            subscriber_s_per_task=ns_to_s(dc.subscriber_ns_per_task.value),
+        )
+
+
+# -- transfers -------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class _Bypassed:
+    route: tuple[int, ...]
+    size_B: float
+    cap_Bps: float
+    enter_s: float
+    callback: Callback
+    payload: Payload
+    alive: bool = True
+
+
+class FlowGate:
+    """Capped SM-issued transfers over a fluid network, timed in closed form while no resource on
+    their route can saturate (see the module docstring). One gate per network: every persistent
+    kernel sharing the network must use the same gate.
+
+    ``bypass=False`` sends every transfer through the fluid network (the reference the closed
+    form is tested against).
+    """
+
+    def __init__(self, network: FluidNetwork, *, bypass: bool = True) -> None:
+        self.network = network
+        self.env = network.env
+        self.bypass = bypass
+        self._limit: list[float] = []
+        self._demand: list[float] = []
+        self._uncapped: list[int] = []
+        self._users: list[int] = []
+        self._bypassed: list[list[_Bypassed]] = []
+        self._carried: list[float] = []
+        self._grow()
+        self.transfers = 0
+        self.fluid_transfers = 0
+        """Transfers that entered the fluid network (issued there or moved there)."""
+
+    def _grow(self) -> None:
+        """Size the per-resource tables to the network's resources."""
+        caps = self.network.capacity_Bps
+        for r in range(len(self._limit), len(caps)):
+            self._limit.append(caps[r] * (1.0 + _OVERSUBSCRIBE_REL_TOL))
+            self._demand.append(0.0)
+            self._uncapped.append(0)
+            self._users.append(0)
+            self._bypassed.append([])
+            self._carried.append(0.0)
+
+    @property
+    def carried_B(self) -> dict[int, float]:
+        """Bytes sent over each resource index (every gated transfer, counted when issued)."""
+        return {r: b for r, b in enumerate(self._carried) if b > 0}
+
+    def send(
+        self,
+        route: tuple[int, ...],
+        size_B: float,
+        latency_s: float,
+        cap_Bps: float,
+        callback: Callback,
+        payload: Payload = None,
+    ) -> None:
+        """Move ``size_B`` bytes over ``route`` (resource indices of the network) after
+        ``latency_s``, at most ``cap_Bps``; then call ``callback(payload)``. Never calls back
+        synchronously."""
+        if not (size_B >= 0 and latency_s >= 0 and cap_Bps > 0):
+            raise ValueError("transfer size and latency must be >= 0 and the cap > 0")
+        self.transfers += 1
+        env = self.env
+        if route and max(route) >= len(self._limit):
+            self._grow()
+        carried = self._carried
+        for r in route:
+            carried[r] += size_B
+        if size_B == 0 or not route:
+            body_s = size_B / cap_Bps if size_B > 0 and cap_Bps < math.inf else 0.0
+            ev = env.timeout(latency_s + body_s, payload)
+            ev.callbacks.append(lambda e: callback(e.value))
+            return
+        users, demand, uncapped, limit = self._users, self._demand, self._uncapped, self._limit
+        fits = self.bypass
+        if cap_Bps < math.inf:
+            for r in route:
+                users[r] += 1
+                d = demand[r] + cap_Bps
+                demand[r] = d
+                if d > limit[r] or uncapped[r]:
+                    fits = False
+        else:
+            fits = False
+            for r in route:
+                users[r] += 1
+                uncapped[r] += 1
+        if not fits:
+            for r in route:
+                if demand[r] > limit[r] or uncapped[r]:
+                    self._convert(r)
+            self._fluid(route, size_B, latency_s, cap_Bps, callback, payload)
+            return
+        rec = _Bypassed(route, size_B, cap_Bps, float(env.now) + latency_s, callback, payload)
+        bypassed = self._bypassed
+        for r in route:
+            members = bypassed[r]
+            members.append(rec)
+            if len(members) > 64 and len(members) > 4 * users[r]:  # drop finished records
+                bypassed[r] = [m for m in members if m.alive]
+        ev = env.timeout(latency_s + size_B / cap_Bps, rec)
+        ev.callbacks.append(self._bypass_done)
+
+    def _fluid(
+        self,
+        route: tuple[int, ...],
+        size_B: float,
+        latency_s: float,
+        cap_Bps: float,
+        callback: Callback,
+        payload: Payload,
+    ) -> None:
+        self.fluid_transfers += 1
+        done = self.network.transfer(route, size_B, latency_s, cap_Bps, "persistent")
+        done.callbacks.append(partial(self._fluid_done, route, cap_Bps, callback, payload))
+
+    def _fluid_done(
+        self,
+        route: tuple[int, ...],
+        cap_Bps: float,
+        callback: Callback,
+        payload: Payload,
+        _ev: simpy.Event,
+    ) -> None:
+        self._release(route, cap_Bps)
+        callback(payload)
+
+    def _bypass_done(self, ev: simpy.Event) -> None:
+        rec: _Bypassed = ev.value
+        if not rec.alive:
+            return  # moved into the fluid network
+        rec.alive = False
+        self._release(rec.route, rec.cap_Bps)
+        rec.callback(rec.payload)
+
+    def _convert(self, resource: int) -> None:
+        """Move every closed-form transfer crossing ``resource`` into the fluid network."""
+        members = self._bypassed[resource]
+        if not members:
+            return
+        self._bypassed[resource] = []
+        now = float(self.env.now)
+        for rec in members:
+            if not rec.alive:
+                continue
+            rec.alive = False  # its timer is ignored; other resources drop it lazily
+            if now < rec.enter_s:
+                remaining_B, latency_s = rec.size_B, rec.enter_s - now
+            else:
+                remaining_B = max(0.0, rec.size_B - rec.cap_Bps * (now - rec.enter_s))
+                latency_s = 0.0
+            self._fluid(rec.route, remaining_B, latency_s, rec.cap_Bps, rec.callback, rec.payload)
+
+    def _release(self, route: tuple[int, ...], cap_Bps: float) -> None:
+        users, demand = self._users, self._demand
+        capped = cap_Bps < math.inf
+        for r in route:
+            left = users[r] - 1
+            users[r] = left
+            if not capped:
+                self._uncapped[r] -= 1
+            if left:
+                if capped:
+                    demand[r] -= cap_Bps
+            else:  # nothing in flight: reset the sum (no rounding drift) and the records
+                demand[r] = 0.0
+                self._bypassed[r] = []
+
+
+# -- tasks -----------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class TaskGroup:
+    """``count`` tasks of one kind with one duration model, handed out in index order."""
+
+    kind: str
+    """Accounting category (busy time and task counts are kept per kind)."""
+    count: int
+    compute_s: float
+    """Per-task time on a processor before its transfer."""
+    on_done: Callable[[TaskGroup, int, int], None] | None = None
+    """Called as ``on_done(group, first, count)`` when tasks ``first .. first+count-1`` end."""
+    flow_route: tuple[int, ...] = ()
+    flow_B: float = 0.0
+    """Per-task bytes sent after the compute (0: no transfer)."""
+    flow_latency_s: float = 0.0
+    flow_cap_Bps: float = math.inf
+    data: Any = None
+    """Whatever ``on_done`` needs."""
+    next_index: int = 0
+    ready_s: float = 0.0
+    """When the tasks become ready (set by the kernel; later than submission while the
+    subscriber decodes them)."""
+    nominal_s: float = 0.0
+    """Uncontended per-task time (set by the kernel): what batch sizes are measured in."""
+
+
+class PersistentKernel:
+    """One persistent kernel on one GPU: a processor pool, a scheduler, a subscriber, task
+    accounting and data-dependent termination (see the module docstring).
+
+    Termination: the workload announces with :meth:`expect` everything that must happen before
+    the kernel may end (the task bound plus any signals it waits for); finished tasks are counted
+    off automatically, signals by ``deliver(..., signal=True)``. The kernel ends when the count
+    reaches zero after :meth:`run`'s body has returned.
+    """
+
+    def __init__(
+        self,
+        gpu: GPURuntime,
+        grid: PersistentGrid,
+        times: DeviceTimes,
+        gate: FlowGate,
+        *,
+        task_batch: int = 1,
+        name: str = "persistent",
+    ) -> None:
+        if task_batch < 1:
+            raise ValueError(f"task_batch must be >= 1, got {task_batch}")
+        self.gpu = gpu
+        self.env = gpu.env
+        self.grid = grid
+        self.times = times
+        self.gate = gate
+        self.task_batch = task_batch
+        self.name = name
+        self.processors = grid.processors
+        self.done = self.env.event()
+        self.start_s: float | None = None
+        self.end_s: float | None = None
+        self._busy: dict[str, list[float]] = {}
+        self.batches_run = 0
+        self._idle = 0
+        self._ready: deque[TaskGroup] = deque()
+        self._ready_work_s = 0.0
+        self._sched_free_s = 0.0
+        self._sub_free_s = 0.0
+        self._open = 0
+        self._early: list[tuple[int, TaskGroup | None, bool]] = []
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def run(
+        self, body: Callable[[PersistentKernel], Generator[simpy.Event, Any, None]]
+    ) -> Generator[simpy.Event, Any, None]:
+        """The kernel as a stream operation: take every SM of the grid, pay the kernel floor,
+        run ``body`` (the workload's prologue: it adds processors and submits work), wait until
+        everything expected has happened, give the SMs back."""
+        gpu, env = self.gpu, self.env
+        sms = self.grid.sms
+        granted = gpu.acquire_sms(sms)
+        if granted is not None:
+            yield granted
+        gpu._sm_change(sms)  # held for the whole kernel: see "Holding SMs versus using them"
+        self.start_s = float(env.now)
+        self._sub_free_s = self._sched_free_s = self.start_s
+        self._open += 1  # the body itself
+        early, self._early = self._early, []
+        for n_tasks, group, signal in early:
+            self.deliver(n_tasks, group, signal=signal)
+        if gpu.rates.kernel_floor_s > 0:
+            yield env.timeout(gpu.rates.kernel_floor_s)
+        yield from body(self)
+        self._fulfil(1)
+        if not self.done.triggered:
+            yield self.done
+        gpu._sm_change(-sms)
+        gpu.release_sms(sms)
+        end = float(env.now)
+        gpu.kernel_busy_s += end - self.start_s
+        gpu.kernels_run += 1
+
+    def expect(self, n: int) -> None:
+        """Announce ``n`` more tasks or signals the kernel must see before it may end."""
+        self._open += n
+
+    def _fulfil(self, n: int) -> None:
+        self._open -= n
+        if self._open == 0 and self.start_s is not None and not self.done.triggered:
+            self.end_s = float(self.env.now)
+            self.done.succeed(self.end_s)
+
+    def _account(self, kind: str) -> list[float]:
+        acc = self._busy.get(kind)
+        if acc is None:
+            acc = self._busy[kind] = [0.0, 0.0]
+        return acc
+
+    def add_busy(self, kind: str, block_s: float) -> None:
+        """Record ``block_s`` block-seconds of work done outside tasks (e.g. a copy phase)."""
+        self._account(kind)[0] += block_s
+
+    @property
+    def busy_block_s(self) -> dict[str, float]:
+        """Block-seconds spent executing work, per kind (tasks and :meth:`add_busy`)."""
+        return {kind: acc[0] for kind, acc in self._busy.items()}
+
+    @property
+    def tasks_run(self) -> dict[str, int]:
+        """Tasks finished, per kind."""
+        return {kind: int(acc[1]) for kind, acc in self._busy.items() if acc[1]}
+
+    def add_processors(self, n: int) -> None:
+        """``n`` processor blocks become idle and join the pool now."""
+        self._idle += n
+        self._assign()
+
+    def utilisation(self) -> float:
+        """Used fraction: busy block-seconds / (blocks x kernel duration)."""
+        if self.start_s is None or self.end_s is None or self.end_s <= self.start_s:
+            return 0.0
+        busy = sum(acc[0] for acc in self._busy.values())
+        return busy / (self.grid.blocks * (self.end_s - self.start_s))
+
+    # -- subscriber and scheduler -----------------------------------------------------------------
+
+    def deliver(self, n_tasks: int, group: TaskGroup | None, *, signal: bool = False) -> None:
+        """A packet or flag arrives now: the subscriber (a serial server) decodes it into
+        ``n_tasks`` tasks, ``group``, whose tasks are ready when the decode ends; ``signal``
+        counts off one expected signal.
+
+        The group enters the scheduler's FIFO now, in arrival order, with its ready time; a
+        task made ready by other means during the decode (nanoseconds) queues behind it."""
+        if self.start_s is None:  # the kernel has not started: its subscriber sees it at start
+            self._early.append((n_tasks, group, signal))
+            return
+        now = float(self.env.now)
+        t = self._sub_free_s
+        if t < now:
+            t = now
+        t += n_tasks * self.times.subscriber_s_per_task
+        self._sub_free_s = t
+        if group is not None and group.count > 0:
+            self.submit(group, t)
+        if signal:
+            self._fulfil(1)
+
+    def submit(self, group: TaskGroup, ready_s: float | None = None) -> None:
+        """Make a group's tasks ready at ``ready_s`` (default now; processor-produced tasks come
+        this way directly)."""
+        if group.count <= 0:
+            return
+        now = float(self.env.now)
+        group.ready_s = now if ready_s is None or ready_s < now else ready_s
+        nominal = self.times.task_latency_s + group.compute_s + group.flow_latency_s
+        if group.flow_cap_Bps < math.inf:
+            nominal += group.flow_B / group.flow_cap_Bps
+        group.nominal_s = nominal
+        self._ready.append(group)
+        self._ready_work_s += group.count * nominal
+        if self._idle:
+            self._assign()
+
+    def _assign(self) -> None:
+        ready = self._ready
+        if not self._idle or not ready:
+            return
+        env = self.env
+        now = float(env.now)
+        s = self.times.scheduler_s_per_task
+        latency = self.times.task_latency_s
+        batch = self.task_batch
+        share_div = 2 * self.processors
+        while self._idle and ready:
+            g = ready[0]
+            left = g.count - g.next_index
+            k = 1
+            if batch > 1:
+                share = int(self._ready_work_s / (share_div * g.nominal_s))
+                if share > 1:
+                    k = min(batch, left, share)
+            first = g.next_index
+            g.next_index = first + k
+            if k == left:
+                ready.popleft()
+            self._ready_work_s -= k * g.nominal_s
+            self._idle -= 1
+            t = self._sched_free_s
+            if t < now:
+                t = now
+            if t < g.ready_s:
+                t = g.ready_s
+            t += s  # the first task's assignment; the others' are charged at the batch's end
+            self._sched_free_s = t
+            start = t + latency
+            compute = k * g.compute_s + (k - 1) * latency
+            payload = (g, first, k, start)
+            if g.flow_B > 0 and compute <= 0:
+                self.gate.send(
+                    g.flow_route,
+                    k * g.flow_B,
+                    start - now + k * g.flow_latency_s,
+                    g.flow_cap_Bps,
+                    self._task_done,
+                    payload,
+                )
+            else:
+                ev = env.timeout(start + compute - now, payload)
+                ev.callbacks.append(
+                    self._compute_done if g.flow_B > 0 else self._task_done_event
+                )
+
+    def _compute_done(self, ev: simpy.Event) -> None:
+        g, _first, k, _start = payload = ev.value
+        self.gate.send(
+            g.flow_route,
+            k * g.flow_B,
+            k * g.flow_latency_s,
+            g.flow_cap_Bps,
+            self._task_done,
+            payload,
+        )
+
+    def _task_done_event(self, ev: simpy.Event) -> None:
+        self._task_done(ev.value)
+
+    def _task_done(self, payload: tuple[TaskGroup, int, int, float]) -> None:
+        g, first, k, start = payload
+        now = float(self.env.now)
+        acc = self._busy.get(g.kind)
+        if acc is None:
+            acc = self._account(g.kind)
+        if k > 1:
+            latency = self.times.task_latency_s
+            acc[0] += now - start - (k - 1) * latency
+            # the scheduler's work for the batch's other k - 1 tasks
+            t = self._sched_free_s
+            self._sched_free_s = (t if t > now else now) + (k - 1) * (
+                self.times.scheduler_s_per_task
+            )
+        else:
+            acc[0] += now - start
+        acc[1] += k
+        self.batches_run += 1
+        self._idle += 1
+        if g.on_done is not None:
+            g.on_done(g, first, k)
+        self._open -= k
+        if self._open == 0:
+            self._fulfil(0)
+        elif self._ready:
+            self._assign()

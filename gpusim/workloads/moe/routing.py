@@ -1,0 +1,361 @@
+"""The token router: expert popularity, biased top-k selection, ALF-LB bias updates, and the
+routed batch of one MoE layer forward (capacity drops included).
+
+Model (alf_lb.md sections 1-2, 11). Token t's affinity for expert e is
+``s[t, e] = sigmoid(logit[e] + noise_scale * z[t, e])`` with ``z`` standard normal; token t picks
+the ``top_k`` distinct experts with the largest ``s[t, e] + b[e]`` (multiplicative variant:
+``s[t, e] * b[e]``). The bias ``b`` only decides selection (gates are not modelled here). After
+a batch, :meth:`Router.update` moves ``b`` with that batch's loads, so the next batch sees the
+bias learnt from the previous one (ALF Algorithm 1).
+
+Popularity logits per ``RoutingSpec.distribution``:
+
+- ``uniform``: all 0;
+- ``zipf``: ``-zipf_exponent * log(rank)``, ranks 1..E given to experts by a seeded permutation
+  (so the most popular expert has logit 0);
+- ``dirichlet``: ``log(w / max(w))`` with ``w ~ Dir(dirichlet_concentration)``; dividing by the
+  largest weight (a constant shift of every logit) puts the most popular expert at logit 0, as for
+  ``zipf`` and ``uniform``, which matters because the sigmoid is not shift-invariant;
+- ``drift``: starts at 0; each step adds ``N(0, drift_per_step)`` to every expert's logit
+  (after the step's tokens are routed, so the first step is uniform);
+- ``trace``: per-step expert counts from a JSON file (a list of steps, each a list of E
+  non-negative counts; step i uses entry ``i mod len``). Each token picks ``top_k`` distinct
+  experts by systematic (Madow) sampling with inclusion probabilities ``top_k * c_e / sum(c)``,
+  so expected loads follow the counts exactly (shares above ``1 / top_k`` are capped at
+  probability 1 and the excess is spread over the others in proportion). A trace records the
+  router's choices, balancing included, so the bias does not re-route trace tokens (it is still
+  updated).
+
+Balancing: ``none``; ``aux_loss``: the popularity logits are multiplied by
+``aux_loss_residual_skew``, the share of the skew the auxiliary loss leaves in place (an
+effective-imbalance knob, not a simulation of training with the loss); ``alf_lb``: the bias
+update of :meth:`Router.update`.
+
+Random numbers: each step draws one 63-bit seed from the caller's generator and routes tokens in
+fixed blocks of :data:`BLOCK_TOKENS`, block i using its own generator seeded by
+``(step seed, i)``. Blocks may run on a few threads (numpy releases the GIL); results do not
+depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from gpusim.errors import SimulationError
+from gpusim.spec.base import Dtype
+from gpusim.spec.moe import MoELayerWorkload, RoutingSpec
+from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
+
+BLOCK_TOKENS = 8192
+"""Tokens routed per random-number block (fixed, so results do not depend on threading)."""
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_MAX_THREADS = max(1, min(4, _usable_cpus()))
+
+_BlockFn = Callable[[int], np.ndarray]
+
+
+def maxvio(loads: np.ndarray) -> float:
+    """MaxVio = (max load - mean load) / mean load (alf_lb.md section 5); 0 when the mean is 0."""
+    values = np.asarray(loads, dtype=np.float64)
+    if values.size == 0:
+        return 0.0
+    mean = float(values.mean())
+    if mean <= 0.0:
+        return 0.0
+    return (float(values.max()) - mean) / mean
+
+
+def expert_loads(choices: np.ndarray, experts: int) -> np.ndarray:
+    """Tokens assigned to each expert: the histogram of a ``(tokens, top_k)`` choice array."""
+    loads: np.ndarray = np.bincount(choices.ravel(), minlength=experts)
+    return loads
+
+
+def _inclusion_probabilities(counts: np.ndarray, top_k: int, where: str) -> np.ndarray:
+    """Per-expert probabilities (each <= 1, summing to ``top_k``) proportional to ``counts``,
+    capping shares above 1/top_k at 1 and spreading the excess over the rest in proportion."""
+    share = counts / counts.sum()
+    pi: np.ndarray = np.zeros_like(share)
+    fixed = np.zeros(share.shape, dtype=bool)
+    for _ in range(share.size + 1):
+        free = ~fixed
+        rest = top_k - int(fixed.sum())
+        mass = float(share[free].sum())
+        if rest > 0 and mass <= 0.0:
+            raise SimulationError(
+                f"{where}: only {int((counts > 0).sum())} experts have tokens, fewer than "
+                f"top_k = {top_k}"
+            )
+        pi[fixed] = 1.0
+        pi[free] = rest * share[free] / mass if rest > 0 else 0.0
+        over = free & (pi >= 1.0)
+        if not over.any():
+            break
+        fixed |= over
+    return pi
+
+
+def _load_trace(path: Path, experts: int, top_k: int) -> np.ndarray:
+    """Inclusion probabilities per step, shape (steps, experts), from a trace file."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SimulationError(f"{path}: cannot read routing trace: {exc.strerror or exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SimulationError(f"{path}: routing trace is not valid JSON: {exc}") from exc
+    if not isinstance(raw, list) or not raw:
+        raise SimulationError(f"{path}: routing trace must be a non-empty list of steps")
+    steps = []
+    for i, step in enumerate(raw):
+        where = f"{path}: step {i}"
+        if not isinstance(step, list) or len(step) != experts:
+            got = f"{len(step)} entries" if isinstance(step, list) else type(step).__name__
+            raise SimulationError(f"{where}: expected a list of {experts} expert counts, got {got}")
+        if not all(isinstance(c, int | float) and not isinstance(c, bool) for c in step):
+            raise SimulationError(f"{where}: counts must be numbers")
+        counts = np.asarray(step, dtype=np.float64)
+        if not np.all(np.isfinite(counts)) or np.any(counts < 0):
+            raise SimulationError(f"{where}: counts must be finite and non-negative")
+        if counts.sum() <= 0:
+            raise SimulationError(f"{where}: counts sum to 0")
+        steps.append(_inclusion_probabilities(counts, top_k, where))
+    table: np.ndarray = np.stack(steps)
+    return table
+
+
+def _top_k(score: np.ndarray, top_k: int) -> np.ndarray:
+    """Column indices of the ``top_k`` largest entries of each row (distinct, unordered)."""
+    n_cols = score.shape[1]
+    if top_k == n_cols:
+        return np.broadcast_to(np.arange(n_cols), score.shape).copy()
+    picked: np.ndarray = np.argpartition(score, n_cols - top_k, axis=1)[:, n_cols - top_k :]
+    return picked
+
+
+class Router:
+    """The router of one MoE layer: popularity, bias, top-k selection and ALF-LB updates.
+
+    ``step(tokens)`` routes one batch; ``update(loads)`` applies the balancing rule with that
+    batch's expert loads (alf_lb.md section 2: loads come from the previous batch only).
+    """
+
+    def __init__(
+        self,
+        spec: RoutingSpec,
+        experts: int,
+        top_k: int,
+        rng: np.random.Generator,
+        base_dir: Path | None = None,
+    ) -> None:
+        if experts < 1:
+            raise SimulationError(f"router needs at least 1 expert, got {experts}")
+        if not 1 <= top_k <= experts:
+            raise SimulationError(f"top_k {top_k} must be between 1 and experts {experts}")
+        multiplicative = spec.balancing == "alf_lb" and spec.alf_update == "multiplicative"
+        if multiplicative and spec.alf_update_rate >= 1.0:
+            raise SimulationError(
+                f"multiplicative ALF-LB needs alf_update_rate < 1 (the bias must stay "
+                f"positive), got {spec.alf_update_rate}"
+            )
+        self.spec = spec
+        self.experts = experts
+        self.top_k = top_k
+        self.steps_taken = 0
+        self._rng = rng
+        self._multiplicative = multiplicative
+        self._trace: np.ndarray | None = None
+        self._logits = np.zeros(experts, dtype=np.float64)
+        dist = spec.distribution
+        if dist == "zipf":
+            ranks = rng.permutation(experts) + 1
+            self._logits = -spec.zipf_exponent * np.log(ranks.astype(np.float64))
+        elif dist == "dirichlet":
+            weights = rng.dirichlet(np.full(experts, spec.dirichlet_concentration))
+            weights = np.maximum(weights, np.finfo(np.float64).tiny)
+            self._logits = np.log(weights / weights.max())
+        elif dist == "trace":
+            if spec.trace_file is None:
+                raise SimulationError("distribution 'trace' needs trace_file")
+            path = Path(spec.trace_file)
+            if not path.is_absolute() and base_dir is not None:
+                path = base_dir / path
+            self._trace = _load_trace(path, experts, top_k)
+        self._bias = np.ones(experts) if multiplicative else np.zeros(experts)
+
+    @property
+    def bias(self) -> np.ndarray:
+        """The selection bias b per expert (a copy)."""
+        return self._bias.copy()
+
+    @property
+    def popularity_logits(self) -> np.ndarray:
+        """The logits routing uses now: the distribution's, times ``aux_loss_residual_skew``
+        under aux_loss balancing (zeros for a trace)."""
+        if self.spec.balancing == "aux_loss":
+            return self._logits * self.spec.aux_loss_residual_skew
+        return self._logits.copy()
+
+    def step(self, tokens: int) -> np.ndarray:
+        """Route one batch: the ``(tokens, top_k)`` int array of each token's chosen experts."""
+        if tokens < 0:
+            raise SimulationError(f"cannot route {tokens} tokens")
+        step_seed = int(self._rng.integers(0, 2**63))
+        starts = list(range(0, tokens, BLOCK_TOKENS))
+        if self._trace is not None:
+            block = self._trace_block(self._trace, tokens, starts, step_seed)
+        else:
+            block = self._affinity_block(tokens, starts, step_seed)
+        if len(starts) > 1 and _MAX_THREADS > 1:
+            with ThreadPoolExecutor(max_workers=min(_MAX_THREADS, len(starts))) as pool:
+                parts = list(pool.map(block, range(len(starts))))
+        else:
+            parts = [block(i) for i in range(len(starts))]
+        if self.spec.distribution == "drift":
+            self._logits = self._logits + self._rng.normal(
+                0.0, self.spec.drift_per_step, self.experts
+            )
+        self.steps_taken += 1
+        if not parts:
+            return np.zeros((0, self.top_k), dtype=np.int64)
+        choices: np.ndarray = np.concatenate(parts).astype(np.int64, copy=False)
+        return choices
+
+    def _trace_block(
+        self, trace: np.ndarray, tokens: int, starts: list[int], step_seed: int
+    ) -> _BlockFn:
+        """The function routing block i of this step by systematic sampling from the trace."""
+        pi = trace[self.steps_taken % len(trace)]
+        order = self._rng.permutation(self.experts)
+        order = order[pi[order] > 0.0]
+        edges = np.concatenate(([0.0], np.cumsum(pi[order])))
+        edges[-1] = float(self.top_k)  # exact, so no point falls past the last expert
+        top_k = self.top_k
+
+        def block(i: int) -> np.ndarray:
+            n = min(BLOCK_TOKENS, tokens - starts[i])
+            gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence([step_seed, i])))
+            # points U, U+1, ..., U+k-1 on [0, k): intervals of width pi_e <= 1 each hold at
+            # most one point, so the k experts are distinct and P(e picked) = pi_e.
+            points = gen.random(n)[:, None] + np.arange(top_k)
+            pos = np.searchsorted(edges, points, side="right") - 1
+            picked: np.ndarray = order[np.minimum(pos, len(order) - 1)]
+            return picked
+
+        return block
+
+    def _affinity_block(self, tokens: int, starts: list[int], step_seed: int) -> _BlockFn:
+        """The function routing block i of this step by biased top-k over sigmoid affinities."""
+        sigma = float(self.spec.noise_scale)
+        logits = self.popularity_logits
+        bias = self._bias
+        top_k = self.top_k
+        # sigmoid is monotone: with a bias that is the same for every expert, top-k of the
+        # affinity is top-k of z + logit / sigma (cheaper, and identical).
+        flat_bias = bool(np.all(bias == bias[0]))
+        shift = (logits / sigma).astype(np.float32)
+        half_sigma = np.float32(0.5 * sigma)
+        add_bias = (2.0 * bias).astype(np.float32)
+        mul_bias = bias.astype(np.float32)
+        multiplicative = self._multiplicative
+
+        def block(i: int) -> np.ndarray:
+            n = min(BLOCK_TOKENS, tokens - starts[i])
+            gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence([step_seed, i])))
+            score = gen.standard_normal((n, self.experts), dtype=np.float32)
+            score += shift  # z + logit / sigma
+            if not flat_bias:
+                # sigmoid(x) = (1 + tanh(x / 2)) / 2 with x = sigma * (z + logit / sigma):
+                # ranking by sigmoid(x) + b equals ranking by tanh(x / 2) + 2 b, and by
+                # sigmoid(x) * b equals ranking by (1 + tanh(x / 2)) * b.
+                score *= half_sigma
+                np.tanh(score, out=score)
+                if multiplicative:
+                    score += np.float32(1.0)
+                    score *= mul_bias
+                else:
+                    score += add_bias
+            return _top_k(score, top_k)
+
+        return block
+
+    def update(self, loads: np.ndarray) -> None:
+        """Apply the balancing rule with one batch's per-expert loads (ALF-LB only).
+
+        With mean load c_bar and violation e_i = c_bar - c_i (positive when underloaded):
+
+        - ``sign``: b_i += u * sign(e_i) (ALF Algorithm 1, DeepSeek-V3);
+        - ``proportional``: b_i += u * e_i / c_bar. Normalised by the mean load so that u is
+          dimensionless and means the same at any batch size (ALF does not state its scaling;
+          raw token counts would make u = 0.01 a step of thousands); an expert at twice the mean
+          moves by u, like the sign rule;
+        - ``multiplicative``: b_i *= 1 + u * sign(e_i), with b starting at 1 and selecting by
+          affinity x b (ALF Table 4); u < 1 keeps b positive.
+
+        ``none`` and ``aux_loss`` leave the bias alone.
+        """
+        if self.spec.balancing != "alf_lb":
+            return
+        c = np.asarray(loads, dtype=np.float64)
+        if c.shape != (self.experts,):
+            raise SimulationError(f"update needs {self.experts} expert loads, got {c.shape}")
+        mean = float(c.mean())
+        u = self.spec.alf_update_rate
+        if self.spec.alf_update == "sign":
+            self._bias = self._bias + u * np.sign(mean - c)
+        elif self.spec.alf_update == "proportional":
+            if mean > 0.0:
+                self._bias = self._bias + u * (mean - c) / mean
+        else:
+            self._bias = self._bias * (1.0 + u * np.sign(mean - c))
+
+
+def route_layer(
+    wl: MoELayerWorkload,
+    n_gpus: int,
+    rng: np.random.Generator,
+    base_dir: Path | None = None,
+) -> RoutedBatch:
+    """Route one MoE layer forward over ``n_gpus`` expert-parallel GPUs.
+
+    Runs ``wl.routing.warmup_steps`` router steps over the global batch (``tokens_per_gpu x
+    n_gpus`` tokens, token t from source GPU ``t // tokens_per_gpu``), each followed by a bias
+    update, then the measured step. ``maxvio_batch`` is the MaxVio of the measured step's expert
+    loads before dropping. Capacity (:meth:`LayerGeometry.capacity`, None = dropless) limits the
+    tokens each (source GPU, expert) pair may send; FlashMoE's slot rule keeps them in arrival
+    (token) order and drops slot >= capacity, so ``counts[g, e] = min(demand[g, e], capacity)``
+    and ``dropped`` is the sum of the excess.
+    """
+    geometry = LayerGeometry.of(wl, [f"gpu{g}" for g in range(n_gpus)], Dtype.fp16)
+    router = Router(wl.routing, wl.experts, wl.top_k, rng, base_dir)
+    tokens = wl.tokens_per_gpu * n_gpus
+    for _ in range(wl.routing.warmup_steps):
+        router.update(expert_loads(router.step(tokens), wl.experts))
+    choices = router.step(tokens)
+    source = np.repeat(np.arange(n_gpus, dtype=np.int64), wl.tokens_per_gpu * wl.top_k)
+    demand = np.bincount(
+        source * wl.experts + choices.ravel(), minlength=n_gpus * wl.experts
+    ).reshape(n_gpus, wl.experts)
+    capacity = geometry.capacity()
+    counts = demand if capacity is None else np.minimum(demand, capacity)
+    return RoutedBatch(
+        counts=counts,
+        dropped=int(demand.sum() - counts.sum()),
+        maxvio_batch=maxvio(demand.sum(axis=0)),
+    )
+
+
+__all__ = ["BLOCK_TOKENS", "Router", "expert_loads", "maxvio", "route_layer"]

@@ -1,0 +1,170 @@
+"""Host-driven MoE baselines: closed forms where nothing contends, payload efficiency, launch
+counts from the mechanism, and bulk-synchronous stragglers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_profile, make_star_topology
+
+from gpusim.engine.sim import Simulation
+from gpusim.hardware.fabric import Fabric
+from gpusim.hardware.node import Node
+from gpusim.hardware.rates import gpu_rates
+from gpusim.spec.base import Dtype
+from gpusim.spec.moe import (
+    CometStrategy,
+    DeepEPStrategy,
+    FasterMoEStrategy,
+    MegatronStrategy,
+    MoELayerWorkload,
+)
+from gpusim.workloads.moe import HOST_DRIVEN, analytic, des
+from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
+from gpusim.workloads.moe.program import Exchange, ExchangeStep, run_analytic, run_des
+
+G, T, H, I, E, K = 4, 1024, 512, 512, 8, 2
+
+
+def _geometry(cf: float | None = 1.0) -> LayerGeometry:
+    return LayerGeometry(
+        gpus=[f"gpu{i}" for i in range(G)],
+        tokens_per_gpu=T,
+        hidden=H,
+        intermediate=I,
+        experts=E,
+        top_k=K,
+        capacity_factor=cf,
+        dtype=Dtype.fp16,
+    )
+
+
+def _balanced(per_pair: int) -> RoutedBatch:
+    return RoutedBatch(counts=np.full((G, E), per_pair), dropped=0, maxvio_batch=0.0)
+
+
+def _run(strategy: object, batch: RoutedBatch, cf: float | None = 1.0) -> tuple[float, float, list]:
+    topo, prof = make_star_topology(G), make_profile()
+    g = _geometry(cf)
+    rates = [gpu_rates(topo.gpus()[0].model, prof)] * G
+    programs, moved = HOST_DRIVEN[strategy.name](g, batch, strategy, rates, 16)  # type: ignore[attr-defined]
+    node = Node(topo, prof, Simulation())
+    res_des = run_des(node, g.gpus, programs)
+    res_ana = run_analytic(Fabric(topo, prof), prof, g.gpus, programs)
+    return max(r.end_s for r in res_des), max(r.end_s for r in res_ana), [node, moved, res_des]
+
+
+def test_megatron_des_equals_closed_form_when_balanced() -> None:
+    # symmetric ranks, one stream each: nothing contends, so both fidelities agree exactly
+    t_des, t_ana, _ = _run(MegatronStrategy(), _balanced(T * K // E))
+    assert t_des == pytest.approx(t_ana, rel=1e-9)
+
+
+def test_deepep_des_equals_closed_form_when_balanced() -> None:
+    t_des, t_ana, _ = _run(DeepEPStrategy(), _balanced(T * K // E))
+    assert t_des == pytest.approx(t_ana, rel=1e-9)
+
+
+def test_padding_halves_payload_efficiency_at_half_capacity() -> None:
+    # capacity per (source, expert) = ceil(T/E) * CF * k = 256 tokens; route 128 of them
+    g = _geometry()
+    assert g.capacity() == 256
+    batch = _balanced(128)
+    topo, prof = make_star_topology(G), make_profile()
+    rates = [gpu_rates(topo.gpus()[0].model, prof)] * G
+    _, padded = HOST_DRIVEN["megatron"](g, batch, MegatronStrategy(pad_to_capacity=True), rates, 16)
+    _, exact = HOST_DRIVEN["megatron"](g, batch, MegatronStrategy(pad_to_capacity=False), rates, 16)
+    useful = g.useful_remote_bytes(batch)
+    assert exact == pytest.approx(useful)
+    assert padded == pytest.approx(2 * useful)  # payload efficiency 0.5
+
+
+def test_alltoall_moves_the_routed_bytes_over_each_link() -> None:
+    # uniform: each GPU sends (G-1) * 2 experts * 64 tokens of H fp16 to each... per uplink:
+    # dispatch (G-1) peers x 2 local experts x 64 tokens x H x 2 B, plus the same for combine
+    _, _, (node, moved, _) = _run(MegatronStrategy(pad_to_capacity=False), _balanced(64))
+    per_link = 2 * (G - 1) * 2 * 64 * H * 2
+    stats = {s.name: s.bytes_carried for s in node.network.stats()}
+    count_bytes = (G - 1) * 2 * 8  # one count all-to-all: 2 int64 counts per peer
+    assert stats["gpu1->sw"] == pytest.approx(per_link + count_bytes, rel=1e-9)
+    assert moved == pytest.approx(G * per_link)
+
+
+def test_te_launches_one_gemm_per_expert() -> None:
+    _, _, (_, _, cutlass) = _run(MegatronStrategy(variant="cutlass"), _balanced(64))
+    _, _, (_, _, te) = _run(MegatronStrategy(variant="te"), _balanced(64))
+    local = E // G
+    assert te[0].launches - cutlass[0].launches == 2 * (local - 1)
+
+
+def test_imbalance_delays_every_rank_of_a_bulk_synchronous_layer() -> None:
+    uniform = _balanced(64)
+    skew = np.zeros((G, E), dtype=int)
+    skew[:, 0] = 64 * E  # every token goes to expert 0 on gpu0
+    hot = RoutedBatch(counts=skew, dropped=0, maxvio_batch=float(E - 1))
+    for strategy in (
+        MegatronStrategy(pad_to_capacity=False),
+        FasterMoEStrategy(),
+        DeepEPStrategy(),
+    ):
+        t_uniform, _, _ = _run(strategy, uniform, cf=None)
+        t_hot, _, (_, _, ranks) = _run(strategy, hot, cf=None)
+        assert t_hot > t_uniform, strategy
+        # gpu1 has no expert work but waits at the combine for gpu0 (the straggler)
+        assert ranks[1].end_s > t_uniform
+
+
+@pytest.mark.parametrize("compute_first", [False, True])
+@pytest.mark.parametrize("compute_s", [10e-6, 400e-6])
+def test_fused_exchange_overlaps_compute_with_communication(
+    compute_first: bool, compute_s: float
+) -> None:
+    # One COMET-style fused kernel per rank: S bytes to each of the 3 peers over the star
+    # (each uplink shared by 3 flows): comm = 1.1 us route latency + 3 S / (450e9 * 0.8).
+    # Fused with a GEMM of compute_s in 4 chunks it lasts max(compute, comm + compute / 4).
+    size = 20e6
+    send = np.full((G, G), size)
+    np.fill_diagonal(send, 0.0)
+    ex = Exchange(
+        "fused",
+        send,
+        "onesided",
+        comm_sms=33,
+        compute_s=compute_s,
+        chunks=4,
+        compute_first=compute_first,
+        holds_all_sms=True,
+    )
+    programs = [[ExchangeStep(ex, "gemm")] for _ in range(G)]
+    topo, prof = make_star_topology(G), make_profile()
+    gpus = [f"gpu{i}" for i in range(G)]
+    comm = 1.1e-6 + 3 * size / (450e9 * 0.8)
+    expected = max(compute_s, comm + compute_s / 4)
+    issue = 2e-6 + 1e-6  # launch API + doorbell of the fixture profile
+    ana = run_analytic(Fabric(topo, prof), prof, gpus, programs)
+    sim = run_des(Node(topo, prof, Simulation()), gpus, programs)
+    assert ana[0].end_s == pytest.approx(issue + expected, rel=1e-9)
+    assert sim[0].end_s == pytest.approx(issue + expected, rel=1e-9)
+    assert expected < compute_s + comm  # overlap: never the sum
+
+
+def test_workload_entry_points_report_metrics() -> None:
+    topo, prof = make_star_topology(G), make_profile()
+    wl = MoELayerWorkload(
+        tokens_per_gpu=T,
+        hidden=H,
+        intermediate=I,
+        experts=E,
+        top_k=K,
+        strategy=MegatronStrategy(),
+        overlap_efficiency=True,
+    )
+    out_des = des(Node(topo, prof, Simulation(seed=3)), wl, seed=3)
+    out_ana = analytic(topo, prof, wl, seed=3)
+    for out in (out_des, out_ana):
+        m = out.metrics
+        assert m["forward_latency_s"] > 0 and 0 < m["sm_utilisation"] <= 1
+        assert 0 < m["payload_efficiency"] <= 1
+        assert 0 < m["overlap_efficiency"]
+        assert set(out.per_gpu) == {f"gpu{i}" for i in range(G)}
+        assert {"gate_s", "dispatch_s", "gemm_s", "combine_s", "idle_s"} <= set(out.per_gpu["gpu0"])
