@@ -37,9 +37,7 @@ def simulate(scenario: ResolvedScenario | Scenario | str | Path) -> Result:
         events = sim.events_scheduled()
         trace = sim.recorder.events if opts.trace else None
     else:
-        outcome = run_analytic(
-            resolved.topology, resolved.profile, resolved.workload, opts.seed
-        )
+        outcome = run_analytic(resolved.topology, resolved.profile, resolved.workload, opts.seed)
         events = 0
     return Result(
         scenario=resolved.name,

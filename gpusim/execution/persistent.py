@@ -23,20 +23,25 @@ Holding SMs versus using them
     held one, which is 1 by construction.
 
 Scheduler (one warp, first come first served)
-    Ready tasks wait in one FIFO; idle processors are interchangeable. Each assignment costs the
-    scheduler ``scheduler_s_per_task`` of serial time, and the processor starts the task
-    ``task_latency_s`` after the assignment completes (doorbell seen, descriptor fetched). The
-    scheduler is modelled in virtual time: it keeps the instant it will next be free, and an
-    assignment made at ``now`` completes at ``max(now, free) + scheduler_s_per_task``. Because
-    tasks are served in ready order and processors are identical, this is the exact
-    first-come-first-served outcome without an event per assignment; and at high task rates the
-    assignments queue behind one another, so the scheduler's throughput cap
-    (``1 / scheduler_s_per_task`` tasks per second) emerges.
+    Ready task groups wait in one FIFO; idle processors are interchangeable. Each assignment
+    costs the scheduler ``scheduler_s_per_task`` of serial time, and the processor starts the
+    task ``task_latency_s`` after the assignment completes (doorbell seen, descriptor fetched).
+    The scheduler is modelled in virtual time: it keeps the instant it will next be free, and an
+    assignment made at ``now`` completes at ``max(now, free, task ready) +
+    scheduler_s_per_task``. Because tasks are served in ready order and processors are
+    identical, this is the first-come-first-served outcome without an event per assignment; at
+    high task rates the assignments queue behind one another, so the scheduler's throughput cap
+    (``1 / scheduler_s_per_task`` tasks per second) emerges. (FlashMoE's scheduler sweeps its
+    queues and assigns each sweep's tasks in queue order before sweeping again: FIFO at sweep
+    granularity.)
 
 Subscriber (three warps, modelled as one serial server)
     A packet or flag that arrives is decoded into tasks at ``subscriber_s_per_task`` per task
-    created; its tasks become ready together when the decode ends (FlashMoE bumps the queue head
-    once per decoded packet).
+    created, one packet after another; its tasks become ready together when its decode ends
+    (FlashMoE bumps the queue head once per decoded packet). The group enters the scheduler's
+    FIFO at arrival, stamped with that ready time, so no event is spent on the decode; a task
+    made ready by other means during the decode (nanoseconds) queues behind it. Flags arriving at
+    the same instant are decoded in arrival-event order.
 
 Tasks
     A task group holds ``count`` tasks of one kind with the same duration model: ``compute_s``
@@ -47,28 +52,38 @@ Tasks
     a transfer-only task; no per-cycle events.
 
 Batched tasks (``task_batch`` > 1)
-    The scheduler hands a processor ``k`` consecutive tasks of the group at the head of the
-    queue as one event whose duration is the sum of the tasks' durations:
-    ``k x compute_s + (k - 1) x task_latency_s`` (each task after the first still pays its own
-    start latency), then one transfer of ``k x flow_B`` bytes after ``k x flow_latency_s``. The
-    scheduler is busy ``k x scheduler_s_per_task`` for it, so its throughput cap is unchanged.
-    Taking the whole FIFO in batches of ``task_batch`` would starve processors whenever the queue
-    is short: the batch size is therefore ``k = min(task_batch, tasks left in the group,
-    ceil(ready tasks / P))``, i.e. a processor never takes more than its share of the current
-    backlog, and whenever fewer tasks than processors are ready it takes one (the per-task
-    behaviour). What remains different is only the order inside a batch: a batch's tasks finish
-    together at its end, so a successor that one of them enables (a row tile's GEMM1 tasks, a
-    returned tile's combine) becomes ready up to ``(k - 1)`` task durations later than in the
-    per-task run; in the middle of a long backlog this delay is hidden by the other ready work,
-    at the end it is bounded by the ``ceil(ready / P)`` rule. Measured tolerance: see
-    ``tests/test_flashmoe.py`` (multi-GPU FlashMoE forward within 3 % of per-task with
-    ``task_batch`` = 8).
+    The scheduler may hand a processor ``k`` consecutive tasks of the group at the head of the
+    FIFO as one event whose duration is the sum of the tasks' durations: ``k x compute_s +
+    (k - 1) x task_latency_s`` (each task after the first still pays its start latency), then one
+    transfer of ``k x flow_B`` bytes after ``k x flow_latency_s``. The scheduler spends
+    ``scheduler_s_per_task`` on the batch's first task before it starts and the other
+    ``(k - 1) x scheduler_s_per_task`` when it ends (where, in the per-task run, those
+    assignments would be spread over the batch; charging them up front would make every
+    processor that frees at once queue for ``k`` assignments each), so its throughput cap is
+    unchanged. What keeps the two modes close is the batch size: a batch commits work to one
+    processor that, per task, other processors freeing up later would have shared, and it
+    delays the successors its tasks enable (a row tile's GEMM1 tasks, a returned tile's combine)
+    to its end. So ``k = min(task_batch, tasks left in the group, floor(W / (2 P w)))`` with
+    ``W`` the uncontended work of every ready task, ``w`` one task's and ``P`` the processors: a
+    batch never exceeds half of one processor's share of the current backlog, and while the
+    backlog is under two tasks' work per processor, tasks go one by one (the per-task
+    behaviour). Counting work, not tasks, keeps a backlog of short tasks (combines) from
+    licensing batches of long ones (GEMMs).
+
+    Tolerance (FlashMoE forward latency, batched with ``task_batch`` = 8 against per-task,
+    measured on 2-4 GPUs with 8K-16K tokens per GPU, E = 8-64, H, I = 1-4K): within 5 % (the
+    measured spread is -1.7 % to +3.4 %; ``tests/test_flashmoe.py`` checks a 2-GPU case).
+    Exception: when GEMM1 result writes oversubscribe NVLink ingress ports in turn (8 GPUs,
+    uniform routing: every GPU computes the same source's row tiles at the same time, see
+    ``gpusim.workloads.moe.flashmoe``), the order perturbation of batching spreads the writes
+    over more ports and the batched run is up to about 12 % faster; use ``task_batch`` = 1 there.
 
 Transfers (:class:`FlowGate`)
     Every transfer a block issues has a rate cap (one block's streaming rate, or a superblock's).
     When, on every resource of its route, the caps of all gated transfers in flight (the new one
     included) sum to at most the resource's capacity, no resource on the route can saturate and
-    max-min fairness gives the transfer exactly its cap: it is then timed in closed form
+    max-min fairness gives the transfer exactly its cap (the sums count transfers still in their
+    latency too, which only makes the test conservative): it is then timed in closed form
     (``latency + bytes / cap``) with one event, without a rate recomputation of the fluid
     network. When a resource would be over-subscribed, every gated transfer crossing it moves
     into the fluid network with its remaining bytes, and the fluid network shares it max-min
@@ -83,9 +98,9 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import simpy
 
@@ -251,20 +266,19 @@ class FlowGate:
             raise ValueError("transfer size and latency must be >= 0 and the cap > 0")
         self.transfers += 1
         env = self.env
-        if route and max(route) >= len(self._limit):
-            self._grow()
-        carried = self._carried
-        for r in route:
-            carried[r] += size_B
         if size_B == 0 or not route:
             body_s = size_B / cap_Bps if size_B > 0 and cap_Bps < math.inf else 0.0
             ev = env.timeout(latency_s + body_s, payload)
             ev.callbacks.append(lambda e: callback(e.value))
             return
-        users, demand, uncapped, limit = self._users, self._demand, self._uncapped, self._limit
+        if max(route) >= len(self._limit):
+            self._grow()
+        carried, users, demand = self._carried, self._users, self._demand
+        uncapped, limit = self._uncapped, self._limit
         fits = self.bypass
         if cap_Bps < math.inf:
             for r in route:
+                carried[r] += size_B
                 users[r] += 1
                 d = demand[r] + cap_Bps
                 demand[r] = d
@@ -273,6 +287,7 @@ class FlowGate:
         else:
             fits = False
             for r in route:
+                carried[r] += size_B
                 users[r] += 1
                 uncapped[r] += 1
         if not fits:
@@ -290,6 +305,12 @@ class FlowGate:
                 bypassed[r] = [m for m in members if m.alive]
         ev = env.timeout(latency_s + size_B / cap_Bps, rec)
         ev.callbacks.append(self._bypass_done)
+
+    def oversubscribed(self, route: tuple[int, ...]) -> bool:
+        """Whether the caps of the transfers in flight exceed a capacity on ``route``."""
+        demand, limit, uncapped = self._demand, self._limit, self._uncapped
+        n = len(limit)
+        return any(r < n and (demand[r] > limit[r] or uncapped[r] > 0) for r in route)
 
     def _fluid(
         self,
@@ -316,7 +337,7 @@ class FlowGate:
         callback(payload)
 
     def _bypass_done(self, ev: simpy.Event) -> None:
-        rec: _Bypassed = ev.value
+        rec = cast(_Bypassed, ev.value)
         if not rec.alive:
             return  # moved into the fluid network
         rec.alive = False
@@ -384,6 +405,12 @@ class TaskGroup:
     subscriber decodes them)."""
     nominal_s: float = 0.0
     """Uncontended per-task time (set by the kernel): what batch sizes are measured in."""
+    acc: list[float] = field(default_factory=list)
+    """The kernel's [busy block-seconds, tasks] of this group's kind (set by the kernel)."""
+
+
+_TaskPayload = tuple[TaskGroup, int, int, float]
+"""(group, first task index, tasks, start time) of a running batch."""
 
 
 class PersistentKernel:
@@ -416,6 +443,8 @@ class PersistentKernel:
         self.task_batch = task_batch
         self.name = name
         self.processors = grid.processors
+        self._sched_s = times.scheduler_s_per_task
+        self._latency_s = times.task_latency_s
         self.done = self.env.event()
         self.start_s: float | None = None
         self.end_s: float | None = None
@@ -439,10 +468,8 @@ class PersistentKernel:
         everything expected has happened, give the SMs back."""
         gpu, env = self.gpu, self.env
         sms = self.grid.sms
-        granted = gpu.acquire_sms(sms)
-        if granted is not None:
-            yield granted
-        gpu._sm_change(sms)  # held for the whole kernel: see "Holding SMs versus using them"
+        # held for the whole kernel: see "Holding SMs versus using them"
+        yield from gpu.occupy_sms(sms)
         self.start_s = float(env.now)
         self._sub_free_s = self._sched_free_s = self.start_s
         self._open += 1  # the body itself
@@ -455,8 +482,7 @@ class PersistentKernel:
         self._fulfil(1)
         if not self.done.triggered:
             yield self.done
-        gpu._sm_change(-sms)
-        gpu.release_sms(sms)
+        gpu.vacate_sms(sms)
         end = float(env.now)
         gpu.kernel_busy_s += end - self.start_s
         gpu.kernels_run += 1
@@ -537,6 +563,7 @@ class PersistentKernel:
         if group.flow_cap_Bps < math.inf:
             nominal += group.flow_B / group.flow_cap_Bps
         group.nominal_s = nominal
+        group.acc = self._account(group.kind)
         self._ready.append(group)
         self._ready_work_s += group.count * nominal
         if self._idle:
@@ -544,39 +571,42 @@ class PersistentKernel:
 
     def _assign(self) -> None:
         ready = self._ready
-        if not self._idle or not ready:
+        idle = self._idle
+        if not idle or not ready:
             return
         env = self.env
         now = float(env.now)
-        s = self.times.scheduler_s_per_task
-        latency = self.times.task_latency_s
+        s = self._sched_s
+        latency = self._latency_s
         batch = self.task_batch
         share_div = 2 * self.processors
-        while self._idle and ready:
+        sched_free = self._sched_free_s
+        while idle and ready:
             g = ready[0]
-            left = g.count - g.next_index
+            first = g.next_index
+            left = g.count - first
             k = 1
             if batch > 1:
                 share = int(self._ready_work_s / (share_div * g.nominal_s))
                 if share > 1:
                     k = min(batch, left, share)
-            first = g.next_index
             g.next_index = first + k
             if k == left:
                 ready.popleft()
             self._ready_work_s -= k * g.nominal_s
-            self._idle -= 1
-            t = self._sched_free_s
-            if t < now:
-                t = now
+            idle -= 1
+            t = sched_free if sched_free > now else now
             if t < g.ready_s:
                 t = g.ready_s
-            t += s  # the first task's assignment; the others' are charged at the batch's end
-            self._sched_free_s = t
+            sched_free = t = t + s  # the first task's assignment; the others' at the batch's end
             start = t + latency
-            compute = k * g.compute_s + (k - 1) * latency
             payload = (g, first, k, start)
-            if g.flow_B > 0 and compute <= 0:
+            compute = g.compute_s if k == 1 else k * g.compute_s + (k - 1) * latency
+            if g.flow_B <= 0:
+                env.timeout(start + compute - now, payload).callbacks.append(self._task_done_event)
+            elif compute > 0:
+                env.timeout(start + compute - now, payload).callbacks.append(self._compute_done)
+            else:
                 self.gate.send(
                     g.flow_route,
                     k * g.flow_B,
@@ -585,14 +615,12 @@ class PersistentKernel:
                     self._task_done,
                     payload,
                 )
-            else:
-                ev = env.timeout(start + compute - now, payload)
-                ev.callbacks.append(
-                    self._compute_done if g.flow_B > 0 else self._task_done_event
-                )
+        self._idle = idle
+        self._sched_free_s = sched_free
 
     def _compute_done(self, ev: simpy.Event) -> None:
-        g, _first, k, _start = payload = ev.value
+        payload = cast(_TaskPayload, ev.value)
+        g, _first, k, _start = payload
         self.gate.send(
             g.flow_route,
             k * g.flow_B,
@@ -603,22 +631,17 @@ class PersistentKernel:
         )
 
     def _task_done_event(self, ev: simpy.Event) -> None:
-        self._task_done(ev.value)
+        self._task_done(cast(_TaskPayload, ev.value))
 
-    def _task_done(self, payload: tuple[TaskGroup, int, int, float]) -> None:
+    def _task_done(self, payload: _TaskPayload) -> None:
         g, first, k, start = payload
         now = float(self.env.now)
-        acc = self._busy.get(g.kind)
-        if acc is None:
-            acc = self._account(g.kind)
+        acc = g.acc
         if k > 1:
-            latency = self.times.task_latency_s
-            acc[0] += now - start - (k - 1) * latency
+            acc[0] += now - start - (k - 1) * self._latency_s
             # the scheduler's work for the batch's other k - 1 tasks
             t = self._sched_free_s
-            self._sched_free_s = (t if t > now else now) + (k - 1) * (
-                self.times.scheduler_s_per_task
-            )
+            self._sched_free_s = (t if t > now else now) + (k - 1) * self._sched_s
         else:
             acc[0] += now - start
         acc[1] += k

@@ -51,5 +51,7 @@ def grouped_gemm_cost(
         compute_time_s=waves * cta_flops / rate,
         floor_s=rates.kernel_floor_s,
         hbm_achievable_Bps=rates.hbm_achievable_Bps,
-        lower_bound_s=max(flops / rates.tensor_peak_FLOPps(dtype), hbm_bytes / rates.hbm_nameplate_Bps),
+        lower_bound_s=max(
+            flops / rates.tensor_peak_FLOPps(dtype), hbm_bytes / rates.hbm_nameplate_Bps
+        ),
     )

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -30,7 +29,9 @@ HOST_DRIVEN: dict[str, Builder] = {
 }
 
 
-def _setup(topology: Topology, wl: MoELayerWorkload, seed: int) -> tuple[LayerGeometry, RoutedBatch]:
+def _setup(
+    topology: Topology, wl: MoELayerWorkload, seed: int
+) -> tuple[LayerGeometry, RoutedBatch]:
     gpus = list(wl.gpus) if wl.gpus is not None else [g.id for g in topology.gpus()]
     geometry = LayerGeometry.of(wl, gpus, wl.strategy.dtype)
     batch = route_layer(wl, len(gpus), np.random.default_rng(seed))
@@ -43,12 +44,20 @@ def _rates(topology: Topology, profile: CalibrationProfile, gpus: Sequence[str])
 
 
 def _host_driven_outcome(
-    g: LayerGeometry, batch: RoutedBatch, results: list[RankResult], moved_B: float,
-    busy_sm_s: float, total_sms: int,
+    g: LayerGeometry,
+    batch: RoutedBatch,
+    results: list[RankResult],
+    moved_B: float,
+    busy_sm_s: float,
+    total_sms: int,
 ) -> Outcome:
     latency = max(r.end_s for r in results)
     metrics = moe_metrics(
-        geometry=g, batch=batch, latency_s=latency, busy_sm_s=busy_sm_s, total_sms=total_sms,
+        geometry=g,
+        batch=batch,
+        latency_s=latency,
+        busy_sm_s=busy_sm_s,
+        total_sms=total_sms,
         network_payload_B=moved_B,
         kernel_launches=round(sum(r.launches for r in results) / len(results)),
     )
@@ -62,7 +71,9 @@ def _host_driven_outcome(
 
 
 def _with_overlap(
-    wl: MoELayerWorkload, outcome: Outcome, run_two: Callable[[MoELayerWorkload], Outcome],
+    wl: MoELayerWorkload,
+    outcome: Outcome,
+    run_two: Callable[[MoELayerWorkload], Outcome],
     gpus: Sequence[str],
 ) -> Outcome:
     if not wl.overlap_efficiency or len(gpus) <= 2:

@@ -43,12 +43,23 @@ def build(
     gemm0_s = max(sum(k.time_s for k in f.gemm0) for f in ffns)
     gemm1_s = max(sum(k.time_s for k in f.gemm1) for f in ffns)
     dispatch = Exchange(
-        "comet_dispatch_gemm0", send, "onesided", comm_sms, gemm0_s, PIPELINE_CHUNKS,
+        "comet_dispatch_gemm0",
+        send,
+        "onesided",
+        comm_sms,
+        gemm0_s,
+        PIPELINE_CHUNKS,
         holds_all_sms=True,
     )
     combine = Exchange(
-        "comet_gemm1_combine", send.T.copy(), "onesided", comm_sms, gemm1_s, PIPELINE_CHUNKS,
-        compute_first=True, holds_all_sms=True,
+        "comet_gemm1_combine",
+        send.T.copy(),
+        "onesided",
+        comm_sms,
+        gemm1_s,
+        PIPELINE_CHUNKS,
+        compute_first=True,
+        holds_all_sms=True,
     )
     counts = count_exchange_steps(g, nccl_sms)  # one exchange shared by every rank
     programs: list[list[Step]] = []

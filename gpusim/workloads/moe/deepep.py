@@ -41,7 +41,9 @@ def build(
     for r in range(g.n_gpus):
         ffn = expert_ffn(g, expert_rows(g, batch, r, False), rates[r], strategy.dtype, grouped=True)
         steps: list[Step] = [*router_steps(g, rates[r], strategy.dtype)]
-        layout = elementwise("get_dispatch_layout", t * k * ID_BYTES, g.experts * g.n_gpus * 4, rates[r])
+        layout = elementwise(
+            "get_dispatch_layout", t * k * ID_BYTES, g.experts * g.n_gpus * 4, rates[r]
+        )
         steps.append(KernelStep(layout, "gate"))
         steps.append(ExchangeStep(notify, "gate"))
         steps.append(SyncStep(g.n_gpus * g.local_experts * ID_BYTES, "gate"))

@@ -45,14 +45,23 @@ def build(
         steps += permute_steps(g, rates[r])
         sent = []
         for i in range(c):
-            steps.append(ExchangeStep(dispatch[i], "dispatch", DISPATCH_STREAM, after=(len(steps) - 1,) if i == 0 else ()))
+            steps.append(
+                ExchangeStep(
+                    dispatch[i],
+                    "dispatch",
+                    DISPATCH_STREAM,
+                    after=(len(steps) - 1,) if i == 0 else (),
+                )
+            )
             sent.append(len(steps) - 1)
         back = []
         for i in range(c):
             steps += [KernelStep(k, "gemm", COMPUTE_STREAM, after=(sent[i],)) for k in ffn.gemm0]
             steps.append(KernelStep(ffn.activation, "gemm", COMPUTE_STREAM))
             steps += [KernelStep(k, "gemm", COMPUTE_STREAM) for k in ffn.gemm1]
-            steps.append(ExchangeStep(combine[i], "combine", COMBINE_STREAM, after=(len(steps) - 1,)))
+            steps.append(
+                ExchangeStep(combine[i], "combine", COMBINE_STREAM, after=(len(steps) - 1,))
+            )
             back.append(len(steps) - 1)
         steps.append(unpermute_step(g, rates[r], after=tuple(back)))
         programs.append(steps)

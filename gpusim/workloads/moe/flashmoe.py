@@ -35,7 +35,17 @@ One forward on every GPU g (experts placed contiguously, ``LayerGeometry``):
    latest kernel end, measured from the first launch call (CUDA events around the launch).
 
 Every block-issued transfer is capped at one block's streaming rate
-(``gpusim.kernels.tile_gemm.block_stream_Bps``: an assumption until measured).
+(``gpusim.kernels.tile_gemm.block_stream_Bps``: an assumption until measured). Not modelled: the
+GEMM tiles' operand traffic (A and W tiles through L2/HBM; folded into the tile rate), the gate's
+softmax/top-k beyond its GEMM tiles, and HBM traffic at the receiving end of remote stores.
+
+Behaviour worth knowing. Dispatch packets of equal size finish together under max-min sharing,
+so a destination's subscriber sees the flags of all sources at once and decodes them in sender
+order (FlashMoE's subscriber sweeps its flags in (peer, expert) order too); with first-come
+first-served scheduling every GPU then computes source 0's row tiles first, then source 1's...,
+and on 8 GPUs the GEMM1 result writes of all GPUs converge on one source's NVLink ingress at a
+time. The DES shows that convoy (the fluid network shares the oversubscribed port); the analytic
+form does not.
 
 ``analytic`` is a closed form exact without contention in the one-GPU, one-expert case where all
 tasks fit in one wave (tested against the DES to 1e-6); elsewhere it is an estimate (see its
@@ -47,7 +57,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import simpy
@@ -285,19 +295,18 @@ class _Run:
             if plan.clear_B > 0:
                 t0 = float(env.now)
                 cleared = env.event()
+
+                def zeroed(_payload: object) -> None:
+                    cleared.succeed()
+
                 self.gate.send(
-                    (self.hbm(g),),
-                    plan.clear_B,
-                    0.0,
-                    grid.blocks * grid.block_stream_Bps,
-                    cleared.succeed,
+                    (self.hbm(g),), plan.clear_B, 0.0, grid.blocks * grid.block_stream_Bps, zeroed
                 )
                 yield cleared
                 kernel.add_busy("clear", grid.blocks * (float(env.now) - t0))
             yield env.timeout(plan.gate_compute_s + self.times.grid_barrier_s)
             kernel.add_busy("gate", plan.gate_tiles * plan.gate_tile_s)
-            assert kernel.start_s is not None
-            self.gate_end_s[g] = float(env.now) - kernel.start_s
+            self.gate_end_s[g] = float(env.now) - (kernel.start_s or 0.0)
             self.last_flag_s[g] = float(env.now)
             self.dispatch(g, kernel)
 
@@ -367,7 +376,7 @@ class _Run:
         ev.callbacks.append(self.packet_arrived)
 
     def packet_arrived(self, ev: simpy.Event) -> None:
-        pkt: _Packet = ev.value
+        pkt = cast(_Packet, ev.value)
         now = float(self.env.now)
         if now > self.last_flag_s[pkt.src]:
             self.last_flag_s[pkt.src] = now
@@ -415,7 +424,7 @@ class _Run:
         ev.callbacks.append(self.result_arrived)
 
     def result_arrived(self, ev: simpy.Event) -> None:
-        src, rows, count = ev.value
+        src, rows, count = cast(tuple[int, int, int], ev.value)
         plan = self.plans[src]
         combine = TaskGroup(
             "combine",
@@ -457,7 +466,11 @@ def des(
     run.gate_end_s = [0.0] * n
     for i, gid in enumerate(ids):
         kernel = PersistentKernel(
-            node.gpus[gid], plans[i].grid, times, gate, task_batch=strategy.task_batch,
+            node.gpus[gid],
+            plans[i].grid,
+            times,
+            gate,
+            task_batch=strategy.task_batch,
             name="flashmoe",
         )
         kernel.expect(expected_at(geometry, counts, plans[i], i))
@@ -474,20 +487,22 @@ def des(
         env.process(rank(i))
     node.sim.run()
     node.finish()
+    spans: list[tuple[float, float]] = []
     for i, k in enumerate(run.kernels):
-        if k.end_s is None:
+        if k.start_s is None or k.end_s is None:
             raise SimulationError(f"FlashMoE kernel on {ids[i]} did not terminate")
-    latency = max(float(k.end_s) for k in run.kernels if k.end_s is not None)
+        spans.append((k.start_s, k.end_s))
+    latency = max(end for _start, end in spans)
     per_gpu: dict[str, dict[str, float]] = {}
     busy_sm_s = 0.0
     task_busy = 0.0
     held = 0.0
     for i, (gid, k) in enumerate(zip(ids, run.kernels, strict=True)):
-        assert k.start_s is not None and k.end_s is not None
+        start_s, end_s = spans[i]
         plan = plans[i]
         p = plan.grid.processors
         b = k.busy_block_s
-        kernel_s = k.end_s - k.start_s
+        kernel_s = end_s - start_s
         gemm = b.get("gemm0", 0.0) + b.get("gemm1", 0.0)
         comb = b.get("combine", 0.0)
         disp = b.get("dispatch", 0.0)
@@ -495,16 +510,17 @@ def des(
         task_busy += gemm + comb
         held += plan.grid.sms * kernel_s
         per_gpu[gid] = {
-            "start_s": k.start_s,
-            "end_s": k.end_s,
+            "start_s": start_s,
+            "end_s": end_s,
             "kernel_s": kernel_s,
             "gate_s": run.gate_end_s[i],
-            "dispatch_s": run.last_flag_s[i] - k.start_s,
+            "dispatch_s": run.last_flag_s[i] - start_s,
             "dispatch_work_s": disp / p,
             "gemm_s": gemm / p,
             "combine_s": comb / p,
             "idle_s": kernel_s - run.gate_end_s[i] - (disp + gemm + comb) / p,
             "tasks": float(sum(k.tasks_run.values())),
+            "task_batches": float(k.batches_run),
             "blocks": float(plan.grid.blocks),
             "processors": float(p),
             "sm_utilisation": k.utilisation(),
@@ -634,9 +650,7 @@ def analytic(
                     if dst != g:
                         for r in fabric.route(ids[g], ids[dst]).resources:
                             name = fabric.resources[r].name
-                            link_bytes[name] = (
-                                link_bytes.get(name, 0.0) + tokens * plan.row_bytes
-                            )
+                            link_bytes[name] = link_bytes.get(name, 0.0) + tokens * plan.row_bytes
                 arrive = t + route_lat + h
                 arrivals[dst].append((arrive, g, e))
                 last_flag[g] = max(last_flag[g], arrive)
@@ -662,9 +676,9 @@ def analytic(
                 continue
             first_ready[d] = min(first_ready[d], ready)
             home = plans[g]
-            if g == d:
-                back_lat, back_res = 0.0, ()
-            else:
+            back_res: tuple[int, ...] = ()
+            back_lat = 0.0
+            if g != d:
                 back = fabric.route(ids[d], ids[g])
                 back_lat, back_res = back.latency_s, back.resources
             for r, rows in enumerate(rows_list):

@@ -80,7 +80,9 @@ def send_matrix(g: LayerGeometry, batch: RoutedBatch, pad_to_capacity: bool) -> 
     return out
 
 
-def expert_rows(g: LayerGeometry, batch: RoutedBatch, rank: int, pad_to_capacity: bool) -> list[int]:
+def expert_rows(
+    g: LayerGeometry, batch: RoutedBatch, rank: int, pad_to_capacity: bool
+) -> list[int]:
     """Rows each local expert of ``rank`` computes."""
     lx = g.local_experts
     experts = range(rank * lx, (rank + 1) * lx)
@@ -109,16 +111,28 @@ def expert_ffn(
     """Grouped GEMMs (one kernel each, CUTLASS) or one GEMM launch per expert (TE)."""
     path = InstructionPath.wgmma
     if grouped:
-        g0 = [grouped_gemm_cost(rows, g.intermediate, g.hidden, dtype, path, rates, "grouped_gemm0", sms)]
-        g1 = [grouped_gemm_cost(rows, g.hidden, g.intermediate, dtype, path, rates, "grouped_gemm1", sms)]
+        g0 = [
+            grouped_gemm_cost(
+                rows, g.intermediate, g.hidden, dtype, path, rates, "grouped_gemm0", sms
+            )
+        ]
+        g1 = [
+            grouped_gemm_cost(
+                rows, g.hidden, g.intermediate, dtype, path, rates, "grouped_gemm1", sms
+            )
+        ]
     else:
         g0 = [
-            _renamed(kernel_cost(GemmOp(m=m, n=g.intermediate, k=g.hidden, dtype=dtype), rates), "gemm0")
+            _renamed(
+                kernel_cost(GemmOp(m=m, n=g.intermediate, k=g.hidden, dtype=dtype), rates), "gemm0"
+            )
             for m in rows
             if m > 0
         ]
         g1 = [
-            _renamed(kernel_cost(GemmOp(m=m, n=g.hidden, k=g.intermediate, dtype=dtype), rates), "gemm1")
+            _renamed(
+                kernel_cost(GemmOp(m=m, n=g.hidden, k=g.intermediate, dtype=dtype), rates), "gemm1"
+            )
             for m in rows
             if m > 0
         ]
@@ -140,5 +154,7 @@ def unpermute_step(g: LayerGeometry, rates: GPURates, after: tuple[int, ...] = (
     """Scatter rows back to token order, scale by the gate and sum the k copies."""
     t, k = g.tokens_per_gpu, g.top_k
     return KernelStep(
-        elementwise("unpermute", t * k * g.row_bytes, t * g.row_bytes, rates), "combine", after=after
+        elementwise("unpermute", t * k * g.row_bytes, t * g.row_bytes, rates),
+        "combine",
+        after=after,
     )

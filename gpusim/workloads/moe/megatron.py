@@ -35,7 +35,13 @@ def build(
     counts = count_exchange_steps(g, nccl_sms)  # one exchange shared by every rank
     programs: list[list[Step]] = []
     for r in range(g.n_gpus):
-        ffn = expert_ffn(g, expert_rows(g, batch, r, pad), rates[r], strategy.dtype, strategy.variant == "cutlass")
+        ffn = expert_ffn(
+            g,
+            expert_rows(g, batch, r, pad),
+            rates[r],
+            strategy.dtype,
+            strategy.variant == "cutlass",
+        )
         steps: list[Step] = [*router_steps(g, rates[r], strategy.dtype)]
         if not pad:  # dropless split sizes need the counts on the host
             steps += counts

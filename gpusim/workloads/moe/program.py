@@ -174,7 +174,9 @@ def run_des(
     results = [RankResult() for _ in ranks]
     shared: dict[int, Any] = {}  # id(Exchange) -> its DES object, built on first use
 
-    def exchange_op(step: ExchangeStep, r: int, gpu: GPURuntime) -> Generator[simpy.Event, Any, None]:
+    def exchange_op(
+        step: ExchangeStep, r: int, gpu: GPURuntime
+    ) -> Generator[simpy.Event, Any, None]:
         ex = step.exchange
         if ex.kind == "nccl":
             coll = shared.get(id(ex))
@@ -209,8 +211,11 @@ def run_des(
         done: list[simpy.Event] = []
         res = results[r]
 
-        def timed(phase: Phase, op: Callable[[], Generator[simpy.Event, Any, None]],
-                  deps: list[simpy.Event]) -> Callable[[], Generator[simpy.Event, Any, None]]:
+        def timed(
+            phase: Phase,
+            op: Callable[[], Generator[simpy.Event, Any, None]],
+            deps: list[simpy.Event],
+        ) -> Callable[[], Generator[simpy.Event, Any, None]]:
             def run() -> Generator[simpy.Event, Any, None]:
                 pending = [e for e in deps if not e.processed]
                 if pending:
@@ -218,6 +223,7 @@ def run_des(
                 t0 = float(env.now)
                 yield from op()
                 res.phase_s[phase] += float(env.now) - t0
+
             return run
 
         for step in programs[r]:
@@ -276,7 +282,9 @@ def _exchange_time_s(fabric: Fabric, ranks: Sequence[str], ex: Exchange, setup_s
     comm = 0.0
     if routes:
         rates = max_min_fair_rates(
-            [r.resources for r in routes], [1] * len(routes), [float("inf")] * len(routes),
+            [r.resources for r in routes],
+            [1] * len(routes),
+            [float("inf")] * len(routes),
             fabric.capacities_Bps,
         )
         comm = max(r.latency_s + s / v for r, s, v in zip(routes, sizes, rates, strict=True))

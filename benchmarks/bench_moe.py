@@ -1,0 +1,114 @@
+"""Simulator speed on one FlashMoE forward, measured in one run on this machine.
+
+    python benchmarks/bench_moe.py
+
+The configuration: 8 H100 SXM of an HGX node (topologies/hgx_h100_8gpu.json, profile
+h100_sxm), 16K tokens per GPU, 128 experts, H = I = 2048, top-2, CF = 1, TF32, uniform routing
+built directly (T x k / E = 256 tokens per (source GPU, expert)): 196,608 tile tasks in all
+(8,192 GEMM0 + 8,192 GEMM1 + 8,192 combine per GPU).
+
+(a) wall time and events per second of the DES at task granularity (every task an event);
+(b) the same with ``task_batch`` = 8, and its wall time as a ratio of (a)'s.
+
+Each figure prints with its goal and PASS/MISS (or INFO where there is no goal); the script exits 0
+either way. The modelled latencies are printed for reference (INFO), not checked.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
+
+from gpusim.engine.sim import Simulation
+from gpusim.hardware.node import Node
+from gpusim.result import Outcome
+from gpusim.spec.loading import load_profile, load_topology
+from gpusim.spec.moe import FlashMoEStrategy, MoELayerWorkload
+from gpusim.workloads.moe import flashmoe
+from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKENS, EXPERTS, HIDDEN, INTERMEDIATE, TOP_K = 16_384, 128, 2048, 2048, 2
+GOAL_FINE_S = 5.0
+BATCH = 8
+
+
+def report(label: str, value: float, unit: str, goal: str, ok: bool | None) -> None:
+    verdict = "INFO" if ok is None else ("PASS" if ok else "MISS")
+    print(f"  {label:<46} {value:>14,.3f} {unit:<9} goal {goal:<14} {verdict}")
+
+
+@dataclass(frozen=True)
+class Run:
+    wall_s: float
+    events: int
+    outcome: Outcome
+
+
+def simulate_forward(task_batch: int) -> Run:
+    """One FlashMoE forward on the 8-GPU HGX node; wall time of the DES alone."""
+    topology = load_topology(ROOT / "topologies" / "hgx_h100_8gpu.json")
+    profile = load_profile(ROOT / "topologies" / "profiles" / "h100_sxm.json")
+    gpus = [g.id for g in topology.gpus()]
+    strategy = FlashMoEStrategy(task_batch=task_batch)
+    wl = MoELayerWorkload(
+        tokens_per_gpu=TOKENS,
+        hidden=HIDDEN,
+        intermediate=INTERMEDIATE,
+        experts=EXPERTS,
+        top_k=TOP_K,
+        capacity_factor=1.0,
+        strategy=strategy,
+    )
+    geometry = LayerGeometry.of(wl, gpus, strategy.dtype)
+    counts = np.full((len(gpus), EXPERTS), TOKENS * TOP_K // EXPERTS)
+    batch = RoutedBatch(counts=counts, dropped=0, maxvio_batch=0.0)
+    sim = Simulation()
+    node = Node(topology, profile, sim)
+    t0 = time.perf_counter()
+    outcome = flashmoe.des(node, wl, geometry, batch)
+    wall = time.perf_counter() - t0
+    return Run(wall, sim.events_scheduled(), outcome)
+
+
+def main() -> int:
+    print(
+        f"FlashMoE forward, 8 x H100 SXM, {TOKENS:,} tokens/GPU, E = {EXPERTS}, "
+        f"H = I = {HIDDEN}, k = {TOP_K}, uniform routing"
+    )
+    fine = simulate_forward(1)
+    tasks = fine.outcome.metrics["tasks"]
+    print(f"(a) task granularity: {tasks:,.0f} tasks")
+    report("wall time", fine.wall_s, "s", f"< {GOAL_FINE_S:.0f} s", fine.wall_s < GOAL_FINE_S)
+    report("events", fine.events, "events", "-", None)
+    report("events per wall second", fine.events / fine.wall_s, "events/s", "-", None)
+    report("tasks per wall second", tasks / fine.wall_s, "tasks/s", "-", None)
+    report(
+        "transfers through the fluid network",
+        100 * fine.outcome.metrics["fluid_transfer_fraction"],
+        "%",
+        "-",
+        None,
+    )
+    report("modelled forward latency", fine.outcome.makespan_s * 1e3, "ms", "-", None)
+
+    coarse = simulate_forward(BATCH)
+    batches = sum(v["task_batches"] for v in coarse.outcome.per_gpu.values())
+    print(f"(b) task_batch = {BATCH}: {batches:,.0f} task events for {tasks:,.0f} tasks")
+    report("wall time", coarse.wall_s, "s", "-", None)
+    report("events per wall second", coarse.events / coarse.wall_s, "events/s", "-", None)
+    report("wall time / task granularity's", coarse.wall_s / fine.wall_s, "x", "-", None)
+    report("modelled forward latency", coarse.outcome.makespan_s * 1e3, "ms", "-", None)
+    diff = coarse.outcome.makespan_s / fine.outcome.makespan_s - 1
+    report("latency vs task granularity", 100 * diff, "%", "-", None)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

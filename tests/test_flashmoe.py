@@ -1,0 +1,378 @@
+"""FlashMoE's persistent kernel: closed forms on one GPU, occupancy-derived grid, payload,
+task counts, stragglers, scheduler serialisation, batched tasks, exact flow bypass,
+determinism."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import pytest
+import simpy
+from conftest import make_h100_spec, make_profile, make_star_topology
+
+from gpusim.engine.sim import Simulation
+from gpusim.errors import SimulationError
+from gpusim.execution.persistent import (
+    DeviceTimes,
+    FlowGate,
+    PersistentGrid,
+    PersistentKernel,
+    TaskGroup,
+)
+from gpusim.hardware.node import Node
+from gpusim.hardware.rates import gpu_rates
+from gpusim.kernels.tile_gemm import (
+    block_stream_Bps,
+    combine_tile_bytes,
+    combine_tile_time_s,
+    tile_gemm_time_s,
+)
+from gpusim.result import Outcome
+from gpusim.spec.base import Dtype
+from gpusim.spec.moe import FlashMoEStrategy, MegatronStrategy, MoELayerWorkload
+from gpusim.spec.profile import CalibrationProfile, InstructionPath, Measured
+from gpusim.workloads.moe import flashmoe
+from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
+
+# Fixture values (tests/conftest.py): make_h100_spec, make_profile() and make_star_topology().
+TF32_PEAK = 494.7e12
+MMA_SYNC_LARGE = 0.75 * 0.6
+SMS = 132
+HBM_Bps = 3350e9 * 0.9
+API_S, DOORBELL_S, FLOOR_S = 2e-6, 1e-6, 2e-6
+FLAG_S, BARRIER_S, TASK_LAT_S, SCHED_S, SUB_S = 200e-9, 2e-6, 500e-9, 50e-9, 20e-9
+
+
+def _profile(**device_ns: float) -> CalibrationProfile:
+    prof = make_profile()
+    if not device_ns:
+        return prof
+    update = {k: Measured(value=v, source="test") for k, v in device_ns.items()}
+    return prof.model_copy(update={"device": prof.device.model_copy(update=update)})
+
+
+def _setup(
+    n_gpus: int,
+    tokens: int,
+    experts: int,
+    hidden: int,
+    intermediate: int,
+    top_k: int,
+    counts: Any = None,
+    *,
+    task_batch: int = 1,
+    profile: CalibrationProfile | None = None,
+    link_GBps: float = 450.0,
+) -> tuple[Node, MoELayerWorkload, LayerGeometry, RoutedBatch]:
+    topo = make_star_topology(n_gpus, link_GBps=link_GBps)
+    prof = profile or make_profile()
+    wl = MoELayerWorkload(
+        tokens_per_gpu=tokens,
+        hidden=hidden,
+        intermediate=intermediate,
+        experts=experts,
+        top_k=top_k,
+        strategy=FlashMoEStrategy(task_batch=task_batch),
+    )
+    geo = LayerGeometry(
+        gpus=[g.id for g in topo.gpus()],
+        tokens_per_gpu=tokens,
+        hidden=hidden,
+        intermediate=intermediate,
+        experts=experts,
+        top_k=top_k,
+        capacity_factor=1.0,
+        dtype=Dtype.tf32,
+    )
+    if counts is None:
+        counts = np.full((n_gpus, experts), tokens * top_k // experts)
+    batch = RoutedBatch(counts=np.asarray(counts), dropped=0, maxvio_batch=0.0)
+    return Node(topo, prof, Simulation()), wl, geo, batch
+
+
+def _des(*args: Any, **kwargs: Any) -> Outcome:
+    flow_bypass = kwargs.pop("flow_bypass", True)
+    node, wl, geo, batch = _setup(*args, **kwargs)
+    return flashmoe.des(node, wl, geo, batch, flow_bypass=flow_bypass)
+
+
+def _analytic(*args: Any, **kwargs: Any) -> Outcome:
+    node, wl, geo, batch = _setup(*args, **kwargs)
+    return flashmoe.analytic(node.topology, node.profile, wl, geo, batch)
+
+
+# -- tile costs ------------------------------------------------------------------------------------
+
+
+def test_tile_gemm_pays_padding_and_shares_the_sm() -> None:
+    rates = gpu_rates(make_h100_spec(), make_profile())
+    args = (rates, InstructionPath.mma_sync, Dtype.tf32, 128, 64, 2048)
+    full = tile_gemm_time_s(*args, 128, 2)
+    assert tile_gemm_time_s(*args, 1, 2) == full  # a partial row tile runs full MMAs
+    assert tile_gemm_time_s(*args, 128, 1) == pytest.approx(full / 2, rel=1e-12)
+    assert full == pytest.approx(2 * 128 * 64 * 2048 / (TF32_PEAK * MMA_SYNC_LARGE / SMS / 2))
+    with pytest.raises(ValueError):
+        tile_gemm_time_s(*args, 129, 2)
+
+
+def test_combine_tile_bytes_and_contention_share() -> None:
+    rates = gpu_rates(make_h100_spec(), make_profile())
+    atomic = combine_tile_bytes(128, 64, 4, accumulate=True)
+    assert atomic == 128 * 64 * 4 * 3 + 128 * 8
+    assert combine_tile_bytes(128, 64, 4, accumulate=False) == 128 * 64 * 4 * 2 + 128 * 8
+    assert combine_tile_time_s(rates, 128, 64, 4, 10) == pytest.approx(atomic * 10 / HBM_Bps)
+    assert block_stream_Bps(rates, 264) == pytest.approx(HBM_Bps / 264)
+
+
+# -- grid ------------------------------------------------------------------------------------------
+
+
+def test_blocks_per_sm_emerge_from_occupancy() -> None:
+    rates = gpu_rates(make_h100_spec(), make_profile())
+
+    def grid(regs: int, cap: int) -> PersistentGrid:
+        return PersistentGrid.plan(
+            rates,
+            threads_per_block=128,
+            registers_per_thread=regs,
+            shared_mem_per_block_KiB=48.0,
+            max_blocks_per_sm=cap,
+        )
+
+    paper = grid(255, 8)  # 255 registers x 128 threads: the register file allows 2 per SM
+    assert paper.occupancy.limiting_factor == "registers"
+    assert (paper.blocks_per_sm, paper.blocks, paper.processors) == (2, 264, 263)
+    assert grid(255, 1).blocks == 132  # the strategy's cap wins when lower
+    assert grid(64, 8).blocks_per_sm == 4  # fewer registers: 48 KiB of shared memory limits
+    assert flashmoe.superblock_size(32) == 8
+    assert flashmoe.superblock_size(128) == 2
+    assert flashmoe.superblock_size(1) == 64
+
+
+# -- the engine alone ------------------------------------------------------------------------------
+
+
+def _kernel(sched_ns: float = 50.0) -> tuple[Node, PersistentKernel]:
+    node = Node(make_star_topology(1), _profile(scheduler_ns_per_task=sched_ns), Simulation())
+    gpu = node.gpus["gpu0"]
+    grid = PersistentGrid.plan(
+        gpu.rates,
+        threads_per_block=128,
+        registers_per_thread=255,
+        shared_mem_per_block_KiB=48.0,
+        max_blocks_per_sm=2,
+    )
+    times = DeviceTimes.from_profile(node.profile)
+    return node, PersistentKernel(gpu, grid, times, FlowGate(node.network))
+
+
+def _run_tasks(sched_ns: float, n_per_processor: int, task_s: float) -> tuple[float, int]:
+    node, kernel = _kernel(sched_ns)
+    p = kernel.processors
+    n = n_per_processor * p
+
+    def body(k: PersistentKernel) -> Generator[simpy.Event, Any, None]:
+        k.add_processors(p)
+        k.submit(TaskGroup("work", n, task_s))
+        yield from ()
+
+    kernel.expect(n)
+    node.gpus["gpu0"].stream(0).submit("k", lambda: kernel.run(body))
+    node.sim.run()
+    assert kernel.busy_block_s["work"] == pytest.approx(n * task_s, rel=1e-9)
+    assert kernel.end_s is not None
+    return kernel.end_s, p
+
+
+def test_engine_waves_then_scheduler_bound() -> None:
+    d = 50e-6
+    end, p = _run_tasks(50.0, 2, d)  # P x scheduler time < a task: processors set the pace
+    assert end == pytest.approx(FLOOR_S + (p + 1) * SCHED_S + 2 * TASK_LAT_S + 2 * d, rel=1e-9)
+    slow = 1e-6
+    end, p = _run_tasks(slow * 1e9, 2, d)  # P x scheduler time > a task: the scheduler does
+    assert end == pytest.approx(FLOOR_S + 2 * p * slow + TASK_LAT_S + d, rel=1e-9)
+
+
+def test_engine_subscriber_dag_and_early_arrivals() -> None:
+    node, kernel = _kernel()
+    env = node.sim.env
+    d0, d1 = 3e-6, 5e-6
+    done: list[float] = []
+
+    def successor(group: TaskGroup, first: int, count: int) -> None:
+        done.append(float(env.now))
+        if len(done) == 3:  # all three first-stage tasks ended: one follow-up task
+            kernel.submit(TaskGroup("second", 1, d1))
+
+    def body(k: PersistentKernel) -> Generator[simpy.Event, Any, None]:
+        k.add_processors(k.processors)
+        yield from ()
+
+    kernel.expect(3 + 1 + 1)  # three tasks, their successor, one signal
+    # the packet arrives before the kernel starts: its subscriber decodes it at the start
+    kernel.deliver(3, TaskGroup("first", 3, d0, successor), signal=True)
+    node.gpus["gpu0"].stream(0).submit("k", lambda: kernel.run(body), ready_delay_s=1e-6)
+    node.sim.run()
+    # decoded by 1 us + 3 x 20 ns, but the processors join after the kernel floor
+    assert done[-1] == pytest.approx(1e-6 + FLOOR_S + 3 * SCHED_S + TASK_LAT_S + d0, rel=1e-9)
+    expected_end = done[-1] + SCHED_S + TASK_LAT_S + d1
+    assert kernel.end_s == pytest.approx(expected_end, rel=1e-9)
+    assert kernel.tasks_run == {"first": 3, "second": 1}
+
+
+# -- closed forms ----------------------------------------------------------------------------------
+
+
+def _one_gpu_closed_form(tokens: int, hidden: int, intermediate: int) -> float:
+    """One GPU, one expert, top-1, all tokens to it, every phase in one wave (hand-derived)."""
+    block_rate = TF32_PEAK * MMA_SYNC_LARGE / SMS / 2
+    blocks = 2 * SMS
+    c = HBM_Bps / blocks  # one block's streaming cap
+    rt = tokens // 128
+    tn, tnx = intermediate // 64, hidden // 64
+    gate = 2 * 128 * 64 * hidden / block_rate  # rt gate tiles <= blocks: one wave
+    copy = 2 * tokens * hidden * 4 / (64 * c)  # SBZ = 64 blocks copy through HBM (read + write)
+    gemm0 = 2 * 128 * 64 * hidden / block_rate
+    gemm1 = 2 * 128 * 64 * intermediate / block_rate
+    write = 128 * 64 * 4 / c
+    combine = (128 * 64 * 4 * 2 + 128 * 8) / c  # top-1: plain store
+    t = API_S + DOORBELL_S + FLOOR_S + gate + BARRIER_S + copy + FLAG_S
+    t += rt * tn * SUB_S  # the subscriber decodes the packet
+    t += rt * tn * SCHED_S + TASK_LAT_S + gemm0  # last GEMM0 (last row tile)
+    t += tnx * SCHED_S + TASK_LAT_S + gemm1 + write  # that row tile's last GEMM1
+    t += FLAG_S + SUB_S + SCHED_S + TASK_LAT_S + combine  # its combine
+    return t
+
+
+@pytest.mark.parametrize(("tokens", "dim"), [(512, 256), (1024, 512)])
+def test_one_gpu_one_expert_matches_closed_form(tokens: int, dim: int) -> None:
+    args = (1, tokens, 1, dim, dim, 1, [[tokens]])
+    expected = _one_gpu_closed_form(tokens, dim, dim)
+    des = _des(*args)
+    ana = _analytic(*args)
+    assert des.makespan_s == pytest.approx(expected, rel=1e-6)
+    assert ana.makespan_s == pytest.approx(des.makespan_s, rel=1e-6)
+    rt, tn = tokens // 128, dim // 64
+    assert des.metrics["tasks"] == ana.metrics["tasks"] == 3 * rt * tn
+    assert des.metrics["kernel_launches"] == 1.0
+
+
+# -- payload and tasks -----------------------------------------------------------------------------
+
+
+def test_payload_is_routed_tokens_only() -> None:
+    counts = np.array([[100, 0, 37, 300], [5, 250, 0, 128]])
+    hidden = 256
+    out = _des(2, 512, 4, hidden, 256, 2, counts)
+    remote = counts[0, 2:].sum() + counts[1, :2].sum()  # experts 0-1 on gpu0, 2-3 on gpu1
+    assert out.metrics["payload_efficiency"] == 1.0
+    assert out.metrics["network_payload_B"] == remote * hidden * 4 * 2
+    assert out.metrics["kernel_launches"] == 2.0
+    # every byte crosses the sender's uplink once: dispatch rows out, GEMM1 results back
+    up0 = out.link_bytes["gpu0->sw"]
+    assert up0 == (counts[0, 2:].sum() + counts[1, :2].sum()) * hidden * 4
+
+
+def test_more_experts_never_fewer_tasks() -> None:
+    tokens, top_k = 1024, 2
+    tasks = []
+    for experts in (2, 4, 8, 16, 32):
+        out = _des(2, tokens, experts, 256, 256, top_k)
+        tasks.append(out.metrics["tasks"])
+    assert all(b >= a for a, b in itertools.pairwise(tasks))
+    assert tasks[-1] > tasks[0]
+
+
+def test_zero_token_packets_send_only_signals() -> None:
+    counts = np.array([[256, 0, 0, 0], [0, 0, 0, 0]])
+    out = _des(2, 128, 4, 256, 256, 2, counts)
+    assert out.metrics["tasks"] == 2 * (4 + 4 + 4)  # 2 row tiles, TN = TNx = 4
+    assert out.metrics["network_payload_B"] == 0.0
+    assert all(v["end_s"] > v["start_s"] for v in out.per_gpu.values())
+
+
+# -- stragglers and the scheduler ------------------------------------------------------------------
+
+
+def test_imbalance_makes_a_straggler() -> None:
+    n, tokens, experts = 2, 4096, 8
+    uniform = _des(n, tokens, experts, 512, 512, 2)
+    skew = np.zeros((n, experts), dtype=int)
+    skew[:, :4] = tokens * 2 // 4  # every token goes to gpu0's experts
+    skewed = _des(n, tokens, experts, 512, 512, 2, skew)
+    assert skewed.makespan_s > 1.3 * uniform.makespan_s
+    assert skewed.per_gpu["gpu0"]["gemm_s"] > 1.5 * skewed.per_gpu["gpu1"]["gemm_s"]
+
+
+def test_scheduler_serialisation_emerges() -> None:
+    args = (1, 2048, 1, 256, 256, 1, [[2048]])  # 16 row tiles x (4 + 4 + 4) tasks
+    tasks = 16 * 12
+    lat = {}
+    for sched_ns in (5_000.0, 10_000.0):
+        lat[sched_ns] = _des(*args, profile=_profile(scheduler_ns_per_task=sched_ns)).makespan_s
+    # tiles take ~1-2 us: the scheduler, not the processors, sets the pace
+    growth = (lat[10_000.0] - lat[5_000.0]) / (5_000e-9 * tasks)
+    assert growth == pytest.approx(1.0, abs=0.05)
+    fast = _des(*args).makespan_s
+    assert lat[5_000.0] > 5 * fast
+
+
+# -- engine properties -----------------------------------------------------------------------------
+
+
+def test_batched_tasks_agree_with_per_task() -> None:
+    args = (2, 8192, 16, 1024, 1024, 2)
+    fine = _des(*args)
+    coarse = _des(*args, task_batch=8)
+    batches = sum(v["task_batches"] for v in coarse.per_gpu.values())
+    assert batches < 0.8 * coarse.metrics["tasks"]  # batching did happen
+    assert coarse.metrics["tasks"] == fine.metrics["tasks"]
+    # the documented tolerance of task_batch (gpusim.execution.persistent): 5 %
+    assert coarse.makespan_s == pytest.approx(fine.makespan_s, rel=0.05)
+    assert coarse.metrics["processor_busy_s"] == pytest.approx(
+        fine.metrics["processor_busy_s"], rel=0.05
+    )
+
+
+def test_closed_form_transfers_equal_the_fluid_network() -> None:
+    args = (4, 2048, 16, 512, 512, 2)  # NVLink oversubscribed by GEMM1 writes at times
+    gated = _des(*args)
+    fluid = _des(*args, flow_bypass=False)
+    assert 0.0 < gated.metrics["fluid_transfer_fraction"] < 1.0
+    assert fluid.metrics["fluid_transfer_fraction"] == 1.0
+    assert gated.makespan_s == pytest.approx(fluid.makespan_s, rel=1e-9)
+    for g in gated.per_gpu:
+        assert gated.per_gpu[g]["end_s"] == pytest.approx(fluid.per_gpu[g]["end_s"], rel=1e-9)
+
+
+def test_holding_sms_is_not_using_them() -> None:
+    node, wl, geo, batch = _setup(2, 2048, 8, 512, 512, 2)
+    out = flashmoe.des(node, wl, geo, batch)
+    assert 0.0 < out.metrics["sm_utilisation"] < out.metrics["sm_held_fraction"] <= 1.0
+    for gid, gpu in node.gpus.items():
+        held = out.per_gpu[gid]["kernel_s"] * SMS
+        assert gpu.busy_sm_s == pytest.approx(held, rel=1e-9)
+        assert gpu.kernels_run == 1
+    breakdown = out.per_gpu["gpu0"]
+    parts = ("gate_s", "dispatch_work_s", "gemm_s", "combine_s", "idle_s")
+    assert sum(breakdown[p] for p in parts) == pytest.approx(breakdown["kernel_s"], rel=1e-9)
+
+
+def test_deterministic() -> None:
+    counts = np.array([[300, 20, 0, 200, 5, 500, 90, 1], [7, 7, 700, 0, 64, 128, 129, 3]])
+    a = _des(2, 1024, 8, 256, 512, 2, counts)
+    b = _des(2, 1024, 8, 256, 512, 2, counts)
+    assert a == b
+    assert math.isfinite(a.makespan_s)
+
+
+def test_rejects_other_strategies_and_bad_counts() -> None:
+    node, wl, geo, batch = _setup(2, 512, 4, 256, 256, 2)
+    with pytest.raises(SimulationError, match="shape"):
+        flashmoe.des(node, wl, geo, RoutedBatch(np.zeros((2, 3)), 0, 0.0))
+    with pytest.raises(SimulationError, match="not flashmoe"):
+        flashmoe.des(node, wl.model_copy(update={"strategy": MegatronStrategy()}), geo, batch)
