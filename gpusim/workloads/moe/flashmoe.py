@@ -533,7 +533,7 @@ def des(
         busy_sm_s=busy_sm_s,
         total_sms=total_sms,
         network_payload_B=network_payload_B(geometry, counts),
-        kernel_launches=n,
+        kernel_launches=1,  # one persistent kernel per GPU per forward
     )
     metrics["processor_busy_s"] = task_busy
     metrics["sm_held_fraction"] = held / (total_sms * latency)
@@ -771,7 +771,7 @@ def analytic(
         busy_sm_s=busy_sm_s,
         total_sms=total_sms,
         network_payload_B=network_payload_B(geometry, counts),
-        kernel_launches=n,
+        kernel_launches=1,  # one persistent kernel per GPU per forward
     )
     metrics["processor_busy_s"] = task_busy
     metrics["sm_held_fraction"] = held / (total_sms * latency)

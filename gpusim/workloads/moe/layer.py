@@ -122,7 +122,8 @@ def moe_metrics(
     network_payload_B: float,
     kernel_launches: int,
 ) -> dict[str, float]:
-    """The metrics every MoE strategy reports (see docs/moe.md for definitions)."""
+    """The metrics every MoE strategy reports (see docs/moe.md for definitions).
+    ``kernel_launches`` is per GPU per forward (the mean over GPUs)."""
     useful = geometry.useful_remote_bytes(batch)
     return {
         "forward_latency_s": latency_s,
