@@ -45,6 +45,8 @@ class _FlowClass:
     cap_Bps: float
     rate_Bps: float = 0.0
     virtual_B: float = 0.0
+    next_s: float = math.inf
+    """Absolute time its first flow completes at the current rate."""
     flows: list[tuple[float, int, _Flow]] = field(default_factory=list)
     """Heap of (finish virtual bytes, arrival sequence, flow): tuples compare in C."""
 
@@ -76,7 +78,10 @@ class FluidNetwork:
         self._tracks: list[Track] = []
         self._classes: dict[FlowKey, _FlowClass] = {}
         self._entering: dict[float, list[tuple[FlowKey, float, simpy.Event, str]]] = {}
-        self._active: list[int] = []
+        self._active: set[int] = set()
+        self._users: dict[int, set[FlowKey]] = {}
+        self._dirty_keys: set[FlowKey] = set()
+        self._dirty_res: set[int] = set()
         self._last_s = 0.0
         self._settle_pending = False
         self._generation = 0
@@ -160,6 +165,9 @@ class FluidNetwork:
         if cls is None:
             cls = _FlowClass(route=key[0], cap_Bps=key[1])
             self._classes[key] = cls
+            for r in cls.route:
+                self._users.setdefault(r, set()).add(key)
+        self._dirty_keys.add(key)
         flow = _Flow(cls.virtual_B + size_B, next(self._seq), done, size_B, self._last_s, label)
         heapq.heappush(cls.flows, (flow.finish_vB, flow.seq, flow))
         self._request_settle()
@@ -183,51 +191,76 @@ class FluidNetwork:
             ev.callbacks.append(self._settle)
             ev.succeed()
 
+    def _component(self) -> tuple[list[FlowKey], set[int]]:
+        """Classes and resources whose rates may have changed: everything connected (through
+        shared resources) to a class that gained or lost flows. Max-min fairness decomposes over
+        connected components, so the rest keeps its rates."""
+        keys = {k for k in self._dirty_keys if k in self._classes}
+        stack = list(self._dirty_res)
+        for k in keys:
+            stack.extend(k[0])
+        self._dirty_keys.clear()
+        self._dirty_res.clear()
+        resources: set[int] = set()
+        while stack:
+            r = stack.pop()
+            if r in resources:
+                continue
+            resources.add(r)
+            for k in self._users.get(r, ()):
+                if k not in keys:
+                    keys.add(k)
+                    stack.extend(k[0])
+        return list(keys), resources
+
     def _settle(self, _ev: simpy.Event | None = None) -> None:
         self._settle_pending = False
         self._advance()
-        classes = list(self._classes.values())
-        if not classes and not self._active:
-            self._generation += 1
-            return
-        rates = max_min_fair_rates(
-            [c.route for c in classes],
-            [len(c.flows) for c in classes],
-            [c.cap_Bps for c in classes],
-            self.capacity_Bps,
-        )
-        self.recomputations += 1
+        keys, resources = self._component()
+        classes = [self._classes[k] for k in keys]
+        if classes:
+            rates = max_min_fair_rates(
+                [c.route for c in classes],
+                [len(c.flows) for c in classes],
+                [c.cap_Bps for c in classes],
+                self.capacity_Bps,
+            )
+            self.recomputations += 1
+        else:
+            rates = []
         load = self.load_Bps
-        for r in self._active:
+        for r in resources:
             load[r] = 0.0
-        active: set[int] = set()
-        next_dt = math.inf
+        now = self._last_s
         for cls, rate in zip(classes, rates, strict=True):
             cls.rate_Bps = rate
             n = len(cls.flows)
             for r in cls.route:
                 load[r] += rate * n
-                active.add(r)
             if rate == math.inf:
-                next_dt = 0.0
+                cls.next_s = now
             elif rate > 0:
-                dt = (cls.flows[0][0] - cls.virtual_B) / rate
-                if dt < next_dt:
-                    next_dt = max(dt, 0.0)
-        if self.recorder.enabled:
-            now = self._last_s
-            for r in set(self._active) | active:
+                cls.next_s = now + max(cls.flows[0][0] - cls.virtual_B, 0.0) / rate
+            else:
+                cls.next_s = math.inf
+        for r in resources:
+            if load[r] > 0:
+                self._active.add(r)
+                if load[r] > self.peak_load_Bps[r]:
+                    self.peak_load_Bps[r] = load[r]
+            else:
+                self._active.discard(r)
+            if self.recorder.enabled:
                 self.recorder.counter(
                     self._tracks[r], "utilisation", now, load[r] / self.capacity_Bps[r]
                 )
-        for r in active:
-            if load[r] > self.peak_load_Bps[r]:
-                self.peak_load_Bps[r] = load[r]
-        self._active = sorted(active)
+        next_s = min((c.next_s for c in self._classes.values()), default=math.inf)
         self._generation += 1
-        if next_dt < math.inf:
+        if next_s < math.inf:
             generation = self._generation
-            self.env.timeout(next_dt).callbacks.append(lambda _ev: self._wake(generation))
+            self.env.timeout(max(next_s - now, 0.0)).callbacks.append(
+                lambda _ev: self._wake(generation)
+            )
 
     def _wake(self, generation: int) -> None:
         if generation != self._generation:
@@ -247,8 +280,12 @@ class FluidNetwork:
                 or (rate > 0 and now + (flows[0][0] - cls.virtual_B) / rate <= now)
             ):
                 finished.append((heapq.heappop(flows)[2], cls.route))
+                self._dirty_keys.add(key)
             if not flows:
                 del self._classes[key]
+                self._dirty_res.update(cls.route)
+                for r in cls.route:
+                    self._users[r].discard(key)
         for flow, route in finished:
             if self.recorder.enabled:
                 args = {"bytes": flow.size_B}
