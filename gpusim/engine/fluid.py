@@ -294,4 +294,5 @@ class FluidNetwork:
                         self._tracks[r], flow.label, flow.entered_s, now, args
                     )
             flow.done.succeed(now)
-        self._request_settle()
+        if not self._settle_pending:  # re-solve now; flows entering at this instant coalesce
+            self._settle()
