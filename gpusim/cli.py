@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
@@ -183,7 +184,7 @@ def _check_one(path: Path) -> str:
 def check(files: Annotated[list[Path], typer.Argument(help="Spec files to validate.")]) -> None:
     """Validate scenario, sweep, ledger, topology, workload, profile or component files."""
     for path in files:
-        what = _guard(lambda path=path: _check_one(path))  # type: ignore[misc]
+        what = _guard(partial(_check_one, path))
         out.print(f"ok: {path}: {what}", highlight=False)
 
 
