@@ -479,7 +479,12 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} %"
 
 
-DEMO_SWEEPS = ("demo_alltoall_sweep.json", "demo_launch_sweep.json")
+DEMO_SWEEPS = {
+    "alltoall": "demo_alltoall_sweep.json",
+    "launch": "demo_launch_sweep.json",
+    "moe": "moe_weak_scaling_sweep.json",
+}
+"""Sub-folder of the demo's output -> shipped sweep file (in workloads/)."""
 
 
 @app.command()
@@ -491,9 +496,9 @@ def demo(
 ) -> None:
     """Run the built-in demo sweeps and write their reports (what gpusim is for, in two minutes)."""
     failed = False
-    for name in DEMO_SWEEPS:
+    for sub, name in DEMO_SWEEPS.items():
         sweep_file = data_root() / SHIPPED_DIRS["scenario"] / name
-        folder = output / name.removeprefix("demo_").removesuffix("_sweep.json")
+        folder = output / sub
         store, outcome = _run_sweep_file(sweep_file, folder, workers, "process", None)
         failed = failed or not outcome.ok
         _write_sweep_report(store, folder / "report.html", None, None, "html")
