@@ -121,6 +121,8 @@ def format_value(value: Any) -> str:
         return MISSING
     if isinstance(value, float):
         return f"{value:.6g}"
+    if isinstance(value, list | tuple) and len(value) > 1:  # e.g. a list of GPU ids
+        return f"{len(value)} x [{value[0]} .. {value[-1]}]"
     return str(value)
 
 

@@ -79,7 +79,7 @@ from gpusim.kernels.tile_gemm import combine_tile_bytes, tile_gemm_time_s
 from gpusim.result import Outcome
 from gpusim.spec.moe import FlashMoEStrategy, MoELayerWorkload
 from gpusim.spec.profile import CalibrationProfile
-from gpusim.spec.topology import Topology
+from gpusim.spec.topology import GPUDevice, Topology
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch, moe_metrics
 
 GATE_EXPERTS_PER_TILE = 64
@@ -255,6 +255,8 @@ class _Packet:
     done0: list[int]
     back_route: tuple[int, ...]
     back_latency_s: float
+    rdma: bool = False
+    """The destination is on another node: dispatch and results go as NVSHMEM puts."""
 
 
 @dataclass(slots=True, eq=False)
@@ -275,6 +277,8 @@ class _Run:
     times: DeviceTimes
     gate: FlowGate
     plans: list[FlashMoEPlan]
+    node_of: list[int]
+    """The node index (``GPUDevice.node``) of each GPU of the layer."""
     kernels: list[PersistentKernel] = field(default_factory=list)
     last_flag_s: list[float] = field(default_factory=list)
     gate_end_s: list[float] = field(default_factory=list)
@@ -337,7 +341,15 @@ class _Run:
                 back = self.node.fabric.route(dst_id, src_id)
                 flag_s = route.latency_s + self.times.flag_handoff_s
                 pkt = _Packet(
-                    g, dst, e, n, tile_rows(n, plan.tile_m), [], back.resources, back.latency_s
+                    g,
+                    dst,
+                    e,
+                    n,
+                    tile_rows(n, plan.tile_m),
+                    [],
+                    back.resources,
+                    back.latency_s,
+                    self.node_of[g] != self.node_of[dst],
                 )
             else:
                 flag_s = self.times.flag_handoff_s
@@ -348,7 +360,16 @@ class _Run:
                 continue
             c = plan.grid.block_stream_Bps
             size_B = float(n * plan.row_bytes)
-            if dst != g:
+            if pkt.rdma:  # stage into the own send cell (HBM copy), then one put
+                self.gate.send(
+                    (self.hbm(g),),
+                    2 * size_B,
+                    0.0,
+                    plan.sbz * c,
+                    self.staged,
+                    (sb, pkt, route.resources, route.latency_s),
+                )
+            elif dst != g:
                 self.gate.send(
                     route.resources,
                     size_B,
@@ -370,6 +391,18 @@ class _Run:
         sb, pkt, flag_s = payload
         self.flag_later(flag_s, pkt)
         self.send_next(sb)
+
+    def staged(self, payload: tuple[_SuperBlock, _Packet, tuple[int, ...], float]) -> None:
+        """An RDMA packet is in the send cell: the superblock's last block issues one
+        non-blocking put with signal (NIC-driven, not capped at a block's rate) and the
+        superblock moves on; the signal is seen after the put completes."""
+        sb, pkt, route, latency_s = payload
+        size_B = float(pkt.tokens * self.plans[pkt.src].row_bytes)
+        self.gate.send(route, size_B, latency_s, math.inf, self.put_done, pkt)
+        self.send_next(sb)
+
+    def put_done(self, pkt: _Packet) -> None:
+        self.flag_later(self.times.flag_handoff_s, pkt)
 
     def flag_later(self, delay_s: float, pkt: _Packet) -> None:
         ev = self.env.timeout(delay_s, pkt)
@@ -403,6 +436,20 @@ class _Run:
             first = upto
             if pkt.done0[r] == tn:
                 rows = pkt.rows[r]
+                if pkt.rdma:  # epilogue into the local send cell; one put per row tile
+                    self.kernels[pkt.dst].submit(
+                        TaskGroup(
+                            "gemm1",
+                            plan.tnx,
+                            plan.gemm1_s,
+                            self.gemm1_done_rdma,
+                            flow_route=(self.hbm(pkt.dst),),
+                            flow_B=float(rows * plan.tile_n * plan.element_bytes),
+                            flow_cap_Bps=plan.grid.block_stream_Bps,
+                            data=(pkt, r),
+                        )
+                    )
+                    continue
                 self.kernels[pkt.dst].submit(
                     TaskGroup(
                         "gemm1",
@@ -421,6 +468,27 @@ class _Run:
         pkt, rows = group.data
         delay = pkt.back_latency_s + self.times.flag_handoff_s
         ev = self.env.timeout(delay, (pkt.src, rows, count))
+        ev.callbacks.append(self.result_arrived)
+
+    def gemm1_done_rdma(self, group: TaskGroup, _first: int, count: int) -> None:
+        """The row tile's counter reaches TN + TNx: one put of ``rows x H`` elements back to
+        the source; its subscriber then sees the signal and creates TNx combine tasks."""
+        pkt, r = cast(tuple[_Packet, int], group.data)
+        plan = self.plans[pkt.dst]
+        pkt.done0[r] += count
+        if pkt.done0[r] == plan.tn + plan.tnx:
+            rows = pkt.rows[r]
+            self.gate.send(
+                pkt.back_route,
+                float(rows * plan.row_bytes),
+                pkt.back_latency_s,
+                math.inf,
+                self.tile_returned,
+                (pkt.src, rows, plan.tnx),
+            )
+
+    def tile_returned(self, payload: tuple[int, int, int]) -> None:
+        ev = self.env.timeout(self.times.flag_handoff_s, payload)
         ev.callbacks.append(self.result_arrived)
 
     def result_arrived(self, ev: simpy.Event) -> None:
@@ -461,7 +529,8 @@ def des(
     plans = [
         plan_gpu(node.gpus[gid].rates, strategy, geometry, times.flag_handoff_s) for gid in ids
     ]
-    run = _Run(node, geometry, counts, times, gate, plans)
+    node_of = [cast(GPUDevice, node.topology.device(gid)).node for gid in ids]
+    run = _Run(node, geometry, counts, times, gate, plans, node_of)
     run.last_flag_s = [0.0] * n
     run.gate_end_s = [0.0] * n
     for i, gid in enumerate(ids):
