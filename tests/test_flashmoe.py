@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import simpy
-from conftest import make_h100_spec, make_profile, make_star_topology
+from conftest import FIXTURE, make_h100_spec, make_profile, make_star_topology
 
 from gpusim.engine.sim import Simulation
 from gpusim.errors import SimulationError
@@ -33,8 +33,20 @@ from gpusim.kernels.tile_gemm import (
 )
 from gpusim.result import Outcome
 from gpusim.spec.base import Dtype
+from gpusim.spec.hardware import HostCPUSpec, MemoryKind, MemoryTierSpec
 from gpusim.spec.moe import FlashMoEStrategy, MegatronStrategy, MoELayerWorkload
 from gpusim.spec.profile import CalibrationProfile, InstructionPath, Measured
+from gpusim.spec.topology import (
+    CPUDevice,
+    Device,
+    GPUDevice,
+    LinkKind,
+    LinkSpec,
+    NICDevice,
+    SwitchDevice,
+    SwitchType,
+    Topology,
+)
 from gpusim.workloads.moe import flashmoe
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
 
@@ -275,6 +287,152 @@ def test_payload_is_routed_tokens_only() -> None:
     # every byte crosses the sender's uplink once: dispatch rows out, GEMM1 results back
     up0 = out.link_bytes["gpu0->sw"]
     assert up0 == (counts[0, 2:].sum() + counts[1, :2].sum()) * hidden * 4
+
+
+def _two_node_topology(link_GBps: float = 450.0, ib_GBps: float = 50.0) -> Topology:
+    """2 nodes x 2 GPUs: per node a CPU and an NVSwitch-like switch; a NIC per GPU on PCIe; one
+    InfiniBand switch (the shape of topologies/h100_2node_ib.json)."""
+    model = make_h100_spec()
+    mem = MemoryTierSpec(
+        name="test-ddr",
+        kind=MemoryKind.ddr,
+        capacity_GB=512,
+        bw_GBps=300,
+        latency_ns=100,
+        source=FIXTURE,
+    )
+    cpu_spec = HostCPUSpec(name="test-cpu", cores=32, clock_GHz=3.0, isa="x86_64", source=FIXTURE)
+    devices: list[Device] = [
+        SwitchDevice(id="ib", switch_type=SwitchType.infiniband, latency_ns=130.0, source=FIXTURE)
+    ]
+    links: list[LinkSpec] = []
+
+    def link(kind: LinkKind, a: str, b: str, bw: float, lat: float) -> None:
+        links.append(
+            LinkSpec(kind=kind, a=a, b=b, bw_a_to_b_GBps=bw, latency_ns=lat, source=FIXTURE)
+        )
+
+    for n in range(2):
+        cpu, sw = f"n{n}.cpu", f"n{n}.sw"
+        devices.append(CPUDevice(id=cpu, model=cpu_spec, memory=mem, node=n))
+        devices.append(
+            SwitchDevice(
+                id=sw, switch_type=SwitchType.nvswitch, latency_ns=100.0, source=FIXTURE, node=n
+            )
+        )
+        for i in range(2):
+            gpu, nic = f"n{n}.gpu{i}", f"n{n}.nic{i}"
+            devices.append(GPUDevice(id=gpu, model=model, host=cpu, node=n))
+            devices.append(NICDevice(id=nic, name="test-nic", source=FIXTURE, node=n))
+            link(LinkKind.nvlink, gpu, sw, link_GBps, 500.0)
+            link(LinkKind.pcie, gpu, cpu, 63.0, 1000.0)
+            link(LinkKind.pcie, gpu, nic, 63.0, 500.0)
+            link(LinkKind.infiniband, nic, "ib", ib_GBps, 600.0)
+    return Topology(name="two_node", default_profile="test-profile", devices=devices, links=links)
+
+
+def _two_node_run(
+    counts: Any, hidden: int = 256, intermediate: int = 256
+) -> tuple[Outcome, list[tuple[tuple[str, ...], float, float]], FlashMoEPlanLike]:
+    """One forward on the two-node topology, recording every gated transfer's route (resource
+    names) and bytes."""
+    topo = _two_node_topology()
+    counts = np.asarray(counts)
+    experts = counts.shape[1]
+    wl = MoELayerWorkload(
+        tokens_per_gpu=512,
+        hidden=hidden,
+        intermediate=intermediate,
+        experts=experts,
+        top_k=2,
+        strategy=FlashMoEStrategy(),
+    )
+    geo = LayerGeometry(
+        gpus=[g.id for g in topo.gpus()],
+        tokens_per_gpu=512,
+        hidden=hidden,
+        intermediate=intermediate,
+        experts=experts,
+        top_k=2,
+        capacity_factor=1.0,
+        dtype=Dtype.tf32,
+    )
+    batch = RoutedBatch(counts=counts, dropped=0, maxvio_batch=0.0)
+    node = Node(topo, make_profile(), Simulation())
+    sent: list[tuple[tuple[str, ...], float, float]] = []
+    resources = node.fabric.resources
+    original = FlowGate.send
+
+    def recording(
+        self: FlowGate, route: tuple[int, ...], size_B: float, latency_s: float, cap: float, *a: Any
+    ) -> None:
+        names = tuple(resources[r].name if r < len(resources) else "hbm" for r in route)
+        sent.append((names, size_B, cap))
+        original(self, route, size_B, latency_s, cap, *a)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FlowGate, "send", recording)
+        out = flashmoe.des(node, wl, geo, batch)
+    return out, sent, (geo, 64)
+
+
+FlashMoEPlanLike = tuple[LayerGeometry, int]
+
+
+def test_rdma_peers_put_once_per_packet_and_row_tile() -> None:
+    # 4 GPUs (n0.gpu0, n0.gpu1, n1.gpu0, n1.gpu1), one expert each; rows of 4 x 256 B
+    counts = np.array([[100, 0, 37, 300], [5, 250, 0, 128], [64, 129, 7, 0], [0, 1, 200, 256]])
+    hidden = intermediate = 256
+    out, sent, (geo, tile_n) = _two_node_run(counts, hidden, intermediate)
+    node_of = [0, 0, 1, 1]
+    tnx = hidden // tile_n
+    inter = [(names, b) for names, b, _cap in sent if any("->ib" in x for x in names)]
+    packets = rows_back = 0
+    routed = 0
+    for g in range(4):
+        for e in range(4):
+            n = int(counts[g, e])
+            if node_of[g] != node_of[e] and n > 0:
+                packets += 1
+                rows_back += flashmoe.row_tiles(n, 128)
+                routed += n
+    assert len(inter) == packets + rows_back
+    row_B = hidden * 4
+    assert sum(b for _names, b in inter) == 2 * routed * row_B
+    ib_up = sum(b for name, b in out.link_bytes.items() if name.endswith("->ib"))
+    assert ib_up == 2 * routed * row_B
+    assert out.metrics["payload_efficiency"] == 1.0
+    # intra-node remote peers keep the P2P path: one store per packet, one per GEMM1 tile
+    p2p = [(names, b) for names, b, _cap in sent if any(x.endswith(".sw") for x in names)]
+    p2p_expected = 0
+    p2p_B = 0.0
+    for g in range(4):
+        for e in range(4):
+            n = int(counts[g, e])
+            if g != e and node_of[g] == node_of[e] and n > 0:
+                p2p_expected += 1 + flashmoe.row_tiles(n, 128) * tnx
+                p2p_B += 2 * n * row_B
+    assert len(p2p) == p2p_expected
+    assert sum(b for _names, b in p2p) == p2p_B
+    # every GPU terminates and does every task
+    expected = sum(
+        flashmoe.row_tiles(int(n), 128) * (intermediate // tile_n + 2 * tnx) for n in counts.flat
+    )
+    assert out.metrics["tasks"] == expected
+    assert geo.n_gpus == 4
+
+
+def test_rdma_puts_are_whole_packets_and_row_tiles_uncapped() -> None:
+    # one large packet to the other node: staged in the sender's HBM, then one uncapped put (the
+    # NIC moves it); 32 row tiles come back as one uncapped put each
+    counts = np.array([[0, 0, 4096, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+    _out, sent, _ = _two_node_run(counts)
+    puts = [(b, cap) for names, b, cap in sent if any("->ib" in x for x in names)]
+    assert puts[0][0] == 4096 * 256 * 4  # one put of the whole packet
+    assert puts[1:] == [(128 * 256 * 4, math.inf)] * (4096 // 128)
+    assert all(cap == math.inf for _b, cap in puts)
+    staged = [b for names, b, _cap in sent if names == ("hbm",)]
+    assert 2 * 4096 * 256 * 4 in staged  # the staging copy: read + write
 
 
 def test_more_experts_never_fewer_tasks() -> None:

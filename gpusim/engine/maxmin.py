@@ -37,14 +37,17 @@ def max_min_fair_rates(
     unfixed = fixed.count(False)
     # per resource: [capacity left, flows not yet fixed, classes using it]
     load: dict[int, list[Any]] = {}
-    for c, route in enumerate(routes):
-        w = counts[c]
+    get = load.get
+    routeless = False  # a class crossing no resource (only its cap limits it)
+    for c, (route, w) in enumerate(zip(routes, counts, strict=True)):
         if w <= 0:
             continue
+        if not route:
+            routeless = True
         for r in route:
-            entry = load.get(r)
+            entry = get(r)
             if entry is None:
-                load[r] = [float(capacity_Bps[r]), w, [c]]
+                load[r] = [capacity_Bps[r], w, [c]]
             else:
                 entry[1] += w
                 entry[2].append(c)
@@ -69,6 +72,15 @@ def max_min_fair_rates(
             break
         bound = level * (1.0 + _REL_TOL)
         saturated = [r for r, entry in load.items() if entry[0] <= bound * entry[1]]
+        if (
+            len(saturated) == len(load)
+            and not routeless
+            and (next_cap >= len(capped) or capped[next_cap][0] > bound)
+        ):  # every remaining class crosses a saturated resource: all get this level
+            for c in range(n):
+                if not fixed[c]:
+                    rates[c] = level
+            break
         to_fix = [c for r in saturated for c in load.pop(r)[2]]
         while next_cap < len(capped) and capped[next_cap][0] <= bound:
             to_fix.append(capped[next_cap][1])
@@ -83,7 +95,7 @@ def max_min_fair_rates(
             rates[c] = rate
             w = counts[c]
             for r in routes[c]:
-                entry = load.get(r)
+                entry = get(r)
                 if entry is None:
                     continue  # saturated in this round: every user is being fixed
                 entry[0] -= rate * w

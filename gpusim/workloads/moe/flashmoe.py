@@ -29,12 +29,23 @@ One forward on every GPU g (experts placed contiguously, ``LayerGeometry``):
    reaches the source's subscriber one route latency plus one flag handoff later, which creates
    one combine task there: read the tile and each row's token index and gate probability, add
    into the output (``gpusim.kernels.tile_gemm.combine_tile_bytes``) through HBM.
+   RDMA peers (the destination on another node, ``GPUDevice.node``; flashmoe.md sections 3, 4
+   and 6): dispatch stages the rows into the sender's own send cell (an HBM copy by the
+   superblock, as for a local expert), then the superblock's last block issues one non-blocking
+   put of ``n x H x element`` bytes with its 8-byte signal (not modelled as bytes) over the
+   route, uncapped (the NIC moves it: one fluid transfer shared max-min with everything else),
+   and the superblock goes on with its next packet; the destination's subscriber sees the
+   signal one flag handoff after the put completes. GEMM1 tiles of an RDMA packet write into
+   the destination's local send cell (HBM, capped at the block rate); when a row tile's counter
+   reaches ``TN + TNx`` one put of ``rows x H x element`` bytes goes back (uncapped), and one
+   flag handoff after it completes the source's subscriber creates the row tile's ``TNx``
+   combine tasks. Inter-node payload is thus exactly the routed rows (payload efficiency 1).
 6. End: a GPU's kernel ends when its scheduler has run every task of its task bound (all GEMM0
    and GEMM1 tasks of the packets it receives, bound known once every dispatch signal arrived,
    plus the combines of its own tokens) and every signal arrived. The forward latency is the
    latest kernel end, measured from the first launch call (CUDA events around the launch).
 
-Every block-issued transfer is capped at one block's streaming rate
+Every block-issued transfer (all but the RDMA puts) is capped at one block's streaming rate
 (``gpusim.kernels.tile_gemm.block_stream_Bps``: an assumption until measured). Not modelled: the
 GEMM tiles' operand traffic (A and W tiles through L2/HBM; folded into the tile rate), the gate's
 softmax/top-k beyond its GEMM tiles, and HBM traffic at the receiving end of remote stores.
