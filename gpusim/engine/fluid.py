@@ -218,12 +218,22 @@ class FluidNetwork:
         self._advance()
         keys, resources = self._component()
         classes = [self._classes[k] for k in keys]
-        if classes:
+        capacity = self.capacity_Bps
+        if len(classes) == 1:  # alone in its component: the closed form, inline
+            only = classes[0]
+            share = only.cap_Bps
+            n_flows = len(only.flows)
+            for r in only.route:
+                if capacity[r] / n_flows < share:
+                    share = capacity[r] / n_flows
+            rates = [share]
+            self.recomputations += 1
+        elif classes:
             rates = max_min_fair_rates(
                 [c.route for c in classes],
                 [len(c.flows) for c in classes],
                 [c.cap_Bps for c in classes],
-                self.capacity_Bps,
+                capacity,
             )
             self.recomputations += 1
         else:
@@ -254,7 +264,10 @@ class FluidNetwork:
                 self.recorder.counter(
                     self._tracks[r], "utilisation", now, load[r] / self.capacity_Bps[r]
                 )
-        next_s = min((c.next_s for c in self._classes.values()), default=math.inf)
+        next_s = math.inf
+        for c in self._classes.values():
+            if c.next_s < next_s:
+                next_s = c.next_s
         self._generation += 1
         if next_s < math.inf:
             generation = self._generation

@@ -107,13 +107,11 @@ class GPURuntime:
             yield granted
         self._sm_change(sms)
         start = float(self.env.now)
-        if floor_s > 0:
-            yield self.env.timeout(floor_s)
-        if hbm_bytes > 0:
+        if hbm_bytes > 0:  # the floor delays the flow's start, like a route latency
             cap = hbm_bytes / compute_time_s if compute_time_s > 0 else math.inf
-            yield self.network.transfer((self.hbm,), hbm_bytes, 0.0, cap, name)
-        elif compute_time_s > 0:
-            yield self.env.timeout(compute_time_s)
+            yield self.network.transfer((self.hbm,), hbm_bytes, floor_s, cap, name)
+        elif floor_s + compute_time_s > 0:
+            yield self.env.timeout(floor_s + compute_time_s)
         end = float(self.env.now)
         self._sm_change(-sms)
         self.release_sms(sms)

@@ -293,10 +293,14 @@ class _Run:
     kernels: list[PersistentKernel] = field(default_factory=list)
     last_flag_s: list[float] = field(default_factory=list)
     gate_end_s: list[float] = field(default_factory=list)
+    _combine_flow: dict[tuple[int, int], tuple[tuple[int, ...], float, float]] = field(
+        default_factory=dict
+    )
+    """(source, rows) -> the combine tasks' HBM route, bytes and cap."""
 
-    @property
-    def env(self) -> simpy.Environment:
-        return self.node.sim.env
+    def __post_init__(self) -> None:
+        self.env = self.node.sim.env
+        self._handoff_s = self.times.flag_handoff_s
 
     def hbm(self, g: int) -> int:
         return self.node.gpus[self.geometry.gpus[g]].hbm
@@ -477,8 +481,7 @@ class _Run:
 
     def gemm1_done(self, group: TaskGroup, _first: int, count: int) -> None:
         pkt, rows = group.data
-        delay = pkt.back_latency_s + self.times.flag_handoff_s
-        ev = self.env.timeout(delay, (pkt.src, rows, count))
+        ev = self.env.timeout(pkt.back_latency_s + self._handoff_s, (pkt.src, rows, count))
         ev.callbacks.append(self.result_arrived)
 
     def gemm1_done_rdma(self, group: TaskGroup, _first: int, count: int) -> None:
@@ -503,16 +506,15 @@ class _Run:
         ev.callbacks.append(self.result_arrived)
 
     def result_arrived(self, ev: simpy.Event) -> None:
-        src, rows, count = cast(tuple[int, int, int], ev.value)
-        plan = self.plans[src]
-        combine = TaskGroup(
-            "combine",
-            count,
-            0.0,
-            flow_route=(self.hbm(src),),
-            flow_B=plan.combine_B(rows),
-            flow_cap_Bps=plan.grid.block_stream_Bps,
-        )
+        src, rows, count = ev.value
+        key = (src, rows)
+        flow = self._combine_flow.get(key)
+        if flow is None:
+            plan = self.plans[src]
+            flow = ((self.hbm(src),), plan.combine_B(rows), plan.grid.block_stream_Bps)
+            self._combine_flow[key] = flow
+        route, size_B, cap = flow
+        combine = TaskGroup("combine", count, 0.0, None, route, size_B, 0.0, cap)
         self.kernels[src].deliver(count, combine)
 
 
