@@ -333,9 +333,9 @@ def _two_node_topology(link_GBps: float = 450.0, ib_GBps: float = 50.0) -> Topol
 
 def _two_node_run(
     counts: Any, hidden: int = 256, intermediate: int = 256
-) -> tuple[Outcome, list[tuple[tuple[str, ...], float, float]], FlashMoEPlanLike]:
+) -> tuple[Outcome, list[tuple[tuple[str, ...], float, float]], Outcome]:
     """One forward on the two-node topology, recording every gated transfer's route (resource
-    names) and bytes."""
+    names), bytes and cap; and the analytic form of the same forward."""
     topo = _two_node_topology()
     counts = np.asarray(counts)
     experts = counts.shape[1]
@@ -373,17 +373,15 @@ def _two_node_run(
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(FlowGate, "send", recording)
         out = flashmoe.des(node, wl, geo, batch)
-    return out, sent, (geo, 64)
-
-
-FlashMoEPlanLike = tuple[LayerGeometry, int]
+    return out, sent, flashmoe.analytic(topo, node.profile, wl, geo, batch)
 
 
 def test_rdma_peers_put_once_per_packet_and_row_tile() -> None:
     # 4 GPUs (n0.gpu0, n0.gpu1, n1.gpu0, n1.gpu1), one expert each; rows of 4 x 256 B
     counts = np.array([[100, 0, 37, 300], [5, 250, 0, 128], [64, 129, 7, 0], [0, 1, 200, 256]])
     hidden = intermediate = 256
-    out, sent, (geo, tile_n) = _two_node_run(counts, hidden, intermediate)
+    out, sent, ana = _two_node_run(counts, hidden, intermediate)
+    tile_n = 64
     node_of = [0, 0, 1, 1]
     tnx = hidden // tile_n
     inter = [(names, b) for names, b, _cap in sent if any("->ib" in x for x in names)]
@@ -418,8 +416,10 @@ def test_rdma_peers_put_once_per_packet_and_row_tile() -> None:
     expected = sum(
         flashmoe.row_tiles(int(n), 128) * (intermediate // tile_n + 2 * tnx) for n in counts.flat
     )
-    assert out.metrics["tasks"] == expected
-    assert geo.n_gpus == 4
+    assert out.metrics["tasks"] == ana.metrics["tasks"] == expected
+    # the analytic form moves the same bytes over every link
+    assert ana.link_bytes == pytest.approx(out.link_bytes, rel=1e-12)
+    assert ana.metrics["payload_efficiency"] == 1.0
 
 
 def test_rdma_puts_are_whole_packets_and_row_tiles_uncapped() -> None:

@@ -506,7 +506,7 @@ class _Run:
         ev.callbacks.append(self.result_arrived)
 
     def result_arrived(self, ev: simpy.Event) -> None:
-        src, rows, count = ev.value
+        src, rows, count = cast(tuple[int, int, int], ev.value)
         key = (src, rows)
         flow = self._combine_flow.get(key)
         if flow is None:
@@ -652,12 +652,16 @@ def analytic(
 
     Per GPU: launch + floor + clear + gate + barrier, then dispatch packets at their static
     max-min rates (all packets of all sources assumed in flight together, the superblocks' own
-    sequences added up), flags, and the subscriber's serial decode. A GPU then ends at the
-    latest of
+    sequences added up; an RDMA packet's staging copy and its uncapped put as two flows, the
+    superblock moving on after the copy), flags, and the subscriber's serial decode. A GPU then
+    ends at the latest of
 
     - each row tile's chain: its packet's tasks ready, the scheduler's assignments of that packet's
       GEMM0 tasks up to the row tile, GEMM0, the row tile's TNx assignments, GEMM1 with its write,
       the flag back, the decode and assignment of its combine, the combine (ends on the source);
+      for an RDMA source the write is the local epilogue and the row tile's put follows at the
+      back route's uncontended bottleneck rate (an estimate: puts of different row tiles share
+      the NIC in the DES), then the decode of its TNx combines;
     - the processor throughput bound: first tasks ready + (sum over its tasks of assignment +
       start latency + duration) / P;
     - the scheduler bound: first tasks ready + tasks x scheduler time + the last task.
@@ -683,6 +687,10 @@ def analytic(
     lat = times.task_latency_s
     sub = times.subscriber_s_per_task
     n_links = len(fabric.resources)
+    node_of = {g.id: g.node for g in topology.gpus()}
+
+    def rdma(g: int, d: int) -> bool:
+        return node_of[ids[g]] != node_of[ids[d]]
 
     start = [launch.api_s + launch.doorbell_s for _ in range(n)]
     disp_start = [
@@ -690,8 +698,9 @@ def analytic(
         for i, (r, p) in enumerate(zip(rates, plans, strict=True))
     ]
 
-    # Dispatch: every non-empty packet as one flow; static max-min rates with the caps.
-    flows: list[tuple[int, int, int]] = []  # (src, expert, superblock)
+    # Dispatch: every non-empty packet as one flow (an RDMA packet as two: its staging copy and
+    # its uncapped put); static max-min rates with the caps.
+    flows: list[tuple[int, int, int]] = []  # (src, expert, superblock; -1: an RDMA put)
     routes: list[tuple[int, ...]] = []
     caps: list[float] = []
     link_bytes: dict[str, float] = {}
@@ -704,15 +713,20 @@ def analytic(
                     continue
                 dst = geometry.owner(e)
                 flows.append((g, e, j))
-                if dst == g:
+                if dst == g or rdma(g, dst):
                     routes.append((n_links + g,))
                     caps.append(plan.sbz * c)
-                else:
+                if rdma(g, dst):
+                    flows.append((g, e, -1))
+                    routes.append(fabric.route(ids[g], ids[dst]).resources)
+                    caps.append(math.inf)
+                elif dst != g:
                     routes.append(fabric.route(ids[g], ids[dst]).resources)
                     caps.append(plan.sbz * c / 2)
     capacities = list(fabric.capacities_Bps) + [r.hbm_achievable_Bps for r in rates]
     flow_rates = max_min_fair_rates(routes, [1] * len(routes), caps, capacities)
-    rate_of = {(g, e): r for (g, e, _j), r in zip(flows, flow_rates, strict=True)}
+    rate_of = {(g, e): r for (g, e, j), r in zip(flows, flow_rates, strict=True) if j >= 0}
+    put_rate_of = {(g, e): r for (g, e, j), r in zip(flows, flow_rates, strict=True) if j < 0}
 
     arrivals: list[list[tuple[float, int, int]]] = [[] for _ in range(n)]  # dst: (t, src, e)
     last_flag = list(disp_start)
@@ -726,14 +740,19 @@ def analytic(
                 dst = geometry.owner(e)
                 tokens = int(counts[g, e])
                 route_lat = 0.0 if dst == g else fabric.route(ids[g], ids[dst]).latency_s
+                put_s = 0.0
                 if tokens > 0:
-                    size_B = tokens * plan.row_bytes * (2 if dst == g else 1)
-                    t += route_lat + size_B / rate_of[(g, e)]
+                    if rdma(g, dst):  # staged, then a non-blocking put
+                        t += 2 * tokens * plan.row_bytes / rate_of[(g, e)]
+                        put_s = route_lat + tokens * plan.row_bytes / put_rate_of[(g, e)]
+                    else:
+                        size_B = tokens * plan.row_bytes * (2 if dst == g else 1)
+                        t += route_lat + size_B / rate_of[(g, e)]
                     if dst != g:
                         for r in fabric.route(ids[g], ids[dst]).resources:
                             name = fabric.resources[r].name
                             link_bytes[name] = link_bytes.get(name, 0.0) + tokens * plan.row_bytes
-                arrive = t + route_lat + h
+                arrive = t + put_s + h if put_s else t + route_lat + h
                 arrivals[dst].append((arrive, g, e))
                 last_flag[g] = max(last_flag[g], arrive)
             disp_busy[g] += plan.sbz * (t - disp_start[g])
@@ -744,6 +763,7 @@ def analytic(
     tasks = [0] * n
     first_ready = [math.inf] * n
     busy = {kind: [0.0] * n for kind in TASK_KINDS}
+    put_back: dict[tuple[int, int], list[float]] = {}  # (source, resource): [first, bytes, tail]
     for d in range(n):
         plan = plans[d]
         sub_free = 0.0
@@ -760,12 +780,20 @@ def analytic(
             home = plans[g]
             back_res: tuple[int, ...] = ()
             back_lat = 0.0
+            back_Bps = math.inf
             if g != d:
                 back = fabric.route(ids[d], ids[g])
                 back_lat, back_res = back.latency_s, back.resources
+                back_Bps = back.bottleneck_Bps
+            remote = rdma(d, g)
             for r, rows in enumerate(rows_list):
                 out_B = rows * plan.tile_n * plan.element_bytes
-                write = back_lat + out_B / plan.grid.block_stream_Bps
+                if remote:  # local epilogue; one uncontended put of the row tile
+                    write = out_B / plan.grid.block_stream_Bps
+                    back_s = back_lat + plan.tnx * out_B / back_Bps + h + plan.tnx * sub
+                else:
+                    write = back_lat + out_B / plan.grid.block_stream_Bps
+                    back_s = back_lat + h + sub
                 comb = home.combine_B(rows) / home.grid.block_stream_Bps
                 chain = (
                     ready
@@ -776,9 +804,7 @@ def analytic(
                     + lat
                     + plan.gemm1_s
                     + write
-                    + back_lat
-                    + h
-                    + sub
+                    + back_s
                     + s
                     + lat
                     + comb
@@ -795,6 +821,16 @@ def analytic(
                 for res in back_res:
                     name = fabric.resources[res].name
                     link_bytes[name] = link_bytes.get(name, 0.0) + plan.tnx * out_B
+                if remote:  # the returns into g share the links of their routes
+                    tail = h + plan.tnx * sub + s + lat + comb
+                    for res in back_res:
+                        load = put_back.setdefault((g, res), [math.inf, 0.0, 0.0])
+                        load[0] = min(load[0], ready + plan.tn * s + lat + plan.gemm0_s)
+                        load[1] += plan.tnx * out_B
+                        load[2] = max(load[2], tail)
+    # link bound of the RDMA returns: from the first one ready, all bytes over each resource
+    for (g, res), (first, back_B, tail) in put_back.items():
+        end[g] = max(end[g], first + back_B / fabric.capacities_Bps[res] + tail)
     for g in range(n):
         plan = plans[g]
         if first_ready[g] < math.inf:
