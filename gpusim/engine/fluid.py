@@ -85,6 +85,7 @@ class FluidNetwork:
         self._last_s = 0.0
         self._settle_pending = False
         self._generation = 0
+        self._wake_s = math.inf  # when the pending wake-up fires (inf: none pending)
         self._seq = count()
 
     def add_resource(self, name: str, capacity_Bps: float, group: str = "links") -> int:
@@ -268,16 +269,20 @@ class FluidNetwork:
         for c in self._classes.values():
             if c.next_s < next_s:
                 next_s = c.next_s
+        delay = max(next_s - now, 0.0)
+        if next_s < math.inf and self.env.now + delay == self._wake_s:
+            return  # the pending wake-up already fires then
         self._generation += 1
+        self._wake_s = math.inf
         if next_s < math.inf:
             generation = self._generation
-            self.env.timeout(max(next_s - now, 0.0)).callbacks.append(
-                lambda _ev: self._wake(generation)
-            )
+            self._wake_s = self.env.now + delay
+            self.env.timeout(delay).callbacks.append(lambda _ev: self._wake(generation))
 
     def _wake(self, generation: int) -> None:
         if generation != self._generation:
             return  # superseded by a later recomputation
+        self._wake_s = math.inf
         self._advance()
         now = self._last_s
         finished: list[tuple[_Flow, tuple[int, ...]]] = []
