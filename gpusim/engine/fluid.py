@@ -86,6 +86,7 @@ class FluidNetwork:
         self._settle_pending = False
         self._generation = 0
         self._wake_s = math.inf  # when the pending wake-up fires (inf: none pending)
+        self._next: list[tuple[float, int, _FlowClass]] = []
         self._seq = count()
 
     def add_resource(self, name: str, capacity_Bps: float, group: str = "links") -> int:
@@ -254,6 +255,8 @@ class FluidNetwork:
                 cls.next_s = now + max(cls.flows[0][0] - cls.virtual_B, 0.0) / rate
             else:
                 cls.next_s = math.inf
+            if cls.next_s < math.inf:
+                heapq.heappush(self._next, (cls.next_s, next(self._seq), cls))
         for r in resources:
             if load[r] > 0:
                 self._active.add(r)
@@ -265,10 +268,12 @@ class FluidNetwork:
                 self.recorder.counter(
                     self._tracks[r], "utilisation", now, load[r] / self.capacity_Bps[r]
                 )
-        next_s = math.inf
-        for c in self._classes.values():
-            if c.next_s < next_s:
-                next_s = c.next_s
+        # earliest completion: a heap of (time, seq, class) entries; an entry is stale when its
+        # class has since been re-timed or has gone (lazy deletion)
+        heap = self._next
+        while heap and (heap[0][2].next_s != heap[0][0] or not heap[0][2].flows):
+            heapq.heappop(heap)
+        next_s = heap[0][0] if heap else math.inf
         delay = max(next_s - now, 0.0)
         if next_s < math.inf and self.env.now + delay == self._wake_s:
             return  # the pending wake-up already fires then
@@ -301,6 +306,7 @@ class FluidNetwork:
                 self._dirty_keys.add(key)
             if not flows:
                 del self._classes[key]
+                cls.next_s = math.inf  # its heap entries are stale now
                 self._dirty_res.update(cls.route)
                 for r in cls.route:
                     self._users[r].discard(key)
