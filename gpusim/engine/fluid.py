@@ -25,6 +25,7 @@ from gpusim.engine.maxmin import max_min_fair_rates
 from gpusim.engine.trace import NULL_RECORDER, TraceRecorder, Track
 
 _FINISH_REL_TOL = 1e-12
+_HEAP_MIN_CLASSES = 16  # above this many flow classes, find the next completion with a heap
 
 FlowKey = tuple[tuple[int, ...], float]
 
@@ -240,6 +241,16 @@ class FluidNetwork:
             self.recomputations += 1
         else:
             rates = []
+        heap_mode = len(self._classes) > _HEAP_MIN_CLASSES
+        if heap_mode and not self._next:  # entering heap mode: index every class once
+            self._next = [
+                (c.next_s, next(self._seq), c)
+                for c in self._classes.values()
+                if c.next_s < math.inf
+            ]
+            heapq.heapify(self._next)
+        elif not heap_mode:
+            self._next.clear()
         load = self.load_Bps
         for r in resources:
             load[r] = 0.0
@@ -255,7 +266,7 @@ class FluidNetwork:
                 cls.next_s = now + max(cls.flows[0][0] - cls.virtual_B, 0.0) / rate
             else:
                 cls.next_s = math.inf
-            if cls.next_s < math.inf:
+            if heap_mode and cls.next_s < math.inf:
                 heapq.heappush(self._next, (cls.next_s, next(self._seq), cls))
         for r in resources:
             if load[r] > 0:
@@ -268,12 +279,18 @@ class FluidNetwork:
                 self.recorder.counter(
                     self._tracks[r], "utilisation", now, load[r] / self.capacity_Bps[r]
                 )
-        # earliest completion: a heap of (time, seq, class) entries; an entry is stale when its
-        # class has since been re-timed or has gone (lazy deletion)
-        heap = self._next
-        while heap and (heap[0][2].next_s != heap[0][0] or not heap[0][2].flows):
-            heapq.heappop(heap)
-        next_s = heap[0][0] if heap else math.inf
+        if heap_mode:
+            # earliest completion from a heap of (time, seq, class); an entry is stale when its
+            # class has since been re-timed or has gone (lazy deletion)
+            heap = self._next
+            while heap and (heap[0][2].next_s != heap[0][0] or not heap[0][2].flows):
+                heapq.heappop(heap)
+            next_s = heap[0][0] if heap else math.inf
+        else:  # few classes: a scan is cheaper than keeping a heap
+            next_s = math.inf
+            for c in self._classes.values():
+                if c.next_s < next_s:
+                    next_s = c.next_s
         delay = max(next_s - now, 0.0)
         if next_s < math.inf and self.env.now + delay == self._wake_s:
             return  # the pending wake-up already fires then
