@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from gpusim.errors import SpecError, json_path
 from gpusim.spec.checks import check_topology, check_workload_against_topology
@@ -299,8 +299,6 @@ def load_model(model: type[M], path: str | Path) -> M:
 
 def load_workload(path: str | Path) -> Workload:
     """Load and validate a workload file (checks against a topology happen in a scenario)."""
-    from pydantic import TypeAdapter
-
     file = Path(path)
     prov = Provenance()
     prov.add((), file)

@@ -11,6 +11,7 @@ from gpusim.engine.sim import Simulation
 from gpusim.hardware.fabric import Fabric
 from gpusim.hardware.node import Node
 from gpusim.hardware.rates import GPURates, gpu_rates
+from gpusim.kernels.collectives import NcclCosts
 from gpusim.result import Outcome
 from gpusim.spec.moe import FlashMoEStrategy, MoELayerWorkload
 from gpusim.spec.profile import CalibrationProfile
@@ -92,7 +93,7 @@ def des(node: Node, wl: MoELayerWorkload, *, seed: int) -> Outcome:
     if isinstance(wl.strategy, FlashMoEStrategy):
         outcome = flashmoe.des(node, wl, g, batch)
     else:
-        nccl_sms = int(node.profile.device.nccl_sms.value)
+        nccl_sms = NcclCosts.from_profile(node.profile).sms
         programs, moved = HOST_DRIVEN[wl.strategy.name](
             g, batch, wl.strategy, _rates(node.topology, node.profile, g.gpus), nccl_sms
         )
@@ -117,7 +118,7 @@ def analytic(
         outcome = flashmoe.analytic(topology, profile, wl, g, batch)
     else:
         rates = _rates(topology, profile, g.gpus)
-        nccl_sms = int(profile.device.nccl_sms.value)
+        nccl_sms = NcclCosts.from_profile(profile).sms
         programs, moved = HOST_DRIVEN[wl.strategy.name](g, batch, wl.strategy, rates, nccl_sms)
         results = run_analytic(Fabric(topology, profile), profile, g.gpus, programs)
         busy = sum(r.busy_sm_s for r in results)

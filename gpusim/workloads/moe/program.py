@@ -30,11 +30,10 @@ from gpusim.hardware.fabric import Fabric, Route
 from gpusim.hardware.gpu import GPURuntime, Stream, StreamOp
 from gpusim.hardware.host import HostThread
 from gpusim.hardware.node import Node
-from gpusim.kernels.collectives import all_to_all_time_s
+from gpusim.kernels.collectives import NcclCosts, all_to_all_time_s
 from gpusim.kernels.cost import KernelCost
 from gpusim.kernels.memcpy import memcpy_time_s
 from gpusim.spec.profile import CalibrationProfile
-from gpusim.units import us_to_s
 
 Phase = Literal["gate", "dispatch", "gemm", "combine"]
 PHASES: tuple[Phase, ...] = ("gate", "dispatch", "gemm", "combine")
@@ -169,8 +168,8 @@ def run_des(
     """Run every rank's program from its own host thread; returns per-rank results."""
     env = node.sim.env
     times = LaunchTimes.from_profile(node.profile)
-    nccl_sms = int(node.profile.device.nccl_sms.value)
-    nccl_setup_s = us_to_s(node.profile.device.nccl_setup_us.value)
+    nccl = NcclCosts.from_profile(node.profile)
+    nccl_sms, nccl_setup_s = nccl.sms, nccl.setup_s
     results = [RankResult() for _ in ranks]
     shared: dict[int, Any] = {}  # id(Exchange) -> its DES object, built on first use
 
@@ -303,8 +302,8 @@ def run_analytic(
     at an exchange every rank must have arrived at the same one, which starts when the last
     participant enters."""
     times = LaunchTimes.from_profile(profile)
-    setup_s = us_to_s(profile.device.nccl_setup_us.value)
-    nccl_sms = int(profile.device.nccl_sms.value)
+    nccl = NcclCosts.from_profile(profile)
+    setup_s, nccl_sms = nccl.setup_s, nccl.sms
     sm_count = next(g.model.sm_count for g in fabric.topology.gpus() if g.id == ranks[0])
     n = len(ranks)
     host_cpu = {g.id: g.host for g in fabric.topology.gpus()}
