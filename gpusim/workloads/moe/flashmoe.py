@@ -66,7 +66,7 @@ docstring).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -518,6 +518,34 @@ class _Run:
         self.kernels[src].deliver(count, combine)
 
 
+def _layer_metrics(
+    geometry: LayerGeometry,
+    batch: RoutedBatch,
+    counts: np.ndarray,
+    plans: Sequence[FlashMoEPlan],
+    latency_s: float,
+    busy_sm_s: float,
+    processor_busy_s: float,
+    held_sm_s: float,
+    tasks: float,
+) -> dict[str, float]:
+    """The layer metrics both fidelities report (shared MoE metrics + FlashMoE's own)."""
+    total_sms = sum(p.grid.sms for p in plans)
+    metrics = moe_metrics(
+        geometry=geometry,
+        batch=batch,
+        latency_s=latency_s,
+        busy_sm_s=busy_sm_s,
+        total_sms=total_sms,
+        network_payload_B=network_payload_B(geometry, counts),
+        kernel_launches=1,  # one persistent kernel per GPU per forward
+    )
+    metrics["processor_busy_s"] = processor_busy_s
+    metrics["sm_held_fraction"] = held_sm_s / (total_sms * latency_s)
+    metrics["tasks"] = float(tasks)
+    return metrics
+
+
 def des(
     node: Node,
     wl: MoELayerWorkload,
@@ -607,19 +635,17 @@ def des(
             "processors": float(p),
             "sm_utilisation": k.utilisation(),
         }
-    total_sms = sum(plans[i].grid.sms for i in range(n))
-    metrics = moe_metrics(
-        geometry=geometry,
-        batch=batch,
-        latency_s=latency,
-        busy_sm_s=busy_sm_s,
-        total_sms=total_sms,
-        network_payload_B=network_payload_B(geometry, counts),
-        kernel_launches=1,  # one persistent kernel per GPU per forward
+    metrics = _layer_metrics(
+        geometry,
+        batch,
+        counts,
+        plans,
+        latency,
+        busy_sm_s,
+        task_busy,
+        held,
+        sum(v["tasks"] for v in per_gpu.values()),
     )
-    metrics["processor_busy_s"] = task_busy
-    metrics["sm_held_fraction"] = held / (total_sms * latency)
-    metrics["tasks"] = float(sum(v["tasks"] for v in per_gpu.values()))
     metrics["fluid_transfer_fraction"] = gate.fluid_transfers / max(gate.transfers, 1)
     n_links = len(node.fabric.resources)
     link_bytes = {
@@ -881,17 +907,7 @@ def analytic(
             "processors": float(p),
             "sm_utilisation": used / (plan.grid.blocks * kernel_s),
         }
-    total_sms = sum(p.grid.sms for p in plans)
-    metrics = moe_metrics(
-        geometry=geometry,
-        batch=batch,
-        latency_s=latency,
-        busy_sm_s=busy_sm_s,
-        total_sms=total_sms,
-        network_payload_B=network_payload_B(geometry, counts),
-        kernel_launches=1,  # one persistent kernel per GPU per forward
+    metrics = _layer_metrics(
+        geometry, batch, counts, plans, latency, busy_sm_s, task_busy, held, sum(tasks)
     )
-    metrics["processor_busy_s"] = task_busy
-    metrics["sm_held_fraction"] = held / (total_sms * latency)
-    metrics["tasks"] = float(sum(tasks))
     return Outcome(makespan_s=latency, metrics=metrics, per_gpu=per_gpu, link_bytes=link_bytes)
