@@ -1,0 +1,2 @@
+"""Calibration pipeline: kernels_ref measurements (or published microbenchmarks in the same
+format) -> fitted hardware-level parameters -> calibration profiles."""
