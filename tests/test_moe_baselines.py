@@ -25,12 +25,12 @@ from gpusim.workloads.moe.program import Exchange, ExchangeStep, run_analytic, r
 G, T, H, FFN, E, K = 4, 1024, 512, 512, 8, 2  # GPUs, tokens, hidden, expert FFN, experts, top-k
 
 
-def _geometry(cf: float | None = 1.0) -> LayerGeometry:
+def _geometry(cf: float | None = 1.0, hidden: int = H) -> LayerGeometry:
     return LayerGeometry(
         gpus=[f"gpu{i}" for i in range(G)],
         tokens_per_gpu=T,
-        hidden=H,
-        intermediate=FFN,
+        hidden=hidden,
+        intermediate=hidden,
         experts=E,
         top_k=K,
         capacity_factor=cf,
@@ -42,9 +42,11 @@ def _balanced(per_pair: int) -> RoutedBatch:
     return RoutedBatch(counts=np.full((G, E), per_pair), dropped=0, maxvio_batch=0.0)
 
 
-def _run(strategy: object, batch: RoutedBatch, cf: float | None = 1.0) -> tuple[float, float, list]:
+def _run(
+    strategy: object, batch: RoutedBatch, cf: float | None = 1.0, hidden: int = H
+) -> tuple[float, float, list]:
     topo, prof = make_star_topology(G), make_profile()
-    g = _geometry(cf)
+    g = _geometry(cf, hidden)
     rates = [gpu_rates(topo.gpus()[0].model, prof)] * G
     programs, moved = HOST_DRIVEN[strategy.name](g, batch, strategy, rates, 16)  # type: ignore[attr-defined]
     node = Node(topo, prof, Simulation())
@@ -89,11 +91,50 @@ def test_alltoall_moves_the_routed_bytes_over_each_link() -> None:
     assert moved == pytest.approx(G * per_link)
 
 
-def test_te_launches_one_gemm_per_expert() -> None:
-    _, _, (_, _, cutlass) = _run(MegatronStrategy(variant="cutlass"), _balanced(64))
+def test_grouped_gemm_implementations_set_the_expert_launches() -> None:
+    grouped = MegatronStrategy(grouped_gemm="cutlass_sm90")
+    _, _, (_, _, one_kernel) = _run(grouped, _balanced(64))
+    _, _, (_, _, loop) = _run(MegatronStrategy(grouped_gemm="cublas_loop"), _balanced(64))
     _, _, (_, _, te) = _run(MegatronStrategy(variant="te"), _balanced(64))
     local = E // G
-    assert te[0].launches - cutlass[0].launches == 2 * (local - 1)
+    # two grouped GEMMs, each one kernel or one kernel per local expert
+    assert loop[0].launches - one_kernel[0].launches == 2 * (local - 1)
+    assert te[0].launches == loop[0].launches
+
+
+def test_cublas_loop_pays_the_framework_once_per_grouped_gemm() -> None:
+    from gpusim.workloads.moe.program import KernelStep
+
+    g = _geometry()
+    rates = [gpu_rates(make_star_topology(G).gpus()[0].model, make_profile())] * G
+    local = E // G
+    for strategy, ops in (
+        (MegatronStrategy(grouped_gemm="cublas_loop"), 1),
+        (MegatronStrategy(variant="te"), local),
+    ):
+        programs, _ = HOST_DRIVEN["megatron"](g, _balanced(64), strategy, rates, 16)
+        gemm0 = [s for s in programs[0] if isinstance(s, KernelStep) and s.cost.name == "gemm0"]
+        assert len(gemm0) == local
+        assert sum(s.new_op for s in gemm0) == ops
+
+
+def test_sm80_grouped_gemm_runs_on_the_mma_sync_path() -> None:
+    from gpusim.workloads.moe.program import KernelStep
+
+    g = _geometry()
+    rates = [gpu_rates(make_star_topology(G).gpus()[0].model, make_profile())] * G
+
+    def gemm_s(strategy: MegatronStrategy) -> float:
+        programs, _ = HOST_DRIVEN["megatron"](g, _balanced(64), strategy, rates, 16)
+        return sum(
+            s.cost.compute_time_s
+            for s in programs[0]
+            if isinstance(s, KernelStep) and s.cost.name == "gemm0"
+        )
+
+    sm80 = gemm_s(MegatronStrategy(grouped_gemm="cutlass_sm80"))
+    sm90 = gemm_s(MegatronStrategy(grouped_gemm="cutlass_sm90"))
+    assert sm80 > sm90  # mma.sync reaches a smaller share of the tensor peak than wgmma
 
 
 def test_imbalance_delays_every_rank_of_a_bulk_synchronous_layer() -> None:
@@ -106,8 +147,9 @@ def test_imbalance_delays_every_rank_of_a_bulk_synchronous_layer() -> None:
         FasterMoEStrategy(),
         DeepEPStrategy(),
     ):
-        t_uniform, _, _ = _run(strategy, uniform, cf=None)
-        t_hot, _, (_, _, ranks) = _run(strategy, hot, cf=None)
+        # wide experts, so the GPU work (not the host's launches) sets the layer's time
+        t_uniform, _, _ = _run(strategy, uniform, cf=None, hidden=4096)
+        t_hot, _, (_, _, ranks) = _run(strategy, hot, cf=None, hidden=4096)
         assert t_hot > t_uniform, strategy
         # gpu1 has no expert work but waits at the combine for gpu0 (the straggler)
         assert ranks[1].end_s > t_uniform

@@ -80,7 +80,16 @@ class MegatronStrategy(Spec):
 
     name: Literal["megatron"] = "megatron"
     variant: Literal["cutlass", "te"] = Field(
-        default="cutlass", description="cutlass: one grouped GEMM kernel; te: one GEMM per expert."
+        default="cutlass",
+        description="cutlass: the grouped_gemm package's GEMM (see grouped_gemm); te: "
+        "Transformer Engine's GroupedLinear, one GEMM operator per expert.",
+    )
+    grouped_gemm: Literal["cublas_loop", "cutlass_sm80", "cutlass_sm90"] = Field(
+        default="cublas_loop",
+        description="How the cutlass variant's grouped GEMM runs. cublas_loop: one operator "
+        "calling cublasGemmEx per expert (what the grouped_gemm package does on sm_90); "
+        "cutlass_sm80: one CUTLASS sm_80 grouped kernel on the mma.sync path (the package built "
+        "for sm_80); cutlass_sm90: one wgmma grouped kernel.",
     )
     pad_to_capacity: bool = Field(
         default=True,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -77,14 +78,17 @@ def _with_overlap(
     run_two: Callable[[MoELayerWorkload], Outcome],
     gpus: Sequence[str],
 ) -> Outcome:
-    if not wl.overlap_efficiency or len(gpus) <= 2:
-        if wl.overlap_efficiency:
-            outcome.metrics["overlap_efficiency"] = 1.0
+    if not wl.overlap_efficiency:
         return outcome
+    if len(gpus) <= 2:
+        return replace(outcome, metrics={**outcome.metrics, "overlap_efficiency": 1.0})
     two = run_two(wl.model_copy(update={"gpus": list(gpus[:2]), "overlap_efficiency": False}))
-    outcome.metrics["latency_2gpu_s"] = two.makespan_s
-    outcome.metrics["overlap_efficiency"] = two.makespan_s / outcome.makespan_s
-    return outcome
+    metrics = {
+        **outcome.metrics,
+        "latency_2gpu_s": two.makespan_s,
+        "overlap_efficiency": two.makespan_s / outcome.makespan_s,
+    }
+    return replace(outcome, metrics=metrics)
 
 
 def des(node: Node, wl: MoELayerWorkload, *, seed: int) -> Outcome:

@@ -32,17 +32,18 @@ def elementwise(name: str, read_B: float, write_B: float, rates: GPURates) -> Ke
     """A memory-bound operator's kernel."""
     op = ElementwiseOp(bytes_read=int(read_B), bytes_written=int(write_B))
     cost = kernel_cost(op, rates)
-    return _renamed(cost, name)
+    return renamed(cost, name)
 
 
-def _renamed(cost: KernelCost, name: str) -> KernelCost:
+def renamed(cost: KernelCost, name: str) -> KernelCost:
+    """The same cost under another kernel name."""
     return replace(cost, name=name)
 
 
 def router_steps(g: LayerGeometry, rates: GPURates, dtype: Dtype) -> list[Step]:
     """Gate GEMM, softmax, top-k and the per-expert histogram (the router of every baseline)."""
     t, e, k = g.tokens_per_gpu, g.experts, g.top_k
-    gate = _renamed(kernel_cost(GemmOp(m=t, n=e, k=g.hidden, dtype=dtype), rates), "router_gemm")
+    gate = renamed(kernel_cost(GemmOp(m=t, n=e, k=g.hidden, dtype=dtype), rates), "router_gemm")
     phase: Phase = "gate"
     return [
         KernelStep(gate, phase),
@@ -123,14 +124,14 @@ def expert_ffn(
         ]
     else:
         g0 = [
-            _renamed(
+            renamed(
                 kernel_cost(GemmOp(m=m, n=g.intermediate, k=g.hidden, dtype=dtype), rates), "gemm0"
             )
             for m in rows
             if m > 0
         ]
         g1 = [
-            _renamed(
+            renamed(
                 kernel_cost(GemmOp(m=m, n=g.hidden, k=g.intermediate, dtype=dtype), rates), "gemm1"
             )
             for m in rows

@@ -1,23 +1,182 @@
-"""Megatron-LM's MoE layer (alltoall token dispatcher): a host-driven kernel chain with
-bulk-synchronous NCCL all-to-alls and no compute/communication overlap."""
+"""Megatron-LM's MoE layer (Megatron-Core, alltoall token dispatcher, GroupedMLP experts): a
+host-driven chain of PyTorch operators with bulk-synchronous NCCL all-to-alls and no
+compute/communication overlap.
+
+The operator chain follows the mid-2024 Megatron-Core code the FlashMoE evaluation ran
+(commit f32b2731; what is modelled was read from the stored Megatron-Core sources, see
+docs/moe.md): the top-k router with capacity and the switch auxiliary loss, the dispatcher's
+count exchange (dropless only), permute, all-to-all, the regrouping of received chunks by
+local expert, GroupedMLP (two grouped GEMMs around the activation), the reverse regrouping,
+all-to-all back and unpermute. Each operator is one kernel unless noted; sizes come from the
+layer geometry, so the kernel count per layer follows from the mechanism.
+
+The grouped GEMM's implementation is a strategy choice because it differs by GPU generation:
+the ``grouped_gemm`` package Megatron uses loops over experts with one ``cublasGemmEx`` each on
+sm_90 (``cublas_loop``) and runs one CUTLASS sm_80 grouped kernel (``mma.sync``) when built for
+sm_80 (``cutlass_sm80``); ``cutlass_sm90`` is a single wgmma grouped kernel (newer stacks).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from gpusim.hardware.rates import GPURates
+from gpusim.kernels import kernel_cost
+from gpusim.kernels.grouped_gemm import grouped_gemm_cost
+from gpusim.spec.base import Dtype, storage_bytes
 from gpusim.spec.moe import MegatronStrategy
+from gpusim.spec.profile import InstructionPath
+from gpusim.spec.workload import GemmOp
 from gpusim.workloads.moe.hostdriven import (
+    ID_BYTES,
+    PROB_BYTES,
     count_exchange_steps,
-    expert_ffn,
+    elementwise,
     expert_rows,
-    permute_steps,
-    router_steps,
+    renamed,
     send_matrix,
-    unpermute_step,
 )
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
-from gpusim.workloads.moe.program import Exchange, ExchangeStep, KernelStep, Step
+from gpusim.workloads.moe.program import Exchange, ExchangeStep, KernelStep, Phase, Step
+
+MASK_BYTES = 1  # torch.bool
+INT32_BYTES = 4
+SORT_PASSES_INT64 = 8
+"""A stable argsort of int64 keys with no known range is a radix sort over all 64 bits: one
+onesweep pass per 8-bit digit, after a histogram kernel."""
+
+
+def _ew(
+    name: str, read_B: float, write_B: float, rates: GPURates, phase: Phase, new_op: bool = True
+) -> KernelStep:
+    return KernelStep(elementwise(name, read_B, write_B, rates), phase, new_op=new_op)
+
+
+def router_ops(g: LayerGeometry, rates: GPURates, dtype: Dtype) -> list[Step]:
+    """TopKRouter with aux-loss balancing: gate GEMM, top-k and softmax of the kept scores, the
+    dense masks, capacity selection when a capacity factor is set, and the switch loss."""
+    t, e, k = g.tokens_per_gpu, g.experts, g.top_k
+    el = storage_bytes(dtype)
+    te_B, tk_B = t * e, t * k
+    gate = kernel_cost(GemmOp(m=t, n=e, k=g.hidden, dtype=dtype), rates)
+    steps: list[Step] = [KernelStep(renamed(gate, "router_gemm"), "gate")]
+    ops: list[tuple[str, float, float]] = [
+        ("topk", te_B * el, tk_B * (el + ID_BYTES)),
+        ("softmax_topk", tk_B * el, tk_B * PROB_BYTES),
+        ("cast_probs", tk_B * PROB_BYTES, tk_B * el),
+        ("zeros_gates", 0, te_B * el),
+        ("scatter_gates", tk_B * (el + ID_BYTES), tk_B * el),
+        ("zeros_map", 0, te_B * INT32_BYTES),
+        ("scatter_map", tk_B * ID_BYTES, tk_B * INT32_BYTES),
+        ("map_to_bool", te_B * INT32_BYTES, te_B * MASK_BYTES),
+        ("tokens_per_expert", te_B * MASK_BYTES, e * ID_BYTES),
+    ]
+    cap = g.capacity()
+    if cap is not None:
+        ce = cap * e
+        ops += [
+            ("capacity_topk", te_B * el, ce * (el + ID_BYTES)),
+            ("zeros_capacity_mask", 0, te_B * el),
+            ("scatter_capacity_mask", ce * ID_BYTES, ce * el),
+            ("and_masks", te_B * (MASK_BYTES + el), te_B * MASK_BYTES),
+            ("not_mask", te_B * MASK_BYTES, te_B * MASK_BYTES),
+            ("gather_exceed", tk_B * ID_BYTES + te_B * MASK_BYTES, tk_B * MASK_BYTES),
+            ("not_exceed", tk_B * MASK_BYTES, tk_B * MASK_BYTES),
+            ("mask_probs", tk_B * (el + MASK_BYTES), tk_B * el),
+            ("clone_indices", tk_B * ID_BYTES, tk_B * ID_BYTES),
+            ("mask_indices", tk_B * (ID_BYTES + MASK_BYTES), tk_B * ID_BYTES),
+        ]
+    ops += [  # switch load-balancing loss on the full softmax
+        ("softmax_all", te_B * el, te_B * PROB_BYTES),
+        ("probs_per_expert", te_B * PROB_BYTES, e * PROB_BYTES),
+        ("loss_mul", e * (PROB_BYTES + ID_BYTES), e * PROB_BYTES),
+        ("loss_sum", e * PROB_BYTES, PROB_BYTES),
+        ("loss_scale", PROB_BYTES, PROB_BYTES),
+        ("loss_tracker_add", 2 * PROB_BYTES, PROB_BYTES),
+    ]
+    steps += [_ew(name, r, w, rates, "gate") for name, r, w in ops]
+    return steps
+
+
+def permute_ops(g: LayerGeometry, rates: GPURates, padded: bool) -> list[Step]:
+    """Gather each token copy's row into expert order. Padded: the router already produced the
+    per-expert index list, one index_select. Otherwise a stable argsort of the expert ids (a
+    multi-kernel radix sort), the row gather and the row index computation."""
+    rows = g.tokens_per_gpu * g.top_k
+    rows_B = rows * g.row_bytes
+    if padded:
+        cap = g.capacity() or 0
+        gathered_B = cap * g.experts * g.row_bytes
+        return [
+            _ew(
+                "index_select",
+                gathered_B + cap * g.experts * ID_BYTES,
+                gathered_B,
+                rates,
+                "dispatch",
+            )
+        ]
+    ids_B = rows * ID_BYTES
+    sort: list[Step] = [
+        _ew("sort_histogram", ids_B, 256 * SORT_PASSES_INT64 * 4, rates, "dispatch")
+    ]
+    sort += [
+        _ew(f"sort_onesweep_{p}", 2 * ids_B, 2 * ids_B, rates, "dispatch", new_op=False)
+        for p in range(SORT_PASSES_INT64)
+    ]
+    return [
+        _ew("arange", 0, ids_B, rates, "dispatch"),
+        *sort,
+        _ew("row_index", ids_B, ids_B, rates, "dispatch"),
+        _ew("index_select", rows_B + ids_B, rows_B, rates, "dispatch"),
+    ]
+
+
+def regroup_op(name: str, rows: int, g: LayerGeometry, rates: GPURates, phase: Phase) -> Step:
+    """Received chunks (source-major) reordered to expert-major or back: one copy kernel
+    (torch.cat of the split chunks, or a transposed contiguous copy when padded)."""
+    size_B = rows * g.row_bytes
+    return _ew(name, size_B, size_B, rates, phase)
+
+
+def grouped_gemm(
+    name: str,
+    rows: Sequence[int],
+    n: int,
+    k: int,
+    strategy: MegatronStrategy,
+    rates: GPURates,
+) -> list[Step]:
+    """One grouped GEMM operator in the strategy's implementation."""
+    dtype = strategy.dtype
+    if strategy.variant == "te" or strategy.grouped_gemm == "cublas_loop":
+        # te: TransformerEngine's GroupedLinear, one framework-level GEMM per expert.
+        # cublas_loop: one operator whose C++ loop calls cublasGemmEx per expert.
+        steps: list[Step] = []
+        for m in rows:
+            if m <= 0:
+                continue
+            cost = renamed(kernel_cost(GemmOp(m=m, n=n, k=k, dtype=dtype), rates), name)
+            steps.append(KernelStep(cost, "gemm", new_op=strategy.variant == "te" or not steps))
+        return steps
+    path = (
+        InstructionPath.mma_sync
+        if strategy.grouped_gemm == "cutlass_sm80"
+        else InstructionPath.wgmma
+    )
+    return [KernelStep(grouped_gemm_cost(list(rows), n, k, dtype, path, rates, name), "gemm")]
+
+
+def unpermute_ops(g: LayerGeometry, rates: GPURates) -> list[Step]:
+    """Scatter expert outputs back to token order, weight by the gate and sum the k copies."""
+    t, k = g.tokens_per_gpu, g.top_k
+    copies_B = t * k * g.row_bytes
+    return [
+        _ew("zeros_unpermuted", 0, copies_B, rates, "combine"),
+        _ew("index_copy", copies_B + t * k * ID_BYTES, copies_B, rates, "combine"),
+        _ew("scale_by_probs", copies_B + t * k * PROB_BYTES, copies_B, rates, "combine"),
+        _ew("sum_topk", copies_B, t * g.row_bytes, rates, "combine"),
+    ]
 
 
 def build(
@@ -28,30 +187,30 @@ def build(
     nccl_sms: int,
 ) -> tuple[list[list[Step]], float]:
     """Every rank's program and the bytes the all-to-alls move between GPUs."""
-    pad = strategy.pad_to_capacity
-    send = send_matrix(g, batch, pad)
+    padded = strategy.pad_to_capacity and g.capacity() is not None
+    send = send_matrix(g, batch, padded)
     dispatch = Exchange("dispatch_alltoall", send, "nccl", nccl_sms)
     combine = Exchange("combine_alltoall", send.T.copy(), "nccl", nccl_sms)
-    counts = count_exchange_steps(g, nccl_sms)  # one exchange shared by every rank
+    counts = count_exchange_steps(g, nccl_sms)  # one exchange every rank takes part in
     programs: list[list[Step]] = []
     for r in range(g.n_gpus):
-        ffn = expert_ffn(
-            g,
-            expert_rows(g, batch, r, pad),
-            rates[r],
-            strategy.dtype,
-            strategy.variant == "cutlass",
-        )
-        steps: list[Step] = [*router_steps(g, rates[r], strategy.dtype)]
-        if not pad:  # dropless split sizes need the counts on the host
+        rows = expert_rows(g, batch, r, padded)
+        received = sum(rows)
+        steps: list[Step] = [*router_ops(g, rates[r], strategy.dtype)]
+        if not padded:  # split sizes of a dropless all-to-all need the counts on the host
             steps += counts
-        steps += permute_steps(g, rates[r])
+        steps += permute_ops(g, rates[r], padded)
         steps.append(ExchangeStep(dispatch, "dispatch"))
-        steps += [KernelStep(c, "gemm") for c in ffn.gemm0]
-        steps.append(KernelStep(ffn.activation, "gemm"))
-        steps += [KernelStep(c, "gemm") for c in ffn.gemm1]
+        if g.local_experts > 1:
+            steps.append(regroup_op("sort_chunks", received, g, rates[r], "dispatch"))
+        steps += grouped_gemm("gemm0", rows, g.intermediate, g.hidden, strategy, rates[r])
+        act_B = received * g.intermediate * g.element_bytes
+        steps.append(_ew("activation", act_B, act_B, rates[r], "gemm"))
+        steps += grouped_gemm("gemm1", rows, g.hidden, g.intermediate, strategy, rates[r])
+        if g.local_experts > 1:
+            steps.append(regroup_op("restore_chunks", received, g, rates[r], "combine"))
         steps.append(ExchangeStep(combine, "combine"))
-        steps.append(unpermute_step(g, rates[r]))
+        steps += unpermute_ops(g, rates[r])
         programs.append(steps)
     moved = float(send.sum() - send.trace()) * 2
     return programs, moved

@@ -41,13 +41,16 @@ PHASES: tuple[Phase, ...] = ("gate", "dispatch", "gemm", "combine")
 
 @dataclass(frozen=True)
 class KernelStep:
-    """One PyTorch operator launching one kernel."""
+    """One kernel launch; by default a PyTorch operator launching one kernel."""
 
     cost: KernelCost
     phase: Phase
     stream: int = 0
     after: tuple[int, ...] = ()
     """Indices of earlier steps of this rank the kernel waits for (cudaStreamWaitEvent)."""
+    new_op: bool = True
+    """The kernel starts a framework operator (pays the framework's per-op cost); False for
+    the further kernels of one operator, such as a library's per-expert GEMM loop."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ class RankResult:
 
 
 def _host_cost_s(step: Step, times: LaunchTimes) -> float:
-    if isinstance(step, KernelStep):
+    if isinstance(step, KernelStep) and step.new_op:
         return times.framework_op_s + times.api_s
     return times.api_s
 
