@@ -472,3 +472,29 @@ def test_router_steps_needs_experts_divisible_by_ranks() -> None:
         router_steps.analytic(
             make_star_topology(1), make_profile(), _steps_wl(experts=10, ep_ranks=4), seed=0
         )
+
+
+def test_relative_trace_file_is_found_beside_the_scenario(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gpusim.errors import SpecError
+    from gpusim.simulate import simulate
+    from gpusim.spec.loading import load_scenario
+
+    shipped = json.loads(
+        (Path(__file__).parents[1] / "workloads" / "router_alf_lb.json").read_text("utf-8")
+    )
+    shipped["workload"].update(experts=8, top_k=2, steps=3, tokens_per_step=1000)
+    shipped["workload"]["routing"] = {"distribution": "trace", "trace_file": "counts.json"}
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    _write(folder, [[8, 4, 2, 2, 1, 1, 1, 1]] * 3, "counts.json")
+    scenario = _write(folder, shipped, "trace_router.json")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = simulate(load_scenario(Path("..") / "scenarios" / "trace_router.json"))
+    assert len(result.series["maxvio_batch"]) == 3
+    (folder / "counts.json").unlink()
+    with pytest.raises(SpecError, match=r"\$\.workload\.routing\.trace_file: routing trace"):
+        load_scenario(scenario)

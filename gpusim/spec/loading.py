@@ -272,7 +272,24 @@ def scenario_from_dict(
     for dotted, value in (overrides or {}).items():
         prov.overridden.add(apply_override(doc, dotted, copy.deepcopy(value), origin, inline))
     _default_profile(doc, origin.parent, origin, prov)
+    _anchor_trace_file(doc, prov)
     return _finish_scenario(doc, prov)
+
+
+def _anchor_trace_file(doc: dict[str, Any], prov: Provenance) -> None:
+    """A relative routing ``trace_file`` names a file beside the document that wrote it (the
+    scenario or the referenced workload), not one in the current folder: make it absolute."""
+    workload = doc.get("workload")
+    routing = workload.get("routing") if isinstance(workload, dict) else None
+    trace = routing.get("trace_file") if isinstance(routing, dict) else None
+    if not isinstance(trace, str) or Path(trace).is_absolute():
+        return
+    loc: Loc = ("workload", "routing", "trace_file")
+    file, _ = _origin_of(loc, prov)
+    anchored = Path(file).parent / trace
+    if not anchored.is_file():
+        raise prov.blame(loc, f"routing trace file not found: {anchored}")
+    routing["trace_file"] = str(anchored.resolve())
 
 
 def load_topology(path: str | Path) -> Topology:
