@@ -281,7 +281,9 @@ def _anchor_trace_file(doc: dict[str, Any], prov: Provenance) -> None:
     scenario or the referenced workload), not one in the current folder: make it absolute."""
     workload = doc.get("workload")
     routing = workload.get("routing") if isinstance(workload, dict) else None
-    trace = routing.get("trace_file") if isinstance(routing, dict) else None
+    if not isinstance(routing, dict):
+        return
+    trace = routing.get("trace_file")
     if not isinstance(trace, str) or Path(trace).is_absolute():
         return
     loc: Loc = ("workload", "routing", "trace_file")
