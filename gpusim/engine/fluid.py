@@ -194,11 +194,13 @@ class FluidNetwork:
             ev.callbacks.append(self._settle)
             ev.succeed()
 
-    def _component(self) -> tuple[list[FlowKey], set[int]]:
+    def _component(self) -> tuple[list[FlowKey], set[int], set[FlowKey]]:
         """Classes and resources whose rates may have changed: everything connected (through
-        shared resources) to a class that gained or lost flows. Max-min fairness decomposes over
-        connected components, so the rest keeps its rates."""
-        keys = {k for k in self._dirty_keys if k in self._classes}
+        shared resources) to a class that gained or lost flows (also returned, as the third
+        item). Max-min fairness decomposes over connected components, so the rest keeps its
+        rates."""
+        touched = {k for k in self._dirty_keys if k in self._classes}
+        keys = set(touched)
         stack = list(self._dirty_res)
         for k in keys:
             stack.extend(k[0])
@@ -214,12 +216,12 @@ class FluidNetwork:
                 if k not in keys:
                     keys.add(k)
                     stack.extend(k[0])
-        return list(keys), resources
+        return list(keys), resources, touched
 
     def _settle(self, _ev: simpy.Event | None = None) -> None:
         self._settle_pending = False
         self._advance()
-        keys, resources = self._component()
+        keys, resources, touched = self._component()
         classes = [self._classes[k] for k in keys]
         capacity = self.capacity_Bps
         if len(classes) == 1:  # alone in its component: the closed form, inline
@@ -255,11 +257,13 @@ class FluidNetwork:
         for r in resources:
             load[r] = 0.0
         now = self._last_s
-        for cls, rate in zip(classes, rates, strict=True):
-            cls.rate_Bps = rate
+        for key, cls, rate in zip(keys, classes, rates, strict=True):
             n = len(cls.flows)
             for r in cls.route:
                 load[r] += rate * n
+            if rate == cls.rate_Bps and key not in touched:
+                continue  # same flows at the same rate: its completion time stands
+            cls.rate_Bps = rate
             if rate == math.inf:
                 cls.next_s = now
             elif rate > 0:
