@@ -563,22 +563,25 @@ def calibrate_build(
         )
     except BuildError as exc:
         _fail_plain(str(exc), EXIT_FAILED)
-    table = Table(title=f"kernels ({done.report_path})")
-    for col in ("program", "kernel", "arch", "registers", "smem B", "stack B", "spills B"):
-        left = col in ("program", "kernel", "arch")
-        table.add_column(col, justify="left" if left else "right", overflow="fold")
     kernels = sorted(done.report.kernels, key=lambda k: (k.target or "", k.display_name, k.arch))
+    width = max([len("program"), *(len(k.target or "?") for k in kernels)])
+    out.print(
+        f"{'program':<{width}}  {'arch':<7} {'regs':>5} {'smem B':>8} {'stack B':>8} "
+        f"{'spills B':>13}  kernel",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
     for k in kernels:
-        table.add_row(
-            k.target or "?",
-            k.display_name,
-            k.arch,
-            str(k.registers_per_thread),
-            str(k.static_shared_mem_bytes),
-            str(k.stack_frame_bytes),
-            f"{k.spill_store_bytes}/{k.spill_load_bytes}",
+        spills = f"{k.spill_store_bytes}/{k.spill_load_bytes}"
+        out.print(
+            f"{k.target or '?':<{width}}  {k.arch:<7} {k.registers_per_thread:>5} "
+            f"{k.static_shared_mem_bytes:>8} {k.stack_frame_bytes:>8} {spills:>13}  "
+            f"{k.display_name}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
         )
-    out.print(table)
     for k in kernels:
         if k.spill_store_bytes or k.spill_load_bytes:
             err.print(
