@@ -420,7 +420,6 @@ def test_missing_tools_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         result = runner.invoke(app, ["calibrate", "build", "--source", str(src)])
         assert result.exit_code == 2
         assert _one_error_line(result.output).startswith(message)
-    monkeypatch.setenv("CUDACXX", str(tmp_path / "no" / "nvcc"))
     with pytest.raises(UsageError, match="is not an executable: fix or unset CUDACXX"):
         find_toolchain({"PATH": str(only_cmake), "CUDACXX": str(tmp_path / "no" / "nvcc")})
 
@@ -474,7 +473,7 @@ def test_every_program_without_a_device_exits_3(tmp_path: Path) -> None:
     )
     assert "not built (skipped): tile_gemm, persistent_moe, spmm" in output
     summary = json.loads((out / "run.json").read_text())
-    assert summary["all_no_device"] is True
+    assert summary["all_no_device"] is True and summary["finished"] is True
     assert summary["host"] and summary["date_utc"].endswith("Z")
     assert [(p["program"], p["status"], p["exit_code"]) for p in summary["programs"]] == [
         ("launch", "no_device", 3),
@@ -607,3 +606,21 @@ def test_parse_document_errors_name_the_origin() -> None:
         parse_document("  \n", "x (stdout)")
     with pytest.raises(SpecError, match=r"^x: \$.status: "):
         parse_document('{"schema": "gpusim.kernels_ref.v1", "program": "x", "status": "?"}', "x")
+
+
+def test_run_json_records_progress_while_programs_run(tmp_path: Path) -> None:
+    bins, out = tmp_path / "bin", tmp_path / "out"
+    seen = tmp_path / "seen.json"
+    _no_device(bins, "launch")
+    _program(
+        bins,
+        "memory",
+        f'/bin/cat "{out / "run.json"}" > "{seen}"\n'
+        f"echo '{_doc('memory', 'no_device')}'\nexit 3\n",
+    )
+    code, output = _run(["--bin-dir", str(bins), "-o", str(out)])
+    assert code == 3, output
+    during = json.loads(seen.read_text())  # what run.json said while memory ran
+    assert during["finished"] is False
+    assert [p["program"] for p in during["programs"]] == ["launch"]
+    assert json.loads((out / "run.json").read_text())["finished"] is True

@@ -218,10 +218,19 @@ def _run_process(exe: Path, args: Sequence[str], timeout_s: float) -> tuple[int 
         out, err = proc.communicate(timeout=timeout_s)
         return proc.returncode, out, err
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):  # the group may have ended meanwhile
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc.pid)
         out, err = proc.communicate()
         return None, out, err
+    except BaseException:
+        # Ctrl-C reaches only our process group: end the program's too, then stop.
+        _kill_group(proc.pid)
+        proc.wait()
+        raise
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group may have ended meanwhile
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _classify(
@@ -293,31 +302,40 @@ def run_all(
     quick: bool = False,
     on_result: Callable[[ProgramResult], None] = lambda _r: None,
 ) -> RunSummary:
-    """Run ``programs`` one after another into ``output`` and write ``run.json`` there."""
+    """Run ``programs`` one after another into ``output``. ``run.json`` is rewritten after
+    every program (``finished`` false until the last), so an interrupted run still says what
+    it did."""
     if timeout_s <= 0:
         raise UsageError(f"--timeout-s: must be positive, got {timeout_s:g}")
     output.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
     args = ["--quick"] if quick else []
     results: list[ProgramResult] = []
+
+    def write_summary(finished: bool) -> RunSummary:
+        summary = RunSummary(output, bin_dir, tuple(results), tuple(missing))
+        write_json_atomic(
+            output / "run.json",
+            {
+                "schema": RUN_SCHEMA_ID,
+                "host": socket.gethostname(),
+                "date_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "bin_dir": str(bin_dir.path),
+                "bin_dir_from": bin_dir.origin,
+                "args": args,
+                "timeout_s": timeout_s,
+                "finished": finished,
+                "programs": [r.summary() for r in results],
+                "not_built": list(missing),
+                "all_no_device": summary.all_no_device,
+            },
+        )
+        return summary
+
     for name, exe in programs:
         result = run_program(name, exe, output, timeout_s=timeout_s, args=args)
         results.append(result)
         on_result(result)
-    summary = RunSummary(output, bin_dir, tuple(results), tuple(missing))
-    write_json_atomic(
-        output / "run.json",
-        {
-            "schema": RUN_SCHEMA_ID,
-            "host": socket.gethostname(),
-            "date_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "bin_dir": str(bin_dir.path),
-            "bin_dir_from": bin_dir.origin,
-            "args": args,
-            "timeout_s": timeout_s,
-            "programs": [r.summary() for r in results],
-            "not_built": list(missing),
-            "all_no_device": summary.all_no_device,
-        },
-    )
-    return summary
+        if len(results) < len(programs):
+            write_summary(finished=False)
+    return write_summary(finished=True)
