@@ -532,24 +532,29 @@ def _fail_plain(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-@calibrate_app.command("build")
+@calibrate_app.command(
+    "build",
+    help="Build kernels_ref from clean and write its ptxas resource report.\n\n"
+    "The architectures always reach CMake explicitly; the log streams here and is kept as "
+    "BUILD_DIR/build.log; BUILD_DIR/resource_usage.json lists each kernel's registers, shared "
+    "memory, stack and spills per architecture.",
+)
 def calibrate_build(
     source: Annotated[Path, typer.Option(help="The CMake + CUDA project (kernels_ref).")] = Path(
         "kernels_ref"
     ),
     build_dir: Annotated[
-        Path | None, typer.Option(help="Build folder [default: SOURCE/build].")
+        Path | None, typer.Option(help="Build folder \\[default: SOURCE/build].")
     ] = None,
     arch: Annotated[
         list[str] | None,
-        typer.Option(help="CUDA architecture, e.g. 80 or 90a (repeatable) [default: 80, 90a]."),
+        typer.Option(help="CUDA architecture, e.g. 80 or 90a (repeatable) \\[default: 80, 90a]."),
     ] = None,
     jobs: Annotated[
-        int | None, typer.Option(min=1, help="Parallel compile jobs [default: the generator's].")
+        int | None, typer.Option(min=1, help="Parallel compile jobs \\[default: the generator's].")
     ] = None,
 ) -> None:
-    """Build kernels_ref from clean for explicit architectures, stream the log, and write
-    BUILD_DIR/resource_usage.json from the ptxas report (registers, shared memory, spills)."""
+    """Build kernels_ref from clean and write its ptxas resource report."""
     from gpusim.calibrate.build import DEFAULT_ARCHITECTURES, BuildError, build
 
     folder = build_dir if build_dir is not None else source / "build"
@@ -601,32 +606,37 @@ def calibrate_build(
     )
 
 
-@calibrate_app.command("run")
+@calibrate_app.command(
+    "run",
+    help="Run the kernels_ref programs and keep their measurement documents.\n\n"
+    "Writes PROGRAM.json per valid document and run.json. Exit 0: all measured; 3: no CUDA "
+    "device on this machine; 1: a program failed (timed out, crashed, printed no valid "
+    "document or reported an error).",
+)
 def calibrate_run(
     output: Annotated[
         Path | None,
         typer.Option(
-            "-o", "--output", help="Results folder [default: results/calibration/HOST-DATE/]."
+            "-o", "--output", help="Results folder \\[default: results/calibration/HOST-DATE/]."
         ),
     ] = None,
     bin_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Folder of the programs [default: $GPUSIM_KERNELS_REF_BIN, else "
+            help="Folder of the programs \\[default: $GPUSIM_KERNELS_REF_BIN, else "
             "kernels_ref/build]."
         ),
     ] = None,
     program: Annotated[
         list[str] | None,
-        typer.Option(help="Run only this program (repeatable) [default: every one built]."),
+        typer.Option(help="Run only this program (repeatable) \\[default: every one built]."),
     ] = None,
     timeout_s: Annotated[float, typer.Option(help="Time limit per program, seconds.")] = 600.0,
     quick: Annotated[
         bool, typer.Option(help="Ask the programs for a quick run (fewer repetitions).")
     ] = False,
 ) -> None:
-    """Run the kernels_ref programs, validate each one's document and write PROGRAM.json and
-    run.json. Exit 0: all measured; 3: no CUDA device here; 1: a program failed."""
+    """Run the kernels_ref programs and keep their measurement documents."""
     from gpusim.calibrate.run import (
         ProgramResult,
         default_output,
