@@ -506,6 +506,198 @@ def demo(
         raise typer.Exit(1)
 
 
+# -- calibrate: build and run kernels_ref ---------------------------------------------------------
+# One block on purpose: `calibrate fit` and `calibrate show` join this sub-app; the imports sit in
+# the commands so the block stays self-contained.
+
+calibrate_app = typer.Typer(
+    help="Build and run kernels_ref, fit profiles from measurements.", no_args_is_help=True
+)
+app.add_typer(calibrate_app, name="calibrate")
+
+EXIT_FAILED = 1
+EXIT_NO_DEVICE = 3  # every program said this machine has no CUDA device (nothing measured)
+
+
+def _error_plain(message: str) -> None:
+    """One error line, ``message`` taken literally (build logs hold brackets, never markup)."""
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _fail_plain(message: str, code: int) -> NoReturn:
+    """:func:`_error_plain` and exit ``code``."""
+    _error_plain(message)
+    raise typer.Exit(code)
+
+
+@calibrate_app.command(
+    "build",
+    help="Build kernels_ref from clean and write its ptxas resource report.\n\n"
+    "The architectures always reach CMake explicitly; the log streams here and is kept as "
+    "BUILD_DIR/build.log; BUILD_DIR/resource_usage.json lists each kernel's registers, shared "
+    "memory, stack and spills per architecture.",
+)
+def calibrate_build(
+    source: Annotated[Path, typer.Option(help="The CMake + CUDA project (kernels_ref).")] = Path(
+        "kernels_ref"
+    ),
+    build_dir: Annotated[
+        Path | None, typer.Option(help="Build folder \\[default: SOURCE/build].")
+    ] = None,
+    arch: Annotated[
+        list[str] | None,
+        typer.Option(help="CUDA architecture, e.g. 80 or 90a (repeatable) \\[default: 80, 90a]."),
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option(min=1, help="Parallel compile jobs \\[default: the generator's].")
+    ] = None,
+) -> None:
+    """Build kernels_ref from clean and write its ptxas resource report."""
+    from gpusim.calibrate.build import DEFAULT_ARCHITECTURES, BuildError, build
+
+    folder = build_dir if build_dir is not None else source / "build"
+
+    def echo(line: str) -> None:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    try:
+        done = _guard(
+            lambda: build(source, folder, arch or DEFAULT_ARCHITECTURES, on_line=echo, jobs=jobs)
+        )
+    except BuildError as exc:
+        _fail_plain(str(exc), EXIT_FAILED)
+    kernels = sorted(done.report.kernels, key=lambda k: (k.target or "", k.display_name, k.arch))
+    width = max([len("program"), *(len(k.target or "?") for k in kernels)])
+    out.print(
+        f"{'program':<{width}}  {'arch':<7} {'regs':>5} {'smem B':>8} {'stack B':>8} "
+        f"{'spills B':>13}  kernel",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    for k in kernels:
+        spills = f"{k.spill_store_bytes}/{k.spill_load_bytes}"
+        out.print(
+            f"{k.target or '?':<{width}}  {k.arch:<7} {k.registers_per_thread:>5} "
+            f"{k.static_shared_mem_bytes:>8} {k.stack_frame_bytes:>8} {spills:>13}  "
+            f"{k.display_name}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    for k in kernels:
+        if k.spill_store_bytes or k.spill_load_bytes:
+            err.print(
+                f"warning: {k.display_name} ({k.arch}) spills {k.spill_store_bytes} B stores, "
+                f"{k.spill_load_bytes} B loads",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+    out.print(
+        f"wrote {done.report_path} ({len(kernels)} kernels, "
+        f"{', '.join('sm_' + a for a in done.report.architectures)}; {done.generator}); "
+        f"log {done.log_path}; configure {done.configure_s:.1f} s, build {done.build_s:.1f} s",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+@calibrate_app.command(
+    "run",
+    help="Run the kernels_ref programs and keep their measurement documents.\n\n"
+    "Writes PROGRAM.json per valid document and run.json. Exit 0: all measured; 3: no CUDA "
+    "device on this machine; 1: a program failed (timed out, crashed, printed no valid "
+    "document or reported an error).",
+)
+def calibrate_run(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="Results folder \\[default: results/calibration/HOST-DATE/]."
+        ),
+    ] = None,
+    bin_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of the programs \\[default: $GPUSIM_KERNELS_REF_BIN, else "
+            "kernels_ref/build]."
+        ),
+    ] = None,
+    program: Annotated[
+        list[str] | None,
+        typer.Option(help="Run only this program (repeatable) \\[default: every one built]."),
+    ] = None,
+    timeout_s: Annotated[float, typer.Option(help="Time limit per program, seconds.")] = 600.0,
+    quick: Annotated[
+        bool, typer.Option(help="Ask the programs for a quick run (fewer repetitions).")
+    ] = False,
+) -> None:
+    """Run the kernels_ref programs and keep their measurement documents."""
+    from gpusim.calibrate.run import (
+        ProgramResult,
+        default_output,
+        find_bin_dir,
+        run_all,
+        select_programs,
+    )
+
+    where = _guard(lambda: find_bin_dir(bin_dir))
+    programs, missing = _guard(lambda: select_programs(where, program))
+    folder = output if output is not None else default_output()
+    if missing:
+        out.print(
+            f"not built (skipped): {', '.join(missing)}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+    def show(r: ProgramResult) -> None:
+        code = "killed" if r.exit_code is None else f"exit {r.exit_code}"
+        note = f": {r.message}" if r.message else ""
+        out.print(
+            f"{r.program}: {r.outcome.value} ({code}, {r.wall_s:.2f} s){note}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+    summary = _guard(
+        lambda: run_all(
+            where,
+            programs,
+            folder,
+            missing=missing,
+            timeout_s=timeout_s,
+            quick=quick,
+            on_result=show,
+        )
+    )
+    out.print(f"wrote {folder / 'run.json'}", highlight=False, markup=False, soft_wrap=True)
+    for r in summary.failures:
+        _error_plain(f"{r.program}: {r.outcome.value}: {r.message}")
+    if summary.failures:
+        raise typer.Exit(EXIT_FAILED)
+    if summary.all_no_device:
+        err.print(
+            f"no CUDA device on this machine: {len(summary.results)} programs reported "
+            "no_device; nothing measured",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_NO_DEVICE)
+    if not summary.ok:
+        _fail_plain("some programs measured and some reported no_device", EXIT_FAILED)
+    out.print(
+        f"measured {len(summary.results)} programs", highlight=False, markup=False, soft_wrap=True
+    )
+
+
 def main() -> None:
     """Entry point for `python -m gpusim`."""
     app()

@@ -6,6 +6,9 @@ variants, or use the ``h100_spec`` / ``profile`` fixtures for the defaults.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from functools import cache
 from typing import Any
 
 import pytest
@@ -214,3 +217,25 @@ def make_scenario(
         profile=profile or make_profile(),
         options=Options(seed=seed, fidelity=fidelity, trace=trace),
     )
+
+
+@cache
+def cuda_device_present() -> bool:
+    """Whether ``nvidia-smi -L`` lists a GPU on this machine."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return False
+    try:
+        done = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0 and "GPU" in done.stdout
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` are skipped on machines without a CUDA device."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if gpu_tests and not cuda_device_present():
+        skip = pytest.mark.skip(reason="needs a CUDA device")
+        for item in gpu_tests:
+            item.add_marker(skip)

@@ -36,6 +36,7 @@ from gpusim.spec.base import Dtype
 from gpusim.spec.hardware import HostCPUSpec, MemoryKind, MemoryTierSpec
 from gpusim.spec.moe import FlashMoEStrategy, MegatronStrategy, MoELayerWorkload
 from gpusim.spec.profile import CalibrationProfile, InstructionPath, Measured
+from gpusim.spec.resources import KernelResources
 from gpusim.spec.topology import (
     CPUDevice,
     Device,
@@ -149,9 +150,11 @@ def test_blocks_per_sm_emerge_from_occupancy() -> None:
     def grid(regs: int, cap: int) -> PersistentGrid:
         return PersistentGrid.plan(
             rates,
-            threads_per_block=128,
-            registers_per_thread=regs,
-            shared_mem_per_block_KiB=48.0,
+            KernelResources(
+                threads_per_block=128,
+                registers_per_thread=regs,
+                shared_mem_per_block_bytes=48 * 1024,
+            ),
             max_blocks_per_sm=cap,
         )
 
@@ -172,11 +175,7 @@ def _kernel(sched_ns: float = 50.0) -> tuple[Node, PersistentKernel]:
     node = Node(make_star_topology(1), _profile(scheduler_ns_per_task=sched_ns), Simulation())
     gpu = node.gpus["gpu0"]
     grid = PersistentGrid.plan(
-        gpu.rates,
-        threads_per_block=128,
-        registers_per_thread=255,
-        shared_mem_per_block_KiB=48.0,
-        max_blocks_per_sm=2,
+        gpu.rates, FlashMoEStrategy().kernel_resources(), max_blocks_per_sm=2
     )
     times = DeviceTimes.from_profile(node.profile)
     return node, PersistentKernel(gpu, grid, times, FlowGate(node.network))

@@ -7,12 +7,14 @@ module's models, never the raw JSON.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
+from gpusim.errors import SpecError
 from gpusim.spec.base import Spec
 from gpusim.spec.loading import Provenance, read_json, validate_as
 
@@ -127,3 +129,19 @@ def load_document(path: str | Path) -> MeasurementDocument:
     prov = Provenance()
     prov.add((), file)
     return validate_as(MeasurementDocument, read_json(file), prov)
+
+
+def parse_document(text: str, origin: str) -> MeasurementDocument:
+    """Validate one document given as text (a program's stdout); ``origin`` names it in the
+    one-line SpecErrors (e.g. ``launch (stdout)``)."""
+    if not text.strip():
+        raise SpecError(origin, "$", "no output (expected one JSON document)")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(
+            origin, "$", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    prov = Provenance()
+    prov.add((), origin)
+    return validate_as(MeasurementDocument, raw, prov)

@@ -6,8 +6,9 @@ a workload describes task groups, their durations and what finishing a task crea
 
 Grid
     The kernel launches ``blocks = blocks_per_sm x SMs`` blocks, ``blocks_per_sm`` being the
-    occupancy of the declared block resources (threads, registers, shared memory;
-    :func:`gpusim.hardware.occupancy.occupancy`) capped by the strategy's own limit. One "OS"
+    occupancy of the block resources (threads, registers, shared memory, declared or measured
+    by ptxas: :class:`gpusim.spec.resources.KernelResources`,
+    :func:`gpusim.hardware.occupancy.occupancy_of`) capped by the strategy's own limit. One "OS"
     block runs the scheduler (one warp) and the subscriber (three warps); the other
     ``P = blocks - 1`` blocks are processors (:class:`PersistentGrid`).
 
@@ -106,10 +107,11 @@ import simpy
 
 from gpusim.engine.fluid import FluidNetwork
 from gpusim.hardware.gpu import GPURuntime
-from gpusim.hardware.occupancy import Occupancy, occupancy
+from gpusim.hardware.occupancy import Occupancy, occupancy_of
 from gpusim.hardware.rates import GPURates
 from gpusim.spec.profile import CalibrationProfile
-from gpusim.units import KiB, ns_to_s, us_to_s
+from gpusim.spec.resources import KernelResources
+from gpusim.units import ns_to_s, us_to_s
 
 _OVERSUBSCRIBE_REL_TOL = 1e-9
 """Cap sums this close above a capacity count as fitting (sums of equal shares round up)."""
@@ -144,22 +146,16 @@ class PersistentGrid:
     def plan(
         cls,
         rates: GPURates,
+        resources: KernelResources,
         *,
-        threads_per_block: int,
-        registers_per_thread: int,
-        shared_mem_per_block_KiB: float,
         max_blocks_per_sm: int,
         os_blocks: int = 1,
     ) -> PersistentGrid:
-        """The grid on every SM of the GPU of ``rates``: resident blocks per SM from occupancy,
-        at most ``max_blocks_per_sm``; the block streaming cap is the achievable HBM bandwidth
-        shared over all resident blocks."""
-        occ = occupancy(
-            rates.spec,
-            threads_per_block,
-            registers_per_thread,
-            round(shared_mem_per_block_KiB * KiB),
-        )
+        """The grid on every SM of the GPU of ``rates``: resident blocks per SM from the
+        occupancy of ``resources`` (declared, or measured by ptxas), at most
+        ``max_blocks_per_sm``; the block streaming cap is the achievable HBM bandwidth shared
+        over all resident blocks."""
+        occ = occupancy_of(rates.spec, resources)
         per_sm = min(occ.blocks_per_sm, max_blocks_per_sm)
         blocks = per_sm * rates.sm_count
         if blocks <= os_blocks:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from gpusim.spec.hardware import GPUSpec
+from gpusim.spec.resources import KernelResources
 from gpusim.units import KiB
 
 LimitingFactor = Literal["threads", "blocks", "registers", "shared_memory"]
@@ -165,4 +166,15 @@ def occupancy(
         occupancy=warps_per_sm / max_warps_per_sm,
         regs_per_warp=regs_per_warp,
         shared_mem_per_block_bytes=smem_per_block,
+    )
+
+
+def occupancy_of(gpu: GPUSpec, resources: KernelResources) -> Occupancy:
+    """:func:`occupancy` of a kernel whose block resources are ``resources`` (declared, or read
+    from a ptxas resource report)."""
+    return occupancy(
+        gpu,
+        resources.threads_per_block,
+        resources.registers_per_thread,
+        resources.shared_mem_per_block_bytes,
     )

@@ -20,6 +20,11 @@ from gpusim.spec.checks import check_topology, check_workload_against_topology
 from gpusim.spec.overrides import apply_override
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.refs import resolve_ref
+from gpusim.spec.resources import (
+    REPLACED_BY_BLOCK_RESOURCES,
+    KernelResourcesRef,
+    ResourceReport,
+)
 from gpusim.spec.scenario import ResolvedScenario
 from gpusim.spec.topology import Topology
 from gpusim.spec.workload import Workload
@@ -176,6 +181,62 @@ def _inline_components(topo: dict[str, Any], base_dir: Path, loc: Loc, prov: Pro
                 )
 
 
+def load_resource_report(path: str | Path) -> ResourceReport:
+    """Load and validate a ptxas resource report (``gpusim calibrate build`` writes them)."""
+    return load_model(ResourceReport, path)
+
+
+def _resolve_resource_refs(node: Any, loc: Loc, prov: Provenance) -> None:
+    """Replace, in place, every ``block_resources`` reference under ``node`` (an object with a
+    ``report`` key) by the :class:`KernelResources` object it names."""
+    if isinstance(node, dict):
+        for key, value in list(node.items()):
+            if key == "block_resources" and isinstance(value, dict) and "report" in value:
+                node[key] = _kernel_resources(node, value, (*loc, key), prov)
+            else:
+                _resolve_resource_refs(value, (*loc, key), prov)
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            _resolve_resource_refs(item, (*loc, i), prov)
+
+
+def _kernel_resources(
+    owner: dict[str, Any], raw_ref: dict[str, Any], loc: Loc, prov: Provenance
+) -> dict[str, Any]:
+    """The KernelResources (raw) that the reference ``raw_ref`` at ``loc`` names; every problem
+    is blamed on the file and JSON path of the reference (the report's own defects on the
+    report)."""
+    try:
+        ref = KernelResourcesRef.model_validate(raw_ref)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise prov.blame((*loc, *_data_loc(raw_ref, tuple(err["loc"]))), err["msg"]) from None
+    clash = [name for name in REPLACED_BY_BLOCK_RESOURCES if name in owner]
+    if clash:
+        raise prov.blame(
+            loc,
+            f"a block_resources reference replaces {', '.join(clash)}: give one or the other",
+        )
+    origin_file, origin_inner = _origin_of(loc, prov)
+    path = resolve_ref(
+        "resources",
+        ref.report,
+        Path(origin_file).parent,
+        origin_file,
+        json_path((*origin_inner, "report")),
+    )
+    report = load_resource_report(path)
+    try:
+        record = report.find(ref.kernel, ref.arch, ref.program)
+    except LookupError as exc:
+        raise prov.blame((*loc, "kernel"), f"{path}: {exc}") from None
+    if record.registers_per_thread == 0:
+        raise prov.blame(
+            (*loc, "kernel"), f"{path}: kernel '{ref.kernel}' reports 0 registers per thread"
+        )
+    return ref.resolve(record).model_dump(mode="json", exclude_none=True)
+
+
 def _raw_scenario(raw: Any, file: Path, prov: Provenance) -> dict[str, Any]:
     prov.add((), file)
     if not isinstance(raw, dict):
@@ -273,6 +334,7 @@ def scenario_from_dict(
         prov.overridden.add(apply_override(doc, dotted, copy.deepcopy(value), origin, inline))
     _default_profile(doc, origin.parent, origin, prov)
     _anchor_trace_file(doc, prov)
+    _resolve_resource_refs(doc.get("workload"), ("workload",), prov)
     return _finish_scenario(doc, prov)
 
 
@@ -322,6 +384,7 @@ def load_workload(path: str | Path) -> Workload:
     prov = Provenance()
     prov.add((), file)
     raw = read_json(file)
+    _resolve_resource_refs(raw, (), prov)
     try:
         return TypeAdapter(Workload).validate_python(raw)
     except ValidationError as exc:

@@ -18,6 +18,8 @@ from gpusim.spec.base import (
     Spec,
 )
 from gpusim.spec.profile import InstructionPath
+from gpusim.spec.resources import KernelResources
+from gpusim.units import KiB
 
 
 class RoutingSpec(Spec):
@@ -73,6 +75,25 @@ class FlashMoEStrategy(Spec):
     task_batch: PositiveInt = Field(
         default=1, description="Tasks simulated as one event (1 = every task is an event)."
     )
+    block_resources: KernelResources | None = Field(
+        default=None,
+        description="The persistent kernel's block resources, measured: inline, or in a file a "
+        "reference {report, kernel, arch, program, threads_per_block, dynamic_shared_mem_bytes} "
+        "to an entry of a ptxas resource report (`gpusim calibrate build`), read when the "
+        "scenario loads. When set, it replaces threads_per_block, registers_per_thread and "
+        "shared_mem_per_block_KiB.",
+    )
+
+    def kernel_resources(self) -> KernelResources:
+        """The block resources the occupancy calculation takes: ``block_resources`` when set,
+        else the declared threads, registers and shared memory."""
+        if self.block_resources is not None:
+            return self.block_resources
+        return KernelResources(
+            threads_per_block=self.threads_per_block,
+            registers_per_thread=self.registers_per_thread,
+            shared_mem_per_block_bytes=round(self.shared_mem_per_block_KiB * KiB),
+        )
 
 
 class MegatronStrategy(Spec):

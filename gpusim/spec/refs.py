@@ -15,6 +15,7 @@ SHIPPED_DIRS: dict[str, str] = {
     "gpu": "topologies/components/gpu",
     "cpu": "topologies/components/cpu",
     "memory": "topologies/components/memory",
+    "resources": "kernels_ref/resources",
 }
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryTierSpec
 from gpusim.spec.profile import CalibrationProfile
+from gpusim.spec.resources import KernelResourcesRef
 from gpusim.spec.scenario import Scenario
 from gpusim.spec.topology import Topology
 from gpusim.spec.workload import Workload
@@ -31,6 +32,22 @@ def _allow_component_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _allow_resource_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Let every ``block_resources`` field also take a reference into a resource report."""
+    out = copy.deepcopy(schema)
+    defs = out.get("$defs", {})
+    fields = [
+        props["block_resources"]
+        for model in defs.values()
+        if "block_resources" in (props := model.get("properties", {}))
+    ]
+    if fields:
+        defs["KernelResourcesRef"] = KernelResourcesRef.model_json_schema(mode="validation")
+        for field in fields:
+            field["anyOf"] = [*field.get("anyOf", []), {"$ref": "#/$defs/KernelResourcesRef"}]
+    return out
+
+
 def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema(mode="validation")
 
@@ -38,9 +55,9 @@ def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
 def all_schemas() -> dict[str, dict[str, Any]]:
     """File name (``*.schema.json``) to schema, for every kind of spec file."""
     schemas: dict[str, dict[str, Any]] = {
-        "scenario": _allow_component_refs(_model_schema(Scenario)),
+        "scenario": _allow_resource_refs(_allow_component_refs(_model_schema(Scenario))),
         "topology": _allow_component_refs(_model_schema(Topology)),
-        "workload": TypeAdapter(Workload).json_schema(mode="validation"),
+        "workload": _allow_resource_refs(TypeAdapter(Workload).json_schema(mode="validation")),
         "profile": _model_schema(CalibrationProfile),
         "gpu": _model_schema(GPUSpec),
         "cpu": _model_schema(HostCPUSpec),

@@ -180,11 +180,7 @@ def plan_gpu(
         if dim % tnn:
             raise SimulationError(f"{name} {dim} is not a multiple of tile_n {tnn}")
     grid = PersistentGrid.plan(
-        rates,
-        threads_per_block=strategy.threads_per_block,
-        registers_per_thread=strategy.registers_per_thread,
-        shared_mem_per_block_KiB=strategy.shared_mem_per_block_KiB,
-        max_blocks_per_sm=strategy.blocks_per_sm,
+        rates, strategy.kernel_resources(), max_blocks_per_sm=strategy.blocks_per_sm
     )
     bpsm = grid.blocks_per_sm
 
