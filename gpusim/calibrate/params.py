@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
+from pydantic import BaseModel
+
 from gpusim.spec.base import Dtype
 from gpusim.spec.hardware import MemoryKind
 from gpusim.spec.profile import (
@@ -129,7 +131,7 @@ def flatten(profile: CalibrationProfile) -> dict[str, Measured]:
         elif isinstance(node, Mapping):
             for key, child in node.items():
                 walk(f"{prefix}.{key}" if prefix else str(key), child)
-        elif node is not None and hasattr(node, "model_fields"):
+        elif isinstance(node, BaseModel):
             for name in type(node).model_fields:
                 walk(f"{prefix}.{name}" if prefix else name, getattr(node, name))
 
