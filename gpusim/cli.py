@@ -18,6 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from gpusim.calibrate.fit import fit_folder
 from gpusim.calibrate.nameplates import NameplateError, Nameplates
@@ -603,7 +604,7 @@ def calibrate_show(
     for path, value in flatten(loaded).items():
         unc = "" if value.uncertainty is None else f"{value.uncertainty:.3g}"
         source = value.source if full else _short(value.source)
-        table.add_row(path, f"{value.value:.6g}", unit_of(path), unc, source)
+        table.add_row(path, f"{value.value:.6g}", unit_of(path), unc, Text(source))
     out.print(table)
 
 

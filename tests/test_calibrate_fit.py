@@ -459,7 +459,8 @@ def test_cli_show_prints_the_table() -> None:
     assert result.exit_code == 0, result.output
     assert "profile h100_sxm" in result.output
     row = next(ln for ln in result.output.splitlines() if "launch.kernel_floor_us" in ln)
-    assert "1.2352" in row and "us" in row and "published: SK-5" in row
+    assert "1.2352" in row and "us" in row and "published: SK-5 (H100 PCIe value" in row
+    assert "[unverified]" in result.output  # sources are text, not rich markup
     nvlink = next(ln for ln in result.output.splitlines() if "link_efficiency.nvlink" in ln)
     assert "0.822222" in nvlink and "0.03" in nvlink and "fraction" in nvlink
 
