@@ -119,7 +119,7 @@ class Nameplates:
         """One GPU's port of ``kind``: for NVLink the sum of the GPU's NVLink links leaving it;
         for any other kind the (single) nameplate every link of that kind shares, e.g. one NIC's
         InfiniBand port."""
-        topo = self._need_topology(f"a {kind.value} port")
+        topo = self._need_topology(f"the {kind.value} port")
         if kind is LinkKind.nvlink:
             dev = self.gpu_device(gpu)
             out = [
