@@ -18,7 +18,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
+from gpusim.calibrate.fit import fit_folder
+from gpusim.calibrate.nameplates import NameplateError, Nameplates
+from gpusim.calibrate.params import flatten, profile_document, unit_of
 from gpusim.errors import SimulationError, SpecError, UsageError
 from gpusim.export.files import write_json_atomic, write_text_atomic
 from gpusim.export.perfetto import chrome_trace, events_from_chrome
@@ -38,7 +42,7 @@ from gpusim.spec.loading import (
     read_json,
 )
 from gpusim.spec.overrides import parse_assignment
-from gpusim.spec.refs import SHIPPED_DIRS, data_root, shipped_names
+from gpusim.spec.refs import SHIPPED_DIRS, data_root, resolve_ref, shipped_names
 from gpusim.spec.scenario import Fidelity
 from gpusim.spec.schema import all_schemas
 from gpusim.sweep import (
@@ -511,7 +515,9 @@ def demo(
 # the commands so the block stays self-contained.
 
 calibrate_app = typer.Typer(
-    help="Build and run kernels_ref, fit profiles from measurements.", no_args_is_help=True
+    help="Build and run kernels_ref, fit calibration profiles from their measurements or from "
+    "published data, and show profiles.",
+    no_args_is_help=True,
 )
 app.add_typer(calibrate_app, name="calibrate")
 
@@ -696,6 +702,98 @@ def calibrate_run(
     out.print(
         f"measured {len(summary.results)} programs", highlight=False, markup=False, soft_wrap=True
     )
+
+
+# ---- calibrate fit / show: measurements or published data -> calibration profiles ----------
+
+SOURCE_WIDTH = 70
+"""Characters of a value's source `calibrate show` prints."""
+
+
+def _calibration_nameplates(topology: str | None, gpu: str | None) -> Nameplates | None:
+    if topology is not None and gpu is not None:
+        raise UsageError("give --topology or --gpu, not both")
+    try:
+        if topology is not None:
+            topo = load_topology(resolve_ref("topology", topology, Path.cwd(), "--topology", "$"))
+            return Nameplates.from_topology(topo)
+        if gpu is not None:
+            path = resolve_ref("gpu", gpu, Path.cwd(), "--gpu", "$")
+            return Nameplates.from_gpu(load_model(GPUSpec, path), f"gpu {path.stem}")
+    except NameplateError as exc:
+        raise UsageError(str(exc)) from None
+    return None
+
+
+@calibrate_app.command("fit")
+def calibrate_fit(
+    folder: Annotated[Path, typer.Argument(help="Folder of measurement documents (*.json).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Profile file to write.")],
+    profile_id: Annotated[
+        str | None,
+        typer.Option("--id", help="Profile id [default: the assumptions document's, else DIR]."),
+    ] = None,
+    description: Annotated[
+        str | None,
+        typer.Option(help="Profile description [default: the assumptions document's]."),
+    ] = None,
+    topology: Annotated[
+        str | None,
+        typer.Option(help="Topology (name or path) whose GPU and links give the nameplates."),
+    ] = None,
+    gpu: Annotated[
+        str | None,
+        typer.Option(
+            help="GPU component (name or path) for nameplates, when there is no topology."
+        ),
+    ] = None,
+) -> None:
+    """Fit a calibration profile to the documents in FOLDER and write it (only if the fit works)."""
+    plates = _guard(lambda: _calibration_nameplates(topology, gpu))
+    report = _guard(lambda: fit_folder(folder, plates, profile_id, description))
+    write_json_atomic(output, profile_document(report.profile), ascii_only=False)
+    for warning in report.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    reasons: dict[str, int] = {}
+    for point in report.unused:
+        key = f"{point.where.measurement.name}: {point.reason}"
+        reasons[key] = reasons.get(key, 0) + 1
+    for key, count in reasons.items():
+        out.print(f"not used ({count}): {key}", highlight=False, soft_wrap=True)
+    skipped = f", {report.no_device} no_device document(s) skipped" if report.no_device else ""
+    fitted = len(flatten(report.profile)) - report.given
+    out.print(
+        f"{fitted} values fitted from {report.points} measurements in {report.documents} "
+        f"document(s), {report.given} given{skipped}; wrote {output}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _short(source: str, width: int = SOURCE_WIDTH) -> str:
+    """The start of a source, cut at a word boundary."""
+    text = " ".join(source.split())
+    if len(text) <= width:
+        return text
+    cut = text.rfind(" ", 0, width - 1)
+    return text[: cut if cut > width // 2 else width - 1] + "…"
+
+
+@calibrate_app.command("show")
+def calibrate_show(
+    profile: Annotated[str, typer.Argument(help="Profile file, or the name of a shipped one.")],
+    full: Annotated[bool, typer.Option(help="Print the sources whole.")] = False,
+) -> None:
+    """Print a calibration profile: every value with its unit, uncertainty and source."""
+    loaded = _guard(lambda: load_profile(resolve_ref("profile", profile, Path.cwd(), profile, "$")))
+    table = Table(title=f"profile {loaded.id}")
+    for col in ("parameter", "value", "unit", "±", "source"):
+        table.add_column(col, justify="right" if col in ("value", "±") else "left")
+    for path, value in flatten(loaded).items():
+        unc = "" if value.uncertainty is None else f"{value.uncertainty:.3g}"
+        source = value.source if full else _short(value.source)
+        table.add_row(path, f"{value.value:.6g}", unit_of(path), unc, Text(source))
+    out.print(table)
 
 
 def main() -> None:

@@ -19,6 +19,11 @@ def GBps_to_Bps(bw_GBps: float) -> float:
     return bw_GBps * GB
 
 
+def Bps_to_GBps(bw_Bps: float) -> float:
+    """Bytes per second to decimal gigabytes per second."""
+    return bw_Bps / GB
+
+
 def ns_to_s(t_ns: float) -> float:
     """Nanoseconds to seconds."""
     return t_ns * NS

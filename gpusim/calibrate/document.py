@@ -19,6 +19,9 @@ from gpusim.spec.base import Spec
 from gpusim.spec.loading import Provenance, read_json, validate_as
 
 SCHEMA_ID = "gpusim.kernels_ref.v1"
+ASSUMPTIONS_PROGRAM = "assumptions"
+"""Program name of the document that gives the values no measurement informs: each measurement's
+name is a profile path (``device.nccl_sms``), its median the value, its source the reason."""
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -118,9 +121,25 @@ class MeasurementDocument(Spec):
 
     @model_validator(mode="after")
     def _ok_has_device(self) -> MeasurementDocument:
-        if self.status is Status.ok and self.device is None:
-            raise ValueError("a document with status ok must name its device")
+        if self.status is Status.ok and self.device is None and not self.is_published:
+            raise ValueError(
+                "a document with status ok must name its device (unless it is an assumptions "
+                "document or every measurement carries a publication source)"
+            )
         return self
+
+    @property
+    def is_assumptions(self) -> bool:
+        """The assumptions document: values given, not measured (see ``gpusim.calibrate.fit``)."""
+        return self.program == ASSUMPTIONS_PROGRAM
+
+    @property
+    def is_published(self) -> bool:
+        """Published data or an assumptions document: nothing here was run on a device of ours,
+        so ``device`` may be left out (a publication does not always identify the part)."""
+        if self.is_assumptions:
+            return True
+        return bool(self.measurements) and all(m.source for m in self.measurements)
 
 
 def load_document(path: str | Path) -> MeasurementDocument:

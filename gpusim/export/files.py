@@ -24,6 +24,8 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+def write_json_atomic(path: Path, data: Any, *, ascii_only: bool = True) -> None:
+    """Write ``data`` as indented JSON, atomically; ``ascii_only=False`` keeps non-ASCII text
+    (e.g. ``§`` in sources) as UTF-8 instead of ``\\u`` escapes."""
+    text = json.dumps(data, indent=2, sort_keys=False, ensure_ascii=ascii_only)
+    write_text_atomic(path, text + "\n")

@@ -42,13 +42,27 @@ class Route:
     bottleneck_Bps: float
 
 
+def _efficiency(link: LinkSpec, profile: CalibrationProfile) -> float:
+    """The link's own efficiency, else the profile's for its kind."""
+    if link.efficiency is not None:
+        return link.efficiency
+    measured = profile.link_efficiency.get(link.kind)
+    if measured is None:
+        raise SimulationError(
+            f"profile '{profile.id}' has no link_efficiency for '{link.kind}' links"
+        )
+    return measured.value
+
+
 class Fabric:
     """Links of a topology as directional resources, with cached shortest-latency routes.
 
     GPUs are endpoints only: no route passes through a GPU it does not start or end at.
     """
 
-    def __init__(self, topology: Topology, profile: CalibrationProfile) -> None:
+    def __init__(self, topology: Topology, profile: CalibrationProfile | None) -> None:
+        """Resources at the achievable capacity of ``profile`` (a link's own efficiency winning),
+        or at nameplate when ``profile`` is None (what calibration fits fractions against)."""
         self.topology = topology
         self.resources: list[LinkResource] = []
         self._switch_latency_s = {
@@ -59,14 +73,7 @@ class Fabric:
         self._graph.add_nodes_from(d.id for d in topology.devices)
         self._routes: dict[tuple[str, str], Route] = {}
         for link in topology.links:
-            efficiency = link.efficiency
-            if efficiency is None:
-                measured = profile.link_efficiency.get(link.kind)
-                if measured is None:
-                    raise SimulationError(
-                        f"profile '{profile.id}' has no link_efficiency for '{link.kind}' links"
-                    )
-                efficiency = measured.value
+            efficiency = 1.0 if profile is None else _efficiency(link, profile)
             for src, dst, bw_GBps in (
                 (link.a, link.b, link.bw_a_to_b_GBps),
                 (link.b, link.a, link.bw_reverse_GBps),

@@ -90,6 +90,21 @@ class DeviceCosts(Spec):
     )
 
 
+class SparseCosts(Spec):
+    """Costs of Load-as-Sparse, Compute-as-Dense SpMM (Flash-LLM's Tiled-CSL kernel).
+
+    The kernel streams the sparse weights from HBM in their compressed encoding, expands each
+    tile into shared memory and multiplies it on the tensor cores as a dense tile. Its time is
+    modelled as ``max(dense tensor time of the tile work, load time of the sparse bytes) +
+    nnz * extract_ns_per_nonzero / SMs`` (see ``docs/calibration.md``).
+    """
+
+    extract_ns_per_nonzero: Measured = Field(
+        description="Time one SM spends expanding one nonzero of the sparse encoding into the "
+        "dense shared-memory tile, beyond what overlaps with the load and the MMA work."
+    )
+
+
 class CalibrationProfile(Spec):
     """All calibrated hardware-level parameters for one GPU/host kind."""
 
@@ -109,3 +124,6 @@ class CalibrationProfile(Spec):
     cuda_core_efficiency: MeasuredFraction
     launch: LaunchCosts
     device: DeviceCosts
+    sparse: SparseCosts | None = Field(
+        default=None, description="SpMM (Load-as-Sparse, Compute-as-Dense) costs, when calibrated."
+    )
