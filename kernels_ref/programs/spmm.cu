@@ -1,0 +1,5 @@
+#include "kref.h"
+int main(int argc, char** argv) {
+  kref::Program prog("spmm", "stub", argc, argv, 1, 1);
+  prog.finish();
+}
