@@ -725,6 +725,23 @@ inline float truncate_to_tf32(float x) {
   return r;
 }
 
+// Fast deterministic generator (splitmix64): the programs fill hundreds of MB of test data.
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed) {}
+  uint32_t next() {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return static_cast<uint32_t>((z ^ (z >> 31)) >> 32);
+  }
+  double uniform() { return next() * (1.0 / 4294967296.0); }  // [0, 1)
+};
+
+// Test values k/16 with |k| <= 8: exact in TF32, FP16 and BF16, and their products and sums stay
+// exact in fp32 for the sizes used here, so device results can be checked tightly.
+inline float small_value(Rng& r) { return static_cast<float>(static_cast<int>(r.next() % 17) - 8) / 16.0f; }
+
 // Relative tolerance check against a reference computed in double: |got - ref| must stay within
 // rel * scale + abs, with `scale` the sum of |terms| of the dot product (the natural bound for
 // a reordered fp32 accumulation).
