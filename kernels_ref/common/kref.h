@@ -750,16 +750,21 @@ struct Mismatch {
   std::string what;
 };
 
-inline void check_close(Mismatch& m, double got, double ref, double scale, double rel, double abs,
-                        const std::string& where) {
-  if (m.bad) return;
-  if (!std::isfinite(got) || std::fabs(got - ref) > rel * scale + abs) {
-    char buf[256];
-    std::snprintf(buf, sizeof buf, " got %.6g expected %.6g (tolerance %.3g)", got, ref,
-                  rel * scale + abs);
-    m.bad = true;
-    m.what = where + buf;
-  }
+inline bool close_enough(double got, double ref, double scale, double rel, double abs) {
+  return std::isfinite(got) && std::fabs(got - ref) <= rel * scale + abs;
+}
+
+// `where` is a callable returning the location text, built only on a mismatch (the checks run
+// millions of times per configuration).
+template <class Where>
+void check_close(Mismatch& m, double got, double ref, double scale, double rel, double abs,
+                 Where&& where) {
+  if (m.bad || close_enough(got, ref, scale, rel, abs)) return;
+  char buf[256];
+  std::snprintf(buf, sizeof buf, " got %.6g expected %.6g (tolerance %.3g)", got, ref,
+                rel * scale + abs);
+  m.bad = true;
+  m.what = std::string(where()) + buf;
 }
 
 }  // namespace kref

@@ -555,8 +555,8 @@ int main(int argc, char** argv) {
     const auto oc = r.out_chain.download(), op = r.out_p.download();
     kref::Mismatch mc, mp;
     for (size_t i = 0; i < ref.size(); ++i) {
-      kref::check_close(mc, oc[i], ref[i], scale[i], 1e-4, 1e-4, "host chain element " + std::to_string(i));
-      kref::check_close(mp, op[i], ref[i], scale[i], 1e-4, 1e-4, "persistent element " + std::to_string(i));
+      kref::check_close(mc, oc[i], ref[i], scale[i], 1e-4, 1e-4, [&] { return "host chain element " + std::to_string(i); });
+      kref::check_close(mp, op[i], ref[i], scale[i], 1e-4, 1e-4, [&] { return "persistent element " + std::to_string(i); });
     }
     if (mc.bad) prog.fail("verification failed: " + mc.what);
     if (mp.bad) prog.fail("verification failed: " + mp.what);
@@ -579,7 +579,7 @@ int main(int argc, char** argv) {
     kref::Mismatch mm;
     for (size_t i = 0; i < oc.size() && !mm.bad; ++i)
       kref::check_close(mm, op[i], oc[i], std::fabs(oc[i]), 1e-5, 1e-3,
-                        "persistent vs host chain at element " + std::to_string(i));
+                        [&] { return "persistent vs host chain at element " + std::to_string(i); });
     if (mm.bad) prog.fail("paths disagree at the timed size: " + mm.what);
     kref::Params pc = params(shape, tasks);
     pc.set("kernels", r.chain_kernels());

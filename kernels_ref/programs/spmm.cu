@@ -333,8 +333,9 @@ int main(int argc, char** argv) {
         for (size_t i = 0; i < idx.size() && !mm.bad; ++i) {
           double s, sa;
           reference(idx[i].first, idx[i].second, s, sa);
-          kref::check_close(mm, got[i], s, sa, rel, 1e-3,
-                            what + " at (" + std::to_string(idx[i].first) + "," + std::to_string(idx[i].second) + ")");
+          kref::check_close(mm, got[i], s, sa, rel, 1e-3, [&] {
+            return what + " at (" + std::to_string(idx[i].first) + "," + std::to_string(idx[i].second) + ")";
+          });
         }
         if (mm.bad) prog.fail("verification failed: " + mm.what);
       };

@@ -353,10 +353,11 @@ int main(int argc, char** argv) {
             kref::Mismatch mm;
             for (int blk = 0; blk < grid && !mm.bad; ++blk)
               for (int i = 0; i < 128 * 64 && !mm.bad; ++i)
-                kref::check_close(mm, h[size_t(blk) * 8192 + i], tiles * ref[i], tiles * scale[i], 1e-5, 1e-6,
-                                  std::string("tile_tflops ") + (wg ? "wgmma " : "mma_sync ") + dt.name +
-                                      " K=" + std::to_string(K) + " block " + std::to_string(blk) +
-                                      " element " + std::to_string(i));
+                kref::check_close(mm, h[size_t(blk) * 8192 + i], tiles * ref[i], tiles * scale[i], 1e-5, 1e-6, [&] {
+                  return std::string("tile_tflops ") + (wg ? "wgmma " : "mma_sync ") + dt.name +
+                         " K=" + std::to_string(K) + " block " + std::to_string(blk) + " row " +
+                         std::to_string(i / 64) + " col " + std::to_string(i % 64);
+                });
             if (mm.bad) prog.fail("verification failed: " + mm.what);
             kref::Params p;
             p.set("path", wg ? "wgmma" : "mma_sync").set("dtype", dt.name).set("blocks_per_sm", bps);
@@ -398,9 +399,10 @@ int main(int argc, char** argv) {
           s += p;
           sa += std::fabs(p);
         }
-        kref::check_close(mm, got_at[i], s, sa, rel, 1e-3,
-                          std::string("skinny ") + impl + " n=" + std::to_string(n) + " at (" +
-                              std::to_string(m) + "," + std::to_string(j) + ")");
+        kref::check_close(mm, got_at[i], s, sa, rel, 1e-3, [&] {
+          return std::string("skinny ") + impl + " n=" + std::to_string(n) + " at (" +
+                 std::to_string(m) + "," + std::to_string(j) + ")";
+        });
       }
       if (mm.bad) prog.fail("verification failed: " + mm.what);
     };
