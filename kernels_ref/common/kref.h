@@ -273,6 +273,40 @@ struct ExtraFlag {
   std::string help;
 };
 
+// The whole document as text (one JSON object, newline-terminated). Separate from Program so the
+// host-only self-test can render an "ok" document without a GPU.
+inline std::string render_document(const std::string& program, const std::string& status,
+                                   const std::string& message, const DeviceInfo* dev,
+                                   const std::string& compiled_arch, const std::string& host,
+                                   const std::string& timestamp, int warmup, int reps,
+                                   const JsonObject& parameters,
+                                   const std::vector<Measurement>& measurements) {
+  std::string s = "{\"schema\": " + json_escape(kSchema) + ", \"program\": " + json_escape(program) +
+                  ", \"status\": " + json_escape(status);
+  if (!message.empty()) s += ", \"message\": " + json_escape(message);
+  if (dev != nullptr) {
+    JsonObject d;
+    d.set("name", dev->name).set("sm_count", dev->sm_count);
+    d.set("compute_capability", dev->compute_capability);
+    d.set("sm_clock_khz", dev->sm_clock_khz).set("mem_clock_khz", dev->mem_clock_khz);
+    d.set("mem_bus_width_bits", dev->mem_bus_width_bits).set("l2_bytes", dev->l2_bytes);
+    d.set("driver_version", dev->driver_version).set("runtime_version", dev->runtime_version);
+    d.set("device_count", dev->device_count);
+    s += ", \"device\": " + d.dump();
+  }
+  JsonObject b;
+  b.set("compiled_arch", compiled_arch).set("nvcc_version", nvcc_version());
+  s += ", \"build\": " + b.dump();
+  JsonObject r;
+  r.set("host", host).set("timestamp_utc", timestamp).set("warmup", warmup).set("repetitions", reps);
+  s += ", \"run\": " + r.dump();
+  s += ", \"parameters\": " + parameters.dump();
+  s += ", \"measurements\": [";
+  for (size_t i = 0; i < measurements.size(); ++i) s += (i ? ",\n  " : "\n  ") + measurements[i].dump();
+  s += measurements.empty() ? "]}\n" : "\n]}\n";
+  return s;
+}
+
 class Program;
 inline Program*& current_program() {
   static Program* p = nullptr;
@@ -471,33 +505,10 @@ class Program {
   [[noreturn]] void emit(const std::string& status, const std::string& message, int code) {
     std::string msg = message;
     if (!notes_.empty()) msg = msg.empty() ? notes_ : msg + " | notes: " + notes_;
-    std::string s = "{\"schema\": " + json_escape(kSchema) + ", \"program\": " + json_escape(name_) +
-                    ", \"status\": " + json_escape(status);
-    if (!msg.empty()) s += ", \"message\": " + json_escape(msg);
-    if (have_device_) {
-      JsonObject d;
-      d.set("name", dev_.name).set("sm_count", dev_.sm_count);
-      d.set("compute_capability", dev_.compute_capability);
-      d.set("sm_clock_khz", dev_.sm_clock_khz).set("mem_clock_khz", dev_.mem_clock_khz);
-      d.set("mem_bus_width_bits", dev_.mem_bus_width_bits).set("l2_bytes", dev_.l2_bytes);
-      d.set("driver_version", dev_.driver_version).set("runtime_version", dev_.runtime_version);
-      d.set("device_count", dev_.device_count);
-      s += ", \"device\": " + d.dump();
-    }
-    JsonObject b;
-    b.set("compiled_arch", compiled_arch_.empty() ? compiled_arch_list() : compiled_arch_);
-    b.set("nvcc_version", nvcc_version());
-    s += ", \"build\": " + b.dump();
-    JsonObject r;
-    r.set("host", host_).set("timestamp_utc", timestamp_).set("warmup", warmup_);
-    r.set("repetitions", reps_);
-    s += ", \"run\": " + r.dump();
-    s += ", \"parameters\": " + parameters.dump();
-    s += ", \"measurements\": [";
-    for (size_t i = 0; i < measurements_.size(); ++i) {
-      s += (i ? ",\n  " : "\n  ") + measurements_[i].dump();
-    }
-    s += measurements_.empty() ? "]}\n" : "\n]}\n";
+    const std::string s = render_document(
+        name_, status, msg, have_device_ ? &dev_ : nullptr,
+        compiled_arch_.empty() ? compiled_arch_list() : compiled_arch_, host_, timestamp_, warmup_,
+        reps_, parameters, measurements_);
     std::fputs(s.c_str(), stdout);
     std::fflush(stdout);
     if (code == kExitError) std::fprintf(stderr, "%s: error: %s\n", name_.c_str(), msg.c_str());
