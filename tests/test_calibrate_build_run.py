@@ -624,3 +624,16 @@ def test_run_json_records_progress_while_programs_run(tmp_path: Path) -> None:
     assert during["finished"] is False
     assert [p["program"] for p in during["programs"]] == ["launch"]
     assert json.loads((out / "run.json").read_text())["finished"] is True
+
+
+def test_anonymous_namespace_kernels_keep_their_names() -> None:
+    from gpusim.spec.resources import KernelResourceRecord
+
+    rec = KernelResourceRecord(
+        mangled_name="_ZN12_GLOBAL__N_14tileILi2EEEvPKj",
+        demangled_name="void (anonymous namespace)::tile<2>(unsigned int const*, int)",
+        arch="sm_90a",
+        registers_per_thread=120,
+    )
+    assert rec.display_name == "(anonymous namespace)::tile<2>"
+    assert {"(anonymous namespace)::tile", "tile"} <= rec.names()

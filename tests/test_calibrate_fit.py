@@ -141,10 +141,15 @@ def _synthetic_run(seed: int) -> dict[str, list[dict[str, Any]]]:
         _measurement("launch_api_us", "us", t["launch.launch_api_us"], rng),
         _measurement("launch_to_start_us", "us", 2.0 + 0.6, rng),
         _measurement("null_kernel_us", "us", 1.2, rng),
-        _measurement("stream_interval_us", "us", max(2.0, 1.2), rng, kernels=1000),
+        _measurement("stream_issue_interval_us", "us", max(2.0, 1.2), rng, kernels=1000),
+        _measurement("stream_interval_us", "us", 1.2, rng, kernels=1000, prequeued=True),
         _measurement("graph_interval_us", "us", max(1.5, 1.2), rng, kernels=1000),
         _measurement("sync_round_trip_us", "us", 2.0 + 0.6 + 1.2 + 4.0, rng),
         _measurement("host_flag_one_way_us", "us", 0.8, rng),
+        # names only kernels_ref's launch program prints
+        _measurement("launch_return_to_start_us", "us", 0.6, rng),
+        _measurement("launch_to_flag_us", "us", 3.4, rng),
+        _measurement("graph_launch_api_us", "us", 2.5, rng, kernels=1),
     ]
     memory = [
         _measurement("device_copy_GBps", "GB/s", 0.9 * HBM_GBPS, rng, bytes=size)
@@ -162,6 +167,8 @@ def _synthetic_run(seed: int) -> dict[str, list[dict[str, Any]]]:
     flags = [
         _measurement("flag_handoff_ns", "ns", 150.0, rng, scope="gpu"),
         _measurement("flag_handoff_ns", "ns", 36.0, rng, scope="cta"),
+        _measurement("flag_handoff_ns", "ns", 900.0, rng, scope="system"),
+        _measurement("flag_handoff_hostmem_ns", "ns", 800.0, rng, scope="system"),
     ]
     tile = [
         _measurement(
@@ -221,9 +228,19 @@ def test_points_that_inform_nothing_are_reported_not_fitted(tmp_path: Path) -> N
     reasons = {(u.where.measurement.name, u.reason.split(":")[0]) for u in report.unused}
     names = [name for name, _ in reasons]
     assert sorted(names) == sorted(
-        ["host_flag_one_way_us", "device_read_GBps", "h2d_GBps", "flag_handoff_ns", "tile_tflops"]
+        [
+            "host_flag_one_way_us",
+            "launch_to_flag_us",
+            "graph_launch_api_us",
+            "device_read_GBps",
+            "h2d_GBps",
+            "flag_handoff_ns",  # scope cta
+            "flag_handoff_ns",  # scope system
+            "flag_handoff_hostmem_ns",
+            "tile_tflops",
+        ]
     )
-    assert report.points == 22 - len(report.unused)
+    assert report.points == 28 - len(report.unused)
 
 
 def _hbm_fit(tmp_path: Path, points: int, stated: bool, seed: int = 3) -> tuple[float, float]:
@@ -308,7 +325,10 @@ def test_uninformed_parameter_without_assumption_is_named(tmp_path: Path) -> Non
 def test_parameters_measured_only_in_combination_are_named(tmp_path: Path) -> None:
     run = _synthetic_run(seed=7)
     run["launch"] = [
-        m for m in run["launch"] if m["name"] not in ("launch_api_us", "stream_interval_us")
+        m
+        for m in run["launch"]
+        if m["name"]
+        not in ("launch_api_us", "stream_issue_interval_us", "launch_return_to_start_us")
     ]
     with pytest.raises(SpecError) as info:
         _fit_synthetic(tmp_path, run)
@@ -508,3 +528,21 @@ def test_shipped_profile_is_the_fit_of_its_published_data(profile_id: str) -> No
 
 def test_every_published_folder_has_a_shipped_profile() -> None:
     assert {p.name for p in PUBLISHED.iterdir() if p.is_dir()} == set(SHIPPED_FITS)
+
+
+def test_run_summary_beside_the_documents_is_not_a_document(tmp_path: Path) -> None:
+    from gpusim.calibrate.document import RUN_SCHEMA_ID
+
+    _write(tmp_path, "run.json", {"schema": RUN_SCHEMA_ID, "programs": []})
+    _write(
+        tmp_path,
+        "launch.json",
+        {
+            "schema": "gpusim.kernels_ref.v1",
+            "program": "launch",
+            "status": "no_device",
+            "message": "no GPU",
+        },
+    )
+    with pytest.raises(SpecError, match=r"every document in .* has status no_device"):
+        fit_folder(tmp_path, Nameplates.from_topology(load_topology(HGX)))

@@ -1,7 +1,8 @@
 """A calibration folder: measurement documents (kernels_ref output or published data) and the
 assumptions document, read and checked.
 
-Every ``*.json`` file of the folder is a :class:`~gpusim.calibrate.document.MeasurementDocument`.
+Every ``*.json`` file of the folder but the run summary (``run.json``) is a
+:class:`~gpusim.calibrate.document.MeasurementDocument`.
 Documents with status ``no_device`` (the program ran where there is no GPU) are skipped; status
 ``error`` is an error. The document whose program is ``assumptions`` gives the values no
 measurement informs: each measurement's name is a profile path (``device.nccl_sms``,
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpusim.calibrate.document import (
+    RUN_SCHEMA_ID,
     Measurement,
     MeasurementDocument,
     ParamValue,
@@ -26,6 +28,7 @@ from gpusim.calibrate.document import (
 )
 from gpusim.calibrate.params import is_fraction, is_known
 from gpusim.errors import SpecError
+from gpusim.spec.loading import read_json
 
 SETTINGS = ("profile_id", "description")
 """Assumptions-document parameters that set defaults of the fitted profile."""
@@ -96,6 +99,9 @@ def load_folder(folder: str | Path) -> Dataset:
     assumption_docs: list[tuple[Path, MeasurementDocument]] = []
     no_device: list[Path] = []
     for file in files:
+        raw = read_json(file)
+        if isinstance(raw, dict) and raw.get("schema") == RUN_SCHEMA_ID:
+            continue  # the run summary `gpusim calibrate run` writes beside the documents
         doc = load_document(file)
         if doc.status is Status.error:
             raise SpecError(file, "$.status", f"the program failed: {doc.message or 'no message'}")

@@ -19,6 +19,8 @@ from gpusim.spec.base import Spec
 from gpusim.spec.loading import Provenance, read_json, validate_as
 
 SCHEMA_ID = "gpusim.kernels_ref.v1"
+RUN_SCHEMA_ID = "gpusim.kernels_ref.run.v1"
+"""The summary `gpusim calibrate run` writes beside the documents (run.json): not a document."""
 ASSUMPTIONS_PROGRAM = "assumptions"
 """Program name of the document that gives the values no measurement informs: each measurement's
 name is a profile path (``device.nccl_sms``), its median the value, its source the reason."""

@@ -12,7 +12,9 @@ Which points inform which parameter (nameplates from the specs; launch parameter
 
 Launch (``us``)
     ``launch_api_us`` = launch_api_us. ``launch_to_start_us`` = launch_api_us +
-    doorbell_to_start_us. ``null_kernel_us`` = kernel_floor_us. ``stream_interval_us {kernels}`` =
+    doorbell_to_start_us. ``null_kernel_us`` = kernel_floor_us. ``launch_return_to_start_us`` =
+    doorbell_to_start_us. ``stream_interval_us {kernels}`` (kernels already queued) =
+    kernel_floor_us. ``stream_issue_interval_us {kernels}`` (issued live by the host) =
     max(launch_api_us, kernel_floor_us): back-to-back launches are spaced by the host's issue cost
     or the GPU's floor, the slower. ``graph_interval_us {kernels}`` =
     max(graph_launch_per_kernel_us, kernel_floor_us). ``sync_round_trip_us`` = launch_api_us +
@@ -47,14 +49,16 @@ Tensor cores (``TFLOP/s``)
     compute-bound: operands fit in L2, or the arithmetic intensity reaches the nameplate ridge
     (peak / HBM bandwidth).
 Persistent kernel (``ns``)
-    ``scheduler_ns_per_task`` = device.scheduler_ns_per_task.
+    ``scheduler_ns_per_task`` = device.scheduler_ns_per_task; ``task_latency_ns`` =
+    device.task_latency_ns.
 SpMM (``us``)
     ``spmm_us {m, k, n, nnz}`` = :func:`spmm_time_us` with tensor_efficiency.mma_sync.fp16[shape]
     and sparse.extract_ns_per_nonzero; needs a ``dense_us`` of the same (m, k, n) in the same
     document (the load-rate reference).
 
 Known but informing no profile parameter (reported as unused): ``host_flag_one_way_us``,
-``flag_handoff_p2p_ns``, ``host_chain_us``, ``persistent_us`` (end-to-end times: validation, not
+``flag_handoff_p2p_ns``, ``flag_handoff_hostmem_ns``, ``launch_to_flag_us``,
+``graph_launch_api_us``, ``host_chain_us``, ``persistent_us`` (end-to-end times: validation, not
 calibration), ``dense_us`` (the reference of ``spmm_us``), and the points the table's last column
 excludes.
 
@@ -92,7 +96,7 @@ LINK_MIN_BYTES: Final = 256 * 2**20
 DEEP_K: Final = 1024
 """A tile_tflops point informs the ``large`` fraction only at ``k >= 1024``."""
 CROSS_SM_SCOPES: Final = frozenset({"gpu"})
-OTHER_SCOPES: Final = frozenset({"cta", "cluster", "sys"})
+OTHER_SCOPES: Final = frozenset({"cta", "cluster", "sys", "system"})
 SPARSE_BYTES_PER_NONZERO: Final = 4
 """Tiled-CSL: a 16-bit value and a 16-bit in-tile location per nonzero (flash_llm.md §2)."""
 
@@ -215,9 +219,11 @@ def _path(m: Measurement) -> InstructionPath:
 
 
 def _impl_path(m: Measurement, device: DeviceInfo | None) -> InstructionPath:
-    """``impl``: an instruction path, or ``cublas`` (wgmma from compute capability 9.0, else
-    mma_sync)."""
+    """``impl``: an instruction path, ``own`` (kernels_ref's own GEMM: the mma.sync tile), or
+    ``cublas`` (wgmma from compute capability 9.0, else mma_sync)."""
     impl = _str(m, "impl")
+    if impl == "own":
+        return InstructionPath.mma_sync
     if impl == "cublas":
         if device is None:
             raise ModelError("impl 'cublas' needs the document's device", ".params.impl")
@@ -226,7 +232,7 @@ def _impl_path(m: Measurement, device: DeviceInfo | None) -> InstructionPath:
     try:
         return InstructionPath(impl)
     except ValueError:
-        known = ", ".join([p.value for p in InstructionPath] + ["cublas"])
+        known = ", ".join([p.value for p in InstructionPath] + ["cublas", "own"])
         raise ModelError(f"unknown impl '{impl}' (known: {known})", ".params.impl") from None
 
 
@@ -299,9 +305,12 @@ _SUMS: Final[dict[str, tuple[str, ...]]] = {
     "sync_round_trip_us": (API, DOORBELL, FLOOR, "launch.sync_return_us"),
     "framework_launch_to_start_us": ("launch.framework_op_us", API, DOORBELL),
     "scheduler_ns_per_task": ("device.scheduler_ns_per_task",),
+    "task_latency_ns": ("device.task_latency_ns",),
+    "launch_return_to_start_us": (DOORBELL,),
+    "stream_interval_us": (FLOOR,),
 }
 _MAXES: Final[dict[str, tuple[str, str]]] = {
-    "stream_interval_us": (API, FLOOR),
+    "stream_issue_interval_us": (API, FLOOR),
     "graph_interval_us": ("launch.graph_launch_per_kernel_us", FLOOR),
 }
 _UNUSED: Final[dict[str, str]] = {
@@ -310,6 +319,10 @@ _UNUSED: Final[dict[str, str]] = {
     "host_chain_us": "end-to-end time: validates the persistent-kernel model, calibrates nothing",
     "persistent_us": "end-to-end time: validates the persistent-kernel model, calibrates nothing",
     "dense_us": "reference for spmm_us of the same shape",
+    "launch_to_flag_us": "raw sample of launch_to_start_us before the flag latency is subtracted",
+    "graph_launch_api_us": "host cost of one graph launch: a fixed part the profile does not hold "
+    "plus the per-node cost that graph_interval_us informs",
+    "flag_handoff_hostmem_ns": "no profile parameter (flags in host memory)",
 }
 
 

@@ -36,6 +36,7 @@ from gpusim.calibrate.document import (
     EXIT_NO_DEVICE,
     EXIT_OK,
     EXIT_USAGE,
+    RUN_SCHEMA_ID,
     Status,
     parse_document,
 )
@@ -46,7 +47,6 @@ PROGRAMS: tuple[str, ...] = ("launch", "memory", "flags", "tile_gemm", "persiste
 """The kernels_ref programs, in the order they run."""
 BIN_DIR_ENV = "GPUSIM_KERNELS_REF_BIN"
 DEFAULT_BIN_DIR = Path("kernels_ref/build")
-RUN_SCHEMA_ID = "gpusim.kernels_ref.run.v1"
 DEFAULT_TIMEOUT_S = 600.0
 
 _EXPECTED_STATUS = {EXIT_OK: Status.ok, EXIT_ERROR: Status.error, EXIT_NO_DEVICE: Status.no_device}

@@ -98,17 +98,26 @@ def _depth_scan(text: str) -> list[int]:
 
 def _qualified_name(signature: str) -> str:
     """``void ns::tile<128>(float*, int)`` -> ``ns::tile<128>``: drop the parameter list and
-    (templates only) the return type."""
-    depth = _depth_scan(signature)
-    cut = next((i for i, ch in enumerate(signature) if ch == "(" and depth[i] == 0), len(signature))
-    head = signature[:cut]
+    (templates only) the return type. ``(anonymous namespace)`` is a name, not a parameter
+    list."""
+    masked = signature.replace(_ANONYMOUS, _ANONYMOUS_MASK)
+    depth = _depth_scan(masked)
+    cut = next((i for i, ch in enumerate(masked) if ch == "(" and depth[i] == 0), len(masked))
+    head = masked[:cut]
     spaces = [i for i, ch in enumerate(head) if ch == " " and depth[i] == 0]
-    return head[spaces[-1] + 1 :] if spaces else head
+    name = head[spaces[-1] + 1 :] if spaces else head
+    return name.replace(_ANONYMOUS_MASK, _ANONYMOUS)
+
+
+_ANONYMOUS = "(anonymous namespace)"
+_ANONYMOUS_MASK = "{anonymous-namespace}"
 
 
 def _strip_template_args(name: str) -> str:
-    depth = _depth_scan(name)
-    return "".join(ch for i, ch in enumerate(name) if depth[i] == 0 and ch not in "<>")
+    masked = name.replace(_ANONYMOUS, _ANONYMOUS_MASK)
+    depth = _depth_scan(masked)
+    plain = "".join(ch for i, ch in enumerate(masked) if depth[i] == 0 and ch not in "<>")
+    return plain.replace(_ANONYMOUS_MASK, _ANONYMOUS)
 
 
 class ResourceReport(Spec):
