@@ -135,7 +135,7 @@ def run(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("-o", "--output", help="Output folder [default: results/<name>/]."),
+        typer.Option("-o", "--output", help="Output folder \\[default: results/<name>/]."),
     ] = None,
     fidelity: Annotated[Fidelity | None, typer.Option(help="Override options.fidelity.")] = None,
     trace: Annotated[
@@ -291,7 +291,7 @@ def sweep(
     sweep_file: Annotated[Path, typer.Argument(help="Sweep JSON file.")],
     output: Annotated[
         Path | None,
-        typer.Option("-o", "--output", help="Results folder [default: results/<name>/]."),
+        typer.Option("-o", "--output", help="Results folder \\[default: results/<name>/]."),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
     executor: Annotated[
@@ -356,13 +356,13 @@ def report(
     results: Annotated[Path, typer.Argument(help="A sweep results folder.")],
     output: Annotated[
         Path | None,
-        typer.Option("-o", "--output", help="Report file [default: RESULTS/report.html]."),
+        typer.Option("-o", "--output", help="Report file \\[default: RESULTS/report.html]."),
     ] = None,
     baseline: Annotated[
-        str | None, typer.Option(help="System to draw speedups against [default: the sweep's].")
+        str | None, typer.Option(help="System to draw speedups against \\[default: the sweep's].")
     ] = None,
     gantt_point: Annotated[
-        int | None, typer.Option(help="Point whose timeline to draw [default: first traced].")
+        int | None, typer.Option(help="Point whose timeline to draw \\[default: first traced].")
     ] = None,
     format_: Annotated[str, typer.Option("--format", help="'html' or 'pdf'.")] = "html",
 ) -> None:
@@ -731,11 +731,11 @@ def calibrate_fit(
     output: Annotated[Path, typer.Option("-o", "--output", help="Profile file to write.")],
     profile_id: Annotated[
         str | None,
-        typer.Option("--id", help="Profile id [default: the assumptions document's, else DIR]."),
+        typer.Option("--id", help="Profile id \\[default: the assumptions document's, else DIR]."),
     ] = None,
     description: Annotated[
         str | None,
-        typer.Option(help="Profile description [default: the assumptions document's]."),
+        typer.Option(help="Profile description \\[default: the assumptions document's]."),
     ] = None,
     topology: Annotated[
         str | None,
