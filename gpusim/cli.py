@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -74,9 +75,16 @@ T = TypeVar("T")
 EXIT_BAD_INPUT = 2
 
 
-def _fail(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(EXIT_BAD_INPUT)
+def _error(message: str) -> None:
+    """One error line on stderr; ``message`` is taken literally (sources and logs hold
+    brackets, never markup)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    """:func:`_error` and exit ``code``."""
+    _error(message)
+    raise typer.Exit(code)
 
 
 def _guard(fn: Callable[[], T]) -> T:
@@ -525,19 +533,6 @@ EXIT_FAILED = 1
 EXIT_NO_DEVICE = 3  # every program said this machine has no CUDA device (nothing measured)
 
 
-def _error_plain(message: str) -> None:
-    """One error line, ``message`` taken literally (build logs hold brackets, never markup)."""
-    from rich.markup import escape
-
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-def _fail_plain(message: str, code: int) -> NoReturn:
-    """:func:`_error_plain` and exit ``code``."""
-    _error_plain(message)
-    raise typer.Exit(code)
-
-
 @calibrate_app.command(
     "build",
     help="Build kernels_ref from clean and write its ptxas resource report.\n\n"
@@ -573,7 +568,7 @@ def calibrate_build(
             lambda: build(source, folder, arch or DEFAULT_ARCHITECTURES, on_line=echo, jobs=jobs)
         )
     except BuildError as exc:
-        _fail_plain(str(exc), EXIT_FAILED)
+        _fail(str(exc), EXIT_FAILED)
     kernels = sorted(done.report.kernels, key=lambda k: (k.target or "", k.display_name, k.arch))
     width = max([len("program"), *(len(k.target or "?") for k in kernels)])
     out.print(
@@ -685,7 +680,7 @@ def calibrate_run(
     )
     out.print(f"wrote {folder / 'run.json'}", highlight=False, markup=False, soft_wrap=True)
     for r in summary.failures:
-        _error_plain(f"{r.program}: {r.outcome.value}: {r.message}")
+        _error(f"{r.program}: {r.outcome.value}: {r.message}")
     if summary.failures:
         raise typer.Exit(EXIT_FAILED)
     if summary.all_no_device:
@@ -698,7 +693,7 @@ def calibrate_run(
         )
         raise typer.Exit(EXIT_NO_DEVICE)
     if not summary.ok:
-        _fail_plain("some programs measured and some reported no_device", EXIT_FAILED)
+        _fail("some programs measured and some reported no_device", EXIT_FAILED)
     out.print(
         f"measured {len(summary.results)} programs", highlight=False, markup=False, soft_wrap=True
     )

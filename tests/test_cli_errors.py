@@ -151,3 +151,10 @@ def test_real_process_exit_code_and_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr + proc.stdout
     assert proc.stderr.count("\n") == 1
+
+
+def test_brackets_in_an_error_are_printed_literally(tmp_path: Path) -> None:
+    doc = _scenario_doc()
+    doc["topology"] = "[bold]nowhere"  # rich would take the brackets for a style
+    line = _run_fails(["run", str(_write(tmp_path, doc))], tmp_path)
+    assert "[bold]nowhere" in line
