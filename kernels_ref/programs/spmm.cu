@@ -29,9 +29,7 @@
 #include "kref_device.cuh"
 #include "kref_gemm.cuh"
 
-#if KREF_HAVE_CUBLAS
-#include <cublas_v2.h>
-#endif
+#include "kref_cublas.h"
 
 using kref::dev::MmaKind;
 
@@ -241,15 +239,6 @@ SpmmVariant spmm_variant(int n) {
   return {64, spmm_tiled_csl_kernel<64>, SpmmSmem<64>::BYTES};
 }
 
-#if KREF_HAVE_CUBLAS
-#define CUBLAS_CHECK(expr)                                                                       \
-  do {                                                                                           \
-    const cublasStatus_t st_ = (expr);                                                           \
-    if (st_ != CUBLAS_STATUS_SUCCESS)                                                            \
-      ::kref::current_program()->fail(std::string(#expr) + " failed: status " + std::to_string(int(st_))); \
-  } while (0)
-#endif
-
 struct Shape {
   int m, k;
   std::vector<double> sparsities;
@@ -403,13 +392,10 @@ int main(int argc, char** argv) {
         prog.add("dense_us", "us", po, du);
 #if KREF_HAVE_CUBLAS
         kref::DeviceBuffer<__half> c16(static_cast<size_t>(M) * n);
-        const float alpha = 1.f, beta = 0.f;
         auto cu = kref::time_device_us(
             stream, warmup, reps,
             [&](cudaStream_t) {
-              CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, M, n, K, &alpha, dw.get(),
-                                        CUDA_R_16F, K, dx.get(), CUDA_R_16F, K, &beta, c16.get(),
-                                        CUDA_R_16F, M, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+              kref::gemm_tn_f16(handle, M, n, K, dw.get(), dx.get(), c16.get());
             },
             [&](cudaStream_t s) { flush(s); });
         {

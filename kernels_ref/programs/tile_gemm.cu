@@ -22,9 +22,7 @@
 #include "kref_device.cuh"
 #include "kref_gemm.cuh"
 
-#if KREF_HAVE_CUBLAS
-#include <cublas_v2.h>
-#endif
+#include "kref_cublas.h"
 
 using kref::dev::MmaKind;
 
@@ -257,27 +255,6 @@ TileKernel pick_tile_kernel(MmaKind k, bool wgmma) {
   }
 }
 
-#if KREF_HAVE_CUBLAS
-const char* cublas_status_name(cublasStatus_t s) {
-  switch (s) {
-    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-    default: return "CUBLAS_STATUS_other";
-  }
-}
-#define CUBLAS_CHECK(expr)                                                                   \
-  do {                                                                                       \
-    const cublasStatus_t st_ = (expr);                                                       \
-    if (st_ != CUBLAS_STATUS_SUCCESS)                                                        \
-      ::kref::current_program()->fail(std::string(#expr) + " failed: " + cublas_status_name(st_)); \
-  } while (0)
-#endif
-
 std::vector<double> tflops(const std::vector<double>& us, double flop) {
   std::vector<double> out;
   for (double t : us) out.push_back(flop / (t * 1e-6) / 1e12);
@@ -445,13 +422,10 @@ int main(int argc, char** argv) {
 #if KREF_HAVE_CUBLAS
       // cuBLAS, column-major: C[M x n] = W^T' ... i.e. op(A) = T on W stored [K x M] column-major
       // (= [M x K] row-major), op(B) = N on X stored [K x n] column-major (= [n x K] row-major).
-      const float alpha = 1.f, beta = 0.f;
       auto cu = kref::time_device_us(
           stream, warmup, reps,
           [&](cudaStream_t) {
-            CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, M, n, K, &alpha, dw.get(),
-                                      CUDA_R_16F, K, dx.get(), CUDA_R_16F, K, &beta, c16.get(),
-                                      CUDA_R_16F, M, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+            kref::gemm_tn_f16(handle, M, n, K, dw.get(), dx.get(), c16.get());
           },
           [&](cudaStream_t s) { flush(s); });
       {
