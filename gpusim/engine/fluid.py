@@ -279,17 +279,18 @@ class FluidNetwork:
                 cls.next_s = math.inf
             if heap_mode and cls.next_s < math.inf:
                 heapq.heappush(self._next, (cls.next_s, next(self._seq), cls))
+        active, peak = self._active, self.peak_load_Bps
         for r in resources:
-            if load[r] > 0:
-                self._active.add(r)
-                if load[r] > self.peak_load_Bps[r]:
-                    self.peak_load_Bps[r] = load[r]
+            r_load = load[r]
+            if r_load > 0:
+                active.add(r)
+                if r_load > peak[r]:
+                    peak[r] = r_load
             else:
-                self._active.discard(r)
-            if self.recorder.enabled:
-                self.recorder.counter(
-                    self._tracks[r], "utilisation", now, load[r] / self.capacity_Bps[r]
-                )
+                active.discard(r)
+        if self.recorder.enabled:
+            for r in resources:
+                self.recorder.counter(self._tracks[r], "utilisation", now, load[r] / capacity[r])
         if heap_mode:
             # earliest completion from a heap of (time, seq, class); an entry is stale when its
             # class has since been re-timed or has gone (lazy deletion)
