@@ -102,20 +102,36 @@ def test_grouped_gemm_implementations_set_the_expert_launches() -> None:
     assert te[0].launches == loop[0].launches
 
 
-def test_cublas_loop_pays_the_framework_once_per_grouped_gemm() -> None:
+def test_grouped_gemms_are_one_framework_operator_each() -> None:
     from gpusim.workloads.moe.program import KernelStep
 
     g = _geometry()
     rates = [gpu_rates(make_star_topology(G).gpus()[0].model, make_profile())] * G
     local = E // G
-    for strategy, ops in (
-        (MegatronStrategy(grouped_gemm="cublas_loop"), 1),
-        (MegatronStrategy(variant="te"), local),
-    ):
+    for strategy in (MegatronStrategy(grouped_gemm="cublas_loop"), MegatronStrategy(variant="te")):
         programs, _ = HOST_DRIVEN["megatron"](g, _balanced(64), strategy, rates, 16)
         gemm0 = [s for s in programs[0] if isinstance(s, KernelStep) and s.cost.name == "gemm0"]
         assert len(gemm0) == local
-        assert sum(s.new_op for s in gemm0) == ops
+        assert sum(s.new_op for s in gemm0) == 1
+
+
+def test_te_spreads_expert_gemms_over_its_compute_streams() -> None:
+    from gpusim.workloads.moe.megatron import TE_COMPUTE_STREAMS
+    from gpusim.workloads.moe.program import KernelStep
+
+    g = _geometry()
+    rates = [gpu_rates(make_star_topology(G).gpus()[0].model, make_profile())] * G
+    programs, _ = HOST_DRIVEN["megatron"](
+        g, _balanced(64), MegatronStrategy(variant="te"), rates, 16
+    )
+    steps = programs[0]
+    gemm0 = [i for i, s in enumerate(steps) if isinstance(s, KernelStep) and s.cost.name == "gemm0"]
+    streams = [steps[i].stream for i in gemm0]  # type: ignore[union-attr]
+    assert streams == [1 + j % TE_COMPUTE_STREAMS for j in range(E // G)]
+    assert all(steps[i].after == (gemm0[0] - 1,) for i in gemm0)  # type: ignore[union-attr]
+    activation = steps[gemm0[-1] + 1]
+    assert isinstance(activation, KernelStep) and activation.cost.name == "activation"
+    assert activation.stream == 0 and activation.after == tuple(gemm0)
 
 
 def test_sm80_grouped_gemm_runs_on_the_mma_sync_path() -> None:

@@ -10,7 +10,10 @@ local expert, GroupedMLP (two grouped GEMMs around the activation), the reverse 
 all-to-all back and unpermute. Each operator is one kernel unless noted; sizes come from the
 layer geometry, so the kernel count per layer follows from the mechanism.
 
-The grouped GEMM's implementation is a strategy choice because it differs by GPU generation:
+The ``te`` variant runs the expert GEMMs through Transformer Engine's GroupedLinear: one
+operator issuing one cuBLAS GEMM per expert round-robin over TE's compute streams, so small
+experts' GEMMs overlap. For the ``cutlass`` variant the grouped GEMM's implementation is a
+strategy choice because it differs by GPU generation:
 the ``grouped_gemm`` package Megatron uses loops over experts with one ``cublasGemmEx`` each on
 sm_90 (``cublas_loop``) and runs one CUTLASS sm_80 grouped kernel (``mma.sync``) when built for
 sm_80 (``cutlass_sm80``); ``cutlass_sm90`` is a single wgmma grouped kernel (newer stacks).
@@ -19,6 +22,7 @@ sm_80 (``cutlass_sm80``); ``cutlass_sm90`` is a single wgmma grouped kernel (new
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels import kernel_cost
@@ -132,11 +136,16 @@ def permute_ops(g: LayerGeometry, rates: GPURates, padded: bool) -> list[Step]:
     ]
 
 
-def regroup_op(name: str, rows: int, g: LayerGeometry, rates: GPURates, phase: Phase) -> Step:
+def regroup_op(name: str, rows: int, g: LayerGeometry, rates: GPURates, phase: Phase) -> KernelStep:
     """Received chunks (source-major) reordered to expert-major or back: one copy kernel
     (torch.cat of the split chunks, or a transposed contiguous copy when padded)."""
     size_B = rows * g.row_bytes
-    return _ew(name, size_B, size_B, rates, phase)
+    return KernelStep(elementwise(name, size_B, size_B, rates), phase)
+
+
+TE_COMPUTE_STREAMS = 4
+"""Transformer Engine's multi-stream cuBLAS grouped GEMM spreads the GEMMs round-robin over its
+compute streams (4 by default), fenced by events against the calling stream."""
 
 
 def grouped_gemm(
@@ -146,25 +155,40 @@ def grouped_gemm(
     k: int,
     strategy: MegatronStrategy,
     rates: GPURates,
-) -> list[Step]:
-    """One grouped GEMM operator in the strategy's implementation."""
+    first_index: int,
+) -> tuple[list[Step], tuple[int, ...]]:
+    """One grouped GEMM operator in the strategy's implementation, its steps starting at index
+    ``first_index`` of the rank's program, and the steps the next operator on the main stream
+    must wait for (the compute streams' GEMMs, for te; none when everything is on one stream)."""
     dtype = strategy.dtype
-    if strategy.variant == "te" or strategy.grouped_gemm == "cublas_loop":
-        # te: TransformerEngine's GroupedLinear, one framework-level GEMM per expert.
-        # cublas_loop: one operator whose C++ loop calls cublasGemmEx per expert.
+    if strategy.variant == "te":
+        # TE GroupedLinear: one operator; cuBLAS GEMMs round-robin over the compute streams,
+        # each stream waiting for the work already on the calling stream.
         steps: list[Step] = []
+        prior = (first_index - 1,) if first_index > 0 else ()
         for m in rows:
             if m <= 0:
                 continue
             cost = renamed(kernel_cost(GemmOp(m=m, n=n, k=k, dtype=dtype), rates), name)
-            steps.append(KernelStep(cost, "gemm", new_op=strategy.variant == "te" or not steps))
-        return steps
+            stream = 1 + len(steps) % TE_COMPUTE_STREAMS
+            steps.append(KernelStep(cost, "gemm", stream=stream, after=prior, new_op=not steps))
+        return steps, tuple(range(first_index, first_index + len(steps)))
+    if strategy.grouped_gemm == "cublas_loop":
+        # one operator whose C++ loop calls cublasGemmEx per expert on the calling stream
+        loop: list[Step] = []
+        for m in rows:
+            if m <= 0:
+                continue
+            cost = renamed(kernel_cost(GemmOp(m=m, n=n, k=k, dtype=dtype), rates), name)
+            loop.append(KernelStep(cost, "gemm", new_op=not loop))
+        return loop, ()
     path = (
         InstructionPath.mma_sync
         if strategy.grouped_gemm == "cutlass_sm80"
         else InstructionPath.wgmma
     )
-    return [KernelStep(grouped_gemm_cost(list(rows), n, k, dtype, path, rates, name), "gemm")]
+    cost = grouped_gemm_cost(list(rows), n, k, dtype, path, rates, name)
+    return [KernelStep(cost, "gemm")], ()
 
 
 def unpermute_ops(g: LayerGeometry, rates: GPURates) -> list[Step]:
@@ -203,13 +227,22 @@ def build(
         steps.append(ExchangeStep(dispatch, "dispatch"))
         if g.local_experts > 1:
             steps.append(regroup_op("sort_chunks", received, g, rates[r], "dispatch"))
-        steps += grouped_gemm("gemm0", rows, g.intermediate, g.hidden, strategy, rates[r])
+        gemm0, join = grouped_gemm(
+            "gemm0", rows, g.intermediate, g.hidden, strategy, rates[r], len(steps)
+        )
+        steps += gemm0
         act_B = received * g.intermediate * g.element_bytes
-        steps.append(_ew("activation", act_B, act_B, rates[r], "gemm"))
-        steps += grouped_gemm("gemm1", rows, g.hidden, g.intermediate, strategy, rates[r])
+        activation = elementwise("activation", act_B, act_B, rates[r])
+        steps.append(KernelStep(activation, "gemm", after=join))
+        gemm1, join = grouped_gemm(
+            "gemm1", rows, g.hidden, g.intermediate, strategy, rates[r], len(steps)
+        )
+        steps += gemm1
         if g.local_experts > 1:
-            steps.append(regroup_op("restore_chunks", received, g, rates[r], "combine"))
-        steps.append(ExchangeStep(combine, "combine"))
+            restore = regroup_op("restore_chunks", received, g, rates[r], "combine")
+            steps.append(replace(restore, after=join))
+            join = ()
+        steps.append(ExchangeStep(combine, "combine", after=join))
         steps += unpermute_ops(g, rates[r])
         programs.append(steps)
     moved = float(send.sum() - send.trace()) * 2
