@@ -225,3 +225,21 @@ def test_workload_entry_points_report_metrics() -> None:
         assert m["overlap_efficiency"] > 0
         assert set(out.per_gpu) == {f"gpu{i}" for i in range(G)}
         assert {"gate_s", "dispatch_s", "gemm_s", "combine_s", "idle_s"} <= set(out.per_gpu["gpu0"])
+
+
+def test_closed_form_serialises_streams_that_each_need_every_sm() -> None:
+    # Megatron-TE puts each expert's GEMM on its own compute stream; each GEMM fills every SM,
+    # so the DES's SM pool runs them one after another: the closed form must too.
+    strategy = MegatronStrategy(variant="te", pad_to_capacity=False)
+    t_des, t_ana, _ = _run(strategy, _balanced(64), cf=None, hidden=4096)
+    assert t_ana == pytest.approx(t_des, rel=1e-9)
+
+
+def test_first_fit_places_kernels_beside_what_holds_sms() -> None:
+    from gpusim.workloads.moe.program import _first_fit_s
+
+    held = [(0.0, 10.0, 100), (5.0, 20.0, 20)]  # 132 SMs in all
+    assert _first_fit_s(held, 0.0, 4.0, 12, 132) == 0.0  # fits beside both
+    assert _first_fit_s(held, 0.0, 4.0, 40, 132) == 10.0  # waits for the first to end
+    assert _first_fit_s(held, 0.0, 4.0, 132, 132) == 20.0  # needs the whole GPU
+    assert _first_fit_s(held, 12.0, 1.0, 112, 132) == 12.0  # 20 held until 20: 112 fit

@@ -9,7 +9,8 @@ the same steps, so they differ only where contention or timing skew matters:
 - ``run_des`` issues the steps from each rank's host thread through the launch model onto CUDA
   streams; exchanges move bytes through the fluid network and occupy SMs.
 - ``run_analytic`` walks all ranks step by step: a kernel starts at max(host issue + doorbell,
-  its stream's tail, its dependencies) and lasts its modelled time; an exchange starts when the
+  its stream's tail, its dependencies), or later if the SMs it needs are not free then (kernels
+  on other streams and collectives hold theirs), and lasts its modelled time; an exchange starts when the
   last participant enters and lasts its closed form; a sync returns after the streams drain.
 """
 
@@ -295,6 +296,26 @@ def _exchange_time_s(fabric: Fabric, ranks: Sequence[str], ex: Exchange, setup_s
     return comm
 
 
+def _first_fit_s(
+    held: Sequence[tuple[float, float, int]],
+    ready_s: float,
+    duration_s: float,
+    sms: int,
+    total: int,
+) -> float:
+    """The earliest start at or after ``ready_s`` at which ``sms`` SMs stay free for
+    ``duration_s`` beside the intervals already ``held`` (start, end, SMs): kernels on different
+    streams overlap only as far as the GPU's SMs allow, as the DES's SM pool lets them."""
+    candidates = sorted({ready_s, *(end for _, end, _ in held if end > ready_s)})
+    for at in candidates:
+        window_end = at + duration_s
+        points = [at, *(s for s, _, _ in held if at < s < window_end)]
+        busiest = max(sum(k for s, e, k in held if s <= p < e) for p in points)
+        if busiest + sms <= total:
+            return at
+    return candidates[-1]
+
+
 def run_analytic(
     fabric: Fabric,
     profile: CalibrationProfile,
@@ -314,6 +335,8 @@ def run_analytic(
     host = [0.0] * n
     tails: list[dict[int, float]] = [{} for _ in ranks]
     ends: list[list[float]] = [[] for _ in ranks]
+    held: list[list[tuple[float, float, int]]] = [[] for _ in ranks]
+    """Per rank: (start, end, SMs) of the kernels and collectives that may still hold SMs."""
     pos = [0] * n
 
     def local_step(r: int, step: KernelStep | SyncStep) -> None:
@@ -331,8 +354,11 @@ def run_analytic(
         else:
             host[r] += _host_cost_s(step, times)
             deps = [ends[r][i] for i in step.after]
-            start = max([host[r] + times.doorbell_s, tails[r].get(step.stream, 0.0), *deps])
+            ready = max([host[r] + times.doorbell_s, tails[r].get(step.stream, 0.0), *deps])
+            held[r] = [iv for iv in held[r] if iv[1] > host[r]]  # finished before any new start
+            start = _first_fit_s(held[r], ready, step.cost.time_s, step.cost.sms, sm_count)
             end = start + step.cost.time_s
+            held[r].append((start, end, step.cost.sms))
             res.phase_s[step.phase] += step.cost.time_s
             res.busy_sm_s += step.cost.time_s * step.cost.sms
             tails[r][step.stream] = end
@@ -370,6 +396,7 @@ def run_analytic(
             results[r].launches += 1
             tails[r][step.stream] = end
             ends[r].append(end)
+            held[r].append((entry[r], end, sms))
             pos[r] += 1
     for r in range(n):
         results[r].end_s = max(tails[r].values(), default=0.0)
