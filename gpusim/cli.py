@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from gpusim.calibrate.document import load_document
 from gpusim.calibrate.fit import fit_folder
 from gpusim.calibrate.nameplates import NameplateError, Nameplates
 from gpusim.calibrate.params import flatten, profile_document, unit_of
@@ -44,6 +45,7 @@ from gpusim.spec.loading import (
 )
 from gpusim.spec.overrides import parse_assignment
 from gpusim.spec.refs import SHIPPED_DIRS, data_root, resolve_ref, shipped_names
+from gpusim.spec.resources import ResourceReport
 from gpusim.spec.scenario import Fidelity
 from gpusim.spec.schema import all_schemas
 from gpusim.sweep import (
@@ -189,12 +191,24 @@ def _check_one(path: Path) -> str:
         return f"cpu '{load_model(HostCPUSpec, path).name}'"
     if kind == "memory":
         return f"memory '{load_model(MemoryTierSpec, path).name}'"
+    if kind == "measurements":
+        doc = load_document(path)
+        return (
+            f"{doc.program} measurements, status {doc.status.value}, {len(doc.measurements)} points"
+        )
+    if kind == "resources":
+        report = load_model(ResourceReport, path)
+        archs = ", ".join(sorted({k.arch for k in report.kernels}))
+        return f"resource report: {len(report.kernels)} kernels ({archs})"
+    if kind == "run":
+        return "a `gpusim calibrate run` summary (not a spec; nothing to check)"
     raise SpecError(path, "$", "cannot tell what kind of gpusim file this is")
 
 
 @app.command()
 def check(files: Annotated[list[Path], typer.Argument(help="Spec files to validate.")]) -> None:
-    """Validate scenario, sweep, ledger, topology, workload, profile or component files."""
+    """Validate scenario, sweep, ledger, topology, workload, profile or component files, and
+    measurement documents and resource reports."""
     for path in files:
         what = _guard(partial(_check_one, path))
         out.print(f"ok: {path}: {what}", highlight=False)

@@ -158,3 +158,9 @@ def test_brackets_in_an_error_are_printed_literally(tmp_path: Path) -> None:
     doc["topology"] = "[bold]nowhere"  # rich would take the brackets for a style
     line = _run_fails(["run", str(_write(tmp_path, doc))], tmp_path)
     assert "[bold]nowhere" in line
+
+
+def test_check_names_the_problem_in_a_measurement_document(tmp_path: Path) -> None:
+    doc = {"schema": "gpusim.kernels_ref.v1", "program": "launch", "status": "ok"}  # no device
+    line = _run_fails(["check", str(_write(tmp_path, doc, "launch.json"))], tmp_path)
+    assert "launch.json: $: " in line and "must name its device" in line

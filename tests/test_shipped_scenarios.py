@@ -22,6 +22,8 @@ SPEC_FILES = (
     sorted(ROOT.glob("topologies/**/*.json"))
     + WORKLOAD_FILES
     + sorted(ROOT.glob("validation/**/*.json"))
+    + sorted(ROOT.glob("results/calibration/published/**/*.json"))
+    + sorted(ROOT.glob("kernels_ref/resources/*.json"))
 )
 runner = CliRunner()
 

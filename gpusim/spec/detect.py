@@ -7,13 +7,23 @@ from typing import Any, get_args
 from gpusim.spec.workload import Workload
 
 WORKLOAD_KINDS = {m.model_fields["kind"].default for m in get_args(get_args(Workload)[0])}
+SCHEMA_KINDS = {
+    "gpusim.kernels_ref.v1": "measurements",
+    "gpusim.kernels_ref.run.v1": "run",
+    "gpusim.resource_usage.v1": "resources",
+}
+"""Files that name their own schema."""
 
 
 def detect_kind(raw: Any) -> str | None:
     """'sweep', 'ledger', 'scenario', 'topology', 'workload', 'profile', 'gpu', 'cpu', 'memory',
-    or None."""
+    'measurements' (a kernels_ref or published document), 'run' (a `gpusim calibrate run`
+    summary), 'resources' (a ptxas resource report), or None."""
     if not isinstance(raw, dict):
         return None
+    schema = raw.get("schema")
+    if isinstance(schema, str) and schema in SCHEMA_KINDS:
+        return SCHEMA_KINDS[schema]
     keys = set(raw)
     if "base" in keys and ("axes" in keys or "systems" in keys or "seeds" in keys):
         return "sweep"

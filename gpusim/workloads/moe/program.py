@@ -10,8 +10,9 @@ the same steps, so they differ only where contention or timing skew matters:
   streams; exchanges move bytes through the fluid network and occupy SMs.
 - ``run_analytic`` walks all ranks step by step: a kernel starts at max(host issue + doorbell,
   its stream's tail, its dependencies), or later if the SMs it needs are not free then (kernels
-  on other streams and collectives hold theirs), and lasts its modelled time; an exchange starts when the
-  last participant enters and lasts its closed form; a sync returns after the streams drain.
+  on other streams and collectives hold theirs), and lasts its modelled time; an exchange
+  starts when the last participant enters and lasts its closed form; a sync returns after the
+  streams drain.
 """
 
 from __future__ import annotations
