@@ -1,0 +1,165 @@
+"""Commands on one file: run a scenario, check spec files, write schemas, list shipped data."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from gpusim.calibrate.document import load_document
+from gpusim.cli.common import app, format_value, guard, out
+from gpusim.errors import SpecError
+from gpusim.export.files import write_json_atomic
+from gpusim.export.perfetto import chrome_trace
+from gpusim.result import Result
+from gpusim.simulate import simulate
+from gpusim.spec.detect import detect_kind
+from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryTierSpec
+from gpusim.spec.loading import (
+    load_model,
+    load_profile,
+    load_scenario,
+    load_topology,
+    load_workload,
+    read_json,
+)
+from gpusim.spec.overrides import parse_assignment
+from gpusim.spec.refs import SHIPPED_DIRS, data_root, shipped_names
+from gpusim.spec.resources import ResourceReport
+from gpusim.spec.scenario import Fidelity
+from gpusim.spec.schema import all_schemas
+from gpusim.sweep import (
+    expand,
+    load_sweep,
+)
+from gpusim.validate import load_ledger
+
+
+def _print_result(result: Result) -> None:
+    table = Table(title=f"{result.scenario} ({result.fidelity}, seed {result.seed})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in result.metrics.items():
+        table.add_row(name, format_value(name, value))
+    out.print(table)
+    if result.per_gpu:
+        per = Table(title="per GPU")
+        cols = sorted({k for row in result.per_gpu.values() for k in row})
+        per.add_column("gpu")
+        for c in cols:
+            per.add_column(c, justify="right")
+        for gpu, row in result.per_gpu.items():
+            per.add_row(gpu, *(format_value(c, row[c]) if c in row else "" for c in cols))
+        out.print(per)
+    out.print(f"simulated in {result.wall_s:.3f} s wall, {result.events} events")
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario JSON file.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a value: dotted.path=value (repeatable)."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Output folder \\[default: results/<name>/]."),
+    ] = None,
+    fidelity: Annotated[Fidelity | None, typer.Option(help="Override options.fidelity.")] = None,
+    trace: Annotated[
+        bool | None, typer.Option("--trace/--no-trace", help="Override options.trace.")
+    ] = None,
+) -> None:
+    """Simulate one scenario, print a summary and write summary.json (and trace.json)."""
+    overrides: dict[str, Any] = dict(guard(lambda: [parse_assignment(s) for s in set_ or []]))
+    if fidelity is not None:
+        overrides["options.fidelity"] = fidelity.value
+    if trace is not None:
+        overrides["options.trace"] = trace
+    resolved = guard(lambda: load_scenario(scenario, overrides))
+    result = guard(lambda: simulate(resolved))
+    folder = output if output is not None else Path("results") / resolved.name
+    write_json_atomic(folder / "summary.json", result.summary())
+    _print_result(result)
+    out.print(f"wrote {folder / 'summary.json'}")
+    if result.trace is not None:
+        write_json_atomic(folder / "trace.json", chrome_trace(result.trace, resolved.name))
+        out.print(f"wrote {folder / 'trace.json'} (open in https://ui.perfetto.dev)")
+
+
+def _check_one(path: Path) -> str:
+    raw = read_json(path)
+    kind = detect_kind(raw)
+    if kind == "sweep":
+        spec = load_sweep(path)
+        return f"sweep '{spec.name}' ({len(expand(spec, path))} valid points)"
+    if kind == "ledger":
+        return f"validation ledger '{load_ledger(path).name}'"
+    if kind == "scenario":
+        return f"scenario '{load_scenario(path).name}'"
+    if kind == "topology":
+        return f"topology '{load_topology(path).name}'"
+    if kind == "workload":
+        return f"workload of kind '{load_workload(path).kind}'"
+    if kind == "profile":
+        return f"profile '{load_profile(path).id}'"
+    if kind == "gpu":
+        return f"gpu '{load_model(GPUSpec, path).name}'"
+    if kind == "cpu":
+        return f"cpu '{load_model(HostCPUSpec, path).name}'"
+    if kind == "memory":
+        return f"memory '{load_model(MemoryTierSpec, path).name}'"
+    if kind == "measurements":
+        doc = load_document(path)
+        return (
+            f"{doc.program} measurements, status {doc.status.value}, {len(doc.measurements)} points"
+        )
+    if kind == "resources":
+        report = load_model(ResourceReport, path)
+        archs = ", ".join(sorted({k.arch for k in report.kernels}))
+        return f"resource report: {len(report.kernels)} kernels ({archs})"
+    if kind == "run":
+        return "a `gpusim calibrate run` summary (not a spec; nothing to check)"
+    raise SpecError(path, "$", "cannot tell what kind of gpusim file this is")
+
+
+@app.command()
+def check(files: Annotated[list[Path], typer.Argument(help="Spec files to validate.")]) -> None:
+    """Validate spec files: scenarios, sweeps, ledgers, specs, measurements, resource reports."""
+    for path in files:
+        what = guard(partial(_check_one, path))
+        out.print(f"ok: {path}: {what}", highlight=False)
+
+
+@app.command()
+def schema(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write to.")] = Path(
+        "schemas"
+    ),
+) -> None:
+    """Write the JSON Schemas of every kind of spec file."""
+    for name, body in all_schemas().items():
+        write_json_atomic(output / name, body)
+        out.print(f"wrote {output / name}")
+
+
+@app.command("list")
+def list_() -> None:
+    """Show the shipped topologies, workloads and calibration profiles."""
+    root = data_root()
+    for kind in ("scenario", "topology", "profile"):
+        table = Table(title=f"{kind} ({SHIPPED_DIRS[kind]}/)")
+        table.add_column("name")
+        table.add_column("description")
+        for name in shipped_names(kind):
+            try:
+                raw = json.loads((root / SHIPPED_DIRS[kind] / f"{name}.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                raw = {}
+            desc = raw.get("description", "") if isinstance(raw, dict) else ""
+            table.add_row(name, str(desc))
+        out.print(table)

@@ -1,0 +1,331 @@
+"""Commands over many points: sweeps, reports, comparisons, validation and the demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from gpusim.cli.common import app, err, fail, format_value, guard, out
+from gpusim.export.files import write_json_atomic, write_text_atomic
+from gpusim.export.perfetto import events_from_chrome
+from gpusim.report import write_report
+from gpusim.report.figures import comparison_bars
+from gpusim.report.html import figure_svg
+from gpusim.simulate import simulate
+from gpusim.spec.loading import (
+    load_scenario,
+)
+from gpusim.spec.refs import SHIPPED_DIRS, data_root
+from gpusim.sweep import (
+    ResultStore,
+    SweepOutcome,
+    SweepProgress,
+    check_structure,
+    count_points,
+    iter_points,
+    load_sweep,
+    make_executor,
+    run_sweep,
+)
+from gpusim.sweep.executors import ExecutorKind
+from gpusim.validate import load_ledger, validate_ledger
+from gpusim.validate import write_report as write_validation
+
+
+def _run_sweep_file(
+    sweep_file: Path,
+    output: Path | None,
+    workers: int,
+    executor: str,
+    scheduler: str | None,
+) -> tuple[ResultStore, SweepOutcome]:
+    sweep = guard(lambda: load_sweep(sweep_file))
+    guard(lambda: check_structure(sweep, sweep_file))
+    total = count_points(sweep)
+    store = ResultStore(output if output is not None else Path("results") / sweep.name)
+    manifest_fields = {
+        "name": sweep.name,
+        "description": sweep.description,
+        "metrics": sweep.metrics,
+        "baseline": sweep.baseline,
+        "combine": sweep.combine,
+        "sweep_file": str(sweep_file),
+    }
+    out.print(f"sweep '{sweep.name}': {total} points -> {store.root}")
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=out, transient=False) as bar:
+        task = bar.add_task("points", total=None, counts="")
+
+        def show(p: SweepProgress) -> None:
+            counts = f"done {p.done + p.skipped} failed {p.failed} remaining {p.remaining}"
+            bar.update(task, total=p.total, completed=p.total - p.remaining, counts=counts)
+
+        kind: ExecutorKind = "dask" if executor == "dask" else "process"
+        with guard(lambda: make_executor(kind, workers, scheduler)) as pool:
+            outcome = guard(
+                lambda: run_sweep(
+                    iter_points(sweep, sweep_file),
+                    store,
+                    pool,
+                    total=total,
+                    manifest_fields=manifest_fields,
+                    on_progress=show,
+                )
+            )
+    rows = store.rows()
+    csv_path = store.write_summary_csv(rows)
+    p = outcome.progress
+    out.print(
+        f"{p.done} computed, {p.skipped} already stored, {p.failed} failed; wrote {csv_path}",
+        highlight=False,
+    )
+    for row in rows:
+        if row["status"] == "failed":
+            err.print(
+                f"point {row['point']} failed: {row['error']}", highlight=False, soft_wrap=True
+            )
+    if outcome.interrupted:
+        err.print(f"sweep stopped: {outcome.interrupted}", highlight=False)
+    return store, outcome
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep JSON file.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Results folder \\[default: results/<name>/]."),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+    executor: Annotated[
+        str, typer.Option(help="'process' (local worker processes) or 'dask' (LocalCluster).")
+    ] = "process",
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of a running Dask scheduler (tcp://HOST:PORT).")
+    ] = None,
+) -> None:
+    """Run every point of a sweep (resumable), store results and write summary.csv."""
+    if executor not in ("process", "dask"):
+        fail(f"--executor: expected 'process' or 'dask', got '{executor}'")
+    _, outcome = _run_sweep_file(sweep_file, output, workers, executor, scheduler)
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+def _load_trace(
+    store: ResultStore, rows: list[dict[str, Any]], point: int | None
+) -> dict[int, Any]:
+    """The stored trace of ``point``, or of the first point that has one (only one is plotted)."""
+    candidates = [r for r in rows if point is None or r["point"] == point]
+    for row in candidates:
+        path = store.trace_path(row["scenario_hash"])
+        if path is not None:
+            return {row["point"]: events_from_chrome(json.loads(path.read_text(encoding="utf-8")))}
+    return {}
+
+
+def _write_sweep_report(
+    store: ResultStore,
+    target: Path,
+    baseline: str | None,
+    gantt_point: int | None,
+    fmt: str,
+) -> None:
+    try:
+        manifest = store.read_manifest()
+    except FileNotFoundError:
+        fail(f"{store.root}: $: not a sweep results folder (no sweep.json)")
+    rows = store.rows()
+    chosen = baseline if baseline is not None else manifest.get("baseline")
+    traces = _load_trace(store, rows, gantt_point)
+    report_format: Literal["html", "pdf"] = "pdf" if fmt == "pdf" else "html"
+    try:
+        titles = write_report(
+            target,
+            manifest,
+            rows,
+            traces,
+            baseline=chosen,
+            gantt_point=gantt_point,
+            fmt=report_format,
+        )
+    except ValueError as exc:
+        fail(f"{store.root}: {exc}")
+    out.print(f"wrote {target} ({len(titles)} figures)", highlight=False)
+
+
+@app.command()
+def report(
+    results: Annotated[Path, typer.Argument(help="A sweep results folder.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Report file \\[default: RESULTS/report.html]."),
+    ] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="System to draw speedups against \\[default: the sweep's].")
+    ] = None,
+    gantt_point: Annotated[
+        int | None, typer.Option(help="Point whose timeline to draw \\[default: first traced].")
+    ] = None,
+    format_: Annotated[str, typer.Option("--format", help="'html' or 'pdf'.")] = "html",
+) -> None:
+    """Write a self-contained HTML (or PDF) report of a sweep's results."""
+    if format_ not in ("html", "pdf"):
+        fail(f"--format: expected 'html' or 'pdf', got '{format_}'")
+    target = output if output is not None else results / f"report.{format_}"
+    _write_sweep_report(ResultStore(results), target, baseline, gantt_point, format_)
+
+
+@app.command()
+def compare(
+    scenario_a: Annotated[Path, typer.Argument(help="First scenario (the reference).")],
+    scenario_b: Annotated[Path, typer.Argument(help="Second scenario.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Folder for compare.json and compare.svg.")
+    ] = None,
+) -> None:
+    """Run two scenarios and report their metrics side by side (B/A ratios)."""
+    res_a = guard(lambda: simulate(load_scenario(scenario_a, {"options.trace": False})))
+    res_b = guard(lambda: simulate(load_scenario(scenario_b, {"options.trace": False})))
+    table = Table(title=f"A = {res_a.scenario}   B = {res_b.scenario}")
+    for col in ("metric", "A", "B", "B/A"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    rows = []
+    for name in [m for m in res_a.metrics if m in res_b.metrics]:
+        a, b = res_a.metrics[name], res_b.metrics[name]
+        ratio = b / a if a else float("nan")
+        rows.append({"metric": name, "a": a, "b": b, "ratio": ratio})
+        table.add_row(name, format_value(name, a), format_value(name, b), f"{ratio:.3g}")
+    only = sorted(set(res_a.metrics) ^ set(res_b.metrics))
+    out.print(table)
+    if only:
+        out.print(f"metrics in only one of them: {', '.join(only)}", highlight=False)
+    folder = (
+        output
+        if output is not None
+        else Path("results") / f"compare_{res_a.scenario}_{res_b.scenario}"
+    )
+    doc = {"a": res_a.summary(), "b": res_b.summary(), "metrics": rows}
+    write_json_atomic(folder / "compare.json", doc)
+    fig = comparison_bars(res_a.metrics, res_b.metrics, res_a.scenario, res_b.scenario)
+    write_text_atomic(folder / "compare.svg", figure_svg(fig))
+    out.print(f"wrote {folder / 'compare.json'} and {folder / 'compare.svg'}", highlight=False)
+
+
+@app.command()
+def validate(
+    ledger_file: Annotated[Path, typer.Argument(help="Validation ledger JSON file.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Folder for the CSV and JSON tables.")
+    ] = None,
+) -> None:
+    """Run every case of a validation ledger and print predicted against published values."""
+    ledger = guard(lambda: load_ledger(ledger_file))
+    result = guard(lambda: validate_ledger(ledger, ledger_file.parent))
+    table = Table(title=f"validation: {ledger.name}")
+    for col in (
+        "case",
+        "kind",
+        "source",
+        "metric",
+        "expected",
+        "predicted",
+        "error %",
+        "tol %",
+        "ok",
+    ):
+        table.add_column(
+            col, justify="right" if col in ("expected", "predicted", "error %", "tol %") else "left"
+        )
+    for case in result.cases:
+        source = case.source.split(",")[0][:32]
+        if case.error is not None:
+            table.add_row(
+                case.id,
+                case.kind,
+                case.source,
+                case.metric,
+                f"{case.expected:.4g} {case.unit}",
+                "-",
+                "-",
+                f"{case.tolerance_pct:g}",
+                f"[red]error: {case.error}[/]",
+            )
+            continue
+        table.add_row(
+            case.id,
+            case.kind,
+            source,
+            case.metric,
+            f"{case.expected:.4g} {case.unit}",
+            f"{case.predicted:.4g} {case.unit}",
+            f"{case.error_pct:+.2f}",
+            f"{case.tolerance_pct:g}",
+            "yes" if case.within else "[red]no[/]",
+        )
+    out.print(table)
+    share = None if result.share_within is None else 100 * result.share_within
+    out.print(
+        f"all cases: median |error| {_pct(result.median_abs_error_pct)}, "
+        f"max {_pct(result.max_abs_error_pct)}, within tolerance {_pct(share)}",
+        highlight=False,
+    )
+    out.print(
+        f"prediction cases only: median |error| {_pct(result.prediction_median_abs_error_pct)}, "
+        f"max {_pct(result.prediction_max_abs_error_pct)}",
+        highlight=False,
+    )
+    if output is not None:
+        csv_path, json_path = write_validation(result, output)
+        out.print(f"wrote {csv_path} and {json_path}", highlight=False)
+    if not result.all_within:
+        raise typer.Exit(1)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} %"
+
+
+DEMO_SWEEPS = {
+    "alltoall": "demo_alltoall_sweep.json",
+    "launch": "demo_launch_sweep.json",
+    "moe": "moe_weak_scaling_sweep.json",
+}
+"""Sub-folder of the demo's output -> shipped sweep file (in workloads/)."""
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Results folder.")] = Path(
+        "results/demo"
+    ),
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+) -> None:
+    """Run the built-in demo sweeps and write their reports (what gpusim is for, in two minutes)."""
+    failed = False
+    for sub, name in DEMO_SWEEPS.items():
+        sweep_file = data_root() / SHIPPED_DIRS["scenario"] / name
+        folder = output / sub
+        store, outcome = _run_sweep_file(sweep_file, folder, workers, "process", None)
+        failed = failed or not outcome.ok
+        _write_sweep_report(store, folder / "report.html", None, None, "html")
+    if failed:
+        raise typer.Exit(1)
