@@ -157,15 +157,9 @@ class FluidNetwork:
 
     def _enter_batch(self, enter_s: float) -> None:
         for key, size_B, done, label in self._entering.pop(enter_s):
-            self._enter(key, size_B, done, label, settle=False)
-        if not self._settle_pending and (self._dirty_keys or self._dirty_res):
-            # Every flow entering at this instant is in; settle now rather than through a
-            # zero-delay event (a later change at the same instant settles again, still exact).
-            self._settle()
+            self._enter(key, size_B, done, label)
 
-    def _enter(
-        self, key: FlowKey, size_B: float, done: simpy.Event, label: str, settle: bool = True
-    ) -> None:
+    def _enter(self, key: FlowKey, size_B: float, done: simpy.Event, label: str) -> None:
         if size_B == 0:
             done.succeed()
             return
@@ -179,8 +173,7 @@ class FluidNetwork:
         self._dirty_keys.add(key)
         flow = _Flow(cls.virtual_B + size_B, next(self._seq), done, size_B, self._last_s, label)
         heapq.heappush(cls.flows, (flow.finish_vB, flow.seq, flow))
-        if settle:
-            self._request_settle()
+        self._request_settle()
 
     def _advance(self) -> None:
         now = float(self.env.now)
