@@ -348,11 +348,8 @@ def _anchor_trace_file(doc: dict[str, Any], prov: Provenance) -> None:
     trace = routing.get("trace_file")
     if not isinstance(trace, str) or Path(trace).is_absolute():
         return
-    loc: Loc = ("workload", "routing", "trace_file")
-    file, _ = _origin_of(loc, prov)
-    anchored = Path(file).parent / trace
-    if not anchored.is_file():
-        raise prov.blame(loc, f"routing trace file not found: {anchored}")
+    file, inner = _origin_of(("workload", "routing", "trace_file"), prov)
+    anchored = resolve_ref("routing trace", trace, Path(file).parent, file, json_path(inner))
     routing["trace_file"] = str(anchored.resolve())
 
 

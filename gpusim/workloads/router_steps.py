@@ -14,8 +14,6 @@ The DES and the analytic evaluation are the same computation and give identical 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from gpusim.errors import SimulationError
@@ -32,15 +30,13 @@ def last_share_count(steps: int) -> int:
     return max(1, steps // 10)
 
 
-def run_router_steps(
-    wl: RouterStepsWorkload, rng: np.random.Generator, base_dir: Path | None = None
-) -> Outcome:
+def run_router_steps(wl: RouterStepsWorkload, rng: np.random.Generator) -> Outcome:
     """Run the router for ``wl.steps`` steps and summarise MaxVio (see the module docstring)."""
     if wl.experts % wl.ep_ranks:
         raise SimulationError(
             f"{wl.experts} experts cannot be spread evenly over {wl.ep_ranks} EP ranks"
         )
-    router = Router(wl.routing, wl.experts, wl.top_k, rng, base_dir)
+    router = Router(wl.routing, wl.experts, wl.top_k, rng)
     per_rank = wl.experts // wl.ep_ranks
     maxvio_batch: list[float] = []
     maxvio_rank: list[float] = []
@@ -68,13 +64,12 @@ def run_router_steps(
     )
 
 
-def des(
-    node: Node, wl: RouterStepsWorkload, *, seed: int | None = None, base_dir: Path | None = None
-) -> Outcome:
+def des(node: Node, wl: RouterStepsWorkload, *, seed: int | None = None) -> Outcome:
     """Run the router steps (no events: the node is not used). ``seed`` defaults to the node's
-    simulation seed; ``base_dir`` resolves a relative routing ``trace_file``."""
+    simulation seed. A relative routing ``trace_file`` was made absolute when the scenario
+    loaded."""
     chosen = node.sim.seed if seed is None else seed
-    return run_router_steps(wl, np.random.default_rng(chosen), base_dir)
+    return run_router_steps(wl, np.random.default_rng(chosen))
 
 
 def analytic(
@@ -83,10 +78,9 @@ def analytic(
     wl: RouterStepsWorkload,
     *,
     seed: int,
-    base_dir: Path | None = None,
 ) -> Outcome:
     """Run the router steps; identical to :func:`des` at the same seed."""
-    return run_router_steps(wl, np.random.default_rng(seed), base_dir)
+    return run_router_steps(wl, np.random.default_rng(seed))
 
 
 __all__ = ["analytic", "des", "last_share_count", "run_router_steps"]

@@ -327,7 +327,6 @@ def route_layer(
     wl: MoELayerWorkload,
     n_gpus: int,
     rng: np.random.Generator,
-    base_dir: Path | None = None,
 ) -> RoutedBatch:
     """Route one MoE layer forward over ``n_gpus`` expert-parallel GPUs.
 
@@ -340,7 +339,7 @@ def route_layer(
     and ``dropped`` is the sum of the excess.
     """
     geometry = LayerGeometry.of(wl, [f"gpu{g}" for g in range(n_gpus)], Dtype.fp16)
-    router = Router(wl.routing, wl.experts, wl.top_k, rng, base_dir)
+    router = Router(wl.routing, wl.experts, wl.top_k, rng)
     tokens = wl.tokens_per_gpu * n_gpus
     for _ in range(wl.routing.warmup_steps):
         router.update(expert_loads(router.step(tokens), wl.experts))
