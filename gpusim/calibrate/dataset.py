@@ -24,7 +24,7 @@ from gpusim.calibrate.document import (
     MeasurementDocument,
     ParamValue,
     Status,
-    load_document,
+    document_from_json,
 )
 from gpusim.calibrate.params import is_fraction, is_known
 from gpusim.errors import SpecError
@@ -102,7 +102,7 @@ def load_folder(folder: str | Path) -> Dataset:
         raw = read_json(file)
         if isinstance(raw, dict) and raw.get("schema") == RUN_SCHEMA_ID:
             continue  # the run summary `gpusim calibrate run` writes beside the documents
-        doc = load_document(file)
+        doc = document_from_json(raw, file)
         if doc.status is Status.error:
             raise SpecError(file, "$.status", f"the program failed: {doc.message or 'no message'}")
         if doc.status is Status.no_device:

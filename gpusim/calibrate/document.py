@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -144,12 +144,17 @@ class MeasurementDocument(Spec):
         return bool(self.measurements) and all(m.source for m in self.measurements)
 
 
+def document_from_json(raw: Any, origin: str | Path) -> MeasurementDocument:
+    """Validate one parsed document; ``origin`` (its file, or e.g. ``launch (stdout)``) names it
+    in the one-line SpecErrors."""
+    prov = Provenance()
+    prov.add((), origin)
+    return validate_as(MeasurementDocument, raw, prov)
+
+
 def load_document(path: str | Path) -> MeasurementDocument:
     """Read and validate one document; problems are one-line SpecErrors naming file and path."""
-    file = Path(path)
-    prov = Provenance()
-    prov.add((), file)
-    return validate_as(MeasurementDocument, read_json(file), prov)
+    return document_from_json(read_json(Path(path)), path)
 
 
 def parse_document(text: str, origin: str) -> MeasurementDocument:
@@ -163,6 +168,4 @@ def parse_document(text: str, origin: str) -> MeasurementDocument:
         raise SpecError(
             origin, "$", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
-    prov = Provenance()
-    prov.add((), origin)
-    return validate_as(MeasurementDocument, raw, prov)
+    return document_from_json(raw, origin)
