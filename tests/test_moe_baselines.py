@@ -3,6 +3,8 @@ counts from the mechanism, and bulk-synchronous stragglers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from conftest import make_profile, make_star_topology
@@ -20,7 +22,15 @@ from gpusim.spec.moe import (
 )
 from gpusim.workloads.moe import HOST_DRIVEN, analytic, des
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
-from gpusim.workloads.moe.program import Exchange, ExchangeStep, run_analytic, run_des
+from gpusim.workloads.moe.megatron import TE_COMPUTE_STREAMS
+from gpusim.workloads.moe.program import (
+    Exchange,
+    ExchangeStep,
+    KernelStep,
+    _first_fit_s,
+    run_analytic,
+    run_des,
+)
 
 G, T, H, FFN, E, K = 4, 1024, 512, 512, 8, 2  # GPUs, tokens, hidden, expert FFN, experts, top-k
 
@@ -43,12 +53,12 @@ def _balanced(per_pair: int) -> RoutedBatch:
 
 
 def _run(
-    strategy: object, batch: RoutedBatch, cf: float | None = 1.0, hidden: int = H
-) -> tuple[float, float, list]:
+    strategy: Any, batch: RoutedBatch, cf: float | None = 1.0, hidden: int = H
+) -> tuple[float, float, list[Any]]:
     topo, prof = make_star_topology(G), make_profile()
     g = _geometry(cf, hidden)
     rates = [gpu_rates(topo.gpus()[0].model, prof)] * G
-    programs, moved = HOST_DRIVEN[strategy.name](g, batch, strategy, rates, 16)  # type: ignore[attr-defined]
+    programs, moved = HOST_DRIVEN[strategy.name](g, batch, strategy, rates, 16)
     node = Node(topo, prof, Simulation())
     res_des = run_des(node, g.gpus, programs)
     res_ana = run_analytic(Fabric(topo, prof), prof, g.gpus, programs)
@@ -103,8 +113,6 @@ def test_grouped_gemm_implementations_set_the_expert_launches() -> None:
 
 
 def test_grouped_gemms_are_one_framework_operator_each() -> None:
-    from gpusim.workloads.moe.program import KernelStep
-
     g = _geometry()
     rates = [gpu_rates(make_star_topology(G).gpus()[0].model, make_profile())] * G
     local = E // G
@@ -116,27 +124,24 @@ def test_grouped_gemms_are_one_framework_operator_each() -> None:
 
 
 def test_te_spreads_expert_gemms_over_its_compute_streams() -> None:
-    from gpusim.workloads.moe.megatron import TE_COMPUTE_STREAMS
-    from gpusim.workloads.moe.program import KernelStep
-
     g = _geometry()
     rates = [gpu_rates(make_star_topology(G).gpus()[0].model, make_profile())] * G
     programs, _ = HOST_DRIVEN["megatron"](
         g, _balanced(64), MegatronStrategy(variant="te"), rates, 16
     )
     steps = programs[0]
-    gemm0 = [i for i, s in enumerate(steps) if isinstance(s, KernelStep) and s.cost.name == "gemm0"]
-    streams = [steps[i].stream for i in gemm0]  # type: ignore[union-attr]
-    assert streams == [1 + j % TE_COMPUTE_STREAMS for j in range(E // G)]
-    assert all(steps[i].after == (gemm0[0] - 1,) for i in gemm0)  # type: ignore[union-attr]
-    activation = steps[gemm0[-1] + 1]
+    gemm0 = {
+        i: s for i, s in enumerate(steps) if isinstance(s, KernelStep) and s.cost.name == "gemm0"
+    }
+    first, last = min(gemm0), max(gemm0)
+    assert [s.stream for s in gemm0.values()] == [1 + j % TE_COMPUTE_STREAMS for j in range(E // G)]
+    assert all(s.after == (first - 1,) for s in gemm0.values())
+    activation = steps[last + 1]
     assert isinstance(activation, KernelStep) and activation.cost.name == "activation"
     assert activation.stream == 0 and activation.after == tuple(gemm0)
 
 
 def test_sm80_grouped_gemm_runs_on_the_mma_sync_path() -> None:
-    from gpusim.workloads.moe.program import KernelStep
-
     g = _geometry()
     rates = [gpu_rates(make_star_topology(G).gpus()[0].model, make_profile())] * G
 
@@ -236,8 +241,6 @@ def test_closed_form_serialises_streams_that_each_need_every_sm() -> None:
 
 
 def test_first_fit_places_kernels_beside_what_holds_sms() -> None:
-    from gpusim.workloads.moe.program import _first_fit_s
-
     held = [(0.0, 10.0, 100), (5.0, 20.0, 20)]  # 132 SMs in all
     assert _first_fit_s(held, 0.0, 4.0, 12, 132) == 0.0  # fits beside both
     assert _first_fit_s(held, 0.0, 4.0, 40, 132) == 10.0  # waits for the first to end

@@ -22,7 +22,6 @@ sm_80 (``cutlass_sm80``); ``cutlass_sm90`` is a single wgmma grouped kernel (new
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels import kernel_cost
@@ -136,11 +135,18 @@ def permute_ops(g: LayerGeometry, rates: GPURates, padded: bool) -> list[Step]:
     ]
 
 
-def regroup_op(name: str, rows: int, g: LayerGeometry, rates: GPURates, phase: Phase) -> KernelStep:
+def regroup_op(
+    name: str,
+    rows: int,
+    g: LayerGeometry,
+    rates: GPURates,
+    phase: Phase,
+    after: tuple[int, ...] = (),
+) -> KernelStep:
     """Received chunks (source-major) reordered to expert-major or back: one copy kernel
     (torch.cat of the split chunks, or a transposed contiguous copy when padded)."""
     size_B = rows * g.row_bytes
-    return KernelStep(elementwise(name, size_B, size_B, rates), phase)
+    return KernelStep(elementwise(name, size_B, size_B, rates), phase, after=after)
 
 
 TE_COMPUTE_STREAMS = 4
@@ -161,27 +167,19 @@ def grouped_gemm(
     ``first_index`` of the rank's program, and the steps the next operator on the main stream
     must wait for (the compute streams' GEMMs, for te; none when everything is on one stream)."""
     dtype = strategy.dtype
-    if strategy.variant == "te":
-        # TE GroupedLinear: one operator; cuBLAS GEMMs round-robin over the compute streams,
-        # each stream waiting for the work already on the calling stream.
+    te = strategy.variant == "te"
+    if te or strategy.grouped_gemm == "cublas_loop":
+        # One operator issuing one cuBLAS GEMM per expert: on the calling stream (the
+        # grouped_gemm package's loop), or round-robin over TE's compute streams, each waiting
+        # for the work already on the calling stream.
+        prior = (first_index - 1,) if te and first_index > 0 else ()
         steps: list[Step] = []
-        prior = (first_index - 1,) if first_index > 0 else ()
-        for m in rows:
-            if m <= 0:
-                continue
+        for m in (m for m in rows if m > 0):
             cost = renamed(kernel_cost(GemmOp(m=m, n=n, k=k, dtype=dtype), rates), name)
-            stream = 1 + len(steps) % TE_COMPUTE_STREAMS
+            stream = 1 + len(steps) % TE_COMPUTE_STREAMS if te else 0
             steps.append(KernelStep(cost, "gemm", stream=stream, after=prior, new_op=not steps))
-        return steps, tuple(range(first_index, first_index + len(steps)))
-    if strategy.grouped_gemm == "cublas_loop":
-        # one operator whose C++ loop calls cublasGemmEx per expert on the calling stream
-        loop: list[Step] = []
-        for m in rows:
-            if m <= 0:
-                continue
-            cost = renamed(kernel_cost(GemmOp(m=m, n=n, k=k, dtype=dtype), rates), name)
-            loop.append(KernelStep(cost, "gemm", new_op=not loop))
-        return loop, ()
+        join = tuple(range(first_index, first_index + len(steps))) if te else ()
+        return steps, join
     path = (
         InstructionPath.mma_sync
         if strategy.grouped_gemm == "cutlass_sm80"
@@ -239,8 +237,7 @@ def build(
         )
         steps += gemm1
         if g.local_experts > 1:
-            restore = regroup_op("restore_chunks", received, g, rates[r], "combine")
-            steps.append(replace(restore, after=join))
+            steps.append(regroup_op("restore_chunks", received, g, rates[r], "combine", join))
             join = ()
         steps.append(ExchangeStep(combine, "combine", after=join))
         steps += unpermute_ops(g, rates[r])
