@@ -125,7 +125,7 @@ def fit_group(
 ) -> GroupFit:
     """Fit the free ``params`` to the ``points`` that involve them (see the module docstring)."""
     # imported here: scipy.optimize costs half a second, and every CLI command imports this module
-    from scipy.optimize import least_squares  # type: ignore[import-untyped]
+    from scipy.optimize import least_squares
 
     index = [i for i, pt in enumerate(points) if any(p in params for p in pt.obs.params)]
     pts = [points[i] for i in index]
