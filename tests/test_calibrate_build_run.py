@@ -311,6 +311,12 @@ def _fake_toolchain(tmp_path: Path, build_output: Path, configure_exit: int = 0)
     return bin_dir
 
 
+def _use_toolchain(monkeypatch: pytest.MonkeyPatch, fake_bin: Path) -> None:
+    """Put the fake cmake/nvcc first on PATH (system tools after it) and forget CUDACXX."""
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    monkeypatch.delenv("CUDACXX", raising=False)
+
+
 def _project(tmp_path: Path) -> Path:
     src = tmp_path / "project"
     src.mkdir()
@@ -322,8 +328,7 @@ def test_build_passes_architectures_and_clean_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = _fake_toolchain(tmp_path, SAMPLE_LOG)
-    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}/usr/bin{os.pathsep}/bin")
-    monkeypatch.delenv("CUDACXX", raising=False)
+    _use_toolchain(monkeypatch, fake)
     build_dir = tmp_path / "build"
     args = [
         "calibrate",
@@ -351,8 +356,7 @@ def test_build_refuses_a_log_without_ptxas_lines(
     plain = tmp_path / "plain.log"
     plain.write_text("[1/2] Building CUDA object CMakeFiles/x.dir/x.cu.o\n[2/2] Linking\n")
     fake = _fake_toolchain(tmp_path, plain)
-    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}/usr/bin{os.pathsep}/bin")
-    monkeypatch.delenv("CUDACXX", raising=False)
+    _use_toolchain(monkeypatch, fake)
     build_dir = tmp_path / "build"
     args = [
         "calibrate",
@@ -373,8 +377,7 @@ def test_build_refuses_an_architecture_missing_from_the_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = _fake_toolchain(tmp_path, SAMPLE_LOG)
-    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}/usr/bin{os.pathsep}/bin")
-    monkeypatch.delenv("CUDACXX", raising=False)
+    _use_toolchain(monkeypatch, fake)
     args = ["calibrate", "build", "--source", str(_project(tmp_path))]
     result = runner.invoke(app, [*args, "--build-dir", str(tmp_path / "b"), "--arch", "100a"])
     assert result.exit_code == 1
@@ -385,8 +388,7 @@ def test_configure_failure_names_the_log_and_its_last_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = _fake_toolchain(tmp_path, SAMPLE_LOG, configure_exit=1)
-    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}/usr/bin{os.pathsep}/bin")
-    monkeypatch.delenv("CUDACXX", raising=False)
+    _use_toolchain(monkeypatch, fake)
     build_dir = tmp_path / "build"
     args = [
         "calibrate",
