@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
+from gpusim.calibrate.document import RUN_SCHEMA_ID, SCHEMA_ID
+from gpusim.spec.resources import RESOURCE_REPORT_SCHEMA_ID
 from gpusim.spec.workload import Workload
 
 WORKLOAD_KINDS = {m.model_fields["kind"].default for m in get_args(get_args(Workload)[0])}
 SCHEMA_KINDS = {
-    "gpusim.kernels_ref.v1": "measurements",
-    "gpusim.kernels_ref.run.v1": "run",
-    "gpusim.resource_usage.v1": "resources",
+    SCHEMA_ID: "measurements",
+    RUN_SCHEMA_ID: "run",
+    RESOURCE_REPORT_SCHEMA_ID: "resources",
 }
 """Files that name their own schema."""
 
