@@ -116,7 +116,7 @@ def build_profile(
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = values[path].model_dump(exclude_none=True)
-    for section in ("link_efficiency", "memory_efficiency", "tensor_efficiency"):
+    for section in _FRACTION_ROOTS:
         raw.setdefault(section, {})
     return CalibrationProfile.model_validate(raw)
 
@@ -135,7 +135,7 @@ def flatten(profile: CalibrationProfile) -> dict[str, Measured]:
             for name in type(node).model_fields:
                 walk(f"{prefix}.{name}" if prefix else name, getattr(node, name))
 
-    for name in ("link_efficiency", "memory_efficiency", "tensor_efficiency"):
+    for name in _FRACTION_ROOTS:
         walk(name, getattr(profile, name))
     walk("cuda_core_efficiency", profile.cuda_core_efficiency)
     for name in _COST_SECTIONS:
