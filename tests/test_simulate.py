@@ -19,6 +19,7 @@ from gpusim.spec import (
     NullOp,
     Transfer,
     TransfersWorkload,
+    Workload,
 )
 
 API_S = 2.0e-6  # make_profile(): launch_api_us
@@ -80,9 +81,9 @@ UNCONTENDED = [
 
 
 @pytest.mark.parametrize("workload", UNCONTENDED, ids=lambda w: w.kind)
-def test_des_equals_analytic_without_contention(workload: object) -> None:
-    des = simulate(make_scenario(workload, fidelity=Fidelity.des))  # type: ignore[arg-type]
-    ana = simulate(make_scenario(workload, fidelity=Fidelity.analytic))  # type: ignore[arg-type]
+def test_des_equals_analytic_without_contention(workload: Workload) -> None:
+    des = simulate(make_scenario(workload, fidelity=Fidelity.des))
+    ana = simulate(make_scenario(workload, fidelity=Fidelity.analytic))
     assert des.makespan_s == pytest.approx(ana.makespan_s, rel=1e-9)
     for name, value in ana.metrics.items():
         assert des.metrics[name] == pytest.approx(value, rel=1e-9, abs=1e-15), name

@@ -19,7 +19,9 @@ from typer.testing import CliRunner
 from gpusim.cli import app
 from gpusim.errors import SpecError
 from gpusim.spec.base import Dtype
+from gpusim.spec.workload import GemmAllToAllWorkload
 from gpusim.sweep import ResultStore, SweepSpec, expand, make_executor, manifest_for, run_sweep
+from gpusim.sweep.executors import ExecutorKind
 
 runner = CliRunner()
 
@@ -57,8 +59,10 @@ def test_product_expansion(tmp_path: Path) -> None:
     }
     assert len(coords) == len(points)
     b = next(p for p in points if p.system == "b" and p.axis_values["workload.gemm.m"] == 2048)
-    assert b.scenario.workload.messages_per_peer == 2  # type: ignore[union-attr]
-    assert b.scenario.workload.gemm.m == 2048  # type: ignore[union-attr]
+    workload = b.scenario.workload
+    assert isinstance(workload, GemmAllToAllWorkload)
+    assert workload.messages_per_peer == 2
+    assert workload.gemm.m == 2048
     assert {p.scenario.options.seed for p in points} == {1, 2}
 
 
@@ -182,12 +186,12 @@ def test_resume_after_a_worker_is_killed(tmp_path: Path) -> None:
     assert all(r["status"] == "ok" for r in rows)
 
 
-def _run_with(kind: str, sweep: SweepSpec, path: Path, out: Path) -> list[dict[str, Any]]:
+def _run_with(kind: ExecutorKind, sweep: SweepSpec, path: Path, out: Path) -> list[dict[str, Any]]:
     points = expand(sweep, path)
     store = ResultStore(out)
     store.prepare()
     store.write_manifest(manifest_for(points, sweep.name, sweep.description))
-    with make_executor(kind, workers=2) as pool:  # type: ignore[arg-type]
+    with make_executor(kind, workers=2) as pool:
         outcome = run_sweep(points, store, pool)
     assert outcome.ok
     return [{k: v for k, v in r.items() if k != "wall_s"} for r in store.rows()]
