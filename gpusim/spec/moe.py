@@ -112,6 +112,11 @@ class MegatronStrategy(Spec):
         "cutlass_sm80: one CUTLASS sm_80 grouped kernel on the mma.sync path (the package built "
         "for sm_80); cutlass_sm90: one wgmma grouped kernel.",
     )
+    te_compute_streams: PositiveInt = Field(
+        default=4,
+        description="te: the compute streams Transformer Engine's multi-stream cuBLAS path "
+        "spreads the per-expert GEMMs over, round-robin (TE's default is 4).",
+    )
     pad_to_capacity: bool = Field(
         default=True,
         description="With a capacity factor, send every expert's full capacity (Megatron's "

@@ -44,9 +44,11 @@ from gpusim.workloads.moe.program import Exchange, ExchangeStep, KernelStep, Pha
 
 MASK_BYTES = 1  # torch.bool
 INT32_BYTES = 4
-SORT_PASSES_INT64 = 8
-"""A stable argsort of int64 keys with no known range is a radix sort over all 64 bits: one
-onesweep pass per 8-bit digit, after a histogram kernel."""
+RADIX_DIGIT_BITS = 8
+SORT_PASSES = ID_BYTES * 8 // RADIX_DIGIT_BITS
+"""A stable argsort of int64 keys with no known range is a radix sort over all their bits: one
+onesweep pass per 8-bit digit, after one histogram kernel of 2^8 int32 counters per pass."""
+SORT_HISTOGRAM_B = SORT_PASSES * 2**RADIX_DIGIT_BITS * INT32_BYTES
 
 
 def _ew(
@@ -120,12 +122,10 @@ def permute_ops(g: LayerGeometry, rates: GPURates, padded: bool) -> list[Step]:
             )
         ]
     ids_B = rows * ID_BYTES
-    sort: list[Step] = [
-        _ew("sort_histogram", ids_B, 256 * SORT_PASSES_INT64 * 4, rates, "dispatch")
-    ]
+    sort: list[Step] = [_ew("sort_histogram", ids_B, SORT_HISTOGRAM_B, rates, "dispatch")]
     sort += [
         _ew(f"sort_onesweep_{p}", 2 * ids_B, 2 * ids_B, rates, "dispatch", new_op=False)
-        for p in range(SORT_PASSES_INT64)
+        for p in range(SORT_PASSES)
     ]
     return [
         _ew("arange", 0, ids_B, rates, "dispatch"),
@@ -147,11 +147,6 @@ def regroup_op(
     (torch.cat of the split chunks, or a transposed contiguous copy when padded)."""
     size_B = rows * g.row_bytes
     return KernelStep(elementwise(name, size_B, size_B, rates), phase, after=after)
-
-
-TE_COMPUTE_STREAMS = 4
-"""Transformer Engine's multi-stream cuBLAS grouped GEMM spreads the GEMMs round-robin over its
-compute streams (4 by default), fenced by events against the calling stream."""
 
 
 def grouped_gemm(
@@ -176,7 +171,7 @@ def grouped_gemm(
         steps: list[Step] = []
         for m in (m for m in rows if m > 0):
             cost = renamed(kernel_cost(GemmOp(m=m, n=n, k=k, dtype=dtype), rates), name)
-            stream = 1 + len(steps) % TE_COMPUTE_STREAMS if te else 0
+            stream = 1 + len(steps) % strategy.te_compute_streams if te else 0
             steps.append(KernelStep(cost, "gemm", stream=stream, after=prior, new_op=not steps))
         join = tuple(range(first_index, first_index + len(steps))) if te else ()
         return steps, join
