@@ -384,7 +384,7 @@ def _fails_one_line(folder: Path, tmp_path: Path) -> str:
     lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, result.output
     assert not output.exists()
-    return lines[0]
+    return str(lines[0])
 
 
 def _good_folder(tmp_path: Path) -> Path:

@@ -3,7 +3,10 @@ order), HBM is shared by concurrent memory-bound kernels, and streams keep FIFO 
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
+import simpy
 from conftest import make_h100_spec, make_profile, make_star_topology
 
 from gpusim.engine.sim import Simulation
@@ -34,9 +37,15 @@ def _kernel(blocks: int, compute_s: float = 0.0, hbm_B: float = 0.0, name: str =
 
 def _run(node: Node, kernels: list[tuple[int, KernelCost]]) -> list[float]:
     gpu = node.gpus["gpu0"]
-    done = [gpu.stream(s).submit(k.name, lambda k=k: run_cost(gpu, k)) for s, k in kernels]
+    done = [gpu.stream(s).submit(k.name, partial(run_cost, gpu, k)) for s, k in kernels]
     node.sim.run()
-    return [float(d.value) for d in done]
+    return [_end_s(d) for d in done]
+
+
+def _end_s(done: simpy.Event) -> float:
+    """The completion time a stream op's event carries."""
+    assert isinstance(done.value, float)
+    return done.value
 
 
 def test_kernels_that_fit_together_overlap() -> None:
@@ -110,6 +119,6 @@ def test_copy_engines_limit_concurrent_copies() -> None:
         for s in range(4)
     ]
     node.sim.run()
-    ends = sorted(float(d.value) for d in done)
+    ends = sorted(_end_s(d) for d in done)
     assert ends[:3] == pytest.approx([lat + 3 * size / bw] * 3, rel=1e-9)
     assert ends[3] == pytest.approx(2 * lat + 4 * size / bw, rel=1e-9)

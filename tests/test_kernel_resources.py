@@ -22,6 +22,7 @@ from gpusim.simulate import simulate
 from gpusim.spec.loading import load_scenario, load_workload
 from gpusim.spec.moe import FlashMoEStrategy, MoELayerWorkload
 from gpusim.spec.resources import KernelResourceRecord, KernelResources
+from gpusim.spec.scenario import ResolvedScenario
 from gpusim.spec.schema import all_schemas
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +63,14 @@ def _scenario(tmp_path: Path, block_resources: Any, **strategy: Any) -> Path:
     return path
 
 
+def _strategy(scenario: ResolvedScenario) -> FlashMoEStrategy:
+    """The FlashMoE strategy of a MoE scenario (fails the test for any other workload)."""
+    workload = scenario.workload
+    assert isinstance(workload, MoELayerWorkload)
+    assert isinstance(workload.strategy, FlashMoEStrategy)
+    return workload.strategy
+
+
 def _ref(**fields: Any) -> dict[str, Any]:
     return {
         "report": "reports/resource_usage.json",
@@ -86,7 +95,7 @@ def test_declared_resources_are_the_strategys_fields() -> None:
 def test_a_reference_resolves_to_the_reports_numbers(tmp_path: Path) -> None:
     _report(tmp_path / "reports" / "resource_usage.json", registers=168, smem_bytes=1024)
     path = _scenario(tmp_path, _ref(dynamic_shared_mem_bytes=64 * 1024))
-    strategy = load_scenario(path).workload.strategy
+    strategy = _strategy(load_scenario(path))
     assert isinstance(strategy, FlashMoEStrategy)
     assert strategy.kernel_resources() == KernelResources(
         threads_per_block=128,
@@ -154,7 +163,7 @@ def test_a_kernel_differing_between_architectures_needs_one_named(tmp_path: Path
     del ref["arch"]
     with pytest.raises(SpecError, match=r"ambiguous.*name the arch"):
         load_scenario(_scenario(tmp_path, ref))
-    strategy = load_scenario(_scenario(tmp_path, _ref(arch="sm_80"))).workload.strategy
+    strategy = _strategy(load_scenario(_scenario(tmp_path, _ref(arch="sm_80"))))
     assert isinstance(strategy, FlashMoEStrategy)
     assert strategy.kernel_resources().registers_per_thread == 200
 
@@ -181,7 +190,7 @@ def test_a_reference_in_a_workload_file_is_relative_to_that_file(tmp_path: Path)
     doc["topology"] = str(ROOT / "topologies" / "hgx_h100_8gpu.json")
     doc["workload"] = "wl/moe.json"
     (tmp_path / "s.json").write_text(json.dumps(doc))
-    strategy = load_scenario(tmp_path / "s.json").workload.strategy
+    strategy = _strategy(load_scenario(tmp_path / "s.json"))
     assert isinstance(strategy, FlashMoEStrategy)
     assert strategy.kernel_resources().registers_per_thread == 64
 
@@ -189,10 +198,9 @@ def test_a_reference_in_a_workload_file_is_relative_to_that_file(tmp_path: Path)
 def test_overrides_reach_the_reference_and_the_cli_reports_one_line(tmp_path: Path) -> None:
     _report(tmp_path / "reports" / "resource_usage.json", registers=96)
     path = _scenario(tmp_path, _ref())
-    strategy = load_scenario(path, {"workload.strategy.block_resources.arch": "sm_80"})
-    assert isinstance(strategy.workload.strategy, FlashMoEStrategy)
-    assert strategy.workload.strategy.kernel_resources().source is not None
-    assert "(sm_80)" in str(strategy.workload.strategy.kernel_resources().source)
+    strategy = _strategy(load_scenario(path, {"workload.strategy.block_resources.arch": "sm_80"}))
+    assert strategy.kernel_resources().source is not None
+    assert "(sm_80)" in str(strategy.kernel_resources().source)
     result = runner.invoke(
         app,
         [
