@@ -9,9 +9,8 @@ from dataclasses import replace
 import numpy as np
 
 from gpusim.engine.sim import Simulation
-from gpusim.hardware.fabric import Fabric
 from gpusim.hardware.node import Node
-from gpusim.hardware.rates import GPURates, gpu_rates
+from gpusim.hardware.platform import Platform
 from gpusim.kernels.collectives import NcclCosts
 from gpusim.result import Outcome
 from gpusim.spec.moe import FlashMoEStrategy, MoELayerWorkload
@@ -38,11 +37,6 @@ def _setup(
     geometry = LayerGeometry.of(wl, gpus, wl.strategy.dtype)
     batch = route_layer(wl, len(gpus), np.random.default_rng(seed))
     return geometry, batch
-
-
-def _rates(topology: Topology, profile: CalibrationProfile, gpus: Sequence[str]) -> list[GPURates]:
-    models = {g.id: g.model for g in topology.gpus()}
-    return [gpu_rates(models[g], profile) for g in gpus]
 
 
 def _host_driven_outcome(
@@ -99,7 +93,7 @@ def des(node: Node, wl: MoELayerWorkload, *, seed: int) -> Outcome:
     else:
         nccl_sms = NcclCosts.from_profile(node.profile).sms
         programs, moved = HOST_DRIVEN[wl.strategy.name](
-            g, batch, wl.strategy, _rates(node.topology, node.profile, g.gpus), nccl_sms
+            g, batch, wl.strategy, node.platform.rates_of(g.gpus), nccl_sms
         )
         results = run_des(node, g.gpus, programs)
         busy = sum(node.gpus[x].busy_sm_s for x in g.gpus)
@@ -121,10 +115,11 @@ def analytic(
     if isinstance(wl.strategy, FlashMoEStrategy):
         outcome = flashmoe.analytic(topology, profile, wl, g, batch)
     else:
-        rates = _rates(topology, profile, g.gpus)
+        platform = Platform.of(topology, profile)
+        rates = platform.rates_of(g.gpus)
         nccl_sms = NcclCosts.from_profile(profile).sms
         programs, moved = HOST_DRIVEN[wl.strategy.name](g, batch, wl.strategy, rates, nccl_sms)
-        results = run_analytic(Fabric(topology, profile), profile, g.gpus, programs)
+        results = run_analytic(platform.fabric, profile, g.gpus, programs)
         busy = sum(r.busy_sm_s for r in results)
         total = sum(r.sm_count for r in rates)
         outcome = _host_driven_outcome(g, batch, results, moved, busy, total)
