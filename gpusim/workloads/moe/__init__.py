@@ -9,6 +9,9 @@ from dataclasses import replace
 import numpy as np
 
 from gpusim.engine.sim import Simulation
+from gpusim.execution.program import RankResult, Step
+from gpusim.execution.program_analytic import run_analytic
+from gpusim.execution.program_des import run_des
 from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
 from gpusim.kernels.collectives import NcclCosts
@@ -17,8 +20,8 @@ from gpusim.spec.moe import FlashMoEStrategy, MoELayerWorkload
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import Topology
 from gpusim.workloads.moe import comet, deepep, fastermoe, flashmoe, megatron
+from gpusim.workloads.moe.hostdriven import PHASES
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch, moe_metrics
-from gpusim.workloads.moe.program import PHASES, RankResult, Step, run_analytic, run_des
 from gpusim.workloads.moe.routing import route_layer
 
 Builder = Callable[..., tuple[list[list[Step]], float]]
@@ -95,7 +98,7 @@ def des(node: Node, wl: MoELayerWorkload, *, seed: int) -> Outcome:
         programs, moved = HOST_DRIVEN[wl.strategy.name](
             g, batch, wl.strategy, node.platform.rates_of(g.gpus), nccl_sms
         )
-        results = run_des(node, g.gpus, programs)
+        results = run_des(node, g.gpus, programs, PHASES)
         busy = sum(node.gpus[x].busy_sm_s for x in g.gpus)
         total = sum(node.gpus[x].rates.sm_count for x in g.gpus)
         outcome = _host_driven_outcome(g, batch, results, moved, busy, total)
@@ -119,7 +122,7 @@ def analytic(
         rates = platform.rates_of(g.gpus)
         nccl_sms = NcclCosts.from_profile(profile).sms
         programs, moved = HOST_DRIVEN[wl.strategy.name](g, batch, wl.strategy, rates, nccl_sms)
-        results = run_analytic(platform.fabric, profile, g.gpus, programs)
+        results = run_analytic(platform, g.gpus, programs, PHASES)
         busy = sum(r.busy_sm_s for r in results)
         total = sum(r.sm_count for r in rates)
         outcome = _host_driven_outcome(g, batch, results, moved, busy, total)
