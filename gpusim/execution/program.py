@@ -226,11 +226,8 @@ class ProgramCheck:
 
     def finish(self) -> None:
         """Check that every program ended and every exchange was met by every rank."""
-        for r, ended in enumerate(self._ended):
-            if not ended:
-                raise self._fail(r, self._next_step[r], "the program did not run to its end")
         for r, met in enumerate(self._met):
-            if len(met) < len(self._meetings):
+            if self._ended[r] and len(met) < len(self._meetings):
                 first = self._meetings[len(met)]
                 raise self._fail(
                     r,
@@ -238,6 +235,9 @@ class ProgramCheck:
                     f"ended after {len(met)} exchanges, never meeting exchange "
                     f"'{first.exchange.name}' (rank '{self.ranks[first.rank]}' step {first.step})",
                 )
+        for r, ended in enumerate(self._ended):
+            if not ended:
+                raise self._fail(r, self._next_step[r], "the program did not run to its end")
 
     def checked(self, rank: int, program: Program) -> Iterator[Step]:
         """``rank``'s steps, each checked as it is drawn; the end is recorded."""
