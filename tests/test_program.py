@@ -16,6 +16,7 @@ from gpusim.execution.program import (
     ExchangeStep,
     KernelStep,
     Program,
+    ProgramCheck,
     RankResult,
     Step,
     SyncStep,
@@ -121,6 +122,19 @@ def test_malformed_steps_fail_before_anything_runs(step: object, reason: str) ->
 def test_one_program_per_rank() -> None:
     with pytest.raises(SimulationError, match="3 programs for 4 ranks"):
         validate_programs(GPUS, [[], [], []], PHASE_NAMES)
+
+
+def test_a_program_left_unfinished_is_reported_with_where_it_stopped() -> None:
+    # what the DES meets when a rank's host thread blocks for good (e.g. a sync on a stream
+    # waiting at an exchange the others never reach)
+    check = ProgramCheck(GPUS[:2], PHASE_NAMES)
+    check.step(0, _kernel())
+    check.ended(0)
+    check.step(1, _kernel())
+    with pytest.raises(
+        SimulationError, match=r"'gpu1': did not run to its end \(stopped before step 1\)"
+    ):
+        check.finish()
 
 
 @BOTH

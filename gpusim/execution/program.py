@@ -237,7 +237,8 @@ class ProgramCheck:
                 )
         for r, ended in enumerate(self._ended):
             if not ended:
-                raise self._fail(r, self._next_step[r], "the program did not run to its end")
+                stopped = f"stopped before step {self._next_step[r]}"
+                raise self._fail(r, None, f"did not run to its end ({stopped})")
 
     def checked(self, rank: int, program: Program) -> Iterator[Step]:
         """``rank``'s steps, each checked as it is drawn; the end is recorded."""
