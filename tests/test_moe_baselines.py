@@ -10,8 +10,11 @@ import pytest
 from conftest import make_profile, make_star_topology
 
 from gpusim.engine.sim import Simulation
-from gpusim.hardware.fabric import Fabric
+from gpusim.execution.program import Exchange, ExchangeStep, KernelStep
+from gpusim.execution.program_analytic import first_fit_s, run_analytic
+from gpusim.execution.program_des import run_des
 from gpusim.hardware.node import Node
+from gpusim.hardware.platform import Platform
 from gpusim.hardware.rates import gpu_rates
 from gpusim.spec.base import Dtype
 from gpusim.spec.moe import (
@@ -21,15 +24,8 @@ from gpusim.spec.moe import (
     MoELayerWorkload,
 )
 from gpusim.workloads.moe import HOST_DRIVEN, analytic, des
+from gpusim.workloads.moe.hostdriven import PHASES
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
-from gpusim.workloads.moe.program import (
-    Exchange,
-    ExchangeStep,
-    KernelStep,
-    _first_fit_s,
-    run_analytic,
-    run_des,
-)
 
 G, T, H, FFN, E, K = 4, 1024, 512, 512, 8, 2  # GPUs, tokens, hidden, expert FFN, experts, top-k
 
@@ -59,8 +55,8 @@ def _run(
     rates = [gpu_rates(topo.gpus()[0].model, prof)] * G
     programs, moved = HOST_DRIVEN[strategy.name](g, batch, strategy, rates, 16)
     node = Node(topo, prof, Simulation())
-    res_des = run_des(node, g.gpus, programs)
-    res_ana = run_analytic(Fabric(topo, prof), prof, g.gpus, programs)
+    res_des = run_des(node, g.gpus, programs, PHASES)
+    res_ana = run_analytic(Platform.of(topo, prof), g.gpus, programs, PHASES)
     return max(r.end_s for r in res_des), max(r.end_s for r in res_ana), [node, moved, res_des]
 
 
@@ -204,8 +200,8 @@ def test_fused_exchange_overlaps_compute_with_communication(
     comm = 1.1e-6 + 3 * size / (450e9 * 0.8)
     expected = max(compute_s, comm + compute_s / 4)
     issue = 2e-6 + 1e-6  # launch API + doorbell of the fixture profile
-    ana = run_analytic(Fabric(topo, prof), prof, gpus, programs)
-    sim = run_des(Node(topo, prof, Simulation()), gpus, programs)
+    ana = run_analytic(Platform.of(topo, prof), gpus, programs, PHASES)
+    sim = run_des(Node(topo, prof, Simulation()), gpus, programs, PHASES)
     assert ana[0].end_s == pytest.approx(issue + expected, rel=1e-9)
     assert sim[0].end_s == pytest.approx(issue + expected, rel=1e-9)
     assert expected < compute_s + comm  # overlap: never the sum
@@ -243,7 +239,7 @@ def test_closed_form_serialises_streams_that_each_need_every_sm() -> None:
 
 def test_first_fit_places_kernels_beside_what_holds_sms() -> None:
     held = [(0.0, 10.0, 100), (5.0, 20.0, 20)]  # 132 SMs in all
-    assert _first_fit_s(held, 0.0, 4.0, 12, 132) == 0.0  # fits beside both
-    assert _first_fit_s(held, 0.0, 4.0, 40, 132) == 10.0  # waits for the first to end
-    assert _first_fit_s(held, 0.0, 4.0, 132, 132) == 20.0  # needs the whole GPU
-    assert _first_fit_s(held, 12.0, 1.0, 112, 132) == 12.0  # 20 held until 20: 112 fit
+    assert first_fit_s(held, 0.0, 4.0, 12, 132) == 0.0  # fits beside both
+    assert first_fit_s(held, 0.0, 4.0, 40, 132) == 10.0  # waits for the first to end
+    assert first_fit_s(held, 0.0, 4.0, 132, 132) == 20.0  # needs the whole GPU
+    assert first_fit_s(held, 12.0, 1.0, 112, 132) == 12.0  # 20 held until 20: 112 fit

@@ -1,34 +1,37 @@
-"""A running node (or cluster): fabric resources in a fluid network, GPUs and host threads."""
+"""A running node (or cluster): its platform's resources in a fluid network, GPUs and host
+threads."""
 
 from __future__ import annotations
 
 from gpusim.engine.fluid import FluidNetwork
 from gpusim.engine.sim import Simulation
-from gpusim.hardware.fabric import Fabric
 from gpusim.hardware.gpu import GPURuntime
 from gpusim.hardware.host import HostThread
-from gpusim.hardware.rates import gpu_rates
+from gpusim.hardware.platform import LINK_GROUP, Platform
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import Topology
 
 
 class Node:
-    """Everything a workload drives: the network, the GPUs by id and the host threads."""
+    """Everything a workload drives: the network, the GPUs by id and the host threads, over the
+    shared static :class:`Platform` of the topology and profile."""
 
     def __init__(self, topology: Topology, profile: CalibrationProfile, sim: Simulation) -> None:
+        self.platform = Platform.of(topology, profile)
         self.topology = topology
         self.profile = profile
         self.sim = sim
-        self.fabric = Fabric(topology, profile)
+        self.fabric = self.platform.fabric
         self.network = FluidNetwork(sim.env, sim.recorder)
-        for res in self.fabric.resources:
-            index = self.network.add_resource(res.name, res.capacity_Bps)
-            assert index == res.index  # fabric and network share resource indices
-        self.gpus: dict[str, GPURuntime] = {
-            g.id: GPURuntime(g.id, gpu_rates(g.model, profile), sim.env, self.network, sim.recorder)
-            for g in topology.gpus()
-        }
-        self.host_of: dict[str, str] = {g.id: g.host for g in topology.gpus()}
+        for link in self.platform.links:
+            index = self.network.add_resource(link.name, link.capacity_Bps, group=LINK_GROUP)
+            assert index == link.index  # the platform numbers the network's resources
+        self.gpus: dict[str, GPURuntime] = {}
+        for g in topology.gpus():
+            gpu = GPURuntime(g.id, self.platform.rates[g.id], sim.env, self.network, sim.recorder)
+            assert gpu.hbm == self.platform.hbm_resource[g.id]
+            self.gpus[g.id] = gpu
+        self.host_of: dict[str, str] = self.platform.host_of
         self._threads: dict[tuple[str, str], HostThread] = {}
 
     def host_thread(self, cpu_id: str, name: str) -> HostThread:

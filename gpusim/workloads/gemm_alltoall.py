@@ -12,9 +12,8 @@ from typing import Any
 import simpy
 
 from gpusim.execution.launch import LaunchTimes, launch_kernel
-from gpusim.hardware.fabric import Fabric
 from gpusim.hardware.node import Node
-from gpusim.hardware.rates import gpu_rates
+from gpusim.hardware.platform import Platform
 from gpusim.kernels import kernel_cost
 from gpusim.result import Outcome
 from gpusim.spec.base import storage_bytes
@@ -113,9 +112,9 @@ def des(node: Node, wl: GemmAllToAllWorkload) -> Outcome:
 def analytic(topology: Topology, profile: CalibrationProfile, wl: GemmAllToAllWorkload) -> Outcome:
     """Closed form: launch recurrence per rank, then every message at its static max-min rate."""
     ranks = participants(topology, wl)
-    fabric = Fabric(topology, profile)
+    platform = Platform.of(topology, profile)
+    fabric = platform.fabric
     times = LaunchTimes.from_profile(profile)
-    specs = {g.id: g.model for g in topology.gpus()}
     msg_B = message_bytes(wl, len(ranks))
     flows: list[StaticFlow] = []
     owner: list[str] = []
@@ -123,7 +122,7 @@ def analytic(topology: Topology, profile: CalibrationProfile, wl: GemmAllToAllWo
     gemm_s: dict[str, float] = {}
     sm_busy = 0.0
     for g in ranks:
-        rates = gpu_rates(specs[g], profile)
+        rates = platform.gpu_rates(g)
         cost = kernel_cost(wl.gemm, rates)
         gemm_s[g] = cost.time_s
         sm_busy += cost.time_s * cost.sms
@@ -135,7 +134,7 @@ def analytic(topology: Topology, profile: CalibrationProfile, wl: GemmAllToAllWo
                 for _ in range(wl.messages_per_peer):
                     flows.append(StaticFlow(route, msg_B, a2a_start[g]))
                     owner.append(g)
-    done = static_completion_s(fabric, flows)
+    done = static_completion_s(platform, flows)
     sent_end = {g: a2a_start[g] for g in ranks}
     for g, t in zip(owner, done, strict=True):
         sent_end[g] = max(sent_end[g], t)
@@ -144,7 +143,7 @@ def analytic(topology: Topology, profile: CalibrationProfile, wl: GemmAllToAllWo
     a2a_span = {g: sent_end[g] - a2a_start[g] for g in ranks}
     moved = msg_B * len(flows)
     metrics = _metrics(makespan, max(gemm_s.values()), a2a_span, moved, len(ranks))
-    total_sms = sum(gpu_rates(specs[g], profile).sm_count for g in ranks)
+    total_sms = sum(platform.gpu_rates(g).sm_count for g in ranks)
     metrics["sm_utilisation"] = sm_busy / (total_sms * makespan)
     per_gpu = {
         g: {"gemm_s": gemm_s[g], "alltoall_s": a2a_span[g], "finish_s": finish[g]} for g in ranks

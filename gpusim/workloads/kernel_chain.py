@@ -15,7 +15,7 @@ import simpy
 from gpusim.execution.launch import LaunchTimes, launch_kernel, launch_memcpy
 from gpusim.hardware.fabric import Fabric, Route
 from gpusim.hardware.node import Node
-from gpusim.hardware.rates import gpu_rates
+from gpusim.hardware.platform import Platform
 from gpusim.kernels import kernel_cost, memcpy_time_s
 from gpusim.result import Outcome
 from gpusim.spec.profile import CalibrationProfile
@@ -97,11 +97,12 @@ def analytic(topology: Topology, profile: CalibrationProfile, wl: KernelChainWor
     """The same chain by its recurrence (exact: nothing contends on one stream)."""
     gpu_id = _gpu_id(topology, wl)
     device = next(g for g in topology.gpus() if g.id == gpu_id)
-    rates = gpu_rates(device.model, profile)
+    platform = Platform.of(topology, profile)
+    rates = platform.gpu_rates(gpu_id)
     times = LaunchTimes.from_profile(profile)
     op = wl.kernel
     if isinstance(op, MemcpyOp):
-        route = _memcpy_route(Fabric(topology, profile), device.host, gpu_id, op)
+        route = _memcpy_route(platform.fabric, device.host, gpu_id, op)
         op_s = memcpy_time_s(op.bytes, route.bottleneck_Bps, route.latency_s)
         sm_s = 0.0
     else:

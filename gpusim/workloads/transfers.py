@@ -7,8 +7,8 @@ from typing import Any
 
 import simpy
 
-from gpusim.hardware.fabric import Fabric
 from gpusim.hardware.node import Node
+from gpusim.hardware.platform import Platform
 from gpusim.result import Outcome
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import Topology
@@ -57,7 +57,7 @@ def des(node: Node, wl: TransfersWorkload) -> Outcome:
 
 def analytic(topology: Topology, profile: CalibrationProfile, wl: TransfersWorkload) -> Outcome:
     """Static max-min rates with every transfer active (exact when nothing contends)."""
-    fabric = Fabric(topology, profile)
+    fabric = Platform.of(topology, profile).fabric
     flows = [
         StaticFlow(fabric.route(t.src, t.dst), float(t.bytes), us_to_s(t.start_us))
         for t in wl.transfers

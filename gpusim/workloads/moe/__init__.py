@@ -9,17 +9,19 @@ from dataclasses import replace
 import numpy as np
 
 from gpusim.engine.sim import Simulation
-from gpusim.hardware.fabric import Fabric
+from gpusim.execution.program import RankResult, Step
+from gpusim.execution.program_analytic import run_analytic
+from gpusim.execution.program_des import run_des
 from gpusim.hardware.node import Node
-from gpusim.hardware.rates import GPURates, gpu_rates
+from gpusim.hardware.platform import Platform
 from gpusim.kernels.collectives import NcclCosts
 from gpusim.result import Outcome
 from gpusim.spec.moe import FlashMoEStrategy, MoELayerWorkload
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import Topology
 from gpusim.workloads.moe import comet, deepep, fastermoe, flashmoe, megatron
+from gpusim.workloads.moe.hostdriven import PHASES
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch, moe_metrics
-from gpusim.workloads.moe.program import PHASES, RankResult, Step, run_analytic, run_des
 from gpusim.workloads.moe.routing import route_layer
 
 Builder = Callable[..., tuple[list[list[Step]], float]]
@@ -38,11 +40,6 @@ def _setup(
     geometry = LayerGeometry.of(wl, gpus, wl.strategy.dtype)
     batch = route_layer(wl, len(gpus), np.random.default_rng(seed))
     return geometry, batch
-
-
-def _rates(topology: Topology, profile: CalibrationProfile, gpus: Sequence[str]) -> list[GPURates]:
-    models = {g.id: g.model for g in topology.gpus()}
-    return [gpu_rates(models[g], profile) for g in gpus]
 
 
 def _host_driven_outcome(
@@ -99,9 +96,9 @@ def des(node: Node, wl: MoELayerWorkload, *, seed: int) -> Outcome:
     else:
         nccl_sms = NcclCosts.from_profile(node.profile).sms
         programs, moved = HOST_DRIVEN[wl.strategy.name](
-            g, batch, wl.strategy, _rates(node.topology, node.profile, g.gpus), nccl_sms
+            g, batch, wl.strategy, node.platform.rates_of(g.gpus), nccl_sms
         )
-        results = run_des(node, g.gpus, programs)
+        results = run_des(node, g.gpus, programs, PHASES)
         busy = sum(node.gpus[x].busy_sm_s for x in g.gpus)
         total = sum(node.gpus[x].rates.sm_count for x in g.gpus)
         outcome = _host_driven_outcome(g, batch, results, moved, busy, total)
@@ -121,10 +118,11 @@ def analytic(
     if isinstance(wl.strategy, FlashMoEStrategy):
         outcome = flashmoe.analytic(topology, profile, wl, g, batch)
     else:
-        rates = _rates(topology, profile, g.gpus)
+        platform = Platform.of(topology, profile)
+        rates = platform.rates_of(g.gpus)
         nccl_sms = NcclCosts.from_profile(profile).sms
         programs, moved = HOST_DRIVEN[wl.strategy.name](g, batch, wl.strategy, rates, nccl_sms)
-        results = run_analytic(Fabric(topology, profile), profile, g.gpus, programs)
+        results = run_analytic(platform, g.gpus, programs, PHASES)
         busy = sum(r.busy_sm_s for r in results)
         total = sum(r.sm_count for r in rates)
         outcome = _host_driven_outcome(g, batch, results, moved, busy, total)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gpusim.execution.program import Exchange, ExchangeStep, KernelStep, Step
 from gpusim.hardware.rates import GPURates
 from gpusim.spec.moe import CometStrategy
 from gpusim.workloads.moe.hostdriven import (
@@ -18,7 +19,6 @@ from gpusim.workloads.moe.hostdriven import (
     unpermute_step,
 )
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
-from gpusim.workloads.moe.program import Exchange, ExchangeStep, KernelStep, Step
 
 PIPELINE_CHUNKS = 4
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gpusim.execution.program import Exchange, ExchangeStep, KernelStep, Step, SyncStep
 from gpusim.hardware.rates import GPURates
 from gpusim.spec.moe import DeepEPStrategy
 from gpusim.workloads.moe.hostdriven import (
@@ -19,7 +20,6 @@ from gpusim.workloads.moe.hostdriven import (
     send_matrix,
 )
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
-from gpusim.workloads.moe.program import Exchange, ExchangeStep, KernelStep, Step, SyncStep
 
 
 def build(

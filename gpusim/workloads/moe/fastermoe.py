@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gpusim.execution.program import Exchange, ExchangeStep, KernelStep, Step
 from gpusim.hardware.rates import GPURates
 from gpusim.spec.moe import FasterMoEStrategy
 from gpusim.workloads.moe.hostdriven import (
@@ -17,7 +18,6 @@ from gpusim.workloads.moe.hostdriven import (
     unpermute_step,
 )
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
-from gpusim.workloads.moe.program import Exchange, ExchangeStep, KernelStep, Step
 
 DISPATCH_STREAM, COMPUTE_STREAM, COMBINE_STREAM = 1, 0, 2
 

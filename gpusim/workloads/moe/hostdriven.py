@@ -1,12 +1,14 @@
-"""Pieces every host-driven MoE strategy shares: the router operators, the count exchange,
-the send matrices and the expert FFN kernels."""
+"""Pieces every host-driven MoE strategy shares: the family's phases, the router operators, the
+count exchange, the send matrices and the expert FFN kernels."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 
+from gpusim.execution.program import Exchange, ExchangeStep, KernelStep, Step, SyncStep
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels import kernel_cost
 from gpusim.kernels.cost import KernelCost
@@ -15,14 +17,11 @@ from gpusim.spec.base import Dtype
 from gpusim.spec.profile import InstructionPath
 from gpusim.spec.workload import ElementwiseOp, GemmOp
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
-from gpusim.workloads.moe.program import (
-    Exchange,
-    ExchangeStep,
-    KernelStep,
-    Phase,
-    Step,
-    SyncStep,
-)
+
+Phase = Literal["gate", "dispatch", "gemm", "combine"]
+"""The MoE family's phases: every step of a host-driven MoE program is in one of them."""
+PHASES: tuple[Phase, ...] = ("gate", "dispatch", "gemm", "combine")
+"""The MoE phases in the order metrics list them (``{phase}_s`` per GPU)."""
 
 ID_BYTES = 8  # int64 indices and counts, as PyTorch keeps them
 PROB_BYTES = 4  # router probabilities in FP32

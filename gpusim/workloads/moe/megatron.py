@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gpusim.execution.program import Exchange, ExchangeStep, KernelStep, Step
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels import kernel_cost
 from gpusim.kernels.grouped_gemm import grouped_gemm_cost
@@ -33,6 +34,7 @@ from gpusim.spec.workload import GemmOp
 from gpusim.workloads.moe.hostdriven import (
     ID_BYTES,
     PROB_BYTES,
+    Phase,
     count_exchange_steps,
     elementwise,
     expert_rows,
@@ -40,7 +42,6 @@ from gpusim.workloads.moe.hostdriven import (
     send_matrix,
 )
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
-from gpusim.workloads.moe.program import Exchange, ExchangeStep, KernelStep, Phase, Step
 
 MASK_BYTES = 1  # torch.bool
 INT32_BYTES = 4

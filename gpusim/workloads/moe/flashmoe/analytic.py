@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 
-from gpusim.engine.maxmin import max_min_fair_rates
 from gpusim.execution.launch import LaunchTimes
 from gpusim.execution.persistent import (
     DeviceTimes,
 )
-from gpusim.hardware.fabric import Fabric
-from gpusim.hardware.rates import gpu_rates
+from gpusim.hardware.platform import Platform
+from gpusim.hardware.static_flows import static_rates_Bps
 from gpusim.result import Outcome
 from gpusim.spec.moe import MoELayerWorkload
 from gpusim.spec.profile import CalibrationProfile
@@ -60,19 +59,18 @@ def analytic(
     """
     strategy = flashmoe_strategy(wl)
     counts = check_counts(geometry, batch)
-    fabric = Fabric(topology, profile)
+    platform = Platform.of(topology, profile)
+    fabric = platform.fabric
     launch = LaunchTimes.from_profile(profile)
     times = DeviceTimes.from_profile(profile)
-    specs = {g.id: g.model for g in topology.gpus()}
     ids = geometry.gpus
     n = len(ids)
-    rates = [gpu_rates(specs[gid], profile) for gid in ids]
+    rates = platform.rates_of(ids)
     plans = [plan_gpu(r, strategy, geometry, times.flag_handoff_s) for r in rates]
     h = times.flag_handoff_s
     s = times.scheduler_s_per_task
     lat = times.task_latency_s
     sub = times.subscriber_s_per_task
-    n_links = len(fabric.resources)
     node_of = {g.id: g.node for g in topology.gpus()}
 
     def rdma(g: int, d: int) -> bool:
@@ -100,7 +98,7 @@ def analytic(
                 dst = geometry.owner(e)
                 flows.append((g, e, j))
                 if dst == g or rdma(g, dst):
-                    routes.append((n_links + g,))
+                    routes.append((platform.hbm_resource[ids[g]],))
                     caps.append(plan.sbz * c)
                 if rdma(g, dst):
                     flows.append((g, e, -1))
@@ -109,8 +107,7 @@ def analytic(
                 elif dst != g:
                     routes.append(fabric.route(ids[g], ids[dst]).resources)
                     caps.append(plan.sbz * c / 2)
-    capacities = list(fabric.capacities_Bps) + [r.hbm_achievable_Bps for r in rates]
-    flow_rates = max_min_fair_rates(routes, [1] * len(routes), caps, capacities)
+    flow_rates = static_rates_Bps(platform, routes, caps)
     rate_of = {(g, e): r for (g, e, j), r in zip(flows, flow_rates, strict=True) if j >= 0}
     put_rate_of = {(g, e): r for (g, e, j), r in zip(flows, flow_rates, strict=True) if j < 0}
 

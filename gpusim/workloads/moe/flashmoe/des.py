@@ -399,10 +399,9 @@ def des(
         sum(v["tasks"] for v in per_gpu.values()),
     )
     metrics["fluid_transfer_fraction"] = gate.fluid_transfers / max(gate.transfers, 1)
-    n_links = len(node.fabric.resources)
     link_bytes = {
         node.fabric.resources[r].name: b
         for r, b in sorted(gate.carried_B.items())
-        if r < n_links and b > 0
+        if node.platform.is_link(r) and b > 0
     }
     return Outcome(makespan_s=latency, metrics=metrics, per_gpu=per_gpu, link_bytes=link_bytes)

@@ -1,0 +1,199 @@
+"""The closed-form interpreter of per-rank programs (:mod:`gpusim.execution.program`).
+
+Ranks run independently between exchanges, so the interpreter walks every rank's steps up to
+its next exchange, then evaluates that exchange once every rank has reached it:
+
+- a kernel starts at max(host issue + doorbell, its stream's tail, its dependencies), or later if
+  the SMs it needs are not free then (kernels on other streams and collectives hold theirs), and
+  lasts its modelled time;
+- an exchange starts when the last participant enters and lasts its closed form;
+- a sync returns after the streams drain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import assert_never
+
+from gpusim.execution.launch import LaunchTimes
+from gpusim.execution.program import (
+    Exchange,
+    ExchangeStep,
+    KernelStep,
+    Phases,
+    Program,
+    RankResult,
+    Step,
+    SyncStep,
+    host_cost_s,
+    validate_programs,
+)
+from gpusim.hardware.platform import Platform
+from gpusim.hardware.static_flows import StaticFlow, static_completion_s
+from gpusim.kernels.collectives import NcclCosts, all_to_all_time_s
+from gpusim.kernels.memcpy import memcpy_time_s
+
+
+def exchange_time_s(
+    platform: Platform, ranks: Sequence[str], ex: Exchange, setup_s: float
+) -> float:
+    """Closed form of one exchange from the last rank's entry: NCCL's all-to-all, or every
+    one-sided copy at its static max-min rate (plus the fused compute's share)."""
+    if ex.kind == "nccl":
+        return all_to_all_time_s(platform.fabric, list(ranks), ex.send_B, setup_s)
+    flows = [
+        StaticFlow(platform.route(src, dst), float(ex.send_B[i][j]))
+        for i, src in enumerate(ranks)
+        for j, dst in enumerate(ranks)
+        if i != j and ex.send_B[i][j] > 0
+    ]
+    comm = max(static_completion_s(platform, flows)) if flows else 0.0
+    if ex.compute_s > 0:
+        return max(ex.compute_s, comm + ex.compute_s / ex.chunks)
+    return comm
+
+
+def first_fit_s(
+    held: Sequence[tuple[float, float, int]],
+    ready_s: float,
+    duration_s: float,
+    sms: int,
+    total: int,
+) -> float:
+    """The earliest start at or after ``ready_s`` at which ``sms`` SMs stay free for
+    ``duration_s`` beside the intervals already ``held`` (start, end, SMs): kernels on different
+    streams overlap only as far as the GPU's SMs allow, as the DES's SM pool lets them."""
+    candidates = sorted({ready_s, *(end for _, end, _ in held if end > ready_s)})
+    for at in candidates:
+        window_end = at + duration_s
+        points = [at, *(s for s, _, _ in held if at < s < window_end)]
+        busiest = max(sum(k for s, e, k in held if s <= p < e) for p in points)
+        if busiest + sms <= total:
+            return at
+    return candidates[-1]
+
+
+@dataclass
+class _Rank:
+    """One rank's clocks: host time, each stream's tail, each step's end, the SMs held."""
+
+    gpu_id: str
+    steps: Iterator[Step]
+    result: RankResult
+    host_s: float = 0.0
+    tails: dict[int, float] = field(default_factory=dict)
+    ends: list[float] = field(default_factory=list)
+    held: list[tuple[float, float, int]] = field(default_factory=list)
+    """(start, end, SMs) of the kernels and collectives that may still hold SMs."""
+
+
+class ProgramAnalytic:
+    """Evaluates one program per rank in closed form on a static platform."""
+
+    def __init__(self, platform: Platform, ranks: Sequence[str], phases: Phases) -> None:
+        """An interpreter for ``ranks`` (GPU ids, rank order) with the family's ``phases``."""
+        self.platform = platform
+        self.ranks = list(ranks)
+        self.phases = phases
+        self.times = LaunchTimes.from_profile(platform.profile)
+        nccl = NcclCosts.from_profile(platform.profile)
+        self.setup_s, self.nccl_sms = nccl.setup_s, nccl.sms
+        self.sm_count = platform.gpu_rates(self.ranks[0]).sm_count
+
+    def run(self, programs: Sequence[Program]) -> list[RankResult]:
+        """Every rank's steps up to its next exchange, that exchange, and so on to the end."""
+        check, steps = validate_programs(self.ranks, programs, self.phases)
+        ranks = [
+            _Rank(gpu_id, it, RankResult.zeroed(self.phases))
+            for gpu_id, it in zip(self.ranks, steps, strict=True)
+        ]
+        while True:
+            meets = [self._until_exchange(rank) for rank in ranks]
+            if all(m is None for m in meets):
+                break
+            at = [m for m in meets if m is not None]
+            if len(at) < len(meets):
+                check.finish()  # names the rank that ended before this exchange
+            self._exchange(ranks, at)
+        check.finish()
+        for rank in ranks:
+            rank.result.end_s = max(rank.tails.values(), default=0.0)
+        return [rank.result for rank in ranks]
+
+    def _until_exchange(self, rank: _Rank) -> ExchangeStep | None:
+        """Run the rank's local steps; returns the exchange it stops at (None: its end)."""
+        for step in rank.steps:
+            if isinstance(step, KernelStep):
+                end = self._kernel(rank, step)
+            elif isinstance(step, SyncStep):
+                end = self._sync(rank, step)
+            elif isinstance(step, ExchangeStep):
+                return step
+            else:
+                assert_never(step)
+            rank.ends.append(end)
+        return None
+
+    # -- one handler per step kind; each returns the step's end ---------------------------
+
+    def _kernel(self, rank: _Rank, step: KernelStep) -> float:
+        res, cost = rank.result, step.cost
+        res.launches += 1
+        rank.host_s += host_cost_s(step, self.times)
+        deps = [rank.ends[i] for i in step.after]
+        tail = rank.tails.get(step.stream, 0.0)
+        ready = max([rank.host_s + self.times.doorbell_s, tail, *deps])
+        rank.held = [iv for iv in rank.held if iv[1] > rank.host_s]  # done before any new start
+        start = first_fit_s(rank.held, ready, cost.time_s, cost.sms, self.sm_count)
+        end = start + cost.time_s
+        rank.held.append((start, end, cost.sms))
+        res.phase_s[step.phase] += cost.time_s
+        res.busy_sm_s += cost.time_s * cost.sms
+        rank.tails[step.stream] = end
+        return end
+
+    def _sync(self, rank: _Rank, step: SyncStep) -> float:
+        times = self.times
+        rank.result.launches += 1
+        rank.host_s += times.api_s
+        route = self.platform.route(rank.gpu_id, self.platform.host_of[rank.gpu_id])
+        copy_s = memcpy_time_s(step.d2h_bytes, route.bottleneck_Bps, route.latency_s)
+        start = max([rank.host_s + times.doorbell_s, *rank.tails.values()])
+        end = start + copy_s
+        rank.result.phase_s[step.phase] += copy_s
+        rank.tails[0] = end
+        rank.host_s = end + times.sync_return_s
+        return end
+
+    def _exchange(self, ranks: Sequence[_Rank], steps: Sequence[ExchangeStep]) -> None:
+        """Every rank's part of one exchange (the checks made sure it is the same one)."""
+        entry = []
+        for rank, step in zip(ranks, steps, strict=True):
+            rank.host_s += self.times.api_s
+            deps = [rank.ends[i] for i in step.after]
+            tail = rank.tails.get(step.stream, 0.0)
+            entry.append(max([rank.host_s + self.times.doorbell_s, tail, *deps]))
+        ex = steps[0].exchange
+        end = max(entry) + exchange_time_s(self.platform, self.ranks, ex, self.setup_s)
+        if ex.kind == "nccl":
+            sms = self.nccl_sms
+        else:
+            sms = self.sm_count if ex.holds_all_sms else ex.comm_sms
+        for rank, step, t0 in zip(ranks, steps, entry, strict=True):
+            res = rank.result
+            res.phase_s[step.phase] += end - t0
+            res.busy_sm_s += (end - t0) * sms
+            res.launches += 1
+            rank.tails[step.stream] = end
+            rank.ends.append(end)
+            rank.held.append((t0, end, sms))
+
+
+def run_analytic(
+    platform: Platform, ranks: Sequence[str], programs: Sequence[Program], phases: Phases
+) -> list[RankResult]:
+    """Evaluate every rank's program in closed form; per-rank results. Ranks run independently
+    between exchanges; an exchange starts when the last participant enters. ``phases``: the
+    family's phase names (each step's phase is one of them)."""
+    return ProgramAnalytic(platform, ranks, phases).run(programs)

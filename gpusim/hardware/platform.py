@@ -1,0 +1,131 @@
+"""The static platform of a run: a topology under a profile, built once and shared.
+
+Everything here is fixed before time starts: the fabric's directional link resources and routes,
+each GPU's rates, and the index of every resource the fluid network holds, named: links first
+(as the fabric numbers them), then one HBM resource per GPU in topology order. The DES node
+registers exactly these resources in exactly this order; analytic code reads capacities and
+routes from the same object, so neither side assumes where a resource sits.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from gpusim.errors import SimulationError
+from gpusim.hardware.fabric import Fabric, LinkResource, Route
+from gpusim.hardware.rates import GPURates, gpu_rates
+from gpusim.spec.profile import CalibrationProfile
+from gpusim.spec.topology import Topology
+
+LINK_GROUP = "links"
+MEMORY_GROUP = "memory"
+
+
+@dataclass(frozen=True)
+class PlatformResource:
+    """One resource of the fluid network: a link direction or a GPU's HBM."""
+
+    index: int
+    name: str
+    capacity_Bps: float
+    group: str
+    """``LINK_GROUP`` or ``MEMORY_GROUP`` (the trace track the DES draws it on)."""
+
+
+class Platform:
+    """A topology under a calibration profile: fabric, per-GPU rates and named resource indices.
+
+    Build it with :meth:`of`, which returns the same object for the same (topology, profile)
+    objects, so routes and rates are computed once per run however many models read them.
+    """
+
+    def __init__(self, topology: Topology, profile: CalibrationProfile) -> None:
+        """The fabric now; GPU rates and the resource table on first use (prefer :meth:`of`)."""
+        self.topology = topology
+        self.profile = profile
+        self.fabric = Fabric(topology, profile)
+        gpus = topology.gpus()
+        self.host_of: dict[str, str] = {g.id: g.host for g in gpus}
+        """The CPU each GPU hangs off, by GPU id."""
+        self.node_of: dict[str, int] = {g.id: g.node for g in gpus}
+        """The node (machine) each GPU sits in, by GPU id."""
+
+    @cached_property
+    def rates(self) -> dict[str, GPURates]:
+        """Each GPU's rates, by GPU id (computed on first use: a model that moves bytes over
+        links only never needs the profile's GPU fractions)."""
+        return {g.id: gpu_rates(g.model, self.profile) for g in self.topology.gpus()}
+
+    @cached_property
+    def hbm_resource(self) -> dict[str, int]:
+        """Index of each GPU's HBM resource, by GPU id: after the links, in topology order."""
+        n_links = len(self.fabric.resources)
+        return {g.id: n_links + i for i, g in enumerate(self.topology.gpus())}
+
+    @cached_property
+    def resources(self) -> tuple[PlatformResource, ...]:
+        """Every resource of the fluid network, by index: the link directions (the fabric's
+        indices), then each GPU's HBM at :attr:`hbm_resource`."""
+        links = [
+            PlatformResource(r.index, r.name, r.capacity_Bps, LINK_GROUP)
+            for r in self.fabric.resources
+        ]
+        hbm = [
+            PlatformResource(i, f"{g}.hbm", self.rates[g].hbm_achievable_Bps, MEMORY_GROUP)
+            for g, i in self.hbm_resource.items()
+        ]
+        return (*links, *hbm)
+
+    @cached_property
+    def capacities_Bps(self) -> tuple[float, ...]:
+        """Capacity of every resource (links and HBM), by index."""
+        return tuple(r.capacity_Bps for r in self.resources)
+
+    @classmethod
+    def of(cls, topology: Topology, profile: CalibrationProfile) -> Platform:
+        """The platform of these topology and profile objects, built on first use and shared."""
+        key = (id(topology), id(profile))
+        with _CACHE_LOCK:
+            hit = _CACHE.get(key)
+            if hit is not None and hit.topology is topology and hit.profile is profile:
+                _CACHE.move_to_end(key)
+                return hit
+        platform = cls(topology, profile)
+        with _CACHE_LOCK:
+            _CACHE[key] = platform  # holds both objects, so their ids stay theirs
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        return platform
+
+    @property
+    def links(self) -> Sequence[LinkResource]:
+        """The link directions, by index (the first resources)."""
+        return self.fabric.resources
+
+    def is_link(self, index: int) -> bool:
+        """Whether resource ``index`` is a link direction (not a GPU's HBM)."""
+        return self.resources[index].group == LINK_GROUP
+
+    def gpu_rates(self, gpu_id: str) -> GPURates:
+        """The rates of GPU ``gpu_id``."""
+        try:
+            return self.rates[gpu_id]
+        except KeyError:
+            raise SimulationError(f"no GPU '{gpu_id}' in topology '{self.topology.name}'") from None
+
+    def rates_of(self, gpu_ids: Sequence[str]) -> list[GPURates]:
+        """The rates of these GPUs, in order."""
+        return [self.gpu_rates(g) for g in gpu_ids]
+
+    def route(self, src: str, dst: str) -> Route:
+        """The fabric's lowest-latency route from ``src`` to ``dst``."""
+        return self.fabric.route(src, dst)
+
+
+_CACHE_SIZE = 8
+_CACHE: OrderedDict[tuple[int, int], Platform] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
