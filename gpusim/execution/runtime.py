@@ -263,7 +263,10 @@ class HostRuntime:
         return done
 
     def _sync(self, label: str, events: list[simpy.Event]) -> Generator[simpy.Event, Any, None]:
-        yield from self.thread.wait(label, events, self.costs.sync_return_s, cat="cuda_runtime")
+        # a sync is a runtime call with its own correlation id and no kernel, as in Kineto
+        args = {"correlation": self.log.next_correlation()}
+        thread = self.thread
+        yield from thread.wait(label, events, self.costs.sync_return_s, "cuda_runtime", args)
 
     def _close_call(
         self, call: RuntimeCall, corr: int, ext: int, begin_s: float, records: list[LaunchRecord]

@@ -47,6 +47,7 @@ class HostThread:
         events: list[simpy.Event],
         return_s: float,
         cat: str | None = None,
+        args: dict[str, Any] | None = None,
     ) -> Generator[simpy.Event, Any, None]:
         """Block until every event fired (a host synchronisation), then pay ``return_s``."""
         start = float(self.env.now)
@@ -55,4 +56,4 @@ class HostThread:
             yield self.env.all_of(pending)
         if return_s > 0:
             yield self.env.timeout(return_s)
-        self.recorder.slice(self.track, label, start, float(self.env.now), cat=cat)
+        self.recorder.slice(self.track, label, start, float(self.env.now), args, cat)
