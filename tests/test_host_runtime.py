@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import simpy
 from conftest import make_profile, make_scenario, make_star_topology
+from pydantic import ValidationError
 
 from gpusim import simulate
 from gpusim.engine.sim import Simulation
@@ -22,12 +24,15 @@ from gpusim.export.perfetto import chrome_trace
 from gpusim.hardware.node import Node
 from gpusim.kernels.cost import KernelCost
 from gpusim.spec import ElementwiseOp, Fidelity, KernelChainWorkload, NullOp
+from gpusim.spec.loading import load_profile
+from gpusim.spec.profile import Measured
 
 # make_profile(): launch_api_us 2, doorbell 1, sync_return 1, graph node 1, framework_op 5;
 # host: reduction 6, indexing 7, view 4, autograd 1.5, python 0.5, cublas 3, graph launch 3
 L, D, R, P, G = 2e-6, 1e-6, 1e-6, 1e-6, 3e-6
 F_ELEM, F_RED, F_VIEW, AUTOGRAD, PY, CUBLAS = 5e-6, 6e-6, 4e-6, 1.5e-6, 0.5e-6, 3e-6
 REL = 1e-9
+PROFILES = Path(__file__).resolve().parents[1] / "topologies" / "profiles"
 
 Program = Callable[[HostRuntime, Node], Generator[simpy.Event, Any, None]]
 
@@ -198,9 +203,24 @@ def test_kernel_chain_with_a_small_queue_des_equals_analytic(count: int, bytes_e
     des = simulate(make_scenario(wl, profile=prof, fidelity=Fidelity.des))
     ana = simulate(make_scenario(wl, profile=prof, fidelity=Fidelity.analytic))
     assert des.makespan_s == pytest.approx(ana.makespan_s, rel=REL)
-    assert des.metrics["host_busy_fraction"] == pytest.approx(
-        ana.metrics["host_busy_fraction"], rel=REL
-    )
+    for key in ("host_busy_fraction", "tklqt_s", "sm_active"):
+        assert des.metrics[key] == pytest.approx(ana.metrics[key], rel=REL), key
+
+
+def test_a_value_outside_its_stated_range_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="outside its range"):
+        Measured(value=5.0, source="test", low=1.0, high=2.0)
+    with pytest.raises(ValidationError, match="both"):
+        Measured(value=1.0, source="test", low=1.0)
+
+
+@pytest.mark.parametrize("path", sorted(PROFILES.glob("*.json")), ids=lambda p: p.stem)
+def test_shipped_host_costs_state_their_range(path: Path) -> None:
+    host = load_profile(path).host
+    for name in type(host).model_fields:
+        value = getattr(host, name)
+        assert value.low is not None and value.high is not None, name
+        assert value.low <= value.value <= value.high and value.source, name
 
 
 def test_op_kinds_cost_their_dispatch_and_runtime_calls() -> None:

@@ -17,7 +17,7 @@ import simpy
 
 from gpusim.execution.host_costs import HostCosts
 from gpusim.execution.launch import LaunchTimes
-from gpusim.execution.runtime import HostRuntime, LaunchLog
+from gpusim.execution.runtime import HostRuntime, LaunchLog, sm_active
 from gpusim.hardware.fabric import Fabric, Route
 from gpusim.hardware.node import Node
 from gpusim.hardware.rates import gpu_rates
@@ -107,34 +107,42 @@ def des(node: Node, wl: KernelChainWorkload) -> Outcome:
     launch_s = times.issue_interval_s("graph" if _graph(wl) else "eager")
     metrics = _metrics(makespan, op_s, rt.thread.busy_s, wl, launch_s, first)
     metrics["sm_utilisation"] = gpu.busy_sm_s / (gpu.rates.sm_count * makespan)
+    metrics["sm_active"] = sm_active([gpu], makespan)
+    metrics["tklqt_s"] = rt.log.tklqt_s()
     return Outcome(
         makespan_s=makespan, metrics=metrics, per_gpu={gpu.id: {"busy_s": stream.busy_s}}
     )
 
 
-def _eager_end_s(times: LaunchTimes, count: int, op_s: float) -> float:
-    """End of the last kernel of an eager chain: launch i returns at i*L unless the queue is
-    full, then when kernel i - depth ends (the oldest pending launch)."""
+def _eager_end_s(times: LaunchTimes, count: int, op_s: float) -> tuple[float, float]:
+    """End of the last kernel of an eager chain, and its TKLQT: launch i returns at i*L unless
+    the queue is full, then when kernel i - depth ends (the oldest pending launch)."""
     launch_s, depth = times.api_s, times.queue_depth
     ends: list[float] = []
-    issued = end = 0.0
+    issued = end = tklqt = 0.0
     blocked = False
     for i in range(1, count + 1):
+        begin = issued if blocked else (i - 1) * launch_s
         issued = issued + launch_s if blocked else i * launch_s
         if i > depth and ends[i - 1 - depth] > issued:
             issued, blocked = ends[i - 1 - depth], True
-        end = max(issued + times.doorbell_s, end) + op_s
+        start = max(issued + times.doorbell_s, end)
+        end = start + op_s
+        tklqt += start - begin
         ends.append(end)
-    return end
+    return end, tklqt
 
 
-def _graph_end_s(times: LaunchTimes, count: int, op_s: float) -> float:
-    """End of the last node of a one-graph chain."""
-    start = times.graph_launch_s + times.doorbell_s
-    end = 0.0
+def _graph_end_s(times: LaunchTimes, count: int, op_s: float) -> tuple[float, float]:
+    """End of the last node of a one-graph chain, and its TKLQT (every node's launch call is
+    the one cudaGraphLaunch at time 0)."""
+    first = times.graph_launch_s + times.doorbell_s
+    end = tklqt = 0.0
     for i in range(1, count + 1):
-        end = max(start + i * times.graph_per_kernel_s, end) + op_s
-    return end
+        start = max(first + i * times.graph_per_kernel_s, end)
+        end = start + op_s
+        tklqt += start
+    return end, tklqt
 
 
 def analytic(topology: Topology, profile: CalibrationProfile, wl: KernelChainWorkload) -> Outcome:
@@ -154,17 +162,19 @@ def analytic(topology: Topology, profile: CalibrationProfile, wl: KernelChainWor
         sm_s = cost.time_s * cost.sms
     if _graph(wl):
         launch_s = times.graph_per_kernel_s
-        end = _graph_end_s(times, wl.count, op_s)
+        end, tklqt = _graph_end_s(times, wl.count, op_s)
         host_s = times.graph_launch_s
         first = times.graph_launch_s + times.doorbell_s + launch_s
     else:
         launch_s = times.api_s
-        end = _eager_end_s(times, wl.count, op_s)
+        end, tklqt = _eager_end_s(times, wl.count, op_s)
         host_s = wl.count * launch_s
         first = launch_s + times.doorbell_s
     makespan = end + times.sync_return_s
     metrics = _metrics(makespan, op_s, host_s, wl, launch_s, first)
     metrics["sm_utilisation"] = wl.count * sm_s / (rates.sm_count * makespan)
+    metrics["sm_active"] = metrics["sm_utilisation"]  # the same here: both span the whole run
+    metrics["tklqt_s"] = tklqt
     return Outcome(
         makespan_s=makespan, metrics=metrics, per_gpu={gpu_id: {"busy_s": wl.count * op_s}}
     )
