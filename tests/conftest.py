@@ -18,6 +18,7 @@ from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryKind, MemoryTierSpe
 from gpusim.spec.profile import (
     CalibrationProfile,
     DeviceCosts,
+    HostRuntimeCosts,
     InstructionPath,
     LaunchCosts,
     Measured,
@@ -91,6 +92,7 @@ def make_profile(
     cuda_core_efficiency: float = 0.7,
     kernel_floor_us: float = 2.0,
     link_efficiency: float = 0.8,
+    launch_queue_depth: float = 1024.0,
 ) -> CalibrationProfile:
     """A calibration profile with every field set to a made-up test value (not a calibration).
 
@@ -120,6 +122,17 @@ def make_profile(
             graph_launch_per_kernel_us=_m(1.0),
             framework_op_us=_m(5.0),
             sync_return_us=_m(1.0),
+        ),
+        host=HostRuntimeCosts(
+            reduction_op_us=_m(6.0),
+            indexing_op_us=_m(7.0),
+            view_op_us=_m(4.0),
+            autograd_op_us=_m(1.5),
+            python_step_us=_m(0.5),
+            cublas_call_us=_m(3.0),
+            collective_call_us=_m(6.0),
+            graph_launch_us=_m(3.0),
+            launch_queue_depth=_m(launch_queue_depth),
         ),
         device=DeviceCosts(
             flag_handoff_ns=_m(200.0),

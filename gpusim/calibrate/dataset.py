@@ -65,6 +65,8 @@ class Assumption:
     uncertainty: float | None
     source: str
     where: Located
+    low: float | None = None
+    high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -158,4 +160,4 @@ def _assumption(loc: Located) -> Assumption:
     if not math.isfinite(value) or value < 0 or (is_fraction(m.name) and not 0 < value <= 1):
         bound = "in (0, 1]" if is_fraction(m.name) else ">= 0"
         raise loc.error(f"{m.name} must be {bound}, got {value}", ".stats.median")
-    return Assumption(m.name, value, m.uncertainty, m.source, loc)
+    return Assumption(m.name, value, m.uncertainty, m.source, loc, m.low, m.high)

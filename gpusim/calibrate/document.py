@@ -100,6 +100,12 @@ class Measurement(Spec):
     source: str | None = Field(
         default=None, description="Publication, for published data; absent for own runs."
     )
+    low: float | None = Field(
+        default=None, ge=0, description="Low end of a published range (assumptions only)."
+    )
+    high: float | None = Field(
+        default=None, ge=0, description="High end of a published range (assumptions only)."
+    )
 
     @model_validator(mode="after")
     def _samples_match_stats(self) -> Measurement:

@@ -252,7 +252,13 @@ def _measured(
 
 
 def _given(a: Assumption) -> Measured:
-    return Measured(value=a.value, source=f"given: {a.source}", uncertainty=a.uncertainty)
+    return Measured(
+        value=a.value,
+        source=f"given: {a.source}",
+        uncertainty=a.uncertainty,
+        low=a.low,
+        high=a.high,
+    )
 
 
 def _group_warnings(result: GroupFit, points: Sequence[_Point]) -> list[str]:

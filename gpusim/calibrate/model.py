@@ -320,8 +320,8 @@ _UNUSED: Final[dict[str, str]] = {
     "persistent_us": "end-to-end time: validates the persistent-kernel model, calibrates nothing",
     "dense_us": "reference for spmm_us of the same shape",
     "launch_to_flag_us": "raw sample of launch_to_start_us before the flag latency is subtracted",
-    "graph_launch_api_us": "host cost of one graph launch: a fixed part the profile does not hold "
-    "plus the per-node cost that graph_interval_us informs",
+    "graph_launch_api_us": "host cost of one graph launch: host.graph_launch_us (not fitted yet: "
+    "taken from the published figure) plus a per-node host part the model neglects",
     "flag_handoff_hostmem_ns": "no profile parameter (flags in host memory)",
 }
 

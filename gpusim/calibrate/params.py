@@ -21,6 +21,7 @@ from gpusim.spec.hardware import MemoryKind
 from gpusim.spec.profile import (
     CalibrationProfile,
     DeviceCosts,
+    HostRuntimeCosts,
     InstructionPath,
     LaunchCosts,
     Measured,
@@ -30,8 +31,9 @@ from gpusim.spec.profile import (
 from gpusim.spec.topology import LinkKind
 
 _FRACTION_ROOTS = ("link_efficiency", "memory_efficiency", "tensor_efficiency")
-_COST_SECTIONS: dict[str, type[LaunchCosts] | type[DeviceCosts] | type[SparseCosts]] = {
+_COST_SECTIONS: dict[str, type[LaunchCosts | HostRuntimeCosts | DeviceCosts | SparseCosts]] = {
     "launch": LaunchCosts,
+    "host": HostRuntimeCosts,
     "device": DeviceCosts,
     "sparse": SparseCosts,
 }
@@ -91,7 +93,9 @@ def unit_of(path: str) -> str:
 def always_required() -> tuple[str, ...]:
     """Parameters every profile must hold whatever hardware it describes."""
     return tuple(
-        p for p in all_paths() if p.split(".")[0] in ("cuda_core_efficiency", "launch", "device")
+        p
+        for p in all_paths()
+        if p.split(".")[0] in ("cuda_core_efficiency", "launch", "host", "device")
     )
 
 

@@ -17,8 +17,10 @@ class Track:
 
 @dataclass(slots=True)
 class TraceEvent:
-    """One recorded event. ``kind``: 'slice' (may not overlap on its track), 'async' (may
-    overlap), or 'counter' (``value`` at ``start_s``)."""
+    """One recorded event. ``kind``: 'slice' (may not overlap on its track, but may nest),
+    'async' (may overlap), or 'counter' (``value`` at ``start_s``). ``cat``: the event category
+    of the PyTorch profiler's trace ('cpu_op', 'cuda_runtime', 'kernel', 'gpu_memcpy') where the
+    event is one of those."""
 
     kind: str
     track: Track
@@ -27,6 +29,7 @@ class TraceEvent:
     end_s: float = 0.0
     value: float = 0.0
     args: dict[str, Any] | None = None
+    cat: str | None = None
 
 
 @dataclass
@@ -43,10 +46,12 @@ class TraceRecorder:
         start_s: float,
         end_s: float,
         args: dict[str, Any] | None = None,
+        cat: str | None = None,
     ) -> None:
-        """A span on a track whose spans never overlap (a host thread, a stream)."""
+        """A span on a track whose spans never overlap, though they may nest (a host thread,
+        a stream)."""
         if self.enabled:
-            self.events.append(TraceEvent("slice", track, name, start_s, end_s, 0.0, args))
+            self.events.append(TraceEvent("slice", track, name, start_s, end_s, 0.0, args, cat))
 
     def async_slice(
         self,

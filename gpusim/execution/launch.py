@@ -1,5 +1,7 @@
-"""The host-driven launch path: a host thread pays the API cost, the kernel enters its stream and
-may start once the doorbell latency has passed and the stream's previous work is done."""
+"""The host-driven launch path: a host thread pays the API cost, the kernel enters its stream
+(blocking the call while the stream's launch queue is full) and may start once the doorbell
+latency has passed and the stream's previous work is done. The recorded, framework-level runtime
+(ops, syncs, graphs) is :mod:`gpusim.execution.runtime`."""
 
 from __future__ import annotations
 
@@ -26,8 +28,13 @@ class LaunchTimes:
     api_s: float
     doorbell_s: float
     graph_per_kernel_s: float
+    """Device-side issue interval of a launched graph's nodes."""
     framework_op_s: float
     sync_return_s: float
+    graph_launch_s: float
+    """Host time of one cudaGraphLaunch, whatever the graph's size."""
+    queue_depth: int
+    """Pending launches per stream before a launch call blocks."""
 
     @classmethod
     def from_profile(cls, profile: CalibrationProfile) -> LaunchTimes:
@@ -39,11 +46,24 @@ class LaunchTimes:
             graph_per_kernel_s=us_to_s(lc.graph_launch_per_kernel_us.value),
             framework_op_s=us_to_s(lc.framework_op_us.value),
             sync_return_s=us_to_s(lc.sync_return_us.value),
+            graph_launch_s=us_to_s(profile.host.graph_launch_us.value),
+            queue_depth=round(profile.host.launch_queue_depth.value),
         )
 
-    def host_cost_s(self, mode: LaunchMode) -> float:
-        """Host time per kernel launch in this mode."""
+    def issue_interval_s(self, mode: LaunchMode) -> float:
+        """Least spacing of back-to-back kernels set by their issue: the host's cudaLaunchKernel
+        in eager mode, the graph executor's per-node cost in a graph."""
         return self.api_s if mode == "eager" else self.graph_per_kernel_s
+
+
+def enter_queue(stream: Stream, depth: int) -> Generator[simpy.Event, Any, bool]:
+    """Block a launch call while ``stream`` has ``depth`` launches pending. Returns whether the
+    slot was handed over (then submit with ``reserved=True``)."""
+    granted = stream.room(depth)
+    if granted is None:
+        return False
+    yield granted
+    return True
 
 
 def launch_kernel(
@@ -51,12 +71,14 @@ def launch_kernel(
     stream: Stream,
     cost: KernelCost,
     times: LaunchTimes,
-    mode: LaunchMode = "eager",
 ) -> Generator[simpy.Event, Any, simpy.Event]:
     """Launch ``cost`` on ``stream`` from ``thread``; returns the kernel's completion event."""
-    yield from thread.spend(f"launch {cost.name}", times.host_cost_s(mode))
+    yield from thread.spend(f"launch {cost.name}", times.api_s)
+    reserved = yield from enter_queue(stream, times.queue_depth)
     gpu = stream.gpu
-    return stream.submit(cost.name, lambda: run_cost(gpu, cost), times.doorbell_s)
+    return stream.submit(
+        cost.name, lambda: run_cost(gpu, cost), times.doorbell_s, reserved=reserved
+    )
 
 
 def run_cost(gpu: GPURuntime, cost: KernelCost) -> Generator[simpy.Event, Any, None]:
@@ -74,7 +96,11 @@ def launch_memcpy(
 ) -> Generator[simpy.Event, Any, simpy.Event]:
     """cudaMemcpyAsync on ``stream`` (host cost as a launch); returns its completion event."""
     yield from thread.spend(f"launch {name}", times.api_s)
+    reserved = yield from enter_queue(stream, times.queue_depth)
     gpu = stream.gpu
     return stream.submit(
-        name, lambda: gpu.copy(route.resources, route.latency_s, size_B, name), times.doorbell_s
+        name,
+        lambda: gpu.copy(route.resources, route.latency_s, size_B, name),
+        times.doorbell_s,
+        reserved=reserved,
     )

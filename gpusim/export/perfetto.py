@@ -1,7 +1,13 @@
 """Chrome trace-event JSON (opens in ui.perfetto.dev and chrome://tracing).
 
 Each track group becomes a process and each lane a thread; slices become complete ('X') events,
-overlapping transfers become async ('b'/'e') events, and counters ('C') draw utilisation."""
+overlapping transfers become async ('b'/'e') events, and counters ('C') draw utilisation.
+
+Launches recorded by the host runtime follow the PyTorch profiler's (Kineto's) layout, so tools
+written for real traces read simulated ones: ``cpu_op`` / ``cuda_runtime`` / ``kernel`` /
+``gpu_memcpy`` categories, ``args.correlation`` pairing a runtime call with its kernels,
+``args["External id"]`` naming the enclosing op, and one ``ac2g`` flow (``s`` at the runtime
+call, ``f`` with ``bp: "e"`` at its first kernel) per correlation id."""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ from typing import Any
 from gpusim.engine.trace import TraceEvent, Track
 
 _US_PER_S = 1e6
+_FLOW_CAT = "ac2g"
+_DEVICE_CATS = frozenset({"kernel", "gpu_memcpy"})
 
 
 def chrome_trace(events: Iterable[TraceEvent], title: str = "gpusim") -> dict[str, Any]:
@@ -56,6 +64,7 @@ def chrome_trace(events: Iterable[TraceEvent], title: str = "gpusim") -> dict[st
         return pid, tid
 
     async_id = 0
+    flows: dict[int, dict[str, dict[str, Any]]] = {}
     for ev in events:
         pid, tid = ids(ev.track)
         ts = ev.start_s * _US_PER_S
@@ -68,9 +77,13 @@ def chrome_trace(events: Iterable[TraceEvent], title: str = "gpusim") -> dict[st
                 "ts": ts,
                 "dur": (ev.end_s - ev.start_s) * _US_PER_S,
             }
+            if ev.cat is not None:
+                item["cat"] = ev.cat
             if ev.args:
                 item["args"] = ev.args
             out.append(item)
+            if ev.cat is not None and ev.args and "correlation" in ev.args:
+                _flow_end(flows, ev.cat, ev.args["correlation"], pid, tid, ts)
         elif ev.kind == "async":
             async_id += 1
             common = {
@@ -92,7 +105,30 @@ def chrome_trace(events: Iterable[TraceEvent], title: str = "gpusim") -> dict[st
                     "args": {ev.name: ev.value},
                 }
             )
+    for _, ends in sorted(flows.items()):
+        if "s" in ends and "f" in ends:
+            out += [ends["s"], ends["f"]]
     return {"traceEvents": out, "displayTimeUnit": "ns", "otherData": {"title": title}}
+
+
+def _flow_end(
+    flows: dict[int, dict[str, dict[str, Any]]], cat: str, corr: int, pid: int, tid: int, ts: float
+) -> None:
+    """Remember the ac2g flow's start (the runtime call) or end (its earliest kernel)."""
+    if cat == "cuda_runtime":
+        phase = "s"
+    elif cat in _DEVICE_CATS:
+        phase = "f"
+    else:
+        return
+    ends = flows.setdefault(corr, {})
+    if phase in ends and ends[phase]["ts"] <= ts:
+        return
+    flow: dict[str, Any] = {"ph": phase, "id": corr, "pid": pid, "tid": tid, "ts": ts}
+    flow |= {"cat": _FLOW_CAT, "name": _FLOW_CAT}
+    if phase == "f":
+        flow["bp"] = "e"
+    ends[phase] = flow
 
 
 def events_from_chrome(doc: dict[str, Any]) -> list[TraceEvent]:
@@ -112,7 +148,9 @@ def events_from_chrome(doc: dict[str, Any]) -> list[TraceEvent]:
         if ph == "X":
             track = Track(groups[e["pid"]], lanes[(e["pid"], e["tid"])])
             start = e["ts"] / _US_PER_S
-            out.append(TraceEvent("slice", track, e["name"], start, start + e["dur"] / _US_PER_S))
+            end = start + e["dur"] / _US_PER_S
+            args, cat = e.get("args"), e.get("cat")
+            out.append(TraceEvent("slice", track, e["name"], start, end, 0.0, args, cat))
         elif ph == "b":
             begins[e["id"]] = e
         elif ph == "e" and e["id"] in begins:

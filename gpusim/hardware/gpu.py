@@ -132,7 +132,8 @@ class GPURuntime:
 
 
 class Stream:
-    """A CUDA stream: operations run one after another in submission order."""
+    """A CUDA stream: operations run one after another in submission order. ``pending`` counts
+    operations submitted and not yet finished (the launch queue a launch call may block on)."""
 
     def __init__(self, gpu: GPURuntime, stream_id: int) -> None:
         self.gpu = gpu
@@ -140,17 +141,42 @@ class Stream:
         self.track = Track(gpu.id, f"stream {stream_id}")
         self.first_start_s: float | None = None
         self.busy_s = 0.0
+        self.pending = 0
         self._tail: simpy.Event | None = None
+        self._room_waiters: deque[simpy.Event] = deque()
 
-    def submit(self, name: str, op: StreamOp, ready_delay_s: float = 0.0) -> simpy.Event:
+    def submit(
+        self,
+        name: str,
+        op: StreamOp,
+        ready_delay_s: float = 0.0,
+        *,
+        reserved: bool = False,
+        cat: str | None = None,
+        args: dict[str, Any] | None = None,
+    ) -> simpy.Event:
         """Queue ``op`` after everything already submitted; it may start ``ready_delay_s`` from
-        now at the earliest (the doorbell-to-start latency). Returns its completion event."""
+        now at the earliest (the doorbell-to-start latency). ``reserved``: its queue slot was
+        handed over by :meth:`room`. ``cat``/``args`` label its trace slice. Returns its
+        completion event."""
         env = self.gpu.env
         prev = self._tail
         done = env.event()
         self._tail = done
-        env.process(self._run(name, op, prev, ready_delay_s, done))
+        if not reserved:
+            self.pending += 1
+        env.process(self._run(name, op, prev, ready_delay_s, done, cat, args))
         return done
+
+    def room(self, depth: int) -> simpy.Event | None:
+        """None when a launch may enter now (fewer than ``depth`` pending and nobody waiting);
+        else an event that fires when an operation finishes and hands its slot to this caller,
+        who then submits with ``reserved=True`` (waiters are served in order)."""
+        if self.pending < depth and not self._room_waiters:
+            return None
+        granted = self.gpu.env.event()
+        self._room_waiters.append(granted)
+        return granted
 
     def _run(
         self,
@@ -159,6 +185,8 @@ class Stream:
         prev: simpy.Event | None,
         ready_delay_s: float,
         done: simpy.Event,
+        cat: str | None,
+        args: dict[str, Any] | None,
     ) -> Generator[simpy.Event, Any, None]:
         env = self.gpu.env
         if ready_delay_s > 0:
@@ -170,7 +198,11 @@ class Stream:
             self.first_start_s = start
         yield from op()
         self.busy_s += float(env.now) - start
-        self.gpu.recorder.slice(self.track, name, start, float(env.now))
+        self.gpu.recorder.slice(self.track, name, start, float(env.now), args, cat)
+        if self._room_waiters:
+            self._room_waiters.popleft().succeed()  # the slot passes on; pending is unchanged
+        else:
+            self.pending -= 1
         done.succeed(float(env.now))
 
     def idle(self) -> simpy.Event:

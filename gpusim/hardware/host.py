@@ -24,17 +24,30 @@ class HostThread:
         self.busy_s = 0.0
         self.calls = 0
 
-    def spend(self, label: str, duration_s: float) -> Generator[simpy.Event, Any, None]:
-        """Spend ``duration_s`` of this thread's time in a call named ``label``."""
+    def spend(
+        self,
+        label: str | None,
+        duration_s: float,
+        cat: str | None = None,
+        args: dict[str, Any] | None = None,
+    ) -> Generator[simpy.Event, Any, None]:
+        """Spend ``duration_s`` of this thread's time in a call named ``label`` (drawn as a slice
+        of category ``cat``; ``None``: not drawn, the caller draws an enclosing slice)."""
         start = float(self.env.now)
         if duration_s > 0:
             yield self.env.timeout(duration_s)
         self.busy_s += duration_s
         self.calls += 1
-        self.recorder.slice(self.track, label, start, float(self.env.now))
+        if label is not None:
+            self.recorder.slice(self.track, label, start, float(self.env.now), args, cat)
 
     def wait(
-        self, label: str, events: list[simpy.Event], return_s: float
+        self,
+        label: str,
+        events: list[simpy.Event],
+        return_s: float,
+        cat: str | None = None,
+        args: dict[str, Any] | None = None,
     ) -> Generator[simpy.Event, Any, None]:
         """Block until every event fired (a host synchronisation), then pay ``return_s``."""
         start = float(self.env.now)
@@ -43,4 +56,4 @@ class HostThread:
             yield self.env.all_of(pending)
         if return_s > 0:
             yield self.env.timeout(return_s)
-        self.recorder.slice(self.track, label, start, float(self.env.now))
+        self.recorder.slice(self.track, label, start, float(self.env.now), args, cat)

@@ -5,6 +5,7 @@ from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryKind, MemoryTierSpe
 from gpusim.spec.profile import (
     CalibrationProfile,
     DeviceCosts,
+    HostRuntimeCosts,
     InstructionPath,
     LaunchCosts,
     Measured,
@@ -49,6 +50,7 @@ __all__ = [
     "GemmAllToAllWorkload",
     "GemmOp",
     "HostCPUSpec",
+    "HostRuntimeCosts",
     "InstructionPath",
     "KernelChainWorkload",
     "KernelOp",

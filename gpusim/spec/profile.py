@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gpusim.spec.base import Dtype, Fraction, Identifier, NonNegativeFloat, Spec
 from gpusim.spec.hardware import MemoryKind
@@ -25,6 +25,25 @@ class Measured(Spec):
     uncertainty: NonNegativeFloat | None = Field(
         default=None, description="One standard error, same unit."
     )
+    low: NonNegativeFloat | None = Field(
+        default=None,
+        description="Low end of the published range the value was taken from (same unit); "
+        "given together with `high`, and `value` lies between them.",
+    )
+    high: NonNegativeFloat | None = Field(
+        default=None, description="High end of the published range (same unit)."
+    )
+
+    @model_validator(mode="after")
+    def _value_within_range(self) -> Measured:
+        if (self.low is None) != (self.high is None):
+            raise ValueError("a range needs both `low` and `high`")
+        if self.low is not None and self.high is not None:
+            if self.low > self.high:
+                raise ValueError(f"range low {self.low} > high {self.high}")
+            if not self.low <= self.value <= self.high:
+                raise ValueError(f"value {self.value} outside its range [{self.low}, {self.high}]")
+        return self
 
 
 class MeasuredFraction(Measured):
@@ -56,14 +75,66 @@ class LaunchCosts(Spec):
     )
     kernel_floor_us: Measured = Field(description="Duration of an empty kernel on the GPU.")
     graph_launch_per_kernel_us: Measured = Field(
-        description="Host cost per kernel node when launched through a CUDA graph."
+        description="Device-side cost per kernel node of a launched CUDA graph: the graph "
+        "executor issues one node per this interval (the host pays one cudaGraphLaunch, "
+        "`host.graph_launch_us`, for the whole graph)."
     )
     framework_op_us: Measured = Field(
-        description="Framework (e.g. PyTorch eager) cost per operator."
+        description="Framework (e.g. PyTorch eager) dispatch cost per operator of the default "
+        "kind (elementwise); other kinds are in the `host` section."
     )
     sync_return_us: Measured = Field(
         description="From the GPU going idle to a host sync returning."
     )
+
+
+class HostRuntimeCosts(Spec):
+    """Host time by operation kind (microseconds) beyond ``launch`` (which holds the elementwise
+    framework dispatch and cudaLaunchKernel), and the launch queue's depth. See
+    ``docs/host_runtime.md`` for each value's source and range."""
+
+    reduction_op_us: Measured = Field(
+        description="Framework dispatch of a reduction, sort or top-k op (per op, excluding its "
+        "runtime calls)."
+    )
+    indexing_op_us: Measured = Field(
+        description="Framework dispatch of an indexing, nonzero or masked op (per op, excluding "
+        "its runtime calls and any host synchronisation)."
+    )
+    view_op_us: Measured = Field(
+        description="Framework dispatch of a view-only op (reshape, split, transpose, narrow): "
+        "host time of an op that launches no kernel."
+    )
+    autograd_op_us: Measured = Field(
+        description="Autograd bookkeeping added to every op when the forward records a graph "
+        "(grad mode on, inputs requiring grad)."
+    )
+    python_step_us: Measured = Field(
+        description="A host-only Python step that launches nothing (a loop iteration, a module "
+        "call's bookkeeping)."
+    )
+    cublas_call_us: Measured = Field(
+        description="Host time of one cuBLAS/cuBLASLt GEMM call: its algorithm heuristic plus "
+        "the kernel launch it makes (replaces cudaLaunchKernel for that kernel)."
+    )
+    collective_call_us: Measured = Field(
+        description="Host time of one c10d (ProcessGroupNCCL) collective call below the "
+        "framework dispatch: stream/event bookkeeping plus the NCCL kernel launch."
+    )
+    graph_launch_us: Measured = Field(
+        description="Host time of one cudaGraphLaunch of a straight-line graph (whatever its "
+        "node count)."
+    )
+    launch_queue_depth: Measured = Field(
+        description="Pending launches one stream holds before a launch call blocks until the "
+        "oldest finishes (a count, at least 1)."
+    )
+
+    @model_validator(mode="after")
+    def _queue_holds_a_launch(self) -> HostRuntimeCosts:
+        if self.launch_queue_depth.value < 1:
+            raise ValueError("launch_queue_depth must be at least 1")
+        return self
 
 
 class DeviceCosts(Spec):
@@ -123,6 +194,7 @@ class CalibrationProfile(Spec):
     )
     cuda_core_efficiency: MeasuredFraction
     launch: LaunchCosts
+    host: HostRuntimeCosts
     device: DeviceCosts
     sparse: SparseCosts | None = Field(
         default=None, description="SpMM (Load-as-Sparse, Compute-as-Dense) costs, when calibrated."

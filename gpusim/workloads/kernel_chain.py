@@ -1,8 +1,11 @@
 """One host thread launching a chain of kernels on one stream, then synchronising.
 
-The launch-bound versus GPU-bound regime in its simplest form: with host launch cost L, doorbell
-latency D and kernel time K, kernel i (1-based) is issued at i*L, may start at i*L + D, and starts
-at max(i*L + D, end of kernel i-1).
+The launch-bound versus GPU-bound regime in its simplest form. Eager: with host launch cost L,
+doorbell latency D and kernel time K, kernel i (1-based) is issued at i*L, may start at i*L + D,
+and starts at max(i*L + D, end of kernel i-1); once the stream holds ``queue_depth`` unfinished
+launches, the call that would exceed it returns only when the oldest finishes. Graph: one
+cudaGraphLaunch of host cost G; node i may start at G + D + i*P (P the device-side per-node
+cost) and after node i-1 ends.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from typing import Any
 
 import simpy
 
-from gpusim.execution.launch import LaunchTimes, launch_kernel, launch_memcpy
+from gpusim.execution.host_costs import HostCosts
+from gpusim.execution.launch import LaunchTimes
+from gpusim.execution.runtime import HostRuntime, LaunchLog, sm_active
 from gpusim.hardware.fabric import Fabric, Route
 from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
@@ -52,45 +57,92 @@ def _memcpy_route(fabric: Fabric, host: str, gpu: str, op: MemcpyOp) -> Route:
     return fabric.route(host, gpu) if op.direction == "h2d" else fabric.route(gpu, host)
 
 
+def _graph(wl: KernelChainWorkload) -> bool:
+    """Whether the chain is one CUDA graph (memcpy chains are always issued eagerly)."""
+    return wl.launch == "graph" and not isinstance(wl.kernel, MemcpyOp)
+
+
 def des(node: Node, wl: KernelChainWorkload) -> Outcome:
-    """Simulate the chain with the host launch model and a FIFO stream."""
+    """Simulate the chain with the host runtime and a FIFO stream."""
     gpu = node.gpus[_gpu_id(node.topology, wl)]
     host_id = node.host_of[gpu.id]
-    thread = node.host_thread(host_id, "main")
-    times = LaunchTimes.from_profile(node.profile)
+    costs = HostCosts.from_profile(node.profile)
+    times = costs.launch
+    rt = HostRuntime(node.host_thread(host_id, "main"), costs, LaunchLog())
     stream = gpu.stream(0)
     op = wl.kernel
     if isinstance(op, MemcpyOp):
         route = _memcpy_route(node.fabric, host_id, gpu.id, op)
         op_s = memcpy_time_s(op.bytes, route.bottleneck_Bps, route.latency_s)
+        name = f"memcpy {op.direction}"
 
-        def launch() -> Generator[simpy.Event, Any, simpy.Event]:
-            return (yield from launch_memcpy(thread, stream, route, op.bytes, times))
+        def issue() -> Generator[simpy.Event, Any, simpy.Event]:
+            done: simpy.Event | None = None
+            for _ in range(wl.count):
+                done = yield from rt.copy(stream, route, op.bytes, name)
+            assert done is not None
+            return done
 
     else:
         cost = kernel_cost(op, gpu.rates)
         op_s = cost.time_s
 
-        def launch() -> Generator[simpy.Event, Any, simpy.Event]:
-            return (yield from launch_kernel(thread, stream, cost, times, wl.launch))
+        def issue() -> Generator[simpy.Event, Any, simpy.Event]:
+            if _graph(wl):
+                return (yield from rt.graph_launch(stream, [cost] * wl.count))
+            done: simpy.Event | None = None
+            for _ in range(wl.count):
+                done = yield from rt.launch(stream, cost)
+            assert done is not None
+            return done
 
     def host() -> Generator[simpy.Event, Any, None]:
-        done: simpy.Event | None = None
-        for _ in range(wl.count):
-            done = yield from launch()
-        assert done is not None
-        yield from thread.wait("cudaStreamSynchronize", [done], times.sync_return_s)
+        yield from issue()
+        yield from rt.stream_synchronize(stream)
 
     node.sim.env.process(host())
     makespan = node.sim.run()
     node.finish()
-    first = stream.first_start_s
-    assert first is not None
-    metrics = _metrics(makespan, op_s, thread.busy_s, wl, times.host_cost_s(wl.launch), first)
+    first = min(rec.kernel_start_s for rec in rt.log.records)
+    launch_s = times.issue_interval_s("graph" if _graph(wl) else "eager")
+    metrics = _metrics(makespan, op_s, rt.thread.busy_s, wl, launch_s, first)
     metrics["sm_utilisation"] = gpu.busy_sm_s / (gpu.rates.sm_count * makespan)
+    metrics["sm_active"] = sm_active([gpu], makespan)
+    metrics["tklqt_s"] = rt.log.tklqt_s()
     return Outcome(
         makespan_s=makespan, metrics=metrics, per_gpu={gpu.id: {"busy_s": stream.busy_s}}
     )
+
+
+def _eager_end_s(times: LaunchTimes, count: int, op_s: float) -> tuple[float, float]:
+    """End of the last kernel of an eager chain, and its TKLQT: launch i returns at i*L unless
+    the queue is full, then when kernel i - depth ends (the oldest pending launch)."""
+    launch_s, depth = times.api_s, times.queue_depth
+    ends: list[float] = []
+    issued = end = tklqt = 0.0
+    blocked = False
+    for i in range(1, count + 1):
+        begin = issued if blocked else (i - 1) * launch_s
+        issued = issued + launch_s if blocked else i * launch_s
+        if i > depth and ends[i - 1 - depth] > issued:
+            issued, blocked = ends[i - 1 - depth], True
+        start = max(issued + times.doorbell_s, end)
+        end = start + op_s
+        tklqt += start - begin
+        ends.append(end)
+    return end, tklqt
+
+
+def _graph_end_s(times: LaunchTimes, count: int, op_s: float) -> tuple[float, float]:
+    """End of the last node of a one-graph chain, and its TKLQT (every node's launch call is
+    the one cudaGraphLaunch at time 0)."""
+    first = times.graph_launch_s + times.doorbell_s
+    end = tklqt = 0.0
+    for i in range(1, count + 1):
+        start = max(first + i * times.graph_per_kernel_s, end)
+        end = start + op_s
+        tklqt += start
+    return end, tklqt
 
 
 def analytic(topology: Topology, profile: CalibrationProfile, wl: KernelChainWorkload) -> Outcome:
@@ -109,14 +161,21 @@ def analytic(topology: Topology, profile: CalibrationProfile, wl: KernelChainWor
         cost = kernel_cost(op, rates)
         op_s = cost.time_s
         sm_s = cost.time_s * cost.sms
-    launch_s = times.host_cost_s(wl.launch)
-    end = 0.0
-    for i in range(1, wl.count + 1):
-        end = max(i * launch_s + times.doorbell_s, end) + op_s
+    if _graph(wl):
+        launch_s = times.graph_per_kernel_s
+        end, tklqt = _graph_end_s(times, wl.count, op_s)
+        host_s = times.graph_launch_s
+        first = times.graph_launch_s + times.doorbell_s + launch_s
+    else:
+        launch_s = times.api_s
+        end, tklqt = _eager_end_s(times, wl.count, op_s)
+        host_s = wl.count * launch_s
+        first = launch_s + times.doorbell_s
     makespan = end + times.sync_return_s
-    first = launch_s + times.doorbell_s
-    metrics = _metrics(makespan, op_s, wl.count * launch_s, wl, launch_s, first)
+    metrics = _metrics(makespan, op_s, host_s, wl, launch_s, first)
     metrics["sm_utilisation"] = wl.count * sm_s / (rates.sm_count * makespan)
+    metrics["sm_active"] = metrics["sm_utilisation"]  # the same here: both span the whole run
+    metrics["tklqt_s"] = tklqt
     return Outcome(
         makespan_s=makespan, metrics=metrics, per_gpu={gpu_id: {"busy_s": wl.count * op_s}}
     )
