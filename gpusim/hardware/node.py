@@ -24,6 +24,9 @@ class Node:
         for res in self.fabric.resources:
             index = self.network.add_resource(res.name, res.capacity_Bps)
             assert index == res.index  # fabric and network share resource indices
+        for mem in self.fabric.host_memory.values():
+            index = self.network.add_resource(mem.name, mem.capacity_Bps, group="memory")
+            assert index == mem.index
         self.gpus: dict[str, GPURuntime] = {
             g.id: GPURuntime(g.id, gpu_rates(g.model, profile), sim.env, self.network, sim.recorder)
             for g in topology.gpus()

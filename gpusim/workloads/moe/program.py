@@ -253,7 +253,8 @@ def run_des(
                     cost.name, timed(step.phase, _kernel_op(gpu, cost), deps), times.doorbell_s
                 )
             else:
-                yield from thread.spend(f"launch {step.exchange.name}", times.api_s)
+                host_s = nccl.host_call_s if step.exchange.kind == "nccl" else times.api_s
+                yield from thread.spend(f"launch {step.exchange.name}", host_s)
                 ev = stream.submit(
                     step.exchange.name,
                     timed(step.phase, partial(exchange_op, step, r, gpu), deps),
@@ -385,7 +386,7 @@ def run_analytic(
             raise TypeError("every rank must reach the same exchanges in the same order")
         entry = []
         for r, step in enumerate(steps):
-            host[r] += times.api_s
+            host[r] += nccl.host_call_s if step.exchange.kind == "nccl" else times.api_s
             deps = [ends[r][i] for i in step.after]
             entry.append(max([host[r] + times.doorbell_s, tails[r].get(step.stream, 0.0), *deps]))
         ex = steps[0].exchange

@@ -72,7 +72,7 @@ def analytic(
     s = times.scheduler_s_per_task
     lat = times.task_latency_s
     sub = times.subscriber_s_per_task
-    n_links = len(fabric.resources)
+    hbm_base = len(fabric.capacities_Bps)  # GPU HBMs follow the fabric's resources
     node_of = {g.id: g.node for g in topology.gpus()}
 
     def rdma(g: int, d: int) -> bool:
@@ -100,7 +100,7 @@ def analytic(
                 dst = geometry.owner(e)
                 flows.append((g, e, j))
                 if dst == g or rdma(g, dst):
-                    routes.append((n_links + g,))
+                    routes.append((hbm_base + g,))
                     caps.append(plan.sbz * c)
                 if rdma(g, dst):
                     flows.append((g, e, -1))
