@@ -258,3 +258,20 @@ def test_host_memory_is_a_resource_of_the_fabric() -> None:
     assert np.isclose(
         Fabric(_topology(2, mem_GBps=200.0), None).host_memory["cpu0"].capacity_Bps, 200e9
     )
+
+
+@pytest.mark.parametrize("fidelity", ["des", "analytic"])
+def test_scenario_option_reaches_the_collectives(fidelity: str) -> None:
+    # FM-2's Megatron layer on 2 H100 SXM: NVLink P2P by default; forced SHM sends both
+    # all-to-alls through PCIe and host memory, so the layer gets slower.
+    from gpusim.simulate import resolve, simulate
+    from gpusim.spec.scenario import Options
+
+    base = resolve(Path(__file__).resolve().parents[1] / "workloads/moe_fm2_megatron_2xh100.json")
+    latency_s = {}
+    for transport in (None, "p2p", "shm"):
+        opts = Options(fidelity=fidelity, nccl_transport=transport)
+        result = simulate(base.model_copy(update={"options": opts}))
+        latency_s[transport] = result.metrics["forward_latency_s"]
+    assert latency_s[None] == latency_s["p2p"]
+    assert latency_s["shm"] > 1.5 * latency_s["p2p"]
