@@ -28,16 +28,19 @@ def simulate(scenario: ResolvedScenario | Scenario | str | Path) -> Result:
     """Simulate a scenario. Deterministic: the same scenario and seed give the same result."""
     resolved = resolve(scenario)
     opts = resolved.options
+    topology = resolved.topology
+    if opts.nccl_transport is not None:
+        topology = topology.model_copy(update={"nccl_transport": opts.nccl_transport})
     wall0 = time.perf_counter()
     trace: Any = None
     if opts.fidelity == Fidelity.des:
         sim = Simulation(seed=opts.seed, trace=opts.trace)
-        node = Node(resolved.topology, resolved.profile, sim)
+        node = Node(topology, resolved.profile, sim)
         outcome = run_des(node, resolved.workload)
         events = sim.events_scheduled()
         trace = sim.recorder.events if opts.trace else None
     else:
-        outcome = run_analytic(resolved.topology, resolved.profile, resolved.workload, opts.seed)
+        outcome = run_analytic(topology, resolved.profile, resolved.workload, opts.seed)
         events = 0
     return Result(
         scenario=resolved.name,

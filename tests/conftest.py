@@ -23,6 +23,9 @@ from gpusim.spec.profile import (
     LaunchCosts,
     Measured,
     MeasuredFraction,
+    NcclCostsSpec,
+    NcclHardware,
+    NcclProtocol,
     ShapeClass,
 )
 from gpusim.spec.scenario import Fidelity, Options, ResolvedScenario
@@ -141,7 +144,37 @@ def make_profile(
             scheduler_ns_per_task=_m(50.0),
             subscriber_ns_per_task=_m(20.0),
             nccl_sms=_m(16.0),
-            nccl_setup_us=_m(5.0),
+        ),
+        nccl=NcclCostsSpec(
+            base_latency_us={
+                NcclProtocol.ll: _m(5.0),
+                NcclProtocol.ll128: _m(10.0),
+                NcclProtocol.simple: _m(8.0),
+            },
+            hop_latency_us={
+                NcclHardware.nvlink: {
+                    NcclProtocol.ll: _m(0.5),
+                    NcclProtocol.ll128: _m(1.5),
+                    NcclProtocol.simple: _m(3.0),
+                },
+                NcclHardware.pcie: {
+                    NcclProtocol.ll: _m(1.0),
+                    NcclProtocol.ll128: _m(2.0),
+                    NcclProtocol.simple: _m(5.0),
+                },
+                NcclHardware.net: {
+                    NcclProtocol.ll: _m(3.0),
+                    NcclProtocol.ll128: _m(4.0),
+                    NcclProtocol.simple: _m(10.0),
+                },
+            },
+            bandwidth_fraction={
+                NcclProtocol.ll: _f(0.5),
+                NcclProtocol.ll128: _f(0.9),
+                NcclProtocol.simple: _f(1.0),
+            },
+            p2p_ll_threshold_B=_m(16384.0),
+            host_call_us=_m(2.0),
         ),
     )
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from gpusim.calibrate.fit import FitReport, fit_folder
 from gpusim.calibrate.nameplates import NameplateError, Nameplates
-from gpusim.calibrate.params import flatten, profile_document
+from gpusim.calibrate.params import all_paths, flatten, profile_document
 from gpusim.cli import app
 from gpusim.errors import SpecError
 from gpusim.spec.hardware import GPUSpec
@@ -67,7 +67,7 @@ GIVEN = {
     "device.task_latency_ns": 600.0,
     "device.subscriber_ns_per_task": 10.0,
     "device.nccl_sms": 16.0,
-    "device.nccl_setup_us": 10.0,
+    **{p: 1.0 for p in all_paths() if p.startswith("nccl.")},
     **{
         f"tensor_efficiency.{p}.{d}.{s}": 0.5
         for p in ("wgmma", "mma_sync")

@@ -22,11 +22,14 @@ from gpusim.kernels.collectives import (
 )
 from gpusim.kernels.cost import KernelCost
 
-# Fixture values (conftest): NVLink 450 GB/s per direction x link efficiency 0.8, 500 ns per link,
-# 100 ns switch; the profile's NCCL costs are 16 SMs and 5 us setup. A GPU-to-GPU route is
-# gpu -> sw -> gpu: two links and the switch.
+# Fixture values (conftest): NVLink 450 GB/s per direction x link efficiency 0.8; the profile's
+# NCCL model: 16 SMs (channels), Simple protocol base latency 8 us and 3 us per NVLink step, LL
+# up to 16 x 16384 B per message. A GPU-to-GPU path is P2P over gpu -> sw -> gpu. SETUP_s is an
+# extra fixed cost passed by the caller (the profile's is 0).
 CAP_Bps = 450e9 * 0.8
-LAT_s = 2 * 500e-9 + 100e-9
+BASE_s = 8e-6  # nccl.base_latency_us.simple
+HOP_s = 3e-6  # nccl.hop_latency_us.nvlink.simple
+LAT_s = BASE_s + HOP_s  # one all-to-all message of the Simple protocol
 SETUP_s = 5e-6
 SMS = 16
 S_B = 1e6
@@ -50,7 +53,8 @@ def _uniform(n: int, size_B: float) -> list[list[float]]:
 def test_profile_costs() -> None:
     costs = NcclCosts.from_profile(make_profile())
     assert costs.sms == SMS
-    assert costs.setup_s == pytest.approx(SETUP_s, rel=1e-12)
+    assert costs.setup_s == 0.0  # the protocol model charges NCCL's latencies
+    assert costs.host_call_s == pytest.approx(2e-6, rel=1e-12)
 
 
 def test_uniform_all_to_all_matches_closed_form_and_hand_formula() -> None:
@@ -93,7 +97,7 @@ def test_straggler_delays_its_peers_only() -> None:
         all_to_all_time_s(node.fabric, RANKS4[1:], _uniform(3, S_B), SETUP_s), rel=1e-9
     )
     # Once gpu0 is posted, its 2 sends share gpu0->sw and its 2 receives share sw->gpu0: CAP/2.
-    late_end_s = late_s + SETUP_s + LAT_s + 2 * S_B / CAP_Bps
+    late_end_s = late_s + SETUP_s + LAT_s + 2 * S_B / CAP_Bps  # gpu0 pays the call latency
     for r in ("gpu0", "gpu1", "gpu2"):
         assert coll.finish_s[r] > late_s
         assert coll.finish_s[r] == pytest.approx(late_end_s, rel=1e-9)
@@ -153,12 +157,14 @@ def test_busy_gpu_enters_late_and_holds_up_its_peers() -> None:
 
 def test_ring_all_reduce_matches_closed_form_and_hand_formula() -> None:
     # Each step every rank sends S/4 to its successor; each uplink and downlink carries one flow.
+    # At 40 MB the tuner's estimate is least for Simple (LL: 341 us, LL128: 204 us, Simple 193).
     node = _node()
-    size_B = 4e6
+    size_B = 40e6
     coll = ring_all_reduce(node, RANKS4, size_B, sms=SMS, setup_s=SETUP_s)
     _submit(node, coll)
     node.sim.run()
-    hand_s = SETUP_s + 2 * 3 * (LAT_s + size_B / 4 / CAP_Bps)
+    assert coll.plan.protocol == "simple"
+    hand_s = SETUP_s + BASE_s + 2 * 3 * (HOP_s + size_B / 4 / CAP_Bps)
     analytic_s = ring_all_reduce_time_s(node.fabric, RANKS4, size_B, SETUP_s)
     assert analytic_s == pytest.approx(hand_s, rel=1e-12)
     for r in RANKS4:
@@ -182,11 +188,11 @@ def test_ring_straggler_delays_everyone() -> None:
 def test_two_rank_ring() -> None:
     node = _node(2)
     ranks = ["gpu0", "gpu1"]
-    coll = ring_all_reduce(node, ranks, 2e6, sms=SMS, setup_s=SETUP_s)
+    coll = ring_all_reduce(node, ranks, 2e7, sms=SMS, setup_s=SETUP_s)
     _submit(node, coll)
     node.sim.run()
-    hand_s = SETUP_s + 2 * (LAT_s + 1e6 / CAP_Bps)
-    assert ring_all_reduce_time_s(node.fabric, ranks, 2e6, SETUP_s) == pytest.approx(hand_s)
+    hand_s = SETUP_s + BASE_s + 2 * (HOP_s + 1e7 / CAP_Bps)
+    assert ring_all_reduce_time_s(node.fabric, ranks, 2e7, SETUP_s) == pytest.approx(hand_s)
     for r in ranks:
         assert coll.finish_s[r] == pytest.approx(hand_s, rel=1e-9)
 
@@ -229,6 +235,7 @@ def test_zero_sms_occupies_nothing() -> None:
     _submit(node, coll)
     node.sim.run()
     node.finish()
+    # No channels: the LL threshold is one channel's 16384 B, so 1 MB goes Simple.
     assert coll.finish_s["gpu0"] == pytest.approx(LAT_s + S_B / CAP_Bps, rel=1e-9)
     assert node.gpus["gpu0"].busy_sm_s == 0.0
 
@@ -276,7 +283,7 @@ def test_random_entries_always_complete(seed: int) -> None:
     assert ar.bytes_sent_B == pytest.approx(6 * ar.size_B, rel=1e-9)
     for i, r in enumerate(RANKS4):
         peers = [RANKS4[j] for j in range(4) if m[i, j] > 0 or m[j, i] > 0]
-        posted = max(a2a.entered_s[p] for p in [r, *peers]) + SETUP_s
+        posted = max(a2a.entered_s[p] for p in [r, *peers]) + SETUP_s + a2a.latency_s
         assert a2a.finish_s[r] >= posted - 1e-15
         assert ar.entered_s[r] == pytest.approx(a2a.finish_s[r], rel=1e-12)  # same stream
         assert ar.finish_s[r] >= max(ar.entered_s.values()) + SETUP_s

@@ -25,18 +25,34 @@ from gpusim.spec.profile import (
     InstructionPath,
     LaunchCosts,
     Measured,
+    NcclCostsSpec,
+    NcclHardware,
+    NcclProtocol,
     ShapeClass,
     SparseCosts,
 )
 from gpusim.spec.topology import LinkKind
 
 _FRACTION_ROOTS = ("link_efficiency", "memory_efficiency", "tensor_efficiency")
-_COST_SECTIONS: dict[str, type[LaunchCosts | HostRuntimeCosts | DeviceCosts | SparseCosts]] = {
+_COST_SECTIONS: dict[
+    str, type[LaunchCosts | HostRuntimeCosts | DeviceCosts | NcclCostsSpec | SparseCosts]
+] = {
     "launch": LaunchCosts,
     "host": HostRuntimeCosts,
     "device": DeviceCosts,
+    "nccl": NcclCostsSpec,
     "sparse": SparseCosts,
 }
+_NCCL_FRACTIONS = "nccl.bandwidth_fraction."
+
+
+def _nccl_paths() -> list[str]:
+    """The NCCL section's paths: its per-protocol tables expanded."""
+    protocols = [p.value for p in NcclProtocol]
+    paths = [f"nccl.base_latency_us.{p}" for p in protocols]
+    paths += [f"nccl.hop_latency_us.{h.value}.{p}" for h in NcclHardware for p in protocols]
+    paths += [f"{_NCCL_FRACTIONS}{p}" for p in protocols]
+    return [*paths, "nccl.p2p_ll_threshold_B", "nccl.host_call_us"]
 
 
 @cache
@@ -52,7 +68,10 @@ def all_paths() -> tuple[str, ...]:
     ]
     paths.append("cuda_core_efficiency")
     for section, model in _COST_SECTIONS.items():
-        paths += [f"{section}.{name}" for name in model.model_fields]
+        if section == "nccl":
+            paths += _nccl_paths()
+        else:
+            paths += [f"{section}.{name}" for name in model.model_fields]
     return tuple(paths)
 
 
@@ -73,20 +92,26 @@ def order_key(path: str) -> int:
 
 def is_fraction(path: str) -> bool:
     """Fractions of a nameplate live in (0, 1]; every other parameter is a cost >= 0."""
-    return path.split(".")[0] in _FRACTION_ROOTS or path == "cuda_core_efficiency"
+    return (
+        path.split(".")[0] in _FRACTION_ROOTS
+        or path == "cuda_core_efficiency"
+        or path.startswith(_NCCL_FRACTIONS)
+    )
 
 
 def unit_of(path: str) -> str:
     """Unit of a parameter, read from its name (fractions: ``fraction``)."""
     if is_fraction(path):
         return "fraction"
-    tokens = path.split(".")[-1].split("_")
+    tokens = [t for part in path.split(".")[1:] for t in part.split("_")]
     if "us" in tokens:
         return "us"
     if "ns" in tokens:
         return "ns"
     if tokens[-1] == "sms":
         return "SMs"
+    if tokens[-1] == "B":
+        return "B"
     return ""
 
 
@@ -95,7 +120,7 @@ def always_required() -> tuple[str, ...]:
     return tuple(
         p
         for p in all_paths()
-        if p.split(".")[0] in ("cuda_core_efficiency", "launch", "host", "device")
+        if p.split(".")[0] in ("cuda_core_efficiency", "launch", "host", "device", "nccl")
     )
 
 

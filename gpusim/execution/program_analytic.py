@@ -99,6 +99,7 @@ class ProgramAnalytic:
         self.times = LaunchTimes.from_profile(platform.profile)
         nccl = NcclCosts.from_profile(platform.profile)
         self.setup_s, self.nccl_sms = nccl.setup_s, nccl.sms
+        self.nccl_host_call_s = nccl.host_call_s
         self.sm_count = platform.gpu_rates(self.ranks[0]).sm_count
 
     def run(self, programs: Sequence[Program]) -> list[RankResult]:
@@ -170,7 +171,8 @@ class ProgramAnalytic:
         """Every rank's part of one exchange (the checks made sure it is the same one)."""
         entry = []
         for rank, step in zip(ranks, steps, strict=True):
-            rank.host_s += self.times.api_s
+            nccl = step.exchange.kind == "nccl"
+            rank.host_s += self.nccl_host_call_s if nccl else self.times.api_s
             deps = [rank.ends[i] for i in step.after]
             tail = rank.tails.get(step.stream, 0.0)
             entry.append(max([rank.host_s + self.times.doorbell_s, tail, *deps]))

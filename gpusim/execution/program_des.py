@@ -111,6 +111,7 @@ class ProgramDES:
         self.times = LaunchTimes.from_profile(node.profile)
         nccl = NcclCosts.from_profile(node.profile)
         self.nccl_sms, self.nccl_setup_s = nccl.sms, nccl.setup_s
+        self.nccl_host_call_s = nccl.host_call_s
         self._collectives: dict[int, AllToAll] = {}  # id(Exchange) -> its all-to-all
         self._one_sided: dict[int, _OneSided] = {}  # id(Exchange) -> its copies
 
@@ -169,7 +170,8 @@ class ProgramDES:
         stream = rank.gpu.stream(step.stream)
         deps = [rank.done[i] for i in step.after]
         name = step.exchange.name
-        yield from rank.thread.spend(f"launch {name}", self.times.api_s)
+        host_s = self.nccl_host_call_s if step.exchange.kind == "nccl" else self.times.api_s
+        yield from rank.thread.spend(f"launch {name}", host_s)
         op = self._timed(rank, step.phase, partial(self._exchange_op, step.exchange, rank), deps)
         done = stream.submit(name, op, self.times.doorbell_s)
         rank.result.launches += 1

@@ -14,7 +14,7 @@ import networkx as nx
 
 from gpusim.errors import SimulationError
 from gpusim.spec.profile import CalibrationProfile
-from gpusim.spec.topology import GPUDevice, LinkSpec, SwitchDevice, Topology
+from gpusim.spec.topology import CPUDevice, GPUDevice, LinkSpec, SwitchDevice, Topology
 from gpusim.units import GBps_to_Bps, ns_to_s
 
 
@@ -27,6 +27,19 @@ class LinkResource:
     link: LinkSpec
     src: str
     dst: str
+    nameplate_Bps: float
+    capacity_Bps: float
+
+
+@dataclass(frozen=True)
+class HostMemoryResource:
+    """The memory of one CPU socket, a resource of its own: every byte written to or read from
+    it (an NCCL SHM copy, a staged transfer) shares its bandwidth. Reads and writes share one
+    capacity, as they share the DRAM channels."""
+
+    index: int
+    name: str
+    cpu: str
     nameplate_Bps: float
     capacity_Bps: float
 
@@ -54,6 +67,29 @@ def _efficiency(link: LinkSpec, profile: CalibrationProfile) -> float:
     return measured.value
 
 
+def _host_memory(
+    cpu: CPUDevice, index: int, profile: CalibrationProfile | None
+) -> HostMemoryResource:
+    """``cpu``'s memory at its achievable bandwidth (the profile's fraction for its memory kind;
+    nameplate without a profile)."""
+    nameplate_Bps = GBps_to_Bps(cpu.memory.bw_GBps)
+    efficiency = 1.0
+    if profile is not None:
+        measured = profile.memory_efficiency.get(cpu.memory.kind)
+        if measured is None:
+            raise SimulationError(
+                f"profile '{profile.id}' has no memory_efficiency for '{cpu.memory.kind}' memory"
+            )
+        efficiency = measured.value
+    return HostMemoryResource(
+        index=index,
+        name=f"{cpu.id}.memory",
+        cpu=cpu.id,
+        nameplate_Bps=nameplate_Bps,
+        capacity_Bps=nameplate_Bps * efficiency,
+    )
+
+
 class Fabric:
     """Links of a topology as directional resources, with cached shortest-latency routes.
 
@@ -64,6 +100,7 @@ class Fabric:
         """Resources at the achievable capacity of ``profile`` (a link's own efficiency winning),
         or at nameplate when ``profile`` is None (what calibration fits fractions against)."""
         self.topology = topology
+        self.profile = profile
         self.resources: list[LinkResource] = []
         self._switch_latency_s = {
             d.id: ns_to_s(d.latency_ns) for d in topology.devices if isinstance(d, SwitchDevice)
@@ -93,11 +130,19 @@ class Fabric:
                 old = self._graph.get_edge_data(src, dst)
                 if old is None or self.resources[old["resource"]].capacity_Bps < res.capacity_Bps:
                     self._graph.add_edge(src, dst, resource=res.index, latency=latency_s)
+        self.host_memory: dict[str, HostMemoryResource] = {}
+        """Each CPU's memory, indexed after every link direction."""
+        for cpu in topology.cpus():
+            self.host_memory[cpu.id] = _host_memory(
+                cpu, len(self.resources) + len(self.host_memory), profile
+            )
 
     @cached_property
     def capacities_Bps(self) -> list[float]:
-        """Capacity of every resource, by index."""
-        return [r.capacity_Bps for r in self.resources]
+        """Capacity of every resource, by index: link directions, then host memories."""
+        return [r.capacity_Bps for r in self.resources] + [
+            m.capacity_Bps for m in self.host_memory.values()
+        ]
 
     def route(self, src: str, dst: str) -> Route:
         """The lowest-latency path from ``src`` to ``dst`` (cached)."""

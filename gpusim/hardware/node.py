@@ -7,7 +7,7 @@ from gpusim.engine.fluid import FluidNetwork
 from gpusim.engine.sim import Simulation
 from gpusim.hardware.gpu import GPURuntime
 from gpusim.hardware.host import HostThread
-from gpusim.hardware.platform import LINK_GROUP, Platform
+from gpusim.hardware.platform import LINK_GROUP, MEMORY_GROUP, Platform
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import Topology
 
@@ -26,6 +26,9 @@ class Node:
         for link in self.platform.links:
             index = self.network.add_resource(link.name, link.capacity_Bps, group=LINK_GROUP)
             assert index == link.index  # the platform numbers the network's resources
+        for mem in self.fabric.host_memory.values():
+            index = self.network.add_resource(mem.name, mem.capacity_Bps, group=MEMORY_GROUP)
+            assert index == mem.index
         self.gpus: dict[str, GPURuntime] = {}
         for g in topology.gpus():
             gpu = GPURuntime(g.id, self.platform.rates[g.id], sim.env, self.network, sim.recorder)

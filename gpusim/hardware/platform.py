@@ -2,7 +2,8 @@
 
 Everything here is fixed before time starts: the fabric's directional link resources and routes,
 each GPU's rates, and the index of every resource the fluid network holds, named: links first
-(as the fabric numbers them), then one HBM resource per GPU in topology order. The DES node
+(as the fabric numbers them), then each CPU's memory (the fabric's host memories, which NCCL's
+SHM transport crosses), then one HBM resource per GPU in topology order. The DES node
 registers exactly these resources in exactly this order; analytic code reads capacities and
 routes from the same object, so neither side assumes where a resource sits.
 """
@@ -27,7 +28,7 @@ MEMORY_GROUP = "memory"
 
 @dataclass(frozen=True)
 class PlatformResource:
-    """One resource of the fluid network: a link direction or a GPU's HBM."""
+    """One resource of the fluid network: a link direction, a CPU's memory or a GPU's HBM."""
 
     index: int
     name: str
@@ -62,27 +63,32 @@ class Platform:
 
     @cached_property
     def hbm_resource(self) -> dict[str, int]:
-        """Index of each GPU's HBM resource, by GPU id: after the links, in topology order."""
-        n_links = len(self.fabric.resources)
-        return {g.id: n_links + i for i, g in enumerate(self.topology.gpus())}
+        """Index of each GPU's HBM resource, by GPU id: after the links and the host memories,
+        in topology order."""
+        base = len(self.fabric.capacities_Bps)
+        return {g.id: base + i for i, g in enumerate(self.topology.gpus())}
 
     @cached_property
     def resources(self) -> tuple[PlatformResource, ...]:
-        """Every resource of the fluid network, by index: the link directions (the fabric's
-        indices), then each GPU's HBM at :attr:`hbm_resource`."""
+        """Every resource of the fluid network, by index: the link directions and the host
+        memories (the fabric's indices), then each GPU's HBM at :attr:`hbm_resource`."""
         links = [
             PlatformResource(r.index, r.name, r.capacity_Bps, LINK_GROUP)
             for r in self.fabric.resources
+        ]
+        host_memories = [
+            PlatformResource(m.index, m.name, m.capacity_Bps, MEMORY_GROUP)
+            for m in self.fabric.host_memory.values()
         ]
         hbm = [
             PlatformResource(i, f"{g}.hbm", self.rates[g].hbm_achievable_Bps, MEMORY_GROUP)
             for g, i in self.hbm_resource.items()
         ]
-        return (*links, *hbm)
+        return (*links, *host_memories, *hbm)
 
     @cached_property
     def capacities_Bps(self) -> tuple[float, ...]:
-        """Capacity of every resource (links and HBM), by index."""
+        """Capacity of every resource (links, host memories and HBM), by index."""
         return tuple(r.capacity_Bps for r in self.resources)
 
     @classmethod
@@ -107,7 +113,7 @@ class Platform:
         return self.fabric.resources
 
     def is_link(self, index: int) -> bool:
-        """Whether resource ``index`` is a link direction (not a GPU's HBM)."""
+        """Whether resource ``index`` is a link direction (not a memory)."""
         return self.resources[index].group == LINK_GROUP
 
     def gpu_rates(self, gpu_id: str) -> GPURates:

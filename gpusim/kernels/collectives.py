@@ -1,13 +1,16 @@
-"""Closed forms for NCCL-style collectives: the analytic oracles of the DES models in
+"""Closed forms for NCCL collectives: the analytic oracles of the DES models in
 :mod:`gpusim.execution.collectives`.
 
-Every rank enters at the same instant, pays the collective's fixed setup once, then moves its
-bytes as flows that share links max-min fairly at the rates they get with all of them active at
-once. Bandwidth is the fabric's link capacity, which already holds the profile's link efficiency
-(on H100 NVLink that is NCCL's ~370 of 450 GB/s, hardware.md section 3): no second bandwidth
-efficiency is applied here.
+Every rank enters at the same instant and pays the call's fixed latency (NCCL's base latency for
+the protocol it uses, plus any extra ``setup_s``); its messages then move as flows that share the
+fabric max-min fairly at the rates they get with all of them active at once. Each message takes
+its transport's path (:mod:`gpusim.hardware.transport`: P2P, SHM through host memory, or NET),
+pays its protocol's per-step latency and carries its protocol's wire bytes
+(:mod:`gpusim.kernels.nccl`). Bandwidth is the fabric's capacity, which holds the profile's link
+and host-memory efficiencies; the protocol's fraction is the only other bandwidth factor.
 
-Pure (no SimPy); depends only on the fabric, the max-min solver and the profile.
+Pure (no SimPy); depends only on the fabric, the transport choice, the max-min solver and the
+profile.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from gpusim.engine.maxmin import max_min_fair_rates
-from gpusim.hardware.fabric import Fabric, Route
-from gpusim.spec.profile import CalibrationProfile
+from gpusim.hardware.fabric import Fabric
+from gpusim.hardware.transport import NcclPath, nccl_path
+from gpusim.kernels.nccl import NcclProtocolModel
+from gpusim.spec.profile import CalibrationProfile, NcclHardware, NcclProtocol
 from gpusim.units import GB, us_to_s
 
 SendMatrix = np.ndarray | Sequence[Sequence[float]]
@@ -29,20 +34,59 @@ SendMatrix = np.ndarray | Sequence[Sequence[float]]
 
 @dataclass(frozen=True)
 class NcclCosts:
-    """Per-call costs of an NCCL collective kernel from a calibration profile."""
+    """Per-call costs of an NCCL collective from a calibration profile."""
 
     sms: int
     """SMs the collective's kernel occupies on every rank for its whole duration (channels)."""
     setup_s: float
-    """Fixed cost each rank pays on entering, beyond its data movement."""
+    """Extra fixed cost each rank pays on entering, beyond NCCL's protocol latency (which the
+    collective models charge from the profile's ``nccl`` section). 0 from a profile."""
+    host_call_s: float = 0.0
+    """Host time of the NCCL call (``nccl.host_call_us``)."""
 
     @classmethod
     def from_profile(cls, profile: CalibrationProfile) -> NcclCosts:
-        """Read ``device.nccl_sms`` and ``device.nccl_setup_us``."""
+        """Read ``device.nccl_sms`` and ``nccl.host_call_us``."""
         return cls(
             sms=round(profile.device.nccl_sms.value),
-            setup_s=us_to_s(profile.device.nccl_setup_us.value),
+            setup_s=0.0,
+            host_call_s=us_to_s(profile.nccl.host_call_us.value),
         )
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of a collective: its path, data bytes and protocol."""
+
+    path: NcclPath
+    size_B: float
+    protocol: NcclProtocol
+
+
+@dataclass(frozen=True)
+class RingPlan:
+    """A ring collective's hops (each rank to the next), its protocol and its step count."""
+
+    paths: tuple[NcclPath, ...]
+    protocol: NcclProtocol
+    steps: int
+    chunk_B: float
+
+
+def protocol_model(fabric: Fabric) -> NcclProtocolModel:
+    """The NCCL protocol model of the profile ``fabric`` was built with."""
+    if fabric.profile is None:
+        raise ValueError("NCCL collectives need a calibration profile (fabric built without one)")
+    return NcclProtocolModel.from_profile(fabric.profile)
+
+
+def channels_of(fabric: Fabric, sms: int | None) -> int:
+    """NCCL channels of a call: ``sms`` when given, else the profile's ``device.nccl_sms``."""
+    if sms is not None:
+        return sms
+    if fabric.profile is None:
+        raise ValueError("NCCL collectives need a calibration profile (fabric built without one)")
+    return round(fabric.profile.device.nccl_sms.value)
 
 
 def check_ranks(ranks: Sequence[str]) -> list[str]:
@@ -77,49 +121,93 @@ def ring_hops(ranks: Sequence[str]) -> list[tuple[str, str]]:
     return [(ranks[i], ranks[(i + 1) % n]) for i in range(n)]
 
 
-def _rates_Bps(fabric: Fabric, routes: Sequence[Route]) -> list[float]:
-    n = len(routes)
-    return max_min_fair_rates(
-        [r.resources for r in routes], [1] * n, [math.inf] * n, fabric.capacities_Bps
-    )
+def path_rates_Bps(fabric: Fabric, paths: Sequence[NcclPath]) -> list[float]:
+    """Each path's static rate with every path active at once: every leg of every path is a
+    flow sharing the fabric max-min fairly, and a path moves at its slowest leg's rate."""
+    legs = [leg.resources for p in paths for leg in p.legs]
+    n = len(legs)
+    flat = max_min_fair_rates(legs, [1] * n, [math.inf] * n, fabric.capacities_Bps)
+    out: list[float] = []
+    i = 0
+    for p in paths:
+        out.append(min(flat[i : i + len(p.legs)]))
+        i += len(p.legs)
+    return out
+
+
+def all_to_all_messages(
+    fabric: Fabric, names: Sequence[str], m: np.ndarray, channels: int, model: NcclProtocolModel
+) -> list[Message]:
+    """The non-empty messages of an all-to-all (row ``i`` to column ``j``), each with its
+    transport path and NCCL's send/receive protocol for its size."""
+    return [
+        Message(nccl_path(fabric, src, dst), float(m[i, j]), model.p2p_protocol(m[i, j], channels))
+        for i, src in enumerate(names)
+        for j, dst in enumerate(names)
+        if m[i, j] > 0
+    ]
 
 
 def all_to_all_time_s(
-    fabric: Fabric, ranks: Sequence[str], send_B: SendMatrix, setup_s: float
+    fabric: Fabric,
+    ranks: Sequence[str],
+    send_B: SendMatrix,
+    setup_s: float,
+    *,
+    sms: int | None = None,
 ) -> float:
     """Duration of a direct all-to-all with every rank entering together: ``setup_s`` plus the
-    latest completion (route latency + bytes / static max-min rate) of the non-empty flows
-    ``ranks[i] -> ranks[j]``.
+    call's protocol latency plus the latest completion (per-step latency + wire bytes / static
+    max-min rate) of the non-empty messages ``ranks[i] -> ranks[j]``. ``sms`` (NCCL channels)
+    sets the LL/Simple threshold; the profile's ``device.nccl_sms`` when absent.
 
-    Exact for the DES model when all flows finish together (uniform traffic on a symmetric
-    fabric); otherwise an approximation that ignores rates rising as flows finish.
+    Exact for the DES model when all messages finish together (uniform traffic on a symmetric
+    fabric); otherwise an approximation that ignores rates rising as messages finish.
     """
     if setup_s < 0:
         raise ValueError("setup_s must be non-negative")
     names = check_ranks(ranks)
     m = send_matrix(send_B, len(names))
-    routes: list[Route] = []
-    sizes: list[float] = []
-    for i, src in enumerate(names):
-        for j, dst in enumerate(names):
-            if m[i, j] > 0:
-                routes.append(fabric.route(src, dst))
-                sizes.append(float(m[i, j]))
-    if not routes:
+    if not np.any(m > 0):
         return setup_s
-    rates = _rates_Bps(fabric, routes)
-    return setup_s + max(
-        r.latency_s + size / rate for r, size, rate in zip(routes, sizes, rates, strict=True)
+    model = protocol_model(fabric)
+    msgs = all_to_all_messages(fabric, names, m, channels_of(fabric, sms), model)
+    rates = path_rates_Bps(fabric, [msg.path for msg in msgs])
+    latency_s = model.call_latency_s(msg.protocol for msg in msgs)
+    return (
+        setup_s
+        + latency_s
+        + max(
+            model.hop_s(msg.path.hardware, msg.protocol)
+            + model.wire_B(msg.protocol, msg.size_B) / r
+            for msg, r in zip(msgs, rates, strict=True)
+        )
     )
 
 
-def ring_all_reduce_time_s(
-    fabric: Fabric, ranks: Sequence[str], size_B: float, setup_s: float
+def ring_plan(
+    fabric: Fabric, names: Sequence[str], steps: int, chunk_B: float, model: NcclProtocolModel
+) -> RingPlan:
+    """The ring over ``names`` (in order) and the protocol NCCL's tuner picks for ``steps``
+    steps of ``chunk_B``: the fastest at the ring's uncontended rate, its slowest hop's, over
+    its slowest hardware class."""
+    paths = tuple(nccl_path(fabric, src, dst) for src, dst in ring_hops(names))
+    if not paths or steps == 0 or chunk_B == 0:
+        return RingPlan(paths, NcclProtocol.simple, 0, chunk_B)
+    rate_Bps = min(path_rates_Bps(fabric, paths))
+    kinds = {p.hardware for p in paths}
+    hw = next(h for h in (NcclHardware.net, NcclHardware.pcie, NcclHardware.nvlink) if h in kinds)
+    return RingPlan(paths, model.ring_protocol(hw, steps, chunk_B, rate_Bps), steps, chunk_B)
+
+
+def ring_time_s(
+    fabric: Fabric, ranks: Sequence[str], size_B: float, passes: int, setup_s: float
 ) -> float:
-    """Duration of a ring all-reduce of ``size_B`` bytes with every rank entering together:
-    ``setup_s + 2(R-1) x max over hops of (latency + (size_B / R) / rate)``, each hop's rate
-    being its max-min share with all ``R`` hops active at once (the ring follows the order of
-    ``ranks``). One rank, or zero bytes, costs only the setup.
+    """Duration of a ring collective over a buffer of ``size_B`` bytes with every rank entering
+    together: ``passes x (R-1)`` steps of ``size_B / R`` each (all-gather and reduce-scatter
+    one pass, all-reduce two), lock-step, each step as long as the slowest hop (per-step
+    latency + wire bytes / its max-min share with every hop active), plus the protocol's base
+    latency and ``setup_s``. One rank, or zero bytes, costs only the setup.
 
     Exact for the DES model when every hop takes the same time (a symmetric fabric); otherwise
     the lock-step bound, which ignores faster hops running ahead.
@@ -129,14 +217,39 @@ def ring_all_reduce_time_s(
     if not size_B >= 0:
         raise ValueError("size_B must be non-negative")
     names = check_ranks(ranks)
-    hops = ring_hops(names)
-    if not hops or size_B == 0:
+    if len(names) < 2 or size_B == 0:
         return setup_s
-    routes = [fabric.route(src, dst) for src, dst in hops]
-    chunk_B = size_B / len(names)
-    rates = _rates_Bps(fabric, routes)
-    step_s = max(r.latency_s + chunk_B / rate for r, rate in zip(routes, rates, strict=True))
-    return setup_s + 2 * (len(names) - 1) * step_s
+    model = protocol_model(fabric)
+    plan = ring_plan(fabric, names, passes * (len(names) - 1), size_B / len(names), model)
+    p = plan.protocol
+    rates = path_rates_Bps(fabric, plan.paths)
+    step_s = max(
+        model.hop_s(path.hardware, p) + model.wire_B(p, plan.chunk_B) / r
+        for path, r in zip(plan.paths, rates, strict=True)
+    )
+    return setup_s + model.base_latency_s[p] + plan.steps * step_s
+
+
+def ring_all_reduce_time_s(
+    fabric: Fabric, ranks: Sequence[str], size_B: float, setup_s: float
+) -> float:
+    """A ring all-reduce of ``size_B`` bytes: :func:`ring_time_s` with two passes."""
+    return ring_time_s(fabric, ranks, size_B, 2, setup_s)
+
+
+def all_gather_time_s(fabric: Fabric, ranks: Sequence[str], size_B: float, setup_s: float) -> float:
+    """A ring all-gather whose output is ``size_B`` bytes on every rank (each contributes
+    ``size_B / R``; nccl-tests' size): :func:`ring_time_s` with one pass."""
+    return ring_time_s(fabric, ranks, size_B, 1, setup_s)
+
+
+def reduce_scatter_time_s(
+    fabric: Fabric, ranks: Sequence[str], size_B: float, setup_s: float
+) -> float:
+    """A ring reduce-scatter whose input is ``size_B`` bytes on every rank (each keeps
+    ``size_B / R``; nccl-tests' size): :func:`ring_time_s` with one pass. The reduction's
+    arithmetic is not modelled (it hides under the copies)."""
+    return ring_time_s(fabric, ranks, size_B, 1, setup_s)
 
 
 def alltoall_bus_bandwidth_GBps(size_B: float, time_s: float, n_ranks: int) -> float:
@@ -149,6 +262,12 @@ def all_reduce_bus_bandwidth_GBps(size_B: float, time_s: float, n_ranks: int) ->
     """nccl-tests' all-reduce bus bandwidth, ``algBw x 2(n-1)/n`` in GB/s, where ``size_B`` is
     the reduced buffer and ``algBw = size_B / time_s``."""
     return _bus_bandwidth_GBps(size_B, time_s, n_ranks, 2)
+
+
+def all_gather_bus_bandwidth_GBps(size_B: float, time_s: float, n_ranks: int) -> float:
+    """nccl-tests' all-gather (and reduce-scatter) bus bandwidth, ``algBw x (n-1)/n`` in GB/s,
+    where ``size_B`` is the whole gathered buffer and ``algBw = size_B / time_s``."""
+    return _bus_bandwidth_GBps(size_B, time_s, n_ranks, 1)
 
 
 def _bus_bandwidth_GBps(size_B: float, time_s: float, n_ranks: int, passes: int) -> float:

@@ -156,8 +156,48 @@ class DeviceCosts(Spec):
         description="Subscriber time to decode one arrived packet into one task."
     )
     nccl_sms: Measured = Field(description="SMs an NCCL collective kernel occupies (channels).")
-    nccl_setup_us: Measured = Field(
-        description="Fixed cost of one NCCL collective kernel beyond its data movement."
+
+
+class NcclProtocol(StrEnum):
+    """NCCL's wire protocols: LL (8-byte stores carrying 4 data bytes and a flag), LL128
+    (128-byte lines carrying 120 data bytes) and Simple (bulk copies fenced per step)."""
+
+    ll = "ll"
+    ll128 = "ll128"
+    simple = "simple"
+
+
+class NcclHardware(StrEnum):
+    """The hardware classes of NCCL's latency table: NVLink, PCI (also SHM) and NET."""
+
+    nvlink = "nvlink"
+    pcie = "pcie"
+    net = "net"
+
+
+class NcclCostsSpec(Spec):
+    """NCCL's protocol model: the latencies and bandwidth fractions of its tuner
+    (``src/graph/tuning.cc``), the point-to-point protocol threshold and the host call cost.
+
+    A collective with protocol ``p`` over ``steps`` pipeline steps costs
+    ``base_latency_us[p] + steps x hop_latency_us[hw][p] + bytes / (bandwidth x
+    bandwidth_fraction[p])`` (``docs/collectives.md``)."""
+
+    base_latency_us: dict[NcclProtocol, Measured] = Field(
+        description="Fixed latency of one collective by protocol (tuner baseLat, ring)."
+    )
+    hop_latency_us: dict[NcclHardware, dict[NcclProtocol, Measured]] = Field(
+        description="Latency of one pipeline step by hardware class and protocol (tuner hwLat)."
+    )
+    bandwidth_fraction: dict[NcclProtocol, MeasuredFraction] = Field(
+        description="Fraction of the link's achievable bandwidth a protocol delivers as data."
+    )
+    p2p_ll_threshold_B: Measured = Field(
+        description="Point-to-point (all-to-all) messages up to this many bytes per channel use "
+        "LL, larger ones Simple (NCCL_P2P_LL_THRESHOLD)."
+    )
+    host_call_us: Measured = Field(
+        description="Host time of one NCCL collective call (enqueue and kernel launch)."
     )
 
 
@@ -196,6 +236,7 @@ class CalibrationProfile(Spec):
     launch: LaunchCosts
     host: HostRuntimeCosts
     device: DeviceCosts
+    nccl: NcclCostsSpec
     sparse: SparseCosts | None = Field(
         default=None, description="SpMM (Load-as-Sparse, Compute-as-Dense) costs, when calibrated."
     )

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from gpusim.spec.base import Identifier, Spec
 from gpusim.spec.profile import CalibrationProfile
-from gpusim.spec.topology import Topology
+from gpusim.spec.topology import NcclTransport, Topology
 from gpusim.spec.workload import Workload
 
 
@@ -27,6 +27,11 @@ class Options(Spec):
     seed: int = 0
     fidelity: Fidelity = Fidelity.des
     trace: bool = Field(default=False, description="Record a timeline (costs time and memory).")
+    nccl_transport: NcclTransport | None = Field(
+        default=None,
+        description="Force NCCL's transport inside a node (auto | p2p | shm | net), overriding "
+        "the topology's nccl_transport; absent: the topology's.",
+    )
 
 
 class Scenario(Spec):

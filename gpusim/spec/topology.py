@@ -33,6 +33,18 @@ class LinkKind(StrEnum):
     socket = "socket"  # CPU-to-CPU: UPI, AMD xGMI, Grace-to-Grace
 
 
+class NcclTransport(StrEnum):
+    """How NCCL moves data between two GPUs. ``auto`` chooses from the topology as NCCL does
+    (``gpusim/hardware/transport.py``); the others force one transport inside a node (between
+    nodes NCCL always uses ``net``): ``p2p`` GPU to GPU over NVLink or PCIe, ``shm`` through
+    pinned host memory (both copies cross PCIe and the host's memory), ``net`` through a NIC."""
+
+    auto = "auto"
+    p2p = "p2p"
+    shm = "shm"
+    net = "net"
+
+
 class GPUDevice(Spec):
     """A GPU, driven by the host CPU named in ``host``."""
 
@@ -120,6 +132,11 @@ class Topology(Spec):
     )
     devices: list[Device] = Field(min_length=1)
     links: list[LinkSpec] = Field(min_length=1)
+    nccl_transport: NcclTransport = Field(
+        default=NcclTransport.auto,
+        description="NCCL transport inside a node: auto (from the topology, as NCCL chooses), "
+        "or forced to p2p, shm or net (e.g. a machine running with NCCL_P2P_DISABLE=1).",
+    )
 
     def gpus(self) -> list[GPUDevice]:
         """GPU devices in declaration order."""
