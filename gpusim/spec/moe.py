@@ -3,6 +3,7 @@ compared (FlashMoE's persistent kernel and the host-driven baselines)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -17,8 +18,10 @@ from gpusim.spec.base import (
     PositiveInt,
     Spec,
 )
+from gpusim.spec.problems import Problem, chosen_gpus, gpu_list_problems, tensor_dtype_problems
 from gpusim.spec.profile import InstructionPath
 from gpusim.spec.resources import KernelResources
+from gpusim.spec.topology import Topology
 from gpusim.units import KiB
 
 
@@ -57,6 +60,21 @@ class RoutingSpec(Spec):
         if self.distribution == "trace" and not self.trace_file:
             raise ValueError("distribution 'trace' needs trace_file")
         return self
+
+    def problems(self) -> Iterator[Problem]:
+        """What the router would refuse at run time, located inside this routing spec."""
+        if (
+            self.balancing == "alf_lb"
+            and self.alf_update == "multiplicative"
+            and self.alf_update_rate >= 1.0
+        ):
+            yield (
+                ("alf_update_rate",),
+                (
+                    f"multiplicative ALF-LB needs alf_update_rate < 1 (the bias must stay "
+                    f"positive), got {self.alf_update_rate}"
+                ),
+            )
 
 
 class FlashMoEStrategy(Spec):
@@ -181,6 +199,35 @@ class MoELayerWorkload(Spec):
             raise ValueError(f"top_k {self.top_k} exceeds experts {self.experts}")
         return self
 
+    def check(self, topology: Topology) -> Iterator[Problem]:
+        """What the layer's simulation would refuse at run time, knowable from ``topology``:
+        the GPU list (distinct GPUs of the topology, not empty), experts spread evenly over the
+        GPUs (and over the first 2 with ``overlap_efficiency``), the strategy's dtype on every
+        GPU's tensor cores, FlashMoE's tile width dividing the model dimensions, the routing."""
+        yield from gpu_list_problems(self.gpus, topology, "gpus")
+        gpus = chosen_gpus(self.gpus, topology)
+        if gpus and self.experts % len(gpus):
+            yield (
+                ("experts",),
+                (f"{self.experts} experts cannot be spread evenly over {len(gpus)} GPUs"),
+            )
+        if self.overlap_efficiency and len(gpus) > 2 and self.experts % 2:
+            yield (
+                ("overlap_efficiency",),
+                (
+                    f"overlap_efficiency also simulates the layer on 2 GPUs, over which "
+                    f"{self.experts} experts cannot be spread evenly"
+                ),
+            )
+        yield from tensor_dtype_problems(self.strategy.dtype, gpus, topology, ("strategy", "dtype"))
+        if isinstance(self.strategy, FlashMoEStrategy):
+            tile_n = self.strategy.tile_n
+            for name, dim in (("hidden", self.hidden), ("intermediate", self.intermediate)):
+                if dim % tile_n:
+                    yield (name,), f"{name} {dim} is not a multiple of strategy.tile_n {tile_n}"
+        for loc, reason in self.routing.problems():
+            yield ("routing", *loc), reason
+
 
 class RouterStepsWorkload(Spec):
     """Run only the router for ``steps`` steps (bias updates included) and report MaxVio per step:
@@ -195,3 +242,17 @@ class RouterStepsWorkload(Spec):
     )
     steps: PositiveInt = 100
     routing: RoutingSpec = RoutingSpec()
+
+    def check(self, topology: Topology) -> Iterator[Problem]:
+        """What the router would refuse at run time: top_k over the experts, experts not spread
+        evenly over the EP ranks, the routing's own problems. The topology is not used (the
+        router runs on no device)."""
+        if self.top_k > self.experts:
+            yield ("top_k",), f"top_k {self.top_k} exceeds experts {self.experts}"
+        if self.experts % self.ep_ranks:
+            yield (
+                ("ep_ranks",),
+                (f"{self.experts} experts cannot be spread evenly over {self.ep_ranks} EP ranks"),
+            )
+        for loc, reason in self.routing.problems():
+            yield ("routing", *loc), reason

@@ -55,8 +55,9 @@ def _metrics(
     }
 
 
-def des(node: Node, wl: GemmAllToAllWorkload) -> Outcome:
-    """Simulate with host launches, SM/HBM-modelled GEMMs and fluid transfers."""
+def des(node: Node, wl: GemmAllToAllWorkload, *, seed: int) -> Outcome:
+    """Simulate with host launches, SM/HBM-modelled GEMMs and fluid transfers. Nothing is
+    drawn at random: ``seed`` is accepted for the family signature and not used."""
     ranks = participants(node.topology, wl)
     times = LaunchTimes.from_profile(node.profile)
     env = node.sim.env
@@ -110,8 +111,11 @@ def des(node: Node, wl: GemmAllToAllWorkload) -> Outcome:
     return Outcome(makespan_s=makespan, metrics=metrics, per_gpu=per_gpu, link_bytes=link_bytes)
 
 
-def analytic(topology: Topology, profile: CalibrationProfile, wl: GemmAllToAllWorkload) -> Outcome:
-    """Closed form: launch recurrence per rank, then every message at its static max-min rate."""
+def analytic(
+    topology: Topology, profile: CalibrationProfile, wl: GemmAllToAllWorkload, *, seed: int
+) -> Outcome:
+    """Closed form: launch recurrence per rank, then every message at its static max-min rate
+    (``seed`` not used)."""
     ranks = participants(topology, wl)
     fabric = Fabric(topology, profile)
     times = LaunchTimes.from_profile(profile)

@@ -52,8 +52,9 @@ def _memcpy_route(fabric: Fabric, host: str, gpu: str, op: MemcpyOp) -> Route:
     return fabric.route(host, gpu) if op.direction == "h2d" else fabric.route(gpu, host)
 
 
-def des(node: Node, wl: KernelChainWorkload) -> Outcome:
-    """Simulate the chain with the host launch model and a FIFO stream."""
+def des(node: Node, wl: KernelChainWorkload, *, seed: int) -> Outcome:
+    """Simulate the chain with the host launch model and a FIFO stream (``seed`` not used:
+    nothing is drawn at random)."""
     gpu = node.gpus[_gpu_id(node.topology, wl)]
     host_id = node.host_of[gpu.id]
     thread = node.host_thread(host_id, "main")
@@ -93,8 +94,11 @@ def des(node: Node, wl: KernelChainWorkload) -> Outcome:
     )
 
 
-def analytic(topology: Topology, profile: CalibrationProfile, wl: KernelChainWorkload) -> Outcome:
-    """The same chain by its recurrence (exact: nothing contends on one stream)."""
+def analytic(
+    topology: Topology, profile: CalibrationProfile, wl: KernelChainWorkload, *, seed: int
+) -> Outcome:
+    """The same chain by its recurrence (exact: nothing contends on one stream; ``seed`` not
+    used)."""
     gpu_id = _gpu_id(topology, wl)
     device = next(g for g in topology.gpus() if g.id == gpu_id)
     rates = gpu_rates(device.model, profile)

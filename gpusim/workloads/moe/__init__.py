@@ -107,8 +107,7 @@ def des(node: Node, wl: MoELayerWorkload, *, seed: int) -> Outcome:
         outcome = _host_driven_outcome(g, batch, results, moved, busy, total)
 
     def run_two(two: MoELayerWorkload) -> Outcome:
-        sim = Simulation(seed=seed)
-        return des(Node(node.topology, node.profile, sim), two, seed=seed)
+        return des(Node(node.topology, node.profile, Simulation()), two, seed=seed)
 
     return _with_overlap(wl, outcome, run_two, g.gpus)
 
