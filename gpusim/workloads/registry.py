@@ -17,7 +17,7 @@ generator. Adding a family: ``docs/adding_a_workload.md``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, get_args
 
 from gpusim.hardware.node import Node
@@ -59,17 +59,23 @@ Check = Callable[[W, Topology], Iterator[Problem]]
 @dataclass(frozen=True)
 class WorkloadFamily(Generic[W]):
     """One workload family: its tag, its spec class, the spec's semantic check (the spec class's
-    ``check`` method, which the loader also calls) and its two models."""
+    ``check`` method, which the loader also calls) and its two models.
+
+    Both models report the same metric names and per-GPU row names, except the
+    ``des_diagnostics``: names (of metrics or per-GPU values) that only the DES reports because
+    they describe how the event engine ran (batching, shortcuts taken), not the system simulated.
+    """
 
     kind: str
     spec: type[W]
     check: Check[W]
     des: DesModel[W]
     analytic: AnalyticModel[W]
+    des_diagnostics: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
-        field = self.spec.model_fields.get("kind")
-        declared = field.default if field is not None else None
+        kind_field = self.spec.model_fields.get("kind")
+        declared = kind_field.default if kind_field is not None else None
         if declared != self.kind:
             raise TypeError(
                 f"family '{self.kind}': {self.spec.__name__}.kind defaults to {declared!r}"
@@ -118,6 +124,9 @@ FAMILIES: Mapping[str, WorkloadFamily[Any]] = _families(
         check=MoELayerWorkload.check,
         des=moe.des,
         analytic=moe.analytic,
+        # FlashMoE's DES: transfers that took the fluid network instead of the uncontended
+        # shortcut, and task events after batching (FlashMoEStrategy.task_batch)
+        des_diagnostics=frozenset({"fluid_transfer_fraction", "task_batches"}),
     ),
     WorkloadFamily(
         kind="router_steps",
