@@ -65,6 +65,40 @@ BAD: list[tuple[str, dict[str, Any], int, Any, str, str]] = [
     ),
     ("moe-flashmoe-tile-n", {**MOE, "hidden": 200}, 2, None, "hidden", "tile_n"),
     (
+        "moe-flashmoe-threads",
+        {**MOE, "strategy": {"name": "flashmoe", "threads_per_block": 2048}},
+        2,
+        None,
+        "strategy.threads_per_block",
+        "cannot launch: threads_per_block 2048",
+    ),
+    (
+        "moe-flashmoe-register-file",
+        {**MOE, "strategy": {"name": "flashmoe", "threads_per_block": 1024}},
+        2,
+        None,
+        "strategy.registers_per_thread",
+        "more than the 65536 available per block",
+    ),
+    (
+        "moe-flashmoe-measured-block",
+        {
+            **MOE,
+            "strategy": {
+                "name": "flashmoe",
+                "block_resources": {
+                    "threads_per_block": 128,
+                    "registers_per_thread": 100,
+                    "shared_mem_per_block_bytes": 10**6,
+                },
+            },
+        },
+        2,
+        None,
+        "strategy.block_resources",
+        "per-block maximum",
+    ),
+    (
         "moe-multiplicative-alf",
         {
             **MOE,

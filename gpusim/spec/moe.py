@@ -3,7 +3,7 @@ compared (FlashMoE's persistent kernel and the host-driven baselines)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -18,6 +18,7 @@ from gpusim.spec.base import (
     PositiveInt,
     Spec,
 )
+from gpusim.spec.hardware import BlockResource
 from gpusim.spec.problems import Problem, chosen_gpus, gpu_list_problems, tensor_dtype_problems
 from gpusim.spec.profile import InstructionPath
 from gpusim.spec.resources import KernelResources
@@ -101,6 +102,29 @@ class FlashMoEStrategy(Spec):
         "scenario loads. When set, it replaces threads_per_block, registers_per_thread and "
         "shared_mem_per_block_KiB.",
     )
+
+    def launch_problems(self, gpus: Sequence[str], topology: Topology) -> Iterator[Problem]:
+        """The persistent kernel's block (:meth:`kernel_resources`) launches on every GPU model
+        among ``gpus`` (ids unknown to ``topology`` are skipped: the GPU list's check reports
+        them). Located, inside the workload, at the strategy field that sets the resource."""
+        res = self.kernel_resources()
+        fields: dict[BlockResource, str] = {
+            "threads": "threads_per_block",
+            "registers": "registers_per_thread",
+            "shared_memory": "shared_mem_per_block_KiB",
+        }
+        models = {g.id: g.model for g in topology.gpus()}
+        seen: set[str] = set()
+        for gid in gpus:
+            model = models.get(gid)
+            if model is None or model.name in seen:
+                continue
+            seen.add(model.name)
+            for resource, reason in model.launch_limit_problems(
+                res.threads_per_block, res.registers_per_thread, res.shared_mem_per_block_bytes
+            ):
+                field = "block_resources" if self.block_resources is not None else fields[resource]
+                yield ("strategy", field), f"the persistent kernel cannot launch: {reason}"
 
     def kernel_resources(self) -> KernelResources:
         """The block resources the occupancy calculation takes: ``block_resources`` when set,
@@ -225,6 +249,7 @@ class MoELayerWorkload(Spec):
             for name, dim in (("hidden", self.hidden), ("intermediate", self.intermediate)):
                 if dim % tile_n:
                     yield (name,), f"{name} {dim} is not a multiple of strategy.tile_n {tile_n}"
+            yield from self.strategy.launch_problems(gpus, topology)
         for loc, reason in self.routing.problems():
             yield ("routing", *loc), reason
 
