@@ -192,3 +192,44 @@ def test_the_cli_reports_a_moe_problem_in_one_line(tmp_path: Path, command: str)
     assert lines == [
         f"error: {path}: $.workload.gpus[1]: 'gpu7' is not a GPU of topology 'star2'"
     ], result.output
+
+
+@pytest.mark.parametrize(
+    ("kind", "counts", "reason"),
+    [
+        ("router_steps", [[1, 2, 3]], "expected a list of 8 expert counts, got 3 entries"),
+        ("router_steps", [[1] + [0] * 7], "only 1 experts have tokens, fewer than top_k = 2"),
+        ("moe_layer", [[1, 1, 1, -1]], "counts must be finite and non-negative"),
+        ("moe_layer", "{not json", "routing trace is not valid JSON"),
+    ],
+)
+def test_a_bad_routing_trace_is_refused_when_loaded(
+    tmp_path: Path, kind: str, counts: Any, reason: str
+) -> None:
+    trace = tmp_path / "counts.json"
+    trace.write_text(counts if isinstance(counts, str) else json.dumps(counts))
+    base = ROUTER if kind == "router_steps" else MOE
+    routing = {"distribution": "trace", "trace_file": "counts.json"}
+    doc = _doc({**base, "routing": routing}, 2, None)
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps(doc))
+    result = CliRunner().invoke(app, ["check", str(scenario)])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.output
+    assert f"{scenario}: $.workload.routing.trace_file: {trace}" in lines[0]
+    assert reason in lines[0]
+    # bypassing the loader, the router refuses the same trace
+    topology = Topology.model_validate(doc["topology"])
+    raw = {**doc["workload"], "routing": {**routing, "trace_file": str(trace)}}
+    spec: Workload = TypeAdapter(Workload).validate_python(raw)
+    with pytest.raises(SimulationError, match=r"counts\.json"):
+        simulate(make_scenario(spec, topology=topology, fidelity=Fidelity.analytic))
+
+
+def test_a_good_routing_trace_loads(tmp_path: Path) -> None:
+    (tmp_path / "counts.json").write_text(json.dumps([[8, 4, 2, 2, 1, 1, 1, 1]] * 3))
+    doc = _doc(
+        {**ROUTER, "routing": {"distribution": "trace", "trace_file": "counts.json"}}, 1, None
+    )
+    scenario_from_dict(doc, tmp_path / "scenario.json")

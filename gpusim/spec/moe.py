@@ -3,7 +3,10 @@ compared (FlashMoE's persistent kernel and the host-driven baselines)."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -24,6 +27,49 @@ from gpusim.spec.profile import InstructionPath
 from gpusim.spec.resources import KernelResources
 from gpusim.spec.topology import Topology
 from gpusim.units import KiB
+
+
+class RoutingTraceError(ValueError):
+    """A routing trace file that cannot be used; the message names the file (and the step)."""
+
+
+def read_routing_trace(path: Path, experts: int) -> list[list[float]]:
+    """The per-step expert counts of a routing trace file (JSON: a non-empty list of steps, each
+    a list of ``experts`` finite non-negative numbers, not all 0). Raises
+    :class:`RoutingTraceError` otherwise. The loader runs it (through the workload's check), the
+    router reads the counts with it."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RoutingTraceError(
+            f"{path}: cannot read routing trace: {exc.strerror or exc}"
+        ) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RoutingTraceError(f"{path}: routing trace is not valid JSON: {exc}") from exc
+    if not isinstance(raw, list) or not raw:
+        raise RoutingTraceError(f"{path}: routing trace must be a non-empty list of steps")
+    steps: list[list[float]] = []
+    for i, step in enumerate(raw):
+        where = f"{path}: step {i}"
+        if not isinstance(step, list) or len(step) != experts:
+            got = f"{len(step)} entries" if isinstance(step, list) else type(step).__name__
+            raise RoutingTraceError(
+                f"{where}: expected a list of {experts} expert counts, got {got}"
+            )
+        if not all(isinstance(c, int | float) and not isinstance(c, bool) for c in step):
+            raise RoutingTraceError(f"{where}: counts must be numbers")
+        counts = [float(c) for c in step]
+        if not all(math.isfinite(c) and c >= 0 for c in counts):
+            raise RoutingTraceError(f"{where}: counts must be finite and non-negative")
+        if not any(c > 0 for c in counts):
+            raise RoutingTraceError(f"{where}: counts sum to 0")
+        steps.append(counts)
+    return steps
+
+
+def too_few_experts_reason(where: str, nonzero: int, top_k: int) -> str:
+    """Why a step whose counts give tokens to only ``nonzero`` experts cannot be routed top-k."""
+    return f"{where}: only {nonzero} experts have tokens, fewer than top_k = {top_k}"
 
 
 class RoutingSpec(Spec):
@@ -62,8 +108,24 @@ class RoutingSpec(Spec):
             raise ValueError("distribution 'trace' needs trace_file")
         return self
 
-    def problems(self) -> Iterator[Problem]:
-        """What the router would refuse at run time, located inside this routing spec."""
+    def problems(self, experts: int, top_k: int) -> Iterator[Problem]:
+        """What a router of ``experts`` experts choosing ``top_k`` would refuse at run time,
+        located inside this routing spec. Reads the trace file (made absolute by the loader)."""
+        if self.distribution == "trace" and self.trace_file is not None:
+            path = Path(self.trace_file)
+            try:
+                steps = read_routing_trace(path, experts)
+            except RoutingTraceError as exc:
+                yield ("trace_file",), str(exc)
+                steps = []
+            for i, counts in enumerate(steps):
+                nonzero = sum(1 for c in counts if c > 0)
+                if nonzero < top_k:
+                    yield (
+                        ("trace_file",),
+                        too_few_experts_reason(f"{path}: step {i}", nonzero, top_k),
+                    )
+                    break
         if (
             self.balancing == "alf_lb"
             and self.alf_update == "multiplicative"
@@ -250,7 +312,7 @@ class MoELayerWorkload(Spec):
                 if dim % tile_n:
                     yield (name,), f"{name} {dim} is not a multiple of strategy.tile_n {tile_n}"
             yield from self.strategy.launch_problems(gpus, topology)
-        for loc, reason in self.routing.problems():
+        for loc, reason in self.routing.problems(self.experts, self.top_k):
             yield ("routing", *loc), reason
 
 
@@ -279,5 +341,5 @@ class RouterStepsWorkload(Spec):
                 ("ep_ranks",),
                 (f"{self.experts} experts cannot be spread evenly over {self.ep_ranks} EP ranks"),
             )
-        for loc, reason in self.routing.problems():
+        for loc, reason in self.routing.problems(self.experts, self.top_k):
             yield ("routing", *loc), reason
