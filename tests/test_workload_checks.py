@@ -130,18 +130,6 @@ BAD: list[tuple[str, dict[str, Any], int, Any, str, str]] = [
         "gpus",
         "empty",
     ),
-    (
-        "kernel-chain-fp8",
-        {
-            "kind": "kernel_chain",
-            "kernel": {"op": "gemm", "m": 64, "n": 64, "k": 64, "dtype": "fp8"},
-        }
-        | {"count": 2},
-        1,
-        NO_FP8,
-        "kernel.dtype",
-        "no tensor-core peak",
-    ),
 ]
 IDS = [case[0] for case in BAD]
 
