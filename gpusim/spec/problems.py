@@ -20,7 +20,11 @@ Problem = tuple[Loc, str]
 def gpu_problems(gpu: str, topology: Topology, loc: Loc) -> Iterator[Problem]:
     """``gpu`` (named at ``loc``) is a GPU of ``topology``."""
     if gpu not in {g.id for g in topology.gpus()}:
-        yield loc, f"'{gpu}' is not a GPU of topology '{topology.name}'"
+        yield loc, _not_a_gpu(gpu, topology)
+
+
+def _not_a_gpu(gpu: str, topology: Topology) -> str:
+    return f"'{gpu}' is not a GPU of topology '{topology.name}'"
 
 
 def gpu_list_problems(
@@ -34,8 +38,10 @@ def gpu_list_problems(
         return
     if not gpus:
         yield (key,), "the GPU list is empty (leave it out for every GPU of the topology)"
+    known = {g.id for g in topology.gpus()}
     for i, gid in enumerate(gpus):
-        yield from gpu_problems(gid, topology, (key, i))
+        if gid not in known:
+            yield (key, i), _not_a_gpu(gid, topology)
     seen: set[str] = set()
     for i, gid in enumerate(gpus):
         if gid in seen:
