@@ -18,6 +18,7 @@ from gpusim.hardware.rates import gpu_rates
 from gpusim.kernels import kernel_cost
 from gpusim.result import Outcome
 from gpusim.spec.base import storage_bytes
+from gpusim.spec.problems import chosen_gpus
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import Topology
 from gpusim.spec.workload import GemmAllToAllWorkload
@@ -31,7 +32,7 @@ from gpusim.workloads.common import (
 
 def participants(topology: Topology, wl: GemmAllToAllWorkload) -> list[str]:
     """GPU ids taking part, in topology order when the workload names none."""
-    return list(wl.gpus) if wl.gpus is not None else [g.id for g in topology.gpus()]
+    return chosen_gpus(wl.gpus, topology)
 
 
 def message_bytes(wl: GemmAllToAllWorkload, n_ranks: int) -> float:
