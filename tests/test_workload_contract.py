@@ -168,6 +168,11 @@ def test_a_family_whose_kind_disagrees_with_its_spec_is_refused() -> None:
         )
 
 
+def test_a_spec_outside_the_registry_has_no_family() -> None:
+    with pytest.raises(TypeError, match="no workload family for GemmOp"):
+        family_of(GemmOp(m=1, n=1, k=1))
+
+
 @pytest.mark.parametrize("fx", FIXTURES, ids=IDS)
 def test_both_fidelities_report_the_same_names(fx: Fixture) -> None:
     des, analytic, family = _both(fx)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar, get_args
 
 from gpusim.hardware.node import Node
@@ -87,13 +88,13 @@ class WorkloadFamily(Generic[W]):
             )
 
 
-def _families(*families: WorkloadFamily[Any]) -> dict[str, WorkloadFamily[Any]]:
+def _families(*families: WorkloadFamily[Any]) -> Mapping[str, WorkloadFamily[Any]]:
     out: dict[str, WorkloadFamily[Any]] = {}
     for family in families:
         if family.kind in out:
             raise TypeError(f"workload kind '{family.kind}' registered twice")
         out[family.kind] = family
-    return out
+    return MappingProxyType(out)
 
 
 FAMILIES: Mapping[str, WorkloadFamily[Any]] = _families(
