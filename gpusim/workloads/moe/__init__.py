@@ -92,7 +92,8 @@ def _with_overlap(
 
 
 def des(node: Node, wl: MoELayerWorkload, *, seed: int) -> Outcome:
-    """Simulate one MoE layer forward with the discrete-event engine."""
+    """Simulate one MoE layer forward with the discrete-event engine. Tokens are routed from
+    ``np.random.default_rng(seed)``: the same draws as :func:`analytic` at the same seed."""
     g, batch = _setup(node.topology, wl, seed)
     if isinstance(wl.strategy, FlashMoEStrategy):
         outcome = flashmoe.des(node, wl, g, batch)
