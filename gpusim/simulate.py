@@ -34,13 +34,13 @@ def simulate(scenario: ResolvedScenario | Scenario | str | Path) -> Result:
     wall0 = time.perf_counter()
     trace: Any = None
     if opts.fidelity == Fidelity.des:
-        sim = Simulation(seed=opts.seed, trace=opts.trace)
+        sim = Simulation(trace=opts.trace)
         node = Node(topology, resolved.profile, sim)
-        outcome = run_des(node, resolved.workload)
+        outcome = run_des(node, resolved.workload, seed=opts.seed)
         events = sim.events_scheduled()
         trace = sim.recorder.events if opts.trace else None
     else:
-        outcome = run_analytic(topology, resolved.profile, resolved.workload, opts.seed)
+        outcome = run_analytic(topology, resolved.profile, resolved.workload, seed=opts.seed)
         events = 0
     return Result(
         scenario=resolved.name,

@@ -221,7 +221,7 @@ def test_workload_entry_points_report_metrics() -> None:
         strategy=MegatronStrategy(),
         overlap_efficiency=True,
     )
-    out_des = des(Node(topo, prof, Simulation(seed=3)), wl, seed=3)
+    out_des = des(Node(topo, prof, Simulation()), wl, seed=3)
     out_ana = analytic(topo, prof, wl, seed=3)
     for out in (out_des, out_ana):
         m = out.metrics

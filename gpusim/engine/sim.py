@@ -1,11 +1,13 @@
-"""The thin SimPy wrapper every model runs in: one environment, one seeded generator, one trace
-recorder."""
+"""The thin SimPy wrapper every model runs in: one environment and one trace recorder.
+
+It holds no random generator: the engine is deterministic, and a workload that draws random
+numbers makes its own generators from the scenario's seed, which the workload registry passes to
+both fidelities alike (``des(node, workload, *, seed)``, ``analytic(..., *, seed)``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import simpy
 
 from gpusim.engine.trace import TraceRecorder
@@ -15,15 +17,12 @@ from gpusim.engine.trace import TraceRecorder
 class Simulation:
     """Shared state of one simulation run."""
 
-    seed: int = 0
     trace: bool = False
     env: simpy.Environment = field(default_factory=simpy.Environment)
     recorder: TraceRecorder = field(init=False)
-    rng: np.random.Generator = field(init=False)
 
     def __post_init__(self) -> None:
         self.recorder = TraceRecorder(enabled=self.trace)
-        self.rng = np.random.default_rng(self.seed)
 
     @property
     def now_s(self) -> float:

@@ -84,30 +84,10 @@ def occupancy(
     ``shared_mem_per_block_bytes`` (static plus dynamic, excluding the system reservation) may be
     zero. Raises ``ValueError`` for a configuration the GPU cannot launch.
     """
-    if threads_per_block <= 0:
-        raise ValueError(f"threads_per_block must be positive, got {threads_per_block}")
-    if threads_per_block > gpu.max_threads_per_block:
-        raise ValueError(
-            f"threads_per_block {threads_per_block} exceeds the maximum of "
-            f"{gpu.max_threads_per_block} on {gpu.name}"
-        )
-    if registers_per_thread <= 0:
-        raise ValueError(f"registers_per_thread must be positive, got {registers_per_thread}")
-    if registers_per_thread > gpu.max_registers_per_thread:
-        raise ValueError(
-            f"registers_per_thread {registers_per_thread} exceeds the maximum of "
-            f"{gpu.max_registers_per_thread} on {gpu.name}"
-        )
-    if shared_mem_per_block_bytes < 0:
-        raise ValueError(
-            f"shared_mem_per_block_bytes must be non-negative, got {shared_mem_per_block_bytes}"
-        )
-    smem_block_max = _kib_to_bytes(gpu.shared_mem_per_block_KiB)
-    if shared_mem_per_block_bytes > smem_block_max:
-        raise ValueError(
-            f"shared_mem_per_block_bytes {shared_mem_per_block_bytes} exceeds the per-block "
-            f"maximum of {smem_block_max} B ({gpu.shared_mem_per_block_KiB} KiB) on {gpu.name}"
-        )
+    for _, reason in gpu.launch_limit_problems(
+        threads_per_block, registers_per_thread, shared_mem_per_block_bytes
+    ):
+        raise ValueError(reason)
 
     warp = gpu.warp_size
     subparts = gpu.sm_subpartitions
@@ -120,15 +100,9 @@ def occupancy(
     # Blocks.
     limit_blocks = gpu.max_blocks_per_sm
 
-    # Registers: allocated per warp, out of one sub-partition's share of the register file.
+    # Registers: allocated per warp, out of one sub-partition's share of the register file
+    # (a block needing more than the whole file was refused above).
     regs_per_warp = _round_up(registers_per_thread * warp, gpu.register_alloc_unit)
-    regs_per_block_hw = regs_per_warp * _round_up(warps_per_block, subparts)
-    if regs_per_block_hw > gpu.registers_per_sm:
-        raise ValueError(
-            f"a block of {threads_per_block} threads at {registers_per_thread} registers/thread "
-            f"needs {regs_per_block_hw} registers (warps rounded up to {subparts} sub-partitions), "
-            f"more than the {gpu.registers_per_sm} available per block on {gpu.name}"
-        )
     warps_per_subpartition = (gpu.registers_per_sm // subparts) // regs_per_warp
     limit_registers = (warps_per_subpartition * subparts) // warps_per_block
 

@@ -10,15 +10,9 @@ from collections.abc import Iterator
 
 import networkx as nx
 
+from gpusim.spec.problems import Problem
 from gpusim.spec.topology import CPUDevice, GPUDevice, Topology
-from gpusim.spec.workload import (
-    GemmAllToAllWorkload,
-    KernelChainWorkload,
-    TransfersWorkload,
-    Workload,
-)
-
-Problem = tuple[tuple[int | str, ...], str]
+from gpusim.spec.workload import Workload
 
 
 def check_topology(topo: Topology) -> Iterator[Problem]:
@@ -53,23 +47,6 @@ def check_topology(topo: Topology) -> Iterator[Problem]:
 
 
 def check_workload_against_topology(workload: Workload, topo: Topology) -> Iterator[Problem]:
-    """Every device a workload names exists in the topology and has the right kind."""
-    gpu_ids = {g.id for g in topo.gpus()}
-    all_ids = {d.id for d in topo.devices}
-    if isinstance(workload, GemmAllToAllWorkload):
-        for i, gid in enumerate(workload.gpus or []):
-            if gid not in gpu_ids:
-                yield ("gpus", i), f"'{gid}' is not a GPU of topology '{topo.name}'"
-        if workload.gpus is not None and len(set(workload.gpus)) != len(workload.gpus):
-            yield ("gpus",), "a GPU is listed twice"
-    elif isinstance(workload, KernelChainWorkload):
-        if workload.gpu is not None and workload.gpu not in gpu_ids:
-            yield ("gpu",), f"'{workload.gpu}' is not a GPU of topology '{topo.name}'"
-    elif isinstance(workload, TransfersWorkload):
-        for i, tr in enumerate(workload.transfers):
-            for end in ("src", "dst"):
-                ref = getattr(tr, end)
-                if ref not in all_ids:
-                    yield ("transfers", i, end), f"unknown device '{ref}' in topology '{topo.name}'"
-            if tr.src == tr.dst:
-                yield ("transfers", i, "dst"), "a transfer must go to another device"
+    """What running ``workload`` on ``topo`` would refuse, knowable before running it: each
+    workload spec class checks itself (its ``check`` method, next to its fields)."""
+    yield from workload.check(topo)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from gpusim.spec.base import Dtype, NonNegativeFloat, PositiveFloat, PositiveInt, Sourced
+from gpusim.units import KiB
+
+BlockResource = Literal["threads", "registers", "shared_memory"]
+"""A per-block resource a launch can exceed."""
 
 
 class GPUSpec(Sourced):
@@ -52,6 +58,65 @@ class GPUSpec(Sourced):
         if self.max_threads_per_block > self.max_threads_per_sm:
             raise ValueError("max_threads_per_block exceeds max_threads_per_sm")
         return self
+
+    def launch_limit_problems(
+        self, threads_per_block: int, registers_per_thread: int, shared_mem_per_block_bytes: int
+    ) -> Iterator[tuple[BlockResource, str]]:
+        """Why this GPU would refuse to launch a block of this shape: ``(resource, reason)`` for
+        each per-block limit exceeded, in the order the occupancy calculation checks them
+        (``gpusim.hardware.occupancy``, which raises the first). The registers of one block are
+        allocated per warp (rounded up to ``register_alloc_unit``), its warps rounded up to a
+        multiple of the sub-partitions, out of ``registers_per_sm``
+        (``cudaDeviceProp.regsPerBlock`` on every 8.x/9.x part)."""
+        threads, regs, smem_B = threads_per_block, registers_per_thread, shared_mem_per_block_bytes
+        gpu = self.name
+        if threads <= 0:
+            yield "threads", f"threads_per_block must be positive, got {threads}"
+        elif threads > self.max_threads_per_block:
+            yield (
+                "threads",
+                (
+                    f"threads_per_block {threads} exceeds the maximum of "
+                    f"{self.max_threads_per_block} on {gpu}"
+                ),
+            )
+        if regs <= 0:
+            yield "registers", f"registers_per_thread must be positive, got {regs}"
+        elif regs > self.max_registers_per_thread:
+            yield (
+                "registers",
+                (
+                    f"registers_per_thread {regs} exceeds the maximum of "
+                    f"{self.max_registers_per_thread} on {gpu}"
+                ),
+            )
+        smem_max_B = round(self.shared_mem_per_block_KiB * KiB)
+        if smem_B < 0:
+            yield "shared_memory", f"shared_mem_per_block_bytes must be non-negative, got {smem_B}"
+        elif smem_B > smem_max_B:
+            yield (
+                "shared_memory",
+                (
+                    f"shared_mem_per_block_bytes {smem_B} exceeds the per-block maximum of "
+                    f"{smem_max_B} B ({self.shared_mem_per_block_KiB} KiB) on {gpu}"
+                ),
+            )
+        if threads <= 0 or regs <= 0:
+            return
+        subparts, unit = self.sm_subpartitions, self.register_alloc_unit
+        warps_per_block = -(-threads // self.warp_size)
+        regs_per_warp = unit * -(-(regs * self.warp_size) // unit)
+        regs_per_block_hw = regs_per_warp * subparts * -(-warps_per_block // subparts)
+        if regs_per_block_hw > self.registers_per_sm:
+            yield (
+                "registers",
+                (
+                    f"a block of {threads} threads at {regs} registers/thread needs "
+                    f"{regs_per_block_hw} registers (warps rounded up to {subparts} "
+                    f"sub-partitions), more than the {self.registers_per_sm} available per block "
+                    f"on {gpu}"
+                ),
+            )
 
 
 class HostCPUSpec(Sourced):

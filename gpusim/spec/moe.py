@@ -3,6 +3,10 @@ compared (FlashMoE's persistent kernel and the host-driven baselines)."""
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -17,9 +21,55 @@ from gpusim.spec.base import (
     PositiveInt,
     Spec,
 )
+from gpusim.spec.hardware import BlockResource
+from gpusim.spec.problems import Problem, chosen_gpus, gpu_list_problems, tensor_dtype_problems
 from gpusim.spec.profile import InstructionPath
 from gpusim.spec.resources import KernelResources
+from gpusim.spec.topology import Topology
 from gpusim.units import KiB
+
+
+class RoutingTraceError(ValueError):
+    """A routing trace file that cannot be used; the message names the file (and the step)."""
+
+
+def read_routing_trace(path: Path, experts: int) -> list[list[float]]:
+    """The per-step expert counts of a routing trace file (JSON: a non-empty list of steps, each
+    a list of ``experts`` finite non-negative numbers, not all 0). Raises
+    :class:`RoutingTraceError` otherwise. The loader runs it (through the workload's check), the
+    router reads the counts with it."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RoutingTraceError(
+            f"{path}: cannot read routing trace: {exc.strerror or exc}"
+        ) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RoutingTraceError(f"{path}: routing trace is not valid JSON: {exc}") from exc
+    if not isinstance(raw, list) or not raw:
+        raise RoutingTraceError(f"{path}: routing trace must be a non-empty list of steps")
+    steps: list[list[float]] = []
+    for i, step in enumerate(raw):
+        where = f"{path}: step {i}"
+        if not isinstance(step, list) or len(step) != experts:
+            got = f"{len(step)} entries" if isinstance(step, list) else type(step).__name__
+            raise RoutingTraceError(
+                f"{where}: expected a list of {experts} expert counts, got {got}"
+            )
+        if not all(isinstance(c, int | float) and not isinstance(c, bool) for c in step):
+            raise RoutingTraceError(f"{where}: counts must be numbers")
+        counts = [float(c) for c in step]
+        if not all(math.isfinite(c) and c >= 0 for c in counts):
+            raise RoutingTraceError(f"{where}: counts must be finite and non-negative")
+        if not any(c > 0 for c in counts):
+            raise RoutingTraceError(f"{where}: counts sum to 0")
+        steps.append(counts)
+    return steps
+
+
+def too_few_experts_reason(where: str, nonzero: int, top_k: int) -> str:
+    """Why a step whose counts give tokens to only ``nonzero`` experts cannot be routed top-k."""
+    return f"{where}: only {nonzero} experts have tokens, fewer than top_k = {top_k}"
 
 
 class RoutingSpec(Spec):
@@ -58,6 +108,37 @@ class RoutingSpec(Spec):
             raise ValueError("distribution 'trace' needs trace_file")
         return self
 
+    def problems(self, experts: int, top_k: int) -> Iterator[Problem]:
+        """What a router of ``experts`` experts choosing ``top_k`` would refuse at run time,
+        located inside this routing spec. Reads the trace file (made absolute by the loader)."""
+        if self.distribution == "trace" and self.trace_file is not None:
+            path = Path(self.trace_file)
+            try:
+                steps = read_routing_trace(path, experts)
+            except RoutingTraceError as exc:
+                yield ("trace_file",), str(exc)
+                steps = []
+            for i, counts in enumerate(steps):
+                nonzero = sum(1 for c in counts if c > 0)
+                if nonzero < top_k:
+                    yield (
+                        ("trace_file",),
+                        too_few_experts_reason(f"{path}: step {i}", nonzero, top_k),
+                    )
+                    break
+        if (
+            self.balancing == "alf_lb"
+            and self.alf_update == "multiplicative"
+            and self.alf_update_rate >= 1.0
+        ):
+            yield (
+                ("alf_update_rate",),
+                (
+                    f"multiplicative ALF-LB needs alf_update_rate < 1 (the bias must stay "
+                    f"positive), got {self.alf_update_rate}"
+                ),
+            )
+
 
 class FlashMoEStrategy(Spec):
     """One persistent kernel per forward: gate, dispatch by SM stores, tile task DAG, combine."""
@@ -83,6 +164,29 @@ class FlashMoEStrategy(Spec):
         "scenario loads. When set, it replaces threads_per_block, registers_per_thread and "
         "shared_mem_per_block_KiB.",
     )
+
+    def launch_problems(self, gpus: Sequence[str], topology: Topology) -> Iterator[Problem]:
+        """The persistent kernel's block (:meth:`kernel_resources`) launches on every GPU model
+        among ``gpus`` (ids unknown to ``topology`` are skipped: the GPU list's check reports
+        them). Located, inside the workload, at the strategy field that sets the resource."""
+        res = self.kernel_resources()
+        fields: dict[BlockResource, str] = {
+            "threads": "threads_per_block",
+            "registers": "registers_per_thread",
+            "shared_memory": "shared_mem_per_block_KiB",
+        }
+        models = {g.id: g.model for g in topology.gpus()}
+        seen: set[str] = set()
+        for gid in gpus:
+            model = models.get(gid)
+            if model is None or model.name in seen:
+                continue
+            seen.add(model.name)
+            for resource, reason in model.launch_limit_problems(
+                res.threads_per_block, res.registers_per_thread, res.shared_mem_per_block_bytes
+            ):
+                field = "block_resources" if self.block_resources is not None else fields[resource]
+                yield ("strategy", field), f"the persistent kernel cannot launch: {reason}"
 
     def kernel_resources(self) -> KernelResources:
         """The block resources the occupancy calculation takes: ``block_resources`` when set,
@@ -181,6 +285,36 @@ class MoELayerWorkload(Spec):
             raise ValueError(f"top_k {self.top_k} exceeds experts {self.experts}")
         return self
 
+    def check(self, topology: Topology) -> Iterator[Problem]:
+        """What the layer's simulation would refuse at run time, knowable from ``topology``:
+        the GPU list (distinct GPUs of the topology, not empty), experts spread evenly over the
+        GPUs (and over the first 2 with ``overlap_efficiency``), the strategy's dtype on every
+        GPU's tensor cores, FlashMoE's tile width dividing the model dimensions, the routing."""
+        yield from gpu_list_problems(self.gpus, topology, "gpus")
+        gpus = chosen_gpus(self.gpus, topology)
+        if gpus and self.experts % len(gpus):
+            yield (
+                ("experts",),
+                (f"{self.experts} experts cannot be spread evenly over {len(gpus)} GPUs"),
+            )
+        if self.overlap_efficiency and len(gpus) > 2 and self.experts % 2:
+            yield (
+                ("overlap_efficiency",),
+                (
+                    f"overlap_efficiency also simulates the layer on 2 GPUs, over which "
+                    f"{self.experts} experts cannot be spread evenly"
+                ),
+            )
+        yield from tensor_dtype_problems(self.strategy.dtype, gpus, topology, ("strategy", "dtype"))
+        if isinstance(self.strategy, FlashMoEStrategy):
+            tile_n = self.strategy.tile_n
+            for name, dim in (("hidden", self.hidden), ("intermediate", self.intermediate)):
+                if dim % tile_n:
+                    yield (name,), f"{name} {dim} is not a multiple of strategy.tile_n {tile_n}"
+            yield from self.strategy.launch_problems(gpus, topology)
+        for loc, reason in self.routing.problems(self.experts, self.top_k):
+            yield ("routing", *loc), reason
+
 
 class RouterStepsWorkload(Spec):
     """Run only the router for ``steps`` steps (bias updates included) and report MaxVio per step:
@@ -195,3 +329,17 @@ class RouterStepsWorkload(Spec):
     )
     steps: PositiveInt = 100
     routing: RoutingSpec = RoutingSpec()
+
+    def check(self, topology: Topology) -> Iterator[Problem]:
+        """What the router would refuse at run time: top_k over the experts, experts not spread
+        evenly over the EP ranks, the routing's own problems. The topology is not used (the
+        router runs on no device)."""
+        if self.top_k > self.experts:
+            yield ("top_k",), f"top_k {self.top_k} exceeds experts {self.experts}"
+        if self.experts % self.ep_ranks:
+            yield (
+                ("ep_ranks",),
+                (f"{self.experts} experts cannot be spread evenly over {self.ep_ranks} EP ranks"),
+            )
+        for loc, reason in self.routing.problems(self.experts, self.top_k):
+            yield ("routing", *loc), reason

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from gpusim.spec.base import Dtype, Identifier, NonNegativeFloat, NonNegativeInt, PositiveInt, Spec
 from gpusim.spec.moe import MoELayerWorkload, RouterStepsWorkload
+from gpusim.spec.problems import Problem, gpu_list_problems, gpu_problems
 from gpusim.spec.profile import InstructionPath
+from gpusim.spec.topology import Topology
 
 
 class GemmOp(Spec):
@@ -60,6 +63,11 @@ class GemmAllToAllWorkload(Spec):
     gemm: GemmOp
     messages_per_peer: PositiveInt = 1
 
+    def check(self, topology: Topology) -> Iterator[Problem]:
+        """The GPU list names distinct GPUs of ``topology`` (and is not empty). A dtype without
+        a tensor peak stays a run-time error: a sweep over dtypes keeps its other points."""
+        yield from gpu_list_problems(self.gpus, topology, "gpus")
+
 
 class KernelChainWorkload(Spec):
     """One host thread launches ``count`` copies of a kernel (or memcpy) back to back on one
@@ -70,6 +78,14 @@ class KernelChainWorkload(Spec):
     kernel: KernelOp
     count: PositiveInt
     launch: Literal["eager", "graph"] = "eager"
+
+    def check(self, topology: Topology) -> Iterator[Problem]:
+        """The GPU is one of ``topology`` (which has one when none is named). A dtype without a
+        tensor peak stays a run-time error, as for gemm_alltoall."""
+        if self.gpu is not None:
+            yield from gpu_problems(self.gpu, topology, ("gpu",))
+        elif not topology.gpus():
+            yield ("gpu",), f"topology '{topology.name}' has no GPU"
 
 
 class Transfer(Spec):
@@ -86,6 +102,19 @@ class TransfersWorkload(Spec):
 
     kind: Literal["transfers"] = "transfers"
     transfers: list[Transfer] = Field(min_length=1)
+
+    def check(self, topology: Topology) -> Iterator[Problem]:
+        """Every endpoint is a device of ``topology``; no transfer goes to its own source."""
+        all_ids = {d.id for d in topology.devices}
+        for i, tr in enumerate(self.transfers):
+            for end, ref in (("src", tr.src), ("dst", tr.dst)):
+                if ref not in all_ids:
+                    yield (
+                        ("transfers", i, end),
+                        f"unknown device '{ref}' in topology '{topology.name}'",
+                    )
+            if tr.src == tr.dst:
+                yield ("transfers", i, "dst"), "a transfer must go to another device"
 
 
 Workload = Annotated[

@@ -17,6 +17,7 @@ from gpusim.hardware.platform import Platform
 from gpusim.kernels import kernel_cost
 from gpusim.result import Outcome
 from gpusim.spec.base import storage_bytes
+from gpusim.spec.problems import chosen_gpus
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import Topology
 from gpusim.spec.workload import GemmAllToAllWorkload
@@ -30,7 +31,7 @@ from gpusim.workloads.common import (
 
 def participants(topology: Topology, wl: GemmAllToAllWorkload) -> list[str]:
     """GPU ids taking part, in topology order when the workload names none."""
-    return list(wl.gpus) if wl.gpus is not None else [g.id for g in topology.gpus()]
+    return chosen_gpus(wl.gpus, topology)
 
 
 def message_bytes(wl: GemmAllToAllWorkload, n_ranks: int) -> float:
@@ -54,8 +55,9 @@ def _metrics(
     }
 
 
-def des(node: Node, wl: GemmAllToAllWorkload) -> Outcome:
-    """Simulate with host launches, SM/HBM-modelled GEMMs and fluid transfers."""
+def des(node: Node, wl: GemmAllToAllWorkload, *, seed: int) -> Outcome:
+    """Simulate with host launches, SM/HBM-modelled GEMMs and fluid transfers. Nothing is
+    drawn at random: ``seed`` is accepted for the family signature and not used."""
     ranks = participants(node.topology, wl)
     times = LaunchTimes.from_profile(node.profile)
     env = node.sim.env
@@ -109,8 +111,11 @@ def des(node: Node, wl: GemmAllToAllWorkload) -> Outcome:
     return Outcome(makespan_s=makespan, metrics=metrics, per_gpu=per_gpu, link_bytes=link_bytes)
 
 
-def analytic(topology: Topology, profile: CalibrationProfile, wl: GemmAllToAllWorkload) -> Outcome:
-    """Closed form: launch recurrence per rank, then every message at its static max-min rate."""
+def analytic(
+    topology: Topology, profile: CalibrationProfile, wl: GemmAllToAllWorkload, *, seed: int
+) -> Outcome:
+    """Closed form: launch recurrence per rank, then every message at its static max-min rate
+    (``seed`` not used)."""
     ranks = participants(topology, wl)
     platform = Platform.of(topology, profile)
     fabric = platform.fabric

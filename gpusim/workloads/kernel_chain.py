@@ -62,8 +62,9 @@ def _graph(wl: KernelChainWorkload) -> bool:
     return wl.launch == "graph" and not isinstance(wl.kernel, MemcpyOp)
 
 
-def des(node: Node, wl: KernelChainWorkload) -> Outcome:
-    """Simulate the chain with the host runtime and a FIFO stream."""
+def des(node: Node, wl: KernelChainWorkload, *, seed: int) -> Outcome:
+    """Simulate the chain with the host runtime and a FIFO stream (``seed`` not used: nothing
+    is drawn at random)."""
     gpu = node.gpus[_gpu_id(node.topology, wl)]
     host_id = node.host_of[gpu.id]
     costs = HostCosts.from_profile(node.profile)
@@ -145,8 +146,11 @@ def _graph_end_s(times: LaunchTimes, count: int, op_s: float) -> tuple[float, fl
     return end, tklqt
 
 
-def analytic(topology: Topology, profile: CalibrationProfile, wl: KernelChainWorkload) -> Outcome:
-    """The same chain by its recurrence (exact: nothing contends on one stream)."""
+def analytic(
+    topology: Topology, profile: CalibrationProfile, wl: KernelChainWorkload, *, seed: int
+) -> Outcome:
+    """The same chain by its recurrence (exact: nothing contends on one stream; ``seed`` not
+    used)."""
     gpu_id = _gpu_id(topology, wl)
     device = next(g for g in topology.gpus() if g.id == gpu_id)
     platform = Platform.of(topology, profile)

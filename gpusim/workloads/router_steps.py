@@ -64,12 +64,10 @@ def run_router_steps(wl: RouterStepsWorkload, rng: np.random.Generator) -> Outco
     )
 
 
-def des(node: Node, wl: RouterStepsWorkload, *, seed: int | None = None) -> Outcome:
-    """Run the router steps (no events: the node is not used). ``seed`` defaults to the node's
-    simulation seed. A relative routing ``trace_file`` was made absolute when the scenario
-    loaded."""
-    chosen = node.sim.seed if seed is None else seed
-    return run_router_steps(wl, np.random.default_rng(chosen))
+def des(node: Node, wl: RouterStepsWorkload, *, seed: int) -> Outcome:
+    """Run the router steps from a generator seeded with ``seed`` (no events: the node is not
+    used). A relative routing ``trace_file`` was made absolute when the scenario loaded."""
+    return run_router_steps(wl, np.random.default_rng(seed))
 
 
 def analytic(

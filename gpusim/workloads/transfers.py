@@ -33,8 +33,9 @@ def _outcome(finish: list[float], wl: TransfersWorkload, link_bytes: dict[str, f
     )
 
 
-def des(node: Node, wl: TransfersWorkload) -> Outcome:
-    """Each transfer starts at its time, pays its route latency, then shares links max-min."""
+def des(node: Node, wl: TransfersWorkload, *, seed: int) -> Outcome:
+    """Each transfer starts at its time, pays its route latency, then shares links max-min
+    (``seed`` not used: nothing is drawn at random)."""
     env = node.sim.env
     finish = [0.0] * len(wl.transfers)
 
@@ -55,8 +56,11 @@ def des(node: Node, wl: TransfersWorkload) -> Outcome:
     return _outcome(finish, wl, network_link_bytes(node))
 
 
-def analytic(topology: Topology, profile: CalibrationProfile, wl: TransfersWorkload) -> Outcome:
-    """Static max-min rates with every transfer active (exact when nothing contends)."""
+def analytic(
+    topology: Topology, profile: CalibrationProfile, wl: TransfersWorkload, *, seed: int
+) -> Outcome:
+    """Static max-min rates with every transfer active (exact when nothing contends; ``seed``
+    not used)."""
     fabric = Platform.of(topology, profile).fabric
     flows = [
         StaticFlow(fabric.route(t.src, t.dst), float(t.bytes), us_to_s(t.start_us))

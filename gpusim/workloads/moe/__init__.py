@@ -89,7 +89,8 @@ def _with_overlap(
 
 
 def des(node: Node, wl: MoELayerWorkload, *, seed: int) -> Outcome:
-    """Simulate one MoE layer forward with the discrete-event engine."""
+    """Simulate one MoE layer forward with the discrete-event engine. Tokens are routed from
+    ``np.random.default_rng(seed)``: the same draws as :func:`analytic` at the same seed."""
     g, batch = _setup(node.topology, wl, seed)
     if isinstance(wl.strategy, FlashMoEStrategy):
         outcome = flashmoe.des(node, wl, g, batch)
@@ -104,8 +105,7 @@ def des(node: Node, wl: MoELayerWorkload, *, seed: int) -> Outcome:
         outcome = _host_driven_outcome(g, batch, results, moved, busy, total)
 
     def run_two(two: MoELayerWorkload) -> Outcome:
-        sim = Simulation(seed=seed)
-        return des(Node(node.topology, node.profile, sim), two, seed=seed)
+        return des(Node(node.topology, node.profile, Simulation()), two, seed=seed)
 
     return _with_overlap(wl, outcome, run_two, g.gpus)
 

@@ -39,7 +39,6 @@ depend on the number of threads.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +48,13 @@ import numpy as np
 
 from gpusim.errors import SimulationError
 from gpusim.spec.base import Dtype
-from gpusim.spec.moe import MoELayerWorkload, RoutingSpec
+from gpusim.spec.moe import (
+    MoELayerWorkload,
+    RoutingSpec,
+    RoutingTraceError,
+    read_routing_trace,
+    too_few_experts_reason,
+)
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
 
 BLOCK_TOKENS = 8192
@@ -96,10 +101,7 @@ def _inclusion_probabilities(counts: np.ndarray, top_k: int, where: str) -> np.n
         rest = top_k - int(fixed.sum())
         mass = float(share[free].sum())
         if rest > 0 and mass <= 0.0:
-            raise SimulationError(
-                f"{where}: only {int((counts > 0).sum())} experts have tokens, fewer than "
-                f"top_k = {top_k}"
-            )
+            raise SimulationError(too_few_experts_reason(where, int((counts > 0).sum()), top_k))
         pi[fixed] = 1.0
         pi[free] = rest * share[free] / mass if rest > 0 else 0.0
         over = free & (pi >= 1.0)
@@ -112,27 +114,13 @@ def _inclusion_probabilities(counts: np.ndarray, top_k: int, where: str) -> np.n
 def _load_trace(path: Path, experts: int, top_k: int) -> np.ndarray:
     """Inclusion probabilities per step, shape (steps, experts), from a trace file."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SimulationError(f"{path}: cannot read routing trace: {exc.strerror or exc}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SimulationError(f"{path}: routing trace is not valid JSON: {exc}") from exc
-    if not isinstance(raw, list) or not raw:
-        raise SimulationError(f"{path}: routing trace must be a non-empty list of steps")
-    steps = []
-    for i, step in enumerate(raw):
-        where = f"{path}: step {i}"
-        if not isinstance(step, list) or len(step) != experts:
-            got = f"{len(step)} entries" if isinstance(step, list) else type(step).__name__
-            raise SimulationError(f"{where}: expected a list of {experts} expert counts, got {got}")
-        if not all(isinstance(c, int | float) and not isinstance(c, bool) for c in step):
-            raise SimulationError(f"{where}: counts must be numbers")
-        counts = np.asarray(step, dtype=np.float64)
-        if not np.all(np.isfinite(counts)) or np.any(counts < 0):
-            raise SimulationError(f"{where}: counts must be finite and non-negative")
-        if counts.sum() <= 0:
-            raise SimulationError(f"{where}: counts sum to 0")
-        steps.append(_inclusion_probabilities(counts, top_k, where))
+        counts_per_step = read_routing_trace(path, experts)
+    except RoutingTraceError as exc:
+        raise SimulationError(str(exc)) from exc
+    steps = [
+        _inclusion_probabilities(np.asarray(counts, dtype=np.float64), top_k, f"{path}: step {i}")
+        for i, counts in enumerate(counts_per_step)
+    ]
     table: np.ndarray = np.stack(steps)
     return table
 
