@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,15 +19,18 @@ from matplotlib.figure import Figure
 
 from gpusim.engine.trace import TraceEvent
 from gpusim.export.files import write_text_atomic
+from gpusim.quantities import Better, metric_quantity
 from gpusim.report.figures import comparison_bars, gantt, metric_vs_axis, speedup_bars
 from gpusim.report.format import format_value, infer_axes, infer_metrics, is_ok
 from gpusim.report.html import figure_svg, render_html, render_svg_page
+from gpusim.report.plotting import system_colors
 
 __all__ = [
     "comparison_bars",
     "gantt",
     "metric_vs_axis",
     "render_html",
+    "report_colors",
     "speedup_bars",
     "standard_figures",
     "write_report",
@@ -45,6 +49,31 @@ def _trace_point(traces: Mapping[int, Sequence[TraceEvent]], gantt_point: int | 
     return with_events[0] if with_events else None
 
 
+def report_colors(manifest: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The one colour per system used by every chart of a report: the manifest's systems in
+    order, then any other system of the rows."""
+    systems = [str(s) for s in manifest.get("systems") or []]
+    return system_colors(systems + [str(row.get("system") or "") for row in rows])
+
+
+def _check_baseline(rows: Sequence[Mapping[str, Any]], baseline: str) -> None:
+    systems = {str(row.get("system") or "") for row in rows}
+    if baseline not in systems:
+        known = ", ".join(sorted(s for s in systems if s)) or "none"
+        raise ValueError(f"baseline {baseline!r} is not a system of the sweep ({known})")
+
+
+def _timeline_title(rows: Sequence[Mapping[str, Any]], point: int, axes: Sequence[str]) -> str:
+    row = next((r for r in rows if r.get("point") == point), None)
+    if row is None:
+        return f"timeline of point {point}"
+    parts = [str(row["system"])] if row.get("system") else []
+    parts += [f"{a}={format_value(row.get(a))}" for a in axes]
+    return (
+        f"timeline of point {point} ({', '.join(parts)})" if parts else f"timeline of point {point}"
+    )
+
+
 def standard_figures(
     manifest: Mapping[str, Any],
     rows: Sequence[Mapping[str, Any]],
@@ -57,44 +86,39 @@ def standard_figures(
     before the next one is drawn.
 
     They are: :func:`metric_vs_axis` for every manifest metric and every swept axis;
-    :func:`speedup_bars` for every metric when ``baseline`` is given; and a :func:`gantt` of
-    ``gantt_point`` (ValueError when it has no trace) or else of the lowest point with a
-    non-empty trace, if any.
+    :func:`speedup_bars` when ``baseline`` is given, for every metric with a better direction
+    (times, rates, bandwidths, utilisations; not sizes, flags or counts, see
+    :mod:`gpusim.quantities`); and a :func:`gantt` of ``gantt_point`` (ValueError when it has no
+    trace) or else of the lowest point with a non-empty trace, if any. Every chart draws a
+    system in the same colour (:func:`report_colors`).
     """
     axes = list(manifest.get("axes") or infer_axes(rows))
     if manifest.get("combine") == "zip" and axes:
         axes = axes[:1]  # zipped axes vary together: plot against the first, one line per system
     metrics = list(manifest.get("metrics") or infer_metrics(rows, axes))
+    colors = report_colors(manifest, rows)
     out: list[tuple[str, FigureBuilder]] = []
-
-    def vs_axis(metric: str, axis: str, title: str) -> FigureBuilder:
-        return lambda: metric_vs_axis(rows, metric, axis, title=title, axes=axes)
-
-    def speedup(metric: str) -> FigureBuilder:
-        return lambda: speedup_bars(rows, metric, baseline or "", axes=axes)
-
     for metric in metrics:
         for axis in axes:
             title = f"{metric} vs {axis}"
-            out.append((title, vs_axis(metric, axis, title)))
+            out.append(
+                (
+                    title,
+                    partial(
+                        metric_vs_axis, rows, metric, axis, title=title, axes=axes, colors=colors
+                    ),
+                )
+            )
     if baseline is not None:
-        systems = {str(row.get("system") or "") for row in rows}
-        if baseline not in systems:
-            known = ", ".join(sorted(s for s in systems if s)) or "none"
-            raise ValueError(f"baseline {baseline!r} is not a system of the sweep ({known})")
+        _check_baseline(rows, baseline)
         for metric in metrics:
-            out.append((f"speedup on {metric} over {baseline}", speedup(metric)))
+            if metric_quantity(metric).better is not Better.NEITHER:
+                build = partial(speedup_bars, rows, metric, baseline, axes=axes, colors=colors)
+                out.append((f"speedup on {metric} over {baseline}", build))
     point = _trace_point(traces, gantt_point)
     if point is not None:
-        row = next((r for r in rows if r.get("point") == point), None)
-        where = ""
-        if row is not None:
-            parts = [str(row["system"])] if row.get("system") else []
-            parts += [f"{a}={format_value(row.get(a))}" for a in axes]
-            where = f" ({', '.join(parts)})" if parts else ""
-        title = f"timeline of point {point}{where}"
-        events = traces[point]
-        out.append((title, lambda: gantt(events, title=title)))
+        title = _timeline_title(rows, point, axes)
+        out.append((title, partial(gantt, traces[point], title=title)))
     return out
 
 
