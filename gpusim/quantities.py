@@ -14,14 +14,14 @@ The rules, first match wins, on the last ``.``-separated component of the name:
   better.
 * ``_B``, ``_bytes``, ``_MB``, ``_GB``, names ``bytes`` or ``bytes_*`` and anything under
   ``link_bytes``: a size, no better direction (moving more bytes is neither good nor bad).
-* ``_utilisation``, ``_utilization``, ``_efficiency``, ``_busy_fraction``: a utilisation (a
-  fraction), higher is better.
+* ``_utilisation``, ``_utilization``, ``_efficiency``: a utilisation (a fraction), higher is
+  better.
 * anything else: dimensionless with no better direction; so flags (``launch_bound``), counts
-  (``kernel_launches``), other fractions (``sm_held_fraction``) and ratios (``maxvio_batch``) get
-  no speedup chart.
+  (``kernel_launches``), other fractions (``host_busy_fraction``: a busy host is neither good
+  nor bad) and ratios (``maxvio_batch``) get no speedup chart.
 
-A speedup is only defined where a direction is: system / baseline where higher is better, baseline /
-system where lower is.
+A speedup is only defined where a direction is: system / baseline where higher is better,
+baseline / system where lower is.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ UNIT_SUFFIXES: Final[tuple[tuple[str, tuple[Dimension, float, str, Better]], ...
 )
 
 #: Suffixes of dimensionless metrics where higher is better (kept in the name).
-UTILISATION_SUFFIXES: Final = ("utilisation", "utilization", "efficiency", "busy_fraction")
+UTILISATION_SUFFIXES: Final = ("utilisation", "utilization", "efficiency")
 
 _RATE_SUFFIX: Final = "_per_s"
 _BYTES_ROOTS: Final = frozenset({"link_bytes"})
