@@ -20,6 +20,7 @@ from gpusim.cli.common import app, err, fail, format_value, guard, out
 from gpusim.export.files import write_json_atomic, write_text_atomic
 from gpusim.export.perfetto import events_from_chrome
 from gpusim.report import write_report
+from gpusim.report.caveats import report_caveats
 from gpusim.report.figures import comparison_bars
 from gpusim.report.html import figure_svg
 from gpusim.simulate import simulate
@@ -41,6 +42,9 @@ from gpusim.sweep import (
 from gpusim.sweep.executors import ExecutorKind
 from gpusim.validate import load_ledger, validate_ledger
 from gpusim.validate import write_report as write_validation
+
+SHIPPED_LEDGER = data_root() / "validation" / "calibration_points.json"
+"""The ledger a report's "known to be off" section is drawn from unless ``--ledger`` names one."""
 
 
 def _run_sweep_file(
@@ -148,6 +152,7 @@ def _write_sweep_report(
     baseline: str | None,
     gantt_point: int | None,
     fmt: str,
+    ledger: Path | None = None,
 ) -> None:
     try:
         manifest = store.read_manifest()
@@ -166,6 +171,7 @@ def _write_sweep_report(
             baseline=chosen,
             gantt_point=gantt_point,
             fmt=report_format,
+            caveats=report_caveats(manifest, ledger or SHIPPED_LEDGER),
         )
     except ValueError as exc:
         fail(f"{store.root}: {exc}")
@@ -186,12 +192,21 @@ def report(
         int | None, typer.Option(help="Point whose timeline to draw \\[default: first traced].")
     ] = None,
     format_: Annotated[str, typer.Option("--format", help="'html' or 'pdf'.")] = "html",
+    ledger: Annotated[
+        Path | None,
+        typer.Option(
+            help="Validation ledger saying where the model is known to be off "
+            "\\[default: the shipped validation/calibration_points.json]."
+        ),
+    ] = None,
 ) -> None:
     """Write a self-contained HTML (or PDF) report of a sweep's results."""
     if format_ not in ("html", "pdf"):
         fail(f"--format: expected 'html' or 'pdf', got '{format_}'")
+    if ledger is not None:
+        guard(lambda: load_ledger(ledger))  # a named ledger that does not load is an error
     target = output if output is not None else results / f"report.{format_}"
-    _write_sweep_report(ResultStore(results), target, baseline, gantt_point, format_)
+    _write_sweep_report(ResultStore(results), target, baseline, gantt_point, format_, ledger)
 
 
 @app.command()

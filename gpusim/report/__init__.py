@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -20,6 +21,7 @@ from matplotlib.figure import Figure
 from gpusim.engine.trace import TraceEvent
 from gpusim.export.files import write_text_atomic
 from gpusim.quantities import Better, metric_quantity
+from gpusim.report.caveats import Caveat
 from gpusim.report.figures import comparison_bars, gantt, metric_vs_axis, speedup_bars
 from gpusim.report.format import format_value, infer_axes, infer_metrics, is_ok
 from gpusim.report.html import figure_svg, render_html, render_svg_page
@@ -131,7 +133,19 @@ def _built(builders: Sequence[tuple[str, FigureBuilder]]) -> Iterator[tuple[str,
             fig.clear()  # figures from the object API are not in pyplot's registry: free artists
 
 
-def _summary_page(manifest: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> Figure:
+def _caveat_lines(caveats: Sequence[Caveat] | None) -> list[str]:
+    if caveats is None:
+        return ["not checked against the validation ledger: unvalidated model output"]
+    if not caveats:
+        return ["no validation case covers these systems: unvalidated model output"]
+    return [textwrap.fill(c.sentence, 110, subsequent_indent="    ") for c in caveats]
+
+
+def _summary_page(
+    manifest: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    caveats: Sequence[Caveat] | None,
+) -> Figure:
     fig = Figure(figsize=(8.27, 11.69))  # A4 portrait
     n_ok = sum(1 for row in rows if is_ok(row))
     lines = [
@@ -142,6 +156,9 @@ def _summary_page(manifest: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
         f"points: {len(rows)} ({n_ok} ok, {len(rows) - n_ok} failed)",
         f"swept axes: {', '.join(manifest.get('axes') or []) or 'none'}",
         f"systems: {', '.join(manifest.get('systems') or []) or 'none'}",
+        "",
+        "where the model is known to be off:",
+        *_caveat_lines(caveats),
     ]
     failed = [row for row in rows if not is_ok(row)]
     if failed:
@@ -160,6 +177,7 @@ def _write_pdf(
     manifest: Mapping[str, Any],
     rows: Sequence[Mapping[str, Any]],
     builders: Sequence[tuple[str, FigureBuilder]],
+    caveats: Sequence[Caveat] | None,
 ) -> list[str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -168,7 +186,7 @@ def _write_pdf(
     try:
         metadata = {"Title": str(manifest.get("name") or "gpusim sweep"), "Creator": "gpusim"}
         with PdfPages(tmp, metadata=metadata) as pdf:
-            pdf.savefig(_summary_page(manifest, rows))
+            pdf.savefig(_summary_page(manifest, rows, caveats))
             for title, fig in _built(builders):
                 pdf.savefig(fig)
                 titles.append(title)
@@ -188,13 +206,16 @@ def write_report(
     baseline: str | None = None,
     gantt_point: int | None = None,
     fmt: Literal["html", "pdf"] = "html",
+    caveats: Sequence[Caveat] | None = None,
 ) -> list[str]:
     """Write the sweep report to ``path`` atomically and return the titles of its figures.
 
     The figures are those of :func:`standard_figures`. ``fmt="html"`` writes the page of
     :func:`gpusim.report.html.render_html`; ``fmt="pdf"`` writes a multi-page PDF whose first
     page summarises the sweep (counts and failed points) followed by one figure per page. Either
-    way a reader never sees a partly written file. Raises ValueError for an unknown ``fmt``, a
+    way a reader never sees a partly written file. ``caveats`` (from
+    :func:`gpusim.report.caveats.report_caveats`) say, before the figures, where the model is
+    known to be off for the compared systems. Raises ValueError for an unknown ``fmt``, a
     ``baseline`` that is not a system of the sweep, or a ``gantt_point`` without a trace.
     """
     if fmt not in ("html", "pdf"):
@@ -202,7 +223,8 @@ def write_report(
     target = Path(path)
     builders = standard_figures(manifest, rows, traces, baseline=baseline, gantt_point=gantt_point)
     if fmt == "pdf":
-        return _write_pdf(target, manifest, rows, builders)
+        return _write_pdf(target, manifest, rows, builders, caveats)
     svgs = [(title, figure_svg(fig)) for title, fig in _built(builders)]
-    write_text_atomic(target, render_svg_page(manifest, rows, svgs, baseline=baseline))
+    page = render_svg_page(manifest, rows, svgs, baseline=baseline, caveats=caveats)
+    write_text_atomic(target, page)
     return [title for title, _ in svgs]
