@@ -328,7 +328,7 @@ def test_a_rate_metric_is_not_checked_against_seconds(tmp_path: Path) -> None:
     path = _write_ledger(
         tmp_path, [_case("tput", 1.0, "s", metric="metrics.throughput_tokens_per_s")]
     )
-    with pytest.raises(SpecError, match="unit 's' is a time but metric .* is a rate"):
+    with pytest.raises(SpecError, match=r"unit 's' is a time but metric .* is a rate"):
         load_ledger(path)
 
 
