@@ -76,6 +76,27 @@ def _timeline_title(rows: Sequence[Mapping[str, Any]], point: int, axes: Sequenc
     )
 
 
+def _line_builder(
+    rows: Sequence[Mapping[str, Any]],
+    metric: str,
+    axis: str,
+    axes: list[str],
+    colors: Mapping[str, str],
+) -> FigureBuilder:
+    title = f"{metric} vs {axis}"
+    return partial(metric_vs_axis, rows, metric, axis, title=title, axes=axes, colors=colors)
+
+
+def _speedup_builder(
+    rows: Sequence[Mapping[str, Any]],
+    metric: str,
+    baseline: str,
+    axes: list[str],
+    colors: Mapping[str, str],
+) -> FigureBuilder:
+    return partial(speedup_bars, rows, metric, baseline, axes=axes, colors=colors)
+
+
 def standard_figures(
     manifest: Mapping[str, Any],
     rows: Sequence[Mapping[str, Any]],
@@ -99,24 +120,21 @@ def standard_figures(
         axes = axes[:1]  # zipped axes vary together: plot against the first, one line per system
     metrics = list(manifest.get("metrics") or infer_metrics(rows, axes))
     colors = report_colors(manifest, rows)
-    out: list[tuple[str, FigureBuilder]] = []
-    for metric in metrics:
-        for axis in axes:
-            title = f"{metric} vs {axis}"
-            out.append(
-                (
-                    title,
-                    partial(
-                        metric_vs_axis, rows, metric, axis, title=title, axes=axes, colors=colors
-                    ),
-                )
-            )
+    out = [
+        (f"{metric} vs {axis}", _line_builder(rows, metric, axis, axes, colors))
+        for metric in metrics
+        for axis in axes
+    ]
     if baseline is not None:
         _check_baseline(rows, baseline)
-        for metric in metrics:
-            if metric_quantity(metric).better is not Better.NEITHER:
-                build = partial(speedup_bars, rows, metric, baseline, axes=axes, colors=colors)
-                out.append((f"speedup on {metric} over {baseline}", build))
+        out += [
+            (
+                f"speedup on {metric} over {baseline}",
+                _speedup_builder(rows, metric, baseline, axes, colors),
+            )
+            for metric in metrics
+            if metric_quantity(metric).better is not Better.NEITHER
+        ]
     point = _trace_point(traces, gantt_point)
     if point is not None:
         title = _timeline_title(rows, point, axes)

@@ -302,6 +302,22 @@ def _speedups(
     return out
 
 
+def _draw_bars(
+    ax: Any, per_system: Mapping[str, Sequence[tuple[int, float]]], colors: Mapping[str, str]
+) -> None:
+    """Side by side within each group, one bar per system in its colour, labelled with its
+    value; a dashed line at 1 (as good as the baseline)."""
+    width = 0.8 / max(len(per_system), 1)
+    for i, (system, bars) in enumerate(per_system.items()):
+        if not bars:
+            continue
+        xs = [g - 0.4 + width * (i + 0.5) for g, _ in bars]
+        heights = [r for _, r in bars]
+        drawn = ax.bar(xs, heights, width=width * 0.95, label=system, color=colors[system])
+        ax.bar_label(drawn, fmt="%.2f", fontsize="x-small", padding=2)
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0)
+
+
 def _group_label(row: Row, varying: Sequence[str]) -> str:
     """A group of bars' label: the value of the one varying axis (its name goes on the x label),
     else ``axis=value`` per varying axis (and seed), one a line."""
@@ -357,19 +373,8 @@ def speedup_bars(
         no_data(fig, "no successful points to compare with the baseline")
         return fig
 
-    palette = _colors_for(rows, colors)
-    width = 0.8 / len(contenders)
-    drawn = 0
-    for i, system in enumerate(contenders):
-        bars = _speedups(data, metric, system, baseline, groups)
-        if bars:
-            xs = [g - 0.4 + width * (i + 0.5) for g, _ in bars]
-            drawn_bars = ax.bar(
-                xs, [r for _, r in bars], width=width * 0.95, label=system, color=palette[system]
-            )
-            ax.bar_label(drawn_bars, fmt="%.2f", fontsize="x-small", padding=2)
-            drawn += 1
-    ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0)
+    per_system = {s: _speedups(data, metric, s, baseline, groups) for s in contenders}
+    _draw_bars(ax, per_system, _colors_for(rows, colors))
 
     varying = _varying([*axis_columns, "seed"], list(data.rows.values()))
     _group_ticks(ax, [_group_label(data.rows[k], varying) for k in groups])
@@ -377,5 +382,5 @@ def speedup_bars(
         ax.set_xlabel(varying[0])
     ax.set_ylabel(f"speedup over {baseline} [x] (>1: better)")
     ax.grid(True, axis="y", alpha=0.3)
-    add_legend(ax, drawn)
+    add_legend(ax, sum(1 for bars in per_system.values() if bars))
     return fig
