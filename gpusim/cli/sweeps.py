@@ -45,8 +45,11 @@ from gpusim.sweep.executors import ExecutorKind
 from gpusim.validate import CaseResult, load_ledger, validate_ledger
 from gpusim.validate import write_report as write_validation
 
-SHIPPED_LEDGER = data_root() / "validation" / "calibration_points.json"
-"""The ledger a report's "known to be off" section is drawn from unless ``--ledger`` names one."""
+
+def shipped_ledger() -> Path:
+    """The ledger a report's "known to be off" section is drawn from unless ``--ledger`` names
+    one."""
+    return data_root() / "validation" / "calibration_points.json"
 
 
 def _run_sweep_file(
@@ -173,7 +176,7 @@ def _write_sweep_report(
             baseline=chosen,
             gantt_point=gantt_point,
             fmt=report_format,
-            caveats=report_caveats(manifest, ledger or SHIPPED_LEDGER),
+            caveats=report_caveats(manifest, ledger or shipped_ledger()),
         )
     except ValueError as exc:
         fail(f"{store.root}: {exc}")

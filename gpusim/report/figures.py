@@ -368,7 +368,7 @@ def speedup_bars(
     ax = fig.add_subplot()
     ratio = "system / baseline" if better is Better.HIGHER else "baseline / system"
     name = metric_quantity(metric).name
-    ax.set_title(f"speedup on {name} over {baseline} ({ratio}, {better} is better)")
+    ax.set_title(f"speedup on {name} over {baseline} ({ratio}: {better} {name} is better)")
     if not contenders or not groups:
         no_data(fig, "no successful points to compare with the baseline")
         return fig
