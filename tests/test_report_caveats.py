@@ -72,3 +72,14 @@ def test_the_page_states_the_caveats_above_its_figures() -> None:
     assert 'class="caveat-off"' in page
     unchecked = render_svg_page({"name": "s"}, rows, [], caveats=None)
     assert "Not checked against the validation ledger" in unchecked
+
+
+def test_the_pdf_summary_page_states_the_caveats() -> None:
+    from gpusim.report import _summary_page
+
+    caveat = Caveat("FM-2", "a paper", ("Megatron",), "off", "m_s", "ms", 4.2, 1.07, -74.5, 25.0)
+    text = " ".join(t.get_text() for t in _summary_page({"name": "s"}, [], [caveat]).texts)
+    assert "where the model is known to be off" in text
+    assert "FM-2 (Megatron): the model predicts 1.07 ms" in text
+    unchecked = " ".join(t.get_text() for t in _summary_page({"name": "s"}, [], None).texts)
+    assert "not checked against the validation ledger" in unchecked

@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 FigureBuilder = Callable[[], Figure]
+_PAGE_CHARS = 100  # characters a line of the PDF's summary page holds at its font size
 
 
 def _trace_point(traces: Mapping[int, Sequence[TraceEvent]], gantt_point: int | None) -> int | None:
@@ -156,7 +157,7 @@ def _caveat_lines(caveats: Sequence[Caveat] | None) -> list[str]:
         return ["not checked against the validation ledger: unvalidated model output"]
     if not caveats:
         return ["no validation case covers these systems: unvalidated model output"]
-    return [textwrap.fill(c.sentence, 110, subsequent_indent="    ") for c in caveats]
+    return [textwrap.fill(c.sentence, _PAGE_CHARS, subsequent_indent="    ") for c in caveats]
 
 
 def _summary_page(
@@ -169,7 +170,7 @@ def _summary_page(
     lines = [
         str(manifest.get("name") or "gpusim sweep"),
         "",
-        str(manifest.get("description") or ""),
+        textwrap.fill(str(manifest.get("description") or ""), _PAGE_CHARS),
         "",
         f"points: {len(rows)} ({n_ok} ok, {len(rows) - n_ok} failed)",
         f"swept axes: {', '.join(manifest.get('axes') or []) or 'none'}",
