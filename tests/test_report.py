@@ -266,6 +266,10 @@ def test_comparison_bars_ratios_on_log_scale() -> None:
     assert [t.get_text() for t in ax.get_yticklabels()] == ["makespan_s", "gemm_s"]
     assert any(list(line.get_xdata()) == [1.0, 1.0] for line in ax.get_lines())
     assert "idle_s" in ax.get_xlabel()
+    # B is faster on makespan (better: green), slower on gemm (worse: red)
+    assert [to_hex(p.get_facecolor()) for p in ax.patches] == ["#2a9d4b", "#c0392b"]
+    rates = _only_axes(comparison_bars({"tokens_per_s": 1.0}, {"tokens_per_s": 2.0}, "A", "B"))
+    assert to_hex(rates.patches[0].get_facecolor()) == "#2a9d4b"  # twice the rate is better
 
 
 def _assert_self_contained(html: str) -> None:

@@ -11,6 +11,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
 from gpusim.engine.trace import TraceEvent, Track
+from gpusim.quantities import Better, metric_quantity
 from gpusim.report.format import as_number
 from gpusim.report.plotting import OTHER_COLOR, new_figure, no_data
 
@@ -100,6 +101,24 @@ def gantt(events: Sequence[TraceEvent], *, title: str, max_bars: int = MAX_GANTT
     return fig
 
 
+_BETTER_COLOR = "#2a9d4b"
+_WORSE_COLOR = "#c0392b"
+_RATIO_LEGEND = [
+    Patch(color=_BETTER_COLOR, label="B better"),
+    Patch(color=_WORSE_COLOR, label="B worse"),
+    Patch(color=OTHER_COLOR, label="no better direction, or equal"),
+]
+
+
+def _ratio_color(metric: str, ratio: float) -> str:
+    """Green when a B / A ``ratio`` of ``metric`` means B is better, red when worse."""
+    better = metric_quantity(metric).better
+    if better is Better.NEITHER or ratio == 1.0:
+        return OTHER_COLOR
+    b_better = (ratio > 1.0) == (better is Better.HIGHER)
+    return _BETTER_COLOR if b_better else _WORSE_COLOR
+
+
 def comparison_bars(
     metrics_a: Mapping[str, float | None],
     metrics_b: Mapping[str, float | None],
@@ -107,7 +126,10 @@ def comparison_bars(
     label_b: str,
 ) -> Figure:
     """For ``gpusim compare``: the ratio B / A of every metric both runs report, as horizontal
-    bars on a log scale with a line at 1.
+    bars on a log scale with a line at 1. A bar is green where B is better than A on that metric,
+    red where it is worse (the direction from :func:`gpusim.quantities.metric_quantity`; a
+    throughput ratio above 1 is better, a time ratio above 1 worse) and grey where the metric has
+    no better direction or the two are equal.
 
     Metrics missing from either side, non-finite, or not positive in both (a ratio on a log
     scale needs both) are left out and named under the plot.
@@ -131,7 +153,8 @@ def comparison_bars(
     else:
         ys = list(range(len(ratios)))
         values = [r for _, r in ratios]
-        bars = ax.barh(ys, values, height=0.6, color="C0")
+        colors = [_ratio_color(m, r) for m, r in ratios]
+        bars = ax.barh(ys, values, height=0.6, color=colors)
         ax.bar_label(bars, labels=[f"{r:.3g}x" for r in values], fontsize="x-small", padding=2)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(_plain_number))
@@ -143,6 +166,7 @@ def comparison_bars(
         ax.set_ylim(len(ratios) - 0.5, -0.5)
         ax.set_xlabel(f"ratio {label_b} / {label_a} (log scale)")
         ax.grid(True, axis="x", alpha=0.3)
+        ax.legend(handles=_RATIO_LEGEND, fontsize="x-small", loc="lower right")
     if skipped:
         note = "not compared: " + ", ".join(skipped)
         ax.set_xlabel(f"{ax.get_xlabel()}\n{note}" if ratios else note, fontsize="small")
