@@ -31,7 +31,14 @@ from gpusim.report.format import (
     is_ok,
     metric_axis_label,
 )
-from gpusim.report.plotting import add_legend, distinct, new_figure, no_data, system_colors
+from gpusim.report.plotting import (
+    OTHER_COLOR,
+    add_legend,
+    distinct,
+    new_figure,
+    no_data,
+    system_colors,
+)
 from gpusim.report.run_figures import MAX_GANTT_BARS, comparison_bars, gantt
 
 __all__ = ["MAX_GANTT_BARS", "comparison_bars", "gantt", "metric_vs_axis", "speedup_bars"]
@@ -151,7 +158,7 @@ def _draw_lines(
         ax.plot(
             [x for x, _ in line.xy],
             [y * factor for _, y in line.xy],
-            color=colors.get(line.system, "C0"),
+            color=colors.get(line.system, OTHER_COLOR),
             linestyle=style,
             marker=_MARKERS[variants.index(line.variant) % len(_MARKERS)],
             markersize=max(7.0 - 2.0 * rank, 3.0),
@@ -313,7 +320,8 @@ def _draw_bars(
             continue
         xs = [g - 0.4 + width * (i + 0.5) for g, _ in bars]
         heights = [r for _, r in bars]
-        drawn = ax.bar(xs, heights, width=width * 0.95, label=system, color=colors[system])
+        color = colors.get(system, OTHER_COLOR)
+        drawn = ax.bar(xs, heights, width=width * 0.95, label=system, color=color)
         ax.bar_label(drawn, fmt="%.2f", fontsize="x-small", padding=2)
     ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0)
 
