@@ -47,6 +47,7 @@ def make_h100_spec(**overrides: Any) -> GPUSpec:
     """An H100 SXM5 (vendor numbers, hardware.md section 1); keyword arguments replace fields."""
     fields: dict[str, Any] = {
         "name": "H100-SXM5-test",
+        "compute_capability": "9.0",
         "source": "tests/conftest.py: H100 SXM5 datasheet numbers (hardware.md section 1)",
         "sm_count": 132,
         "clock_MHz": 1830.0,

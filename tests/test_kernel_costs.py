@@ -223,3 +223,17 @@ def test_memcpy_closed_form() -> None:
         memcpy_time_s(-1.0, 1.0, 0.0)
     with pytest.raises(ValueError, match="latency_s"):
         memcpy_time_s(1.0, 1.0, -1e-6)
+
+
+def test_gemm_kernel_is_named_after_the_path_the_device_has() -> None:
+    """An A100 (compute capability 8.0) has no wgmma: its GEMM kernels are named mma_sync even
+    when the op asks for the default wgmma path, and cost what the profile charges that path."""
+    op = GemmOp(m=4096, n=4096, k=4096)
+    hopper = gpu_rates(make_h100_spec(), make_profile())
+    ampere = gpu_rates(make_h100_spec(compute_capability="8.0"), make_profile())
+    assert gemm_cost(op, hopper).name.endswith("_wgmma")
+    assert gemm_cost(op, ampere).name.endswith("_mma_sync")
+    assert "wgmma" not in gemm_cost(op, ampere).name
+    assert gemm_cost(op, ampere).compute_time_s == gemm_cost(op, hopper).compute_time_s
+    legacy = GemmOp(m=4096, n=4096, k=4096, path=InstructionPath.mma_sync)
+    assert gemm_cost(legacy, hopper).name.endswith("_mma_sync")

@@ -11,6 +11,7 @@ from gpusim.spec.hardware import GPUSpec
 # H100 SXM5, written out here so that every hand computation below can be checked against it.
 H100 = GPUSpec(
     name="H100-SXM5",
+    compute_capability="9.0",
     source="H100 SXM5 vendor numbers (hardware.md section 1); copy_engines is a test value",
     sm_count=132,
     clock_MHz=1830.0,

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from matplotlib.colors import to_hex
 from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 
 from gpusim.engine.trace import TraceEvent, Track
-from gpusim.report import write_report
+from gpusim.report import standard_figures, write_report
 from gpusim.report.figures import comparison_bars, gantt, metric_vs_axis, speedup_bars
 from gpusim.report.format import display_scale, format_metric, infer_axes
 from gpusim.report.html import render_html
@@ -171,9 +172,54 @@ def test_speedup_bars_count_and_ratios() -> None:
         assert heights[system] == pytest.approx(ratios)
     assert any(list(line.get_ydata()) == [1.0, 1.0] for line in ax.get_lines())
 
-    ax = _only_axes(speedup_bars(rows, "makespan_s", "base", lower_is_better=False))
-    for system, ratios in expected.items():
-        assert _bar_heights(ax)[system] == pytest.approx([1 / r for r in ratios])
+
+def test_report_speedup_direction_for_a_higher_is_better_metric() -> None:
+    """A throughput (``_per_s``, a rate and not a time) is higher-is-better: its speedup is
+    system / baseline, so the system that does twice the tokens per second gets a bar at 2."""
+    rows = [r | {"throughput_tokens_per_s": 1e6 / r["makespan_s"]} for r in two_axis_rows()]
+    ax = _only_axes(speedup_bars(rows, "throughput_tokens_per_s", "base"))
+    value = {(r["system"], r[M], r[TOPO]): r["throughput_tokens_per_s"] for r in rows}
+    combos = [(m, t) for m in (1024, 2048, 4096) for t in TOPO_FACTOR]
+    for system in ("fast", "slow"):
+        want = [value[(system, m, t)] / value[("base", m, t)] for m, t in combos]
+        assert _bar_heights(ax)[system] == pytest.approx(want)
+    assert min(_bar_heights(ax)["fast"]) > 1.0 > max(_bar_heights(ax)["slow"])
+    assert "system / baseline" in ax.get_title()
+    # the same comparison as times reads the same way round: fast is better than base
+    times = _bar_heights(_only_axes(speedup_bars(rows, "makespan_s", "base")))
+    assert min(times["fast"]) > 1.0 > max(times["slow"])
+
+
+def test_speedup_needs_a_metric_with_a_better_direction() -> None:
+    rows = two_axis_rows()
+    with pytest.raises(ValueError, match="no better direction"):
+        speedup_bars(rows, "bytes_moved", "base")
+    manifest = _manifest(rows, [M, TOPO]) | {"metrics": ["makespan_s", "bytes_moved"]}
+    titles = [t for t, _ in standard_figures(manifest, rows, {}, baseline="base")]
+    assert [t for t in titles if t.startswith("speedup")] == ["speedup on makespan_s over base"]
+
+
+def test_a_system_keeps_its_colour_across_charts() -> None:
+    rows = two_axis_rows()
+    lines = _only_axes(metric_vs_axis(rows, "makespan_s", M)).get_lines()
+    line_color = {str(line.get_label()).split(",")[0]: line.get_color() for line in lines}
+    bars = _only_axes(speedup_bars(rows, "makespan_s", "base"))
+    for container in bars.containers:
+        if isinstance(container, BarContainer):
+            color = to_hex(container.patches[0].get_facecolor())
+            assert color == line_color[str(container.get_label())]
+    assert len(set(line_color.values())) == 3
+
+
+def test_coinciding_lines_both_show() -> None:
+    rows = [r | {"system": "twin"} for r in one_axis_rows() if r["system"] == "base"]
+    rows += [r for r in one_axis_rows() if r["system"] == "base"]
+    lines = _only_axes(metric_vs_axis(rows, "makespan_s", M)).get_lines()
+    assert len(lines) == 2
+    assert list(lines[0].get_ydata()) == list(lines[1].get_ydata())
+    assert all(line.get_linestyle() == "--" for line in lines)  # dashed in turn, not solid
+    assert lines[0].get_markersize() > lines[1].get_markersize()  # the later marker inside
+    assert lines[0].get_color() != lines[1].get_color()
 
 
 def test_speedup_bars_skip_failed_points_and_reject_unknown_baseline() -> None:
@@ -220,6 +266,10 @@ def test_comparison_bars_ratios_on_log_scale() -> None:
     assert [t.get_text() for t in ax.get_yticklabels()] == ["makespan_s", "gemm_s"]
     assert any(list(line.get_xdata()) == [1.0, 1.0] for line in ax.get_lines())
     assert "idle_s" in ax.get_xlabel()
+    # B is faster on makespan (better: green), slower on gemm (worse: red)
+    assert [to_hex(p.get_facecolor()) for p in ax.patches] == ["#2a9d4b", "#c0392b"]
+    rates = _only_axes(comparison_bars({"tokens_per_s": 1.0}, {"tokens_per_s": 2.0}, "A", "B"))
+    assert to_hex(rates.patches[0].get_facecolor()) == "#2a9d4b"  # twice the rate is better
 
 
 def _assert_self_contained(html: str) -> None:
@@ -255,8 +305,8 @@ def test_write_report_html(tmp_path: Path) -> None:
     manifest = _manifest(rows, [M, TOPO])
     out = tmp_path / "report.html"
     titles = write_report(out, manifest, rows, {3: _events()}, baseline="base")
-    # 2 metrics x 2 axes, 2 speedups, 1 timeline
-    assert len(titles) == 2 * 2 + 2 + 1
+    # 2 metrics x 2 axes, 1 speedup (bytes moved has no better direction), 1 timeline
+    assert len(titles) == 2 * 2 + 1 + 1
     assert titles[-1].startswith("timeline of point 3")
     html = out.read_text(encoding="utf-8")
     assert html.count("<svg") == len(titles)

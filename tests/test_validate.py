@@ -321,6 +321,15 @@ def test_metric_units_from_suffixes() -> None:
     assert metric_unit("link_bytes.gpu0-sw") == (Dimension.size, 1.0)
     assert metric_unit("metrics.gpu_busy_fraction") == (Dimension.dimensionless, 1.0)
     assert metric_unit("metrics.kernel_launches") == (Dimension.dimensionless, 1.0)
+    assert metric_unit("metrics.throughput_tokens_per_s") == (Dimension.rate, 1.0)  # not a time
+
+
+def test_a_rate_metric_is_not_checked_against_seconds(tmp_path: Path) -> None:
+    path = _write_ledger(
+        tmp_path, [_case("tput", 1.0, "s", metric="metrics.throughput_tokens_per_s")]
+    )
+    with pytest.raises(SpecError, match=r"unit 's' is a time but metric .* is a rate"):
+        load_ledger(path)
 
 
 def test_percent_against_a_fraction(tmp_path: Path) -> None:

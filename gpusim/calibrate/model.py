@@ -78,7 +78,7 @@ from gpusim.calibrate.document import DeviceInfo, Measurement, ParamValue
 from gpusim.calibrate.nameplates import NameplateError, Nameplates
 from gpusim.kernels.gemm import LARGE_TILE_MN, SKINNY_MAX_DIM, SKINNY_TILE_SHORT_LONG, TILE_K
 from gpusim.spec.base import Dtype, storage_bytes
-from gpusim.spec.profile import InstructionPath, ShapeClass
+from gpusim.spec.profile import InstructionPath, ShapeClass, native_tensor_path
 from gpusim.spec.topology import LinkKind
 from gpusim.units import MB_to_B
 
@@ -227,8 +227,7 @@ def _impl_path(m: Measurement, device: DeviceInfo | None) -> InstructionPath:
     if impl == "cublas":
         if device is None:
             raise ModelError("impl 'cublas' needs the document's device", ".params.impl")
-        major = int(device.compute_capability.split(".")[0])
-        return InstructionPath.wgmma if major >= 9 else InstructionPath.mma_sync
+        return native_tensor_path(device.compute_capability)
     try:
         return InstructionPath(impl)
     except ValueError:

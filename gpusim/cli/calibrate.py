@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from gpusim.calibrate.build import DEFAULT_ARCHITECTURES, BuildError, build
@@ -21,6 +20,7 @@ from gpusim.calibrate.run import (
     select_programs,
 )
 from gpusim.cli.common import app, err, fail, guard, out, print_error
+from gpusim.cli.tables import Cell, Column, fitted_table
 from gpusim.errors import UsageError
 from gpusim.export.files import write_json_atomic
 from gpusim.spec.hardware import GPUSpec
@@ -269,6 +269,16 @@ def _short(source: str, width: int = SOURCE_WIDTH) -> str:
     return text[: cut if cut > width // 2 else width - 1] + "…"
 
 
+PROFILE_COLUMNS = (
+    Column("parameter", wrap=True, keep=3),
+    Column("value", "right", keep=3),
+    Column("unit", keep=2),
+    Column("±", "right", keep=1),
+    Column("source", wrap=True, keep=0),
+)
+"""``gpusim calibrate show``'s columns; the source is left out when the terminal is too narrow."""
+
+
 @calibrate_app.command("show")
 def calibrate_show(
     profile: Annotated[str, typer.Argument(help="Profile file, or the name of a shipped one.")],
@@ -276,11 +286,10 @@ def calibrate_show(
 ) -> None:
     """Print a calibration profile: every value with its unit, uncertainty and source."""
     loaded = guard(lambda: load_profile(resolve_ref("profile", profile, Path.cwd(), profile, "$")))
-    table = Table(title=f"profile {loaded.id}")
-    for col in ("parameter", "value", "unit", "±", "source"):
-        table.add_column(col, justify="right" if col in ("value", "±") else "left")
+    rows: list[list[Cell]] = []
     for path, value in flatten(loaded).items():
         unc = "" if value.uncertainty is None else f"{value.uncertainty:.3g}"
         source = value.source if full else _short(value.source)
-        table.add_row(path, f"{value.value:.6g}", unit_of(path), unc, Text(source))
+        rows.append([Text(path), f"{value.value:.6g}", unit_of(path), unc, Text(source)])
+    table = fitted_table(f"profile {loaded.id}", PROFILE_COLUMNS, rows, out.width)
     out.print(table)

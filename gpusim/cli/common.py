@@ -47,20 +47,3 @@ def guard(fn: Callable[[], T]) -> T:
         fail(f"cannot simulate: {exc}")
     except UsageError as exc:
         fail(str(exc))
-
-
-def format_value(name: str, value: float) -> str:
-    """A metric for a table, in the unit its name ends with."""
-    if name.endswith("_per_s"):
-        return f"{value:.4g} /s"
-    if name.endswith("_s"):
-        if value >= 1:
-            return f"{value:.4g} s"
-        if value >= 1e-3:
-            return f"{value * 1e3:.4g} ms"
-        return f"{value * 1e6:.4g} us"
-    if name.endswith("_GBps"):
-        return f"{value:.4g} GB/s"
-    if name.startswith("bytes") or name.endswith("_B"):
-        return f"{value / 1e6:.4g} MB"
-    return f"{value:.4g}"

@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
 from gpusim.calibrate.document import load_document
-from gpusim.cli.common import app, format_value, guard, out
+from gpusim.cli.common import app, guard, out
+from gpusim.cli.tables import Cell, Column, fitted_table, split_tables
 from gpusim.errors import SpecError
 from gpusim.export.files import write_json_atomic
 from gpusim.export.perfetto import chrome_trace
+from gpusim.report.format import format_metric
 from gpusim.result import Result
 from gpusim.simulate import simulate
 from gpusim.spec.detect import detect_kind
@@ -40,21 +42,19 @@ from gpusim.validate import load_ledger
 
 
 def _print_result(result: Result) -> None:
-    table = Table(title=f"{result.scenario} ({result.fidelity}, seed {result.seed})")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in result.metrics.items():
-        table.add_row(name, format_value(name, value))
-    out.print(table)
+    title = f"{result.scenario} ({result.fidelity}, seed {result.seed})"
+    columns = (Column("metric", wrap=True, keep=2), Column("value", "right", keep=2))
+    rows: list[list[Cell]] = [[n, format_metric(n, v)] for n, v in result.metrics.items()]
+    out.print(fitted_table(title, columns, rows, out.width))
     if result.per_gpu:
-        per = Table(title="per GPU")
-        cols = sorted({k for row in result.per_gpu.values() for k in row})
-        per.add_column("gpu")
-        for c in cols:
-            per.add_column(c, justify="right")
-        for gpu, row in result.per_gpu.items():
-            per.add_row(gpu, *(format_value(c, row[c]) if c in row else "" for c in cols))
-        out.print(per)
+        names = sorted({k for row in result.per_gpu.values() for k in row})
+        per_columns = [Column("gpu"), *(Column(c, "right") for c in names)]
+        per_rows: list[list[Cell]] = [
+            [gpu, *(format_metric(c, row[c]) if c in row else "" for c in names)]
+            for gpu, row in result.per_gpu.items()
+        ]
+        for table in split_tables("per GPU", per_columns, per_rows, out.width):
+            out.print(table)
     out.print(f"simulated in {result.wall_s:.3f} s wall, {result.events} events")
 
 
@@ -152,14 +152,14 @@ def list_() -> None:
     """Show the shipped topologies, workloads and calibration profiles."""
     root = data_root()
     for kind in ("scenario", "topology", "profile"):
-        table = Table(title=f"{kind} ({SHIPPED_DIRS[kind]}/)")
-        table.add_column("name")
-        table.add_column("description")
+        rows: list[list[Cell]] = []
         for name in shipped_names(kind):
             try:
                 raw = json.loads((root / SHIPPED_DIRS[kind] / f"{name}.json").read_text())
             except (OSError, json.JSONDecodeError):
                 raw = {}
             desc = raw.get("description", "") if isinstance(raw, dict) else ""
-            table.add_row(name, str(desc))
+            rows.append([name, Text(str(desc))])
+        columns = (Column("name", keep=2), Column("description", wrap=True, keep=1))
+        table = fitted_table(f"{kind} ({SHIPPED_DIRS[kind]}/)", columns, rows, out.width)
         out.print(table)

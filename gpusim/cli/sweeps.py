@@ -14,13 +14,16 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.text import Text
 
-from gpusim.cli.common import app, err, fail, format_value, guard, out
+from gpusim.cli.common import app, err, fail, guard, out
+from gpusim.cli.tables import Cell, Column, fitted_table
 from gpusim.export.files import write_json_atomic, write_text_atomic
 from gpusim.export.perfetto import events_from_chrome
 from gpusim.report import write_report
+from gpusim.report.caveats import report_caveats
 from gpusim.report.figures import comparison_bars
+from gpusim.report.format import format_metric
 from gpusim.report.html import figure_svg
 from gpusim.simulate import simulate
 from gpusim.spec.loading import (
@@ -39,8 +42,14 @@ from gpusim.sweep import (
     run_sweep,
 )
 from gpusim.sweep.executors import ExecutorKind
-from gpusim.validate import load_ledger, validate_ledger
+from gpusim.validate import CaseResult, load_ledger, validate_ledger
 from gpusim.validate import write_report as write_validation
+
+
+def shipped_ledger() -> Path:
+    """The ledger a report's "known to be off" section is drawn from unless ``--ledger`` names
+    one."""
+    return data_root() / "validation" / "calibration_points.json"
 
 
 def _run_sweep_file(
@@ -148,6 +157,7 @@ def _write_sweep_report(
     baseline: str | None,
     gantt_point: int | None,
     fmt: str,
+    ledger: Path | None = None,
 ) -> None:
     try:
         manifest = store.read_manifest()
@@ -166,6 +176,7 @@ def _write_sweep_report(
             baseline=chosen,
             gantt_point=gantt_point,
             fmt=report_format,
+            caveats=report_caveats(manifest, ledger or shipped_ledger()),
         )
     except ValueError as exc:
         fail(f"{store.root}: {exc}")
@@ -186,12 +197,29 @@ def report(
         int | None, typer.Option(help="Point whose timeline to draw \\[default: first traced].")
     ] = None,
     format_: Annotated[str, typer.Option("--format", help="'html' or 'pdf'.")] = "html",
+    ledger: Annotated[
+        Path | None,
+        typer.Option(
+            help="Validation ledger saying where the model is known to be off "
+            "\\[default: the shipped validation/calibration_points.json]."
+        ),
+    ] = None,
 ) -> None:
     """Write a self-contained HTML (or PDF) report of a sweep's results."""
     if format_ not in ("html", "pdf"):
         fail(f"--format: expected 'html' or 'pdf', got '{format_}'")
+    if ledger is not None:
+        guard(lambda: load_ledger(ledger))  # a named ledger that does not load is an error
     target = output if output is not None else results / f"report.{format_}"
-    _write_sweep_report(ResultStore(results), target, baseline, gantt_point, format_)
+    _write_sweep_report(ResultStore(results), target, baseline, gantt_point, format_, ledger)
+
+
+COMPARE_COLUMNS = (
+    Column("metric", wrap=True, keep=2),
+    Column("A", "right", keep=2),
+    Column("B", "right", keep=2),
+    Column("B/A", "right", keep=2),
+)
 
 
 @app.command()
@@ -205,15 +233,15 @@ def compare(
     """Run two scenarios and report their metrics side by side (B/A ratios)."""
     res_a = guard(lambda: simulate(load_scenario(scenario_a, {"options.trace": False})))
     res_b = guard(lambda: simulate(load_scenario(scenario_b, {"options.trace": False})))
-    table = Table(title=f"A = {res_a.scenario}   B = {res_b.scenario}")
-    for col in ("metric", "A", "B", "B/A"):
-        table.add_column(col, justify="left" if col == "metric" else "right")
     rows = []
+    cells: list[list[Cell]] = []
     for name in [m for m in res_a.metrics if m in res_b.metrics]:
         a, b = res_a.metrics[name], res_b.metrics[name]
         ratio = b / a if a else float("nan")
         rows.append({"metric": name, "a": a, "b": b, "ratio": ratio})
-        table.add_row(name, format_value(name, a), format_value(name, b), f"{ratio:.3g}")
+        cells.append([name, format_metric(name, a), format_metric(name, b), f"{ratio:.3g}"])
+    title = f"A = {res_a.scenario}   B = {res_b.scenario}"
+    table = fitted_table(title, COMPARE_COLUMNS, cells, out.width)
     only = sorted(set(res_a.metrics) ^ set(res_b.metrics))
     out.print(table)
     if only:
@@ -230,6 +258,35 @@ def compare(
     out.print(f"wrote {folder / 'compare.json'} and {folder / 'compare.svg'}", highlight=False)
 
 
+VALIDATION_COLUMNS = (
+    Column("case", keep=3),
+    Column("kind", keep=1),
+    Column("source", wrap=True, keep=0),
+    Column("metric", wrap=True, keep=2),
+    Column("expected", "right", keep=3),
+    Column("predicted", "right", keep=3),
+    Column("error %", "right", keep=3),
+    Column("tol %", "right", keep=2),
+    Column("ok", keep=3),
+)
+"""The columns of ``gpusim validate``'s table; at 80 columns the source and kind are left out."""
+
+
+def _validation_row(case: CaseResult) -> list[Cell]:
+    expected = f"{case.expected:.4g} {case.unit}"
+    head: list[Cell] = [case.id, case.kind, Text(case.source), Text(case.metric), expected]
+    if case.error is not None or case.predicted is None or case.error_pct is None:
+        error = Text(f"error: {case.error}", style="red")
+        return [*head, "-", "-", f"{case.tolerance_pct:g}", error]
+    return [
+        *head,
+        f"{case.predicted:.4g} {case.unit}",
+        f"{case.error_pct:+.2f}",
+        f"{case.tolerance_pct:g}",
+        "yes" if case.within else "[red]no[/]",
+    ]
+
+
 @app.command()
 def validate(
     ledger_file: Annotated[Path, typer.Argument(help="Validation ledger JSON file.")],
@@ -240,48 +297,8 @@ def validate(
     """Run every case of a validation ledger and print predicted against published values."""
     ledger = guard(lambda: load_ledger(ledger_file))
     result = guard(lambda: validate_ledger(ledger, ledger_file.parent))
-    table = Table(title=f"validation: {ledger.name}")
-    for col in (
-        "case",
-        "kind",
-        "source",
-        "metric",
-        "expected",
-        "predicted",
-        "error %",
-        "tol %",
-        "ok",
-    ):
-        table.add_column(
-            col, justify="right" if col in ("expected", "predicted", "error %", "tol %") else "left"
-        )
-    for case in result.cases:
-        source = case.source.split(",")[0][:32]
-        if case.error is not None:
-            table.add_row(
-                case.id,
-                case.kind,
-                case.source,
-                case.metric,
-                f"{case.expected:.4g} {case.unit}",
-                "-",
-                "-",
-                f"{case.tolerance_pct:g}",
-                f"[red]error: {case.error}[/]",
-            )
-            continue
-        table.add_row(
-            case.id,
-            case.kind,
-            source,
-            case.metric,
-            f"{case.expected:.4g} {case.unit}",
-            f"{case.predicted:.4g} {case.unit}",
-            f"{case.error_pct:+.2f}",
-            f"{case.tolerance_pct:g}",
-            "yes" if case.within else "[red]no[/]",
-        )
-    out.print(table)
+    rows = [_validation_row(case) for case in result.cases]
+    out.print(fitted_table(f"validation: {ledger.name}", VALIDATION_COLUMNS, rows, out.width))
     share = None if result.share_within is None else 100 * result.share_within
     out.print(
         f"all cases: median |error| {_pct(result.median_abs_error_pct)}, "

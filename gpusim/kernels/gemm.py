@@ -36,7 +36,7 @@ from typing import Final
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels.cost import KernelCost
 from gpusim.spec.base import storage_bytes
-from gpusim.spec.profile import ShapeClass
+from gpusim.spec.profile import InstructionPath, ShapeClass, native_tensor_path
 from gpusim.spec.workload import GemmOp
 
 SKINNY_MAX_DIM: Final = 64
@@ -147,6 +147,16 @@ def gemm_plan(op: GemmOp, rates: GPURates, sms: int | None = None) -> GemmPlan:
     return best
 
 
+def executed_path(op: GemmOp, rates: GPURates) -> InstructionPath:
+    """The instruction path ``op`` runs on, for naming its kernel: the one it asks for, except
+    that a GPU without ``wgmma`` (compute capability below 9.0, such as the A100) runs
+    ``mma_sync``. The rate is still read from the profile entry of the requested path, which such
+    a GPU's profile aliases to its native ``mma_sync`` value."""
+    if native_tensor_path(rates.spec.compute_capability) is InstructionPath.mma_sync:
+        return InstructionPath.mma_sync
+    return op.path
+
+
 def gemm_cost(op: GemmOp, rates: GPURates, sms: int | None = None) -> KernelCost:
     """Cost of ``op`` on the GPU of ``rates``, using ``sms`` SMs (default: all of them).
 
@@ -163,7 +173,7 @@ def gemm_cost(op: GemmOp, rates: GPURates, sms: int | None = None) -> KernelCost
         flops / rates.tensor_peak_FLOPps(op.dtype), compulsory / rates.hbm_nameplate_Bps
     )
     return KernelCost(
-        name=f"gemm_{op.m}x{op.n}x{op.k}_{op.dtype}_{op.path}",
+        name=f"gemm_{op.m}x{op.n}x{op.k}_{op.dtype}_{executed_path(op, rates)}",
         flops=flops,
         hbm_bytes=compulsory + _partial_bytes(op, plan.split_k),
         blocks=plan.tiles,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,21 +20,26 @@ from matplotlib.figure import Figure
 
 from gpusim.engine.trace import TraceEvent
 from gpusim.export.files import write_text_atomic
+from gpusim.quantities import Better, metric_quantity
+from gpusim.report.caveats import Caveat
 from gpusim.report.figures import comparison_bars, gantt, metric_vs_axis, speedup_bars
 from gpusim.report.format import format_value, infer_axes, infer_metrics, is_ok
 from gpusim.report.html import figure_svg, render_html, render_svg_page
+from gpusim.report.plotting import system_colors
 
 __all__ = [
     "comparison_bars",
     "gantt",
     "metric_vs_axis",
     "render_html",
+    "report_colors",
     "speedup_bars",
     "standard_figures",
     "write_report",
 ]
 
 FigureBuilder = Callable[[], Figure]
+_PAGE_CHARS = 100  # characters a line of the PDF's summary page holds at its font size
 
 
 def _trace_point(traces: Mapping[int, Sequence[TraceEvent]], gantt_point: int | None) -> int | None:
@@ -43,6 +50,52 @@ def _trace_point(traces: Mapping[int, Sequence[TraceEvent]], gantt_point: int | 
         return gantt_point
     with_events = sorted(p for p, events in traces.items() if events)
     return with_events[0] if with_events else None
+
+
+def report_colors(manifest: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The one colour per system used by every chart of a report: the manifest's systems in
+    order, then any other system of the rows."""
+    systems = [str(s) for s in manifest.get("systems") or []]
+    return system_colors(systems + [str(row.get("system") or "") for row in rows])
+
+
+def _check_baseline(rows: Sequence[Mapping[str, Any]], baseline: str) -> None:
+    systems = {str(row.get("system") or "") for row in rows}
+    if baseline not in systems:
+        known = ", ".join(sorted(s for s in systems if s)) or "none"
+        raise ValueError(f"baseline {baseline!r} is not a system of the sweep ({known})")
+
+
+def _timeline_title(rows: Sequence[Mapping[str, Any]], point: int, axes: Sequence[str]) -> str:
+    row = next((r for r in rows if r.get("point") == point), None)
+    if row is None:
+        return f"timeline of point {point}"
+    parts = [str(row["system"])] if row.get("system") else []
+    parts += [f"{a}={format_value(row.get(a))}" for a in axes]
+    return (
+        f"timeline of point {point} ({', '.join(parts)})" if parts else f"timeline of point {point}"
+    )
+
+
+def _line_builder(
+    rows: Sequence[Mapping[str, Any]],
+    metric: str,
+    axis: str,
+    axes: list[str],
+    colors: Mapping[str, str],
+) -> FigureBuilder:
+    title = f"{metric} vs {axis}"
+    return partial(metric_vs_axis, rows, metric, axis, title=title, axes=axes, colors=colors)
+
+
+def _speedup_builder(
+    rows: Sequence[Mapping[str, Any]],
+    metric: str,
+    baseline: str,
+    axes: list[str],
+    colors: Mapping[str, str],
+) -> FigureBuilder:
+    return partial(speedup_bars, rows, metric, baseline, axes=axes, colors=colors)
 
 
 def standard_figures(
@@ -57,44 +110,36 @@ def standard_figures(
     before the next one is drawn.
 
     They are: :func:`metric_vs_axis` for every manifest metric and every swept axis;
-    :func:`speedup_bars` for every metric when ``baseline`` is given; and a :func:`gantt` of
-    ``gantt_point`` (ValueError when it has no trace) or else of the lowest point with a
-    non-empty trace, if any.
+    :func:`speedup_bars` when ``baseline`` is given, for every metric with a better direction
+    (times, rates, bandwidths, utilisations; not sizes, flags or counts, see
+    :mod:`gpusim.quantities`); and a :func:`gantt` of ``gantt_point`` (ValueError when it has no
+    trace) or else of the lowest point with a non-empty trace, if any. Every chart draws a
+    system in the same colour (:func:`report_colors`).
     """
     axes = list(manifest.get("axes") or infer_axes(rows))
     if manifest.get("combine") == "zip" and axes:
         axes = axes[:1]  # zipped axes vary together: plot against the first, one line per system
     metrics = list(manifest.get("metrics") or infer_metrics(rows, axes))
-    out: list[tuple[str, FigureBuilder]] = []
-
-    def vs_axis(metric: str, axis: str, title: str) -> FigureBuilder:
-        return lambda: metric_vs_axis(rows, metric, axis, title=title, axes=axes)
-
-    def speedup(metric: str) -> FigureBuilder:
-        return lambda: speedup_bars(rows, metric, baseline or "", axes=axes)
-
-    for metric in metrics:
-        for axis in axes:
-            title = f"{metric} vs {axis}"
-            out.append((title, vs_axis(metric, axis, title)))
+    colors = report_colors(manifest, rows)
+    out = [
+        (f"{metric} vs {axis}", _line_builder(rows, metric, axis, axes, colors))
+        for metric in metrics
+        for axis in axes
+    ]
     if baseline is not None:
-        systems = {str(row.get("system") or "") for row in rows}
-        if baseline not in systems:
-            known = ", ".join(sorted(s for s in systems if s)) or "none"
-            raise ValueError(f"baseline {baseline!r} is not a system of the sweep ({known})")
-        for metric in metrics:
-            out.append((f"speedup on {metric} over {baseline}", speedup(metric)))
+        _check_baseline(rows, baseline)
+        out += [
+            (
+                f"speedup on {metric} over {baseline}",
+                _speedup_builder(rows, metric, baseline, axes, colors),
+            )
+            for metric in metrics
+            if metric_quantity(metric).better is not Better.NEITHER
+        ]
     point = _trace_point(traces, gantt_point)
     if point is not None:
-        row = next((r for r in rows if r.get("point") == point), None)
-        where = ""
-        if row is not None:
-            parts = [str(row["system"])] if row.get("system") else []
-            parts += [f"{a}={format_value(row.get(a))}" for a in axes]
-            where = f" ({', '.join(parts)})" if parts else ""
-        title = f"timeline of point {point}{where}"
-        events = traces[point]
-        out.append((title, lambda: gantt(events, title=title)))
+        title = _timeline_title(rows, point, axes)
+        out.append((title, partial(gantt, traces[point], title=title)))
     return out
 
 
@@ -107,17 +152,32 @@ def _built(builders: Sequence[tuple[str, FigureBuilder]]) -> Iterator[tuple[str,
             fig.clear()  # figures from the object API are not in pyplot's registry: free artists
 
 
-def _summary_page(manifest: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> Figure:
+def _caveat_lines(caveats: Sequence[Caveat] | None) -> list[str]:
+    if caveats is None:
+        return ["not checked against the validation ledger: unvalidated model output"]
+    if not caveats:
+        return ["no validation case covers these systems: unvalidated model output"]
+    return [textwrap.fill(c.sentence, _PAGE_CHARS, subsequent_indent="    ") for c in caveats]
+
+
+def _summary_page(
+    manifest: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    caveats: Sequence[Caveat] | None,
+) -> Figure:
     fig = Figure(figsize=(8.27, 11.69))  # A4 portrait
     n_ok = sum(1 for row in rows if is_ok(row))
     lines = [
         str(manifest.get("name") or "gpusim sweep"),
         "",
-        str(manifest.get("description") or ""),
+        textwrap.fill(str(manifest.get("description") or ""), _PAGE_CHARS),
         "",
         f"points: {len(rows)} ({n_ok} ok, {len(rows) - n_ok} failed)",
         f"swept axes: {', '.join(manifest.get('axes') or []) or 'none'}",
         f"systems: {', '.join(manifest.get('systems') or []) or 'none'}",
+        "",
+        "where the model is known to be off:",
+        *_caveat_lines(caveats),
     ]
     failed = [row for row in rows if not is_ok(row)]
     if failed:
@@ -136,6 +196,7 @@ def _write_pdf(
     manifest: Mapping[str, Any],
     rows: Sequence[Mapping[str, Any]],
     builders: Sequence[tuple[str, FigureBuilder]],
+    caveats: Sequence[Caveat] | None,
 ) -> list[str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -144,7 +205,7 @@ def _write_pdf(
     try:
         metadata = {"Title": str(manifest.get("name") or "gpusim sweep"), "Creator": "gpusim"}
         with PdfPages(tmp, metadata=metadata) as pdf:
-            pdf.savefig(_summary_page(manifest, rows))
+            pdf.savefig(_summary_page(manifest, rows, caveats))
             for title, fig in _built(builders):
                 pdf.savefig(fig)
                 titles.append(title)
@@ -164,13 +225,16 @@ def write_report(
     baseline: str | None = None,
     gantt_point: int | None = None,
     fmt: Literal["html", "pdf"] = "html",
+    caveats: Sequence[Caveat] | None = None,
 ) -> list[str]:
     """Write the sweep report to ``path`` atomically and return the titles of its figures.
 
     The figures are those of :func:`standard_figures`. ``fmt="html"`` writes the page of
     :func:`gpusim.report.html.render_html`; ``fmt="pdf"`` writes a multi-page PDF whose first
     page summarises the sweep (counts and failed points) followed by one figure per page. Either
-    way a reader never sees a partly written file. Raises ValueError for an unknown ``fmt``, a
+    way a reader never sees a partly written file. ``caveats`` (from
+    :func:`gpusim.report.caveats.report_caveats`) say, before the figures, where the model is
+    known to be off for the compared systems. Raises ValueError for an unknown ``fmt``, a
     ``baseline`` that is not a system of the sweep, or a ``gantt_point`` without a trace.
     """
     if fmt not in ("html", "pdf"):
@@ -178,7 +242,8 @@ def write_report(
     target = Path(path)
     builders = standard_figures(manifest, rows, traces, baseline=baseline, gantt_point=gantt_point)
     if fmt == "pdf":
-        return _write_pdf(target, manifest, rows, builders)
+        return _write_pdf(target, manifest, rows, builders, caveats)
     svgs = [(title, figure_svg(fig)) for title, fig in _built(builders)]
-    write_text_atomic(target, render_svg_page(manifest, rows, svgs, baseline=baseline))
+    page = render_svg_page(manifest, rows, svgs, baseline=baseline, caveats=caveats)
+    write_text_atomic(target, page)
     return [title for title, _ in svgs]

@@ -1,8 +1,9 @@
 """Display units for sweep metrics and a few helpers shared by the figures and the HTML page.
 
-Metric columns carry their unit in the name: ``_s`` seconds, ``_GBps`` decimal gigabytes per
-second, ``_B`` bytes; anything else is unitless. Seconds and bytes are rescaled for display
-(``ms``/``us``, ``MB``/``GB``) by magnitude; the stored values are never changed.
+Metric columns carry their unit in the name, read by :func:`gpusim.quantities.metric_quantity`
+(``_s`` seconds, ``_GBps`` decimal gigabytes per second, ``_B`` bytes, ``_per_s`` a rate such as
+tokens/s). Seconds, bytes and rates are rescaled for display (``ms``/``us``, ``MB``/``GB``,
+``M tokens/s``) by magnitude; the stored values are never changed.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from gpusim.quantities import Dimension, metric_quantity
 
 RESERVED_COLUMNS = frozenset(
     {
@@ -43,28 +46,15 @@ _BYTE_SCALES_B: tuple[tuple[float, float, str], ...] = (
     (1e3, 1e-3, "kB"),
     (0.0, 1.0, "B"),
 )
+_RATE_PREFIXES: tuple[tuple[float, float, str], ...] = (
+    (1e9, 1e-9, "G "),
+    (1e6, 1e-6, "M "),
+    (1e3, 1e-3, "k "),
+    (0.0, 1.0, ""),
+)
 
 MISSING = "—"
 """How a missing (failed or absent) metric value is displayed."""
-
-
-def metric_base_unit(metric: str) -> str:
-    """The unit a metric column is stored in, read off its name ('' when unitless)."""
-    if metric.endswith("_GBps"):
-        return "GB/s"
-    if metric.endswith("_s"):
-        return "s"
-    if metric.endswith("_B"):
-        return "B"
-    return ""
-
-
-def metric_base_name(metric: str) -> str:
-    """The metric name without its unit suffix (``makespan_s`` -> ``makespan``)."""
-    for suffix in ("_GBps", "_s", "_B"):
-        if metric.endswith(suffix) and len(metric) > len(suffix):
-            return metric[: -len(suffix)]
-    return metric
 
 
 def _pick_scale(table: Sequence[tuple[float, float, str]], magnitude: float) -> tuple[float, str]:
@@ -78,22 +68,26 @@ def _pick_scale(table: Sequence[tuple[float, float, str]], magnitude: float) -> 
 def display_scale(metric: str, values: Iterable[float]) -> tuple[float, str]:
     """``(factor, unit)`` to display ``values`` of ``metric``: multiply by ``factor``.
 
-    Seconds become s/ms/us/ns and bytes B/kB/MB/GB/TB so that the largest magnitude reads as a
-    number >= 1; GB/s and unitless metrics are shown as stored (factor 1).
+    Seconds become s/ms/us/ns, bytes B/kB/MB/GB/TB and rates take a k/M/G prefix (``M tokens/s``)
+    so that the largest magnitude reads as a number >= 1; other metrics are shown as stored
+    (factor 1) in the unit their name gives.
     """
-    base = metric_base_unit(metric)
+    quantity = metric_quantity(metric)
     finite = [abs(v) for v in values if math.isfinite(v)]
     magnitude = max(finite) if finite else 0.0
-    if base == "s":
+    if quantity.unit == "s":
         return _pick_scale(_TIME_SCALES_S, magnitude) if magnitude > 0 else (1.0, "s")
-    if base == "B":
+    if quantity.unit == "B":
         return _pick_scale(_BYTE_SCALES_B, magnitude)
-    return 1.0, base
+    if quantity.dimension is Dimension.rate:
+        factor, prefix = _pick_scale(_RATE_PREFIXES, magnitude)
+        return factor, prefix + quantity.unit
+    return 1.0, quantity.unit
 
 
 def metric_axis_label(metric: str, unit: str) -> str:
     """An axis label for ``metric`` displayed in ``unit`` (``makespan [ms]``)."""
-    name = metric_base_name(metric)
+    name = metric_quantity(metric).name
     return f"{name} [{unit}]" if unit else name
 
 

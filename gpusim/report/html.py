@@ -17,6 +17,7 @@ import jinja2
 from markupsafe import Markup
 from matplotlib.figure import Figure
 
+from gpusim.report.caveats import Caveat
 from gpusim.report.format import (
     MISSING,
     format_metric,
@@ -67,6 +68,7 @@ def render_svg_page(
     svgs: Sequence[tuple[str, str]],
     *,
     baseline: str | None = None,
+    caveats: Sequence[Caveat] | None = None,
 ) -> str:
     """Render the report page with figures already converted by :func:`figure_svg`.
 
@@ -116,6 +118,7 @@ def render_svg_page(
         systems=[str(s) for s in manifest.get("systems") or []],
         has_systems=has_systems,
         baseline=baseline,
+        caveats=None if caveats is None else [(c.standing, c.sentence) for c in caveats],
         metric_headers=metrics,
         provenance=[
             ("gpusim version", _distinct_text(rows, "gpusim_version")),
@@ -136,14 +139,17 @@ def render_html(
     figures: Sequence[tuple[str, Figure]],
     *,
     baseline: str | None = None,
+    caveats: Sequence[Caveat] | None = None,
 ) -> str:
     """One self-contained HTML page for a sweep.
 
     It shows the manifest's name and description, the provenance of the points, a table of all
     points (point, system, the swept axes, seed, status and the manifest's ``metrics`` with
     units), the failed points with their errors, then every ``(title, figure)`` inlined as SVG.
-    Rows of the ``baseline`` system are highlighted. The figures are not modified or closed.
+    Rows of the ``baseline`` system are highlighted. Above the table and figures it states
+    where the model is known to be off for the compared systems (``caveats``, from
+    :func:`gpusim.report.caveats.report_caveats`; None: not checked, empty: no case covers them).
+    The figures are not modified or closed.
     """
-    return render_svg_page(
-        manifest, rows, [(title, figure_svg(fig)) for title, fig in figures], baseline=baseline
-    )
+    svgs = [(title, figure_svg(fig)) for title, fig in figures]
+    return render_svg_page(manifest, rows, svgs, baseline=baseline, caveats=caveats)

@@ -20,6 +20,11 @@ class GPUSpec(Sourced):
     occupancy calculation needs."""
 
     name: str = Field(min_length=1)
+    compute_capability: str = Field(
+        pattern=r"^[0-9]+\.[0-9]+$",
+        description="CUDA compute capability (8.0 A100, 9.0 H100 and GH200): which tensor-core "
+        "instruction paths the GPU has.",
+    )
     sm_count: PositiveInt
     clock_MHz: PositiveFloat = Field(description="Clock behind the tensor-core peaks.")
     tensor_peak_TFLOPS: dict[Dtype, PositiveFloat] = Field(

@@ -59,6 +59,13 @@ class InstructionPath(StrEnum):
     mma_sync = "mma_sync"
 
 
+def native_tensor_path(compute_capability: str) -> InstructionPath:
+    """The tensor-core instruction family a GPU of this compute capability runs its GEMMs on:
+    ``wgmma`` from 9.0 (Hopper), ``mma_sync`` before it (Ampere has no wgmma)."""
+    major = int(compute_capability.split(".")[0])
+    return InstructionPath.wgmma if major >= 9 else InstructionPath.mma_sync
+
+
 class ShapeClass(StrEnum):
     """GEMM shape classes with distinct achievable efficiency."""
 

@@ -11,12 +11,12 @@ whether the point was used to calibrate the shipped profiles (``calibration``) o
 from __future__ import annotations
 
 from collections.abc import Iterator
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from pydantic import Field
 
+from gpusim.quantities import SI_UNIT, Dimension, metric_quantity
 from gpusim.spec.base import Identifier, PositiveFloat, Spec
 from gpusim.spec.loading import Provenance, read_json, validate_as
 
@@ -30,25 +30,6 @@ CaseKind = Literal["calibration", "prediction"]
 Unit = Literal["s", "ms", "us", "ns", "GB/s", "TB/s", "TFLOP/s", "B", "MB", "GB", "%", "1"]
 """Units a ledger may state an expected value in (``"1"``: dimensionless)."""
 
-
-class Dimension(StrEnum):
-    """What a quantity measures; a ledger unit and its metric must agree on it."""
-
-    time = "time"
-    bandwidth = "bandwidth"
-    flop_rate = "flop_rate"
-    size = "size"
-    dimensionless = "dimensionless"
-
-
-#: The SI unit each dimension is reported in inside gpusim.
-SI_UNIT: Final[dict[Dimension, str]] = {
-    Dimension.time: "s",
-    Dimension.bandwidth: "B/s",
-    Dimension.flop_rate: "FLOP/s",
-    Dimension.size: "B",
-    Dimension.dimensionless: "1",
-}
 
 #: Each ledger unit's dimension and its size in that dimension's SI unit.
 UNITS: Final[dict[str, tuple[Dimension, float]]] = {
@@ -66,28 +47,6 @@ UNITS: Final[dict[str, tuple[Dimension, float]]] = {
     "1": (Dimension.dimensionless, 1.0),
 }
 
-#: Metric-name suffixes and the unit they imply (dimension, size in SI units). A metric whose
-#: name ends in none of these (a count, a flag, a utilisation) is dimensionless.
-METRIC_SUFFIXES: Final[dict[str, tuple[Dimension, float]]] = {
-    "_s": (Dimension.time, 1.0),
-    "_ms": (Dimension.time, 1e-3),
-    "_us": (Dimension.time, 1e-6),
-    "_ns": (Dimension.time, 1e-9),
-    "_Bps": (Dimension.bandwidth, 1.0),
-    "_GBps": (Dimension.bandwidth, 1e9),
-    "_TBps": (Dimension.bandwidth, 1e12),
-    "_FLOPps": (Dimension.flop_rate, 1.0),
-    "_TFLOPS": (Dimension.flop_rate, 1e12),
-    "_B": (Dimension.size, 1.0),
-    "_bytes": (Dimension.size, 1.0),
-    "_MB": (Dimension.size, 1e6),
-    "_GB": (Dimension.size, 1e9),
-    "_fraction": (Dimension.dimensionless, 1.0),
-}
-
-#: Metric-path roots whose leaves are sizes in bytes whatever their names (link names).
-_BYTES_ROOTS: Final = frozenset({"link_bytes"})
-
 METRIC_PATTERN: Final = r"^[A-Za-z0-9_:\-]+(\.[A-Za-z0-9_:\-]+)*$"
 
 
@@ -97,18 +56,11 @@ def unit_info(unit: str) -> tuple[Dimension, float]:
 
 
 def metric_unit(metric: str) -> tuple[Dimension, float]:
-    """The unit a metric path's value is in, from the last component's suffix: ``_s`` seconds,
-    ``_GBps`` GB/s, ``_bytes`` bytes, ``_fraction`` a fraction, and so on (``METRIC_SUFFIXES``).
-    Values under ``link_bytes`` and names starting ``bytes`` (``bytes_moved``) are bytes; any
-    other name is dimensionless. Returns (dimension, size of one metric unit in SI units)."""
-    parts = metric.split(".")
-    name = parts[-1]
-    if parts[0] in _BYTES_ROOTS or name == "bytes" or name.startswith("bytes_"):
-        return Dimension.size, 1.0
-    for suffix, info in METRIC_SUFFIXES.items():
-        if name.endswith(suffix):
-            return info
-    return Dimension.dimensionless, 1.0
+    """The unit a metric path's value is in, read off its name by
+    :func:`gpusim.quantities.metric_quantity`: (dimension, size of one metric unit in SI units).
+    ``throughput_tokens_per_s`` is a rate, not a time."""
+    quantity = metric_quantity(metric)
+    return quantity.dimension, quantity.si_per_unit
 
 
 class ExpectedValue(Spec):
