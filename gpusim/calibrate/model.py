@@ -74,6 +74,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from gpusim.arith import round_up
 from gpusim.calibrate.document import DeviceInfo, Measurement, ParamValue
 from gpusim.calibrate.nameplates import NameplateError, Nameplates
 from gpusim.kernels.gemm import LARGE_TILE_MN, SKINNY_MAX_DIM, SKINNY_TILE_SHORT_LONG, TILE_K
@@ -452,10 +453,6 @@ def _tile(m: Measurement, ctx: Context) -> Observation | Unused:
     return _scaled(m, param, peak, f"{dtype.value} tensor peak of {plates.gpu.name}", "TFLOP/s")
 
 
-def _ceil_to(value: int, unit: int) -> int:
-    return -(-value // unit) * unit
-
-
 def gemm_issued_fraction(m_rows: int, n_cols: int, k_depth: int) -> tuple[ShapeClass, float]:
     """The GEMM model's shape class for ``m x n x k`` and the useful share of the MMA work it
     issues (M and N padded to its CTA tile, K to ``TILE_K``)."""
@@ -466,7 +463,7 @@ def gemm_issued_fraction(m_rows: int, n_cols: int, k_depth: int) -> tuple[ShapeC
     else:
         shape = ShapeClass.large
         tile_m, tile_n = LARGE_TILE_MN
-    issued = _ceil_to(m_rows, tile_m) * _ceil_to(n_cols, tile_n) * _ceil_to(k_depth, TILE_K)
+    issued = round_up(m_rows, tile_m) * round_up(n_cols, tile_n) * round_up(k_depth, TILE_K)
     return shape, (m_rows * n_cols * k_depth) / issued
 
 

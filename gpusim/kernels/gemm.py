@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from gpusim.arith import ceil_div
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels.cost import KernelCost
 from gpusim.spec.base import storage_bytes
@@ -73,7 +74,7 @@ class GemmPlan:
     @property
     def waves(self) -> int:
         """``ceil(tiles / sms)``."""
-        return -(-self.tiles // self.sms)
+        return ceil_div(self.tiles, self.sms)
 
 
 def shape_class(op: GemmOp) -> ShapeClass:
@@ -86,10 +87,6 @@ def _tile(op: GemmOp, shape: ShapeClass) -> tuple[int, int]:
         return LARGE_TILE_MN
     short, long = SKINNY_TILE_SHORT_LONG
     return (short, long) if op.m <= op.n else (long, short)
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def _compulsory_bytes(op: GemmOp) -> float:
@@ -121,8 +118,8 @@ def gemm_plan(op: GemmOp, rates: GPURates, sms: int | None = None) -> GemmPlan:
     sms_used = _check_sms(rates, sms)
     shape = shape_class(op)
     tile_m, tile_n = _tile(op, shape)
-    output_tiles = _ceil_div(op.m, tile_m) * _ceil_div(op.n, tile_n)
-    k_iters = _ceil_div(op.k, TILE_K)
+    output_tiles = ceil_div(op.m, tile_m) * ceil_div(op.n, tile_n)
+    k_iters = ceil_div(op.k, TILE_K)
     rate = rates.tensor_rate_per_sm_FLOPps(op.path, op.dtype, shape)
     base = _compulsory_bytes(op)
 
@@ -136,7 +133,7 @@ def gemm_plan(op: GemmOp, rates: GPURates, sms: int | None = None) -> GemmPlan:
             tile_k=TILE_K,
             split_k=split_k,
             output_tiles=output_tiles,
-            k_iters_per_split=_ceil_div(k_iters, split_k),
+            k_iters_per_split=ceil_div(k_iters, split_k),
             sms=sms_used,
         )
         hbm_bytes = base + _partial_bytes(op, split_k)
