@@ -52,9 +52,9 @@ Persistent kernel (``ns``)
     ``scheduler_ns_per_task`` = device.scheduler_ns_per_task; ``task_latency_ns`` =
     device.task_latency_ns.
 SpMM (``us``)
-    ``spmm_us {m, k, n, nnz}`` = :func:`spmm_time_us` with tensor_efficiency.mma_sync.fp16[shape]
-    and sparse.extract_ns_per_nonzero; needs a ``dense_us`` of the same (m, k, n) in the same
-    document (the load-rate reference).
+    ``spmm_us {m, k, n, nnz}`` = :func:`gpusim.kernels.spmm.spmm_cost` with
+    tensor_efficiency.mma_sync.fp16[shape] and sparse.extract_ns_per_nonzero; needs a ``dense_us``
+    of the same (m, k, n) in the same document (its load rate is the SpMM's).
 
 Known but informing no profile parameter (reported as unused): ``host_flag_one_way_us``,
 ``flag_handoff_p2p_ns``, ``flag_handoff_hostmem_ns``, ``launch_to_flag_us``,
@@ -74,12 +74,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from gpusim.arith import round_up
 from gpusim.calibrate.document import DeviceInfo, Measurement, ParamValue
 from gpusim.calibrate.nameplates import NameplateError, Nameplates
-from gpusim.kernels.gemm import LARGE_TILE_MN, SKINNY_MAX_DIM, SKINNY_TILE_SHORT_LONG, TILE_K
+from gpusim.kernels.gemm import gemm_issued_fraction, gemm_shape_class
+from gpusim.kernels.spmm import SpmmShape, dense_load_Bps, spmm_cost
 from gpusim.spec.base import Dtype, storage_bytes
-from gpusim.spec.profile import InstructionPath, ShapeClass
+from gpusim.spec.profile import InstructionPath
 from gpusim.spec.topology import LinkKind
 from gpusim.units import MB_to_B
 
@@ -98,8 +98,6 @@ DEEP_K: Final = 1024
 """A tile_tflops point informs the ``large`` fraction only at ``k >= 1024``."""
 CROSS_SM_SCOPES: Final = frozenset({"gpu"})
 OTHER_SCOPES: Final = frozenset({"cta", "cluster", "sys", "system"})
-SPARSE_BYTES_PER_NONZERO: Final = 4
-"""Tiled-CSL: a 16-bit value and a 16-bit in-tile location per nonzero (flash_llm.md §2)."""
 
 UNITS: Final[dict[str, frozenset[str]]] = {
     "us": frozenset({"us", "µs", "usec"}),
@@ -453,20 +451,6 @@ def _tile(m: Measurement, ctx: Context) -> Observation | Unused:
     return _scaled(m, param, peak, f"{dtype.value} tensor peak of {plates.gpu.name}", "TFLOP/s")
 
 
-def gemm_issued_fraction(m_rows: int, n_cols: int, k_depth: int) -> tuple[ShapeClass, float]:
-    """The GEMM model's shape class for ``m x n x k`` and the useful share of the MMA work it
-    issues (M and N padded to its CTA tile, K to ``TILE_K``)."""
-    if min(m_rows, n_cols) <= SKINNY_MAX_DIM:
-        shape = ShapeClass.skinny
-        short, long = SKINNY_TILE_SHORT_LONG
-        tile_m, tile_n = (short, long) if m_rows <= n_cols else (long, short)
-    else:
-        shape = ShapeClass.large
-        tile_m, tile_n = LARGE_TILE_MN
-    issued = round_up(m_rows, tile_m) * round_up(n_cols, tile_n) * round_up(k_depth, TILE_K)
-    return shape, (m_rows * n_cols * k_depth) / issued
-
-
 def _gemm(m: Measurement, ctx: Context) -> Observation | Unused:
     _check_unit(m, "TFLOPS")
     rows, cols, depth = _req_int(m, "m"), _req_int(m, "n"), _req_int(m, "k")
@@ -491,39 +475,6 @@ def _gemm(m: Measurement, ctx: Context) -> Observation | Unused:
     return _scaled(m, param, factor, f"{what} x {useful:.4g} useful/issued", "TFLOP/s")
 
 
-def spmm_time_us(
-    tensor_efficiency: float,
-    extract_ns_per_nonzero: float,
-    *,
-    peak_TFLOPS: float,
-    sms: int,
-    m_rows: int,
-    k_depth: int,
-    n_cols: int,
-    nnz: int,
-    dense_us: float,
-    p: float = EXACT,
-) -> float:
-    """Load-as-Sparse, Compute-as-Dense SpMM time (FP16 weights ``m x k``, activations
-    ``k x n``)::
-
-        t_tensor = 2 m k n / (peak x tensor_efficiency)        the tile work, run as dense MMAs
-        t_load   = dense_us x sparse_bytes / dense_bytes        loading the encoding at the rate the
-                                                                dense GEMM of the same shape loads
-        time     = max(t_tensor, t_load) + nnz x extract_ns_per_nonzero / SMs
-
-    with ``dense_bytes = 2 (m k + k n + m n)`` and ``sparse_bytes = 4 nnz + 2 (k n + m n)``
-    (Tiled-CSL: 4 B per nonzero). The paired ``dense_us`` is the measured load-rate reference,
-    so the fit does not couple to the profile's HBM efficiency.
-    """
-    elem = storage_bytes(Dtype.fp16)
-    dense_B = elem * (m_rows * k_depth + k_depth * n_cols + m_rows * n_cols)
-    sparse_B = SPARSE_BYTES_PER_NONZERO * nnz + elem * (k_depth * n_cols + m_rows * n_cols)
-    t_tensor = 2.0 * m_rows * k_depth * n_cols / (peak_TFLOPS * 1e12 * tensor_efficiency) * 1e6
-    t_load = dense_us * sparse_B / dense_B
-    return smooth_max(t_tensor, t_load, p) + nnz * extract_ns_per_nonzero / sms / 1e3
-
-
 def _spmm(m: Measurement, ctx: Context) -> Observation:
     _check_unit(m, "us")
     rows, depth, cols = _req_int(m, "m"), _req_int(m, "k"), _req_int(m, "n")
@@ -539,25 +490,24 @@ def _spmm(m: Measurement, ctx: Context) -> Observation:
         raise ModelError(f"no dense_us of the same shape (m, k, n) = {shape} in this document")
     plates = _nameplates(ctx, m)
     dense_us = dense[0].stats.median
-    shape_class, _ = gemm_issued_fraction(rows, cols, depth)
-    tensor = f"tensor_efficiency.mma_sync.fp16.{shape_class.value}"
+    tensor = f"tensor_efficiency.mma_sync.fp16.{gemm_shape_class(rows, cols).value}"
     extract = "sparse.extract_ns_per_nonzero"
     peak = _peak_TFLOPS(m, plates, Dtype.fp16)
     sms = plates.gpu.sm_count
+    spmm = SpmmShape(m_rows=rows, k_depth=depth, n_cols=cols, nnz=nnz)
+    load_Bps = dense_load_Bps(spmm, dense_us * 1e-6)
 
     def predict(v: ParamValues, p: float) -> float:
-        return spmm_time_us(
-            v[tensor],
-            v[extract],
-            peak_TFLOPS=peak,
+        cost = spmm_cost(
+            spmm,
+            peak_FLOPps=peak * 1e12,
+            tensor_efficiency=v[tensor],
+            load_Bps=load_Bps,
+            extract_s_per_nonzero=v[extract] * 1e-9,
             sms=sms,
-            m_rows=rows,
-            k_depth=depth,
-            n_cols=cols,
-            nnz=nnz,
-            dense_us=dense_us,
-            p=p,
+            hbm_nameplate_Bps=plates.gpu.hbm_bw_GBps * 1e9,
         )
+        return (smooth_max(cost.compute_time_s, cost.memory_time_s, p) + cost.floor_s) * 1e6
 
     formula = (
         f"spmm_us = max(2mkn / ({peak:g} TFLOP/s x {tensor}), dense_us {dense_us:g} us x "
