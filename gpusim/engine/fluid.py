@@ -219,10 +219,22 @@ class FluidNetwork:
         return list(keys), resources, touched
 
     def _settle(self, _ev: simpy.Event | None = None) -> None:
+        """Re-solve the rates after transfers entered or left at this instant: advance the
+        clocks, solve max-min over the component that changed, re-time its classes, update the
+        resources' load statistics and (re)schedule the wake-up at the next completion."""
         self._settle_pending = False
         self._advance()
         keys, resources, touched = self._component()
         classes = [self._classes[k] for k in keys]
+        rates = self._solve(classes)
+        heap_mode = self._index_mode()
+        now = self._last_s
+        self._retime(keys, classes, rates, resources, touched, heap_mode, now)
+        self._resource_stats(resources, now)
+        self._schedule_wake(self._next_completion_s(heap_mode), now)
+
+    def _solve(self, classes: list[_FlowClass]) -> list[float]:
+        """Max-min rates of ``classes`` (one connected component); a lone class inline."""
         capacity = self.capacity_Bps
         if len(classes) == 1:  # alone in its component: the closed form, inline
             only = classes[0]
@@ -231,18 +243,21 @@ class FluidNetwork:
             for r in only.route:
                 if capacity[r] / n_flows < share:
                     share = capacity[r] / n_flows
-            rates = [share]
             self.recomputations += 1
-        elif classes:
-            rates = max_min_fair_rates(
+            return [share]
+        if classes:
+            self.recomputations += 1
+            return max_min_fair_rates(
                 [c.route for c in classes],
                 [len(c.flows) for c in classes],
                 [c.cap_Bps for c in classes],
                 capacity,
             )
-            self.recomputations += 1
-        else:
-            rates = []
+        return []
+
+    def _index_mode(self) -> bool:
+        """Whether the next completion comes from a heap (many classes) or a scan (few);
+        entering heap mode indexes every class once, leaving it drops the heap."""
         heap_mode = len(self._classes) > _HEAP_MIN_CLASSES
         if heap_mode and not self._next:  # entering heap mode: index every class once
             self._next = [
@@ -253,10 +268,23 @@ class FluidNetwork:
             heapq.heapify(self._next)
         elif not heap_mode:
             self._next.clear()
+        return heap_mode
+
+    def _retime(
+        self,
+        keys: list[FlowKey],
+        classes: list[_FlowClass],
+        rates: list[float],
+        resources: set[int],
+        touched: set[FlowKey],
+        heap_mode: bool,
+        now: float,
+    ) -> None:
+        """Give each class its new rate and the time its first flow completes at it (unchanged
+        when neither its flows nor its rate changed), and rebuild the load of ``resources``."""
         load = self.load_Bps
         for r in resources:
             load[r] = 0.0
-        now = self._last_s
         for key, cls, rate in zip(keys, classes, rates, strict=True):
             n = len(cls.flows)
             for r in cls.route:
@@ -272,7 +300,10 @@ class FluidNetwork:
                 cls.next_s = math.inf
             if heap_mode and cls.next_s < math.inf:
                 heapq.heappush(self._next, (cls.next_s, next(self._seq), cls))
-        active, peak = self._active, self.peak_load_Bps
+
+    def _resource_stats(self, resources: set[int], now: float) -> None:
+        """Active set, peak load and (when tracing) utilisation of ``resources`` after a solve."""
+        load, active, peak = self.load_Bps, self._active, self.peak_load_Bps
         for r in resources:
             r_load = load[r]
             if r_load > 0:
@@ -282,20 +313,28 @@ class FluidNetwork:
             else:
                 active.discard(r)
         if self.recorder.enabled:
+            capacity = self.capacity_Bps
             for r in resources:
                 self.recorder.counter(self._tracks[r], "utilisation", now, load[r] / capacity[r])
+
+    def _next_completion_s(self, heap_mode: bool) -> float:
+        """The earliest completion time over every class (``inf``: none in flight)."""
         if heap_mode:
             # earliest completion from a heap of (time, seq, class); an entry is stale when its
             # class has since been re-timed or has gone (lazy deletion)
             heap = self._next
             while heap and (heap[0][2].next_s != heap[0][0] or not heap[0][2].flows):
                 heapq.heappop(heap)
-            next_s = heap[0][0] if heap else math.inf
-        else:  # few classes: a scan is cheaper than keeping a heap
-            next_s = math.inf
-            for c in self._classes.values():
-                if c.next_s < next_s:
-                    next_s = c.next_s
+            return heap[0][0] if heap else math.inf
+        next_s = math.inf  # few classes: a scan is cheaper than keeping a heap
+        for c in self._classes.values():
+            if c.next_s < next_s:
+                next_s = c.next_s
+        return next_s
+
+    def _schedule_wake(self, next_s: float, now: float) -> None:
+        """Wake up at ``next_s`` unless a pending wake-up already fires then; a new wake-up
+        supersedes the pending one (the generation counter makes the old one a no-op)."""
         delay = max(next_s - now, 0.0)
         if next_s < math.inf and self.env.now + delay == self._wake_s:
             return  # the pending wake-up already fires then
