@@ -74,12 +74,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from gpusim.calibrate.document import DeviceInfo, Measurement, ParamValue
+from gpusim.calibrate.document import DeviceInfo, Measurement
 from gpusim.calibrate.nameplates import NameplateError, Nameplates
+from gpusim.calibrate.reading import (
+    ModelError,
+    bool_param,
+    check_unit,
+    dtype_param,
+    gpu_ref,
+    impl_path,
+    int_param,
+    path_param,
+    required_int,
+    str_param,
+)
 from gpusim.kernels.gemm import gemm_issued_fraction, gemm_shape_class
 from gpusim.kernels.spmm import SpmmShape, dense_load_Bps, spmm_cost
 from gpusim.spec.base import Dtype, storage_bytes
-from gpusim.spec.profile import InstructionPath
 from gpusim.spec.topology import LinkKind
 from gpusim.units import MB_to_B
 
@@ -98,23 +109,6 @@ DEEP_K: Final = 1024
 """A tile_tflops point informs the ``large`` fraction only at ``k >= 1024``."""
 CROSS_SM_SCOPES: Final = frozenset({"gpu"})
 OTHER_SCOPES: Final = frozenset({"cta", "cluster", "sys", "system"})
-
-UNITS: Final[dict[str, frozenset[str]]] = {
-    "us": frozenset({"us", "µs", "usec"}),
-    "ns": frozenset({"ns", "nsec"}),
-    "GBps": frozenset({"GB/s", "GBps"}),
-    "TFLOPS": frozenset({"TFLOP/s", "TFLOPS", "TFLOPs"}),
-}
-
-
-class ModelError(Exception):
-    """A measurement the model cannot use as given. ``at`` is the JSON path inside the
-    measurement (``.params.src``, ``.unit``), empty for the measurement as a whole."""
-
-    def __init__(self, reason: str, at: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.at = at
 
 
 @dataclass(frozen=True)
@@ -146,99 +140,6 @@ class Context:
     device: DeviceInfo | None
     siblings: Sequence[Measurement]
     """Every measurement of the same document (pairing, occupancy series)."""
-
-
-# ---- reading a measurement ------------------------------------------------------------------
-
-
-def _param(m: Measurement, key: str) -> ParamValue:
-    if key not in m.params:
-        raise ModelError(f"{m.name} needs parameter '{key}'", ".params")
-    return m.params[key]
-
-
-def _int(m: Measurement, key: str, required: bool = True) -> int | None:
-    if not required and key not in m.params:
-        return None
-    value = _param(m, key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise ModelError(f"'{key}' must be an integer, got {value!r}", f".params.{key}")
-    if value < 1:
-        raise ModelError(f"'{key}' must be >= 1, got {value!r}", f".params.{key}")
-    return int(value)
-
-
-def _req_int(m: Measurement, key: str) -> int:
-    value = _int(m, key)
-    assert value is not None  # required
-    return value
-
-
-def _str(m: Measurement, key: str) -> str:
-    value = _param(m, key)
-    if not isinstance(value, str):
-        raise ModelError(f"'{key}' must be a string, got {value!r}", f".params.{key}")
-    return value
-
-
-def _bool(m: Measurement, key: str) -> bool:
-    value = _param(m, key)
-    if not isinstance(value, bool):
-        raise ModelError(f"'{key}' must be true or false, got {value!r}", f".params.{key}")
-    return value
-
-
-def _gpu_ref(m: Measurement, key: str, required: bool) -> int | str | None:
-    if not required and key not in m.params:
-        return None
-    value = _param(m, key)
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ModelError(f"'{key}' must be a GPU index or id, got {value!r}", f".params.{key}")
-    return value
-
-
-def _dtype(m: Measurement, key: str = "dtype", default: Dtype | None = None) -> Dtype:
-    if default is not None and key not in m.params:
-        return default
-    value = _str(m, key)
-    try:
-        return Dtype(value)
-    except ValueError:
-        known = ", ".join(d.value for d in Dtype)
-        raise ModelError(f"unknown dtype '{value}' (known: {known})", f".params.{key}") from None
-
-
-def _path(m: Measurement) -> InstructionPath:
-    value = _str(m, "path")
-    try:
-        return InstructionPath(value)
-    except ValueError:
-        known = ", ".join(p.value for p in InstructionPath)
-        raise ModelError(f"unknown path '{value}' (known: {known})", ".params.path") from None
-
-
-def _impl_path(m: Measurement, device: DeviceInfo | None) -> InstructionPath:
-    """``impl``: an instruction path, ``own`` (kernels_ref's own GEMM: the mma.sync tile), or
-    ``cublas`` (wgmma from compute capability 9.0, else mma_sync)."""
-    impl = _str(m, "impl")
-    if impl == "own":
-        return InstructionPath.mma_sync
-    if impl == "cublas":
-        if device is None:
-            raise ModelError("impl 'cublas' needs the document's device", ".params.impl")
-        major = int(device.compute_capability.split(".")[0])
-        return InstructionPath.wgmma if major >= 9 else InstructionPath.mma_sync
-    try:
-        return InstructionPath(impl)
-    except ValueError:
-        known = ", ".join([p.value for p in InstructionPath] + ["cublas", "own"])
-        raise ModelError(f"unknown impl '{impl}' (known: {known})", ".params.impl") from None
-
-
-def _check_unit(m: Measurement, unit: str) -> None:
-    if m.unit not in UNITS[unit]:
-        expected = " or ".join(sorted(UNITS[unit]))
-        raise ModelError(f"{m.name} is in {expected}, not '{m.unit}'", ".unit")
 
 
 def _nameplates(ctx: Context, m: Measurement) -> Nameplates:
@@ -326,9 +227,9 @@ _UNUSED: Final[dict[str, str]] = {
 
 
 def _device_memory(m: Measurement, ctx: Context) -> Observation | Unused:
-    _check_unit(m, "GBps")
+    check_unit(m, "GBps")
     plates = _nameplates(ctx, m)
-    size = _int(m, "bytes", required=False)
+    size = int_param(m, "bytes", required=False)
     l2 = _l2_bytes(ctx, plates)
     if size is not None and size < HBM_MIN_L2_MULTIPLE * l2:
         return Unused(f"{size} B is below {HBM_MIN_L2_MULTIPLE} x L2 ({l2:.0f} B): not HBM-bound")
@@ -338,7 +239,7 @@ def _device_memory(m: Measurement, ctx: Context) -> Observation | Unused:
 
 
 def _large_enough(m: Measurement) -> Unused | None:
-    size = _int(m, "bytes", required=False)
+    size = int_param(m, "bytes", required=False)
     if size is not None and size < LINK_MIN_BYTES:
         return Unused(f"{size} B is below {LINK_MIN_BYTES} B: latency still shows")
     return None
@@ -349,23 +250,23 @@ def _link_scaled(m: Measurement, link_kind: LinkKind, nameplate: float, what: st
 
 
 def _host_copy(m: Measurement, ctx: Context) -> Observation | Unused:
-    _check_unit(m, "GBps")
-    if not _bool(m, "pinned"):
+    check_unit(m, "GBps")
+    if not bool_param(m, "pinned"):
         return Unused("pageable copy: staged through a host buffer, not the link's rate")
     small = _large_enough(m)
     if small is not None:
         return small
     plates = _nameplates(ctx, m)
     try:
-        path = plates.host_path(_gpu_ref(m, "gpu", False), to_gpu=m.name == "h2d_GBps")
+        path = plates.host_path(gpu_ref(m, "gpu", False), to_gpu=m.name == "h2d_GBps")
     except NameplateError as exc:
         raise ModelError(str(exc), ".params") from None
     return _link_scaled(m, path.kind, path.nameplate_GBps, path.what)
 
 
 def _p2p(m: Measurement, ctx: Context) -> Observation | Unused:
-    _check_unit(m, "GBps")
-    src, dst = _gpu_ref(m, "src", True), _gpu_ref(m, "dst", True)
+    check_unit(m, "GBps")
+    src, dst = gpu_ref(m, "src", True), gpu_ref(m, "dst", True)
     small = _large_enough(m)
     if small is not None:
         return small
@@ -379,33 +280,33 @@ def _p2p(m: Measurement, ctx: Context) -> Observation | Unused:
 
 
 def _nccl_bus(m: Measurement, ctx: Context) -> Observation:
-    _check_unit(m, "GBps")
-    name = _str(m, "link")
+    check_unit(m, "GBps")
+    name = str_param(m, "link")
     try:
         kind = LinkKind(name)
     except ValueError:
         raise ModelError(f"unknown link kind '{name}'", ".params.link") from None
     plates = _nameplates(ctx, m)
     try:
-        port = plates.port(kind, _gpu_ref(m, "gpu", False))
+        port = plates.port(kind, gpu_ref(m, "gpu", False))
     except NameplateError as exc:
         raise ModelError(str(exc), ".params") from None
     return _link_scaled(m, kind, port.nameplate_GBps, port.what)
 
 
 def _host_memory(m: Measurement, ctx: Context) -> Observation:
-    _check_unit(m, "GBps")
+    check_unit(m, "GBps")
     plates = _nameplates(ctx, m)
     try:
-        kind, bw, what = plates.host_memory(_gpu_ref(m, "gpu", False))
+        kind, bw, what = plates.host_memory(gpu_ref(m, "gpu", False))
     except NameplateError as exc:
         raise ModelError(str(exc), ".params") from None
     return _scaled(m, f"memory_efficiency.{kind.value}", bw, what, "GB/s")
 
 
 def _flag(m: Measurement, factor: float) -> Observation | Unused:
-    _check_unit(m, "ns")
-    scope = _str(m, "scope")
+    check_unit(m, "ns")
+    scope = str_param(m, "scope")
     if scope in OTHER_SCOPES:
         return Unused(f"scope '{scope}': the profile holds the cross-SM ('gpu') handoff only")
     if scope not in CROSS_SM_SCOPES:
@@ -418,10 +319,10 @@ def _flag(m: Measurement, factor: float) -> Observation | Unused:
 
 
 def _tile(m: Measurement, ctx: Context) -> Observation | Unused:
-    _check_unit(m, "TFLOPS")
-    path, dtype = _path(m), _dtype(m)
-    k = _int(m, "k", required=False)
-    blocks = _int(m, "blocks_per_sm", required=False)
+    check_unit(m, "TFLOPS")
+    path, dtype = path_param(m), dtype_param(m)
+    k = int_param(m, "k", required=False)
+    blocks = int_param(m, "blocks_per_sm", required=False)
     plates = _nameplates(ctx, m)
     peak = _peak_TFLOPS(m, plates, dtype)
     if k is not None and k < DEEP_K:
@@ -452,10 +353,10 @@ def _tile(m: Measurement, ctx: Context) -> Observation | Unused:
 
 
 def _gemm(m: Measurement, ctx: Context) -> Observation | Unused:
-    _check_unit(m, "TFLOPS")
-    rows, cols, depth = _req_int(m, "m"), _req_int(m, "n"), _req_int(m, "k")
-    dtype = _dtype(m)
-    path = _impl_path(m, ctx.device)
+    check_unit(m, "TFLOPS")
+    rows, cols, depth = required_int(m, "m"), required_int(m, "n"), required_int(m, "k")
+    dtype = dtype_param(m)
+    path = impl_path(m, ctx.device)
     plates = _nameplates(ctx, m)
     peak = _peak_TFLOPS(m, plates, dtype)
     operand_B = storage_bytes(dtype) * (rows * depth + depth * cols + rows * cols)
@@ -476,9 +377,9 @@ def _gemm(m: Measurement, ctx: Context) -> Observation | Unused:
 
 
 def _spmm(m: Measurement, ctx: Context) -> Observation:
-    _check_unit(m, "us")
-    rows, depth, cols = _req_int(m, "m"), _req_int(m, "k"), _req_int(m, "n")
-    nnz = _req_int(m, "nnz")
+    check_unit(m, "us")
+    rows, depth, cols = required_int(m, "m"), required_int(m, "k"), required_int(m, "n")
+    nnz = required_int(m, "nnz")
     shape = (rows, depth, cols)
     dense = [
         s
@@ -548,9 +449,9 @@ def observe(m: Measurement, ctx: Context) -> Observation | Unused:
     if not (math.isfinite(m.stats.median) and m.stats.median > 0):
         raise ModelError(f"value must be positive, got {m.stats.median}", ".stats.median")
     if m.name in _SUMS:
-        _check_unit(m, "ns" if m.name.endswith("_ns") or "_ns_" in m.name else "us")
+        check_unit(m, "ns" if m.name.endswith("_ns") or "_ns_" in m.name else "us")
         return _sum_of(m, _SUMS[m.name])
     if m.name in _MAXES:
-        _check_unit(m, "us")
+        check_unit(m, "us")
         return _max_of(m, *_MAXES[m.name])
     return _BUILDERS[m.name](m, ctx)
