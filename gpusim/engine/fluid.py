@@ -220,18 +220,16 @@ class FluidNetwork:
 
     def _settle(self, _ev: simpy.Event | None = None) -> None:
         """Re-solve the rates after transfers entered or left at this instant: advance the
-        clocks, solve max-min over the component that changed, re-time its classes, update the
-        resources' load statistics and (re)schedule the wake-up at the next completion."""
+        clocks, solve max-min over the component that changed (:meth:`_solve`), re-time its
+        classes and update the resources' loads (:meth:`_retime`), and (re)schedule the wake-up
+        at the next completion (:meth:`_reschedule`). Three steps, not more: this runs twice per
+        transfer, and every call shows in the event rate."""
         self._settle_pending = False
         self._advance()
         keys, resources, touched = self._component()
         classes = [self._classes[k] for k in keys]
         rates = self._solve(classes)
-        heap_mode = self._index_mode()
-        now = self._last_s
-        self._retime(keys, classes, rates, resources, touched, heap_mode, now)
-        self._resource_stats(resources, now)
-        self._schedule_wake(self._next_completion_s(heap_mode), now)
+        self._reschedule(self._retime(keys, classes, rates, resources, touched))
 
     def _solve(self, classes: list[_FlowClass]) -> list[float]:
         """Max-min rates of ``classes`` (one connected component); a lone class inline."""
@@ -255,9 +253,18 @@ class FluidNetwork:
             )
         return []
 
-    def _index_mode(self) -> bool:
-        """Whether the next completion comes from a heap (many classes) or a scan (few);
-        entering heap mode indexes every class once, leaving it drops the heap."""
+    def _retime(
+        self,
+        keys: list[FlowKey],
+        classes: list[_FlowClass],
+        rates: list[float],
+        resources: set[int],
+        touched: set[FlowKey],
+    ) -> bool:
+        """Give each class its new rate and the time its first flow completes at it (unchanged
+        when neither its flows nor its rate changed), then rebuild the load, active set, peak and
+        (when tracing) utilisation of ``resources``. Returns whether completions are indexed by a
+        heap (many classes) rather than found by a scan (few)."""
         heap_mode = len(self._classes) > _HEAP_MIN_CLASSES
         if heap_mode and not self._next:  # entering heap mode: index every class once
             self._next = [
@@ -268,23 +275,10 @@ class FluidNetwork:
             heapq.heapify(self._next)
         elif not heap_mode:
             self._next.clear()
-        return heap_mode
-
-    def _retime(
-        self,
-        keys: list[FlowKey],
-        classes: list[_FlowClass],
-        rates: list[float],
-        resources: set[int],
-        touched: set[FlowKey],
-        heap_mode: bool,
-        now: float,
-    ) -> None:
-        """Give each class its new rate and the time its first flow completes at it (unchanged
-        when neither its flows nor its rate changed), and rebuild the load of ``resources``."""
         load = self.load_Bps
         for r in resources:
             load[r] = 0.0
+        now = self._last_s
         for key, cls, rate in zip(keys, classes, rates, strict=True):
             n = len(cls.flows)
             for r in cls.route:
@@ -300,10 +294,7 @@ class FluidNetwork:
                 cls.next_s = math.inf
             if heap_mode and cls.next_s < math.inf:
                 heapq.heappush(self._next, (cls.next_s, next(self._seq), cls))
-
-    def _resource_stats(self, resources: set[int], now: float) -> None:
-        """Active set, peak load and (when tracing) utilisation of ``resources`` after a solve."""
-        load, active, peak = self.load_Bps, self._active, self.peak_load_Bps
+        active, peak = self._active, self.peak_load_Bps
         for r in resources:
             r_load = load[r]
             if r_load > 0:
@@ -316,25 +307,25 @@ class FluidNetwork:
             capacity = self.capacity_Bps
             for r in resources:
                 self.recorder.counter(self._tracks[r], "utilisation", now, load[r] / capacity[r])
+        return heap_mode
 
-    def _next_completion_s(self, heap_mode: bool) -> float:
-        """The earliest completion time over every class (``inf``: none in flight)."""
+    def _reschedule(self, heap_mode: bool) -> None:
+        """Wake up at the earliest completion over every class, unless the pending wake-up
+        already fires then; a new wake-up supersedes the pending one (the generation counter
+        makes the old one a no-op)."""
+        now = self._last_s
         if heap_mode:
             # earliest completion from a heap of (time, seq, class); an entry is stale when its
             # class has since been re-timed or has gone (lazy deletion)
             heap = self._next
             while heap and (heap[0][2].next_s != heap[0][0] or not heap[0][2].flows):
                 heapq.heappop(heap)
-            return heap[0][0] if heap else math.inf
-        next_s = math.inf  # few classes: a scan is cheaper than keeping a heap
-        for c in self._classes.values():
-            if c.next_s < next_s:
-                next_s = c.next_s
-        return next_s
-
-    def _schedule_wake(self, next_s: float, now: float) -> None:
-        """Wake up at ``next_s`` unless a pending wake-up already fires then; a new wake-up
-        supersedes the pending one (the generation counter makes the old one a no-op)."""
+            next_s = heap[0][0] if heap else math.inf
+        else:  # few classes: a scan is cheaper than keeping a heap
+            next_s = math.inf
+            for c in self._classes.values():
+                if c.next_s < next_s:
+                    next_s = c.next_s
         delay = max(next_s - now, 0.0)
         if next_s < math.inf and self.env.now + delay == self._wake_s:
             return  # the pending wake-up already fires then
