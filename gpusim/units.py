@@ -1,4 +1,4 @@
-"""The one place where spec units (GB/s, ns, MHz, TFLOP/s, GB, MB) become SI base units.
+"""The one place where spec units (GB/s, ns, us, TFLOP/s, GB, MB) become SI base units.
 
 Inside the simulator every quantity is in s, B, B/s, FLOP/s or Hz; specs carry the units people
 read off datasheets, with the unit in the field name.
@@ -11,7 +11,6 @@ MB: Final = 1e6
 KiB: Final = 1024
 NS: Final = 1e-9
 US: Final = 1e-6
-MS: Final = 1e-3
 
 
 def GBps_to_Bps(bw_GBps: float) -> float:
@@ -34,19 +33,9 @@ def us_to_s(t_us: float) -> float:
     return t_us * US
 
 
-def MHz_to_Hz(f_MHz: float) -> float:
-    """Megahertz to hertz."""
-    return f_MHz * 1e6
-
-
 def TFLOPS_to_FLOPps(rate_TFLOPS: float) -> float:
     """Tera floating-point operations per second to FLOP/s."""
     return rate_TFLOPS * 1e12
-
-
-def GB_to_B(size_GB: float) -> float:
-    """Decimal gigabytes to bytes."""
-    return size_GB * GB
 
 
 def MB_to_B(size_MB: float) -> float:

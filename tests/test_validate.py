@@ -12,6 +12,7 @@ import pytest
 from conftest import make_profile, make_star_topology
 
 from gpusim.errors import SpecError
+from gpusim.quantities import Dimension
 from gpusim.validate import (
     CSV_COLUMNS,
     Ledger,
@@ -22,7 +23,6 @@ from gpusim.validate import (
     validate_ledger,
     write_report,
 )
-from gpusim.validate.ledger import Dimension
 
 REPO = Path(__file__).resolve().parents[1]
 

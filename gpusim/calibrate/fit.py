@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpusim.calibrate.dataset import Assumption, Dataset, Located, load_folder
-from gpusim.calibrate.model import Context, ModelError, Unused, observe
+from gpusim.calibrate.model import Context, Unused, observe
 from gpusim.calibrate.nameplates import Nameplates
 from gpusim.calibrate.params import (
     always_required,
@@ -31,6 +31,7 @@ from gpusim.calibrate.params import (
     order_key,
     sections_complete,
 )
+from gpusim.calibrate.reading import ModelError
 from gpusim.calibrate.solve import (
     Estimate,
     FitPoint,

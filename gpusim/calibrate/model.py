@@ -52,9 +52,9 @@ Persistent kernel (``ns``)
     ``scheduler_ns_per_task`` = device.scheduler_ns_per_task; ``task_latency_ns`` =
     device.task_latency_ns.
 SpMM (``us``)
-    ``spmm_us {m, k, n, nnz}`` = :func:`spmm_time_us` with tensor_efficiency.mma_sync.fp16[shape]
-    and sparse.extract_ns_per_nonzero; needs a ``dense_us`` of the same (m, k, n) in the same
-    document (the load-rate reference).
+    ``spmm_us {m, k, n, nnz}`` = :func:`gpusim.kernels.spmm.spmm_cost` with
+    tensor_efficiency.mma_sync.fp16[shape] and sparse.extract_ns_per_nonzero; needs a ``dense_us``
+    of the same (m, k, n) in the same document (its load rate is the SpMM's).
 
 Known but informing no profile parameter (reported as unused): ``host_flag_one_way_us``,
 ``flag_handoff_p2p_ns``, ``flag_handoff_hostmem_ns``, ``launch_to_flag_us``,
@@ -74,11 +74,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from gpusim.calibrate.document import DeviceInfo, Measurement, ParamValue
+from gpusim.calibrate.document import DeviceInfo, Measurement
 from gpusim.calibrate.nameplates import NameplateError, Nameplates
-from gpusim.kernels.gemm import LARGE_TILE_MN, SKINNY_MAX_DIM, SKINNY_TILE_SHORT_LONG, TILE_K
+from gpusim.calibrate.reading import (
+    ModelError,
+    bool_param,
+    check_unit,
+    dtype_param,
+    gpu_ref,
+    impl_path,
+    int_param,
+    path_param,
+    required_int,
+    str_param,
+)
+from gpusim.kernels.gemm import gemm_issued_fraction, gemm_shape_class
+from gpusim.kernels.spmm import SpmmShape, dense_load_Bps, spmm_cost
 from gpusim.spec.base import Dtype, storage_bytes
-from gpusim.spec.profile import InstructionPath, ShapeClass, native_tensor_path
 from gpusim.spec.topology import LinkKind
 from gpusim.units import MB_to_B
 
@@ -97,25 +109,6 @@ DEEP_K: Final = 1024
 """A tile_tflops point informs the ``large`` fraction only at ``k >= 1024``."""
 CROSS_SM_SCOPES: Final = frozenset({"gpu"})
 OTHER_SCOPES: Final = frozenset({"cta", "cluster", "sys", "system"})
-SPARSE_BYTES_PER_NONZERO: Final = 4
-"""Tiled-CSL: a 16-bit value and a 16-bit in-tile location per nonzero (flash_llm.md §2)."""
-
-UNITS: Final[dict[str, frozenset[str]]] = {
-    "us": frozenset({"us", "µs", "usec"}),
-    "ns": frozenset({"ns", "nsec"}),
-    "GBps": frozenset({"GB/s", "GBps"}),
-    "TFLOPS": frozenset({"TFLOP/s", "TFLOPS", "TFLOPs"}),
-}
-
-
-class ModelError(Exception):
-    """A measurement the model cannot use as given. ``at`` is the JSON path inside the
-    measurement (``.params.src``, ``.unit``), empty for the measurement as a whole."""
-
-    def __init__(self, reason: str, at: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.at = at
 
 
 @dataclass(frozen=True)
@@ -147,98 +140,6 @@ class Context:
     device: DeviceInfo | None
     siblings: Sequence[Measurement]
     """Every measurement of the same document (pairing, occupancy series)."""
-
-
-# ---- reading a measurement ------------------------------------------------------------------
-
-
-def _param(m: Measurement, key: str) -> ParamValue:
-    if key not in m.params:
-        raise ModelError(f"{m.name} needs parameter '{key}'", ".params")
-    return m.params[key]
-
-
-def _int(m: Measurement, key: str, required: bool = True) -> int | None:
-    if not required and key not in m.params:
-        return None
-    value = _param(m, key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise ModelError(f"'{key}' must be an integer, got {value!r}", f".params.{key}")
-    if value < 1:
-        raise ModelError(f"'{key}' must be >= 1, got {value!r}", f".params.{key}")
-    return int(value)
-
-
-def _req_int(m: Measurement, key: str) -> int:
-    value = _int(m, key)
-    assert value is not None  # required
-    return value
-
-
-def _str(m: Measurement, key: str) -> str:
-    value = _param(m, key)
-    if not isinstance(value, str):
-        raise ModelError(f"'{key}' must be a string, got {value!r}", f".params.{key}")
-    return value
-
-
-def _bool(m: Measurement, key: str) -> bool:
-    value = _param(m, key)
-    if not isinstance(value, bool):
-        raise ModelError(f"'{key}' must be true or false, got {value!r}", f".params.{key}")
-    return value
-
-
-def _gpu_ref(m: Measurement, key: str, required: bool) -> int | str | None:
-    if not required and key not in m.params:
-        return None
-    value = _param(m, key)
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ModelError(f"'{key}' must be a GPU index or id, got {value!r}", f".params.{key}")
-    return value
-
-
-def _dtype(m: Measurement, key: str = "dtype", default: Dtype | None = None) -> Dtype:
-    if default is not None and key not in m.params:
-        return default
-    value = _str(m, key)
-    try:
-        return Dtype(value)
-    except ValueError:
-        known = ", ".join(d.value for d in Dtype)
-        raise ModelError(f"unknown dtype '{value}' (known: {known})", f".params.{key}") from None
-
-
-def _path(m: Measurement) -> InstructionPath:
-    value = _str(m, "path")
-    try:
-        return InstructionPath(value)
-    except ValueError:
-        known = ", ".join(p.value for p in InstructionPath)
-        raise ModelError(f"unknown path '{value}' (known: {known})", ".params.path") from None
-
-
-def _impl_path(m: Measurement, device: DeviceInfo | None) -> InstructionPath:
-    """``impl``: an instruction path, ``own`` (kernels_ref's own GEMM: the mma.sync tile), or
-    ``cublas`` (wgmma from compute capability 9.0, else mma_sync)."""
-    impl = _str(m, "impl")
-    if impl == "own":
-        return InstructionPath.mma_sync
-    if impl == "cublas":
-        if device is None:
-            raise ModelError("impl 'cublas' needs the document's device", ".params.impl")
-        return native_tensor_path(device.compute_capability)
-    try:
-        return InstructionPath(impl)
-    except ValueError:
-        known = ", ".join([p.value for p in InstructionPath] + ["cublas", "own"])
-        raise ModelError(f"unknown impl '{impl}' (known: {known})", ".params.impl") from None
-
-
-def _check_unit(m: Measurement, unit: str) -> None:
-    if m.unit not in UNITS[unit]:
-        expected = " or ".join(sorted(UNITS[unit]))
-        raise ModelError(f"{m.name} is in {expected}, not '{m.unit}'", ".unit")
 
 
 def _nameplates(ctx: Context, m: Measurement) -> Nameplates:
@@ -326,9 +227,9 @@ _UNUSED: Final[dict[str, str]] = {
 
 
 def _device_memory(m: Measurement, ctx: Context) -> Observation | Unused:
-    _check_unit(m, "GBps")
+    check_unit(m, "GBps")
     plates = _nameplates(ctx, m)
-    size = _int(m, "bytes", required=False)
+    size = int_param(m, "bytes", required=False)
     l2 = _l2_bytes(ctx, plates)
     if size is not None and size < HBM_MIN_L2_MULTIPLE * l2:
         return Unused(f"{size} B is below {HBM_MIN_L2_MULTIPLE} x L2 ({l2:.0f} B): not HBM-bound")
@@ -338,7 +239,7 @@ def _device_memory(m: Measurement, ctx: Context) -> Observation | Unused:
 
 
 def _large_enough(m: Measurement) -> Unused | None:
-    size = _int(m, "bytes", required=False)
+    size = int_param(m, "bytes", required=False)
     if size is not None and size < LINK_MIN_BYTES:
         return Unused(f"{size} B is below {LINK_MIN_BYTES} B: latency still shows")
     return None
@@ -349,23 +250,23 @@ def _link_scaled(m: Measurement, link_kind: LinkKind, nameplate: float, what: st
 
 
 def _host_copy(m: Measurement, ctx: Context) -> Observation | Unused:
-    _check_unit(m, "GBps")
-    if not _bool(m, "pinned"):
+    check_unit(m, "GBps")
+    if not bool_param(m, "pinned"):
         return Unused("pageable copy: staged through a host buffer, not the link's rate")
     small = _large_enough(m)
     if small is not None:
         return small
     plates = _nameplates(ctx, m)
     try:
-        path = plates.host_path(_gpu_ref(m, "gpu", False), to_gpu=m.name == "h2d_GBps")
+        path = plates.host_path(gpu_ref(m, "gpu", False), to_gpu=m.name == "h2d_GBps")
     except NameplateError as exc:
         raise ModelError(str(exc), ".params") from None
     return _link_scaled(m, path.kind, path.nameplate_GBps, path.what)
 
 
 def _p2p(m: Measurement, ctx: Context) -> Observation | Unused:
-    _check_unit(m, "GBps")
-    src, dst = _gpu_ref(m, "src", True), _gpu_ref(m, "dst", True)
+    check_unit(m, "GBps")
+    src, dst = gpu_ref(m, "src", True), gpu_ref(m, "dst", True)
     small = _large_enough(m)
     if small is not None:
         return small
@@ -379,33 +280,33 @@ def _p2p(m: Measurement, ctx: Context) -> Observation | Unused:
 
 
 def _nccl_bus(m: Measurement, ctx: Context) -> Observation:
-    _check_unit(m, "GBps")
-    name = _str(m, "link")
+    check_unit(m, "GBps")
+    name = str_param(m, "link")
     try:
         kind = LinkKind(name)
     except ValueError:
         raise ModelError(f"unknown link kind '{name}'", ".params.link") from None
     plates = _nameplates(ctx, m)
     try:
-        port = plates.port(kind, _gpu_ref(m, "gpu", False))
+        port = plates.port(kind, gpu_ref(m, "gpu", False))
     except NameplateError as exc:
         raise ModelError(str(exc), ".params") from None
     return _link_scaled(m, kind, port.nameplate_GBps, port.what)
 
 
 def _host_memory(m: Measurement, ctx: Context) -> Observation:
-    _check_unit(m, "GBps")
+    check_unit(m, "GBps")
     plates = _nameplates(ctx, m)
     try:
-        kind, bw, what = plates.host_memory(_gpu_ref(m, "gpu", False))
+        kind, bw, what = plates.host_memory(gpu_ref(m, "gpu", False))
     except NameplateError as exc:
         raise ModelError(str(exc), ".params") from None
     return _scaled(m, f"memory_efficiency.{kind.value}", bw, what, "GB/s")
 
 
 def _flag(m: Measurement, factor: float) -> Observation | Unused:
-    _check_unit(m, "ns")
-    scope = _str(m, "scope")
+    check_unit(m, "ns")
+    scope = str_param(m, "scope")
     if scope in OTHER_SCOPES:
         return Unused(f"scope '{scope}': the profile holds the cross-SM ('gpu') handoff only")
     if scope not in CROSS_SM_SCOPES:
@@ -418,10 +319,10 @@ def _flag(m: Measurement, factor: float) -> Observation | Unused:
 
 
 def _tile(m: Measurement, ctx: Context) -> Observation | Unused:
-    _check_unit(m, "TFLOPS")
-    path, dtype = _path(m), _dtype(m)
-    k = _int(m, "k", required=False)
-    blocks = _int(m, "blocks_per_sm", required=False)
+    check_unit(m, "TFLOPS")
+    path, dtype = path_param(m), dtype_param(m)
+    k = int_param(m, "k", required=False)
+    blocks = int_param(m, "blocks_per_sm", required=False)
     plates = _nameplates(ctx, m)
     peak = _peak_TFLOPS(m, plates, dtype)
     if k is not None and k < DEEP_K:
@@ -451,29 +352,11 @@ def _tile(m: Measurement, ctx: Context) -> Observation | Unused:
     return _scaled(m, param, peak, f"{dtype.value} tensor peak of {plates.gpu.name}", "TFLOP/s")
 
 
-def _ceil_to(value: int, unit: int) -> int:
-    return -(-value // unit) * unit
-
-
-def gemm_issued_fraction(m_rows: int, n_cols: int, k_depth: int) -> tuple[ShapeClass, float]:
-    """The GEMM model's shape class for ``m x n x k`` and the useful share of the MMA work it
-    issues (M and N padded to its CTA tile, K to ``TILE_K``)."""
-    if min(m_rows, n_cols) <= SKINNY_MAX_DIM:
-        shape = ShapeClass.skinny
-        short, long = SKINNY_TILE_SHORT_LONG
-        tile_m, tile_n = (short, long) if m_rows <= n_cols else (long, short)
-    else:
-        shape = ShapeClass.large
-        tile_m, tile_n = LARGE_TILE_MN
-    issued = _ceil_to(m_rows, tile_m) * _ceil_to(n_cols, tile_n) * _ceil_to(k_depth, TILE_K)
-    return shape, (m_rows * n_cols * k_depth) / issued
-
-
 def _gemm(m: Measurement, ctx: Context) -> Observation | Unused:
-    _check_unit(m, "TFLOPS")
-    rows, cols, depth = _req_int(m, "m"), _req_int(m, "n"), _req_int(m, "k")
-    dtype = _dtype(m)
-    path = _impl_path(m, ctx.device)
+    check_unit(m, "TFLOPS")
+    rows, cols, depth = required_int(m, "m"), required_int(m, "n"), required_int(m, "k")
+    dtype = dtype_param(m)
+    path = impl_path(m, ctx.device)
     plates = _nameplates(ctx, m)
     peak = _peak_TFLOPS(m, plates, dtype)
     operand_B = storage_bytes(dtype) * (rows * depth + depth * cols + rows * cols)
@@ -493,43 +376,10 @@ def _gemm(m: Measurement, ctx: Context) -> Observation | Unused:
     return _scaled(m, param, factor, f"{what} x {useful:.4g} useful/issued", "TFLOP/s")
 
 
-def spmm_time_us(
-    tensor_efficiency: float,
-    extract_ns_per_nonzero: float,
-    *,
-    peak_TFLOPS: float,
-    sms: int,
-    m_rows: int,
-    k_depth: int,
-    n_cols: int,
-    nnz: int,
-    dense_us: float,
-    p: float = EXACT,
-) -> float:
-    """Load-as-Sparse, Compute-as-Dense SpMM time (FP16 weights ``m x k``, activations
-    ``k x n``)::
-
-        t_tensor = 2 m k n / (peak x tensor_efficiency)        the tile work, run as dense MMAs
-        t_load   = dense_us x sparse_bytes / dense_bytes        loading the encoding at the rate the
-                                                                dense GEMM of the same shape loads
-        time     = max(t_tensor, t_load) + nnz x extract_ns_per_nonzero / SMs
-
-    with ``dense_bytes = 2 (m k + k n + m n)`` and ``sparse_bytes = 4 nnz + 2 (k n + m n)``
-    (Tiled-CSL: 4 B per nonzero). The paired ``dense_us`` is the measured load-rate reference,
-    so the fit does not couple to the profile's HBM efficiency.
-    """
-    elem = storage_bytes(Dtype.fp16)
-    dense_B = elem * (m_rows * k_depth + k_depth * n_cols + m_rows * n_cols)
-    sparse_B = SPARSE_BYTES_PER_NONZERO * nnz + elem * (k_depth * n_cols + m_rows * n_cols)
-    t_tensor = 2.0 * m_rows * k_depth * n_cols / (peak_TFLOPS * 1e12 * tensor_efficiency) * 1e6
-    t_load = dense_us * sparse_B / dense_B
-    return smooth_max(t_tensor, t_load, p) + nnz * extract_ns_per_nonzero / sms / 1e3
-
-
 def _spmm(m: Measurement, ctx: Context) -> Observation:
-    _check_unit(m, "us")
-    rows, depth, cols = _req_int(m, "m"), _req_int(m, "k"), _req_int(m, "n")
-    nnz = _req_int(m, "nnz")
+    check_unit(m, "us")
+    rows, depth, cols = required_int(m, "m"), required_int(m, "k"), required_int(m, "n")
+    nnz = required_int(m, "nnz")
     shape = (rows, depth, cols)
     dense = [
         s
@@ -541,25 +391,24 @@ def _spmm(m: Measurement, ctx: Context) -> Observation:
         raise ModelError(f"no dense_us of the same shape (m, k, n) = {shape} in this document")
     plates = _nameplates(ctx, m)
     dense_us = dense[0].stats.median
-    shape_class, _ = gemm_issued_fraction(rows, cols, depth)
-    tensor = f"tensor_efficiency.mma_sync.fp16.{shape_class.value}"
+    tensor = f"tensor_efficiency.mma_sync.fp16.{gemm_shape_class(rows, cols).value}"
     extract = "sparse.extract_ns_per_nonzero"
     peak = _peak_TFLOPS(m, plates, Dtype.fp16)
     sms = plates.gpu.sm_count
+    spmm = SpmmShape(m_rows=rows, k_depth=depth, n_cols=cols, nnz=nnz)
+    load_Bps = dense_load_Bps(spmm, dense_us * 1e-6)
 
     def predict(v: ParamValues, p: float) -> float:
-        return spmm_time_us(
-            v[tensor],
-            v[extract],
-            peak_TFLOPS=peak,
+        cost = spmm_cost(
+            spmm,
+            peak_FLOPps=peak * 1e12,
+            tensor_efficiency=v[tensor],
+            load_Bps=load_Bps,
+            extract_s_per_nonzero=v[extract] * 1e-9,
             sms=sms,
-            m_rows=rows,
-            k_depth=depth,
-            n_cols=cols,
-            nnz=nnz,
-            dense_us=dense_us,
-            p=p,
+            hbm_nameplate_Bps=plates.gpu.hbm_bw_GBps * 1e9,
         )
+        return (smooth_max(cost.compute_time_s, cost.memory_time_s, p) + cost.floor_s) * 1e6
 
     formula = (
         f"spmm_us = max(2mkn / ({peak:g} TFLOP/s x {tensor}), dense_us {dense_us:g} us x "
@@ -600,9 +449,9 @@ def observe(m: Measurement, ctx: Context) -> Observation | Unused:
     if not (math.isfinite(m.stats.median) and m.stats.median > 0):
         raise ModelError(f"value must be positive, got {m.stats.median}", ".stats.median")
     if m.name in _SUMS:
-        _check_unit(m, "ns" if m.name.endswith("_ns") or "_ns_" in m.name else "us")
+        check_unit(m, "ns" if m.name.endswith("_ns") or "_ns_" in m.name else "us")
         return _sum_of(m, _SUMS[m.name])
     if m.name in _MAXES:
-        _check_unit(m, "us")
+        check_unit(m, "us")
         return _max_of(m, *_MAXES[m.name])
     return _BUILDERS[m.name](m, ctx)

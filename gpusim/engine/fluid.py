@@ -219,10 +219,20 @@ class FluidNetwork:
         return list(keys), resources, touched
 
     def _settle(self, _ev: simpy.Event | None = None) -> None:
+        """Re-solve the rates after transfers entered or left at this instant: advance the
+        clocks, solve max-min over the component that changed (:meth:`_solve`), re-time its
+        classes and update the resources' loads (:meth:`_retime`), and (re)schedule the wake-up
+        at the next completion (:meth:`_reschedule`). Three steps, not more: this runs twice per
+        transfer, and every call shows in the event rate."""
         self._settle_pending = False
         self._advance()
         keys, resources, touched = self._component()
         classes = [self._classes[k] for k in keys]
+        rates = self._solve(classes)
+        self._reschedule(self._retime(keys, classes, rates, resources, touched))
+
+    def _solve(self, classes: list[_FlowClass]) -> list[float]:
+        """Max-min rates of ``classes`` (one connected component); a lone class inline."""
         capacity = self.capacity_Bps
         if len(classes) == 1:  # alone in its component: the closed form, inline
             only = classes[0]
@@ -231,18 +241,30 @@ class FluidNetwork:
             for r in only.route:
                 if capacity[r] / n_flows < share:
                     share = capacity[r] / n_flows
-            rates = [share]
             self.recomputations += 1
-        elif classes:
-            rates = max_min_fair_rates(
+            return [share]
+        if classes:
+            self.recomputations += 1
+            return max_min_fair_rates(
                 [c.route for c in classes],
                 [len(c.flows) for c in classes],
                 [c.cap_Bps for c in classes],
                 capacity,
             )
-            self.recomputations += 1
-        else:
-            rates = []
+        return []
+
+    def _retime(
+        self,
+        keys: list[FlowKey],
+        classes: list[_FlowClass],
+        rates: list[float],
+        resources: set[int],
+        touched: set[FlowKey],
+    ) -> bool:
+        """Give each class its new rate and the time its first flow completes at it (unchanged
+        when neither its flows nor its rate changed), then rebuild the load, active set, peak and
+        (when tracing) utilisation of ``resources``. Returns whether completions are indexed by a
+        heap (many classes) rather than found by a scan (few)."""
         heap_mode = len(self._classes) > _HEAP_MIN_CLASSES
         if heap_mode and not self._next:  # entering heap mode: index every class once
             self._next = [
@@ -282,8 +304,16 @@ class FluidNetwork:
             else:
                 active.discard(r)
         if self.recorder.enabled:
+            capacity = self.capacity_Bps
             for r in resources:
                 self.recorder.counter(self._tracks[r], "utilisation", now, load[r] / capacity[r])
+        return heap_mode
+
+    def _reschedule(self, heap_mode: bool) -> None:
+        """Wake up at the earliest completion over every class, unless the pending wake-up
+        already fires then; a new wake-up supersedes the pending one (the generation counter
+        makes the old one a no-op)."""
+        now = self._last_s
         if heap_mode:
             # earliest completion from a heap of (time, seq, class); an entry is stale when its
             # class has since been re-timed or has gone (lazy deletion)

@@ -27,6 +27,10 @@ def max_min_fair_rates(
     ``capacity_Bps[r]`` the capacity of resource ``r``. Every returned rate is bottlenecked:
     either the flow's cap, or a saturated resource on its route where no other flow gets more.
     A class with no flows gets 0.
+
+    Progressive filling: raise every unfixed flow's rate to the next level (the lowest fair share
+    left on a resource, or the lowest cap) and fix the classes that level bottlenecks, until
+    every class is fixed.
     """
     n = len(routes)
     if n == 1 and counts[0] > 0:  # the common uncontended case, in closed form
@@ -35,10 +39,43 @@ def max_min_fair_rates(
     rates = [0.0] * n
     fixed = [w <= 0 for w in counts]
     unfixed = fixed.count(False)
-    # per resource: [capacity left, flows not yet fixed, classes using it]
+    load, routeless = _resource_loads(routes, counts, capacity_Bps)
+    capped = sorted([(cap, c) for c, cap in enumerate(caps_Bps) if cap < math.inf and not fixed[c]])
+    if capped and capped[0][0] <= 0:
+        raise ValueError("flow caps must be positive")
+    next_cap = 0
+    while unfixed:
+        while next_cap < len(capped) and fixed[capped[next_cap][1]]:
+            next_cap += 1
+        level = _next_level(load, capped, next_cap)
+        if level == math.inf:  # classes with no resource and no cap: unconstrained
+            _set_unfixed(rates, fixed, math.inf)
+            break
+        bound = level * (1.0 + _REL_TOL)
+        saturated = [r for r, entry in load.items() if entry[0] <= bound * entry[1]]
+        if (
+            len(saturated) == len(load)
+            and not routeless
+            and (next_cap >= len(capped) or capped[next_cap][0] > bound)
+        ):  # every remaining class crosses a saturated resource: all get this level
+            _set_unfixed(rates, fixed, level)
+            break
+        to_fix = [c for r in saturated for c in load.pop(r)[2]]
+        while next_cap < len(capped) and capped[next_cap][0] <= bound:
+            to_fix.append(capped[next_cap][1])
+            next_cap += 1
+        unfixed -= _fix(to_fix, level, routes, counts, caps_Bps, load, fixed, rates)
+    return rates
+
+
+def _resource_loads(
+    routes: Sequence[Sequence[int]], counts: Sequence[int], capacity_Bps: Sequence[float]
+) -> tuple[dict[int, list[Any]], bool]:
+    """Per resource crossed by a class with flows: [capacity left, flows not yet fixed, classes
+    using it]; and whether some class with flows crosses no resource (only its cap limits it)."""
     load: dict[int, list[Any]] = {}
     get = load.get
-    routeless = False  # a class crossing no resource (only its cap limits it)
+    routeless = False
     for c, (route, w) in enumerate(zip(routes, counts, strict=True)):
         if w <= 0:
             continue
@@ -51,55 +88,60 @@ def max_min_fair_rates(
             else:
                 entry[1] += w
                 entry[2].append(c)
-    capped = sorted([(cap, c) for c, cap in enumerate(caps_Bps) if cap < math.inf and not fixed[c]])
-    if capped and capped[0][0] <= 0:
-        raise ValueError("flow caps must be positive")
-    next_cap = 0
-    while unfixed:
-        level = math.inf
-        for entry in load.values():
-            share = entry[0] / entry[1]
-            if share < level:
-                level = share
-        while next_cap < len(capped) and fixed[capped[next_cap][1]]:
-            next_cap += 1
-        if next_cap < len(capped) and capped[next_cap][0] < level:
-            level = capped[next_cap][0]
-        if level == math.inf:  # classes with no resource and no cap: unconstrained
-            for c in range(n):
-                if not fixed[c]:
-                    rates[c] = math.inf
-            break
-        bound = level * (1.0 + _REL_TOL)
-        saturated = [r for r, entry in load.items() if entry[0] <= bound * entry[1]]
-        if (
-            len(saturated) == len(load)
-            and not routeless
-            and (next_cap >= len(capped) or capped[next_cap][0] > bound)
-        ):  # every remaining class crosses a saturated resource: all get this level
-            for c in range(n):
-                if not fixed[c]:
-                    rates[c] = level
-            break
-        to_fix = [c for r in saturated for c in load.pop(r)[2]]
-        while next_cap < len(capped) and capped[next_cap][0] <= bound:
-            to_fix.append(capped[next_cap][1])
-            next_cap += 1
-        for c in to_fix:
-            if fixed[c]:
-                continue
-            fixed[c] = True
-            unfixed -= 1
-            cap = caps_Bps[c]
-            rate = level if level < cap else cap
+    return load, routeless
+
+
+def _next_level(
+    load: dict[int, list[Any]], capped: list[tuple[float, int]], next_cap: int
+) -> float:
+    """The next filling level: the lowest fair share left on a resource, or the lowest cap of an
+    unfixed class (``capped[next_cap]``), whichever is lower; ``inf`` when neither exists."""
+    level = math.inf
+    for entry in load.values():
+        share = entry[0] / entry[1]
+        if share < level:
+            level = share
+    if next_cap < len(capped) and capped[next_cap][0] < level:
+        level = capped[next_cap][0]
+    return level
+
+
+def _set_unfixed(rates: list[float], fixed: list[bool], rate: float) -> None:
+    """Give every class not yet fixed ``rate`` (the last round)."""
+    for c in range(len(rates)):
+        if not fixed[c]:
             rates[c] = rate
-            w = counts[c]
-            for r in routes[c]:
-                entry = get(r)
-                if entry is None:
-                    continue  # saturated in this round: every user is being fixed
-                entry[0] -= rate * w
-                entry[1] -= w
-                if not entry[1]:
-                    del load[r]
-    return rates
+
+
+def _fix(
+    to_fix: list[int],
+    level: float,
+    routes: Sequence[Sequence[int]],
+    counts: Sequence[int],
+    caps_Bps: Sequence[float],
+    load: dict[int, list[Any]],
+    fixed: list[bool],
+    rates: list[float],
+) -> int:
+    """Fix the classes of ``to_fix`` at ``level`` (or their cap, if lower) and take their flows
+    off the resources they cross; returns how many classes were newly fixed."""
+    get = load.get
+    newly = 0
+    for c in to_fix:
+        if fixed[c]:
+            continue
+        fixed[c] = True
+        newly += 1
+        cap = caps_Bps[c]
+        rate = level if level < cap else cap
+        rates[c] = rate
+        w = counts[c]
+        for r in routes[c]:
+            entry = get(r)
+            if entry is None:
+                continue  # saturated in this round: every user is being fixed
+            entry[0] -= rate * w
+            entry[1] -= w
+            if not entry[1]:
+                del load[r]
+    return newly

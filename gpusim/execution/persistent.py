@@ -302,12 +302,6 @@ class FlowGate:
         ev = env.timeout(latency_s + size_B / cap_Bps, rec)
         ev.callbacks.append(self._bypass_done)
 
-    def oversubscribed(self, route: tuple[int, ...]) -> bool:
-        """Whether the caps of the transfers in flight exceed a capacity on ``route``."""
-        demand, limit, uncapped = self._demand, self._limit, self._uncapped
-        n = len(limit)
-        return any(r < n and (demand[r] > limit[r] or uncapped[r] > 0) for r in route)
-
     def _fluid(
         self,
         route: tuple[int, ...],
@@ -479,8 +473,6 @@ class PersistentKernel:
         if not self.done.triggered:
             yield self.done
         gpu.vacate_sms(sms)
-        end = float(env.now)
-        gpu.kernel_busy_s += end - self.start_s
         gpu.kernels_run += 1
 
     def expect(self, n: int) -> None:

@@ -40,7 +40,6 @@ class GPURuntime:
         self._sm_waiters: deque[tuple[int, simpy.Event]] = deque()
         self.streams: dict[int, Stream] = {}
         self.busy_sm_s = 0.0
-        self.kernel_busy_s = 0.0
         self.kernels_run = 0
         self._busy_sms = 0
         self._busy_since_s = 0.0
@@ -106,16 +105,13 @@ class GPURuntime:
         if granted is not None:
             yield granted
         self._sm_change(sms)
-        start = float(self.env.now)
         if hbm_bytes > 0:  # the floor delays the flow's start, like a route latency
             cap = hbm_bytes / compute_time_s if compute_time_s > 0 else math.inf
             yield self.network.transfer((self.hbm,), hbm_bytes, floor_s, cap, name)
         elif floor_s + compute_time_s > 0:
             yield self.env.timeout(floor_s + compute_time_s)
-        end = float(self.env.now)
         self._sm_change(-sms)
         self.release_sms(sms)
-        self.kernel_busy_s += end - start
         self.kernels_run += 1
 
     def copy(

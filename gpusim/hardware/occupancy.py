@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from gpusim.arith import ceil_div, round_up
 from gpusim.spec.hardware import GPUSpec
 from gpusim.spec.resources import KernelResources
 from gpusim.units import KiB
@@ -60,14 +61,6 @@ class Occupancy:
     """Shared memory allocated to one block, reservation and rounding included."""
 
 
-def _round_up(value: int, unit: int) -> int:
-    return -(-value // unit) * unit
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def _kib_to_bytes(size_KiB: float) -> int:
     return round(size_KiB * KiB)
 
@@ -91,7 +84,7 @@ def occupancy(
 
     warp = gpu.warp_size
     subparts = gpu.sm_subpartitions
-    warps_per_block = _ceil_div(threads_per_block, warp)
+    warps_per_block = ceil_div(threads_per_block, warp)
     max_warps_per_sm = gpu.max_threads_per_sm // warp
 
     # Threads (warp slots).
@@ -102,12 +95,12 @@ def occupancy(
 
     # Registers: allocated per warp, out of one sub-partition's share of the register file
     # (a block needing more than the whole file was refused above).
-    regs_per_warp = _round_up(registers_per_thread * warp, gpu.register_alloc_unit)
+    regs_per_warp = round_up(registers_per_thread * warp, gpu.register_alloc_unit)
     warps_per_subpartition = (gpu.registers_per_sm // subparts) // regs_per_warp
     limit_registers = (warps_per_subpartition * subparts) // warps_per_block
 
     # Shared memory: request plus reservation, rounded to the allocation unit.
-    smem_per_block = _round_up(
+    smem_per_block = round_up(
         shared_mem_per_block_bytes + _kib_to_bytes(gpu.shared_mem_reserved_per_block_KiB),
         gpu.shared_mem_alloc_unit_bytes,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from gpusim.arith import ceil_div
 from gpusim.hardware.occupancy import occupancy
 from gpusim.spec.hardware import GPUSpec
 
@@ -22,7 +23,7 @@ def occupied_sms(blocks: int, block: BlockShape, gpu: GPUSpec) -> int:
     """SMs a grid of ``blocks`` occupies at once: ``ceil(blocks / resident blocks per SM)``,
     at most every SM (the rest of the grid runs in later waves on the same SMs)."""
     per_sm = occupancy(gpu, block.threads, block.registers_per_thread, block.shared_mem_bytes)
-    return max(1, min(gpu.sm_count, -(-blocks // per_sm.blocks_per_sm)))
+    return max(1, min(gpu.sm_count, ceil_div(blocks, per_sm.blocks_per_sm)))
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from gpusim.arith import ceil_div
 from gpusim.hardware.occupancy import occupancy
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels.cost import BlockShape, KernelCost, occupied_sms
@@ -22,7 +23,7 @@ def elementwise_blocks(op: ElementwiseOp, rates: GPURates) -> int:
     """Grid size: one block of 256 threads per 4 KiB (256 x 16 B) of the larger stream, at least
     one, and at most one full wave of resident blocks (beyond that the kernel loops grid-stride)."""
     per_block = THREADS_PER_BLOCK * BYTES_PER_THREAD
-    wanted = max(1, -(-max(op.bytes_read, op.bytes_written) // per_block))
+    wanted = max(1, ceil_div(max(op.bytes_read, op.bytes_written), per_block))
     resident = occupancy(
         rates.spec, ELEMENTWISE_BLOCK.threads, ELEMENTWISE_BLOCK.registers_per_thread, 0
     ).blocks_per_sm

@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from gpusim.arith import ceil_div, round_up
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels.cost import KernelCost
 from gpusim.spec.base import storage_bytes
@@ -73,23 +74,33 @@ class GemmPlan:
     @property
     def waves(self) -> int:
         """``ceil(tiles / sms)``."""
-        return -(-self.tiles // self.sms)
+        return ceil_div(self.tiles, self.sms)
 
 
-def shape_class(op: GemmOp) -> ShapeClass:
+def gemm_shape_class(m_rows: int, n_cols: int) -> ShapeClass:
     """``skinny`` when ``min(m, n) <= 64``, else ``large``."""
-    return ShapeClass.skinny if min(op.m, op.n) <= SKINNY_MAX_DIM else ShapeClass.large
+    return ShapeClass.skinny if min(m_rows, n_cols) <= SKINNY_MAX_DIM else ShapeClass.large
 
 
-def _tile(op: GemmOp, shape: ShapeClass) -> tuple[int, int]:
+def gemm_tile(m_rows: int, n_cols: int) -> tuple[ShapeClass, int, int]:
+    """The shape class and CTA tile ``(tile_m, tile_n)`` the model uses for an ``m x n``
+    output: 128 x 128 when ``large``; when ``skinny``, 64 along the short side by 128 along the
+    long one (see the module docstring)."""
+    shape = gemm_shape_class(m_rows, n_cols)
     if shape is ShapeClass.large:
-        return LARGE_TILE_MN
+        return shape, *LARGE_TILE_MN
     short, long = SKINNY_TILE_SHORT_LONG
-    return (short, long) if op.m <= op.n else (long, short)
+    tile_m, tile_n = (short, long) if m_rows <= n_cols else (long, short)
+    return shape, tile_m, tile_n
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
+def gemm_issued_fraction(m_rows: int, n_cols: int, k_depth: int) -> tuple[ShapeClass, float]:
+    """The shape class of ``m x n x k`` and the useful share of the MMA work the model's tiles
+    issue for it: ``m n k / (M' N' K')``, M and N padded to the CTA tile (:func:`gemm_tile`),
+    K to ``TILE_K`` (the fitter reads per-issued-FLOP efficiencies through it)."""
+    shape, tile_m, tile_n = gemm_tile(m_rows, n_cols)
+    issued = round_up(m_rows, tile_m) * round_up(n_cols, tile_n) * round_up(k_depth, TILE_K)
+    return shape, (m_rows * n_cols * k_depth) / issued
 
 
 def _compulsory_bytes(op: GemmOp) -> float:
@@ -119,10 +130,9 @@ def _compute_time_s(plan: GemmPlan, rate_per_sm_FLOPps: float) -> float:
 def gemm_plan(op: GemmOp, rates: GPURates, sms: int | None = None) -> GemmPlan:
     """The tile, split-K and wave count the model uses for ``op`` on ``sms`` SMs (default all)."""
     sms_used = _check_sms(rates, sms)
-    shape = shape_class(op)
-    tile_m, tile_n = _tile(op, shape)
-    output_tiles = _ceil_div(op.m, tile_m) * _ceil_div(op.n, tile_n)
-    k_iters = _ceil_div(op.k, TILE_K)
+    shape, tile_m, tile_n = gemm_tile(op.m, op.n)
+    output_tiles = ceil_div(op.m, tile_m) * ceil_div(op.n, tile_n)
+    k_iters = ceil_div(op.k, TILE_K)
     rate = rates.tensor_rate_per_sm_FLOPps(op.path, op.dtype, shape)
     base = _compulsory_bytes(op)
 
@@ -136,7 +146,7 @@ def gemm_plan(op: GemmOp, rates: GPURates, sms: int | None = None) -> GemmPlan:
             tile_k=TILE_K,
             split_k=split_k,
             output_tiles=output_tiles,
-            k_iters_per_split=_ceil_div(k_iters, split_k),
+            k_iters_per_split=ceil_div(k_iters, split_k),
             sms=sms_used,
         )
         hbm_bytes = base + _partial_bytes(op, split_k)

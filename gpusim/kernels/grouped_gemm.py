@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gpusim.arith import ceil_div
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels.cost import KernelCost
 from gpusim.kernels.gemm import LARGE_TILE_MN, TILE_K
 from gpusim.spec.base import Dtype, storage_bytes
 from gpusim.spec.profile import InstructionPath, ShapeClass
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def grouped_gemm_cost(
@@ -33,12 +30,12 @@ def grouped_gemm_cost(
     """Cost of one grouped GEMM kernel over problems with row counts ``ms`` (zero rows: the
     problem is skipped, its weights are not read) on ``sms`` SMs (default all)."""
     tile_m, tile_n = LARGE_TILE_MN
-    k_iters = _ceil_div(k, TILE_K)
-    tiles = sum(_ceil_div(m, tile_m) * _ceil_div(n, tile_n) for m in ms if m > 0)
+    k_iters = ceil_div(k, TILE_K)
+    tiles = sum(ceil_div(m, tile_m) * ceil_div(n, tile_n) for m in ms if m > 0)
     rate = rates.tensor_rate_per_sm_FLOPps(path, dtype, ShapeClass.large)
     cta_flops = 2.0 * tile_m * tile_n * TILE_K * k_iters
     sms_used = rates.sm_count if sms is None else max(1, min(sms, rates.sm_count))
-    waves = _ceil_div(tiles, sms_used) if tiles else 0
+    waves = ceil_div(tiles, sms_used) if tiles else 0
     elem = storage_bytes(dtype)
     hbm_bytes = float(sum(elem * (m * k + k * n + m * n) for m in ms if m > 0))
     flops = float(sum(2 * m * n * k for m in ms))

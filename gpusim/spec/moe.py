@@ -242,6 +242,12 @@ class CometStrategy(Spec):
 
     name: Literal["comet"] = "comet"
     comm_block_fraction: Fraction = 0.25
+    pipeline_chunks: PositiveInt = Field(
+        default=4,
+        description="Chunks each fused kernel pipelines its data over: dispatch + GEMM0 ends at "
+        "max(start + GEMM0, arrival + GEMM0 / chunks), GEMM1 + combine at max(GEMM1, GEMM1 / "
+        "chunks + transfer); 1 is the serial kernel.",
+    )
     dtype: Dtype = Dtype.fp16
 
 

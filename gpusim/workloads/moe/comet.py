@@ -20,8 +20,6 @@ from gpusim.workloads.moe.hostdriven import (
 )
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
 
-PIPELINE_CHUNKS = 4
-
 
 def build(
     g: LayerGeometry,
@@ -48,7 +46,7 @@ def build(
         "onesided",
         comm_sms,
         gemm0_s,
-        PIPELINE_CHUNKS,
+        strategy.pipeline_chunks,
         holds_all_sms=True,
     )
     combine = Exchange(
@@ -57,7 +55,7 @@ def build(
         "onesided",
         comm_sms,
         gemm1_s,
-        PIPELINE_CHUNKS,
+        strategy.pipeline_chunks,
         compute_first=True,
         holds_all_sms=True,
     )

@@ -12,14 +12,13 @@ from gpusim.execution.program import Exchange, ExchangeStep, KernelStep, Step, S
 from gpusim.hardware.rates import GPURates
 from gpusim.spec.moe import DeepEPStrategy
 from gpusim.workloads.moe.hostdriven import (
-    ID_BYTES,
-    elementwise,
     expert_ffn,
     expert_rows,
     router_steps,
     send_matrix,
 )
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
+from gpusim.workloads.moe.operators import DEEPEP_LAYOUT, ID_BYTES, layer_sizes
 
 
 def build(
@@ -37,13 +36,10 @@ def build(
     dispatch = Exchange("deepep_dispatch", send, "onesided", strategy.comm_sms)
     combine = Exchange("deepep_combine", send.T.copy(), "onesided", strategy.comm_sms)
     programs: list[list[Step]] = []
-    t, k = g.tokens_per_gpu, g.top_k
     for r in range(g.n_gpus):
         ffn = expert_ffn(g, expert_rows(g, batch, r, False), rates[r], strategy.dtype, grouped=True)
         steps: list[Step] = [*router_steps(g, rates[r], strategy.dtype)]
-        layout = elementwise(
-            "get_dispatch_layout", t * k * ID_BYTES, g.experts * g.n_gpus * 4, rates[r]
-        )
+        layout = DEEPEP_LAYOUT.cost(layer_sizes(g, strategy.dtype), rates[r])
         steps.append(KernelStep(layout, "gate"))
         steps.append(ExchangeStep(notify, "gate"))
         steps.append(SyncStep(g.n_gpus * g.local_experts * ID_BYTES, "gate"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gpusim.arith import ceil_div
 from gpusim.execution.program import Exchange, ExchangeStep, KernelStep, Step
 from gpusim.hardware.rates import GPURates
 from gpusim.spec.moe import FasterMoEStrategy
@@ -38,7 +39,7 @@ def build(
     programs: list[list[Step]] = []
     for r in range(g.n_gpus):
         rows = expert_rows(g, batch, r, pad_to_capacity=False)
-        chunk_rows = [-(-m // c) for m in rows]
+        chunk_rows = [ceil_div(m, c) for m in rows]
         ffn = expert_ffn(g, chunk_rows, rates[r], strategy.dtype, grouped=True)
         steps: list[Step] = [*router_steps(g, rates[r], strategy.dtype)]
         steps += counts

@@ -17,14 +17,18 @@ from gpusim.spec.base import Dtype
 from gpusim.spec.profile import InstructionPath
 from gpusim.spec.workload import ElementwiseOp, GemmOp
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
+from gpusim.workloads.moe.operators import (
+    ID_BYTES,
+    PERMUTE,
+    ROUTER,
+    UNPERMUTE,
+    layer_sizes,
+)
 
 Phase = Literal["gate", "dispatch", "gemm", "combine"]
 """The MoE family's phases: every step of a host-driven MoE program is in one of them."""
 PHASES: tuple[Phase, ...] = ("gate", "dispatch", "gemm", "combine")
 """The MoE phases in the order metrics list them (``{phase}_s`` per GPU)."""
-
-ID_BYTES = 8  # int64 indices and counts, as PyTorch keeps them
-PROB_BYTES = 4  # router probabilities in FP32
 
 
 def elementwise(name: str, read_B: float, write_B: float, rates: GPURates) -> KernelCost:
@@ -39,19 +43,18 @@ def renamed(cost: KernelCost, name: str) -> KernelCost:
     return replace(cost, name=name)
 
 
+def router_gemm(g: LayerGeometry, rates: GPURates, dtype: Dtype) -> KernelCost:
+    """The gate GEMM: tokens x hidden times hidden x experts."""
+    gate = GemmOp(m=g.tokens_per_gpu, n=g.experts, k=g.hidden, dtype=dtype)
+    return renamed(kernel_cost(gate, rates), "router_gemm")
+
+
 def router_steps(g: LayerGeometry, rates: GPURates, dtype: Dtype) -> list[Step]:
     """Gate GEMM, softmax, top-k and the per-expert histogram (the router of every baseline)."""
-    t, e, k = g.tokens_per_gpu, g.experts, g.top_k
-    gate = renamed(kernel_cost(GemmOp(m=t, n=e, k=g.hidden, dtype=dtype), rates), "router_gemm")
+    sizes = layer_sizes(g, dtype)
     phase: Phase = "gate"
-    return [
-        KernelStep(gate, phase),
-        KernelStep(elementwise("softmax", t * e * PROB_BYTES, t * e * PROB_BYTES, rates), phase),
-        KernelStep(
-            elementwise("topk", t * e * PROB_BYTES, t * k * (PROB_BYTES + ID_BYTES), rates), phase
-        ),
-        KernelStep(elementwise("histogram", t * k * ID_BYTES, e * ID_BYTES, rates), phase),
-    ]
+    gate = KernelStep(router_gemm(g, rates, dtype), phase)
+    return [gate, *(KernelStep(op.cost(sizes, rates), phase) for op in ROUTER)]
 
 
 def count_exchange_steps(g: LayerGeometry, nccl_sms: int) -> list[Step]:
@@ -142,19 +145,10 @@ def expert_ffn(
 
 def permute_steps(g: LayerGeometry, rates: GPURates) -> list[Step]:
     """Sort token copies by expert and gather their rows."""
-    t, k = g.tokens_per_gpu, g.top_k
-    rows_B = t * k * g.row_bytes
-    return [
-        KernelStep(elementwise("argsort", t * k * ID_BYTES, t * k * ID_BYTES, rates), "dispatch"),
-        KernelStep(elementwise("permute", rows_B, rows_B, rates), "dispatch"),
-    ]
+    sizes = layer_sizes(g, g.dtype)
+    return [KernelStep(op.cost(sizes, rates), "dispatch") for op in PERMUTE]
 
 
 def unpermute_step(g: LayerGeometry, rates: GPURates, after: tuple[int, ...] = ()) -> Step:
     """Scatter rows back to token order, scale by the gate and sum the k copies."""
-    t, k = g.tokens_per_gpu, g.top_k
-    return KernelStep(
-        elementwise("unpermute", t * k * g.row_bytes, t * g.row_bytes, rates),
-        "combine",
-        after=after,
-    )
+    return KernelStep(UNPERMUTE.cost(layer_sizes(g, g.dtype), rates), "combine", after=after)

@@ -27,24 +27,35 @@ from gpusim.execution.program import Exchange, ExchangeStep, KernelStep, Step
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels import kernel_cost
 from gpusim.kernels.grouped_gemm import grouped_gemm_cost
-from gpusim.spec.base import Dtype, storage_bytes
+from gpusim.kernels.operators import Operator, Sizes
+from gpusim.spec.base import Dtype
 from gpusim.spec.moe import MegatronStrategy
 from gpusim.spec.profile import InstructionPath
 from gpusim.spec.workload import GemmOp
 from gpusim.workloads.moe.hostdriven import (
-    ID_BYTES,
-    PROB_BYTES,
     Phase,
     count_exchange_steps,
     elementwise,
     expert_rows,
     renamed,
+    router_gemm,
     send_matrix,
 )
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
+from gpusim.workloads.moe.operators import (
+    ID_BYTES,
+    INT32_BYTES,
+    MEGATRON_CAPACITY,
+    MEGATRON_PADDED_PERMUTE,
+    MEGATRON_PERMUTE_EPILOGUE,
+    MEGATRON_PERMUTE_PROLOGUE,
+    MEGATRON_ROUTER,
+    MEGATRON_UNPERMUTE,
+    SORT_ONESWEEP,
+    SWITCH_LOSS,
+    layer_sizes,
+)
 
-MASK_BYTES = 1  # torch.bool
-INT32_BYTES = 4
 RADIX_DIGIT_BITS = 8
 SORT_PASSES = ID_BYTES * 8 // RADIX_DIGIT_BITS
 """A stable argsort of int64 keys with no known range is a radix sort over all their bits: one
@@ -58,81 +69,37 @@ def _ew(
     return KernelStep(elementwise(name, read_B, write_B, rates), phase, new_op=new_op)
 
 
+def _op_step(op: Operator, sizes: Sizes, rates: GPURates, phase: Phase) -> KernelStep:
+    return KernelStep(op.cost(sizes, rates), phase)
+
+
 def router_ops(g: LayerGeometry, rates: GPURates, dtype: Dtype) -> list[Step]:
     """TopKRouter with aux-loss balancing: gate GEMM, top-k and softmax of the kept scores, the
     dense masks, capacity selection when a capacity factor is set, and the switch loss."""
-    t, e, k = g.tokens_per_gpu, g.experts, g.top_k
-    el = storage_bytes(dtype)
-    te_B, tk_B = t * e, t * k
-    gate = kernel_cost(GemmOp(m=t, n=e, k=g.hidden, dtype=dtype), rates)
-    steps: list[Step] = [KernelStep(renamed(gate, "router_gemm"), "gate")]
-    ops: list[tuple[str, float, float]] = [
-        ("topk", te_B * el, tk_B * (el + ID_BYTES)),
-        ("softmax_topk", tk_B * el, tk_B * PROB_BYTES),
-        ("cast_probs", tk_B * PROB_BYTES, tk_B * el),
-        ("zeros_gates", 0, te_B * el),
-        ("scatter_gates", tk_B * (el + ID_BYTES), tk_B * el),
-        ("zeros_map", 0, te_B * INT32_BYTES),
-        ("scatter_map", tk_B * ID_BYTES, tk_B * INT32_BYTES),
-        ("map_to_bool", te_B * INT32_BYTES, te_B * MASK_BYTES),
-        ("tokens_per_expert", te_B * MASK_BYTES, e * ID_BYTES),
-    ]
-    cap = g.capacity()
-    if cap is not None:
-        ce = cap * e
-        ops += [
-            ("capacity_topk", te_B * el, ce * (el + ID_BYTES)),
-            ("zeros_capacity_mask", 0, te_B * el),
-            ("scatter_capacity_mask", ce * ID_BYTES, ce * el),
-            ("and_masks", te_B * (MASK_BYTES + el), te_B * MASK_BYTES),
-            ("not_mask", te_B * MASK_BYTES, te_B * MASK_BYTES),
-            ("gather_exceed", tk_B * ID_BYTES + te_B * MASK_BYTES, tk_B * MASK_BYTES),
-            ("not_exceed", tk_B * MASK_BYTES, tk_B * MASK_BYTES),
-            ("mask_probs", tk_B * (el + MASK_BYTES), tk_B * el),
-            ("clone_indices", tk_B * ID_BYTES, tk_B * ID_BYTES),
-            ("mask_indices", tk_B * (ID_BYTES + MASK_BYTES), tk_B * ID_BYTES),
-        ]
-    ops += [  # switch load-balancing loss on the full softmax
-        ("softmax_all", te_B * el, te_B * PROB_BYTES),
-        ("probs_per_expert", te_B * PROB_BYTES, e * PROB_BYTES),
-        ("loss_mul", e * (PROB_BYTES + ID_BYTES), e * PROB_BYTES),
-        ("loss_sum", e * PROB_BYTES, PROB_BYTES),
-        ("loss_scale", PROB_BYTES, PROB_BYTES),
-        ("loss_tracker_add", 2 * PROB_BYTES, PROB_BYTES),
-    ]
-    steps += [_ew(name, r, w, rates, "gate") for name, r, w in ops]
-    return steps
+    sizes = layer_sizes(g, dtype)
+    ops = MEGATRON_ROUTER + (MEGATRON_CAPACITY if g.capacity() is not None else ()) + SWITCH_LOSS
+    gate: list[Step] = [KernelStep(router_gemm(g, rates, dtype), "gate")]
+    return gate + [_op_step(op, sizes, rates, "gate") for op in ops]
 
 
 def permute_ops(g: LayerGeometry, rates: GPURates, padded: bool) -> list[Step]:
     """Gather each token copy's row into expert order. Padded: the router already produced the
     per-expert index list, one index_select. Otherwise a stable argsort of the expert ids (a
     multi-kernel radix sort), the row gather and the row index computation."""
-    rows = g.tokens_per_gpu * g.top_k
-    rows_B = rows * g.row_bytes
+    sizes = layer_sizes(g, g.dtype)
     if padded:
-        cap = g.capacity() or 0
-        gathered_B = cap * g.experts * g.row_bytes
-        return [
-            _ew(
-                "index_select",
-                gathered_B + cap * g.experts * ID_BYTES,
-                gathered_B,
-                rates,
-                "dispatch",
-            )
-        ]
-    ids_B = rows * ID_BYTES
+        return [_op_step(MEGATRON_PADDED_PERMUTE, sizes, rates, "dispatch")]
+    ids_B = g.tokens_per_gpu * g.top_k * ID_BYTES
     sort: list[Step] = [_ew("sort_histogram", ids_B, SORT_HISTOGRAM_B, rates, "dispatch")]
+    onesweep = SORT_ONESWEEP.cost(sizes, rates)
     sort += [
-        _ew(f"sort_onesweep_{p}", 2 * ids_B, 2 * ids_B, rates, "dispatch", new_op=False)
+        KernelStep(renamed(onesweep, f"sort_onesweep_{p}"), "dispatch", new_op=False)
         for p in range(SORT_PASSES)
     ]
     return [
-        _ew("arange", 0, ids_B, rates, "dispatch"),
+        _op_step(MEGATRON_PERMUTE_PROLOGUE, sizes, rates, "dispatch"),
         *sort,
-        _ew("row_index", ids_B, ids_B, rates, "dispatch"),
-        _ew("index_select", rows_B + ids_B, rows_B, rates, "dispatch"),
+        *(_op_step(op, sizes, rates, "dispatch") for op in MEGATRON_PERMUTE_EPILOGUE),
     ]
 
 
@@ -187,14 +154,8 @@ def grouped_gemm(
 
 def unpermute_ops(g: LayerGeometry, rates: GPURates) -> list[Step]:
     """Scatter expert outputs back to token order, weight by the gate and sum the k copies."""
-    t, k = g.tokens_per_gpu, g.top_k
-    copies_B = t * k * g.row_bytes
-    return [
-        _ew("zeros_unpermuted", 0, copies_B, rates, "combine"),
-        _ew("index_copy", copies_B + t * k * ID_BYTES, copies_B, rates, "combine"),
-        _ew("scale_by_probs", copies_B + t * k * PROB_BYTES, copies_B, rates, "combine"),
-        _ew("sum_topk", copies_B, t * g.row_bytes, rates, "combine"),
-    ]
+    sizes = layer_sizes(g, g.dtype)
+    return [_op_step(op, sizes, rates, "combine") for op in MEGATRON_UNPERMUTE]
 
 
 def build(

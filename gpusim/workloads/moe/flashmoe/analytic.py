@@ -3,27 +3,35 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+
+import numpy as np
 
 from gpusim.execution.launch import LaunchTimes
 from gpusim.execution.persistent import (
     DeviceTimes,
 )
+from gpusim.hardware.fabric import Fabric
 from gpusim.hardware.platform import Platform
+from gpusim.hardware.rates import GPURates
 from gpusim.hardware.static_flows import static_rates_Bps
 from gpusim.result import Outcome
 from gpusim.spec.moe import MoELayerWorkload
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import Topology
+from gpusim.workloads.moe.flashmoe.analytic_tasks import Work, expert_tasks
 from gpusim.workloads.moe.flashmoe.plan import (
-    TASK_KINDS,
+    FlashMoEPlan,
     check_counts,
     flashmoe_strategy,
     layer_metrics,
     plan_gpu,
     superblock_packets,
-    tile_rows,
 )
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
+
+DispatchFlow = tuple[int, int, int]
+"""(source, expert, superblock) of one dispatch flow; superblock -1: an RDMA packet's put."""
 
 
 def analytic(
@@ -57,75 +65,178 @@ def analytic(
     contention of tasks of different packets for processors and for the scheduler beyond the
     bounds above, NVLink contention of GEMM1 writes, and rate changes as dispatch packets finish.
     """
-    strategy = flashmoe_strategy(wl)
-    counts = check_counts(geometry, batch)
-    platform = Platform.of(topology, profile)
-    fabric = platform.fabric
-    launch = LaunchTimes.from_profile(profile)
-    times = DeviceTimes.from_profile(profile)
-    ids = geometry.gpus
-    n = len(ids)
-    rates = platform.rates_of(ids)
-    plans = [plan_gpu(r, strategy, geometry, times.flag_handoff_s) for r in rates]
-    h = times.flag_handoff_s
-    s = times.scheduler_s_per_task
-    lat = times.task_latency_s
-    sub = times.subscriber_s_per_task
-    node_of = {g.id: g.node for g in topology.gpus()}
+    layer = Layer.of(topology, profile, wl, geometry, batch)
+    dispatch = _dispatch(layer)
+    work = Work.empty(layer.n, dispatch.link_bytes)
+    for d in range(layer.n):
+        expert_tasks(layer, d, dispatch.arrivals[d], work)
+    end = _gpu_ends(layer, dispatch, work)
+    latency = max(end)
+    per_gpu, busy_sm_s, task_busy, held = _per_gpu(layer, dispatch, work, end)
+    metrics = layer_metrics(
+        geometry,
+        batch,
+        layer.counts,
+        layer.plans,
+        latency,
+        busy_sm_s,
+        task_busy,
+        held,
+        sum(work.tasks),
+    )
+    return Outcome(makespan_s=latency, metrics=metrics, per_gpu=per_gpu, link_bytes=work.link_bytes)
 
-    def rdma(g: int, d: int) -> bool:
-        return node_of[ids[g]] != node_of[ids[d]]
 
-    start = [launch.api_s + launch.doorbell_s for _ in range(n)]
-    disp_start = [
-        start[i] + r.kernel_floor_s + p.clear_s + p.gate_compute_s + times.grid_barrier_s
-        for i, (r, p) in enumerate(zip(rates, plans, strict=True))
-    ]
+@dataclass(frozen=True)
+class Layer:
+    """What every stage of the closed form reads: the GPUs' plans, the fabric, the costs."""
 
-    # Dispatch: every non-empty packet as one flow (an RDMA packet as two: its staging copy and
-    # its uncapped put); static max-min rates with the caps.
-    flows: list[tuple[int, int, int]] = []  # (src, expert, superblock; -1: an RDMA put)
+    geometry: LayerGeometry
+    counts: np.ndarray
+    platform: Platform
+    fabric: Fabric
+    times: DeviceTimes
+    ids: list[str]
+    rates: list[GPURates]
+    plans: list[FlashMoEPlan]
+    node_of: dict[str, int]
+    start: list[float]
+    """When each GPU's kernel starts: launch API + doorbell."""
+    disp_start: list[float]
+    """When each GPU's dispatch starts: start + floor + clear + gate + grid barrier."""
+
+    @classmethod
+    def of(
+        cls,
+        topology: Topology,
+        profile: CalibrationProfile,
+        wl: MoELayerWorkload,
+        geometry: LayerGeometry,
+        batch: RoutedBatch,
+    ) -> Layer:
+        """Plan every GPU of the layer and time its kernel's start and its dispatch's."""
+        strategy = flashmoe_strategy(wl)
+        counts = check_counts(geometry, batch)
+        launch = LaunchTimes.from_profile(profile)
+        times = DeviceTimes.from_profile(profile)
+        platform = Platform.of(topology, profile)
+        ids = geometry.gpus
+        rates = platform.rates_of(ids)
+        plans = [plan_gpu(r, strategy, geometry, times.flag_handoff_s) for r in rates]
+        start = [launch.api_s + launch.doorbell_s for _ in ids]
+        disp_start = [
+            start[i] + r.kernel_floor_s + p.clear_s + p.gate_compute_s + times.grid_barrier_s
+            for i, (r, p) in enumerate(zip(rates, plans, strict=True))
+        ]
+        return cls(
+            geometry=geometry,
+            counts=counts,
+            platform=platform,
+            fabric=platform.fabric,
+            times=times,
+            ids=ids,
+            rates=rates,
+            plans=plans,
+            node_of={g.id: g.node for g in topology.gpus()},
+            start=start,
+            disp_start=disp_start,
+        )
+
+    @property
+    def n(self) -> int:
+        """GPUs of the layer."""
+        return len(self.ids)
+
+    def rdma(self, g: int, d: int) -> bool:
+        """Whether GPUs ``g`` and ``d`` are on different nodes."""
+        return self.node_of[self.ids[g]] != self.node_of[self.ids[d]]
+
+
+# -- dispatch --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Dispatch:
+    """The dispatch phase of every GPU."""
+
+    arrivals: list[list[tuple[float, int, int]]]
+    """Per destination: (arrival time with its flag, source, expert) of every packet."""
+    last_flag: list[float]
+    busy: list[float]
+    """Block-seconds each GPU's superblocks spent dispatching."""
+    end: list[float]
+    link_bytes: dict[str, float]
+
+
+def _dispatch_flows(
+    layer: Layer,
+) -> tuple[list[DispatchFlow], list[tuple[int, ...]], list[float]]:
+    """Every non-empty packet as one flow (an RDMA packet as two: its staging copy and its
+    uncapped put), with its route (a GPU's HBM at the platform's index) and its rate cap."""
+    fabric, ids, geometry = layer.fabric, layer.ids, layer.geometry
+    flows: list[DispatchFlow] = []
     routes: list[tuple[int, ...]] = []
     caps: list[float] = []
-    link_bytes: dict[str, float] = {}
-    for g in range(n):
-        plan = plans[g]
+    for g in range(layer.n):
+        plan = layer.plans[g]
         c = plan.grid.block_stream_Bps
         for j, experts in enumerate(superblock_packets(g, geometry, plan.superblocks)):
             for e in experts:
-                if counts[g, e] == 0:
+                if layer.counts[g, e] == 0:
                     continue
                 dst = geometry.owner(e)
                 flows.append((g, e, j))
-                if dst == g or rdma(g, dst):
-                    routes.append((platform.hbm_resource[ids[g]],))
+                if dst == g or layer.rdma(g, dst):
+                    routes.append((layer.platform.hbm_resource[ids[g]],))
                     caps.append(plan.sbz * c)
-                if rdma(g, dst):
+                if layer.rdma(g, dst):
                     flows.append((g, e, -1))
                     routes.append(fabric.route(ids[g], ids[dst]).resources)
                     caps.append(math.inf)
                 elif dst != g:
                     routes.append(fabric.route(ids[g], ids[dst]).resources)
                     caps.append(plan.sbz * c / 2)
-    flow_rates = static_rates_Bps(platform, routes, caps)
+    return flows, routes, caps
+
+
+def _dispatch_rates(
+    layer: Layer,
+    flows: list[DispatchFlow],
+    routes: list[tuple[int, ...]],
+    caps: list[float],
+) -> tuple[dict[tuple[int, int], float], dict[tuple[int, int], float]]:
+    """Static max-min rates of the dispatch flows, all in flight together: per (source, expert)
+    the packet's rate and, for an RDMA packet, its put's."""
+    flow_rates = static_rates_Bps(layer.platform, routes, caps)
     rate_of = {(g, e): r for (g, e, j), r in zip(flows, flow_rates, strict=True) if j >= 0}
     put_rate_of = {(g, e): r for (g, e, j), r in zip(flows, flow_rates, strict=True) if j < 0}
+    return rate_of, put_rate_of
 
-    arrivals: list[list[tuple[float, int, int]]] = [[] for _ in range(n)]  # dst: (t, src, e)
-    last_flag = list(disp_start)
-    disp_busy = [0.0] * n
-    disp_end = list(disp_start)
-    for g in range(n):
-        plan = plans[g]
+
+def _dispatch(layer: Layer) -> _Dispatch:
+    """Each superblock's packets in sequence at their static rates; a packet arrives (with its
+    flag) after its transfer, an RDMA packet after its staging copy and its put."""
+    fabric, ids, geometry, h = layer.fabric, layer.ids, layer.geometry, layer.times.flag_handoff_s
+    rate_of, put_rate_of = _dispatch_rates(layer, *_dispatch_flows(layer))
+    out = _Dispatch(
+        arrivals=[[] for _ in range(layer.n)],
+        last_flag=list(layer.disp_start),
+        busy=[0.0] * layer.n,
+        end=list(layer.disp_start),
+        link_bytes={},
+    )
+    link_bytes = out.link_bytes
+    for g in range(layer.n):
+        plan = layer.plans[g]
         for experts in superblock_packets(g, geometry, plan.superblocks):
-            t = disp_start[g]
+            t = layer.disp_start[g]
             for e in experts:
                 dst = geometry.owner(e)
-                tokens = int(counts[g, e])
+                tokens = int(layer.counts[g, e])
                 route_lat = 0.0 if dst == g else fabric.route(ids[g], ids[dst]).latency_s
                 put_s = 0.0
                 if tokens > 0:
-                    if rdma(g, dst):  # staged, then a non-blocking put
+                    if layer.rdma(g, dst):  # staged, then a non-blocking put
                         t += 2 * tokens * plan.row_bytes / rate_of[(g, e)]
                         put_s = route_lat + tokens * plan.row_bytes / put_rate_of[(g, e)]
                     else:
@@ -136,109 +247,56 @@ def analytic(
                             name = fabric.resources[r].name
                             link_bytes[name] = link_bytes.get(name, 0.0) + tokens * plan.row_bytes
                 arrive = t + put_s + h if put_s else t + route_lat + h
-                arrivals[dst].append((arrive, g, e))
-                last_flag[g] = max(last_flag[g], arrive)
-            disp_busy[g] += plan.sbz * (t - disp_start[g])
-            disp_end[g] = max(disp_end[g], t)
+                out.arrivals[dst].append((arrive, g, e))
+                out.last_flag[g] = max(out.last_flag[g], arrive)
+            out.busy[g] += plan.sbz * (t - layer.disp_start[g])
+            out.end[g] = max(out.end[g], t)
+    return out
 
-    end = [0.0] * n
-    work = [0.0] * n
-    tasks = [0] * n
-    first_ready = [math.inf] * n
-    busy = {kind: [0.0] * n for kind in TASK_KINDS}
-    put_back: dict[tuple[int, int], list[float]] = {}  # (source, resource): [first, bytes, tail]
-    for d in range(n):
-        plan = plans[d]
-        sub_free = 0.0
-        for arrive, g, e in sorted(arrivals[d]):
-            tokens = int(counts[g, e])
-            rows_list = tile_rows(tokens, plan.tile_m)
-            n0 = len(rows_list) * plan.tn
-            ready = max(arrive, sub_free) + n0 * sub
-            sub_free = ready
-            if tokens == 0:
-                end[d] = max(end[d], ready)
-                continue
-            first_ready[d] = min(first_ready[d], ready)
-            home = plans[g]
-            back_res: tuple[int, ...] = ()
-            back_lat = 0.0
-            back_Bps = math.inf
-            if g != d:
-                back = fabric.route(ids[d], ids[g])
-                back_lat, back_res = back.latency_s, back.resources
-                back_Bps = back.bottleneck_Bps
-            remote = rdma(d, g)
-            for r, rows in enumerate(rows_list):
-                out_B = rows * plan.tile_n * plan.element_bytes
-                if remote:  # local epilogue; one uncontended put of the row tile
-                    write = out_B / plan.grid.block_stream_Bps
-                    back_s = back_lat + plan.tnx * out_B / back_Bps + h + plan.tnx * sub
-                else:
-                    write = back_lat + out_B / plan.grid.block_stream_Bps
-                    back_s = back_lat + h + sub
-                comb = home.combine_B(rows) / home.grid.block_stream_Bps
-                chain = (
-                    ready
-                    + (r + 1) * plan.tn * s
-                    + lat
-                    + plan.gemm0_s
-                    + plan.tnx * s
-                    + lat
-                    + plan.gemm1_s
-                    + write
-                    + back_s
-                    + s
-                    + lat
-                    + comb
-                )
-                end[g] = max(end[g], chain)
-                busy["gemm0"][d] += plan.tn * plan.gemm0_s
-                busy["gemm1"][d] += plan.tnx * (plan.gemm1_s + write)
-                busy["combine"][g] += plan.tnx * comb
-                work[d] += plan.tn * (s + lat + plan.gemm0_s)
-                work[d] += plan.tnx * (s + lat + plan.gemm1_s + write)
-                work[g] += plan.tnx * (s + lat + comb)
-                tasks[d] += plan.tn + plan.tnx
-                tasks[g] += plan.tnx
-                for res in back_res:
-                    name = fabric.resources[res].name
-                    link_bytes[name] = link_bytes.get(name, 0.0) + plan.tnx * out_B
-                if remote:  # the returns into g share the links of their routes
-                    tail = h + plan.tnx * sub + s + lat + comb
-                    for res in back_res:
-                        load = put_back.setdefault((g, res), [math.inf, 0.0, 0.0])
-                        load[0] = min(load[0], ready + plan.tn * s + lat + plan.gemm0_s)
-                        load[1] += plan.tnx * out_B
-                        load[2] = max(load[2], tail)
+
+# -- ends and rows ---------------------------------------------------------------------------
+
+
+def _gpu_ends(layer: Layer, dispatch: _Dispatch, work: Work) -> list[float]:
+    """Each GPU's end: the latest chain, the RDMA returns' link bound, the processor throughput
+    bound, the scheduler bound and its dispatch."""
+    s, lat = layer.times.scheduler_s_per_task, layer.times.task_latency_s
+    end = work.end
     # link bound of the RDMA returns: from the first one ready, all bytes over each resource
-    for (g, res), (first, back_B, tail) in put_back.items():
-        end[g] = max(end[g], first + back_B / fabric.capacities_Bps[res] + tail)
-    for g in range(n):
-        plan = plans[g]
-        if first_ready[g] < math.inf:
+    for (g, res), (first, back_B, tail) in work.put_back.items():
+        end[g] = max(end[g], first + back_B / layer.fabric.capacities_Bps[res] + tail)
+    for g in range(layer.n):
+        plan = layer.plans[g]
+        if work.first_ready[g] < math.inf:
             p = plan.grid.processors
             full_comb = plan.combine_B(plan.tile_m) / plan.grid.block_stream_Bps
             end[g] = max(
                 end[g],
-                first_ready[g] + work[g] / p,
-                disp_start[g] + (disp_busy[g] + work[g]) / p,
-                first_ready[g] + tasks[g] * s + lat + full_comb,
+                work.first_ready[g] + work.work[g] / p,
+                layer.disp_start[g] + (dispatch.busy[g] + work.work[g]) / p,
+                work.first_ready[g] + work.tasks[g] * s + lat + full_comb,
             )
-        end[g] = max(end[g], disp_end[g])
-    latency = max(end)
+        end[g] = max(end[g], dispatch.end[g])
+    return end
 
+
+def _per_gpu(
+    layer: Layer, dispatch: _Dispatch, work: Work, end: list[float]
+) -> tuple[dict[str, dict[str, float]], float, float, float]:
+    """Per-GPU rows, and the busy SM-seconds, task-busy processor-seconds and held SM-seconds
+    the layer metrics need."""
     per_gpu: dict[str, dict[str, float]] = {}
     busy_sm_s = 0.0
     task_busy = 0.0
     held = 0.0
-    for g, gid in enumerate(ids):
-        plan = plans[g]
+    start, disp_busy = layer.start, dispatch.busy
+    for g, gid in enumerate(layer.ids):
+        plan = layer.plans[g]
         p = plan.grid.processors
         kernel_s = end[g] - start[g]
-        gemm = busy["gemm0"][g] + busy["gemm1"][g]
-        comb = busy["combine"][g]
-        gate_s = disp_start[g] - start[g]
+        gemm = work.busy["gemm0"][g] + work.busy["gemm1"][g]
+        comb = work.busy["combine"][g]
+        gate_s = layer.disp_start[g] - start[g]
         used = (
             plan.clear_s * plan.grid.blocks
             + plan.gate_tiles * plan.gate_tile_s
@@ -254,17 +312,14 @@ def analytic(
             "end_s": end[g],
             "kernel_s": kernel_s,
             "gate_s": gate_s,
-            "dispatch_s": last_flag[g] - start[g],
+            "dispatch_s": dispatch.last_flag[g] - start[g],
             "dispatch_work_s": disp_busy[g] / p,
             "gemm_s": gemm / p,
             "combine_s": comb / p,
             "idle_s": kernel_s - gate_s - (disp_busy[g] + gemm + comb) / p,
-            "tasks": float(tasks[g]),
+            "tasks": float(work.tasks[g]),
             "blocks": float(plan.grid.blocks),
             "processors": float(p),
             "sm_utilisation": used / (plan.grid.blocks * kernel_s),
         }
-    metrics = layer_metrics(
-        geometry, batch, counts, plans, latency, busy_sm_s, task_busy, held, sum(tasks)
-    )
-    return Outcome(makespan_s=latency, metrics=metrics, per_gpu=per_gpu, link_bytes=link_bytes)
+    return per_gpu, busy_sm_s, task_busy, held

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gpusim.arith import ceil_div
 from gpusim.errors import SimulationError
 from gpusim.execution.persistent import (
     PersistentGrid,
@@ -27,12 +28,12 @@ TASK_KINDS = ("gemm0", "gemm1", "combine")
 
 def superblock_size(experts: int) -> int:
     """FlashMoE's dispatch superblock: ``max(ceil(256 / max(E, 4)), 2)`` blocks."""
-    return max(-(-SUPERBLOCK_EXPERT_SCALE // max(experts, 4)), 2)
+    return max(ceil_div(SUPERBLOCK_EXPERT_SCALE, max(experts, 4)), 2)
 
 
 def row_tiles(tokens: int, tile_m: int) -> int:
     """Row tiles of a packet of ``tokens`` routed tokens: ``ceil(tokens / tile_m)``."""
-    return -(-tokens // tile_m)
+    return ceil_div(tokens, tile_m)
 
 
 def tile_rows(tokens: int, tile_m: int) -> list[int]:
@@ -111,7 +112,7 @@ def plan_gpu(
     def tile_s(k: int) -> float:
         return tile_gemm_time_s(rates, strategy.path, strategy.dtype, tm, tnn, k, tm, bpsm)
 
-    gate_cols = -(-geometry.experts // GATE_EXPERTS_PER_TILE)
+    gate_cols = ceil_div(geometry.experts, GATE_EXPERTS_PER_TILE)
     gate_tiles = row_tiles(geometry.tokens_per_gpu, tm) * gate_cols
     sbz = min(superblock_size(geometry.experts), grid.processors)
     elem = geometry.element_bytes
@@ -126,7 +127,7 @@ def plan_gpu(
         gemm1_s=tile_s(geometry.intermediate),
         gate_tiles=gate_tiles,
         gate_tile_s=tile_s(geometry.hidden),
-        gate_waves=-(-gate_tiles // grid.blocks),
+        gate_waves=ceil_div(gate_tiles, grid.blocks),
         ring_s=(gate_cols - 1) * flag_handoff_s,
         clear_B=float(geometry.tokens_per_gpu * geometry.row_bytes) if accumulate else 0.0,
         sbz=sbz,
