@@ -17,15 +17,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gpusim.export.files import write_json_atomic, write_text_atomic
+from gpusim.export.files import atomic_path, write_json_atomic, write_text_atomic
 
 MANIFEST = "sweep.json"
 SUMMARY = "summary.csv"
@@ -55,14 +53,8 @@ class ResultStore:
         """Store one scenario's result (a flat dict of scalars) as a one-row Parquet shard."""
         table = pa.Table.from_pylist([record])
         final = self.shards / f"{scenario_hash}.parquet"
-        fd, tmp = tempfile.mkstemp(dir=self.shards, prefix=f".{final.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(final) as tmp:
             pq.write_table(table, tmp)
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         (self.failed / f"{scenario_hash}.json").unlink(missing_ok=True)
 
     def write_failure(self, scenario_hash: str, error: str) -> None:
