@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,9 +17,23 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from gpusim.cli.common import app, err, fail, format_value, guard, out
+from gpusim.cli.common import (
+    DEFAULT_LIMITS,
+    MaxEvents,
+    MaxMemoryGB,
+    MaxPoints,
+    app,
+    check_output_folder,
+    err,
+    fail,
+    format_value,
+    guard,
+    guard_simulation,
+    out,
+)
 from gpusim.export.files import write_json_atomic, write_text_atomic
 from gpusim.export.perfetto import events_from_chrome
+from gpusim.limits import Limits, check_limits
 from gpusim.report import write_report
 from gpusim.report.figures import comparison_bars
 from gpusim.report.html import figure_svg
@@ -27,16 +42,16 @@ from gpusim.spec.loading import (
     load_scenario,
 )
 from gpusim.spec.refs import SHIPPED_DIRS, data_root
+from gpusim.spec.scenario import ResolvedScenario
 from gpusim.sweep import (
     ResultStore,
     SweepOutcome,
     SweepProgress,
-    check_structure,
-    count_points,
     iter_points,
     load_sweep,
     make_executor,
     run_sweep,
+    validate_points,
 )
 from gpusim.sweep.executors import ExecutorKind
 from gpusim.validate import load_ledger, validate_ledger
@@ -49,11 +64,13 @@ def _run_sweep_file(
     workers: int,
     executor: str,
     scheduler: str | None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[ResultStore, SweepOutcome]:
     sweep = guard(lambda: load_sweep(sweep_file))
-    guard(lambda: check_structure(sweep, sweep_file))
-    total = count_points(sweep)
-    store = ResultStore(output if output is not None else Path("results") / sweep.name)
+    total = guard(lambda: validate_points(sweep, sweep_file, limits))
+    folder = output if output is not None else Path("results") / sweep.name
+    check_output_folder(folder)
+    store = ResultStore(folder)
     manifest_fields = {
         "name": sweep.name,
         "description": sweep.description,
@@ -121,11 +138,15 @@ def sweep(
     scheduler: Annotated[
         str | None, typer.Option(help="Address of a running Dask scheduler (tcp://HOST:PORT).")
     ] = None,
+    max_events: MaxEvents = DEFAULT_LIMITS.max_events,
+    max_memory_gb: MaxMemoryGB = DEFAULT_LIMITS.max_memory_GB,
+    max_points: MaxPoints = DEFAULT_LIMITS.max_points,
 ) -> None:
-    """Run every point of a sweep (resumable), store results and write summary.csv."""
+    """Validate every point, then run them (resumable), store results and write summary.csv."""
     if executor not in ("process", "dask"):
         fail(f"--executor: expected 'process' or 'dask', got '{executor}'")
-    _, outcome = _run_sweep_file(sweep_file, output, workers, executor, scheduler)
+    limits = Limits(max_events=max_events, max_memory_GB=max_memory_gb, max_points=max_points)
+    _, outcome = _run_sweep_file(sweep_file, output, workers, executor, scheduler, limits)
     if not outcome.ok:
         raise typer.Exit(1)
 
@@ -194,6 +215,12 @@ def report(
     _write_sweep_report(ResultStore(results), target, baseline, gantt_point, format_)
 
 
+def _load_limited(file: Path, limits: Limits) -> ResolvedScenario:
+    scenario = load_scenario(file, {"options.trace": False})
+    check_limits(scenario, file, limits)
+    return scenario
+
+
 @app.command()
 def compare(
     scenario_a: Annotated[Path, typer.Argument(help="First scenario (the reference).")],
@@ -201,10 +228,16 @@ def compare(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Folder for compare.json and compare.svg.")
     ] = None,
+    max_events: MaxEvents = DEFAULT_LIMITS.max_events,
+    max_memory_gb: MaxMemoryGB = DEFAULT_LIMITS.max_memory_GB,
 ) -> None:
     """Run two scenarios and report their metrics side by side (B/A ratios)."""
-    res_a = guard(lambda: simulate(load_scenario(scenario_a, {"options.trace": False})))
-    res_b = guard(lambda: simulate(load_scenario(scenario_b, {"options.trace": False})))
+    limits = Limits(max_events=max_events, max_memory_GB=max_memory_gb)
+    loaded = [guard(partial(_load_limited, file, limits)) for file in (scenario_a, scenario_b)]
+    if output is not None:
+        check_output_folder(output)
+    res_a = guard_simulation(lambda: simulate(loaded[0]), scenario_a)
+    res_b = guard_simulation(lambda: simulate(loaded[1]), scenario_b)
     table = Table(title=f"A = {res_a.scenario}   B = {res_b.scenario}")
     for col in ("metric", "A", "B", "B/A"):
         table.add_column(col, justify="left" if col == "metric" else "right")
@@ -224,9 +257,10 @@ def compare(
         else Path("results") / f"compare_{res_a.scenario}_{res_b.scenario}"
     )
     doc = {"a": res_a.summary(), "b": res_b.summary(), "metrics": rows}
-    write_json_atomic(folder / "compare.json", doc)
+    check_output_folder(folder)
+    guard(lambda: write_json_atomic(folder / "compare.json", doc))
     fig = comparison_bars(res_a.metrics, res_b.metrics, res_a.scenario, res_b.scenario)
-    write_text_atomic(folder / "compare.svg", figure_svg(fig))
+    guard(lambda: write_text_atomic(folder / "compare.svg", figure_svg(fig)))
     out.print(f"wrote {folder / 'compare.json'} and {folder / 'compare.svg'}", highlight=False)
 
 

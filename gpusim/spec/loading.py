@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -60,20 +61,61 @@ class Provenance:
         return SpecError(file, json_path(inner + loc[len(best) :]), reason)
 
 
+MAX_MAGNITUDE = 2**53
+"""The largest number a spec may hold: every count, size and rate the model computes with is a
+float, which represents integers exactly only up to 2**53 (9e15: a petabyte of bytes)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def read_json(path: Path) -> Any:
-    """Parse a JSON file; missing or malformed files become one-line SpecErrors."""
+    """Parse a JSON file; missing, unreadable, binary or malformed files become one-line
+    SpecErrors (``NaN`` and ``Infinity``, which Python's parser accepts, are refused)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(path, "$", "file not found") from None
+    except IsADirectoryError:
+        raise SpecError(path, "$", "is a folder, not a file") from None
     except OSError as exc:
         raise SpecError(path, "$", f"cannot read file: {exc.strerror}") from None
     try:
-        return json.loads(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            path, "$", f"not a JSON text file (byte {exc.start} is not UTF-8)"
+        ) from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise SpecError(
             path, "$", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
+    except ValueError as exc:
+        raise SpecError(path, "$", f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise SpecError(path, "$", "malformed JSON: nested too deeply") from None
+
+
+def check_magnitudes(data: Any, prov: Provenance, loc: Loc = ()) -> None:
+    """Refuse any number in raw ``data`` beyond :data:`MAX_MAGNITUDE` (blamed where it is):
+    such sizes are physically impossible and overflow or lose precision in the model.
+    Validated objects inside ``data`` (already checked) are skipped."""
+    if isinstance(data, bool):
+        return
+    if isinstance(data, int | float):
+        if abs(data) > MAX_MAGNITUDE:
+            raise prov.blame(
+                loc, f"{data:.6g} is beyond what the model represents (at most 2**53 = 9.0e15)"
+            )
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            check_magnitudes(value, prov, (*loc, key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            check_magnitudes(value, prov, (*loc, i))
 
 
 def _data_loc(data: Any, loc: Loc) -> Loc:
@@ -124,7 +166,9 @@ def _validation_error(exc: ValidationError, data: Any, prov: Provenance) -> Spec
 
 
 def validate_as(model: type[M], data: Any, prov: Provenance) -> M:
-    """Validate raw data as ``model``; the first (deepest) error becomes a SpecError."""
+    """Validate raw data as ``model``; the first (deepest) error becomes a SpecError. Numbers
+    beyond :data:`MAX_MAGNITUDE` are refused first."""
+    check_magnitudes(data, prov)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -272,21 +316,28 @@ class _ValidatedCache:
     """Recently validated topologies and profiles, by their raw documents. A sweep resolves
     the same topology hundreds of times; when a raw document equals one already validated (and
     checked), the validated object is reused, since pydantic accepts model instances as they
-    are. Equal raw documents cannot fail, so no error is ever lost."""
+    are. Equal raw documents cannot fail, so no error is ever lost. Safe to share between
+    threads (a lock guards the entries; the models themselves are immutable)."""
 
     def __init__(self, size: int = 8) -> None:
         self.size = size
         self.entries: list[tuple[Any, BaseModel]] = []
+        self.lock = threading.Lock()
 
     def get(self, raw: Any) -> BaseModel | None:
-        for known_raw, model in self.entries:
-            if known_raw == raw:
-                return model
+        """The validated model of a raw document equal to ``raw``, if one is remembered."""
+        with self.lock:
+            for known_raw, model in self.entries:
+                if known_raw == raw:
+                    return model
         return None
 
     def put(self, raw: Any, model: BaseModel) -> None:
-        self.entries.insert(0, (copy.deepcopy(raw), model))
-        del self.entries[self.size :]
+        """Remember ``model`` as the validation of ``raw`` (a private copy of it)."""
+        entry = (copy.deepcopy(raw), model)
+        with self.lock:
+            self.entries.insert(0, entry)
+            del self.entries[self.size :]
 
 
 _VALIDATED = {"topology": _ValidatedCache(), "profile": _ValidatedCache()}
@@ -382,6 +433,7 @@ def load_workload(path: str | Path) -> Workload:
     prov.add((), file)
     raw = read_json(file)
     _resolve_resource_refs(raw, (), prov)
+    check_magnitudes(raw, prov)
     try:
         return TypeAdapter(Workload).validate_python(raw)
     except ValidationError as exc:

@@ -1,7 +1,9 @@
 """Expanding a sweep into points, each a fully resolved, validated scenario.
 
-Every point is validated before any runs, so an unknown dotted path or a bad value is reported
-up front with the sweep file and the axis or system that produced it.
+Expansion is lazy (a product of axes is never materialised; its size is counted first, see
+:func:`count_points`), and :func:`validate_points` checks every point, limits included, before
+any runs, so an unknown dotted path or a bad value is reported up front with the sweep file and
+the axis or system that produced it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gpusim.errors import SpecError
+from gpusim.limits import Limits, check_limits, check_point_count
 from gpusim.spec.loading import read_json, scenario_from_dict
 from gpusim.spec.scenario import ResolvedScenario
 from gpusim.sweep.spec import SweepSpec
@@ -30,21 +33,27 @@ class Point:
     scenario_hash: str
 
 
-def _axis_combinations(sweep: SweepSpec) -> list[dict[str, Any]]:
+def _axis_combinations(sweep: SweepSpec) -> Iterator[dict[str, Any]]:
+    """The axis values of each point, one at a time (never the whole product in memory)."""
     paths = list(sweep.axes)
     if not paths:
-        return [{}]
+        yield {}
+        return
     rows: Iterable[tuple[Any, ...]]
     if sweep.combine == "zip":
         rows = zip(*(sweep.axes[p] for p in paths), strict=True)
     else:
         rows = itertools.product(*(sweep.axes[p] for p in paths))
-    return [dict(zip(paths, values, strict=True)) for values in rows]
+    for values in rows:
+        yield dict(zip(paths, values, strict=True))
 
 
-def iter_points(sweep: SweepSpec, sweep_file: str | Path) -> Iterator[Point]:
+def iter_points(
+    sweep: SweepSpec, sweep_file: str | Path, limits: Limits | None = None
+) -> Iterator[Point]:
     """Points of ``sweep`` one by one (systems outermost, then axes, then seeds), each validated
-    as it is produced. Bad overrides raise a SpecError naming the sweep file and the point."""
+    (and, with ``limits``, checked against them) as it is produced. Bad overrides raise a
+    SpecError naming the sweep file and the point."""
     file = Path(sweep_file)
     if isinstance(sweep.base, str):
         base_file = file.parent / sweep.base
@@ -66,6 +75,8 @@ def iter_points(sweep: SweepSpec, sweep_file: str | Path) -> Iterator[Point]:
                 overrides = {**system_overrides, **axis_values, "options.seed": seed}
                 try:
                     scenario = scenario_from_dict(base_raw, base_file, overrides)
+                    if limits is not None:
+                        check_limits(scenario, base_file, limits)
                 except SpecError as exc:
                     where = f"$.systems.{system}" if system else "$.axes"
                     coords = ", ".join(f"{k}={v!r}" for k, v in axis_values.items())
@@ -82,15 +93,15 @@ def iter_points(sweep: SweepSpec, sweep_file: str | Path) -> Iterator[Point]:
                 index += 1
 
 
-def check_structure(sweep: SweepSpec, sweep_file: str | Path) -> None:
-    """Validate the first point of every system, which exercises every axis path and every
-    system override: unknown dotted paths fail here, before any point runs."""
-    first_axes = {path: values[0] for path, values in sweep.axes.items()}
-    probe = sweep.model_copy(
-        update={"axes": {p: [v] for p, v in first_axes.items()}, "seeds": [], "replicas": None}
-    )
-    for _ in iter_points(probe, sweep_file):
+def validate_points(sweep: SweepSpec, sweep_file: str | Path, limits: Limits) -> int:
+    """Check the sweep's size, then validate every point against the schema, the semantic
+    checks and ``limits``, without keeping them; the number of points. The first bad point
+    raises its SpecError before anything has run."""
+    count = count_points(sweep)
+    check_point_count(count, sweep_file, limits)
+    for _ in iter_points(sweep, sweep_file, limits):
         pass
+    return count
 
 
 def count_points(sweep: SweepSpec) -> int:
@@ -108,7 +119,7 @@ def count_points(sweep: SweepSpec) -> int:
 
 
 def expand(sweep: SweepSpec, sweep_file: str | Path) -> list[Point]:
-    """All points of ``sweep``, validated."""
+    """All points of ``sweep``, validated, in a list (small sweeps and tests; runs iterate)."""
     return list(iter_points(sweep, sweep_file))
 
 
