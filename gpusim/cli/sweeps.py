@@ -105,10 +105,11 @@ def _run_sweep_file(
                     total=total,
                     manifest_fields=manifest_fields,
                     on_progress=show,
+                    on_warning=_warn,
                 )
             )
-    rows = store.rows()
-    csv_path = store.write_summary_csv(rows)
+    rows = guard(store.rows)
+    csv_path = guard(lambda: store.write_summary_csv(rows))
     p = outcome.progress
     out.print(
         f"{p.done} computed, {p.skipped} already stored, {p.failed} failed; wrote {csv_path}",
@@ -122,6 +123,10 @@ def _run_sweep_file(
     if outcome.interrupted:
         err.print(f"sweep stopped: {outcome.interrupted}", highlight=False)
     return store, outcome
+
+
+def _warn(message: str) -> None:
+    err.print(f"warning: {message}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -170,11 +175,10 @@ def _write_sweep_report(
     gantt_point: int | None,
     fmt: str,
 ) -> None:
-    try:
-        manifest = store.read_manifest()
-    except FileNotFoundError:
-        fail(f"{store.root}: $: not a sweep results folder (no sweep.json)")
-    rows = store.rows()
+    manifest = guard(store.read_manifest)
+    rows = guard(store.rows)
+    for shard in store.unreadable_shards():
+        _warn(f"{shard}: does not read (truncated or corrupt); its point shows as pending")
     chosen = baseline if baseline is not None else manifest.get("baseline")
     traces = _load_trace(store, rows, gantt_point)
     report_format: Literal["html", "pdf"] = "pdf" if fmt == "pdf" else "html"
