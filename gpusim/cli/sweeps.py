@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -96,7 +97,8 @@ def _run_sweep_file(
             bar.update(task, total=p.total, completed=p.total - p.remaining, counts=counts)
 
         kind: ExecutorKind = "dask" if executor == "dask" else "process"
-        with guard(lambda: make_executor(kind, workers, scheduler)) as pool:
+        with ExitStack() as stack:
+            pool = guard(lambda: stack.enter_context(make_executor(kind, workers, scheduler)))
             outcome = guard(
                 lambda: run_sweep(
                     iter_points(sweep, sweep_file),

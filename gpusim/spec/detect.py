@@ -27,11 +27,11 @@ def detect_kind(raw: Any) -> str | None:
     if isinstance(schema, str) and schema in SCHEMA_KINDS:
         return SCHEMA_KINDS[schema]
     keys = set(raw)
-    if "base" in keys and ("axes" in keys or "systems" in keys or "seeds" in keys):
-        return "sweep"
+    if "base" in keys or keys & {"axes", "systems", "seeds", "replicas"}:
+        return "sweep"  # (one of them may be missing: loading then says which)
     if "cases" in keys:
         return "ledger"
-    if {"topology", "workload"} <= keys:
+    if keys & {"topology", "workload"}:
         return "scenario"
     if "devices" in keys or "links" in keys:
         return "topology"

@@ -124,8 +124,8 @@ def _data_loc(data: Any, loc: Loc) -> Loc:
     out: list[int | str] = []
     node = data
     tag_skipped = False
-    for part in loc:
-        if isinstance(node, dict) and not tag_skipped and part in _tags(node):
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and not tag_skipped and _is_tag(node, part, loc[i + 1 :]):
             tag_skipped = True
             continue
         if isinstance(part, str) and _is_type_name(part):
@@ -139,6 +139,17 @@ def _data_loc(data: Any, loc: Loc) -> Loc:
     return tuple(out)
 
 
+def _is_tag(node: dict[str, Any], part: int | str, rest: Loc) -> bool:
+    """Whether ``part`` is the tag pydantic inserts for a tagged-union member rather than a key
+    of ``node``: a tag value that is also a key (kind "transfers" with a ``transfers`` list) is
+    the key only when what follows indexes into it."""
+    if part not in _tags(node):
+        return False
+    if not _indexes(node, part):
+        return True
+    return not rest or not _indexes(node[str(part)], rest[0])
+
+
 def _indexes(node: Any, part: int | str) -> bool:
     if isinstance(node, dict):
         return isinstance(part, str) and part in node
@@ -146,7 +157,7 @@ def _indexes(node: Any, part: int | str) -> bool:
 
 
 def _tags(node: dict[str, Any]) -> set[Any]:
-    return {node.get(key) for key in ("kind", "op") if isinstance(node.get(key), str)}
+    return {node.get(key) for key in ("kind", "op", "name") if isinstance(node.get(key), str)}
 
 
 def _is_type_name(part: str) -> bool:
@@ -302,7 +313,9 @@ def _default_profile(doc: dict[str, Any], base: Path, file: Path, prov: Provenan
     if doc.get("profile") is not None:
         return
     topo = doc["topology"]
-    default = topo.get("default_profile") if isinstance(topo, dict) else None
+    if not isinstance(topo, dict):
+        return  # not a topology at all: validation says so, at $.topology
+    default = topo.get("default_profile")
     if not isinstance(default, str):
         raise SpecError(
             file, "$.profile", "no profile given and the topology names no default_profile"
@@ -415,6 +428,7 @@ def load_topology(path: str | Path) -> Topology:
     topo = validate_as(Topology, raw, prov)
     for loc, reason in check_topology(topo):
         raise prov.blame(loc, reason)
+    resolve_ref("profile", topo.default_profile, file.parent, file, "$.default_profile")
     return topo
 
 

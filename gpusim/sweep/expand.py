@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpusim.errors import SpecError
+from gpusim.errors import SpecError, json_path
 from gpusim.limits import Limits, check_limits, check_point_count
 from gpusim.spec.loading import read_json, scenario_from_dict
 from gpusim.spec.scenario import ResolvedScenario
@@ -33,19 +33,39 @@ class Point:
     scenario_hash: str
 
 
-def _axis_combinations(sweep: SweepSpec) -> Iterator[dict[str, Any]]:
-    """The axis values of each point, one at a time (never the whole product in memory)."""
+def _axis_combinations(sweep: SweepSpec) -> Iterator[tuple[dict[str, Any], dict[str, int]]]:
+    """The axis values of each point and their indices in the axes, one point at a time (never
+    the whole product in memory)."""
     paths = list(sweep.axes)
     if not paths:
-        yield {}
+        yield {}, {}
         return
-    rows: Iterable[tuple[Any, ...]]
-    if sweep.combine == "zip":
-        rows = zip(*(sweep.axes[p] for p in paths), strict=True)
-    else:
-        rows = itertools.product(*(sweep.axes[p] for p in paths))
-    for values in rows:
-        yield dict(zip(paths, values, strict=True))
+    ranges = [range(len(sweep.axes[p])) for p in paths]
+    rows: Iterable[tuple[int, ...]] = (
+        zip(*ranges, strict=True) if sweep.combine == "zip" else itertools.product(*ranges)
+    )
+    for indices in rows:
+        values = {p: sweep.axes[p][i] for p, i in zip(paths, indices, strict=True)}
+        yield values, dict(zip(paths, indices, strict=True))
+
+
+def _blame_point(
+    exc: SpecError, system: str, system_overrides: dict[str, Any], indices: dict[str, int]
+) -> str:
+    """The place in the sweep file that produced a point's error: the axis value or system
+    override whose dotted path leads to the error's path, else the system or the axes."""
+    for dotted, i in indices.items():
+        if _leads_to(dotted, exc.path):
+            return json_path(("axes", dotted, i))
+    for dotted in system_overrides:
+        if _leads_to(dotted, exc.path):
+            return json_path(("systems", system, dotted))
+    return json_path(("systems", system)) if system else "$.axes"
+
+
+def _leads_to(dotted: str, path: str) -> bool:
+    own = json_path(dotted.split("."))
+    return path == own or path.startswith((own + ".", own + "["))
 
 
 def iter_points(
@@ -57,6 +77,8 @@ def iter_points(
     file = Path(sweep_file)
     if isinstance(sweep.base, str):
         base_file = file.parent / sweep.base
+        if not base_file.is_file():
+            raise SpecError(file, "$.base", f"base scenario file not found: {base_file}")
         base_raw = read_json(base_file)
     else:
         base_file, base_raw = file, sweep.base
@@ -70,7 +92,7 @@ def iter_points(
     systems: dict[str, dict[str, Any]] = dict(sweep.systems) or {"": {}}
     index = 0
     for system, system_overrides in systems.items():
-        for axis_values in _axis_combinations(sweep):
+        for axis_values, indices in _axis_combinations(sweep):
             for seed in seeds:
                 overrides = {**system_overrides, **axis_values, "options.seed": seed}
                 try:
@@ -78,7 +100,7 @@ def iter_points(
                     if limits is not None:
                         check_limits(scenario, base_file, limits)
                 except SpecError as exc:
-                    where = f"$.systems.{system}" if system else "$.axes"
+                    where = _blame_point(exc, system, system_overrides, indices)
                     coords = ", ".join(f"{k}={v!r}" for k, v in axis_values.items())
                     label = ", ".join(x for x in (system or "base", coords) if x)
                     raise SpecError(file, where, f"point ({label}): {exc}") from None
