@@ -15,11 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpusim.errors import SpecError
+from gpusim.spec.base import storage_bytes
 from gpusim.spec.moe import FlashMoEStrategy, MoELayerWorkload, RouterStepsWorkload
 from gpusim.spec.scenario import ResolvedScenario
+from gpusim.spec.topology import GPUDevice
 from gpusim.spec.workload import (
+    ElementwiseOp,
     GemmAllToAllWorkload,
+    GemmOp,
     KernelChainWorkload,
+    MemcpyOp,
     TransfersWorkload,
     Workload,
 )
@@ -102,8 +107,72 @@ def estimate(scenario: ResolvedScenario) -> WorkEstimate:
     return WorkEstimate(0.0, 0.0, "$.workload")  # a family without an estimate yet
 
 
+def _gemm_B(op: GemmOp, output_copies: int = 1) -> float:
+    a_b_c = float(op.m) * op.k + float(op.k) * op.n + output_copies * float(op.m) * op.n
+    return a_b_c * storage_bytes(op.dtype)
+
+
+def device_working_set(scenario: ResolvedScenario) -> tuple[float, str, list[str]]:
+    """Bytes one GPU must hold at once (inputs, weights, outputs, receive buffers), the JSON
+    path of what sizes it, and the ids of the GPUs that hold it (empty: none)."""
+    wl = scenario.workload
+    gpus = scenario.topology.gpus()
+    if isinstance(wl, GemmAllToAllWorkload):
+        # A, B, the output and the buffer its all-to-all receives into
+        return _gemm_B(wl.gemm, 2), "$.workload.gemm", wl.gpus or [g.id for g in gpus]
+    if isinstance(wl, KernelChainWorkload):
+        op = wl.kernel
+        on = [wl.gpu] if wl.gpu else [g.id for g in gpus[:1]]
+        if isinstance(op, GemmOp):
+            return _gemm_B(op), "$.workload.kernel", on
+        if isinstance(op, ElementwiseOp):
+            return float(op.bytes_read + op.bytes_written), "$.workload.kernel", on
+        if isinstance(op, MemcpyOp):
+            return float(op.bytes), "$.workload.kernel.bytes", on
+        return 0.0, "$.workload", on
+    if isinstance(wl, TransfersWorkload):
+        ids = {g.id for g in gpus}
+        worst = max(range(len(wl.transfers)), key=lambda i: wl.transfers[i].bytes)
+        t = wl.transfers[worst]
+        return (
+            float(t.bytes),
+            f"$.workload.transfers[{worst}].bytes",
+            [d for d in (t.src, t.dst) if d in ids],
+        )
+    if isinstance(wl, MoELayerWorkload):
+        on = wl.gpus or [g.id for g in gpus]
+        per_gpu_experts = math.ceil(wl.experts / max(len(on), 1))
+        dtype_B = storage_bytes(wl.strategy.dtype)
+        weights = per_gpu_experts * 2.0 * wl.hidden * wl.intermediate * dtype_B
+        # tokens in, dispatched copies out and back, the expert intermediate
+        acts = float(wl.tokens_per_gpu) * wl.top_k * (3 * wl.hidden + wl.intermediate) * dtype_B
+        where = "$.workload.tokens_per_gpu" if acts > weights else "$.workload"
+        return weights + acts, where, on
+    return 0.0, "$.workload", []
+
+
+def check_device_memory(scenario: ResolvedScenario, file: str | Path | None) -> None:
+    """Refuse a scenario whose working set cannot fit the memory of the GPU that must hold it
+    (a physical impossibility, not a limit: no option raises it)."""
+    need, where, on = device_working_set(scenario)
+    devices = [d for d in scenario.topology.gpus() if d.id in set(on)]
+    if need <= 0 or not devices:
+        return
+    smallest: GPUDevice = min(devices, key=lambda d: d.model.hbm_capacity_GB)
+    capacity = smallest.model.hbm_capacity_GB * 1e9
+    if need > capacity:
+        raise SpecError(
+            file,
+            where,
+            f"needs about {need / 1e9:.3g} GB of device memory on {smallest.id}, more than its "
+            f"{smallest.model.hbm_capacity_GB:g} GB ({smallest.model.name})",
+        )
+
+
 def check_limits(scenario: ResolvedScenario, file: str | Path | None, limits: Limits) -> None:
-    """Refuse ``scenario`` (a SpecError naming ``file``) when its estimate exceeds ``limits``."""
+    """Refuse ``scenario`` (a SpecError naming ``file``) when it cannot fit its GPUs' memory
+    or its estimate exceeds ``limits``."""
+    check_device_memory(scenario, file)
     work = estimate(scenario)
     if work.events > limits.max_events:
         raise SpecError(

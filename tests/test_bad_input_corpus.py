@@ -405,9 +405,12 @@ def _cli_fails(args: list[str], tmp_path: Path, *, names: str, seconds: float = 
 def test_runaway_is_refused_in_seconds(which: str, tmp_path: Path) -> None:
     scenario, assignment = RUNAWAYS[which]
     path = str(ROOT / scenario)
-    for command in (["run", path, "--set", assignment, "-o", str(tmp_path / "out")],):
-        line = _cli_fails(command, tmp_path, names=path)
-        assert "$.workload." in line and "--max-" in line, line
+    command = ["run", path, "--set", assignment, "-o", str(tmp_path / "out")]
+    line = _cli_fails(command, tmp_path, names=path)
+    # refused as a runaway (with the option that raises the limit) or, first, as a working
+    # set no GPU can hold (physics: no option raises it)
+    assert "$.workload." in line, line
+    assert "--max-" in line or "GB of device memory" in line, line
 
 
 def test_runaway_sweep_is_counted_not_expanded(tmp_path: Path) -> None:
@@ -465,3 +468,24 @@ def test_unreachable_dask_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     lines = _lines(result.stderr)
     assert len(lines) == 1 and "--scheduler tcp://127.0.0.1:9" in lines[0], result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("scenario", "assignment", "path"),
+    [
+        ("workloads/gemm_alltoall_hgx.json", "workload.gemm.m=100000000", "$.workload.gemm"),
+        ("workloads/moe_fm1_flashmoe_2xh100.json", "workload.intermediate=10000000", "$.workload"),
+        (
+            "workloads/gh200_c2c_transfers.json",
+            "workload.transfers.0.bytes=1000000000000",
+            "$.workload.transfers[0].bytes",
+        ),
+    ],
+)
+def test_working_set_beyond_device_memory(
+    scenario: str, assignment: str, path: str, tmp_path: Path
+) -> None:
+    file = str(ROOT / scenario)
+    args = ["run", file, "--set", assignment, "-o", str(tmp_path / "out")]
+    line = _cli_fails(args, tmp_path, names=file)
+    assert path in line and "GB of device memory" in line, line
