@@ -224,6 +224,8 @@ def _semantic_mutations(doc: Any) -> Iterator[tuple[str, Loc, Any]]:
             yield "duplicate_device", loc, _set(doc, loc, [value[0], *value])
         if key == "experts" and _is_number(value):
             yield "experts_not_dividing", loc, _set(doc, loc, 33)
+        if key == "metrics" and isinstance(value, str):
+            yield "unknown_metric", loc, _set(doc, loc, "no_such_metric_s")
         if key == "dtype" and isinstance(value, str) and "a100" in str(doc.get("topology")):
             yield "unsupported_dtype", loc, _set(doc, loc, "fp8")
 

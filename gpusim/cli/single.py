@@ -44,7 +44,7 @@ from gpusim.spec.refs import SHIPPED_DIRS, data_root, shipped_names
 from gpusim.spec.resources import ResourceReport
 from gpusim.spec.scenario import Fidelity
 from gpusim.spec.schema import all_schemas
-from gpusim.sweep import load_sweep, validate_points
+from gpusim.sweep import check_metrics, load_sweep, validate_points
 from gpusim.validate import load_ledger
 
 
@@ -133,6 +133,7 @@ def _check_one(path: Path) -> str:
     if kind == "sweep":
         spec = load_sweep(path)
         count = validate_points(spec, path, DEFAULT_LIMITS)
+        check_metrics(spec, path)
         return f"sweep '{spec.name}' ({count} valid points)"
     if kind == "ledger":
         return f"validation ledger '{load_ledger(path).name}'"

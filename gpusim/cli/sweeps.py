@@ -48,6 +48,7 @@ from gpusim.sweep import (
     ResultStore,
     SweepOutcome,
     SweepProgress,
+    check_metrics,
     iter_points,
     load_sweep,
     make_executor,
@@ -69,6 +70,7 @@ def _run_sweep_file(
 ) -> tuple[ResultStore, SweepOutcome]:
     sweep = guard(lambda: load_sweep(sweep_file))
     total = guard(lambda: validate_points(sweep, sweep_file, limits))
+    guard(lambda: check_metrics(sweep, sweep_file))
     folder = output if output is not None else Path("results") / sweep.name
     check_output_folder(folder)
     store = ResultStore(folder)

@@ -2,7 +2,14 @@
 results in a resumable, content-addressed store."""
 
 from gpusim.sweep.executors import make_executor
-from gpusim.sweep.expand import Point, count_points, expand, iter_points, validate_points
+from gpusim.sweep.expand import (
+    Point,
+    check_metrics,
+    count_points,
+    expand,
+    iter_points,
+    validate_points,
+)
 from gpusim.sweep.runner import SweepOutcome, SweepProgress, manifest_for, run_sweep
 from gpusim.sweep.spec import SweepSpec, load_sweep
 from gpusim.sweep.store import ResultStore
@@ -13,6 +20,7 @@ __all__ = [
     "SweepOutcome",
     "SweepProgress",
     "SweepSpec",
+    "check_metrics",
     "count_points",
     "expand",
     "iter_points",
