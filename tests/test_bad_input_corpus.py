@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 import re
 import time
@@ -30,9 +31,10 @@ from gpusim.spec.schema import all_schemas
 from gpusim.sweep import executors
 
 ROOT = Path(__file__).resolve().parents[1]
-PER_KIND = 3
+PER_KIND = int(os.environ.get("GPUSIM_CORPUS_PER_KIND", "3"))
 """Places sampled per (source, mutation kind); each runs one command (``run``/``sweep`` or
-``check``, alternately), file-level mutations run both."""
+``check``, alternately), file-level mutations run both. Set GPUSIM_CORPUS_PER_KIND=1000 for the
+whole corpus (minutes)."""
 SEED = 11
 
 runner = CliRunner()
@@ -298,7 +300,6 @@ def _support_files(source: Source, name: str) -> dict[str, bytes]:
 
 
 def _cases() -> list[Case]:
-    rng = random.Random(SEED)
     cases: list[Case] = []
     for source in SOURCES:
         doc = _anchor(source, _load(source.path))
@@ -309,6 +310,7 @@ def _cases() -> list[Case]:
             by_kind.setdefault(kind, []).append((loc, mutated))
         commands = _commands(source, name)
         for kind, found in sorted(by_kind.items()):
+            rng = random.Random(f"{SEED}-{source.label}-{kind}")  # stable as kinds are added
             for n, (loc, mutated) in enumerate(rng.sample(found, min(PER_KIND, len(found)))):
                 content = json.dumps(mutated).encode()
                 args = commands[n % len(commands)]

@@ -186,6 +186,9 @@ def _write_sweep_report(
     chosen = baseline if baseline is not None else manifest.get("baseline")
     traces = _load_trace(store, rows, gantt_point)
     report_format: Literal["html", "pdf"] = "pdf" if fmt == "pdf" else "html"
+    check_output_folder(target.parent)
+    if target.is_dir():
+        fail(f"-o {target}: is a folder; give the report file's name")
     try:
         titles = write_report(
             target,
@@ -198,6 +201,8 @@ def _write_sweep_report(
         )
     except ValueError as exc:
         fail(f"{store.root}: {exc}")
+    except OSError as exc:
+        fail(f"{exc.filename or target}: cannot write: {exc.strerror or exc}")
     out.print(f"wrote {target} ({len(titles)} figures)", highlight=False)
 
 
@@ -281,6 +286,8 @@ def validate(
 ) -> None:
     """Run every case of a validation ledger and print predicted against published values."""
     ledger = guard(lambda: load_ledger(ledger_file))
+    if output is not None:
+        check_output_folder(output)
     result = guard(lambda: validate_ledger(ledger, ledger_file.parent))
     table = Table(title=f"validation: {ledger.name}")
     for col in (
@@ -336,7 +343,7 @@ def validate(
         highlight=False,
     )
     if output is not None:
-        csv_path, json_path = write_validation(result, output)
+        csv_path, json_path = guard(lambda: write_validation(result, output))
         out.print(f"wrote {csv_path} and {json_path}", highlight=False)
     if not result.all_within:
         raise typer.Exit(1)

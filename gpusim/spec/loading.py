@@ -316,6 +316,8 @@ def _default_profile(doc: dict[str, Any], base: Path, file: Path, prov: Provenan
     if not isinstance(topo, dict):
         return  # not a topology at all: validation says so, at $.topology
     default = topo.get("default_profile")
+    if default is not None and not isinstance(default, str):
+        return  # validation blames the topology's default_profile itself
     if not isinstance(default, str):
         raise SpecError(
             file, "$.profile", "no profile given and the topology names no default_profile"
