@@ -317,7 +317,7 @@ def _default_profile(doc: dict[str, Any], base: Path, file: Path, prov: Provenan
         return  # not a topology at all: validation says so, at $.topology
     default = topo.get("default_profile")
     if default is not None and not isinstance(default, str):
-        return  # validation blames the topology's default_profile itself
+        raise prov.blame(("topology", "default_profile"), "Input should be a valid string")
     if not isinstance(default, str):
         raise SpecError(
             file, "$.profile", "no profile given and the topology names no default_profile"
