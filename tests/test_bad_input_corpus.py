@@ -62,6 +62,7 @@ SOURCES = [
     Source("topology", ROOT / "topologies/h100_pcie_2gpu.json", "topology"),
     Source("profile", ROOT / "topologies/profiles/h100_pcie.json", "profile"),
     Source("gpu", ROOT / "topologies/components/gpu/h100_pcie.json", "gpu"),
+    Source("ledger", ROOT / "validation/calibration_points.json", "ledger"),
 ]
 
 # Places whose mutation is valid input by design, not a gap (kept short and explained).
@@ -168,6 +169,8 @@ def _is_reference(source: Source, loc: Loc, value: Any) -> bool:
         return loc in {("topology",), ("profile",)} or (loc == ("workload",))
     if source.role == "sweep":
         return loc == ("base",)
+    if source.role == "ledger":
+        return len(loc) == 3 and loc[-1] == "scenario"
     if source.role == "topology":
         return loc == ("default_profile",) or (len(loc) == 3 and loc[-1] == "model")
     return False
@@ -266,6 +269,12 @@ def _anchor(source: Source, doc: Any) -> Any:
     """Make the source's relative references absolute (the copy lives in another folder)."""
     if source.role == "sweep" and isinstance(doc, dict) and isinstance(doc.get("base"), str):
         doc = _set(doc, ("base",), str(source.path.parent / doc["base"]))
+    if source.role == "ledger":
+        for i, case in enumerate(doc["cases"]):
+            if isinstance(case.get("scenario"), str):
+                doc = _set(
+                    doc, ("cases", i, "scenario"), str(source.path.parent / case["scenario"])
+                )
     return doc
 
 
@@ -276,6 +285,8 @@ def _commands(source: Source, name: str) -> list[list[str]]:
         return [["run", file, "-o", "{dir}/out"], ["check", file]]
     if source.role == "sweep":
         return [["sweep", file, "-o", "{dir}/out", "--workers", "1"], ["check", file]]
+    if source.role == "ledger":
+        return [["check", file]]
     if source.role == "gpu":
         return [["run", "{dir}/scenario.json", "-o", "{dir}/out"], ["check", file]]
     return [["run", "{dir}/scenario.json", "-o", "{dir}/out"], ["check", file]]

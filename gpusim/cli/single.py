@@ -45,7 +45,7 @@ from gpusim.spec.resources import ResourceReport
 from gpusim.spec.scenario import Fidelity
 from gpusim.spec.schema import all_schemas
 from gpusim.sweep import check_metrics, load_sweep, validate_points
-from gpusim.validate import load_ledger
+from gpusim.validate import check_case_scenarios, load_ledger
 
 
 def _print_result(result: Result) -> None:
@@ -136,7 +136,9 @@ def _check_one(path: Path) -> str:
         check_metrics(spec, path)
         return f"sweep '{spec.name}' ({count} valid points)"
     if kind == "ledger":
-        return f"validation ledger '{load_ledger(path).name}'"
+        ledger = load_ledger(path)
+        check_case_scenarios(ledger, path)
+        return f"validation ledger '{ledger.name}' ({len(ledger.cases)} cases)"
     if kind == "scenario":
         scenario = load_scenario(path)
         check_limits(scenario, path, DEFAULT_LIMITS)
