@@ -41,8 +41,8 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 
 def guard(fn: Callable[[], T]) -> T:
-    """Run ``fn``; input and simulation errors, and files that cannot be written, become one
-    line on stderr and exit code 2."""
+    """Run ``fn``; input and simulation errors, and files that cannot be read or written,
+    become one line on stderr and exit code 2."""
     try:
         return fn()
     except SpecError as exc:
@@ -52,7 +52,7 @@ def guard(fn: Callable[[], T]) -> T:
     except UsageError as exc:
         fail(str(exc))
     except OSError as exc:
-        fail(f"{exc.filename or '?'}: cannot write: {exc.strerror or exc}")
+        fail(f"{exc.filename or '?'}: $: {exc.strerror or exc}")
 
 
 def guard_simulation(fn: Callable[[], T], file: Path) -> T:
