@@ -158,6 +158,24 @@ def test_unreadable_shards_are_recomputed_with_a_warning(tmp_path: Path) -> None
     assert all(r["status"] == "ok" for r in ResultStore(out).rows())
 
 
+def test_report_skips_a_trace_that_does_not_read(tmp_path: Path) -> None:
+    path = _slow_sweep(tmp_path, points=2)
+    doc = json.loads(path.read_text())
+    doc["base"]["options"]["trace"] = True
+    doc["base"]["workload"]["messages_per_peer"] = 2
+    path.write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["sweep", str(path), "-o", str(out), "--workers", "1"]).exit_code == 0
+    traces = sorted((out / "traces").glob("*.json"))
+    assert len(traces) == 2
+    for trace in traces:
+        trace.write_text('{"traceEvents": [')
+    report = runner.invoke(app, ["report", str(out), "-o", str(tmp_path / "r.html")])
+    assert report.exit_code == 0, report.output
+    assert report.stderr.count("does not read as a trace") == 2
+    assert "Traceback" not in report.output
+
+
 def test_failed_point_keeps_its_traceback(tmp_path: Path) -> None:
     no_fp8 = {Dtype.bf16: 989.4, Dtype.fp16: 989.4, Dtype.tf32: 494.7}
     topo = make_star_topology(2, gpu=make_h100_spec(tensor_peak_TFLOPS=no_fp8))

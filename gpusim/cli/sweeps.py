@@ -163,12 +163,19 @@ def sweep(
 def _load_trace(
     store: ResultStore, rows: list[dict[str, Any]], point: int | None
 ) -> dict[int, Any]:
-    """The stored trace of ``point``, or of the first point that has one (only one is plotted)."""
+    """The stored trace of ``point``, or of the first point that has one that reads (only one
+    is plotted); a trace that does not read is skipped with a warning."""
     candidates = [r for r in rows if point is None or r["point"] == point]
     for row in candidates:
         path = store.trace_path(row["scenario_hash"])
-        if path is not None:
-            return {row["point"]: events_from_chrome(json.loads(path.read_text(encoding="utf-8")))}
+        if path is None:
+            continue
+        try:
+            events = events_from_chrome(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            _warn(f"{path}: does not read as a trace (truncated or corrupt); not drawn")
+            continue
+        return {row["point"]: events}
     return {}
 
 
