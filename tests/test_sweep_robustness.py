@@ -126,7 +126,8 @@ def test_ctrl_c_stops_at_once_keeps_what_finished_and_resumes(tmp_path: Path) ->
     t0 = time.monotonic()
     os.kill(proc.pid, signal.SIGINT)  # the parent alone, as `kill -INT` would
     _, stderr = proc.communicate(timeout=30)
-    assert time.monotonic() - t0 < 3.0, "Ctrl-C took more than a few seconds"
+    # within a second (about 0.4 s measured), with a margin for a loaded machine
+    assert time.monotonic() - t0 < 2.0, "Ctrl-C took more than a second or two"
     assert proc.returncode != 0 and "rerun" in stderr and "Traceback" not in stderr
     assert _wait_gone(workers, 2.0) == []
     _all_shards_read(out)
