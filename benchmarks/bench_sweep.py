@@ -14,15 +14,16 @@ import time
 from pathlib import Path
 
 from gpusim import simulate
+from gpusim.limits import Limits
 from gpusim.spec.loading import load_scenario
 from gpusim.sweep import (
     ResultStore,
-    check_structure,
     count_points,
     iter_points,
     load_sweep,
     make_executor,
     run_sweep,
+    validate_points,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,7 @@ def loop_s(path: Path) -> float:
 def sweep_s(path: Path, workers: int, out: Path) -> float:
     t0 = time.perf_counter()
     spec = load_sweep(path)
-    check_structure(spec, path)
+    validate_points(spec, path, Limits())
     store = ResultStore(out)
     fields = {"name": spec.name, "description": spec.description}
     with make_executor("process", workers) as pool:

@@ -28,6 +28,7 @@ class Result:
     seed: int
     scenario_hash: str
     profile_id: str
+    topology: str
     gpusim_version: str
     makespan_s: float
     metrics: dict[str, float]
@@ -39,12 +40,14 @@ class Result:
     trace: list[TraceEvent] | None = None
 
     def summary(self) -> dict[str, Any]:
-        """Everything but the trace, as plain JSON-ready data."""
+        """The result proper as plain JSON-ready data: deterministic (the same scenario and seed
+        give the same bytes), so neither the trace nor the wall time (see :meth:`timing`)."""
         return {
             "scenario": self.scenario,
             "fidelity": self.fidelity,
             "seed": self.seed,
             "scenario_hash": self.scenario_hash,
+            "topology": self.topology,
             "profile_id": self.profile_id,
             "gpusim_version": self.gpusim_version,
             "makespan_s": self.makespan_s,
@@ -52,6 +55,9 @@ class Result:
             "per_gpu": self.per_gpu,
             "link_bytes": self.link_bytes,
             "series": self.series,
-            "wall_s": self.wall_s,
             "events": self.events,
         }
+
+    def timing(self) -> dict[str, Any]:
+        """What differs between two runs of one scenario: the wall time it took."""
+        return {"scenario_hash": self.scenario_hash, "wall_s": self.wall_s}

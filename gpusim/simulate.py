@@ -48,6 +48,7 @@ def simulate(scenario: ResolvedScenario | Scenario | str | Path) -> Result:
         seed=opts.seed,
         scenario_hash=resolved.content_hash,
         profile_id=resolved.profile.id,
+        topology=resolved.topology.name,
         gpusim_version=__version__,
         makespan_s=outcome.makespan_s,
         metrics=outcome.metrics,

@@ -28,7 +28,7 @@ COMPONENT_FILES = sorted(
     (kind, path) for kind in COMPONENT_MODELS for path in (ROOT / SHIPPED_DIRS[kind]).glob("*.json")
 )
 
-# SM counts from /work/shared/reference/hardware.md section 1.
+# SM counts from NVIDIA's architecture whitepapers (H100: 132 SXM5, 114 PCIe; A100: 108).
 EXPECTED_SMS = {
     "h100_sxm5": 132,
     "gh200_h100_96gb": 132,

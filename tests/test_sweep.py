@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 
 from gpusim.cli import app
 from gpusim.errors import SpecError
-from gpusim.spec.base import Dtype
 from gpusim.spec.workload import GemmAllToAllWorkload
 from gpusim.sweep import ResultStore, SweepSpec, expand, make_executor, manifest_for, run_sweep
 from gpusim.sweep.executors import ExecutorKind
@@ -115,11 +114,19 @@ def test_content_hash_is_stable_and_sensitive(tmp_path: Path) -> None:
     assert expand(sweep2, path2)[0].scenario_hash == first[1]
 
 
+def _profile_without_fp8() -> dict[str, Any]:
+    """A profile with no fp8 GEMM efficiency: a point in fp8 passes every static check (the GPU
+    has an fp8 peak) and fails only when the model looks the efficiency up."""
+    profile = make_profile().model_dump(mode="json")
+    for by_dtype in profile["tensor_efficiency"].values():
+        del by_dtype["fp8"]
+    return profile
+
+
 def test_failing_point_is_isolated_and_reported(tmp_path: Path) -> None:
-    no_fp8 = {Dtype.bf16: 989.4, Dtype.fp16: 989.4, Dtype.tf32: 494.7}
     doc = {
         "name": "t",
-        "base": _base(tensor_peak_TFLOPS=no_fp8),
+        "base": {**_base(), "profile": _profile_without_fp8()},
         "axes": {"workload.gemm.dtype": ["bf16", "fp8", "fp16"]},
     }
     path = tmp_path / "sweep.json"
@@ -127,7 +134,7 @@ def test_failing_point_is_isolated_and_reported(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = runner.invoke(app, ["sweep", str(path), "-o", str(out), "--workers", "1"])
     assert result.exit_code == 1
-    assert "has no tensor-core peak for fp8" in result.output
+    assert "has no tensor_efficiency.wgmma.fp8" in result.output
     rows = ResultStore(out).rows()
     assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
     assert "fp8" in rows[1]["error"] and rows[1].get("makespan_s") is None

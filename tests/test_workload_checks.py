@@ -113,7 +113,7 @@ BAD: list[tuple[str, dict[str, Any], int, Any, str, str]] = [
         "routing.alf_update_rate",
         "< 1",
     ),
-    ("router-ranks", {**ROUTER, "experts": 10, "ep_ranks": 4}, 1, None, "ep_ranks", "evenly"),
+    ("router-ranks", {**ROUTER, "experts": 10, "ep_ranks": 4}, 1, None, "experts", "evenly"),
     (
         "router-top-k",
         {**ROUTER, "experts": 2, "top_k": 3, "ep_ranks": 1},

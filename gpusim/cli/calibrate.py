@@ -19,7 +19,7 @@ from gpusim.calibrate.run import (
     run_all,
     select_programs,
 )
-from gpusim.cli.common import app, err, fail, guard, out, print_error
+from gpusim.cli.common import app, check_output_folder, err, fail, guard, out, print_error
 from gpusim.cli.tables import Cell, Column, fitted_table
 from gpusim.errors import UsageError
 from gpusim.export.files import write_json_atomic
@@ -144,6 +144,7 @@ def calibrate_run(
     where = guard(lambda: find_bin_dir(bin_dir))
     programs, missing = guard(lambda: select_programs(where, program))
     folder = output if output is not None else default_output()
+    check_output_folder(folder)
     if missing:
         out.print(
             f"not built (skipped): {', '.join(missing)}",
@@ -240,8 +241,10 @@ def calibrate_fit(
 ) -> None:
     """Fit a calibration profile to the documents in FOLDER and write it (only if the fit works)."""
     plates = guard(lambda: _calibration_nameplates(topology, gpu))
+    check_output_folder(output.parent)
     report = guard(lambda: fit_folder(folder, plates, profile_id, description))
-    write_json_atomic(output, profile_document(report.profile), ascii_only=False)
+    document = profile_document(report.profile)
+    guard(lambda: write_json_atomic(output, document, ascii_only=False))
     for warning in report.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     reasons: dict[str, int] = {}

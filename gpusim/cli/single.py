@@ -11,11 +11,22 @@ import typer
 from rich.text import Text
 
 from gpusim.calibrate.document import load_document
-from gpusim.cli.common import app, guard, out
+from gpusim.cli.common import (
+    DEFAULT_LIMITS,
+    MaxEvents,
+    MaxMemoryGB,
+    app,
+    check_output_folder,
+    err,
+    guard,
+    guard_simulation,
+    out,
+)
 from gpusim.cli.tables import Cell, Column, fitted_table, split_tables
 from gpusim.errors import SpecError
 from gpusim.export.files import write_json_atomic
 from gpusim.export.perfetto import chrome_trace
+from gpusim.limits import Limits, check_limits
 from gpusim.report.format import format_metric
 from gpusim.result import Result
 from gpusim.simulate import simulate
@@ -34,11 +45,8 @@ from gpusim.spec.refs import SHIPPED_DIRS, data_root, shipped_names
 from gpusim.spec.resources import ResourceReport
 from gpusim.spec.scenario import Fidelity
 from gpusim.spec.schema import all_schemas
-from gpusim.sweep import (
-    expand,
-    load_sweep,
-)
-from gpusim.validate import load_ledger
+from gpusim.sweep import check_metrics, load_sweep, validate_points
+from gpusim.validate import check_case_scenarios, load_ledger
 
 
 def _print_result(result: Result) -> None:
@@ -73,22 +81,49 @@ def run(
     trace: Annotated[
         bool | None, typer.Option("--trace/--no-trace", help="Override options.trace.")
     ] = None,
+    max_events: MaxEvents = DEFAULT_LIMITS.max_events,
+    max_memory_gb: MaxMemoryGB = DEFAULT_LIMITS.max_memory_GB,
 ) -> None:
-    """Simulate one scenario, print a summary and write summary.json (and trace.json)."""
+    """Simulate one scenario, print a summary and write summary.json (the result: the same bytes
+    on every run), timing.json (wall time) and, when traced, trace.json."""
     overrides: dict[str, Any] = dict(guard(lambda: [parse_assignment(s) for s in set_ or []]))
     if fidelity is not None:
         overrides["options.fidelity"] = fidelity.value
     if trace is not None:
         overrides["options.trace"] = trace
     resolved = guard(lambda: load_scenario(scenario, overrides))
-    result = guard(lambda: simulate(resolved))
+    limits = Limits(max_events=max_events, max_memory_GB=max_memory_gb)
+    guard(lambda: check_limits(resolved, scenario, limits))
     folder = output if output is not None else Path("results") / resolved.name
-    write_json_atomic(folder / "summary.json", result.summary())
+    check_output_folder(folder)
+    result = guard_simulation(lambda: simulate(resolved), scenario)
+    summary = {**result.summary(), "overrides": overrides}
+    if output is None:
+        _say_if_replacing(folder / "summary.json", result.scenario_hash)
+    guard(lambda: write_json_atomic(folder / "summary.json", summary))
+    guard(lambda: write_json_atomic(folder / "timing.json", result.timing()))
     _print_result(result)
     out.print(f"wrote {folder / 'summary.json'}")
     if result.trace is not None:
-        write_json_atomic(folder / "trace.json", chrome_trace(result.trace, resolved.name))
+        doc = chrome_trace(result.trace, resolved.name)
+        guard(lambda: write_json_atomic(folder / "trace.json", doc))
         out.print(f"wrote {folder / 'trace.json'} (open in https://ui.perfetto.dev)")
+
+
+def _say_if_replacing(summary: Path, scenario_hash: str) -> None:
+    """Warn (stderr) when the default folder holds the result of a different scenario (another
+    file of the same name, or other ``--set`` overrides) that this run replaces."""
+    try:
+        previous = json.loads(summary.read_text(encoding="utf-8")).get("scenario_hash")
+    except (OSError, ValueError, AttributeError):
+        return
+    if previous != scenario_hash:
+        err.print(
+            f"note: replacing {summary} (a run of another scenario, hash {previous}); "
+            "give -o to keep both",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _check_one(path: Path) -> str:
@@ -96,11 +131,17 @@ def _check_one(path: Path) -> str:
     kind = detect_kind(raw)
     if kind == "sweep":
         spec = load_sweep(path)
-        return f"sweep '{spec.name}' ({len(expand(spec, path))} valid points)"
+        count = validate_points(spec, path, DEFAULT_LIMITS)
+        check_metrics(spec, path)
+        return f"sweep '{spec.name}' ({count} valid points)"
     if kind == "ledger":
-        return f"validation ledger '{load_ledger(path).name}'"
+        ledger = load_ledger(path)
+        check_case_scenarios(ledger, path)
+        return f"validation ledger '{ledger.name}' ({len(ledger.cases)} cases)"
     if kind == "scenario":
-        return f"scenario '{load_scenario(path).name}'"
+        scenario = load_scenario(path)
+        check_limits(scenario, path, DEFAULT_LIMITS)
+        return f"scenario '{scenario.name}'"
     if kind == "topology":
         return f"topology '{load_topology(path).name}'"
     if kind == "workload":
@@ -142,8 +183,9 @@ def schema(
     ),
 ) -> None:
     """Write the JSON Schemas of every kind of spec file."""
+    check_output_folder(output)
     for name, body in all_schemas().items():
-        write_json_atomic(output / name, body)
+        guard(partial(write_json_atomic, output / name, body))
         out.print(f"wrote {output / name}")
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,10 +18,23 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from gpusim.cli.common import app, err, fail, guard, out
+from gpusim.cli.common import (
+    DEFAULT_LIMITS,
+    MaxEvents,
+    MaxMemoryGB,
+    MaxPoints,
+    app,
+    check_output_folder,
+    err,
+    fail,
+    guard,
+    guard_simulation,
+    out,
+)
 from gpusim.cli.tables import Cell, Column, fitted_table
 from gpusim.export.files import write_json_atomic, write_text_atomic
 from gpusim.export.perfetto import events_from_chrome
+from gpusim.limits import Limits, check_limits
 from gpusim.report import write_report
 from gpusim.report.caveats import report_caveats
 from gpusim.report.figures import comparison_bars
@@ -30,16 +45,17 @@ from gpusim.spec.loading import (
     load_scenario,
 )
 from gpusim.spec.refs import SHIPPED_DIRS, data_root
+from gpusim.spec.scenario import ResolvedScenario
 from gpusim.sweep import (
     ResultStore,
     SweepOutcome,
     SweepProgress,
-    check_structure,
-    count_points,
+    check_metrics,
     iter_points,
     load_sweep,
     make_executor,
     run_sweep,
+    validate_points,
 )
 from gpusim.sweep.executors import ExecutorKind
 from gpusim.validate import CaseResult, load_ledger, validate_ledger
@@ -58,11 +74,14 @@ def _run_sweep_file(
     workers: int,
     executor: str,
     scheduler: str | None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[ResultStore, SweepOutcome]:
     sweep = guard(lambda: load_sweep(sweep_file))
-    guard(lambda: check_structure(sweep, sweep_file))
-    total = count_points(sweep)
-    store = ResultStore(output if output is not None else Path("results") / sweep.name)
+    total = guard(lambda: validate_points(sweep, sweep_file, limits))
+    guard(lambda: check_metrics(sweep, sweep_file))
+    folder = output if output is not None else Path("results") / sweep.name
+    check_output_folder(folder)
+    store = ResultStore(folder)
     manifest_fields = {
         "name": sweep.name,
         "description": sweep.description,
@@ -88,7 +107,8 @@ def _run_sweep_file(
             bar.update(task, total=p.total, completed=p.total - p.remaining, counts=counts)
 
         kind: ExecutorKind = "dask" if executor == "dask" else "process"
-        with guard(lambda: make_executor(kind, workers, scheduler)) as pool:
+        with ExitStack() as stack:
+            pool = guard(lambda: stack.enter_context(make_executor(kind, workers, scheduler)))
             outcome = guard(
                 lambda: run_sweep(
                     iter_points(sweep, sweep_file),
@@ -97,10 +117,11 @@ def _run_sweep_file(
                     total=total,
                     manifest_fields=manifest_fields,
                     on_progress=show,
+                    on_warning=_warn,
                 )
             )
-    rows = store.rows()
-    csv_path = store.write_summary_csv(rows)
+    rows = guard(store.rows)
+    csv_path = guard(lambda: store.write_summary_csv(rows))
     p = outcome.progress
     out.print(
         f"{p.done} computed, {p.skipped} already stored, {p.failed} failed; wrote {csv_path}",
@@ -114,6 +135,10 @@ def _run_sweep_file(
     if outcome.interrupted:
         err.print(f"sweep stopped: {outcome.interrupted}", highlight=False)
     return store, outcome
+
+
+def _warn(message: str) -> None:
+    err.print(f"warning: {message}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -130,11 +155,15 @@ def sweep(
     scheduler: Annotated[
         str | None, typer.Option(help="Address of a running Dask scheduler (tcp://HOST:PORT).")
     ] = None,
+    max_events: MaxEvents = DEFAULT_LIMITS.max_events,
+    max_memory_gb: MaxMemoryGB = DEFAULT_LIMITS.max_memory_GB,
+    max_points: MaxPoints = DEFAULT_LIMITS.max_points,
 ) -> None:
-    """Run every point of a sweep (resumable), store results and write summary.csv."""
+    """Validate every point, then run them (resumable), store results and write summary.csv."""
     if executor not in ("process", "dask"):
         fail(f"--executor: expected 'process' or 'dask', got '{executor}'")
-    _, outcome = _run_sweep_file(sweep_file, output, workers, executor, scheduler)
+    limits = Limits(max_events=max_events, max_memory_GB=max_memory_gb, max_points=max_points)
+    _, outcome = _run_sweep_file(sweep_file, output, workers, executor, scheduler, limits)
     if not outcome.ok:
         raise typer.Exit(1)
 
@@ -142,12 +171,19 @@ def sweep(
 def _load_trace(
     store: ResultStore, rows: list[dict[str, Any]], point: int | None
 ) -> dict[int, Any]:
-    """The stored trace of ``point``, or of the first point that has one (only one is plotted)."""
+    """The stored trace of ``point``, or of the first point that has one that reads (only one
+    is plotted); a trace that does not read is skipped with a warning."""
     candidates = [r for r in rows if point is None or r["point"] == point]
     for row in candidates:
         path = store.trace_path(row["scenario_hash"])
-        if path is not None:
-            return {row["point"]: events_from_chrome(json.loads(path.read_text(encoding="utf-8")))}
+        if path is None:
+            continue
+        try:
+            events = events_from_chrome(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            _warn(f"{path}: does not read as a trace (truncated or corrupt); not drawn")
+            continue
+        return {row["point"]: events}
     return {}
 
 
@@ -159,14 +195,16 @@ def _write_sweep_report(
     fmt: str,
     ledger: Path | None = None,
 ) -> None:
-    try:
-        manifest = store.read_manifest()
-    except FileNotFoundError:
-        fail(f"{store.root}: $: not a sweep results folder (no sweep.json)")
-    rows = store.rows()
+    manifest = guard(store.read_manifest)
+    rows = guard(store.rows)
+    for shard in store.unreadable_shards():
+        _warn(f"{shard}: does not read (truncated or corrupt); its point shows as pending")
     chosen = baseline if baseline is not None else manifest.get("baseline")
     traces = _load_trace(store, rows, gantt_point)
     report_format: Literal["html", "pdf"] = "pdf" if fmt == "pdf" else "html"
+    check_output_folder(target.parent)
+    if target.is_dir():
+        fail(f"-o {target}: is a folder; give the report file's name")
     try:
         titles = write_report(
             target,
@@ -180,6 +218,8 @@ def _write_sweep_report(
         )
     except ValueError as exc:
         fail(f"{store.root}: {exc}")
+    except OSError as exc:
+        fail(f"{exc.filename or target}: cannot write: {exc.strerror or exc}")
     out.print(f"wrote {target} ({len(titles)} figures)", highlight=False)
 
 
@@ -222,6 +262,12 @@ COMPARE_COLUMNS = (
 )
 
 
+def _load_limited(file: Path, limits: Limits) -> ResolvedScenario:
+    scenario = load_scenario(file, {"options.trace": False})
+    check_limits(scenario, file, limits)
+    return scenario
+
+
 @app.command()
 def compare(
     scenario_a: Annotated[Path, typer.Argument(help="First scenario (the reference).")],
@@ -229,10 +275,16 @@ def compare(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Folder for compare.json and compare.svg.")
     ] = None,
+    max_events: MaxEvents = DEFAULT_LIMITS.max_events,
+    max_memory_gb: MaxMemoryGB = DEFAULT_LIMITS.max_memory_GB,
 ) -> None:
     """Run two scenarios and report their metrics side by side (B/A ratios)."""
-    res_a = guard(lambda: simulate(load_scenario(scenario_a, {"options.trace": False})))
-    res_b = guard(lambda: simulate(load_scenario(scenario_b, {"options.trace": False})))
+    limits = Limits(max_events=max_events, max_memory_GB=max_memory_gb)
+    loaded = [guard(partial(_load_limited, file, limits)) for file in (scenario_a, scenario_b)]
+    if output is not None:
+        check_output_folder(output)
+    res_a = guard_simulation(lambda: simulate(loaded[0]), scenario_a)
+    res_b = guard_simulation(lambda: simulate(loaded[1]), scenario_b)
     rows = []
     cells: list[list[Cell]] = []
     for name in [m for m in res_a.metrics if m in res_b.metrics]:
@@ -252,9 +304,10 @@ def compare(
         else Path("results") / f"compare_{res_a.scenario}_{res_b.scenario}"
     )
     doc = {"a": res_a.summary(), "b": res_b.summary(), "metrics": rows}
-    write_json_atomic(folder / "compare.json", doc)
+    check_output_folder(folder)
+    guard(lambda: write_json_atomic(folder / "compare.json", doc))
     fig = comparison_bars(res_a.metrics, res_b.metrics, res_a.scenario, res_b.scenario)
-    write_text_atomic(folder / "compare.svg", figure_svg(fig))
+    guard(lambda: write_text_atomic(folder / "compare.svg", figure_svg(fig)))
     out.print(f"wrote {folder / 'compare.json'} and {folder / 'compare.svg'}", highlight=False)
 
 
@@ -296,6 +349,8 @@ def validate(
 ) -> None:
     """Run every case of a validation ledger and print predicted against published values."""
     ledger = guard(lambda: load_ledger(ledger_file))
+    if output is not None:
+        check_output_folder(output)
     result = guard(lambda: validate_ledger(ledger, ledger_file.parent))
     rows = [_validation_row(case) for case in result.cases]
     out.print(fitted_table(f"validation: {ledger.name}", VALIDATION_COLUMNS, rows, out.width))
@@ -311,7 +366,7 @@ def validate(
         highlight=False,
     )
     if output is not None:
-        csv_path, json_path = write_validation(result, output)
+        csv_path, json_path = guard(lambda: write_validation(result, output))
         out.print(f"wrote {csv_path} and {json_path}", highlight=False)
     if not result.all_within:
         raise typer.Exit(1)

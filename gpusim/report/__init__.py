@@ -8,7 +8,6 @@ writes it atomically; :mod:`gpusim.report.figures` holds the individual figure f
 from __future__ import annotations
 
 import os
-import tempfile
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
@@ -19,7 +18,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from gpusim.engine.trace import TraceEvent
-from gpusim.export.files import write_text_atomic
+from gpusim.export.files import atomic_path, write_text_atomic
 from gpusim.quantities import Better, metric_quantity
 from gpusim.report.caveats import Caveat
 from gpusim.report.figures import comparison_bars, gantt, metric_vs_axis, speedup_bars
@@ -198,21 +197,13 @@ def _write_pdf(
     builders: Sequence[tuple[str, FigureBuilder]],
     caveats: Sequence[Caveat] | None,
 ) -> list[str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     titles: list[str] = []
-    try:
-        metadata = {"Title": str(manifest.get("name") or "gpusim sweep"), "Creator": "gpusim"}
-        with PdfPages(tmp, metadata=metadata) as pdf:
-            pdf.savefig(_summary_page(manifest, rows, caveats))
-            for title, fig in _built(builders):
-                pdf.savefig(fig)
-                titles.append(title)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    metadata = {"Title": str(manifest.get("name") or "gpusim sweep"), "Creator": "gpusim"}
+    with atomic_path(path) as tmp, PdfPages(tmp, metadata=metadata) as pdf:
+        pdf.savefig(_summary_page(manifest, rows, caveats))
+        for title, fig in _built(builders):
+            pdf.savefig(fig)
+            titles.append(title)
     return titles
 
 

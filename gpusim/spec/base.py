@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -13,6 +13,17 @@ PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 Identifier = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+
+
+def _file_name_component(name: str) -> str:
+    if set(name) == {"."}:
+        raise ValueError(f"'{name}' names a folder, not a file: give a name with a letter or digit")
+    return name
+
+
+FileName = Annotated[Identifier, AfterValidator(_file_name_component)]
+"""A name that becomes one file-name component (``results/<name>/``): an identifier that is not
+``.`` or ``..`` (an identifier holds no path separator)."""
 
 
 class Spec(BaseModel):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, get_args
 
 from gpusim.calibrate.document import RUN_SCHEMA_ID, SCHEMA_ID
+from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryTierSpec
+from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.resources import RESOURCE_REPORT_SCHEMA_ID
 from gpusim.spec.workload import Workload
 
@@ -15,6 +17,19 @@ SCHEMA_KINDS = {
     RESOURCE_REPORT_SCHEMA_ID: "resources",
 }
 """Files that name their own schema."""
+
+_FIELDS = {
+    "profile": set(CalibrationProfile.model_fields),
+    "gpu": set(GPUSpec.model_fields),
+    "cpu": set(HostCPUSpec.model_fields),
+    "memory": set(MemoryTierSpec.model_fields),
+}
+_GENERIC = {"kind", "description", "name", "id", "source", "field_sources"}
+OWN_FIELDS = {
+    kind: fields - _GENERIC - set().union(*(other for k, other in _FIELDS.items() if k != kind))
+    for kind, fields in _FIELDS.items()
+}
+"""Fields only one of the component and profile kinds has, by kind."""
 
 
 def detect_kind(raw: Any) -> str | None:
@@ -27,22 +42,22 @@ def detect_kind(raw: Any) -> str | None:
     if isinstance(schema, str) and schema in SCHEMA_KINDS:
         return SCHEMA_KINDS[schema]
     keys = set(raw)
-    if "base" in keys and ("axes" in keys or "systems" in keys or "seeds" in keys):
-        return "sweep"
+    if "base" in keys or keys & {"axes", "systems", "seeds", "replicas"}:
+        return "sweep"  # (one of them may be missing: loading then says which)
     if "cases" in keys:
         return "ledger"
-    if {"topology", "workload"} <= keys:
+    if keys & {"topology", "workload"}:
         return "scenario"
     if "devices" in keys or "links" in keys:
         return "topology"
-    if "link_efficiency" in keys or "tensor_efficiency" in keys:
-        return "profile"
     if raw.get("kind") in WORKLOAD_KINDS:
         return "workload"
-    if "sm_count" in keys:
-        return "gpu"
-    if "cores" in keys:
-        return "cpu"
-    if "capacity_GB" in keys:
-        return "memory"
-    return None
+    return _by_own_fields(keys)
+
+
+def _by_own_fields(keys: set[str]) -> str | None:
+    """The spec kind whose own fields (those no other of these kinds has) the document uses
+    most: a file missing one field, or with a typo, is still told apart."""
+    scores = {kind: len(keys & own) for kind, own in OWN_FIELDS.items()}
+    best = max(scores, key=lambda kind: scores[kind])
+    return best if scores[best] > 0 else None

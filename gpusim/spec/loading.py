@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -60,20 +61,61 @@ class Provenance:
         return SpecError(file, json_path(inner + loc[len(best) :]), reason)
 
 
+MAX_MAGNITUDE = 2**53
+"""The largest number a spec may hold: every count, size and rate the model computes with is a
+float, which represents integers exactly only up to 2**53 (9e15: a petabyte of bytes)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def read_json(path: Path) -> Any:
-    """Parse a JSON file; missing or malformed files become one-line SpecErrors."""
+    """Parse a JSON file; missing, unreadable, binary or malformed files become one-line
+    SpecErrors (``NaN`` and ``Infinity``, which Python's parser accepts, are refused)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(path, "$", "file not found") from None
+    except IsADirectoryError:
+        raise SpecError(path, "$", "is a folder, not a file") from None
     except OSError as exc:
         raise SpecError(path, "$", f"cannot read file: {exc.strerror}") from None
     try:
-        return json.loads(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            path, "$", f"not a JSON text file (byte {exc.start} is not UTF-8)"
+        ) from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise SpecError(
             path, "$", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
+    except ValueError as exc:
+        raise SpecError(path, "$", f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise SpecError(path, "$", "malformed JSON: nested too deeply") from None
+
+
+def check_magnitudes(data: Any, prov: Provenance, loc: Loc = ()) -> None:
+    """Refuse any number in raw ``data`` beyond :data:`MAX_MAGNITUDE` (blamed where it is):
+    such sizes are physically impossible and overflow or lose precision in the model.
+    Validated objects inside ``data`` (already checked) are skipped."""
+    if isinstance(data, bool):
+        return
+    if isinstance(data, int | float):
+        if abs(data) > MAX_MAGNITUDE:
+            raise prov.blame(
+                loc, f"{data:.6g} is beyond what the model represents (at most 2**53 = 9.0e15)"
+            )
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            check_magnitudes(value, prov, (*loc, key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            check_magnitudes(value, prov, (*loc, i))
 
 
 def _data_loc(data: Any, loc: Loc) -> Loc:
@@ -82,8 +124,8 @@ def _data_loc(data: Any, loc: Loc) -> Loc:
     out: list[int | str] = []
     node = data
     tag_skipped = False
-    for part in loc:
-        if isinstance(node, dict) and not tag_skipped and part in _tags(node):
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and not tag_skipped and _is_tag(node, part, loc[i + 1 :]):
             tag_skipped = True
             continue
         if isinstance(part, str) and _is_type_name(part):
@@ -97,6 +139,17 @@ def _data_loc(data: Any, loc: Loc) -> Loc:
     return tuple(out)
 
 
+def _is_tag(node: dict[str, Any], part: int | str, rest: Loc) -> bool:
+    """Whether ``part`` is the tag pydantic inserts for a tagged-union member rather than a key
+    of ``node``: a tag value that is also a key (kind "transfers" with a ``transfers`` list) is
+    the key only when what follows indexes into it."""
+    if part not in _tags(node):
+        return False
+    if not _indexes(node, part):
+        return True
+    return not rest or not _indexes(node[str(part)], rest[0])
+
+
 def _indexes(node: Any, part: int | str) -> bool:
     if isinstance(node, dict):
         return isinstance(part, str) and part in node
@@ -104,7 +157,7 @@ def _indexes(node: Any, part: int | str) -> bool:
 
 
 def _tags(node: dict[str, Any]) -> set[Any]:
-    return {node.get(key) for key in ("kind", "op") if isinstance(node.get(key), str)}
+    return {node.get(key) for key in ("kind", "op", "name") if isinstance(node.get(key), str)}
 
 
 def _is_type_name(part: str) -> bool:
@@ -124,7 +177,9 @@ def _validation_error(exc: ValidationError, data: Any, prov: Provenance) -> Spec
 
 
 def validate_as(model: type[M], data: Any, prov: Provenance) -> M:
-    """Validate raw data as ``model``; the first (deepest) error becomes a SpecError."""
+    """Validate raw data as ``model``; the first (deepest) error becomes a SpecError. Numbers
+    beyond :data:`MAX_MAGNITUDE` are refused first."""
+    check_magnitudes(data, prov)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -258,7 +313,11 @@ def _default_profile(doc: dict[str, Any], base: Path, file: Path, prov: Provenan
     if doc.get("profile") is not None:
         return
     topo = doc["topology"]
-    default = topo.get("default_profile") if isinstance(topo, dict) else None
+    if not isinstance(topo, dict):
+        return  # not a topology at all: validation says so, at $.topology
+    default = topo.get("default_profile")
+    if default is not None and not isinstance(default, str):
+        raise prov.blame(("topology", "default_profile"), "Input should be a valid string")
     if not isinstance(default, str):
         raise SpecError(
             file, "$.profile", "no profile given and the topology names no default_profile"
@@ -272,21 +331,28 @@ class _ValidatedCache:
     """Recently validated topologies and profiles, by their raw documents. A sweep resolves
     the same topology hundreds of times; when a raw document equals one already validated (and
     checked), the validated object is reused, since pydantic accepts model instances as they
-    are. Equal raw documents cannot fail, so no error is ever lost."""
+    are. Equal raw documents cannot fail, so no error is ever lost. Safe to share between
+    threads (a lock guards the entries; the models themselves are immutable)."""
 
     def __init__(self, size: int = 8) -> None:
         self.size = size
         self.entries: list[tuple[Any, BaseModel]] = []
+        self.lock = threading.Lock()
 
     def get(self, raw: Any) -> BaseModel | None:
-        for known_raw, model in self.entries:
-            if known_raw == raw:
-                return model
+        """The validated model of a raw document equal to ``raw``, if one is remembered."""
+        with self.lock:
+            for known_raw, model in self.entries:
+                if known_raw == raw:
+                    return model
         return None
 
     def put(self, raw: Any, model: BaseModel) -> None:
-        self.entries.insert(0, (copy.deepcopy(raw), model))
-        del self.entries[self.size :]
+        """Remember ``model`` as the validation of ``raw`` (a private copy of it)."""
+        entry = (copy.deepcopy(raw), model)
+        with self.lock:
+            self.entries.insert(0, entry)
+            del self.entries[self.size :]
 
 
 _VALIDATED = {"topology": _ValidatedCache(), "profile": _ValidatedCache()}
@@ -364,6 +430,7 @@ def load_topology(path: str | Path) -> Topology:
     topo = validate_as(Topology, raw, prov)
     for loc, reason in check_topology(topo):
         raise prov.blame(loc, reason)
+    resolve_ref("profile", topo.default_profile, file.parent, file, "$.default_profile")
     return topo
 
 
@@ -382,6 +449,7 @@ def load_workload(path: str | Path) -> Workload:
     prov.add((), file)
     raw = read_json(file)
     _resolve_resource_refs(raw, (), prov)
+    check_magnitudes(raw, prov)
     try:
         return TypeAdapter(Workload).validate_python(raw)
     except ValidationError as exc:

@@ -344,7 +344,7 @@ class RouterStepsWorkload(Spec):
             yield ("top_k",), f"top_k {self.top_k} exceeds experts {self.experts}"
         if self.experts % self.ep_ranks:
             yield (
-                ("ep_ranks",),
+                ("experts",),
                 (f"{self.experts} experts cannot be spread evenly over {self.ep_ranks} EP ranks"),
             )
         for loc, reason in self.routing.problems(self.experts, self.top_k):

@@ -8,7 +8,7 @@ from functools import cached_property
 
 from pydantic import Field
 
-from gpusim.spec.base import Identifier, Spec
+from gpusim.spec.base import FileName, NonNegativeInt, Spec
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import NcclTransport, Topology
 from gpusim.spec.workload import Workload
@@ -24,7 +24,7 @@ class Fidelity(StrEnum):
 class Options(Spec):
     """How to simulate."""
 
-    seed: int = 0
+    seed: NonNegativeInt = 0
     fidelity: Fidelity = Fidelity.des
     trace: bool = Field(default=False, description="Record a timeline (costs time and memory).")
     nccl_transport: NcclTransport | None = Field(
@@ -38,7 +38,7 @@ class Scenario(Spec):
     """What to simulate. ``topology``, ``workload`` and ``profile`` are inline objects or
     references: a shipped name (see `gpusim list`) or a path relative to the scenario file."""
 
-    name: Identifier
+    name: FileName
     description: str = ""
     topology: Topology | str
     workload: Workload | str
@@ -59,7 +59,7 @@ class ResolvedScenario(Spec):
         hash apart: a sweep then recomputes a point, it never mixes two results up."""
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
-    name: Identifier
+    name: FileName
     description: str = ""
     topology: Topology
     workload: Workload

@@ -9,7 +9,13 @@ from pydantic import Field
 
 from gpusim.spec.base import Dtype, Identifier, NonNegativeFloat, NonNegativeInt, PositiveInt, Spec
 from gpusim.spec.moe import MoELayerWorkload, RouterStepsWorkload
-from gpusim.spec.problems import Problem, gpu_list_problems, gpu_problems
+from gpusim.spec.problems import (
+    Problem,
+    chosen_gpus,
+    gpu_list_problems,
+    gpu_problems,
+    tensor_dtype_problems,
+)
 from gpusim.spec.profile import InstructionPath
 from gpusim.spec.topology import Topology
 
@@ -64,9 +70,11 @@ class GemmAllToAllWorkload(Spec):
     messages_per_peer: PositiveInt = 1
 
     def check(self, topology: Topology) -> Iterator[Problem]:
-        """The GPU list names distinct GPUs of ``topology`` (and is not empty). A dtype without
-        a tensor peak stays a run-time error: a sweep over dtypes keeps its other points."""
+        """The GPU list names distinct GPUs of ``topology`` (and is not empty), each with a
+        tensor-core peak for the GEMM's dtype."""
         yield from gpu_list_problems(self.gpus, topology, "gpus")
+        gpus = chosen_gpus(self.gpus, topology)
+        yield from tensor_dtype_problems(self.gemm.dtype, gpus, topology, ("gemm", "dtype"))
 
 
 class KernelChainWorkload(Spec):
@@ -80,12 +88,18 @@ class KernelChainWorkload(Spec):
     launch: Literal["eager", "graph"] = "eager"
 
     def check(self, topology: Topology) -> Iterator[Problem]:
-        """The GPU is one of ``topology`` (which has one when none is named). A dtype without a
-        tensor peak stays a run-time error, as for gemm_alltoall."""
+        """The GPU is one of ``topology`` (which has one when none is named) with a tensor-core
+        peak for a GEMM kernel's dtype."""
         if self.gpu is not None:
             yield from gpu_problems(self.gpu, topology, ("gpu",))
         elif not topology.gpus():
             yield ("gpu",), f"topology '{topology.name}' has no GPU"
+            return
+        if isinstance(self.kernel, GemmOp):
+            gpu = self.gpu if self.gpu is not None else topology.gpus()[0].id
+            yield from tensor_dtype_problems(
+                self.kernel.dtype, [gpu], topology, ("kernel", "dtype")
+            )
 
 
 class Transfer(Spec):

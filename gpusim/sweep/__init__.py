@@ -2,7 +2,14 @@
 results in a resumable, content-addressed store."""
 
 from gpusim.sweep.executors import make_executor
-from gpusim.sweep.expand import Point, check_structure, count_points, expand, iter_points
+from gpusim.sweep.expand import (
+    Point,
+    check_metrics,
+    count_points,
+    expand,
+    iter_points,
+    validate_points,
+)
 from gpusim.sweep.runner import SweepOutcome, SweepProgress, manifest_for, run_sweep
 from gpusim.sweep.spec import SweepSpec, load_sweep
 from gpusim.sweep.store import ResultStore
@@ -13,7 +20,7 @@ __all__ = [
     "SweepOutcome",
     "SweepProgress",
     "SweepSpec",
-    "check_structure",
+    "check_metrics",
     "count_points",
     "expand",
     "iter_points",
@@ -21,4 +28,5 @@ __all__ = [
     "make_executor",
     "manifest_for",
     "run_sweep",
+    "validate_points",
 ]

@@ -1,7 +1,9 @@
 """Expanding a sweep into points, each a fully resolved, validated scenario.
 
-Every point is validated before any runs, so an unknown dotted path or a bad value is reported
-up front with the sweep file and the axis or system that produced it.
+Expansion is lazy (a product of axes is never materialised; its size is counted first, see
+:func:`count_points`), and :func:`validate_points` checks every point, limits included, before
+any runs, so an unknown dotted path or a bad value is reported up front with the sweep file and
+the axis or system that produced it.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpusim.errors import SpecError
+from gpusim.errors import SpecError, json_path
+from gpusim.limits import Limits, check_limits, check_point_count, estimate
+from gpusim.simulate import simulate
 from gpusim.spec.loading import read_json, scenario_from_dict
-from gpusim.spec.scenario import ResolvedScenario
+from gpusim.spec.scenario import Fidelity, ResolvedScenario
 from gpusim.sweep.spec import SweepSpec
 
 
@@ -30,24 +34,52 @@ class Point:
     scenario_hash: str
 
 
-def _axis_combinations(sweep: SweepSpec) -> list[dict[str, Any]]:
+def _axis_combinations(sweep: SweepSpec) -> Iterator[tuple[dict[str, Any], dict[str, int]]]:
+    """The axis values of each point and their indices in the axes, one point at a time (never
+    the whole product in memory)."""
     paths = list(sweep.axes)
     if not paths:
-        return [{}]
-    rows: Iterable[tuple[Any, ...]]
-    if sweep.combine == "zip":
-        rows = zip(*(sweep.axes[p] for p in paths), strict=True)
-    else:
-        rows = itertools.product(*(sweep.axes[p] for p in paths))
-    return [dict(zip(paths, values, strict=True)) for values in rows]
+        yield {}, {}
+        return
+    ranges = [range(len(sweep.axes[p])) for p in paths]
+    rows: Iterable[tuple[int, ...]] = (
+        zip(*ranges, strict=True) if sweep.combine == "zip" else itertools.product(*ranges)
+    )
+    for indices in rows:
+        values = {p: sweep.axes[p][i] for p, i in zip(paths, indices, strict=True)}
+        yield values, dict(zip(paths, indices, strict=True))
 
 
-def iter_points(sweep: SweepSpec, sweep_file: str | Path) -> Iterator[Point]:
+def _blame_point(
+    exc: SpecError, system: str, system_overrides: dict[str, Any], indices: dict[str, int]
+) -> str:
+    """The place in the sweep file that produced a point's error: the axis value or system
+    override whose dotted path leads to the error's path, else the system or the axes."""
+    for dotted, i in indices.items():
+        if _leads_to(dotted, exc.path):
+            return json_path(("axes", dotted, i))
+    for dotted in system_overrides:
+        if _leads_to(dotted, exc.path):
+            return json_path(("systems", system, dotted))
+    return json_path(("systems", system)) if system else "$.axes"
+
+
+def _leads_to(dotted: str, path: str) -> bool:
+    own = json_path(dotted.split("."))
+    return path == own or path.startswith((own + ".", own + "["))
+
+
+def iter_points(
+    sweep: SweepSpec, sweep_file: str | Path, limits: Limits | None = None
+) -> Iterator[Point]:
     """Points of ``sweep`` one by one (systems outermost, then axes, then seeds), each validated
-    as it is produced. Bad overrides raise a SpecError naming the sweep file and the point."""
+    (and, with ``limits``, checked against them) as it is produced. Bad overrides raise a
+    SpecError naming the sweep file and the point."""
     file = Path(sweep_file)
     if isinstance(sweep.base, str):
         base_file = file.parent / sweep.base
+        if not base_file.is_file():
+            raise SpecError(file, "$.base", f"base scenario file not found: {base_file}")
         base_raw = read_json(base_file)
     else:
         base_file, base_raw = file, sweep.base
@@ -61,13 +93,15 @@ def iter_points(sweep: SweepSpec, sweep_file: str | Path) -> Iterator[Point]:
     systems: dict[str, dict[str, Any]] = dict(sweep.systems) or {"": {}}
     index = 0
     for system, system_overrides in systems.items():
-        for axis_values in _axis_combinations(sweep):
+        for axis_values, indices in _axis_combinations(sweep):
             for seed in seeds:
                 overrides = {**system_overrides, **axis_values, "options.seed": seed}
                 try:
                     scenario = scenario_from_dict(base_raw, base_file, overrides)
+                    if limits is not None:
+                        check_limits(scenario, base_file, limits)
                 except SpecError as exc:
-                    where = f"$.systems.{system}" if system else "$.axes"
+                    where = _blame_point(exc, system, system_overrides, indices)
                     coords = ", ".join(f"{k}={v!r}" for k, v in axis_values.items())
                     label = ", ".join(x for x in (system or "base", coords) if x)
                     raise SpecError(file, where, f"point ({label}): {exc}") from None
@@ -82,15 +116,59 @@ def iter_points(sweep: SweepSpec, sweep_file: str | Path) -> Iterator[Point]:
                 index += 1
 
 
-def check_structure(sweep: SweepSpec, sweep_file: str | Path) -> None:
-    """Validate the first point of every system, which exercises every axis path and every
-    system override: unknown dotted paths fail here, before any point runs."""
-    first_axes = {path: values[0] for path, values in sweep.axes.items()}
-    probe = sweep.model_copy(
-        update={"axes": {p: [v] for p, v in first_axes.items()}, "seeds": [], "replicas": None}
-    )
-    for _ in iter_points(probe, sweep_file):
+def validate_points(sweep: SweepSpec, sweep_file: str | Path, limits: Limits) -> int:
+    """Check the sweep's size, then validate every point against the schema, the semantic
+    checks and ``limits``, without keeping them; the number of points. The first bad point
+    raises its SpecError before anything has run."""
+    count = count_points(sweep)
+    check_point_count(count, sweep_file, limits)
+    for _ in iter_points(sweep, sweep_file, limits):
         pass
+    return count
+
+
+RECORD_FIELDS = ("makespan_s", "events", "wall_s")
+"""Numbers every stored point has besides its workload's metrics."""
+PROBE_MAX_EVENTS = 1e6
+"""Points estimated above this are not probed for their metric names (too slow to wait for)."""
+
+
+def check_metrics(sweep: SweepSpec, sweep_file: str | Path) -> None:
+    """Check that every metric the sweep names is one its workload reports: the first point of
+    each system is simulated analytically (closed forms, fast) and its metric names collected.
+    A name no probed point reports is a SpecError at ``$.metrics[i]``. Points whose analytic
+    run fails are skipped here (the sweep records their error when it runs them), and so are
+    points estimated above :data:`PROBE_MAX_EVENTS` (long router runs): with none probed, the
+    names go unchecked."""
+    if not sweep.metrics:
+        return
+    first_axes = {path: values[:1] for path, values in sweep.axes.items()}
+    probe = sweep.model_copy(update={"axes": first_axes, "seeds": [], "replicas": None})
+    reported: set[str] = set(RECORD_FIELDS)
+    probed = 0
+    for point in iter_points(probe, sweep_file):
+        if estimate(point.scenario).events > PROBE_MAX_EVENTS:
+            continue
+        fast = point.scenario.model_copy(
+            update={
+                "options": point.scenario.options.model_copy(update={"fidelity": Fidelity.analytic})
+            }
+        )
+        try:
+            reported.update(simulate(fast).metrics)
+        except Exception:  # the run itself will say what is wrong with this point
+            continue
+        probed += 1
+    if not probed:
+        return
+    for i, metric in enumerate(sweep.metrics):
+        if metric not in reported:
+            known = ", ".join(sorted(reported))
+            raise SpecError(
+                sweep_file,
+                json_path(("metrics", i)),
+                f"'{metric}' is not a metric this workload reports (it reports: {known})",
+            )
 
 
 def count_points(sweep: SweepSpec) -> int:
@@ -108,7 +186,7 @@ def count_points(sweep: SweepSpec) -> int:
 
 
 def expand(sweep: SweepSpec, sweep_file: str | Path) -> list[Point]:
-    """All points of ``sweep``, validated."""
+    """All points of ``sweep``, validated, in a list (small sweeps and tests; runs iterate)."""
     return list(iter_points(sweep, sweep_file))
 
 

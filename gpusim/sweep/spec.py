@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from gpusim.errors import SpecError
-from gpusim.spec.base import Identifier, PositiveInt, Spec
+from gpusim.spec.base import FileName, Identifier, PositiveInt, Spec
 from gpusim.spec.loading import Provenance, read_json, validate_as
 
 
@@ -16,7 +16,7 @@ class SweepSpec(Spec):
     """What to run: every combination of ``axes`` (``product``) or their element-wise pairs
     (``zip``), for every system, for every seed."""
 
-    name: Identifier
+    name: FileName
     description: str = ""
     base: str | dict[str, Any] = Field(
         description="Base scenario: a path relative to the sweep file, or an inline scenario."

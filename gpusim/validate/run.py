@@ -235,6 +235,16 @@ def case_scenario(case: LedgerCase, ledger_dir: str | Path) -> ResolvedScenario:
     return scenario_from_dict(case.scenario, label, case.overrides)
 
 
+def check_case_scenarios(ledger: Ledger, ledger_file: str | Path) -> None:
+    """Load every case's scenario (what ``gpusim check`` does for a ledger): the first that
+    does not load is a SpecError at that case's ``scenario``, with the scenario's own error."""
+    for i, case in enumerate(ledger.cases):
+        try:
+            case_scenario(case, Path(ledger_file).parent)
+        except SpecError as exc:
+            raise SpecError(ledger_file, json_path(("cases", i, "scenario")), str(exc)) from None
+
+
 def run_case(case: LedgerCase, ledger_dir: str | Path) -> CaseResult:
     """Simulate one case and compare it with its expected value; failures become error rows."""
     unit_dim, unit_si = unit_info(case.expected.unit)
