@@ -28,7 +28,7 @@ from gpusim.calibrate.document import (
 )
 from gpusim.calibrate.params import is_fraction, is_known
 from gpusim.errors import SpecError
-from gpusim.spec.loading import read_json
+from gpusim.spec.provenance import read_json
 
 SETTINGS = ("profile_id", "description")
 """Assumptions-document parameters that set defaults of the fitted profile."""

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from gpusim.errors import SpecError
 from gpusim.spec.base import Spec
-from gpusim.spec.loading import Provenance, read_json, validate_as
+from gpusim.spec.provenance import Provenance, read_json, validate_as
 
 SCHEMA_ID = "gpusim.kernels_ref.v1"
 RUN_SCHEMA_ID = "gpusim.kernels_ref.run.v1"

@@ -38,9 +38,9 @@ from gpusim.spec.loading import (
     load_scenario,
     load_topology,
     load_workload,
-    read_json,
 )
 from gpusim.spec.overrides import parse_assignment
+from gpusim.spec.provenance import read_json
 from gpusim.spec.refs import SHIPPED_DIRS, data_root, shipped_names
 from gpusim.spec.resources import ResourceReport
 from gpusim.spec.scenario import Fidelity

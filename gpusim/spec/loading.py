@@ -2,17 +2,16 @@
 
 Every failure is a :class:`~gpusim.errors.SpecError` naming the file, the JSON path inside that
 file and the reason. References are inlined at the raw-JSON level first, remembering which file
-each subtree came from, so a single pydantic validation can still blame the right file.
+each subtree came from, so a single pydantic validation can still blame the right file
+(:mod:`gpusim.spec.provenance` reads the JSON and does the blaming).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -20,6 +19,16 @@ from gpusim.errors import SpecError, json_path
 from gpusim.spec.checks import check_topology, check_workload_against_topology
 from gpusim.spec.overrides import apply_override
 from gpusim.spec.profile import CalibrationProfile
+from gpusim.spec.provenance import (
+    Loc,
+    M,
+    Provenance,
+    check_magnitudes,
+    data_loc,
+    read_json,
+    validate_as,
+    validation_error,
+)
 from gpusim.spec.refs import resolve_ref
 from gpusim.spec.resources import (
     REPLACED_BY_BLOCK_RESOURCES,
@@ -29,161 +38,6 @@ from gpusim.spec.resources import (
 from gpusim.spec.scenario import ResolvedScenario
 from gpusim.spec.topology import Topology
 from gpusim.spec.workload import Workload
-
-Loc = tuple[int | str, ...]
-M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass
-class Provenance:
-    """Which file each subtree of an inlined document came from."""
-
-    origins: dict[Loc, tuple[str, Loc]] = field(default_factory=dict)
-    overridden: set[Loc] = field(default_factory=set)
-
-    def add(self, loc: Loc, file: str | Path, inner: Loc = ()) -> None:
-        """Record that the subtree at ``loc`` is the document at ``inner`` of ``file``."""
-        self.origins[loc] = (str(file), inner)
-
-    def forget(self, loc: Loc) -> None:
-        """Drop what is recorded at and below ``loc`` (its subtree is being replaced)."""
-        for key in [k for k in self.origins if k[: len(loc)] == loc]:
-            del self.origins[key]
-
-    def blame(self, loc: Loc, reason: str) -> SpecError:
-        """The error for a problem at ``loc`` of the inlined document."""
-        best = max((p for p in self.origins if loc[: len(p)] == p), key=len, default=None)
-        if best is None:
-            return SpecError(None, json_path(loc), reason)
-        file, inner = self.origins[best]
-        if any(loc[: len(o)] == o for o in self.overridden):
-            reason += " (value set by an override)"
-        return SpecError(file, json_path(inner + loc[len(best) :]), reason)
-
-
-MAX_MAGNITUDE = 2**53
-"""The largest number a spec may hold: every count, size and rate the model computes with is a
-float, which represents integers exactly only up to 2**53 (9e15: a petabyte of bytes)."""
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def read_json(path: Path) -> Any:
-    """Parse a JSON file; missing, unreadable, binary or malformed files become one-line
-    SpecErrors (``NaN`` and ``Infinity``, which Python's parser accepts, are refused)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError(path, "$", "file not found") from None
-    except IsADirectoryError:
-        raise SpecError(path, "$", "is a folder, not a file") from None
-    except OSError as exc:
-        raise SpecError(path, "$", f"cannot read file: {exc.strerror}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(
-            path, "$", f"not a JSON text file (byte {exc.start} is not UTF-8)"
-        ) from None
-    try:
-        return json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise SpecError(
-            path, "$", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
-    except ValueError as exc:
-        raise SpecError(path, "$", f"malformed JSON: {exc}") from None
-    except RecursionError:
-        raise SpecError(path, "$", "malformed JSON: nested too deeply") from None
-
-
-def check_magnitudes(data: Any, prov: Provenance, loc: Loc = ()) -> None:
-    """Refuse any number in raw ``data`` beyond :data:`MAX_MAGNITUDE` (blamed where it is):
-    such sizes are physically impossible and overflow or lose precision in the model.
-    Validated objects inside ``data`` (already checked) are skipped."""
-    if isinstance(data, bool):
-        return
-    if isinstance(data, int | float):
-        if abs(data) > MAX_MAGNITUDE:
-            raise prov.blame(
-                loc, f"{data:.6g} is beyond what the model represents (at most 2**53 = 9.0e15)"
-            )
-    elif isinstance(data, dict):
-        for key, value in data.items():
-            check_magnitudes(value, prov, (*loc, key))
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            check_magnitudes(value, prov, (*loc, i))
-
-
-def _data_loc(data: Any, loc: Loc) -> Loc:
-    """Keep the parts of a pydantic location that index the input data: pydantic also names
-    union members by type ('Topology', 'str') and tagged-union members by their tag value."""
-    out: list[int | str] = []
-    node = data
-    tag_skipped = False
-    for i, part in enumerate(loc):
-        if isinstance(node, dict) and not tag_skipped and _is_tag(node, part, loc[i + 1 :]):
-            tag_skipped = True
-            continue
-        if isinstance(part, str) and _is_type_name(part):
-            continue
-        if _indexes(node, part):
-            node, tag_skipped = node[part], False
-            out.append(part)
-        elif isinstance(node, dict) and isinstance(part, str):
-            out.append(part)  # a missing or unknown key: still the place to point at
-            node = None
-    return tuple(out)
-
-
-def _is_tag(node: dict[str, Any], part: int | str, rest: Loc) -> bool:
-    """Whether ``part`` is the tag pydantic inserts for a tagged-union member rather than a key
-    of ``node``: a tag value that is also a key (kind "transfers" with a ``transfers`` list) is
-    the key only when what follows indexes into it."""
-    if part not in _tags(node):
-        return False
-    if not _indexes(node, part):
-        return True
-    return not rest or not _indexes(node[str(part)], rest[0])
-
-
-def _indexes(node: Any, part: int | str) -> bool:
-    if isinstance(node, dict):
-        return isinstance(part, str) and part in node
-    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-
-
-def _tags(node: dict[str, Any]) -> set[Any]:
-    return {node.get(key) for key in ("kind", "op", "name") if isinstance(node.get(key), str)}
-
-
-def _is_type_name(part: str) -> bool:
-    # pydantic's names for union members: class names ('Topology'), 'str', 'function-after[...]'
-    return part[:1].isupper() or part in {"str", "int", "float", "none"} or "[" in part
-
-
-def _validation_error(exc: ValidationError, data: Any, prov: Provenance) -> SpecError:
-    candidates = []
-    for err in exc.errors():
-        loc = _data_loc(data, tuple(err["loc"]))
-        is_ref_branch = err["type"] in {"string_type", "none_required"}
-        candidates.append((is_ref_branch, -len(loc), loc, err["msg"]))
-    candidates.sort(key=lambda c: (c[0], c[1]))
-    _, _, loc, msg = candidates[0]
-    return prov.blame(loc, msg)
-
-
-def validate_as(model: type[M], data: Any, prov: Provenance) -> M:
-    """Validate raw data as ``model``; the first (deepest) error becomes a SpecError. Numbers
-    beyond :data:`MAX_MAGNITUDE` are refused first."""
-    check_magnitudes(data, prov)
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise _validation_error(exc, data, prov) from None
 
 
 def _inline(
@@ -265,7 +119,7 @@ def _kernel_resources(
         ref = KernelResourcesRef.model_validate(raw_ref)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise prov.blame((*loc, *_data_loc(raw_ref, tuple(err["loc"]))), err["msg"]) from None
+        raise prov.blame((*loc, *data_loc(raw_ref, tuple(err["loc"]))), err["msg"]) from None
     clash = [name for name in REPLACED_BY_BLOCK_RESOURCES if name in owner]
     if clash:
         raise prov.blame(
@@ -453,7 +307,7 @@ def load_workload(path: str | Path) -> Workload:
     try:
         return TypeAdapter(Workload).validate_python(raw)
     except ValidationError as exc:
-        raise _validation_error(exc, raw, prov) from None
+        raise validation_error(exc, raw, prov) from None
 
 
 def load_profile(path: str | Path) -> CalibrationProfile:

@@ -17,7 +17,8 @@ from typing import Any
 from gpusim.errors import SpecError, json_path
 from gpusim.limits import Limits, check_limits, check_point_count, estimate
 from gpusim.simulate import simulate
-from gpusim.spec.loading import read_json, scenario_from_dict
+from gpusim.spec.loading import scenario_from_dict
+from gpusim.spec.provenance import read_json
 from gpusim.spec.scenario import Fidelity, ResolvedScenario
 from gpusim.sweep.spec import SweepSpec
 

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from gpusim.errors import SpecError
 from gpusim.spec.base import FileName, Identifier, PositiveInt, Spec
-from gpusim.spec.loading import Provenance, read_json, validate_as
+from gpusim.spec.provenance import Provenance, read_json, validate_as
 
 
 class SweepSpec(Spec):

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from gpusim.errors import SpecError
 from gpusim.export.files import atomic_path, write_json_atomic, write_text_atomic
-from gpusim.spec.loading import read_json
+from gpusim.spec.provenance import read_json
 
 MANIFEST = "sweep.json"
 SUMMARY = "summary.csv"

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from gpusim.quantities import SI_UNIT, Dimension, metric_quantity
 from gpusim.spec.base import Identifier, PositiveFloat, Spec
-from gpusim.spec.loading import Provenance, read_json, validate_as
+from gpusim.spec.provenance import Provenance, read_json, validate_as
 
 Loc = tuple[int | str, ...]
 Problem = tuple[Loc, str]
