@@ -104,7 +104,9 @@ def _indexes(node: Any, part: int | str) -> bool:
 
 
 def _tags(node: dict[str, Any]) -> set[Any]:
-    return {node.get(key) for key in ("kind", "op") if isinstance(node.get(key), str)}
+    # the discriminators of the specs' tagged unions: workload/device "kind", kernel "op",
+    # MoE strategy "name"
+    return {node.get(key) for key in ("kind", "op", "name") if isinstance(node.get(key), str)}
 
 
 def _is_type_name(part: str) -> bool:

@@ -230,10 +230,24 @@ class MegatronStrategy(Spec):
 
 
 class FasterMoEStrategy(Spec):
-    """FasterMoE: all-to-all and expert work split into chunks pipelined across two streams."""
+    """FastMoE's ``FMoETransformerMLP`` (laekov/fastmoe), as the reference harness runs it:
+    plain FastMoE by default; FasterMoE's smart schedule with ``smart_schedule`` (what
+    ``FMOE_FASTER_SCHEDULE_ENABLE=1`` switches on). Every step's source: ``docs/moe.md``."""
 
     name: Literal["fastermoe"] = "fastermoe"
-    chunks: PositiveInt = 4
+    smart_schedule: bool = Field(
+        default=False,
+        description="FasterMoE's smart schedule (fmoe/fastermoe/schedule.py, "
+        "cuda/fastermoe/smart_schedule.h): the exchange split by groups of pipeline_gran "
+        "workers and pipelined against the expert computation on a communication stream. "
+        "False: plain FastMoE (fmoe/layers.py), what FMoETransformerMLP runs without "
+        "FMOE_FASTER_SCHEDULE_ENABLE.",
+    )
+    pipeline_gran: PositiveInt = Field(
+        default=4,
+        description="smart_schedule: workers per pipeline group (FMOE_FASTER_GROUP_SIZE, "
+        "default 4 in cuda/fastermoe/smart_schedule.cpp; capped at the world size).",
+    )
     dtype: Dtype = Dtype.fp16
 
 
