@@ -100,8 +100,8 @@ def test_each_expert_pays_its_host_syncs_and_one_cublas_gemm_per_linear() -> Non
     syncs = [s for s in programs[0] if isinstance(s, SyncStep)]
     gemms = [s for s in programs[0] if isinstance(s, KernelStep) and s.cost.name == "cublas_gemm"]
     # prepare_forward: two .item() and three .cpu(); each FMoELinear: the count's blocking
-    # copy, repeat_interleave's .item(), syncTorch, and smgr->sync: 4 per linear, 2 per expert
-    assert len(syncs) == 5 + 8 * g.local_experts
+    # copy, repeat_interleave's two .item(), syncTorch and smgr->sync: 5 per linear, 2 linears
+    assert len(syncs) == 5 + 10 * g.local_experts
     assert len(gemms) == 2 * g.local_experts
     assert all(s.stream == 1 for s in gemms)  # the stream manager's stream, not torch's
 
@@ -113,7 +113,7 @@ def test_a_sync_leaves_the_gpu_idle_until_the_host_issues_again() -> None:
     events = [e for e in node.sim.recorder.events if e.kind == "slice"]
     gpu = sorted((e for e in events if e.track.group == "gpu0"), key=lambda e: e.start_s)
     host_syncs = [e for e in events if e.track.lane == "rank gpu0" and e.name == "sync"]
-    assert len(host_syncs) == 5 + 8 * 4
+    assert len(host_syncs) == 5 + 10 * 4
     gaps = 0
     for i, e in enumerate(gpu[:-1]):
         if e.name != "d2h":
@@ -139,11 +139,11 @@ def test_latency_grows_with_the_experts_at_fixed_tokens(smart: bool) -> None:
     latencies = [_run(4, e, strategy)[0] for e in (4, 8, 16, 32)]
     assert latencies == sorted(latencies) and len(set(latencies)) == 4
     # the mechanism: each local expert adds its syncs and two NCCL groups, so the growth per
-    # extra local expert is at least its 8 sync returns
+    # extra local expert is at least its 10 sync returns
     sync_return = LaunchTimes.from_profile(make_profile()).sync_return_s
     steps = np.diff(latencies)
     added_local = np.diff([e // 4 for e in (4, 8, 16, 32)])
-    assert all(s >= a * 6 * sync_return for s, a in zip(steps, added_local, strict=True))
+    assert all(s >= a * 10 * sync_return for s, a in zip(steps, added_local, strict=True))
 
 
 @pytest.mark.parametrize(

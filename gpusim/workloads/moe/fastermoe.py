@@ -27,8 +27,10 @@ gemm (``fmoe/layers.py`` ``FMoE.expert_fn``, ``fmoe/transformer.py`` ``_Expert.f
 
     - ``expert_count.to(device)``: a host-to-device copy of the count, which PyTorch issues
       blocking (``copy_`` without ``non_blocking``: copy, then a stream synchronize);
-    - ``bias.repeat_interleave(counts)``: ATen sizes its output from the counts' sum on the
-      host (``.item()``: a sync), then gathers the bias rows (m x out bytes);
+    - ``bias.repeat_interleave(counts)`` (``aten/src/ATen/native/Repeat.h``
+      ``repeat_interleave_common``, no ``output_size``): ``cumsum``, ``cumsum[-1].item()``
+      (sync: the output size), ``(repeats >= 0).all().item()`` (sync: the check), the index
+      kernel, then ``index_select`` of the bias rows (m x out bytes);
     - ``fmoe_cuda_linear_forward_impl`` (``cuda/parallel_linear.cuh``): ``smgr->syncTorch()``
       (``cudaStreamSynchronize`` of the torch stream), one ``cublasXgemm`` on the stream
       manager's stream 0, ``smgr->sync(1)`` (``cudaStreamSynchronize`` of that stream).
@@ -39,7 +41,7 @@ combine (``fmoe/functions.py`` ``MOEGather.forward``, ``fmoe/layers.py`` ``FMoE.
     ``_local_gather``: ``torch.zeros`` (T x k x H) and ``index_add_``; ``torch.bmm`` of the
     gate scores with the k outputs per token.
 
-So a rank pays 5 syncs to prepare and 8 per local expert, and 2 L + 1 NCCL calls: at a fixed
+So a rank pays 5 syncs to prepare and 10 per local expert, and 2 L + 1 NCCL calls: at a fixed
 number of tokens the latency grows with the experts and with the GPUs from the mechanism.
 
 FasterMoE's smart schedule (``smart_schedule``; ``fmoe/fastermoe/schedule.py``
@@ -155,14 +157,18 @@ def fmoe_linear_steps(
     plain: bool,
 ) -> list[Step]:
     """One ``FMoELinear`` of one expert holding ``m`` rows (``cuda/parallel_linear.cu``
-    ``_linear_forward``): the count's blocking copy, the bias ``repeat_interleave`` (its
+    ``_linear_forward``): the count's blocking copy, the bias ``repeat_interleave`` (its two
     ``.item()``), ``syncTorch``, the cuBLAS GEMM on ``stream``, and ``smgr->sync`` when the
     stream manager uses its own streams (``plain``)."""
     out_B = m * n_out * g.element_bytes
     steps: list[Step] = [
         _to_host(COUNT_BYTES, "gemm"),  # expert_count.to(device): copy, then stream sync
+        # bias.repeat_interleave: aten/src/ATen/native/Repeat.h repeat_interleave_common
         KernelStep(elementwise("repeat_cumsum", COUNT_BYTES, COUNT_BYTES, rates), "gemm"),
-        _to_host(COUNT_BYTES, "gemm"),  # repeat_interleave sizes its output: .item()
+        _to_host(COUNT_BYTES, "gemm"),  # cumsum[-1].item(): the output size
+        KernelStep(elementwise("repeat_ge0", COUNT_BYTES, 1, rates), "gemm"),
+        KernelStep(elementwise("repeat_all", 1, 1, rates), "gemm"),
+        _to_host(1, "gemm"),  # (repeats >= 0).all().item(): the check
         KernelStep(elementwise("repeat_index", COUNT_BYTES, m * ID_BYTES, rates), "gemm"),
         KernelStep(
             elementwise("bias_rows", m * ID_BYTES + n_out * g.element_bytes, out_B, rates), "gemm"
