@@ -13,7 +13,6 @@ from pydantic import Field, model_validator
 
 from gpusim.spec.base import (
     Dtype,
-    Fraction,
     Identifier,
     NonNegativeFloat,
     NonNegativeInt,
@@ -252,10 +251,21 @@ class FasterMoEStrategy(Spec):
 
 
 class CometStrategy(Spec):
-    """COMET: communication overlapped inside the GEMM kernels by a share of thread blocks."""
+    """COMET (bytedance/flux): an all-gather of the tokens overlapped with the grouped GEMM0,
+    and GEMM1 whose last CTAs top-k reduce and scatter the results (``docs/moe.md``)."""
 
     name: Literal["comet"] = "comet"
-    comm_block_fraction: Fraction = 0.25
+    gather_rs_ctas: PositiveInt = Field(
+        default=28,
+        description="CTAs of the GEMM1 kernel that do the top-k reduce and scatter (flux "
+        "src/moe_gather_rs/ths_op/gemm_grouped_v3_gather_rs.cc: 28 for 16-bit inputs, 32 "
+        "for FP8); the rest compute.",
+    )
+    pipeline_chunks: PositiveInt = Field(
+        default=4,
+        description="Pieces over which each fused kernel overlaps its transfer with its GEMM "
+        "(it ends at max(GEMM, transfer + GEMM / pipeline_chunks)).",
+    )
     dtype: Dtype = Dtype.fp16
 
 
