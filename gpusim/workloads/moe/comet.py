@@ -27,8 +27,8 @@ layer 1 (``src/moe_gather_rs/ths_op/gemm_grouped_v3_gather_rs.cc`` ``forward_gat
     ``barrier.zero_()``, and ``ep_topk_reduce_impl`` summing the N partial rows of each token.
 
 Not modelled: the exchange of routing indices a deployment without precomputed routing would
-need, the host-side problem-schedule sort, the H2D argument copies' PCIe time (tiny, charged as
-calls), and the copy engines' own rate limit (the gather runs at the fabric's rate).
+need, the host-side problem-schedule sort, the H2D argument copies' PCIe path (each is a tiny
+queued copy), and the copy engines' own rate limit (the gather runs at the fabric's rate).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gpusim.execution.host_costs import RuntimeCall
 from gpusim.execution.program import Exchange, ExchangeStep, KernelStep, Step, SyncStep
 from gpusim.hardware.rates import GPURates
 from gpusim.spec.moe import CometStrategy
@@ -104,21 +105,49 @@ def build(
         rows = sum(expert_rows(g, batch, r, False))
         tk = n * t * g.top_k  # flux indexes every gathered token's top-k slots
         steps: list[Step] = [*router_steps(g, rates[r], strategy.dtype)]
+        # layer 0: one framework op (the pybind call), whose C++ issues the rest as raw calls
         steps += [
-            KernelStep(elementwise("memset_barrier", 0, n * INT_BYTES, rates[r]), "dispatch"),
-            KernelStep(elementwise("copy_local_shard", shard_B, shard_B, rates[r]), "dispatch"),
+            KernelStep(
+                elementwise("memset_barrier", 0, n * INT_BYTES, rates[r]),
+                "dispatch",
+                call=RuntimeCall.memcpy_async,  # cudaMemsetAsync
+            ),
+            KernelStep(
+                elementwise("copy_local_shard", shard_B, shard_B, rates[r]),
+                "dispatch",
+                new_op=False,
+                call=RuntimeCall.memcpy_async,
+            ),
             ExchangeStep(start_barrier, "dispatch"),
             KernelStep(
                 elementwise("calc_gather_index", tk * INT_BYTES, tk * INT_BYTES, rates[r]),
                 "dispatch",
+                new_op=False,
             ),
             KernelStep(
-                elementwise("ag_scatter_sort", tk * INT_BYTES, tk * INT_BYTES, rates[r]), "dispatch"
+                elementwise("ag_scatter_sort", tk * INT_BYTES, tk * INT_BYTES, rates[r]),
+                "dispatch",
+                new_op=False,
             ),
-            SyncStep(INT_BYTES * (1 + g.local_experts * n), "dispatch"),  # splits, stream sync
+            # two cudaMemcpyAsync to the host, then c10::cuda::stream_synchronize
+            SyncStep(INT_BYTES * (1 + g.local_experts * n), "dispatch"),
             ExchangeStep(ag_gemm0, "gemm"),
             ExchangeStep(end_barrier, "gemm"),
-            KernelStep(ffn0[r].activation, "gemm"),
+            KernelStep(ffn0[r].activation, "gemm"),  # gelu
+        ]
+        # layer 1: the problem arguments' three H2D copies, GEMM1 + gather-RS, the barrier,
+        # barrier.zero_() (an ATen op), ep_topk_reduce_impl (a raw launch)
+        args_B = float(INT_BYTES * (g.experts + n + 1))
+        steps += [
+            KernelStep(
+                elementwise("h2d_args", args_B, args_B, rates[r]),
+                "combine",
+                new_op=i == 0,
+                call=RuntimeCall.memcpy_async,
+            )
+            for i in range(3)
+        ]
+        steps += [
             ExchangeStep(gemm1_rs, "combine"),
             ExchangeStep(rs_barrier, "combine"),
             KernelStep(elementwise("barrier_zero", 0, INT_BYTES, rates[r]), "combine"),
@@ -130,6 +159,7 @@ def build(
                     rates[r],
                 ),
                 "combine",
+                new_op=False,
             ),
         ]
         programs.append(steps)

@@ -24,7 +24,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gpusim.execution.program import Exchange, ExchangeStep, KernelStep, Step, SyncStep
+from gpusim.execution.program import (
+    Exchange,
+    ExchangeStep,
+    HostStep,
+    KernelStep,
+    Step,
+    SyncStep,
+)
 from gpusim.hardware.rates import GPURates
 from gpusim.spec.moe import DeepEPStrategy
 from gpusim.workloads.moe.hostdriven import (
@@ -63,13 +70,16 @@ def build(
         layout = elementwise(
             "get_dispatch_layout", t * k * ID_BYTES, g.experts * g.n_gpus * 4, rates[r]
         )
+        steps.append(HostStep("gate", "python"))  # Buffer.get_dispatch_layout (Python)
         steps.append(KernelStep(layout, "gate"))
+        steps.append(HostStep("gate", "python"))  # Buffer.dispatch -> runtime (Python)
         steps.append(ExchangeStep(notify, "gate"))
         steps.append(SyncStep(g.n_gpus * g.local_experts * ID_BYTES, "gate"))
         steps.append(ExchangeStep(dispatch, "dispatch"))
         steps += [KernelStep(c, "gemm") for c in ffn.gemm0]
         steps.append(KernelStep(ffn.activation, "gemm"))
         steps += [KernelStep(c, "gemm") for c in ffn.gemm1]
+        steps.append(HostStep("combine", "python"))  # Buffer.combine -> runtime (Python)
         steps.append(ExchangeStep(notify_combine, "combine"))
         steps.append(ExchangeStep(combine, "combine"))
         programs.append(steps)

@@ -55,9 +55,11 @@ manager on the torch stream, so ``sync`` is a no-op but ``syncTorch`` still bloc
 issued after every C; ``smgr->sync(num_expert + 1)``; ``_local_gather`` (zeros, ``index_copy_``);
 ``torch.bmm``. Dynamic shadowing (``stored_models``) is not modelled: no expert is shadowed.
 
-Not modelled: the dummy loss tensor's copy in ``NaiveGate.forward``, the autograd records of a
-training forward, the host time of the views and Python work between ops (no host-only step
-kind yet), the per-call enqueue of each ncclSend/ncclRecv inside a group (one NCCL call each).
+Host costs: every op pays its kind's dispatch (``OpKind``), GEMMs the cuBLAS call, views and
+Python frames (the loop body, module and autograd-Function calls) host-only steps, each NCCL
+group the NCCL call. Not modelled: the dummy loss tensor's copy in ``NaiveGate.forward``, the
+autograd records of a training forward, the per-call enqueue of each ncclSend/ncclRecv inside a
+group (one NCCL call per group).
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gpusim.execution.program import Exchange, ExchangeStep, KernelStep, Step, SyncStep
+from gpusim.execution.host_costs import OpKind, RuntimeCall
+from gpusim.execution.program import Exchange, ExchangeStep, HostStep, KernelStep, Step, SyncStep
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels import kernel_cost
 from gpusim.kernels.cost import KernelCost
@@ -86,14 +89,42 @@ def _gemm(m: int, n: int, k: int, dtype: Dtype, rates: GPURates, name: str) -> K
     return renamed(kernel_cost(GemmOp(m=m, n=n, k=k, dtype=dtype), rates), name)
 
 
-def _to_host(n_bytes: int, phase: Phase) -> Step:
-    """``.item()`` / ``.cpu()`` / a blocking ``copy_``: the copy, the host waits for it."""
-    return SyncStep(n_bytes, phase)
+def _op(
+    name: str,
+    read_B: float,
+    write_B: float,
+    rates: GPURates,
+    phase: Phase,
+    kind: OpKind = OpKind.elementwise,
+    stream: int = TORCH_STREAM,
+) -> Step:
+    """A framework op of ``kind`` launching one memory-bound kernel."""
+    return KernelStep(elementwise(name, read_B, write_B, rates), phase, stream, op_kind=kind)
 
 
-def _stream_sync(phase: Phase) -> Step:
-    """``cudaStreamSynchronize``: the host waits for the stream to drain (no copy)."""
-    return SyncStep(0, phase)
+def _cublas(cost: KernelCost, phase: Phase, stream: int = TORCH_STREAM) -> Step:
+    """A GEMM launched through cuBLAS (heuristic + launch, ``host.cublas_call_us``)."""
+    return KernelStep(cost, phase, stream, call=RuntimeCall.cublas)
+
+
+def _to_host(n_bytes: int, phase: Phase, rates: GPURates, only: int | None = None) -> list[Step]:
+    """``.item()`` / ``.cpu()`` / a blocking ``copy_``: ATen's ``memcpy_and_sync`` (a
+    ``cudaMemcpyAsync`` on the current stream, then ``cudaStreamSynchronize`` of it). With
+    ``only`` None the copy is a device-to-host transfer after every stream of the rank (exact
+    where the other streams are drained, as in plain FastMoE); with a stream, the copy is queued
+    on that stream and the host waits for that stream alone (the smart schedule, whose
+    communication stream keeps running)."""
+    if only is None:
+        return [SyncStep(n_bytes, phase, op_kind=OpKind.elementwise)]
+    copy = KernelStep(
+        elementwise("memcpy", n_bytes, n_bytes, rates), phase, only, call=RuntimeCall.memcpy_async
+    )
+    return [copy, _stream_sync(phase, only)]
+
+
+def _stream_sync(phase: Phase, stream: int = TORCH_STREAM) -> Step:
+    """``cudaStreamSynchronize``: the host waits for ``stream`` to drain (no copy)."""
+    return SyncStep(0, phase, kind="stream", stream=stream)
 
 
 def _gate_steps(g: LayerGeometry, rates: GPURates, dtype: Dtype) -> list[Step]:
@@ -101,11 +132,9 @@ def _gate_steps(g: LayerGeometry, rates: GPURates, dtype: Dtype) -> list[Step]:
     t, e, k = g.tokens_per_gpu, g.experts, g.top_k
     logits = t * e * g.element_bytes
     return [
-        KernelStep(_gemm(t, e, g.hidden, dtype, rates, "gate_linear"), "gate"),
-        KernelStep(
-            elementwise("topk", logits, t * k * (g.element_bytes + ID_BYTES), rates), "gate"
-        ),
-        KernelStep(elementwise("softmax", t * k * PROB_BYTES, t * k * PROB_BYTES, rates), "gate"),
+        _cublas(_gemm(t, e, g.hidden, dtype, rates, "gate_linear"), "gate"),
+        _op("topk", logits, t * k * (g.element_bytes + ID_BYTES), rates, "gate", OpKind.reduction),
+        _op("softmax", t * k * PROB_BYTES, t * k * PROB_BYTES, rates, "gate", OpKind.reduction),
     ]
 
 
@@ -115,22 +144,23 @@ def _prepare_steps(g: LayerGeometry, rates: GPURates, count_exchange: Exchange) 
     t, e, k, lx = g.tokens_per_gpu, g.experts, g.top_k, g.local_experts
     counts_B = e * COUNT_BYTES
     return [
-        KernelStep(elementwise("zeros_counts", 0, e * 4, rates), "gate"),
-        KernelStep(elementwise("expert_count", t * k * ID_BYTES, e * 4, rates), "gate"),
-        KernelStep(elementwise("counts_long", e * 4, counts_B, rates), "gate"),
+        _op("zeros_counts", 0, e * 4, rates, "gate"),
+        _op("expert_count", t * k * ID_BYTES, e * 4, rates, "gate"),
+        _op("counts_long", e * 4, counts_B, rates, "gate"),
         ExchangeStep(count_exchange, "gate"),
-        KernelStep(elementwise("cumsum", counts_B, counts_B, rates), "gate"),
-        KernelStep(elementwise("cumsum_int", counts_B, e * 4, rates), "gate"),
-        _to_host(4, "gate"),  # lec_cum[-1].item()
-        KernelStep(
-            elementwise("assign_pos", t * k * ID_BYTES + e * 4, t * k * ID_BYTES, rates), "gate"
+        _op("cumsum", counts_B, counts_B, rates, "gate", OpKind.reduction),
+        _op("cumsum_int", counts_B, e * 4, rates, "gate"),
+        *_to_host(4, "gate", rates),  # lec_cum[-1].item()
+        _op(
+            "assign_pos", t * k * ID_BYTES + e * 4, t * k * ID_BYTES, rates, "gate", OpKind.indexing
         ),
-        KernelStep(elementwise("fwd_expert_count", counts_B, lx * COUNT_BYTES, rates), "gate"),
-        KernelStep(elementwise("fwd_batch_size", lx * COUNT_BYTES, COUNT_BYTES, rates), "gate"),
-        _to_host(COUNT_BYTES, "gate"),  # fwd_expert_count.sum().item()
-        _to_host(counts_B, "gate"),  # local_expert_count.cpu()
-        _to_host(counts_B, "gate"),  # global_expert_count.cpu()
-        _to_host(lx * COUNT_BYTES, "gate"),  # fwd_expert_count.cpu()
+        HostStep("gate", OpKind.view),  # global_expert_count.view(world_size, num_expert)
+        _op("fwd_expert_count", counts_B, lx * COUNT_BYTES, rates, "gate", OpKind.reduction),
+        _op("fwd_batch_size", lx * COUNT_BYTES, COUNT_BYTES, rates, "gate", OpKind.reduction),
+        *_to_host(COUNT_BYTES, "gate", rates),  # fwd_expert_count.sum().item()
+        *_to_host(counts_B, "gate", rates),  # local_expert_count.cpu()
+        *_to_host(counts_B, "gate", rates),  # global_expert_count.cpu()
+        *_to_host(lx * COUNT_BYTES, "gate", rates),  # fwd_expert_count.cpu()
     ]
 
 
@@ -139,10 +169,8 @@ def _local_scatter(g: LayerGeometry, rates: GPURates) -> list[Step]:
     t, k = g.tokens_per_gpu, g.top_k
     rows_B = t * k * g.row_bytes
     return [
-        KernelStep(elementwise("pos_div", t * k * ID_BYTES, t * k * ID_BYTES, rates), "dispatch"),
-        KernelStep(
-            elementwise("index_select", rows_B + t * k * ID_BYTES, rows_B, rates), "dispatch"
-        ),
+        _op("pos_div", t * k * ID_BYTES, t * k * ID_BYTES, rates, "dispatch"),
+        _op("index_select", rows_B + t * k * ID_BYTES, rows_B, rates, "dispatch", OpKind.indexing),
     ]
 
 
@@ -158,27 +186,39 @@ def fmoe_linear_steps(
 ) -> list[Step]:
     """One ``FMoELinear`` of one expert holding ``m`` rows (``cuda/parallel_linear.cu``
     ``_linear_forward``): the count's blocking copy, the bias ``repeat_interleave`` (its two
-    ``.item()``), ``syncTorch``, the cuBLAS GEMM on ``stream``, and ``smgr->sync`` when the
-    stream manager uses its own streams (``plain``)."""
+    ``.item()``), ``syncTorch``, one cuBLAS GEMM, and ``smgr->sync``. ``plain``: the stream
+    manager uses its own stream 0 for the GEMM and syncs it; else (the smart schedule's
+    ``use_default``) everything runs on ``stream``, the torch stream, and ``sync`` is a
+    no-op."""
     out_B = m * n_out * g.element_bytes
+    only = None if plain else stream  # the smart schedule's other stream keeps running
     steps: list[Step] = [
-        _to_host(COUNT_BYTES, "gemm"),  # expert_count.to(device): copy, then stream sync
+        HostStep("gemm", "python", 2),  # FMoELinear.forward, MOELinear.apply
+        HostStep("gemm", OpKind.view),  # inp.type_as(self.weight)
+        *_to_host(COUNT_BYTES, "gemm", rates, only),  # expert_count.to(device): blocking copy
         # bias.repeat_interleave: aten/src/ATen/native/Repeat.h repeat_interleave_common
-        KernelStep(elementwise("repeat_cumsum", COUNT_BYTES, COUNT_BYTES, rates), "gemm"),
-        _to_host(COUNT_BYTES, "gemm"),  # cumsum[-1].item(): the output size
-        KernelStep(elementwise("repeat_ge0", COUNT_BYTES, 1, rates), "gemm"),
-        KernelStep(elementwise("repeat_all", 1, 1, rates), "gemm"),
-        _to_host(1, "gemm"),  # (repeats >= 0).all().item(): the check
-        KernelStep(elementwise("repeat_index", COUNT_BYTES, m * ID_BYTES, rates), "gemm"),
-        KernelStep(
-            elementwise("bias_rows", m * ID_BYTES + n_out * g.element_bytes, out_B, rates), "gemm"
+        _op("repeat_cumsum", COUNT_BYTES, COUNT_BYTES, rates, "gemm", OpKind.reduction, stream),
+        *_to_host(COUNT_BYTES, "gemm", rates, only),  # cumsum[-1].item(): the output size
+        _op("repeat_ge0", COUNT_BYTES, 1, rates, "gemm", OpKind.elementwise, stream),
+        _op("repeat_all", 1, 1, rates, "gemm", OpKind.reduction, stream),
+        *_to_host(1, "gemm", rates, only),  # (repeats >= 0).all().item(): the check
+        _op("repeat_index", COUNT_BYTES, m * ID_BYTES, rates, "gemm", OpKind.indexing, stream),
+        _op(
+            "bias_rows",
+            m * ID_BYTES + n_out * g.element_bytes,
+            out_B,
+            rates,
+            "gemm",
+            OpKind.indexing,
+            stream,
         ),
-        _stream_sync("gemm"),  # smgr->syncTorch()
+        _stream_sync("gemm", stream if not plain else TORCH_STREAM),  # smgr->syncTorch()
     ]
     if m > 0:  # fmoe_cuda_linear_forward_impl skips an expert without rows
-        steps.append(KernelStep(_gemm(m, n_out, n_in, dtype, rates, "cublas_gemm"), "gemm", stream))
+        gemm = _gemm(m, n_out, n_in, dtype, rates, "cublas_gemm")
+        steps.append(_cublas(gemm, "gemm", SMGR_STREAM if plain else stream))
     if plain:
-        steps.append(_stream_sync("gemm"))  # smgr->sync(1)
+        steps.append(_stream_sync("gemm", SMGR_STREAM))  # smgr->sync(1)
     return steps
 
 
@@ -188,8 +228,9 @@ def _expert_steps(
     """``_Expert.forward`` (fmoe/transformer.py): htoh4, activation, h4toh."""
     act_B = m * g.intermediate * g.element_bytes
     return [
+        HostStep("gemm", "python"),  # _Expert.forward
         *fmoe_linear_steps(m, g.hidden, g.intermediate, g, rates, dtype, stream, plain),
-        KernelStep(elementwise("activation", act_B, act_B, rates), "gemm"),
+        _op("activation", act_B, act_B, rates, "gemm", OpKind.elementwise, stream),
         *fmoe_linear_steps(m, g.intermediate, g.hidden, g, rates, dtype, stream, plain),
     ]
 
@@ -201,9 +242,10 @@ def _combine_tail(g: LayerGeometry, rates: GPURates, index_add: bool) -> list[St
     rows_B = t * k * g.row_bytes
     name = "index_add" if index_add else "index_copy"
     return [
-        KernelStep(elementwise("zeros", 0, rows_B, rates), "combine"),
-        KernelStep(elementwise(name, 2 * rows_B + t * k * ID_BYTES, rows_B, rates), "combine"),
-        KernelStep(
+        _op("zeros", 0, rows_B, rates, "combine"),
+        _op(name, 2 * rows_B + t * k * ID_BYTES, rows_B, rates, "combine", OpKind.indexing),
+        HostStep("combine", OpKind.view, 3),  # view(-1, topk, dim), gate_score.view, reshape
+        _cublas(
             elementwise("bmm_gate", rows_B + t * k * PROB_BYTES, t * g.row_bytes, rates), "combine"
         ),
     ]
@@ -264,10 +306,13 @@ def _plain_programs(
         steps += _local_scatter(g, rates[r])
         steps += [ExchangeStep(ex, "dispatch") for ex in scatter]
         local_rows = [int(m[:, r].sum()) for m in rows]
+        steps.append(HostStep("gemm", OpKind.view))  # fwd_expert_count.cpu(): on the host
         for m in local_rows:
-            steps += _expert_steps(m, g, rates[r], dtype, SMGR_STREAM, plain=True)
+            # the loop body: the input slice (a view) and torch.tensor([count]) (a host op)
+            steps += [HostStep("gemm", "python"), HostStep("gemm", OpKind.view, 2)]
+            steps += _expert_steps(m, g, rates[r], dtype, TORCH_STREAM, plain=True)
         total_B = sum(local_rows) * g.row_bytes
-        steps.append(KernelStep(elementwise("cat", total_B, total_B, rates[r]), "gemm"))
+        steps.append(_op("cat", total_B, total_B, rates[r], "gemm"))
         steps += [ExchangeStep(ex, "combine") for ex in gather]
         steps += _combine_tail(g, rates[r], index_add=True)
         programs.append(steps)

@@ -5,14 +5,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
-from gpusim.execution.program import Exchange, ExchangeStep, KernelStep, Step
+from gpusim.execution.host_costs import OpKind
+from gpusim.execution.program import Exchange, ExchangeStep, HostStep, KernelStep, Step
 from gpusim.hardware.rates import GPURates
 from gpusim.spec.moe import FasterMoEStrategy
 from gpusim.workloads.moe import fastermoe as fm
-from gpusim.workloads.moe.hostdriven import elementwise
 from gpusim.workloads.moe.layer import LayerGeometry
 
 
@@ -76,19 +77,24 @@ def smart_programs(
                 m = int(sum(rows[e][i][r] for i in src))
                 if m == 0:  # computeFn returns for an empty micro-batch
                     continue
+                # computeFn -> _expert_forward: x.data, enable_grad, torch.tensor([n]),
+                # expert_fn_single, then y.copy_(y0)
+                steps += [HostStep("gemm", "python", 3), HostStep("gemm", OpKind.view, 2)]
                 steps += fm._expert_steps(m, g, rates[r], dtype, fm.TORCH_STREAM, plain=False)
                 out_B = m * g.row_bytes
-                steps.append(KernelStep(elementwise("y_copy", out_B, out_B, rates[r]), "gemm"))
-            if len(steps) > first:  # FMOE_SWE(torchStream, input_ready[step]) on its first op
-                head = steps[first]
+                steps.append(fm._op("y_copy", out_B, out_B, rates[r], "gemm"))
+            # FMOE_SWE(torchStream, input_ready[step]): the step's first launch waits for it
+            for i in range(first, len(steps)):
+                head = steps[i]
                 if isinstance(head, KernelStep):
-                    steps[first] = KernelStep(head.cost, head.phase, head.stream, (arrived[s],))
+                    steps[i] = replace(head, after=(arrived[s],))
+                    break
             computed.append(len(steps) - 1)
         for s in range(n_groups):  # R_0 ... R_n, after output_ready[step]
             for e, ex in enumerate(gather[s]):
                 after = (computed[s],) if e == 0 else ()
                 steps.append(ExchangeStep(ex, "combine", fm.COMM_STREAM, after))
-        steps.append(fm._stream_sync("combine"))  # smgr->sync(num_expert + 1)
+        steps.append(fm._stream_sync("combine", fm.COMM_STREAM))  # smgr->sync(num_expert + 1)
         steps += fm._combine_tail(g, rates[r], index_add=False)
         programs.append(steps)
     return programs
