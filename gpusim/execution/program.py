@@ -3,12 +3,21 @@
 A workload family writes, for every rank, a program: an iterable of steps that rank's host
 thread issues in order. The step kinds:
 
-- :class:`KernelStep`: one kernel launch (a framework operator: framework cost + launch on a
-  stream), optionally waiting for earlier steps of the same rank (``after``);
+- :class:`KernelStep`: one kernel launch (a framework operator of an :class:`OpKind`: its
+  dispatch, then a runtime call such as cudaLaunchKernel or a cuBLAS call, on a stream),
+  optionally waiting for earlier steps of the same rank (``after``);
+- :class:`HostStep`: host-only work that launches nothing (a view op's dispatch, Python work
+  such as a loop body or the processing of a ``.tolist()``);
 - :class:`ExchangeStep`: this rank's part of an :class:`Exchange`, bytes moved between ranks
-  (an NCCL collective, or device-initiated one-sided copies, optionally fused with a GEMM):
-  every rank meets the same exchanges in the same order;
-- :class:`SyncStep`: a device-to-host copy the host waits for.
+  (an NCCL all-to-all, all-gather, reduce-scatter or all-reduce, or device-initiated one-sided
+  copies, optionally fused with a GEMM): every rank meets the same exchanges in the same order;
+- :class:`SyncStep`: a host synchronisation: a device-to-host copy the host waits for
+  (``to_host``), ``cudaStreamSynchronize`` (``stream``) or ``torch.cuda.synchronize()``
+  (``device``).
+
+Host costs come from :class:`~gpusim.execution.host_costs.HostCosts` (the profile's ``launch``
+and ``host`` sections; ``docs/host_runtime.md``): :func:`host_cost_s` is the one formula both
+interpreters charge, so they agree exactly.
 
 Each step names its phase; the family declares its phase names once (MoE: gate, dispatch,
 gemm, combine) and every :class:`RankResult` accounts time per declared phase. A program may be
@@ -33,7 +42,7 @@ from typing import Literal
 import numpy as np
 
 from gpusim.errors import SimulationError
-from gpusim.execution.launch import LaunchTimes
+from gpusim.execution.host_costs import HostCosts, OpKind, RuntimeCall
 from gpusim.kernels.cost import KernelCost
 
 Phases = Sequence[str]
@@ -67,14 +76,65 @@ class KernelStep(StepBase):
     new_op: bool = True
     """The kernel starts a framework operator (pays the framework's per-op cost); False for
     the further kernels of one operator, such as a library's per-expert GEMM loop."""
+    op_kind: OpKind = OpKind.elementwise
+    """The framework operator's kind (its dispatch cost, ``HostCosts.framework_op_s``); only
+    charged when ``new_op``."""
+    records_graph: bool = False
+    """The forward records an autograd graph (training mode): the op also pays the autograd
+    bookkeeping (``host.autograd_op_us``); only charged when ``new_op``."""
+    call: RuntimeCall = RuntimeCall.launch_kernel
+    """The runtime call that launches the kernel: cudaLaunchKernel, or ``cublasGemmEx`` for a
+    library GEMM (heuristic + launch, ``host.cublas_call_us``)."""
+
+
+HostKind = Literal["python"] | OpKind
+"""What a :class:`HostStep` does: Python work (``host.python_step_us`` each), or the dispatch
+of framework ops of one kind that launch nothing (a view op: ``host.view_op_us`` each)."""
+
+
+@dataclass(frozen=True)
+class HostStep(StepBase):
+    """Host-only work that launches nothing: ``count`` times a Python step (a loop body, the
+    processing of a ``.tolist()``) or the dispatch of a framework op of ``kind`` (a view op).
+    It delays the rank's next launch by its cost and occupies no stream."""
+
+    phase: str
+    kind: HostKind = "python"
+    count: int = 1
+    records_graph: bool = False
+    """Framework ops (not Python work) also pay the autograd bookkeeping."""
+
+
+Collective = Literal["all_to_all", "all_gather", "reduce_scatter", "all_reduce"]
+"""The NCCL collectives an :class:`Exchange` runs."""
+RING_PASSES: dict[Collective, int] = {"all_gather": 1, "reduce_scatter": 1, "all_reduce": 2}
+"""Ring passes of each ring collective (all-to-all is not a ring)."""
 
 
 @dataclass(frozen=True)
 class Exchange:
     """Bytes every rank sends every other rank in one step: ``send_B[i][j]`` from rank i to j.
 
-    ``kind`` "nccl": a bulk-synchronous NCCL all-to-all (send/recv pairs start when both ranks
-    have entered; setup cost; NCCL's SMs). "onesided": device-initiated copies (DeepEP, COMET)
+    ``kind`` "nccl": a bulk-synchronous NCCL collective (setup cost; NCCL's SMs), which one
+    ``collective`` says:
+
+    - ``all_to_all`` (default): send/recv pairs start when both ranks have entered;
+      ``send_B[i][j]`` is what rank i sends rank j (any matrix).
+    - ``all_gather``: every rank contributes one shard of ``S`` bytes and ends with all N shards
+      (output ``N*S`` per rank); ``send_B[i][j] = S`` for every i != j (build it with
+      :meth:`ring`), so each rank receives ``(N-1)*S``. Run as NCCL's ring over the ranks in
+      order (:class:`gpusim.execution.collectives.AllGather` of size ``N*S``).
+    - ``reduce_scatter``: every rank holds an input of ``N*S`` bytes and ends with its reduced
+      shard of ``S``; ``send_B[i][j] = S`` (the part of rank i's input that j reduces). Ring,
+      size ``N*S``.
+    - ``all_reduce``: every rank holds a buffer of ``N*S`` bytes; ``send_B[i][j] = S`` (one ring
+      chunk). Ring, two passes, size ``N*S``.
+
+    The ring collectives need the same shard from every rank (NCCL's all-gather and
+    reduce-scatter take equal counts); the checks hold it. The moved bytes a workload reports
+    (``send_B`` off the diagonal) are then the logical payload: (N-1)*S into each rank.
+
+     "onesided": device-initiated copies (DeepEP, COMET)
     that start as soon as the sender enters, on ``comm_sms`` SMs. ``compute_s``/``chunks``: a
     GEMM fused into the same kernel (COMET) on the SMs left over, pipelined over ``chunks``
     chunks of the data: it ends at max(start + compute, data arrival + compute / chunks).
@@ -91,16 +151,42 @@ class Exchange:
     """Fused compute produces the data (GEMM1 then combine): sending starts after the first
     chunk is computed, and the step ends at max(compute, compute / chunks + transfer)."""
     holds_all_sms: bool = False
+    collective: Collective = "all_to_all"
+    """Which NCCL collective (``kind`` "nccl" only); see the class docstring for the bytes."""
+
+    @classmethod
+    def ring(
+        cls, name: str, collective: Collective, n_ranks: int, shard_B: float, comm_sms: int
+    ) -> Exchange:
+        """An NCCL all-gather, reduce-scatter or all-reduce of ``shard_B`` bytes per rank."""
+        send = np.full((n_ranks, n_ranks), float(shard_B))
+        np.fill_diagonal(send, 0.0)
+        return cls(name, send, "nccl", comm_sms, collective=collective)
+
+    @property
+    def shard_B(self) -> float:
+        """A ring collective's per-rank shard ``S`` (the first off-diagonal entry)."""
+        n = len(self.send_B)
+        return float(self.send_B[0][1]) if n > 1 else 0.0
 
 
 @dataclass(frozen=True)
 class ExchangeStep(StepBase):
-    """This rank's part of an :class:`Exchange`."""
+    """This rank's part of an :class:`Exchange`.
+
+    Host cost: by default today's bare NCCL call (``nccl.host_call_us``) for an NCCL exchange
+    and ``cudaLaunchKernel`` for a one-sided one. ``call=RuntimeCall.collective`` charges a
+    torch.distributed call instead: the framework dispatch of ``op_kind`` (plus autograd
+    bookkeeping when ``records_graph``) and the c10d ProcessGroupNCCL call
+    (``host.collective_call_us``)."""
 
     exchange: Exchange
     phase: str
     stream: int = 0
     after: tuple[int, ...] = ()
+    call: RuntimeCall | None = None
+    op_kind: OpKind = OpKind.elementwise
+    records_graph: bool = False
 
     @property
     def meets(self) -> Exchange:
@@ -108,19 +194,36 @@ class ExchangeStep(StepBase):
         return self.exchange
 
 
+SyncKind = Literal["to_host", "stream", "device"]
+"""What a :class:`SyncStep` waits for."""
+
+
 @dataclass(frozen=True)
 class SyncStep(StepBase):
-    """A device-to-host copy of ``d2h_bytes`` that the host waits for (``.cpu()`` / ``.item()``):
-    the host cannot run ahead of the GPU past this point. It follows every stream of its rank."""
+    """A host synchronisation: the host waits until the awaited work has drained, pays the
+    sync return latency (``launch.sync_return_us``), and only then issues its next step.
+
+    - ``to_host`` (default): a device-to-host copy of ``d2h_bytes`` the host needs (``.item()``,
+      ``.cpu()``, ``.tolist()``, the count of ``nonzero``); the copy follows every stream of
+      its rank; the host pays the framework dispatch of ``op_kind`` (None: none, today's cost)
+      and a cudaMemcpyAsync call.
+    - ``stream``: ``cudaStreamSynchronize`` on ``stream``: waits for that stream only.
+    - ``device``: ``torch.cuda.synchronize()``: waits for every stream of the rank's GPU.
+
+    The waits of ``stream`` and ``device`` launch nothing and cost no call time beyond the
+    return latency (``HostRuntime.stream_synchronize``); ``d2h_bytes`` must be 0 for them."""
 
     d2h_bytes: int
     phase: str
+    kind: SyncKind = "to_host"
+    stream: int = 0
+    op_kind: OpKind | None = None
 
 
-Step = KernelStep | ExchangeStep | SyncStep
+Step = KernelStep | HostStep | ExchangeStep | SyncStep
 """Every step kind the interpreters run."""
 
-STEP_KINDS: tuple[type[StepBase], ...] = (KernelStep, ExchangeStep, SyncStep)
+STEP_KINDS: tuple[type[StepBase], ...] = (KernelStep, HostStep, ExchangeStep, SyncStep)
 
 Program = Iterable[Step]
 """One rank's steps: a sequence, or an iterator the interpreters consume lazily."""
@@ -134,6 +237,10 @@ class RankResult:
     launches: int = 0
     busy_sm_s: float = 0.0
     phase_s: dict[str, float] = field(default_factory=dict)
+    host_s: float = 0.0
+    """Host time spent issuing steps (framework, runtime and Python costs; sync waits not)."""
+    sync_wait_s: float = 0.0
+    """Host time blocked in synchronisations (the wait and the return latency)."""
 
     @classmethod
     def zeroed(cls, phases: Phases) -> RankResult:
@@ -141,12 +248,32 @@ class RankResult:
         return cls(phase_s=dict.fromkeys(phases, 0.0))
 
 
-def host_cost_s(step: Step, times: LaunchTimes) -> float:
-    """Host time to issue a launching step: the framework's per-op cost for a kernel that
-    starts an operator, plus the runtime API call."""
-    if isinstance(step, KernelStep) and step.new_op:
-        return times.framework_op_s + times.api_s
-    return times.api_s
+def host_cost_s(step: Step, costs: HostCosts, nccl_host_call_s: float) -> float:
+    """Host time to issue ``step`` (before any wait), the one formula both interpreters use.
+
+    Kernel: ``framework_op_s(op_kind, records_graph)`` if it starts an op, plus
+    ``runtime_call_s(call)`` (with the defaults: ``launch.framework_op_us + launch_api_us``).
+    Host step: ``count`` x its Python or dispatch cost. Exchange: see :class:`ExchangeStep`
+    (``nccl_host_call_s``: the bare NCCL call, ``nccl.host_call_us``). Sync: the copy's
+    dispatch and cudaMemcpyAsync for ``to_host``, nothing for ``stream``/``device``."""
+    if isinstance(step, KernelStep):
+        op = costs.framework_op_s(step.op_kind, step.records_graph) if step.new_op else 0.0
+        return op + costs.runtime_call_s(step.call)
+    if isinstance(step, HostStep):
+        if step.kind == "python":
+            return step.count * costs.python_step_s
+        return step.count * costs.framework_op_s(step.kind, step.records_graph)
+    if isinstance(step, ExchangeStep):
+        if step.call is not None:
+            op = costs.framework_op_s(step.op_kind, step.records_graph)
+            return op + costs.runtime_call_s(step.call)
+        if step.exchange.kind == "nccl":
+            return nccl_host_call_s
+        return costs.runtime_call_s(RuntimeCall.launch_kernel)
+    if step.kind != "to_host":
+        return 0.0
+    op = 0.0 if step.op_kind is None else costs.framework_op_s(step.op_kind)
+    return op + costs.runtime_call_s(RuntimeCall.memcpy_async)
 
 
 @dataclass
@@ -195,6 +322,10 @@ class ProgramCheck:
         for i in step.after:
             if not (isinstance(i, int) and 0 <= i < k):
                 raise self._fail(rank, k, f"after index {i!r} is not an earlier step")
+        if isinstance(step, HostStep) and not (isinstance(step.count, int) and step.count >= 0):
+            raise self._fail(rank, k, f"host step count {step.count!r} is not a count")
+        if isinstance(step, SyncStep) and step.kind != "to_host" and step.d2h_bytes:
+            raise self._fail(rank, k, f"a '{step.kind}' sync copies nothing (d2h_bytes 0)")
         exchange = step.meets
         if exchange is not None:
             self._meet(rank, k, exchange)
@@ -204,6 +335,15 @@ class ProgramCheck:
         if np.shape(exchange.send_B) != (n, n):
             shape = np.shape(exchange.send_B)
             raise self._fail(rank, k, f"exchange '{exchange.name}' has send_B {shape}, not {n}x{n}")
+        if exchange.collective != "all_to_all":
+            off = exchange.send_B[~np.eye(n, dtype=bool)]
+            if exchange.kind != "nccl" or (off.size and not np.all(off == off[0])):
+                raise self._fail(
+                    rank,
+                    k,
+                    f"exchange '{exchange.name}': an NCCL {exchange.collective} needs the same "
+                    "shard from every rank (send_B[i][j] = S off the diagonal)",
+                )
         met = self._met[rank]
         number = len(met)
         met.append(k)

@@ -6,8 +6,15 @@ its next exchange, then evaluates that exchange once every rank has reached it:
 - a kernel starts at max(host issue + doorbell, its stream's tail, its dependencies), or later if
   the SMs it needs are not free then (kernels on other streams and collectives hold theirs), and
   lasts its modelled time;
-- an exchange starts when the last participant enters and lasts its closed form;
-- a sync returns after the streams drain.
+- an exchange starts when the last participant enters and lasts its closed form (all-to-all,
+  or the ring all-gather / reduce-scatter / all-reduce of size N x shard);
+- a host step advances the host clock by its cost;
+- a sync returns the return latency after the awaited work drains (its copy, one stream, or
+  every stream);
+- a launch waits for a queue slot while its stream holds ``host.launch_queue_depth``
+  unfinished operations (r_j = max(h_j + c_j, e_(j - depth)), docs/host_runtime.md).
+
+Host costs are :func:`gpusim.execution.program.host_cost_s`, the formula the DES spends.
 """
 
 from __future__ import annotations
@@ -16,10 +23,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from gpusim.execution.launch import LaunchTimes
+from gpusim.execution.host_costs import HostCosts
 from gpusim.execution.program import (
+    RING_PASSES,
     Exchange,
     ExchangeStep,
+    HostStep,
     KernelStep,
     Phases,
     Program,
@@ -31,7 +40,7 @@ from gpusim.execution.program import (
 )
 from gpusim.hardware.platform import Platform
 from gpusim.hardware.static_flows import StaticFlow, static_completion_s
-from gpusim.kernels.collectives import NcclCosts, all_to_all_time_s
+from gpusim.kernels.collectives import NcclCosts, all_to_all_time_s, ring_time_s
 from gpusim.kernels.memcpy import memcpy_time_s
 
 
@@ -41,6 +50,10 @@ def exchange_time_s(
     """Closed form of one exchange from the last rank's entry: NCCL's all-to-all, or every
     one-sided copy at its static max-min rate (plus the fused compute's share)."""
     if ex.kind == "nccl":
+        if ex.collective != "all_to_all":
+            size_B = len(ranks) * ex.shard_B
+            passes = RING_PASSES[ex.collective]
+            return ring_time_s(platform.fabric, list(ranks), size_B, passes, setup_s)
         return all_to_all_time_s(platform.fabric, list(ranks), ex.send_B, setup_s)
     flows = [
         StaticFlow(platform.route(src, dst), float(ex.send_B[i][j]))
@@ -86,6 +99,8 @@ class _Rank:
     ends: list[float] = field(default_factory=list)
     held: list[tuple[float, float, int]] = field(default_factory=list)
     """(start, end, SMs) of the kernels and collectives that may still hold SMs."""
+    queued: dict[int, list[float]] = field(default_factory=dict)
+    """Per stream: the ends of its operations, in launch order (the launch queue)."""
 
 
 class ProgramAnalytic:
@@ -96,7 +111,8 @@ class ProgramAnalytic:
         self.platform = platform
         self.ranks = list(ranks)
         self.phases = phases
-        self.times = LaunchTimes.from_profile(platform.profile)
+        self.costs = HostCosts.from_profile(platform.profile)
+        self.times = self.costs.launch
         nccl = NcclCosts.from_profile(platform.profile)
         self.setup_s, self.nccl_sms = nccl.setup_s, nccl.sms
         self.nccl_host_call_s = nccl.host_call_s
@@ -119,7 +135,8 @@ class ProgramAnalytic:
             self._exchange(ranks, at)
         check.finish()
         for rank in ranks:
-            rank.result.end_s = max(rank.tails.values(), default=0.0)
+            # as the DES: the host has issued its last step and every stream has drained
+            rank.result.end_s = max(rank.host_s, *rank.tails.values())
         return [rank.result for rank in ranks]
 
     def _until_exchange(self, rank: _Rank) -> ExchangeStep | None:
@@ -127,6 +144,8 @@ class ProgramAnalytic:
         for step in rank.steps:
             if isinstance(step, KernelStep):
                 end = self._kernel(rank, step)
+            elif isinstance(step, HostStep):
+                end = self._host(rank, step)
             elif isinstance(step, SyncStep):
                 end = self._sync(rank, step)
             elif isinstance(step, ExchangeStep):
@@ -138,10 +157,27 @@ class ProgramAnalytic:
 
     # -- one handler per step kind; each returns the step's end ---------------------------
 
+    def _issue(self, rank: _Rank, step: Step) -> None:
+        """Pay ``step``'s host cost."""
+        cost = host_cost_s(step, self.costs, self.nccl_host_call_s)
+        rank.host_s += cost
+        rank.result.host_s += cost
+
+    def _enter_queue(self, rank: _Rank, stream: int) -> None:
+        """The launch call returns once its stream holds fewer than ``depth`` unfinished ops."""
+        ends = rank.queued.get(stream)
+        depth = self.costs.queue_depth
+        if ends is not None and len(ends) >= depth:
+            rank.host_s = max(rank.host_s, ends[-depth])
+
+    def _queued(self, rank: _Rank, stream: int, end: float) -> None:
+        rank.queued.setdefault(stream, []).append(end)
+
     def _kernel(self, rank: _Rank, step: KernelStep) -> float:
         res, cost = rank.result, step.cost
         res.launches += 1
-        rank.host_s += host_cost_s(step, self.times)
+        self._issue(rank, step)
+        self._enter_queue(rank, step.stream)
         deps = [rank.ends[i] for i in step.after]
         tail = rank.tails.get(step.stream, 0.0)
         ready = max([rank.host_s + self.times.doorbell_s, tail, *deps])
@@ -152,27 +188,41 @@ class ProgramAnalytic:
         res.phase_s[step.phase] += cost.time_s
         res.busy_sm_s += cost.time_s * cost.sms
         rank.tails[step.stream] = end
+        self._queued(rank, step.stream, end)
         return end
 
+    def _host(self, rank: _Rank, step: HostStep) -> float:
+        self._issue(rank, step)
+        return rank.host_s
+
     def _sync(self, rank: _Rank, step: SyncStep) -> float:
-        times = self.times
-        rank.result.launches += 1
-        rank.host_s += times.api_s
-        route = self.platform.route(rank.gpu_id, self.platform.host_of[rank.gpu_id])
-        copy_s = memcpy_time_s(step.d2h_bytes, route.bottleneck_Bps, route.latency_s)
-        start = max([rank.host_s + times.doorbell_s, *rank.tails.values()])
-        end = start + copy_s
-        rank.result.phase_s[step.phase] += copy_s
-        rank.tails[0] = end
-        rank.host_s = end + times.sync_return_s
+        times, res = self.times, rank.result
+        if step.kind == "to_host":
+            res.launches += 1
+            self._issue(rank, step)
+            self._enter_queue(rank, 0)
+            route = self.platform.route(rank.gpu_id, self.platform.host_of[rank.gpu_id])
+            copy_s = memcpy_time_s(step.d2h_bytes, route.bottleneck_Bps, route.latency_s)
+            start = max([rank.host_s + times.doorbell_s, *rank.tails.values()])
+            end = start + copy_s
+            res.phase_s[step.phase] += copy_s
+            rank.tails[0] = end
+            self._queued(rank, 0, end)
+        elif step.kind == "stream":
+            end = max(rank.host_s, rank.tails.get(step.stream, 0.0))
+        else:
+            end = max([rank.host_s, *rank.tails.values()])
+        returned = end + times.sync_return_s
+        res.sync_wait_s += returned - rank.host_s
+        rank.host_s = returned
         return end
 
     def _exchange(self, ranks: Sequence[_Rank], steps: Sequence[ExchangeStep]) -> None:
         """Every rank's part of one exchange (the checks made sure it is the same one)."""
         entry = []
         for rank, step in zip(ranks, steps, strict=True):
-            nccl = step.exchange.kind == "nccl"
-            rank.host_s += self.nccl_host_call_s if nccl else self.times.api_s
+            self._issue(rank, step)
+            self._enter_queue(rank, step.stream)
             deps = [rank.ends[i] for i in step.after]
             tail = rank.tails.get(step.stream, 0.0)
             entry.append(max([rank.host_s + self.times.doorbell_s, tail, *deps]))
@@ -190,6 +240,7 @@ class ProgramAnalytic:
             rank.tails[step.stream] = end
             rank.ends.append(end)
             rank.held.append((t0, end, sms))
+            self._queued(rank, step.stream, end)
 
 
 def run_analytic(

@@ -2,7 +2,16 @@
 
 Each rank's host thread draws its steps one at a time and issues them through the launch model
 onto CUDA streams; kernels run on the GPU's SM pool and HBM, exchanges move bytes through the
-fluid network and occupy SMs, a sync blocks the host until its copy lands.
+fluid network and occupy SMs, a sync blocks the host until its copy lands (or its stream, or
+the device, drains) and the return latency has passed.
+
+Host costs are :func:`gpusim.execution.program.host_cost_s` (HostCosts by op kind and runtime
+call), spent as one host slice per step. A launch blocks while its stream holds
+``host.launch_queue_depth`` unfinished operations (``enter_queue``, as
+:class:`gpusim.execution.runtime.HostRuntime` does). Every launch leaves a
+:class:`~gpusim.execution.runtime.LaunchRecord` in :attr:`ProgramDES.log` (framework op,
+runtime call and kernel timestamps, correlation ids) and, when tracing, ``cpu_op`` /
+``cuda_runtime`` / ``kernel`` slices in the PyTorch profiler's layout (docs/host_runtime.md).
 """
 
 from __future__ import annotations
@@ -15,11 +24,19 @@ from typing import Any, assert_never
 import simpy
 
 from gpusim.errors import SimulationError
-from gpusim.execution.collectives import AllToAll, all_to_all
-from gpusim.execution.launch import LaunchTimes, run_cost
+from gpusim.execution.collectives import (
+    Collective,
+    all_gather,
+    all_to_all,
+    reduce_scatter,
+    ring_all_reduce,
+)
+from gpusim.execution.host_costs import HostCosts, RuntimeCall
+from gpusim.execution.launch import enter_queue, run_cost
 from gpusim.execution.program import (
     Exchange,
     ExchangeStep,
+    HostStep,
     KernelStep,
     Phases,
     Program,
@@ -29,8 +46,9 @@ from gpusim.execution.program import (
     host_cost_s,
     validate_programs,
 )
+from gpusim.execution.runtime import LaunchLog, LaunchRecord
 from gpusim.hardware.fabric import Route
-from gpusim.hardware.gpu import GPURuntime, StreamOp
+from gpusim.hardware.gpu import GPURuntime, Stream, StreamOp
 from gpusim.hardware.host import HostThread
 from gpusim.hardware.node import Node
 from gpusim.kernels.collectives import NcclCosts
@@ -97,6 +115,8 @@ class _Rank:
     result: RankResult
     done: list[simpy.Event] = field(default_factory=list)
     finished: bool = False
+    op: tuple[str, int, float, int] | None = None
+    """The framework op still open: its name, external id, begin and first record index."""
 
 
 class ProgramDES:
@@ -108,11 +128,14 @@ class ProgramDES:
         self.env = node.sim.env
         self.ranks = list(ranks)
         self.phases = phases
-        self.times = LaunchTimes.from_profile(node.profile)
+        self.costs = HostCosts.from_profile(node.profile)
+        self.times = self.costs.launch
         nccl = NcclCosts.from_profile(node.profile)
         self.nccl_sms, self.nccl_setup_s = nccl.sms, nccl.setup_s
         self.nccl_host_call_s = nccl.host_call_s
-        self._collectives: dict[int, AllToAll] = {}  # id(Exchange) -> its all-to-all
+        self.log = LaunchLog()
+        """Every launch of the run (framework op, runtime call and kernel timestamps)."""
+        self._collectives: dict[int, Collective] = {}  # id(Exchange) -> its collective
         self._one_sided: dict[int, _OneSided] = {}  # id(Exchange) -> its copies
 
     def run(self, programs: Sequence[Program]) -> list[RankResult]:
@@ -141,6 +164,8 @@ class ProgramDES:
         for step in steps:
             if isinstance(step, KernelStep):
                 done = yield from self._kernel(rank, step)
+            elif isinstance(step, HostStep):
+                done = yield from self._host(rank, step)
             elif isinstance(step, ExchangeStep):
                 done = yield from self._exchange(rank, step)
             elif isinstance(step, SyncStep):
@@ -148,51 +173,147 @@ class ProgramDES:
             else:
                 assert_never(step)
             rank.done.append(done)
+        self._close_op(rank)
         yield self.env.all_of([s.idle() for s in rank.gpu.streams.values()])
         rank.result.end_s = float(self.env.now)
         rank.finished = True
 
     # -- one handler per step kind: host work, then the stream op; returns its completion ----
 
+    def _spend(self, rank: _Rank, label: str, step: Step) -> Generator[simpy.Event, Any, float]:
+        """The step's host cost as one slice; returns when it began."""
+        begin = float(self.env.now)
+        cost = host_cost_s(step, self.costs, self.nccl_host_call_s)
+        rank.result.host_s += cost
+        yield from rank.thread.spend(label, cost)
+        return begin
+
+    def _close_op(self, rank: _Rank) -> None:
+        """End the open framework op (its cpu_op slice encloses its launches)."""
+        if rank.op is None:
+            return
+        name, ext, begin, first = rank.op
+        rank.op = None
+        end = float(self.env.now)
+        for rec in self.log.records[first:]:
+            if rec.external_id == ext:
+                rec.op_begin_s, rec.op_end_s = begin, end
+        args = {"External id": ext}
+        rank.thread.recorder.slice(rank.thread.track, name, begin, end, args, "cpu_op")
+
+    def _launch(
+        self,
+        rank: _Rank,
+        stream: Stream,
+        name: str,
+        call: RuntimeCall,
+        begin: float,
+        op: StreamOp,
+        deps: list[simpy.Event],
+        phase: str,
+        cat: str = "kernel",
+    ) -> Generator[simpy.Event, Any, simpy.Event]:
+        """After the host cost (paid from ``begin``): wait for a launch-queue slot, record the
+        launch and submit ``op`` (started once ``deps`` fired, its time added to ``phase``)."""
+        reserved = yield from enter_queue(stream, self.costs.queue_depth)
+        ext = rank.op[1] if rank.op is not None else 0
+        corr = self.log.next_correlation()
+        rec = LaunchRecord(corr, ext, name, call, rank.gpu.id, stream.id, begin)
+        rec.runtime_end_s = float(self.env.now)
+        self.log.records.append(rec)
+        recorder = rank.thread.recorder
+        if recorder.enabled:
+            call_args = {"correlation": corr, "External id": ext}
+            track = rank.thread.track
+            recorder.slice(track, call.value, begin, rec.runtime_end_s, call_args, "cuda_runtime")
+        args = {"correlation": corr, "External id": ext, "device": rec.gpu, "stream": stream.id}
+        timed = self._timed(rank, phase, op, deps, rec)
+        done = stream.submit(
+            name, timed, self.times.doorbell_s, reserved=reserved, cat=cat, args=args
+        )
+        rank.result.launches += 1
+        return done
+
     def _kernel(self, rank: _Rank, step: KernelStep) -> Generator[simpy.Event, Any, simpy.Event]:
         stream = rank.gpu.stream(step.stream)
         deps = [rank.done[i] for i in step.after]
         cost = step.cost
-        yield from rank.thread.spend(f"launch {cost.name}", host_cost_s(step, self.times))
-        op = self._timed(rank, step.phase, _kernel_op(rank.gpu, cost), deps)
-        done = stream.submit(cost.name, op, self.times.doorbell_s)
-        rank.result.launches += 1
+        if step.new_op:
+            self._close_op(rank)
+            ext = self.log.next_external()
+            rank.op = (f"aten::{cost.name}", ext, float(self.env.now), len(self.log.records))
+        begin = yield from self._spend(rank, f"launch {cost.name}", step)
+        if step.new_op:  # the runtime call follows the framework dispatch
+            begin += self.costs.framework_op_s(step.op_kind, step.records_graph)
+        op = _kernel_op(rank.gpu, cost)
+        return (
+            yield from self._launch(rank, stream, cost.name, step.call, begin, op, deps, step.phase)
+        )
+
+    def _host(self, rank: _Rank, step: HostStep) -> Generator[simpy.Event, Any, simpy.Event]:
+        self._close_op(rank)
+        yield from self._spend(rank, f"host {step.kind} x{step.count}", step)
+        done = self.env.event()
+        done.succeed()
         return done
 
     def _exchange(
         self, rank: _Rank, step: ExchangeStep
     ) -> Generator[simpy.Event, Any, simpy.Event]:
+        self._close_op(rank)
         stream = rank.gpu.stream(step.stream)
         deps = [rank.done[i] for i in step.after]
         name = step.exchange.name
-        host_s = self.nccl_host_call_s if step.exchange.kind == "nccl" else self.times.api_s
-        yield from rank.thread.spend(f"launch {name}", host_s)
-        op = self._timed(rank, step.phase, partial(self._exchange_op, step.exchange, rank), deps)
-        done = stream.submit(name, op, self.times.doorbell_s)
-        rank.result.launches += 1
-        return done
+        begin = yield from self._spend(rank, f"launch {name}", step)
+        nccl = step.exchange.kind == "nccl"
+        call = step.call or (RuntimeCall.collective if nccl else RuntimeCall.launch_kernel)
+        op = partial(self._exchange_op, step.exchange, rank)
+        return (yield from self._launch(rank, stream, name, call, begin, op, deps, step.phase))
 
     def _sync(self, rank: _Rank, step: SyncStep) -> Generator[simpy.Event, Any, simpy.Event]:
+        self._close_op(rank)
         gpu, times = rank.gpu, self.times
-        yield from rank.thread.spend("cudaMemcpy D2H", times.api_s)
-        gpu_id = self.ranks[rank.index]
-        route = self.node.fabric.route(gpu_id, self.node.host_of[gpu_id])
-        tails = [s.idle() for s in gpu.streams.values()]
-        op = self._timed(rank, step.phase, _copy_op(gpu, route, step.d2h_bytes), tails)
-        copy = gpu.stream(0).submit("d2h", op, times.doorbell_s)
-        rank.result.launches += 1
-        yield from rank.thread.wait("sync", [copy], times.sync_return_s)
-        return copy
+        res = rank.result
+        if step.kind == "to_host":
+            begin = yield from self._spend(rank, "cudaMemcpy D2H", step)
+            gpu_id = self.ranks[rank.index]
+            route = self.node.fabric.route(gpu_id, self.node.host_of[gpu_id])
+            tails = [s.idle() for s in gpu.streams.values()]
+            copy_op = _copy_op(gpu, route, step.d2h_bytes)
+            awaited = yield from self._launch(
+                rank,
+                gpu.stream(0),
+                "Memcpy DtoH",
+                RuntimeCall.memcpy_async,
+                begin,
+                copy_op,
+                tails,
+                step.phase,
+                "gpu_memcpy",
+            )
+            label = "sync"
+        elif step.kind == "stream":
+            awaited = gpu.stream(step.stream).idle()
+            label = "cudaStreamSynchronize"
+        else:
+            awaited = self.env.all_of([s.idle() for s in gpu.streams.values()])
+            label = "cudaDeviceSynchronize"
+        t0 = float(self.env.now)
+        yield from rank.thread.wait(label, [awaited], times.sync_return_s, "cuda_runtime")
+        res.sync_wait_s += float(self.env.now) - t0
+        return awaited
 
     # -- on the GPU ----------------------------------------------------------------------
 
-    def _timed(self, rank: _Rank, phase: str, op: StreamOp, deps: list[simpy.Event]) -> StreamOp:
-        """``op`` started once ``deps`` fired, its duration added to ``phase``."""
+    def _timed(
+        self,
+        rank: _Rank,
+        phase: str,
+        op: StreamOp,
+        deps: list[simpy.Event],
+        rec: LaunchRecord,
+    ) -> StreamOp:
+        """``op`` started once ``deps`` fired, its duration added to ``phase`` and ``rec``."""
         env, phase_s = self.env, rank.result.phase_s
 
         def run() -> Process:
@@ -200,8 +321,11 @@ class ProgramDES:
             if pending:
                 yield env.all_of(pending)
             t0 = float(env.now)
+            rec.kernel_start_s = t0
             yield from op()
-            phase_s[phase] += float(env.now) - t0
+            t1 = float(env.now)
+            rec.kernel_end_s = t1
+            phase_s[phase] += t1 - t0
 
         return run
 
@@ -229,18 +353,22 @@ class ProgramDES:
                 yield env.timeout(rest)
         gpu.vacate_sms(sms)
 
-    def _collective(self, ex: Exchange) -> AllToAll:
-        """The NCCL all-to-all of ``ex``, shared by every rank (built on first use)."""
+    def _collective(self, ex: Exchange) -> Collective:
+        """The NCCL collective of ``ex``, shared by every rank (built on first use): the
+        all-to-all of ``send_B``, or the ring collective of size N x shard (see Exchange)."""
         coll = self._collectives.get(id(ex))
         if coll is None:
-            coll = all_to_all(
-                self.node,
-                self.ranks,
-                ex.send_B,
-                sms=self.nccl_sms,
-                setup_s=self.nccl_setup_s,
-                name=ex.name,
-            )
+            kw: dict[str, Any] = {"sms": self.nccl_sms, "setup_s": self.nccl_setup_s}
+            node, ranks = self.node, self.ranks
+            size_B = len(ranks) * ex.shard_B
+            if ex.collective == "all_to_all":
+                coll = all_to_all(node, ranks, ex.send_B, name=ex.name, **kw)
+            elif ex.collective == "all_gather":
+                coll = all_gather(node, ranks, size_B, name=ex.name, **kw)
+            elif ex.collective == "reduce_scatter":
+                coll = reduce_scatter(node, ranks, size_B, name=ex.name, **kw)
+            else:
+                coll = ring_all_reduce(node, ranks, size_B, name=ex.name, **kw)
             self._collectives[id(ex)] = coll
         return coll
 

@@ -13,7 +13,6 @@ from pydantic import Field, model_validator
 
 from gpusim.spec.base import (
     Dtype,
-    Fraction,
     Identifier,
     NonNegativeFloat,
     NonNegativeInt,
@@ -230,23 +229,42 @@ class MegatronStrategy(Spec):
 
 
 class FasterMoEStrategy(Spec):
-    """FasterMoE: all-to-all and expert work split into chunks pipelined across two streams."""
+    """FastMoE's ``FMoETransformerMLP`` (laekov/fastmoe), as the reference harness runs it:
+    plain FastMoE by default; FasterMoE's smart schedule with ``smart_schedule`` (what
+    ``FMOE_FASTER_SCHEDULE_ENABLE=1`` switches on). Every step's source: ``docs/moe.md``."""
 
     name: Literal["fastermoe"] = "fastermoe"
-    chunks: PositiveInt = 4
+    smart_schedule: bool = Field(
+        default=False,
+        description="FasterMoE's smart schedule (fmoe/fastermoe/schedule.py, "
+        "cuda/fastermoe/smart_schedule.h): the exchange split by groups of pipeline_gran "
+        "workers and pipelined against the expert computation on a communication stream. "
+        "False: plain FastMoE (fmoe/layers.py), what FMoETransformerMLP runs without "
+        "FMOE_FASTER_SCHEDULE_ENABLE.",
+    )
+    pipeline_gran: PositiveInt = Field(
+        default=4,
+        description="smart_schedule: workers per pipeline group (FMOE_FASTER_GROUP_SIZE, "
+        "default 4 in cuda/fastermoe/smart_schedule.cpp; capped at the world size).",
+    )
     dtype: Dtype = Dtype.fp16
 
 
 class CometStrategy(Spec):
-    """COMET: communication overlapped inside the GEMM kernels by a share of thread blocks."""
+    """COMET (bytedance/flux): an all-gather of the tokens overlapped with the grouped GEMM0,
+    and GEMM1 whose last CTAs top-k reduce and scatter the results (``docs/moe.md``)."""
 
     name: Literal["comet"] = "comet"
-    comm_block_fraction: Fraction = 0.25
+    gather_rs_ctas: PositiveInt = Field(
+        default=28,
+        description="CTAs of the GEMM1 kernel that do the top-k reduce and scatter (flux "
+        "src/moe_gather_rs/ths_op/gemm_grouped_v3_gather_rs.cc: 28 for 16-bit inputs, 32 "
+        "for FP8); the rest compute.",
+    )
     pipeline_chunks: PositiveInt = Field(
         default=4,
-        description="Chunks each fused kernel pipelines its data over: dispatch + GEMM0 ends at "
-        "max(start + GEMM0, arrival + GEMM0 / chunks), GEMM1 + combine at max(GEMM1, GEMM1 / "
-        "chunks + transfer); 1 is the serial kernel.",
+        description="Pieces over which each fused kernel overlaps its transfer with its GEMM "
+        "(it ends at max(GEMM, transfer + GEMM / pipeline_chunks)).",
     )
     dtype: Dtype = Dtype.fp16
 

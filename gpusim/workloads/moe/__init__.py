@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from gpusim.engine.sim import Simulation
 from gpusim.execution.program import RankResult, Step
 from gpusim.execution.program_analytic import run_analytic
 from gpusim.execution.program_des import run_des
+from gpusim.execution.runtime import sm_active
 from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
 from gpusim.kernels.collectives import NcclCosts
@@ -49,6 +51,7 @@ def _host_driven_outcome(
     moved_B: float,
     busy_sm_s: float,
     total_sms: int,
+    sm_active_of: Callable[[float], float] | None = None,
 ) -> Outcome:
     latency = max(r.end_s for r in results)
     metrics = moe_metrics(
@@ -60,6 +63,10 @@ def _host_driven_outcome(
         network_payload_B=moved_B,
         kernel_launches=round(sum(r.launches for r in results) / len(results)),
     )
+    # SM active as a timeline tool reports it (docs/host_runtime.md): SMs holding work over the
+    # whole timed interval, host gaps included; the timed interval is the forward here.
+    active = busy_sm_s / (total_sms * latency) if sm_active_of is None else sm_active_of(latency)
+    metrics["sm_active"] = active
     per_gpu: dict[str, dict[str, float]] = {}
     for gpu, res in zip(g.gpus, results, strict=True):
         row = {f"{p}_s": res.phase_s[p] for p in PHASES}
@@ -100,9 +107,12 @@ def des(node: Node, wl: MoELayerWorkload, *, seed: int) -> Outcome:
             g, batch, wl.strategy, node.platform.rates_of(g.gpus), nccl_sms
         )
         results = run_des(node, g.gpus, programs, PHASES)
-        busy = sum(node.gpus[x].busy_sm_s for x in g.gpus)
-        total = sum(node.gpus[x].rates.sm_count for x in g.gpus)
-        outcome = _host_driven_outcome(g, batch, results, moved, busy, total)
+        gpus = [node.gpus[x] for x in g.gpus]
+        busy = sum(x.busy_sm_s for x in gpus)
+        total = sum(x.rates.sm_count for x in gpus)
+        outcome = _host_driven_outcome(
+            g, batch, results, moved, busy, total, partial(sm_active, gpus)
+        )
 
     def run_two(two: MoELayerWorkload) -> Outcome:
         return des(Node(node.topology, node.profile, Simulation()), two, seed=seed)

@@ -1,0 +1,212 @@
+"""FastMoE / FasterMoE rebuilt from laekov/fastmoe: per-expert NCCL groups, host syncs that
+leave the GPU idle, latency growing with the experts from the mechanism, both fidelities
+equal where nothing contends, bad options as one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import make_profile, make_star_topology
+from typer.testing import CliRunner
+
+from gpusim.cli import app
+from gpusim.engine.sim import Simulation
+from gpusim.execution.launch import LaunchTimes
+from gpusim.execution.program import ExchangeStep, KernelStep, Step, SyncStep
+from gpusim.execution.program_analytic import run_analytic
+from gpusim.execution.program_des import run_des
+from gpusim.hardware.node import Node
+from gpusim.hardware.platform import Platform
+from gpusim.hardware.rates import gpu_rates
+from gpusim.spec.base import Dtype
+from gpusim.spec.moe import FasterMoEStrategy
+from gpusim.workloads.moe import HOST_DRIVEN
+from gpusim.workloads.moe.hostdriven import PHASES
+from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
+
+T, H, K = 1024, 512, 2
+
+
+def _geometry(n: int, experts: int) -> LayerGeometry:
+    return LayerGeometry(
+        gpus=[f"gpu{i}" for i in range(n)],
+        tokens_per_gpu=T,
+        hidden=H,
+        intermediate=H,
+        experts=experts,
+        top_k=K,
+        capacity_factor=None,
+        dtype=Dtype.fp16,
+    )
+
+
+def _balanced(n: int, experts: int) -> RoutedBatch:
+    counts = np.full((n, experts), T * K // experts)
+    return RoutedBatch(counts=counts, dropped=0, maxvio_batch=0.0)
+
+
+def _programs(
+    n: int, experts: int, strategy: FasterMoEStrategy | None = None
+) -> tuple[LayerGeometry, list[list[Step]]]:
+    g = _geometry(n, experts)
+    rates = [gpu_rates(make_star_topology(n).gpus()[0].model, make_profile())] * n
+    strategy = strategy or FasterMoEStrategy()
+    programs, _ = HOST_DRIVEN["fastermoe"](g, _balanced(n, experts), strategy, rates, 16)
+    return g, programs
+
+
+def _run(
+    n: int, experts: int, strategy: FasterMoEStrategy | None = None, trace: bool = False
+) -> tuple[float, float, Node]:
+    g, programs = _programs(n, experts, strategy)
+    topo, prof = make_star_topology(n), make_profile()
+    node = Node(topo, prof, Simulation(trace=trace))
+    des = run_des(node, g.gpus, programs, PHASES)
+    ana = run_analytic(Platform.of(topo, prof), g.gpus, programs, PHASES)
+    return max(r.end_s for r in des), max(r.end_s for r in ana), node
+
+
+def test_plain_fastmoe_is_the_default() -> None:
+    assert FasterMoEStrategy().smart_schedule is False
+
+
+@pytest.mark.parametrize(("n", "experts"), [(2, 8), (4, 8), (4, 16)])
+def test_each_exchange_is_one_nccl_group_per_local_expert_with_every_worker(
+    n: int, experts: int
+) -> None:
+    # global_exchange.h: per local expert one ncclGroupStart/End holding a send and a receive
+    # with every worker: E_local NCCL calls and E_local x N point-to-point pairs per exchange.
+    g, programs = _programs(n, experts)
+    for prefix in ("global_scatter_", "global_gather_"):
+        groups = [
+            s.exchange
+            for s in programs[0]
+            if isinstance(s, ExchangeStep) and s.exchange.name.startswith(prefix)
+        ]
+        assert len(groups) == g.local_experts
+        pairs = sum(int(np.count_nonzero(ex.send_B[0])) for ex in groups)
+        assert pairs == g.local_experts * n
+        for i, ex in enumerate(groups):  # group i carries the rows of each worker's expert i
+            assert ex.send_B[0][1] == T * K // experts * g.row_bytes
+            assert ex.name == f"{prefix}{i}"
+
+
+def test_each_expert_pays_its_host_syncs_and_one_cublas_gemm_per_linear() -> None:
+    g, programs = _programs(4, 16)
+    syncs = [s for s in programs[0] if isinstance(s, SyncStep)]
+    gemms = [s for s in programs[0] if isinstance(s, KernelStep) and s.cost.name == "cublas_gemm"]
+    # prepare_forward: two .item() and three .cpu(); each FMoELinear: the count's blocking
+    # copy, repeat_interleave's two .item(), syncTorch and smgr->sync: 5 per linear, 2 linears
+    assert len(syncs) == 5 + 10 * g.local_experts
+    assert len(gemms) == 2 * g.local_experts
+    assert all(s.stream == 1 for s in gemms)  # the stream manager's stream, not torch's
+
+
+def test_a_sync_leaves_the_gpu_idle_until_the_host_issues_again() -> None:
+    _, _, node = _run(2, 8, trace=True)
+    times = LaunchTimes.from_profile(make_profile())
+    # after a copy the host waited for, nothing can start before the host has returned from
+    # the sync and issued again: return latency + at least one runtime call + doorbell
+    least = times.sync_return_s + times.api_s + times.doorbell_s
+    events = [e for e in node.sim.recorder.events if e.kind == "slice"]
+    gpu = sorted((e for e in events if e.track.group == "gpu0"), key=lambda e: e.start_s)
+    host = [e for e in events if e.track.lane == "rank gpu0"]
+    waits = [e for e in host if e.name in ("sync", "cudaStreamSynchronize")]
+    assert len(waits) == 5 + 10 * 4  # prepare_forward's 5, then 10 per local expert
+    copies = [e for e in gpu if e.cat == "gpu_memcpy"]
+    assert len(copies) == 5 + 6 * 4  # .item()/.cpu()/.to(): copies the host waits for
+    for copy in copies:
+        later = [x for x in gpu if x.start_s >= copy.end_s and x is not copy]
+        nxt = min(later, key=lambda x: x.start_s)
+        running = [x for x in gpu if x.start_s < nxt.start_s and x.end_s > copy.end_s]
+        assert not running  # the GPU is idle while the host returns and issues again
+        assert nxt.start_s - copy.end_s >= least - 1e-12
+    # the host thread blocked in each copy's sync until the copy landed, plus the return
+    for sync in (e for e in host if e.name == "sync"):
+        landed = max(c.end_s for c in copies if c.end_s <= sync.end_s + 1e-15)
+        assert sync.end_s == pytest.approx(landed + times.sync_return_s, abs=1e-12)
+
+
+@pytest.mark.parametrize("smart", [False, True])
+def test_latency_grows_with_the_experts_at_fixed_tokens(smart: bool) -> None:
+    strategy = FasterMoEStrategy(smart_schedule=smart)
+    latencies = [_run(4, e, strategy)[0] for e in (4, 8, 16, 32)]
+    assert latencies == sorted(latencies) and len(set(latencies)) == 4
+    # the mechanism: each local expert adds its syncs and two NCCL groups, so the growth per
+    # extra local expert is at least its 10 sync returns
+    sync_return = LaunchTimes.from_profile(make_profile()).sync_return_s
+    steps = np.diff(latencies)
+    added_local = np.diff([e // 4 for e in (4, 8, 16, 32)])
+    assert all(s >= a * 10 * sync_return for s, a in zip(steps, added_local, strict=True))
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        FasterMoEStrategy(),
+        FasterMoEStrategy(smart_schedule=True),
+        FasterMoEStrategy(smart_schedule=True, pipeline_gran=2),
+    ],
+)
+def test_analytic_equals_des_where_nothing_contends(strategy: FasterMoEStrategy) -> None:
+    t_des, t_ana, _ = _run(4, 8, strategy)
+    assert t_des == pytest.approx(t_ana, rel=1e-9)
+
+
+def test_smart_schedule_exchanges_with_one_group_of_workers_per_step() -> None:
+    # smart_schedule.h: n_groups = N / pipeline_gran steps; at step s rank r sends to the
+    # workers of group (r / gran + s) mod n_groups, one NCCL group per (step, local expert)
+    g, programs = _programs(8, 16, FasterMoEStrategy(smart_schedule=True, pipeline_gran=4))
+    groups = [
+        s.exchange
+        for s in programs[0]
+        if isinstance(s, ExchangeStep) and s.exchange.name.startswith("smart_scatter_")
+    ]
+    assert len(groups) == 2 * g.local_experts
+    step0, step1 = groups[0], groups[g.local_experts]
+    assert np.nonzero(step0.send_B[0])[0].tolist() == [0, 1, 2, 3]
+    assert np.nonzero(step1.send_B[0])[0].tolist() == [4, 5, 6, 7]
+    assert np.nonzero(step1.send_B[5])[0].tolist() == [0, 1, 2, 3]
+    # every routed row crosses exactly once over the steps
+    total = sum(ex.send_B for ex in groups)
+    assert np.allclose(total, np.full((8, 8), T * K // 16 * 2 * g.row_bytes))
+
+
+def _moe_doc(strategy: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": "fastmoe-bad-option",
+        "topology": make_star_topology(2).model_dump(mode="json"),
+        "workload": {
+            "kind": "moe_layer",
+            "tokens_per_gpu": 256,
+            "hidden": 256,
+            "intermediate": 256,
+            "experts": 4,
+            "strategy": strategy,
+        },
+        "profile": make_profile().model_dump(mode="json"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("strategy", "where"),
+    [
+        ({"name": "fastermoe", "pipeline_gran": 0}, "pipeline_gran"),
+        ({"name": "fastermoe", "smart_schedule": "maybe"}, "smart_schedule"),
+        ({"name": "fastermoe", "chunks": 4}, "chunks"),
+    ],
+)
+def test_bad_option_is_one_line_naming_file_and_json_path(
+    tmp_path: Path, strategy: dict[str, Any], where: str
+) -> None:
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps(_moe_doc(strategy)))
+    result = CliRunner().invoke(app, ["run", str(path), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, result.output
+    assert str(path) in lines[0] and "$.workload.strategy" in lines[0] and where in lines[0]
