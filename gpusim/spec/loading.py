@@ -104,7 +104,7 @@ def _indexes(node: Any, part: int | str) -> bool:
 
 
 def _tags(node: dict[str, Any]) -> set[Any]:
-    return {node.get(key) for key in ("kind", "op") if isinstance(node.get(key), str)}
+    return {node.get(key) for key in ("kind", "op", "name") if isinstance(node.get(key), str)}
 
 
 def _is_type_name(part: str) -> bool:
