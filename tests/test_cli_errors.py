@@ -164,3 +164,33 @@ def test_check_names_the_problem_in_a_measurement_document(tmp_path: Path) -> No
     doc = {"schema": "gpusim.kernels_ref.v1", "program": "launch", "status": "ok"}  # no device
     line = _run_fails(["check", str(_write(tmp_path, doc, "launch.json"))], tmp_path)
     assert "launch.json: $: " in line and "must name its device" in line
+
+
+def _megatron_doc(strategy: dict[str, Any]) -> dict[str, Any]:
+    doc = _scenario_doc()
+    doc["workload"] = {
+        "kind": "moe_layer",
+        "tokens_per_gpu": 128,
+        "hidden": 256,
+        "intermediate": 256,
+        "experts": 4,
+        "strategy": {"name": "megatron", **strategy},
+    }
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("strategy", "where", "reason"),
+    [
+        ({"dispatcher": "ring"}, "$.workload.strategy.dispatcher", "'allgather' or 'alltoall'"),
+        ({"backend": "cuda"}, "$.workload.strategy.backend", "'grouped_gemm', 'te'"),
+        ({"variant": "te", "backend": "grouped_gemm"}, "$.workload.strategy", "contradicts"),
+        ({"forward": "eval"}, "$.workload.strategy.forward", "'training' or 'inference'"),
+    ],
+)
+def test_unknown_megatron_dispatcher_or_backend_is_one_line(
+    tmp_path: Path, strategy: dict[str, Any], where: str, reason: str
+) -> None:
+    path = _write(tmp_path, _megatron_doc(strategy))
+    line = _run_fails(["run", str(path)], tmp_path)
+    assert str(path) in line and f"{where}:" in line and reason in line, line

@@ -10,7 +10,7 @@ import pytest
 from conftest import make_profile, make_star_topology
 
 from gpusim.engine.sim import Simulation
-from gpusim.execution.program import Exchange, ExchangeStep, KernelStep
+from gpusim.execution.program import Exchange, ExchangeStep, HostStep, KernelStep
 from gpusim.execution.program_analytic import first_fit_s, run_analytic
 from gpusim.execution.program_des import run_des
 from gpusim.hardware.node import Node
@@ -28,6 +28,8 @@ from gpusim.workloads.moe.hostdriven import PHASES
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
 
 G, T, H, FFN, E, K = 4, 1024, 512, 512, 8, 2  # GPUs, tokens, hidden, expert FFN, experts, top-k
+A2A: dict[str, Any] = {"dispatcher": "alltoall", "capacity": "capacity_factor"}
+"""Megatron's alltoall dispatcher with the workload's capacity factor."""
 
 
 def _geometry(cf: float | None = 1.0, hidden: int = H) -> LayerGeometry:
@@ -78,25 +80,29 @@ def test_padding_halves_payload_efficiency_at_half_capacity() -> None:
     batch = _balanced(128)
     topo, prof = make_star_topology(G), make_profile()
     rates = [gpu_rates(topo.gpus()[0].model, prof)] * G
-    _, padded = HOST_DRIVEN["megatron"](g, batch, MegatronStrategy(pad_to_capacity=True), rates, 16)
-    _, exact = HOST_DRIVEN["megatron"](g, batch, MegatronStrategy(pad_to_capacity=False), rates, 16)
+    pad, exact_s = MegatronStrategy(pad_to_capacity=True, **A2A), MegatronStrategy(**A2A)
+    _, padded = HOST_DRIVEN["megatron"](g, batch, pad, rates, 16)
+    exact_s = exact_s.model_copy(update={"pad_to_capacity": False})
+    _, exact = HOST_DRIVEN["megatron"](g, batch, exact_s, rates, 16)
     useful = g.useful_remote_bytes(batch)
-    assert exact == pytest.approx(useful)
+    counts = G * (G - 1) * E * 8  # the all-gather of the per-expert counts (unpadded only)
+    assert exact == pytest.approx(useful + counts)
     assert padded == pytest.approx(2 * useful)  # payload efficiency 0.5
 
 
 def test_alltoall_moves_the_routed_bytes_over_each_link() -> None:
     # uniform: each GPU sends (G-1) * 2 experts * 64 tokens of H fp16 to each... per uplink:
     # dispatch (G-1) peers x 2 local experts x 64 tokens x H x 2 B, plus the same for combine
-    _, _, (node, moved, _) = _run(MegatronStrategy(pad_to_capacity=False), _balanced(64))
+    strategy = MegatronStrategy(pad_to_capacity=False, **A2A)
+    _, _, (node, moved, _) = _run(strategy, _balanced(64))
     per_link = 2 * (G - 1) * 2 * 64 * H * 2
     stats = {s.name: s.bytes_carried for s in node.network.stats()}
-    count_bytes = (G - 1) * 2 * 8  # one count all-to-all: 2 int64 counts per peer
+    count_bytes = (G - 1) * E * 8  # the ring all-gather of E int64 counts: G-1 shards out
     # Every message is under 16 channels x 16384 B, so NCCL sends it with LL: the wire carries a
     # flag beside every data word (the test profile's nccl.bandwidth_fraction.ll = 0.5).
     wire_per_data = 1 / 0.5
     assert stats["gpu1->sw"] == pytest.approx(wire_per_data * (per_link + count_bytes), rel=1e-9)
-    assert moved == pytest.approx(G * per_link)
+    assert moved == pytest.approx(G * per_link + G * count_bytes)
 
 
 def test_grouped_gemm_implementations_set_the_expert_launches() -> None:
@@ -135,7 +141,9 @@ def test_te_spreads_expert_gemms_over_its_compute_streams() -> None:
     assert [s.stream for s in gemm0.values()] == [
         1 + j % 4 for j in range(E // G)
     ]  # TE's 4 streams
-    assert all(s.after == (first - 1,) for s in gemm0.values())
+    # each waits for the last launch on the calling stream (host-only steps launch nothing)
+    prior = max(i for i, s in enumerate(steps[:first]) if not isinstance(s, HostStep))
+    assert all(s.after == (prior,) for s in gemm0.values())
     activation = steps[last + 1]
     assert isinstance(activation, KernelStep) and activation.cost.name == "activation"
     assert activation.stream == 0 and activation.after == tuple(gemm0)

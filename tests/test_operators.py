@@ -11,13 +11,7 @@ from gpusim.kernels.operators import Tensor, operator
 from gpusim.spec.base import Dtype
 from gpusim.spec.workload import ElementwiseOp
 from gpusim.workloads.moe.layer import LayerGeometry
-from gpusim.workloads.moe.operators import (
-    MEGATRON_CAPACITY,
-    MEGATRON_ROUTER,
-    ROUTER,
-    SWITCH_LOSS,
-    layer_sizes,
-)
+from gpusim.workloads.moe.operators import DEEPEP_LAYOUT, PERMUTE, ROUTER, UNPERMUTE, layer_sizes
 
 SIZES = {"t": 1000, "k": 2, "e": 16, "id": 8, "prob": 4}
 
@@ -64,7 +58,7 @@ def test_router_bytes_grow_linearly_with_tokens(cf: float | None) -> None:
             dtype=Dtype.bf16,
         )
         sizes = layer_sizes(g, Dtype.bf16)
-        ops = MEGATRON_ROUTER + SWITCH_LOSS + (MEGATRON_CAPACITY if cf else ()) + ROUTER
+        ops = (*ROUTER, *PERMUTE, UNPERMUTE, DEEPEP_LAYOUT)
         return sum(op.bytes_read(sizes) + op.bytes_written(sizes) for op in ops)
 
     fixed = 2 * total(1024) - total(2048)  # bytes that do not scale with tokens

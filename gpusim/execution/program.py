@@ -241,6 +241,8 @@ class RankResult:
     """Host time spent issuing steps (framework, runtime and Python costs; sync waits not)."""
     sync_wait_s: float = 0.0
     """Host time blocked in synchronisations (the wait and the return latency)."""
+    exchange_s: float = 0.0
+    """Time on the GPU in exchanges (collectives), from this rank's entry to its part's end."""
 
     @classmethod
     def zeroed(cls, phases: Phases) -> RankResult:

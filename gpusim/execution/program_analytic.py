@@ -235,6 +235,7 @@ class ProgramAnalytic:
         for rank, step, t0 in zip(ranks, steps, entry, strict=True):
             res = rank.result
             res.phase_s[step.phase] += end - t0
+            res.exchange_s += end - t0
             res.busy_sm_s += (end - t0) * sms
             res.launches += 1
             rank.tails[step.stream] = end

@@ -267,7 +267,7 @@ class ProgramDES:
         begin = yield from self._spend(rank, f"launch {name}", step)
         nccl = step.exchange.kind == "nccl"
         call = step.call or (RuntimeCall.collective if nccl else RuntimeCall.launch_kernel)
-        op = partial(self._exchange_op, step.exchange, rank)
+        op = self._counted(rank, partial(self._exchange_op, step.exchange, rank))
         return (yield from self._launch(rank, stream, name, call, begin, op, deps, step.phase))
 
     def _sync(self, rank: _Rank, step: SyncStep) -> Generator[simpy.Event, Any, simpy.Event]:
@@ -326,6 +326,17 @@ class ProgramDES:
             t1 = float(env.now)
             rec.kernel_end_s = t1
             phase_s[phase] += t1 - t0
+
+        return run
+
+    def _counted(self, rank: _Rank, op: StreamOp) -> StreamOp:
+        """``op`` with its duration added to the rank's exchange time."""
+        env, res = self.env, rank.result
+
+        def run() -> Process:
+            t0 = float(env.now)
+            yield from op()
+            res.exchange_s += float(env.now) - t0
 
         return run
 

@@ -200,17 +200,37 @@ class FlashMoEStrategy(Spec):
 
 
 class MegatronStrategy(Spec):
-    """Megatron-LM MoE layer: a host-driven kernel chain with bulk-synchronous NCCL all-to-alls."""
+    """Megatron-Core's MoE layer (MoELayer: TopKRouter, a token dispatcher, an expert back end),
+    a host-driven chain of PyTorch operators and NCCL collectives. The defaults are what the
+    reference harness ran (moe_baselines.md section 1: COMET's artifact harness driving
+    ZSL98/Megatron-LM, tests/unit_tests/transformer/moe/test_moe.py): the allgather dispatcher,
+    grouped GEMM, dropless, no load-balancing loss, bf16, a forward that records autograd
+    (the harness calls the layer outside ``torch.no_grad()`` with parameters requiring grad)."""
 
     name: Literal["megatron"] = "megatron"
+    dispatcher: Literal["allgather", "alltoall"] = Field(
+        default="allgather",
+        description="Megatron-Core's token dispatcher (moe_token_dispatcher_type): allgather "
+        "(MoEAllGatherTokenDispatcher: all-gather of every token, local mask and permutation, "
+        "reduce-scatter back; the default of the period and the harness's) or alltoall "
+        "(MoEAlltoAllTokenDispatcher: split sizes to the host, then all-to-all).",
+    )
+    backend: Literal["grouped_gemm", "te", "sequential"] | None = Field(
+        default=None,
+        description="Expert back end: grouped_gemm (GroupedMLP, the grouped_gemm package), te "
+        "(TEGroupedMLP, Transformer Engine's GroupedLinear), sequential (SequentialMLP, a "
+        "Python loop of expert modules). Absent: from variant (cutlass -> grouped_gemm, "
+        "te -> te).",
+    )
     variant: Literal["cutlass", "te"] = Field(
         default="cutlass",
-        description="cutlass: the grouped_gemm package's GEMM (see grouped_gemm); te: "
-        "Transformer Engine's GroupedLinear, one GEMM operator per expert.",
+        description="The FlashMoE paper's baseline names: cutlass (Megatron-CUTLASS = "
+        "GroupedMLP) or te (Megatron-TE = TEGroupedMLP). Must agree with backend when both "
+        "are given.",
     )
     grouped_gemm: Literal["cublas_loop", "cutlass_sm80", "cutlass_sm90"] = Field(
         default="cublas_loop",
-        description="How the cutlass variant's grouped GEMM runs. cublas_loop: one operator "
+        description="How the grouped_gemm back end's GEMM runs. cublas_loop: one operator "
         "calling cublasGemmEx per expert (what the grouped_gemm package does on sm_90); "
         "cutlass_sm80: one CUTLASS sm_80 grouped kernel on the mma.sync path (the package built "
         "for sm_80); cutlass_sm90: one wgmma grouped kernel.",
@@ -220,12 +240,52 @@ class MegatronStrategy(Spec):
         description="te: the compute streams Transformer Engine's multi-stream cuBLAS path "
         "spreads the per-expert GEMMs over, round-robin (TE's default is 4).",
     )
+    capacity: Literal["dropless", "capacity_factor"] = Field(
+        default="dropless",
+        description="dropless (moe_expert_capacity_factor None: the workload's "
+        "capacity_factor is ignored, no token is dropped) or capacity_factor (the workload's "
+        "capacity_factor sets each expert's capacity).",
+    )
     pad_to_capacity: bool = Field(
         default=True,
-        description="With a capacity factor, send every expert's full capacity (Megatron's "
+        description="With capacity_factor, send every expert's full capacity (Megatron's "
         "moe_pad_expert_input_to_capacity) instead of exchanging counts first.",
     )
-    dtype: Dtype = Dtype.fp16
+    load_balancing: Literal["none", "aux_loss"] = Field(
+        default="none",
+        description="moe_router_load_balancing_type: none (the harness) or aux_loss (the "
+        "switch loss's operators run in the forward).",
+    )
+    forward: Literal["training", "inference"] = Field(
+        default="training",
+        description="training: the forward records an autograd graph (every op outside the "
+        "dispatcher's no_grad blocks pays the autograd bookkeeping); inference: under "
+        "torch.no_grad().",
+    )
+    dtype: Dtype = Dtype.bf16
+
+    @model_validator(mode="after")
+    def _backend_agrees_with_variant(self) -> MegatronStrategy:
+        if self.backend is not None and "variant" in self.model_fields_set:
+            implied = "te" if self.variant == "te" else "grouped_gemm"
+            if self.backend != implied:
+                raise ValueError(
+                    f"variant '{self.variant}' contradicts backend '{self.backend}' (cutlass "
+                    "is grouped_gemm, te is te)"
+                )
+        return self
+
+    @property
+    def expert_backend(self) -> Literal["grouped_gemm", "te", "sequential"]:
+        """The back end that runs: ``backend``, else the one ``variant`` names."""
+        if self.backend is not None:
+            return self.backend
+        return "te" if self.variant == "te" else "grouped_gemm"
+
+    @property
+    def records_graph(self) -> bool:
+        """The forward records an autograd graph."""
+        return self.forward == "training"
 
 
 class FasterMoEStrategy(Spec):
@@ -283,6 +343,35 @@ MoEStrategy = Annotated[
 ]
 
 
+class HarnessSpec(Spec):
+    """How a published figure was measured: what the token count means, and the timing loop.
+
+    The model is deterministic, so warm-ups change nothing except first-call effects, and none
+    is modelled (no allocator, autotuning or NCCL communicator set-up cost): ``warmup`` is
+    recorded, not simulated. A timed iteration is one forward from an idle GPU and an idle host
+    thread; with ``sync_each_iteration`` the host-driven programs end with a
+    ``torch.cuda.synchronize()`` (the host waits for every stream to drain and pays the return
+    latency, which counts in the iteration's time). Without it, the next iteration's host work
+    overlapping this one's GPU tail is not modelled (each iteration is timed from idle)."""
+
+    tokens_are: Literal["per_rank", "global"] = Field(
+        default="per_rank",
+        description="per_rank: tokens_per_gpu is each rank's token count (FlashMoE's S); "
+        "global: tokens_per_gpu holds the global count and each rank gets tokens // GPUs "
+        "(the COMET harness's num_tokens).",
+    )
+    sync_each_iteration: bool = Field(
+        default=False,
+        description="The timing loop calls torch.cuda.synchronize() every iteration "
+        "(the harness's Megatron-TE loop). Host-driven strategies only.",
+    )
+    warmup: NonNegativeInt = Field(
+        default=0,
+        description="Warm-up iterations before the timed ones (recorded; they change nothing in "
+        "this deterministic model, which models no first-call effect).",
+    )
+
+
 class MoELayerWorkload(Spec):
     """One MoE layer forward over expert-parallel GPUs (experts placed contiguously: expert e on
     GPU e // (experts / GPUs)). ``capacity_factor`` None means dropless."""
@@ -302,12 +391,25 @@ class MoELayerWorkload(Spec):
         description="Also simulate the same layer on the first 2 GPUs (weak scaling) and report "
         "latency(2 GPUs) / latency(N GPUs).",
     )
+    harness: HarnessSpec = HarnessSpec()
 
     @model_validator(mode="after")
     def _consistent(self) -> MoELayerWorkload:
         if self.top_k > self.experts:
             raise ValueError(f"top_k {self.top_k} exceeds experts {self.experts}")
         return self
+
+    def per_rank(self, n_gpus: int) -> MoELayerWorkload:
+        """The layer as each rank runs it: ``tokens_per_gpu`` per rank (the harness's global
+        count split over ``n_gpus``), and, for a dropless Megatron, no capacity factor."""
+        update: dict[str, object] = {}
+        if self.harness.tokens_are == "global":
+            update["tokens_per_gpu"] = max(1, self.tokens_per_gpu // n_gpus)
+            update["harness"] = self.harness.model_copy(update={"tokens_are": "per_rank"})
+        s = self.strategy
+        if isinstance(s, MegatronStrategy) and s.capacity == "dropless":
+            update["capacity_factor"] = None
+        return self.model_copy(update=update) if update else self
 
     def check(self, topology: Topology) -> Iterator[Problem]:
         """What the layer's simulation would refuse at run time, knowable from ``topology``:
@@ -316,6 +418,14 @@ class MoELayerWorkload(Spec):
         GPU's tensor cores, FlashMoE's tile width dividing the model dimensions, the routing."""
         yield from gpu_list_problems(self.gpus, topology, "gpus")
         gpus = chosen_gpus(self.gpus, topology)
+        if gpus and self.harness.tokens_are == "global" and self.tokens_per_gpu % len(gpus):
+            yield (
+                ("tokens_per_gpu",),
+                (
+                    f"harness.tokens_are 'global': {self.tokens_per_gpu} tokens cannot be "
+                    f"split evenly over {len(gpus)} GPUs"
+                ),
+            )
         if gpus and self.experts % len(gpus):
             yield (
                 ("experts",),

@@ -10,7 +10,7 @@ from functools import partial
 import numpy as np
 
 from gpusim.engine.sim import Simulation
-from gpusim.execution.program import RankResult, Step
+from gpusim.execution.program import RankResult, Step, SyncStep
 from gpusim.execution.program_analytic import run_analytic
 from gpusim.execution.program_des import run_des
 from gpusim.execution.runtime import sm_active
@@ -38,10 +38,18 @@ HOST_DRIVEN: dict[str, Builder] = {
 def _setup(
     topology: Topology, wl: MoELayerWorkload, seed: int
 ) -> tuple[LayerGeometry, RoutedBatch]:
-    gpus = list(wl.gpus) if wl.gpus is not None else [g.id for g in topology.gpus()]
+    gpus = _gpus(topology, wl)
     geometry = LayerGeometry.of(wl, gpus, wl.strategy.dtype)
     batch = route_layer(wl, len(gpus), np.random.default_rng(seed))
     return geometry, batch
+
+
+def _timed_loop(programs: list[list[Step]], wl: MoELayerWorkload) -> list[list[Step]]:
+    """One timed iteration of the harness's loop: with ``sync_each_iteration`` every rank ends
+    with torch.cuda.synchronize() (its wait and return latency count in the iteration)."""
+    if not wl.harness.sync_each_iteration:
+        return programs
+    return [[*p, SyncStep(0, "combine", kind="device")] for p in programs]
 
 
 def _host_driven_outcome(
@@ -72,6 +80,9 @@ def _host_driven_outcome(
         row = {f"{p}_s": res.phase_s[p] for p in PHASES}
         row["idle_s"] = max(0.0, latency - sum(res.phase_s.values()))
         row["finish_s"] = res.end_s
+        row["host_s"] = res.host_s
+        row["sync_wait_s"] = res.sync_wait_s
+        row["collective_s"] = res.exchange_s
         per_gpu[gpu] = row
     return Outcome(makespan_s=latency, metrics=metrics, per_gpu=per_gpu)
 
@@ -95,9 +106,14 @@ def _with_overlap(
     return replace(outcome, metrics=metrics)
 
 
+def _gpus(topology: Topology, wl: MoELayerWorkload) -> list[str]:
+    return list(wl.gpus) if wl.gpus is not None else [g.id for g in topology.gpus()]
+
+
 def des(node: Node, wl: MoELayerWorkload, *, seed: int) -> Outcome:
     """Simulate one MoE layer forward with the discrete-event engine. Tokens are routed from
     ``np.random.default_rng(seed)``: the same draws as :func:`analytic` at the same seed."""
+    wl = wl.per_rank(len(_gpus(node.topology, wl)))
     g, batch = _setup(node.topology, wl, seed)
     if isinstance(wl.strategy, FlashMoEStrategy):
         outcome = flashmoe.des(node, wl, g, batch)
@@ -106,6 +122,7 @@ def des(node: Node, wl: MoELayerWorkload, *, seed: int) -> Outcome:
         programs, moved = HOST_DRIVEN[wl.strategy.name](
             g, batch, wl.strategy, node.platform.rates_of(g.gpus), nccl_sms
         )
+        programs = _timed_loop(programs, wl)
         results = run_des(node, g.gpus, programs, PHASES)
         gpus = [node.gpus[x] for x in g.gpus]
         busy = sum(x.busy_sm_s for x in gpus)
@@ -124,6 +141,7 @@ def analytic(
     topology: Topology, profile: CalibrationProfile, wl: MoELayerWorkload, *, seed: int
 ) -> Outcome:
     """Evaluate one MoE layer forward in closed form."""
+    wl = wl.per_rank(len(_gpus(topology, wl)))
     g, batch = _setup(topology, wl, seed)
     if isinstance(wl.strategy, FlashMoEStrategy):
         outcome = flashmoe.analytic(topology, profile, wl, g, batch)
@@ -132,6 +150,7 @@ def analytic(
         rates = platform.rates_of(g.gpus)
         nccl_sms = NcclCosts.from_profile(profile).sms
         programs, moved = HOST_DRIVEN[wl.strategy.name](g, batch, wl.strategy, rates, nccl_sms)
+        programs = _timed_loop(programs, wl)
         results = run_analytic(platform, g.gpus, programs, PHASES)
         busy = sum(r.busy_sm_s for r in results)
         total = sum(r.sm_count for r in rates)

@@ -1,161 +1,198 @@
-"""Megatron-LM's MoE layer (Megatron-Core, alltoall token dispatcher, GroupedMLP experts): a
-host-driven chain of PyTorch operators with bulk-synchronous NCCL all-to-alls and no
-compute/communication overlap.
+"""Megatron-Core's MoE layer (MoELayer: TopKRouter, a token dispatcher, an expert back end) as
+the host runs it: a chain of PyTorch operators (each with its op kind, autograd bookkeeping in
+a training-mode forward, and runtime call), host-only steps (views, Python module calls), host
+syncs and torch.distributed NCCL collectives, with no compute/communication overlap.
 
-The operator chain follows the mid-2024 Megatron-Core code the FlashMoE evaluation ran
-(commit f32b2731; what is modelled was read from the stored Megatron-Core sources, see
-docs/moe.md): the top-k router with capacity and the switch auxiliary loss, the dispatcher's
-count exchange (dropless only), permute, all-to-all, the regrouping of received chunks by
-local expert, GroupedMLP (two grouped GEMMs around the activation), the reverse regrouping,
-all-to-all back and unpermute. Each operator is one kernel unless noted; sizes come from the
-layer geometry, so the kernel count per layer follows from the mechanism.
+The code modelled is the Megatron-LM fork the reference harness drives (ZSL98/Megatron-LM,
+Oct 2024; moe_baselines.md section 1): megatron/core/transformer/moe/moe_layer.py
+(MoELayer.forward), router.py (TopKRouter), moe_utils.py (topk_softmax_with_capacity,
+permute, unpermute, moe_gather, moe_scatter), token_dispatcher.py (both dispatchers:
+:mod:`gpusim.workloads.moe.megatron_dispatch`) and experts.py (GroupedMLP, TEGroupedMLP,
+SequentialMLP). Each step names the code it models in a comment. Sizes come from the layer
+geometry, so the number of launches and syncs follows from the mechanism.
 
-The ``te`` variant runs the expert GEMMs through Transformer Engine's GroupedLinear: one
-operator issuing one cuBLAS GEMM per expert round-robin over TE's compute streams, so small
-experts' GEMMs overlap. For the ``cutlass`` variant the grouped GEMM's implementation is a
-strategy choice because it differs by GPU generation:
-the ``grouped_gemm`` package Megatron uses loops over experts with one ``cublasGemmEx`` each on
-sm_90 (``cublas_loop``) and runs one CUTLASS sm_80 grouped kernel (``mma.sync``) when built for
-sm_80 (``cutlass_sm80``); ``cutlass_sm90`` is a single wgmma grouped kernel (newer stacks).
+Expert back ends: ``grouped_gemm`` (GroupedMLP: ``gg.ops.gmm``; the grouped_gemm package runs one
+``cublasGemmEx`` per expert on sm_90, ``cublas_loop``, and one CUTLASS sm_80 grouped kernel
+when built for sm_80, ``cutlass_sm80``; ``cutlass_sm90`` is a single wgmma grouped kernel of
+newer stacks), ``te`` (TEGroupedMLP: Transformer Engine's GroupedLinear, one cuBLAS GEMM per
+expert round-robin over its compute streams) and ``sequential`` (SequentialMLP: a Python loop
+of expert MLP modules, each linear a framework op).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
-from gpusim.execution.program import Exchange, ExchangeStep, KernelStep, Step
+import numpy as np
+
+from gpusim.execution.host_costs import OpKind, RuntimeCall
+from gpusim.execution.program import Exchange, Step
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels import kernel_cost
 from gpusim.kernels.grouped_gemm import grouped_gemm_cost
-from gpusim.kernels.operators import Operator, Sizes
-from gpusim.spec.base import Dtype
+from gpusim.spec.base import storage_bytes
 from gpusim.spec.moe import MegatronStrategy
 from gpusim.spec.profile import InstructionPath
 from gpusim.spec.workload import GemmOp
 from gpusim.workloads.moe.hostdriven import (
     Phase,
-    count_exchange_steps,
-    elementwise,
     expert_rows,
     renamed,
-    router_gemm,
     send_matrix,
 )
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
-from gpusim.workloads.moe.operators import (
-    ID_BYTES,
-    INT32_BYTES,
-    MEGATRON_CAPACITY,
-    MEGATRON_PADDED_PERMUTE,
-    MEGATRON_PERMUTE_EPILOGUE,
-    MEGATRON_PERMUTE_PROLOGUE,
-    MEGATRON_ROUTER,
-    MEGATRON_UNPERMUTE,
-    SORT_ONESWEEP,
-    SWITCH_LOSS,
-    layer_sizes,
+from gpusim.workloads.moe.megatron_dispatch import (
+    AllGatherExchanges,
+    allgather_permutation,
+    allgather_unpermutation,
+    alltoall_counts,
+    alltoall_permutation,
+    alltoall_unpermutation,
 )
-
-RADIX_DIGIT_BITS = 8
-SORT_PASSES = ID_BYTES * 8 // RADIX_DIGIT_BITS
-"""A stable argsort of int64 keys with no known range is a radix sort over all their bits: one
-onesweep pass per 8-bit digit, after one histogram kernel of 2^8 int32 counters per pass."""
-SORT_HISTOGRAM_B = SORT_PASSES * 2**RADIX_DIGIT_BITS * INT32_BYTES
+from gpusim.workloads.moe.megatron_ops import Program
+from gpusim.workloads.moe.operators import ID_BYTES, MASK_BYTES, PROB_BYTES
 
 
-def _ew(
-    name: str, read_B: float, write_B: float, rates: GPURates, phase: Phase, new_op: bool = True
-) -> KernelStep:
-    return KernelStep(elementwise(name, read_B, write_B, rates), phase, new_op=new_op)
+def router(p: Program, g: LayerGeometry, strategy: MegatronStrategy) -> None:
+    """TopKRouter.forward: gating (a linear), then routing (topk_softmax_with_capacity, the
+    load-balancing type's extra operators)."""
+    t, e, k = g.tokens_per_gpu, g.experts, g.top_k
+    el = storage_bytes(strategy.dtype)
+    te_B, tk_B = t * e, t * k
+    ph: Phase = "gate"
+    p.host(ph, count=2)  # MoELayer.forward -> self.router(hidden_states) (module call, forward)
+    # TopKRouter.gating: torch.nn.functional.linear(input, self.weight)
+    gate = kernel_cost(GemmOp(m=t, n=e, k=g.hidden, dtype=strategy.dtype), p.rates)
+    p.kernel(renamed(gate, "router_gemm"), ph, call=RuntimeCall.cublas)
+    p.view(ph, grad=True)  # logits.view(-1, E)
+    # moe_utils.topk_softmax_with_capacity: scores, top_indices = torch.topk(logits, k);
+    # probs = torch.softmax(scores, dim=-1, dtype=torch.float32).type_as(logits)
+    p.op("topk", te_B * el, tk_B * (el + ID_BYTES), ph, OpKind.reduction)
+    p.op("softmax_topk", tk_B * el, tk_B * PROB_BYTES, ph, OpKind.reduction)
+    p.op("cast_probs", tk_B * PROB_BYTES, tk_B * el, ph)
+    cap = g.capacity()
+    if cap is None:  # tokens_per_expert = torch.histc(top_indices, bins=E, min=0, max=E)
+        p.op("histc", tk_B * ID_BYTES, e * PROB_BYTES, ph, OpKind.reduction, grad=False)
+    else:  # the capacity branch: dense masks, top-capacity per expert, the exceed mask
+        ce = cap * e
+        p.op("zeros_gates", 0, te_B * el, ph)
+        p.op("scatter_gates", tk_B * (el + ID_BYTES), tk_B * el, ph, OpKind.indexing)
+        p.op("zeros_mask", 0, te_B * el, ph, grad=False)
+        p.op("scatter_mask", tk_B * ID_BYTES, tk_B * el, ph, OpKind.indexing, grad=False)
+        p.op("capacity_topk", te_B * el, ce * (el + ID_BYTES), ph, OpKind.reduction)
+        p.op("zeros_capacity_mask", 0, te_B * el, ph, grad=False)
+        p.op("scatter_capacity_mask", ce * ID_BYTES, ce * el, ph, OpKind.indexing, grad=False)
+        if strategy.pad_to_capacity:  # capacity_probs.T.contiguous(), capacity_indices.T...
+            p.view(ph, 2)
+            p.op("transpose_probs", ce * el, ce * el, ph)
+            p.op("transpose_indices", ce * ID_BYTES, ce * ID_BYTES, ph, grad=False)
+        else:
+            p.op("and_masks", 2 * te_B * el, te_B * MASK_BYTES, ph, grad=False)
+            p.op("not_mask", te_B * MASK_BYTES, te_B * MASK_BYTES, ph, grad=False)
+            gather_B = tk_B * ID_BYTES + te_B * MASK_BYTES
+            p.op("gather_exceed", gather_B, tk_B * MASK_BYTES, ph, OpKind.indexing, grad=False)
+            p.op("not_exceed", tk_B * MASK_BYTES, tk_B * MASK_BYTES, ph, grad=False)
+            p.op("mask_probs", tk_B * (el + MASK_BYTES), tk_B * el, ph)
+            p.op("clone_indices", tk_B * ID_BYTES, tk_B * ID_BYTES, ph, grad=False)
+            p.op("mask_indices", tk_B * (ID_BYTES + MASK_BYTES), tk_B * ID_BYTES, ph, grad=False)
+        p.op("tokens_per_expert", te_B * el, e * el, ph, OpKind.reduction, grad=False)
+    if strategy.load_balancing == "aux_loss":  # TopKRouter.aux_loss_load_balancing
+        p.op("softmax_all", te_B * el, te_B * PROB_BYTES, ph, OpKind.reduction)
+        p.op("probs_per_expert", te_B * PROB_BYTES, e * PROB_BYTES, ph, OpKind.reduction)
+        p.op("loss_mul", e * (PROB_BYTES + ID_BYTES), e * PROB_BYTES, ph)
+        p.op("loss_sum", e * PROB_BYTES, PROB_BYTES, ph, OpKind.reduction)
+        p.op("loss_scale", PROB_BYTES, PROB_BYTES, ph)
+        p.op("aux_loss_attach", PROB_BYTES, PROB_BYTES, ph)
 
 
-def _op_step(op: Operator, sizes: Sizes, rates: GPURates, phase: Phase) -> KernelStep:
-    return KernelStep(op.cost(sizes, rates), phase)
-
-
-def router_ops(g: LayerGeometry, rates: GPURates, dtype: Dtype) -> list[Step]:
-    """TopKRouter with aux-loss balancing: gate GEMM, top-k and softmax of the kept scores, the
-    dense masks, capacity selection when a capacity factor is set, and the switch loss."""
-    sizes = layer_sizes(g, dtype)
-    ops = MEGATRON_ROUTER + (MEGATRON_CAPACITY if g.capacity() is not None else ()) + SWITCH_LOSS
-    gate: list[Step] = [KernelStep(router_gemm(g, rates, dtype), "gate")]
-    return gate + [_op_step(op, sizes, rates, "gate") for op in ops]
-
-
-def permute_ops(g: LayerGeometry, rates: GPURates, padded: bool) -> list[Step]:
-    """Gather each token copy's row into expert order. Padded: the router already produced the
-    per-expert index list, one index_select. Otherwise a stable argsort of the expert ids (a
-    multi-kernel radix sort), the row gather and the row index computation."""
-    sizes = layer_sizes(g, g.dtype)
-    if padded:
-        return [_op_step(MEGATRON_PADDED_PERMUTE, sizes, rates, "dispatch")]
-    ids_B = g.tokens_per_gpu * g.top_k * ID_BYTES
-    sort: list[Step] = [_ew("sort_histogram", ids_B, SORT_HISTOGRAM_B, rates, "dispatch")]
-    onesweep = SORT_ONESWEEP.cost(sizes, rates)
-    sort += [
-        KernelStep(renamed(onesweep, f"sort_onesweep_{p}"), "dispatch", new_op=False)
-        for p in range(SORT_PASSES)
-    ]
-    return [
-        _op_step(MEGATRON_PERMUTE_PROLOGUE, sizes, rates, "dispatch"),
-        *sort,
-        *(_op_step(op, sizes, rates, "dispatch") for op in MEGATRON_PERMUTE_EPILOGUE),
-    ]
-
-
-def regroup_op(
-    name: str,
-    rows: int,
-    g: LayerGeometry,
-    rates: GPURates,
-    phase: Phase,
-    after: tuple[int, ...] = (),
-) -> KernelStep:
-    """Received chunks (source-major) reordered to expert-major or back: one copy kernel
-    (torch.cat of the split chunks, or a transposed contiguous copy when padded)."""
-    size_B = rows * g.row_bytes
-    return KernelStep(elementwise(name, size_B, size_B, rates), phase, after=after)
-
-
-def grouped_gemm(
+def _gemm_steps(
+    p: Program,
     name: str,
     rows: Sequence[int],
     n: int,
     k: int,
     strategy: MegatronStrategy,
-    rates: GPURates,
-    first_index: int,
-) -> tuple[list[Step], tuple[int, ...]]:
-    """One grouped GEMM operator in the strategy's implementation, its steps starting at index
-    ``first_index`` of the rank's program, and the steps the next operator on the main stream
-    must wait for (the compute streams' GEMMs, for te; none when everything is on one stream)."""
+    te: bool,
+) -> tuple[int, ...]:
+    """One grouped GEMM operator: one cuBLAS GEMM per non-empty expert on the calling stream
+    (the grouped_gemm package on sm_90: csrc/grouped_gemm.cu CublasGroupedGemm) or round-robin
+    over TE's compute streams (nvte_multi_stream_cublas_gemm), or one grouped kernel. Returns
+    the steps the next operator on the main stream must wait for."""
     dtype = strategy.dtype
-    te = strategy.variant == "te"
     if te or strategy.grouped_gemm == "cublas_loop":
-        # One operator issuing one cuBLAS GEMM per expert: on the calling stream (the
-        # grouped_gemm package's loop), or round-robin over TE's compute streams, each waiting
-        # for the work already on the calling stream.
-        prior = (first_index - 1,) if te and first_index > 0 else ()
-        steps: list[Step] = []
+        last = p.last_launch
+        prior = (last,) if te and last is not None else ()
+        first = len(p.steps)
         for m in (m for m in rows if m > 0):
-            cost = renamed(kernel_cost(GemmOp(m=m, n=n, k=k, dtype=dtype), rates), name)
-            stream = 1 + len(steps) % strategy.te_compute_streams if te else 0
-            steps.append(KernelStep(cost, "gemm", stream=stream, after=prior, new_op=not steps))
-        join = tuple(range(first_index, first_index + len(steps))) if te else ()
-        return steps, join
+            cost = renamed(kernel_cost(GemmOp(m=m, n=n, k=k, dtype=dtype), p.rates), name)
+            i = len(p.steps) - first
+            stream = 1 + i % strategy.te_compute_streams if te else 0
+            p.kernel(
+                cost, "gemm", after=prior, stream=stream, new_op=i == 0, call=RuntimeCall.cublas
+            )
+        return tuple(range(first, len(p.steps))) if te else ()
     path = (
         InstructionPath.mma_sync
         if strategy.grouped_gemm == "cutlass_sm80"
         else InstructionPath.wgmma
     )
-    cost = grouped_gemm_cost(list(rows), n, k, dtype, path, rates, name)
-    return [KernelStep(cost, "gemm")], ()
+    cost = grouped_gemm_cost(list(rows), n, k, dtype, path, p.rates, name)
+    p.kernel(cost, "gemm")
+    return ()
 
 
-def unpermute_ops(g: LayerGeometry, rates: GPURates) -> list[Step]:
-    """Scatter expert outputs back to token order, weight by the gate and sum the k copies."""
-    sizes = layer_sizes(g, g.dtype)
-    return [_op_step(op, sizes, rates, "combine") for op in MEGATRON_UNPERMUTE]
+def experts(
+    p: Program, g: LayerGeometry, rows: Sequence[int], strategy: MegatronStrategy
+) -> tuple[int, ...]:
+    """The expert back end's forward; returns the steps the combine must wait for."""
+    received = sum(rows)
+    act_B = received * g.intermediate * g.element_bytes
+    ph: Phase = "gemm"
+    p.host(ph, count=2)  # MoELayer.forward -> self.experts(...) (module call, forward)
+    backend = strategy.expert_backend
+    if backend == "grouped_gemm":
+        # experts.py GroupedMLP.forward: w1/w2 views, gg.ops.gmm (GroupedGemm.apply), activation
+        p.view(ph, 2, grad=True)
+        p.host(ph)
+        _gemm_steps(p, "gemm0", rows, g.intermediate, g.hidden, strategy, te=False)
+        p.op("activation", act_B, act_B, ph)
+        p.host(ph)
+        return _gemm_steps(p, "gemm1", rows, g.hidden, g.intermediate, strategy, te=False)
+    if backend == "te":
+        # experts.py TEGroupedMLP.forward: tokens_per_expert.tolist(), then linear_fc1 /
+        # activation / linear_fc2 (TE GroupedLinear: module call, _GroupedLinear.apply,
+        # torch.split into L views, general_grouped_gemm on the compute streams)
+        p.host(ph)
+        p.host(ph, count=2)
+        p.view(ph, g.local_experts, grad=True)
+        join = _gemm_steps(p, "gemm0", rows, g.intermediate, g.hidden, strategy, te=True)
+        p.op("activation", act_B, act_B, ph, after=join)
+        p.host(ph, count=2)
+        p.view(ph, g.local_experts, grad=True)
+        return _gemm_steps(p, "gemm1", rows, g.hidden, g.intermediate, strategy, te=True)
+    # experts.py SequentialMLP.forward: output_local = torch.zeros_like(...); cumsum and cat of
+    # the (CPU) tokens_per_expert; a Python loop over the local expert modules
+    row_B = g.row_bytes
+    p.op("zeros_output", 0, received * row_B, ph)
+    p.host(ph, OpKind.reduction, 3)  # torch.cumsum, torch.zeros, torch.cat on CPU tensors
+    for m in rows:
+        p.host(ph)  # loop body
+        p.host(ph, OpKind.indexing, 2)  # start/end = cumsum_num_tokens[i], [i + 1] (CPU)
+        p.view(ph, grad=True)  # permuted_local_hidden_states[start:end]
+        p.host(ph, count=3)  # expert(hidden): MLP module call; linear_fc1 module call
+        if m > 0:
+            fc1 = GemmOp(m=m, n=g.intermediate, k=g.hidden, dtype=strategy.dtype)
+            p.kernel(renamed(kernel_cost(fc1, p.rates), "fc1"), ph, call=RuntimeCall.cublas)
+            a_B = m * g.intermediate * g.element_bytes
+            p.op("activation", a_B, a_B, ph)
+        p.host(ph)  # linear_fc2 module call
+        if m > 0:
+            fc2 = GemmOp(m=m, n=g.hidden, k=g.intermediate, dtype=strategy.dtype)
+            p.kernel(renamed(kernel_cost(fc2, p.rates), "fc2"), ph, call=RuntimeCall.cublas)
+            p.view(ph, grad=True)  # output_local[start:end] = output
+            p.op("copy_output", m * row_B, m * row_B, ph)
+    return ()
 
 
 def build(
@@ -165,39 +202,43 @@ def build(
     rates: Sequence[GPURates],
     nccl_sms: int,
 ) -> tuple[list[list[Step]], float]:
-    """Every rank's program and the bytes the all-to-alls move between GPUs."""
+    """Every rank's program (MoELayer.forward) and the bytes its collectives move between
+    GPUs. A dropless strategy runs on a dropless routed batch (the workload's per-rank view)."""
+    if strategy.capacity == "dropless":  # moe_expert_capacity_factor None
+        g = replace(g, capacity_factor=None)
     padded = strategy.pad_to_capacity and g.capacity() is not None
+    training = strategy.records_graph
+    programs: list[list[Step]] = []
+    if strategy.dispatcher == "allgather":
+        ag = AllGatherExchanges.of(g, nccl_sms)
+        for r in range(g.n_gpus):
+            rows = expert_rows(g, batch, r, False)
+            p = Program(rates[r], training, nccl_sms)
+            router(p, g, strategy)
+            allgather_permutation(p, g, ag, sum(rows))
+            join = experts(p, g, rows, strategy)
+            allgather_unpermutation(p, g, ag, sum(rows), join)
+            programs.append(p.steps)
+        return programs, ag.moved_B()
     send = send_matrix(g, batch, padded)
     dispatch = Exchange("dispatch_alltoall", send, "nccl", nccl_sms)
     combine = Exchange("combine_alltoall", send.T.copy(), "nccl", nccl_sms)
-    counts = count_exchange_steps(g, nccl_sms)  # one exchange every rank takes part in
-    programs: list[list[Step]] = []
+    counts = Exchange.ring(
+        "allgather_counts", "all_gather", g.n_gpus, g.experts * ID_BYTES, nccl_sms
+    )
     for r in range(g.n_gpus):
         rows = expert_rows(g, batch, r, padded)
-        received = sum(rows)
-        steps: list[Step] = [*router_ops(g, rates[r], strategy.dtype)]
-        if not padded:  # split sizes of a dropless all-to-all need the counts on the host
-            steps += counts
-        steps += permute_ops(g, rates[r], padded)
-        steps.append(ExchangeStep(dispatch, "dispatch"))
-        if g.local_experts > 1:
-            steps.append(regroup_op("sort_chunks", received, g, rates[r], "dispatch"))
-        gemm0, join = grouped_gemm(
-            "gemm0", rows, g.intermediate, g.hidden, strategy, rates[r], len(steps)
-        )
-        steps += gemm0
-        act_B = received * g.intermediate * g.element_bytes
-        activation = elementwise("activation", act_B, act_B, rates[r])
-        steps.append(KernelStep(activation, "gemm", after=join))
-        gemm1, join = grouped_gemm(
-            "gemm1", rows, g.hidden, g.intermediate, strategy, rates[r], len(steps)
-        )
-        steps += gemm1
-        if g.local_experts > 1:
-            steps.append(regroup_op("restore_chunks", received, g, rates[r], "combine", join))
-            join = ()
-        steps.append(ExchangeStep(combine, "combine", after=join))
-        steps += unpermute_ops(g, rates[r])
-        programs.append(steps)
-    moved = float(send.sum() - send.trace()) * 2
+        p = Program(rates[r], training, nccl_sms)
+        router(p, g, strategy)
+        alltoall_counts(p, g, counts, padded)
+        alltoall_permutation(p, g, dispatch, sum(rows), padded)
+        join = experts(p, g, rows, strategy)
+        alltoall_unpermutation(p, g, combine, sum(rows), padded, join)
+        programs.append(p.steps)
+    moved = float(send.sum() - np.trace(send)) * 2
+    if not padded:
+        moved += float(counts.send_B.sum())
     return programs, moved
+
+
+__all__ = ["build", "experts", "router"]
