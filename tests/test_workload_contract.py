@@ -5,6 +5,9 @@ checks that every registered kind has one). Over every fixture:
 
 - both fidelities report the same metric names, per-GPU ids and per-GPU row names, and the same
   series names (the family's declared DES diagnostics aside);
+- each fidelity reports exactly the metric names its family declares (``metric_names``, what
+  sweeps check their ``metrics`` against), and the DES adds to the closed form's only declared
+  DES diagnostics;
 - the DES equals the closed form: nothing contends, so both compute the same sums and differ by
   float rounding only (the DES adds durations to its clock event by event, the closed form sums
   them in another order: a few ulps per event, under 1e-13 relative for these fixtures' hundreds
@@ -34,11 +37,15 @@ from gpusim.engine.sim import Simulation
 from gpusim.hardware.node import Node
 from gpusim.result import Outcome
 from gpusim.spec.moe import (
+    CometStrategy,
+    DeepEPStrategy,
+    FasterMoEStrategy,
     FlashMoEStrategy,
     MegatronStrategy,
     MoELayerWorkload,
     RouterStepsWorkload,
 )
+from gpusim.spec.scenario import Fidelity
 from gpusim.spec.workload import (
     GemmAllToAllWorkload,
     GemmOp,
@@ -157,7 +164,9 @@ def test_the_spec_union_and_the_registry_agree() -> None:
 def test_a_family_whose_kind_disagrees_with_its_spec_is_refused() -> None:
     good = FAMILIES["transfers"]
     with pytest.raises(TypeError, match="kind defaults to"):
-        WorkloadFamily("transfer", good.spec, good.check, good.des, good.analytic)
+        WorkloadFamily(
+            "transfer", good.spec, good.check, good.des, good.analytic, good.metric_names
+        )
     with pytest.raises(TypeError, match="check must be"):
         WorkloadFamily(
             "transfers",
@@ -165,6 +174,7 @@ def test_a_family_whose_kind_disagrees_with_its_spec_is_refused() -> None:
             FAMILIES["kernel_chain"].check,
             good.des,
             good.analytic,
+            good.metric_names,
         )
 
 
@@ -184,6 +194,18 @@ def test_both_fidelities_report_the_same_names(fx: Fixture) -> None:
         assert set(des.per_gpu[gpu]) - extra == set(row), gpu
         assert not extra & set(row)
     assert set(des.series) == set(analytic.series)
+
+
+@pytest.mark.parametrize("fx", FIXTURES, ids=IDS)
+def test_each_fidelity_reports_exactly_the_declared_metric_names(fx: Fixture) -> None:
+    des, analytic, family = _both(fx)
+    topology = make_star_topology(fx.n_gpus)
+    declared_des = family.metric_names(fx.workload, topology, Fidelity.des)
+    declared_analytic = family.metric_names(fx.workload, topology, Fidelity.analytic)
+    assert set(des.metrics) == declared_des
+    assert set(analytic.metrics) == declared_analytic
+    assert declared_des - declared_analytic <= family.des_diagnostics
+    assert declared_analytic <= declared_des
 
 
 @pytest.mark.parametrize("fx", FIXTURES, ids=IDS)
@@ -254,3 +276,40 @@ def test_an_unknown_device_is_one_line_naming_file_and_path(
     assert f"{path}: {where}: " in lines[0]
     assert "gpu99" in lines[0]
     assert not out_dir.exists()
+
+
+MOE_STRATEGIES = [
+    FlashMoEStrategy(),
+    MegatronStrategy(),
+    FasterMoEStrategy(),
+    CometStrategy(),
+    DeepEPStrategy(),
+]
+
+
+@pytest.mark.parametrize("n_gpus", [1, 2, 4])
+@pytest.mark.parametrize("overlap", [False, True])
+@pytest.mark.parametrize("strategy", MOE_STRATEGIES, ids=lambda s: s.name)
+def test_moe_declares_what_each_strategy_and_option_reports(
+    strategy: Any, overlap: bool, n_gpus: int
+) -> None:
+    """The MoE names depend on the strategy (FlashMoE's own, a host-driven one's ``sm_active``),
+    on the fidelity (FlashMoE's DES diagnostic) and on ``overlap_efficiency`` (with the 2-GPU
+    latency only above 2 GPUs, the GPUs defaulting to the topology's)."""
+    workload = MoELayerWorkload(
+        tokens_per_gpu=64,
+        hidden=128,
+        intermediate=128,
+        experts=4,
+        top_k=1,
+        overlap_efficiency=overlap,
+        strategy=strategy,
+    )
+    topology, profile = make_star_topology(n_gpus), make_profile()
+    assert not list(workload.check(topology))
+    family = family_of(workload)
+    des = run_des(Node(topology, profile, Simulation()), workload, seed=SEED)
+    analytic = run_analytic(topology, profile, workload, seed=SEED)
+    assert set(des.metrics) == family.metric_names(workload, topology, Fidelity.des)
+    assert set(analytic.metrics) == family.metric_names(workload, topology, Fidelity.analytic)
+    assert ("latency_2gpu_s" in analytic.metrics) == (overlap and n_gpus > 2)

@@ -40,6 +40,20 @@ def message_bytes(wl: GemmAllToAllWorkload, n_ranks: int) -> float:
     return out_B / n_ranks / wl.messages_per_peer
 
 
+METRICS = frozenset(
+    {
+        "makespan_s",
+        "gemm_s",
+        "alltoall_s",
+        "bytes_moved",
+        "alltoall_algbw_GBps",
+        "kernel_launches",
+        "sm_utilisation",
+    }
+)
+"""The metric names both models report (the registry declares them for sweep checks)."""
+
+
 def _metrics(
     makespan_s: float, gemm_s: float, a2a_s: dict[str, float], moved_B: float, n: int
 ) -> dict[str, float]:

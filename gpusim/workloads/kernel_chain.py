@@ -27,6 +27,24 @@ from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import Topology
 from gpusim.spec.workload import KernelChainWorkload, MemcpyOp
 
+METRICS = frozenset(
+    {
+        "makespan_s",
+        "launch_latency_s",
+        "time_per_kernel_s",
+        "kernel_time_s",
+        "launch_cost_s",
+        "gpu_busy_fraction",
+        "host_busy_fraction",
+        "launch_bound",
+        "kernel_launches",
+        "sm_utilisation",
+        "sm_active",
+        "tklqt_s",
+    }
+)
+"""The metric names both models report (the registry declares them for sweep checks)."""
+
 
 def _gpu_id(topology: Topology, wl: KernelChainWorkload) -> str:
     return wl.gpu if wl.gpu is not None else topology.gpus()[0].id

@@ -6,7 +6,12 @@ spec class, so the loader in ``spec/`` runs it without importing this layer), an
 with one keyword signature each:
 
 - ``des(node, workload, *, seed) -> Outcome``: the discrete-event model on a built node;
-- ``analytic(topology, profile, workload, *, seed) -> Outcome``: the closed form.
+- ``analytic(topology, profile, workload, *, seed) -> Outcome``: the closed form;
+
+and the metric names its runs report, declared: ``metric_names(workload, topology, fidelity)``
+(a topology because a name can depend on the GPUs a workload runs on, which default to the
+topology's; a fidelity for the DES-only diagnostics). Sweeps check the metrics they name against
+these without running anything; the contract test holds every model to them exactly.
 
 The seed is the scenario's ``options.seed``, passed the same way to both fidelities and every
 family; a family that draws random numbers makes its generators from it (one that draws none
@@ -27,6 +32,7 @@ from gpusim.spec.base import Spec
 from gpusim.spec.moe import MoELayerWorkload, RouterStepsWorkload
 from gpusim.spec.problems import Problem
 from gpusim.spec.profile import CalibrationProfile
+from gpusim.spec.scenario import Fidelity
 from gpusim.spec.topology import Topology
 from gpusim.spec.workload import (
     GemmAllToAllWorkload,
@@ -54,13 +60,31 @@ class AnalyticModel(Protocol[W_contra]):
     ) -> Outcome: ...
 
 
+class MetricNames(Protocol[W_contra]):
+    """A family's declared metric names: exactly the keys of ``Outcome.metrics`` that a run of
+    ``workload`` on ``topology`` at ``fidelity`` reports."""
+
+    def __call__(
+        self, workload: W_contra, topology: Topology, fidelity: Fidelity, /
+    ) -> frozenset[str]: ...
+
+
+def fixed_metrics(names: frozenset[str]) -> MetricNames[Spec]:
+    """The declaration of a family whose metric names depend on nothing: ``names``."""
+
+    def metric_names(workload: Spec, topology: Topology, fidelity: Fidelity, /) -> frozenset[str]:
+        return names
+
+    return metric_names
+
+
 Check = Callable[[W, Topology], Iterator[Problem]]
 
 
 @dataclass(frozen=True)
 class WorkloadFamily(Generic[W]):
     """One workload family: its tag, its spec class, the spec's semantic check (the spec class's
-    ``check`` method, which the loader also calls) and its two models.
+    ``check`` method, which the loader also calls), its two models and its metric names.
 
     Both models report the same metric names and per-GPU row names, except the
     ``des_diagnostics``: names (of metrics or per-GPU values) that only the DES reports because
@@ -72,6 +96,7 @@ class WorkloadFamily(Generic[W]):
     check: Check[W]
     des: DesModel[W]
     analytic: AnalyticModel[W]
+    metric_names: MetricNames[W]
     des_diagnostics: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
@@ -104,6 +129,7 @@ FAMILIES: Mapping[str, WorkloadFamily[Any]] = _families(
         check=GemmAllToAllWorkload.check,
         des=gemm_alltoall.des,
         analytic=gemm_alltoall.analytic,
+        metric_names=fixed_metrics(gemm_alltoall.METRICS),
     ),
     WorkloadFamily(
         kind="kernel_chain",
@@ -111,6 +137,7 @@ FAMILIES: Mapping[str, WorkloadFamily[Any]] = _families(
         check=KernelChainWorkload.check,
         des=kernel_chain.des,
         analytic=kernel_chain.analytic,
+        metric_names=fixed_metrics(kernel_chain.METRICS),
     ),
     WorkloadFamily(
         kind="transfers",
@@ -118,6 +145,7 @@ FAMILIES: Mapping[str, WorkloadFamily[Any]] = _families(
         check=TransfersWorkload.check,
         des=transfers.des,
         analytic=transfers.analytic,
+        metric_names=fixed_metrics(transfers.METRICS),
     ),
     WorkloadFamily(
         kind="moe_layer",
@@ -125,6 +153,7 @@ FAMILIES: Mapping[str, WorkloadFamily[Any]] = _families(
         check=MoELayerWorkload.check,
         des=moe.des,
         analytic=moe.analytic,
+        metric_names=moe.metric_names,
         # FlashMoE's DES: transfers that took the fluid network instead of the uncontended
         # shortcut, and task events after batching (FlashMoEStrategy.task_batch)
         des_diagnostics=frozenset({"fluid_transfer_fraction", "task_batches"}),
@@ -135,6 +164,7 @@ FAMILIES: Mapping[str, WorkloadFamily[Any]] = _families(
         check=RouterStepsWorkload.check,
         des=router_steps.des,
         analytic=router_steps.analytic,
+        metric_names=fixed_metrics(router_steps.METRICS),
     ),
 )
 """Every registered family by kind."""
@@ -171,8 +201,10 @@ __all__ = [
     "AnalyticModel",
     "Check",
     "DesModel",
+    "MetricNames",
     "WorkloadFamily",
     "family_of",
+    "fixed_metrics",
     "run_analytic",
     "run_des",
     "workload_spec_classes",

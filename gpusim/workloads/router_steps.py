@@ -24,6 +24,18 @@ from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import Topology
 from gpusim.workloads.moe.routing import Router, expert_loads, maxvio
 
+METRICS = frozenset(
+    {
+        "maxvio_first_step",
+        "maxvio_last_step",
+        "maxvio_mean_last_10pct",
+        "maxvio_global",
+        "maxvio_rank_mean_last_10pct",
+        "straggler_factor_last_10pct",
+    }
+)
+"""The metric names both models report (the registry declares them for sweep checks)."""
+
 
 def last_share_count(steps: int) -> int:
     """Steps in "the last 10 %" of ``steps``: steps // 10, at least 1."""
@@ -81,4 +93,4 @@ def analytic(
     return run_router_steps(wl, np.random.default_rng(seed))
 
 
-__all__ = ["analytic", "des", "last_share_count", "run_router_steps"]
+__all__ = ["METRICS", "analytic", "des", "last_share_count", "run_router_steps"]

@@ -21,6 +21,9 @@ from gpusim.workloads.common import (
     static_link_bytes,
 )
 
+METRICS = frozenset({"makespan_s", "bytes_moved", "transfers"})
+"""The metric names both models report (the registry declares them for sweep checks)."""
+
 
 def _outcome(finish: list[float], wl: TransfersWorkload, link_bytes: dict[str, float]) -> Outcome:
     makespan = max(finish)

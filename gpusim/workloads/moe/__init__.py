@@ -20,11 +20,39 @@ from gpusim.kernels.collectives import NcclCosts
 from gpusim.result import Outcome
 from gpusim.spec.moe import FlashMoEStrategy, MoELayerWorkload
 from gpusim.spec.profile import CalibrationProfile
+from gpusim.spec.scenario import Fidelity
 from gpusim.spec.topology import Topology
 from gpusim.workloads.moe import comet, deepep, fastermoe, flashmoe, megatron
 from gpusim.workloads.moe.hostdriven import PHASES
-from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch, moe_metrics
+from gpusim.workloads.moe.layer import MOE_METRICS, LayerGeometry, RoutedBatch, moe_metrics
 from gpusim.workloads.moe.routing import route_layer
+
+HOST_DRIVEN_METRICS = MOE_METRICS | {"sm_active"}
+"""What a host-driven strategy reports, in both fidelities (:func:`_host_driven_outcome`)."""
+FLASHMOE_METRICS = MOE_METRICS | {"processor_busy_s", "sm_held_fraction", "tasks"}
+"""What FlashMoE reports in both fidelities (``flashmoe.plan.layer_metrics``)."""
+FLASHMOE_DES_METRICS = frozenset({"fluid_transfer_fraction"})
+"""FlashMoE's DES-only metric (a diagnostic of the event engine: the registry's
+``des_diagnostics``)."""
+
+
+def metric_names(wl: MoELayerWorkload, topology: Topology, fidelity: Fidelity) -> frozenset[str]:
+    """The metric names a layer run reports: the shared MoE metrics, the strategy's own
+    (FlashMoE's, or ``sm_active`` for a host-driven one), FlashMoE's DES diagnostic under the
+    DES, and with ``overlap_efficiency`` that ratio, plus the 2-GPU latency it divides when the
+    layer runs on more than 2 GPUs (:func:`_with_overlap`)."""
+    if isinstance(wl.strategy, FlashMoEStrategy):
+        names = FLASHMOE_METRICS
+        if fidelity == Fidelity.des:
+            names |= FLASHMOE_DES_METRICS
+    else:
+        names = HOST_DRIVEN_METRICS
+    if wl.overlap_efficiency:
+        names |= {"overlap_efficiency"}
+        if len(_gpus(topology, wl)) > 2:
+            names |= {"latency_2gpu_s"}
+    return names
+
 
 Builder = Callable[..., tuple[list[list[Step]], float]]
 HOST_DRIVEN: dict[str, Builder] = {
@@ -162,4 +190,11 @@ def analytic(
     return _with_overlap(wl, outcome, run_two, g.gpus)
 
 
-__all__ = ["analytic", "des"]
+__all__ = [
+    "FLASHMOE_DES_METRICS",
+    "FLASHMOE_METRICS",
+    "HOST_DRIVEN_METRICS",
+    "analytic",
+    "des",
+    "metric_names",
+]

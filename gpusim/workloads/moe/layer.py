@@ -112,6 +112,23 @@ class LayerGeometry:
         return 2.0 * remote * self.row_bytes
 
 
+MOE_METRICS = frozenset(
+    {
+        "forward_latency_s",
+        "makespan_s",
+        "throughput_tokens_per_s",
+        "sm_utilisation",
+        "payload_efficiency",
+        "network_payload_B",
+        "kernel_launches",
+        "tokens_dropped",
+        "maxvio_batch",
+        "max_expert_load",
+    }
+)
+"""The names :func:`moe_metrics` returns: what every MoE strategy reports."""
+
+
 def moe_metrics(
     *,
     geometry: LayerGeometry,
