@@ -214,7 +214,12 @@ class HostRuntime:
         corr = self.log.next_correlation()
         begin = self._now()
         yield from self.thread.spend(None, self.costs.runtime_call_s(call))
-        reserved = yield from enter_queue(stream, self.costs.queue_depth)
+        # enter_queue inlined: this is the hottest path of launch-bound chains
+        granted = stream.room(self.costs.queue_depth)
+        reserved = False
+        if granted is not None:
+            yield granted
+            reserved = True
         rec = self._record(corr, ext, cost.name, call, stream, begin)
         gpu, env = stream.gpu, self.env
 
@@ -229,7 +234,7 @@ class HostRuntime:
             self.costs.launch.doorbell_s,
             reserved=reserved,
             cat="kernel",
-            args=self._kernel_args(rec),
+            args=self._kernel_args(rec) if self.recorder.enabled else None,
         )
         self._close_call(call, corr, ext, begin, [rec])
         return done
@@ -250,7 +255,7 @@ class HostRuntime:
             yield from gpu.copy(route.resources, route.latency_s, size_B, rec.name)
             rec.kernel_end_s = float(env.now)
 
-        args = self._kernel_args(rec) | {"bytes": size_B}
+        args = self._kernel_args(rec) | {"bytes": size_B} if self.recorder.enabled else None
         done = stream.submit(
             rec.name,
             body,
@@ -274,14 +279,17 @@ class HostRuntime:
         end = self._now()
         for rec in records:
             rec.runtime_end_s = end
-        args = {"correlation": corr, "External id": ext}
-        self.recorder.slice(self.thread.track, call.value, begin_s, end, args, "cuda_runtime")
+        if self.recorder.enabled:  # the args dict costs a measurable share of a launch
+            args = {"correlation": corr, "External id": ext}
+            self.recorder.slice(self.thread.track, call.value, begin_s, end, args, "cuda_runtime")
 
     def _close_op(self, name: str, ext: int, begin_s: float, first: int) -> None:
         end = self._now()
         for rec in self.log.records[first:]:
             rec.op_begin_s, rec.op_end_s = begin_s, end
-        self.recorder.slice(self.thread.track, name, begin_s, end, {"External id": ext}, "cpu_op")
+        if self.recorder.enabled:
+            args = {"External id": ext}
+            self.recorder.slice(self.thread.track, name, begin_s, end, args, "cpu_op")
 
     @staticmethod
     def _kernel_args(rec: LaunchRecord) -> dict[str, Any]:
