@@ -110,14 +110,65 @@ def test_dispatcher_syncs_follow_the_code() -> None:
         programs, _ = _programs(strategy, experts)
         return [s for s in programs[0] if isinstance(s, SyncStep)]
 
-    # allgather: masked_select of indices and of probs, nonzero, bincount's max, .cpu()
-    assert len(syncs(MegatronStrategy())) == 5
-    # alltoall, 2 local experts: bincount's max and repeat_interleave's size
+    # allgather: masked_select of indices and of probs, nonzero, bincount's min and max
+    # (ATen _bincount_cuda_template reads both back), .cpu()
+    assert len(syncs(MegatronStrategy())) == 6
+    # alltoall, 2 local experts: bincount's min and max, repeat_interleave's size and its
+    # non-negative check (ATen repeat_interleave_common)
     a2a = syncs(MegatronStrategy(dispatcher="alltoall"))
-    assert [s.kind for s in a2a] == ["to_host", "to_host"]
+    assert [s.kind for s in a2a] == ["to_host"] * 4
     # one local expert: the "before_ep_alltoall" stream synchronize instead
     one = syncs(MegatronStrategy(dispatcher="alltoall"), experts=G)
-    assert [s.kind for s in one] == ["to_host", "stream"]
+    assert [s.kind for s in one] == ["to_host", "to_host", "stream"]
+
+
+def _capacity_programs(strategy: MegatronStrategy, experts: int = E) -> list[list[Step]]:
+    """Every (token, slot) routed evenly, capacity factor 1: nothing dropped."""
+    g = LayerGeometry(
+        gpus=[f"gpu{i}" for i in range(G)],
+        tokens_per_gpu=T,
+        hidden=H,
+        intermediate=H,
+        experts=experts,
+        top_k=K,
+        capacity_factor=1.0,
+        dtype=Dtype.bf16,
+    )
+    per_pair = T * K // experts
+    batch = RoutedBatch(counts=np.full((G, experts), per_pair), dropped=0, maxvio_batch=0.0)
+    rates = [gpu_rates(make_star_topology(G).gpus()[0].model, make_profile())] * G
+    return megatron.build(g, batch, strategy, rates, 16)[0]
+
+
+def _names(program: list[Step]) -> list[str]:
+    return [s.cost.name for s in program if isinstance(s, KernelStep)]
+
+
+def test_capacity_router_and_permute_follow_megatron_core_r0_8() -> None:
+    drop = MegatronStrategy(dispatcher="alltoall", capacity="capacity_factor")
+    # one local expert, tokens dropped without padding: the sync moves before permute 1
+    # ("before_permutation_1"), after num_out_tokens' sum and copy
+    one = _capacity_programs(drop.model_copy(update={"pad_to_capacity": False}), experts=G)[0]
+    kinds = [s for s in one if isinstance(s, SyncStep | KernelStep)]
+    sync_at = next(i for i, s in enumerate(kinds) if isinstance(s, SyncStep) and s.kind == "stream")
+    later = [s.cost.name for s in kinds[sync_at:] if isinstance(s, KernelStep)]
+    assert later[:1] == ["permute1_argsort_iota"]
+    assert "num_out_tokens_sum" in _names(one)
+    # each zeros_like(logits).scatter(...) copies its input before scattering
+    names = _names(one)
+    assert {"scatter_gates_copy", "scatter_mask_copy", "scatter_capacity_mask_copy"} <= set(names)
+    # padding: permute_with_padded_tokens is an index_select without a sort, and
+    # unpermute_with_padded_tokens a scatter_add
+    padded = _names(_capacity_programs(drop)[0])
+    assert not any(n.startswith("permute1_") and n != "permute1_index_select" for n in padded)
+    assert "unpermute1_scatter_add" in padded and "unpermute1_index_copy" not in padded
+
+
+def test_aux_loss_attaches_without_a_kernel() -> None:
+    aux, _ = _programs(MegatronStrategy(load_balancing="aux_loss"))
+    names = _names(aux[0])
+    assert "aux_loss_attach" not in names
+    assert {"tracker_div", "tracker_add"} <= set(names)
 
 
 def test_training_forward_pays_autograd_bookkeeping_per_recorded_op() -> None:

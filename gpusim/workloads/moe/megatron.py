@@ -56,7 +56,14 @@ from gpusim.workloads.moe.operators import ID_BYTES, MASK_BYTES, PROB_BYTES
 
 def router(p: Program, g: LayerGeometry, strategy: MegatronStrategy) -> None:
     """TopKRouter.forward: gating (a linear), then routing (topk_softmax_with_capacity, the
-    load-balancing type's extra operators)."""
+    load-balancing type's extra operators).
+
+    Checked against the code: the fork's router.py (ZSL98/Megatron-LM, blob at commit
+    6a633089a467e8534830f4cde450c9504e9f1449: TopKRouter without ``deterministic_mode``, the
+    TP>1 logits gather, i.e. Megatron-Core r0.8.0) and Megatron-Core core_v0.8.0's moe_utils.py
+    (NVIDIA/Megatron-LM baf94af3c667248865f23df73b9fb8e2395e6fd0: topk_softmax_with_capacity,
+    switch_load_balancing_loss_func, save_to_aux_losses_tracker), which the fork does not
+    modify."""
     t, e, k = g.tokens_per_gpu, g.experts, g.top_k
     el = storage_bytes(strategy.dtype)
     te_B, tk_B = t * e, t * k
@@ -65,7 +72,13 @@ def router(p: Program, g: LayerGeometry, strategy: MegatronStrategy) -> None:
     # TopKRouter.gating: torch.nn.functional.linear(input, self.weight)
     gate = kernel_cost(GemmOp(m=t, n=e, k=g.hidden, dtype=strategy.dtype), p.rates)
     p.kernel(renamed(gate, "router_gemm"), ph, call=RuntimeCall.cublas)
-    p.view(ph, grad=True)  # logits.view(-1, E)
+    # TopKRouter.forward: apply_input_jitter (eps None: returns its input), gating, then
+    # logits.view(-1, E); routing(logits): logits.view(-1, E) again, apply_z_loss (coeff None:
+    # returns logits), the load-balancing type's method, topk_softmax_with_capacity
+    p.host(ph, count=2)  # apply_input_jitter, gating (Python calls around the linear)
+    p.view(ph, 2, grad=True)  # logits.view(-1, E) in forward and again in routing
+    aux = strategy.load_balancing == "aux_loss"
+    p.host(ph, count=4 if aux else 3)  # routing, apply_z_loss, [aux_loss_load_balancing], topk_...
     # moe_utils.topk_softmax_with_capacity: scores, top_indices = torch.topk(logits, k);
     # probs = torch.softmax(scores, dim=-1, dtype=torch.float32).type_as(logits)
     p.op("topk", te_B * el, tk_B * (el + ID_BYTES), ph, OpKind.reduction)
@@ -75,14 +88,39 @@ def router(p: Program, g: LayerGeometry, strategy: MegatronStrategy) -> None:
     if cap is None:  # tokens_per_expert = torch.histc(top_indices, bins=E, min=0, max=E)
         p.op("histc", tk_B * ID_BYTES, e * PROB_BYTES, ph, OpKind.reduction, grad=False)
     else:  # the capacity branch: dense masks, top-capacity per expert, the exceed mask
+        # get_capacity (Python math); each ``torch.zeros_like(logits).scatter(...)`` is a fill
+        # kernel, then the out-of-place scatter: ATen's structured scatter copies ``self``
+        # into its output (a T*E copy kernel) before the scatter kernel
         ce = cap * e
+        p.host(ph)
         p.op("zeros_gates", 0, te_B * el, ph)
-        p.op("scatter_gates", tk_B * (el + ID_BYTES), tk_B * el, ph, OpKind.indexing)
+        p.op("scatter_gates_copy", te_B * el, te_B * el, ph)
+        p.op("scatter_gates", tk_B * (el + ID_BYTES), tk_B * el, ph, OpKind.indexing, new_op=False)
         p.op("zeros_mask", 0, te_B * el, ph, grad=False)
-        p.op("scatter_mask", tk_B * ID_BYTES, tk_B * el, ph, OpKind.indexing, grad=False)
+        p.op("scatter_mask_copy", te_B * el, te_B * el, ph, grad=False)
+        p.op(
+            "scatter_mask",
+            tk_B * ID_BYTES,
+            tk_B * el,
+            ph,
+            OpKind.indexing,
+            grad=False,
+            new_op=False,
+        )
+        # drop_policy "probs" (the default): torch.topk(topk_masked_gates, k=capacity, dim=0,
+        # sorted=False); capacity_mask = torch.zeros_like(logits).scatter(0, indices, 1)
         p.op("capacity_topk", te_B * el, ce * (el + ID_BYTES), ph, OpKind.reduction)
         p.op("zeros_capacity_mask", 0, te_B * el, ph, grad=False)
-        p.op("scatter_capacity_mask", ce * ID_BYTES, ce * el, ph, OpKind.indexing, grad=False)
+        p.op("scatter_capacity_mask_copy", te_B * el, te_B * el, ph, grad=False)
+        p.op(
+            "scatter_capacity_mask",
+            ce * ID_BYTES,
+            ce * el,
+            ph,
+            OpKind.indexing,
+            grad=False,
+            new_op=False,
+        )
         if strategy.pad_to_capacity:  # capacity_probs.T.contiguous(), capacity_indices.T...
             p.view(ph, 2)
             p.op("transpose_probs", ce * el, ce * el, ph)
@@ -97,13 +135,27 @@ def router(p: Program, g: LayerGeometry, strategy: MegatronStrategy) -> None:
             p.op("clone_indices", tk_B * ID_BYTES, tk_B * ID_BYTES, ph, grad=False)
             p.op("mask_indices", tk_B * (ID_BYTES + MASK_BYTES), tk_B * ID_BYTES, ph, grad=False)
         p.op("tokens_per_expert", te_B * el, e * el, ph, OpKind.reduction, grad=False)
-    if strategy.load_balancing == "aux_loss":  # TopKRouter.aux_loss_load_balancing
+    if aux:  # TopKRouter.aux_loss_load_balancing (training): scores = torch.softmax(logits)
         p.op("softmax_all", te_B * el, te_B * PROB_BYTES, ph, OpKind.reduction)
+        # apply_load_balancing_loss -> switch_load_balancing_loss_func: probs.sum(dim=0),
+        # torch.sum(aggregated * tokens_per_expert) * (Python scalar). Its all_reduce of
+        # tokens_per_expert runs over the tensor-and-context (allgather) or context (alltoall)
+        # group, a one-rank group at TP = CP = 1: not modelled (no inter-GPU traffic).
+        p.host(ph, count=2)  # apply_load_balancing_loss, switch_load_balancing_loss_func
         p.op("probs_per_expert", te_B * PROB_BYTES, e * PROB_BYTES, ph, OpKind.reduction)
         p.op("loss_mul", e * (PROB_BYTES + ID_BYTES), e * PROB_BYTES, ph)
         p.op("loss_sum", e * PROB_BYTES, PROB_BYTES, ph, OpKind.reduction)
         p.op("loss_scale", PROB_BYTES, PROB_BYTES, ph)
-        p.op("aux_loss_attach", PROB_BYTES, PROB_BYTES, ph)
+        # save_to_aux_losses_tracker: aux_loss / coeff; values[layer_number - 1] (a view)
+        # += loss.detach() (a view, then an in-place add)
+        p.host(ph)
+        p.op("tracker_div", PROB_BYTES, PROB_BYTES, ph)
+        p.view(ph, 2)
+        p.op("tracker_add", 2 * PROB_BYTES, PROB_BYTES, ph, grad=False)
+        # MoEAuxLossAutoScaler.apply(activation, aux_loss): a custom autograd Function whose
+        # forward saves aux_loss and returns its input, launching nothing
+        p.host(ph)
+        p.view(ph, grad=True)
 
 
 def _gemm_steps(
@@ -231,9 +283,10 @@ def build(
         p = Program(rates[r], training, nccl_sms)
         router(p, g, strategy)
         alltoall_counts(p, g, counts, padded)
-        alltoall_permutation(p, g, dispatch, sum(rows), padded)
+        sent = round(float(send[r].sum()) / g.row_bytes)  # rows permute 1 keeps
+        alltoall_permutation(p, g, dispatch, sum(rows), sent, padded)
         join = experts(p, g, rows, strategy)
-        alltoall_unpermutation(p, g, combine, sum(rows), padded, join)
+        alltoall_unpermutation(p, g, combine, sum(rows), sent, padded, join)
         programs.append(p.steps)
     moved = float(send.sum() - np.trace(send)) * 2
     if not padded:

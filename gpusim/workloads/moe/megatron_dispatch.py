@@ -3,6 +3,13 @@ it models: megatron/core/transformer/moe/token_dispatcher.py and moe_utils.py of
 Megatron-LM fork the reference harness drives (ZSL98/Megatron-LM, Oct 2024, Megatron-Core
 r0.8/r0.9 era; moe_baselines.md sections 1-2).
 
+Checked against the code: the fork's token_dispatcher.py (ZSL98/Megatron-LM, blob at commit
+2e0afa918e89971e2b1346fe56d0243aa8e09ff4) and Megatron-Core core_v0.8.0's moe_utils.py
+(NVIDIA/Megatron-LM baf94af3c667248865f23df73b9fb8e2395e6fd0: ``permute`` is an argsort and an
+``index_select``, ``unpermute`` a ``torch.zeros`` and an ``index_copy_``), which the fork does
+not modify; the ATen ops they call as PyTorch implements them (Repeat.h
+repeat_interleave_common, SummaryOps.cu _bincount_cuda_template).
+
 Sizes per rank: T tokens, N ranks, E experts, L = E / N local experts, k = top-k, H hidden,
 ``el`` bytes per element, R rows (token copies) this rank's experts receive.
 """
@@ -151,6 +158,11 @@ def alltoall_counts(p: Program, g: LayerGeometry, counts: Exchange, padded: bool
     if padded:  # drop_and_pad: torch.full of the capacity counts (a CPU tensor)
         p.host(ph, OpKind.elementwise)
         return
+    if g.capacity() is not None:
+        # token drop without padding: self.num_out_tokens = counts.sum().to("cpu",
+        # non_blocking=True); cuda_sync_point "before_permutation_1"
+        p.op("num_out_tokens_sum", e * ID_BYTES, ID_BYTES, ph, OpKind.reduction, grad=False)
+        p.op("num_out_tokens_d2h", ID_BYTES, ID_BYTES, ph, grad=False)
     # input_splits = counts.reshape(ep, L).sum(axis=1).to("cpu", non_blocking=True).numpy()
     p.view(ph)
     p.op("input_splits_sum", e * ID_BYTES, n * ID_BYTES, ph, OpKind.reduction, grad=False)
@@ -169,45 +181,56 @@ def alltoall_counts(p: Program, g: LayerGeometry, counts: Exchange, padded: bool
 
 
 def alltoall_permutation(
-    p: Program, g: LayerGeometry, dispatch: Exchange, rows: int, padded: bool
+    p: Program, g: LayerGeometry, dispatch: Exchange, rows: int, sent: int, padded: bool
 ) -> None:
-    """MoEAlltoAllTokenDispatcher.token_permutation after preprocess."""
+    """MoEAlltoAllTokenDispatcher.token_permutation after preprocess; ``sent``: the rows this
+    rank's permute 1 keeps (T*k dropless, fewer when tokens are dropped)."""
     t, k, lx = g.tokens_per_gpu, g.top_k, g.local_experts
     row_B = g.row_bytes
     ph: Phase = "dispatch"
+    dropping = g.capacity() is not None and not padded
     if lx > 1 and not padded:
-        # global_input_tokens_local_experts_indices = torch.repeat_interleave(ids, counts.ravel())
-        # (no output_size: it synchronises the stream to size its output)
-        p.view(ph)
+        # global_input_tokens_local_experts_indices = torch.repeat_interleave(ids, counts.ravel()):
+        # the [ep, L] column slice of the gathered counts is not contiguous, so ravel copies
+        # it; ATen's repeat_interleave (Repeat.h repeat_interleave_common, no output_size):
+        # repeats.cumsum(0), cumsum[-1].item() (a sync), (repeats >= 0).all().item() (two
+        # kernels and a second sync), the int64 index kernel, then ids.index_select(0, index)
+        # of the int32 ids; cuda_sync_point "no_sync"
+        nl = lx * g.n_gpus
+        p.op("counts_ravel", nl * ID_BYTES, nl * ID_BYTES, ph, grad=False)
+        p.host(ph)  # torch.repeat_interleave
+        p.view(ph)  # ids.flatten()
+        p.op("repeat_interleave_cumsum", nl * ID_BYTES, nl * ID_BYTES, ph, OpKind.reduction)
+        p.view(ph)  # cumsum[-1]
+        p.to_host(ID_BYTES, ph, OpKind.reduction)
+        p.op("repeat_interleave_ge", nl * ID_BYTES, nl * MASK_BYTES, ph, grad=False)
+        p.op("repeat_interleave_all", nl * MASK_BYTES, MASK_BYTES, ph, OpKind.reduction)
+        p.to_host(MASK_BYTES, ph, OpKind.reduction)
+        p.op("repeat_interleave", nl * ID_BYTES, rows * ID_BYTES, ph, grad=False, new_op=False)
         p.op(
-            "repeat_interleave_cumsum",
-            lx * g.n_gpus * ID_BYTES,
-            lx * g.n_gpus * ID_BYTES,
-            ph,
-            OpKind.reduction,
-            grad=False,
-        )
-        p.to_host(ID_BYTES, ph)
-        p.op(
-            "repeat_interleave",
-            lx * g.n_gpus * ID_BYTES,
+            "repeat_interleave_index_select",
+            rows * (ID_BYTES + INT32_BYTES),
             rows * INT32_BYTES,
             ph,
+            OpKind.indexing,
             grad=False,
-            new_op=False,
         )
-    elif not padded:
-        # cuda_sync_point "before_ep_alltoall": torch.cuda.current_stream().synchronize()
-        # (placed after permute 1, before the all-to-all; modelled there)
-        pass
-    # permute(hidden_states, indices) (moe_utils.py permute): argsort of the flattened ids,
-    # sorted_indices // topk, index_select of T*k rows
+    if lx == 1 and dropping:  # cuda_sync_point "before_permutation_1"
+        p.stream_sync(ph)
+    # permute(hidden_states, indices, num_out_tokens) (moe_utils.py permute): argsort of the
+    # flattened ids, [:num_out_tokens] (a CPU tensor's value: no device sync), // topk,
+    # index_select of the kept rows (``sent``; T*k when dropless)
+    # (padded: permute_with_padded_tokens, one index_select of the E*capacity rows the
+    # [E, capacity] indices name, no sort)
+    p.host(ph)  # permute
     p.view(ph)
-    n_ids = t * k
-    p.argsort("permute1_argsort", n_ids, ID_BYTES, ph)
-    p.op("permute1_div", n_ids * ID_BYTES, n_ids * ID_BYTES, ph, grad=False)
-    p.op("permute1_index_select", n_ids * (row_B + ID_BYTES), n_ids * row_B, ph, OpKind.indexing)
-    if lx == 1 and not padded:
+    if not padded:
+        p.argsort("permute1_argsort", t * k, ID_BYTES, ph)
+        if dropping:
+            p.view(ph)  # sorted_indices[:num_out_tokens]
+        p.op("permute1_div", sent * ID_BYTES, sent * ID_BYTES, ph, grad=False)
+    p.op("permute1_index_select", sent * (row_B + ID_BYTES), sent * row_B, ph, OpKind.indexing)
+    if lx == 1 and not padded and not dropping:  # cuda_sync_point "before_ep_alltoall"
         p.stream_sync(ph)
     # tensor_parallel.all_to_all (mappings.py _AllToAll.apply -> all_to_all_single)
     p.host(ph)
@@ -234,10 +257,11 @@ def alltoall_unpermutation(
     g: LayerGeometry,
     combine: Exchange,
     rows: int,
+    sent: int,
     padded: bool,
     after: tuple[int, ...],
 ) -> None:
-    """MoEAlltoAllTokenDispatcher.token_unpermutation."""
+    """MoEAlltoAllTokenDispatcher.token_unpermutation; ``sent`` as for the permutation."""
     t, k, lx = g.tokens_per_gpu, g.top_k, g.local_experts
     row_B, el = g.row_bytes, g.element_bytes
     ph: Phase = "combine"
@@ -261,10 +285,25 @@ def alltoall_unpermutation(
     p.host(ph)
     p.collective(combine, ph, after=after)
     # unpermute(tokens, reversed_local_input_permutation_mapping, probs=self.probs)
-    n_ids = t * k
-    p.op("unpermute1_zeros", 0, n_ids * row_B, ph)
-    p.op("unpermute1_index_copy", n_ids * (row_B + ID_BYTES), n_ids * row_B, ph, OpKind.indexing)
-    p.view(ph, 2)  # reshape(-1, topk, H); probs.unsqueeze(-1)
-    p.op("unpermute1_scale", n_ids * (row_B + el), n_ids * row_B, ph)
-    p.op("unpermute1_sum_topk", n_ids * row_B, t * row_B, ph, OpKind.reduction)
+    p.host(ph)  # unpermute
+    if padded:
+        # unpermute_with_padded_tokens: probs.view(-1).unsqueeze(-1), indices.view(-1, 1)
+        # .expand(-1, H), probs * tokens over the E*capacity rows, torch.zeros(restore_shape),
+        # torch.scatter_add of those rows into the T token rows
+        p.view(ph, 4)
+        p.op("unpermute1_scale", sent * (row_B + el), sent * row_B, ph)
+        p.op("unpermute1_zeros", 0, t * row_B, ph)
+        p.op("unpermute1_scatter_add_copy", t * row_B, t * row_B, ph)
+        scatter_B = sent * (2 * row_B + ID_BYTES)
+        p.op("unpermute1_scatter_add", scatter_B, sent * row_B, ph, OpKind.indexing, new_op=False)
+    else:
+        # torch.zeros of T*k rows (probs.numel()), index_copy_ of the ``sent`` kept rows,
+        # reshape(-1, topk, H), * probs.unsqueeze(-1), sum(dim=1)
+        n_ids = t * k
+        p.op("unpermute1_zeros", 0, n_ids * row_B, ph)
+        copy_B = sent * (row_B + ID_BYTES)
+        p.op("unpermute1_index_copy", copy_B, sent * row_B, ph, OpKind.indexing)
+        p.view(ph, 2)  # reshape(-1, topk, H); probs.unsqueeze(-1)
+        p.op("unpermute1_scale", n_ids * (row_B + el), n_ids * row_B, ph)
+        p.op("unpermute1_sum_topk", n_ids * row_B, t * row_B, ph, OpKind.reduction)
     p.view(ph)  # output.view(self.hidden_shape)

@@ -143,8 +143,12 @@ class Program:
             self.op(f"{name}_onesweep_{p}", rw, rw, phase, grad=False, new_op=False)
 
     def bincount(self, n: int, bins: int, phase: Phase) -> None:
-        """``torch.bincount`` on CUDA: the input's max read back with ``.item()`` (ATen's
-        _bincount_cuda_template sizes its output from it), then the histogram kernel."""
+        """``torch.bincount`` on CUDA (ATen SummaryOps.cu _bincount_cuda_template): the input's
+        min read back (``self.min().cpu()``, the non-negative check), then its max read back
+        (``self.max().cpu()``, which sizes the output), then the histogram kernel: two
+        reductions and two host syncs before the kernel."""
+        self.op("bincount_min", n * ID_BYTES, ID_BYTES, phase, OpKind.reduction, grad=False)
+        self.to_host(ID_BYTES, phase, OpKind.reduction)
         self.op("bincount_max", n * ID_BYTES, ID_BYTES, phase, OpKind.reduction, grad=False)
         self.to_host(ID_BYTES, phase, OpKind.reduction)
         self.op("bincount", n * ID_BYTES, bins * ID_BYTES, phase, OpKind.reduction, grad=False)
