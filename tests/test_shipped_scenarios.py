@@ -63,3 +63,25 @@ def test_list_names_shipped_files() -> None:
     assert result.exit_code == 0
     for name in ("hgx_h100_8gpu", "h100_sxm", "gemm_alltoall_hgx"):
         assert name in result.output
+
+
+def test_a_profile_field_can_be_overridden_on_the_topology_default_profile() -> None:
+    # The scenario names no profile: the override reaches the topology's default one, also
+    # after a topology swap, and the launch cost the model uses follows it.
+    path = ROOT / "workloads/launch_bound_chain_h100_pcie.json"
+    assert "profile" not in json.loads(path.read_text())
+    scenario = load_scenario(path, {"profile.launch.launch_api_us.value": 3.0})
+    assert scenario.profile.id == "h100_pcie"
+    assert scenario.profile.launch.launch_api_us.value == 3.0
+    swapped = load_scenario(
+        path, {"profile.launch.launch_api_us.value": 4.0, "topology": "gh200_1"}
+    )
+    assert swapped.profile.id == "gh200"
+    assert swapped.profile.launch.launch_api_us.value == 4.0
+    base = simulate(load_scenario(path, {"options.fidelity": "analytic"}))
+    slower = simulate(
+        load_scenario(
+            path, {"options.fidelity": "analytic", "profile.launch.launch_api_us.value": 3.0}
+        )
+    )
+    assert slower.metrics["time_per_kernel_s"] > base.metrics["time_per_kernel_s"]

@@ -250,9 +250,15 @@ def scenario_from_dict(
     def inline(kind: str, ref: str, loc: Loc) -> Any:
         return _inline(kind, ref, origin.parent, loc, prov)
 
-    for dotted, value in (overrides or {}).items():
+    items = list((overrides or {}).items())
+    into_profile = [(d, v) for d, v in items if d.startswith("profile.")]
+    for dotted, value in [(d, v) for d, v in items if not d.startswith("profile.")]:
         prov.overridden.add(apply_override(doc, dotted, copy.deepcopy(value), origin, inline))
+    # A field of the profile is set on the profile the scenario runs with: the topology's
+    # default when it names none (resolved after the other overrides, which may swap topology).
     _default_profile(doc, origin.parent, origin, prov)
+    for dotted, value in into_profile:
+        prov.overridden.add(apply_override(doc, dotted, copy.deepcopy(value), origin, inline))
     _anchor_trace_file(doc, prov)
     _resolve_resource_refs(doc.get("workload"), ("workload",), prov)
     return _finish_scenario(doc, prov)
