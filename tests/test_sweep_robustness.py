@@ -12,6 +12,8 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,9 @@ from typer.testing import CliRunner
 
 from gpusim.cli import app
 from gpusim.sweep import ResultStore
+from gpusim.sweep.expand import Point, iter_points
+from gpusim.sweep.runner import run_sweep
+from gpusim.sweep.spec import load_sweep
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,3 +240,29 @@ def test_run_says_when_it_replaces_another_scenarios_results(tmp_path: Path) -> 
         assert second.exit_code == 0 and "replacing" in second.stderr
     finally:
         os.chdir(cwd)
+
+
+def test_ctrl_c_while_points_are_still_expanding_leaves_a_readable_folder(
+    tmp_path: Path,
+) -> None:
+    # Ctrl-C can arrive before the lazy expansion has produced every point, when the full
+    # manifest is not written yet: the folder must still read (the points known so far).
+    path = _slow_sweep(tmp_path, points=3)
+    sweep = load_sweep(path)
+    points = list(iter_points(sweep, path))
+
+    def interrupted_after_two() -> Iterator[Point]:
+        yield from points[:2]
+        raise KeyboardInterrupt
+
+    store = ResultStore(tmp_path / "out")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        outcome = run_sweep(
+            interrupted_after_two(),
+            store,
+            pool,
+            manifest_fields={"name": "slow", "description": ""},
+        )
+    assert outcome.interrupted is not None and "rerun" in outcome.interrupted
+    rows = store.rows()
+    assert [r["point"] for r in rows] == [0, 1]

@@ -202,6 +202,10 @@ def run_sweep(
         outcome.interrupted = "interrupted; rerun to resume"
         stop_now(executor)
     finally:
+        if outcome.interrupted and manifest_fields is not None and not store.has_manifest():
+            # stopped while points were still being expanded: the manifest of the points known
+            # so far lets the summary and the report read what finished (a rerun rewrites it)
+            store.write_manifest(_manifest(entries, **manifest_fields))
         for f in futures:
             f.cancel()
     return outcome

@@ -88,6 +88,10 @@ class ResultStore:
         """Store the sweep manifest."""
         write_json_atomic(self.root / MANIFEST, manifest)
 
+    def has_manifest(self) -> bool:
+        """Whether the manifest has been written."""
+        return (self.root / MANIFEST).is_file()
+
     def read_manifest(self) -> dict[str, Any]:
         """The sweep manifest: a SpecError when this is not a results folder or the manifest
         is damaged."""
