@@ -16,15 +16,17 @@ from typer.testing import CliRunner
 from gpusim.cli import app
 from gpusim.engine.sim import Simulation
 from gpusim.execution.launch import LaunchTimes
-from gpusim.execution.program import ExchangeStep, KernelStep, Step, SyncStep
-from gpusim.execution.program_analytic import run_analytic
+from gpusim.execution.program import ExchangeStep, KernelStep, Step, SyncStep, host_cost_s
+from gpusim.execution.program_analytic import ProgramAnalytic, exchange_time_s, run_analytic
 from gpusim.execution.program_des import run_des
 from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
 from gpusim.hardware.rates import gpu_rates
+from gpusim.kernels.memcpy import memcpy_time_s
 from gpusim.spec.base import Dtype
 from gpusim.spec.moe import FasterMoEStrategy
 from gpusim.workloads.moe import HOST_DRIVEN
+from gpusim.workloads.moe.fastermoe_shadow import global_policy
 from gpusim.workloads.moe.hostdriven import PHASES
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
 
@@ -198,6 +200,8 @@ def _moe_doc(strategy: dict[str, Any]) -> dict[str, Any]:
         ({"name": "fastermoe", "pipeline_gran": 0}, "pipeline_gran"),
         ({"name": "fastermoe", "smart_schedule": "maybe"}, "smart_schedule"),
         ({"name": "fastermoe", "chunks": 4}, "chunks"),
+        ({"name": "fastermoe", "shadowing": "yes"}, "shadowing"),
+        ({"name": "fastermoe", "shadowing": True}, "shadowing needs smart_schedule"),
     ],
 )
 def test_bad_option_is_one_line_naming_file_and_json_path(
@@ -210,3 +214,110 @@ def test_bad_option_is_one_line_naming_file_and_json_path(
     lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, result.output
     assert str(path) in lines[0] and "$.workload.strategy" in lines[0] and where in lines[0]
+
+
+def test_shadowing_is_off_by_default_and_only_with_the_smart_schedule() -> None:
+    # fmoe/layers.py imports the policy-calling forward only under FMOE_FASTER_SCHEDULE_ENABLE
+    assert FasterMoEStrategy().shadowing is False
+    with pytest.raises(ValueError, match="shadowing needs smart_schedule"):
+        FasterMoEStrategy(shadowing=True)
+
+
+def test_policy_shadows_nothing_under_top_k_and_costs_its_overhead_exactly() -> None:
+    # shadow_policy.py global_policy: .sum(1) totals each worker's row (T k rows under top-k,
+    # all equal), so lat_new = lat_base + send_model_time and the loop breaks at once
+    n, experts = 4, 8
+    assert not global_policy(_balanced(n, experts).counts, H).any()
+    skewed = np.zeros((n, experts))
+    skewed[:, 0] = T * K  # every worker routes everything to expert 0: totals still equal
+    assert not global_policy(skewed, H).any()
+    smart = FasterMoEStrategy(smart_schedule=True)
+    shadow = FasterMoEStrategy(smart_schedule=True, shadowing=True)
+    base_des, base_ana, _ = _run(n, experts, smart)
+    des, ana, _ = _run(n, experts, shadow)
+    g, programs = _programs(n, experts, shadow)
+    names = [s.exchange.name for s in programs[0] if isinstance(s, ExchangeStep)]
+    assert not any(x.startswith("shadow_bcast") for x in names)
+    # closed form: the counts' blocking copy to the device, the all-gather (a c10d call) and
+    # the .cpu() copy, each from an idle GPU (prepare_forward ends in a sync)
+    topo, prof = make_star_topology(n), make_profile()
+    platform = Platform.of(topo, prof)
+    ana_ = ProgramAnalytic(platform, g.gpus, PHASES)
+    route = platform.route(g.gpus[0], platform.host_of[g.gpus[0]])
+    times = ana_.times
+    i = names.index("shadow_policy_all_gather")
+    policy = [s for s in programs[0] if isinstance(s, ExchangeStep)][i]
+    k = programs[0].index(policy)
+    to_dev, cpu = programs[0][k - 1], programs[0][k + 1]
+    assert isinstance(to_dev, SyncStep) and isinstance(cpu, SyncStep)
+    ex = exchange_time_s(platform, g.gpus, policy.exchange, ana_.setup_s)
+    c1, c2, c3 = (host_cost_s(s, ana_.costs, ana_.nccl_host_call_s) for s in (to_dev, policy, cpu))
+    copy1, copy2 = (
+        memcpy_time_s(s.d2h_bytes, route.bottleneck_Bps, route.latency_s) for s in (to_dev, cpu)
+    )
+    # the .cpu() copy queues behind the all-gather on the same stream: its issue hides under it
+    expected = (c1 + times.doorbell_s + copy1 + times.sync_return_s) + (
+        c2 + times.doorbell_s + max(ex, c3) + copy2 + times.sync_return_s
+    )
+    assert policy.exchange.collective == "all_gather"
+    assert policy.exchange.shard_B == experts * 8
+    assert ana - base_ana == pytest.approx(expected, rel=1e-9)
+    assert des - base_des == pytest.approx(expected, rel=1e-9)
+
+
+def test_policy_shadows_the_heaviest_worker_index_when_worker_totals_differ() -> None:
+    # dropped rows make the per-worker totals unequal: worker 2 sends far more than the rest.
+    # The library shadows res[index] with index the sorted WORKER index: expert 2.
+    n, experts = 4, 8
+    counts = np.zeros((n, experts))
+    counts[:, 2] = counts[:, 5] = 16.0
+    counts[2, 5] = 16384.0
+    stored = global_policy(counts, H)
+    assert stored.tolist() == [i == 2 for i in range(experts)]
+    g = _geometry(n, experts)
+    rates = [gpu_rates(make_star_topology(n).gpus()[0].model, make_profile())] * n
+    batch = RoutedBatch(counts=counts.astype(int), dropped=0, maxvio_batch=0.0)
+    strategy = FasterMoEStrategy(smart_schedule=True, shadowing=True)
+    programs, moved = HOST_DRIVEN["fastermoe"](g, batch, strategy, rates, 16)
+    lx = g.local_experts
+    # off-rank rows of expert 5 (dispatch and combine), none of expert 2, and one broadcast
+    off = counts[:, 5].sum() - counts[5 // lx, 5]
+    assert moved == pytest.approx(
+        2 * off * g.row_bytes + (n - 1) * (2 * H * H + 2 * H) * 2
+    )  # expert 2 is local expert 0 of rank 1
+    for r, prog in enumerate(programs):
+        exchanges = [s.exchange for s in prog if isinstance(s, ExchangeStep)]
+        bcasts = [ex for ex in exchanges if ex.name.startswith("shadow_bcast_")]
+        assert [ex.name for ex in bcasts] == ["shadow_bcast_2"]
+        param_B = (2 * H * H + 2 * H) * 2
+        assert bcasts[0].collective == "all_gather"
+        assert bcasts[0].shard_B * (n - 1) == pytest.approx(param_B)
+        for prefix in ("smart_scatter_", "smart_gather_"):  # rows of expert 2 skipped
+            groups = [ex for ex in exchanges if ex.name.startswith(prefix)]
+            ours = [ex for ex in groups if ex.name.endswith(f"_{2 % lx}")]
+            assert ours and all(ex.send_B.sum() == 0 for ex in ours)
+            others = [ex for ex in groups if not ex.name.endswith(f"_{2 % lx}")]
+            assert sum(ex.send_B.sum() for ex in others) > 0
+        owner = [
+            s for s in prog if isinstance(s, KernelStep) and s.cost.name == "get_expert_params"
+        ]
+        assert len(owner) == (1 if r == 2 // lx else 0)
+        # each rank computes its own rows of expert 2 after the broadcast
+        at = prog.index(
+            next(s for s in prog if isinstance(s, ExchangeStep) and s.exchange is bcasts[0])
+        )
+        waits = [s for s in prog if isinstance(s, KernelStep) and s.after == (at,)]
+        assert len(waits) == 1
+    t_des = max(
+        x.end_s
+        for x in run_des(
+            Node(make_star_topology(n), make_profile(), Simulation()), g.gpus, programs, PHASES
+        )
+    )
+    t_ana = max(
+        x.end_s
+        for x in run_analytic(
+            Platform.of(make_star_topology(n), make_profile()), g.gpus, programs, PHASES
+        )
+    )
+    assert t_des > 0 and t_ana > 0

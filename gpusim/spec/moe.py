@@ -307,7 +307,26 @@ class FasterMoEStrategy(Spec):
         description="smart_schedule: workers per pipeline group (FMOE_FASTER_GROUP_SIZE, "
         "default 4 in cuda/fastermoe/smart_schedule.cpp; capped at the world size).",
     )
+    shadowing: bool = Field(
+        default=False,
+        description="FasterMoE's dynamic shadowing (FMOE_FASTER_SHADOW_ENABLE=1; "
+        "fmoe/fastermoe/shadow_policy.py global_policy): the policy's all-gather of the "
+        "per-expert counts and .cpu() sync, its decision from the routed counts (with the "
+        "library's per-worker row sums and default cost constants), and for each shadowed "
+        "expert the parameter broadcast, skipped rows and local compute "
+        "(cuda/fastermoe/smart_schedule.h). Needs smart_schedule: only "
+        "fmoe/fastermoe/schedule.py calls the policy.",
+    )
     dtype: Dtype = Dtype.fp16
+
+    @model_validator(mode="after")
+    def _shadowing_needs_smart_schedule(self) -> FasterMoEStrategy:
+        if self.shadowing and not self.smart_schedule:
+            raise ValueError(
+                "shadowing needs smart_schedule: true (only fmoe/fastermoe/schedule.py, the "
+                "smart schedule, calls the shadow policy)"
+            )
+        return self
 
 
 class CometStrategy(Spec):

@@ -53,7 +53,9 @@ expert) the Python callback ``_expert_forward`` (``torch.tensor``, the expert wi
 manager on the torch stream, so ``sync`` is a no-op but ``syncTorch`` still blocks, and
 ``y.copy_``) after the step's inputs arrived (``cudaStreamWaitEvent``); R: the reverse groups,
 issued after every C; ``smgr->sync(num_expert + 1)``; ``_local_gather`` (zeros, ``index_copy_``);
-``torch.bmm``. Dynamic shadowing (``stored_models``) is not modelled: no expert is shadowed.
+``torch.bmm``. Dynamic shadowing (``shadowing``, ``FMOE_FASTER_SHADOW_ENABLE``): the policy's
+all-gather and syncs, its decision, and each shadowed expert's broadcast, skipped rows and local
+computation (:mod:`gpusim.workloads.moe.fastermoe_shadow`).
 
 Host costs: every op pays its kind's dispatch (``OpKind``), GEMMs the cuBLAS call, views and
 Python frames (the loop body, module and autograd-Function calls) host-only steps, each NCCL
@@ -277,11 +279,18 @@ def build(
     if strategy.smart_schedule:
         from gpusim.workloads.moe.fastermoe_smart import smart_programs
 
-        programs = smart_programs(g, rows, strategy, rates, nccl_sms, count_exchange)
+        counts = np.asarray(batch.counts, dtype=float)
+        programs = smart_programs(g, rows, strategy, rates, nccl_sms, count_exchange, counts)
     else:
         programs = _plain_programs(g, rows, strategy.dtype, rates, nccl_sms, count_exchange)
+    bcast_B = 0.0
+    if strategy.shadowing:  # what crosses: the unshadowed rows and each broadcast
+        from gpusim.workloads.moe import fastermoe_shadow as sh
+
+        rows, shadowed = sh.shadow(g, rows, np.asarray(batch.counts, dtype=float))
+        bcast_B = len(shadowed) * (n - 1) * float(sh.param_bytes(g))
     send = np.sum(rows, axis=0) * g.row_bytes
-    moved = float(send.sum() - np.trace(send)) * 2
+    moved = float(send.sum() - np.trace(send)) * 2 + bcast_B
     return programs, moved
 
 

@@ -14,6 +14,7 @@ from gpusim.execution.program import Exchange, ExchangeStep, HostStep, KernelSte
 from gpusim.hardware.rates import GPURates
 from gpusim.spec.moe import FasterMoEStrategy
 from gpusim.workloads.moe import fastermoe as fm
+from gpusim.workloads.moe import fastermoe_shadow as sh
 from gpusim.workloads.moe.layer import LayerGeometry
 
 
@@ -50,9 +51,22 @@ def smart_programs(
     rates: Sequence[GPURates],
     nccl_sms: int,
     count_exchange: Exchange,
+    counts: np.ndarray | None = None,
 ) -> list[list[Step]]:
-    """Every rank's program under the smart schedule (no expert shadowed)."""
-    n, dtype = g.n_gpus, strategy.dtype
+    """Every rank's program under the smart schedule; with ``strategy.shadowing`` the shadow
+    policy's steps and, for each expert it shadows, the broadcast, the skipped rows and the
+    local computation (:mod:`gpusim.workloads.moe.fastermoe_shadow`). ``counts``: rows each
+    rank routes to each global expert (N x E)."""
+    n, dtype, lx = g.n_gpus, strategy.dtype, g.local_experts
+    shadowed: list[int] = []
+    bcasts: list[Exchange] = []
+    param_B = 0
+    policy_ex = sh.policy_gather(n, g.experts, nccl_sms)
+    if strategy.shadowing:
+        assert counts is not None
+        rows, shadowed = sh.shadow(g, rows, counts)
+        param_B = sh.param_bytes(g)
+        bcasts = [sh.broadcast(f"shadow_bcast_{i}", n, param_B, nccl_sms) for i in shadowed]
     gran = min(strategy.pipeline_gran, n)  # smart_schedule.h caps pipeline_gran at world_size
     n_groups = n // gran
     scatter = _step_exchanges(rows, gran, n_groups, g.row_bytes, nccl_sms, back=False)
@@ -63,12 +77,22 @@ def smart_programs(
             *fm._gate_steps(g, rates[r], dtype),
             *fm._prepare_steps(g, rates[r], count_exchange),
         ]
+        if strategy.shadowing:  # policy_fn(...) in _fmoe_general_global_forward
+            steps += sh.policy_steps(n, g.experts, policy_ex)
+        for i in shadowed:  # fmoe_cuda_fused_forward: the owner's get_param_fn
+            if i // lx == r:
+                steps.append(HostStep("dispatch", "python"))
+                steps.append(fm._op("get_expert_params", param_B, param_B, rates[r], "dispatch"))
         steps += fm._local_scatter(g, rates[r])
         steps.append(fm._stream_sync("dispatch"))  # smgr->syncTorch()
         arrived = []
         for s in range(n_groups):  # S_0 ... S_n on the communication stream
             steps += [ExchangeStep(ex, "dispatch", fm.COMM_STREAM) for ex in scatter[s]]
             arrived.append(len(steps) - 1)  # cudaEventRecord(input_ready[step])
+        bcast_at = []
+        for bc in bcasts:  # ncclBcast from the owner on the communication stream
+            steps.append(ExchangeStep(bc, "dispatch", fm.COMM_STREAM))
+            bcast_at.append(len(steps) - 1)  # cudaEventRecord(evt_shadow[si])
         computed = []
         for s in range(n_groups):  # C_0 ... C_n: the Python callback per (step, expert)
             src = [i for i in range(n) if i // gran == (r // gran - s) % n_groups]
@@ -90,6 +114,20 @@ def smart_programs(
                     steps[i] = replace(head, after=(arrived[s],))
                     break
             computed.append(len(steps) - 1)
+        for si, i in enumerate(shadowed):  # compute over shadowed experts, own rows
+            m = int(counts[r][i]) if counts is not None else 0
+            first = len(steps)
+            steps += [HostStep("gemm", "python"), HostStep("gemm", OpKind.view)]  # stash_fn
+            if m > 0:
+                steps += [HostStep("gemm", "python", 3), HostStep("gemm", OpKind.view, 2)]
+                steps += fm._expert_steps(m, g, rates[r], dtype, fm.TORCH_STREAM, plain=False)
+                out_B = m * g.row_bytes
+                steps.append(fm._op("y_copy", out_B, out_B, rates[r], "gemm"))
+            for k in range(first, len(steps)):  # FMOE_SWE(torchStream, evt_shadow[si])
+                head = steps[k]
+                if isinstance(head, KernelStep):
+                    steps[k] = replace(head, after=(bcast_at[si],))
+                    break
         for s in range(n_groups):  # R_0 ... R_n, after output_ready[step]
             for e, ex in enumerate(gather[s]):
                 after = (computed[s],) if e == 0 else ()
