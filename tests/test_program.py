@@ -4,6 +4,7 @@ and the DES and closed form agreeing on it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -114,9 +115,10 @@ def test_a_rank_that_skips_an_exchange_is_an_error(run: Runner, lazy: bool) -> N
     ],
 )
 def test_malformed_steps_fail_before_anything_runs(step: object, reason: str) -> None:
-    programs = [[SyncStep(8, "talk"), step] for _ in GPUS]
+    # the programs hold a non-step on purpose: what a caller outside the type checker can pass
+    programs: list[list[Any]] = [[SyncStep(8, "talk"), step] for _ in GPUS]
     with pytest.raises(SimulationError, match=rf"program of rank 'gpu0' step 1: {reason}"):
-        validate_programs(GPUS, programs, PHASE_NAMES)  # type: ignore[arg-type]
+        validate_programs(GPUS, programs, PHASE_NAMES)
 
 
 def test_one_program_per_rank() -> None:
@@ -150,7 +152,7 @@ def test_results_account_time_in_the_declared_phases(run: Runner) -> None:
         assert res.launches == 3
 
 
-def _moe_programs(strategy: object) -> list[list[Step]]:
+def _moe_programs(strategy: MegatronStrategy | DeepEPStrategy) -> list[list[Step]]:
     g = LayerGeometry(
         gpus=GPUS,
         tokens_per_gpu=512,
@@ -164,14 +166,14 @@ def _moe_programs(strategy: object) -> list[list[Step]]:
     counts = np.random.default_rng(7).integers(20, 200, size=(G, 8))
     batch = RoutedBatch(counts=counts, dropped=0, maxvio_batch=0.0)
     rates = Platform.of(make_star_topology(G), make_profile()).rates_of(GPUS)
-    programs, _ = HOST_DRIVEN[strategy.name](g, batch, strategy, rates, 16)  # type: ignore[attr-defined]
+    programs, _ = HOST_DRIVEN[strategy.name](g, batch, strategy, rates, 16)
     return programs
 
 
 @BOTH
 @pytest.mark.parametrize("strategy", [MegatronStrategy(), DeepEPStrategy()], ids=lambda s: s.name)
 def test_a_generator_program_gives_the_same_result_as_its_list(
-    run: Runner, strategy: object
+    run: Runner, strategy: MegatronStrategy | DeepEPStrategy
 ) -> None:
     programs = _moe_programs(strategy)
     eager = run(programs, PHASES)

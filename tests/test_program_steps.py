@@ -53,9 +53,26 @@ def _analytic(programs: Sequence[Program]) -> list[RankResult]:
     return run_analytic(Platform.of(make_star_topology(G), make_profile()), GPUS, programs, PHASES)
 
 
-def _kernel(size_B: int = 1 << 24, **kw: object) -> KernelStep:
+def _kernel(
+    size_B: int = 1 << 24,
+    *,
+    stream: int = 0,
+    new_op: bool = True,
+    op_kind: OpKind = OpKind.elementwise,
+    records_graph: bool = False,
+    call: RuntimeCall = RuntimeCall.launch_kernel,
+) -> KernelStep:
     rates = Platform.of(make_star_topology(G), make_profile()).gpu_rates("gpu0")
-    return KernelStep(elementwise("scale", size_B, size_B, rates), "compute", **kw)  # type: ignore[arg-type]
+    cost = elementwise("scale", size_B, size_B, rates)
+    return KernelStep(
+        cost,
+        "compute",
+        stream=stream,
+        new_op=new_op,
+        op_kind=op_kind,
+        records_graph=records_graph,
+        call=call,
+    )
 
 
 def _both(programs: Sequence[Sequence[Step]]) -> tuple[float, float]:
@@ -122,8 +139,9 @@ def test_stream_sync_waits_for_its_stream_only_device_sync_for_all() -> None:
     long_k = _kernel(1 << 26, stream=1)
     c = host_cost_s(long_k, COSTS, NCCL_CALL_S)
     long_end = c + D + long_k.cost.time_s
-    for kind, awaited in (("stream", c), ("device", long_end)):  # stream 0 holds nothing
-        sync = SyncStep(0, "compute", kind=kind, stream=0)  # type: ignore[arg-type]
+    cases: tuple[tuple[SyncKind, float], ...] = (("stream", c), ("device", long_end))
+    for kind, awaited in cases:  # stream 0 holds nothing
+        sync = SyncStep(0, "compute", kind=kind, stream=0)
         programs: list[list[Step]] = [[long_k, sync, HostStep("compute")] for _ in GPUS]
         des, obj = _des(programs)
         ana = _analytic(programs)
