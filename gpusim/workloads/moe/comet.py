@@ -48,9 +48,7 @@ from gpusim.workloads.moe.hostdriven import (
     router_steps,
 )
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
-from gpusim.workloads.moe.operators import ID_BYTES
-
-INT_BYTES = 4  # flux's index and split arrays are int32
+from gpusim.workloads.moe.operators import ID_BYTES, INT32_BYTES  # flux's indices: int32
 
 
 def build(
@@ -82,7 +80,7 @@ def build(
     gemm0_s = max(sum(k.time_s for k in f.gemm0) for f in ffn0)
     gemm1_s = max(sum(k.time_s for k in f.gemm1) for f in ffn1)
     chunks = strategy.pipeline_chunks
-    barrier = np.full((n, n), float(INT_BYTES))
+    barrier = np.full((n, n), float(INT32_BYTES))
     np.fill_diagonal(barrier, 0.0)
     start_barrier = Exchange("nvshmem_barrier_ag", barrier, "onesided", 1)
     ag_gemm0 = Exchange(
@@ -108,7 +106,7 @@ def build(
         # layer 0: one framework op (the pybind call), whose C++ issues the rest as raw calls
         steps += [
             KernelStep(
-                elementwise("memset_barrier", 0, n * INT_BYTES, rates[r]),
+                elementwise("memset_barrier", 0, n * INT32_BYTES, rates[r]),
                 "dispatch",
                 call=RuntimeCall.memcpy_async,  # cudaMemsetAsync
             ),
@@ -120,24 +118,24 @@ def build(
             ),
             ExchangeStep(start_barrier, "dispatch"),
             KernelStep(
-                elementwise("calc_gather_index", tk * INT_BYTES, tk * INT_BYTES, rates[r]),
+                elementwise("calc_gather_index", tk * INT32_BYTES, tk * INT32_BYTES, rates[r]),
                 "dispatch",
                 new_op=False,
             ),
             KernelStep(
-                elementwise("ag_scatter_sort", tk * INT_BYTES, tk * INT_BYTES, rates[r]),
+                elementwise("ag_scatter_sort", tk * INT32_BYTES, tk * INT32_BYTES, rates[r]),
                 "dispatch",
                 new_op=False,
             ),
             # two cudaMemcpyAsync to the host, then c10::cuda::stream_synchronize
-            SyncStep(INT_BYTES * (1 + g.local_experts * n), "dispatch"),
+            SyncStep(INT32_BYTES * (1 + g.local_experts * n), "dispatch"),
             ExchangeStep(ag_gemm0, "gemm"),
             ExchangeStep(end_barrier, "gemm"),
             KernelStep(ffn0[r].activation, "gemm"),  # gelu
         ]
         # layer 1: the problem arguments' three H2D copies, GEMM1 + gather-RS, the barrier,
         # barrier.zero_() (an ATen op), ep_topk_reduce_impl (a raw launch)
-        args_B = float(INT_BYTES * (g.experts + n + 1))
+        args_B = float(INT32_BYTES * (g.experts + n + 1))
         steps += [
             KernelStep(
                 elementwise("h2d_args", args_B, args_B, rates[r]),
@@ -150,7 +148,7 @@ def build(
         steps += [
             ExchangeStep(gemm1_rs, "combine"),
             ExchangeStep(rs_barrier, "combine"),
-            KernelStep(elementwise("barrier_zero", 0, INT_BYTES, rates[r]), "combine"),
+            KernelStep(elementwise("barrier_zero", 0, INT32_BYTES, rates[r]), "combine"),
             KernelStep(
                 elementwise(
                     "ep_topk_reduce",

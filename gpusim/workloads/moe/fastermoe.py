@@ -85,7 +85,6 @@ from gpusim.workloads.moe.operators import ID_BYTES, PROB_BYTES
 TORCH_STREAM, SMGR_STREAM, COMM_STREAM = 0, 1, 2
 """The torch current stream; the stream manager's stream 0 (cuBLAS in plain FastMoE); the
 smart schedule's communication stream (``smgr->stream(num_expert)``)."""
-COUNT_BYTES = 8  # int64 counts (torch.long), as fmoe_cuda keeps them
 
 
 def _gemm(m: int, n: int, k: int, dtype: Dtype, rates: GPURates, name: str) -> KernelCost:
@@ -145,7 +144,7 @@ def _prepare_steps(g: LayerGeometry, rates: GPURates, count_exchange: Exchange) 
     """``count_by_gate`` and ``prepare_forward`` (fmoe/functions.py): counts, their exchange,
     positions, and the five host syncs."""
     t, e, k, lx = g.tokens_per_gpu, g.experts, g.top_k, g.local_experts
-    counts_B = e * COUNT_BYTES
+    counts_B = e * ID_BYTES
     return [
         _op("zeros_counts", 0, e * 4, rates, "gate"),
         _op("expert_count", t * k * ID_BYTES, e * 4, rates, "gate"),
@@ -158,12 +157,12 @@ def _prepare_steps(g: LayerGeometry, rates: GPURates, count_exchange: Exchange) 
             "assign_pos", t * k * ID_BYTES + e * 4, t * k * ID_BYTES, rates, "gate", OpKind.indexing
         ),
         HostStep("gate", OpKind.view),  # global_expert_count.view(world_size, num_expert)
-        _op("fwd_expert_count", counts_B, lx * COUNT_BYTES, rates, "gate", OpKind.reduction),
-        _op("fwd_batch_size", lx * COUNT_BYTES, COUNT_BYTES, rates, "gate", OpKind.reduction),
-        *_to_host(COUNT_BYTES, "gate", rates),  # fwd_expert_count.sum().item()
+        _op("fwd_expert_count", counts_B, lx * ID_BYTES, rates, "gate", OpKind.reduction),
+        _op("fwd_batch_size", lx * ID_BYTES, ID_BYTES, rates, "gate", OpKind.reduction),
+        *_to_host(ID_BYTES, "gate", rates),  # fwd_expert_count.sum().item()
         *_to_host(counts_B, "gate", rates),  # local_expert_count.cpu()
         *_to_host(counts_B, "gate", rates),  # global_expert_count.cpu()
-        *_to_host(lx * COUNT_BYTES, "gate", rates),  # fwd_expert_count.cpu()
+        *_to_host(lx * ID_BYTES, "gate", rates),  # fwd_expert_count.cpu()
     ]
 
 
@@ -198,14 +197,14 @@ def fmoe_linear_steps(
     steps: list[Step] = [
         HostStep("gemm", "python", 2),  # FMoELinear.forward, MOELinear.apply
         HostStep("gemm", OpKind.view),  # inp.type_as(self.weight)
-        *_to_host(COUNT_BYTES, "gemm", rates, only),  # expert_count.to(device): blocking copy
+        *_to_host(ID_BYTES, "gemm", rates, only),  # expert_count.to(device): blocking copy
         # bias.repeat_interleave: aten/src/ATen/native/Repeat.h repeat_interleave_common
-        _op("repeat_cumsum", COUNT_BYTES, COUNT_BYTES, rates, "gemm", OpKind.reduction, stream),
-        *_to_host(COUNT_BYTES, "gemm", rates, only),  # cumsum[-1].item(): the output size
-        _op("repeat_ge0", COUNT_BYTES, 1, rates, "gemm", OpKind.elementwise, stream),
+        _op("repeat_cumsum", ID_BYTES, ID_BYTES, rates, "gemm", OpKind.reduction, stream),
+        *_to_host(ID_BYTES, "gemm", rates, only),  # cumsum[-1].item(): the output size
+        _op("repeat_ge0", ID_BYTES, 1, rates, "gemm", OpKind.elementwise, stream),
         _op("repeat_all", 1, 1, rates, "gemm", OpKind.reduction, stream),
         *_to_host(1, "gemm", rates, only),  # (repeats >= 0).all().item(): the check
-        _op("repeat_index", COUNT_BYTES, m * ID_BYTES, rates, "gemm", OpKind.indexing, stream),
+        _op("repeat_index", ID_BYTES, m * ID_BYTES, rates, "gemm", OpKind.indexing, stream),
         _op(
             "bias_rows",
             m * ID_BYTES + n_out * g.element_bytes,
@@ -273,7 +272,7 @@ def build(
     """Every rank's program and the bytes moved between GPUs (dropless, exact sizes)."""
     n, lx = g.n_gpus, g.local_experts
     count_exchange = Exchange(
-        "expert_exchange", np.full((n, n), float(lx * COUNT_BYTES)), "nccl", nccl_sms
+        "expert_exchange", np.full((n, n), float(lx * ID_BYTES)), "nccl", nccl_sms
     )
     rows = expert_groups(g, batch)
     if strategy.smart_schedule:

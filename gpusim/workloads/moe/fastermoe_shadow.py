@@ -32,12 +32,14 @@ import numpy as np
 from gpusim.execution.host_costs import OpKind, RuntimeCall
 from gpusim.execution.program import Exchange, ExchangeStep, Step, SyncStep
 from gpusim.workloads.moe.layer import LayerGeometry
+from gpusim.workloads.moe.operators import ID_BYTES
 
-COUNT_BYTES = 8  # int64 counts
 NET_BPS = 50 * 1e9 / 8  # FMOE_FASTER_GLBPLC_NETBW default
 GEMM_FLOPS = 11.5e12  # FMOE_FASTER_GLBPLC_GPUTP default
 ALPHA = 2.0  # FMOE_FASTER_GLBPLC_ALPHA default
-DATA_SIZE = 4  # "TODO: data type other than float"
+DATA_SIZE = 4
+"""The policy's own element size: shadow_policy.py hard-codes 4 bytes whatever the dtype
+(its comment: "TODO: data type other than float"), so the decision is the library's."""
 
 
 def global_policy(counts: np.ndarray, d_model: float) -> np.ndarray:
@@ -87,9 +89,7 @@ def shadow(
 
 def policy_gather(n: int, experts: int, nccl_sms: int) -> Exchange:
     """``dist.all_gather`` of every worker's E int64 counts (one instance, met by every rank)."""
-    return Exchange.ring(
-        "shadow_policy_all_gather", "all_gather", n, experts * COUNT_BYTES, nccl_sms
-    )
+    return Exchange.ring("shadow_policy_all_gather", "all_gather", n, experts * ID_BYTES, nccl_sms)
 
 
 def policy_steps(n: int, experts: int, gather: Exchange) -> list[Step]:
@@ -97,9 +97,9 @@ def policy_steps(n: int, experts: int, gather: Exchange) -> list[Step]:
     (a torch.distributed call), and the ``.cpu()`` of the N worker totals."""
     return [
         # local_expert_count.to(device): blocking copy (ATen memcpy_and_sync)
-        SyncStep(experts * COUNT_BYTES, "gate", op_kind=OpKind.elementwise),
+        SyncStep(experts * ID_BYTES, "gate", op_kind=OpKind.elementwise),
         ExchangeStep(gather, "gate", call=RuntimeCall.collective),  # dist.all_gather
-        SyncStep(n * COUNT_BYTES, "gate", op_kind=OpKind.elementwise),  # .sum(1).cpu()
+        SyncStep(n * ID_BYTES, "gate", op_kind=OpKind.elementwise),  # .sum(1).cpu()
     ]
 
 
