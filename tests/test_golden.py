@@ -8,27 +8,14 @@ own that says which numbers moved and why.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from golden import snapshot as snap
 
 from gpusim.spec.loading import load_scenario
 
-
-def _load_snapshot_module() -> ModuleType:
-    path = Path(__file__).with_name("golden") / "snapshot.py"
-    spec = importlib.util.spec_from_file_location("golden_snapshot", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-snap = _load_snapshot_module()
 RECORDED: dict[str, Any] = json.loads(snap.SNAPSHOT_FILE.read_text())
 
 

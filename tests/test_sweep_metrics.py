@@ -10,14 +10,13 @@ skipped, the long router runs included.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from golden import snapshot as snap
 from typer.testing import CliRunner
 
 from gpusim.cli import app
@@ -28,17 +27,6 @@ from gpusim.sweep import check_metrics, load_sweep
 from gpusim.sweep.expand import RECORD_FIELDS, reported_metrics
 from gpusim.workloads.registry import family_of
 
-
-def _load_snapshot_module() -> ModuleType:
-    path = Path(__file__).with_name("golden") / "snapshot.py"
-    spec = importlib.util.spec_from_file_location("golden_snapshot_metrics", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-snap = _load_snapshot_module()
 RECORDED: dict[str, Any] = json.loads(snap.SNAPSHOT_FILE.read_text())["scenarios"]
 ROUTER_SWEEP = snap.ROOT / "workloads" / "router_alf_lb_sweep.json"
 

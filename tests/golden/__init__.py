@@ -1,0 +1,1 @@
+"""Golden snapshots of the shipped scenarios (see snapshot.py)."""
