@@ -39,6 +39,7 @@ from gpusim.spec.topology import (
     Topology,
 )
 from gpusim.spec.workload import Workload
+from gpusim.workloads.moe.layer import LayerGeometry
 
 FIXTURE = "test fixture"
 
@@ -286,3 +287,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         skip = pytest.mark.skip(reason="needs a CUDA device")
         for item in gpu_tests:
             item.add_marker(skip)
+
+
+def make_geometry(
+    n_gpus: int,
+    tokens_per_gpu: int,
+    hidden: int,
+    experts: int,
+    top_k: int,
+    *,
+    capacity_factor: float | None = None,
+    dtype: Dtype = Dtype.fp16,
+) -> LayerGeometry:
+    """An MoE layer on ``gpu0`` .. ``gpu{n_gpus-1}`` with a square FFN (intermediate = hidden)."""
+    return LayerGeometry(
+        gpus=[f"gpu{i}" for i in range(n_gpus)],
+        tokens_per_gpu=tokens_per_gpu,
+        hidden=hidden,
+        intermediate=hidden,
+        experts=experts,
+        top_k=top_k,
+        capacity_factor=capacity_factor,
+        dtype=dtype,
+    )

@@ -9,7 +9,7 @@ from itertools import pairwise
 
 import numpy as np
 import pytest
-from conftest import make_profile, make_star_topology
+from conftest import make_geometry, make_profile, make_star_topology
 
 from gpusim.engine.sim import Simulation
 from gpusim.execution.launch import LaunchTimes
@@ -19,7 +19,6 @@ from gpusim.execution.program_des import run_des
 from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
 from gpusim.hardware.rates import GPURates, gpu_rates
-from gpusim.spec.base import Dtype
 from gpusim.spec.moe import CometStrategy
 from gpusim.workloads.moe import comet
 from gpusim.workloads.moe.hostdriven import PHASES
@@ -30,16 +29,7 @@ NCCL_SMS = 16
 
 
 def _geometry() -> LayerGeometry:
-    return LayerGeometry(
-        gpus=[f"gpu{i}" for i in range(G)],
-        tokens_per_gpu=T,
-        hidden=H,
-        intermediate=H,
-        experts=E,
-        top_k=K,
-        capacity_factor=None,
-        dtype=Dtype.fp16,
-    )
+    return make_geometry(G, T, H, E, K)
 
 
 def _skewed_batch() -> RoutedBatch:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_profile, make_star_topology
+from conftest import make_geometry, make_profile, make_star_topology
 
 from gpusim.engine.sim import Simulation
 from gpusim.execution.program import Exchange, ExchangeStep, KernelStep, Step, SyncStep
@@ -14,7 +14,6 @@ from gpusim.execution.program_des import run_des
 from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
 from gpusim.hardware.rates import gpu_rates
-from gpusim.spec.base import Dtype
 from gpusim.spec.moe import CometStrategy, DeepEPStrategy
 from gpusim.workloads.moe import HOST_DRIVEN
 from gpusim.workloads.moe.hostdriven import PHASES
@@ -24,16 +23,7 @@ G, T, H, E, K = 4, 1024, 512, 8, 2
 
 
 def _geometry() -> LayerGeometry:
-    return LayerGeometry(
-        gpus=[f"gpu{i}" for i in range(G)],
-        tokens_per_gpu=T,
-        hidden=H,
-        intermediate=H,
-        experts=E,
-        top_k=K,
-        capacity_factor=None,
-        dtype=Dtype.fp16,
-    )
+    return make_geometry(G, T, H, E, K)
 
 
 def _programs(

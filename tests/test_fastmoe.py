@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_profile, make_star_topology
+from conftest import make_geometry, make_profile, make_star_topology
 from typer.testing import CliRunner
 
 from gpusim.cli import app
@@ -23,7 +23,6 @@ from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
 from gpusim.hardware.rates import gpu_rates
 from gpusim.kernels.memcpy import memcpy_time_s
-from gpusim.spec.base import Dtype
 from gpusim.spec.moe import FasterMoEStrategy
 from gpusim.workloads.moe import HOST_DRIVEN
 from gpusim.workloads.moe.fastermoe_shadow import global_policy
@@ -34,16 +33,7 @@ T, H, K = 1024, 512, 2
 
 
 def _geometry(n: int, experts: int) -> LayerGeometry:
-    return LayerGeometry(
-        gpus=[f"gpu{i}" for i in range(n)],
-        tokens_per_gpu=T,
-        hidden=H,
-        intermediate=H,
-        experts=experts,
-        top_k=K,
-        capacity_factor=None,
-        dtype=Dtype.fp16,
-    )
+    return make_geometry(n, T, H, experts, K)
 
 
 def _balanced(n: int, experts: int) -> RoutedBatch:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_profile, make_star_topology
+from conftest import make_geometry, make_profile, make_star_topology
 
 from gpusim.engine.sim import Simulation
 from gpusim.execution.host_costs import HostCosts
@@ -30,16 +30,7 @@ EL = 2  # bf16
 
 
 def _geometry(experts: int = E) -> LayerGeometry:
-    return LayerGeometry(
-        gpus=[f"gpu{i}" for i in range(G)],
-        tokens_per_gpu=T,
-        hidden=H,
-        intermediate=H,
-        experts=experts,
-        top_k=K,
-        capacity_factor=None,
-        dtype=Dtype.bf16,
-    )
+    return make_geometry(G, T, H, experts, K, dtype=Dtype.bf16)
 
 
 def _programs(strategy: MegatronStrategy, experts: int = E) -> tuple[list[list[Step]], float]:
@@ -124,16 +115,7 @@ def test_dispatcher_syncs_follow_the_code() -> None:
 
 def _capacity_programs(strategy: MegatronStrategy, experts: int = E) -> list[list[Step]]:
     """Every (token, slot) routed evenly, capacity factor 1: nothing dropped."""
-    g = LayerGeometry(
-        gpus=[f"gpu{i}" for i in range(G)],
-        tokens_per_gpu=T,
-        hidden=H,
-        intermediate=H,
-        experts=experts,
-        top_k=K,
-        capacity_factor=1.0,
-        dtype=Dtype.bf16,
-    )
+    g = make_geometry(G, T, H, experts, K, capacity_factor=1.0, dtype=Dtype.bf16)
     per_pair = T * K // experts
     batch = RoutedBatch(counts=np.full((G, experts), per_pair), dropped=0, maxvio_batch=0.0)
     rates = [gpu_rates(make_star_topology(G).gpus()[0].model, make_profile())] * G

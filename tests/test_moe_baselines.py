@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_profile, make_star_topology
+from conftest import make_geometry, make_profile, make_star_topology
 
 from gpusim.engine.sim import Simulation
 from gpusim.execution.program import Exchange, ExchangeStep, HostStep, KernelStep
@@ -16,7 +16,6 @@ from gpusim.execution.program_des import run_des
 from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
 from gpusim.hardware.rates import gpu_rates
-from gpusim.spec.base import Dtype
 from gpusim.spec.moe import (
     DeepEPStrategy,
     FasterMoEStrategy,
@@ -33,16 +32,7 @@ A2A: dict[str, Any] = {"dispatcher": "alltoall", "capacity": "capacity_factor"}
 
 
 def _geometry(cf: float | None = 1.0, hidden: int = H) -> LayerGeometry:
-    return LayerGeometry(
-        gpus=[f"gpu{i}" for i in range(G)],
-        tokens_per_gpu=T,
-        hidden=hidden,
-        intermediate=hidden,
-        experts=E,
-        top_k=K,
-        capacity_factor=cf,
-        dtype=Dtype.fp16,
-    )
+    return make_geometry(G, T, hidden, E, K, capacity_factor=cf)
 
 
 def _balanced(per_pair: int) -> RoutedBatch:
