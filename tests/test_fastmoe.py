@@ -146,7 +146,11 @@ def test_latency_grows_with_the_experts_at_fixed_tokens(smart: bool) -> None:
 )
 def test_analytic_equals_des_where_nothing_contends(strategy: FasterMoEStrategy) -> None:
     t_des, t_ana, _ = _run(4, 8, strategy)
-    assert t_des == pytest.approx(t_ana, rel=1e-9)
+    if strategy.pipeline_gran == 1:
+        assert t_des == pytest.approx(t_ana, rel=1e-9)
+    else:  # pipelined: exchanges overlap expert kernels and share their GPUs' HBM, which only
+        # the DES models (docs/memory.md); at these sizes that costs picoseconds
+        assert t_ana <= t_des <= t_ana * (1 + 1e-6)
 
 
 def test_smart_schedule_exchanges_with_one_group_of_workers_per_step() -> None:

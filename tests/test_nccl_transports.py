@@ -83,7 +83,7 @@ def test_transport_follows_the_topology_and_can_be_forced() -> None:
     shm = nccl_path(Fabric(_topology(2, "shm"), make_profile()), "gpu0", "gpu1")
     assert (shm.transport, shm.hardware, len(shm.legs)) == ("shm", "pcie", 2)
     mem = fabric.host_memory["cpu0"].index
-    names = [fabric.resources[r].name for leg in shm.legs for r in leg.resources if r != mem]
+    names = [fabric.resources[r].name for leg in shm.legs for r in leg.links]
     assert names == ["gpu0->cpu0", "cpu0->gpu1"]
     assert all(mem in leg.resources for leg in shm.legs)  # written, then read
     with pytest.raises(SimulationError, match="NIC"):
@@ -98,7 +98,7 @@ def test_gpus_across_sockets_without_nvlink_use_shm_over_the_socket_link() -> No
     assert nccl_path(fabric, "gpu0", "gpu1").transport == "p2p"
     shm = nccl_path(fabric, "gpu0", "gpu2")
     assert shm.transport == "shm"
-    out = [fabric.resources[r].name for r in shm.legs[1].resources[1:]]
+    out = [fabric.resources[r].name for r in shm.legs[1].links]
     assert out[0] == "cpu0->cpu1" and out[-1].endswith("->gpu2")
 
 

@@ -89,7 +89,7 @@ class Nameplates:
             route = fabric.route(src, dst)
         except SimulationError as exc:
             raise NameplateError(str(exc)) from None
-        resources = [fabric.resources[i] for i in route.resources]
+        resources = [fabric.resources[i] for i in route.links]
         links: list[LinkSpec] = [r.link for r in resources]
         kinds = {link.kind for link in links}
         hops = "->".join([src] + [r.dst for r in resources])

@@ -26,6 +26,8 @@ from gpusim.engine.trace import NULL_RECORDER, TraceRecorder, Track
 
 _FINISH_REL_TOL = 1e-12
 _HEAP_MIN_CLASSES = 16  # above this many flow classes, find the next completion with a heap
+_SLACK_REL = 1.0 - 1e-9
+"""A resource whose flows' caps sum to at most this fraction of its capacity cannot saturate."""
 
 FlowKey = tuple[tuple[int, ...], float]
 
@@ -75,6 +77,10 @@ class FluidNetwork:
         self.load_Bps: list[float] = []
         self.peak_load_Bps: list[float] = []
         self.busy_s: list[float] = []
+        self._demand: list[float] = []
+        """Per resource: the sum of its capped flows' caps (what they could ever draw)."""
+        self._uncapped: list[int] = []
+        """Per resource: how many of its flows have no cap."""
         self.recomputations = 0
         self._tracks: list[Track] = []
         self._classes: dict[FlowKey, _FlowClass] = {}
@@ -100,6 +106,8 @@ class FluidNetwork:
         self.load_Bps.append(0.0)
         self.peak_load_Bps.append(0.0)
         self.busy_s.append(0.0)
+        self._demand.append(0.0)
+        self._uncapped.append(0)
         self._tracks.append(Track(group, name))
         return len(self.names) - 1
 
@@ -171,9 +179,27 @@ class FluidNetwork:
             for r in cls.route:
                 self._users.setdefault(r, set()).add(key)
         self._dirty_keys.add(key)
+        self._add_demand(cls, 1)
         flow = _Flow(cls.virtual_B + size_B, next(self._seq), done, size_B, self._last_s, label)
         heapq.heappush(cls.flows, (flow.finish_vB, flow.seq, flow))
         self._request_settle()
+
+    def _add_demand(self, cls: _FlowClass, sign: int) -> None:
+        """A flow of ``cls`` entered (``sign`` 1) or left (-1): update what its resources'
+        flows could draw at most."""
+        if cls.cap_Bps == math.inf:
+            for r in cls.route:
+                self._uncapped[r] += sign
+        else:
+            delta = sign * cls.cap_Bps
+            for r in cls.route:
+                self._demand[r] += delta
+
+    def _slack(self, r: int) -> bool:
+        """Whether resource ``r`` cannot saturate: every flow on it capped and the caps together
+        below its capacity (with a margin against rounding). Such a resource never limits a
+        max-min rate, so it does not couple the flows that share it."""
+        return self._uncapped[r] == 0 and self._demand[r] <= self.capacity_Bps[r] * _SLACK_REL
 
     def _advance(self) -> None:
         now = float(self.env.now)
@@ -194,29 +220,47 @@ class FluidNetwork:
             ev.callbacks.append(self._settle)
             ev.succeed()
 
-    def _component(self) -> tuple[list[FlowKey], set[int], set[FlowKey]]:
+    def _component(self) -> tuple[list[FlowKey], set[int], set[FlowKey], list[FlowKey]]:
         """Classes and resources whose rates may have changed: everything connected (through
         shared resources) to a class that gained or lost flows (also returned, as the third
         item). Max-min fairness decomposes over connected components, so the rest keeps its
-        rates."""
+        rates.
+
+        A resource that cannot saturate (:meth:`_slack`) limits no rate, so it connects nothing:
+        the classes reached only through it keep their rates and are returned as the fourth item,
+        only so that the loads of the resources in the component are rebuilt whole. A changed
+        class's own resource still connects when it was saturated before the change (a flow that
+        left may free its sharers). Exact: max-min rates do not depend on a resource that no
+        allocation within the caps can fill."""
         touched = {k for k in self._dirty_keys if k in self._classes}
         keys = set(touched)
-        stack = list(self._dirty_res)
+        seeds = set(self._dirty_res)
         for k in keys:
-            stack.extend(k[0])
+            seeds.update(k[0])
         self._dirty_keys.clear()
         self._dirty_res.clear()
+        load, capacity = self.load_Bps, self.capacity_Bps
+        stack = list(seeds)
         resources: set[int] = set()
+        loose: set[int] = set()
         while stack:
             r = stack.pop()
             if r in resources:
                 continue
             resources.add(r)
+            if self._slack(r) and not (r in seeds and load[r] >= capacity[r] * _SLACK_REL):
+                loose.add(r)
+                continue
             for k in self._users.get(r, ()):
                 if k not in keys:
                     keys.add(k)
                     stack.extend(k[0])
-        return list(keys), resources, touched
+        fixed: set[FlowKey] = set()
+        for r in loose:
+            for k in self._users.get(r, ()):
+                if k not in keys:
+                    fixed.add(k)
+        return list(keys), resources, touched, list(fixed)
 
     def _settle(self, _ev: simpy.Event | None = None) -> None:
         """Re-solve the rates after transfers entered or left at this instant: advance the
@@ -226,10 +270,10 @@ class FluidNetwork:
         transfer, and every call shows in the event rate."""
         self._settle_pending = False
         self._advance()
-        keys, resources, touched = self._component()
+        keys, resources, touched, fixed = self._component()
         classes = [self._classes[k] for k in keys]
         rates = self._solve(classes)
-        self._reschedule(self._retime(keys, classes, rates, resources, touched))
+        self._reschedule(self._retime(keys, classes, rates, resources, touched, fixed))
 
     def _solve(self, classes: list[_FlowClass]) -> list[float]:
         """Max-min rates of ``classes`` (one connected component); a lone class inline."""
@@ -260,11 +304,13 @@ class FluidNetwork:
         rates: list[float],
         resources: set[int],
         touched: set[FlowKey],
+        fixed: list[FlowKey],
     ) -> bool:
         """Give each class its new rate and the time its first flow completes at it (unchanged
         when neither its flows nor its rate changed), then rebuild the load, active set, peak and
-        (when tracing) utilisation of ``resources``. Returns whether completions are indexed by a
-        heap (many classes) rather than found by a scan (few)."""
+        (when tracing) utilisation of ``resources`` (``fixed``: classes outside the component
+        that share a resource of it, at their standing rates). Returns whether completions are
+        indexed by a heap (many classes) rather than found by a scan (few)."""
         heap_mode = len(self._classes) > _HEAP_MIN_CLASSES
         if heap_mode and not self._next:  # entering heap mode: index every class once
             self._next = [
@@ -278,6 +324,12 @@ class FluidNetwork:
         load = self.load_Bps
         for r in resources:
             load[r] = 0.0
+        for key in fixed:
+            cls = self._classes[key]
+            contribution = cls.rate_Bps * len(cls.flows)
+            for r in cls.route:
+                if r in resources:
+                    load[r] += contribution
         now = self._last_s
         for key, cls, rate in zip(keys, classes, rates, strict=True):
             n = len(cls.flows)
@@ -356,12 +408,16 @@ class FluidNetwork:
             ):
                 finished.append((heapq.heappop(flows)[2], cls.route))
                 self._dirty_keys.add(key)
+                self._add_demand(cls, -1)
             if not flows:
                 del self._classes[key]
                 cls.next_s = math.inf  # its heap entries are stale now
                 self._dirty_res.update(cls.route)
                 for r in cls.route:
-                    self._users[r].discard(key)
+                    users = self._users[r]
+                    users.discard(key)
+                    if not users:  # no flows left: no rounding residue either
+                        self._demand[r] = 0.0
         for flow, route in finished:
             if self.recorder.enabled:
                 args = {"bytes": flow.size_B}

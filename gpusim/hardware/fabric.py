@@ -2,6 +2,11 @@
 
 Pure (no SimPy): the DES registers these resources in a FluidNetwork in the same order, and the
 analytic path reads capacities and routes directly.
+
+A route is the one place a transfer's resources are decided: the link directions it crosses
+(:attr:`Route.links`) and, where it starts or ends at a GPU, that GPU's HBM (the source's read,
+the destination's write; docs/memory.md). :attr:`Route.resources` is the full list every
+transfer (DES flow or static max-min flow) draws on.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from functools import cached_property
 import networkx as nx
 
 from gpusim.errors import SimulationError
+from gpusim.hardware.rates import gpu_rates
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import CPUDevice, GPUDevice, LinkSpec, SwitchDevice, Topology
 from gpusim.units import GBps_to_Bps, ns_to_s
@@ -45,14 +51,32 @@ class HostMemoryResource:
 
 
 @dataclass(frozen=True)
+class DeviceMemoryResource:
+    """One GPU's HBM, a resource of its own: kernels' memory traffic and every transfer that
+    starts or ends at the GPU (reading its source, writing its destination) share its achievable
+    bandwidth. Reads and writes share one capacity, as they share the DRAM channels."""
+
+    index: int
+    name: str
+    gpu: str
+    nameplate_Bps: float
+    capacity_Bps: float
+
+
+@dataclass(frozen=True)
 class Route:
-    """A path between two devices: the directional resources it crosses and its latency."""
+    """A path between two devices: the resources a transfer along it draws on and its latency.
+
+    ``resources`` is the full list (the link directions, then the source GPU's HBM and the
+    destination GPU's HBM where an end is a GPU); ``links`` the link directions only, in order.
+    """
 
     src: str
     dst: str
     resources: tuple[int, ...]
     latency_s: float
     bottleneck_Bps: float
+    links: tuple[int, ...]
 
 
 def _efficiency(link: LinkSpec, profile: CalibrationProfile) -> float:
@@ -136,13 +160,38 @@ class Fabric:
             self.host_memory[cpu.id] = _host_memory(
                 cpu, len(self.resources) + len(self.host_memory), profile
             )
+        self.hbm: dict[str, DeviceMemoryResource] = {}
+        """Each GPU's HBM, indexed after the host memories, in topology order."""
+        base = len(self.resources) + len(self.host_memory)
+        for i, gpu in enumerate(topology.gpus()):
+            nameplate_Bps = GBps_to_Bps(gpu.model.hbm_bw_GBps)
+            capacity_Bps = (
+                nameplate_Bps
+                if profile is None
+                else gpu_rates(gpu.model, profile).hbm_achievable_Bps
+            )
+            self.hbm[gpu.id] = DeviceMemoryResource(
+                index=base + i,
+                name=f"{gpu.id}.hbm",
+                gpu=gpu.id,
+                nameplate_Bps=nameplate_Bps,
+                capacity_Bps=capacity_Bps,
+            )
 
     @cached_property
     def capacities_Bps(self) -> list[float]:
-        """Capacity of every resource, by index: link directions, then host memories."""
-        return [r.capacity_Bps for r in self.resources] + [
-            m.capacity_Bps for m in self.host_memory.values()
-        ]
+        """Capacity of every resource, by index: link directions, host memories, GPU HBMs."""
+        return (
+            [r.capacity_Bps for r in self.resources]
+            + [m.capacity_Bps for m in self.host_memory.values()]
+            + [m.capacity_Bps for m in self.hbm.values()]
+        )
+
+    def endpoint_memories(self, src: str, dst: str) -> tuple[int, ...]:
+        """The HBM resources a transfer from ``src`` to ``dst`` draws on besides its links: the
+        source GPU's (read) and the destination GPU's (written); none for a CPU or NIC end."""
+        ends = (self.hbm.get(src), self.hbm.get(dst))
+        return tuple(m.index for m in ends if m is not None)
 
     def route(self, src: str, dst: str) -> Route:
         """The lowest-latency path from ``src`` to ``dst`` (cached)."""
@@ -169,11 +218,14 @@ class Fabric:
             if dst == src:
                 continue
             edges = [self._graph.edges[u, v] for u, v in itertools.pairwise(nodes)]
-            resources = tuple(int(e["resource"]) for e in edges)
+            links = tuple(int(e["resource"]) for e in edges)
+            resources = (*links, *self.endpoint_memories(src, dst))
+            caps = self.capacities_Bps
             self._routes[(src, dst)] = Route(
                 src=src,
                 dst=dst,
                 resources=resources,
                 latency_s=sum(float(e["latency"]) for e in edges),
-                bottleneck_Bps=min(self.resources[r].capacity_Bps for r in resources),
+                bottleneck_Bps=min(caps[r] for r in resources),
+                links=links,
             )

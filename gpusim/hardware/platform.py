@@ -65,8 +65,7 @@ class Platform:
     def hbm_resource(self) -> dict[str, int]:
         """Index of each GPU's HBM resource, by GPU id: after the links and the host memories,
         in topology order."""
-        base = len(self.fabric.capacities_Bps)
-        return {g.id: base + i for i, g in enumerate(self.topology.gpus())}
+        return {g: m.index for g, m in self.fabric.hbm.items()}
 
     @cached_property
     def resources(self) -> tuple[PlatformResource, ...]:
@@ -81,8 +80,8 @@ class Platform:
             for m in self.fabric.host_memory.values()
         ]
         hbm = [
-            PlatformResource(i, f"{g}.hbm", self.rates[g].hbm_achievable_Bps, MEMORY_GROUP)
-            for g, i in self.hbm_resource.items()
+            PlatformResource(m.index, m.name, m.capacity_Bps, MEMORY_GROUP)
+            for m in self.fabric.hbm.values()
         ]
         return (*links, *host_memories, *hbm)
 
@@ -128,7 +127,8 @@ class Platform:
         return [self.gpu_rates(g) for g in gpu_ids]
 
     def route(self, src: str, dst: str) -> Route:
-        """The fabric's lowest-latency route from ``src`` to ``dst``."""
+        """The fabric's lowest-latency route from ``src`` to ``dst``: its links, plus the HBM of
+        a GPU at either end (:attr:`Route.resources`, what a transfer draws on)."""
         return self.fabric.route(src, dst)
 
 

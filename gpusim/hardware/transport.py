@@ -58,12 +58,10 @@ def nccl_path(fabric: Fabric, src: str, dst: str) -> NcclPath:
         return _net_loopback(fabric, a, b)
     direct = fabric.route(src, dst)
     crosses_cpu = any(
-        isinstance(topo.device(fabric.resources[r].dst), CPUDevice) for r in direct.resources
+        isinstance(topo.device(fabric.resources[r].dst), CPUDevice) for r in direct.links
     )
     if forced == NcclTransport.p2p or (forced == NcclTransport.auto and not crosses_cpu):
-        nvlink_only = all(
-            fabric.resources[r].link.kind == LinkKind.nvlink for r in direct.resources
-        )
+        nvlink_only = all(fabric.resources[r].link.kind == LinkKind.nvlink for r in direct.links)
         hw = NcclHardware.nvlink if nvlink_only else NcclHardware.pcie
         return NcclPath(src, dst, NcclTransport.p2p, hw, (direct,))
     return _shm(fabric, a, b)
@@ -118,6 +116,7 @@ def _join(
     after them."""
     resources = tuple(r for route in routes for r in route.resources)
     resources = (*extra, *resources) if extra_first else (*resources, *extra)
+    links = tuple(r for route in routes for r in route.links)
     caps = fabric.capacities_Bps
     return Route(
         src=src,
@@ -125,4 +124,5 @@ def _join(
         resources=resources,
         latency_s=sum(route.latency_s for route in routes),
         bottleneck_Bps=min(caps[r] for r in resources),
+        links=links,
     )

@@ -14,7 +14,7 @@ def static_link_bytes(fabric: Fabric, flows: Sequence[StaticFlow]) -> dict[str, 
     """Bytes each link direction carries for a set of flows."""
     out: dict[str, float] = {}
     for f in flows:
-        for r in f.route.resources:
+        for r in f.route.links:
             name = fabric.resources[r].name
             out[name] = out.get(name, 0.0) + f.size_B
     return out

@@ -243,7 +243,7 @@ def _dispatch(layer: Layer) -> _Dispatch:
                         size_B = tokens * plan.row_bytes * (2 if dst == g else 1)
                         t += route_lat + size_B / rate_of[(g, e)]
                     if dst != g:
-                        for r in fabric.route(ids[g], ids[dst]).resources:
+                        for r in fabric.route(ids[g], ids[dst]).links:
                             name = fabric.resources[r].name
                             link_bytes[name] = link_bytes.get(name, 0.0) + tokens * plan.row_bytes
                 arrive = t + put_s + h if put_s else t + route_lat + h

@@ -65,7 +65,7 @@ def _back_route(layer: Layer, d: int, g: int) -> _BackRoute:
         back.latency_s,
         back.bottleneck_Bps,
         layer.rdma(d, g),
-        tuple(layer.fabric.resources[r].name for r in back.resources),
+        tuple(layer.fabric.resources[r].name for r in back.links),
     )
 
 
