@@ -41,3 +41,8 @@ def TFLOPS_to_FLOPps(rate_TFLOPS: float) -> float:
 def MB_to_B(size_MB: float) -> float:
     """Decimal megabytes to bytes."""
     return size_MB * MB
+
+
+def MHz_to_Hz(clock_MHz: float) -> float:
+    """Megahertz to hertz."""
+    return clock_MHz * 1e6

@@ -23,10 +23,10 @@ from gpusim.spec.profile import (
     LaunchCosts,
     Measured,
     MeasuredFraction,
+    MemoryHierarchyCosts,
     NcclCostsSpec,
     NcclHardware,
     NcclProtocol,
-    ShapeClass,
 )
 from gpusim.spec.scenario import Fidelity, Options, ResolvedScenario
 from gpusim.spec.topology import (
@@ -92,8 +92,11 @@ def make_profile(
     *,
     hbm_efficiency: float = 0.9,
     tensor_efficiency: float = 0.75,
-    skinny_tensor_efficiency: float = 0.5,
     mma_sync_factor: float = 0.6,
+    l2_near_GBps: float = 6000.0,
+    l2_whole_GBps: float = 4000.0,
+    l2_hit_latency_ns: float = 200.0,
+    hbm_load_latency_ns: float = 300.0,
     cuda_core_efficiency: float = 0.7,
     kernel_floor_us: float = 2.0,
     link_efficiency: float = 0.8,
@@ -101,24 +104,24 @@ def make_profile(
 ) -> CalibrationProfile:
     """A calibration profile with every field set to a made-up test value (not a calibration).
 
-    ``tensor_efficiency`` / ``skinny_tensor_efficiency`` apply to ``wgmma`` for every dtype;
-    ``mma_sync`` gets them times ``mma_sync_factor``.
+    ``tensor_efficiency`` applies to ``wgmma`` for every dtype; ``mma_sync`` gets it times
+    ``mma_sync_factor``.
     """
-    tensor: dict[InstructionPath, dict[Dtype, dict[ShapeClass, MeasuredFraction]]] = {}
+    tensor: dict[InstructionPath, dict[Dtype, MeasuredFraction]] = {}
     for path, factor in ((InstructionPath.wgmma, 1.0), (InstructionPath.mma_sync, mma_sync_factor)):
-        tensor[path] = {
-            dtype: {
-                ShapeClass.large: _f(tensor_efficiency * factor),
-                ShapeClass.skinny: _f(skinny_tensor_efficiency * factor),
-            }
-            for dtype in Dtype
-        }
+        tensor[path] = {dtype: _f(tensor_efficiency * factor) for dtype in Dtype}
     return CalibrationProfile(
         id="test-profile",
         description="made-up values for tests",
         link_efficiency={kind: _f(link_efficiency) for kind in LinkKind},
         memory_efficiency={kind: _f(hbm_efficiency) for kind in MemoryKind},
         tensor_efficiency=tensor,
+        memory_hierarchy=MemoryHierarchyCosts(
+            l2_near_read_GBps=_m(l2_near_GBps),
+            l2_whole_read_GBps=_m(l2_whole_GBps),
+            l2_hit_latency_ns=_m(l2_hit_latency_ns),
+            hbm_load_latency_ns=_m(hbm_load_latency_ns),
+        ),
         cuda_core_efficiency=_f(cuda_core_efficiency),
         launch=LaunchCosts(
             launch_api_us=_m(2.0),

@@ -25,6 +25,7 @@ from gpusim.execution.persistent import (
 )
 from gpusim.hardware.node import Node
 from gpusim.hardware.rates import gpu_rates
+from gpusim.kernels.mainloop import MainloopShare
 from gpusim.kernels.tile_gemm import (
     block_stream_Bps,
     combine_tile_bytes,
@@ -53,9 +54,27 @@ from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
 
 # Fixture values (tests/conftest.py): make_h100_spec, make_profile() and make_star_topology().
 TF32_PEAK = 494.7e12
-MMA_SYNC_LARGE = 0.75 * 0.6
+MMA_SYNC = 0.75 * 0.6
 SMS = 132
 HBM_Bps = 3350e9 * 0.9
+L2_NEAR_Bps = 6000e9  # conftest make_profile defaults
+L2_HIT_S = 200e-9
+HBM_LAT_S = 300e-9
+SMEM_Bps = 128 * 1830e6  # 128 B per clock at the H100 fixture's 1,830 MHz
+
+
+def _tile_s(k: int, blocks_per_sm: int = 2, streaming: int = 2 * SMS - 1) -> float:
+    """FlashMoE's 128 x 64 TF32 tile by hand: an HBM load latency, then K / 8 steps, each the
+    slowest of MMA issue (the SM's mma.sync rate split between its blocks), L2 reads (6 KiB of
+    operands at the near rate split between the streaming blocks, at most 4 stages in flight per
+    hit latency) and shared memory (6 KiB written, 12 KiB read by the 2 x 2 warps)."""
+    mma = 2 * 128 * 64 * 8 / (TF32_PEAK * MMA_SYNC / SMS / blocks_per_sm)
+    step_B = (128 + 64) * 8 * 4
+    l2 = step_B / min(L2_NEAR_Bps / streaming, 4 * step_B / L2_HIT_S)
+    smem = ((128 + 64) + (2 * 128 + 2 * 64)) * 8 * 4 * blocks_per_sm / SMEM_Bps
+    return HBM_LAT_S + k // 8 * max(mma, l2, smem)
+
+
 API_S, DOORBELL_S, FLOOR_S = 2e-6, 1e-6, 2e-6
 FLAG_S, BARRIER_S, TASK_LAT_S, SCHED_S, SUB_S = 200e-9, 2e-6, 500e-9, 50e-9, 20e-9
 
@@ -124,12 +143,16 @@ def _analytic(*args: Any, **kwargs: Any) -> Outcome:
 def test_tile_gemm_pays_padding_and_shares_the_sm() -> None:
     rates = gpu_rates(make_h100_spec(), make_profile())
     args = (rates, InstructionPath.mma_sync, Dtype.tf32, 128, 64, 2048)
-    full = tile_gemm_time_s(*args, 128, 2)
-    assert tile_gemm_time_s(*args, 1, 2) == full  # a partial row tile runs full MMAs
-    assert tile_gemm_time_s(*args, 128, 1) == pytest.approx(full / 2, rel=1e-12)
-    assert full == pytest.approx(2 * 128 * 64 * 2048 / (TF32_PEAK * MMA_SYNC_LARGE / SMS / 2))
+    grid = MainloopShare(ctas_per_sm=2, streaming_ctas=263)
+    full = tile_gemm_time_s(*args, 128, grid)
+    assert tile_gemm_time_s(*args, 1, grid) == full  # a partial row tile runs full MMAs
+    assert full == pytest.approx(_tile_s(2048), rel=1e-12)
+    # alone on its SM and in the grid: the whole MMA issue rate and the in-flight L2 cap
+    alone = tile_gemm_time_s(*args, 128, MainloopShare(ctas_per_sm=1, streaming_ctas=1))
+    assert alone == pytest.approx(_tile_s(2048, 1, 1), rel=1e-12)
+    assert alone < full
     with pytest.raises(ValueError):
-        tile_gemm_time_s(*args, 129, 2)
+        tile_gemm_time_s(*args, 129, grid)
 
 
 def test_combine_tile_bytes_and_contention_share() -> None:
@@ -240,15 +263,14 @@ def test_engine_subscriber_dag_and_early_arrivals() -> None:
 
 def _one_gpu_closed_form(tokens: int, hidden: int, intermediate: int) -> float:
     """One GPU, one expert, top-1, all tokens to it, every phase in one wave (hand-derived)."""
-    block_rate = TF32_PEAK * MMA_SYNC_LARGE / SMS / 2
     blocks = 2 * SMS
     c = HBM_Bps / blocks  # one block's streaming cap
     rt = tokens // 128
     tn, tnx = intermediate // 64, hidden // 64
-    gate = 2 * 128 * 64 * hidden / block_rate  # rt gate tiles <= blocks: one wave
+    gate = _tile_s(hidden)  # rt gate tiles <= blocks: one wave
     copy = 2 * tokens * hidden * 4 / (64 * c)  # SBZ = 64 blocks copy through HBM (read + write)
-    gemm0 = 2 * 128 * 64 * hidden / block_rate
-    gemm1 = 2 * 128 * 64 * intermediate / block_rate
+    gemm0 = _tile_s(hidden)
+    gemm1 = _tile_s(intermediate)
     write = 128 * 64 * 4 / c
     combine = (128 * 64 * 4 * 2 + 128 * 8) / c  # top-1: plain store
     t = API_S + DOORBELL_S + FLOOR_S + gate + BARRIER_S + copy + FLAG_S

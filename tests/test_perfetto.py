@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from conftest import make_scenario, make_star_topology
+from conftest import make_h100_spec, make_profile, make_scenario, make_star_topology
 
 from gpusim import simulate
 from gpusim.engine.trace import TraceEvent
 from gpusim.export.perfetto import chrome_trace
+from gpusim.hardware.rates import gpu_rates
+from gpusim.kernels import kernel_cost
 from gpusim.spec import GemmAllToAllWorkload, GemmOp
 
 
@@ -31,7 +33,8 @@ def test_trace_document_is_well_formed() -> None:
     util = [e for e in events if e["ph"] == "C" and e["name"].endswith("utilisation")]
     assert util and all(0 <= v <= 1 + 1e-9 for e in util for v in e["args"].values())
     sms = [e["args"]["busy SMs"] for e in events if e["ph"] == "C" and e["name"] == "busy SMs"]
-    assert max(sms) == 132 and min(sms) == 0
+    gemm_sms = kernel_cost(wl.gemm, gpu_rates(make_h100_spec(), make_profile())).sms
+    assert max(sms) == gemm_sms and min(sms) == 0  # the GEMM's CTAs, one per SM
     # 4 GPUs x 3 peers x 2 messages cross an uplink and a downlink each
     link_slices = [e for e in events if e["ph"] == "b" and e["cat"] == "links"]
     assert len(link_slices) == 4 * 3 * 2 * 2

@@ -44,7 +44,7 @@ def test_the_moe_sweep_report_warns_about_fm2_first() -> None:
     assert set(first.systems) == {"Megatron-CUTLASS", "Megatron-TE", "Megatron-A2A-P2P"}
     assert first.error_pct is not None and abs(first.error_pct) > first.tolerance_pct
     assert "may be the model's error" in first.sentence
-    assert {c.case_id: c.standing for c in caveats}["FM-1"] == "fitted"
+    assert {c.case_id: c.standing for c in caveats}["FM-1"] == "within"  # a prediction now
 
 
 def test_no_sweep_file_means_not_checked() -> None:

@@ -351,5 +351,5 @@ def test_shipped_calibration_points_ledger() -> None:
         if case.kind == "calibration":  # fitted: reproduced within the fit's tolerance
             assert case.within, (case.id, case.error_pct)
     # predictions are reported, not asserted: their errors are the ledger's finding
-    assert {c.id for c in report.cases if c.kind == "prediction"} == {"FL-1", "FM-2"}
+    assert {c.id for c in report.cases if c.kind == "prediction"} == {"FL-1", "FM-1", "FM-2"}
     assert report.prediction_max_abs_error_pct is not None

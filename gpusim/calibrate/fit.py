@@ -42,7 +42,12 @@ from gpusim.calibrate.solve import (
     groups,
 )
 from gpusim.errors import SpecError
-from gpusim.spec.profile import CalibrationProfile, InstructionPath, Measured, ShapeClass
+from gpusim.spec.profile import (
+    CalibrationProfile,
+    InstructionPath,
+    Measured,
+    native_tensor_path,
+)
 
 VALUE_DIGITS = 6
 UNCERTAINTY_DIGITS = 2
@@ -92,16 +97,18 @@ def fit_folder(
 
 def required_paths(nameplates: Nameplates | None) -> list[str]:
     """Parameters a profile must hold: launch and device costs and the CUDA-core fraction always;
-    with a GPU, HBM and every (path, dtype, shape) tensor fraction of its dtypes; with a topology,
+    with a GPU, HBM and the tensor fraction of every dtype it has a peak for on every path it
+    runs (``wgmma`` from compute capability 9.0, ``mma_sync`` always); with a topology,
     the link kinds of its links (those without their own efficiency) and its host memory kinds."""
     req = set(always_required())
     if nameplates is not None:
         req.add("memory_efficiency.hbm")
+        gpu = nameplates.gpu
+        paths = [InstructionPath.mma_sync]
+        if native_tensor_path(gpu.compute_capability) is InstructionPath.wgmma:
+            paths.append(InstructionPath.wgmma)
         req |= {
-            f"tensor_efficiency.{p.value}.{d.value}.{s.value}"
-            for p in InstructionPath
-            for d in nameplates.gpu.tensor_peak_TFLOPS
-            for s in ShapeClass
+            f"tensor_efficiency.{p.value}.{d.value}" for p in paths for d in gpu.tensor_peak_TFLOPS
         }
         topo = nameplates.topology
         if topo is not None:

@@ -74,6 +74,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from gpusim.arith import ceil_div
 from gpusim.calibrate.document import DeviceInfo, Measurement
 from gpusim.calibrate.nameplates import NameplateError, Nameplates
 from gpusim.calibrate.reading import (
@@ -88,11 +89,15 @@ from gpusim.calibrate.reading import (
     required_int,
     str_param,
 )
-from gpusim.kernels.gemm import gemm_issued_fraction, gemm_shape_class
+from gpusim.kernels.gemm import library_tiles
+from gpusim.kernels.mainloop import CtaTile, MainloopShare, SmRates, k_step_terms_s
 from gpusim.kernels.spmm import SpmmShape, dense_load_Bps, spmm_cost
+from gpusim.kernels.tile_gemm import PERSISTENT_K_ROW_BYTES, PERSISTENT_STAGES
 from gpusim.spec.base import Dtype, storage_bytes
+from gpusim.spec.hardware import GPUSpec
+from gpusim.spec.profile import InstructionPath
 from gpusim.spec.topology import LinkKind
-from gpusim.units import MB_to_B
+from gpusim.units import GBps_to_Bps, MB_to_B, MHz_to_Hz, ns_to_s
 
 ParamValues = Mapping[str, float]
 Predict = Callable[[ParamValues, float], float]
@@ -107,6 +112,15 @@ LINK_MIN_BYTES: Final = 256 * 2**20
 """A transfer informs link efficiency only at >= 256 MiB (latency below 2 % at PCIe rates)."""
 DEEP_K: Final = 1024
 """A tile_tflops point informs the ``large`` fraction only at ``k >= 1024``."""
+L2_RESIDENT_FRACTION: Final = 0.75
+"""A read of at most this fraction of the L2 (of one partition: the near rate) stays resident."""
+PERSISTENT_BLOCKS_PER_SM: Final = 2
+"""A published tile rate without ``blocks_per_sm`` is FlashMoE's full occupancy."""
+GEMM_MIN_WAVES: Final = 4
+GEMM_MIN_STEPS: Final = 32
+"""A gemm_tflops point informs the mainloop rates only with at least 4 full waves of 32 K steps
+(fill, epilogue and the tail wave then cost a few per cent, which the steady-state model
+leaves out)."""
 CROSS_SM_SCOPES: Final = frozenset({"gpu"})
 OTHER_SCOPES: Final = frozenset({"cta", "cluster", "sys", "system"})
 
@@ -231,11 +245,27 @@ def _device_memory(m: Measurement, ctx: Context) -> Observation | Unused:
     plates = _nameplates(ctx, m)
     size = int_param(m, "bytes", required=False)
     l2 = _l2_bytes(ctx, plates)
+    if size is not None and size <= l2 * L2_RESIDENT_FRACTION:
+        if m.name != "device_read_GBps":
+            return Unused(f"{size} B is L2-resident: only reads calibrate the L2 rates")
+        partition = l2 / plates.gpu.l2_partitions
+        which = "near" if size <= partition * L2_RESIDENT_FRACTION else "whole"
+        if which == "whole" and size <= partition:
+            return Unused(f"{size} B is between the near and whole L2 regimes")
+        return _sum_of(m, (f"memory_hierarchy.l2_{which}_read_GBps",))
     if size is not None and size < HBM_MIN_L2_MULTIPLE * l2:
         return Unused(f"{size} B is below {HBM_MIN_L2_MULTIPLE} x L2 ({l2:.0f} B): not HBM-bound")
     return _scaled(
         m, "memory_efficiency.hbm", plates.gpu.hbm_bw_GBps, f"HBM of {plates.gpu.name}", "GB/s"
     )
+
+
+def _l2_read(m: Measurement, _ctx: Context) -> Observation:
+    check_unit(m, "GBps")
+    partition = str_param(m, "partition")
+    if partition not in ("near", "whole"):
+        raise ModelError(f"partition must be near or whole, got '{partition}'", ".params.partition")
+    return _sum_of(m, (f"memory_hierarchy.l2_{partition}_read_GBps",))
 
 
 def _large_enough(m: Measurement) -> Unused | None:
@@ -318,38 +348,110 @@ def _flag(m: Measurement, factor: float) -> Observation | Unused:
     return _scaled(m, param, factor, "one-way handoffs per round trip", "")
 
 
+MMA: Final = "tensor_efficiency"
+L2_NEAR: Final = "memory_hierarchy.l2_near_read_GBps"
+L2_HIT: Final = "memory_hierarchy.l2_hit_latency_ns"
+
+
+def _mainloop_observation(
+    m: Measurement,
+    gpu: GPUSpec,
+    peak: float,
+    path: InstructionPath,
+    dtype: Dtype,
+    tile: CtaTile,
+    share: MainloopShare,
+    ctas: int,
+    useful: float,
+) -> Observation:
+    """A steady-state mainloop rate: ``ctas`` CTAs of ``tile``, ``share`` beside each, each K
+    step the slowest of MMA issue, L2 reads and shared memory (gpusim.kernels.mainloop); the
+    predicted TFLOP/s counts ``useful`` of the issued MMA work."""
+    mma = f"{MMA}.{path.value}.{dtype.value}"
+    elem = storage_bytes(dtype)
+    smem_Bps = gpu.shared_mem_bytes_per_clk * MHz_to_Hz(gpu.clock_MHz)
+
+    def predict(v: ParamValues, p: float) -> float:
+        sm = SmRates(
+            mma_FLOPps=peak * 1e12 * v[mma] / gpu.sm_count,
+            l2_near_Bps=GBps_to_Bps(v[L2_NEAR]),
+            l2_whole_Bps=GBps_to_Bps(v[L2_NEAR]),
+            l2_partition_B=math.inf,
+            l2_hit_latency_s=ns_to_s(v[L2_HIT]),
+            shared_mem_Bps=smem_Bps,
+            hbm_load_latency_s=0.0,
+            hbm_Bps=math.inf,
+        )
+        mma_s, l2_s, smem_s = k_step_terms_s(sm, tile, elem, share)
+        step_s = smooth_max(smooth_max(mma_s, l2_s, p), smem_s, p)
+        return ctas * tile.step_flops() * useful / step_s / 1e12
+
+    formula = (
+        f"{m.name} = {ctas} CTAs x 2 x {tile.tile_m} x {tile.tile_n} x {tile.tile_k} FLOP"
+        f"{f' x {useful:.4g} useful/issued' if useful != 1 else ''} / max(MMA at {mma} x "
+        f"{peak:g} TFLOP/s, operand bytes at {L2_NEAR} shared by {share.streaming_ctas} CTAs "
+        f"(at most stages x bytes / {L2_HIT} each), shared memory at {gpu.shared_mem_bytes_per_clk}"
+        f" B/clk)"
+    )
+    return Observation(m.stats.median, (mma, L2_NEAR, L2_HIT), predict, formula, kinked=True)
+
+
+def _below_full_occupancy(m: Measurement, ctx: Context, blocks: int, k: int | None) -> bool:
+    """Whether a larger ``blocks_per_sm`` was measured for the same (path, dtype, tile, k)."""
+    series = (
+        m.params.get("path"),
+        m.params.get("dtype"),
+        m.params.get("tile_m"),
+        m.params.get("tile_n"),
+        k,
+    )
+    best = max(
+        (
+            int(s.params["blocks_per_sm"])
+            for s in ctx.siblings
+            if s.name == m.name
+            and isinstance(s.params.get("blocks_per_sm"), int)
+            and (
+                s.params.get("path"),
+                s.params.get("dtype"),
+                s.params.get("tile_m"),
+                s.params.get("tile_n"),
+                s.params.get("k"),
+            )
+            == series
+        ),
+        default=blocks,
+    )
+    return blocks < best
+
+
 def _tile(m: Measurement, ctx: Context) -> Observation | Unused:
     check_unit(m, "TFLOPS")
     path, dtype = path_param(m), dtype_param(m)
     k = int_param(m, "k", required=False)
-    blocks = int_param(m, "blocks_per_sm", required=False)
+    measured_blocks = int_param(m, "blocks_per_sm", required=False)
     plates = _nameplates(ctx, m)
-    peak = _peak_TFLOPS(m, plates, dtype)
+    gpu = plates.gpu
     if k is not None and k < DEEP_K:
         return Unused(f"k = {k} is below {DEEP_K}: prologue and epilogue still show")
-    if blocks is not None:
-        series = (path.value, dtype.value, m.params.get("tile_m"), m.params.get("tile_n"), k)
-        best = max(
-            (
-                int(s.params["blocks_per_sm"])
-                for s in ctx.siblings
-                if s.name == m.name
-                and isinstance(s.params.get("blocks_per_sm"), int)
-                and (
-                    s.params.get("path"),
-                    s.params.get("dtype"),
-                    s.params.get("tile_m"),
-                    s.params.get("tile_n"),
-                    s.params.get("k"),
-                )
-                == series
-            ),
-            default=blocks,
-        )
-        if blocks < best:
-            return Unused(f"blocks_per_sm = {blocks} is below the series' full occupancy ({best})")
-    param = f"tensor_efficiency.{path.value}.{dtype.value}.large"
-    return _scaled(m, param, peak, f"{dtype.value} tensor peak of {plates.gpu.name}", "TFLOP/s")
+    if measured_blocks is not None and _below_full_occupancy(m, ctx, measured_blocks, k):
+        return Unused(f"blocks_per_sm = {measured_blocks} is below the series' full occupancy")
+    blocks = measured_blocks or PERSISTENT_BLOCKS_PER_SM
+    elem = storage_bytes(dtype)
+    sm90 = path is InstructionPath.wgmma
+    tile = CtaTile(
+        name="measured",
+        tile_m=int_param(m, "tile_m", required=False) or 128,
+        tile_n=int_param(m, "tile_n", required=False) or 64,
+        tile_k=int_param(m, "tile_k", required=False) or PERSISTENT_K_ROW_BYTES // elem,
+        warps_m=2,
+        warps_n=1 if sm90 else 2,  # wgmma: one warpgroup issuing two m64 MMAs; mma.sync: 2 x 2
+        stages=int_param(m, "stages", required=False) or PERSISTENT_STAGES,
+    )
+    ctas = blocks * gpu.sm_count
+    share = MainloopShare(ctas_per_sm=blocks, streaming_ctas=ctas)
+    peak = _peak_TFLOPS(m, plates, dtype)
+    return _mainloop_observation(m, gpu, peak, path, dtype, tile, share, ctas, 1.0)
 
 
 def _gemm(m: Measurement, ctx: Context) -> Observation | Unused:
@@ -358,22 +460,21 @@ def _gemm(m: Measurement, ctx: Context) -> Observation | Unused:
     dtype = dtype_param(m)
     path = impl_path(m, ctx.device)
     plates = _nameplates(ctx, m)
-    peak = _peak_TFLOPS(m, plates, dtype)
-    operand_B = storage_bytes(dtype) * (rows * depth + depth * cols + rows * cols)
-    intensity = 2.0 * rows * cols * depth / operand_B
-    ridge = peak * 1e12 / (plates.gpu.hbm_bw_GBps * 1e9)
-    if operand_B > _l2_bytes(ctx, plates) and intensity < ridge:
+    gpu = plates.gpu
+    tile = library_tiles(path, dtype, gpu)[0]
+    sms = gpu.sm_count
+    ctas = ceil_div(rows, tile.tile_m) * ceil_div(cols, tile.tile_n)
+    steps = tile.steps(depth)
+    if ctas < GEMM_MIN_WAVES * sms or steps < GEMM_MIN_STEPS:
         return Unused(
-            f"memory-bound: operands exceed L2 and {intensity:.0f} FLOP/B is below the "
-            f"nameplate ridge {ridge:.0f} FLOP/B"
+            f"{ctas} CTAs of {tile.name} or {steps} K steps: below {GEMM_MIN_WAVES} waves of "
+            f"{GEMM_MIN_STEPS} steps, fill, epilogue and tail still show"
         )
-    shape, useful = gemm_issued_fraction(rows, cols, depth)
-    param = f"tensor_efficiency.{path.value}.{dtype.value}.{shape.value}"
-    what = f"{dtype.value} tensor peak of {plates.gpu.name}"
-    factor = peak * useful
-    if useful == 1:
-        return _scaled(m, param, factor, what, "TFLOP/s")
-    return _scaled(m, param, factor, f"{what} x {useful:.4g} useful/issued", "TFLOP/s")
+    issued = ctas * tile.tile_m * tile.tile_n * steps * tile.tile_k
+    useful = rows * cols * depth / issued
+    share = MainloopShare(ctas_per_sm=1, streaming_ctas=sms)
+    peak = _peak_TFLOPS(m, plates, dtype)
+    return _mainloop_observation(m, gpu, peak, path, dtype, tile, share, sms, useful)
 
 
 def _spmm(m: Measurement, ctx: Context) -> Observation:
@@ -391,7 +492,7 @@ def _spmm(m: Measurement, ctx: Context) -> Observation:
         raise ModelError(f"no dense_us of the same shape (m, k, n) = {shape} in this document")
     plates = _nameplates(ctx, m)
     dense_us = dense[0].stats.median
-    tensor = f"tensor_efficiency.mma_sync.fp16.{gemm_shape_class(rows, cols).value}"
+    tensor = "tensor_efficiency.mma_sync.fp16"
     extract = "sparse.extract_ns_per_nonzero"
     peak = _peak_TFLOPS(m, plates, Dtype.fp16)
     sms = plates.gpu.sm_count
@@ -430,6 +531,7 @@ _BUILDERS: Final[dict[str, Callable[[Measurement, Context], Observation | Unused
     "flag_handoff_ns": lambda m, _ctx: _flag(m, 1.0),
     "flag_round_trip_ns": lambda m, _ctx: _flag(m, 2.0),
     "tile_tflops": _tile,
+    "l2_read_GBps": _l2_read,
     "skinny_gemm_tflops": _gemm,
     "gemm_tflops": _gemm,
     "spmm_us": lambda m, ctx: _spmm(m, ctx),

@@ -2,7 +2,7 @@
 
 Every value of a :class:`~gpusim.spec.profile.CalibrationProfile` has a dotted path, the name the
 fitter, the assumptions document and ``gpusim calibrate show`` use for it:
-``launch.kernel_floor_us``, ``link_efficiency.nvlink``, ``tensor_efficiency.wgmma.fp16.large``,
+``launch.kernel_floor_us``, ``link_efficiency.nvlink``, ``tensor_efficiency.wgmma.fp16``,
 ``sparse.extract_ns_per_nonzero``. This module lists the paths, says which are fractions of a
 nameplate (bounded to (0, 1]) and which are costs (>= 0), gives their units, and converts between a
 flat ``{path: Measured}`` mapping and a profile.
@@ -25,18 +25,27 @@ from gpusim.spec.profile import (
     InstructionPath,
     LaunchCosts,
     Measured,
+    MemoryHierarchyCosts,
     NcclCostsSpec,
     NcclHardware,
     NcclProtocol,
-    ShapeClass,
     SparseCosts,
 )
 from gpusim.spec.topology import LinkKind
 
 _FRACTION_ROOTS = ("link_efficiency", "memory_efficiency", "tensor_efficiency")
 _COST_SECTIONS: dict[
-    str, type[LaunchCosts | HostRuntimeCosts | DeviceCosts | NcclCostsSpec | SparseCosts]
+    str,
+    type[
+        LaunchCosts
+        | HostRuntimeCosts
+        | DeviceCosts
+        | MemoryHierarchyCosts
+        | NcclCostsSpec
+        | SparseCosts
+    ],
 ] = {
+    "memory_hierarchy": MemoryHierarchyCosts,
     "launch": LaunchCosts,
     "host": HostRuntimeCosts,
     "device": DeviceCosts,
@@ -60,12 +69,7 @@ def all_paths() -> tuple[str, ...]:
     """Every parameter path a profile can hold, in the order profiles are written."""
     paths = [f"link_efficiency.{k.value}" for k in LinkKind]
     paths += [f"memory_efficiency.{k.value}" for k in MemoryKind]
-    paths += [
-        f"tensor_efficiency.{p.value}.{d.value}.{s.value}"
-        for p in InstructionPath
-        for d in Dtype
-        for s in ShapeClass
-    ]
+    paths += [f"tensor_efficiency.{p.value}.{d.value}" for p in InstructionPath for d in Dtype]
     paths.append("cuda_core_efficiency")
     for section, model in _COST_SECTIONS.items():
         if section == "nccl":
@@ -108,6 +112,8 @@ def unit_of(path: str) -> str:
         return "us"
     if "ns" in tokens:
         return "ns"
+    if tokens[-1] == "GBps":
+        return "GB/s"
     if tokens[-1] == "sms":
         return "SMs"
     if tokens[-1] == "B":
@@ -120,7 +126,8 @@ def always_required() -> tuple[str, ...]:
     return tuple(
         p
         for p in all_paths()
-        if p.split(".")[0] in ("cuda_core_efficiency", "launch", "host", "device", "nccl")
+        if p.split(".")[0]
+        in ("cuda_core_efficiency", "memory_hierarchy", "launch", "host", "device", "nccl")
     )
 
 

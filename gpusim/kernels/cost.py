@@ -63,9 +63,19 @@ class KernelCost:
     lower_bound_s: float
     """Roofline at nameplate peaks: ``max(flops / peak, compulsory bytes / hbm_nameplate_Bps)``,
     no floor. Always at most ``time_s``."""
+    l2_bytes: float = 0.0
+    """Bytes the kernel's CTAs read from L2 beyond its HBM traffic (a tiled GEMM's operand
+    re-reads; docs/memory.md). Their time is part of ``compute_time_s``."""
 
     def __post_init__(self) -> None:
-        for field in ("flops", "hbm_bytes", "compute_time_s", "floor_s", "lower_bound_s"):
+        for field in (
+            "flops",
+            "hbm_bytes",
+            "compute_time_s",
+            "floor_s",
+            "lower_bound_s",
+            "l2_bytes",
+        ):
             value = getattr(self, field)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(

@@ -8,20 +8,24 @@ schedules the tiles.
 GEMM tile
     One block computes a ``[rows <= tile_m] x tile_n`` output tile with depth ``k``. It issues
     MMA instructions for the whole tile whatever ``rows`` is (a partial row tile still runs full
-    MMA instructions: the padding is paid), so the work is ``2 * tile_m * tile_n * k`` FLOP. The
-    co-resident processor blocks of an SM share its tensor pipes, so one block's rate is the SM's
-    achievable tensor rate divided by ``blocks_per_sm``:
+    MMA instructions and loads full operand slices: the padding is paid). Its mainloop is the
+    one of every tiled GEMM (:mod:`gpusim.kernels.mainloop`): a pipeline fill, then
+    ``ceil(k / tile_k)`` K steps, each the slowest of
 
-        rate_block = tensor_peak(dtype) * tensor_efficiency[path][dtype][large] / SMs
-                     / blocks_per_sm
+    - the block's share of its SM's MMA issue rate for the path (FlashMoE: ``mma_sync``; its
+      CUTLASS mainloop is clamped to sm_80, no ``wgmma``, no TMA) and dtype, split between the
+      ``blocks_per_sm`` co-resident processor blocks (a block alone on its SM gets all of it);
+    - the block's share of the L2 read bandwidth, split between the ``streaming_blocks`` that
+      run GEMM tiles at once (the grid's processors), times the step's operand bytes:
+      ``(tile_m + tile_n) x tile_k`` elements, so the tile's arithmetic intensity sets its rate;
+    - the shared-memory traffic of the step (the ``cp.async`` writes plus the fragment reads of
+      the 2 x 2 warp grid) at the block's share of the SM's shared-memory bandwidth.
 
-    The knob is the calibration profile's ``tensor_efficiency`` for the instruction path: for
-    FlashMoE, ``mma_sync`` (its CUTLASS mainloop is clamped to sm_80: no ``wgmma``, no TMA, so the
-    Hopper ``mma.sync`` fraction of peak applies, hardware.md section 5). It is a hardware-level
-    value, to be fitted by ``kernels_ref/tile_gemm``; FlashMoE's 128 x 64 x 8 block tile and its
-    multi-stage ``cp.async`` shared-memory pipeline are folded into it (no separate operand-load
-    term: the fitted fraction is what that pipeline achieves). The shape class is ``large``: the
-    tile is 128 x 64 with a deep K, and the fraction is per issued MMA, not per useful FLOP.
+    ``tile_k`` is 32 bytes of the element type (8 for TF32, 16 for 16-bit types: FlashMoE's
+    block GEMM takes its K from a base of 8 on sm_80/sm_90, flashmoe.md §2) and the pipeline has
+    4 stages (CUTLASS ``MainloopSm80CpAsyncUnpredicated`` at paper time). The output store is
+    not part of the tile time: the persistent engine sends it as a transfer where the kernel
+    makes one (GEMM1's epilogue).
 
 Combine tile
     One block reads a returned ``rows x tile_n`` result tile plus each row's token index and gate
@@ -48,13 +52,17 @@ from __future__ import annotations
 from typing import Final
 
 from gpusim.hardware.rates import GPURates
-from gpusim.spec.base import Dtype
-from gpusim.spec.profile import InstructionPath, ShapeClass
+from gpusim.kernels.mainloop import CtaTile, MainloopShare, cta_time_s, sm_rates
+from gpusim.spec.base import Dtype, storage_bytes
+from gpusim.spec.profile import InstructionPath
 
 TOKEN_ID_BYTES: Final = 4
 """Bytes of one token index the combine reads per row (int32)."""
 GATE_PROB_BYTES: Final = 4
 """Bytes of one gate probability the combine reads per row (fp32)."""
+PERSISTENT_K_ROW_BYTES: Final = 32
+"""Bytes of one operand row a persistent GEMM tile's K step consumes (8 TF32 elements)."""
+PERSISTENT_STAGES: Final = 4
 
 
 def _check_positive(**values: int) -> None:
@@ -69,13 +77,18 @@ def tile_gemm_flops(tile_m: int, tile_n: int, k: int) -> float:
     return 2.0 * tile_m * tile_n * k
 
 
-def block_tensor_rate_FLOPps(
-    rates: GPURates, path: InstructionPath, dtype: Dtype, blocks_per_sm: int
-) -> float:
-    """Achievable tensor rate of one of ``blocks_per_sm`` co-resident blocks: the SM's rate for
-    (path, dtype, ``large``) divided evenly among them."""
-    _check_positive(blocks_per_sm=blocks_per_sm)
-    return rates.tensor_rate_per_sm_FLOPps(path, dtype, ShapeClass.large) / blocks_per_sm
+def persistent_tile(tile_m: int, tile_n: int, dtype: Dtype) -> CtaTile:
+    """FlashMoE's block tile for ``dtype``: ``tile_m x tile_n``, a 32-byte K step, a 2 x 2 warp
+    grid and 4 ``cp.async`` stages (see the module docstring)."""
+    return CtaTile(
+        name=f"{tile_m}x{tile_n}_persistent",
+        tile_m=tile_m,
+        tile_n=tile_n,
+        tile_k=PERSISTENT_K_ROW_BYTES // storage_bytes(dtype),
+        warps_m=2,
+        warps_n=2,
+        stages=PERSISTENT_STAGES,
+    )
 
 
 def tile_gemm_time_s(
@@ -86,17 +99,16 @@ def tile_gemm_time_s(
     tile_n: int,
     k: int,
     rows: int,
-    blocks_per_sm: int,
+    share: MainloopShare,
 ) -> float:
     """Time one processor block takes for a ``[rows <= tile_m] x tile_n`` output tile of depth
-    ``k``: ``2 * tile_m * tile_n * k`` FLOP (a partial tile pays for the full one) at the
-    per-block rate :func:`block_tensor_rate_FLOPps`. See the module docstring."""
+    ``k`` while ``share`` describes the blocks beside it (a partial tile pays for the full one).
+    See the module docstring."""
     _check_positive(tile_m=tile_m, tile_n=tile_n, k=k, rows=rows)
     if rows > tile_m:
         raise ValueError(f"rows {rows} exceed the tile's {tile_m}")
-    return tile_gemm_flops(tile_m, tile_n, k) / block_tensor_rate_FLOPps(
-        rates, path, dtype, blocks_per_sm
-    )
+    tile = persistent_tile(tile_m, tile_n, dtype)
+    return cta_time_s(sm_rates(rates, path, dtype), tile, storage_bytes(dtype), share, k, 0.0)
 
 
 def block_stream_Bps(rates: GPURates, blocks: int) -> float:

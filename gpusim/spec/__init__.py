@@ -10,7 +10,6 @@ from gpusim.spec.profile import (
     LaunchCosts,
     Measured,
     MeasuredFraction,
-    ShapeClass,
 )
 from gpusim.spec.scenario import Fidelity, Options, ResolvedScenario, Scenario
 from gpusim.spec.topology import (
@@ -67,7 +66,6 @@ __all__ = [
     "Options",
     "ResolvedScenario",
     "Scenario",
-    "ShapeClass",
     "SwitchDevice",
     "SwitchType",
     "Topology",

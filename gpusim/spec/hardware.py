@@ -36,6 +36,15 @@ class GPUSpec(Sourced):
     hbm_capacity_GB: PositiveFloat
     hbm_bw_GBps: PositiveFloat = Field(description="Nameplate HBM bandwidth.")
     l2_MB: PositiveFloat
+    l2_partitions: PositiveInt = Field(
+        default=1,
+        description="Partitions the L2 is built as (H100 and A100: 2); an SM reads the far "
+        "partition's lines through the partition crossbar (docs/memory.md).",
+    )
+    shared_mem_bytes_per_clk: PositiveInt = Field(
+        default=128,
+        description="Shared-memory bandwidth of one SM per clock: 32 banks of 4 bytes.",
+    )
     registers_per_sm: PositiveInt
     max_registers_per_thread: PositiveInt
     register_alloc_unit: PositiveInt = Field(

@@ -66,13 +66,6 @@ def native_tensor_path(compute_capability: str) -> InstructionPath:
     return InstructionPath.wgmma if major >= 9 else InstructionPath.mma_sync
 
 
-class ShapeClass(StrEnum):
-    """GEMM shape classes with distinct achievable efficiency."""
-
-    large = "large"
-    skinny = "skinny"
-
-
 class LaunchCosts(Spec):
     """Host-side and launch-path costs (microseconds)."""
 
@@ -165,6 +158,25 @@ class DeviceCosts(Spec):
     nccl_sms: Measured = Field(description="SMs an NCCL collective kernel occupies (channels).")
 
 
+class MemoryHierarchyCosts(Spec):
+    """Achievable rates and latencies of a GPU's on-chip memory hierarchy (docs/memory.md)."""
+
+    l2_near_read_GBps: Measured = Field(
+        description="L2 read bandwidth of the whole GPU while the data read fits the near "
+        "partition of every SM."
+    )
+    l2_whole_read_GBps: Measured = Field(
+        description="L2 read bandwidth of the whole GPU over data spread across the whole L2."
+    )
+    l2_hit_latency_ns: Measured = Field(
+        description="Load latency of an L2 hit, averaged over near and far partitions: with a "
+        "CTA's loads in flight it bounds what one CTA alone draws (Little's law)."
+    )
+    hbm_load_latency_ns: Measured = Field(
+        description="Load latency of an L2 miss served by HBM: a GEMM pipeline's fill time."
+    )
+
+
 class NcclProtocol(StrEnum):
     """NCCL's wire protocols: LL (8-byte stores carrying 4 data bytes and a flag), LL128
     (128-byte lines carrying 120 data bytes) and Simple (bulk copies fenced per step)."""
@@ -234,11 +246,12 @@ class CalibrationProfile(Spec):
     memory_efficiency: dict[MemoryKind, MeasuredFraction] = Field(
         description="Achievable fraction of nameplate bandwidth per memory tier."
     )
-    tensor_efficiency: dict[InstructionPath, dict[Dtype, dict[ShapeClass, MeasuredFraction]]] = (
-        Field(
-            description="Achieved fraction of dense tensor peak by instruction path, dtype, shape."
-        )
+    tensor_efficiency: dict[InstructionPath, dict[Dtype, MeasuredFraction]] = Field(
+        description="MMA instruction issue rate of one SM as a fraction of its share of the dense "
+        "tensor peak, by instruction path and dtype (what the tensor cores sustain when operands "
+        "are ready; operand delivery is modelled separately, gpusim.kernels.mainloop)."
     )
+    memory_hierarchy: MemoryHierarchyCosts
     cuda_core_efficiency: MeasuredFraction
     launch: LaunchCosts
     host: HostRuntimeCosts

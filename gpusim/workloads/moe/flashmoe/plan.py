@@ -14,6 +14,7 @@ from gpusim.execution.persistent import (
     PersistentGrid,
 )
 from gpusim.hardware.rates import GPURates
+from gpusim.kernels.mainloop import MainloopShare
 from gpusim.kernels.tile_gemm import combine_tile_bytes, tile_gemm_time_s
 from gpusim.spec.moe import FlashMoEStrategy, MoELayerWorkload
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch, moe_metrics
@@ -107,10 +108,10 @@ def plan_gpu(
     grid = PersistentGrid.plan(
         rates, strategy.kernel_resources(), max_blocks_per_sm=strategy.blocks_per_sm
     )
-    bpsm = grid.blocks_per_sm
+    share = MainloopShare(ctas_per_sm=grid.blocks_per_sm, streaming_ctas=grid.processors)
 
     def tile_s(k: int) -> float:
-        return tile_gemm_time_s(rates, strategy.path, strategy.dtype, tm, tnn, k, tm, bpsm)
+        return tile_gemm_time_s(rates, strategy.path, strategy.dtype, tm, tnn, k, tm, share)
 
     gate_cols = ceil_div(geometry.experts, GATE_EXPERTS_PER_TILE)
     gate_tiles = row_tiles(geometry.tokens_per_gpu, tm) * gate_cols

@@ -1,45 +1,10 @@
-"""The GEMM tile choice the cost model and the fitter share, and the SpMM closed form."""
+"""The SpMM closed form."""
 
 from __future__ import annotations
 
 import pytest
-from conftest import make_h100_spec, make_profile
 
-from gpusim.hardware.rates import gpu_rates
-from gpusim.kernels.gemm import TILE_K, gemm_issued_fraction, gemm_plan, gemm_tile
 from gpusim.kernels.spmm import SpmmShape, dense_load_Bps, spmm_cost
-from gpusim.spec.profile import ShapeClass
-from gpusim.spec.workload import GemmOp
-
-
-@pytest.mark.parametrize(
-    ("m", "n", "expected"),
-    [
-        (8192, 8192, (ShapeClass.large, 128, 128)),
-        (65, 65, (ShapeClass.large, 128, 128)),
-        (64, 4096, (ShapeClass.skinny, 64, 128)),  # 64 along the short side
-        (4096, 8, (ShapeClass.skinny, 128, 64)),
-        (1, 1, (ShapeClass.skinny, 64, 128)),
-    ],
-)
-def test_tile_follows_the_short_side(m: int, n: int, expected: tuple[ShapeClass, int, int]) -> None:
-    assert gemm_tile(m, n) == expected
-
-
-@pytest.mark.parametrize(
-    "op",
-    [GemmOp(m=8192, n=8192, k=8192), GemmOp(m=1000, n=3000, k=100), GemmOp(m=20000, n=40, k=100)],
-)
-def test_fitter_fraction_is_the_cost_models_padding(op: GemmOp) -> None:
-    # The share the fitter divides by is useful / issued MMA work of the plan the cost model runs
-    # (shapes where the plan does not split K, so every K step is issued once).
-    plan = gemm_plan(op, gpu_rates(make_h100_spec(), make_profile()))
-    assert plan.split_k == 1
-    issued = plan.output_tiles * plan.tile_m * plan.tile_n * plan.k_iters_per_split * TILE_K
-    shape, fraction = gemm_issued_fraction(op.m, op.n, op.k)
-    assert shape is plan.shape
-    assert fraction == pytest.approx(op.m * op.n * op.k / issued, rel=1e-15)
-
 
 SHAPE = SpmmShape(m_rows=4096, k_depth=4096, n_cols=16, nnz=4096 * 4096 // 5)
 
