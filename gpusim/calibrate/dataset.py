@@ -6,7 +6,7 @@ Every ``*.json`` file of the folder but the run summary (``run.json``) is a
 Documents with status ``no_device`` (the program ran where there is no GPU) are skipped; status
 ``error`` is an error. The document whose program is ``assumptions`` gives the values no
 measurement informs: each measurement's name is a profile path (``device.nccl_sms``,
-``tensor_efficiency.mma_sync.tf32.large``), its ``stats.median`` the value, its ``uncertainty``
+``tensor_efficiency.mma_sync.tf32``), its ``stats.median`` the value, its ``uncertainty``
 (optional) one standard error and its ``source`` (required) the reason: ``ASSUMPTION: ...`` or the
 derivation. Its ``parameters`` may hold ``profile_id`` and ``description``, the defaults of the
 profile the folder produces.

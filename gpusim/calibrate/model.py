@@ -24,7 +24,10 @@ Launch (``us``)
 Device memory (``GB/s``, bytes counted across the memory interface)
     ``device_{read,write,copy}_GBps {bytes}`` = memory_efficiency.hbm x the GPU's hbm_bw_GBps, used
     only at ``bytes >= 8 x l2_bytes`` (the document's device.l2_bytes, else the GPU spec's); a point
-    without ``bytes`` is a published asymptotic figure.
+    without ``bytes`` is a published asymptotic figure. An L2-resident ``device_read_GBps`` =
+    memory_hierarchy.l2_near_read_GBps at ``bytes <= 0.75 x`` one partition, l2_whole_read_GBps
+    between one partition and ``0.75 x`` the L2. ``l2_read_GBps {partition}`` (published) =
+    memory_hierarchy.l2_<partition>_read_GBps.
 Links (``GB/s``)
     ``h2d_GBps`` / ``d2h_GBps {bytes, pinned, gpu?}`` = link_efficiency[K] x the nameplate of the
     path between the GPU and its host CPU in that direction, K its link kind (pcie or c2c); only
@@ -38,16 +41,18 @@ Flags (``ns``)
     ``flag_handoff_ns {scope}`` = device.flag_handoff_ns for ``scope == "gpu"`` (blocks on
     different SMs); ``flag_round_trip_ns {scope}`` (published ping-pong) = 2 x flag_handoff_ns.
 Tensor cores (``TFLOP/s``)
-    ``tile_tflops {path, dtype, blocks_per_sm, k, tile_m, tile_n}`` = tensor_efficiency[path]
-    [dtype].large x the GPU's tensor peak, used at deep K (``k >= 1024``) and full occupancy: the
-    largest ``blocks_per_sm`` measured for that (path, dtype, tile_m, tile_n, k) in the document
-    (a point without ``k`` / ``blocks_per_sm`` is a published full-occupancy figure).
-    ``skinny_gemm_tflops`` / ``gemm_tflops {m, n, k, dtype, impl}`` = tensor_efficiency[path]
-    [dtype][shape] x peak x useful / issued, where shape is ``skinny`` when min(m, n) <= 64 (the
-    GEMM model's rule), issued is the MMA work of the GEMM model's padded CTA tiles, and path is
-    ``impl`` (``cublas``: wgmma from compute capability 9.0, else mma_sync); used only when
-    compute-bound: operands fit in L2, or the arithmetic intensity reaches the nameplate ridge
-    (peak / HBM bandwidth).
+    ``tile_tflops {path, dtype, blocks_per_sm, k, tile_m, tile_n, tile_k?, stages?}`` = the
+    grid's steady mainloop rate (:mod:`gpusim.kernels.mainloop`): ``blocks x SMs`` CTAs, each K
+    step the slowest of MMA issue at tensor_efficiency[path][dtype], the step's operand bytes
+    at memory_hierarchy.l2_near_read_GBps shared by the grid (at most ``stages x bytes /
+    l2_hit_latency_ns`` per CTA) and shared memory; used at deep K (``k >= 1024``) and full
+    occupancy: the largest ``blocks_per_sm`` measured for that (path, dtype, tile_m, tile_n, k)
+    in the document (a point without ``k`` / ``blocks_per_sm`` is a published full-occupancy
+    figure at FlashMoE's 2 blocks per SM).
+    ``skinny_gemm_tflops`` / ``gemm_tflops {m, n, k, dtype, impl}`` = the same steady rate for
+    the library's first tile on every SM, times useful / issued MMA work; path is ``impl``
+    (``cublas``: wgmma from compute capability 9.0, else mma_sync); used only with at least 4
+    full waves of at least 32 K steps (fill, epilogue and tail then cost a few per cent).
 Persistent kernel (``ns``)
     ``scheduler_ns_per_task`` = device.scheduler_ns_per_task; ``task_latency_ns`` =
     device.task_latency_ns.
@@ -62,9 +67,6 @@ Known but informing no profile parameter (reported as unused): ``host_flag_one_w
 calibration), ``dense_us`` (the reference of ``spmm_us``), and the points the table's last column
 excludes.
 
-Whole-kernel rates (``gemm_tflops``) are per issued MMA FLOP with padding charged as the GEMM
-model charges it, but without its tail-wave term: a fraction fitted from a whole GEMM absorbs the
-wave quantisation of that shape (3 % for 8192^3 on 132 SMs).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 // tile_gemm: tensor-core throughput of one block computing 128 x 64 output tiles, the unit of
-// work of FlashMoE's processor blocks (feeds gpusim profile tensor_efficiency.<path>.<dtype>.large
-// and .skinny).
+// work of FlashMoE's processor blocks (feeds gpusim profile tensor_efficiency.<path>.<dtype> and
+// memory_hierarchy.l2_near_read_GBps through the mainloop model, docs/memory.md).
 //
 //   tile_tflops {"path": "mma_sync"|"wgmma", "dtype": "tf32"|"fp16"|"bf16", "blocks_per_sm": b,
 //                "k": K, "tile_m": 128, "tile_n": 64, "tiles_per_block", "tile_k", "stages"}
