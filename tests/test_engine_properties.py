@@ -231,6 +231,51 @@ def test_network_respects_capacity_conserves_bytes_and_bounds_completion(
         assert t >= lower * (1 - TOL)
 
 
+class _CheckedNetwork(FluidNetwork):
+    """A network that, after every settle, compares every class's rate and every resource's
+    load with a max-min solve of all classes from scratch."""
+
+    def _settle(self, _ev: simpy.Event | None = None) -> None:
+        super()._settle(_ev)
+        classes = list(self._classes.values())
+        if not classes:
+            return
+        whole = max_min_fair_rates(
+            [c.route for c in classes],
+            [len(c.flows) for c in classes],
+            [c.cap_Bps for c in classes],
+            self.capacity_Bps,
+        )
+        for cls, rate in zip(classes, whole, strict=True):
+            assert cls.rate_Bps == pytest.approx(rate, rel=1e-9)
+        for r in range(len(self.capacity_Bps)):
+            expected = sum(c.rate_Bps * len(c.flows) for c in classes if r in c.route)
+            assert self.load_Bps[r] == pytest.approx(expected, rel=1e-9, abs=1e-3)
+
+
+@SETTINGS
+@given(scenarios(max_xfers=24))
+def test_incremental_settles_equal_a_whole_solve(scenario: tuple[Topology, list[Xfer]]) -> None:
+    """The optimistic component (loose resources left out, checked after) and the incremental
+    loads give, after every change, the rates and loads of a max-min solve of every flow."""
+    topo, xfers = scenario
+    env = simpy.Environment()
+    net = _CheckedNetwork(env)
+    for i, cap in enumerate(topo.capacities_Bps):
+        net.add_resource(f"r{i}", cap)
+
+    def start(x: Xfer, _ev: simpy.Event | None = None) -> None:
+        net.transfer(x.route, x.size_B, x.latency_s, x.cap_Bps)
+
+    for x in xfers:
+        if x.start_s > 0:
+            env.timeout(x.start_s).callbacks.append(partial(start, x))
+        else:
+            start(x)
+    run_to_completion(env)
+    assert net.in_flight() == 0
+
+
 @SETTINGS
 @given(scenarios())
 def test_network_is_deterministic(scenario: tuple[Topology, list[Xfer]]) -> None:

@@ -52,6 +52,9 @@ class _FlowClass:
     """Absolute time its first flow completes at the current rate."""
     flows: list[tuple[float, int, _Flow]] = field(default_factory=list)
     """Heap of (finish virtual bytes, arrival sequence, flow): tuples compare in C."""
+    load_Bps: float = 0.0
+    """What the class adds to each resource on its route in ``FluidNetwork.load_Bps``: its rate
+    times its flows as of the last solve that included it."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,10 @@ class FluidNetwork:
         self._users: dict[int, set[FlowKey]] = {}
         self._dirty_keys: set[FlowKey] = set()
         self._dirty_res: set[int] = set()
+        self._gone: list[_FlowClass] = []
+        """Classes whose last flow finished since the last settle: their contributions stay in
+        ``load_Bps`` until then, so that a seed resource's load tells whether it was saturated
+        before the change."""
         self._last_s = 0.0
         self._settle_pending = False
         self._generation = 0
@@ -220,25 +227,29 @@ class FluidNetwork:
             ev.callbacks.append(self._settle)
             ev.succeed()
 
-    def _component(self) -> tuple[list[FlowKey], set[int], set[FlowKey], list[FlowKey]]:
+    def _component(
+        self, optimistic: bool
+    ) -> tuple[list[FlowKey], set[int], set[FlowKey], set[int]]:
         """Classes and resources whose rates may have changed: everything connected (through
         shared resources) to a class that gained or lost flows (also returned, as the third
         item). Max-min fairness decomposes over connected components, so the rest keeps its
         rates.
 
-        A resource that cannot saturate (:meth:`_slack`) limits no rate, so it connects nothing:
-        the classes reached only through it keep their rates and are returned as the fourth item,
-        only so that the loads of the resources in the component are rebuilt whole. A changed
-        class's own resource still connects when it was saturated before the change (a flow that
-        left may free its sharers). Exact: max-min rates do not depend on a resource that no
-        allocation within the caps can fill."""
+        A resource that cannot saturate (:meth:`_slack`) limits no rate, so it connects nothing.
+        With ``optimistic``, neither does a resource below capacity at the standing rates. Those
+        are returned as the fourth item ("loose"): the solve gives the component what the classes
+        outside it leave of them, and checks that the new rates leave every loose resource below
+        that (:meth:`_solve_leaving`); if one fills, the settle is redone without optimism.
+        Exact either way: the classes outside the component share only loose resources with it,
+        none of which bottlenecks them before or after, so their rates stand; and a max-min
+        solution that satisfies a constraint it ignored is the solution with that constraint.
+        A changed class's own slack resource still connects when it was saturated before the
+        change (a flow that left may free its sharers)."""
         touched = {k for k in self._dirty_keys if k in self._classes}
         keys = set(touched)
         seeds = set(self._dirty_res)
         for k in keys:
             seeds.update(k[0])
-        self._dirty_keys.clear()
-        self._dirty_res.clear()
         load, capacity = self.load_Bps, self.capacity_Bps
         stack = list(seeds)
         resources: set[int] = set()
@@ -248,32 +259,70 @@ class FluidNetwork:
             if r in resources:
                 continue
             resources.add(r)
-            if self._slack(r) and not (r in seeds and load[r] >= capacity[r] * _SLACK_REL):
+            below = load[r] < capacity[r] * _SLACK_REL
+            if self._slack(r) and (below or r not in seeds):
+                continue  # limits no rate: its capacity is never in question
+            if optimistic and below:
                 loose.add(r)
                 continue
             for k in self._users.get(r, ()):
                 if k not in keys:
                     keys.add(k)
                     stack.extend(k[0])
-        fixed: set[FlowKey] = set()
-        for r in loose:
-            for k in self._users.get(r, ()):
-                if k not in keys:
-                    fixed.add(k)
-        return list(keys), resources, touched, list(fixed)
+        return list(keys), resources, touched, loose
 
     def _settle(self, _ev: simpy.Event | None = None) -> None:
         """Re-solve the rates after transfers entered or left at this instant: advance the
         clocks, solve max-min over the component that changed (:meth:`_solve`), re-time its
-        classes and update the resources' loads (:meth:`_retime`), and (re)schedule the wake-up
-        at the next completion (:meth:`_reschedule`). Three steps, not more: this runs twice per
-        transfer, and every call shows in the event rate."""
+        classes and move their loads (:meth:`_retime`), and (re)schedule the wake-up at the next
+        completion (:meth:`_reschedule`). This runs twice per transfer and every call shows in
+        the event rate, so the component is first taken optimistically (:meth:`_component`)
+        and only taken whole when a loose resource would fill."""
         self._settle_pending = False
         self._advance()
-        keys, resources, touched, fixed = self._component()
+        keys, resources, touched, loose = self._component(optimistic=True)
         classes = [self._classes[k] for k in keys]
-        rates = self._solve(classes)
-        self._reschedule(self._retime(keys, classes, rates, resources, touched, fixed))
+        rates = self._solve_leaving(classes, loose)
+        if loose and rates is None:
+            keys, resources, touched, loose = self._component(optimistic=False)
+            classes = [self._classes[k] for k in keys]
+            rates = self._solve_leaving(classes, loose)
+        assert rates is not None  # without optimism no loose resource can fill
+        self._dirty_keys.clear()
+        self._dirty_res.clear()
+        self._reschedule(self._retime(keys, classes, rates, resources, touched))
+
+    def _solve_leaving(self, classes: list[_FlowClass], loose: set[int]) -> list[float] | None:
+        """Max-min rates of the component ``classes`` on what the classes outside it leave of the
+        ``loose`` resources (their load less the standing contributions of the component and of
+        the classes gone since the last settle); ``None`` when the new rates fill what a loose
+        resource that can saturate has left (the optimistic component was too small)."""
+        if not loose:
+            return self._solve(classes)
+        capacity, load = self.capacity_Bps, self.load_Bps
+        saved = {r: capacity[r] for r in loose}
+        outside = {r: load[r] for r in loose}
+        for cls in (*classes, *self._gone):
+            for r in cls.route:
+                if r in outside:
+                    outside[r] -= cls.load_Bps
+        for r, drawn in outside.items():
+            capacity[r] = max(saved[r] - drawn, 0.0)
+        try:
+            rates = self._solve(classes)
+        finally:
+            for r, c in saved.items():
+                capacity[r] = c
+        drawn_now = dict.fromkeys(loose, 0.0)
+        for cls, rate in zip(classes, rates, strict=True):
+            n = len(cls.flows)
+            for r in cls.route:
+                if r in drawn_now:
+                    drawn_now[r] += rate * n
+        for r, d in drawn_now.items():
+            if d > 0 and d >= (saved[r] - outside[r]) * _SLACK_REL:
+                return None
+        return rates
 
     def _solve(self, classes: list[_FlowClass]) -> list[float]:
         """Max-min rates of ``classes`` (one connected component); a lone class inline."""
@@ -304,13 +353,12 @@ class FluidNetwork:
         rates: list[float],
         resources: set[int],
         touched: set[FlowKey],
-        fixed: list[FlowKey],
     ) -> bool:
         """Give each class its new rate and the time its first flow completes at it (unchanged
-        when neither its flows nor its rate changed), then rebuild the load, active set, peak and
-        (when tracing) utilisation of ``resources`` (``fixed``: classes outside the component
-        that share a resource of it, at their standing rates). Returns whether completions are
-        indexed by a heap (many classes) rather than found by a scan (few)."""
+        when neither its flows nor its rate changed), move its contribution on the loads of its
+        resources, then update the active set, peak and (when tracing) utilisation of
+        ``resources``. Returns whether completions are indexed by a heap (many classes) rather
+        than found by a scan (few)."""
         heap_mode = len(self._classes) > _HEAP_MIN_CLASSES
         if heap_mode and not self._next:  # entering heap mode: index every class once
             self._next = [
@@ -322,19 +370,18 @@ class FluidNetwork:
         elif not heap_mode:
             self._next.clear()
         load = self.load_Bps
-        for r in resources:
-            load[r] = 0.0
-        for key in fixed:
-            cls = self._classes[key]
-            contribution = cls.rate_Bps * len(cls.flows)
-            for r in cls.route:
-                if r in resources:
-                    load[r] += contribution
         now = self._last_s
-        for key, cls, rate in zip(keys, classes, rates, strict=True):
-            n = len(cls.flows)
+        for cls in self._gone:
             for r in cls.route:
-                load[r] += rate * n
+                load[r] -= cls.load_Bps
+        self._gone.clear()
+        for key, cls, rate in zip(keys, classes, rates, strict=True):
+            contribution = rate * len(cls.flows)
+            if contribution != cls.load_Bps:
+                delta = contribution - cls.load_Bps
+                for r in cls.route:
+                    load[r] += delta
+                cls.load_Bps = contribution
             if rate == cls.rate_Bps and key not in touched:
                 continue  # same flows at the same rate: its completion time stands
             cls.rate_Bps = rate
@@ -346,8 +393,10 @@ class FluidNetwork:
                 cls.next_s = math.inf
             if heap_mode and cls.next_s < math.inf:
                 heapq.heappush(self._next, (cls.next_s, next(self._seq), cls))
-        active, peak = self._active, self.peak_load_Bps
+        active, peak, users = self._active, self.peak_load_Bps, self._users
         for r in resources:
+            if not users.get(r):
+                load[r] = 0.0  # no flows left: no rounding residue either
             r_load = load[r]
             if r_load > 0:
                 active.add(r)
@@ -413,6 +462,7 @@ class FluidNetwork:
                 del self._classes[key]
                 cls.next_s = math.inf  # its heap entries are stale now
                 self._dirty_res.update(cls.route)
+                self._gone.append(cls)  # its load goes at the next settle
                 for r in cls.route:
                     users = self._users[r]
                     users.discard(key)
