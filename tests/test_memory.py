@@ -10,13 +10,18 @@ from typing import Any
 
 import pytest
 import simpy
-from conftest import make_profile, make_star_topology
+from conftest import make_h100_spec, make_profile, make_star_topology
 
 from gpusim.engine.sim import Simulation
+from gpusim.execution.launch import run_cost
 from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
+from gpusim.hardware.rates import gpu_rates
+from gpusim.kernels.cost import KernelCost
+from gpusim.kernels.gemm import gemm_cost
+from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import Topology
-from gpusim.spec.workload import TransfersWorkload
+from gpusim.spec.workload import GemmOp, TransfersWorkload
 from gpusim.workloads import transfers
 
 HBM_Bps = 3350e9 * 0.9
@@ -152,3 +157,89 @@ def test_hbm_bytes_are_conserved_for_an_nccl_all_to_all() -> None:
             stats[r.index].bytes_carried for r in node.platform.links if r.src == g
         )  # the wire bytes the messages put on g's outgoing link
         assert carried == pytest.approx(2 * wire)
+
+
+# -- L2: library kernels' operand reads ---------------------------------------------------------
+
+L2_Bps = 6000e9  # conftest make_profile: l2_near_read_GBps
+
+
+def _kernels_side_by_side(
+    costs: list[KernelCost], profile: CalibrationProfile
+) -> tuple[list[float], Node]:
+    """Each kernel on its own stream of gpu0, all launched at t = 0; their end times."""
+    node = Node(make_star_topology(1), profile, Simulation())
+    env = node.sim.env
+    ends = [0.0] * len(costs)
+
+    def run(i: int, cost: KernelCost) -> Generator[simpy.Event, Any, None]:
+        yield from run_cost(node.gpus["gpu0"], cost)
+        ends[i] = float(env.now)
+
+    for i, cost in enumerate(costs):
+        env.process(run(i, cost))
+    node.sim.run()
+    node.finish()
+    return ends, node
+
+
+def test_a_gemm_alone_takes_its_closed_form_and_its_operand_reads_cross_the_l2() -> None:
+    rates = gpu_rates(make_h100_spec(), make_profile())
+    cost = gemm_cost(GemmOp(m=4096, n=4096, k=4096), rates)
+    (end,), node = _kernels_side_by_side([cost], make_profile())
+    assert end == pytest.approx(cost.time_s, rel=1e-12)
+    stats = node.network.stats()
+    assert stats[node.platform.l2_resource["gpu0"]].bytes_carried == pytest.approx(cost.l2_bytes)
+    assert stats[node.platform.hbm_resource["gpu0"]].bytes_carried == pytest.approx(cost.hbm_bytes)
+    assert node.platform.capacities_Bps[node.platform.l2_resource["gpu0"]] == L2_Bps
+
+
+def test_two_l2_bound_gemms_side_by_side_share_the_l2() -> None:
+    # each on half the SMs of a GPU with a 2 TB/s L2: alone, a kernel's operand reads draw the
+    # whole L2 (its CTAs split it 66 ways, L2-bound); together the two flows get half each
+    # (max-min), while their HBM flows still finish at their compute time: each kernel ends at
+    # floor + L2 bytes / (L2 / 2)
+    slow_l2_Bps = 2000e9
+    profile = make_profile(l2_near_GBps=slow_l2_Bps / 1e9, l2_whole_GBps=slow_l2_Bps / 1e9)
+    rates = gpu_rates(make_h100_spec(), profile)
+    cost = gemm_cost(GemmOp(m=4096, n=4096, k=4096), rates, sms=66)
+    cap = cost.l2_bytes / cost.compute_time_s
+    assert 2 * cap > slow_l2_Bps  # the pair oversubscribes the L2
+    ends, node = _kernels_side_by_side([cost, cost], profile)
+    expected = cost.floor_s + cost.l2_bytes / min(cap, slow_l2_Bps / 2)
+    assert ends == pytest.approx([expected, expected], rel=1e-9)
+    assert expected > cost.time_s
+    stats = node.network.stats()
+    assert stats[node.platform.l2_resource["gpu0"]].bytes_carried == pytest.approx(
+        2 * cost.l2_bytes
+    )
+    assert stats[node.platform.l2_resource["gpu0"]].peak_load_Bps <= slow_l2_Bps * (1 + 1e-9)
+
+
+def test_a_gemm_beside_an_exchange_is_slowed_by_the_hbm_the_exchange_takes() -> None:
+    # a GEMM whose HBM flow needs more than what two NVLink copies leave of gpu0's HBM: it
+    # streams at the remainder instead of its compute rate (and no faster than alone)
+    rates = gpu_rates(make_h100_spec(), make_profile())
+    cost = gemm_cost(GemmOp(m=64, n=16384, k=16384), rates)  # skinny: HBM-bound
+    node = Node(make_star_topology(2), make_profile(), Simulation())
+    env = node.sim.env
+    end: dict[str, float] = {}
+
+    def gemm() -> Generator[simpy.Event, Any, None]:
+        yield from run_cost(node.gpus["gpu0"], cost)
+        end["gemm"] = float(env.now)
+
+    def copy(src: str, dst: str) -> Generator[simpy.Event, Any, None]:
+        route = node.fabric.route(src, dst)
+        yield from node.gpus[src].copy(route.resources, 0.0, 4 * GB, f"{src}->{dst}")
+
+    env.process(gemm())
+    env.process(copy("gpu0", "gpu1"))
+    env.process(copy("gpu1", "gpu0"))
+    node.sim.run()
+    left_Bps = HBM_Bps - 2 * NVLINK_Bps
+    cap = cost.hbm_bytes / cost.compute_time_s
+    assert cap > left_Bps  # the GEMM wants more HBM than the copies leave it
+    expected = cost.floor_s + cost.hbm_bytes / left_Bps
+    assert end["gemm"] == pytest.approx(expected, rel=1e-9)
+    assert end["gemm"] > cost.time_s

@@ -83,7 +83,9 @@ def launch_kernel(
 
 def run_cost(gpu: GPURuntime, cost: KernelCost) -> Generator[simpy.Event, Any, None]:
     """Run a modelled kernel on a GPU (the stream operation a launch enqueues)."""
-    return gpu.run_kernel(cost.name, cost.sms, cost.floor_s, cost.compute_time_s, cost.hbm_bytes)
+    return gpu.run_kernel(
+        cost.name, cost.sms, cost.floor_s, cost.compute_time_s, cost.hbm_bytes, cost.l2_bytes
+    )
 
 
 def launch_memcpy(

@@ -35,6 +35,8 @@ class GPURuntime:
         self.hbm = network.add_resource(
             f"{device_id}.hbm", rates.hbm_achievable_Bps, group="memory"
         )
+        self.l2: int | None = None
+        """Index of this GPU's L2 resource (the node registers it after every HBM)."""
         self.copy_engines = simpy.Resource(env, capacity=rates.spec.copy_engines)
         self.free_sms = rates.sm_count
         self._sm_waiters: deque[tuple[int, simpy.Event]] = deque()
@@ -95,19 +97,33 @@ class GPURuntime:
             self.recorder.counter(self._sm_track, "busy SMs", now, self._busy_sms)
 
     def run_kernel(
-        self, name: str, sms: int, floor_s: float, compute_time_s: float, hbm_bytes: float
+        self,
+        name: str,
+        sms: int,
+        floor_s: float,
+        compute_time_s: float,
+        hbm_bytes: float,
+        l2_bytes: float = 0.0,
     ) -> Generator[simpy.Event, Any, None]:
         """Execute a kernel on this GPU: take ``sms`` SMs, pay the floor, then either its compute
-        time or its HBM traffic as a flow capped at the rate its compute allows (so a kernel alone
-        takes exactly ``floor + max(compute, bytes / achievable HBM bandwidth)``)."""
+        time or its memory traffic as flows capped at the rate its compute allows: its HBM
+        bytes on the HBM, its L2 operand reads on the L2 (so a kernel alone takes exactly
+        ``floor + max(compute, bytes / achievable HBM bandwidth)``: its compute time already
+        holds its share of the L2, and beside another L2 reader both slow down)."""
         sms = max(1, min(sms, self.rates.sm_count))
         granted = self.acquire_sms(sms)
         if granted is not None:
             yield granted
         self._sm_change(sms)
-        if hbm_bytes > 0:  # the floor delays the flow's start, like a route latency
-            cap = hbm_bytes / compute_time_s if compute_time_s > 0 else math.inf
-            yield self.network.transfer((self.hbm,), hbm_bytes, floor_s, cap, name)
+        flows = []
+        for resource, size_B in ((self.hbm, hbm_bytes), (self.l2, l2_bytes)):
+            if resource is not None and size_B > 0:  # the floor delays the flow, like a latency
+                cap = size_B / compute_time_s if compute_time_s > 0 else math.inf
+                flows.append(self.network.transfer((resource,), size_B, floor_s, cap, name))
+        if len(flows) == 1:
+            yield flows[0]
+        elif flows:
+            yield self.env.all_of(flows)
         elif floor_s + compute_time_s > 0:
             yield self.env.timeout(floor_s + compute_time_s)
         self._sm_change(-sms)

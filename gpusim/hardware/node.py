@@ -34,6 +34,11 @@ class Node:
             gpu = GPURuntime(g.id, self.platform.rates[g.id], sim.env, self.network, sim.recorder)
             assert gpu.hbm == self.platform.hbm_resource[g.id]
             self.gpus[g.id] = gpu
+        for g in topology.gpus():
+            res = self.platform.resources[self.platform.l2_resource[g.id]]
+            gpu = self.gpus[g.id]
+            gpu.l2 = self.network.add_resource(res.name, res.capacity_Bps, group=MEMORY_GROUP)
+            assert gpu.l2 == res.index
         self.host_of: dict[str, str] = self.platform.host_of
         self._threads: dict[tuple[str, str], HostThread] = {}
 

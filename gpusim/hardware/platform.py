@@ -3,7 +3,8 @@
 Everything here is fixed before time starts: the fabric's directional link resources and routes,
 each GPU's rates, and the index of every resource the fluid network holds, named: links first
 (as the fabric numbers them), then each CPU's memory (the fabric's host memories, which NCCL's
-SHM transport crosses), then one HBM resource per GPU in topology order. The DES node
+SHM transport crosses), then one HBM resource per GPU in topology order, then one L2 resource
+per GPU in topology order (what library kernels' operand reads draw on). The DES node
 registers exactly these resources in exactly this order; analytic code reads capacities and
 routes from the same object, so neither side assumes where a resource sits.
 """
@@ -68,9 +69,16 @@ class Platform:
         return {g: m.index for g, m in self.fabric.hbm.items()}
 
     @cached_property
+    def l2_resource(self) -> dict[str, int]:
+        """Index of each GPU's L2 resource, by GPU id: after every HBM, in topology order."""
+        base = len(self.fabric.capacities_Bps)
+        return {g.id: base + i for i, g in enumerate(self.topology.gpus())}
+
+    @cached_property
     def resources(self) -> tuple[PlatformResource, ...]:
         """Every resource of the fluid network, by index: the link directions and the host
-        memories (the fabric's indices), then each GPU's HBM at :attr:`hbm_resource`."""
+        memories (the fabric's indices), each GPU's HBM at :attr:`hbm_resource`, then each GPU's
+        L2 at :attr:`l2_resource` (its near-partition read rate, docs/memory.md)."""
         links = [
             PlatformResource(r.index, r.name, r.capacity_Bps, LINK_GROUP)
             for r in self.fabric.resources
@@ -83,11 +91,15 @@ class Platform:
             PlatformResource(m.index, m.name, m.capacity_Bps, MEMORY_GROUP)
             for m in self.fabric.hbm.values()
         ]
-        return (*links, *host_memories, *hbm)
+        l2 = [
+            PlatformResource(index, f"{g}.l2", self.rates[g].l2_near_Bps, MEMORY_GROUP)
+            for g, index in self.l2_resource.items()
+        ]
+        return (*links, *host_memories, *hbm, *l2)
 
     @cached_property
     def capacities_Bps(self) -> tuple[float, ...]:
-        """Capacity of every resource (links, host memories and HBM), by index."""
+        """Capacity of every resource (links, host memories, HBM and L2), by index."""
         return tuple(r.capacity_Bps for r in self.resources)
 
     @classmethod
