@@ -6,7 +6,8 @@ Model (alf_lb.md sections 1-2, 11). Token t's affinity for expert e is
 the ``top_k`` distinct experts with the largest ``s[t, e] + b[e]`` (multiplicative variant:
 ``s[t, e] * b[e]``). The bias ``b`` only decides selection (gates are not modelled here). After
 a batch, :meth:`Router.update` moves ``b`` with that batch's loads, so the next batch sees the
-bias learnt from the previous one (ALF Algorithm 1).
+bias learnt from the previous one (ALF Algorithm 1). ``step(tokens, frozen=True)`` routes
+held-out tokens with the bias and logits as they are, changing nothing (MaxVio_global).
 
 Popularity logits per ``RoutingSpec.distribution``:
 
@@ -16,8 +17,6 @@ Popularity logits per ``RoutingSpec.distribution``:
 - ``dirichlet``: ``log(w / max(w))`` with ``w ~ Dir(dirichlet_concentration)``; dividing by the
   largest weight (a constant shift of every logit) puts the most popular expert at logit 0, as for
   ``zipf`` and ``uniform``, which matters because the sigmoid is not shift-invariant;
-- ``drift``: starts at 0; each step adds ``N(0, drift_per_step)`` to every expert's logit
-  (after the step's tokens are routed, so the first step is uniform);
 - ``trace``: per-step expert counts from a JSON file (a list of steps, each a list of E
   non-negative counts; step i uses entry ``i mod len``). Each token picks ``top_k`` distinct
   experts by systematic (Madow) sampling with inclusion probabilities ``top_k * c_e / sum(c)``,
@@ -26,15 +25,21 @@ Popularity logits per ``RoutingSpec.distribution``:
   router's choices, balancing included, so the bias does not re-route trace tokens (it is still
   updated).
 
-Balancing: ``none``; ``aux_loss``: the popularity logits are multiplied by
-``aux_loss_residual_skew``, the share of the skew the auxiliary loss leaves in place (an
-effective-imbalance knob, not a simulation of training with the loss); ``alf_lb``: the bias
-update of :meth:`Router.update`.
+Drift (any distribution but ``trace``): after each training step's tokens are routed, every
+expert's logit takes a ``N(0, drift_per_step)`` increment (a random walk; the first step sees
+the distribution's logits). ASSUMPTION, docs/alf_lb.md.
+
+Balancing: ``none``; ``alf_lb``: the bias update of :meth:`Router.update`; ``aux_loss``: after
+each step every expert's logit moves by ``-aux_loss_learning_rate * dL/dlogit``, the gradient of
+the switch-style balance loss with ``aux_loss_alpha`` (:mod:`~gpusim.workloads.moe.aux_loss`),
+against the same (drifting) popularity.
 
 Random numbers: each step draws one 63-bit seed from the caller's generator and routes tokens in
 fixed blocks of :data:`BLOCK_TOKENS`, block i using its own generator seeded by
-``(step seed, i)``. Blocks may run on a few threads (numpy releases the GIL); results do not
-depend on the number of threads.
+``(step seed, i)``; the drift increment uses ``(step seed, DRIFT_STREAM)``, so drift draws
+nothing from the caller's generator and ``drift_per_step = 0`` is exactly the static case.
+Blocks may run on a few threads (numpy releases the GIL); results do not depend on the number
+of threads.
 """
 
 from __future__ import annotations
@@ -55,10 +60,15 @@ from gpusim.spec.moe import (
     read_routing_trace,
     too_few_experts_reason,
 )
+from gpusim.workloads.moe.aux_loss import sigmoid_balance_gradient
+from gpusim.workloads.moe.balance_metrics import expert_loads, maxvio
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
 
 BLOCK_TOKENS = 8192
 """Tokens routed per random-number block (fixed, so results do not depend on threading)."""
+
+DRIFT_STREAM = 2**32 - 1
+"""The second seed word of a step's drift generator (block generators use the block index)."""
 
 
 def _usable_cpus() -> int:
@@ -70,24 +80,10 @@ def _usable_cpus() -> int:
 
 _MAX_THREADS = max(1, min(4, _usable_cpus()))
 
-_BlockFn = Callable[[int], np.ndarray]
-
-
-def maxvio(loads: np.ndarray) -> float:
-    """MaxVio = (max load - mean load) / mean load (alf_lb.md section 5); 0 when the mean is 0."""
-    values = np.asarray(loads, dtype=np.float64)
-    if values.size == 0:
-        return 0.0
-    mean = float(values.mean())
-    if mean <= 0.0:
-        return 0.0
-    return (float(values.max()) - mean) / mean
-
-
-def expert_loads(choices: np.ndarray, experts: int) -> np.ndarray:
-    """Tokens assigned to each expert: the histogram of a ``(tokens, top_k)`` choice array."""
-    loads: np.ndarray = np.bincount(choices.ravel(), minlength=experts)
-    return loads
+_Block = tuple[np.ndarray, np.ndarray | None]
+"""One block's ``(tokens, top_k)`` choices and, under aux_loss, its per-expert sum of the
+sigmoid's slope s (1 - s) (None otherwise)."""
+_BlockFn = Callable[[int], _Block]
 
 
 def _inclusion_probabilities(counts: np.ndarray, top_k: int, where: str) -> np.ndarray:
@@ -153,6 +149,13 @@ class Router:
             raise SimulationError(f"router needs at least 1 expert, got {experts}")
         if not 1 <= top_k <= experts:
             raise SimulationError(f"top_k {top_k} must be between 1 and experts {experts}")
+        if spec.distribution == "trace" and spec.balancing == "aux_loss":
+            raise SimulationError(
+                "balancing 'aux_loss' moves the affinity logits, which a 'trace' distribution "
+                "does not have"
+            )
+        if spec.distribution == "trace" and spec.drift_per_step > 0.0:
+            raise SimulationError("drift_per_step needs affinity logits; a 'trace' has none")
         multiplicative = spec.balancing == "alf_lb" and spec.alf_update == "multiplicative"
         if multiplicative and spec.alf_update_rate >= 1.0:
             raise SimulationError(
@@ -183,6 +186,8 @@ class Router:
                 path = base_dir / path
             self._trace = _load_trace(path, experts, top_k)
         self._bias = np.ones(experts) if multiplicative else np.zeros(experts)
+        self._aux_offset = np.zeros(experts, dtype=np.float64)
+        self._slope_mean: np.ndarray | None = None
 
     @property
     def bias(self) -> np.ndarray:
@@ -191,14 +196,22 @@ class Router:
 
     @property
     def popularity_logits(self) -> np.ndarray:
-        """The logits routing uses now: the distribution's, times ``aux_loss_residual_skew``
-        under aux_loss balancing (zeros for a trace)."""
-        if self.spec.balancing == "aux_loss":
-            return self._logits * self.spec.aux_loss_residual_skew
-        return self._logits.copy()
+        """The logits routing uses now: the distribution's (drifted so far) plus the aux-loss
+        offset (zero unless balancing is aux_loss; zeros for a trace)."""
+        logits: np.ndarray = self._logits + self._aux_offset
+        return logits
 
-    def step(self, tokens: int) -> np.ndarray:
-        """Route one batch: the ``(tokens, top_k)`` int array of each token's chosen experts."""
+    @property
+    def aux_loss_offset(self) -> np.ndarray:
+        """What the aux-loss gradient steps have added to each expert's logit so far (a copy)."""
+        return self._aux_offset.copy()
+
+    def step(self, tokens: int, *, frozen: bool = False) -> np.ndarray:
+        """Route one batch: the ``(tokens, top_k)`` int array of each token's chosen experts.
+
+        A training step (the default) then drifts the popularity and counts as a step; a
+        ``frozen`` one routes fresh tokens with the router as it is and changes nothing (held-out
+        evaluation: the paper's MaxVio_global with the final model)."""
         if tokens < 0:
             raise SimulationError(f"cannot route {tokens} tokens")
         step_seed = int(self._rng.integers(0, 2**63))
@@ -212,15 +225,18 @@ class Router:
                 parts = list(pool.map(block, range(len(starts))))
         else:
             parts = [block(i) for i in range(len(starts))]
-        if self.spec.distribution == "drift":
-            self._logits = self._logits + self._rng.normal(
-                0.0, self.spec.drift_per_step, self.experts
+        if frozen:
+            return _join(parts, self.top_k)
+        if self.spec.drift_per_step > 0.0:
+            drift = np.random.Generator(
+                np.random.PCG64(np.random.SeedSequence([step_seed, DRIFT_STREAM]))
             )
+            self._logits = self._logits + drift.normal(0.0, self.spec.drift_per_step, self.experts)
+        if self.spec.balancing == "aux_loss":
+            slope = sum((s for _, s in parts if s is not None), np.zeros(self.experts))
+            self._slope_mean = slope / tokens if tokens else np.zeros(self.experts)
         self.steps_taken += 1
-        if not parts:
-            return np.zeros((0, self.top_k), dtype=np.int64)
-        choices: np.ndarray = np.concatenate(parts).astype(np.int64, copy=False)
-        return choices
+        return _join(parts, self.top_k)
 
     def _trace_block(
         self, trace: np.ndarray, tokens: int, starts: list[int], step_seed: int
@@ -233,7 +249,7 @@ class Router:
         edges[-1] = float(self.top_k)  # exact, so no point falls past the last expert
         top_k = self.top_k
 
-        def block(i: int) -> np.ndarray:
+        def block(i: int) -> _Block:
             n = min(BLOCK_TOKENS, tokens - starts[i])
             gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence([step_seed, i])))
             # points U, U+1, ..., U+k-1 on [0, k): intervals of width pi_e <= 1 each hold at
@@ -241,7 +257,7 @@ class Router:
             points = gen.random(n)[:, None] + np.arange(top_k)
             pos = np.searchsorted(edges, points, side="right") - 1
             picked: np.ndarray = order[np.minimum(pos, len(order) - 1)]
-            return picked
+            return picked, None
 
         return block
 
@@ -259,12 +275,18 @@ class Router:
         add_bias = (2.0 * bias).astype(np.float32)
         mul_bias = bias.astype(np.float32)
         multiplicative = self._multiplicative
+        want_slope = self.spec.balancing == "aux_loss"
 
-        def block(i: int) -> np.ndarray:
+        def block(i: int) -> _Block:
             n = min(BLOCK_TOKENS, tokens - starts[i])
             gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence([step_seed, i])))
             score = gen.standard_normal((n, self.experts), dtype=np.float32)
             score += shift  # z + logit / sigma
+            slope = None
+            if want_slope:
+                # s (1 - s) = (1 - tanh(x / 2)^2) / 4 with x = sigma * (z + logit / sigma)
+                half = np.tanh(score * half_sigma)
+                slope = ((1.0 - half * half) * 0.25).sum(axis=0, dtype=np.float64)
             if not flat_bias:
                 # sigmoid(x) = (1 + tanh(x / 2)) / 2 with x = sigma * (z + logit / sigma):
                 # ranking by sigmoid(x) + b equals ranking by tanh(x / 2) + 2 b, and by
@@ -276,12 +298,12 @@ class Router:
                     score *= mul_bias
                 else:
                     score += add_bias
-            return _top_k(score, top_k)
+            return _top_k(score, top_k), slope
 
         return block
 
     def update(self, loads: np.ndarray) -> None:
-        """Apply the balancing rule with one batch's per-expert loads (ALF-LB only).
+        """Apply the balancing rule with one training batch's per-expert loads.
 
         With mean load c_bar and violation e_i = c_bar - c_i (positive when underloaded):
 
@@ -293,13 +315,22 @@ class Router:
         - ``multiplicative``: b_i *= 1 + u * sign(e_i), with b starting at 1 and selecting by
           affinity x b (ALF Table 4); u < 1 keeps b positive.
 
-        ``none`` and ``aux_loss`` leave the bias alone.
+        ``aux_loss`` leaves the bias alone and moves the logits instead: ``l -= lr * dL/dl``
+        with the balance loss's gradient from these loads and the last step's affinities
+        (:func:`~gpusim.workloads.moe.aux_loss.sigmoid_balance_gradient`). ``none`` does
+        nothing.
         """
-        if self.spec.balancing != "alf_lb":
+        if self.spec.balancing == "none":
             return
         c = np.asarray(loads, dtype=np.float64)
         if c.shape != (self.experts,):
             raise SimulationError(f"update needs {self.experts} expert loads, got {c.shape}")
+        if self.spec.balancing == "aux_loss":
+            if self._slope_mean is None:
+                raise SimulationError("aux_loss update before any training step was routed")
+            grad = sigmoid_balance_gradient(c, self._slope_mean, self.spec.aux_loss_alpha)
+            self._aux_offset = self._aux_offset - self.spec.aux_loss_learning_rate * grad
+            return
         mean = float(c.mean())
         u = self.spec.alf_update_rate
         if self.spec.alf_update == "sign":
@@ -309,6 +340,14 @@ class Router:
                 self._bias = self._bias + u * (mean - c) / mean
         else:
             self._bias = self._bias * (1.0 + u * np.sign(mean - c))
+
+
+def _join(parts: list[_Block], top_k: int) -> np.ndarray:
+    """The blocks' choices as one ``(tokens, top_k)`` int64 array."""
+    if not parts:
+        return np.zeros((0, top_k), dtype=np.int64)
+    choices: np.ndarray = np.concatenate([c for c, _ in parts]).astype(np.int64, copy=False)
+    return choices
 
 
 def route_layer(
@@ -345,4 +384,4 @@ def route_layer(
     )
 
 
-__all__ = ["BLOCK_TOKENS", "Router", "expert_loads", "maxvio", "route_layer"]
+__all__ = ["BLOCK_TOKENS", "DRIFT_STREAM", "Router", "expert_loads", "maxvio", "route_layer"]

@@ -1,0 +1,45 @@
+"""The auxiliary-loss baseline as a dynamic: the gradient of the switch-style balance loss with
+respect to each expert's popularity logit (alf_lb.md section 6; docs/alf_lb.md).
+
+``L = alpha * sum_i f_i P_i`` with ``f_i = E / (K T) * load_i`` (treated as a constant: it counts
+discrete choices) and ``P_i = (1 / T) sum_t s_{t,i}``. Token t's logit for expert i is
+``x_{t,i} = l_i + noise``, so ``dL/dl_j = alpha * sum_i f_i dP_i/dl_j``:
+
+- sigmoid gate, ``s = sigmoid(x)``: ``dP_i/dl_j = delta_ij * mean_t s_{t,i} (1 - s_{t,i})``, so
+  ``dL/dl_j = alpha * f_j * mean_t s'_{t,j}``.
+
+Every expert's logit goes down, the overloaded ones (large f) fastest; under the sigmoid gate a
+common shift of the logits does not change any token's top-k, so only the differences act.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpusim.errors import SimulationError
+
+
+def load_fractions(loads: np.ndarray) -> np.ndarray:
+    """``f_i = E / (K T) * load_i``; the loads of T tokens choosing K experts sum to K T, so
+    ``f_i = E * load_i / sum(loads)``: 1 for every expert under perfect balance (0 everywhere
+    when nothing was routed)."""
+    c = np.asarray(loads, dtype=np.float64)
+    total = float(c.sum())
+    if total <= 0.0:
+        return np.zeros_like(c)
+    f: np.ndarray = c * (c.size / total)
+    return f
+
+
+def sigmoid_balance_gradient(loads: np.ndarray, slope_mean: np.ndarray, alpha: float) -> np.ndarray:
+    """``dL/dl_j = alpha * f_j * mean_t s'_{t,j}`` for the sigmoid gate, from one batch's
+    per-expert loads and the batch mean of the sigmoid's slope ``s (1 - s)`` per expert."""
+    f = load_fractions(loads)
+    slope = np.asarray(slope_mean, dtype=np.float64)
+    if slope.shape != f.shape:
+        raise SimulationError(f"slope of {slope.shape} experts for {f.shape} loads")
+    grad: np.ndarray = alpha * f * slope
+    return grad
+
+
+__all__ = ["load_fractions", "sigmoid_balance_gradient"]
