@@ -79,6 +79,47 @@ REMOVED_ROUTING_FIELDS: dict[str, str] = {
 """Routing fields that no longer exist, and what replaces each (one-line load errors)."""
 
 
+class NodeLimitSpec(Spec):
+    """DeepSeek-V3's node-limited routing (DSV3 section 2.1.2; its config's n_group and
+    topk_group): experts in ``groups`` contiguous groups (one per node); each token ranks the
+    groups by the sum of the top ``top_k / groups_per_token`` selection scores of each group's
+    experts and picks its experts among the best ``groups_per_token`` groups only."""
+
+    groups: PositiveInt = Field(description="Expert groups (nodes): DeepSeek-V3 has 8.")
+    groups_per_token: PositiveInt = Field(description="M, groups per token: DeepSeek-V3 has 4.")
+
+    def per_group_top(self, top_k: int) -> int:
+        """How many of a group's best scores rank it: ``top_k // groups_per_token``, at least 1."""
+        return max(1, top_k // self.groups_per_token)
+
+    def problems(self, experts: int, top_k: int) -> Iterator[Problem]:
+        """Groups that do not split the experts evenly, more groups per token than groups, or
+        allowed groups that hold fewer than ``top_k`` experts (located inside this spec)."""
+        if experts % self.groups:
+            yield ("groups",), f"{experts} experts cannot be split into {self.groups} groups"
+            return
+        if self.groups_per_token > self.groups:
+            yield (
+                ("groups_per_token",),
+                f"groups_per_token {self.groups_per_token} exceeds groups {self.groups}",
+            )
+            return
+        size = experts // self.groups
+        if self.groups_per_token * size < top_k:
+            yield (
+                ("groups_per_token",),
+                (
+                    f"{self.groups_per_token} groups of {size} experts hold fewer than "
+                    f"top_k = {top_k} experts"
+                ),
+            )
+        if self.per_group_top(top_k) > size:
+            yield (
+                ("groups_per_token",),
+                f"a group's rank sums its top {self.per_group_top(top_k)} of only {size} experts",
+            )
+
+
 class RoutingSpec(Spec):
     """How tokens pick experts (docs/alf_lb.md has the definitions as implemented).
 
@@ -99,10 +140,28 @@ class RoutingSpec(Spec):
         "static popularity). ASSUMPTION: no published rate; docs/alf_lb.md.",
     )
     noise_scale: PositiveFloat = 1.0
+    gate: Literal["sigmoid", "softmax"] = Field(
+        default="sigmoid",
+        description="The affinity function G: sigmoid (ALF's main experiments, DeepSeek-V3) or "
+        "softmax over the experts (ALF Table 6).",
+    )
+    renormalise_gates: bool = Field(
+        default=True,
+        description="Gating weights are the chosen experts' affinities (never the bias) divided "
+        "by their sum (DeepSeek-V3); false: the affinities as they are (ALF's g = s).",
+    )
+    node_limited: NodeLimitSpec | None = Field(
+        default=None, description="DeepSeek-V3's node-limited routing; absent: no limit."
+    )
     trace_file: str | None = Field(default=None, description="JSON: list of steps, each E counts.")
     balancing: Literal["none", "alf_lb", "aux_loss"] = "none"
     alf_update: Literal["sign", "proportional", "multiplicative"] = "sign"
     alf_update_rate: PositiveFloat = Field(default=1e-3, description="u of ALF-LB (ALF: 1e-3).")
+    alf_update_stop_step: NonNegativeInt | None = Field(
+        default=None,
+        description="No bias update from this training step on (0-based; DeepSeek-V3's update "
+        "speed is 0.001, then 0 for its last 500B of 14.8T tokens). Absent: always updated.",
+    )
     aux_loss_alpha: NonNegativeFloat = Field(
         default=1e-3,
         description="aux_loss: alpha of the switch-style balance loss alpha * sum_i f_i P_i "
@@ -156,6 +215,11 @@ class RoutingSpec(Spec):
                         too_few_experts_reason(f"{path}: step {i}", nonzero, top_k),
                     )
                     break
+        if self.node_limited is not None:
+            if self.distribution == "trace":
+                yield (("node_limited",), "node_limited re-routes by affinity; a 'trace' has none")
+            for loc, reason in self.node_limited.problems(experts, top_k):
+                yield ("node_limited", *loc), reason
         if self.drift_per_step > 0.0 and self.distribution == "trace":
             yield (("drift_per_step",), "drift_per_step needs affinity logits; a 'trace' has none")
         if self.balancing == "aux_loss" and self.distribution == "trace":

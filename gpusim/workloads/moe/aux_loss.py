@@ -6,9 +6,11 @@ discrete choices) and ``P_i = (1 / T) sum_t s_{t,i}``. Token t's logit for exper
 ``x_{t,i} = l_i + noise``, so ``dL/dl_j = alpha * sum_i f_i dP_i/dl_j``:
 
 - sigmoid gate, ``s = sigmoid(x)``: ``dP_i/dl_j = delta_ij * mean_t s_{t,i} (1 - s_{t,i})``, so
-  ``dL/dl_j = alpha * f_j * mean_t s'_{t,j}``.
+  ``dL/dl_j = alpha * f_j * mean_t s'_{t,j}``;
+- softmax gate, ``s = softmax(x)`` over experts: ``dP_i/dl_j = mean_t s_{t,i} (delta_ij -
+  s_{t,j})``, so ``dL/dl_j = alpha * (f_j * mean_t s_{t,j} - sum_i f_i mean_t s_{t,i} s_{t,j})``.
 
-Every expert's logit goes down, the overloaded ones (large f) fastest; under the sigmoid gate a
+Under the sigmoid gate every expert's logit goes down, the overloaded ones (large f) fastest; a
 common shift of the logits does not change any token's top-k, so only the differences act.
 """
 
@@ -42,4 +44,19 @@ def sigmoid_balance_gradient(loads: np.ndarray, slope_mean: np.ndarray, alpha: f
     return grad
 
 
-__all__ = ["load_fractions", "sigmoid_balance_gradient"]
+def softmax_balance_gradient(
+    loads: np.ndarray, prob_mean: np.ndarray, prob_outer_mean: np.ndarray, alpha: float
+) -> np.ndarray:
+    """``dL/dl_j = alpha * (f_j * mean_t s_j - sum_i f_i mean_t s_i s_j)`` for the softmax gate,
+    from one batch's loads, the batch mean of s and the batch mean of the outer product s s^T.
+    The gradient sums to 0 over experts (softmax is shift-invariant)."""
+    f = load_fractions(loads)
+    mean = np.asarray(prob_mean, dtype=np.float64)
+    outer = np.asarray(prob_outer_mean, dtype=np.float64)
+    if mean.shape != f.shape or outer.shape != (f.size, f.size):
+        raise SimulationError(f"softmax moments of {mean.shape}, {outer.shape} for {f.shape} loads")
+    grad: np.ndarray = alpha * (f * mean - f @ outer)
+    return grad
+
+
+__all__ = ["load_fractions", "sigmoid_balance_gradient", "softmax_balance_gradient"]

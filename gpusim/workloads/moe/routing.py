@@ -47,6 +47,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,14 @@ from gpusim.spec.moe import (
     read_routing_trace,
     too_few_experts_reason,
 )
-from gpusim.workloads.moe.aux_loss import sigmoid_balance_gradient
+from gpusim.workloads.moe.aux_loss import sigmoid_balance_gradient, softmax_balance_gradient
 from gpusim.workloads.moe.balance_metrics import expert_loads, maxvio
+from gpusim.workloads.moe.gates import (
+    gating_weights,
+    limit_to_groups,
+    softmax_rows,
+    top_k_columns,
+)
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
 
 BLOCK_TOKENS = 8192
@@ -80,10 +87,29 @@ def _usable_cpus() -> int:
 
 _MAX_THREADS = max(1, min(4, _usable_cpus()))
 
-_Block = tuple[np.ndarray, np.ndarray | None]
-"""One block's ``(tokens, top_k)`` choices and, under aux_loss, its per-expert sum of the
-sigmoid's slope s (1 - s) (None otherwise)."""
+
+@dataclass
+class _Block:
+    """One block's ``(tokens, top_k)`` choices; its gating weights when asked for; under
+    aux_loss the sums over its tokens that the gradient needs (sigmoid: ``first`` = sum of
+    s (1 - s); softmax: ``first`` = sum of s, ``second`` = sum of the outer products s s^T)."""
+
+    choices: np.ndarray
+    gates: np.ndarray | None = None
+    first: np.ndarray | None = None
+    second: np.ndarray | None = None
+
+
 _BlockFn = Callable[[int], _Block]
+
+
+@dataclass(frozen=True)
+class RoutedTokens:
+    """A batch's ``(tokens, top_k)`` chosen experts and, when asked for, their gating weights
+    (float32, same shape; the affinities without the bias, renormalised per the spec)."""
+
+    choices: np.ndarray
+    gates: np.ndarray | None
 
 
 def _inclusion_probabilities(counts: np.ndarray, top_k: int, where: str) -> np.ndarray:
@@ -121,15 +147,6 @@ def _load_trace(path: Path, experts: int, top_k: int) -> np.ndarray:
     return table
 
 
-def _top_k(score: np.ndarray, top_k: int) -> np.ndarray:
-    """Column indices of the ``top_k`` largest entries of each row (distinct, unordered)."""
-    n_cols = score.shape[1]
-    if top_k == n_cols:
-        return np.broadcast_to(np.arange(n_cols), score.shape).copy()
-    picked: np.ndarray = np.argpartition(score, n_cols - top_k, axis=1)[:, n_cols - top_k :]
-    return picked
-
-
 class Router:
     """The router of one MoE layer: popularity, bias, top-k selection and ALF-LB updates.
 
@@ -156,6 +173,11 @@ class Router:
             )
         if spec.distribution == "trace" and spec.drift_per_step > 0.0:
             raise SimulationError("drift_per_step needs affinity logits; a 'trace' has none")
+        if spec.distribution == "trace" and spec.node_limited is not None:
+            raise SimulationError("node_limited re-routes by affinity; a 'trace' has none")
+        if spec.node_limited is not None:
+            for _, reason in spec.node_limited.problems(experts, top_k):
+                raise SimulationError(f"node_limited: {reason}")
         multiplicative = spec.balancing == "alf_lb" and spec.alf_update == "multiplicative"
         if multiplicative and spec.alf_update_rate >= 1.0:
             raise SimulationError(
@@ -187,7 +209,7 @@ class Router:
             self._trace = _load_trace(path, experts, top_k)
         self._bias = np.ones(experts) if multiplicative else np.zeros(experts)
         self._aux_offset = np.zeros(experts, dtype=np.float64)
-        self._slope_mean: np.ndarray | None = None
+        self._moments: tuple[np.ndarray, np.ndarray | None] | None = None
 
     @property
     def bias(self) -> np.ndarray:
@@ -212,31 +234,38 @@ class Router:
         A training step (the default) then drifts the popularity and counts as a step; a
         ``frozen`` one routes fresh tokens with the router as it is and changes nothing (held-out
         evaluation: the paper's MaxVio_global with the final model)."""
+        return self.route(tokens, frozen=frozen).choices
+
+    def route(self, tokens: int, *, frozen: bool = False, gates: bool = False) -> RoutedTokens:
+        """:meth:`step`, also returning the gating weights when ``gates`` (not for a trace,
+        which has no affinities). The same seed routes the same tokens either way."""
         if tokens < 0:
             raise SimulationError(f"cannot route {tokens} tokens")
+        if gates and self._trace is not None:
+            raise SimulationError("a 'trace' distribution has no affinities to weight by")
         step_seed = int(self._rng.integers(0, 2**63))
         starts = list(range(0, tokens, BLOCK_TOKENS))
         if self._trace is not None:
             block = self._trace_block(self._trace, tokens, starts, step_seed)
         else:
-            block = self._affinity_block(tokens, starts, step_seed)
+            block = self._affinity_block(tokens, starts, step_seed, gates)
         if len(starts) > 1 and _MAX_THREADS > 1:
             with ThreadPoolExecutor(max_workers=min(_MAX_THREADS, len(starts))) as pool:
                 parts = list(pool.map(block, range(len(starts))))
         else:
             parts = [block(i) for i in range(len(starts))]
+        routed = _join(parts, self.top_k, gates)
         if frozen:
-            return _join(parts, self.top_k)
+            return routed
         if self.spec.drift_per_step > 0.0:
             drift = np.random.Generator(
                 np.random.PCG64(np.random.SeedSequence([step_seed, DRIFT_STREAM]))
             )
             self._logits = self._logits + drift.normal(0.0, self.spec.drift_per_step, self.experts)
         if self.spec.balancing == "aux_loss":
-            slope = sum((s for _, s in parts if s is not None), np.zeros(self.experts))
-            self._slope_mean = slope / tokens if tokens else np.zeros(self.experts)
+            self._moments = _mean_moments(parts, tokens, self.experts)
         self.steps_taken += 1
-        return _join(parts, self.top_k)
+        return routed
 
     def _trace_block(
         self, trace: np.ndarray, tokens: int, starts: list[int], step_seed: int
@@ -257,48 +286,77 @@ class Router:
             points = gen.random(n)[:, None] + np.arange(top_k)
             pos = np.searchsorted(edges, points, side="right") - 1
             picked: np.ndarray = order[np.minimum(pos, len(order) - 1)]
-            return picked, None
+            return _Block(picked)
 
         return block
 
-    def _affinity_block(self, tokens: int, starts: list[int], step_seed: int) -> _BlockFn:
-        """The function routing block i of this step by biased top-k over sigmoid affinities."""
-        sigma = float(self.spec.noise_scale)
-        logits = self.popularity_logits
+    def _affinity_block(
+        self, tokens: int, starts: list[int], step_seed: int, want_gates: bool
+    ) -> _BlockFn:
+        """The function routing block i of this step by biased top-k over the gate's affinities
+        (node-limited when the spec says so), with the aux loss's moments and the gating
+        weights when asked for."""
+        spec = self.spec
+        sigma = float(spec.noise_scale)
         bias = self._bias
         top_k = self.top_k
-        # sigmoid is monotone: with a bias that is the same for every expert, top-k of the
-        # affinity is top-k of z + logit / sigma (cheaper, and identical).
-        flat_bias = bool(np.all(bias == bias[0]))
-        shift = (logits / sigma).astype(np.float32)
+        experts = self.experts
+        softmax = spec.gate == "softmax"
+        limit = spec.node_limited
+        per_group_top = limit.per_group_top(top_k) if limit is not None else 0
+        # Both gates are monotone in each token's logits: with a bias that is the same for every
+        # expert and no group limit, top-k of the affinity is top-k of z + logit / sigma
+        # (cheaper, and identical).
+        fast = bool(np.all(bias == bias[0])) and limit is None
+        shift = (self.popularity_logits / sigma).astype(np.float32)
         half_sigma = np.float32(0.5 * sigma)
         add_bias = (2.0 * bias).astype(np.float32)
         mul_bias = bias.astype(np.float32)
         multiplicative = self._multiplicative
-        want_slope = self.spec.balancing == "aux_loss"
+        want_moments = spec.balancing == "aux_loss"
+        need_affinity = want_gates or want_moments or not fast
 
         def block(i: int) -> _Block:
             n = min(BLOCK_TOKENS, tokens - starts[i])
             gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence([step_seed, i])))
-            score = gen.standard_normal((n, self.experts), dtype=np.float32)
+            score = gen.standard_normal((n, experts), dtype=np.float32)
             score += shift  # z + logit / sigma
-            slope = None
-            if want_slope:
-                # s (1 - s) = (1 - tanh(x / 2)^2) / 4 with x = sigma * (z + logit / sigma)
-                half = np.tanh(score * half_sigma)
-                slope = ((1.0 - half * half) * 0.25).sum(axis=0, dtype=np.float64)
-            if not flat_bias:
-                # sigmoid(x) = (1 + tanh(x / 2)) / 2 with x = sigma * (z + logit / sigma):
-                # ranking by sigmoid(x) + b equals ranking by tanh(x / 2) + 2 b, and by
-                # sigmoid(x) * b equals ranking by (1 + tanh(x / 2)) * b.
-                score *= half_sigma
-                np.tanh(score, out=score)
+            if not need_affinity:
+                return _Block(top_k_columns(score, top_k))
+            if softmax:
+                affinity = softmax_rows(score * np.float32(sigma))
+                select = affinity + bias.astype(np.float32)
                 if multiplicative:
-                    score += np.float32(1.0)
-                    score *= mul_bias
+                    select = affinity * mul_bias
+            else:
+                # sigmoid(x) = (1 + tanh(x / 2)) / 2 with x = sigma * (z + logit / sigma):
+                # ranking (or summing, for group ranks) sigmoid(x) + b is ranking
+                # tanh(x / 2) + 2 b, and sigmoid(x) * b is (1 + tanh(x / 2)) * b.
+                half = np.tanh(score * half_sigma)
+                affinity = (half + np.float32(1.0)) * np.float32(0.5)
+                select = (half + np.float32(1.0)) * mul_bias if multiplicative else half + add_bias
+            if fast:
+                choices = top_k_columns(score, top_k)
+            elif limit is not None:
+                limited = limit_to_groups(
+                    select, limit.groups, limit.groups_per_token, per_group_top
+                )
+                choices = top_k_columns(limited, top_k)
+            else:
+                choices = top_k_columns(select, top_k)
+            out = _Block(choices)
+            if want_gates:
+                out.gates = gating_weights(affinity, choices, spec.renormalise_gates)
+            if want_moments:
+                if softmax:
+                    out.first = affinity.sum(axis=0, dtype=np.float64)
+                    a64 = affinity.astype(np.float64)
+                    out.second = a64.T @ a64
                 else:
-                    score += add_bias
-            return _top_k(score, top_k), slope
+                    out.first = (affinity * (np.float32(1.0) - affinity)).sum(
+                        axis=0, dtype=np.float64
+                    )
+            return out
 
         return block
 
@@ -326,11 +384,19 @@ class Router:
         if c.shape != (self.experts,):
             raise SimulationError(f"update needs {self.experts} expert loads, got {c.shape}")
         if self.spec.balancing == "aux_loss":
-            if self._slope_mean is None:
+            if self._moments is None:
                 raise SimulationError("aux_loss update before any training step was routed")
-            grad = sigmoid_balance_gradient(c, self._slope_mean, self.spec.aux_loss_alpha)
+            first, second = self._moments
+            alpha = self.spec.aux_loss_alpha
+            if second is None:
+                grad = sigmoid_balance_gradient(c, first, alpha)
+            else:
+                grad = softmax_balance_gradient(c, first, second, alpha)
             self._aux_offset = self._aux_offset - self.spec.aux_loss_learning_rate * grad
             return
+        stop = self.spec.alf_update_stop_step
+        if stop is not None and self.steps_taken > stop:
+            return  # DeepSeek-V3's schedule: no bias update from step `stop` on
         mean = float(c.mean())
         u = self.spec.alf_update_rate
         if self.spec.alf_update == "sign":
@@ -342,12 +408,27 @@ class Router:
             self._bias = self._bias * (1.0 + u * np.sign(mean - c))
 
 
-def _join(parts: list[_Block], top_k: int) -> np.ndarray:
-    """The blocks' choices as one ``(tokens, top_k)`` int64 array."""
+def _join(parts: list[_Block], top_k: int, gates: bool) -> RoutedTokens:
+    """The blocks' choices (and gating weights) as one batch."""
     if not parts:
-        return np.zeros((0, top_k), dtype=np.int64)
-    choices: np.ndarray = np.concatenate([c for c, _ in parts]).astype(np.int64, copy=False)
-    return choices
+        empty = np.zeros((0, top_k), dtype=np.float32) if gates else None
+        return RoutedTokens(np.zeros((0, top_k), dtype=np.int64), empty)
+    choices: np.ndarray = np.concatenate([p.choices for p in parts]).astype(np.int64, copy=False)
+    weights = None
+    if gates:
+        weights = np.concatenate([p.gates for p in parts if p.gates is not None])
+    return RoutedTokens(choices, weights)
+
+
+def _mean_moments(
+    parts: list[_Block], tokens: int, experts: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The blocks' aux-loss sums divided by the step's tokens (zeros for an empty step)."""
+    scale = 1.0 / tokens if tokens else 0.0
+    first = sum((p.first for p in parts if p.first is not None), np.zeros(experts)) * scale
+    seconds = [p.second for p in parts if p.second is not None]
+    second = sum(seconds, np.zeros((experts, experts))) * scale if seconds else None
+    return first, second
 
 
 def route_layer(
@@ -384,4 +465,12 @@ def route_layer(
     )
 
 
-__all__ = ["BLOCK_TOKENS", "DRIFT_STREAM", "Router", "expert_loads", "maxvio", "route_layer"]
+__all__ = [
+    "BLOCK_TOKENS",
+    "DRIFT_STREAM",
+    "RoutedTokens",
+    "Router",
+    "expert_loads",
+    "maxvio",
+    "route_layer",
+]
