@@ -505,6 +505,11 @@ class MoELayerWorkload(Spec):
     intermediate: PositiveInt = Field(description="I: expert FFN dimension.")
     experts: PositiveInt
     top_k: PositiveInt = 2
+    shared_experts: NonNegativeInt = Field(
+        default=0,
+        description="Shared experts every token also passes through on its own GPU, each an FFN "
+        "of the routed experts' size (DeepSeek-V3: 1). Modelled for the deepep strategy only.",
+    )
     capacity_factor: PositiveFloat | None = 1.0
     routing: RoutingSpec = RoutingSpec()
     strategy: MoEStrategy = FlashMoEStrategy()
@@ -562,6 +567,12 @@ class MoELayerWorkload(Spec):
                 ),
             )
         yield from tensor_dtype_problems(self.strategy.dtype, gpus, topology, ("strategy", "dtype"))
+        if self.shared_experts and not isinstance(self.strategy, DeepEPStrategy):
+            yield (
+                ("shared_experts",),
+                f"shared experts are modelled for the deepep strategy only, not "
+                f"'{self.strategy.name}'",
+            )
         if isinstance(self.strategy, FlashMoEStrategy):
             tile_n = self.strategy.tile_n
             for name, dim in (("hidden", self.hidden), ("intermediate", self.intermediate)):
