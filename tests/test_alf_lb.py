@@ -344,3 +344,100 @@ def test_removed_routing_knobs_fail_at_load_with_path_and_reason(
     assert str(path) in message
     assert "$.workload.routing" in message
     assert reason in message
+
+
+# --- the balance-loss gradients against finite differences ------------------------------------
+
+
+def _fd_gradient(loss: Any, experts: int, h: float = 1e-6) -> np.ndarray:
+    grad = np.zeros(experts)
+    for j in range(experts):
+        step = np.zeros(experts)
+        step[j] = h
+        grad[j] = (loss(step) - loss(-step)) / (2 * h)
+    return grad
+
+
+def _tokens(seed: int, tokens: int = 64, experts: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    gen = np.random.default_rng(seed)
+    x = gen.standard_normal((tokens, experts)) + np.linspace(0, 1, experts)
+    choices = np.argsort(-x, axis=1)[:, :2]
+    return x, choices
+
+
+def test_sigmoid_gradient_is_the_derivative_of_the_switch_loss() -> None:
+    x, choices = _tokens(1)
+    loads = expert_loads(choices, 5)
+    f = load_fractions(loads)
+    alpha = 0.3
+
+    def loss(d: np.ndarray) -> float:
+        return float(alpha * np.sum(f * _sigmoid(x + d).mean(axis=0)))
+
+    s = _sigmoid(x)
+    got = sigmoid_balance_gradient(loads, (s * (1 - s)).mean(axis=0), alpha)
+    assert got == pytest.approx(_fd_gradient(loss, 5), rel=1e-6, abs=1e-12)
+
+
+def test_softmax_gradient_is_the_derivative_of_the_switch_loss() -> None:
+    from gpusim.workloads.moe.aux_loss import softmax_balance_gradient
+
+    x, choices = _tokens(2)
+    loads = expert_loads(choices, 5)
+    f = load_fractions(loads)
+    alpha = 0.3
+
+    def soft(v: np.ndarray) -> np.ndarray:
+        e = np.exp(v - v.max(axis=1, keepdims=True))
+        out: np.ndarray = e / e.sum(axis=1, keepdims=True)
+        return out
+
+    def loss(d: np.ndarray) -> float:
+        return float(alpha * np.sum(f * soft(x + d).mean(axis=0)))
+
+    p = soft(x)
+    got = softmax_balance_gradient(loads, p.mean(axis=0), p.T @ p / len(p), alpha)
+    assert got == pytest.approx(_fd_gradient(loss, 5), rel=1e-6, abs=1e-12)
+
+
+def test_sequence_gradient_is_the_derivative_of_deepseek_v3s_loss() -> None:
+    from gpusim.workloads.moe.aux_loss import sequence_balance_gradient
+
+    x, choices = _tokens(3, tokens=50)
+    alpha, seq = 1e-1, 16  # sequences of 16, 16, 16 and 2 tokens
+
+    def loss(d: np.ndarray) -> float:
+        total, n = 0.0, 0
+        for start in range(0, 50, seq):
+            c, v = choices[start : start + seq], x[start : start + seq] + d
+            f = load_fractions(expert_loads(c, 5))
+            s = _sigmoid(v)
+            total += float(np.sum(f * (s / s.sum(axis=1, keepdims=True)).mean(axis=0)))
+            n += 1
+        return alpha * total / n
+
+    got = sequence_balance_gradient(choices, _sigmoid(x), seq, alpha)
+    assert got == pytest.approx(_fd_gradient(loss, 5), rel=1e-5, abs=1e-12)
+    with pytest.raises(SimulationError):
+        sequence_balance_gradient(choices[:3], _sigmoid(x), seq, alpha)
+    with pytest.raises(SimulationError):
+        sequence_balance_gradient(choices, _sigmoid(x), 0, alpha)
+
+
+def test_sequence_loss_moves_the_logits_beside_alf_lb() -> None:
+    kw: dict[str, Any] = {"distribution": "zipf", "balancing": "alf_lb", "alf_update_rate": 0.01}
+    seq = _router(seed=8, sequence_aux_alpha=0.5, sequence_aux_tokens=512, **kw)
+    plain = _router(seed=8, **kw)
+    a, b = seq.step(4096), plain.step(4096)
+    assert np.array_equal(a, b)  # the loss acts after the step
+    seq.update(expert_loads(a, 32))
+    plain.update(expert_loads(b, 32))
+    assert np.array_equal(seq.bias, plain.bias)  # the bias rule is unchanged
+    offset = seq.aux_loss_offset
+    assert np.all(plain.aux_loss_offset == 0.0)
+    top = int(np.argmax(seq.popularity_logits - offset))
+    assert offset[top] < np.median(offset)  # the most popular expert is pushed down
+    with pytest.raises(SimulationError, match="sigmoid"):
+        _router(gate="softmax", sequence_aux_alpha=1e-4)
+    spec = RoutingSpec(gate="softmax", sequence_aux_alpha=1e-4)
+    assert [loc for loc, _ in spec.problems(32, 4)] == [("sequence_aux_alpha",)]

@@ -173,6 +173,17 @@ class RoutingSpec(Spec):
         "-rate * dL/dlogit per step. ASSUMPTION: plain gradient descent with unit step; the "
         "optimiser (AdamW) and the language-model loss's own gradient are not modelled.",
     )
+    sequence_aux_alpha: NonNegativeFloat = Field(
+        default=0.0,
+        description="DeepSeek-V3's complementary sequence-wise balance loss, alpha (DSV3: 1e-4; "
+        "0 = off): with any balancing, the logits also descend its gradient each step, at "
+        "aux_loss_learning_rate. Sigmoid gate only.",
+    )
+    sequence_aux_tokens: PositiveInt = Field(
+        default=4096,
+        description="Tokens per sequence of the sequence-wise loss (DeepSeek-V3 pre-trains at "
+        "4K; its report, not alf_lb.md).",
+    )
     warmup_steps: NonNegativeInt = Field(
         default=0, description="Router steps run (bias updates included) before the measured one."
     )
@@ -222,6 +233,13 @@ class RoutingSpec(Spec):
                 yield ("node_limited", *loc), reason
         if self.drift_per_step > 0.0 and self.distribution == "trace":
             yield (("drift_per_step",), "drift_per_step needs affinity logits; a 'trace' has none")
+        if self.sequence_aux_alpha > 0.0 and (
+            self.distribution == "trace" or self.gate != "sigmoid"
+        ):
+            yield (
+                ("sequence_aux_alpha",),
+                "the sequence-wise loss needs sigmoid affinities (gate 'sigmoid', not a trace)",
+            )
         if self.balancing == "aux_loss" and self.distribution == "trace":
             yield (
                 ("balancing",),

@@ -10,6 +10,11 @@ discrete choices) and ``P_i = (1 / T) sum_t s_{t,i}``. Token t's logit for exper
 - softmax gate, ``s = softmax(x)`` over experts: ``dP_i/dl_j = mean_t s_{t,i} (delta_ij -
   s_{t,j})``, so ``dL/dl_j = alpha * (f_j * mean_t s_{t,j} - sum_i f_i mean_t s_{t,i} s_{t,j})``.
 
+DeepSeek-V3's complementary sequence-wise loss has the same form per sequence of T tokens, with
+``P_i = (1 / T) sum_t s'_{t,i}`` and ``s' = s / sum_j s_j`` (the sigmoid affinities normalised over
+all experts); averaged over the step's sequences, ``dL/dl_j = alpha * mean_seq mean_t
+s'_{t,j} (1 - s_{t,j}) (f_j - sum_i f_i s'_{t,i})``.
+
 Under the sigmoid gate every expert's logit goes down, the overloaded ones (large f) fastest; a
 common shift of the logits does not change any token's top-k, so only the differences act.
 """
@@ -59,4 +64,35 @@ def softmax_balance_gradient(
     return grad
 
 
-__all__ = ["load_fractions", "sigmoid_balance_gradient", "softmax_balance_gradient"]
+def sequence_balance_gradient(
+    choices: np.ndarray, affinity: np.ndarray, sequence_tokens: int, alpha: float
+) -> np.ndarray:
+    """DeepSeek-V3's sequence-wise balance loss's gradient with respect to each expert's logit
+    (sigmoid gate), averaged over the consecutive sequences of ``sequence_tokens`` tokens of one
+    step (a trailing shorter sequence counts as one), from the ``(tokens, top_k)`` choices and
+    the ``(tokens, experts)`` sigmoid affinities."""
+    tokens, experts = affinity.shape
+    if choices.shape[0] != tokens:
+        raise SimulationError(f"{choices.shape[0]} tokens of choices for {tokens} of affinities")
+    if sequence_tokens < 1:
+        raise SimulationError(f"sequence_tokens must be at least 1, got {sequence_tokens}")
+    total = np.zeros(experts)
+    sequences = 0
+    for start in range(0, tokens, sequence_tokens):
+        picked = choices[start : start + sequence_tokens]
+        s = affinity[start : start + sequence_tokens].astype(np.float64)
+        f = load_fractions(np.bincount(picked.ravel(), minlength=experts))
+        norm = s / s.sum(axis=1, keepdims=True)  # s'
+        spread = norm @ f  # sum_i f_i s'_{t,i}
+        total += (norm * (1.0 - s) * (f[None, :] - spread[:, None])).mean(axis=0)
+        sequences += 1
+    grad: np.ndarray = alpha * total / max(1, sequences)
+    return grad
+
+
+__all__ = [
+    "load_fractions",
+    "sequence_balance_gradient",
+    "sigmoid_balance_gradient",
+    "softmax_balance_gradient",
+]

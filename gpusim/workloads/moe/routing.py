@@ -61,7 +61,11 @@ from gpusim.spec.moe import (
     read_routing_trace,
     too_few_experts_reason,
 )
-from gpusim.workloads.moe.aux_loss import sigmoid_balance_gradient, softmax_balance_gradient
+from gpusim.workloads.moe.aux_loss import (
+    sequence_balance_gradient,
+    sigmoid_balance_gradient,
+    softmax_balance_gradient,
+)
 from gpusim.workloads.moe.balance_metrics import expert_loads, maxvio
 from gpusim.workloads.moe.gates import (
     gating_weights,
@@ -98,6 +102,7 @@ class _Block:
     gates: np.ndarray | None = None
     first: np.ndarray | None = None
     second: np.ndarray | None = None
+    affinity: np.ndarray | None = None
 
 
 _BlockFn = Callable[[int], _Block]
@@ -178,6 +183,12 @@ class Router:
         if spec.node_limited is not None:
             for _, reason in spec.node_limited.problems(experts, top_k):
                 raise SimulationError(f"node_limited: {reason}")
+        if spec.sequence_aux_alpha > 0.0 and (
+            spec.distribution == "trace" or spec.gate != "sigmoid"
+        ):
+            raise SimulationError(
+                "the sequence-wise loss needs sigmoid affinities (gate 'sigmoid', not a trace)"
+            )
         multiplicative = spec.balancing == "alf_lb" and spec.alf_update == "multiplicative"
         if multiplicative and spec.alf_update_rate >= 1.0:
             raise SimulationError(
@@ -210,6 +221,7 @@ class Router:
         self._bias = np.ones(experts) if multiplicative else np.zeros(experts)
         self._aux_offset = np.zeros(experts, dtype=np.float64)
         self._moments: tuple[np.ndarray, np.ndarray | None] | None = None
+        self._sequence_grad: np.ndarray | None = None
 
     @property
     def bias(self) -> np.ndarray:
@@ -264,6 +276,14 @@ class Router:
             self._logits = self._logits + drift.normal(0.0, self.spec.drift_per_step, self.experts)
         if self.spec.balancing == "aux_loss":
             self._moments = _mean_moments(parts, tokens, self.experts)
+        if self.spec.sequence_aux_alpha > 0.0:
+            affinity = [p.affinity for p in parts if p.affinity is not None]
+            self._sequence_grad = sequence_balance_gradient(
+                routed.choices,
+                np.concatenate(affinity) if affinity else np.zeros((0, self.experts)),
+                self.spec.sequence_aux_tokens,
+                self.spec.sequence_aux_alpha,
+            )
         self.steps_taken += 1
         return routed
 
@@ -314,7 +334,8 @@ class Router:
         mul_bias = bias.astype(np.float32)
         multiplicative = self._multiplicative
         want_moments = spec.balancing == "aux_loss"
-        need_affinity = want_gates or want_moments or not fast
+        want_affinity = spec.sequence_aux_alpha > 0.0
+        need_affinity = want_gates or want_moments or want_affinity or not fast
 
         def block(i: int) -> _Block:
             n = min(BLOCK_TOKENS, tokens - starts[i])
@@ -345,6 +366,8 @@ class Router:
             else:
                 choices = top_k_columns(select, top_k)
             out = _Block(choices)
+            if want_affinity:
+                out.affinity = affinity
             if want_gates:
                 out.gates = gating_weights(affinity, choices, spec.renormalise_gates)
             if want_moments:
@@ -376,8 +399,13 @@ class Router:
         ``aux_loss`` leaves the bias alone and moves the logits instead: ``l -= lr * dL/dl``
         with the balance loss's gradient from these loads and the last step's affinities
         (:func:`~gpusim.workloads.moe.aux_loss.sigmoid_balance_gradient`). ``none`` does
-        nothing.
+        nothing. With ``sequence_aux_alpha`` > 0 the logits also descend DeepSeek-V3's
+        sequence-wise loss's gradient from the last training step, whatever the balancing.
         """
+        if self._sequence_grad is not None:
+            step = self.spec.aux_loss_learning_rate * self._sequence_grad
+            self._aux_offset = self._aux_offset - step
+            self._sequence_grad = None
         if self.spec.balancing == "none":
             return
         c = np.asarray(loads, dtype=np.float64)
