@@ -105,6 +105,7 @@ class NodeLimitSpec(Spec):
             )
             return
         size = experts // self.groups
+        # M groups holding top_k experts also bound per_group_top = top_k // M by the group size
         if self.groups_per_token * size < top_k:
             yield (
                 ("groups_per_token",),
@@ -112,11 +113,6 @@ class NodeLimitSpec(Spec):
                     f"{self.groups_per_token} groups of {size} experts hold fewer than "
                     f"top_k = {top_k} experts"
                 ),
-            )
-        if self.per_group_top(top_k) > size:
-            yield (
-                ("groups_per_token",),
-                f"a group's rank sums its top {self.per_group_top(top_k)} of only {size} experts",
             )
 
 
@@ -226,6 +222,11 @@ class RoutingSpec(Spec):
                         too_few_experts_reason(f"{path}: step {i}", nonzero, top_k),
                     )
                     break
+        yield from self.setting_problems(experts, top_k)
+
+    def setting_problems(self, experts: int, top_k: int) -> Iterator[Problem]:
+        """The problems of :meth:`problems` that need no file: settings that contradict each
+        other or the layer (the router raises the first of them)."""
         if self.node_limited is not None:
             if self.distribution == "trace":
                 yield (("node_limited",), "node_limited re-routes by affinity; a 'trace' has none")

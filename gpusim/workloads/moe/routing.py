@@ -1,13 +1,16 @@
 """The token router: expert popularity, biased top-k selection, ALF-LB bias updates, and the
 routed batch of one MoE layer forward (capacity drops included).
 
-Model (alf_lb.md sections 1-2, 11). Token t's affinity for expert e is
-``s[t, e] = sigmoid(logit[e] + noise_scale * z[t, e])`` with ``z`` standard normal; token t picks
-the ``top_k`` distinct experts with the largest ``s[t, e] + b[e]`` (multiplicative variant:
-``s[t, e] * b[e]``). The bias ``b`` only decides selection (gates are not modelled here). After
-a batch, :meth:`Router.update` moves ``b`` with that batch's loads, so the next batch sees the
-bias learnt from the previous one (ALF Algorithm 1). ``step(tokens, frozen=True)`` routes
-held-out tokens with the bias and logits as they are, changing nothing (MaxVio_global).
+Model (alf_lb.md sections 1-2, 9, 11; docs/alf_lb.md). Token t's affinity for expert e is
+``s[t, e] = G(logit[e] + noise_scale * z[t, e])`` with ``z`` standard normal and G the ``gate``
+(sigmoid, or softmax over the experts); token t picks the ``top_k`` distinct experts with the
+largest ``s[t, e] + b[e]`` (multiplicative variant: ``s[t, e] * b[e]``), among its best
+``node_limited`` groups when set (:func:`~gpusim.workloads.moe.gates.limit_to_groups`). The
+bias ``b`` only decides selection: the gating weights (:meth:`Router.route` with ``gates``) are
+the chosen affinities without it, renormalised per ``renormalise_gates``. After a batch,
+:meth:`Router.update` moves ``b`` with that batch's loads, so the next batch sees the bias
+learnt from the previous one (ALF Algorithm 1). ``step(tokens, frozen=True)`` routes held-out
+tokens with the bias and logits as they are, changing nothing (MaxVio_global).
 
 Popularity logits per ``RoutingSpec.distribution``:
 
@@ -29,10 +32,12 @@ Drift (any distribution but ``trace``): after each training step's tokens are ro
 expert's logit takes a ``N(0, drift_per_step)`` increment (a random walk; the first step sees
 the distribution's logits). ASSUMPTION, docs/alf_lb.md.
 
-Balancing: ``none``; ``alf_lb``: the bias update of :meth:`Router.update`; ``aux_loss``: after
-each step every expert's logit moves by ``-aux_loss_learning_rate * dL/dlogit``, the gradient of
-the switch-style balance loss with ``aux_loss_alpha`` (:mod:`~gpusim.workloads.moe.aux_loss`),
-against the same (drifting) popularity.
+Balancing: ``none``; ``alf_lb``: the bias update of :meth:`Router.update` (stopping at
+``alf_update_stop_step``, DeepSeek-V3's schedule); ``aux_loss``: after each step every expert's
+logit moves by ``-aux_loss_learning_rate * dL/dlogit``, the gradient of the switch-style balance
+loss with ``aux_loss_alpha`` (:mod:`~gpusim.workloads.moe.aux_loss`), against the same
+(drifting) popularity. ``sequence_aux_alpha`` adds DeepSeek-V3's sequence-wise loss's gradient
+step beside any balancing.
 
 Random numbers: each step draws one 63-bit seed from the caller's generator and routes tokens in
 fixed blocks of :data:`BLOCK_TOKENS`, block i using its own generator seeded by
@@ -171,30 +176,9 @@ class Router:
             raise SimulationError(f"router needs at least 1 expert, got {experts}")
         if not 1 <= top_k <= experts:
             raise SimulationError(f"top_k {top_k} must be between 1 and experts {experts}")
-        if spec.distribution == "trace" and spec.balancing == "aux_loss":
-            raise SimulationError(
-                "balancing 'aux_loss' moves the affinity logits, which a 'trace' distribution "
-                "does not have"
-            )
-        if spec.distribution == "trace" and spec.drift_per_step > 0.0:
-            raise SimulationError("drift_per_step needs affinity logits; a 'trace' has none")
-        if spec.distribution == "trace" and spec.node_limited is not None:
-            raise SimulationError("node_limited re-routes by affinity; a 'trace' has none")
-        if spec.node_limited is not None:
-            for _, reason in spec.node_limited.problems(experts, top_k):
-                raise SimulationError(f"node_limited: {reason}")
-        if spec.sequence_aux_alpha > 0.0 and (
-            spec.distribution == "trace" or spec.gate != "sigmoid"
-        ):
-            raise SimulationError(
-                "the sequence-wise loss needs sigmoid affinities (gate 'sigmoid', not a trace)"
-            )
+        for loc, reason in spec.setting_problems(experts, top_k):
+            raise SimulationError(f"routing.{'.'.join(str(part) for part in loc)}: {reason}")
         multiplicative = spec.balancing == "alf_lb" and spec.alf_update == "multiplicative"
-        if multiplicative and spec.alf_update_rate >= 1.0:
-            raise SimulationError(
-                f"multiplicative ALF-LB needs alf_update_rate < 1 (the bias must stay "
-                f"positive), got {spec.alf_update_rate}"
-            )
         self.spec = spec
         self.experts = experts
         self.top_k = top_k
