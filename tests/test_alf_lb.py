@@ -441,3 +441,19 @@ def test_sequence_loss_moves_the_logits_beside_alf_lb() -> None:
         _router(gate="softmax", sequence_aux_alpha=1e-4)
     spec = RoutingSpec(gate="softmax", sequence_aux_alpha=1e-4)
     assert [loc for loc, _ in spec.problems(32, 4)] == [("sequence_aux_alpha",)]
+
+
+def test_aux_loss_warm_up_balances_a_routed_layer() -> None:
+    from gpusim.spec.moe import MoELayerWorkload
+    from gpusim.workloads.moe.routing import route_layer
+
+    def layer(alpha: float) -> float:
+        routing = RoutingSpec(
+            distribution="zipf", balancing="aux_loss", aux_loss_alpha=alpha, warmup_steps=30
+        )
+        wl = MoELayerWorkload(
+            tokens_per_gpu=1000, hidden=64, intermediate=64, experts=16, routing=routing
+        )
+        return route_layer(wl, 4, np.random.default_rng(11)).maxvio_batch
+
+    assert layer(5.0) < 0.5 * layer(0.0)
