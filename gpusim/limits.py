@@ -81,10 +81,16 @@ def _moe(wl: MoELayerWorkload, n_gpus: int) -> WorkEstimate:
 
 def _router(wl: RouterStepsWorkload) -> WorkEstimate:
     steps = wl.steps + wl.routing.warmup_steps
-    draws = float(wl.tokens_per_step) * wl.experts * steps
-    memory = float(wl.tokens_per_step) * wl.top_k * BYTES_PER_CHOICE
-    driver = "$.workload.steps" if wl.steps > wl.tokens_per_step else "$.workload.tokens_per_step"
-    return WorkEstimate(draws / DRAWS_PER_EVENT + steps, memory, driver)
+    trained = float(wl.tokens_per_step) * steps
+    draws = wl.layers * (trained + wl.heldout_tokens) * wl.experts
+    memory = float(max(wl.tokens_per_step, wl.heldout_tokens)) * wl.top_k * BYTES_PER_CHOICE
+    if wl.heldout_tokens > trained:
+        driver = "$.workload.heldout_tokens"
+    elif wl.steps > wl.tokens_per_step:
+        driver = "$.workload.steps"
+    else:
+        driver = "$.workload.tokens_per_step"
+    return WorkEstimate(draws / DRAWS_PER_EVENT + wl.layers * steps, memory, driver)
 
 
 def estimate(scenario: ResolvedScenario) -> WorkEstimate:

@@ -119,3 +119,49 @@ def test_deepep_intranode_rate_matches_its_published_share_of_nvlink(
     achievable = 450e9 * 0.8  # the fixture's NVLink nameplate x link efficiency
     share = (n - 1) * per_pair / elapsed / achievable
     assert share == pytest.approx(published_GBps / link_GBps, rel=0.05)
+
+
+def test_deepep_shared_expert_is_one_ffn_over_the_ranks_own_tokens() -> None:
+    # DeepSeek-V3's shared expert: every token of the rank through one more FFN of the routed
+    # experts' size, after the routed experts (no overlap: an upper bound on its cost)
+    from dataclasses import replace
+
+    from gpusim.workloads.moe.hostdriven import expert_ffn
+
+    rates = [gpu_rates(make_star_topology(G).gpus()[0].model, make_profile())] * G
+    batch = RoutedBatch(counts=np.full((G, E), T * K // E), dropped=0, maxvio_batch=0.0)
+    plain, _ = HOST_DRIVEN["deepep"](_geometry(), batch, DeepEPStrategy(), rates, 16)
+    shared_g = replace(_geometry(), shared_experts=1)
+    shared, moved = HOST_DRIVEN["deepep"](shared_g, batch, DeepEPStrategy(), rates, 16)
+    _, moved_plain = HOST_DRIVEN["deepep"](_geometry(), batch, DeepEPStrategy(), rates, 16)
+    assert moved == moved_plain  # computed locally: nothing more crosses the fabric
+    assert len(shared[0]) == len(plain[0]) + 3
+    gemm = [s for s in shared[0] if isinstance(s, KernelStep) and s.phase == "gemm"]
+    ffn = expert_ffn(shared_g, [T], rates[0], DeepEPStrategy().dtype, grouped=True)
+    assert [s.cost for s in gemm[-3:]] == [*ffn.gemm0, ffn.activation, *ffn.gemm1]
+    last = shared[0].index(gemm[-1])
+    assert all(s.phase == "combine" for s in shared[0][last + 1 :])
+    topo, prof = make_star_topology(G), make_profile()
+    gpus = [f"gpu{i}" for i in range(G)]
+    base = max(r.end_s for r in run_analytic(Platform.of(topo, prof), gpus, plain, PHASES))
+    more = max(r.end_s for r in run_analytic(Platform.of(topo, prof), gpus, shared, PHASES))
+    kernel_s = sum(c.time_s for c in [*ffn.gemm0, ffn.activation, *ffn.gemm1])
+    assert more - base >= kernel_s * (1 - 1e-9)
+
+
+def test_shared_experts_on_another_strategy_is_a_located_problem() -> None:
+    from gpusim.spec.moe import MoELayerWorkload
+
+    wl = MoELayerWorkload(
+        tokens_per_gpu=T,
+        hidden=H,
+        intermediate=H,
+        experts=E,
+        shared_experts=1,
+        strategy=CometStrategy(),
+    )
+    problems = list(wl.check(make_star_topology(G)))
+    assert (
+        ("shared_experts",),
+        "shared experts are modelled for the deepep strategy only, not 'comet'",
+    ) in problems

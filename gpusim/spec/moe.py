@@ -71,35 +71,132 @@ def too_few_experts_reason(where: str, nonzero: int, top_k: int) -> str:
     return f"{where}: only {nonzero} experts have tokens, fewer than top_k = {top_k}"
 
 
-class RoutingSpec(Spec):
-    """How tokens pick experts.
+REMOVED_ROUTING_FIELDS: dict[str, str] = {
+    "aux_loss_residual_skew": "aux_loss_residual_skew was removed: the auxiliary loss is now "
+    "simulated as a dynamic (balancing 'aux_loss' with aux_loss_alpha, ALF's alpha = 1e-3; "
+    "docs/alf_lb.md)",
+}
+"""Routing fields that no longer exist, and what replaces each (one-line load errors)."""
 
-    Affinity of token t for expert e: ``sigmoid(popularity_logit[e] + noise_scale * z[t, e])``
-    with z standard normal. Popularity: ``uniform`` (all equal), ``zipf`` (rank r gets weight
-    r^-zipf_exponent), ``dirichlet`` (weights drawn from Dir(concentration)), ``drift`` (uniform
-    start, logits doing a random walk of ``drift_per_step`` per step), or ``trace`` (per-step
-    expert counts read from ``trace_file``). Selection is top-k over affinity plus bias.
+
+class NodeLimitSpec(Spec):
+    """DeepSeek-V3's node-limited routing (DSV3 section 2.1.2; its config's n_group and
+    topk_group): experts in ``groups`` contiguous groups (one per node); each token ranks the
+    groups by the sum of the top ``top_k / groups_per_token`` selection scores of each group's
+    experts and picks its experts among the best ``groups_per_token`` groups only."""
+
+    groups: PositiveInt = Field(description="Expert groups (nodes): DeepSeek-V3 has 8.")
+    groups_per_token: PositiveInt = Field(description="M, groups per token: DeepSeek-V3 has 4.")
+
+    def per_group_top(self, top_k: int) -> int:
+        """How many of a group's best scores rank it: ``top_k // groups_per_token``, at least 1."""
+        return max(1, top_k // self.groups_per_token)
+
+    def problems(self, experts: int, top_k: int) -> Iterator[Problem]:
+        """Groups that do not split the experts evenly, more groups per token than groups, or
+        allowed groups that hold fewer than ``top_k`` experts (located inside this spec)."""
+        if experts % self.groups:
+            yield ("groups",), f"{experts} experts cannot be split into {self.groups} groups"
+            return
+        if self.groups_per_token > self.groups:
+            yield (
+                ("groups_per_token",),
+                f"groups_per_token {self.groups_per_token} exceeds groups {self.groups}",
+            )
+            return
+        size = experts // self.groups
+        # M groups holding top_k experts also bound per_group_top = top_k // M by the group size
+        if self.groups_per_token * size < top_k:
+            yield (
+                ("groups_per_token",),
+                (
+                    f"{self.groups_per_token} groups of {size} experts hold fewer than "
+                    f"top_k = {top_k} experts"
+                ),
+            )
+
+
+class RoutingSpec(Spec):
+    """How tokens pick experts (docs/alf_lb.md has the definitions as implemented).
+
+    Affinity of token t for expert e: ``gate(popularity_logit[e] + noise_scale * z[t, e])``
+    with z standard normal and ``gate`` the sigmoid. Popularity: ``uniform`` (all equal),
+    ``zipf`` (rank r gets weight r^-zipf_exponent), ``dirichlet`` (weights drawn from
+    Dir(concentration)) or ``trace`` (per-step expert counts read from ``trace_file``); any of
+    the first three drifts with ``drift_per_step``. Selection is top-k over affinity plus bias.
     """
 
-    distribution: Literal["uniform", "zipf", "dirichlet", "drift", "trace"] = "uniform"
+    distribution: Literal["uniform", "zipf", "dirichlet", "trace"] = "uniform"
     zipf_exponent: NonNegativeFloat = 1.0
     dirichlet_concentration: PositiveFloat = 1.0
-    drift_per_step: NonNegativeFloat = 0.05
+    drift_per_step: NonNegativeFloat = Field(
+        default=0.0,
+        description="Standard deviation of the per-step, per-expert normal increment of the "
+        "popularity logits (a seeded random walk on top of any distribution except trace; 0 = "
+        "static popularity). ASSUMPTION: no published rate; docs/alf_lb.md.",
+    )
     noise_scale: PositiveFloat = 1.0
+    gate: Literal["sigmoid", "softmax"] = Field(
+        default="sigmoid",
+        description="The affinity function G: sigmoid (ALF's main experiments, DeepSeek-V3) or "
+        "softmax over the experts (ALF Table 6).",
+    )
+    renormalise_gates: bool = Field(
+        default=True,
+        description="Gating weights are the chosen experts' affinities (never the bias) divided "
+        "by their sum (DeepSeek-V3); false: the affinities as they are (ALF's g = s).",
+    )
+    node_limited: NodeLimitSpec | None = Field(
+        default=None, description="DeepSeek-V3's node-limited routing; absent: no limit."
+    )
     trace_file: str | None = Field(default=None, description="JSON: list of steps, each E counts.")
     balancing: Literal["none", "alf_lb", "aux_loss"] = "none"
     alf_update: Literal["sign", "proportional", "multiplicative"] = "sign"
-    alf_update_rate: PositiveFloat = Field(default=1e-3, description="u of ALF-LB.")
-    aux_loss_residual_skew: float = Field(
-        default=0.5,
-        ge=0.0,
-        le=1.0,
-        description="aux_loss: the share of the popularity skew (in logit space) the auxiliary "
-        "loss leaves in place. An effective-imbalance knob, not a training simulation.",
+    alf_update_rate: PositiveFloat = Field(default=1e-3, description="u of ALF-LB (ALF: 1e-3).")
+    alf_update_stop_step: NonNegativeInt | None = Field(
+        default=None,
+        description="No bias update from this training step on (0-based; DeepSeek-V3's update "
+        "speed is 0.001, then 0 for its last 500B of 14.8T tokens). Absent: always updated.",
+    )
+    aux_loss_alpha: NonNegativeFloat = Field(
+        default=1e-3,
+        description="aux_loss: alpha of the switch-style balance loss alpha * sum_i f_i P_i "
+        "(ALF section 6: 1e-3).",
+    )
+    aux_loss_learning_rate: PositiveFloat = Field(
+        default=1.0,
+        description="aux_loss: step of the gradient descent that moves each expert's logit by "
+        "-rate * dL/dlogit per step. ASSUMPTION: plain gradient descent with unit step; the "
+        "optimiser (AdamW) and the language-model loss's own gradient are not modelled.",
+    )
+    sequence_aux_alpha: NonNegativeFloat = Field(
+        default=0.0,
+        description="DeepSeek-V3's complementary sequence-wise balance loss, alpha (DSV3: 1e-4; "
+        "0 = off): with any balancing, the logits also descend its gradient each step, at "
+        "aux_loss_learning_rate. Sigmoid gate only.",
+    )
+    sequence_aux_tokens: PositiveInt = Field(
+        default=4096,
+        description="Tokens per sequence of the sequence-wise loss (DeepSeek-V3 pre-trains at "
+        "4K; its report, not alf_lb.md).",
     )
     warmup_steps: NonNegativeInt = Field(
         default=0, description="Router steps run (bias updates included) before the measured one."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_fields(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for name, reason in REMOVED_ROUTING_FIELDS.items():
+                if name in data:
+                    raise ValueError(reason)
+            if data.get("distribution") == "drift":
+                raise ValueError(
+                    "distribution 'drift' was removed: drift now combines with any popularity; "
+                    "use distribution 'uniform' (or zipf, dirichlet) with drift_per_step"
+                )
+        return data
 
     @model_validator(mode="after")
     def _trace_needs_file(self) -> RoutingSpec:
@@ -125,6 +222,31 @@ class RoutingSpec(Spec):
                         too_few_experts_reason(f"{path}: step {i}", nonzero, top_k),
                     )
                     break
+        yield from self.setting_problems(experts, top_k)
+
+    def setting_problems(self, experts: int, top_k: int) -> Iterator[Problem]:
+        """The problems of :meth:`problems` that need no file: settings that contradict each
+        other or the layer (the router raises the first of them)."""
+        if self.node_limited is not None:
+            if self.distribution == "trace":
+                yield (("node_limited",), "node_limited re-routes by affinity; a 'trace' has none")
+            for loc, reason in self.node_limited.problems(experts, top_k):
+                yield ("node_limited", *loc), reason
+        if self.drift_per_step > 0.0 and self.distribution == "trace":
+            yield (("drift_per_step",), "drift_per_step needs affinity logits; a 'trace' has none")
+        if self.sequence_aux_alpha > 0.0 and (
+            self.distribution == "trace" or self.gate != "sigmoid"
+        ):
+            yield (
+                ("sequence_aux_alpha",),
+                "the sequence-wise loss needs sigmoid affinities (gate 'sigmoid', not a trace)",
+            )
+        if self.balancing == "aux_loss" and self.distribution == "trace":
+            yield (
+                ("balancing",),
+                "balancing 'aux_loss' moves the affinity logits, which a 'trace' distribution "
+                "does not have",
+            )
         if (
             self.balancing == "alf_lb"
             and self.alf_update == "multiplicative"
@@ -402,6 +524,11 @@ class MoELayerWorkload(Spec):
     intermediate: PositiveInt = Field(description="I: expert FFN dimension.")
     experts: PositiveInt
     top_k: PositiveInt = 2
+    shared_experts: NonNegativeInt = Field(
+        default=0,
+        description="Shared experts every token also passes through on its own GPU, each an FFN "
+        "of the routed experts' size (DeepSeek-V3: 1). Modelled for the deepep strategy only.",
+    )
     capacity_factor: PositiveFloat | None = 1.0
     routing: RoutingSpec = RoutingSpec()
     strategy: MoEStrategy = FlashMoEStrategy()
@@ -459,6 +586,12 @@ class MoELayerWorkload(Spec):
                 ),
             )
         yield from tensor_dtype_problems(self.strategy.dtype, gpus, topology, ("strategy", "dtype"))
+        if self.shared_experts and not isinstance(self.strategy, DeepEPStrategy):
+            yield (
+                ("shared_experts",),
+                f"shared experts are modelled for the deepep strategy only, not "
+                f"'{self.strategy.name}'",
+            )
         if isinstance(self.strategy, FlashMoEStrategy):
             tile_n = self.strategy.tile_n
             for name, dim in (("hidden", self.hidden), ("intermediate", self.intermediate)):
@@ -469,9 +602,16 @@ class MoELayerWorkload(Spec):
             yield ("routing", *loc), reason
 
 
+PAPER_COMPUTATION_BATCH_SEQUENCES = (1, 4, 18, 36)
+"""Computation batches (sequences) at which MaxVio_computation-batch is reported by default
+(ALF Fig. 5 marks 18 and 36; 1 and 4 below them, issue 16)."""
+
+
 class RouterStepsWorkload(Spec):
-    """Run only the router for ``steps`` steps (bias updates included) and report MaxVio per step:
-    what load imbalance ALF-LB removes, without simulating the layer."""
+    """Run only the router for ``steps`` training steps (bias or aux-loss updates included), then
+    freeze it and route ``heldout_tokens`` fresh tokens: MaxVio per step, MaxVio_batch,
+    MaxVio_global and MaxVio_computation-batch as the ALF paper defines them (docs/alf_lb.md),
+    without simulating the layer."""
 
     kind: Literal["router_steps"] = "router_steps"
     tokens_per_step: PositiveInt
@@ -481,12 +621,37 @@ class RouterStepsWorkload(Spec):
         default=8, description="Expert-parallel ranks, for per-rank load."
     )
     steps: PositiveInt = 100
+    layers: PositiveInt = Field(
+        default=1,
+        description="Independent MoE layers (each its own popularity, bias and random stream); "
+        "every metric and series is the mean over layers, as the paper reports.",
+    )
+    maxvio_batch_window_steps: PositiveInt = Field(
+        default=100,
+        description="MaxVio_batch is the mean per-step MaxVio over the last this many steps "
+        "(ALF Fig. 3 averages 100 neighbouring steps); capped at steps.",
+    )
+    heldout_tokens: PositiveInt = Field(
+        default=1_048_576,
+        description="Fresh tokens routed by the frozen router after training for MaxVio_global "
+        "and MaxVio_computation-batch (the paper's validation set has ~71M tokens; fewer "
+        "leave a sampling floor of about 2.5 sqrt(E / (k heldout_tokens))).",
+    )
+    sequence_tokens: PositiveInt = Field(
+        default=2048, description="Tokens per sequence (ALF Table 5: 2,048)."
+    )
+    computation_batch_sequences: list[PositiveInt] = Field(
+        default_factory=lambda: list(PAPER_COMPUTATION_BATCH_SEQUENCES),
+        description="Computation-batch sizes in sequences at which MaxVio_computation-batch "
+        "(loads over that many consecutive held-out sequences, averaged over the batches) is "
+        "reported, one metric each.",
+    )
     routing: RoutingSpec = RoutingSpec()
 
     def check(self, topology: Topology) -> Iterator[Problem]:
         """What the router would refuse at run time: top_k over the experts, experts not spread
-        evenly over the EP ranks, the routing's own problems. The topology is not used (the
-        router runs on no device)."""
+        evenly over the EP ranks, a computation batch larger than the held-out tokens, the
+        routing's own problems. The topology is not used (the router runs on no device)."""
         if self.top_k > self.experts:
             yield ("top_k",), f"top_k {self.top_k} exceeds experts {self.experts}"
         if self.experts % self.ep_ranks:
@@ -494,5 +659,16 @@ class RouterStepsWorkload(Spec):
                 ("experts",),
                 (f"{self.experts} experts cannot be spread evenly over {self.ep_ranks} EP ranks"),
             )
+        for i, sequences in enumerate(self.computation_batch_sequences):
+            if sequences * self.sequence_tokens > self.heldout_tokens:
+                yield (
+                    ("computation_batch_sequences", i),
+                    (
+                        f"a computation batch of {sequences} sequences x {self.sequence_tokens} "
+                        f"tokens exceeds heldout_tokens {self.heldout_tokens}"
+                    ),
+                )
+        if len(set(self.computation_batch_sequences)) != len(self.computation_batch_sequences):
+            yield (("computation_batch_sequences",), "sizes must be distinct")
         for loc, reason in self.routing.problems(self.experts, self.top_k):
             yield ("routing", *loc), reason

@@ -164,7 +164,7 @@ FAMILIES: Mapping[str, WorkloadFamily[Any]] = _families(
         check=RouterStepsWorkload.check,
         des=router_steps.des,
         analytic=router_steps.analytic,
-        metric_names=fixed_metrics(router_steps.METRICS),
+        metric_names=router_steps.metric_names,
     ),
 )
 """Every registered family by kind."""

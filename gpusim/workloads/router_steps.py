@@ -1,18 +1,34 @@
-"""Router only: ``steps`` routing steps with bias updates, reporting MaxVio per step.
+"""Router only: training steps with bias (or aux-loss) updates, then held-out tokens through the
+frozen router, reporting MaxVio as the ALF paper measures it (alf_lb.md section 5,
+docs/alf_lb.md), without simulating the layer.
 
-What load imbalance ALF-LB removes (alf_lb.md sections 5 and 11), without simulating the layer.
-Each step routes ``tokens_per_step`` tokens, counts the per-expert loads, sums them per
-expert-parallel rank (experts placed contiguously: rank r holds experts r*E/R .. (r+1)*E/R - 1),
-records MaxVio over experts and over ranks, then updates the bias with that step's loads (so the
-next step is routed with it).
+Per layer (``layers`` independent routers, each with its own popularity and random stream, run
+in turn from the scenario's generator): each training step routes ``tokens_per_step`` tokens,
+counts the per-expert loads, sums them per expert-parallel rank (experts placed contiguously:
+rank r holds experts r*E/R .. (r+1)*E/R - 1), records MaxVio over experts and over ranks, then
+updates the router with that step's loads (so the next step is routed with it). After the last
+step the router is frozen (no update, no drift) and routes ``heldout_tokens`` fresh tokens, taken
+as consecutive sequences of ``sequence_tokens``.
 
-Nothing is timed: ``makespan_s`` is 0. ``straggler_factor_last_10pct`` = 1 + the rank MaxVio
-averaged over the last 10 % of steps is the MoE layer time relative to perfect balance when
-experts are compute-bound (the slowest rank sets the layer time, alf_lb.md section 11).
-The DES and the analytic evaluation are the same computation and give identical results.
+Metrics (each the mean over layers; series are per-step means over layers):
+
+- ``maxvio_first_step``, ``maxvio_last_step``: MaxVio of the first and last training step;
+- ``maxvio_batch``: per-step MaxVio averaged over the last ``maxvio_batch_window_steps`` steps;
+- ``maxvio_global``: MaxVio of the loads of every held-out token (the final model on the
+  validation set);
+- ``maxvio_computation_batch_<n>seq``: MaxVio over each group of n consecutive held-out
+  sequences, averaged over the groups (ALF Fig. 5);
+- ``maxvio_rank_batch`` and ``straggler_factor`` = 1 + it: MaxVio over EP ranks in the same
+  window. The straggler factor is the MoE layer time relative to perfect balance when experts
+  are compute-bound (the slowest rank sets the layer time, alf_lb.md section 11).
+
+Nothing is timed: ``makespan_s`` is 0. The DES and the analytic evaluation are the same
+computation and give identical results.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,58 +37,104 @@ from gpusim.hardware.node import Node
 from gpusim.result import Outcome
 from gpusim.spec.moe import RouterStepsWorkload
 from gpusim.spec.profile import CalibrationProfile
+from gpusim.spec.scenario import Fidelity
 from gpusim.spec.topology import Topology
-from gpusim.workloads.moe.routing import Router, expert_loads, maxvio
+from gpusim.workloads.moe.balance_metrics import (
+    computation_batch_maxvio,
+    expert_loads,
+    maxvio,
+    window_mean,
+)
+from gpusim.workloads.moe.routing import Router
 
-METRICS = frozenset(
+FIXED_METRICS = frozenset(
     {
         "maxvio_first_step",
         "maxvio_last_step",
-        "maxvio_mean_last_10pct",
+        "maxvio_batch",
         "maxvio_global",
-        "maxvio_rank_mean_last_10pct",
-        "straggler_factor_last_10pct",
+        "maxvio_rank_batch",
+        "straggler_factor",
     }
 )
-"""The metric names both models report (the registry declares them for sweep checks)."""
+"""The metric names every run reports (the computation-batch ones depend on the workload)."""
 
 
-def last_share_count(steps: int) -> int:
-    """Steps in "the last 10 %" of ``steps``: steps // 10, at least 1."""
-    return max(1, steps // 10)
+def computation_batch_metric(sequences: int) -> str:
+    """The metric name of MaxVio_computation-batch over ``sequences`` sequences."""
+    return f"maxvio_computation_batch_{sequences}seq"
+
+
+def metric_names(
+    workload: RouterStepsWorkload, topology: Topology, fidelity: Fidelity, /
+) -> frozenset[str]:
+    """The metric names a run of ``workload`` reports (both fidelities, any topology)."""
+    return FIXED_METRICS | {
+        computation_batch_metric(n) for n in workload.computation_batch_sequences
+    }
+
+
+@dataclass(frozen=True)
+class LayerRun:
+    """One layer's per-step MaxVio series and its held-out metrics."""
+
+    maxvio_batch: list[float]
+    maxvio_rank: list[float]
+    maxvio_global: float
+    maxvio_computation_batch: dict[int, float]
+
+
+def run_layer(wl: RouterStepsWorkload, rng: np.random.Generator) -> LayerRun:
+    """Train one layer's router for ``wl.steps`` steps, then route the held-out tokens frozen."""
+    router = Router(wl.routing, wl.experts, wl.top_k, rng)
+    per_rank = wl.experts // wl.ep_ranks
+    series: list[float] = []
+    rank_series: list[float] = []
+    for _ in range(wl.steps):
+        loads = expert_loads(router.step(wl.tokens_per_step), wl.experts)
+        series.append(maxvio(loads))
+        rank_series.append(maxvio(loads.reshape(wl.ep_ranks, per_rank).sum(axis=1)))
+        router.update(loads)
+    heldout = router.step(wl.heldout_tokens, frozen=True)
+    by_size = {
+        n: computation_batch_maxvio(heldout, wl.experts, n * wl.sequence_tokens)
+        for n in wl.computation_batch_sequences
+    }
+    return LayerRun(
+        maxvio_batch=series,
+        maxvio_rank=rank_series,
+        maxvio_global=maxvio(expert_loads(heldout, wl.experts)),
+        maxvio_computation_batch=by_size,
+    )
 
 
 def run_router_steps(wl: RouterStepsWorkload, rng: np.random.Generator) -> Outcome:
-    """Run the router for ``wl.steps`` steps and summarise MaxVio (see the module docstring)."""
+    """Run every layer (see the module docstring) and average the metrics over layers."""
     if wl.experts % wl.ep_ranks:
         raise SimulationError(
             f"{wl.experts} experts cannot be spread evenly over {wl.ep_ranks} EP ranks"
         )
-    router = Router(wl.routing, wl.experts, wl.top_k, rng)
-    per_rank = wl.experts // wl.ep_ranks
-    maxvio_batch: list[float] = []
-    maxvio_rank: list[float] = []
-    total = np.zeros(wl.experts, dtype=np.int64)
-    for _ in range(wl.steps):
-        loads = expert_loads(router.step(wl.tokens_per_step), wl.experts)
-        maxvio_batch.append(maxvio(loads))
-        maxvio_rank.append(maxvio(loads.reshape(wl.ep_ranks, per_rank).sum(axis=1)))
-        total += loads
-        router.update(loads)
-    n_last = last_share_count(wl.steps)
-    rank_last = float(np.mean(maxvio_rank[-n_last:]))
+    runs = [run_layer(wl, rng) for _ in range(wl.layers)]
+    batch = np.mean([r.maxvio_batch for r in runs], axis=0)
+    rank = np.mean([r.maxvio_rank for r in runs], axis=0)
+    window = wl.maxvio_batch_window_steps
+    rank_window = window_mean(list(rank), window)
     metrics = {
-        "maxvio_first_step": maxvio_batch[0],
-        "maxvio_last_step": maxvio_batch[-1],
-        "maxvio_mean_last_10pct": float(np.mean(maxvio_batch[-n_last:])),
-        "maxvio_global": maxvio(total),
-        "maxvio_rank_mean_last_10pct": rank_last,
-        "straggler_factor_last_10pct": 1.0 + rank_last,
+        "maxvio_first_step": float(batch[0]),
+        "maxvio_last_step": float(batch[-1]),
+        "maxvio_batch": window_mean(list(batch), window),
+        "maxvio_global": float(np.mean([r.maxvio_global for r in runs])),
+        "maxvio_rank_batch": rank_window,
+        "straggler_factor": 1.0 + rank_window,
     }
+    for n in wl.computation_batch_sequences:
+        metrics[computation_batch_metric(n)] = float(
+            np.mean([r.maxvio_computation_batch[n] for r in runs])
+        )
     return Outcome(
         makespan_s=0.0,
         metrics=metrics,
-        series={"maxvio_batch": maxvio_batch, "maxvio_rank": maxvio_rank},
+        series={"maxvio_batch": [float(x) for x in batch], "maxvio_rank": [float(x) for x in rank]},
     )
 
 
@@ -93,4 +155,13 @@ def analytic(
     return run_router_steps(wl, np.random.default_rng(seed))
 
 
-__all__ = ["METRICS", "analytic", "des", "last_share_count", "run_router_steps"]
+__all__ = [
+    "FIXED_METRICS",
+    "LayerRun",
+    "analytic",
+    "computation_batch_metric",
+    "des",
+    "metric_names",
+    "run_layer",
+    "run_router_steps",
+]

@@ -9,6 +9,10 @@ GEMMs between dispatch and combine are launched by the host. Per rank:
   kernel on ``config.num_sms`` SMs (``Buffer.num_sms``, 20 by default: ``num_sms / 2``
   channels of a sender and a receiver block) moving exactly the routed rows;
 - expert GEMMs (host-launched grouped GEMM and activation);
+- the shared experts (``shared_experts``, DeepSeek-V3: 1): each a grouped GEMM pair over the
+  rank's own ``tokens_per_gpu`` tokens, of the routed experts' size, on the same stream after
+  the routed experts. ASSUMPTION: not overlapped with the dispatch or combine (DeepSeek-V3
+  overlaps it in training; here its cost is an upper bound; docs/alf_lb.md);
 - ``Buffer::intranode_combine``: ``cached_notify_combine`` (a barrier and the clearing of the
   channel queues), then the ``combine`` kernel on the same SMs moving the rows back and
   reducing the top-k copies.
@@ -75,6 +79,13 @@ def build(
         steps += [KernelStep(c, "gemm") for c in ffn.gemm0]
         steps.append(KernelStep(ffn.activation, "gemm"))
         steps += [KernelStep(c, "gemm") for c in ffn.gemm1]
+        if g.shared_experts:
+            shared = expert_ffn(
+                g, [g.tokens_per_gpu] * g.shared_experts, rates[r], strategy.dtype, grouped=True
+            )
+            steps += [KernelStep(c, "gemm") for c in shared.gemm0]
+            steps.append(KernelStep(shared.activation, "gemm"))
+            steps += [KernelStep(c, "gemm") for c in shared.gemm1]
         steps.append(HostStep("combine", "python"))  # Buffer.combine -> runtime (Python)
         steps.append(ExchangeStep(notify_combine, "combine"))
         steps.append(ExchangeStep(combine, "combine"))

@@ -48,6 +48,7 @@ class LayerGeometry:
     top_k: int
     capacity_factor: float | None
     dtype: Dtype
+    shared_experts: int = 0
     local_experts: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +69,7 @@ class LayerGeometry:
             top_k=wl.top_k,
             capacity_factor=wl.capacity_factor,
             dtype=dtype,
+            shared_experts=wl.shared_experts,
         )
 
     @property

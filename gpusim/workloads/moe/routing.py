@@ -1,12 +1,16 @@
 """The token router: expert popularity, biased top-k selection, ALF-LB bias updates, and the
 routed batch of one MoE layer forward (capacity drops included).
 
-Model (alf_lb.md sections 1-2, 11). Token t's affinity for expert e is
-``s[t, e] = sigmoid(logit[e] + noise_scale * z[t, e])`` with ``z`` standard normal; token t picks
-the ``top_k`` distinct experts with the largest ``s[t, e] + b[e]`` (multiplicative variant:
-``s[t, e] * b[e]``). The bias ``b`` only decides selection (gates are not modelled here). After
-a batch, :meth:`Router.update` moves ``b`` with that batch's loads, so the next batch sees the
-bias learnt from the previous one (ALF Algorithm 1).
+Model (alf_lb.md sections 1-2, 9, 11; docs/alf_lb.md). Token t's affinity for expert e is
+``s[t, e] = G(logit[e] + noise_scale * z[t, e])`` with ``z`` standard normal and G the ``gate``
+(sigmoid, or softmax over the experts); token t picks the ``top_k`` distinct experts with the
+largest ``s[t, e] + b[e]`` (multiplicative variant: ``s[t, e] * b[e]``), among its best
+``node_limited`` groups when set (:func:`~gpusim.workloads.moe.gates.limit_to_groups`). The
+bias ``b`` only decides selection: the gating weights (:meth:`Router.route` with ``gates``) are
+the chosen affinities without it, renormalised per ``renormalise_gates``. After a batch,
+:meth:`Router.update` moves ``b`` with that batch's loads, so the next batch sees the bias
+learnt from the previous one (ALF Algorithm 1). ``step(tokens, frozen=True)`` routes held-out
+tokens with the bias and logits as they are, changing nothing (MaxVio_global).
 
 Popularity logits per ``RoutingSpec.distribution``:
 
@@ -16,8 +20,6 @@ Popularity logits per ``RoutingSpec.distribution``:
 - ``dirichlet``: ``log(w / max(w))`` with ``w ~ Dir(dirichlet_concentration)``; dividing by the
   largest weight (a constant shift of every logit) puts the most popular expert at logit 0, as for
   ``zipf`` and ``uniform``, which matters because the sigmoid is not shift-invariant;
-- ``drift``: starts at 0; each step adds ``N(0, drift_per_step)`` to every expert's logit
-  (after the step's tokens are routed, so the first step is uniform);
 - ``trace``: per-step expert counts from a JSON file (a list of steps, each a list of E
   non-negative counts; step i uses entry ``i mod len``). Each token picks ``top_k`` distinct
   experts by systematic (Madow) sampling with inclusion probabilities ``top_k * c_e / sum(c)``,
@@ -26,15 +28,23 @@ Popularity logits per ``RoutingSpec.distribution``:
   router's choices, balancing included, so the bias does not re-route trace tokens (it is still
   updated).
 
-Balancing: ``none``; ``aux_loss``: the popularity logits are multiplied by
-``aux_loss_residual_skew``, the share of the skew the auxiliary loss leaves in place (an
-effective-imbalance knob, not a simulation of training with the loss); ``alf_lb``: the bias
-update of :meth:`Router.update`.
+Drift (any distribution but ``trace``): after each training step's tokens are routed, every
+expert's logit takes a ``N(0, drift_per_step)`` increment (a random walk; the first step sees
+the distribution's logits). ASSUMPTION, docs/alf_lb.md.
+
+Balancing: ``none``; ``alf_lb``: the bias update of :meth:`Router.update` (stopping at
+``alf_update_stop_step``, DeepSeek-V3's schedule); ``aux_loss``: after each step every expert's
+logit moves by ``-aux_loss_learning_rate * dL/dlogit``, the gradient of the switch-style balance
+loss with ``aux_loss_alpha`` (:mod:`~gpusim.workloads.moe.aux_loss`), against the same
+(drifting) popularity. ``sequence_aux_alpha`` adds DeepSeek-V3's sequence-wise loss's gradient
+step beside any balancing.
 
 Random numbers: each step draws one 63-bit seed from the caller's generator and routes tokens in
 fixed blocks of :data:`BLOCK_TOKENS`, block i using its own generator seeded by
-``(step seed, i)``. Blocks may run on a few threads (numpy releases the GIL); results do not
-depend on the number of threads.
+``(step seed, i)``; the drift increment uses ``(step seed, DRIFT_STREAM)``, so drift draws
+nothing from the caller's generator and ``drift_per_step = 0`` is exactly the static case.
+Blocks may run on a few threads (numpy releases the GIL); results do not depend on the number
+of threads.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,10 +66,25 @@ from gpusim.spec.moe import (
     read_routing_trace,
     too_few_experts_reason,
 )
+from gpusim.workloads.moe.aux_loss import (
+    sequence_balance_gradient,
+    sigmoid_balance_gradient,
+    softmax_balance_gradient,
+)
+from gpusim.workloads.moe.balance_metrics import expert_loads, maxvio
+from gpusim.workloads.moe.gates import (
+    gating_weights,
+    limit_to_groups,
+    softmax_rows,
+    top_k_columns,
+)
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
 
 BLOCK_TOKENS = 8192
 """Tokens routed per random-number block (fixed, so results do not depend on threading)."""
+
+DRIFT_STREAM = 2**32 - 1
+"""The second seed word of a step's drift generator (block generators use the block index)."""
 
 
 def _usable_cpus() -> int:
@@ -70,24 +96,30 @@ def _usable_cpus() -> int:
 
 _MAX_THREADS = max(1, min(4, _usable_cpus()))
 
-_BlockFn = Callable[[int], np.ndarray]
+
+@dataclass
+class _Block:
+    """One block's ``(tokens, top_k)`` choices; its gating weights when asked for; under
+    aux_loss the sums over its tokens that the gradient needs (sigmoid: ``first`` = sum of
+    s (1 - s); softmax: ``first`` = sum of s, ``second`` = sum of the outer products s s^T)."""
+
+    choices: np.ndarray
+    gates: np.ndarray | None = None
+    first: np.ndarray | None = None
+    second: np.ndarray | None = None
+    affinity: np.ndarray | None = None
 
 
-def maxvio(loads: np.ndarray) -> float:
-    """MaxVio = (max load - mean load) / mean load (alf_lb.md section 5); 0 when the mean is 0."""
-    values = np.asarray(loads, dtype=np.float64)
-    if values.size == 0:
-        return 0.0
-    mean = float(values.mean())
-    if mean <= 0.0:
-        return 0.0
-    return (float(values.max()) - mean) / mean
+_BlockFn = Callable[[int], _Block]
 
 
-def expert_loads(choices: np.ndarray, experts: int) -> np.ndarray:
-    """Tokens assigned to each expert: the histogram of a ``(tokens, top_k)`` choice array."""
-    loads: np.ndarray = np.bincount(choices.ravel(), minlength=experts)
-    return loads
+@dataclass(frozen=True)
+class RoutedTokens:
+    """A batch's ``(tokens, top_k)`` chosen experts and, when asked for, their gating weights
+    (float32, same shape; the affinities without the bias, renormalised per the spec)."""
+
+    choices: np.ndarray
+    gates: np.ndarray | None
 
 
 def _inclusion_probabilities(counts: np.ndarray, top_k: int, where: str) -> np.ndarray:
@@ -125,15 +157,6 @@ def _load_trace(path: Path, experts: int, top_k: int) -> np.ndarray:
     return table
 
 
-def _top_k(score: np.ndarray, top_k: int) -> np.ndarray:
-    """Column indices of the ``top_k`` largest entries of each row (distinct, unordered)."""
-    n_cols = score.shape[1]
-    if top_k == n_cols:
-        return np.broadcast_to(np.arange(n_cols), score.shape).copy()
-    picked: np.ndarray = np.argpartition(score, n_cols - top_k, axis=1)[:, n_cols - top_k :]
-    return picked
-
-
 class Router:
     """The router of one MoE layer: popularity, bias, top-k selection and ALF-LB updates.
 
@@ -153,12 +176,9 @@ class Router:
             raise SimulationError(f"router needs at least 1 expert, got {experts}")
         if not 1 <= top_k <= experts:
             raise SimulationError(f"top_k {top_k} must be between 1 and experts {experts}")
+        for loc, reason in spec.setting_problems(experts, top_k):
+            raise SimulationError(f"routing.{'.'.join(str(part) for part in loc)}: {reason}")
         multiplicative = spec.balancing == "alf_lb" and spec.alf_update == "multiplicative"
-        if multiplicative and spec.alf_update_rate >= 1.0:
-            raise SimulationError(
-                f"multiplicative ALF-LB needs alf_update_rate < 1 (the bias must stay "
-                f"positive), got {spec.alf_update_rate}"
-            )
         self.spec = spec
         self.experts = experts
         self.top_k = top_k
@@ -183,6 +203,9 @@ class Router:
                 path = base_dir / path
             self._trace = _load_trace(path, experts, top_k)
         self._bias = np.ones(experts) if multiplicative else np.zeros(experts)
+        self._aux_offset = np.zeros(experts, dtype=np.float64)
+        self._moments: tuple[np.ndarray, np.ndarray | None] | None = None
+        self._sequence_grad: np.ndarray | None = None
 
     @property
     def bias(self) -> np.ndarray:
@@ -191,36 +214,62 @@ class Router:
 
     @property
     def popularity_logits(self) -> np.ndarray:
-        """The logits routing uses now: the distribution's, times ``aux_loss_residual_skew``
-        under aux_loss balancing (zeros for a trace)."""
-        if self.spec.balancing == "aux_loss":
-            return self._logits * self.spec.aux_loss_residual_skew
-        return self._logits.copy()
+        """The logits routing uses now: the distribution's (drifted so far) plus the aux-loss
+        offset (zero unless balancing is aux_loss; zeros for a trace)."""
+        logits: np.ndarray = self._logits + self._aux_offset
+        return logits
 
-    def step(self, tokens: int) -> np.ndarray:
-        """Route one batch: the ``(tokens, top_k)`` int array of each token's chosen experts."""
+    @property
+    def aux_loss_offset(self) -> np.ndarray:
+        """What the aux-loss gradient steps have added to each expert's logit so far (a copy)."""
+        return self._aux_offset.copy()
+
+    def step(self, tokens: int, *, frozen: bool = False) -> np.ndarray:
+        """Route one batch: the ``(tokens, top_k)`` int array of each token's chosen experts.
+
+        A training step (the default) then drifts the popularity and counts as a step; a
+        ``frozen`` one routes fresh tokens with the router as it is and changes nothing (held-out
+        evaluation: the paper's MaxVio_global with the final model)."""
+        return self.route(tokens, frozen=frozen).choices
+
+    def route(self, tokens: int, *, frozen: bool = False, gates: bool = False) -> RoutedTokens:
+        """:meth:`step`, also returning the gating weights when ``gates`` (not for a trace,
+        which has no affinities). The same seed routes the same tokens either way."""
         if tokens < 0:
             raise SimulationError(f"cannot route {tokens} tokens")
+        if gates and self._trace is not None:
+            raise SimulationError("a 'trace' distribution has no affinities to weight by")
         step_seed = int(self._rng.integers(0, 2**63))
         starts = list(range(0, tokens, BLOCK_TOKENS))
         if self._trace is not None:
             block = self._trace_block(self._trace, tokens, starts, step_seed)
         else:
-            block = self._affinity_block(tokens, starts, step_seed)
+            block = self._affinity_block(tokens, starts, step_seed, gates)
         if len(starts) > 1 and _MAX_THREADS > 1:
             with ThreadPoolExecutor(max_workers=min(_MAX_THREADS, len(starts))) as pool:
                 parts = list(pool.map(block, range(len(starts))))
         else:
             parts = [block(i) for i in range(len(starts))]
-        if self.spec.distribution == "drift":
-            self._logits = self._logits + self._rng.normal(
-                0.0, self.spec.drift_per_step, self.experts
+        routed = _join(parts, self.top_k, gates)
+        if frozen:
+            return routed
+        if self.spec.drift_per_step > 0.0:
+            drift = np.random.Generator(
+                np.random.PCG64(np.random.SeedSequence([step_seed, DRIFT_STREAM]))
+            )
+            self._logits = self._logits + drift.normal(0.0, self.spec.drift_per_step, self.experts)
+        if self.spec.balancing == "aux_loss":
+            self._moments = _mean_moments(parts, tokens, self.experts)
+        if self.spec.sequence_aux_alpha > 0.0:
+            affinity = [p.affinity for p in parts if p.affinity is not None]
+            self._sequence_grad = sequence_balance_gradient(
+                routed.choices,
+                np.concatenate(affinity) if affinity else np.zeros((0, self.experts)),
+                self.spec.sequence_aux_tokens,
+                self.spec.sequence_aux_alpha,
             )
         self.steps_taken += 1
-        if not parts:
-            return np.zeros((0, self.top_k), dtype=np.int64)
-        choices: np.ndarray = np.concatenate(parts).astype(np.int64, copy=False)
-        return choices
+        return routed
 
     def _trace_block(
         self, trace: np.ndarray, tokens: int, starts: list[int], step_seed: int
@@ -233,7 +282,7 @@ class Router:
         edges[-1] = float(self.top_k)  # exact, so no point falls past the last expert
         top_k = self.top_k
 
-        def block(i: int) -> np.ndarray:
+        def block(i: int) -> _Block:
             n = min(BLOCK_TOKENS, tokens - starts[i])
             gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence([step_seed, i])))
             # points U, U+1, ..., U+k-1 on [0, k): intervals of width pi_e <= 1 each hold at
@@ -241,47 +290,85 @@ class Router:
             points = gen.random(n)[:, None] + np.arange(top_k)
             pos = np.searchsorted(edges, points, side="right") - 1
             picked: np.ndarray = order[np.minimum(pos, len(order) - 1)]
-            return picked
+            return _Block(picked)
 
         return block
 
-    def _affinity_block(self, tokens: int, starts: list[int], step_seed: int) -> _BlockFn:
-        """The function routing block i of this step by biased top-k over sigmoid affinities."""
-        sigma = float(self.spec.noise_scale)
-        logits = self.popularity_logits
+    def _affinity_block(
+        self, tokens: int, starts: list[int], step_seed: int, want_gates: bool
+    ) -> _BlockFn:
+        """The function routing block i of this step by biased top-k over the gate's affinities
+        (node-limited when the spec says so), with the aux loss's moments and the gating
+        weights when asked for."""
+        spec = self.spec
+        sigma = float(spec.noise_scale)
         bias = self._bias
         top_k = self.top_k
-        # sigmoid is monotone: with a bias that is the same for every expert, top-k of the
-        # affinity is top-k of z + logit / sigma (cheaper, and identical).
-        flat_bias = bool(np.all(bias == bias[0]))
-        shift = (logits / sigma).astype(np.float32)
+        experts = self.experts
+        softmax = spec.gate == "softmax"
+        limit = spec.node_limited
+        per_group_top = limit.per_group_top(top_k) if limit is not None else 0
+        # Both gates are monotone in each token's logits: with a bias that is the same for every
+        # expert and no group limit, top-k of the affinity is top-k of z + logit / sigma
+        # (cheaper, and identical).
+        fast = bool(np.all(bias == bias[0])) and limit is None
+        shift = (self.popularity_logits / sigma).astype(np.float32)
         half_sigma = np.float32(0.5 * sigma)
         add_bias = (2.0 * bias).astype(np.float32)
         mul_bias = bias.astype(np.float32)
         multiplicative = self._multiplicative
+        want_moments = spec.balancing == "aux_loss"
+        want_affinity = spec.sequence_aux_alpha > 0.0
+        need_affinity = want_gates or want_moments or want_affinity or not fast
 
-        def block(i: int) -> np.ndarray:
+        def block(i: int) -> _Block:
             n = min(BLOCK_TOKENS, tokens - starts[i])
             gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence([step_seed, i])))
-            score = gen.standard_normal((n, self.experts), dtype=np.float32)
+            score = gen.standard_normal((n, experts), dtype=np.float32)
             score += shift  # z + logit / sigma
-            if not flat_bias:
-                # sigmoid(x) = (1 + tanh(x / 2)) / 2 with x = sigma * (z + logit / sigma):
-                # ranking by sigmoid(x) + b equals ranking by tanh(x / 2) + 2 b, and by
-                # sigmoid(x) * b equals ranking by (1 + tanh(x / 2)) * b.
-                score *= half_sigma
-                np.tanh(score, out=score)
+            if not need_affinity:
+                return _Block(top_k_columns(score, top_k))
+            if softmax:
+                affinity = softmax_rows(score * np.float32(sigma))
+                select = affinity + bias.astype(np.float32)
                 if multiplicative:
-                    score += np.float32(1.0)
-                    score *= mul_bias
+                    select = affinity * mul_bias
+            else:
+                # sigmoid(x) = (1 + tanh(x / 2)) / 2 with x = sigma * (z + logit / sigma):
+                # ranking (or summing, for group ranks) sigmoid(x) + b is ranking
+                # tanh(x / 2) + 2 b, and sigmoid(x) * b is (1 + tanh(x / 2)) * b.
+                half = np.tanh(score * half_sigma)
+                affinity = (half + np.float32(1.0)) * np.float32(0.5)
+                select = (half + np.float32(1.0)) * mul_bias if multiplicative else half + add_bias
+            if fast:
+                choices = top_k_columns(score, top_k)
+            elif limit is not None:
+                limited = limit_to_groups(
+                    select, limit.groups, limit.groups_per_token, per_group_top
+                )
+                choices = top_k_columns(limited, top_k)
+            else:
+                choices = top_k_columns(select, top_k)
+            out = _Block(choices)
+            if want_affinity:
+                out.affinity = affinity
+            if want_gates:
+                out.gates = gating_weights(affinity, choices, spec.renormalise_gates)
+            if want_moments:
+                if softmax:
+                    out.first = affinity.sum(axis=0, dtype=np.float64)
+                    a64 = affinity.astype(np.float64)
+                    out.second = a64.T @ a64
                 else:
-                    score += add_bias
-            return _top_k(score, top_k)
+                    out.first = (affinity * (np.float32(1.0) - affinity)).sum(
+                        axis=0, dtype=np.float64
+                    )
+            return out
 
         return block
 
     def update(self, loads: np.ndarray) -> None:
-        """Apply the balancing rule with one batch's per-expert loads (ALF-LB only).
+        """Apply the balancing rule with one training batch's per-expert loads.
 
         With mean load c_bar and violation e_i = c_bar - c_i (positive when underloaded):
 
@@ -293,13 +380,35 @@ class Router:
         - ``multiplicative``: b_i *= 1 + u * sign(e_i), with b starting at 1 and selecting by
           affinity x b (ALF Table 4); u < 1 keeps b positive.
 
-        ``none`` and ``aux_loss`` leave the bias alone.
+        ``aux_loss`` leaves the bias alone and moves the logits instead: ``l -= lr * dL/dl``
+        with the balance loss's gradient from these loads and the last step's affinities
+        (:func:`~gpusim.workloads.moe.aux_loss.sigmoid_balance_gradient`). ``none`` does
+        nothing. With ``sequence_aux_alpha`` > 0 the logits also descend DeepSeek-V3's
+        sequence-wise loss's gradient from the last training step, whatever the balancing.
         """
-        if self.spec.balancing != "alf_lb":
+        if self._sequence_grad is not None:
+            step = self.spec.aux_loss_learning_rate * self._sequence_grad
+            self._aux_offset = self._aux_offset - step
+            self._sequence_grad = None
+        if self.spec.balancing == "none":
             return
         c = np.asarray(loads, dtype=np.float64)
         if c.shape != (self.experts,):
             raise SimulationError(f"update needs {self.experts} expert loads, got {c.shape}")
+        if self.spec.balancing == "aux_loss":
+            if self._moments is None:
+                raise SimulationError("aux_loss update before any training step was routed")
+            first, second = self._moments
+            alpha = self.spec.aux_loss_alpha
+            if second is None:
+                grad = sigmoid_balance_gradient(c, first, alpha)
+            else:
+                grad = softmax_balance_gradient(c, first, second, alpha)
+            self._aux_offset = self._aux_offset - self.spec.aux_loss_learning_rate * grad
+            return
+        stop = self.spec.alf_update_stop_step
+        if stop is not None and self.steps_taken > stop:
+            return  # DeepSeek-V3's schedule: no bias update from step `stop` on
         mean = float(c.mean())
         u = self.spec.alf_update_rate
         if self.spec.alf_update == "sign":
@@ -309,6 +418,29 @@ class Router:
                 self._bias = self._bias + u * (mean - c) / mean
         else:
             self._bias = self._bias * (1.0 + u * np.sign(mean - c))
+
+
+def _join(parts: list[_Block], top_k: int, gates: bool) -> RoutedTokens:
+    """The blocks' choices (and gating weights) as one batch."""
+    if not parts:
+        empty = np.zeros((0, top_k), dtype=np.float32) if gates else None
+        return RoutedTokens(np.zeros((0, top_k), dtype=np.int64), empty)
+    choices: np.ndarray = np.concatenate([p.choices for p in parts]).astype(np.int64, copy=False)
+    weights = None
+    if gates:
+        weights = np.concatenate([p.gates for p in parts if p.gates is not None])
+    return RoutedTokens(choices, weights)
+
+
+def _mean_moments(
+    parts: list[_Block], tokens: int, experts: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The blocks' aux-loss sums divided by the step's tokens (zeros for an empty step)."""
+    scale = 1.0 / tokens if tokens else 0.0
+    first = sum((p.first for p in parts if p.first is not None), np.zeros(experts)) * scale
+    seconds = [p.second for p in parts if p.second is not None]
+    second = sum(seconds, np.zeros((experts, experts))) * scale if seconds else None
+    return first, second
 
 
 def route_layer(
@@ -345,4 +477,12 @@ def route_layer(
     )
 
 
-__all__ = ["BLOCK_TOKENS", "Router", "expert_loads", "maxvio", "route_layer"]
+__all__ = [
+    "BLOCK_TOKENS",
+    "DRIFT_STREAM",
+    "RoutedTokens",
+    "Router",
+    "expert_loads",
+    "maxvio",
+    "route_layer",
+]

@@ -1,0 +1,79 @@
+"""Pure helpers of top-k routing over one block of tokens: the softmax gate, DeepSeek-V3's
+node-limited selection, and the gating weights (alf_lb.md sections 1 and 9; docs/alf_lb.md).
+
+Arrays are ``(tokens, experts)`` float32 unless said otherwise; experts are grouped contiguously
+(group g holds experts g*E/G .. (g+1)*E/G - 1), as DeepSeek-V3's ``n_group`` groups sit on
+nodes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpusim.errors import SimulationError
+
+
+def top_k_columns(score: np.ndarray, top_k: int) -> np.ndarray:
+    """Column indices of the ``top_k`` largest entries of each row (distinct, unordered)."""
+    n_cols = score.shape[1]
+    if top_k == n_cols:
+        return np.broadcast_to(np.arange(n_cols), score.shape).copy()
+    picked: np.ndarray = np.argpartition(score, n_cols - top_k, axis=1)[:, n_cols - top_k :]
+    return picked
+
+
+def softmax_rows(x: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, shifted by each row's maximum (no overflow)."""
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    p: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return p
+
+
+def limit_to_groups(
+    score: np.ndarray, groups: int, groups_per_token: int, per_group_top: int
+) -> np.ndarray:
+    """``score`` with every expert outside each token's best ``groups_per_token`` groups set to
+    -inf; a group's rank is the sum of its ``per_group_top`` largest scores (DeepSeek-V3:
+    the sum of the top K_r / M affinities of a node's experts)."""
+    n, experts = score.shape
+    if experts % groups:
+        raise SimulationError(f"{experts} experts cannot be split into {groups} groups")
+    size = experts // groups
+    if not 1 <= per_group_top <= size:
+        raise SimulationError(f"per_group_top {per_group_top} must be between 1 and {size}")
+    grouped = score.reshape(n, groups, size)
+    best = np.partition(grouped, size - per_group_top, axis=2)[:, :, size - per_group_top :]
+    chosen = top_k_columns(best.sum(axis=2), groups_per_token)
+    allowed = np.zeros((n, groups), dtype=bool)
+    np.put_along_axis(allowed, chosen, True, axis=1)
+    limited: np.ndarray = np.where(
+        np.repeat(allowed, size, axis=1), score, np.float32(-np.inf)
+    ).astype(score.dtype, copy=False)
+    return limited
+
+
+def groups_touched(choices: np.ndarray, experts_per_group: int) -> np.ndarray:
+    """Per token, how many distinct expert groups its choices fall in."""
+    group = np.sort(choices // experts_per_group, axis=1)
+    touched: np.ndarray = 1 + np.count_nonzero(np.diff(group, axis=1), axis=1)
+    return touched
+
+
+def gating_weights(affinity: np.ndarray, choices: np.ndarray, renormalise: bool) -> np.ndarray:
+    """The weights of each token's chosen experts: their affinities (no bias), divided by their
+    sum when ``renormalise`` (DeepSeek-V3), else as they are (the ALF paper's g = s)."""
+    chosen = np.take_along_axis(affinity, choices, axis=1)
+    if not renormalise:
+        return chosen
+    total = chosen.sum(axis=1, keepdims=True)
+    weights: np.ndarray = chosen / np.where(total > 0, total, 1)
+    return weights
+
+
+__all__ = [
+    "gating_weights",
+    "groups_touched",
+    "limit_to_groups",
+    "softmax_rows",
+    "top_k_columns",
+]
