@@ -81,4 +81,6 @@ def test_bad_shapes_are_refused(field: str, value: int, reason: str) -> None:
     kw = {"batch": 1, "q_tokens": 8, "kv_tokens": 8, "heads": 4, "kv_heads": 2, "head_dim": 64}
     kw[field] = value
     with pytest.raises(ValueError, match=reason):
-        AttentionShape(causal=True, **kw)
+        AttentionShape(
+            kw["batch"], kw["q_tokens"], kw["kv_tokens"], kw["heads"], kw["kv_heads"], 64, True
+        )
