@@ -41,3 +41,8 @@ def TFLOPS_to_FLOPps(rate_TFLOPS: float) -> float:
 def MB_to_B(size_MB: float) -> float:
     """Decimal megabytes to bytes."""
     return size_MB * MB
+
+
+def GB_to_B(size_GB: float) -> float:
+    """Decimal gigabytes to bytes."""
+    return size_GB * GB
