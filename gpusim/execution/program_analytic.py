@@ -101,6 +101,8 @@ class _Rank:
     ends: list[float] = field(default_factory=list)
     held: list[tuple[float, float, int]] = field(default_factory=list)
     """(start, end, SMs) of the kernels and collectives that may still hold SMs."""
+    held_end: float = 0.0
+    """The latest end in ``held`` so far: a kernel ready then or later overlaps none of them."""
     queued: dict[int, list[float]] = field(default_factory=dict)
     """Per stream: the ends of its operations, in launch order (the launch queue)."""
     external_id: int = 0
@@ -204,9 +206,13 @@ class ProgramAnalytic:
         deps = [rank.ends[i] for i in step.after]
         tail = rank.tails.get(step.stream, 0.0)
         ready = max([rank.host_s + self.times.doorbell_s, tail, *deps])
-        rank.held = [iv for iv in rank.held if iv[1] > rank.host_s]  # done before any new start
-        start = first_fit_s(rank.held, ready, cost.time_s, cost.sms, self.sm_count)
+        if ready >= rank.held_end:
+            start = ready  # what first_fit_s returns when every held interval has ended
+        else:
+            rank.held = [iv for iv in rank.held if iv[1] > rank.host_s]  # done before any start
+            start = first_fit_s(rank.held, ready, cost.time_s, cost.sms, self.sm_count)
         end = start + cost.time_s
+        rank.held_end = max(rank.held_end, end)
         rec = self._record(rank, cost.name, step.call, step.stream, begin)
         rec.kernel_start_s, rec.kernel_end_s = start, end
         rank.held.append((start, end, cost.sms))
@@ -307,6 +313,7 @@ class ProgramAnalytic:
             rank.tails[step.stream] = end
             rank.ends.append(end)
             rank.held.append((t0, end, sms))
+            rank.held_end = max(rank.held_end, end)
             self._queued(rank, step.stream, end)
 
 
