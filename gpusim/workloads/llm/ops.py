@@ -9,6 +9,7 @@ mines (:mod:`gpusim.workloads.llm.fusion`).
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -73,8 +74,10 @@ class OpList:
 
     rates: GPURates
     dtype: Dtype
-    cache: dict[GemmOp | ElementwiseOp, KernelCost]
-    """Kernel costs already computed, shared by the op lists of one run."""
+    cache: dict[Hashable, KernelCost]
+    """Kernel costs already computed, shared by the op lists of one run: by kernel op, and
+    named by (op, kernel kind, sizes) (decode steps repeat the same kernels thousands of
+    times)."""
     ops: list[Op] = field(default_factory=list)
 
     def ew(
@@ -87,23 +90,28 @@ class OpList:
         call: RuntimeCall = RuntimeCall.launch_kernel,
     ) -> None:
         """A memory-bound kernel moving the bytes of ``reads`` and ``writes``."""
-        op = ElementwiseOp(
-            bytes_read=round(sum(b for _, b in reads)),
-            bytes_written=round(sum(b for _, b in writes)),
-        )
-        cost = replace(self._cost(op), name=kind)
+        read_B, write_B = round(sum(b for _, b in reads)), round(sum(b for _, b in writes))
+        key = ("ew", kind, read_B, write_B)
+        cost = self.cache.get(key)
+        if cost is None:
+            op = ElementwiseOp(bytes_read=read_B, bytes_written=write_B)
+            cost = self.cache[key] = replace(self._cost(op), name=kind)
         fusable = call == RuntimeCall.launch_kernel  # a library call (cuBLAS) is not fused
         kernel = Kernel(kind, cost, op_kind, call, reads, writes, memory_bound=fusable)
         self.ops.append(kernel)
 
     def gemm(self, kind: str, m: int, n: int, k: int, a: str, out: str) -> None:
         """A linear layer: a cuBLAS GEMM (``aten::linear`` / ``addmm``) reading ``a``."""
-        cost = self._cost(GemmOp(m=m, n=n, k=k, dtype=self.dtype))
+        key = ("gemm", kind, m, n, k)
+        cost = self.cache.get(key)
+        if cost is None:
+            plain = self._cost(GemmOp(m=m, n=n, k=k, dtype=self.dtype))
+            cost = self.cache[key] = replace(plain, name=f"{kind}_{plain.name}")
         el = float(self.dtype_bytes)
         self.ops.append(
             Kernel(
                 kind,
-                replace(cost, name=f"{kind}_{cost.name}"),
+                cost,
                 call=RuntimeCall.cublas,
                 reads=((a, m * k * el),),
                 writes=((out, m * n * el),),

@@ -19,7 +19,7 @@ epilogue and its host read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -37,7 +37,6 @@ from gpusim.execution.program import (
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels.cost import KernelCost
 from gpusim.spec.llm import LlmInferenceWorkload
-from gpusim.spec.workload import ElementwiseOp, GemmOp
 from gpusim.workloads.llm.forward import ForwardShape, forward_ops, sampling_ops
 from gpusim.workloads.llm.fusion import fuse
 from gpusim.workloads.llm.ops import Collective, Host, Kernel, Op, OpList, ToHost
@@ -96,7 +95,7 @@ class Programs:
     """Launches the fusion removed, per rank, over the whole run."""
     first_pass_launches: int = 0
     prefill_launches: int = 0
-    _cache: dict[GemmOp | ElementwiseOp, KernelCost] = field(default_factory=dict)
+    _cache: dict[Hashable, KernelCost] = field(default_factory=dict)
     _built: dict[int, tuple[list[Step], int]] = field(default_factory=dict)
     """Pass index -> its steps and the ranks still to take them."""
 
