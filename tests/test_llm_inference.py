@@ -27,7 +27,7 @@ from gpusim.hardware.platform import Platform
 from gpusim.result import Outcome
 from gpusim.spec.base import Dtype
 from gpusim.spec.llm import LlmInferenceWorkload
-from gpusim.spec.loading import load_profile, load_topology, load_transformer
+from gpusim.spec.loading import load_profile, load_topology, load_transformer, load_workload
 from gpusim.spec.model_zoo import TransformerModel
 from gpusim.spec.profile import CalibrationProfile, Measured
 from gpusim.spec.refs import data_root
@@ -353,6 +353,40 @@ def test_series_and_phases() -> None:
         assert des.series[name] == pytest.approx(values, rel=1e-12, abs=1e-15)
 
 
+def test_a_decode_only_run_is_all_decode() -> None:
+    wl = workload(tiny(), batch=3, prompt_tokens=8, generated_tokens=5, phase="decode")
+    des, ana = both(wl)
+    for out in (des, ana):
+        m = out.metrics
+        assert "prefill_latency_s" not in m
+        assert m["decode_latency_s"] == m["inference_latency_s"]
+        assert m["decode_tokens_per_s"] == pytest.approx(3 * 5 / m["inference_latency_s"])
+        assert m["kv_cache_B"] == llm.kv_cache_bytes(wl, 8 + 5)
+    assert des.metrics == pytest.approx(ana.metrics, rel=1e-12)
+
+
+def test_fused_tensor_parallel_runs_alike_in_both_fidelities() -> None:
+    wl = LlmInferenceWorkload(
+        model=tiny(heads=4, kv_heads=2),
+        gpus=["gpu0", "gpu1"],
+        tensor_parallel=2,
+        batch=2,
+        prompt_tokens=8,
+        generated_tokens=2,
+        phase="both",
+        launch="fused",
+        runtime="cpp",
+    )
+    des, ana = both(wl)
+    assert ana.metrics["fused_launches_removed"] > 0
+    assert des.metrics == pytest.approx(ana.metrics, rel=1e-12, abs=1e-15)
+    assert set(des.per_gpu) == {"gpu0", "gpu1"}
+    # the C++ runtime pays no framework op and no Python: less host time than PyTorch eager
+    eager = wl.model_copy(update={"runtime": "pytorch_eager"})
+    slower = llm.analytic(TOPO, PROFILE, eager, seed=0)
+    assert ana.per_gpu["gpu0"]["host_s"] < slower.per_gpu["gpu0"]["host_s"]
+
+
 # -- the spec ------------------------------------------------------------------------------------
 
 
@@ -364,12 +398,27 @@ def test_series_and_phases() -> None:
         ({"tensor_parallel": 3}, "does not divide the model's heads"),
         ({"prompt_tokens": 5000}, "exceeds the model's max_positions"),
         ({"dtype": "fp32"}, "is not bf16 or fp16"),
+        ({"gpus": ["gpu0", "gpu1"]}, "2 gpus for tensor_parallel 1"),
     ],
 )
 def test_the_spec_refuses_inconsistent_requests(update: dict[str, object], reason: str) -> None:
     base = {"model": tiny().model_dump(), "batch": 1, "prompt_tokens": 4}
     with pytest.raises(ValidationError, match=reason):
         LlmInferenceWorkload.model_validate(base | update)
+
+
+def test_a_model_whose_heads_do_not_divide_hidden_is_refused() -> None:
+    with pytest.raises(ValidationError, match="heads 3 does not divide hidden 64"):
+        tiny(heads=3, kv_heads=1)
+    assert tiny(heads=3, kv_heads=1, head_dim=16).head_size == 16
+
+
+def test_a_workload_file_names_its_model(tmp_path: Path) -> None:
+    doc = {"kind": "llm_inference", "model": "gpt2", "batch": 2, "prompt_tokens": 8}
+    path = tmp_path / "wl.json"
+    path.write_text(json.dumps(doc))
+    wl = load_workload(path)
+    assert isinstance(wl, LlmInferenceWorkload) and wl.model == load_transformer("gpt2")
 
 
 def test_an_encoder_has_no_decode() -> None:

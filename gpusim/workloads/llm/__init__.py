@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gpusim.engine.sim import Simulation
 from gpusim.errors import SimulationError
 from gpusim.execution.launch import LaunchTimes
 from gpusim.execution.program import RankResult
@@ -183,20 +182,12 @@ def analytic(
     return _outcome(wl, ranks, programs, results, interpreter.log.records, times, memory)
 
 
-def des_on_fresh_node(
-    topology: Topology, profile: CalibrationProfile, wl: LlmInferenceWorkload
-) -> Outcome:
-    """The DES on a node built here (tests and benchmarks)."""
-    return des(Node(topology, profile, Simulation()), wl, seed=0)
-
-
 __all__ = [
     "BASE_METRICS",
     "DECODE_METRICS",
     "PREFILL_METRICS",
     "analytic",
     "des",
-    "des_on_fresh_node",
     "kv_cache_bytes",
     "memory_metrics",
     "metric_names",
