@@ -18,12 +18,13 @@ from typer.testing import CliRunner
 from gpusim import simulate
 from gpusim.cli import app
 from gpusim.engine.sim import Simulation
-from gpusim.errors import SimulationError
+from gpusim.errors import SimulationError, SpecError
 from gpusim.execution.host_costs import HostCosts, RuntimeCall
 from gpusim.execution.program import HostStep, KernelStep, Step, SyncStep, host_cost_s
 from gpusim.export.perfetto import chrome_trace
 from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
+from gpusim.limits import Limits, check_limits, estimate
 from gpusim.result import Outcome
 from gpusim.spec.base import Dtype
 from gpusim.spec.llm import LlmInferenceWorkload
@@ -307,6 +308,23 @@ def test_a_model_that_does_not_fit_is_one_line_at_run_time(tmp_path: Path) -> No
     ran = runner.invoke(app, ["run", str(path), "-o", str(tmp_path / "out")])
     assert ran.exit_code != 0
     assert "does not fit" in ran.output
+
+
+def test_a_very_long_decode_is_refused_before_it_runs() -> None:
+    wl = LlmInferenceWorkload(
+        model=load_transformer("llama-3.1-8b"),
+        batch=1,
+        prompt_tokens=8,
+        generated_tokens=100_000,
+        phase="decode",
+    )
+    scenario = make_scenario(wl)
+    work = estimate(scenario)
+    # 100,000 passes x (32 + 1) layers' worth of at most 60 steps, 8 events each
+    assert work.events == 8 * 60 * 33 * 100_000
+    with pytest.raises(SpecError, match=r"\$\.workload\.generated_tokens: too big to simulate"):
+        check_limits(scenario, "s.json", Limits())
+    check_limits(make_scenario(wl.model_copy(update={"generated_tokens": 16})), "s.json", Limits())
 
 
 # -- the trace -----------------------------------------------------------------------------------
