@@ -88,6 +88,38 @@ def steps_of(wl: LlmInferenceWorkload, profile: CalibrationProfile = PROFILE) ->
     return list(Programs(wl, rates, 1, 16).program(0))
 
 
+# -- the kernels an eager HF forward launches ----------------------------------------------------
+
+
+def _kernel_count(wl: LlmInferenceWorkload) -> int:
+    return sum(isinstance(s, KernelStep) for s in steps_of(wl))
+
+
+def test_llama_prefill_launches_the_hf_eager_kernels() -> None:
+    # per layer: RMSNorm 8, q/k/v 3, rotary on Q and K 2 x 5, SDPA 1, .contiguous() 1, o_proj 1,
+    # residual add 1, RMSNorm 8, gate/up 2, SiLU 1, mul 1, down 1, residual add 1 = 39; per
+    # pass: arange 1, embedding 1, rotary setup 9, final RMSNorm 8, LM head 1 = 20
+    wl = LlmInferenceWorkload(model=load_transformer("llama-3.2-1b"), batch=2, prompt_tokens=16)
+    assert _kernel_count(wl) == 16 * 39 + 20 == 644
+
+
+def test_gpt2_prefill_and_decode_kernels() -> None:
+    # per layer: LayerNorm, c_attn, SDPA, .contiguous(), c_proj, add, LayerNorm, c_fc, GELU as
+    # written (8), c_proj, add = 18; per pass: arange, wte, wpe, add, ln_f, LM head = 6
+    gpt2 = load_transformer("gpt2")
+    prefill = LlmInferenceWorkload(model=gpt2, batch=2, prompt_tokens=16)
+    assert _kernel_count(prefill) == 12 * 18 + 6 == 222
+    # a decode step also concatenates K and V onto the cache in every layer (DynamicCache), and
+    # generate's greedy epilogue launches 17 kernels (cast, argmax, 4 of arithmetic, 2 cats,
+    # fill, add, 5 of stopping criteria, max, eq) before its host read
+    decode = LlmInferenceWorkload(
+        model=gpt2, batch=2, prompt_tokens=16, generated_tokens=1, phase="decode"
+    )
+    steps = steps_of(decode)
+    assert _kernel_count(decode) == 12 * (18 + 2) + 6 + 17
+    assert sum(isinstance(s, SyncStep) for s in steps) == 1
+
+
 # -- TKLQT on the plateau and past the knee ------------------------------------------------------
 
 
