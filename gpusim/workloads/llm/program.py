@@ -39,7 +39,7 @@ from gpusim.kernels.cost import KernelCost
 from gpusim.spec.llm import LlmInferenceWorkload
 from gpusim.workloads.llm.forward import ForwardShape, forward_ops, sampling_ops
 from gpusim.workloads.llm.fusion import fuse
-from gpusim.workloads.llm.ops import Collective, Host, Kernel, Op, OpList, ToHost
+from gpusim.workloads.llm.ops import Collective, Host, Kernel, Op, OpList
 
 Phase = Literal["prefill", "decode"]
 PHASES: tuple[Phase, ...] = ("prefill", "decode")
@@ -194,4 +194,4 @@ class Programs:
         return steps
 
 
-__all__ = ["PHASES", "Pass", "Phase", "Programs", "ToHost", "launches", "passes"]
+__all__ = ["PHASES", "Pass", "Phase", "Programs", "launches", "passes"]
