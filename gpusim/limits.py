@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gpusim.errors import SpecError
 from gpusim.spec.base import storage_bytes
+from gpusim.spec.llm import LlmInferenceWorkload
 from gpusim.spec.moe import FlashMoEStrategy, MoELayerWorkload, RouterStepsWorkload
 from gpusim.spec.scenario import ResolvedScenario
 from gpusim.spec.topology import GPUDevice
@@ -93,6 +94,20 @@ def _router(wl: RouterStepsWorkload) -> WorkEstimate:
     return WorkEstimate(draws / DRAWS_PER_EVENT + wl.layers * steps, memory, driver)
 
 
+LLM_KERNELS_PER_LAYER = 60
+"""An upper bound of the kernels, collectives and host steps one transformer layer issues
+(HF Llama eager: about 45 kernels, 2 all-reduces and about 20 view and module steps)."""
+LLM_RECORD_B = 200
+"""Host bytes of one launch record (a slotted dataclass of a dozen fields)."""
+
+
+def _llm(wl: LlmInferenceWorkload) -> WorkEstimate:
+    passes = (wl.phase != "decode") + (wl.phase != "prefill") * wl.generated_tokens
+    steps = float(passes) * wl.tensor_parallel * (LLM_KERNELS_PER_LAYER * (wl.model.layers + 1))
+    driver = "$.workload.generated_tokens" if passes > 1 else "$.workload.model"
+    return WorkEstimate(EVENTS_PER_FLOW * steps, LLM_RECORD_B * steps, driver)
+
+
 def estimate(scenario: ResolvedScenario) -> WorkEstimate:
     """The work ``scenario`` would take, from its spec alone."""
     wl: Workload = scenario.workload
@@ -110,6 +125,8 @@ def estimate(scenario: ResolvedScenario) -> WorkEstimate:
         return _moe(wl, _n_gpus(wl.gpus, scenario))
     if isinstance(wl, RouterStepsWorkload):
         return _router(wl)
+    if isinstance(wl, LlmInferenceWorkload):
+        return _llm(wl)
     return WorkEstimate(0.0, 0.0, "$.workload")  # a family without an estimate yet
 
 

@@ -46,3 +46,8 @@ def MB_to_B(size_MB: float) -> float:
 def MHz_to_Hz(clock_MHz: float) -> float:
     """Megahertz to hertz."""
     return clock_MHz * 1e6
+
+
+def GB_to_B(size_GB: float) -> float:
+    """Decimal gigabytes to bytes."""
+    return size_GB * GB

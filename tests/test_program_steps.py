@@ -17,6 +17,7 @@ from gpusim.execution.program import (
     Collective,
     Exchange,
     ExchangeStep,
+    GraphStep,
     HostStep,
     KernelStep,
     Program,
@@ -27,7 +28,7 @@ from gpusim.execution.program import (
     host_cost_s,
     validate_programs,
 )
-from gpusim.execution.program_analytic import run_analytic
+from gpusim.execution.program_analytic import ProgramAnalytic, run_analytic
 from gpusim.execution.program_des import ProgramDES
 from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
@@ -216,3 +217,71 @@ def test_launch_records_pair_every_kernel_with_its_runtime_call() -> None:
     # the op's dispatch precedes its runtime call
     fw = COSTS.framework_op_s(OpKind.elementwise)
     assert by_rank[0].runtime_begin_s == pytest.approx(by_rank[0].op_begin_s + fw)
+
+
+def _analytic_log(programs: Sequence[Program]) -> ProgramAnalytic:
+    ana = ProgramAnalytic(Platform.of(make_star_topology(G), make_profile()), GPUS, PHASES)
+    ana.run(programs)
+    return ana
+
+
+def test_analytic_launch_records_equal_the_des_records() -> None:
+    k, g = _kernel(), _kernel(call=RuntimeCall.cublas)
+    ex = Exchange.ring("ar", "all_reduce", G, 1 << 20, 16)
+    programs: list[list[Step]] = [
+        [
+            k,
+            _kernel(new_op=False),
+            HostStep("compute"),
+            g,
+            ExchangeStep(ex, "talk"),
+            SyncStep(8, "talk"),
+        ]
+        for _ in GPUS
+    ]
+    _, des = _des(programs)
+    ana = _analytic_log(programs)
+    for gpu in GPUS:
+        d = [r for r in des.log.records if r.gpu == gpu]
+        a = [r for r in ana.log.records if r.gpu == gpu]
+        assert [(r.name, r.call, r.stream) for r in d] == [(r.name, r.call, r.stream) for r in a]
+        # framework ops numbered alike: the two kernels of one op share its id, the exchange
+        # and the copy are outside any op
+        assert [r.external_id > 0 for r in a] == [True, True, True, False, False]
+        assert a[0].external_id == a[1].external_id != a[2].external_id
+        for rd, ra in zip(d, a, strict=True):
+            for field in ("runtime_begin_s", "runtime_end_s", "kernel_start_s", "kernel_end_s"):
+                assert getattr(ra, field) == pytest.approx(getattr(rd, field), rel=1e-12, abs=1e-18)
+
+
+@pytest.mark.parametrize("n", [1, 3, 40])
+def test_graph_step_closed_form_in_both_fidelities(n: int) -> None:
+    """One cudaGraphLaunch (host: graph_launch_us), the graph starting the doorbell after the
+    call returns; node i at max(start + i x per-node cost, end of node i-1)."""
+    rates = Platform.of(make_star_topology(G), make_profile()).gpu_rates("gpu0")
+    nodes = tuple(elementwise(f"n{i}", 1 << (10 + i % 14), 1 << 10, rates) for i in range(n))
+    programs: list[list[Step]] = [[GraphStep(nodes, "compute")] for _ in GPUS]
+    assert host_cost_s(programs[0][0], COSTS, NCCL_CALL_S) == COSTS.runtime_call_s(
+        RuntimeCall.graph_launch
+    )
+    start = COSTS.runtime_call_s(RuntimeCall.graph_launch) + D
+    end, starts = start, []
+    for i, c in enumerate(nodes, start=1):
+        s0 = max(start + i * COSTS.launch.graph_per_kernel_s, end)
+        starts.append(s0)
+        end = s0 + c.time_s
+    res, des = _des(programs)
+    ana = _analytic_log(programs)
+    for log in (des.log, ana.log):
+        recs = [r for r in log.records if r.gpu == "gpu0"]
+        assert len(recs) == n and len({r.correlation for r in recs}) == 1
+        assert all(r.call is RuntimeCall.graph_launch for r in recs)
+        assert [r.kernel_start_s for r in recs] == pytest.approx(starts, rel=1e-12)
+    assert res[0].end_s == pytest.approx(end, rel=1e-12)
+    assert res[0].launches == n
+    assert _analytic(programs)[0].end_s == pytest.approx(end, rel=1e-12)
+
+
+def test_an_empty_graph_is_an_error() -> None:
+    with pytest.raises(SimulationError, match="a graph needs at least one node"):
+        _analytic([[GraphStep((), "compute")] for _ in GPUS])

@@ -36,6 +36,8 @@ from gpusim.cli import app
 from gpusim.engine.sim import Simulation
 from gpusim.hardware.node import Node
 from gpusim.result import Outcome
+from gpusim.spec.llm import LlmInferenceWorkload
+from gpusim.spec.model_zoo import TransformerModel
 from gpusim.spec.moe import (
     CometStrategy,
     DeepEPStrategy,
@@ -136,6 +138,58 @@ FIXTURES = [
         RouterStepsWorkload(tokens_per_step=256, experts=8, ep_ranks=2, steps=10),
         1,
         None,
+    ),
+]
+TINY_LLAMA = TransformerModel(
+    name="tiny-llama",
+    source="test fixture: a Llama-shaped decoder small enough to run in milliseconds",
+    architecture="decoder",
+    layers=2,
+    hidden=256,
+    heads=4,
+    kv_heads=2,
+    ffn=512,
+    vocab=1000,
+    max_positions=512,
+    activation="silu",
+    gated_mlp=True,
+    norm="rmsnorm",
+    norm_position="pre",
+    positional="rope",
+    linear_bias=False,
+    tied_embeddings=True,
+)
+# one rank: nothing shares a stream; two ranks: tensor-parallel all-reduces and the logits'
+# all-gather, every rank entering each collective at the same time (symmetric programs)
+FIXTURES += [
+    Fixture(
+        "llm_inference",
+        LlmInferenceWorkload(
+            model=TINY_LLAMA,
+            gpus=["gpu0"],
+            batch=2,
+            prompt_tokens=16,
+            generated_tokens=3,
+            phase="both",
+        ),
+        1,
+        "gpus.0",
+    ),
+    Fixture(
+        "llm_inference_tp_graph",
+        LlmInferenceWorkload(
+            model=TINY_LLAMA,
+            gpus=["gpu0", "gpu1"],
+            tensor_parallel=2,
+            batch=2,
+            prompt_tokens=16,
+            generated_tokens=2,
+            phase="both",
+            launch="graph",
+            kv_cache="static",
+        ),
+        2,
+        "gpus.1",
     ),
 ]
 IDS = [f.name for f in FIXTURES]

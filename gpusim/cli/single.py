@@ -39,6 +39,7 @@ from gpusim.spec.loading import (
     load_topology,
     load_workload,
 )
+from gpusim.spec.model_zoo import TransformerModel
 from gpusim.spec.overrides import parse_assignment
 from gpusim.spec.provenance import read_json
 from gpusim.spec.refs import SHIPPED_DIRS, data_root, shipped_names
@@ -154,6 +155,9 @@ def _check_one(path: Path) -> str:
         return f"cpu '{load_model(HostCPUSpec, path).name}'"
     if kind == "memory":
         return f"memory '{load_model(MemoryTierSpec, path).name}'"
+    if kind == "model":
+        model = load_model(TransformerModel, path)
+        return f"model '{model.name}' ({model.parameters() / 1e9:.3g}B parameters)"
     if kind == "measurements":
         doc = load_document(path)
         return (
@@ -191,9 +195,9 @@ def schema(
 
 @app.command("list")
 def list_() -> None:
-    """Show the shipped topologies, workloads and calibration profiles."""
+    """Show the shipped topologies, workloads, calibration profiles and models."""
     root = data_root()
-    for kind in ("scenario", "topology", "profile"):
+    for kind in ("scenario", "topology", "profile", "model"):
         rows: list[list[Cell]] = []
         for name in shipped_names(kind):
             try:

@@ -11,6 +11,8 @@ thread issues in order. The step kinds:
 - :class:`ExchangeStep`: this rank's part of an :class:`Exchange`, bytes moved between ranks
   (an NCCL all-to-all, all-gather, reduce-scatter or all-reduce, or device-initiated one-sided
   copies, optionally fused with a GEMM): every rank meets the same exchanges in the same order;
+- :class:`GraphStep`: one ``cudaGraphLaunch`` of a straight-line CUDA graph of kernels (one host
+  call whatever its size; the graph executor's per-node cost on the device);
 - :class:`SyncStep`: a host synchronisation: a device-to-host copy the host waits for
   (``to_host``), ``cudaStreamSynchronize`` (``stream``) or ``torch.cuda.synchronize()``
   (``device``).
@@ -194,6 +196,25 @@ class ExchangeStep(StepBase):
         return self.exchange
 
 
+@dataclass(frozen=True)
+class GraphStep(StepBase):
+    """One ``cudaGraphLaunch`` of a straight-line graph of ``nodes`` (kernels), captured from
+    the framework ops that would otherwise launch them one by one.
+
+    Host cost: the graph launch call (``host.graph_launch_us``) whatever the node count; the
+    graph holds one launch-queue slot. On the device the graph starts the doorbell latency after
+    the call returns, once its stream's earlier work (and ``after``) is done; node i (1-based)
+    starts at max(graph start + i x ``launch.graph_launch_per_kernel_us``, end of node i-1), as
+    :meth:`gpusim.execution.runtime.HostRuntime.graph_launch`. Every node is recorded as a
+    launch whose runtime call is the graph launch (one correlation id for all)."""
+
+    nodes: tuple[KernelCost, ...]
+    phase: str
+    stream: int = 0
+    after: tuple[int, ...] = ()
+    name: str = "graph"
+
+
 SyncKind = Literal["to_host", "stream", "device"]
 """What a :class:`SyncStep` waits for."""
 
@@ -220,10 +241,10 @@ class SyncStep(StepBase):
     op_kind: OpKind | None = None
 
 
-Step = KernelStep | HostStep | ExchangeStep | SyncStep
+Step = KernelStep | HostStep | ExchangeStep | SyncStep | GraphStep
 """Every step kind the interpreters run."""
 
-STEP_KINDS: tuple[type[StepBase], ...] = (KernelStep, HostStep, ExchangeStep, SyncStep)
+STEP_KINDS: tuple[type[StepBase], ...] = (KernelStep, HostStep, ExchangeStep, SyncStep, GraphStep)
 
 Program = Iterable[Step]
 """One rank's steps: a sequence, or an iterator the interpreters consume lazily."""
@@ -257,7 +278,10 @@ def host_cost_s(step: Step, costs: HostCosts, nccl_host_call_s: float) -> float:
     ``runtime_call_s(call)`` (with the defaults: ``launch.framework_op_us + launch_api_us``).
     Host step: ``count`` x its Python or dispatch cost. Exchange: see :class:`ExchangeStep`
     (``nccl_host_call_s``: the bare NCCL call, ``nccl.host_call_us``). Sync: the copy's
-    dispatch and cudaMemcpyAsync for ``to_host``, nothing for ``stream``/``device``."""
+    dispatch and cudaMemcpyAsync for ``to_host``, nothing for ``stream``/``device``. Graph: one
+    ``cudaGraphLaunch``."""
+    if isinstance(step, GraphStep):
+        return costs.runtime_call_s(RuntimeCall.graph_launch)
     if isinstance(step, KernelStep):
         op = costs.framework_op_s(step.op_kind, step.records_graph) if step.new_op else 0.0
         return op + costs.runtime_call_s(step.call)
@@ -326,6 +350,8 @@ class ProgramCheck:
                 raise self._fail(rank, k, f"after index {i!r} is not an earlier step")
         if isinstance(step, HostStep) and not (isinstance(step.count, int) and step.count >= 0):
             raise self._fail(rank, k, f"host step count {step.count!r} is not a count")
+        if isinstance(step, GraphStep) and not step.nodes:
+            raise self._fail(rank, k, "a graph needs at least one node")
         if isinstance(step, SyncStep) and step.kind != "to_host" and step.d2h_bytes:
             raise self._fail(rank, k, f"a '{step.kind}' sync copies nothing (d2h_bytes 0)")
         exchange = step.meets

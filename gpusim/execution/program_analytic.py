@@ -23,11 +23,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from gpusim.execution.host_costs import HostCosts
+from gpusim.execution.host_costs import HostCosts, RuntimeCall
 from gpusim.execution.program import (
     RING_PASSES,
     Exchange,
     ExchangeStep,
+    GraphStep,
     HostStep,
     KernelStep,
     Phases,
@@ -38,6 +39,7 @@ from gpusim.execution.program import (
     host_cost_s,
     validate_programs,
 )
+from gpusim.execution.runtime import LaunchLog, LaunchRecord
 from gpusim.hardware.platform import Platform
 from gpusim.hardware.static_flows import StaticFlow, static_completion_s
 from gpusim.kernels.collectives import NcclCosts, all_to_all_time_s, ring_time_s
@@ -99,8 +101,12 @@ class _Rank:
     ends: list[float] = field(default_factory=list)
     held: list[tuple[float, float, int]] = field(default_factory=list)
     """(start, end, SMs) of the kernels and collectives that may still hold SMs."""
+    held_end: float = 0.0
+    """The latest end in ``held`` so far: a kernel ready then or later overlaps none of them."""
     queued: dict[int, list[float]] = field(default_factory=dict)
     """Per stream: the ends of its operations, in launch order (the launch queue)."""
+    external_id: int = 0
+    """The framework op still open (0: none), as the DES numbers them."""
 
 
 class ProgramAnalytic:
@@ -117,6 +123,9 @@ class ProgramAnalytic:
         self.setup_s, self.nccl_sms = nccl.setup_s, nccl.sms
         self.nccl_host_call_s = nccl.host_call_s
         self.sm_count = platform.gpu_rates(self.ranks[0]).sm_count
+        self.log = LaunchLog()
+        """Every launch, with the timestamps the DES records (within a rank, in the same
+        order; across ranks, rank by rank between exchanges rather than by time)."""
 
     def run(self, programs: Sequence[Program]) -> list[RankResult]:
         """Every rank's steps up to its next exchange, that exchange, and so on to the end."""
@@ -148,6 +157,8 @@ class ProgramAnalytic:
                 end = self._host(rank, step)
             elif isinstance(step, SyncStep):
                 end = self._sync(rank, step)
+            elif isinstance(step, GraphStep):
+                end = self._graph(rank, step)
             elif isinstance(step, ExchangeStep):
                 return step
             else:
@@ -173,17 +184,37 @@ class ProgramAnalytic:
     def _queued(self, rank: _Rank, stream: int, end: float) -> None:
         rank.queued.setdefault(stream, []).append(end)
 
+    def _record(
+        self, rank: _Rank, name: str, call: RuntimeCall, stream: int, begin_s: float
+    ) -> LaunchRecord:
+        """A launch whose runtime call began at ``begin_s`` and returns now (host clock)."""
+        corr = self.log.next_correlation()
+        rec = LaunchRecord(corr, rank.external_id, name, call, rank.gpu_id, stream, begin_s)
+        rec.runtime_end_s = rank.host_s
+        self.log.records.append(rec)
+        return rec
+
     def _kernel(self, rank: _Rank, step: KernelStep) -> float:
         res, cost = rank.result, step.cost
         res.launches += 1
+        begin = rank.host_s
+        if step.new_op:
+            rank.external_id = self.log.next_external()
+            begin += self.costs.framework_op_s(step.op_kind, step.records_graph)
         self._issue(rank, step)
         self._enter_queue(rank, step.stream)
         deps = [rank.ends[i] for i in step.after]
         tail = rank.tails.get(step.stream, 0.0)
         ready = max([rank.host_s + self.times.doorbell_s, tail, *deps])
-        rank.held = [iv for iv in rank.held if iv[1] > rank.host_s]  # done before any new start
-        start = first_fit_s(rank.held, ready, cost.time_s, cost.sms, self.sm_count)
+        if ready >= rank.held_end:
+            start = ready  # what first_fit_s returns when every held interval has ended
+        else:
+            rank.held = [iv for iv in rank.held if iv[1] > rank.host_s]  # done before any start
+            start = first_fit_s(rank.held, ready, cost.time_s, cost.sms, self.sm_count)
         end = start + cost.time_s
+        rank.held_end = max(rank.held_end, end)
+        rec = self._record(rank, cost.name, step.call, step.stream, begin)
+        rec.kernel_start_s, rec.kernel_end_s = start, end
         rank.held.append((start, end, cost.sms))
         res.phase_s[step.phase] += cost.time_s
         res.busy_sm_s += cost.time_s * cost.sms
@@ -192,19 +223,54 @@ class ProgramAnalytic:
         return end
 
     def _host(self, rank: _Rank, step: HostStep) -> float:
+        rank.external_id = 0
         self._issue(rank, step)
         return rank.host_s
 
+    def _graph(self, rank: _Rank, step: GraphStep) -> float:
+        """One graph launch: node i starts at max(graph start + i x per-node cost, the end of
+        node i-1); the graph holds one queue slot and ends with its last node."""
+        rank.external_id = 0
+        res = rank.result
+        begin = rank.host_s
+        self._issue(rank, step)
+        self._enter_queue(rank, step.stream)
+        deps = [rank.ends[i] for i in step.after]
+        tail = rank.tails.get(step.stream, 0.0)
+        start = max([rank.host_s + self.times.doorbell_s, tail, *deps])
+        corr = self.log.next_correlation()
+        end = start
+        node_s = self.times.graph_per_kernel_s
+        for i, cost in enumerate(step.nodes, start=1):
+            s0 = max(start + i * node_s, end)
+            end = s0 + cost.time_s
+            rec = LaunchRecord(
+                corr, 0, cost.name, RuntimeCall.graph_launch, rank.gpu_id, step.stream, begin
+            )
+            rec.runtime_end_s = rank.host_s
+            rec.kernel_start_s, rec.kernel_end_s = s0, end
+            self.log.records.append(rec)
+            res.phase_s[step.phase] += cost.time_s
+            res.busy_sm_s += cost.time_s * cost.sms
+        res.launches += len(step.nodes)
+        rank.tails[step.stream] = end
+        self._queued(rank, step.stream, end)
+        return end
+
     def _sync(self, rank: _Rank, step: SyncStep) -> float:
         times, res = self.times, rank.result
+        rank.external_id = 0
         if step.kind == "to_host":
             res.launches += 1
+            begin = rank.host_s
             self._issue(rank, step)
             self._enter_queue(rank, 0)
             route = self.platform.route(rank.gpu_id, self.platform.host_of[rank.gpu_id])
             copy_s = memcpy_time_s(step.d2h_bytes, route.bottleneck_Bps, route.latency_s)
             start = max([rank.host_s + times.doorbell_s, *rank.tails.values()])
             end = start + copy_s
+            rec = self._record(rank, "Memcpy DtoH", RuntimeCall.memcpy_async, 0, begin)
+            rec.kernel_start_s, rec.kernel_end_s = start, end
             res.phase_s[step.phase] += copy_s
             rank.tails[0] = end
             self._queued(rank, 0, end)
@@ -219,20 +285,26 @@ class ProgramAnalytic:
 
     def _exchange(self, ranks: Sequence[_Rank], steps: Sequence[ExchangeStep]) -> None:
         """Every rank's part of one exchange (the checks made sure it is the same one)."""
-        entry = []
+        entry, records = [], []
         for rank, step in zip(ranks, steps, strict=True):
+            rank.external_id = 0
+            begin = rank.host_s
             self._issue(rank, step)
             self._enter_queue(rank, step.stream)
             deps = [rank.ends[i] for i in step.after]
             tail = rank.tails.get(step.stream, 0.0)
             entry.append(max([rank.host_s + self.times.doorbell_s, tail, *deps]))
+            nccl = step.exchange.kind == "nccl"
+            call = step.call or (RuntimeCall.collective if nccl else RuntimeCall.launch_kernel)
+            records.append(self._record(rank, step.exchange.name, call, step.stream, begin))
         ex = steps[0].exchange
         end = max(entry) + exchange_time_s(self.platform, self.ranks, ex, self.setup_s)
         if ex.kind == "nccl":
             sms = self.nccl_sms
         else:
             sms = self.sm_count if ex.holds_all_sms else ex.comm_sms
-        for rank, step, t0 in zip(ranks, steps, entry, strict=True):
+        for rank, step, t0, rec in zip(ranks, steps, entry, records, strict=True):
+            rec.kernel_start_s, rec.kernel_end_s = t0, end
             res = rank.result
             res.phase_s[step.phase] += end - t0
             res.exchange_s += end - t0
@@ -241,6 +313,7 @@ class ProgramAnalytic:
             rank.tails[step.stream] = end
             rank.ends.append(end)
             rank.held.append((t0, end, sms))
+            rank.held_end = max(rank.held_end, end)
             self._queued(rank, step.stream, end)
 
 

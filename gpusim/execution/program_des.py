@@ -36,6 +36,7 @@ from gpusim.execution.launch import enter_queue, run_cost
 from gpusim.execution.program import (
     Exchange,
     ExchangeStep,
+    GraphStep,
     HostStep,
     KernelStep,
     Phases,
@@ -170,6 +171,8 @@ class ProgramDES:
                 done = yield from self._exchange(rank, step)
             elif isinstance(step, SyncStep):
                 done = yield from self._sync(rank, step)
+            elif isinstance(step, GraphStep):
+                done = yield from self._graph(rank, step)
             else:
                 assert_never(step)
             rank.done.append(done)
@@ -269,6 +272,58 @@ class ProgramDES:
         call = step.call or (RuntimeCall.collective if nccl else RuntimeCall.launch_kernel)
         op = self._counted(rank, partial(self._exchange_op, step.exchange, rank))
         return (yield from self._launch(rank, stream, name, call, begin, op, deps, step.phase))
+
+    def _graph(self, rank: _Rank, step: GraphStep) -> Generator[simpy.Event, Any, simpy.Event]:
+        """cudaGraphLaunch: one host call, one queue slot; node i starts no earlier than i
+        per-node costs after the graph starts (HostRuntime.graph_launch's device model)."""
+        self._close_op(rank)
+        stream = rank.gpu.stream(step.stream)
+        deps = [rank.done[i] for i in step.after]
+        call = RuntimeCall.graph_launch
+        begin = yield from self._spend(rank, f"launch {step.name}", step)
+        reserved = yield from enter_queue(stream, self.costs.queue_depth)
+        corr = self.log.next_correlation()
+        end = float(self.env.now)
+        gpu, env, phase_s = rank.gpu, self.env, rank.result.phase_s
+        records = []
+        for cost in step.nodes:
+            rec = LaunchRecord(corr, 0, cost.name, call, gpu.id, stream.id, begin)
+            rec.runtime_end_s = end
+            records.append(rec)
+        self.log.records.extend(records)
+        recorder = rank.thread.recorder
+        if recorder.enabled:
+            args = {"correlation": corr, "External id": 0}
+            recorder.slice(rank.thread.track, call.value, begin, end, args, "cuda_runtime")
+        node_s = self.times.graph_per_kernel_s
+
+        def body() -> Process:
+            pending = [e for e in deps if not e.processed]
+            if pending:
+                yield env.all_of(pending)
+            start = float(env.now)
+            for i, (cost, rec) in enumerate(zip(step.nodes, records, strict=True), start=1):
+                ready = start + i * node_s
+                if ready > float(env.now):
+                    yield env.timeout(ready - float(env.now))
+                rec.kernel_start_s = float(env.now)
+                yield from run_cost(gpu, cost)
+                rec.kernel_end_s = float(env.now)
+                phase_s[step.phase] += rec.kernel_end_s - rec.kernel_start_s
+                if recorder.enabled:
+                    kargs = {"correlation": corr, "External id": 0, "device": gpu.id}
+                    recorder.slice(
+                        stream.track,
+                        cost.name,
+                        rec.kernel_start_s,
+                        rec.kernel_end_s,
+                        kargs | {"stream": stream.id},
+                        "kernel",
+                    )
+
+        done = stream.submit(step.name, body, self.times.doorbell_s, reserved=reserved)
+        rank.result.launches += len(step.nodes)
+        return done
 
     def _sync(self, rank: _Rank, step: SyncStep) -> Generator[simpy.Event, Any, simpy.Event]:
         self._close_op(rank)

@@ -25,6 +25,7 @@ from gpusim.report.figures import comparison_bars, gantt, metric_vs_axis, speedu
 from gpusim.report.format import format_value, infer_axes, infer_metrics, is_ok
 from gpusim.report.html import figure_svg, render_html, render_svg_page
 from gpusim.report.plotting import system_colors
+from gpusim.report.transition import marks_transitions, transition_figure
 
 __all__ = [
     "comparison_bars",
@@ -111,8 +112,10 @@ def standard_figures(
     They are: :func:`metric_vs_axis` for every manifest metric and every swept axis;
     :func:`speedup_bars` when ``baseline`` is given, for every metric with a better direction
     (times, rates, bandwidths, utilisations; not sizes, flags or counts, see
-    :mod:`gpusim.quantities`); and a :func:`gantt` of ``gantt_point`` (ValueError when it has no
-    trace) or else of the lowest point with a non-empty trace, if any. Every chart draws a
+    :mod:`gpusim.quantities`); for a batch sweep reporting ``cpu_bound``, every time metric
+    again with each line's CPU-bound / GPU-bound transition marked
+    (:mod:`gpusim.report.transition`); and a :func:`gantt` of ``gantt_point`` (ValueError when
+    it has no trace) or else of the lowest point with a non-empty trace, if any. Every chart draws a
     system in the same colour (:func:`report_colors`).
     """
     axes = list(manifest.get("axes") or infer_axes(rows))
@@ -125,6 +128,15 @@ def standard_figures(
         for metric in metrics
         for axis in axes
     ]
+    if marks_transitions(axes, metrics):
+        out += [
+            (
+                f"{metric} vs batch, CPU-bound to GPU-bound transition marked",
+                partial(transition_figure, rows, metric, axes, colors),
+            )
+            for metric in metrics
+            if metric.endswith("_s")
+        ]
     if baseline is not None:
         _check_baseline(rows, baseline)
         out += [

@@ -6,6 +6,7 @@ from typing import Any, get_args
 
 from gpusim.calibrate.document import RUN_SCHEMA_ID, SCHEMA_ID
 from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryTierSpec
+from gpusim.spec.model_zoo import TransformerModel
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.resources import RESOURCE_REPORT_SCHEMA_ID
 from gpusim.spec.workload import Workload
@@ -23,6 +24,7 @@ _FIELDS = {
     "gpu": set(GPUSpec.model_fields),
     "cpu": set(HostCPUSpec.model_fields),
     "memory": set(MemoryTierSpec.model_fields),
+    "model": set(TransformerModel.model_fields),
 }
 _GENERIC = {"kind", "description", "name", "id", "source", "field_sources"}
 OWN_FIELDS = {
@@ -34,8 +36,9 @@ OWN_FIELDS = {
 
 def detect_kind(raw: Any) -> str | None:
     """'sweep', 'ledger', 'scenario', 'topology', 'workload', 'profile', 'gpu', 'cpu', 'memory',
-    'measurements' (a kernels_ref or published document), 'run' (a `gpusim calibrate run`
-    summary), 'resources' (a ptxas resource report), or None."""
+    'model' (a transformer of the model zoo), 'measurements' (a kernels_ref or published
+    document), 'run' (a `gpusim calibrate run` summary), 'resources' (a ptxas resource report),
+    or None."""
     if not isinstance(raw, dict):
         return None
     schema = raw.get("schema")

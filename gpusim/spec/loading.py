@@ -17,6 +17,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from gpusim.errors import SpecError, json_path
 from gpusim.spec.checks import check_topology, check_workload_against_topology
+from gpusim.spec.model_zoo import TransformerModel
 from gpusim.spec.overrides import apply_override
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.provenance import (
@@ -90,6 +91,21 @@ def _inline_components(topo: dict[str, Any], base_dir: Path, loc: Loc, prov: Pro
                 )
 
 
+def _inline_model(workload: Any, base_dir: Path, loc: Loc, prov: Provenance) -> None:
+    """A workload's ``model`` given by name (``models/``) or path becomes the model's document."""
+    if not (isinstance(workload, dict) and workload.get("kind") == "llm_inference"):
+        return
+    if isinstance(workload.get("model"), str):
+        workload["model"] = _inline("model", workload["model"], base_dir, (*loc, "model"), prov)
+
+
+def load_transformer(ref: str, base_dir: Path | None = None) -> TransformerModel:
+    """A model of the zoo by name (``llama-3.2-1b``) or a path to a model file."""
+    where = Path.cwd() if base_dir is None else base_dir
+    path = resolve_ref("model", ref, where, "<model reference>", "$")
+    return load_model(TransformerModel, path)
+
+
 def load_resource_report(path: str | Path) -> ResourceReport:
     """Load and validate a ptxas resource report (``gpusim calibrate build`` writes them)."""
     return load_model(ResourceReport, path)
@@ -156,6 +172,7 @@ def _raw_scenario(raw: Any, file: Path, prov: Provenance) -> dict[str, Any]:
         if key not in doc:
             raise SpecError(file, json_path((key,)), "Field required")
         doc[key] = _inline(key, doc[key], base, (key,), prov)
+    _inline_model(doc["workload"], base, ("workload",), prov)
     if doc.get("profile") is not None:
         doc["profile"] = _inline("profile", doc["profile"], base, ("profile",), prov)
     return doc
@@ -308,6 +325,7 @@ def load_workload(path: str | Path) -> Workload:
     prov = Provenance()
     prov.add((), file)
     raw = read_json(file)
+    _inline_model(raw, file.parent, (), prov)
     _resolve_resource_refs(raw, (), prov)
     check_magnitudes(raw, prov)
     try:

@@ -16,6 +16,7 @@ SHIPPED_DIRS: dict[str, str] = {
     "cpu": "topologies/components/cpu",
     "memory": "topologies/components/memory",
     "resources": "kernels_ref/resources",
+    "model": "models",
 }
 
 

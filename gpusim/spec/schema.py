@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryTierSpec
+from gpusim.spec.model_zoo import TransformerModel
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.resources import KernelResourcesRef
 from gpusim.spec.scenario import Scenario
@@ -48,6 +49,21 @@ def _allow_resource_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_MODEL_REFERENCE = {
+    "type": "string",
+    "description": "Name of a model of the zoo (models/), or a path to a model file.",
+}
+
+
+def _allow_model_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Let an llm_inference workload's ``model`` also be a name or path."""
+    out = copy.deepcopy(schema)
+    props = out.get("$defs", {}).get("LlmInferenceWorkload", {}).get("properties", {})
+    if "model" in props:
+        props["model"] = {"anyOf": [props["model"], _MODEL_REFERENCE]}
+    return out
+
+
 def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema(mode="validation")
 
@@ -55,13 +71,18 @@ def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
 def all_schemas() -> dict[str, dict[str, Any]]:
     """File name (``*.schema.json``) to schema, for every kind of spec file."""
     schemas: dict[str, dict[str, Any]] = {
-        "scenario": _allow_resource_refs(_allow_component_refs(_model_schema(Scenario))),
+        "scenario": _allow_model_refs(
+            _allow_resource_refs(_allow_component_refs(_model_schema(Scenario)))
+        ),
         "topology": _allow_component_refs(_model_schema(Topology)),
-        "workload": _allow_resource_refs(TypeAdapter(Workload).json_schema(mode="validation")),
+        "workload": _allow_model_refs(
+            _allow_resource_refs(TypeAdapter(Workload).json_schema(mode="validation"))
+        ),
         "profile": _model_schema(CalibrationProfile),
         "gpu": _model_schema(GPUSpec),
         "cpu": _model_schema(HostCPUSpec),
         "memory": _model_schema(MemoryTierSpec),
+        "model": _model_schema(TransformerModel),
     }
     for name, schema in schemas.items():
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from gpusim.spec.base import Dtype, Identifier, NonNegativeFloat, NonNegativeInt, PositiveInt, Spec
+from gpusim.spec.llm import LlmInferenceWorkload
 from gpusim.spec.moe import MoELayerWorkload, RouterStepsWorkload
 from gpusim.spec.problems import (
     Problem,
@@ -136,6 +137,7 @@ Workload = Annotated[
     | KernelChainWorkload
     | TransfersWorkload
     | MoELayerWorkload
-    | RouterStepsWorkload,
+    | RouterStepsWorkload
+    | LlmInferenceWorkload,
     Field(discriminator="kind"),
 ]

@@ -29,6 +29,7 @@ from typing import Any, Generic, Protocol, TypeVar, get_args
 from gpusim.hardware.node import Node
 from gpusim.result import Outcome
 from gpusim.spec.base import Spec
+from gpusim.spec.llm import LlmInferenceWorkload
 from gpusim.spec.moe import MoELayerWorkload, RouterStepsWorkload
 from gpusim.spec.problems import Problem
 from gpusim.spec.profile import CalibrationProfile
@@ -40,7 +41,7 @@ from gpusim.spec.workload import (
     TransfersWorkload,
     Workload,
 )
-from gpusim.workloads import gemm_alltoall, kernel_chain, moe, router_steps, transfers
+from gpusim.workloads import gemm_alltoall, kernel_chain, llm, moe, router_steps, transfers
 
 W = TypeVar("W", bound=Spec)
 W_contra = TypeVar("W_contra", bound=Spec, contravariant=True)
@@ -165,6 +166,14 @@ FAMILIES: Mapping[str, WorkloadFamily[Any]] = _families(
         des=router_steps.des,
         analytic=router_steps.analytic,
         metric_names=router_steps.metric_names,
+    ),
+    WorkloadFamily(
+        kind="llm_inference",
+        spec=LlmInferenceWorkload,
+        check=LlmInferenceWorkload.check,
+        des=llm.des,
+        analytic=llm.analytic,
+        metric_names=llm.metric_names,
     ),
 )
 """Every registered family by kind."""

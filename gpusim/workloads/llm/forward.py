@@ -1,0 +1,375 @@
+"""One forward pass of a zoo model as Hugging Face transformers runs it in eager PyTorch (SDPA
+attention, no padding mask), and the greedy-generation epilogue around it: the operations one
+rank's host issues, in order (:mod:`gpusim.workloads.llm.ops`).
+
+Modelled code (transformers 4.4x-4.5x, ``modeling_llama.py``, ``modeling_gpt2.py``,
+``modeling_bert.py`` / ``modeling_xlm_roberta.py``, ``modeling_opt.py``, ``generation/utils.py``):
+
+- ``LlamaRMSNorm.forward``: ``to(float32)``, ``pow(2)``, ``mean(-1)``, ``+ eps``, ``rsqrt``,
+  ``*``, ``to(input_dtype)``, ``weight *``: eight kernels. ``nn.LayerNorm``: one kernel.
+- ``LlamaRotaryEmbedding.forward`` (once per forward): position ids to float, the
+  ``inv_freq @ position_ids`` product, ``cat``, ``cos``/``sin``, the attention scaling and the
+  casts; ``apply_rotary_pos_emb`` per layer: ``q * cos + rotate_half(q) * sin`` (mul, neg, cat,
+  mul, add) for Q and for K.
+- KV cache: ``DynamicCache.update`` concatenates the past and new keys and values (one ``cat``
+  each per layer when the cache holds tokens); CUDA graphs need a static cache, updated in place
+  (``index_copy_``).
+- ``scaled_dot_product_attention`` (one fused kernel, :mod:`gpusim.kernels.attention`), then
+  ``transpose(1, 2).contiguous()`` (a copy).
+- Linears are cuBLAS GEMMs (``addmm`` with a bias); GPT-2's ``c_attn`` is one GEMM for Q, K, V.
+- MLP: ``act(gate) * up`` then down (gated, Llama), or fc1, activation, fc2; GPT-2's
+  ``NewGELUActivation`` is written out in Python: eight kernels.
+- Tensor parallelism (Megatron-style): column-parallel QKV / gate / up / LM head, row-parallel
+  output and down projections followed by an all-reduce; norms and embeddings replicated; the
+  LM head's logits all-gathered.
+- ``generate`` (greedy): the LM head on the last position only (``logits_to_keep=1``), the
+  logits cast to float32, argmax, the finished-sequence arithmetic, ``input_ids`` and attention
+  mask concatenation, the stopping criteria (max length, EOS) and ``unfinished_sequences.max() ==
+  0`` read by the host: one host sync per generated token.
+- Every ``nn.Module.__call__`` and generate helper is one Python step (``host.python_step_us``).
+
+Kernel kinds name the CUDA kernel a profiler shows: the op, ``_scalar`` for a tensor-scalar
+op (PyTorch launches a different functor, hence a different symbol, than for tensor-tensor),
+and the dtypes.
+
+Not modelled: the attention-mask preparation kernels (no padding: SDPA's causal path), dropout
+(eval), BERT's pooler and MLM head, OPT's position ids from the mask's ``cumsum`` (an ``arange``
+as GPT-2's), logits processors (greedy decoding without temperature or top-p).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpusim.execution.host_costs import OpKind, RuntimeCall
+from gpusim.kernels.attention import AttentionShape
+from gpusim.spec.model_zoo import TransformerModel
+from gpusim.workloads.llm.ops import Collective, OpList, TensorUse, ToHost
+
+INT64_B = 8
+FP32_B = 4
+BOOL_B = 1
+
+
+@dataclass(frozen=True)
+class ForwardShape:
+    """One forward pass: ``q_tokens`` new tokens for each of ``batch`` sequences whose KV cache
+    already holds ``past_tokens``; ``tp`` ranks; ``static_cache``: updated in place (graphs)."""
+
+    batch: int
+    q_tokens: int
+    past_tokens: int
+    tp: int = 1
+    static_cache: bool = False
+
+    @property
+    def rows(self) -> int:
+        """Token rows the linears see: batch x new tokens."""
+        return self.batch * self.q_tokens
+
+    @property
+    def context(self) -> int:
+        """Keys each sequence's new queries attend to."""
+        return self.past_tokens + self.q_tokens
+
+
+class Forward:
+    """Appends one forward pass of ``model`` to ``ops`` (see the module docstring)."""
+
+    def __init__(self, model: TransformerModel, shape: ForwardShape, ops: OpList) -> None:
+        self.m, self.s, self.o = model, shape, ops
+        self.el = float(ops.dtype_bytes)
+        self.dt = ops.dtype.value
+        self.act_B = shape.rows * model.hidden * self.el
+        """Bytes of one hidden-state activation (rows x hidden)."""
+
+    # -- building blocks -------------------------------------------------------------------
+
+    def norm(self, name: str, x: str, out: str) -> None:
+        """An ``nn.LayerNorm`` (one kernel) or ``LlamaRMSNorm`` (eight kernels)."""
+        o, rows, h, a = self.o, self.s.rows, self.m.hidden, self.act_B
+        o.modules()
+        w = (f"{name}.weight", h * self.el)
+        if self.m.norm == "layernorm":
+            stats = (f"{name}.stats", rows * 2 * FP32_B)
+            o.ew(f"layer_norm_{self.dt}", ((x, a), w), ((out, a), stats))
+            return
+        a32, r32 = rows * h * FP32_B, rows * FP32_B
+        p, dt = name, self.dt
+        o.ew(f"copy_{dt}_fp32", ((x, a),), ((f"{p}.x32", a32),))
+        o.ew("pow_scalar_fp32", ((f"{p}.x32", a32),), ((f"{p}.sq", a32),))
+        o.ew("mean_fp32", ((f"{p}.sq", a32),), ((f"{p}.var", r32),), OpKind.reduction)
+        o.ew("add_scalar_fp32", ((f"{p}.var", r32),), ((f"{p}.ve", r32),))
+        o.ew("rsqrt_fp32", ((f"{p}.ve", r32),), ((f"{p}.rs", r32),))
+        o.ew("mul_fp32", ((f"{p}.x32", a32), (f"{p}.rs", r32)), ((f"{p}.n32", a32),))
+        o.ew(f"copy_fp32_{dt}", ((f"{p}.n32", a32),), ((f"{p}.n", a),))
+        o.ew(f"mul_{dt}", (w, (f"{p}.n", a)), ((out, a),))
+
+    def linear(self, name: str, n: int, k: int, x: str, out: str) -> None:
+        """An ``nn.Linear`` of ``k`` inputs and ``n`` outputs on every row (its module call)."""
+        self.o.modules()
+        self.o.gemm(f"gemm_{name}", self.s.rows, n, k, x, out)
+
+    def add(self, a: str, b: str, out: str) -> None:
+        """A residual add of two hidden states."""
+        self.o.ew(f"add_{self.dt}", ((a, self.act_B), (b, self.act_B)), ((out, self.act_B),))
+
+    def all_reduce(self, name: str) -> None:
+        """The all-reduce after a row-parallel linear (tensor parallelism only)."""
+        if self.s.tp > 1:
+            self.o.ops.append(Collective(name, "all_reduce", self.act_B))
+
+    # -- the model -------------------------------------------------------------------------
+
+    def embeddings(self) -> str:
+        """Token (and position, token-type) embeddings; returns the hidden state's id."""
+        o, m, s, a, dt = self.o, self.m, self.s, self.act_B, self.dt
+        ids = ("input_ids", s.rows * INT64_B)
+        o.modules(2)  # the model's and the base model's __call__
+        o.ew("arange_int64", (), (("cache_position", s.q_tokens * INT64_B),))
+        o.views()  # position_ids = cache_position.unsqueeze(0)
+        o.modules()
+        o.ew(f"embedding_{dt}", (ids, ("wte", a)), (("emb", a),), OpKind.indexing)
+        x = "emb"
+        if m.positional == "learned":
+            o.modules()
+            pos = (("cache_position", s.q_tokens * INT64_B), ("wpe", a))
+            o.ew(f"embedding_{dt}", pos, (("pos_emb", a),), OpKind.indexing)
+            self.add(x, "pos_emb", "emb_pos")
+            x = "emb_pos"
+        if m.token_types:
+            o.views()  # the buffered token_type_ids expanded
+            o.modules()
+            o.ew(f"embedding_{dt}", (ids, ("wtt", a)), (("tt_emb", a),), OpKind.indexing)
+            self.add(x, "tt_emb", "emb_tt")
+            x = "emb_tt"
+        if m.norm_position == "post":
+            self.norm("emb_norm", x, "emb_n")
+            x = "emb_n"
+        return x
+
+    def rotary_setup(self) -> None:
+        """``LlamaRotaryEmbedding.forward``: cos and sin for this forward's positions."""
+        o, q, d, dt = self.o, self.s.q_tokens, self.m.head_size, self.dt
+        o.modules()
+        o.views(2)  # inv_freq[None, :, None].expand, position_ids[:, None, :]
+        half, full = q * d // 2 * FP32_B, q * d * FP32_B
+        o.ew("copy_int64_fp32", (("cache_position", q * INT64_B),), (("posf", q * FP32_B),))
+        inv = ("inv_freq", d // 2 * FP32_B)
+        o.ew("bmm_fp32", (inv, ("posf", q * FP32_B)), (("freqs", half),), call=RuntimeCall.cublas)
+        o.views()  # transpose(1, 2)
+        o.ew("cat_fp32", (("freqs", half),), (("rope_emb", full),))
+        for f in ("cos", "sin"):
+            o.ew(f"{f}_fp32", (("rope_emb", full),), ((f"{f}32", full),))
+            o.ew("mul_scalar_fp32", ((f"{f}32", full),), ((f"{f}s", full),))  # attention_scaling
+            o.ew(f"copy_fp32_{dt}", ((f"{f}s", full),), ((f, q * d * self.el),))
+
+    def rotary(self, t: str, width: int) -> str:
+        """``apply_rotary_pos_emb`` on one of Q or K: ``t * cos + rotate_half(t) * sin``."""
+        o, dt = self.o, self.dt
+        b = self.s.rows * width * self.el
+        cs = self.s.q_tokens * self.m.head_size * self.el
+        o.views(2)  # x[..., :d/2], x[..., d/2:]
+        o.ew(f"mul_{dt}", ((t, b), ("cos", cs)), ((f"{t}.c", b),))
+        o.ew(f"neg_{dt}", ((t, b / 2),), ((f"{t}.n", b / 2),))
+        o.ew(f"cat_{dt}", ((f"{t}.n", b / 2), (t, b / 2)), ((f"{t}.r", b),))
+        o.ew(f"mul_{dt}", ((f"{t}.r", b), ("sin", cs)), ((f"{t}.s", b),))
+        o.ew(f"add_{dt}", ((f"{t}.c", b), (f"{t}.s", b)), ((f"{t}.e", b),))
+        return f"{t}.e"
+
+    def cache_update(self, layer: int, k: str, v: str, kv_width: int) -> str:
+        """Store this step's keys and values; returns the id of the K/V the attention reads."""
+        o, s, dt = self.o, self.s, self.dt
+        new_B = s.rows * kv_width * self.el
+        cache = f"{layer}.kv"
+        if s.static_cache:
+            for t in (k, v):
+                o.ew(f"index_copy_{dt}", ((t, new_B),), ((cache, new_B),), OpKind.indexing)
+            return cache
+        if s.past_tokens == 0:
+            return k  # DynamicCache keeps the new tensors: no kernel
+        past_B = s.batch * s.past_tokens * kv_width * self.el
+        for t in (k, v):
+            o.ew(f"cat_{dt}", ((f"{cache}.past", past_B), (t, new_B)), ((cache, past_B + new_B),))
+        return cache
+
+    def attention(self, i: int, x: str) -> str:
+        """Self-attention of layer ``i`` on the normed input ``x``; returns its output's id."""
+        o, m, s, tp = self.o, self.m, self.s, self.s.tp
+        h, qw, kvw = m.hidden, m.q_width // tp, m.kv_width // tp
+        o.modules()  # self_attn
+        p = f"{i}.attn"
+        if m.fused_qkv:
+            self.linear("qkv", qw + 2 * kvw, h, x, f"{p}.qkv")
+            o.views(7)  # split, then view + permute of each of Q, K, V
+            q, k, v = f"{p}.qkv", f"{p}.qkv", f"{p}.qkv"
+        else:
+            q, k, v = f"{p}.q", f"{p}.k", f"{p}.v"
+            self.linear("q", qw, h, x, q)
+            self.linear("k", kvw, h, x, k)
+            self.linear("v", kvw, h, x, v)
+            o.views(6)  # view + transpose of each
+        if m.positional == "rope":
+            o.views(2)  # cos.unsqueeze, sin.unsqueeze
+            q, k = self.rotary(q, qw), self.rotary(k, kvw)
+        kv = self.cache_update(i, k, v, kvw)
+        shape = AttentionShape(
+            s.batch,
+            s.q_tokens,
+            s.context,
+            m.heads // tp,
+            m.kv_heads // tp,
+            m.head_size,
+            m.architecture == "decoder",
+            o.dtype,
+        )
+        o.attention(shape, q, kv, f"{p}.sdpa")
+        o.views()  # transpose(1, 2)
+        b = s.rows * qw * self.el
+        o.ew(f"copy_{self.dt}", ((f"{p}.sdpa", b),), ((f"{p}.ctx", b),))  # .contiguous()
+        o.views()  # reshape
+        self.linear("o", h, qw, f"{p}.ctx", f"{p}.out")
+        self.all_reduce(f"{i}.attn_all_reduce")
+        return f"{p}.out"
+
+    def activation(self, x: str, out: str, width: int) -> None:
+        """The MLP activation on ``x`` (rows x ``width``)."""
+        o, dt, m = self.o, self.dt, self.m
+        b = self.s.rows * width * self.el
+        o.modules()
+        if m.activation != "gelu_new":
+            o.ew(f"{m.activation}_{dt}", ((x, b),), ((out, b),))
+            return
+        # NewGELUActivation: 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))
+        steps = (
+            "pow_scalar",
+            "mul_scalar",
+            "add",
+            "mul_scalar",
+            "tanh",
+            "add_scalar",
+            "mul_scalar",
+        )
+        prev = x
+        for n, op in enumerate(steps):
+            reads = ((prev, b), (x, b)) if n == 2 else ((prev, b),)
+            if n == 6:
+                reads = ((x, b),)  # 0.5 * x
+            o.ew(f"{op}_{dt}", reads, ((f"{x}.g{n}", b),))
+            prev = f"{x}.g{n}"
+        o.ew(f"mul_{dt}", ((f"{x}.g6", b), (f"{x}.g5", b)), ((out, b),))
+
+    def mlp(self, i: int, x: str) -> str:
+        """The MLP of layer ``i`` on the normed input ``x``; returns its output's id."""
+        o, m, tp = self.o, self.m, self.s.tp
+        h, f = m.hidden, m.ffn // tp
+        p = f"{i}.mlp"
+        o.modules()
+        b = self.s.rows * f * self.el
+        if m.gated_mlp:
+            self.linear("gate", f, h, x, f"{p}.gate")
+            self.linear("up", f, h, x, f"{p}.up")
+            self.activation(f"{p}.gate", f"{p}.act", f)
+            reads: tuple[TensorUse, ...] = ((f"{p}.act", b), (f"{p}.up", b))
+            o.ew(f"mul_{self.dt}", reads, ((f"{p}.hid", b),))
+        else:
+            self.linear("fc1", f, h, x, f"{p}.fc1")
+            self.activation(f"{p}.fc1", f"{p}.hid", f)
+        self.linear("down", h, f, f"{p}.hid", f"{p}.out")
+        self.all_reduce(f"{i}.mlp_all_reduce")
+        return f"{p}.out"
+
+    def layer(self, i: int, x: str) -> str:
+        """Decoder or encoder layer ``i`` on the hidden state ``x``; returns its output's id."""
+        self.o.modules()
+        if self.m.norm_position == "pre":
+            self.norm(f"{i}.ln1", x, f"{i}.xn")
+            a = self.attention(i, f"{i}.xn")
+            self.add(x, a, f"{i}.h1")
+            self.norm(f"{i}.ln2", f"{i}.h1", f"{i}.hn")
+            mo = self.mlp(i, f"{i}.hn")
+            self.add(f"{i}.h1", mo, f"{i}.out")
+            return f"{i}.out"
+        a = self.attention(i, x)
+        self.add(x, a, f"{i}.h1r")
+        self.norm(f"{i}.ln1", f"{i}.h1r", f"{i}.h1")
+        mo = self.mlp(i, f"{i}.h1")
+        self.add(f"{i}.h1", mo, f"{i}.outr")
+        self.norm(f"{i}.ln2", f"{i}.outr", f"{i}.out")
+        return f"{i}.out"
+
+    def build(self) -> str:
+        """The whole forward (embeddings, layers, final norm, LM head on the last position);
+        returns the id of the logits (or of the encoder's last hidden state)."""
+        x = self.embeddings()
+        if self.m.positional == "rope":
+            self.rotary_setup()
+        for i in range(self.m.layers):
+            x = self.layer(i, x)
+        if self.m.norm_position == "pre":
+            self.norm("final_norm", x, "final")
+            x = "final"
+        if self.m.architecture == "encoder":
+            return x
+        return self.lm_head(x)
+
+    def lm_head(self, x: str) -> str:
+        """``lm_head`` on each sequence's last position (``logits_to_keep=1``), gathered over
+        the tensor-parallel ranks."""
+        o, m, s = self.o, self.m, self.s
+        vocab = -(-m.vocab // s.tp)
+        o.views()  # hidden_states[:, -1:, :]
+        o.modules()
+        o.gemm("gemm_lm_head", s.batch, vocab, m.hidden, x, "logits")
+        if s.tp > 1:
+            o.ops.append(
+                Collective("lm_head_all_gather", "all_gather", s.batch * m.vocab * self.el)
+            )
+        return "logits"
+
+
+def forward_ops(model: TransformerModel, shape: ForwardShape, ops: OpList) -> None:
+    """Append one forward pass of ``model`` of ``shape`` to ``ops``."""
+    Forward(model, shape, ops).build()
+
+
+def sampling_ops(model: TransformerModel, batch: int, length: int, ops: OpList) -> None:
+    """The greedy ``generate`` step after a forward: the host reads whether every sequence has
+    finished (one sync). ``length``: the tokens in ``input_ids`` before this step's token."""
+    o, dt = ops, ops.dtype.value
+    el = float(ops.dtype_bytes)
+    v = model.vocab
+    b8, ids_B = batch * INT64_B, batch * length * INT64_B
+    # next_token_logits = outputs.logits[:, -1, :].to(copy=True, dtype=torch.float32)
+    o.views()
+    o.ew(f"copy_{dt}_fp32", (("logits", batch * v * el),), (("l32", batch * v * FP32_B),))
+    o.modules()  # logits_processor(input_ids, next_token_logits): empty for greedy decoding
+    o.ew("argmax_fp32", (("l32", batch * v * FP32_B),), (("tok", b8),), OpKind.reduction)
+    # next_tokens * unfinished_sequences + pad_token_id * (1 - unfinished_sequences)
+    o.ew("mul_int64", (("tok", b8), ("unf", b8)), (("t1", b8),))
+    o.ew("rsub_scalar_int64", (("unf", b8),), (("t2", b8),))
+    o.ew("mul_scalar_int64", (("t2", b8),), (("t3", b8),))
+    o.ew("add_int64", (("t1", b8), ("t3", b8)), (("next", b8),))
+    # input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)
+    o.views()
+    o.ew("cat_int64", (("ids", ids_B), ("next", b8)), (("ids2", ids_B + b8),))
+    # _update_model_kwargs_for_generation: attention mask and cache_position
+    o.modules()
+    o.ew("fill_int64", (), (("ones", b8),))
+    o.ew("cat_int64", (("mask", ids_B), ("ones", b8)), (("mask2", ids_B + b8),))
+    o.views()
+    o.ew("add_scalar_int64", (("cpos", INT64_B),), (("cpos2", INT64_B),))
+    # stopping_criteria(input_ids, scores): MaxLengthCriteria, EosTokenCriteria, their or
+    o.modules(3)
+    o.ew("fill_bool", (), (("done_len", batch * BOOL_B),))
+    o.ew("isin_int64", (("next", b8),), (("done_eos", batch * BOOL_B),), OpKind.indexing)
+    o.ew("bitwise_or_bool", (("done_len", batch), ("done_eos", batch)), (("done", batch),))
+    # unfinished_sequences = unfinished_sequences & ~is_done
+    o.ew("bitwise_not_bool", (("done", batch),), (("ndone", batch),))
+    o.ew("bitwise_and_int64", (("unf", b8), ("ndone", batch)), (("unf2", b8),))
+    # this_peer_finished = unfinished_sequences.max() == 0, read by the while condition
+    o.ew("max_int64", (("unf2", b8),), (("mx", INT64_B),), OpKind.reduction)
+    o.ew("eq_scalar_int64", (("mx", INT64_B),), (("fin", BOOL_B),))
+    o.modules()  # _has_unfinished_sequences
+    o.ops.append(ToHost(BOOL_B))
+    o.modules()  # prepare_inputs_for_generation for the next step
