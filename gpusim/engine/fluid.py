@@ -48,6 +48,9 @@ class _FlowClass:
     cap_Bps: float
     rate_Bps: float = 0.0
     virtual_B: float = 0.0
+    """Bytes one of its flows had received at ``ref_s`` (the clock runs at ``rate_Bps`` since:
+    :meth:`virtual_at`)."""
+    ref_s: float = 0.0
     next_s: float = math.inf
     """Absolute time its first flow completes at the current rate."""
     flows: list[tuple[float, int, _Flow]] = field(default_factory=list)
@@ -55,6 +58,18 @@ class _FlowClass:
     load_Bps: float = 0.0
     """What the class adds to each resource on its route in ``FluidNetwork.load_Bps``: its rate
     times its flows as of the last solve that included it."""
+
+    def virtual_at(self, now: float) -> float:
+        """The class's virtual clock at ``now``: bytes one of its flows has received."""
+        if now == self.ref_s:
+            return self.virtual_B
+        return self.virtual_B + self.rate_Bps * (now - self.ref_s)
+
+    def set_rate(self, rate_Bps: float, now: float) -> None:
+        """Run the clock at ``rate_Bps`` from ``now`` on."""
+        self.virtual_B = self.virtual_at(now)
+        self.ref_s = now
+        self.rate_Bps = rate_Bps
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,9 @@ class FluidNetwork:
         self.load_Bps: list[float] = []
         self.peak_load_Bps: list[float] = []
         self.busy_s: list[float] = []
+        self._since_s: list[float] = []
+        """Per resource: when ``carried_B`` and ``busy_s`` were last brought up to date (they
+        grow at its load between changes of it: :meth:`_flush`)."""
         self._demand: list[float] = []
         """Per resource: the sum of its capped flows' caps (what they could ever draw)."""
         self._uncapped: list[int] = []
@@ -88,7 +106,6 @@ class FluidNetwork:
         self._tracks: list[Track] = []
         self._classes: dict[FlowKey, _FlowClass] = {}
         self._entering: dict[float, list[tuple[FlowKey, float, simpy.Event, str]]] = {}
-        self._active: set[int] = set()
         self._users: dict[int, set[FlowKey]] = {}
         self._dirty_keys: set[FlowKey] = set()
         self._dirty_res: set[int] = set()
@@ -113,6 +130,7 @@ class FluidNetwork:
         self.load_Bps.append(0.0)
         self.peak_load_Bps.append(0.0)
         self.busy_s.append(0.0)
+        self._since_s.append(0.0)
         self._demand.append(0.0)
         self._uncapped.append(0)
         self._tracks.append(Track(group, name))
@@ -150,8 +168,10 @@ class FluidNetwork:
         return done
 
     def stats(self) -> list[ResourceStats]:
-        """Per-resource totals so far (advance the clock to now first)."""
-        self._advance()
+        """Per-resource totals so far."""
+        now = float(self.env.now)
+        for r in range(len(self.names)):
+            self._flush(r, now)
         return [
             ResourceStats(n, c, b, p, s)
             for n, c, b, p, s in zip(
@@ -178,16 +198,16 @@ class FluidNetwork:
         if size_B == 0:
             done.succeed()
             return
-        self._advance()
+        self._last_s = now = float(self.env.now)
         cls = self._classes.get(key)
         if cls is None:
-            cls = _FlowClass(route=key[0], cap_Bps=key[1])
+            cls = _FlowClass(route=key[0], cap_Bps=key[1], ref_s=now)
             self._classes[key] = cls
             for r in cls.route:
                 self._users.setdefault(r, set()).add(key)
         self._dirty_keys.add(key)
         self._add_demand(cls, 1)
-        flow = _Flow(cls.virtual_B + size_B, next(self._seq), done, size_B, self._last_s, label)
+        flow = _Flow(cls.virtual_at(now) + size_B, next(self._seq), done, size_B, now, label)
         heapq.heappush(cls.flows, (flow.finish_vB, flow.seq, flow))
         self._request_settle()
 
@@ -208,17 +228,15 @@ class FluidNetwork:
         max-min rate, so it does not couple the flows that share it."""
         return self._uncapped[r] == 0 and self._demand[r] <= self.capacity_Bps[r] * _SLACK_REL
 
-    def _advance(self) -> None:
-        now = float(self.env.now)
-        dt = now - self._last_s
-        if dt <= 0:
-            return
-        for cls in self._classes.values():
-            cls.virtual_B += cls.rate_Bps * dt
-        for r in self._active:
-            self.carried_B[r] += self.load_Bps[r] * dt
-            self.busy_s[r] += dt
-        self._last_s = now
+    def _flush(self, r: int, now: float) -> None:
+        """Bring resource ``r``'s carried bytes and busy time up to ``now`` at its load."""
+        dt = now - self._since_s[r]
+        if dt > 0:
+            load = self.load_Bps[r]
+            if load > 0:
+                self.carried_B[r] += load * dt
+                self.busy_s[r] += dt
+            self._since_s[r] = now
 
     def _request_settle(self) -> None:
         if not self._settle_pending:
@@ -279,7 +297,7 @@ class FluidNetwork:
         the event rate, so the component is first taken optimistically (:meth:`_component`)
         and only taken whole when a loose resource would fill."""
         self._settle_pending = False
-        self._advance()
+        self._last_s = float(self.env.now)
         keys, resources, touched, loose = self._component(optimistic=True)
         classes = [self._classes[k] for k in keys]
         rates = self._solve_leaving(classes, loose)
@@ -356,7 +374,7 @@ class FluidNetwork:
     ) -> bool:
         """Give each class its new rate and the time its first flow completes at it (unchanged
         when neither its flows nor its rate changed), move its contribution on the loads of its
-        resources, then update the active set, peak and (when tracing) utilisation of
+        resources, then update the peak and (when tracing) utilisation of
         ``resources``. Returns whether completions are indexed by a heap (many classes) rather
         than found by a scan (few)."""
         heap_mode = len(self._classes) > _HEAP_MIN_CLASSES
@@ -371,6 +389,8 @@ class FluidNetwork:
             self._next.clear()
         load = self.load_Bps
         now = self._last_s
+        for r in resources:
+            self._flush(r, now)
         for cls in self._gone:
             for r in cls.route:
                 load[r] -= cls.load_Bps
@@ -384,26 +404,22 @@ class FluidNetwork:
                 cls.load_Bps = contribution
             if rate == cls.rate_Bps and key not in touched:
                 continue  # same flows at the same rate: its completion time stands
-            cls.rate_Bps = rate
+            if rate != cls.rate_Bps:
+                cls.set_rate(rate, now)
             if rate == math.inf:
                 cls.next_s = now
             elif rate > 0:
-                cls.next_s = now + max(cls.flows[0][0] - cls.virtual_B, 0.0) / rate
+                cls.next_s = now + max(cls.flows[0][0] - cls.virtual_at(now), 0.0) / rate
             else:
                 cls.next_s = math.inf
             if heap_mode and cls.next_s < math.inf:
                 heapq.heappush(self._next, (cls.next_s, next(self._seq), cls))
-        active, peak, users = self._active, self.peak_load_Bps, self._users
+        peak, users = self.peak_load_Bps, self._users
         for r in resources:
             if not users.get(r):
                 load[r] = 0.0  # no flows left: no rounding residue either
-            r_load = load[r]
-            if r_load > 0:
-                active.add(r)
-                if r_load > peak[r]:
-                    peak[r] = r_load
-            else:
-                active.discard(r)
+            elif load[r] > peak[r]:
+                peak[r] = load[r]
         if self.recorder.enabled:
             capacity = self.capacity_Bps
             for r in resources:
@@ -441,19 +457,19 @@ class FluidNetwork:
         if generation != self._generation:
             return  # superseded by a later recomputation
         self._wake_s = math.inf
-        self._advance()
-        now = self._last_s
+        self._last_s = now = float(self.env.now)
         finished: list[tuple[_Flow, tuple[int, ...]]] = []
         for key, cls in list(self._classes.items()):
             flows = cls.flows
             rate = cls.rate_Bps
-            limit = cls.virtual_B * (1.0 + _FINISH_REL_TOL)
+            virtual = cls.virtual_at(now)
+            limit = virtual * (1.0 + _FINISH_REL_TOL)
             # Also finish a flow whose rest takes less than the clock resolves at `now`: its
             # wake-up would land at `now` again, forever.
             while flows and (
                 rate == math.inf
                 or flows[0][0] <= limit
-                or (rate > 0 and now + (flows[0][0] - cls.virtual_B) / rate <= now)
+                or (rate > 0 and now + (flows[0][0] - virtual) / rate <= now)
             ):
                 finished.append((heapq.heappop(flows)[2], cls.route))
                 self._dirty_keys.add(key)
