@@ -198,7 +198,8 @@ def _synthetic_run(seed: int) -> dict[str, list[dict[str, Any]]]:
             tile_n=128,
             tile_k=64,
         )
-        for blocks, value in ((1, 600.0), (2, 0.75 * FP16_PEAK_TFLOPS))
+        # MMA-bound at both occupancies (the L2 is too fast to bind): the same issue rate
+        for blocks, value in ((1, 0.75 * FP16_PEAK_TFLOPS), (2, 0.75 * FP16_PEAK_TFLOPS))
     ]
     persistent = [_measurement("scheduler_ns_per_task", "ns", 35.0, rng, tasks=4096, blocks=264)]
     return {
@@ -251,7 +252,6 @@ def test_points_that_inform_nothing_are_reported_not_fitted(tmp_path: Path) -> N
             "flag_handoff_ns",  # scope cta
             "flag_handoff_ns",  # scope system
             "flag_handoff_hostmem_ns",
-            "tile_tflops",
         ]
     )
     assert report.points == 28 - len(report.unused)

@@ -45,10 +45,9 @@ Tensor cores (``TFLOP/s``)
     grid's steady mainloop rate (:mod:`gpusim.kernels.mainloop`): ``blocks x SMs`` CTAs, each K
     step the slowest of MMA issue at tensor_efficiency[path][dtype], the step's operand bytes
     at memory_hierarchy.l2_near_read_GBps shared by the grid (at most ``stages x bytes /
-    l2_hit_latency_ns`` per CTA) and shared memory; used at deep K (``k >= 1024``) and full
-    occupancy: the largest ``blocks_per_sm`` measured for that (path, dtype, tile_m, tile_n, k)
-    in the document (a point without ``k`` / ``blocks_per_sm`` is a published full-occupancy
-    figure at FlashMoE's 2 blocks per SM).
+    l2_hit_latency_ns`` per CTA) and shared memory; used at deep K (``k >= 1024``) and any
+    occupancy (a point without ``blocks_per_sm`` is a published figure at FlashMoE's 2 per SM);
+    whichever bound the candidate values make binding is the parameter a point informs.
     ``skinny_gemm_tflops`` / ``gemm_tflops {m, n, k, dtype, impl}`` = the same steady rate for
     the library's first tile on every SM, times useful / issued MMA work; path is ``impl``
     (``cublas``: wgmma from compute capability 9.0, else mma_sync); used only with at least 4
@@ -398,35 +397,6 @@ def _mainloop_observation(
     return Observation(m.stats.median, (mma, L2_NEAR, L2_HIT), predict, formula, kinked=True)
 
 
-def _below_full_occupancy(m: Measurement, ctx: Context, blocks: int, k: int | None) -> bool:
-    """Whether a larger ``blocks_per_sm`` was measured for the same (path, dtype, tile, k)."""
-    series = (
-        m.params.get("path"),
-        m.params.get("dtype"),
-        m.params.get("tile_m"),
-        m.params.get("tile_n"),
-        k,
-    )
-    best = max(
-        (
-            int(s.params["blocks_per_sm"])
-            for s in ctx.siblings
-            if s.name == m.name
-            and isinstance(s.params.get("blocks_per_sm"), int)
-            and (
-                s.params.get("path"),
-                s.params.get("dtype"),
-                s.params.get("tile_m"),
-                s.params.get("tile_n"),
-                s.params.get("k"),
-            )
-            == series
-        ),
-        default=blocks,
-    )
-    return blocks < best
-
-
 def _tile(m: Measurement, ctx: Context) -> Observation | Unused:
     check_unit(m, "TFLOPS")
     path, dtype = path_param(m), dtype_param(m)
@@ -436,8 +406,6 @@ def _tile(m: Measurement, ctx: Context) -> Observation | Unused:
     gpu = plates.gpu
     if k is not None and k < DEEP_K:
         return Unused(f"k = {k} is below {DEEP_K}: prologue and epilogue still show")
-    if measured_blocks is not None and _below_full_occupancy(m, ctx, measured_blocks, k):
-        return Unused(f"blocks_per_sm = {measured_blocks} is below the series' full occupancy")
     blocks = measured_blocks or PERSISTENT_BLOCKS_PER_SM
     elem = storage_bytes(dtype)
     sm90 = path is InstructionPath.wgmma
