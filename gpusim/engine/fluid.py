@@ -269,6 +269,7 @@ class FluidNetwork:
         for k in keys:
             seeds.update(k[0])
         load, capacity = self.load_Bps, self.capacity_Bps
+        uncapped, demand, users = self._uncapped, self._demand, self._users
         stack = list(seeds)
         resources: set[int] = set()
         loose: set[int] = set()
@@ -277,13 +278,14 @@ class FluidNetwork:
             if r in resources:
                 continue
             resources.add(r)
-            below = load[r] < capacity[r] * _SLACK_REL
-            if self._slack(r) and (below or r not in seeds):
-                continue  # limits no rate: its capacity is never in question
+            room = capacity[r] * _SLACK_REL
+            below = load[r] < room
+            if not uncapped[r] and demand[r] <= room and (below or r not in seeds):
+                continue  # cannot saturate (:meth:`_slack`): its capacity is never in question
             if optimistic and below:
                 loose.add(r)
                 continue
-            for k in self._users.get(r, ()):
+            for k in users.get(r, ()):
                 if k not in keys:
                     keys.add(k)
                     stack.extend(k[0])
@@ -389,8 +391,14 @@ class FluidNetwork:
             self._next.clear()
         load = self.load_Bps
         now = self._last_s
-        for r in resources:
-            self._flush(r, now)
+        since, carried, busy = self._since_s, self.carried_B, self.busy_s
+        for r in resources:  # bring the totals up to now before the loads change (_flush)
+            dt = now - since[r]
+            if dt > 0:
+                if load[r] > 0:
+                    carried[r] += load[r] * dt
+                    busy[r] += dt
+                since[r] = now
         for cls in self._gone:
             for r in cls.route:
                 load[r] -= cls.load_Bps

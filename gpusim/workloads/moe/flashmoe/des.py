@@ -135,6 +135,10 @@ class _Run:
                 route = self.node.fabric.route(src_id, dst_id)
                 back = self.node.fabric.route(dst_id, src_id)
                 flag_s = route.latency_s + self.times.flag_handoff_s
+                rdma = self.node_of[g] != self.node_of[dst]
+                # an RDMA put reads its staged copy from HBM; a P2P epilogue stores the tile
+                # from registers, so it writes the home GPU's HBM and reads none
+                returns = back.resources if rdma else (*back.links, self.hbm(g))
                 pkt = _Packet(
                     g,
                     dst,
@@ -142,9 +146,9 @@ class _Run:
                     n,
                     tile_rows(n, plan.tile_m),
                     [],
-                    back.resources,
+                    returns,
                     back.latency_s,
-                    self.node_of[g] != self.node_of[dst],
+                    rdma,
                 )
             else:
                 flag_s = self.times.flag_handoff_s
