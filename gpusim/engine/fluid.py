@@ -282,10 +282,11 @@ class FluidNetwork:
             below = load[r] < room
             if not uncapped[r] and demand[r] <= room and (below or r not in seeds):
                 continue  # cannot saturate (:meth:`_slack`): its capacity is never in question
-            if optimistic and below:
+            sharers = users.get(r, ())
+            if optimistic and below and len(sharers) > 1:  # one class decouples nothing
                 loose.add(r)
                 continue
-            for k in users.get(r, ()):
+            for k in sharers:
                 if k not in keys:
                     keys.add(k)
                     stack.extend(k[0])
@@ -302,12 +303,11 @@ class FluidNetwork:
         self._last_s = float(self.env.now)
         keys, resources, touched, loose = self._component(optimistic=True)
         classes = [self._classes[k] for k in keys]
-        rates = self._solve_leaving(classes, loose)
-        if loose and rates is None:
-            keys, resources, touched, loose = self._component(optimistic=False)
+        rates = self._solve_leaving(classes, loose) if loose else self._solve(classes)
+        if rates is None:  # a loose resource would fill: take the component whole
+            keys, resources, touched, _ = self._component(optimistic=False)
             classes = [self._classes[k] for k in keys]
-            rates = self._solve_leaving(classes, loose)
-        assert rates is not None  # without optimism no loose resource can fill
+            rates = self._solve(classes)
         self._dirty_keys.clear()
         self._dirty_res.clear()
         self._reschedule(self._retime(keys, classes, rates, resources, touched))

@@ -115,15 +115,17 @@ class GPURuntime:
         if granted is not None:
             yield granted
         self._sm_change(sms)
-        flows = []
-        for resource, size_B in ((self.hbm, hbm_bytes), (self.l2, l2_bytes)):
-            if resource is not None and size_B > 0:  # the floor delays the flow, like a latency
-                cap = size_B / compute_time_s if compute_time_s > 0 else math.inf
-                flows.append(self.network.transfer((resource,), size_B, floor_s, cap, name))
-        if len(flows) == 1:
-            yield flows[0]
-        elif flows:
+        network = self.network
+        if l2_bytes > 0 and self.l2 is not None and compute_time_s > 0:  # its operand reads too
+            flows = [
+                network.transfer((resource,), size_B, floor_s, size_B / compute_time_s, name)
+                for resource, size_B in ((self.hbm, hbm_bytes), (self.l2, l2_bytes))
+                if size_B > 0
+            ]
             yield self.env.all_of(flows)
+        elif hbm_bytes > 0:  # the floor delays the flow's start, like a route latency
+            cap = hbm_bytes / compute_time_s if compute_time_s > 0 else math.inf
+            yield network.transfer((self.hbm,), hbm_bytes, floor_s, cap, name)
         elif floor_s + compute_time_s > 0:
             yield self.env.timeout(floor_s + compute_time_s)
         self._sm_change(-sms)
