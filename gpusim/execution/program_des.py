@@ -47,7 +47,7 @@ from gpusim.execution.program import (
     host_cost_s,
     validate_programs,
 )
-from gpusim.execution.runtime import LaunchLog, LaunchRecord
+from gpusim.execution.runtime import LaunchLog, LaunchRecord, run_graph_nodes
 from gpusim.hardware.fabric import Route
 from gpusim.hardware.gpu import GPURuntime, Stream, StreamOp
 from gpusim.hardware.host import HostThread
@@ -301,25 +301,20 @@ class ProgramDES:
             pending = [e for e in deps if not e.processed]
             if pending:
                 yield env.all_of(pending)
-            start = float(env.now)
-            for i, (cost, rec) in enumerate(zip(step.nodes, records, strict=True), start=1):
-                ready = start + i * node_s
-                if ready > float(env.now):
-                    yield env.timeout(ready - float(env.now))
-                rec.kernel_start_s = float(env.now)
-                yield from run_cost(gpu, cost)
-                rec.kernel_end_s = float(env.now)
-                phase_s[step.phase] += rec.kernel_end_s - rec.kernel_start_s
-                if recorder.enabled:
-                    kargs = {"correlation": corr, "External id": 0, "device": gpu.id}
-                    recorder.slice(
-                        stream.track,
-                        cost.name,
-                        rec.kernel_start_s,
-                        rec.kernel_end_s,
-                        kargs | {"stream": stream.id},
-                        "kernel",
-                    )
+            yield from run_graph_nodes(gpu, step.nodes, records, node_s, kernel_ended)
+
+        def kernel_ended(cost: KernelCost, rec: LaunchRecord) -> None:
+            phase_s[step.phase] += rec.kernel_end_s - rec.kernel_start_s
+            if recorder.enabled:
+                kargs = {"correlation": corr, "External id": 0, "device": gpu.id}
+                recorder.slice(
+                    stream.track,
+                    cost.name,
+                    rec.kernel_start_s,
+                    rec.kernel_end_s,
+                    kargs | {"stream": stream.id},
+                    "kernel",
+                )
 
         done = stream.submit(step.name, body, self.times.doorbell_s, reserved=reserved)
         rank.result.launches += len(step.nodes)

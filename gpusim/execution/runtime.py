@@ -14,7 +14,7 @@ then pays the return latency before the host issues anything else.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +88,28 @@ class KernelLaunch:
     stream: Stream
     cost: KernelCost
     call: RuntimeCall = RuntimeCall.launch_kernel
+
+
+def run_graph_nodes(
+    gpu: GPURuntime,
+    nodes: Sequence[KernelCost],
+    records: Sequence[LaunchRecord],
+    node_s: float,
+    after_kernel: Callable[[KernelCost, LaunchRecord], None],
+) -> Generator[simpy.Event, Any, None]:
+    """The device side of a straight-line CUDA graph: node ``i`` (1-based) may start ``i`` per-node
+    costs (``node_s``) after the graph starts and after node ``i - 1`` ends; each node's record
+    gets its kernel's start and end, then ``after_kernel`` sees it."""
+    env = gpu.env
+    start = float(env.now)
+    for i, (cost, rec) in enumerate(zip(nodes, records, strict=True), start=1):
+        ready = start + i * node_s
+        if ready > float(env.now):
+            yield env.timeout(ready - float(env.now))
+        rec.kernel_start_s = float(env.now)
+        yield from run_cost(gpu, cost)
+        rec.kernel_end_s = float(env.now)
+        after_kernel(cost, rec)
 
 
 class HostRuntime:
@@ -181,19 +203,13 @@ class HostRuntime:
         call = RuntimeCall.graph_launch
         yield from self.thread.spend(None, self.costs.runtime_call_s(call))
         reserved = yield from enter_queue(stream, self.costs.queue_depth)
-        gpu, env, node_s = stream.gpu, self.env, self.costs.launch.graph_per_kernel_s
+        gpu, node_s = stream.gpu, self.costs.launch.graph_per_kernel_s
         records = [self._record(corr, 0, c.name, call, stream, begin) for c in nodes]
 
         def body() -> Generator[simpy.Event, Any, None]:
-            start = float(env.now)
-            for i, (cost, rec) in enumerate(zip(nodes, records, strict=True), start=1):
-                ready = start + i * node_s
-                if ready > float(env.now):
-                    yield env.timeout(ready - float(env.now))
-                rec.kernel_start_s = float(env.now)
-                yield from run_cost(gpu, cost)
-                rec.kernel_end_s = float(env.now)
-                self._draw_kernel(stream, rec)
+            yield from run_graph_nodes(
+                gpu, nodes, records, node_s, lambda _cost, rec: self._draw_kernel(stream, rec)
+            )
 
         done = stream.submit(name, body, self.costs.launch.doorbell_s, reserved=reserved)
         self._close_call(call, corr, 0, begin, records)
