@@ -21,13 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from gpusim import simulate  # noqa: E402
-from gpusim.limits import Limits  # noqa: E402
-from gpusim.spec.loading import load_scenario  # noqa: E402
-from gpusim.sweep import (  # noqa: E402
+from gpusim import simulate
+from gpusim.limits import Limits
+from gpusim.spec.loading import load_scenario
+from gpusim.sweep import (
     ResultStore,
     count_points,
     iter_points,
@@ -37,6 +36,7 @@ from gpusim.sweep import (  # noqa: E402
     validate_points,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 PREFILL = ROOT / "workloads" / "llm_llama32_1b_prefill_h100_pcie.json"
 DECODE = ROOT / "workloads" / "llm_llama31_8b_decode_h100_pcie.json"
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]

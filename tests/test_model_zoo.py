@@ -104,7 +104,8 @@ def test_an_override_swaps_the_model_by_name(tmp_path: Path) -> None:
     assert scenario.workload.kind == "llm_inference"
     assert scenario.workload.model.name == "BERT-base (uncased)"
     deeper = load_scenario(path, {"workload.model.layers": 2})
-    assert deeper.workload.model.layers == 2  # type: ignore[union-attr]
+    assert deeper.workload.kind == "llm_inference"
+    assert deeper.workload.model.layers == 2
 
 
 def test_an_unknown_model_is_one_line_naming_the_shipped_ones(tmp_path: Path) -> None:

@@ -135,8 +135,4 @@ def _merged(kernels: list[Kernel], end: int, last_read: dict[str, int], into: Op
     )
     r: tuple[TensorUse, ...] = tuple(reads.items())
     w: tuple[TensorUse, ...] = tuple(kept.items())
-    into.ew(name, r, w, kind)
-    merged = into.ops.pop()
-    if not isinstance(merged, Kernel):  # pragma: no cover - ew appends a Kernel
-        raise TypeError("OpList.ew appended no kernel")
-    return merged
+    return into.ew_kernel(name, r, w, kind)

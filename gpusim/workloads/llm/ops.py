@@ -89,7 +89,20 @@ class OpList:
         *,
         call: RuntimeCall = RuntimeCall.launch_kernel,
     ) -> None:
-        """A memory-bound kernel moving the bytes of ``reads`` and ``writes``."""
+        """Append a memory-bound kernel moving the bytes of ``reads`` and ``writes``."""
+        self.ops.append(self.ew_kernel(kind, reads, writes, op_kind, call=call))
+
+    def ew_kernel(
+        self,
+        kind: str,
+        reads: tuple[TensorUse, ...],
+        writes: tuple[TensorUse, ...],
+        op_kind: OpKind = OpKind.elementwise,
+        *,
+        call: RuntimeCall = RuntimeCall.launch_kernel,
+    ) -> Kernel:
+        """The memory-bound kernel moving the bytes of ``reads`` and ``writes`` (costed once per
+        byte count)."""
         read_B, write_B = round(sum(b for _, b in reads)), round(sum(b for _, b in writes))
         key = ("ew", kind, read_B, write_B)
         cost = self.cache.get(key)
@@ -97,8 +110,7 @@ class OpList:
             op = ElementwiseOp(bytes_read=read_B, bytes_written=write_B)
             cost = self.cache[key] = replace(self._cost(op), name=kind)
         fusable = call == RuntimeCall.launch_kernel  # a library call (cuBLAS) is not fused
-        kernel = Kernel(kind, cost, op_kind, call, reads, writes, memory_bound=fusable)
-        self.ops.append(kernel)
+        return Kernel(kind, cost, op_kind, call, reads, writes, memory_bound=fusable)
 
     def gemm(self, kind: str, m: int, n: int, k: int, a: str, out: str) -> None:
         """A linear layer: a cuBLAS GEMM (``aten::linear`` / ``addmm``) reading ``a``."""
