@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -169,9 +169,7 @@ class FluidNetwork:
 
     def stats(self) -> list[ResourceStats]:
         """Per-resource totals so far."""
-        now = float(self.env.now)
-        for r in range(len(self.names)):
-            self._flush(r, now)
+        self._flush(range(len(self.names)), float(self.env.now))
         return [
             ResourceStats(n, c, b, p, s)
             for n, c, b, p, s in zip(
@@ -222,21 +220,17 @@ class FluidNetwork:
             for r in cls.route:
                 self._demand[r] += delta
 
-    def _slack(self, r: int) -> bool:
-        """Whether resource ``r`` cannot saturate: every flow on it capped and the caps together
-        below its capacity (with a margin against rounding). Such a resource never limits a
-        max-min rate, so it does not couple the flows that share it."""
-        return self._uncapped[r] == 0 and self._demand[r] <= self.capacity_Bps[r] * _SLACK_REL
-
-    def _flush(self, r: int, now: float) -> None:
-        """Bring resource ``r``'s carried bytes and busy time up to ``now`` at its load."""
-        dt = now - self._since_s[r]
-        if dt > 0:
-            load = self.load_Bps[r]
-            if load > 0:
-                self.carried_B[r] += load * dt
-                self.busy_s[r] += dt
-            self._since_s[r] = now
+    def _flush(self, resources: Iterable[int], now: float) -> None:
+        """Bring each resource's carried bytes and busy time up to ``now`` at its load (before
+        its load changes, and for :meth:`stats`)."""
+        load, since, carried, busy = self.load_Bps, self._since_s, self.carried_B, self.busy_s
+        for r in resources:
+            dt = now - since[r]
+            if dt > 0:
+                if load[r] > 0:
+                    carried[r] += load[r] * dt
+                    busy[r] += dt
+                since[r] = now
 
     def _request_settle(self) -> None:
         if not self._settle_pending:
@@ -253,7 +247,8 @@ class FluidNetwork:
         item). Max-min fairness decomposes over connected components, so the rest keeps its
         rates.
 
-        A resource that cannot saturate (:meth:`_slack`) limits no rate, so it connects nothing.
+        A resource that cannot saturate (every flow on it capped, the caps together below its
+        capacity) limits no rate, so it connects nothing.
         With ``optimistic``, neither does a resource below capacity at the standing rates. Those
         are returned as the fourth item ("loose"): the solve gives the component what the classes
         outside it leave of them, and checks that the new rates leave every loose resource below
@@ -281,7 +276,7 @@ class FluidNetwork:
             room = capacity[r] * _SLACK_REL
             below = load[r] < room
             if not uncapped[r] and demand[r] <= room and (below or r not in seeds):
-                continue  # cannot saturate (:meth:`_slack`): its capacity is never in question
+                continue  # cannot saturate: its capacity is never in question
             sharers = users.get(r, ())
             if optimistic and below and len(sharers) > 1:  # one class decouples nothing
                 loose.add(r)
@@ -391,14 +386,7 @@ class FluidNetwork:
             self._next.clear()
         load = self.load_Bps
         now = self._last_s
-        since, carried, busy = self._since_s, self.carried_B, self.busy_s
-        for r in resources:  # bring the totals up to now before the loads change (_flush)
-            dt = now - since[r]
-            if dt > 0:
-                if load[r] > 0:
-                    carried[r] += load[r] * dt
-                    busy[r] += dt
-                since[r] = now
+        self._flush(resources, now)
         for cls in self._gone:
             for r in cls.route:
                 load[r] -= cls.load_Bps

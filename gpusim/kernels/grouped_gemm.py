@@ -18,6 +18,7 @@ idle; each CTA is costed by the mainloop model (:mod:`gpusim.kernels.mainloop`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Final
 
 from gpusim.arith import ceil_div
@@ -46,18 +47,7 @@ def grouped_tiles(path: InstructionPath, dtype: Dtype, rates: GPURates) -> tuple
     (the kernel of least modelled time is chosen, as for a single GEMM)."""
     if path is InstructionPath.mma_sync:
         base = CUTLASS_SM80_GROUPED_TILE
-        tile_k = 2 * base.tile_k // storage_bytes(dtype)
-        return (
-            CtaTile(
-                name=base.name,
-                tile_m=base.tile_m,
-                tile_n=base.tile_n,
-                tile_k=tile_k,
-                warps_m=base.warps_m,
-                warps_n=base.warps_n,
-                stages=base.stages,
-            ),
-        )
+        return (replace(base, tile_k=2 * base.tile_k // storage_bytes(dtype)),)
     return library_tiles(path, dtype, rates.spec)
 
 
