@@ -7,7 +7,8 @@ from gpusim.kernels.cost import KernelCost
 from gpusim.kernels.elementwise import elementwise_cost, null_cost
 from gpusim.kernels.gemm import GemmPlan, gemm_cost, gemm_plan
 from gpusim.kernels.memcpy import memcpy_time_s
-from gpusim.spec.workload import ElementwiseOp, GemmOp, NullOp
+from gpusim.kernels.spmm import spmm_costs
+from gpusim.spec.workload import ElementwiseOp, GemmOp, NullOp, SpmmOp
 
 __all__ = [
     "GemmPlan",
@@ -16,6 +17,7 @@ __all__ = [
     "gemm_cost",
     "gemm_plan",
     "kernel_cost",
+    "kernel_costs",
     "memcpy_time_s",
     "null_cost",
 ]
@@ -30,3 +32,13 @@ def kernel_cost(op: GemmOp | ElementwiseOp | NullOp, rates: GPURates) -> KernelC
     if isinstance(op, NullOp):
         return null_cost(rates)
     raise TypeError(f"{type(op).__name__} is not a kernel (a memcpy runs on a copy engine)")
+
+
+def kernel_costs(
+    op: GemmOp | ElementwiseOp | NullOp | SpmmOp, rates: GPURates
+) -> tuple[KernelCost, ...]:
+    """The kernels ``op`` launches, in order, each with its cost: one for most ops, more for an
+    SpMM that splits K or combines two parts (:func:`gpusim.kernels.spmm.spmm_costs`)."""
+    if isinstance(op, SpmmOp):
+        return spmm_costs(op, rates)
+    return (kernel_cost(op, rates),)

@@ -51,6 +51,11 @@ class GPUSpec(Sourced):
         description="Registers allocated per warp in units of this."
     )
     shared_mem_per_sm_KiB: PositiveFloat
+    l1_shared_per_sm_KiB: PositiveFloat | None = Field(
+        default=None,
+        description="Unified L1 data cache and shared memory of one SM: what a kernel's shared "
+        "memory leaves is its L1 (the gathers of CSR SpMM kernels hit there).",
+    )
     shared_mem_per_block_KiB: PositiveFloat = Field(description="Opt-in maximum per block.")
     shared_mem_reserved_per_block_KiB: NonNegativeFloat = Field(
         description="Shared memory the system reserves for each resident block."
@@ -69,6 +74,10 @@ class GPUSpec(Sourced):
     def _consistent(self) -> GPUSpec:
         if self.shared_mem_per_block_KiB > self.shared_mem_per_sm_KiB:
             raise ValueError("shared_mem_per_block_KiB exceeds shared_mem_per_sm_KiB")
+        if self.l1_shared_per_sm_KiB is not None and (
+            self.l1_shared_per_sm_KiB < self.shared_mem_per_sm_KiB
+        ):
+            raise ValueError("l1_shared_per_sm_KiB is less than shared_mem_per_sm_KiB")
         if self.max_threads_per_block > self.max_threads_per_sm:
             raise ValueError("max_threads_per_block exceeds max_threads_per_sm")
         return self

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gpusim.spec.base import Dtype, Identifier, NonNegativeFloat, NonNegativeInt, PositiveInt, Spec
 from gpusim.spec.llm import LlmInferenceWorkload
@@ -18,6 +18,7 @@ from gpusim.spec.problems import (
     tensor_dtype_problems,
 )
 from gpusim.spec.profile import InstructionPath
+from gpusim.spec.sparse import SparsityPattern, check_tileable
 from gpusim.spec.topology import Topology
 
 
@@ -56,7 +57,37 @@ class MemcpyOp(Spec):
     bytes: PositiveInt
 
 
-KernelOp = Annotated[GemmOp | ElementwiseOp | NullOp | MemcpyOp, Field(discriminator="op")]
+SpmmImpl = Literal["flash_llm", "cublas", "sputnik", "cusparse", "sparta"]
+"""Who runs an SpMM: Flash-LLM's Tiled-CSL kernel, or a baseline of its evaluation (flash_llm.md
+section 4): cuBLAS's dense tensor-core GEMM, Sputnik (CUDA cores, CSR), cuSPARSE (CSR SpMM),
+SparTA (a 2:4 part on sparse tensor cores plus a CSR remainder on Sputnik)."""
+
+
+class SpmmOp(Spec):
+    """C[m, n] = W[m, k] @ X[k, n] in FP16 with W unstructured-sparse (``sparsity`` = fraction of
+    zeros), run by ``impl`` (``docs/sparse.md``). An op may launch more than one kernel (a
+    split-K reduction, SparTA's two parts)."""
+
+    op: Literal["spmm"] = "spmm"
+    m: PositiveInt = Field(description="Rows of the sparse weight matrix (output features).")
+    k: PositiveInt = Field(description="Columns of the weights (input features).")
+    n: PositiveInt = Field(description="Columns of the dense activations (batch tokens).")
+    sparsity: float = Field(ge=0.0, lt=1.0, description="Fraction of zero weights.")
+    pattern: SparsityPattern = "uniform"
+    row_density_cv: NonNegativeFloat = Field(
+        default=0.5, description="Spread of row densities for pattern 'skewed_rows'."
+    )
+    seed: NonNegativeInt = Field(default=0, description="Seed of the nonzero placement.")
+    impl: SpmmImpl = "flash_llm"
+
+    @model_validator(mode="after")
+    def _tileable(self) -> SpmmOp:
+        if self.impl in ("flash_llm", "sparta"):
+            check_tileable(self.m, self.k)
+        return self
+
+
+KernelOp = Annotated[GemmOp | ElementwiseOp | NullOp | MemcpyOp | SpmmOp, Field(discriminator="op")]
 
 
 class GemmAllToAllWorkload(Spec):

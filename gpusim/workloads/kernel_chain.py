@@ -10,7 +10,7 @@ cost) and after node i-1 ends.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import simpy
@@ -21,7 +21,7 @@ from gpusim.execution.runtime import HostRuntime, LaunchLog, sm_active
 from gpusim.hardware.fabric import Fabric, Route
 from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
-from gpusim.kernels import kernel_cost, memcpy_time_s
+from gpusim.kernels import kernel_costs, memcpy_time_s
 from gpusim.result import Outcome
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import Topology
@@ -57,6 +57,7 @@ def _metrics(
     wl: KernelChainWorkload,
     launch_s: float,
     first_start_s: float,
+    launches: int,
 ) -> dict[str, float]:
     return {
         "makespan_s": makespan_s,
@@ -66,8 +67,8 @@ def _metrics(
         "launch_cost_s": launch_s,
         "gpu_busy_fraction": wl.count * kernel_s / makespan_s,
         "host_busy_fraction": host_s / makespan_s,
-        "launch_bound": 1.0 if launch_s > kernel_s else 0.0,
-        "kernel_launches": float(wl.count),
+        "launch_bound": 1.0 if launch_s * launches / wl.count > kernel_s else 0.0,
+        "kernel_launches": float(launches),
     }
 
 
@@ -94,6 +95,7 @@ def des(node: Node, wl: KernelChainWorkload, *, seed: int) -> Outcome:
         route = _memcpy_route(node.fabric, host_id, gpu.id, op)
         op_s = memcpy_time_s(op.bytes, route.bottleneck_Bps, route.latency_s)
         name = f"memcpy {op.direction}"
+        per_op = 1
 
         def issue() -> Generator[simpy.Event, Any, simpy.Event]:
             done: simpy.Event | None = None
@@ -103,15 +105,17 @@ def des(node: Node, wl: KernelChainWorkload, *, seed: int) -> Outcome:
             return done
 
     else:
-        cost = kernel_cost(op, gpu.rates)
-        op_s = cost.time_s
+        kernels = kernel_costs(op, gpu.rates)
+        op_s = sum(c.time_s for c in kernels)
+        per_op = len(kernels)
 
         def issue() -> Generator[simpy.Event, Any, simpy.Event]:
             if _graph(wl):
-                return (yield from rt.graph_launch(stream, [cost] * wl.count))
+                return (yield from rt.graph_launch(stream, list(kernels) * wl.count))
             done: simpy.Event | None = None
             for _ in range(wl.count):
-                done = yield from rt.launch(stream, cost)
+                for cost in kernels:
+                    done = yield from rt.launch(stream, cost)
             assert done is not None
             return done
 
@@ -124,7 +128,7 @@ def des(node: Node, wl: KernelChainWorkload, *, seed: int) -> Outcome:
     node.finish()
     first = min(rec.kernel_start_s for rec in rt.log.records)
     launch_s = times.issue_interval_s("graph" if _graph(wl) else "eager")
-    metrics = _metrics(makespan, op_s, rt.thread.busy_s, wl, launch_s, first)
+    metrics = _metrics(makespan, op_s, rt.thread.busy_s, wl, launch_s, first, per_op * wl.count)
     metrics["sm_utilisation"] = gpu.busy_sm_s / (gpu.rates.sm_count * makespan)
     metrics["sm_active"] = sm_active([gpu], makespan)
     metrics["tklqt_s"] = rt.log.tklqt_s()
@@ -133,14 +137,15 @@ def des(node: Node, wl: KernelChainWorkload, *, seed: int) -> Outcome:
     )
 
 
-def _eager_end_s(times: LaunchTimes, count: int, op_s: float) -> tuple[float, float]:
-    """End of the last kernel of an eager chain, and its TKLQT: launch i returns at i*L unless
-    the queue is full, then when kernel i - depth ends (the oldest pending launch)."""
+def _eager_end_s(times: LaunchTimes, durations_s: Sequence[float]) -> tuple[float, float]:
+    """End of the last kernel of an eager chain of kernels lasting ``durations_s``, and its
+    TKLQT: launch i returns at i*L unless the queue is full, then when kernel i - depth ends
+    (the oldest pending launch)."""
     launch_s, depth = times.api_s, times.queue_depth
     ends: list[float] = []
     issued = end = tklqt = 0.0
     blocked = False
-    for i in range(1, count + 1):
+    for i, op_s in enumerate(durations_s, start=1):
         begin = issued if blocked else (i - 1) * launch_s
         issued = issued + launch_s if blocked else i * launch_s
         if i > depth and ends[i - 1 - depth] > issued:
@@ -152,12 +157,12 @@ def _eager_end_s(times: LaunchTimes, count: int, op_s: float) -> tuple[float, fl
     return end, tklqt
 
 
-def _graph_end_s(times: LaunchTimes, count: int, op_s: float) -> tuple[float, float]:
-    """End of the last node of a one-graph chain, and its TKLQT (every node's launch call is
-    the one cudaGraphLaunch at time 0)."""
+def _graph_end_s(times: LaunchTimes, durations_s: Sequence[float]) -> tuple[float, float]:
+    """End of the last node of a one-graph chain of nodes lasting ``durations_s``, and its
+    TKLQT (every node's launch call is the one cudaGraphLaunch at time 0)."""
     first = times.graph_launch_s + times.doorbell_s
     end = tklqt = 0.0
-    for i in range(1, count + 1):
+    for i, op_s in enumerate(durations_s, start=1):
         start = max(first + i * times.graph_per_kernel_s, end)
         end = start + op_s
         tklqt += start
@@ -177,24 +182,26 @@ def analytic(
     op = wl.kernel
     if isinstance(op, MemcpyOp):
         route = _memcpy_route(platform.fabric, device.host, gpu_id, op)
-        op_s = memcpy_time_s(op.bytes, route.bottleneck_Bps, route.latency_s)
+        per_op_s = [memcpy_time_s(op.bytes, route.bottleneck_Bps, route.latency_s)]
         sm_s = 0.0
     else:
-        cost = kernel_cost(op, rates)
-        op_s = cost.time_s
-        sm_s = cost.time_s * cost.sms
+        kernels = kernel_costs(op, rates)
+        per_op_s = [c.time_s for c in kernels]
+        sm_s = sum(c.time_s * c.sms for c in kernels)
+    op_s = sum(per_op_s)
+    durations_s = per_op_s * wl.count
     if _graph(wl):
         launch_s = times.graph_per_kernel_s
-        end, tklqt = _graph_end_s(times, wl.count, op_s)
+        end, tklqt = _graph_end_s(times, durations_s)
         host_s = times.graph_launch_s
         first = times.graph_launch_s + times.doorbell_s + launch_s
     else:
         launch_s = times.api_s
-        end, tklqt = _eager_end_s(times, wl.count, op_s)
-        host_s = wl.count * launch_s
+        end, tklqt = _eager_end_s(times, durations_s)
+        host_s = len(durations_s) * launch_s
         first = launch_s + times.doorbell_s
     makespan = end + times.sync_return_s
-    metrics = _metrics(makespan, op_s, host_s, wl, launch_s, first)
+    metrics = _metrics(makespan, op_s, host_s, wl, launch_s, first, len(durations_s))
     metrics["sm_utilisation"] = wl.count * sm_s / (rates.sm_count * makespan)
     metrics["sm_active"] = metrics["sm_utilisation"]  # the same here: both span the whole run
     metrics["tklqt_s"] = tklqt
