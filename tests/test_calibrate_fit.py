@@ -18,9 +18,13 @@ from gpusim.calibrate.nameplates import NameplateError, Nameplates
 from gpusim.calibrate.params import all_paths, flatten, profile_document
 from gpusim.cli import app
 from gpusim.errors import SpecError
+from gpusim.hardware.platform import Platform
+from gpusim.kernels import kernel_costs
 from gpusim.spec.hardware import GPUSpec
 from gpusim.spec.loading import load_model, load_topology
+from gpusim.spec.profile import Measured, SparseCosts
 from gpusim.spec.refs import SHIPPED_DIRS, data_root
+from gpusim.spec.workload import SpmmOp
 
 ROOT = data_root()
 PUBLISHED = ROOT / "results" / "calibration" / "published"
@@ -301,33 +305,36 @@ def test_single_point_gets_its_own_uncertainty(tmp_path: Path) -> None:
     assert fitted.uncertainty == pytest.approx(13.5 / 450, rel=1e-6)
 
 
-def test_sparse_extraction_cost_from_spmm_vs_dense(tmp_path: Path) -> None:
-    """spmm_us = dense_us x sparse/dense bytes + nnz x e / SMs (load-bound: N = 8)."""
-    m_rows, k_depth, n_cols, dense_us, extract_ns = 36864, 9216, 8, 400.0, 0.09
-    dense_B = 2 * (m_rows * k_depth + k_depth * n_cols + m_rows * n_cols)
-    ms = [_measurement("dense_us", "us", dense_us, None, m=m_rows, k=k_depth, n=n_cols)]
+def test_sparse_extraction_cost_is_fitted_back_from_spmm_times(tmp_path: Path) -> None:
+    """Two passes: fit the run without SpMM points, generate spmm_us at three sparsities from
+    the LSCD model with the fitted profile and 12 cycles per nonzero, fit again with them: the
+    cycles come back and nothing else moves (the points are consistent with the first fit)."""
+    run = _synthetic_run(seed=2)
+    first = _fit_synthetic(tmp_path / "first", run).profile
+    cycles = 12.0
+    topology = load_topology(HGX)
+    gpu = topology.gpus()[0]
+    with_sparse = first.model_copy(
+        update={
+            "sparse": SparseCosts(extract_cycles_per_nonzero=Measured(value=cycles, source="test"))
+        }
+    )
+    rates = Platform.of(topology, with_sparse).gpu_rates(gpu.id)
+    m_rows, k_depth, n_cols = 36864, 9216, 8
+    points = []
     for sparsity in (0.7, 0.8, 0.9):
         nnz = round((1 - sparsity) * m_rows * k_depth)
-        sparse_B = 4 * nnz + 2 * (k_depth * n_cols + m_rows * n_cols)
-        spmm = dense_us * sparse_B / dense_B + nnz * extract_ns / 132 / 1e3
-        ms.append(
-            _measurement(
-                "spmm_us",
-                "us",
-                spmm,
-                None,
-                m=m_rows,
-                k=k_depth,
-                n=n_cols,
-                nnz=nnz,
-                sparsity=sparsity,
-            )
+        op = SpmmOp(m=m_rows, k=k_depth, n=n_cols, sparsity=1 - nnz / (m_rows * k_depth))
+        time_us = sum(c.time_s for c in kernel_costs(op, rates)) * 1e6
+        points.append(
+            _measurement("spmm_us", "us", time_us, None, m=m_rows, k=k_depth, n=n_cols, nnz=nnz)
         )
-    run = _synthetic_run(seed=2)
-    run["spmm"] = ms
-    report = _fit_synthetic(tmp_path, run)
-    assert report.profile.sparse is not None
-    assert report.profile.sparse.extract_ns_per_nonzero.value == pytest.approx(extract_ns, rel=1e-5)
+    second = _fit_synthetic(tmp_path / "second", {**run, "spmm": points}).profile
+    assert second.sparse is not None
+    assert second.sparse.extract_cycles_per_nonzero.value == pytest.approx(cycles, rel=1e-4)
+    before, after = flatten(first), flatten(second)
+    for path, value in before.items():
+        assert after[path].value == pytest.approx(value.value, rel=1e-4), path
 
 
 def test_uninformed_parameter_without_assumption_is_named(tmp_path: Path) -> None:

@@ -56,14 +56,17 @@ Persistent kernel (``ns``)
     ``scheduler_ns_per_task`` = device.scheduler_ns_per_task; ``task_latency_ns`` =
     device.task_latency_ns.
 SpMM (``us``)
-    ``spmm_us {m, k, n, nnz}`` = :func:`gpusim.kernels.spmm.spmm_cost` with
-    tensor_efficiency.mma_sync.fp16[shape] and sparse.extract_ns_per_nonzero; needs a ``dense_us``
-    of the same (m, k, n) in the same document (its load rate is the SpMM's).
+    ``spmm_us {m, k, n, nnz}`` (optional ``split_k``, ``tile_m``: the measured kernel's, when it
+    is not Flash-LLM's choice) = the LSCD kernel and its split-K reduction
+    (:mod:`gpusim.kernels.spmm`) with tensor_efficiency.mma_sync.fp16, memory_efficiency.hbm,
+    memory_hierarchy.hbm_load_latency_ns, launch.kernel_floor_us and
+    sparse.extract_cycles_per_nonzero.
 
 Known but informing no profile parameter (reported as unused): ``host_flag_one_way_us``,
 ``flag_handoff_p2p_ns``, ``flag_handoff_hostmem_ns``, ``launch_to_flag_us``,
 ``graph_launch_api_us``, ``host_chain_us``, ``persistent_us`` (end-to-end times: validation, not
-calibration), ``dense_us`` (the reference of ``spmm_us``), and the points the table's last column
+calibration), ``dense_us`` (the dense product beside ``spmm_us``: a GEMM datum, not an SpMM
+one), and the points the table's last column
 excludes.
 
 """
@@ -72,7 +75,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from gpusim.arith import ceil_div
@@ -92,13 +95,14 @@ from gpusim.calibrate.reading import (
 )
 from gpusim.kernels.gemm import library_tiles
 from gpusim.kernels.mainloop import CtaTile, MainloopShare, SmRates, k_step_terms_s
-from gpusim.kernels.spmm import SpmmShape, dense_load_Bps, spmm_cost
+from gpusim.kernels.spmm import flash_llm_config, lscd_hbm_bytes, lscd_plan, splitk_reduction
 from gpusim.kernels.tile_gemm import PERSISTENT_K_ROW_BYTES, PERSISTENT_STAGES
 from gpusim.spec.base import Dtype, storage_bytes
 from gpusim.spec.hardware import GPUSpec
 from gpusim.spec.profile import InstructionPath
 from gpusim.spec.topology import LinkKind
-from gpusim.units import GBps_to_Bps, MB_to_B, MHz_to_Hz, ns_to_s
+from gpusim.spec.workload import SpmmOp
+from gpusim.units import GBps_to_Bps, MB_to_B, MHz_to_Hz, ns_to_s, us_to_s
 
 ParamValues = Mapping[str, float]
 Predict = Callable[[ParamValues, float], float]
@@ -233,7 +237,7 @@ _UNUSED: Final[dict[str, str]] = {
     "flag_handoff_p2p_ns": "no profile parameter (flag handoff between GPUs)",
     "host_chain_us": "end-to-end time: validates the persistent-kernel model, calibrates nothing",
     "persistent_us": "end-to-end time: validates the persistent-kernel model, calibrates nothing",
-    "dense_us": "reference for spmm_us of the same shape",
+    "dense_us": "the dense product measured beside spmm_us: validates the GEMM model",
     "launch_to_flag_us": "raw sample of launch_to_start_us before the flag latency is subtracted",
     "graph_launch_api_us": "host cost of one graph launch: host.graph_launch_us (not fitted yet: "
     "taken from the published figure) plus a per-node host part the model neglects",
@@ -447,45 +451,62 @@ def _gemm(m: Measurement, ctx: Context) -> Observation | Unused:
     return _mainloop_observation(m, gpu, peak, path, dtype, tile, share, sms, useful)
 
 
+HBM_EFF: Final = "memory_efficiency.hbm"
+HBM_LATENCY: Final = "memory_hierarchy.hbm_load_latency_ns"
+EXTRACT: Final = "sparse.extract_cycles_per_nonzero"
+
+
 def _spmm(m: Measurement, ctx: Context) -> Observation:
     check_unit(m, "us")
     rows, depth, cols = required_int(m, "m"), required_int(m, "k"), required_int(m, "n")
     nnz = required_int(m, "nnz")
-    shape = (rows, depth, cols)
-    dense = [
-        s
-        for s in ctx.siblings
-        if s.name == "dense_us"
-        and (s.params.get("m"), s.params.get("k"), s.params.get("n")) == shape
-    ]
-    if not dense:
-        raise ModelError(f"no dense_us of the same shape (m, k, n) = {shape} in this document")
+    if not 0 <= nnz <= rows * depth:
+        raise ModelError(f"nnz {nnz} is not between 0 and m x k = {rows * depth}", ".params.nnz")
+    try:
+        op = SpmmOp(m=rows, k=depth, n=cols, sparsity=1.0 - nnz / (rows * depth))
+    except ValueError as err:
+        raise ModelError(f"not a Flash-LLM SpMM: {err}", ".params") from None
+    split_k = int_param(m, "split_k", required=False)
+    tile_m = int_param(m, "tile_m", required=False)
+    config = flash_llm_config(cols)
+    if tile_m is not None:
+        config = replace(config, name=f"{config.name}_m{tile_m}", tile_m=tile_m)
     plates = _nameplates(ctx, m)
-    dense_us = dense[0].stats.median
-    tensor = "tensor_efficiency.mma_sync.fp16"
-    extract = "sparse.extract_ns_per_nonzero"
+    gpu = plates.gpu
     peak = _peak_TFLOPS(m, plates, Dtype.fp16)
-    sms = plates.gpu.sm_count
-    spmm = SpmmShape(m_rows=rows, k_depth=depth, n_cols=cols, nnz=nnz)
-    load_Bps = dense_load_Bps(spmm, dense_us * 1e-6)
+    mma = f"{MMA}.{InstructionPath.mma_sync.value}.{Dtype.fp16.value}"
+    clock_Hz = MHz_to_Hz(gpu.clock_MHz)
+    hbm_nameplate_Bps = GBps_to_Bps(gpu.hbm_bw_GBps)
 
-    def predict(v: ParamValues, p: float) -> float:
-        cost = spmm_cost(
-            spmm,
-            peak_FLOPps=peak * 1e12,
-            tensor_efficiency=v[tensor],
-            load_Bps=load_Bps,
-            extract_s_per_nonzero=v[extract] * 1e-9,
-            sms=sms,
-            hbm_nameplate_Bps=plates.gpu.hbm_bw_GBps * 1e9,
+    def predict(v: ParamValues, _p: float) -> float:
+        hbm_Bps = hbm_nameplate_Bps * v[HBM_EFF]
+        sm = SmRates(
+            mma_FLOPps=peak * 1e12 * v[mma] / gpu.sm_count,
+            l2_near_Bps=math.inf,  # the LSCD pipeline reads its activations from L2 unbounded
+            l2_whole_Bps=math.inf,
+            l2_partition_B=math.inf,
+            l2_hit_latency_s=0.0,
+            shared_mem_Bps=gpu.shared_mem_bytes_per_clk * clock_Hz,
+            hbm_load_latency_s=ns_to_s(v[HBM_LATENCY]),
+            hbm_Bps=hbm_Bps,
         )
-        return (smooth_max(cost.compute_time_s, cost.memory_time_s, p) + cost.floor_s) * 1e6
+        plan = lscd_plan(op, sm, gpu, v[EXTRACT] / clock_Hz, config=config, split_k=split_k)
+        floor_s = us_to_s(v[FLOOR])
+        time_s = floor_s + max(plan.compute_time_s, lscd_hbm_bytes(op, plan) / hbm_Bps)
+        reduction = splitk_reduction(op, plan)
+        if reduction is not None:
+            time_s += floor_s + (reduction.bytes_read + reduction.bytes_written) / hbm_Bps
+        return time_s * 1e6
 
     formula = (
-        f"spmm_us = max(2mkn / ({peak:g} TFLOP/s x {tensor}), dense_us {dense_us:g} us x "
-        f"sparse/dense bytes) + nnz x {extract} / {sms} SMs"
+        f"spmm_us = LSCD kernel (gpusim.kernels.spmm, {config.name}, {gpu.sm_count} SMs): waves "
+        f"of blocks, each K step max(sparse loads at {HBM_EFF} x {gpu.hbm_bw_GBps:g} GB/s shared"
+        f" or one {HBM_LATENCY}, shared memory, MMA at {mma} x {peak:g} TFLOP/s) + nonzeros per "
+        f"thread x {EXTRACT} cycles; + {FLOOR}; + the split-K reduction kernel"
     )
-    return Observation(m.stats.median, (tensor, extract), predict, formula, kinked=True)
+    return Observation(
+        m.stats.median, (mma, HBM_EFF, HBM_LATENCY, FLOOR, EXTRACT), predict, formula, kinked=True
+    )
 
 
 _BUILDERS: Final[dict[str, Callable[[Measurement, Context], Observation | Unused]]] = {
@@ -504,7 +525,7 @@ _BUILDERS: Final[dict[str, Callable[[Measurement, Context], Observation | Unused
     "l2_read_GBps": _l2_read,
     "skinny_gemm_tflops": _gemm,
     "gemm_tflops": _gemm,
-    "spmm_us": lambda m, ctx: _spmm(m, ctx),
+    "spmm_us": _spmm,
 }
 
 KNOWN_NAMES: Final = frozenset(_SUMS) | set(_MAXES) | set(_UNUSED) | set(_BUILDERS)

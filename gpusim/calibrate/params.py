@@ -3,7 +3,7 @@
 Every value of a :class:`~gpusim.spec.profile.CalibrationProfile` has a dotted path, the name the
 fitter, the assumptions document and ``gpusim calibrate show`` use for it:
 ``launch.kernel_floor_us``, ``link_efficiency.nvlink``, ``tensor_efficiency.wgmma.fp16``,
-``sparse.extract_ns_per_nonzero``. This module lists the paths, says which are fractions of a
+``sparse.extract_cycles_per_nonzero``. This module lists the paths, says which are fractions of a
 nameplate (bounded to (0, 1]) and which are costs (>= 0), gives their units, and converts between a
 flat ``{path: Measured}`` mapping and a profile.
 """
@@ -118,6 +118,8 @@ def unit_of(path: str) -> str:
         return "SMs"
     if tokens[-1] == "B":
         return "B"
+    if "cycles" in tokens:
+        return "cycles"
     return ""
 
 

@@ -221,17 +221,13 @@ class NcclCostsSpec(Spec):
 
 
 class SparseCosts(Spec):
-    """Costs of Load-as-Sparse, Compute-as-Dense SpMM (Flash-LLM's Tiled-CSL kernel).
+    """Costs of Flash-LLM's Load-as-Sparse, Compute-as-Dense SpMM (the Tiled-CSL kernel) that
+    its instructions do not give: what the model of :mod:`gpusim.kernels.spmm` calibrates."""
 
-    The kernel streams the sparse weights from HBM in their compressed encoding, expands each
-    tile into shared memory and multiplies it on the tensor cores as a dense tile. Its time is
-    modelled as ``max(dense tensor time of the tile work, load time of the sparse bytes) +
-    nnz * extract_ns_per_nonzero / SMs`` (see ``docs/calibration.md``).
-    """
-
-    extract_ns_per_nonzero: Measured = Field(
-        description="Time one SM spends expanding one nonzero of the sparse encoding into the "
-        "dense shared-memory tile, beyond what overlaps with the load and the MMA work."
+    extract_cycles_per_nonzero: Measured = Field(
+        description="Issue cycles of one warp scheduler per nonzero a thread scatters from its "
+        "registers into the zero-filled shared-memory tile (the extraction step, after the "
+        "barrier, overlapped with nothing of its own block)."
     )
 
 

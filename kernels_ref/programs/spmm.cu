@@ -363,7 +363,7 @@ int main(int argc, char** argv) {
         }
         kref::Params p;
         p.set("m", M).set("k", K).set("n", n).set("sparsity", sp).set("nnz", csl.nnz);
-        p.set("tile_n", v.nt).set("split_k", split).set("nnz_padded", static_cast<long long>(csl.words.size()));
+        p.set("tile_m", kTileM).set("tile_n", v.nt).set("split_k", split).set("nnz_padded", static_cast<long long>(csl.words.size()));
         prog.add("spmm_us", "us", p, us);
 
         // ---- dense baselines, once per (m, k, n): independent of the sparsity
