@@ -88,6 +88,38 @@ def test_zip_needs_equal_lengths() -> None:
         )
 
 
+def test_tied_axis_varies_its_paths_together_in_a_product(tmp_path: Path) -> None:
+    sweep, path = _sweep(
+        tmp_path,
+        axes={
+            "workload.gemm.m,workload.gemm.k": [[512, 64], [1024, 128]],
+            "workload.gemm.n": [8, 16],
+        },
+    )
+    got = [
+        tuple(p.axis_values[k] for k in ("workload.gemm.m", "workload.gemm.k", "workload.gemm.n"))
+        for p in expand(sweep, path)
+    ]
+    assert got == [(512, 64, 8), (512, 64, 16), (1024, 128, 8), (1024, 128, 16)]
+    assert all(
+        p.scenario.workload.gemm.k == p.axis_values["workload.gemm.k"] for p in expand(sweep, path)
+    )  # type: ignore[union-attr]
+
+
+def test_tied_axis_values_must_have_one_entry_per_path() -> None:
+    with pytest.raises(ValueError, match="ties 2 paths"):
+        SweepSpec.model_validate({"name": "t", "base": {}, "axes": {"a,b": [[1, 2], [3]]}})
+
+
+def test_bad_tied_value_is_blamed_on_its_axis(tmp_path: Path) -> None:
+    axis = "workload.gemm.m,workload.gemm.k"
+    sweep, path = _sweep(tmp_path, axes={axis: [[512, 64], [512, -1]]})
+    with pytest.raises(SpecError) as info:
+        expand(sweep, path)
+    assert str(info.value).startswith(f"{path}: $.axes.{axis}[1]: point (base, ")
+    assert "workload.gemm.k=-1" in str(info.value)
+
+
 def test_replicas_give_consecutive_seeds(tmp_path: Path) -> None:
     sweep, path = _sweep(tmp_path, replicas=3)
     assert [p.seed for p in expand(sweep, path)] == [0, 1, 2]

@@ -24,7 +24,8 @@ from gpusim.report.caveats import Caveat
 from gpusim.report.figures import comparison_bars, gantt, metric_vs_axis, speedup_bars
 from gpusim.report.format import format_value, infer_axes, infer_metrics, is_ok
 from gpusim.report.html import figure_svg, render_html, render_svg_page
-from gpusim.report.plotting import system_colors
+from gpusim.report.plotting import distinct, system_colors
+from gpusim.report.speedup_grid import has_speedup_grid, speedup_grid_figure
 from gpusim.report.transition import marks_transitions, transition_figure
 
 __all__ = [
@@ -40,6 +41,16 @@ __all__ = [
 
 FigureBuilder = Callable[[], Figure]
 _PAGE_CHARS = 100  # characters a line of the PDF's summary page holds at its font size
+MAX_SERIES = 48
+"""Lines of one figure (or bar groups of a speedup figure) beyond which a generic figure of a
+large grid is left out: the summary table and any grid figure hold those points."""
+
+
+def _combinations(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> int:
+    count = 1
+    for column in columns:
+        count *= max(1, len(distinct(format_value(row.get(column)) for row in rows)))
+    return count
 
 
 def _trace_point(traces: Mapping[int, Sequence[TraceEvent]], gantt_point: int | None) -> int | None:
@@ -112,7 +123,10 @@ def standard_figures(
     They are: :func:`metric_vs_axis` for every manifest metric and every swept axis;
     :func:`speedup_bars` when ``baseline`` is given, for every metric with a better direction
     (times, rates, bandwidths, utilisations; not sizes, flags or counts, see
-    :mod:`gpusim.quantities`); for a batch sweep reporting ``cpu_bound``, every time metric
+    :mod:`gpusim.quantities`); for a kernel sweep over sparsity and n with a baseline, the
+    speedup grid (:mod:`gpusim.report.speedup_grid`); a line or bar figure that would hold more
+    than :data:`MAX_SERIES` lines or bar groups is left out (a large grid); for a batch sweep
+    reporting ``cpu_bound``, every time metric
     again with each line's CPU-bound / GPU-bound transition marked
     (:mod:`gpusim.report.transition`); and a :func:`gantt` of ``gantt_point`` (ValueError when
     it has no trace) or else of the lowest point with a non-empty trace, if any. Every chart draws a
@@ -127,6 +141,7 @@ def standard_figures(
         (f"{metric} vs {axis}", _line_builder(rows, metric, axis, axes, colors))
         for metric in metrics
         for axis in axes
+        if _combinations(rows, ["system", *(a for a in axes if a != axis)]) <= MAX_SERIES
     ]
     if marks_transitions(axes, metrics):
         out += [
@@ -139,14 +154,23 @@ def standard_figures(
         ]
     if baseline is not None:
         _check_baseline(rows, baseline)
-        out += [
-            (
-                f"speedup on {metric} over {baseline}",
-                _speedup_builder(rows, metric, baseline, axes, colors),
-            )
-            for metric in metrics
-            if metric_quantity(metric).better is not Better.NEITHER
-        ]
+        compared = [m for m in metrics if metric_quantity(m).better is not Better.NEITHER]
+        if _combinations(rows, axes) <= MAX_SERIES:
+            out += [
+                (
+                    f"speedup on {metric} over {baseline}",
+                    _speedup_builder(rows, metric, baseline, axes, colors),
+                )
+                for metric in compared
+            ]
+        if has_speedup_grid(axes, baseline):
+            out += [
+                (
+                    f"speedup on {metric} over {baseline} by sparsity and n",
+                    partial(speedup_grid_figure, rows, metric, baseline, axes, colors),
+                )
+                for metric in compared
+            ]
     point = _trace_point(traces, gantt_point)
     if point is not None:
         title = _timeline_title(rows, point, axes)

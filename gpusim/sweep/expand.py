@@ -19,7 +19,7 @@ from gpusim.limits import Limits, check_limits, check_point_count
 from gpusim.spec.loading import scenario_from_dict
 from gpusim.spec.provenance import read_json
 from gpusim.spec.scenario import ResolvedScenario
-from gpusim.sweep.spec import SweepSpec
+from gpusim.sweep.spec import SweepSpec, tied_paths
 from gpusim.workloads.registry import family_of
 
 
@@ -47,7 +47,13 @@ def _axis_combinations(sweep: SweepSpec) -> Iterator[tuple[dict[str, Any], dict[
         zip(*ranges, strict=True) if sweep.combine == "zip" else itertools.product(*ranges)
     )
     for indices in rows:
-        values = {p: sweep.axes[p][i] for p, i in zip(paths, indices, strict=True)}
+        values: dict[str, Any] = {}
+        for key, i in zip(paths, indices, strict=True):
+            tied = tied_paths(key)
+            if len(tied) == 1:
+                values[key] = sweep.axes[key][i]
+            else:
+                values.update(zip(tied, sweep.axes[key][i], strict=True))
         yield values, dict(zip(paths, indices, strict=True))
 
 
@@ -56,9 +62,9 @@ def _blame_point(
 ) -> str:
     """The place in the sweep file that produced a point's error: the axis value or system
     override whose dotted path leads to the error's path, else the system or the axes."""
-    for dotted, i in indices.items():
-        if _leads_to(dotted, exc.path):
-            return json_path(("axes", dotted, i))
+    for key, i in indices.items():
+        if any(_leads_to(dotted, exc.path) for dotted in tied_paths(key)):
+            return json_path(("axes", key, i))
     for dotted in system_overrides:
         if _leads_to(dotted, exc.path):
             return json_path(("systems", system, dotted))

@@ -22,7 +22,10 @@ class SweepSpec(Spec):
         description="Base scenario: a path relative to the sweep file, or an inline scenario."
     )
     axes: dict[str, list[Any]] = Field(
-        default_factory=dict, description="Dotted path -> values (as `gpusim run --set`)."
+        default_factory=dict,
+        description="Dotted path -> values (as `gpusim run --set`). A key of comma-separated "
+        "paths ties them: each value is a list of one value per path (e.g. a weight shape's m "
+        "and k), varied together.",
     )
     combine: Literal["product", "zip"] = "product"
     systems: dict[Identifier, dict[str, Any]] = Field(
@@ -49,12 +52,25 @@ class SweepSpec(Spec):
         for path, values in self.axes.items():
             if not values:
                 raise ValueError(f"axis '{path}' has no values")
+            tied = tied_paths(path)
+            if len(tied) > 1:
+                for value in values:
+                    if not isinstance(value, list) or len(value) != len(tied):
+                        raise ValueError(
+                            f"axis '{path}' ties {len(tied)} paths: each value must be a list of "
+                            f"{len(tied)}, got {value!r}"
+                        )
         if self.combine == "zip" and len({len(v) for v in self.axes.values()}) > 1:
             lengths = ", ".join(f"{p}: {len(v)}" for p, v in self.axes.items())
             raise ValueError(f"zip needs axes of equal length ({lengths})")
         if self.baseline is not None and self.baseline not in self.systems:
             raise ValueError(f"baseline '{self.baseline}' is not one of the systems")
         return self
+
+
+def tied_paths(axis: str) -> list[str]:
+    """The dotted paths an axis key sets: one, or several tied by commas."""
+    return [p.strip() for p in axis.split(",")]
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
