@@ -10,8 +10,9 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from gpusim.spec.base import Dtype, Identifier, NonNegativeInt, PositiveInt, Spec
-from gpusim.spec.model_zoo import TransformerModel
+from gpusim.spec.model_zoo import TransformerModel, linear_shapes
 from gpusim.spec.problems import Problem, chosen_gpus, gpu_list_problems, tensor_dtype_problems
+from gpusim.spec.sparse import SparsityPattern, check_tileable
 from gpusim.spec.topology import Topology
 
 LaunchMode = Literal["eager", "graph", "fused"]
@@ -20,6 +21,22 @@ LaunchMode = Literal["eager", "graph", "fused"]
 RuntimeKind = Literal["pytorch_eager", "cpp"]
 """Who issues the launches: PyTorch eager (framework cost per op) or a C++ engine (none)."""
 InferencePhase = Literal["prefill", "decode", "both"]
+
+
+class LlmWeights(Spec):
+    """How the linear layers' weights are stored and multiplied: dense (cuBLAS GEMMs) or
+    unstructured-sparse in Flash-LLM's Tiled-CSL format (its SpMM kernel; docs/sparse.md). The
+    embeddings, LM head, norms and biases stay dense."""
+
+    format: Literal["dense", "tiled_csl"] = "dense"
+    sparsity: float = Field(default=0.0, ge=0.0, lt=1.0, description="Fraction of zero weights.")
+    pattern: SparsityPattern = "uniform"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LlmWeights:
+        if self.format == "dense" and self.sparsity:
+            raise ValueError("sparsity needs format 'tiled_csl' (dense weights store every zero)")
+        return self
 
 
 class LlmInferenceWorkload(Spec):
@@ -46,6 +63,7 @@ class LlmInferenceWorkload(Spec):
     launch: LaunchMode = "eager"
     runtime: RuntimeKind = "pytorch_eager"
     phase: InferencePhase = "prefill"
+    weights: LlmWeights = Field(default_factory=LlmWeights)
     kv_cache: Literal["dynamic", "static"] = Field(
         default="dynamic",
         description="dynamic: HF DynamicCache, torch.cat of past and new K/V per layer and step; "
@@ -76,7 +94,21 @@ class LlmInferenceWorkload(Spec):
                 raise ValueError(f"tensor_parallel {tp} does not divide the model's {name} {size}")
         if self.gpus is not None and len(self.gpus) != tp:
             raise ValueError(f"{len(self.gpus)} gpus for tensor_parallel {tp}")
+        if self.weights.format == "tiled_csl":
+            if self.dtype != Dtype.fp16:
+                raise ValueError("weights 'tiled_csl' need dtype fp16 (Flash-LLM's kernel)")
+            for rows, cols in linear_shapes(m, tp, fused_qkv=self.fuses_qkv):
+                try:
+                    check_tileable(rows, cols)
+                except ValueError as err:
+                    raise ValueError(f"weights 'tiled_csl': a linear of {m.name}: {err}") from None
         return self
+
+    @property
+    def fuses_qkv(self) -> bool:
+        """Q, K and V computed by one GEMM: the model does, or a C++ engine (FasterTransformer
+        concatenates the three weights)."""
+        return self.model.fused_qkv or self.runtime == "cpp"
 
     def ranks(self, topology: Topology) -> list[str]:
         """The GPU ids of the ranks: ``gpus``, or the first ``tensor_parallel`` of the topology."""

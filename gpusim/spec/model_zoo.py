@@ -98,3 +98,17 @@ class TransformerModel(Sourced):
         final = norm  # the final norm (pre) or the embedding norm (post)
         head = 0 if self.tied_embeddings or self.architecture == "encoder" else self.vocab * h
         return self.layers * per_layer + emb + final + head
+
+
+def linear_shapes(
+    model: TransformerModel, tensor_parallel: int = 1, *, fused_qkv: bool = False
+) -> list[tuple[int, int]]:
+    """``(outputs, inputs)`` of each linear weight of one layer on one tensor-parallel rank, in
+    the order a forward runs them: Q, K, V (or one QKV), the attention output, then gate and up
+    (or fc1) and down. Column-parallel layers split their outputs, row-parallel ones (attention
+    output, down) their inputs."""
+    tp, h = tensor_parallel, model.hidden
+    qw, kvw, f = model.q_width // tp, model.kv_width // tp, model.ffn // tp
+    qkv = [(qw + 2 * kvw, h)] if fused_qkv else [(qw, h), (kvw, h), (kvw, h)]
+    mlp_in = [(f, h), (f, h)] if model.gated_mlp else [(f, h)]
+    return [*qkv, (h, qw), *mlp_in, (h, f)]

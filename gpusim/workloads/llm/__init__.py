@@ -17,14 +17,16 @@ from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels.collectives import NcclCosts
+from gpusim.kernels.tiled_csl import encode_counts
 from gpusim.result import Outcome
 from gpusim.spec.base import storage_bytes
 from gpusim.spec.llm import LlmInferenceWorkload
+from gpusim.spec.model_zoo import linear_shapes
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.scenario import Fidelity
 from gpusim.spec.topology import Topology
 from gpusim.units import GB_to_B
-from gpusim.workloads.llm.metrics import cpu_bound, skip_metrics
+from gpusim.workloads.llm.metrics import TIME_SPLIT, cpu_bound, skip_metrics, time_split
 from gpusim.workloads.llm.program import PHASES, Programs
 
 BASE_METRICS = frozenset(
@@ -45,11 +47,14 @@ BASE_METRICS = frozenset(
         "hbm_used_fraction",
         "fused_chains",
         "fused_launches_removed",
+        *TIME_SPLIT,
     }
 )
 """What every run reports (both fidelities)."""
 PREFILL_METRICS = frozenset({"prefill_latency_s", "prefill_tokens_per_s"})
-DECODE_METRICS = frozenset({"decode_latency_s", "decode_tokens_per_s"})
+DECODE_METRICS = frozenset(
+    {"decode_latency_s", "decode_tokens_per_s", "per_gpu_tokens_per_s"}
+)
 
 
 def metric_names(
@@ -66,14 +71,22 @@ def metric_names(
 
 def weights_bytes(wl: LlmInferenceWorkload) -> float:
     """Weight bytes per rank: the layers split over the tensor-parallel ranks, the embeddings
-    replicated, an untied LM head split by vocabulary."""
+    replicated, an untied LM head split by vocabulary. With Tiled-CSL weights, each layer's
+    linear weights are their encodings (:mod:`gpusim.kernels.tiled_csl`) instead."""
     m, tp = wl.model, wl.tensor_parallel
     emb = m.vocab * m.hidden + m.token_types * m.hidden
     if m.positional == "learned":
         emb += m.max_positions * m.hidden
     head = 0 if m.tied_embeddings or m.architecture == "encoder" else m.vocab * m.hidden
     layers = m.parameters() - emb - head
-    return (layers / tp + emb + head / tp) * storage_bytes(wl.dtype)
+    dense_B = (layers / tp + emb + head / tp) * storage_bytes(wl.dtype)
+    w = wl.weights
+    if w.format == "dense":
+        return dense_B
+    shapes = linear_shapes(m, tp, fused_qkv=wl.fuses_qkv)
+    linear_B = sum(n * k for n, k in shapes) * storage_bytes(wl.dtype)
+    encoded_B = sum(encode_counts(n, k, w.sparsity, w.pattern).storage_bytes for n, k in shapes)
+    return dense_B + m.layers * (encoded_B - linear_B)
 
 
 def kv_cache_bytes(wl: LlmInferenceWorkload, context_tokens: int) -> float:
@@ -128,6 +141,7 @@ def _outcome(
     _, series = skip_metrics(mine[: programs.first_pass_launches], lead, times)
     metrics["cpu_bound"] = cpu_bound(results[0].host_s, metrics["kernel_time_s"])
     metrics |= memory
+    metrics |= time_split(records, lead)
     metrics["fused_chains"] = float(len(programs.chains))
     metrics["fused_launches_removed"] = float(programs.fused_removed)
     latency = metrics["inference_latency_s"]
@@ -141,6 +155,9 @@ def _outcome(
         decode = latency - prefill_end
         metrics["decode_latency_s"] = decode
         metrics["decode_tokens_per_s"] = wl.batch * wl.generated_tokens / decode
+        # Flash-LLM's tokens per GPU-second, over the decode steps (its 64-token prompts'
+        # prefill is about 1 % of a 512-token generation)
+        metrics["per_gpu_tokens_per_s"] = metrics["decode_tokens_per_s"] / len(ranks)
     per_gpu = {}
     for gpu, res in zip(ranks, results, strict=True):
         row = {f"{p}_s": res.phase_s[p] for p in PHASES}

@@ -61,6 +61,8 @@ class ForwardShape:
     past_tokens: int
     tp: int = 1
     static_cache: bool = False
+    fused_qkv: bool = False
+    """Q, K and V by one GEMM (:attr:`LlmInferenceWorkload.fuses_qkv`)."""
 
     @property
     def rows(self) -> int:
@@ -108,7 +110,7 @@ class Forward:
     def linear(self, name: str, n: int, k: int, x: str, out: str) -> None:
         """An ``nn.Linear`` of ``k`` inputs and ``n`` outputs on every row (its module call)."""
         self.o.modules()
-        self.o.gemm(f"gemm_{name}", self.s.rows, n, k, x, out)
+        self.o.linear(f"gemm_{name}", self.s.rows, n, k, x, out)
 
     def add(self, a: str, b: str, out: str) -> None:
         """A residual add of two hidden states."""
@@ -199,7 +201,7 @@ class Forward:
         h, qw, kvw = m.hidden, m.q_width // tp, m.kv_width // tp
         o.modules()  # self_attn
         p = f"{i}.attn"
-        if m.fused_qkv:
+        if s.fused_qkv:
             self.linear("qkv", qw + 2 * kvw, h, x, f"{p}.qkv")
             o.views(7)  # split, then view + permute of each of Q, K, V
             q, k, v = f"{p}.qkv", f"{p}.qkv", f"{p}.qkv"

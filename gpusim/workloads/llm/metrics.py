@@ -30,11 +30,40 @@ from gpusim.execution.runtime import LaunchRecord
 
 TOP_K: Final = 5
 """Kernels in the top-k share (``top5_kernel_fraction``)."""
+TIME_SPLIT: Final = (
+    "matmul_time_s",
+    "attention_time_s",
+    "communication_time_s",
+    "other_kernel_time_s",
+)
+SPMM_KERNELS: Final = ("spmm_", "splitk_reduction")
+"""Name prefixes of the SpMM kernels (gpusim.kernels.spmm)."""
+ATTENTION_KERNELS: Final = ("flash_attn",)
 
 
 def kernel_records(records: Sequence[LaunchRecord], gpu: str) -> list[LaunchRecord]:
     """The kernels of ``gpu`` (host copies excluded), in launch order."""
     return [r for r in records if r.gpu == gpu and r.call != RuntimeCall.memcpy_async]
+
+
+def time_split(records: Sequence[LaunchRecord], gpu: str) -> dict[str, float]:
+    """GPU time of ``gpu``'s kernels by what they do (Flash-LLM's breakdown of GPU-seconds):
+    ``matmul_time_s`` (cuBLAS GEMMs and SpMM kernels), ``attention_time_s`` (the attention
+    kernels), ``communication_time_s`` (NCCL collectives) and ``other_kernel_time_s``."""
+    split = dict.fromkeys(TIME_SPLIT, 0.0)
+    for r in kernel_records(records, gpu):
+        split[_split_of(r)] += r.kernel_end_s - r.kernel_start_s
+    return split
+
+
+def _split_of(r: LaunchRecord) -> str:
+    if r.call == RuntimeCall.collective:
+        return "communication_time_s"
+    if r.call == RuntimeCall.cublas or r.name.startswith(SPMM_KERNELS):
+        return "matmul_time_s"
+    if r.name.startswith(ATTENTION_KERNELS):
+        return "attention_time_s"
+    return "other_kernel_time_s"
 
 
 def no_queue_s(records: Sequence[LaunchRecord], times: LaunchTimes) -> list[float]:

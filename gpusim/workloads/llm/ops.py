@@ -15,11 +15,12 @@ from typing import Literal
 
 from gpusim.execution.host_costs import OpKind, RuntimeCall
 from gpusim.hardware.rates import GPURates
-from gpusim.kernels import kernel_cost
+from gpusim.kernels import kernel_cost, kernel_costs
 from gpusim.kernels.attention import AttentionShape, attention_cost
 from gpusim.kernels.cost import KernelCost
 from gpusim.spec.base import Dtype, storage_bytes
-from gpusim.spec.workload import ElementwiseOp, GemmOp
+from gpusim.spec.llm import LlmWeights
+from gpusim.spec.workload import ElementwiseOp, GemmOp, SpmmOp
 
 TensorUse = tuple[str, float]
 """A tensor (its id within one forward) and the bytes of it a kernel moves."""
@@ -79,6 +80,10 @@ class OpList:
     named by (op, kernel kind, sizes) (decode steps repeat the same kernels thousands of
     times)."""
     ops: list[Op] = field(default_factory=list)
+    weights: LlmWeights | None = None
+    """How the linear layers' weights are stored (dense when absent)."""
+    spmm_cache: dict[Hashable, tuple[KernelCost, ...]] = field(default_factory=dict)
+    """The kernels of each sparse linear, computed once per run like ``cache``."""
 
     def ew(
         self,
@@ -129,6 +134,27 @@ class OpList:
                 writes=((out, m * n * el),),
             )
         )
+
+    def linear(self, kind: str, m: int, n: int, k: int, a: str, out: str) -> None:
+        """A linear layer's weight of ``n`` outputs and ``k`` inputs on ``m`` rows: a cuBLAS GEMM
+        (:meth:`gemm`), or with Tiled-CSL weights Flash-LLM's SpMM, the weight as its sparse
+        ``n x k`` operand times the ``k x m`` activations: its LSCD kernel and, when it splits
+        K, its reduction kernel (direct launches, never fused)."""
+        w = self.weights
+        if w is None or w.format == "dense":
+            self.gemm(kind, m, n, k, a, out)
+            return
+        key = ("spmm", kind, m, n, k)
+        costs = self.spmm_cache.get(key)
+        if costs is None:
+            op = SpmmOp(m=n, k=k, n=m, sparsity=w.sparsity, pattern=w.pattern)
+            costs = self.spmm_cache[key] = kernel_costs(op, self.rates)
+        el = float(self.dtype_bytes)
+        *first, last = costs
+        for cost in first:
+            self.ops.append(Kernel(cost.name, cost, reads=((a, m * k * el),)))
+        reads = () if first else ((a, m * k * el),)
+        self.ops.append(Kernel(last.name, last, reads=reads, writes=((out, m * n * el),)))
 
     def attention(self, shape: AttentionShape, q: str, kv: str, out: str) -> None:
         """The fused attention kernel (``aten::scaled_dot_product_attention``)."""

@@ -59,14 +59,14 @@ def passes(wl: LlmInferenceWorkload) -> list[Pass]:
     """The forward passes ``wl`` simulates, in order: the prefill (phase prefill or both), then
     ``generated_tokens`` decode steps (phase decode or both; decode alone starts from a cache
     holding the prompt)."""
-    tp, static = wl.tensor_parallel, wl.kv_cache == "static"
+    tp, static, qkv = wl.tensor_parallel, wl.kv_cache == "static", wl.fuses_qkv
     b, p = wl.batch, wl.prompt_tokens
     out = []
     if wl.phase != "decode":
-        out.append(Pass("prefill", ForwardShape(b, p, 0, tp, static), p))
+        out.append(Pass("prefill", ForwardShape(b, p, 0, tp, static, qkv), p))
     if wl.phase != "prefill":
         for t in range(wl.generated_tokens):
-            out.append(Pass("decode", ForwardShape(b, 1, p + t, tp, static), p + t + 1))
+            out.append(Pass("decode", ForwardShape(b, 1, p + t, tp, static, qkv), p + t + 1))
     return out
 
 
@@ -96,6 +96,7 @@ class Programs:
     first_pass_launches: int = 0
     prefill_launches: int = 0
     _cache: dict[Hashable, KernelCost] = field(default_factory=dict)
+    _spmm_cache: dict[Hashable, tuple[KernelCost, ...]] = field(default_factory=dict)
     _built: dict[int, tuple[list[Step], int]] = field(default_factory=dict)
     """Pass index -> its steps and the ranks still to take them."""
 
@@ -122,7 +123,9 @@ class Programs:
     def _build(self, i: int) -> list[Step]:
         p = self.passes[i]
         wl = self.wl
-        ops = OpList(self.rates, wl.dtype, self._cache)
+        ops = OpList(
+            self.rates, wl.dtype, self._cache, weights=wl.weights, spmm_cache=self._spmm_cache
+        )
         forward_ops(wl.model, p.shape, ops)
         fwd = list(ops.ops)
         tail: list[Op] = []
