@@ -329,6 +329,9 @@ class ProgramCheck:
         """Per rank: the step index of each exchange it met."""
         self._meetings: list[_Meeting] = []
         self._ended = [False] * len(ranks)
+        self._passed: dict[int, object] = {}
+        """id -> step for steps that passed and whose checks do not depend on where they stand
+        (no ``after``, no exchange): a program repeating one step object is checked once."""
 
     def _fail(self, rank: int, step: int | None, reason: str) -> SimulationError:
         where = f"rank '{self.ranks[rank]}'" + ("" if step is None else f" step {step}")
@@ -338,6 +341,8 @@ class ProgramCheck:
         """Check the next step of ``rank``'s program."""
         k = self._next_step[rank]
         self._next_step[rank] = k + 1
+        if self._passed.get(id(step)) is step:
+            return
         if not isinstance(step, STEP_KINDS):
             raise self._fail(rank, k, f"{type(step).__name__} is not a program step")
         if step.phase not in self.phases:
@@ -357,6 +362,8 @@ class ProgramCheck:
         exchange = step.meets
         if exchange is not None:
             self._meet(rank, k, exchange)
+        elif not step.after:
+            self._passed[id(step)] = step
 
     def _meet(self, rank: int, k: int, exchange: Exchange) -> None:
         n = len(self.ranks)
