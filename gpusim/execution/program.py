@@ -302,6 +302,29 @@ def host_cost_s(step: Step, costs: HostCosts, nccl_host_call_s: float) -> float:
     return op + costs.runtime_call_s(RuntimeCall.memcpy_async)
 
 
+class StepCosts:
+    """:func:`host_cost_s` of each step, and a kernel's framework dispatch before its runtime
+    call, computed once per step object: programs repeat their step objects (the layers of a
+    forward, the passes of a decode), and the interpreters ask for every step they issue."""
+
+    def __init__(self, costs: HostCosts, nccl_host_call_s: float) -> None:
+        self.costs = costs
+        self.nccl_host_call_s = nccl_host_call_s
+        self._known: dict[int, tuple[Step, float, float]] = {}
+
+    def of(self, step: Step) -> tuple[float, float]:
+        """``(host cost, dispatch)``: the dispatch is the framework op's share of the host cost
+        for a kernel that opens an op (its runtime call begins after it), else 0."""
+        known = self._known.get(id(step))
+        if known is None or known[0] is not step:
+            cost = host_cost_s(step, self.costs, self.nccl_host_call_s)
+            op = 0.0
+            if isinstance(step, KernelStep) and step.new_op:
+                op = self.costs.framework_op_s(step.op_kind, step.records_graph)
+            known = self._known[id(step)] = (step, cost, op)
+        return known[1], known[2]
+
+
 @dataclass
 class _Meeting:
     """The first rank seen at one exchange (the n-th exchange of every program)."""

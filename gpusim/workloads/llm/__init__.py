@@ -160,7 +160,7 @@ def des(node: Node, wl: LlmInferenceWorkload, *, seed: int) -> Outcome:
     memory = memory_metrics(wl, rates[0])
     nccl_sms = NcclCosts.from_profile(node.profile).sms
     programs = Programs(wl, rates[0], len(ranks), nccl_sms)
-    interpreter = ProgramDES(node, ranks, PHASES)
+    interpreter = ProgramDES(node, ranks, PHASES, solo=True)  # one stream, no `after`
     results = interpreter.run([programs.program(r) for r in range(len(ranks))])
     times = interpreter.times
     return _outcome(wl, ranks, programs, results, interpreter.log.records, times, memory)
