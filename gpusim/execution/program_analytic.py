@@ -121,6 +121,7 @@ class ProgramAnalytic:
         self.times = self.costs.launch
         nccl = NcclCosts.from_profile(platform.profile)
         self.setup_s, self.nccl_sms = nccl.setup_s, nccl.sms
+        self.nccl_host_call_s = nccl.host_call_s
         self.step_costs = StepCosts(self.costs, nccl.host_call_s)
         self.sm_count = platform.gpu_rates(self.ranks[0]).sm_count
         self.log = LaunchLog()
