@@ -133,8 +133,9 @@ class ProgramDES:
 
         ``solo``: the family's programs run on stream 0 with no ``after`` and no exchange. With
         one rank and no trace nothing then contends, and the rank is timed in closed form
-        (:mod:`gpusim.execution.program_solo`, the same records and results); a step breaking
-        the promise is a :class:`SimulationError`."""
+        (:mod:`gpusim.execution.program_solo`, the same records and results; the GPU's own
+        counters, such as ``busy_sm_s``, are not advanced); a step breaking the promise is a
+        :class:`SimulationError`."""
         self.solo = solo
         self.node = node
         self.env = node.sim.env
