@@ -280,7 +280,9 @@ class Forward:
         return f"{p}.out"
 
     def layer(self, i: int, x: str) -> str:
-        """Decoder or encoder layer ``i`` on the hidden state ``x``; returns its output's id."""
+        """Decoder or encoder layer ``i`` on the hidden state ``x``; returns its output's id.
+        Only tensor ids may depend on ``i``: :func:`one_layer_ops` repeats layer 0 (held by
+        ``test_one_layer_repeated_is_the_whole_forward``)."""
         self.o.modules()
         if self.m.norm_position == "pre":
             self.norm(f"{i}.ln1", x, f"{i}.xn")

@@ -1,7 +1,8 @@
 """The per-rank programs of an ``llm_inference`` run: every forward pass (the prefill, then one
 per decode step) with its generate epilogue, turned into program steps by launch mode and
 runtime, and built lazily, once per pass, for every rank (the ranks share the pass's steps and
-its exchanges).
+its exchanges). Without fusion or tensor parallelism a pass is one layer's steps repeated
+(:func:`~gpusim.workloads.llm.forward.one_layer_ops`), and equal steps are one object.
 
 - ``eager``: every kernel its own launch; with ``runtime: pytorch_eager`` each is a framework op
   (dispatch by op kind + ``cudaLaunchKernel`` or a cuBLAS call), view ops and Python module
