@@ -10,7 +10,9 @@
     the DES: CPU time, goal under 5 s; the analytic fidelity's time beside it for reference.
 
 Each figure prints with its goal and PASS/MISS (INFO without a goal); the script exits 0 either
-way. Loading the scenario is outside the timed part of (a) and (c).
+way. Loading the scenario is outside the timed part of (a) and (c). The CPU figures also print as
+a ratio to a reference measured in the same run, the CPU time of 200,000 bare SimPy timeouts
+(bench_engine's (a)), so that a busy machine does not decide the comparison of two runs.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
+
+from bench_engine import simpy_timeouts
 
 from gpusim import simulate
 from gpusim.limits import Limits
@@ -74,18 +78,30 @@ def sweep_wall_s(folder: Path, workers: int) -> float:
     return time.perf_counter() - t0
 
 
+def reference_cpu_s(n_timeouts: int = 200_000) -> float:
+    """CPU seconds of ``n_timeouts`` bare SimPy timeouts in one process (the same-run unit)."""
+    t0 = time.process_time()
+    simpy_timeouts(n_timeouts)
+    return time.process_time() - t0
+
+
 def main() -> None:
     print("llm_inference speed (issue #13)")
+    ref = reference_cpu_s()
+    report("reference: 200,000 bare SimPy timeouts (CPU)", ref, "s", "-", None)
     a = cpu_s(PREFILL, {"workload.batch": 64})
     report("(a) Llama-3.2-1B prefill, batch 64, DES (CPU)", a, "s", "< 1 s", a < 1.0)
+    report("    / reference", a / ref, "x", "-", None)
     with tempfile.TemporaryDirectory() as tmp:
         b = sweep_wall_s(Path(tmp), 2)
     report("(b) 10-point batch sweep, DES, 2 workers (wall)", b, "s", "< 10 s", b < 10.0)
     decode = {"workload.generated_tokens": 512}
     c = cpu_s(DECODE, decode)
     report("(c) Llama-3.1-8B 512-token decode, DES (CPU)", c, "s", "< 5 s", c < 5.0)
+    report("    / reference", c / ref, "x", "-", None)
     c_a = cpu_s(DECODE, decode | {"options.fidelity": "analytic"})
     report("    the same, analytic (CPU)", c_a, "s", "-", None)
+    report("    / reference", c_a / ref, "x", "-", None)
 
 
 if __name__ == "__main__":

@@ -35,9 +35,10 @@ from gpusim.spec.refs import data_root
 from gpusim.spec.scenario import Fidelity
 from gpusim.spec.topology import Topology
 from gpusim.workloads import llm
+from gpusim.workloads.llm.forward import ForwardShape, forward_ops, one_layer_ops
 from gpusim.workloads.llm.fusion import fuse, linked_pairs
 from gpusim.workloads.llm.metrics import transition_batch
-from gpusim.workloads.llm.ops import Kernel, OpList
+from gpusim.workloads.llm.ops import Host, Kernel, Op, OpList
 from gpusim.workloads.llm.program import Programs
 
 ROOT = data_root()
@@ -180,6 +181,32 @@ def test_tklqt_is_flat_then_rises_with_the_batch() -> None:
         tklqt[b] = llm.analytic(topo, profile, wl, seed=0).metrics["tklqt_s"]
     assert tklqt[2] == pytest.approx(tklqt[1], rel=0.05)  # the plateau
     assert tklqt[512] > 1.5 * tklqt[256] > 10 * tklqt[1]  # the queue grows with the batch
+
+
+# -- one layer built, repeated ---------------------------------------------------------------
+
+
+def _issued(op: Op) -> object:
+    """What of an op reaches a program step: all but the tensor ids."""
+    if isinstance(op, Kernel):
+        return (op.kind, op.cost, op.op_kind, op.call, op.memory_bound)
+    return op
+
+
+@pytest.mark.parametrize("name", ["llama-3.2-1b", "gpt2", "bert-base", "opt-30b"])
+@pytest.mark.parametrize("past", [0, 17])
+def test_one_layer_repeated_is_the_whole_forward(name: str, past: int) -> None:
+    model = load_transformer(name)
+    rates = Platform.of(TOPO, PROFILE).gpu_rates("gpu0")
+    for static in (False, True):
+        shape = ForwardShape(4, 1 if past else 16, past, 1, static)
+        whole = OpList(rates, Dtype.bf16, {})
+        forward_ops(model, shape, whole)
+        once = OpList(rates, whole.dtype, whole.cache)
+        a, b = one_layer_ops(model, shape, once)
+        composed = once.ops[:a] + once.ops[a:b] * model.layers + once.ops[b:]
+        assert [_issued(o) for o in composed] == [_issued(o) for o in whole.ops]
+        assert any(isinstance(o, Host) for o in composed)
 
 
 # -- the transition and the host's speed ---------------------------------------------------------

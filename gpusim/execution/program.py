@@ -302,6 +302,29 @@ def host_cost_s(step: Step, costs: HostCosts, nccl_host_call_s: float) -> float:
     return op + costs.runtime_call_s(RuntimeCall.memcpy_async)
 
 
+class StepCosts:
+    """:func:`host_cost_s` of each step, and a kernel's framework dispatch before its runtime
+    call, computed once per step object: programs repeat their step objects (the layers of a
+    forward, the passes of a decode), and the interpreters ask for every step they issue."""
+
+    def __init__(self, costs: HostCosts, nccl_host_call_s: float) -> None:
+        self.costs = costs
+        self.nccl_host_call_s = nccl_host_call_s
+        self._known: dict[int, tuple[Step, float, float]] = {}
+
+    def of(self, step: Step) -> tuple[float, float]:
+        """``(host cost, dispatch)``: the dispatch is the framework op's share of the host cost
+        for a kernel that opens an op (its runtime call begins after it), else 0."""
+        known = self._known.get(id(step))
+        if known is None or known[0] is not step:
+            cost = host_cost_s(step, self.costs, self.nccl_host_call_s)
+            op = 0.0
+            if isinstance(step, KernelStep) and step.new_op:
+                op = self.costs.framework_op_s(step.op_kind, step.records_graph)
+            known = self._known[id(step)] = (step, cost, op)
+        return known[1], known[2]
+
+
 @dataclass
 class _Meeting:
     """The first rank seen at one exchange (the n-th exchange of every program)."""
@@ -329,6 +352,9 @@ class ProgramCheck:
         """Per rank: the step index of each exchange it met."""
         self._meetings: list[_Meeting] = []
         self._ended = [False] * len(ranks)
+        self._passed: dict[int, object] = {}
+        """id -> step for steps that passed and whose checks do not depend on where they stand
+        (no ``after``, no exchange): a program repeating one step object is checked once."""
 
     def _fail(self, rank: int, step: int | None, reason: str) -> SimulationError:
         where = f"rank '{self.ranks[rank]}'" + ("" if step is None else f" step {step}")
@@ -338,6 +364,8 @@ class ProgramCheck:
         """Check the next step of ``rank``'s program."""
         k = self._next_step[rank]
         self._next_step[rank] = k + 1
+        if self._passed.get(id(step)) is step:
+            return
         if not isinstance(step, STEP_KINDS):
             raise self._fail(rank, k, f"{type(step).__name__} is not a program step")
         if step.phase not in self.phases:
@@ -357,6 +385,8 @@ class ProgramCheck:
         exchange = step.meets
         if exchange is not None:
             self._meet(rank, k, exchange)
+        elif not step.after:
+            self._passed[id(step)] = step
 
     def _meet(self, rank: int, k: int, exchange: Exchange) -> None:
         n = len(self.ranks)

@@ -35,8 +35,8 @@ from gpusim.execution.program import (
     Program,
     RankResult,
     Step,
+    StepCosts,
     SyncStep,
-    host_cost_s,
     validate_programs,
 )
 from gpusim.execution.runtime import LaunchLog, LaunchRecord
@@ -122,6 +122,7 @@ class ProgramAnalytic:
         nccl = NcclCosts.from_profile(platform.profile)
         self.setup_s, self.nccl_sms = nccl.setup_s, nccl.sms
         self.nccl_host_call_s = nccl.host_call_s
+        self.step_costs = StepCosts(self.costs, nccl.host_call_s)
         self.sm_count = platform.gpu_rates(self.ranks[0]).sm_count
         self.log = LaunchLog()
         """Every launch, with the timestamps the DES records (within a rank, in the same
@@ -168,11 +169,12 @@ class ProgramAnalytic:
 
     # -- one handler per step kind; each returns the step's end ---------------------------
 
-    def _issue(self, rank: _Rank, step: Step) -> None:
-        """Pay ``step``'s host cost."""
-        cost = host_cost_s(step, self.costs, self.nccl_host_call_s)
+    def _issue(self, rank: _Rank, step: Step) -> float:
+        """Pay ``step``'s host cost; returns a kernel's framework dispatch (see StepCosts)."""
+        cost, op = self.step_costs.of(step)
         rank.host_s += cost
         rank.result.host_s += cost
+        return op
 
     def _enter_queue(self, rank: _Rank, stream: int) -> None:
         """The launch call returns once its stream holds fewer than ``depth`` unfinished ops."""
@@ -200,24 +202,29 @@ class ProgramAnalytic:
         begin = rank.host_s
         if step.new_op:
             rank.external_id = self.log.next_external()
-            begin += self.costs.framework_op_s(step.op_kind, step.records_graph)
-        self._issue(rank, step)
+        begin += self._issue(rank, step)  # the runtime call follows the framework dispatch
         self._enter_queue(rank, step.stream)
-        deps = [rank.ends[i] for i in step.after]
         tail = rank.tails.get(step.stream, 0.0)
-        ready = max([rank.host_s + self.times.doorbell_s, tail, *deps])
+        ready = rank.host_s + self.times.doorbell_s
+        if tail > ready:
+            ready = tail
+        for i in step.after:
+            if rank.ends[i] > ready:
+                ready = rank.ends[i]
+        time_s = cost.time_s
         if ready >= rank.held_end:
             start = ready  # what first_fit_s returns when every held interval has ended
         else:
             rank.held = [iv for iv in rank.held if iv[1] > rank.host_s]  # done before any start
-            start = first_fit_s(rank.held, ready, cost.time_s, cost.sms, self.sm_count)
-        end = start + cost.time_s
-        rank.held_end = max(rank.held_end, end)
+            start = first_fit_s(rank.held, ready, time_s, cost.sms, self.sm_count)
+        end = start + time_s
+        if end > rank.held_end:
+            rank.held_end = end
         rec = self._record(rank, cost.name, step.call, step.stream, begin)
         rec.kernel_start_s, rec.kernel_end_s = start, end
         rank.held.append((start, end, cost.sms))
-        res.phase_s[step.phase] += cost.time_s
-        res.busy_sm_s += cost.time_s * cost.sms
+        res.phase_s[step.phase] += time_s
+        res.busy_sm_s += time_s * cost.sms
         rank.tails[step.stream] = end
         self._queued(rank, step.stream, end)
         return end

@@ -41,17 +41,20 @@ from gpusim.execution.program import (
     KernelStep,
     Phases,
     Program,
+    ProgramCheck,
     RankResult,
     Step,
     SyncStep,
     host_cost_s,
     validate_programs,
 )
+from gpusim.execution.program_solo import SoloRank
 from gpusim.execution.runtime import LaunchLog, LaunchRecord, run_graph_nodes
 from gpusim.hardware.fabric import Route
 from gpusim.hardware.gpu import GPURuntime, Stream, StreamOp
 from gpusim.hardware.host import HostThread
 from gpusim.hardware.node import Node
+from gpusim.hardware.solo_gpu import SoloGPU
 from gpusim.kernels.collectives import NcclCosts
 from gpusim.kernels.cost import KernelCost
 
@@ -123,8 +126,17 @@ class _Rank:
 class ProgramDES:
     """Runs one program per rank on a built node, each from its rank's own host thread."""
 
-    def __init__(self, node: Node, ranks: Sequence[str], phases: Phases) -> None:
-        """An interpreter for ``ranks`` (GPU ids, rank order) with the family's ``phases``."""
+    def __init__(
+        self, node: Node, ranks: Sequence[str], phases: Phases, *, solo: bool = False
+    ) -> None:
+        """An interpreter for ``ranks`` (GPU ids, rank order) with the family's ``phases``.
+
+        ``solo``: the family's programs run on stream 0 with no ``after`` and no exchange. With
+        one rank and no trace nothing then contends, and the rank is timed in closed form
+        (:mod:`gpusim.execution.program_solo`, the same records and results; the GPU's own
+        counters, such as ``busy_sm_s``, are not advanced); a step breaking the promise is a
+        :class:`SimulationError`."""
+        self.solo = solo
         self.node = node
         self.env = node.sim.env
         self.ranks = list(ranks)
@@ -142,6 +154,8 @@ class ProgramDES:
     def run(self, programs: Sequence[Program]) -> list[RankResult]:
         """Run every rank's program to the end; returns per-rank results."""
         check, steps = validate_programs(self.ranks, programs, self.phases)
+        if self.solo and len(self.ranks) == 1 and not self.node.sim.recorder.enabled:
+            return [self._run_solo(check, steps[0])]
         ranks = []
         for r, gpu_id in enumerate(self.ranks):
             thread = self.node.host_thread(self.node.host_of[gpu_id], f"rank {gpu_id}")
@@ -159,6 +173,17 @@ class ProgramDES:
                 )
         self.node.finish()
         return [rank.result for rank in ranks]
+
+    def _run_solo(self, check: ProgramCheck, steps: Iterator[Step]) -> RankResult:
+        """The one rank's program, timed in closed form (see ``solo``)."""
+        gpu_id = self.ranks[0]
+        to_host = self.node.fabric.route(gpu_id, self.node.host_of[gpu_id])
+        gpu = SoloGPU(self.node.gpus[gpu_id])
+        rank = SoloRank(gpu, to_host, self.costs, self.nccl_host_call_s, self.log, self.phases)
+        result = rank.run(steps)
+        check.finish()
+        self.node.finish()
+        return result
 
     def _rank(self, rank: _Rank, steps: Iterator[Step]) -> Process:
         """The rank's host thread: issue every step, then wait for its streams to drain."""

@@ -52,9 +52,7 @@ BASE_METRICS = frozenset(
 )
 """What every run reports (both fidelities)."""
 PREFILL_METRICS = frozenset({"prefill_latency_s", "prefill_tokens_per_s"})
-DECODE_METRICS = frozenset(
-    {"decode_latency_s", "decode_tokens_per_s", "per_gpu_tokens_per_s"}
-)
+DECODE_METRICS = frozenset({"decode_latency_s", "decode_tokens_per_s", "per_gpu_tokens_per_s"})
 
 
 def metric_names(
@@ -177,7 +175,7 @@ def des(node: Node, wl: LlmInferenceWorkload, *, seed: int) -> Outcome:
     memory = memory_metrics(wl, rates[0])
     nccl_sms = NcclCosts.from_profile(node.profile).sms
     programs = Programs(wl, rates[0], len(ranks), nccl_sms)
-    interpreter = ProgramDES(node, ranks, PHASES)
+    interpreter = ProgramDES(node, ranks, PHASES, solo=True)  # one stream, no `after`
     results = interpreter.run([programs.program(r) for r in range(len(ranks))])
     times = interpreter.times
     return _outcome(wl, ranks, programs, results, interpreter.log.records, times, memory)

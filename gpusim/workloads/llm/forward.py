@@ -282,7 +282,9 @@ class Forward:
         return f"{p}.out"
 
     def layer(self, i: int, x: str) -> str:
-        """Decoder or encoder layer ``i`` on the hidden state ``x``; returns its output's id."""
+        """Decoder or encoder layer ``i`` on the hidden state ``x``; returns its output's id.
+        Only tensor ids may depend on ``i``: :func:`one_layer_ops` repeats layer 0 (held by
+        ``test_one_layer_repeated_is_the_whole_forward``)."""
         self.o.modules()
         if self.m.norm_position == "pre":
             self.norm(f"{i}.ln1", x, f"{i}.xn")
@@ -303,11 +305,22 @@ class Forward:
     def build(self) -> str:
         """The whole forward (embeddings, layers, final norm, LM head on the last position);
         returns the id of the logits (or of the encoder's last hidden state)."""
+        x = self.begin()
+        for i in range(self.m.layers):
+            x = self.layer(i, x)
+        return self.end(x)
+
+    def begin(self) -> str:
+        """What runs before the first layer (embeddings, the rotary setup); returns the hidden
+        state's id."""
         x = self.embeddings()
         if self.m.positional == "rope":
             self.rotary_setup()
-        for i in range(self.m.layers):
-            x = self.layer(i, x)
+        return x
+
+    def end(self, x: str) -> str:
+        """What runs after the last layer, whose output is ``x`` (final norm, LM head); returns
+        the id of the logits (or of the encoder's last hidden state)."""
         if self.m.norm_position == "pre":
             self.norm("final_norm", x, "final")
             x = "final"
@@ -333,6 +346,21 @@ class Forward:
 def forward_ops(model: TransformerModel, shape: ForwardShape, ops: OpList) -> None:
     """Append one forward pass of ``model`` of ``shape`` to ``ops``."""
     Forward(model, shape, ops).build()
+
+
+def one_layer_ops(model: TransformerModel, shape: ForwardShape, ops: OpList) -> tuple[int, int]:
+    """Append the forward pass of ``model`` with its first layer only; returns the indices in
+    ``ops.ops`` where that layer's operations begin and end. Layers differ only in the ids of
+    their tensors, so with ``a, b`` returned, ``ops[:a] + ops[a:b] * model.layers + ops[b:]``
+    issues what :func:`forward_ops` does but for those ids (what fusion, and nothing else,
+    reads)."""
+    fwd = Forward(model, shape, ops)
+    x = fwd.begin()
+    first = len(ops.ops)
+    x = fwd.layer(0, x)
+    last = len(ops.ops)
+    fwd.end(x)
+    return first, last
 
 
 def sampling_ops(model: TransformerModel, batch: int, length: int, ops: OpList) -> None:

@@ -1,7 +1,8 @@
 """The per-rank programs of an ``llm_inference`` run: every forward pass (the prefill, then one
 per decode step) with its generate epilogue, turned into program steps by launch mode and
 runtime, and built lazily, once per pass, for every rank (the ranks share the pass's steps and
-its exchanges).
+its exchanges). Without fusion or tensor parallelism a pass is one layer's steps repeated
+(:func:`~gpusim.workloads.llm.forward.one_layer_ops`), and equal steps are one object.
 
 - ``eager``: every kernel its own launch; with ``runtime: pytorch_eager`` each is a framework op
   (dispatch by op kind + ``cudaLaunchKernel`` or a cuBLAS call), view ops and Python module
@@ -37,7 +38,12 @@ from gpusim.execution.program import (
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels.cost import KernelCost
 from gpusim.spec.llm import LlmInferenceWorkload
-from gpusim.workloads.llm.forward import ForwardShape, forward_ops, sampling_ops
+from gpusim.workloads.llm.forward import (
+    ForwardShape,
+    forward_ops,
+    one_layer_ops,
+    sampling_ops,
+)
 from gpusim.workloads.llm.fusion import fuse
 from gpusim.workloads.llm.ops import Collective, Host, Kernel, Op, OpList
 
@@ -99,6 +105,9 @@ class Programs:
     _spmm_cache: dict[Hashable, tuple[KernelCost, ...]] = field(default_factory=dict)
     _built: dict[int, tuple[list[Step], int]] = field(default_factory=dict)
     """Pass index -> its steps and the ranks still to take them."""
+    _steps: dict[Hashable, Step] = field(default_factory=dict)
+    """Kernel and host steps already made (decode passes and layers repeat them): one object
+    each, so the interpreters' per-step caches hit."""
 
     def __post_init__(self) -> None:
         self.passes = passes(self.wl)
@@ -126,23 +135,34 @@ class Programs:
         ops = OpList(
             self.rates, wl.dtype, self._cache, weights=wl.weights, spmm_cache=self._spmm_cache
         )
-        forward_ops(wl.model, p.shape, ops)
-        fwd = list(ops.ops)
         tail: list[Op] = []
         if wl.phase != "prefill":  # generate: the sampling epilogue after every pass
             epilogue = OpList(self.rates, wl.dtype, self._cache)
             sampling_ops(wl.model, wl.batch, p.length, epilogue)
             tail = epilogue.ops
-        if wl.launch == "fused":
-            result = fuse([*fwd, *tail], ops)
-            fwd, tail = result.ops, []
+        if wl.launch == "fused":  # fusion reads tensor ids: the whole forward, layer by layer
+            forward_ops(wl.model, p.shape, ops)
+            result = fuse([*ops.ops, *tail], ops)
             self.fused_removed += result.removed
             if i == 0:
                 self.chains = result.chains
-        if wl.launch == "graph":
-            steps = [*self._graphed(fwd, p.phase), *self._eager(tail, p.phase)]
-        else:
-            steps = self._eager([*fwd, *tail], p.phase)
+            steps = self._eager(result.ops, p.phase)
+        elif wl.tensor_parallel == 1:  # no per-layer collectives: build one layer, repeat it
+            a, b = one_layer_ops(wl.model, p.shape, ops)
+            head, layer, rest = ops.ops[:a], ops.ops[a:b], ops.ops[b:]
+            if wl.launch == "graph":
+                fwd = [*head, *layer * wl.model.layers, *rest]
+                steps = [*self._graphed(fwd, p.phase), *self._eager(tail, p.phase)]
+            else:
+                steps = self._eager(head, p.phase)
+                steps += self._eager(layer, p.phase) * wl.model.layers
+                steps += self._eager([*rest, *tail], p.phase)
+        else:  # each layer's collectives are exchanges of their own
+            forward_ops(wl.model, p.shape, ops)
+            if wl.launch == "graph":
+                steps = [*self._graphed(ops.ops, p.phase), *self._eager(tail, p.phase)]
+            else:
+                steps = self._eager([*ops.ops, *tail], p.phase)
         if wl.phase == "prefill":  # the timed forward ends with torch.cuda.synchronize()
             steps.append(SyncStep(0, p.phase, kind="device"))
         if i == 0:
@@ -161,15 +181,24 @@ class Programs:
     def _eager(self, ops: list[Op], phase: Phase) -> list[Step]:
         framework = self.wl.runtime == "pytorch_eager"
         steps: list[Step] = []
+        memo = self._steps
         for op in ops:
             if isinstance(op, Kernel):
-                steps.append(
-                    KernelStep(op.cost, phase, new_op=framework, op_kind=op.op_kind, call=op.call)
-                )
+                key: Hashable = (op.cost, op.op_kind, op.call, phase)
+                step = memo.get(key)
+                if step is None:
+                    step = memo[key] = KernelStep(
+                        op.cost, phase, new_op=framework, op_kind=op.op_kind, call=op.call
+                    )
+                steps.append(step)
             elif isinstance(op, Host):
                 if framework:
-                    kind: HostKind = "python" if op.kind == "python" else OpKind.view
-                    steps.append(HostStep(phase, kind, op.count))
+                    key = (op.kind, op.count, phase)
+                    step = memo.get(key)
+                    if step is None:
+                        kind: HostKind = "python" if op.kind == "python" else OpKind.view
+                        step = memo[key] = HostStep(phase, kind, op.count)
+                    steps.append(step)
             elif isinstance(op, Collective):
                 call = RuntimeCall.collective if framework else None
                 steps.append(ExchangeStep(self._exchange(op), phase, call=call))
