@@ -25,7 +25,7 @@ from gpusim.report.figures import comparison_bars, gantt, metric_vs_axis, speedu
 from gpusim.report.format import format_value, infer_axes, infer_metrics, is_ok
 from gpusim.report.html import figure_svg, render_html, render_svg_page
 from gpusim.report.plotting import distinct, system_colors
-from gpusim.report.speedup_grid import has_speedup_grid, speedup_grid_figure
+from gpusim.report.speedup_grid import grid_groups, has_speedup_grid, speedup_grid_figure
 from gpusim.report.transition import marks_transitions, transition_figure
 
 __all__ = [
@@ -166,10 +166,12 @@ def standard_figures(
         if has_speedup_grid(axes, baseline):
             out += [
                 (
-                    f"speedup on {metric} over {baseline} by sparsity and n",
-                    partial(speedup_grid_figure, rows, metric, baseline, axes, colors),
+                    f"speedup on {metric} over {baseline} by sparsity and n"
+                    + (f" ({label})" if label else ""),
+                    partial(speedup_grid_figure, group, metric, baseline, axes, colors, label),
                 )
                 for metric in compared
+                for label, group in grid_groups(rows, axes)
             ]
     point = _trace_point(traces, gantt_point)
     if point is not None:

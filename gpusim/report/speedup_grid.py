@@ -30,6 +30,25 @@ def has_speedup_grid(axes: Sequence[str], baseline: str | None) -> bool:
     return baseline is not None and GRID_X in axes and GRID_PANEL in axes
 
 
+def grid_groups(rows: Sequence[Row], axes: Sequence[str]) -> list[tuple[str, list[Row]]]:
+    """The rows split by every categorical axis besides the grid's (a GPU or topology axis):
+    one grid per combination, labelled ``axis=value, ...`` (a single unlabelled group when
+    there is none). Numeric axes (shapes, batch) are averaged over inside a grid."""
+    categorical = [
+        a
+        for a in axes
+        if a not in (GRID_X, GRID_PANEL, "system")
+        and any(as_number(r.get(a)) is None and r.get(a) is not None for r in rows)
+    ]
+    groups: dict[tuple[Any, ...], list[Row]] = {}
+    for row in rows:
+        groups.setdefault(tuple(hashable(row.get(a)) for a in categorical), []).append(row)
+    return [
+        (", ".join(f"{a}={v}" for a, v in zip(categorical, key, strict=True)), members)
+        for key, members in groups.items()
+    ]
+
+
 def grid_speedups(
     rows: Sequence[Row], metric: str, baseline: str, axes: Sequence[str]
 ) -> dict[tuple[str, Any, Any], float]:
@@ -61,9 +80,11 @@ def speedup_grid_figure(
     baseline: str,
     axes: Sequence[str],
     colors: Mapping[str, str] | None = None,
+    label: str = "",
 ) -> Figure:
     """One panel per :data:`GRID_PANEL` value: every non-baseline system's geometric-mean
-    speedup on ``metric`` against :data:`GRID_X` (see the module docstring)."""
+    speedup on ``metric`` against :data:`GRID_X` (see the module docstring); ``label`` names
+    the group of rows (:func:`grid_groups`) in the title."""
     grid = grid_speedups(rows, metric, baseline, axes)
     panels = sorted({p for _, p, _ in grid}, key=lambda v: as_number(v) or 0.0)
     fig = new_figure(max(6.0, 3.2 * max(len(panels), 1)), 4.0)
@@ -73,7 +94,8 @@ def speedup_grid_figure(
     systems = distinct(s for s, _, _ in grid)
     palette = colors or system_colors(systems)
     name = metric_quantity(metric).name
-    fig.suptitle(f"speedup on {name} over {baseline} (geometric mean over the other axes)")
+    where = f", {label}" if label else ""
+    fig.suptitle(f"speedup on {name} over {baseline}{where} (geometric mean over the other axes)")
     first = None
     for i, panel in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1, sharey=first)
