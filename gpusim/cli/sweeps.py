@@ -51,11 +51,10 @@ from gpusim.sweep import (
     SweepOutcome,
     SweepProgress,
     check_metrics,
-    iter_points,
     load_sweep,
     make_executor,
+    plan_points,
     run_sweep,
-    validate_points,
 )
 from gpusim.sweep.executors import ExecutorKind
 from gpusim.validate import CaseResult, load_ledger, validate_ledger
@@ -77,7 +76,8 @@ def _run_sweep_file(
     limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[ResultStore, SweepOutcome]:
     sweep = guard(lambda: load_sweep(sweep_file))
-    total = guard(lambda: validate_points(sweep, sweep_file, limits))
+    base, points = guard(lambda: plan_points(sweep, sweep_file, limits))
+    total = len(points)
     guard(lambda: check_metrics(sweep, sweep_file))
     folder = output if output is not None else Path("results") / sweep.name
     check_output_folder(folder)
@@ -111,9 +111,10 @@ def _run_sweep_file(
             pool = guard(lambda: stack.enter_context(make_executor(kind, workers, scheduler)))
             outcome = guard(
                 lambda: run_sweep(
-                    iter_points(sweep, sweep_file),
+                    points,
                     store,
                     pool,
+                    base=base,
                     total=total,
                     manifest_fields=manifest_fields,
                     on_progress=show,
@@ -198,7 +199,7 @@ def _write_sweep_report(
     manifest = guard(store.read_manifest)
     rows = guard(store.rows)
     for shard in store.unreadable_shards():
-        _warn(f"{shard}: does not read (truncated or corrupt); its point shows as pending")
+        _warn(f"{shard}: does not read (truncated or corrupt); its points show as pending")
     chosen = baseline if baseline is not None else manifest.get("baseline")
     traces = _load_trace(store, rows, gantt_point)
     report_format: Literal["html", "pdf"] = "pdf" if fmt == "pdf" else "html"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from enum import StrEnum
 from functools import cached_property
 
@@ -48,6 +49,27 @@ class Scenario(Spec):
     options: Options = Options()
 
 
+_JSON_OF: dict[int, tuple[Spec, bytes]] = {}
+"""Recent :func:`json_bytes_of` answers by object identity (the object kept, so its id is not
+reused)."""
+_JSON_OF_SIZE = 16
+_JSON_OF_LOCK = threading.Lock()
+
+
+def json_bytes_of(spec: Spec) -> bytes:
+    """``spec.model_dump_json()`` as UTF-8, computed once per object for the last few objects
+    asked about (specs are frozen; a ``model_copy`` is another object)."""
+    known = _JSON_OF.get(id(spec))
+    if known is not None and known[0] is spec:
+        return known[1]
+    text = spec.model_dump_json().encode()
+    with _JSON_OF_LOCK:
+        if len(_JSON_OF) >= _JSON_OF_SIZE:
+            _JSON_OF.pop(next(iter(_JSON_OF)))
+        _JSON_OF[id(spec)] = (spec, text)
+    return text
+
+
 class ResolvedScenario(Spec):
     """A scenario with every reference replaced by the validated object it names."""
 
@@ -56,8 +78,25 @@ class ResolvedScenario(Spec):
         """Hash of this scenario's JSON: equal content, equal hash, on any machine (computed
         once per object and pickled with it). Fields serialise in spec order and mappings in
         their input order, so two equal scenarios written with differently ordered keys may
-        hash apart: a sweep then recomputes a point, it never mixes two results up."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        hash apart: a sweep then recomputes a point, it never mixes two results up.
+
+        The JSON is :meth:`model_dump_json`'s, hashed in pieces: the topology's and profile's
+        own (each serialised once per object, see :func:`json_bytes_of`: a sweep's points share
+        them) and the rest of the scenario."""
+        rest = self.model_dump_json(exclude={"topology", "profile"}).encode()
+        # rest is {"name":..,"description":..,"workload":{..},"options":{..}}: strings escape
+        # their quotes, so the first ',"workload":' is the key's, and options (flat, no key
+        # named options) follows the workload's last ',"options":'.
+        at_workload = rest.index(b',"workload":')
+        at_options = rest.rindex(b',"options":')
+        digest = hashlib.sha256(rest[:at_workload])
+        digest.update(b',"topology":')
+        digest.update(json_bytes_of(self.topology))
+        digest.update(rest[at_workload:at_options])
+        digest.update(b',"profile":')
+        digest.update(json_bytes_of(self.profile))
+        digest.update(rest[at_options:])
+        return digest.hexdigest()[:16]
 
     name: FileName
     description: str = ""
