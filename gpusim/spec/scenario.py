@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from enum import StrEnum
 from functools import cached_property
 
 from pydantic import Field
 
+from gpusim.fidelity import Fidelity as Fidelity  # re-exported: a field of Options
 from gpusim.spec.base import FileName, NonNegativeInt, Spec
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.topology import NcclTransport, Topology
 from gpusim.spec.workload import Workload
-
-
-class Fidelity(StrEnum):
-    """``des``: discrete-event simulation with contention. ``analytic``: closed forms."""
-
-    des = "des"
-    analytic = "analytic"
 
 
 class Options(Spec):
