@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from functools import cached_property
+from typing import Any
 
 from pydantic import Field
 
@@ -63,6 +64,25 @@ def json_bytes_of(spec: Spec) -> bytes:
     return text
 
 
+_THROUGH_TOPOLOGY: list[tuple[bytes, Spec, Any]] = []
+"""The last :func:`_hash_through_topology` state: a sweep's points share name and topology."""
+
+
+def _hash_through_topology(head: bytes, topology: Spec) -> Any:
+    """A SHA-256 fed ``head``, the topology key and the topology's JSON (a copy of the state
+    kept from the last call with the same head and topology object)."""
+    with _JSON_OF_LOCK:
+        known = _THROUGH_TOPOLOGY[0] if _THROUGH_TOPOLOGY else None
+    if known is not None and known[0] == head and known[1] is topology:
+        return known[2].copy()
+    digest = hashlib.sha256(head)
+    digest.update(b',"topology":')
+    digest.update(json_bytes_of(topology))
+    with _JSON_OF_LOCK:
+        _THROUGH_TOPOLOGY[:] = [(head, topology, digest.copy())]
+    return digest
+
+
 class ResolvedScenario(Spec):
     """A scenario with every reference replaced by the validated object it names."""
 
@@ -82,14 +102,13 @@ class ResolvedScenario(Spec):
         # named options) follows the workload's last ',"options":'.
         at_workload = rest.index(b',"workload":')
         at_options = rest.rindex(b',"options":')
-        digest = hashlib.sha256(rest[:at_workload])
-        digest.update(b',"topology":')
-        digest.update(json_bytes_of(self.topology))
+        digest = _hash_through_topology(rest[:at_workload], self.topology)
         digest.update(rest[at_workload:at_options])
         digest.update(b',"profile":')
         digest.update(json_bytes_of(self.profile))
         digest.update(rest[at_options:])
-        return digest.hexdigest()[:16]
+        text: str = digest.hexdigest()
+        return text[:16]
 
     name: FileName
     description: str = ""
