@@ -31,7 +31,7 @@ def _layer(sampling: str, tokens: int = 48, experts: int = 8, **routing: Any) ->
         experts=experts,
         top_k=2,
         capacity_factor=None,
-        routing=RoutingSpec(sampling=sampling, **routing),  # type: ignore[arg-type]
+        routing=RoutingSpec(sampling=sampling, **routing),
     )
 
 

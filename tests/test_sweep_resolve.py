@@ -101,3 +101,23 @@ def test_sweep_rows_equal_simulating_each_point_in_a_loop(tmp_path: Path) -> Non
         for key, value in outcome.record.items():
             if key != "wall_s":
                 assert row[key] == value and type(row[key]) is type(value), key
+
+
+def test_the_store_reads_back_every_value_as_written(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    store.prepare()
+    store.write_failure("b" * 16, "ValueError: once")
+    records: dict[str, dict[str, Any]] = {
+        "a" * 16: {"n": 1, "x": 0.5, "mixed": 3, "only_a": "s", "none": None},
+        "b" * 16: {"n": 2, "x": 1.5, "mixed": 2.5, "flag": True},
+    }
+    for scenario_hash, record in records.items():
+        store.write_result(scenario_hash, record)
+    assert store.failures() == {}  # a point that now succeeds loses its failure record
+    assert store.compact() == [] and (tmp_path / "results.jsonl").read_text() == ""
+    again = ResultStore(tmp_path).results()
+    assert again == records
+    for scenario_hash, record in records.items():
+        read = again[scenario_hash]
+        assert list(read) == list(record)  # same keys, same order
+        assert [type(v) for v in read.values()] == [type(v) for v in record.values()]

@@ -176,13 +176,20 @@ def test_unreadable_results_are_recomputed_with_a_warning(tmp_path: Path) -> Non
     assert all(r["status"] == "ok" for r in ResultStore(out).rows())
 
 
-def test_a_record_line_cut_short_is_recomputed(tmp_path: Path) -> None:
+def _swept_then_emptied(tmp_path: Path) -> tuple[Path, Path, dict[str, dict[str, Any]]]:
+    """A finished 3-point sweep whose rows.parquet is then removed: the sweep file, the results
+    folder and what was stored."""
     path = _slow_sweep(tmp_path, points=3)
     out = tmp_path / "out"
     assert runner.invoke(app, ["sweep", str(path), "-o", str(out), "--workers", "1"]).exit_code == 0
     stored = finished_points(out)
-    # as a kill mid-write would leave it: two points in the record, the second cut short
     (out / "rows.parquet").unlink()
+    return path, out, stored
+
+
+def test_a_record_line_cut_short_is_recomputed(tmp_path: Path) -> None:
+    path, out, stored = _swept_then_emptied(tmp_path)
+    # as a kill mid-write would leave it: two points in the record, the second cut short
     lines = [json.dumps({"scenario_hash": h, "record": r}) for h, r in stored.items()][:2]
     (out / "results.jsonl").write_text(lines[0] + "\n" + lines[1][:30])
     assert list(finished_points(out)) == list(stored)[:1]
@@ -195,11 +202,7 @@ def test_a_record_line_cut_short_is_recomputed(tmp_path: Path) -> None:
 
 def test_a_folder_of_one_shard_per_point_resumes(tmp_path: Path) -> None:
     # results folders written before rows.parquet held one Parquet shard per point
-    path = _slow_sweep(tmp_path, points=3)
-    out = tmp_path / "out"
-    assert runner.invoke(app, ["sweep", str(path), "-o", str(out), "--workers", "1"]).exit_code == 0
-    stored = finished_points(out)
-    (out / "rows.parquet").unlink()
+    path, out, stored = _swept_then_emptied(tmp_path)
     (out / "shards").mkdir()
     first = next(iter(stored))
     pq.write_table(pa.Table.from_pylist([stored[first]]), out / "shards" / f"{first}.parquet")

@@ -63,6 +63,7 @@ class ResultStore:
         self._unreadable: list[Path] = []
         self._manifest: dict[str, Any] | None = None
         self._fd: int | None = None
+        self._failed: set[str] | None = None
 
     def prepare(self) -> None:
         """Create the folders and remove temporary files left by an interrupted run."""
@@ -115,7 +116,16 @@ class ResultStore:
             self._fd = os.open(self.record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         os.write(self._fd, line.encode())
         self.results()[scenario_hash] = record
-        (self.failed / f"{scenario_hash}.json").unlink(missing_ok=True)
+        failed = self._failed_hashes()
+        if scenario_hash in failed:
+            (self.failed / f"{scenario_hash}.json").unlink(missing_ok=True)
+            failed.discard(scenario_hash)
+
+    def _failed_hashes(self) -> set[str]:
+        """The hashes with a failure record, listed once (this process keeps the set)."""
+        if self._failed is None:
+            self._failed = {p.stem for p in self.failed.glob("*.json")}
+        return self._failed
 
     def close(self) -> None:
         """Close the record (reopened by the next :meth:`write_result`)."""
@@ -128,6 +138,7 @@ class ResultStore:
         ``traceback`` beside it."""
         doc = {"error": error} if traceback is None else {"error": error, "traceback": traceback}
         write_json_atomic(self.failed / f"{scenario_hash}.json", doc)
+        self._failed_hashes().add(scenario_hash)
 
     def write_trace(self, scenario_hash: str, chrome_trace: dict[str, Any]) -> None:
         """Store a scenario's Chrome trace."""
@@ -228,11 +239,11 @@ class ResultStore:
 
     def write_summary_csv(self, rows: list[dict[str, Any]]) -> Path:
         """Write ``summary.csv`` (union of all columns, in first-seen order) atomically."""
-        columns: list[str] = []
+        columns: dict[str, None] = {}
         for row in rows:
-            columns.extend(k for k in row if k not in columns)
+            columns.update(dict.fromkeys(row))
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         path = self.root / SUMMARY
