@@ -33,7 +33,7 @@ from gpusim.sweep.store import ResultStore
 from gpusim.version import git_revision
 
 BATCH_TARGET_S = 0.05
-"""Seconds of work a batch of points aims at (sized from the points finished so far)."""
+"""CPU seconds of work a batch of points aims at (sized from the points finished so far)."""
 MAX_BATCH = 512
 """The most points one task carries."""
 MAX_IN_FLIGHT = 64
@@ -49,19 +49,20 @@ class PointOutcome:
     error: str | None
     trace: dict[str, Any] | None
     traceback: str | None = None
-    elapsed_s: float = 0.0
+    cpu_s: float = 0.0
+    """CPU seconds the worker spent on the point (sizes the batches)."""
 
 
 def _failure(scenario_hash: str, exc: Exception, started: float) -> PointOutcome:
     message = " ".join(f"{type(exc).__name__}: {exc}".split())
-    elapsed = time.perf_counter() - started
-    return PointOutcome(scenario_hash, None, message, None, traceback.format_exc(), elapsed)
+    cpu_s = time.process_time() - started
+    return PointOutcome(scenario_hash, None, message, None, traceback.format_exc(), cpu_s)
 
 
 def run_scenario(scenario: ResolvedScenario, scenario_hash: str) -> PointOutcome:
     """Simulate one scenario in a worker; any exception becomes a one-line error message, with
     the formatted traceback kept beside it for whoever debugs the model."""
-    started = time.perf_counter()
+    started = time.process_time()
     try:
         result = simulate(scenario)
     except Exception as exc:  # a failing point must not stop the sweep
@@ -77,8 +78,8 @@ def run_scenario(scenario: ResolvedScenario, scenario_hash: str) -> PointOutcome
     }
     record.update(result.metrics)
     trace = chrome_trace(result.trace, result.scenario) if result.trace is not None else None
-    elapsed = time.perf_counter() - started
-    return PointOutcome(scenario_hash, record, None, trace, None, elapsed)
+    cpu_s = time.process_time() - started
+    return PointOutcome(scenario_hash, record, None, trace, None, cpu_s)
 
 
 def run_batch(batch: list[tuple[ResolvedScenario, str]]) -> list[PointOutcome]:
@@ -102,7 +103,7 @@ def run_planned(base: SweepBase, batch: list[tuple[dict[str, Any], str]]) -> lis
         known = _WORKER_BASES[base.token] = base
     outcomes = []
     for overrides, scenario_hash in batch:
-        started = time.perf_counter()
+        started = time.process_time()
         try:
             scenario = known.resolve(overrides)
         except Exception as exc:  # a file changed since validation: this point fails alone
@@ -129,7 +130,7 @@ class _BatchSizer:
 
     def add(self, outcome: PointOutcome) -> None:
         self.points += 1
-        self.seconds += outcome.elapsed_s
+        self.seconds += outcome.cpu_s
 
     def size(self) -> int:
         if self.fixed is not None:
@@ -241,6 +242,7 @@ def run_sweep(
     outcome = SweepOutcome(progress)
     rev = git_revision()
     futures: set[Future[list[PointOutcome]]] = set()
+    finished: deque[Future[list[PointOutcome]]] = deque()  # appended as tasks finish
     seen: set[str] = set()
     entries: list[dict[str, Any]] = []
     queue: deque[PointRef] = deque()
@@ -249,18 +251,30 @@ def run_sweep(
     def submit() -> None:
         while queue and len(futures) < max_in_flight:
             chunk = [queue.popleft() for _ in range(min(sizer.size(), len(queue)))]
-            futures.add(_submit(executor, base, chunk))
+            future = _submit(executor, base, chunk)
+            futures.add(future)
+            future.add_done_callback(finished.append)
 
     def collect(block: bool) -> None:
-        if not futures:
-            return
-        finished, _ = wait(futures, timeout=None if block else 0, return_when=FIRST_COMPLETED)
-        for future in finished:  # each result is stored as soon as it arrives
+        """Store what has finished (cheap when nothing has); with ``block``, wait for a task
+        first if none has."""
+        ready = []
+        while finished:
+            ready.append(finished.popleft())
+        if block and not ready and futures:
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            ready.extend(done)
+        stored = False
+        for future in ready:  # each result is stored as soon as it is taken in
+            if future not in futures:
+                continue  # taken in already (by wait, before its callback ran)
             futures.discard(future)
-            for result in future.result():
+            results = future.result()
+            for result in results:
                 sizer.add(result)
-                _store(result, store, outcome, rev)
-        if finished and on_progress:
+            _store(results, store, outcome, rev)
+            stored = True
+        if stored and on_progress:
             on_progress(progress)
 
     try:
@@ -314,14 +328,20 @@ def _submit(
     return executor.submit(run_batch, scenarios)
 
 
-def _store(result: PointOutcome, store: ResultStore, outcome: SweepOutcome, rev: str) -> None:
-    if result.record is not None:
-        if result.trace is not None:
-            store.write_trace(result.scenario_hash, result.trace)
-        store.write_result(result.scenario_hash, {**result.record, "git_rev": rev})
-        outcome.progress.done += 1
-    else:
-        error = result.error or "unknown error"
-        store.write_failure(result.scenario_hash, error, result.traceback)
-        outcome.failures[result.scenario_hash] = error
-        outcome.progress.failed += 1
+def _store(
+    results: list[PointOutcome], store: ResultStore, outcome: SweepOutcome, rev: str
+) -> None:
+    """Store the results of one task, which arrived together: the finished ones in one write."""
+    finished = []
+    for result in results:
+        if result.record is not None:
+            if result.trace is not None:
+                store.write_trace(result.scenario_hash, result.trace)
+            finished.append((result.scenario_hash, {**result.record, "git_rev": rev}))
+            outcome.progress.done += 1
+        else:
+            error = result.error or "unknown error"
+            store.write_failure(result.scenario_hash, error, result.traceback)
+            outcome.failures[result.scenario_hash] = error
+            outcome.progress.failed += 1
+    store.write_results(finished)

@@ -108,18 +108,32 @@ class ResultStore:
         return damaged
 
     def write_result(self, scenario_hash: str, record: dict[str, Any]) -> None:
-        """Store one scenario's result (a flat dict of scalars): one line appended to the
-        record in a single write, so it is stored the moment this returns."""
-        line = json.dumps({HASH_COLUMN: scenario_hash, "record": record}) + "\n"
+        """Store one scenario's result (a flat dict of scalars), see :meth:`write_results`."""
+        self.write_results([(scenario_hash, record)])
+
+    def write_results(self, results: list[tuple[str, dict[str, Any]]]) -> None:
+        """Store scenarios' results (scenario hash, flat dict of scalars): a line each,
+        appended to the record in a single write, so they are stored the moment this
+        returns (a kill cuts at most the end of that write short)."""
+        if not results:
+            return
+        text = "".join(
+            json.dumps({HASH_COLUMN: scenario_hash, "record": record}) + "\n"
+            for scenario_hash, record in results
+        )
         if self._fd is None:
             self.record.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        os.write(self._fd, line.encode())
-        self.results()[scenario_hash] = record
+        data = text.encode()
+        while data:  # a regular file takes the whole write; loop all the same
+            data = data[os.write(self._fd, data) :]
+        stored = self.results()
         failed = self._failed_hashes()
-        if scenario_hash in failed:
-            (self.failed / f"{scenario_hash}.json").unlink(missing_ok=True)
-            failed.discard(scenario_hash)
+        for scenario_hash, record in results:
+            stored[scenario_hash] = record
+            if scenario_hash in failed:
+                (self.failed / f"{scenario_hash}.json").unlink(missing_ok=True)
+                failed.discard(scenario_hash)
 
     def _failed_hashes(self) -> set[str]:
         """The hashes with a failure record, listed once (this process keeps the set)."""
