@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpusim.errors import SpecError
+from gpusim.run_limits import Limits as Limits  # re-exported: the limits and their checks
 from gpusim.spec.base import storage_bytes
 from gpusim.spec.llm import LlmInferenceWorkload
 from gpusim.spec.moe import FlashMoEStrategy, MoELayerWorkload, RouterStepsWorkload
@@ -36,18 +37,6 @@ DRAWS_PER_EVENT = 64
 """Router random draws that cost about as much as one DES event (vectorised numpy)."""
 BYTES_PER_CHOICE = 48
 """Host bytes per routed (token, expert) choice: the choice, source and slot arrays (int64)."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How big a run may be. Each has a command-line option of the same name."""
-
-    max_events: float = 2e8
-    """Estimated DES events (or analytic steps) per scenario: ``--max-events``."""
-    max_memory_GB: float = 8.0
-    """Estimated host memory of one scenario's arrays: ``--max-memory-GB``."""
-    max_points: int = 100_000
-    """Points of one sweep: ``--max-points``."""
 
 
 @dataclass(frozen=True)

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpusim.engine.sim import Simulation
-from gpusim.hardware.node import Node
-from gpusim.result import Result
-from gpusim.spec.loading import load_scenario, scenario_from_dict
-from gpusim.spec.scenario import Fidelity, ResolvedScenario, Scenario
-from gpusim.version import __version__
-from gpusim.workloads import run_analytic, run_des
+if TYPE_CHECKING:
+    from gpusim.result import Result
+    from gpusim.spec.scenario import ResolvedScenario, Scenario
+
+# The model is imported on the first call, not with this module: `gpusim` exports `simulate`,
+# and `gpusim --help` imports the package without wanting the model.
 
 
 def resolve(scenario: ResolvedScenario | Scenario | str | Path) -> ResolvedScenario:
     """Any accepted form of scenario, resolved and validated."""
+    from gpusim.spec.loading import load_scenario, scenario_from_dict
+    from gpusim.spec.scenario import ResolvedScenario, Scenario
+
     if isinstance(scenario, ResolvedScenario):
         return scenario
     if isinstance(scenario, Scenario):
@@ -26,6 +28,13 @@ def resolve(scenario: ResolvedScenario | Scenario | str | Path) -> ResolvedScena
 
 def simulate(scenario: ResolvedScenario | Scenario | str | Path) -> Result:
     """Simulate a scenario. Deterministic: the same scenario and seed give the same result."""
+    from gpusim.engine.sim import Simulation
+    from gpusim.hardware.node import Node
+    from gpusim.result import Result
+    from gpusim.spec.scenario import Fidelity
+    from gpusim.version import __version__
+    from gpusim.workloads import run_analytic, run_des
+
     resolved = resolve(scenario)
     opts = resolved.options
     topology = resolved.topology

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -313,3 +315,18 @@ def make_geometry(
         capacity_factor=capacity_factor,
         dtype=dtype,
     )
+
+
+def finished_points(results: Path) -> dict[str, dict[str, Any]]:
+    """The finished points stored in a sweep results folder (read afresh), by scenario hash."""
+    from gpusim.sweep import ResultStore
+
+    return ResultStore(results).results()
+
+
+def wait_for_points(results: Path, count: int, timeout_s: float = 60) -> None:
+    """Wait until a running sweep has stored ``count`` finished points."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and len(finished_points(results)) < count:
+        time.sleep(0.05)
+    assert len(finished_points(results)) >= count, "the sweep made no progress"

@@ -8,12 +8,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_h100_spec, make_profile, make_star_topology
+from conftest import (
+    finished_points,
+    make_h100_spec,
+    make_profile,
+    make_star_topology,
+    wait_for_points,
+)
 from typer.testing import CliRunner
 
 from gpusim.cli import app
@@ -200,10 +205,7 @@ def test_resume_after_a_worker_is_killed(tmp_path: Path) -> None:
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "gpusim", "sweep", str(path), "-o", str(out), "--workers", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    shards = out / "shards"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list(shards.glob("*.parquet"))) < 3:
-        time.sleep(0.05)
+    wait_for_points(out, 3)
     workers = _children(proc.pid)
     assert workers, "no worker process found"
     for w in workers:
@@ -211,15 +213,15 @@ def test_resume_after_a_worker_is_killed(tmp_path: Path) -> None:
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert "rerun" in stderr
-    before = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.parquet")}
+    before = finished_points(out)
     assert 3 <= len(before) < 40
-    assert not list(shards.glob(".*"))  # no partial file left where a reader could see it
+    assert not list(out.glob(".*"))  # no partial file left where a reader could see it
     again = runner.invoke(app, ["sweep", str(path), "-o", str(out), "--workers", "1"])
     assert again.exit_code == 0, again.output
     assert f"{len(before)} already stored" in again.output
-    after = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.parquet")}
+    after = finished_points(out)
     assert len(after) == 40
-    assert all(after[name] == mtime for name, mtime in before.items())  # nothing recomputed
+    assert all(after[h] == record for h, record in before.items())  # nothing recomputed
     rows = ResultStore(out).rows()
     assert len(rows) == 40 and len({r["point"] for r in rows}) == 40
     assert all(r["status"] == "ok" for r in rows)

@@ -1,7 +1,8 @@
-"""What survives a killed or interrupted sweep, damaged shards, and what every run leaves behind:
-workers that die with their parent, Ctrl-C that stops at once and keeps what finished, shards
-that do not read recomputed with a warning, error records with their traceback, files with the
-usual permissions and a summary.json that is the same bytes on every run."""
+"""What survives a killed or interrupted sweep, damaged results, and what every run leaves behind:
+workers that die with their parent, a killed sweep that resumes exactly, Ctrl-C that stops at
+once and keeps what finished, results that do not read recomputed with a warning, error records
+with their traceback, files with the usual permissions and a summary.json that is the same bytes
+on every run."""
 
 from __future__ import annotations
 
@@ -17,8 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
-from conftest import make_h100_spec, make_profile, make_star_topology
+from conftest import (
+    finished_points,
+    make_h100_spec,
+    make_profile,
+    make_star_topology,
+    wait_for_points,
+)
 from typer.testing import CliRunner
 
 from gpusim.cli import app
@@ -89,13 +97,6 @@ def _start(path: Path, out: Path, workers: int = 2) -> subprocess.Popen[str]:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_shards(out: Path, count: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and len(list((out / "shards").glob("*.parquet"))) < count:
-        time.sleep(0.05)
-    assert len(list((out / "shards").glob("*.parquet"))) >= count, "the sweep made no progress"
-
-
 def _wait_gone(pids: list[int], timeout_s: float) -> list[int]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and any(_alive(p) for p in pids):
@@ -103,29 +104,42 @@ def _wait_gone(pids: list[int], timeout_s: float) -> list[int]:
     return [p for p in pids if _alive(p)]
 
 
-def _all_shards_read(out: Path) -> None:
-    for shard in (out / "shards").glob("*.parquet"):
-        assert pq.read_table(shard).num_rows == 1
-    assert not list((out / "shards").glob(".*"))
+def _all_finished_read(out: Path) -> None:
+    """Every stored file reads whole, and no temporary file is left where a reader looks."""
+    assert ResultStore(out).unreadable_shards() == []
+    for folder in (out, out / "failed", out / "traces"):
+        assert not list(folder.glob(".*")), folder
 
 
 def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = _start(_slow_sweep(tmp_path), out)
-    _wait_for_shards(out, 2)
+    path = _slow_sweep(tmp_path)
+    proc = _start(path, out)
+    wait_for_points(out, 2)
     workers = _children(proc.pid)
     assert workers, "no worker process found"
     proc.kill()  # SIGKILL: the parent cannot clean up
     proc.communicate(timeout=30)
     assert _wait_gone(workers, 5.0) == [], "worker processes outlived their parent"
-    _all_shards_read(out)
+    kept = finished_points(out)  # the record as the kill left it, not compacted
+    assert 2 <= len(kept) < 40 and (out / "results.jsonl").stat().st_size > 0
+    # the rerun resumes exactly: what finished is kept as it was, each point stored once
+    again = runner.invoke(app, ["sweep", str(path), "-o", str(out), "--workers", "2"])
+    assert again.exit_code == 0, again.output
+    assert f"{len(kept)} already stored" in again.output
+    assert f"{40 - len(kept)} computed" in again.output
+    _all_finished_read(out)
+    after = finished_points(out)
+    assert len(after) == 40 and all(after[h] == record for h, record in kept.items())
+    assert (out / "results.jsonl").read_text() == ""  # compacted into rows.parquet
+    assert pq.read_table(out / "rows.parquet").num_rows == 40
 
 
 def test_ctrl_c_stops_at_once_keeps_what_finished_and_resumes(tmp_path: Path) -> None:
     path = _slow_sweep(tmp_path)
     out = tmp_path / "out"
     proc = _start(path, out)
-    _wait_for_shards(out, 3)
+    wait_for_points(out, 3)
     workers = _children(proc.pid)
     t0 = time.monotonic()
     os.kill(proc.pid, signal.SIGINT)  # the parent alone, as `kill -INT` would
@@ -134,8 +148,8 @@ def test_ctrl_c_stops_at_once_keeps_what_finished_and_resumes(tmp_path: Path) ->
     assert time.monotonic() - t0 < 2.0, "Ctrl-C took more than a second or two"
     assert proc.returncode != 0 and "rerun" in stderr and "Traceback" not in stderr
     assert _wait_gone(workers, 2.0) == []
-    _all_shards_read(out)
-    kept = {p.name for p in (out / "shards").glob("*.parquet")}
+    _all_finished_read(out)
+    kept = finished_points(out)
     assert 3 <= len(kept) < 40
     again = runner.invoke(app, ["sweep", str(path), "-o", str(out), "--workers", "2"])
     assert again.exit_code == 0, again.output
@@ -144,23 +158,59 @@ def test_ctrl_c_stops_at_once_keeps_what_finished_and_resumes(tmp_path: Path) ->
     assert len(rows) == 40 and all(r["status"] == "ok" for r in rows)
 
 
-def test_unreadable_shards_are_recomputed_with_a_warning(tmp_path: Path) -> None:
+def test_unreadable_results_are_recomputed_with_a_warning(tmp_path: Path) -> None:
     path = _slow_sweep(tmp_path, points=4)
     out = tmp_path / "out"
     first = runner.invoke(app, ["sweep", str(path), "-o", str(out), "--workers", "1"])
     assert first.exit_code == 0, first.output
-    shards = sorted((out / "shards").glob("*.parquet"))
-    shards[0].write_bytes(shards[0].read_bytes()[:40])  # truncated
-    shards[1].write_bytes(b"")  # emptied
+    dataset = out / "rows.parquet"
+    dataset.write_bytes(dataset.read_bytes()[:40])  # truncated: its 4 points are lost
     report = runner.invoke(app, ["report", str(out), "-o", str(tmp_path / "r.html")])
     assert report.exit_code == 0, report.output
-    assert report.stderr.count("does not read") == 2 and "Traceback" not in report.output
+    assert report.stderr.count("does not read") == 1 and "Traceback" not in report.output
     again = runner.invoke(app, ["sweep", str(path), "-o", str(out), "--workers", "1"])
     assert again.exit_code == 0, again.output
-    assert again.stderr.count("recomputing") == 2
-    assert "2 computed, 2 already stored" in again.output
-    _all_shards_read(out)
+    assert again.stderr.count("recomputing") == 1
+    assert "4 computed, 0 already stored" in again.output
+    _all_finished_read(out)
     assert all(r["status"] == "ok" for r in ResultStore(out).rows())
+
+
+def _swept_then_emptied(tmp_path: Path) -> tuple[Path, Path, dict[str, dict[str, Any]]]:
+    """A finished 3-point sweep whose rows.parquet is then removed: the sweep file, the results
+    folder and what was stored."""
+    path = _slow_sweep(tmp_path, points=3)
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["sweep", str(path), "-o", str(out), "--workers", "1"]).exit_code == 0
+    stored = finished_points(out)
+    (out / "rows.parquet").unlink()
+    return path, out, stored
+
+
+def test_a_record_line_cut_short_is_recomputed(tmp_path: Path) -> None:
+    path, out, stored = _swept_then_emptied(tmp_path)
+    # as a kill mid-write would leave it: two points in the record, the second cut short
+    lines = [json.dumps({"scenario_hash": h, "record": r}) for h, r in stored.items()][:2]
+    (out / "results.jsonl").write_text(lines[0] + "\n" + lines[1][:30])
+    assert list(finished_points(out)) == list(stored)[:1]
+    again = runner.invoke(app, ["sweep", str(path), "-o", str(out), "--workers", "1"])
+    assert again.exit_code == 0, again.output
+    assert again.stderr.count("recomputing") == 1
+    assert "2 computed, 1 already stored" in again.output
+    assert set(finished_points(out)) == set(stored)
+
+
+def test_a_folder_of_one_shard_per_point_resumes(tmp_path: Path) -> None:
+    # results folders written before rows.parquet held one Parquet shard per point
+    path, out, stored = _swept_then_emptied(tmp_path)
+    (out / "shards").mkdir()
+    first = next(iter(stored))
+    pq.write_table(pa.Table.from_pylist([stored[first]]), out / "shards" / f"{first}.parquet")
+    assert finished_points(out) == {first: stored[first]}
+    again = runner.invoke(app, ["sweep", str(path), "-o", str(out), "--workers", "1"])
+    assert "2 computed, 1 already stored" in again.output
+    assert not list((out / "shards").glob("*.parquet"))
+    assert finished_points(out)[first] == stored[first]
 
 
 def test_report_skips_a_trace_that_does_not_read(tmp_path: Path) -> None:

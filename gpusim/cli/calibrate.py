@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
-from gpusim.calibrate.build import DEFAULT_ARCHITECTURES, BuildError, build
-from gpusim.calibrate.fit import fit_folder
-from gpusim.calibrate.nameplates import NameplateError, Nameplates
-from gpusim.calibrate.params import flatten, profile_document, unit_of
-from gpusim.calibrate.run import (
-    ProgramResult,
-    default_output,
-    find_bin_dir,
-    run_all,
-    select_programs,
-)
 from gpusim.cli.common import app, check_output_folder, err, fail, guard, out, print_error
 from gpusim.cli.tables import Cell, Column, fitted_table
 from gpusim.errors import UsageError
-from gpusim.export.files import write_json_atomic
-from gpusim.spec.hardware import GPUSpec
-from gpusim.spec.loading import load_model, load_profile, load_topology
-from gpusim.spec.refs import resolve_ref
+
+if TYPE_CHECKING:
+    from gpusim.calibrate.nameplates import Nameplates
+    from gpusim.calibrate.run import ProgramResult
+
+# The model, the calibration code and pydantic are imported by the commands that use them, so
+# that `gpusim --help` starts at once.
 
 calibrate_app = typer.Typer(
     help="Build and run kernels_ref, fit calibration profiles from their measurements or from "
@@ -61,6 +53,8 @@ def calibrate_build(
     ] = None,
 ) -> None:
     """Build kernels_ref from clean and write its ptxas resource report."""
+    from gpusim.calibrate.build import DEFAULT_ARCHITECTURES, BuildError, build
+
     folder = build_dir if build_dir is not None else source / "build"
 
     def echo(line: str) -> None:
@@ -141,6 +135,8 @@ def calibrate_run(
     ] = False,
 ) -> None:
     """Run the kernels_ref programs and keep their measurement documents."""
+    from gpusim.calibrate.run import default_output, find_bin_dir, run_all, select_programs
+
     where = guard(lambda: find_bin_dir(bin_dir))
     programs, missing = guard(lambda: select_programs(where, program))
     folder = output if output is not None else default_output()
@@ -202,6 +198,11 @@ SOURCE_WIDTH = 70
 
 
 def _calibration_nameplates(topology: str | None, gpu: str | None) -> Nameplates | None:
+    from gpusim.calibrate.nameplates import NameplateError, Nameplates
+    from gpusim.spec.hardware import GPUSpec
+    from gpusim.spec.loading import load_model, load_topology
+    from gpusim.spec.refs import resolve_ref
+
     if topology is not None and gpu is not None:
         raise UsageError("give --topology or --gpu, not both")
     try:
@@ -240,6 +241,10 @@ def calibrate_fit(
     ] = None,
 ) -> None:
     """Fit a calibration profile to the documents in FOLDER and write it (only if the fit works)."""
+    from gpusim.calibrate.fit import fit_folder
+    from gpusim.calibrate.params import flatten, profile_document
+    from gpusim.export.files import write_json_atomic
+
     plates = guard(lambda: _calibration_nameplates(topology, gpu))
     check_output_folder(output.parent)
     report = guard(lambda: fit_folder(folder, plates, profile_id, description))
@@ -288,6 +293,10 @@ def calibrate_show(
     full: Annotated[bool, typer.Option(help="Print the sources whole.")] = False,
 ) -> None:
     """Print a calibration profile: every value with its unit, uncertainty and source."""
+    from gpusim.calibrate.params import flatten, unit_of
+    from gpusim.spec.loading import load_profile
+    from gpusim.spec.refs import resolve_ref
+
     loaded = guard(lambda: load_profile(resolve_ref("profile", profile, Path.cwd(), profile, "$")))
     rows: list[list[Cell]] = []
     for path, value in flatten(loaded).items():

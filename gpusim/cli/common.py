@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gpusim.errors import SimulationError, SpecError, UsageError
-from gpusim.limits import Limits
+from gpusim.run_limits import Limits
 
 app = typer.Typer(
     help="gpusim: a calibrated discrete-event performance model of H100/GH200 GPU nodes.",

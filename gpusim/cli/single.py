@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
-from gpusim.calibrate.document import load_document
 from gpusim.cli.common import (
     DEFAULT_LIMITS,
     MaxEvents,
@@ -23,34 +22,19 @@ from gpusim.cli.common import (
     out,
 )
 from gpusim.cli.tables import Cell, Column, fitted_table, split_tables
-from gpusim.errors import SpecError
-from gpusim.export.files import write_json_atomic
-from gpusim.export.perfetto import chrome_trace
-from gpusim.limits import Limits, check_limits
-from gpusim.report.format import format_metric
-from gpusim.result import Result
-from gpusim.simulate import simulate
-from gpusim.spec.detect import detect_kind
-from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryTierSpec
-from gpusim.spec.loading import (
-    load_model,
-    load_profile,
-    load_scenario,
-    load_topology,
-    load_workload,
-)
-from gpusim.spec.model_zoo import TransformerModel
-from gpusim.spec.overrides import parse_assignment
-from gpusim.spec.provenance import read_json
-from gpusim.spec.refs import SHIPPED_DIRS, data_root, shipped_names
-from gpusim.spec.resources import ResourceReport
-from gpusim.spec.scenario import Fidelity
-from gpusim.spec.schema import all_schemas
-from gpusim.sweep import check_metrics, load_sweep, validate_points
-from gpusim.validate import check_case_scenarios, load_ledger
+from gpusim.fidelity import Fidelity
+from gpusim.run_limits import Limits
+
+if TYPE_CHECKING:
+    from gpusim.result import Result
+
+# The model (pydantic specs, numpy, SimPy) is imported by the commands that use it, so that
+# `gpusim --help` and `gpusim list` start at once.
 
 
 def _print_result(result: Result) -> None:
+    from gpusim.report.format import format_metric
+
     title = f"{result.scenario} ({result.fidelity}, seed {result.seed})"
     columns = (Column("metric", wrap=True, keep=2), Column("value", "right", keep=2))
     rows: list[list[Cell]] = [[n, format_metric(n, v)] for n, v in result.metrics.items()]
@@ -87,6 +71,13 @@ def run(
 ) -> None:
     """Simulate one scenario, print a summary and write summary.json (the result: the same bytes
     on every run), timing.json (wall time) and, when traced, trace.json."""
+    from gpusim.export.files import write_json_atomic
+    from gpusim.export.perfetto import chrome_trace
+    from gpusim.limits import check_limits
+    from gpusim.simulate import simulate
+    from gpusim.spec.loading import load_scenario
+    from gpusim.spec.overrides import parse_assignment
+
     overrides: dict[str, Any] = dict(guard(lambda: [parse_assignment(s) for s in set_ or []]))
     if fidelity is not None:
         overrides["options.fidelity"] = fidelity.value
@@ -128,6 +119,24 @@ def _say_if_replacing(summary: Path, scenario_hash: str) -> None:
 
 
 def _check_one(path: Path) -> str:
+    from gpusim.calibrate.document import load_document
+    from gpusim.errors import SpecError
+    from gpusim.limits import check_limits
+    from gpusim.spec.detect import detect_kind
+    from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryTierSpec
+    from gpusim.spec.loading import (
+        load_model,
+        load_profile,
+        load_scenario,
+        load_topology,
+        load_workload,
+    )
+    from gpusim.spec.model_zoo import TransformerModel
+    from gpusim.spec.provenance import read_json
+    from gpusim.spec.resources import ResourceReport
+    from gpusim.sweep import check_metrics, load_sweep, validate_points
+    from gpusim.validate import check_case_scenarios, load_ledger
+
     raw = read_json(path)
     kind = detect_kind(raw)
     if kind == "sweep":
@@ -187,6 +196,9 @@ def schema(
     ),
 ) -> None:
     """Write the JSON Schemas of every kind of spec file."""
+    from gpusim.export.files import write_json_atomic
+    from gpusim.spec.schema import all_schemas
+
     check_output_folder(output)
     for name, body in all_schemas().items():
         guard(partial(write_json_atomic, output / name, body))
@@ -196,6 +208,8 @@ def schema(
 @app.command("list")
 def list_() -> None:
     """Show the shipped topologies, workloads, calibration profiles and models."""
+    from gpusim.spec.refs import SHIPPED_DIRS, data_root, shipped_names
+
     root = data_root()
     for kind in ("scenario", "topology", "profile", "model"):
         rows: list[list[Cell]] = []

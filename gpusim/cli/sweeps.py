@@ -6,7 +6,7 @@ import json
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.progress import (
@@ -32,39 +32,23 @@ from gpusim.cli.common import (
     out,
 )
 from gpusim.cli.tables import Cell, Column, fitted_table
-from gpusim.export.files import write_json_atomic, write_text_atomic
-from gpusim.export.perfetto import events_from_chrome
-from gpusim.limits import Limits, check_limits
-from gpusim.report import write_report
-from gpusim.report.caveats import report_caveats
-from gpusim.report.figures import comparison_bars
-from gpusim.report.format import format_metric
-from gpusim.report.html import figure_svg
-from gpusim.simulate import simulate
-from gpusim.spec.loading import (
-    load_scenario,
-)
-from gpusim.spec.refs import SHIPPED_DIRS, data_root
-from gpusim.spec.scenario import ResolvedScenario
-from gpusim.sweep import (
-    ResultStore,
-    SweepOutcome,
-    SweepProgress,
-    check_metrics,
-    iter_points,
-    load_sweep,
-    make_executor,
-    run_sweep,
-    validate_points,
-)
-from gpusim.sweep.executors import ExecutorKind
-from gpusim.validate import CaseResult, load_ledger, validate_ledger
-from gpusim.validate import write_report as write_validation
+from gpusim.run_limits import Limits
+
+if TYPE_CHECKING:
+    from gpusim.spec.scenario import ResolvedScenario
+    from gpusim.sweep import ResultStore, SweepOutcome, SweepProgress
+    from gpusim.sweep.executors import ExecutorKind
+    from gpusim.validate import CaseResult
+
+# The model, the sweep machinery, pyarrow and matplotlib are imported by the commands that use
+# them, so that `gpusim --help` starts at once.
 
 
 def shipped_ledger() -> Path:
     """The ledger a report's "known to be off" section is drawn from unless ``--ledger`` names
     one."""
+    from gpusim.spec.refs import data_root
+
     return data_root() / "validation" / "calibration_points.json"
 
 
@@ -76,8 +60,18 @@ def _run_sweep_file(
     scheduler: str | None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[ResultStore, SweepOutcome]:
+    from gpusim.sweep import (
+        ResultStore,
+        check_metrics,
+        load_sweep,
+        make_executor,
+        plan_points,
+        run_sweep,
+    )
+
     sweep = guard(lambda: load_sweep(sweep_file))
-    total = guard(lambda: validate_points(sweep, sweep_file, limits))
+    base, points = guard(lambda: plan_points(sweep, sweep_file, limits))
+    total = len(points)
     guard(lambda: check_metrics(sweep, sweep_file))
     folder = output if output is not None else Path("results") / sweep.name
     check_output_folder(folder)
@@ -111,9 +105,10 @@ def _run_sweep_file(
             pool = guard(lambda: stack.enter_context(make_executor(kind, workers, scheduler)))
             outcome = guard(
                 lambda: run_sweep(
-                    iter_points(sweep, sweep_file),
+                    points,
                     store,
                     pool,
+                    base=base,
                     total=total,
                     manifest_fields=manifest_fields,
                     on_progress=show,
@@ -173,6 +168,8 @@ def _load_trace(
 ) -> dict[int, Any]:
     """The stored trace of ``point``, or of the first point that has one that reads (only one
     is plotted); a trace that does not read is skipped with a warning."""
+    from gpusim.export.perfetto import events_from_chrome
+
     candidates = [r for r in rows if point is None or r["point"] == point]
     for row in candidates:
         path = store.trace_path(row["scenario_hash"])
@@ -195,10 +192,13 @@ def _write_sweep_report(
     fmt: str,
     ledger: Path | None = None,
 ) -> None:
+    from gpusim.report import write_report
+    from gpusim.report.caveats import report_caveats
+
     manifest = guard(store.read_manifest)
     rows = guard(store.rows)
     for shard in store.unreadable_shards():
-        _warn(f"{shard}: does not read (truncated or corrupt); its point shows as pending")
+        _warn(f"{shard}: does not read (truncated or corrupt); its points show as pending")
     chosen = baseline if baseline is not None else manifest.get("baseline")
     traces = _load_trace(store, rows, gantt_point)
     report_format: Literal["html", "pdf"] = "pdf" if fmt == "pdf" else "html"
@@ -246,6 +246,9 @@ def report(
     ] = None,
 ) -> None:
     """Write a self-contained HTML (or PDF) report of a sweep's results."""
+    from gpusim.sweep import ResultStore
+    from gpusim.validate import load_ledger
+
     if format_ not in ("html", "pdf"):
         fail(f"--format: expected 'html' or 'pdf', got '{format_}'")
     if ledger is not None:
@@ -263,6 +266,9 @@ COMPARE_COLUMNS = (
 
 
 def _load_limited(file: Path, limits: Limits) -> ResolvedScenario:
+    from gpusim.limits import check_limits
+    from gpusim.spec.loading import load_scenario
+
     scenario = load_scenario(file, {"options.trace": False})
     check_limits(scenario, file, limits)
     return scenario
@@ -279,6 +285,12 @@ def compare(
     max_memory_gb: MaxMemoryGB = DEFAULT_LIMITS.max_memory_GB,
 ) -> None:
     """Run two scenarios and report their metrics side by side (B/A ratios)."""
+    from gpusim.export.files import write_json_atomic, write_text_atomic
+    from gpusim.report.figures import comparison_bars
+    from gpusim.report.format import format_metric
+    from gpusim.report.html import figure_svg
+    from gpusim.simulate import simulate
+
     limits = Limits(max_events=max_events, max_memory_GB=max_memory_gb)
     loaded = [guard(partial(_load_limited, file, limits)) for file in (scenario_a, scenario_b)]
     if output is not None:
@@ -348,6 +360,9 @@ def validate(
     ] = None,
 ) -> None:
     """Run every case of a validation ledger and print predicted against published values."""
+    from gpusim.validate import load_ledger, validate_ledger
+    from gpusim.validate import write_report as write_validation
+
     ledger = guard(lambda: load_ledger(ledger_file))
     if output is not None:
         check_output_folder(output)
@@ -392,6 +407,8 @@ def demo(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
 ) -> None:
     """Run the built-in demo sweeps and write their reports (what gpusim is for, in two minutes)."""
+    from gpusim.spec.refs import SHIPPED_DIRS, data_root
+
     failed = False
     for sub, name in DEMO_SWEEPS.items():
         sweep_file = data_root() / SHIPPED_DIRS["scenario"] / name

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +42,93 @@ from gpusim.spec.scenario import ResolvedScenario
 from gpusim.spec.topology import Topology
 from gpusim.spec.workload import Workload
 
+_SHAREABLE = frozenset({"topology", "profile"})
+"""Kinds of reference an :class:`InlineCache` keeps: what a sweep's points share."""
+
+
+@dataclass
+class InlineCache:
+    """Topologies and profiles already read and inlined (components included), and their
+    validated models, for resolving many scenarios from one base (a sweep's points): each file
+    is read once per cache, and each distinct document validated and checked once.
+
+    The documents are shared between the scenarios resolved with the cache and never mutated:
+    an override into one copies that subtree first. Files are assumed not to change while a
+    cache is in use (one cache per sweep run). Pickles without its validated models (a worker
+    revalidates once), so the parent can hand its documents to workers that cannot read the
+    files."""
+
+    docs: dict[tuple[str, str, str], tuple[Any, tuple[tuple[Loc, str, Loc], ...]]] = field(
+        default_factory=dict
+    )
+    validated: dict[int, tuple[Any, BaseModel]] = field(default_factory=dict)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"docs": self.docs, "validated": {}}
+
+    def inline(
+        self,
+        kind: str,
+        ref: str,
+        base_dir: Path,
+        path_of_ref: Callable[[], Path],
+        loc: Loc,
+        prov: Provenance,
+    ) -> Any:
+        """The raw document ``ref`` names from ``base_dir`` (shared; ``path_of_ref`` finds its
+        file the first time), its provenance recorded at ``loc``."""
+        key = (kind, ref, str(base_dir))
+        entry = self.docs.get(key)
+        if entry is None:
+            path = path_of_ref()
+            sub = Provenance()
+            raw = _inline(kind, str(path), path.parent, (), sub)
+            entry = (raw, tuple((at, file, inner) for at, (file, inner) in sub.origins.items()))
+            self.docs[key] = entry
+        raw, origins = entry
+        prov.forget(loc)
+        for at, file, inner in origins:
+            prov.add((*loc, *at), file, inner)
+        return raw
+
+    def model_of(self, raw: Any) -> BaseModel | None:
+        """The validated model of the shared document ``raw`` (by identity), if known."""
+        entry = self.validated.get(id(raw))
+        return entry[1] if entry is not None and entry[0] is raw else None
+
+    def remember(self, raw: Any, model: BaseModel) -> None:
+        """Keep ``model`` as the validation of the shared document ``raw``."""
+        self.validated[id(raw)] = (raw, model)
+
+    def is_shared(self, raw: Any) -> bool:
+        """Whether ``raw`` is one of the documents this cache hands out."""
+        return any(doc is raw for doc, _ in self.docs.values())
+
 
 def _inline(
-    kind: str, ref: Any, base_dir: Path, loc: Loc, prov: Provenance, blame_loc: Loc | None = None
+    kind: str,
+    ref: Any,
+    base_dir: Path,
+    loc: Loc,
+    prov: Provenance,
+    blame_loc: Loc | None = None,
+    cache: InlineCache | None = None,
 ) -> Any:
     """Replace a string reference at ``loc`` by the raw document it names (recursively).
-    ``blame_loc`` is where a bad reference is reported, when that is not ``loc`` itself."""
+    ``blame_loc`` is where a bad reference is reported, when that is not ``loc`` itself. With
+    ``cache``, topologies and profiles come from (and go into) it, shared."""
     if not isinstance(ref, str):
         if kind == "topology" and isinstance(ref, dict):
             _inline_components(ref, base_dir, loc, prov)
         return ref
-    origin_file, origin_inner = _origin_of(loc if blame_loc is None else blame_loc, prov)
-    path = resolve_ref(kind, ref, base_dir, origin_file, json_path(origin_inner))
+
+    def path_of_ref() -> Path:
+        origin_file, origin_inner = _origin_of(loc if blame_loc is None else blame_loc, prov)
+        return resolve_ref(kind, ref, base_dir, origin_file, json_path(origin_inner))
+
+    if cache is not None and kind in _SHAREABLE:
+        return cache.inline(kind, ref, base_dir, path_of_ref, loc, prov)
+    path = path_of_ref()
     raw = read_json(path)
     prov.forget(loc)
     prov.add(loc, path)
@@ -162,7 +239,9 @@ def _kernel_resources(
     return ref.resolve(record).model_dump(mode="json", exclude_none=True)
 
 
-def _raw_scenario(raw: Any, file: Path, prov: Provenance) -> dict[str, Any]:
+def _raw_scenario(
+    raw: Any, file: Path, prov: Provenance, cache: InlineCache | None
+) -> dict[str, Any]:
     prov.add((), file)
     if not isinstance(raw, dict):
         raise SpecError(file, "$", "a scenario must be a JSON object")
@@ -171,14 +250,16 @@ def _raw_scenario(raw: Any, file: Path, prov: Provenance) -> dict[str, Any]:
     for key in ("topology", "workload"):
         if key not in doc:
             raise SpecError(file, json_path((key,)), "Field required")
-        doc[key] = _inline(key, doc[key], base, (key,), prov)
+        doc[key] = _inline(key, doc[key], base, (key,), prov, cache=cache)
     _inline_model(doc["workload"], base, ("workload",), prov)
     if doc.get("profile") is not None:
-        doc["profile"] = _inline("profile", doc["profile"], base, ("profile",), prov)
+        doc["profile"] = _inline("profile", doc["profile"], base, ("profile",), prov, cache=cache)
     return doc
 
 
-def _default_profile(doc: dict[str, Any], base: Path, file: Path, prov: Provenance) -> None:
+def _default_profile(
+    doc: dict[str, Any], base: Path, file: Path, prov: Provenance, cache: InlineCache | None
+) -> None:
     """Use the topology's default profile when the scenario names none (after overrides, so a
     swapped topology brings its own default)."""
     if doc.get("profile") is not None:
@@ -194,7 +275,13 @@ def _default_profile(doc: dict[str, Any], base: Path, file: Path, prov: Provenan
             file, "$.profile", "no profile given and the topology names no default_profile"
         )
     doc["profile"] = _inline(
-        "profile", default, base, ("profile",), prov, blame_loc=("topology", "default_profile")
+        "profile",
+        default,
+        base,
+        ("profile",),
+        prov,
+        blame_loc=("topology", "default_profile"),
+        cache=cache,
     )
 
 
@@ -229,11 +316,15 @@ class _ValidatedCache:
 _VALIDATED = {"topology": _ValidatedCache(), "profile": _ValidatedCache()}
 
 
-def _finish_scenario(doc: dict[str, Any], prov: Provenance) -> ResolvedScenario:
+def _finish_scenario(
+    doc: dict[str, Any], prov: Provenance, cache: InlineCache | None
+) -> ResolvedScenario:
     raw_parts = {key: doc[key] for key in _VALIDATED if isinstance(doc.get(key), dict)}
     fast = dict(doc)
     for key, raw in raw_parts.items():
-        known = _VALIDATED[key].get(raw)
+        known = cache.model_of(raw) if cache is not None else None
+        if known is None:
+            known = _VALIDATED[key].get(raw)
         if known is not None:
             fast[key] = known
     scenario = validate_as(ResolvedScenario, fast, prov)
@@ -243,6 +334,8 @@ def _finish_scenario(doc: dict[str, Any], prov: Provenance) -> ResolvedScenario:
     for key, raw in raw_parts.items():
         if fast[key] is raw:
             _VALIDATED[key].put(raw, getattr(scenario, key))
+        if cache is not None and cache.is_shared(raw):
+            cache.remember(raw, getattr(scenario, key))
     for loc, reason in check_workload_against_topology(scenario.workload, scenario.topology):
         raise prov.blame(("workload", *loc), reason)
     return scenario
@@ -255,30 +348,69 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
 
 
 def scenario_from_dict(
-    raw: Any, file: str | Path | None = None, overrides: dict[str, Any] | None = None
+    raw: Any,
+    file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    cache: InlineCache | None = None,
 ) -> ResolvedScenario:
     """Validate a scenario document. ``file`` names it in errors and anchors relative references
     (default: an inline document in the current folder); ``overrides`` map dotted paths to values
-    (as ``gpusim run --set``). ``raw`` is not modified."""
+    (as ``gpusim run --set``). ``raw`` is not modified. With ``cache``, referenced topologies and
+    profiles are read and validated once per cache (the same scenario either way)."""
     origin = Path(file) if file is not None else Path.cwd() / "<inline>"
     prov = Provenance()
-    doc = _raw_scenario(copy.deepcopy(raw), origin, prov)
+    doc = _raw_scenario(_copy_json(raw), origin, prov, cache)
 
     def inline(kind: str, ref: str, loc: Loc) -> Any:
-        return _inline(kind, ref, origin.parent, loc, prov)
+        return _inline(kind, ref, origin.parent, loc, prov, cache=cache)
+
+    def override(dotted: str, value: Any) -> None:
+        if cache is not None:
+            _copy_shared_on_path(doc, dotted, cache)
+        prov.overridden.add(apply_override(doc, dotted, _copy_json(value), origin, inline))
 
     items = list((overrides or {}).items())
     into_profile = [(d, v) for d, v in items if d.startswith("profile.")]
     for dotted, value in [(d, v) for d, v in items if not d.startswith("profile.")]:
-        prov.overridden.add(apply_override(doc, dotted, copy.deepcopy(value), origin, inline))
+        override(dotted, value)
     # A field of the profile is set on the profile the scenario runs with: the topology's
     # default when it names none (resolved after the other overrides, which may swap topology).
-    _default_profile(doc, origin.parent, origin, prov)
+    _default_profile(doc, origin.parent, origin, prov, cache)
     for dotted, value in into_profile:
-        prov.overridden.add(apply_override(doc, dotted, copy.deepcopy(value), origin, inline))
+        override(dotted, value)
     _anchor_trace_file(doc, prov)
     _resolve_resource_refs(doc.get("workload"), ("workload",), prov)
-    return _finish_scenario(doc, prov)
+    return _finish_scenario(doc, prov, cache)
+
+
+def _copy_json(value: Any) -> Any:
+    """A deep copy of a JSON document (a few times faster than ``copy.deepcopy``); anything
+    that is not JSON inside it is deep-copied as usual."""
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(v) for v in value]
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return copy.deepcopy(value)
+
+
+def _copy_shared_on_path(doc: dict[str, Any], dotted: str, cache: InlineCache) -> None:
+    """Before an override writes along ``dotted``, replace every shared document of ``cache``
+    on that path by a private copy (the cache's documents are never mutated)."""
+    node: Any = doc
+    for part in dotted.split("."):
+        if isinstance(node, dict) and part in node:
+            key: int | str = part
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            key = int(part)
+        else:
+            return
+        child = node[key]
+        if cache.is_shared(child):
+            child = _copy_json(child)
+            node[key] = child
+        node = child
 
 
 def _anchor_trace_file(doc: dict[str, Any], prov: Provenance) -> None:

@@ -183,6 +183,35 @@ class RoutingSpec(Spec):
     warmup_steps: NonNegativeInt = Field(
         default=0, description="Router steps run (bias updates included) before the measured one."
     )
+    sampling: Literal["per_token", "counts"] = Field(
+        default="per_token",
+        # left out of the JSON when per_token, so scenarios that predate it keep their hash
+        exclude_if=lambda value: value == "per_token",
+        description="How an MoE layer's routing is drawn: per_token (every token's affinities "
+        "and top-k, the reference) or counts (opt-in, for fast sweeps: each GPU's per-expert "
+        "token counts drawn directly, with the same distribution, for uniform routing whose "
+        "measured step sees no learnt state; other random numbers than per_token, so other "
+        "results).",
+    )
+
+    def counts_problem(self) -> str | None:
+        """Why ``sampling: counts`` cannot stand for per-token routing here, or None: only
+        uniform popularity without a node limit, whose measured step sees no state learnt in
+        warm-up (no warm-up, or one that changes nothing: no balancing, drift or sequence
+        loss), makes every token's top-k a uniformly random set of distinct experts."""
+        if self.distribution != "uniform":
+            return f"needs distribution 'uniform', not '{self.distribution}'"
+        if self.node_limited is not None:
+            return "needs no node_limited routing"
+        stateful = (
+            self.balancing != "none" or self.drift_per_step > 0.0 or self.sequence_aux_alpha > 0.0
+        )
+        if self.warmup_steps > 0 and stateful:
+            return (
+                "needs the measured step to see no learnt state: warmup_steps 0, or no "
+                "balancing, drift_per_step or sequence_aux_alpha"
+            )
+        return None
 
     @model_validator(mode="before")
     @classmethod
@@ -227,6 +256,10 @@ class RoutingSpec(Spec):
     def setting_problems(self, experts: int, top_k: int) -> Iterator[Problem]:
         """The problems of :meth:`problems` that need no file: settings that contradict each
         other or the layer (the router raises the first of them)."""
+        if self.sampling == "counts":
+            reason = self.counts_problem()
+            if reason is not None:
+                yield (("sampling",), f"sampling 'counts' {reason}")
         if self.node_limited is not None:
             if self.distribution == "trace":
                 yield (("node_limited",), "node_limited re-routes by affinity; a 'trace' has none")
@@ -670,5 +703,10 @@ class RouterStepsWorkload(Spec):
                 )
         if len(set(self.computation_batch_sequences)) != len(self.computation_batch_sequences):
             yield (("computation_batch_sequences",), "sizes must be distinct")
+        if self.routing.sampling != "per_token":
+            yield (
+                ("routing", "sampling"),
+                "router steps follow every token (MaxVio per batch): sampling must be 'per_token'",
+            )
         for loc, reason in self.routing.problems(self.experts, self.top_k):
             yield ("routing", *loc), reason

@@ -1,4 +1,5 @@
-"""Expanding a sweep into points, each a fully resolved, validated scenario.
+"""Expanding a sweep into points, each a fully resolved, validated scenario (or, for a run,
+the overrides that make it from the sweep's base, see :func:`plan_points`).
 
 Expansion is lazy (a product of axes is never materialised; its size is counted first, see
 :func:`count_points`), and :func:`validate_points` checks every point, limits included, before
@@ -8,15 +9,17 @@ the axis or system that produced it.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gpusim.errors import SpecError, json_path
 from gpusim.limits import Limits, check_limits, check_point_count
-from gpusim.spec.loading import scenario_from_dict
+from gpusim.spec.loading import InlineCache, scenario_from_dict
 from gpusim.spec.provenance import read_json
 from gpusim.spec.scenario import ResolvedScenario
 from gpusim.sweep.spec import SweepSpec, tied_paths
@@ -24,15 +27,65 @@ from gpusim.workloads.registry import family_of
 
 
 @dataclass(frozen=True)
-class Point:
-    """One sweep point: its coordinates and its resolved scenario."""
+class PointRef:
+    """One sweep point without its scenario: its coordinates, the overrides that make it from
+    the sweep's base (:class:`SweepBase`) and its scenario's content hash."""
 
     index: int
     system: str
     axis_values: dict[str, Any]
     seed: int
-    scenario: ResolvedScenario
     scenario_hash: str
+    overrides: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Point(PointRef):
+    """One sweep point with its resolved scenario."""
+
+    scenario: ResolvedScenario
+
+    def ref(self) -> PointRef:
+        """This point without its scenario."""
+        return PointRef(
+            self.index,
+            self.system,
+            self.axis_values,
+            self.seed,
+            self.scenario_hash,
+            self.overrides,
+        )
+
+
+@dataclass(frozen=True)
+class SweepBase:
+    """What resolving any point of a sweep needs: the base document, the file it is read from
+    (errors name it; relative references start beside it), and the topologies and profiles
+    it references, read once (so a worker resolves points without reading them)."""
+
+    raw: Any
+    file: Path
+    cache: InlineCache = field(default_factory=InlineCache, compare=False)
+    token: str = ""
+
+    def resolve(self, overrides: dict[str, Any]) -> ResolvedScenario:
+        """The scenario of the base with ``overrides`` (dotted paths), validated."""
+        return scenario_from_dict(self.raw, self.file, overrides, self.cache)
+
+
+def sweep_base(sweep: SweepSpec, sweep_file: str | Path) -> SweepBase:
+    """The base of ``sweep`` (a SpecError when its base file does not exist)."""
+    file = Path(sweep_file)
+    if isinstance(sweep.base, str):
+        base_file = file.parent / sweep.base
+        if not base_file.is_file():
+            raise SpecError(file, "$.base", f"base scenario file not found: {base_file}")
+        base_raw = read_json(base_file)
+    else:
+        base_file, base_raw = file, sweep.base
+    text = json.dumps([str(base_file.resolve()), base_raw], sort_keys=True, default=str)
+    token = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return SweepBase(base_raw, base_file, token=token)
 
 
 def _axis_combinations(sweep: SweepSpec) -> Iterator[tuple[dict[str, Any], dict[str, int]]]:
@@ -77,19 +130,19 @@ def _leads_to(dotted: str, path: str) -> bool:
 
 
 def iter_points(
-    sweep: SweepSpec, sweep_file: str | Path, limits: Limits | None = None
+    sweep: SweepSpec,
+    sweep_file: str | Path,
+    limits: Limits | None = None,
+    base: SweepBase | None = None,
 ) -> Iterator[Point]:
     """Points of ``sweep`` one by one (systems outermost, then axes, then seeds), each validated
     (and, with ``limits``, checked against them) as it is produced. Bad overrides raise a
-    SpecError naming the sweep file and the point."""
+    SpecError naming the sweep file and the point. ``base``: the sweep's base, when already
+    read (see :func:`sweep_base`)."""
     file = Path(sweep_file)
-    if isinstance(sweep.base, str):
-        base_file = file.parent / sweep.base
-        if not base_file.is_file():
-            raise SpecError(file, "$.base", f"base scenario file not found: {base_file}")
-        base_raw = read_json(base_file)
-    else:
-        base_file, base_raw = file, sweep.base
+    if base is None:
+        base = sweep_base(sweep, file)
+    base_raw, base_file = base.raw, base.file
     base_seed = _base_seed(base_raw)
     if sweep.seeds:
         seeds = list(sweep.seeds)
@@ -104,7 +157,7 @@ def iter_points(
             for seed in seeds:
                 overrides = {**system_overrides, **axis_values, "options.seed": seed}
                 try:
-                    scenario = scenario_from_dict(base_raw, base_file, overrides)
+                    scenario = base.resolve(overrides)
                     if limits is not None:
                         check_limits(scenario, base_file, limits)
                 except SpecError as exc:
@@ -117,21 +170,28 @@ def iter_points(
                     system=system,
                     axis_values=axis_values,
                     seed=seed,
-                    scenario=scenario,
                     scenario_hash=scenario.content_hash,
+                    overrides=overrides,
+                    scenario=scenario,
                 )
                 index += 1
 
 
-def validate_points(sweep: SweepSpec, sweep_file: str | Path, limits: Limits) -> int:
+def plan_points(
+    sweep: SweepSpec, sweep_file: str | Path, limits: Limits
+) -> tuple[SweepBase, list[PointRef]]:
     """Check the sweep's size, then validate every point against the schema, the semantic
-    checks and ``limits``, without keeping them; the number of points. The first bad point
-    raises its SpecError before anything has run."""
-    count = count_points(sweep)
-    check_point_count(count, sweep_file, limits)
-    for _ in iter_points(sweep, sweep_file, limits):
-        pass
-    return count
+    checks and ``limits``; the sweep's base and its points without their scenarios (what a
+    run needs: workers resolve each point from the base). The first bad point raises its
+    SpecError before anything has run."""
+    check_point_count(count_points(sweep), sweep_file, limits)
+    base = sweep_base(sweep, sweep_file)
+    return base, [point.ref() for point in iter_points(sweep, sweep_file, limits, base)]
+
+
+def validate_points(sweep: SweepSpec, sweep_file: str | Path, limits: Limits) -> int:
+    """:func:`plan_points`, keeping only the number of points."""
+    return len(plan_points(sweep, sweep_file, limits)[1])
 
 
 RECORD_FIELDS = ("makespan_s", "events", "wall_s")

@@ -1,19 +1,25 @@
 """Running sweep points on any ``concurrent.futures.Executor`` and storing each as it finishes.
 
-Points are content-addressed: a point whose scenario hash already has a readable shard is not
-run again, so an interrupted sweep resumes where it stopped (a shard that does not read is
-recomputed). Each point is stored as soon as it finishes. A point that raises is recorded with its
-one-line error and its formatted traceback, and the sweep goes on. Workers only compute; the
-calling process does all the writing, so remote workers (Dask) need no access to the results
+Points are content-addressed: a point whose scenario hash already has a stored result is not run
+again, so an interrupted sweep resumes where it stopped (a stored file that does not read is
+recomputed). Workers resolve each point from the sweep's base and the point's overrides (the
+base's topology and profile validated once per worker) and send back results; the calling process
+stores each result the moment it arrives (see :mod:`gpusim.sweep.store`). Points go to workers in
+batches sized to about :data:`BATCH_TARGET_S` of work each, so fast points do not pay a round trip
+each and a kill loses at most that much computing per worker. A point that raises is recorded
+with its one-line error and its formatted traceback, and the sweep goes on. Workers only compute;
+the calling process does all the writing, so remote workers (Dask) need no access to the results
 folder. On Ctrl-C or a dead worker the pending points are cancelled and local workers stopped at
 once; what finished stays stored.
 """
 
 from __future__ import annotations
 
+import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +28,16 @@ from gpusim.export.perfetto import chrome_trace
 from gpusim.simulate import simulate
 from gpusim.spec.scenario import ResolvedScenario
 from gpusim.sweep.executors import stop_now
-from gpusim.sweep.expand import Point
+from gpusim.sweep.expand import Point, PointRef, SweepBase
 from gpusim.sweep.store import ResultStore
 from gpusim.version import git_revision
+
+BATCH_TARGET_S = 0.05
+"""CPU seconds of work a batch of points aims at (sized from the points finished so far)."""
+MAX_BATCH = 512
+"""The most points one task carries."""
+MAX_IN_FLIGHT = 64
+"""Tasks submitted and not yet collected, at most (the rest wait in the parent, as overrides)."""
 
 
 @dataclass(frozen=True)
@@ -36,16 +49,24 @@ class PointOutcome:
     error: str | None
     trace: dict[str, Any] | None
     traceback: str | None = None
+    cpu_s: float = 0.0
+    """CPU seconds the worker spent on the point (sizes the batches)."""
+
+
+def _failure(scenario_hash: str, exc: Exception, started: float) -> PointOutcome:
+    message = " ".join(f"{type(exc).__name__}: {exc}".split())
+    cpu_s = time.process_time() - started
+    return PointOutcome(scenario_hash, None, message, None, traceback.format_exc(), cpu_s)
 
 
 def run_scenario(scenario: ResolvedScenario, scenario_hash: str) -> PointOutcome:
     """Simulate one scenario in a worker; any exception becomes a one-line error message, with
     the formatted traceback kept beside it for whoever debugs the model."""
+    started = time.process_time()
     try:
         result = simulate(scenario)
     except Exception as exc:  # a failing point must not stop the sweep
-        message = " ".join(f"{type(exc).__name__}: {exc}".split())
-        return PointOutcome(scenario_hash, None, message, None, traceback.format_exc())
+        return _failure(scenario_hash, exc, started)
     record: dict[str, Any] = {
         "scenario": result.scenario,
         "fidelity": result.fidelity,
@@ -57,12 +78,67 @@ def run_scenario(scenario: ResolvedScenario, scenario_hash: str) -> PointOutcome
     }
     record.update(result.metrics)
     trace = chrome_trace(result.trace, result.scenario) if result.trace is not None else None
-    return PointOutcome(scenario_hash, record, None, trace)
+    cpu_s = time.process_time() - started
+    return PointOutcome(scenario_hash, record, None, trace, None, cpu_s)
 
 
 def run_batch(batch: list[tuple[ResolvedScenario, str]]) -> list[PointOutcome]:
     """Several scenarios in one task (fewer round trips to the workers)."""
     return [run_scenario(scenario, h) for scenario, h in batch]
+
+
+_WORKER_BASES: dict[str, SweepBase] = {}
+"""In a worker process: the sweep bases seen, by token, with their validated topologies and
+profiles (a base arrives with every batch; the first copy is kept)."""
+_WORKER_BASES_KEPT = 4
+
+
+def run_planned(base: SweepBase, batch: list[tuple[dict[str, Any], str]]) -> list[PointOutcome]:
+    """Several points of one sweep in one task, each resolved from ``base`` and its overrides
+    and checked to be the scenario that was validated (its content hash)."""
+    known = _WORKER_BASES.get(base.token)
+    if known is None:
+        while len(_WORKER_BASES) >= _WORKER_BASES_KEPT:
+            _WORKER_BASES.pop(next(iter(_WORKER_BASES)))
+        known = _WORKER_BASES[base.token] = base
+    outcomes = []
+    for overrides, scenario_hash in batch:
+        started = time.process_time()
+        try:
+            scenario = known.resolve(overrides)
+        except Exception as exc:  # a file changed since validation: this point fails alone
+            outcomes.append(_failure(scenario_hash, exc, started))
+            continue
+        if scenario.content_hash != scenario_hash:
+            error = (
+                f"SpecError: the scenario is not the one validated (hash {scenario.content_hash}, "
+                f"not {scenario_hash}): a file it reads changed during the sweep; rerun"
+            )
+            outcomes.append(PointOutcome(scenario_hash, None, error, None))
+            continue
+        outcomes.append(run_scenario(scenario, scenario_hash))
+    return outcomes
+
+
+class _BatchSizer:
+    """Points per task, from the mean time of the points finished so far."""
+
+    def __init__(self, fixed: int | None) -> None:
+        self.fixed = fixed
+        self.points = 0
+        self.seconds = 0.0
+
+    def add(self, outcome: PointOutcome) -> None:
+        self.points += 1
+        self.seconds += outcome.cpu_s
+
+    def size(self) -> int:
+        if self.fixed is not None:
+            return self.fixed
+        if self.points == 0:
+            return 1
+        mean_s = max(self.seconds / self.points, 1e-6)
+        return max(1, min(MAX_BATCH, int(BATCH_TARGET_S / mean_s)))
 
 
 @dataclass
@@ -94,7 +170,7 @@ class SweepOutcome:
         return not self.failures and self.interrupted is None
 
 
-def manifest_entry(point: Point) -> dict[str, Any]:
+def manifest_entry(point: PointRef) -> dict[str, Any]:
     """What the manifest keeps of one point: its coordinates and hash, not its scenario."""
     return {
         "point": point.index,
@@ -125,54 +201,81 @@ def _manifest(
 
 
 def manifest_for(
-    points: Sequence[Point], name: str, description: str, **extra: Any
+    points: Sequence[PointRef], name: str, description: str, **extra: Any
 ) -> dict[str, Any]:
     """The manifest describing a sweep's points."""
     return _manifest([manifest_entry(p) for p in points], name, description, **extra)
 
 
 def run_sweep(
-    points: Iterable[Point],
+    points: Iterable[PointRef],
     store: ResultStore,
     executor: Executor,
     *,
+    base: SweepBase | None = None,
     total: int | None = None,
     manifest_fields: dict[str, Any] | None = None,
-    batch_size: int = 1,
+    batch_size: int | None = None,
+    max_in_flight: int = MAX_IN_FLIGHT,
     on_progress: Callable[[SweepProgress], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> SweepOutcome:
     """Run every point that has no stored result and store results as they arrive.
 
-    ``points`` may be a lazy iterator (validate them first, see
+    With ``base`` (see :func:`~gpusim.sweep.expand.plan_points`) workers resolve each point from
+    the base and the point's overrides; without, ``points`` must be :class:`Point` s and their
+    scenarios are sent. ``points`` may be a lazy iterator (validate them first, see
     :func:`~gpusim.sweep.expand.validate_points`): points are submitted as they are produced and
     only their manifest entries are kept. If a point fails validation anyway, its SpecError
     propagates after the work already submitted is cancelled (finished points stay stored). With
     ``manifest_fields`` the manifest is written once every point is known. ``batch_size`` points
-    go to a worker per task (1: every point is stored the moment it finishes). Shards that do not
-    read are removed and recomputed, each reported through ``on_warning``.
+    go to a worker per task (default: about :data:`BATCH_TARGET_S` of work). Stored files that do
+    not read are dropped and their points recomputed, each reported through ``on_warning``. The
+    store is compacted at the start and at the end (see :meth:`ResultStore.compact`).
     """
     store.prepare()
-    for bad in store.drop_unreadable_shards():
+    for bad in store.compact():
         if on_warning:
-            on_warning(f"{bad}: does not read (truncated or corrupt); recomputing its point")
+            on_warning(f"{bad}: does not read (truncated or corrupt); recomputing its points")
     done = store.done_hashes()
     progress = SweepProgress(total=total or 0)
     outcome = SweepOutcome(progress)
     rev = git_revision()
-    futures: list[Future[list[PointOutcome]]] = []
+    futures: set[Future[list[PointOutcome]]] = set()
+    finished: deque[Future[list[PointOutcome]]] = deque()  # appended as tasks finish
     seen: set[str] = set()
     entries: list[dict[str, Any]] = []
-    batch: list[tuple[ResolvedScenario, str]] = []
+    queue: deque[PointRef] = deque()
+    sizer = _BatchSizer(batch_size)
+
+    def submit() -> None:
+        while queue and len(futures) < max_in_flight:
+            chunk = [queue.popleft() for _ in range(min(sizer.size(), len(queue)))]
+            future = _submit(executor, base, chunk)
+            futures.add(future)
+            future.add_done_callback(finished.append)
 
     def collect(block: bool) -> None:
-        ready = as_completed(list(futures)) if block else [f for f in futures if f.done()]
-        for future in ready:  # lazily: each result is stored as soon as it arrives
-            futures.remove(future)
-            for result in future.result():
-                _store(result, store, outcome, rev)
-            if on_progress:
-                on_progress(progress)
+        """Store what has finished (cheap when nothing has); with ``block``, wait for a task
+        first if none has."""
+        ready = []
+        while finished:
+            ready.append(finished.popleft())
+        if block and not ready and futures:
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            ready.extend(done)
+        stored = False
+        for future in ready:  # each result is stored as soon as it is taken in
+            if future not in futures:
+                continue  # taken in already (by wait, before its callback ran)
+            futures.discard(future)
+            results = future.result()
+            for result in results:
+                sizer.add(result)
+            _store(results, store, outcome, rev)
+            stored = True
+        if stored and on_progress:
+            on_progress(progress)
 
     try:
         for point in points:
@@ -181,20 +284,19 @@ def run_sweep(
                 progress.total += 1
             if point.scenario_hash in done or point.scenario_hash in seen:
                 progress.skipped += 1
-            else:
-                seen.add(point.scenario_hash)
-                batch.append((point.scenario, point.scenario_hash))
-                if len(batch) >= batch_size:
-                    futures.append(executor.submit(run_batch, batch))
-                    batch = []
-            collect(block=False)
-        if batch:
-            futures.append(executor.submit(run_batch, batch))
+                continue
+            seen.add(point.scenario_hash)
+            queue.append(point)
+            if len(queue) >= sizer.size():
+                submit()
+                collect(block=False)
         if manifest_fields is not None:
             store.write_manifest(_manifest(entries, **manifest_fields))
         if on_progress:
             on_progress(progress)
-        collect(block=True)
+        while queue or futures:
+            submit()
+            collect(block=True)
     except BrokenProcessPool as exc:
         outcome.interrupted = f"a worker process died ({exc}); rerun to resume"
         stop_now(executor)
@@ -208,17 +310,38 @@ def run_sweep(
             store.write_manifest(_manifest(entries, **manifest_fields))
         for f in futures:
             f.cancel()
+        store.compact()
     return outcome
 
 
-def _store(result: PointOutcome, store: ResultStore, outcome: SweepOutcome, rev: str) -> None:
-    if result.record is not None:
-        if result.trace is not None:
-            store.write_trace(result.scenario_hash, result.trace)
-        store.write_result(result.scenario_hash, {**result.record, "git_rev": rev})
-        outcome.progress.done += 1
-    else:
-        error = result.error or "unknown error"
-        store.write_failure(result.scenario_hash, error, result.traceback)
-        outcome.failures[result.scenario_hash] = error
-        outcome.progress.failed += 1
+def _submit(
+    executor: Executor, base: SweepBase | None, chunk: list[PointRef]
+) -> Future[list[PointOutcome]]:
+    """One task: the chunk's overrides with the base, or (no base) their scenarios."""
+    if base is not None:
+        return executor.submit(run_planned, base, [(p.overrides, p.scenario_hash) for p in chunk])
+    scenarios = []
+    for point in chunk:
+        if not isinstance(point, Point):
+            raise TypeError("run_sweep needs the sweep's base to run points without scenarios")
+        scenarios.append((point.scenario, point.scenario_hash))
+    return executor.submit(run_batch, scenarios)
+
+
+def _store(
+    results: list[PointOutcome], store: ResultStore, outcome: SweepOutcome, rev: str
+) -> None:
+    """Store the results of one task, which arrived together: the finished ones in one write."""
+    finished = []
+    for result in results:
+        if result.record is not None:
+            if result.trace is not None:
+                store.write_trace(result.scenario_hash, result.trace)
+            finished.append((result.scenario_hash, {**result.record, "git_rev": rev}))
+            outcome.progress.done += 1
+        else:
+            error = result.error or "unknown error"
+            store.write_failure(result.scenario_hash, error, result.traceback)
+            outcome.failures[result.scenario_hash] = error
+            outcome.progress.failed += 1
+    store.write_results(finished)

@@ -18,7 +18,9 @@ def top_k_columns(score: np.ndarray, top_k: int) -> np.ndarray:
     n_cols = score.shape[1]
     if top_k == n_cols:
         return np.broadcast_to(np.arange(n_cols), score.shape).copy()
-    picked: np.ndarray = np.argpartition(score, n_cols - top_k, axis=1)[:, n_cols - top_k :]
+    order = np.argpartition(score, n_cols - top_k, axis=1)
+    # a copy: a view would keep the whole (rows, n_cols) index array alive with the choices
+    picked: np.ndarray = order[:, n_cols - top_k :].copy()
     return picked
 
 

@@ -79,6 +79,7 @@ from gpusim.workloads.moe.gates import (
     top_k_columns,
 )
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
+from gpusim.workloads.moe.uniform_choices import uniform_choices
 
 BLOCK_TOKENS = 8192
 """Tokens routed per random-number block (fixed, so results do not depend on threading)."""
@@ -313,6 +314,8 @@ class Router:
         # (cheaper, and identical).
         fast = bool(np.all(bias == bias[0])) and limit is None
         shift = (self.popularity_logits / sigma).astype(np.float32)
+        # adding zeros changes no comparison (nor any affinity): skipped for uniform popularity
+        zero_shift = not shift.any()
         half_sigma = np.float32(0.5 * sigma)
         add_bias = (2.0 * bias).astype(np.float32)
         mul_bias = bias.astype(np.float32)
@@ -325,7 +328,8 @@ class Router:
             n = min(BLOCK_TOKENS, tokens - starts[i])
             gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence([step_seed, i])))
             score = gen.standard_normal((n, experts), dtype=np.float32)
-            score += shift  # z + logit / sigma
+            if not zero_shift:
+                score += shift  # z + logit / sigma
             if not need_affinity:
                 return _Block(top_k_columns(score, top_k))
             if softmax:
@@ -456,14 +460,22 @@ def route_layer(
     loads before dropping. Capacity (:meth:`LayerGeometry.capacity`, None = dropless) limits the
     tokens each (source GPU, expert) pair may send; FlashMoE's slot rule keeps them in arrival
     (token) order and drops slot >= capacity, so ``counts[g, e] = min(demand[g, e], capacity)``
-    and ``dropped`` is the sum of the excess.
+    and ``dropped`` is the sum of the excess. With ``routing.sampling: counts`` every token's
+    experts are drawn directly (:func:`uniform_choices`; same distribution, other numbers).
     """
     geometry = LayerGeometry.of(wl, [f"gpu{g}" for g in range(n_gpus)], Dtype.fp16)
-    router = Router(wl.routing, wl.experts, wl.top_k, rng)
     tokens = wl.tokens_per_gpu * n_gpus
-    for _ in range(wl.routing.warmup_steps):
-        router.update(expert_loads(router.step(tokens), wl.experts))
-    choices = router.step(tokens)
+    if wl.routing.sampling == "counts":
+        reason = wl.routing.counts_problem()
+        if reason is not None:
+            raise SimulationError(f"routing.sampling 'counts' {reason}")
+        # warm-up steps would change nothing the measured step sees: skipped
+        choices = uniform_choices(rng, tokens, wl.experts, wl.top_k)
+    else:
+        router = Router(wl.routing, wl.experts, wl.top_k, rng)
+        for _ in range(wl.routing.warmup_steps):
+            router.update(expert_loads(router.step(tokens), wl.experts))
+        choices = router.step(tokens)
     source = np.repeat(np.arange(n_gpus, dtype=np.int64), wl.tokens_per_gpu * wl.top_k)
     demand = np.bincount(
         source * wl.experts + choices.ravel(), minlength=n_gpus * wl.experts

@@ -1,0 +1,123 @@
+"""Sweep points resolved the fast way (a shared cache of inlined, validated topologies and
+profiles; workers resolving from the base and overrides; the content hash computed in pieces)
+give exactly what resolving each point on its own gives, and a sweep's stored rows equal those of
+simulating every point in a plain loop."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from gpusim.cli import app
+from gpusim.errors import SpecError
+from gpusim.limits import Limits
+from gpusim.spec.loading import InlineCache, load_scenario, scenario_from_dict
+from gpusim.sweep import ResultStore, SweepSpec, plan_points
+from gpusim.sweep.runner import run_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def _launch_base(tmp_path: Path) -> Path:
+    raw = json.loads((ROOT / "workloads/launch_bound_chain_h100_pcie.json").read_text())
+    raw["topology"] = str(ROOT / "topologies/h100_pcie_1gpu.json")
+    raw["options"] = {"seed": 0, "fidelity": "analytic", "trace": False}
+    raw["workload"]["count"] = 20
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    "scenario", sorted(p.name for p in (ROOT / "workloads").glob("*.json") if "sweep" not in p.name)
+)
+def test_content_hash_is_the_hash_of_the_whole_json(scenario: str) -> None:
+    description = 'quotes "x", ,"workload":{ and ,"options": inside, \u00e9, a backslash \\'
+    resolved = load_scenario(ROOT / "workloads" / scenario, {"description": description})
+    whole = hashlib.sha256(resolved.model_dump_json().encode()).hexdigest()[:16]
+    assert resolved.content_hash == whole
+
+
+def test_the_cache_resolves_what_each_point_resolves_alone(tmp_path: Path) -> None:
+    base_file = _launch_base(tmp_path)
+    raw = json.loads(base_file.read_text())
+    kept = copy.deepcopy(raw)
+    cache = InlineCache()
+    overrides: list[dict[str, Any]] = [
+        {"workload.kernel.bytes_read": 4096},
+        {"topology.links.0.latency_ns": 900.0},  # into the shared topology: copied first
+        {"workload.kernel.bytes_read": 8192},
+        {"profile.launch.launch_api_us.value": 3.0},
+        {"topology": "a100_pcie_1gpu"},  # another topology (and its default profile)
+        {"options.seed": 3},
+    ]
+    for point in overrides:
+        fast = scenario_from_dict(raw, base_file, point, cache)
+        alone = scenario_from_dict(raw, base_file, point)
+        assert fast == alone and fast.content_hash == alone.content_hash, point
+    assert raw == kept
+    plain = scenario_from_dict(raw, base_file, {}, cache)
+    assert plain == scenario_from_dict(raw, base_file)  # the overrides left the cache as read
+
+
+def test_a_bad_point_reads_the_same_error_with_the_cache(tmp_path: Path) -> None:
+    base_file = _launch_base(tmp_path)
+    raw = json.loads(base_file.read_text())
+    cache = InlineCache()
+    scenario_from_dict(raw, base_file, {}, cache)
+    bad = {"topology.links.0.latency_ns": -1.0}
+    with pytest.raises(SpecError) as alone:
+        scenario_from_dict(raw, base_file, bad)
+    with pytest.raises(SpecError) as fast:
+        scenario_from_dict(raw, base_file, bad, cache)
+    assert str(fast.value) == str(alone.value)
+
+
+def test_sweep_rows_equal_simulating_each_point_in_a_loop(tmp_path: Path) -> None:
+    base_file = _launch_base(tmp_path)
+    axes = {"workload.kernel.bytes_read": [16384, 65536, 1 << 20]}
+    systems = {"H100": {}, "A100": {"topology": "a100_pcie_1gpu"}}
+    doc = {"name": "eq", "base": str(base_file), "axes": axes, "systems": systems}
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["sweep", str(path), "-o", str(out), "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    _, points = plan_points(SweepSpec.model_validate(doc), path, Limits())
+    rows = {r["scenario_hash"]: r for r in ResultStore(out).rows()}
+    assert len(rows) == 6
+    for point in points:
+        alone = load_scenario(base_file, point.overrides)
+        outcome = run_scenario(alone, alone.content_hash)
+        assert outcome.record is not None and alone.content_hash == point.scenario_hash
+        row = rows[point.scenario_hash]
+        for key, value in outcome.record.items():
+            if key != "wall_s":
+                assert row[key] == value and type(row[key]) is type(value), key
+
+
+def test_the_store_reads_back_every_value_as_written(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    store.prepare()
+    store.write_failure("b" * 16, "ValueError: once")
+    records: dict[str, dict[str, Any]] = {
+        "a" * 16: {"n": 1, "x": 0.5, "mixed": 3, "only_a": "s", "none": None},
+        "b" * 16: {"n": 2, "x": 1.5, "mixed": 2.5, "flag": True},
+    }
+    for scenario_hash, record in records.items():
+        store.write_result(scenario_hash, record)
+    assert store.failures() == {}  # a point that now succeeds loses its failure record
+    assert store.compact() == [] and (tmp_path / "results.jsonl").read_text() == ""
+    again = ResultStore(tmp_path).results()
+    assert again == records
+    for scenario_hash, record in records.items():
+        read = again[scenario_hash]
+        assert list(read) == list(record)  # same keys, same order
+        assert [type(v) for v in read.values()] == [type(v) for v in record.values()]
