@@ -26,21 +26,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
 from bench_engine import simpy_timeouts
+from common import ROOT, timed_sweep_s
 
 from gpusim import simulate
-from gpusim.limits import Limits
 from gpusim.spec.loading import load_scenario
-from gpusim.sweep import (
-    ResultStore,
-    count_points,
-    iter_points,
-    load_sweep,
-    make_executor,
-    run_sweep,
-    validate_points,
-)
 
-ROOT = Path(__file__).resolve().parents[1]
 PREFILL = ROOT / "workloads" / "llm_llama32_1b_prefill_h100_pcie.json"
 DECODE = ROOT / "workloads" / "llm_llama31_8b_decode_h100_pcie.json"
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
@@ -67,15 +57,7 @@ def sweep_wall_s(folder: Path, workers: int) -> float:
     base.write_text(json.dumps(raw))
     doc["base"] = str(base)
     path.write_text(json.dumps(doc))
-    t0 = time.perf_counter()
-    spec = load_sweep(path)
-    validate_points(spec, path, Limits())
-    store = ResultStore(folder / "out")
-    with make_executor("process", workers) as pool:
-        outcome = run_sweep(iter_points(spec, path), store, pool, total=count_points(spec))
-    if not outcome.ok:
-        raise RuntimeError("the benchmark sweep failed")
-    return time.perf_counter() - t0
+    return timed_sweep_s(path, folder / "out", workers)[0]
 
 
 def reference_cpu_s(n_timeouts: int = 200_000) -> float:

@@ -9,15 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
 from gpusim.limits import Limits
-from gpusim.sweep import (
-    ResultStore,
-    count_points,
-    iter_points,
-    load_sweep,
-    make_executor,
-    run_sweep,
-    validate_points,
-)
+from gpusim.sweep import ResultStore, load_sweep, make_executor, plan_points, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,10 +25,10 @@ def timed_sweep_s(path: Path, out: Path, workers: int) -> tuple[float, int]:
     seconds from loading the file to the last stored point, and the number of points."""
     t0 = time.perf_counter()
     spec = load_sweep(path)
-    validate_points(spec, path, Limits())
+    base, points = plan_points(spec, path, Limits())
     store = ResultStore(out)
     with make_executor("process", workers) as pool:
-        outcome = run_sweep(iter_points(spec, path), store, pool, total=count_points(spec))
+        outcome = run_sweep(points, store, pool, base=base, total=len(points))
     if not outcome.ok:
         raise RuntimeError(f"the benchmark sweep failed: {outcome.failures}")
-    return time.perf_counter() - t0, count_points(spec)
+    return time.perf_counter() - t0, len(points)
