@@ -18,6 +18,7 @@ from gpusim.spec.problems import (
     tensor_dtype_problems,
 )
 from gpusim.spec.profile import InstructionPath
+from gpusim.spec.speculative import SpeculativeDecodingWorkload
 from gpusim.spec.topology import Topology
 
 
@@ -138,6 +139,7 @@ Workload = Annotated[
     | TransfersWorkload
     | MoELayerWorkload
     | RouterStepsWorkload
-    | LlmInferenceWorkload,
+    | LlmInferenceWorkload
+    | SpeculativeDecodingWorkload,
     Field(discriminator="kind"),
 ]

@@ -1,0 +1,99 @@
+"""What both fidelities of one run share: the GPU's rates, the memory plan, the pass costs of
+both models, the weight stream's route, and the strategy program with its seeded draft model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gpusim.hardware.platform import Platform
+from gpusim.hardware.rates import GPURates
+from gpusim.spec.speculative import SpeculativeDecodingWorkload
+from gpusim.workloads.speculative.costs import MemoryPlan, PassCosts, memory_plan
+from gpusim.workloads.speculative.draft import DraftSampler
+from gpusim.workloads.speculative.llmcad import llmcad
+from gpusim.workloads.speculative.strategies import Program, Tally, specinfer, target_only, vanilla
+from gpusim.workloads.speculative.timing import PassShape
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One run's static inputs."""
+
+    wl: SpeculativeDecodingWorkload
+    gpu: str
+    source: str
+    rates: GPURates
+    plan: MemoryPlan
+    target: PassCosts
+    draft: PassCosts | None
+    stream_resources: tuple[int, ...]
+    """What a weight load draws on: the source CPU's memory, the route's links, the GPU's HBM."""
+    stream_links: tuple[int, ...]
+    load_latency_s: float
+    load_Bps: float
+    """Uncontended load rate: the slowest of the route's links and the source memory."""
+
+    @classmethod
+    def of(cls, platform: Platform, wl: SpeculativeDecodingWorkload) -> Setup:
+        """The setup of ``wl`` on ``platform``."""
+        gpu = wl.gpu_id(platform.topology)
+        source = wl.source_id(platform.topology)
+        rates = platform.gpu_rates(gpu)
+        route = platform.route(source, gpu)
+        memory = platform.fabric.host_memory[source]
+        context = wl.prompt_tokens + wl.generated_tokens // 2
+        draft = None if wl.draft is None else PassCosts(wl.draft, rates, wl.dtype, context)
+        return cls(
+            wl=wl,
+            gpu=gpu,
+            source=source,
+            rates=rates,
+            plan=memory_plan(wl, rates),
+            target=PassCosts(wl.target, rates, wl.dtype, context),
+            draft=draft,
+            stream_resources=(memory.index, *route.resources),
+            stream_links=route.links,
+            load_latency_s=route.latency_s,
+            load_Bps=min(route.bottleneck_Bps, memory.capacity_Bps),
+        )
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether target passes overlap loads with compute (every strategy but ``std``)."""
+        return self.wl.strategy != "std"
+
+    def pass_shape(self, tokens: int) -> PassShape:
+        """The target pass over ``tokens`` tokens, uncontended."""
+        plan = self.plan
+        return PassShape(
+            resident_layers=plan.resident_layers,
+            streamed_layers=plan.streamed_layers,
+            layer_compute_s=self.target.of(tokens).time_s / plan.layers,
+            layer_load_s=self.load_latency_s + plan.layer_B / self.load_Bps,
+            buffers=plan.buffers,
+        )
+
+    def draft_costs(self) -> PassCosts:
+        """The draft's pass costs (a strategy that drafts has a draft model)."""
+        if self.draft is None:
+            raise AssertionError("a drafting strategy without a draft model")
+        return self.draft
+
+
+def program(wl: SpeculativeDecodingWorkload, seed: int) -> tuple[Program, Tally]:
+    """The strategy's request program and the tally it fills, its draft model seeded by
+    ``seed`` (the same draws in both fidelities)."""
+    tally = Tally()
+    sampler = DraftSampler(wl.behaviour, np.random.default_rng(seed))
+    if wl.strategy in ("std", "std_pl"):
+        return target_only(wl, tally), tally
+    if wl.strategy == "sp":
+        return vanilla(wl, tally, sampler), tally
+    if wl.strategy == "specinfer":
+        return specinfer(wl, tally, sampler), tally
+    return llmcad(wl, tally, sampler), tally
+
+
+__all__ = ["Setup", "program"]
