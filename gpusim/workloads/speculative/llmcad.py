@@ -60,7 +60,9 @@ def pick_branch(branches: list[Branch], tree_tokens: int) -> int:
 class TokenTree:
     """The draft tree between two verifications."""
 
-    def __init__(self, first: Branch) -> None:
+    def __init__(self, root: int, first: Branch) -> None:
+        self.root = root
+        """Output position of the tree's first token."""
         self.branches = [first]
         self.tokens = first.length
 
@@ -69,7 +71,7 @@ class TokenTree:
         while the tree has fewer than ``room`` tokens."""
         b = self.branches[pick_branch(self.branches, room)]
         before = Branch(b.length, b.matched, b.confidence)
-        token = sampler.token(before.on_path)
+        token = sampler.token(self.root + before.length, before.on_path)
         b.length += 1
         b.matched += token.on_path
         b.confidence *= token.confidence
@@ -97,12 +99,12 @@ class TokenTree:
         return max(self.branches, key=lambda b: b.confidence)
 
 
-def provisional_branch(sampler: DraftSampler, steps: int) -> Branch:
-    """The next tree's first branch from ``steps`` kept provisional tokens (after an accepted
-    prefix: the first is drawn on the path)."""
+def provisional_branch(sampler: DraftSampler, root: int, steps: int) -> Branch:
+    """The next tree's first branch from ``steps`` kept provisional tokens from output position
+    ``root`` (after an accepted prefix: the first is drawn on the path)."""
     b = Branch()
-    for _ in range(steps):
-        token = sampler.token(b.on_path)
+    for i in range(steps):
+        token = sampler.token(root + i, b.on_path)
         b.length += 1
         b.matched += token.on_path
         b.confidence *= token.confidence
@@ -114,7 +116,7 @@ def llmcad(wl: SpeculativeDecodingWorkload, tally: Tally, sampler: DraftSampler)
     alpha, keep or discard the provisional tokens."""
     alpha = wl.alpha_initial
     room = wl.tree_tokens
-    tree = TokenTree(Branch())
+    tree = TokenTree(0, Branch())
     while tally.generated < wl.generated_tokens:
         remaining = wl.generated_tokens - tally.generated
         limit = min(room, remaining)
@@ -132,11 +134,11 @@ def llmcad(wl: SpeculativeDecodingWorkload, tally: Tally, sampler: DraftSampler)
         keep = steps > 0 and tree.most_confident().on_path and tally.generated < wl.generated_tokens
         if keep:
             tally.provisional_kept += steps
-            first = provisional_branch(sampler, steps)
+            first = provisional_branch(sampler, tally.generated, steps)
         else:
             tally.provisional_discarded += steps
             first = Branch()
-        tree = TokenTree(first)
+        tree = TokenTree(tally.generated, first)
 
 
 __all__ = ["Branch", "TokenTree", "llmcad", "next_alpha", "pick_branch", "provisional_branch"]

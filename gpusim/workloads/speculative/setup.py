@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from gpusim.hardware.platform import Platform
 from gpusim.hardware.rates import GPURates
 from gpusim.spec.speculative import SpeculativeDecodingWorkload
@@ -86,7 +84,8 @@ def program(wl: SpeculativeDecodingWorkload, seed: int) -> tuple[Program, Tally]
     """The strategy's request program and the tally it fills, its draft model seeded by
     ``seed`` (the same draws in both fidelities)."""
     tally = Tally()
-    sampler = DraftSampler(wl.behaviour, np.random.default_rng(seed))
+    positions = wl.generated_tokens + 2 * wl.tree_size + 2  # a tree and provisional tokens
+    sampler = DraftSampler(wl.behaviour, seed, positions)
     if wl.strategy in ("std", "std_pl"):
         return target_only(wl, tally), tally
     if wl.strategy == "sp":

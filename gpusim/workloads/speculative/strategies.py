@@ -87,7 +87,7 @@ def vanilla(wl: SpeculativeDecodingWorkload, tally: Tally, sampler: DraftSampler
             yield Draft(1)
             tally.draft_steps += 1
         yield Verify(k)
-        tally.verified(k, sampler.chain(k), remaining)
+        tally.verified(k, sampler.chain(tally.generated, k), remaining)
 
 
 def specinfer(wl: SpeculativeDecodingWorkload, tally: Tally, sampler: DraftSampler) -> Program:
@@ -102,8 +102,9 @@ def specinfer(wl: SpeculativeDecodingWorkload, tally: Tally, sampler: DraftSampl
             yield Draft(width)
             tally.draft_steps += 1
         yield Verify(width * depth)
-        hit = sampler.ranked_first(width)
-        matched = 0 if hit < 0 else 1 + sampler.chain(depth - 1)
+        root = tally.generated
+        hit = sampler.ranked_first(root, width)
+        matched = 0 if hit < 0 else 1 + sampler.chain(root + 1, depth - 1)
         tally.verified(depth, matched, remaining)
 
 
