@@ -238,7 +238,7 @@ def test_the_memory_plan_keeps_what_fits_and_streams_the_rest() -> None:
     assert plan.target_B == TARGET.parameters() * 2
     assert plan.used_B <= plan.budget_B < plan.used_B + layer  # one more layer would not fit
     assert plan.streamed_B == pytest.approx((TARGET.layers - plan.resident_layers) * layer)
-    with pytest.raises(SimulationError, match="does not fit a 0.30 GB budget"):
+    with pytest.raises(SimulationError, match=r"does not fit a 0\.30 GB budget"):
         memory_plan(workload(memory_budget_GB=0.3), rates)
 
 
