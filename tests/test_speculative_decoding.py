@@ -222,10 +222,11 @@ def test_the_time_split_partitions_the_run() -> None:
 
 def test_the_same_seed_gives_the_same_run_and_another_seed_another() -> None:
     wl = workload(behaviour={"correctness": 0.8}, generated_tokens=64)
-    node = lambda: Node(GH200, PROFILE, Simulation())  # noqa: E731
-    a = speculative.des(node(), wl, seed=1)
-    b = speculative.des(node(), wl, seed=1)
-    c = speculative.des(node(), wl, seed=2)
+
+    def des(seed: int) -> Outcome:
+        return speculative.des(Node(GH200, PROFILE, Simulation()), wl, seed=seed)
+
+    a, b, c = des(1), des(1), des(2)
     assert a == b
     assert a.series["accepted_per_verification"] != c.series["accepted_per_verification"]
 
