@@ -36,20 +36,28 @@ class Engine:
         self.env = node.sim.env
         self.gpu: GPURuntime = node.gpus[s.gpu]
         self.lock = simpy.PriorityResource(self.env, capacity=1)
+        self.shared = s.wl.strategy == "llmcad" and s.wl.provisional
+        """Whether two models may want the GPU at once (provisional drafting)."""
         self.buffers = simpy.Resource(self.env, capacity=s.plan.buffers)
         self.split = TimeSplit()
         self.busy_s = 0.0
 
     def compute(self, cost: PassCost, name: str, priority: int) -> Proc:
-        """Take the compute lock, run ``cost`` as one kernel on every SM; adds its duration to
-        ``busy_s``."""
+        """Run ``cost`` as one kernel on every SM, holding the compute lock when provisional
+        drafting may compete for the GPU; adds its duration to ``busy_s``."""
+        if not self.shared:
+            yield from self._kernel(cost, name)
+            return
         with self.lock.request(priority=priority) as turn:
             yield turn
-            start = float(self.env.now)
-            yield from self.gpu.run_kernel(
-                name, self.gpu.rates.sm_count, cost.floor_s, cost.body_s, cost.hbm_bytes
-            )
-            self.busy_s += float(self.env.now) - start
+            yield from self._kernel(cost, name)
+
+    def _kernel(self, cost: PassCost, name: str) -> Proc:
+        start = float(self.env.now)
+        yield from self.gpu.run_kernel(
+            name, self.gpu.rates.sm_count, cost.floor_s, cost.body_s, cost.hbm_bytes
+        )
+        self.busy_s += float(self.env.now) - start
 
     def load(self, layer: int) -> Proc:
         """Copy one streamed layer's weights into the GPU."""
