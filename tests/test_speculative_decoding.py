@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from gpusim import simulate
 from gpusim.engine.sim import Simulation
 from gpusim.errors import SimulationError, SpecError
 from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
+from gpusim.limits import estimate
 from gpusim.result import Outcome
 from gpusim.spec.loading import load_profile, load_scenario, load_topology, load_transformer
 from gpusim.spec.refs import data_root
@@ -270,3 +272,12 @@ def test_a_bad_value_is_one_line_naming_file_and_path(
         load_scenario(path)
     line = str(err.value)
     assert "\n" not in line and f"$.workload.{field}" in line and reason in line
+
+
+def test_the_work_estimate_bounds_the_events_a_run_takes() -> None:
+    """``gpusim run`` refuses a run by its estimate: never below what the run takes."""
+    path = ROOT / "workloads" / "specdec_llama31_70b_gh200.json"
+    for strategy in ALL:
+        overrides = {"workload.strategy": strategy, "workload.generated_tokens": 16}
+        scenario = load_scenario(path, overrides)
+        assert estimate(scenario).events >= simulate(scenario).events
