@@ -281,3 +281,17 @@ def test_the_work_estimate_bounds_the_events_a_run_takes() -> None:
         overrides = {"workload.strategy": strategy, "workload.generated_tokens": 16}
         scenario = load_scenario(path, overrides)
         assert estimate(scenario).events >= simulate(scenario).events
+
+
+@pytest.mark.parametrize("fidelity", BOTH)
+def test_specinfer_drafts_one_pass_then_a_batched_pass_per_level(fidelity: Fidelity) -> None:
+    """Per tree: one draft pass over the last token (the ranked first tokens), then ``depth -
+    1`` passes over the ``width`` chains' newest tokens."""
+    wl = workload(strategy="specinfer", tree_width=3, tree_depth=4, behaviour={"correctness": 1.0})
+    out = run(wl, fidelity)
+    rates = Platform.of(GH200, PROFILE).gpu_rates("gpu0")
+    draft = PassCosts(DRAFT, rates, wl.dtype, 32 + 12)
+    assert out.metrics["verifications"] == 24 / 4  # each tree's first chain is all accepted
+    per_tree = draft.of(1).time_s + 3 * draft.of(3).time_s
+    assert out.metrics["draft_s"] == pytest.approx(6 * per_tree, rel=1e-12)
+    assert out.metrics["draft_steps"] == 6 * 4

@@ -92,14 +92,14 @@ def vanilla(wl: SpeculativeDecodingWorkload, tally: Tally, sampler: DraftSampler
 
 def specinfer(wl: SpeculativeDecodingWorkload, tally: Tally, sampler: DraftSampler) -> Program:
     """``specinfer``: ``tree_width`` chains that differ in their first token (the draft's ranked
-    candidates), each continued greedily, drafted one level at a time (a batched pass of
-    ``tree_width`` tokens), then verified in one pass."""
+    candidates after one pass over the last token), each continued greedily one level at a time
+    (a batched pass over the chains' ``tree_width`` newest tokens), then verified in one pass."""
     width = wl.tree_width
     while tally.generated < wl.generated_tokens:
         remaining = wl.generated_tokens - tally.generated
         depth = min(wl.tree_depth, remaining)
-        for _ in range(depth):
-            yield Draft(width)
+        for level in range(depth):
+            yield Draft(1 if level == 0 else width)
             tally.draft_steps += 1
         yield Verify(width * depth)
         root = tally.generated
