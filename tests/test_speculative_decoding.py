@@ -18,6 +18,7 @@ from gpusim.errors import SimulationError, SpecError
 from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
 from gpusim.limits import estimate
+from gpusim.report.heatmaps import heatmap_panels
 from gpusim.result import Outcome
 from gpusim.spec.loading import load_profile, load_scenario, load_topology, load_transformer
 from gpusim.spec.refs import data_root
@@ -295,3 +296,12 @@ def test_specinfer_drafts_one_pass_then_a_batched_pass_per_level(fidelity: Fidel
     per_tree = draft.of(1).time_s + 3 * draft.of(3).time_s
     assert out.metrics["draft_s"] == pytest.approx(6 * per_tree, rel=1e-12)
     assert out.metrics["draft_steps"] == 6 * 4
+
+
+def test_the_heatmap_figure_has_a_panel_per_group_and_a_label_per_cell() -> None:
+    panels = {"a": {(1.0, 0.5): 2.0, (2.0, 0.5): 4.0}, "b": {(1.0, 0.5): 3.0}}
+    fig = heatmap_panels(panels, [1.0, 2.0], [0.5], xlabel="x", ylabel="y", metric="m")
+    heatmaps = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in heatmaps] == ["a", "b"]
+    assert [len(ax.texts) for ax in heatmaps] == [2, 1]  # the missing cell has no label
+    assert len(fig.axes) == 3  # and one shared colour bar
