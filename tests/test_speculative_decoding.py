@@ -20,6 +20,7 @@ from gpusim.hardware.platform import Platform
 from gpusim.limits import estimate
 from gpusim.report.heatmaps import heatmap_panels
 from gpusim.result import Outcome
+from gpusim.spec.hardware import MemoryKind
 from gpusim.spec.loading import load_profile, load_scenario, load_topology, load_transformer
 from gpusim.spec.refs import data_root
 from gpusim.spec.scenario import Fidelity
@@ -258,7 +259,7 @@ def test_the_spec_refuses_inconsistent_input() -> None:
     ("field", "value", "reason"),
     [
         ("memory_budget_GB", 500, "exceeds GPU 'gpu0''s 96 GB"),
-        ("weights_from", "gpu0", "'gpu0' is not a CPU of topology 'gh200_1'"),
+        ("weights_from", "gpu0", "'gpu0' is not a CPU or storage device of topology 'gh200_1'"),
         ("gpu", "gpu7", "gpu7"),
     ],
 )
@@ -305,3 +306,37 @@ def test_the_heatmap_figure_has_a_panel_per_group_and_a_label_per_cell() -> None
     assert [ax.get_title() for ax in heatmaps] == ["a", "b"]
     assert [len(ax.texts) for ax in heatmaps] == [2, 1]  # the missing cell has no label
     assert len(fig.axes) == 3  # and one shared colour bar
+
+
+NVME = load_topology(ROOT / "topologies" / "h100_pcie_1gpu_nvme.json")
+H100_PROFILE = load_profile(ROOT / "topologies" / "profiles" / "h100_pcie.json")
+
+
+@pytest.mark.parametrize("fidelity", BOTH)
+def test_weights_stream_from_a_storage_device_at_its_read_rate(fidelity: Fidelity) -> None:
+    """From the NVMe SSD, a target pass is bounded below by its rated read bandwidth times the
+    profile's storage efficiency (7.0 GB/s x 0.9: under the x4 link's 7.88 GB/s raw), and the
+    bytes cross the SSD's link."""
+    wl = workload(strategy="std", memory_budget_GB=STREAMED_GB, weights_from="storage0")
+    if fidelity == Fidelity.des:
+        out = speculative.des(Node(NVME, H100_PROFILE, Simulation()), wl, seed=3)
+    else:
+        out = speculative.analytic(NVME, H100_PROFILE, wl, seed=3)
+    s = Setup.of(Platform.of(NVME, H100_PROFILE), wl)
+    efficiency = H100_PROFILE.memory_efficiency[MemoryKind.storage].value
+    assert s.load_Bps == 7.0e9 * efficiency
+    streamed = out.metrics["verifications"] * s.plan.streamed_B
+    assert out.metrics["weight_io_s"] >= streamed / s.load_Bps
+    assert out.link_bytes["storage0->cpu0"] == pytest.approx(streamed, rel=1e-9)
+    assert out.link_bytes["cpu0->gpu0"] == pytest.approx(streamed, rel=1e-9)
+
+
+def test_a_storage_device_holds_a_storage_tier(tmp_path: Path) -> None:
+    doc = json.loads((ROOT / "topologies" / "h100_pcie_1gpu_nvme.json").read_text())
+    doc["devices"][-1]["memory"] = "ddr5_4800_8ch_512gb"
+    path = tmp_path / "bad_topology.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(SpecError) as err:
+        load_topology(path)
+    line = str(err.value)
+    assert "\n" not in line and "$.devices[3]" in line and "not storage" in line

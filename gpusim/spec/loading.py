@@ -80,15 +80,14 @@ def _inline_components(topo: dict[str, Any], base_dir: Path, loc: Loc, prov: Pro
             dev["model"] = _inline(
                 "gpu", dev["model"], base_dir, (*loc, "devices", i, "model"), prov
             )
-        if kind == "cpu":
-            if isinstance(dev.get("model"), str):
-                dev["model"] = _inline(
-                    "cpu", dev["model"], base_dir, (*loc, "devices", i, "model"), prov
-                )
-            if isinstance(dev.get("memory"), str):
-                dev["memory"] = _inline(
-                    "memory", dev["memory"], base_dir, (*loc, "devices", i, "memory"), prov
-                )
+        if kind == "cpu" and isinstance(dev.get("model"), str):
+            dev["model"] = _inline(
+                "cpu", dev["model"], base_dir, (*loc, "devices", i, "model"), prov
+            )
+        if kind in ("cpu", "storage") and isinstance(dev.get("memory"), str):
+            dev["memory"] = _inline(
+                "memory", dev["memory"], base_dir, (*loc, "devices", i, "memory"), prov
+            )
 
 
 MODEL_KEYS: dict[str, tuple[str, ...]] = {

@@ -25,7 +25,11 @@ _REFERENCE = {
 def _allow_component_refs(schema: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(schema)
     defs = out.get("$defs", {})
-    for device, fields in (("GPUDevice", ("model",)), ("CPUDevice", ("model", "memory"))):
+    for device, fields in (
+        ("GPUDevice", ("model",)),
+        ("CPUDevice", ("model", "memory")),
+        ("StorageDevice", ("memory",)),
+    ):
         props = defs.get(device, {}).get("properties", {})
         for name in fields:
             if name in props:

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from gpusim.spec.base import Dtype, Identifier, PositiveFloat, PositiveInt, Spec
 from gpusim.spec.model_zoo import TransformerModel
 from gpusim.spec.problems import Problem, gpu_problems, tensor_dtype_problems
-from gpusim.spec.topology import CPUDevice, Topology
+from gpusim.spec.topology import CPUDevice, StorageDevice, Topology
 
 Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 """A probability, 0 and 1 included."""
@@ -77,8 +77,8 @@ class SpeculativeDecodingWorkload(Spec):
     gpu: Identifier | None = Field(default=None, description="GPU id; the first GPU when absent.")
     weights_from: Identifier | None = Field(
         default=None,
-        description="CPU device whose memory holds the target's non-resident weights; the GPU's "
-        "host when absent.",
+        description="CPU or storage device whose memory holds the target's non-resident "
+        "weights; the GPU's host when absent.",
     )
     dtype: Dtype = Field(default=Dtype.bf16, description="bf16 or fp16 weights and activations.")
     prompt_tokens: PositiveInt = 128
@@ -155,7 +155,8 @@ class SpeculativeDecodingWorkload(Spec):
         return self.gpu if self.gpu is not None else topology.gpus()[0].id
 
     def source_id(self, topology: Topology) -> str:
-        """The CPU whose memory holds the streamed weights: ``weights_from``, or the GPU's host."""
+        """The CPU or storage device holding the streamed weights: ``weights_from``, or the GPU's
+        host."""
         if self.weights_from is not None:
             return self.weights_from
         gpu = self.gpu_id(topology)
@@ -163,7 +164,8 @@ class SpeculativeDecodingWorkload(Spec):
 
     def check(self, topology: Topology) -> Iterator[Problem]:
         """The GPU is one of ``topology`` (which has one when none is named), with a tensor-core
-        peak for ``dtype`` and at least the memory budget; ``weights_from`` is a CPU of it."""
+        peak for ``dtype`` and at least the memory budget; ``weights_from`` is a CPU or storage
+        device of it."""
         if self.gpu is not None:
             problems = list(gpu_problems(self.gpu, topology, ("gpu",)))
             yield from problems
@@ -175,11 +177,12 @@ class SpeculativeDecodingWorkload(Spec):
         gpu_id = self.gpu_id(topology)
         yield from tensor_dtype_problems(self.dtype, [gpu_id], topology, ("dtype",))
         if self.weights_from is not None:
-            cpus = {d.id for d in topology.devices if isinstance(d, CPUDevice)}
-            if self.weights_from not in cpus:
+            tiers = {d.id for d in topology.devices if isinstance(d, CPUDevice | StorageDevice)}
+            if self.weights_from not in tiers:
                 yield (
                     ("weights_from",),
-                    f"'{self.weights_from}' is not a CPU of topology '{topology.name}'",
+                    f"'{self.weights_from}' is not a CPU or storage device of topology "
+                    f"'{topology.name}'",
                 )
         capacity = next(g.model.hbm_capacity_GB for g in topology.gpus() if g.id == gpu_id)
         if self.memory_budget_GB is not None and self.memory_budget_GB > capacity:

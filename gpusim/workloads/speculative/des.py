@@ -14,6 +14,7 @@ import simpy
 
 from gpusim.hardware.gpu import GPURuntime
 from gpusim.hardware.node import Node
+from gpusim.hardware.platform import MEMORY_GROUP
 from gpusim.result import Outcome
 from gpusim.spec.speculative import SpeculativeDecodingWorkload
 from gpusim.workloads.common import network_link_bytes
@@ -41,6 +42,10 @@ class Engine:
         self.buffers = simpy.Resource(self.env, capacity=s.plan.buffers)
         self.split = TimeSplit()
         self.busy_s = 0.0
+        source = s.source_index
+        if source is None:  # a storage device: its read rate is a resource of its own
+            source = node.network.add_resource(f"{s.source}.read", s.source_Bps, MEMORY_GROUP)
+        self.stream_resources = (source, *s.route_resources)
 
     def compute(self, cost: PassCost, name: str, priority: int) -> Proc:
         """Run ``cost`` as one kernel on every SM, holding the compute lock when provisional
@@ -63,7 +68,7 @@ class Engine:
         """Copy one streamed layer's weights into the GPU."""
         s = self.s
         yield from self.gpu.copy(
-            s.stream_resources, s.load_latency_s, s.plan.layer_B, f"load layer {layer}"
+            self.stream_resources, s.load_latency_s, s.plan.layer_B, f"load layer {layer}"
         )
 
     def verify(self, tokens: int, provisional_max: int) -> Generator[simpy.Event, Any, int]:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gpusim.errors import SimulationError
 from gpusim.hardware.platform import Platform
 from gpusim.hardware.rates import GPURates
+from gpusim.spec.hardware import MemoryKind
 from gpusim.spec.speculative import SpeculativeDecodingWorkload
+from gpusim.spec.topology import CPUDevice, StorageDevice
+from gpusim.units import GBps_to_Bps, ns_to_s
 from gpusim.workloads.speculative.costs import MemoryPlan, PassCosts, memory_plan
 from gpusim.workloads.speculative.draft import DraftSampler
 from gpusim.workloads.speculative.llmcad import llmcad
@@ -26,12 +30,17 @@ class Setup:
     plan: MemoryPlan
     target: PassCosts
     draft: PassCosts | None
-    stream_resources: tuple[int, ...]
-    """What a weight load draws on: the source CPU's memory, the route's links, the GPU's HBM."""
+    route_resources: tuple[int, ...]
+    """What a weight load draws on besides its source: the route's links and the GPU's HBM."""
     stream_links: tuple[int, ...]
+    source_index: int | None
+    """The platform's resource of the source CPU's memory; None for a storage device, whose
+    read rate the DES adds as a resource of its own."""
+    source_Bps: float
+    """The source's achievable read rate."""
     load_latency_s: float
     load_Bps: float
-    """Uncontended load rate: the slowest of the route's links and the source memory."""
+    """Uncontended load rate: the slowest of the route's links and the source."""
 
     @classmethod
     def of(cls, platform: Platform, wl: SpeculativeDecodingWorkload) -> Setup:
@@ -40,7 +49,7 @@ class Setup:
         source = wl.source_id(platform.topology)
         rates = platform.gpu_rates(gpu)
         route = platform.route(source, gpu)
-        memory = platform.fabric.host_memory[source]
+        index, source_Bps = source_tier(platform, source)
         context = wl.prompt_tokens + wl.generated_tokens // 2
         draft = None if wl.draft is None else PassCosts(wl.draft, rates, wl.dtype, context)
         return cls(
@@ -51,10 +60,12 @@ class Setup:
             plan=memory_plan(wl, rates),
             target=PassCosts(wl.target, rates, wl.dtype, context),
             draft=draft,
-            stream_resources=(memory.index, *route.resources),
+            route_resources=route.resources,
             stream_links=route.links,
-            load_latency_s=route.latency_s,
-            load_Bps=min(route.bottleneck_Bps, memory.capacity_Bps),
+            source_index=index,
+            source_Bps=source_Bps,
+            load_latency_s=route.latency_s + source_latency_s(platform, source),
+            load_Bps=min(route.bottleneck_Bps, source_Bps),
         )
 
     @property
@@ -78,6 +89,31 @@ class Setup:
         if self.draft is None:
             raise AssertionError("a drafting strategy without a draft model")
         return self.draft
+
+
+def source_tier(platform: Platform, source: str) -> tuple[int | None, float]:
+    """The resource index (None for storage) and achievable read rate of the weights' source:
+    a CPU's memory as the fabric has it, or a storage device's rated bandwidth times the
+    profile's ``memory_efficiency.storage``."""
+    device = platform.topology.device(source)
+    if isinstance(device, CPUDevice):
+        memory = platform.fabric.host_memory[source]
+        return memory.index, memory.capacity_Bps
+    if not isinstance(device, StorageDevice):
+        raise SimulationError(f"'{source}' is not a CPU or storage device")
+    fraction = platform.profile.memory_efficiency.get(MemoryKind.storage)
+    if fraction is None:
+        raise SimulationError(
+            f"profile '{platform.profile.id}' has no memory_efficiency for 'storage' memory"
+        )
+    return None, GBps_to_Bps(device.memory.bw_GBps) * fraction.value
+
+
+def source_latency_s(platform: Platform, source: str) -> float:
+    """A storage device's access latency before a load's first byte (0 for a CPU's memory: the
+    fabric's route latency covers it)."""
+    device = platform.topology.device(source)
+    return ns_to_s(device.memory.latency_ns) if isinstance(device, StorageDevice) else 0.0
 
 
 def program(wl: SpeculativeDecodingWorkload, seed: int) -> tuple[Program, Tally]:
