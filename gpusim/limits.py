@@ -20,6 +20,7 @@ from gpusim.spec.base import storage_bytes
 from gpusim.spec.llm import LlmInferenceWorkload
 from gpusim.spec.moe import FlashMoEStrategy, MoELayerWorkload, RouterStepsWorkload
 from gpusim.spec.scenario import ResolvedScenario
+from gpusim.spec.speculative import SpeculativeDecodingWorkload
 from gpusim.spec.topology import GPUDevice
 from gpusim.spec.workload import (
     ElementwiseOp,
@@ -97,6 +98,13 @@ def _llm(wl: LlmInferenceWorkload) -> WorkEstimate:
     return WorkEstimate(EVENTS_PER_FLOW * steps, LLM_RECORD_B * steps, driver)
 
 
+def _speculative(wl: SpeculativeDecodingWorkload) -> WorkEstimate:
+    """At most one target pass and one draft pass per generated token, a pass at most a load
+    and a compute flow per target layer."""
+    flows = 2.0 * wl.generated_tokens * (wl.target.layers + 1)
+    return WorkEstimate(EVENTS_PER_FLOW * flows, 0.0, "$.workload.generated_tokens")
+
+
 def estimate(scenario: ResolvedScenario) -> WorkEstimate:
     """The work ``scenario`` would take, from its spec alone."""
     wl: Workload = scenario.workload
@@ -116,6 +124,8 @@ def estimate(scenario: ResolvedScenario) -> WorkEstimate:
         return _router(wl)
     if isinstance(wl, LlmInferenceWorkload):
         return _llm(wl)
+    if isinstance(wl, SpeculativeDecodingWorkload):
+        return _speculative(wl)
     return WorkEstimate(0.0, 0.0, "$.workload")  # a family without an estimate yet
 
 

@@ -25,6 +25,7 @@ PUBLISHED_PARAMETERS = {
     "llama-3.1-8b": 8.03e9,  # Llama 3.1 model card: "8.03B" (HF page: 8.03B params)
     "llama-3.1-70b": 70.6e9,  # Llama 3.1 model card: "70.6B"
     "gpt2": 124e6,  # GPT-2 model card: "the smallest version of GPT-2, with 124M parameters"
+    "gpt2-large": 774e6,  # GPT-2 Large model card: "the 774M parameter version of GPT-2"
     "bert-base": 110e6,  # BERT paper / model card: 110M (with the pooler, 0.6M, not modelled)
     "xlm-roberta-base": 270e6,  # XLM-R paper, Table 7: 270M
     "opt-30b": 30e9,  # OPT paper, Table 1

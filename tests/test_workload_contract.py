@@ -48,6 +48,7 @@ from gpusim.spec.moe import (
     RouterStepsWorkload,
 )
 from gpusim.spec.scenario import Fidelity
+from gpusim.spec.speculative import SpeculativeDecodingWorkload
 from gpusim.spec.workload import (
     GemmAllToAllWorkload,
     GemmOp,
@@ -191,6 +192,23 @@ FIXTURES += [
         2,
         "gpus.1",
     ),
+]
+# speculative decoding with every weight resident: one pass at a time, no weight stream
+FIXTURES += [
+    Fixture(
+        f"speculative_decoding_{strategy}",
+        SpeculativeDecodingWorkload(
+            strategy=strategy,
+            target=TINY_LLAMA,
+            draft=TINY_LLAMA,
+            gpu="gpu0",
+            prompt_tokens=16,
+            generated_tokens=12,
+        ),
+        1,
+        "gpu",
+    )
+    for strategy in ("sp", "llmcad")
 ]
 IDS = [f.name for f in FIXTURES]
 

@@ -157,23 +157,32 @@ def _inline_components(topo: dict[str, Any], base_dir: Path, loc: Loc, prov: Pro
             dev["model"] = _inline(
                 "gpu", dev["model"], base_dir, (*loc, "devices", i, "model"), prov
             )
-        if kind == "cpu":
-            if isinstance(dev.get("model"), str):
-                dev["model"] = _inline(
-                    "cpu", dev["model"], base_dir, (*loc, "devices", i, "model"), prov
-                )
-            if isinstance(dev.get("memory"), str):
-                dev["memory"] = _inline(
-                    "memory", dev["memory"], base_dir, (*loc, "devices", i, "memory"), prov
-                )
+        if kind == "cpu" and isinstance(dev.get("model"), str):
+            dev["model"] = _inline(
+                "cpu", dev["model"], base_dir, (*loc, "devices", i, "model"), prov
+            )
+        if kind in ("cpu", "storage") and isinstance(dev.get("memory"), str):
+            dev["memory"] = _inline(
+                "memory", dev["memory"], base_dir, (*loc, "devices", i, "memory"), prov
+            )
+
+
+MODEL_KEYS: dict[str, tuple[str, ...]] = {
+    "llm_inference": ("model",),
+    "speculative_decoding": ("target", "draft"),
+}
+"""The fields of each workload kind that name a zoo model."""
 
 
 def _inline_model(workload: Any, base_dir: Path, loc: Loc, prov: Provenance) -> None:
-    """A workload's ``model`` given by name (``models/``) or path becomes the model's document."""
-    if not (isinstance(workload, dict) and workload.get("kind") == "llm_inference"):
+    """A workload's ``model`` (a speculative workload's ``target`` and ``draft``) given by name
+    (``models/``) or path becomes the model's document."""
+    if not isinstance(workload, dict):
         return
-    if isinstance(workload.get("model"), str):
-        workload["model"] = _inline("model", workload["model"], base_dir, (*loc, "model"), prov)
+    keys = MODEL_KEYS.get(str(workload.get("kind")), ())
+    for key in keys:
+        if isinstance(workload.get(key), str):
+            workload[key] = _inline("model", workload[key], base_dir, (*loc, key), prov)
 
 
 def load_transformer(ref: str, base_dir: Path | None = None) -> TransformerModel:

@@ -33,7 +33,7 @@ def _reference_kind(loc: Loc, doc: dict[str, Any]) -> str | None:
     """What a string at ``loc`` refers to, if it is a reference field."""
     if len(loc) == 1 and loc[0] in ("topology", "workload", "profile"):
         return str(loc[0])
-    if loc == ("workload", "model"):
+    if loc in (("workload", "model"), ("workload", "target"), ("workload", "draft")):
         return "model"  # a model of the zoo (models/), by name or path
     if len(loc) >= 3 and loc[-1] in ("model", "memory") and loc[-3] == "devices":
         if loc[-1] == "memory":

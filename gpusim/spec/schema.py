@@ -25,7 +25,11 @@ _REFERENCE = {
 def _allow_component_refs(schema: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(schema)
     defs = out.get("$defs", {})
-    for device, fields in (("GPUDevice", ("model",)), ("CPUDevice", ("model", "memory"))):
+    for device, fields in (
+        ("GPUDevice", ("model",)),
+        ("CPUDevice", ("model", "memory")),
+        ("StorageDevice", ("memory",)),
+    ):
         props = defs.get(device, {}).get("properties", {})
         for name in fields:
             if name in props:
@@ -56,11 +60,17 @@ _MODEL_REFERENCE = {
 
 
 def _allow_model_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    """Let an llm_inference workload's ``model`` also be a name or path."""
+    """Let a workload's zoo-model fields (``model``, ``target``, ``draft``) be names or paths."""
     out = copy.deepcopy(schema)
-    props = out.get("$defs", {}).get("LlmInferenceWorkload", {}).get("properties", {})
-    if "model" in props:
-        props["model"] = {"anyOf": [props["model"], _MODEL_REFERENCE]}
+    defs = out.get("$defs", {})
+    for spec, key in (
+        ("LlmInferenceWorkload", "model"),
+        ("SpeculativeDecodingWorkload", "target"),
+        ("SpeculativeDecodingWorkload", "draft"),
+    ):
+        props = defs.get(spec, {}).get("properties", {})
+        if key in props:
+            props[key] = {"anyOf": [props[key], _MODEL_REFERENCE]}
     return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gpusim.spec.base import (
     Fraction,
@@ -20,7 +20,7 @@ from gpusim.spec.base import (
     Sourced,
     Spec,
 )
-from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryTierSpec
+from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryKind, MemoryTierSpec
 
 
 class LinkKind(StrEnum):
@@ -65,6 +65,24 @@ class CPUDevice(Spec):
     node: NonNegativeInt = 0
 
 
+class StorageDevice(Spec):
+    """A storage device (an NVMe SSD) whose ``memory`` (a tier of kind ``storage``) holds data
+    that moves over its link: a weight tier of the speculative-decoding workload."""
+
+    kind: Literal["storage"] = "storage"
+    id: Identifier
+    memory: MemoryTierSpec
+    node: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _a_storage_tier(self) -> StorageDevice:
+        if self.memory.kind != MemoryKind.storage:
+            raise ValueError(
+                f"memory '{self.memory.name}' is of kind {self.memory.kind}, not storage"
+            )
+        return self
+
+
 class SwitchType(StrEnum):
     """What a switch forwards."""
 
@@ -95,7 +113,9 @@ class NICDevice(Sourced):
     node: NonNegativeInt = 0
 
 
-Device = Annotated[GPUDevice | CPUDevice | SwitchDevice | NICDevice, Field(discriminator="kind")]
+Device = Annotated[
+    GPUDevice | CPUDevice | SwitchDevice | NICDevice | StorageDevice, Field(discriminator="kind")
+]
 
 
 class LinkSpec(Sourced):

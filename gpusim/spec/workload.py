@@ -19,6 +19,7 @@ from gpusim.spec.problems import (
 )
 from gpusim.spec.profile import InstructionPath
 from gpusim.spec.sparse import SparsityPattern, check_tileable
+from gpusim.spec.speculative import SpeculativeDecodingWorkload
 from gpusim.spec.topology import Topology
 
 
@@ -169,6 +170,7 @@ Workload = Annotated[
     | TransfersWorkload
     | MoELayerWorkload
     | RouterStepsWorkload
-    | LlmInferenceWorkload,
+    | LlmInferenceWorkload
+    | SpeculativeDecodingWorkload,
     Field(discriminator="kind"),
 ]

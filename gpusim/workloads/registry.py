@@ -34,6 +34,7 @@ from gpusim.spec.moe import MoELayerWorkload, RouterStepsWorkload
 from gpusim.spec.problems import Problem
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.scenario import Fidelity
+from gpusim.spec.speculative import SpeculativeDecodingWorkload
 from gpusim.spec.topology import Topology
 from gpusim.spec.workload import (
     GemmAllToAllWorkload,
@@ -41,7 +42,15 @@ from gpusim.spec.workload import (
     TransfersWorkload,
     Workload,
 )
-from gpusim.workloads import gemm_alltoall, kernel_chain, llm, moe, router_steps, transfers
+from gpusim.workloads import (
+    gemm_alltoall,
+    kernel_chain,
+    llm,
+    moe,
+    router_steps,
+    speculative,
+    transfers,
+)
 
 W = TypeVar("W", bound=Spec)
 W_contra = TypeVar("W_contra", bound=Spec, contravariant=True)
@@ -174,6 +183,14 @@ FAMILIES: Mapping[str, WorkloadFamily[Any]] = _families(
         des=llm.des,
         analytic=llm.analytic,
         metric_names=llm.metric_names,
+    ),
+    WorkloadFamily(
+        kind="speculative_decoding",
+        spec=SpeculativeDecodingWorkload,
+        check=SpeculativeDecodingWorkload.check,
+        des=speculative.des,
+        analytic=speculative.analytic,
+        metric_names=fixed_metrics(speculative.METRICS),
     ),
 )
 """Every registered family by kind."""

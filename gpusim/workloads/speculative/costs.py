@@ -1,0 +1,165 @@
+"""What one forward pass of a model costs on one GPU, and where the target's weights live.
+
+A pass is the kernels the ``llm_inference`` workload's forward issues
+(:func:`gpusim.workloads.llm.forward.forward_ops`, batch 1, static KV cache), summed: the
+speculative engine is taken to launch them without host gaps (a C++ engine or CUDA graphs, an
+assumption of docs/speculative_decoding.md). Each kernel's cost is the kernel model's
+(:mod:`gpusim.kernels`); the sum runs in the DES as one aggregate kernel whose HBM traffic is a
+flow (so a weight stream into the same HBM slows it) and alone takes exactly the sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from gpusim.errors import SimulationError
+from gpusim.hardware.rates import GPURates
+from gpusim.kernels.cost import KernelCost
+from gpusim.spec.base import Dtype, storage_bytes
+from gpusim.spec.model_zoo import TransformerModel
+from gpusim.spec.speculative import SpeculativeDecodingWorkload
+from gpusim.units import GB_to_B
+from gpusim.workloads.llm.forward import ForwardShape, forward_ops
+from gpusim.workloads.llm.ops import Kernel, OpList
+
+
+@dataclass(frozen=True)
+class PassCost:
+    """The kernels of one forward pass (or a share of one) as one aggregate: alone on the GPU it
+    takes ``time_s`` = the sum of its kernels' durations, ``floor_s`` of them kernel floors."""
+
+    time_s: float
+    floor_s: float
+    hbm_bytes: float
+    flops: float
+
+    def share(self, fraction: float) -> PassCost:
+        """``fraction`` of this pass (one layer's share of a whole pass)."""
+        return PassCost(
+            self.time_s * fraction,
+            self.floor_s * fraction,
+            self.hbm_bytes * fraction,
+            self.flops * fraction,
+        )
+
+    @property
+    def body_s(self) -> float:
+        """Time beyond the floors: what the aggregate's HBM flow is capped to last at least."""
+        return self.time_s - self.floor_s
+
+
+def _aggregate(costs: list[KernelCost]) -> PassCost:
+    return PassCost(
+        time_s=sum(c.time_s for c in costs),
+        floor_s=sum(c.floor_s for c in costs),
+        hbm_bytes=sum(c.hbm_bytes for c in costs),
+        flops=sum(c.flops for c in costs),
+    )
+
+
+class PassCosts:
+    """Forward-pass costs of one model on one GPU by the number of new tokens, each computed once
+    per run, at one context length (the run's middle: the attention share that moves with the
+    context is small next to the weight reads of a decode-sized pass)."""
+
+    def __init__(
+        self, model: TransformerModel, rates: GPURates, dtype: Dtype, context_tokens: int
+    ) -> None:
+        self.model = model
+        self.rates = rates
+        self.dtype = dtype
+        self.context_tokens = context_tokens
+        self._kernels: dict[Hashable, KernelCost] = {}
+        self._passes: dict[int, PassCost] = {}
+
+    def of(self, tokens: int) -> PassCost:
+        """One pass over ``tokens`` new tokens (tree tokens attend like a sequence: the tree
+        mask's extra cost is negligible, llmcad.md section 2)."""
+        hit = self._passes.get(tokens)
+        if hit is None:
+            ops = OpList(self.rates, self.dtype, self._kernels)
+            shape = ForwardShape(1, tokens, self.context_tokens, static_cache=True)
+            forward_ops(self.model, shape, ops)
+            hit = _aggregate([op.cost for op in ops.ops if isinstance(op, Kernel)])
+            self._passes[tokens] = hit
+        return hit
+
+
+def weights_bytes(model: TransformerModel, dtype: Dtype) -> float:
+    """Every parameter of ``model`` in ``dtype``."""
+    return float(model.parameters() * storage_bytes(dtype))
+
+
+def kv_bytes(model: TransformerModel, dtype: Dtype, context_tokens: int) -> float:
+    """K and V of every layer for ``context_tokens`` tokens of one sequence."""
+    per_token = 2 * model.layers * model.kv_heads * model.head_size * storage_bytes(dtype)
+    return float(per_token * context_tokens)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Where the target's layers live: the first ``resident_layers`` in GPU memory, the rest
+    streamed for every pass through ``stream_buffers`` layer buffers. The target's weights are
+    split evenly over its layers (embeddings and LM head shared out: the streaming unit is one
+    layer's share of the whole model)."""
+
+    budget_B: float
+    draft_B: float
+    target_B: float
+    kv_B: float
+    layers: int
+    resident_layers: int
+    buffers: int
+
+    @property
+    def layer_B(self) -> float:
+        """Weight bytes per target layer (its share of the whole model)."""
+        return self.target_B / self.layers
+
+    @property
+    def streamed_layers(self) -> int:
+        """Target layers loaded for every pass."""
+        return self.layers - self.resident_layers
+
+    @property
+    def streamed_B(self) -> float:
+        """Weight bytes loaded for every target pass."""
+        return self.streamed_layers * self.layer_B
+
+    @property
+    def used_B(self) -> float:
+        """Memory the engine holds: draft, resident target layers, KV caches, stream buffers."""
+        buffers = self.buffers * self.layer_B if self.streamed_layers else 0.0
+        return self.draft_B + self.resident_layers * self.layer_B + self.kv_B + buffers
+
+
+def memory_plan(wl: SpeculativeDecodingWorkload, rates: GPURates) -> MemoryPlan:
+    """Resident target layers under the budget (the GPU's capacity unless a smaller budget is
+    given), after the draft, both KV caches at the run's last context and, when anything is
+    streamed, the stream buffers. Raises :class:`SimulationError` (one line) when not even the
+    draft, the caches and the buffers fit."""
+    capacity = GB_to_B(rates.spec.hbm_capacity_GB)
+    budget = capacity if wl.memory_budget_GB is None else GB_to_B(wl.memory_budget_GB)
+    context = wl.prompt_tokens + wl.generated_tokens + wl.tree_size
+    draft = 0.0 if wl.draft is None else weights_bytes(wl.draft, wl.dtype)
+    kv = kv_bytes(wl.target, wl.dtype, context)
+    if wl.draft is not None:
+        kv += kv_bytes(wl.draft, wl.dtype, context)
+    target = weights_bytes(wl.target, wl.dtype)
+    layers = wl.target.layers
+    layer = target / layers
+    if draft + kv + target <= budget:
+        return MemoryPlan(budget, draft, target, kv, layers, layers, wl.stream_buffers)
+    room = budget - draft - kv - wl.stream_buffers * layer
+    if room < 0:
+        raise SimulationError(
+            f"speculative decoding does not fit a {budget / 1e9:.2f} GB budget on GPU "
+            f"'{rates.spec.name}': draft {draft / 1e9:.2f} GB + KV caches {kv / 1e9:.2f} GB + "
+            f"{wl.stream_buffers} target layer buffers of {layer / 1e9:.2f} GB"
+        )
+    resident = min(layers - 1, int(room // layer))
+    return MemoryPlan(budget, draft, target, kv, layers, resident, wl.stream_buffers)
+
+
+__all__ = ["MemoryPlan", "PassCost", "PassCosts", "kv_bytes", "memory_plan", "weights_bytes"]

@@ -1,0 +1,171 @@
+"""The discrete-event model: draft and target passes as aggregate kernels on the GPU, weight
+loads as copy-engine transfers through the fluid network (source CPU memory, the host link,
+the GPU's HBM), so a draft pass beside a weight stream and the stream slow each other where
+they share HBM. One compute lock keeps the two models from computing at once (the target
+first when both wait, llmcad.md section 5, rule 5); provisional draft steps start only while
+the verification still has weights to load."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from gpusim.hardware.gpu import GPURuntime
+from gpusim.hardware.node import Node
+from gpusim.hardware.platform import MEMORY_GROUP
+from gpusim.result import Outcome
+from gpusim.spec.speculative import SpeculativeDecodingWorkload
+from gpusim.workloads.common import network_link_bytes
+from gpusim.workloads.speculative.costs import PassCost
+from gpusim.workloads.speculative.metrics import outcome
+from gpusim.workloads.speculative.setup import Setup, program
+from gpusim.workloads.speculative.strategies import Draft, Program, Request
+from gpusim.workloads.speculative.timing import TimeSplit
+
+Proc = Generator[simpy.Event, Any, None]
+TARGET, DRAFT = 0, 1
+"""Compute-lock priorities: the target's layers before waiting draft steps."""
+
+
+class Engine:
+    """The GPU side of one run."""
+
+    def __init__(self, node: Node, s: Setup) -> None:
+        self.s = s
+        self.env = node.sim.env
+        self.gpu: GPURuntime = node.gpus[s.gpu]
+        self.lock = simpy.PriorityResource(self.env, capacity=1)
+        self.shared = s.wl.strategy == "llmcad" and s.wl.provisional
+        """Whether two models may want the GPU at once (provisional drafting)."""
+        self.buffers = simpy.Resource(self.env, capacity=s.plan.buffers)
+        self.split = TimeSplit()
+        self.busy_s = 0.0
+        source = s.source_index
+        if source is None:  # a storage device: its read rate is a resource of its own
+            source = node.network.add_resource(f"{s.source}.read", s.source_Bps, MEMORY_GROUP)
+        self.stream_resources = (source, *s.route_resources)
+
+    def compute(self, cost: PassCost, name: str, priority: int) -> Proc:
+        """Run ``cost`` as one kernel on every SM, holding the compute lock when provisional
+        drafting may compete for the GPU; adds its duration to ``busy_s``."""
+        if not self.shared:
+            yield from self._kernel(cost, name)
+            return
+        with self.lock.request(priority=priority) as turn:
+            yield turn
+            yield from self._kernel(cost, name)
+
+    def _kernel(self, cost: PassCost, name: str) -> Proc:
+        start = float(self.env.now)
+        yield from self.gpu.run_kernel(
+            name, self.gpu.rates.sm_count, cost.floor_s, cost.body_s, cost.hbm_bytes
+        )
+        self.busy_s += float(self.env.now) - start
+
+    def load(self, layer: int) -> Proc:
+        """Copy one streamed layer's weights into the GPU."""
+        s = self.s
+        yield from self.gpu.copy(
+            self.stream_resources, s.load_latency_s, s.plan.layer_B, f"load layer {layer}"
+        )
+
+    def verify(self, tokens: int, provisional_max: int) -> Generator[simpy.Event, Any, int]:
+        """One target pass over ``tokens`` tokens; returns the provisional steps that ran."""
+        s, env = self.s, self.env
+        plan = s.plan
+        layer = s.target.of(tokens).share(1.0 / plan.layers)
+        start = float(env.now)
+        self.busy_s = 0.0
+        if plan.resident_layers:
+            resident = layer.share(plan.resident_layers)
+            yield from self.compute(resident, f"target resident x{tokens}", TARGET)
+        if not plan.streamed_layers:
+            self.split.verification(float(env.now) - start, self.busy_s, 0.0)
+            return 0
+        first = plan.resident_layers
+        loaded = [env.event() for _ in range(plan.streamed_layers)]
+        held: list[simpy.resources.resource.Request] = []
+        target_done = env.event()
+
+        def loader() -> Proc:
+            for k, done in enumerate(loaded):
+                if s.pipelined:
+                    slot = self.buffers.request()
+                    yield slot
+                    held.append(slot)
+                yield from self.load(first + k)
+                done.succeed()
+
+        def target() -> Proc:
+            for k, done in enumerate(loaded):
+                if not done.processed:
+                    yield done
+                yield from self.compute(layer, f"target layer {first + k}", TARGET)
+                if s.pipelined:
+                    self.buffers.release(held[k])
+            target_done.succeed()
+
+        if s.pipelined:
+            env.process(loader())
+            env.process(target())
+        else:  # std: each layer loaded, then computed
+            for k in range(plan.streamed_layers):
+                yield from self.load(first + k)
+                yield from self.compute(layer, f"target layer {first + k}", TARGET)
+            target_done.succeed()
+        steps = 0
+        provisional_s = 0.0
+        if provisional_max > 0:
+            step = self.s.draft_costs().of(1)
+            while steps < provisional_max and not loaded[-1].triggered:
+                with self.lock.request(priority=DRAFT) as turn:
+                    yield turn
+                    if loaded[-1].triggered:
+                        break
+                    begin = float(env.now)
+                    yield from self.gpu.run_kernel(
+                        "provisional draft",
+                        self.gpu.rates.sm_count,
+                        step.floor_s,
+                        step.body_s,
+                        step.hbm_bytes,
+                    )
+                    provisional_s += float(env.now) - begin
+                steps += 1
+        if not target_done.processed:
+            yield target_done
+        self.split.verification(float(env.now) - start, self.busy_s, provisional_s)
+        return steps
+
+    def run(self, prog: Program) -> Proc:
+        """Drive the strategy's program."""
+        try:
+            request: Request = next(prog)
+            while True:
+                reply = 0
+                if isinstance(request, Draft):
+                    begin = float(self.env.now)
+                    cost = self.s.draft_costs().of(request.tokens)
+                    yield from self.compute(cost, f"draft x{request.tokens}", DRAFT)
+                    self.split.draft_s += float(self.env.now) - begin
+                else:
+                    reply = yield from self.verify(request.tokens, request.provisional_max)
+                request = prog.send(reply)
+        except StopIteration:
+            pass
+
+
+def des(node: Node, wl: SpeculativeDecodingWorkload, *, seed: int) -> Outcome:
+    """Simulate the run with the discrete-event engine; ``seed`` seeds the draft model."""
+    s = Setup.of(node.platform, wl)
+    engine = Engine(node, s)
+    prog, tally = program(wl, seed)
+    node.sim.env.process(engine.run(prog))
+    node.sim.run()
+    node.finish()
+    return outcome(s, tally, engine.split, float(node.sim.env.now), network_link_bytes(node))
+
+
+__all__ = ["Engine", "des"]

@@ -1,0 +1,134 @@
+"""What both fidelities of one run share: the GPU's rates, the memory plan, the pass costs of
+both models, the weight stream's route, and the strategy program with its seeded draft model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpusim.errors import SimulationError
+from gpusim.hardware.platform import Platform
+from gpusim.hardware.rates import GPURates
+from gpusim.spec.hardware import MemoryKind
+from gpusim.spec.speculative import SpeculativeDecodingWorkload
+from gpusim.spec.topology import CPUDevice, StorageDevice
+from gpusim.units import GBps_to_Bps, ns_to_s
+from gpusim.workloads.speculative.costs import MemoryPlan, PassCosts, memory_plan
+from gpusim.workloads.speculative.draft import DraftSampler
+from gpusim.workloads.speculative.llmcad import llmcad
+from gpusim.workloads.speculative.strategies import Program, Tally, specinfer, target_only, vanilla
+from gpusim.workloads.speculative.timing import PassShape
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One run's static inputs."""
+
+    wl: SpeculativeDecodingWorkload
+    gpu: str
+    source: str
+    rates: GPURates
+    plan: MemoryPlan
+    target: PassCosts
+    draft: PassCosts | None
+    route_resources: tuple[int, ...]
+    """What a weight load draws on besides its source: the route's links and the GPU's HBM."""
+    stream_links: tuple[int, ...]
+    source_index: int | None
+    """The platform's resource of the source CPU's memory; None for a storage device, whose
+    read rate the DES adds as a resource of its own."""
+    source_Bps: float
+    """The source's achievable read rate."""
+    load_latency_s: float
+    load_Bps: float
+    """Uncontended load rate: the slowest of the route's links and the source."""
+
+    @classmethod
+    def of(cls, platform: Platform, wl: SpeculativeDecodingWorkload) -> Setup:
+        """The setup of ``wl`` on ``platform``."""
+        gpu = wl.gpu_id(platform.topology)
+        source = wl.source_id(platform.topology)
+        rates = platform.gpu_rates(gpu)
+        route = platform.route(source, gpu)
+        index, source_Bps = source_tier(platform, source)
+        context = wl.prompt_tokens + wl.generated_tokens // 2
+        draft = None if wl.draft is None else PassCosts(wl.draft, rates, wl.dtype, context)
+        return cls(
+            wl=wl,
+            gpu=gpu,
+            source=source,
+            rates=rates,
+            plan=memory_plan(wl, rates),
+            target=PassCosts(wl.target, rates, wl.dtype, context),
+            draft=draft,
+            route_resources=route.resources,
+            stream_links=route.links,
+            source_index=index,
+            source_Bps=source_Bps,
+            load_latency_s=route.latency_s + source_latency_s(platform, source),
+            load_Bps=min(route.bottleneck_Bps, source_Bps),
+        )
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether target passes overlap loads with compute (every strategy but ``std``)."""
+        return self.wl.strategy != "std"
+
+    def pass_shape(self, tokens: int) -> PassShape:
+        """The target pass over ``tokens`` tokens, uncontended."""
+        plan = self.plan
+        return PassShape(
+            resident_layers=plan.resident_layers,
+            streamed_layers=plan.streamed_layers,
+            layer_compute_s=self.target.of(tokens).time_s / plan.layers,
+            layer_load_s=self.load_latency_s + plan.layer_B / self.load_Bps,
+            buffers=plan.buffers,
+        )
+
+    def draft_costs(self) -> PassCosts:
+        """The draft's pass costs (a strategy that drafts has a draft model)."""
+        if self.draft is None:
+            raise AssertionError("a drafting strategy without a draft model")
+        return self.draft
+
+
+def source_tier(platform: Platform, source: str) -> tuple[int | None, float]:
+    """The resource index (None for storage) and achievable read rate of the weights' source:
+    a CPU's memory as the fabric has it, or a storage device's rated bandwidth times the
+    profile's ``memory_efficiency.storage``."""
+    device = platform.topology.device(source)
+    if isinstance(device, CPUDevice):
+        memory = platform.fabric.host_memory[source]
+        return memory.index, memory.capacity_Bps
+    if not isinstance(device, StorageDevice):
+        raise SimulationError(f"'{source}' is not a CPU or storage device")
+    fraction = platform.profile.memory_efficiency.get(MemoryKind.storage)
+    if fraction is None:
+        raise SimulationError(
+            f"profile '{platform.profile.id}' has no memory_efficiency for 'storage' memory"
+        )
+    return None, GBps_to_Bps(device.memory.bw_GBps) * fraction.value
+
+
+def source_latency_s(platform: Platform, source: str) -> float:
+    """A storage device's access latency before a load's first byte (0 for a CPU's memory: the
+    fabric's route latency covers it)."""
+    device = platform.topology.device(source)
+    return ns_to_s(device.memory.latency_ns) if isinstance(device, StorageDevice) else 0.0
+
+
+def program(wl: SpeculativeDecodingWorkload, seed: int) -> tuple[Program, Tally]:
+    """The strategy's request program and the tally it fills, its draft model seeded by
+    ``seed`` (the same draws in both fidelities)."""
+    tally = Tally()
+    positions = wl.generated_tokens + 2 * wl.tree_size + 2  # a tree and provisional tokens
+    sampler = DraftSampler(wl.behaviour, seed, positions)
+    if wl.strategy in ("std", "std_pl"):
+        return target_only(wl, tally), tally
+    if wl.strategy == "sp":
+        return vanilla(wl, tally, sampler), tally
+    if wl.strategy == "specinfer":
+        return specinfer(wl, tally, sampler), tally
+    return llmcad(wl, tally, sampler), tally
+
+
+__all__ = ["Setup", "program"]
