@@ -100,6 +100,14 @@ def simpy_timeouts(n_timeouts: int) -> float:
     return wall
 
 
+def reference_cpu_s(n_timeouts: int = 200_000) -> float:
+    """CPU seconds of ``n_timeouts`` bare SimPy timeouts in one process: the unit other
+    benchmarks divide their CPU figures by, measured in the same run."""
+    t0 = time.process_time()
+    simpy_timeouts(n_timeouts)
+    return time.process_time() - t0
+
+
 BARE_RATE: list[float] = []  # (a)'s figure, for (b)'s ratio within the same run
 
 
