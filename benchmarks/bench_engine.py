@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from gpusim.engine.fluid import FluidNetwork
 from gpusim.engine.maxmin import max_min_fair_rates
+from gpusim.engine.sim import CountingEnvironment
 
 N_GPUS = 8
 NVLINK_Bps = 450e9  # H100 SXM NVLink 4, one direction (18 links x 25 GB/s)
@@ -98,6 +99,14 @@ def simpy_timeouts(n_timeouts: int) -> float:
     wall = time.perf_counter() - t0
     assert env.now == n_timeouts
     return wall
+
+
+def reference_cpu_s(n_timeouts: int = 200_000) -> float:
+    """CPU seconds of ``n_timeouts`` bare SimPy timeouts in one process: the unit other
+    benchmarks divide their CPU figures by, measured in the same run."""
+    t0 = time.process_time()
+    simpy_timeouts(n_timeouts)
+    return time.process_time() - t0
 
 
 BARE_RATE: list[float] = []  # (a)'s figure, for (b)'s ratio within the same run
@@ -241,7 +250,7 @@ def all_to_all(sizes_B: Sequence[float], latency_s: float = 2e-6) -> tuple[float
     Returns (wall seconds, simulated seconds, rate recomputations)."""
     routes, capacity = hgx_routes()
     t0 = time.perf_counter()
-    env = simpy.Environment()
+    env = CountingEnvironment()
     net = FluidNetwork(env)
     for g in range(N_GPUS):
         net.add_resource(f"gpu{g}.up", capacity[2 * g])

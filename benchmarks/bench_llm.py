@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from bench_engine import simpy_timeouts
+from bench_engine import reference_cpu_s
 from common import ROOT, timed_sweep_s
 
 from gpusim import simulate
@@ -58,13 +58,6 @@ def sweep_wall_s(folder: Path, workers: int) -> float:
     doc["base"] = str(base)
     path.write_text(json.dumps(doc))
     return timed_sweep_s(path, folder / "out", workers)[0]
-
-
-def reference_cpu_s(n_timeouts: int = 200_000) -> float:
-    """CPU seconds of ``n_timeouts`` bare SimPy timeouts in one process (the same-run unit)."""
-    t0 = time.process_time()
-    simpy_timeouts(n_timeouts)
-    return time.process_time() - t0
 
 
 def main() -> None:

@@ -7,10 +7,15 @@ h100_sxm), 16K tokens per GPU, 128 experts, H = I = 2048, top-2, CF = 1, TF32, u
 built directly (T x k / E = 256 tokens per (source GPU, expert)): 196,608 tile tasks in all
 (8,192 GEMM0 + 8,192 GEMM1 + 8,192 combine per GPU).
 
-(a) time and events per second of the DES at task granularity (every task an event); the 5 s
-    goal is judged on the process's CPU time, which is its wall time on an idle core (the
+(a) time and events of the DES at task granularity (every task an event); the 1.5 s goal
+    (issue 17) is judged on the process's CPU time, which is its wall time on an idle core (the
     simulation is single-threaded) and, unlike the wall clock here, not inflated by other work
-    on this shared machine; the wall time prints beside it;
+    on this shared machine; the wall time prints beside it. As a busy machine slows the CPU
+    time too, the CPU time also prints as a ratio to a reference measured in the same run, the
+    CPU time of 200,000 bare SimPy timeouts (``bench_engine.reference_cpu_s``), with the goal
+    that ratio has where the reference takes its quiet-machine time. Events per tile task (SimPy
+    events: calls that ``CountingEnvironment.defer`` runs in place are not events) have the
+    goal 1.5;
 (b) the same with ``task_batch`` = 8, and its wall time as a ratio of (a)'s.
 
 Each figure prints with its goal and PASS/MISS (or INFO where there is no goal); the script exits 0
@@ -28,6 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
+from bench_engine import reference_cpu_s
+
 from gpusim.engine.sim import Simulation
 from gpusim.hardware.node import Node
 from gpusim.result import Outcome
@@ -38,7 +45,11 @@ from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENS, EXPERTS, HIDDEN, INTERMEDIATE, TOP_K = 16_384, 128, 2048, 2048, 2
-GOAL_FINE_S = 5.0
+GOAL_FINE_S = 1.5
+QUIET_REFERENCE_S = 0.13
+"""``reference_cpu_s()`` on a quiet machine (the one where the 1.5 s goal applies)."""
+GOAL_RATIO = GOAL_FINE_S / QUIET_REFERENCE_S
+GOAL_EVENTS_PER_TASK = 1.5
 BATCH = 8
 
 
@@ -88,6 +99,7 @@ def main() -> int:
         f"FlashMoE forward, 8 x H100 SXM, {TOKENS:,} tokens/GPU, E = {EXPERTS}, "
         f"H = I = {HIDDEN}, k = {TOP_K}, uniform routing"
     )
+    ref = reference_cpu_s()
     fine = simulate_forward(1)
     tasks = fine.outcome.metrics["tasks"]
     print(f"(a) task granularity: {tasks:,.0f} tasks")
@@ -95,11 +107,22 @@ def main() -> int:
         "CPU time (wall on an idle core)",
         fine.cpu_s,
         "s",
-        f"< {GOAL_FINE_S:.0f} s",
-        fine.cpu_s < GOAL_FINE_S,
+        f"<= {GOAL_FINE_S} s",
+        fine.cpu_s <= GOAL_FINE_S,
     )
+    report("reference: 200,000 bare SimPy timeouts (CPU)", ref, "s", "-", None)
+    ratio = fine.cpu_s / ref
+    report("CPU time / reference", ratio, "x", f"<= {GOAL_RATIO:.1f} x", ratio <= GOAL_RATIO)
     report("wall time (shared machine)", fine.wall_s, "s", "-", None)
     report("events", fine.events, "events", "-", None)
+    per_task = fine.events / tasks
+    report(
+        "events per tile task",
+        per_task,
+        "events",
+        f"<= {GOAL_EVENTS_PER_TASK}",
+        per_task <= GOAL_EVENTS_PER_TASK,
+    )
     report("events per wall second", fine.events / fine.wall_s, "events/s", "-", None)
     report("tasks per wall second", tasks / fine.wall_s, "tasks/s", "-", None)
     report(

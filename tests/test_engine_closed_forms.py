@@ -16,6 +16,7 @@ import simpy
 
 from gpusim.engine.fluid import FluidNetwork
 from gpusim.engine.maxmin import max_min_fair_rates
+from gpusim.engine.sim import CountingEnvironment
 from gpusim.engine.trace import TraceRecorder
 
 REL = 1e-12
@@ -48,7 +49,7 @@ def simulate(
     recorder: TraceRecorder | None = None,
 ) -> tuple[list[float], FluidNetwork]:
     """Run the transfers on a fresh network; returns their completion times and the network."""
-    env = simpy.Environment()
+    env = CountingEnvironment()
     net = FluidNetwork(env) if recorder is None else FluidNetwork(env, recorder)
     for i, cap in enumerate(capacities_Bps):
         net.add_resource(f"r{i}", cap)
@@ -184,7 +185,7 @@ def test_zero_byte_zero_latency_transfer_completes_immediately() -> None:
     ("size", "latency"), [(-1.0, 0.0), (1.0, -1e-6), (math.nan, 0.0), (1.0, math.nan)]
 )
 def test_negative_or_nan_size_or_latency_raises(size: float, latency: float) -> None:
-    env = simpy.Environment()
+    env = CountingEnvironment()
     net = FluidNetwork(env)
     r = net.add_resource("l", GB)
     with pytest.raises(ValueError):
@@ -195,7 +196,7 @@ def test_negative_or_nan_size_or_latency_raises(size: float, latency: float) -> 
 def test_non_positive_flow_cap_raises(cap: float) -> None:
     # A cap of 0 would never finish (silently: env.run() returns with the event pending); a
     # negative cap would send max_min_fair_rates into an endless loop.
-    env = simpy.Environment()
+    env = CountingEnvironment()
     net = FluidNetwork(env)
     r = net.add_resource("l", GB)
     with pytest.raises(ValueError):
@@ -203,7 +204,7 @@ def test_non_positive_flow_cap_raises(cap: float) -> None:
 
 
 def test_non_positive_resource_capacity_raises() -> None:
-    net = FluidNetwork(simpy.Environment())
+    net = FluidNetwork(CountingEnvironment())
     with pytest.raises(ValueError):
         net.add_resource("dead", 0.0)
 

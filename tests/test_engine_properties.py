@@ -32,7 +32,7 @@ What does hold, and is tested here:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -44,6 +44,7 @@ from hypothesis import strategies as st
 
 from gpusim.engine.fluid import FluidNetwork
 from gpusim.engine.maxmin import max_min_fair_rates
+from gpusim.engine.sim import CountingEnvironment
 
 TOL = 1e-9
 GB = 1e9
@@ -139,24 +140,31 @@ def run_to_completion(env: simpy.Environment, max_events: int = 200_000) -> None
     raise AssertionError(f"simulation still busy after {max_events} events at t={env.now!r}")
 
 
+def start_each(
+    env: CountingEnvironment, xfers: Sequence[Xfer], start: Callable[[int, Xfer], None]
+) -> None:
+    """Call ``start(i, x)`` for each transfer at its start time."""
+    for i, x in enumerate(xfers):
+        if x.start_s > 0:
+            env.timeout(x.start_s).callbacks.append(lambda _ev, i=i, x=x: start(i, x))
+        else:
+            start(i, x)
+
+
 def simulate(
     capacities_Bps: Sequence[float], xfers: Sequence[Xfer]
 ) -> tuple[list[float], FluidNetwork]:
-    env = simpy.Environment()
+    env = CountingEnvironment()
     net = FluidNetwork(env)
     for i, cap in enumerate(capacities_Bps):
         net.add_resource(f"r{i}", cap)
     done_s = [math.nan] * len(xfers)
 
-    def start(i: int, x: Xfer, _ev: simpy.Event | None = None) -> None:
+    def start(i: int, x: Xfer) -> None:
         ev = net.transfer(x.route, x.size_B, x.latency_s, x.cap_Bps)
         ev.callbacks.append(lambda _ev: done_s.__setitem__(i, float(env.now)))
 
-    for i, x in enumerate(xfers):
-        if x.start_s > 0:
-            env.timeout(x.start_s).callbacks.append(partial(start, i, x))
-        else:
-            start(i, x)
+    start_each(env, xfers, start)
     run_to_completion(env)
     assert not any(math.isnan(t) for t in done_s), f"transfers never completed: {done_s}"
     assert net.in_flight() == 0
@@ -235,8 +243,8 @@ class _CheckedNetwork(FluidNetwork):
     """A network that, after every settle, compares every class's rate and every resource's
     load with a max-min solve of all classes from scratch."""
 
-    def _settle(self, _ev: simpy.Event | None = None) -> None:
-        super()._settle(_ev)
+    def _settle(self) -> None:
+        super()._settle()
         classes = list(self._classes.values())
         if not classes:
             return
@@ -259,7 +267,7 @@ def test_incremental_settles_equal_a_whole_solve(scenario: tuple[Topology, list[
     """The optimistic component (loose resources left out, checked after) and the incremental
     loads give, after every change, the rates and loads of a max-min solve of every flow."""
     topo, xfers = scenario
-    env = simpy.Environment()
+    env = CountingEnvironment()
     net = _CheckedNetwork(env)
     for i, cap in enumerate(topo.capacities_Bps):
         net.add_resource(f"r{i}", cap)
@@ -274,6 +282,55 @@ def test_incremental_settles_equal_a_whole_solve(scenario: tuple[Topology, list[
             start(x)
     run_to_completion(env)
     assert net.in_flight() == 0
+
+
+def completion_order(
+    capacities_Bps: Sequence[float], xfers: Sequence[Xfer], *, calls: bool
+) -> tuple[list[tuple[float, int]], int, list[float]]:
+    """(time, transfer) in the order the completions are seen, through :meth:`transfer`'s event
+    or (``calls``) :meth:`transfer_then`'s call, with the network's recomputations and peak
+    loads; each completion starts a follow-up transfer on the same route with no latency, so
+    completions also feed entries at their instant."""
+    env = CountingEnvironment()
+    net = FluidNetwork(env)
+    for i, cap in enumerate(capacities_Bps):
+        net.add_resource(f"r{i}", cap)
+    seen: list[tuple[float, int]] = []
+
+    def done(i: int) -> None:
+        seen.append((float(env.now), i))
+        if i < len(xfers):
+            x = xfers[i]
+            start(i + len(xfers), replace(x, size_B=x.size_B / 2, latency_s=0.0))
+
+    def start(i: int, x: Xfer) -> None:
+        if calls:
+            net.transfer_then(partial(done, i), x.route, x.size_B, x.latency_s, x.cap_Bps)
+        else:
+            ev = net.transfer(x.route, x.size_B, x.latency_s, x.cap_Bps)
+            ev.callbacks.append(lambda _ev: done(i))
+
+    start_each(env, xfers, start)
+    run_to_completion(env)
+    assert net.in_flight() == 0
+    return seen, net.recomputations, net.peak_load_Bps
+
+
+@SETTINGS
+@given(scenarios())
+def test_a_call_on_completion_runs_where_the_event_would(
+    scenario: tuple[Topology, list[Xfer]],
+) -> None:
+    """``transfer_then`` (a deferred call, mostly without an event) gives the completions of
+    ``transfer`` (an event each) at the same times and in the same order."""
+    topo, drawn = scenario
+    # coarse start times and latencies: many transfers enter, and so finish, at one instant
+    xfers = [
+        replace(x, start_s=round(x.start_s, 4), latency_s=round(x.latency_s, 6)) for x in drawn
+    ]
+    with_events = completion_order(topo.capacities_Bps, xfers, calls=False)
+    assert completion_order(topo.capacities_Bps, xfers, calls=True) == with_events
+    assert len(with_events[0]) == 2 * len(xfers)
 
 
 @SETTINGS

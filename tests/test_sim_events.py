@@ -1,8 +1,10 @@
-"""Simulation.events_scheduled counts every event SimPy schedules, and counting keeps SimPy's
-order of simultaneous events."""
+"""Simulation.events_scheduled counts every event SimPy schedules, counting keeps SimPy's order
+of simultaneous events, and a deferred call runs where the event it stands for would."""
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -44,3 +46,74 @@ def test_event_factories_stay_bound_to_the_instance() -> None:
     # SimPy binds timeout/event/process per instance for speed; a subclass must keep that
     env = CountingEnvironment()
     assert "timeout" in vars(env) and "event" in vars(env) and "process" in vars(env)
+
+
+def _random_program(seed: int, deferred: bool) -> tuple[list[tuple[float, str]], int]:
+    """A random tree of actions on integer times (so that many share an instant), each logging
+    (time, its label) and spawning children: timeouts of 0-2, processes (whose start is an
+    URGENT event) and calls triggered now, as ``defer`` calls or as events. Decisions depend
+    only on the seed and the label, so both ways build the same program."""
+    env = CountingEnvironment()
+    log: list[tuple[float, str]] = []
+
+    def now_call(label: str, depth: int) -> None:
+        if deferred:
+            env.defer(lambda: act(label, depth))
+        else:
+            ev = env.event()
+            ev.callbacks.append(lambda _ev: act(label, depth))
+            ev.succeed()
+
+    def act(label: str, depth: int) -> None:
+        log.append((float(env.now), label))
+        if depth >= 4:
+            return
+        rng = random.Random(f"{seed}/{label}")
+        for i in range(rng.randint(0, 3)):
+            child = f"{label}.{i}"
+            kind = rng.choice(("timeout", "now", "now", "process"))
+            if kind == "timeout":
+                ev = env.timeout(rng.choice((0, 0, 1, 2)))
+                ev.callbacks.append(lambda _ev, c=child: act(c, depth + 1))
+            elif kind == "now":
+                now_call(child, depth + 1)
+            else:
+                wait = rng.choice((0, 1))
+
+                def proc(c: str = child, w: int = wait) -> Generator[simpy.Event, Any, None]:
+                    act(c, depth + 1)  # runs at the process's (URGENT) start
+                    yield env.timeout(w)
+                    log.append((float(env.now), c + " resumed"))
+
+                env.process(proc())
+
+    rng = random.Random(seed)
+    for i in range(4):
+        if rng.random() < 0.3:
+            now_call(f"r{i}", 0)  # deferred before the run
+        else:
+            ev = env.timeout(rng.choice((0, 1, 2)))
+            ev.callbacks.append(lambda _ev, c=f"r{i}": act(c, 0))
+    env.run()
+    assert env.peek() == math.inf
+    return log, env.events_scheduled
+
+
+def test_deferred_calls_run_where_their_events_would() -> None:
+    for seed in range(300):
+        with_events, scheduled = _random_program(seed, deferred=False)
+        deferred, fewer = _random_program(seed, deferred=True)
+        assert deferred == with_events, seed
+        assert fewer <= scheduled
+
+
+def test_a_deferred_call_waits_for_what_is_due_before_it() -> None:
+    env = CountingEnvironment()
+    seen: list[str] = []
+    env.timeout(0).callbacks.append(lambda _ev: seen.append("timeout"))  # scheduled first
+    env.defer(lambda: seen.append("deferred"))
+    env.event().succeed()  # after the deferred call: runs after it
+    assert env.peek() == 0.0
+    env.run()
+    assert seen == ["timeout", "deferred"]
+    assert env.events_scheduled == 3  # the deferred call needed its own event here

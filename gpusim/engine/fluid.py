@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
 import simpy
 
 from gpusim.engine.maxmin import max_min_fair_rates
+from gpusim.engine.sim import CountingEnvironment
 from gpusim.engine.trace import NULL_RECORDER, TraceRecorder, Track
 
 _FINISH_REL_TOL = 1e-12
@@ -36,7 +37,9 @@ FlowKey = tuple[tuple[int, ...], float]
 class _Flow:
     finish_vB: float
     seq: int
-    done: simpy.Event
+    done: simpy.Event | Callable[[], None]
+    """The event to trigger on the last byte, or the call to make there
+    (:meth:`FluidNetwork.transfer_then`)."""
     size_B: float
     entered_s: float
     label: str
@@ -86,7 +89,7 @@ class ResourceStats:
 class FluidNetwork:
     """Directional resources shared max-min fairly by fluid transfers."""
 
-    def __init__(self, env: simpy.Environment, recorder: TraceRecorder = NULL_RECORDER) -> None:
+    def __init__(self, env: CountingEnvironment, recorder: TraceRecorder = NULL_RECORDER) -> None:
         self.env = env
         self.recorder = recorder
         self.names: list[str] = []
@@ -105,7 +108,9 @@ class FluidNetwork:
         self.recomputations = 0
         self._tracks: list[Track] = []
         self._classes: dict[FlowKey, _FlowClass] = {}
-        self._entering: dict[float, list[tuple[FlowKey, float, simpy.Event, str]]] = {}
+        self._entering: dict[
+            float, list[tuple[FlowKey, float, simpy.Event | Callable[[], None], str]]
+        ] = {}
         self._users: dict[int, set[FlowKey]] = {}
         self._dirty_keys: set[FlowKey] = set()
         self._dirty_res: set[int] = set()
@@ -148,11 +153,36 @@ class FluidNetwork:
 
         ``max_rate_Bps`` caps this flow alone (e.g. a kernel that cannot issue loads faster).
         """
+        done = self.env.event()
+        self._submit(route, size_B, latency_s, max_rate_Bps, label, done)
+        return done
+
+    def transfer_then(
+        self,
+        on_done: Callable[[], None],
+        route: Sequence[int],
+        size_B: float,
+        latency_s: float = 0.0,
+        max_rate_Bps: float = math.inf,
+        label: str = "transfer",
+    ) -> None:
+        """:meth:`transfer`, calling ``on_done()`` where the event's only callback would run
+        (``CountingEnvironment.defer``: the same order, mostly without the event)."""
+        self._submit(route, size_B, latency_s, max_rate_Bps, label, on_done)
+
+    def _submit(
+        self,
+        route: Sequence[int],
+        size_B: float,
+        latency_s: float,
+        max_rate_Bps: float,
+        label: str,
+        done: simpy.Event | Callable[[], None],
+    ) -> None:
         if not (size_B >= 0 and latency_s >= 0):  # also rejects NaN
             raise ValueError("transfer size and latency must be non-negative")
         if not max_rate_Bps > 0:  # 0 would never finish; < 0 hangs max_min_fair_rates
             raise ValueError(f"max_rate_Bps must be positive, got {max_rate_Bps}")
-        done = self.env.event()
         key: FlowKey = (tuple(route), float(max_rate_Bps))
         if latency_s > 0:
             # One timer per distinct entry instant: an all-to-all's thousands of messages with
@@ -165,7 +195,6 @@ class FluidNetwork:
             batch.append((key, float(size_B), done, label))
         else:
             self._enter(key, float(size_B), done, label)
-        return done
 
     def stats(self) -> list[ResourceStats]:
         """Per-resource totals so far."""
@@ -192,9 +221,11 @@ class FluidNetwork:
         for key, size_B, done, label in self._entering.pop(enter_s):
             self._enter(key, size_B, done, label)
 
-    def _enter(self, key: FlowKey, size_B: float, done: simpy.Event, label: str) -> None:
+    def _enter(
+        self, key: FlowKey, size_B: float, done: simpy.Event | Callable[[], None], label: str
+    ) -> None:
         if size_B == 0:
-            done.succeed()
+            self._finish(done, None)
             return
         self._last_s = now = float(self.env.now)
         cls = self._classes.get(key)
@@ -232,12 +263,17 @@ class FluidNetwork:
                     busy[r] += dt
                 since[r] = now
 
+    def _finish(self, done: simpy.Event | Callable[[], None], value: float | None) -> None:
+        """A transfer is done: trigger its event with ``value``, or defer its call."""
+        if isinstance(done, simpy.Event):
+            done.succeed(value)
+        else:
+            self.env.defer(done)
+
     def _request_settle(self) -> None:
         if not self._settle_pending:
             self._settle_pending = True
-            ev = self.env.event()
-            ev.callbacks.append(self._settle)
-            ev.succeed()
+            self.env.defer(self._settle)
 
     def _component(
         self, optimistic: bool
@@ -287,13 +323,15 @@ class FluidNetwork:
                     stack.extend(k[0])
         return list(keys), resources, touched, loose
 
-    def _settle(self, _ev: simpy.Event | None = None) -> None:
+    def _settle(self) -> None:
         """Re-solve the rates after transfers entered or left at this instant: advance the
         clocks, solve max-min over the component that changed (:meth:`_solve`), re-time its
         classes and move their loads (:meth:`_retime`), and (re)schedule the wake-up at the next
         completion (:meth:`_reschedule`). This runs twice per transfer and every call shows in
-        the event rate, so the component is first taken optimistically (:meth:`_component`)
-        and only taken whole when a loose resource would fill."""
+        the run time, so the component is first taken optimistically (:meth:`_component`)
+        and only taken whole when a loose resource would fill. It runs where an event triggered
+        at the first change of the instant would (``CountingEnvironment.defer``), so every
+        change of the instant that comes before that event is in it."""
         self._settle_pending = False
         self._last_s = float(self.env.now)
         keys, resources, touched, loose = self._component(optimistic=True)
@@ -487,6 +525,6 @@ class FluidNetwork:
                     self.recorder.async_slice(
                         self._tracks[r], flow.label, flow.entered_s, now, args
                     )
-            flow.done.succeed(now)
+            self._finish(flow.done, now)
         if not self._settle_pending:  # re-solve now; flows entering at this instant coalesce
             self._settle()

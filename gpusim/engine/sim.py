@@ -6,18 +6,20 @@ both fidelities alike (``des(node, workload, *, seed)``, ``analytic(..., *, seed
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from heapq import heappush
+from heapq import heappop, heappush
 
 import simpy
-from simpy.core import BoundClass
+from simpy.core import BoundClass, EmptySchedule, StopSimulation
 from simpy.events import NORMAL, Event, EventPriority
 
 from gpusim.engine.trace import TraceRecorder
 
 
 class CountingEnvironment(simpy.Environment):
-    """A SimPy environment that counts the events it schedules (for event-rate figures).
+    """A SimPy environment that counts the events it schedules (for event-rate figures) and can
+    run a call where a triggered event would run it, without the event (:meth:`defer`).
 
     Every event, a process's start included, reaches SimPy's queue through ``schedule``; this
     one pushes the same heap entry SimPy's does, with its own count as the entry's id (the
@@ -28,7 +30,9 @@ class CountingEnvironment(simpy.Environment):
     def __init__(self, initial_time: float = 0.0) -> None:
         super().__init__(initial_time)
         self.events_scheduled = 0
-        """Events scheduled so far (SimPy's event ids are 0 .. this - 1)."""
+        """Events pushed on SimPy's queue so far (deferred calls run in place are not events)."""
+        self._ids = 0  # the next event id: events and deferred calls take them in order
+        self._deferred: list[tuple[int, Callable[[], None]]] = []
         # SimPy binds its event factories (timeout, event, process, ...) to each instance for
         # speed, but only those of the instance's own class: bind the base class's too, or
         # every env.timeout() would go through a descriptor (about 15 % of the event rate).
@@ -38,9 +42,77 @@ class CountingEnvironment(simpy.Environment):
 
     def schedule(self, event: Event, priority: EventPriority = NORMAL, delay: float = 0) -> None:
         """Schedule ``event`` with ``priority`` after ``delay`` (SimPy's contract), counting it."""
-        eid = self.events_scheduled
-        self.events_scheduled = eid + 1
+        eid = self._ids
+        self._ids = eid + 1
+        self.events_scheduled += 1
         heappush(self._queue, (self._now + delay, priority, eid, event))
+
+    def defer(self, call: Callable[[], None]) -> None:
+        """Run ``call()`` exactly where an event triggered now with ``call`` as its only callback
+        would run (``ev = env.event(); ev.callbacks.append(...); ev.succeed()``), but without
+        the event when nothing else is due before it: the call takes the next event id, and
+        once the current event's callbacks are done it runs in place unless the queue holds an
+        entry that sorts before (now, NORMAL, that id); then, and only then, an event with that
+        very key carries it (and the calls deferred after it). The order of every callback is
+        therefore the one the event would give."""
+        eid = self._ids
+        self._ids = eid + 1
+        self._deferred.append((eid, call))
+
+    def peek(self) -> float:
+        """The time of the next event (SimPy's ``peek``); now while a deferred call waits."""
+        return self._now if self._deferred else float(super().peek())
+
+    def step(self) -> None:
+        """Process the next event (SimPy's ``step``), then the calls deferred meanwhile."""
+        if not self._deferred:  # else some were deferred outside a step: run them first
+            # SimPy 4's step, inlined: through super() it adds a quarter to the bare loop
+            try:
+                self._now, _, _, event = heappop(self._queue)
+            except IndexError:
+                raise EmptySchedule from None
+            callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
+            try:
+                for callback in callbacks:
+                    callback(event)
+            except StopSimulation:  # run(until=...): the rest run when the simulation resumes
+                event.callbacks = callbacks[callbacks.index(callback) + 1 :]
+                self.schedule(event, EventPriority(-1))
+                raise
+            if not event._ok and not hasattr(event, "_defused"):
+                exc = type(event._value)(*event._value.args)
+                exc.__cause__ = event._value
+                raise exc
+        while self._deferred:
+            calls, self._deferred = self._deferred, []
+            self._run_calls(calls)
+
+    def _run_calls(self, calls: list[tuple[int, Callable[[], None]]]) -> None:
+        """Run deferred ``calls`` in order while nothing on the queue is due before the next;
+        hand the rest to an event with the next one's key when something is."""
+        queue, now = self._queue, self._now
+        while calls:
+            eid = calls[0][0]
+            if queue:
+                head = queue[0]
+                if head[0] == now and (head[1] < NORMAL or (head[1] == NORMAL and head[2] < eid)):
+                    self.events_scheduled += 1
+                    heappush(queue, (now, NORMAL, eid, _Deferred(self, calls)))
+                    return
+            calls.pop(0)[1]()
+
+
+class _Deferred(Event):
+    """An event, already triggered, that carries deferred calls which could not run in place
+    (:meth:`CountingEnvironment.defer`)."""
+
+    def __init__(
+        self, env: CountingEnvironment, calls: list[tuple[int, Callable[[], None]]]
+    ) -> None:
+        super().__init__(env)
+        self._ok = True
+        self._value = None
+        self.callbacks.append(lambda _ev: env._run_calls(calls))
 
 
 @dataclass

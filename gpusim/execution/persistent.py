@@ -312,8 +312,14 @@ class FlowGate:
         payload: Payload,
     ) -> None:
         self.fluid_transfers += 1
-        done = self.network.transfer(route, size_B, latency_s, cap_Bps, "persistent")
-        done.callbacks.append(partial(self._fluid_done, route, cap_Bps, callback, payload))
+        self.network.transfer_then(
+            partial(self._fluid_done, route, cap_Bps, callback, payload),
+            route,
+            size_B,
+            latency_s,
+            cap_Bps,
+            "persistent",
+        )
 
     def _fluid_done(
         self,
@@ -321,7 +327,6 @@ class FlowGate:
         cap_Bps: float,
         callback: Callback,
         payload: Payload,
-        _ev: simpy.Event,
     ) -> None:
         self._release(route, cap_Bps)
         callback(payload)
