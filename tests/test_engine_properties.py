@@ -80,6 +80,11 @@ capacities = st.one_of(
 )
 
 
+def _start_at(start: Callable[[int, Xfer], None], i: int, x: Xfer, _ev: object) -> None:
+    """An event callback that starts transfer ``i``."""
+    start(i, x)
+
+
 @st.composite
 def topologies(draw: st.DrawFn) -> Topology:
     n = draw(st.integers(3, 8))
@@ -146,7 +151,7 @@ def start_each(
     """Call ``start(i, x)`` for each transfer at its start time."""
     for i, x in enumerate(xfers):
         if x.start_s > 0:
-            env.timeout(x.start_s).callbacks.append(lambda _ev, i=i, x=x: start(i, x))
+            env.timeout(x.start_s).callbacks.append(partial(_start_at, start, i, x))
         else:
             start(i, x)
 

@@ -6,11 +6,17 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Generator
+from functools import partial
 from typing import Any
 
 import simpy
 
 from gpusim.engine.sim import CountingEnvironment, Simulation
+
+
+def _fire(act: Callable[[str, int], None], label: str, depth: int, _ev: object) -> None:
+    """An event callback that calls ``act(label, depth)``."""
+    act(label, depth)
 
 
 def test_counts_every_scheduled_event() -> None:
@@ -74,7 +80,7 @@ def _random_program(seed: int, deferred: bool) -> tuple[list[tuple[float, str]],
             kind = rng.choice(("timeout", "now", "now", "process"))
             if kind == "timeout":
                 ev = env.timeout(rng.choice((0, 0, 1, 2)))
-                ev.callbacks.append(lambda _ev, c=child: act(c, depth + 1))
+                ev.callbacks.append(partial(_fire, act, child, depth + 1))
             elif kind == "now":
                 now_call(child, depth + 1)
             else:
@@ -93,7 +99,7 @@ def _random_program(seed: int, deferred: bool) -> tuple[list[tuple[float, str]],
             now_call(f"r{i}", 0)  # deferred before the run
         else:
             ev = env.timeout(rng.choice((0, 1, 2)))
-            ev.callbacks.append(lambda _ev, c=f"r{i}": act(c, 0))
+            ev.callbacks.append(partial(_fire, act, f"r{i}", 0))
     env.run()
     assert env.peek() == math.inf
     return log, env.events_scheduled

@@ -195,7 +195,7 @@ def test_speedup_over_streaming_the_dense_weights_is_bounded_by_the_byte_ratio(n
 @pytest.mark.parametrize("impl", ["flash_llm", "sputnik", "cusparse", "sparta"])
 def test_time_never_grows_with_sparsity(impl: str) -> None:
     times = [
-        _total_s(SpmmOp(m=9216, k=36864, n=16, sparsity=s, impl=impl))  # type: ignore[arg-type]
+        _total_s(SpmmOp(m=9216, k=36864, n=16, sparsity=s, impl=impl))
         for s in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
     ]
     assert all(b <= a * (1 + 1e-9) for a, b in itertools.pairwise(times)), times

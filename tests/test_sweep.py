@@ -106,9 +106,10 @@ def test_tied_axis_varies_its_paths_together_in_a_product(tmp_path: Path) -> Non
         for p in expand(sweep, path)
     ]
     assert got == [(512, 64, 8), (512, 64, 16), (1024, 128, 8), (1024, 128, 16)]
-    assert all(
-        p.scenario.workload.gemm.k == p.axis_values["workload.gemm.k"] for p in expand(sweep, path)
-    )  # type: ignore[union-attr]
+    for point in expand(sweep, path):
+        workload = point.scenario.workload
+        assert isinstance(workload, GemmAllToAllWorkload)
+        assert workload.gemm.k == point.axis_values["workload.gemm.k"]
 
 
 def test_tied_axis_values_must_have_one_entry_per_path() -> None:
