@@ -35,6 +35,7 @@ from gpusim.hardware.rates import GPURates
 from gpusim.kernels.cost import KernelCost
 from gpusim.kernels.elementwise import elementwise_cost
 from gpusim.kernels.gemm import gemm_cost
+from gpusim.kernels.names import SPMM_KERNEL_PREFIX
 from gpusim.spec.base import Dtype, storage_bytes
 from gpusim.spec.profile import native_tensor_path
 from gpusim.spec.workload import ElementwiseOp, GemmOp, SpmmOp
@@ -112,7 +113,7 @@ def csr_cost(kernel: CsrKernel, op: SpmmOp, rates: GPURates, nnz: float) -> Kern
     flops = 2.0 * nnz * n
     fma_s = 2.0 * stored * n / (rates.cuda_core_peak_FLOPps(Dtype.fp32) * _cuda_core_eff(rates))
     return KernelCost(
-        name=f"spmm_{kernel.name}_{m}x{n}x{k}",
+        name=f"{SPMM_KERNEL_PREFIX}{kernel.name}_{m}x{n}x{k}",
         flops=flops,
         hbm_bytes=hbm_B,
         blocks=sms,
@@ -131,33 +132,34 @@ def _cuda_core_eff(rates: GPURates) -> float:
     return rates.profile.cuda_core_efficiency.value
 
 
-def dense_gemm(op: SpmmOp, k_depth: int) -> GemmOp:
+def dense_gemm(op: SpmmOp, k_depth: int, rates: GPURates) -> GemmOp:
     """The dense FP16 GEMM of ``op``'s shape at depth ``k_depth`` on the GPU's native path."""
-    return GemmOp(m=op.m, n=op.n, k=k_depth, dtype=Dtype.fp16)
+    path = native_tensor_path(rates.spec.compute_capability)
+    return GemmOp(m=op.m, n=op.n, k=k_depth, dtype=Dtype.fp16, path=path)
 
 
 def sparta_costs(op: SpmmOp, rates: GPURates) -> tuple[KernelCost, ...]:
     """SparTA's three kernels: the 2:4 part, the Sputnik remainder and the sum."""
-    path = native_tensor_path(rates.spec.compute_capability)
-    structured = gemm_cost(dense_gemm(op, op.k // 2).model_copy(update={"path": path}), rates)
+    structured = gemm_cost(dense_gemm(op, op.k // 2, rates), rates)
     metadata_B = op.m * op.k / 2 * METADATA_BITS_PER_VALUE / 8
     structured = replace(
         structured,
-        name=f"spmm_sparta_2to4_{op.m}x{op.n}x{op.k}",
+        name=f"{SPMM_KERNEL_PREFIX}sparta_2to4_{op.m}x{op.n}x{op.k}",
         hbm_bytes=structured.hbm_bytes + metadata_B,
     )
     remainder = two_four_remainder_fraction(1.0 - op.sparsity) * op.m * op.k
-    rest = replace(csr_cost(SPUTNIK, op, rates, remainder), name="spmm_sparta_remainder")
+    rest = replace(
+        csr_cost(SPUTNIK, op, rates, remainder), name=f"{SPMM_KERNEL_PREFIX}sparta_remainder"
+    )
     out_B = op.m * op.n * ELEMENT_BYTES
     add = elementwise_cost(ElementwiseOp(bytes_read=2 * out_B, bytes_written=out_B), rates)
-    return structured, rest, replace(add, name="spmm_sparta_add")
+    return structured, rest, replace(add, name=f"{SPMM_KERNEL_PREFIX}sparta_add")
 
 
 def baseline_costs(op: SpmmOp, rates: GPURates) -> tuple[KernelCost, ...]:
     """The kernels of the baseline ``op.impl`` (not ``flash_llm``)."""
     if op.impl == "cublas":
-        path = native_tensor_path(rates.spec.compute_capability)
-        return (gemm_cost(dense_gemm(op, op.k).model_copy(update={"path": path}), rates),)
+        return (gemm_cost(dense_gemm(op, op.k, rates), rates),)
     if op.impl == "sputnik":
         return (csr_cost(SPUTNIK, op, rates, expected_nnz(op)),)
     if op.impl == "cusparse":

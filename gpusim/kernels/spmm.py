@@ -50,6 +50,7 @@ from gpusim.hardware.rates import GPURates
 from gpusim.kernels.cost import KernelCost
 from gpusim.kernels.elementwise import elementwise_cost
 from gpusim.kernels.mainloop import SmRates, sm_rates
+from gpusim.kernels.names import SPLITK_REDUCTION_NAME, SPMM_KERNEL_PREFIX
 from gpusim.kernels.tiled_csl import BYTES_PER_NONZERO, OFFSET_BYTES, TiledCsl, encode_counts
 from gpusim.spec.base import Dtype, storage_bytes
 from gpusim.spec.hardware import GPUSpec
@@ -323,7 +324,7 @@ def lscd_costs(
     hbm_B = lscd_hbm_bytes(op, plan)
     useful = 2.0 * _encoding(op).nnz * op.n
     main = KernelCost(
-        name=f"spmm_lscd_{op.m}x{op.n}x{op.k}_{plan.config.name}_split{plan.split_k}",
+        name=f"{SPMM_KERNEL_PREFIX}lscd_{op.m}x{op.n}x{op.k}_{plan.config.name}_split{plan.split_k}",
         flops=useful,
         hbm_bytes=hbm_B,
         blocks=plan.blocks,
@@ -340,4 +341,4 @@ def lscd_costs(
     if reduction is None:
         return (main,)
     cost = elementwise_cost(reduction, rates)
-    return main, replace(cost, name=f"splitk_reduction_{plan.split_k}")
+    return main, replace(cost, name=f"{SPLITK_REDUCTION_NAME}_{plan.split_k}")

@@ -27,6 +27,7 @@ from typing import Final
 from gpusim.execution.host_costs import RuntimeCall
 from gpusim.execution.launch import LaunchTimes
 from gpusim.execution.runtime import LaunchRecord
+from gpusim.kernels.names import SPLITK_REDUCTION_NAME, SPMM_KERNEL_PREFIX
 
 TOP_K: Final = 5
 """Kernels in the top-k share (``top5_kernel_fraction``)."""
@@ -36,8 +37,8 @@ TIME_SPLIT: Final = (
     "communication_time_s",
     "other_kernel_time_s",
 )
-SPMM_KERNELS: Final = ("spmm_", "splitk_reduction")
-"""Name prefixes of the SpMM kernels (gpusim.kernels.spmm)."""
+SPMM_KERNELS: Final = (SPMM_KERNEL_PREFIX, SPLITK_REDUCTION_NAME)
+"""Name prefixes of the SpMM kernels (gpusim.kernels.names)."""
 ATTENTION_KERNELS: Final = ("flash_attn",)
 
 
