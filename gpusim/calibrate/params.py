@@ -30,6 +30,7 @@ from gpusim.spec.profile import (
     NcclHardware,
     NcclProtocol,
     SparseCosts,
+    StorageIOCosts,
 )
 from gpusim.spec.topology import LinkKind
 
@@ -43,6 +44,7 @@ _COST_SECTIONS: dict[
         | MemoryHierarchyCosts
         | NcclCostsSpec
         | SparseCosts
+        | StorageIOCosts
     ],
 ] = {
     "memory_hierarchy": MemoryHierarchyCosts,
@@ -51,6 +53,7 @@ _COST_SECTIONS: dict[
     "device": DeviceCosts,
     "nccl": NcclCostsSpec,
     "sparse": SparseCosts,
+    "storage_io": StorageIOCosts,
 }
 _NCCL_FRACTIONS = "nccl.bandwidth_fraction."
 
@@ -108,6 +111,8 @@ def unit_of(path: str) -> str:
     if is_fraction(path):
         return "fraction"
     tokens = [t for part in path.split(".")[1:] for t in part.split("_")]
+    if tokens[-3:] == ["us", "per", "MB"]:
+        return "us/MB"
     if "us" in tokens:
         return "us"
     if "ns" in tokens:
@@ -134,9 +139,10 @@ def always_required() -> tuple[str, ...]:
 
 
 def sections_complete(paths: set[str]) -> list[str]:
-    """Paths missing from an optional section (``sparse``) of which some paths are present."""
+    """Paths missing from an optional section (``sparse``, ``storage_io``) of which some paths
+    are present."""
     missing: list[str] = []
-    for section in ("sparse",):
+    for section in ("sparse", "storage_io"):
         fields = [f"{section}.{n}" for n in _COST_SECTIONS[section].model_fields]
         if any(f in paths for f in fields):
             missing += [f for f in fields if f not in paths]

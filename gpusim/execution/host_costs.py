@@ -10,7 +10,7 @@ The program format asks :class:`HostCosts` for every host step it interprets::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from gpusim.execution.launch import LaunchTimes
@@ -74,6 +74,25 @@ class HostCosts:
                 RuntimeCall.collective: us_to_s(h.collective_call_us.value),
                 RuntimeCall.graph_launch: launch.graph_launch_s,
             },
+        )
+
+    def slowed(self, factor: float) -> HostCosts:
+        """These costs with every host-thread cost (framework dispatch, autograd, Python steps,
+        runtime calls) multiplied by ``factor``: the thread gets ``1 / factor`` of its CPU while
+        another thread of the process competes for it. Device-side costs (the doorbell, a
+        graph's per-node issue) and the queue depth are unchanged."""
+        launch = replace(
+            self.launch,
+            api_s=self.launch.api_s * factor,
+            framework_op_s=self.launch.framework_op_s * factor,
+            graph_launch_s=self.launch.graph_launch_s * factor,
+        )
+        return HostCosts(
+            launch=launch,
+            framework_s={k: v * factor for k, v in self.framework_s.items()},
+            autograd_s=self.autograd_s * factor,
+            python_step_s=self.python_step_s * factor,
+            runtime_s={k: v * factor for k, v in self.runtime_s.items()},
         )
 
     def framework_op_s(self, kind: OpKind, records_graph: bool = False) -> float:

@@ -112,12 +112,19 @@ class _Rank:
 class ProgramAnalytic:
     """Evaluates one program per rank in closed form on a static platform."""
 
-    def __init__(self, platform: Platform, ranks: Sequence[str], phases: Phases) -> None:
-        """An interpreter for ``ranks`` (GPU ids, rank order) with the family's ``phases``."""
+    def __init__(
+        self,
+        platform: Platform,
+        ranks: Sequence[str],
+        phases: Phases,
+        costs: HostCosts | None = None,
+    ) -> None:
+        """An interpreter for ``ranks`` (GPU ids, rank order) with the family's ``phases``;
+        host ``costs`` from the platform's profile unless given."""
         self.platform = platform
         self.ranks = list(ranks)
         self.phases = phases
-        self.costs = HostCosts.from_profile(platform.profile)
+        self.costs = HostCosts.from_profile(platform.profile) if costs is None else costs
         self.times = self.costs.launch
         nccl = NcclCosts.from_profile(platform.profile)
         self.setup_s, self.nccl_sms = nccl.setup_s, nccl.sms
@@ -325,9 +332,14 @@ class ProgramAnalytic:
 
 
 def run_analytic(
-    platform: Platform, ranks: Sequence[str], programs: Sequence[Program], phases: Phases
+    platform: Platform,
+    ranks: Sequence[str],
+    programs: Sequence[Program],
+    phases: Phases,
+    costs: HostCosts | None = None,
 ) -> list[RankResult]:
     """Evaluate every rank's program in closed form; per-rank results. Ranks run independently
     between exchanges; an exchange starts when the last participant enters. ``phases``: the
-    family's phase names (each step's phase is one of them)."""
-    return ProgramAnalytic(platform, ranks, phases).run(programs)
+    family's phase names (each step's phase is one of them); ``costs``: the host costs (the
+    platform profile's unless given)."""
+    return ProgramAnalytic(platform, ranks, phases, costs).run(programs)

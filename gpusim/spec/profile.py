@@ -231,6 +231,18 @@ class SparseCosts(Spec):
     )
 
 
+class StorageIOCosts(Spec):
+    """Host costs of reading a storage device through the operating system (not by DMA into
+    the GPU's memory)."""
+
+    host_cpu_us_per_MB: Measured = Field(
+        description="Host CPU time one MB (1e6 B) read from storage costs the process that "
+        "drives the GPU (file system, page-cache copy into the tensor), taken from the driving "
+        "thread while the read runs (one Python interpreter: the GIL); see "
+        "docs/speculative_decoding.md."
+    )
+
+
 class CalibrationProfile(Spec):
     """All calibrated hardware-level parameters for one GPU/host kind."""
 
@@ -255,4 +267,9 @@ class CalibrationProfile(Spec):
     nccl: NcclCostsSpec
     sparse: SparseCosts | None = Field(
         default=None, description="SpMM (Load-as-Sparse, Compute-as-Dense) costs, when calibrated."
+    )
+    storage_io: StorageIOCosts | None = Field(
+        default=None,
+        description="Host costs of storage reads through the operating system; absent: reads "
+        "are DMA (GPUDirect Storage) and cost the host nothing.",
     )

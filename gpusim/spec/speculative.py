@@ -26,6 +26,13 @@ next layer's load overlapping the current layer's compute; ``sp``: a draft chain
 chains of ``tree_depth`` tokens, drafted breadth-first (one batched draft pass per depth);
 ``llmcad``: LLMCad's adaptive tree (llmcad.md sections 2-5)."""
 
+SpeculativeRuntime = Literal["ideal", "pytorch_eager", "cpp"]
+"""How each forward pass is issued: ``ideal``, its kernels back to back with no host cost (a
+C++ engine or CUDA graphs, host costs not modelled); ``pytorch_eager``, each kernel a framework
+op as Hugging Face transformers issues it, with the host reading every pass's argmax (what
+LLMCad runs on the Jetsons, llmcad.md section 1); ``cpp``, the same launches from a C++ runtime
+(runtime calls only)."""
+
 BetaShape = tuple[PositiveFloat, PositiveFloat]
 """The (a, b) shape parameters of a Beta distribution."""
 
@@ -81,6 +88,11 @@ class SpeculativeDecodingWorkload(Spec):
         "weights; the GPU's host when absent.",
     )
     dtype: Dtype = Field(default=Dtype.bf16, description="bf16 or fp16 weights and activations.")
+    runtime: SpeculativeRuntime = Field(
+        default="ideal",
+        description="How passes are issued: ideal (no host costs), pytorch_eager or cpp (the "
+        "llm_inference family's host model, docs/host_runtime.md).",
+    )
     prompt_tokens: PositiveInt = 128
     generated_tokens: PositiveInt = 128
     memory_budget_GB: PositiveFloat | None = Field(
@@ -197,5 +209,6 @@ __all__ = [
     "DraftBehaviour",
     "Probability",
     "SpeculativeDecodingWorkload",
+    "SpeculativeRuntime",
     "SpeculativeStrategy",
 ]

@@ -20,7 +20,7 @@ epilogue and its host read.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -179,32 +179,9 @@ class Programs:
         )
 
     def _eager(self, ops: list[Op], phase: Phase) -> list[Step]:
-        framework = self.wl.runtime == "pytorch_eager"
-        steps: list[Step] = []
-        memo = self._steps
-        for op in ops:
-            if isinstance(op, Kernel):
-                key: Hashable = (op.cost, op.op_kind, op.call, phase)
-                step = memo.get(key)
-                if step is None:
-                    step = memo[key] = KernelStep(
-                        op.cost, phase, new_op=framework, op_kind=op.op_kind, call=op.call
-                    )
-                steps.append(step)
-            elif isinstance(op, Host):
-                if framework:
-                    key = (op.kind, op.count, phase)
-                    step = memo.get(key)
-                    if step is None:
-                        kind: HostKind = "python" if op.kind == "python" else OpKind.view
-                        step = memo[key] = HostStep(phase, kind, op.count)
-                    steps.append(step)
-            elif isinstance(op, Collective):
-                call = RuntimeCall.collective if framework else None
-                steps.append(ExchangeStep(self._exchange(op), phase, call=call))
-            else:
-                steps.append(SyncStep(op.size_B, phase, op_kind=op.op_kind if framework else None))
-        return steps
+        return eager_steps(
+            ops, phase, self.wl.runtime == "pytorch_eager", self._steps, self._exchange
+        )
 
     def _graphed(self, ops: list[Op], phase: Phase) -> list[Step]:
         """The forward's kernels as CUDA graphs split at the collectives (and host reads);
@@ -226,4 +203,44 @@ class Programs:
         return steps
 
 
-__all__ = ["PHASES", "Pass", "Phase", "Programs", "launches", "passes"]
+def eager_steps(
+    ops: list[Op],
+    phase: str,
+    framework: bool,
+    memo: dict[Hashable, Step],
+    exchange: Callable[[Collective], Exchange] | None = None,
+) -> list[Step]:
+    """``ops`` issued one launch each: with ``framework`` (PyTorch eager) each kernel opens a
+    framework op and view ops and Python module calls are host steps; without it (a C++
+    runtime) only the runtime calls remain. ``memo`` holds the steps already made (equal ops
+    are one step object); ``exchange`` turns a collective into its exchange (a program without
+    collectives needs none)."""
+    steps: list[Step] = []
+    for op in ops:
+        if isinstance(op, Kernel):
+            key: Hashable = (op.cost, op.op_kind, op.call, phase)
+            step = memo.get(key)
+            if step is None:
+                step = memo[key] = KernelStep(
+                    op.cost, phase, new_op=framework, op_kind=op.op_kind, call=op.call
+                )
+            steps.append(step)
+        elif isinstance(op, Host):
+            if framework:
+                key = (op.kind, op.count, phase)
+                step = memo.get(key)
+                if step is None:
+                    kind: HostKind = "python" if op.kind == "python" else OpKind.view
+                    step = memo[key] = HostStep(phase, kind, op.count)
+                steps.append(step)
+        elif isinstance(op, Collective):
+            if exchange is None:
+                raise AssertionError(f"collective '{op.name}' in a program without exchanges")
+            call = RuntimeCall.collective if framework else None
+            steps.append(ExchangeStep(exchange(op), phase, call=call))
+        else:
+            steps.append(SyncStep(op.size_B, phase, op_kind=op.op_kind if framework else None))
+    return steps
+
+
+__all__ = ["PHASES", "Pass", "Phase", "Programs", "eager_steps", "launches", "passes"]

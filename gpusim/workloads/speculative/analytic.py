@@ -41,10 +41,10 @@ def analytic(
                 shape = s.pass_shape(request.tokens)
                 run = pipelined_pass_s if s.pipelined else sequential_pass_s
                 pass_s = run(shape)
-                compute = shape.layer_compute_s * s.plan.layers
+                compute = shape.compute_s
                 provisional = 0.0
                 if request.provisional_max > 0 and shape.streamed_layers > 0:
-                    step = s.draft_costs().of(1).time_s
+                    step = s.provisional_step().time_s
                     reply = min(request.provisional_max, math.floor((pass_s - compute) / step))
                     provisional = reply * step
                 split.verification(pass_s, compute, provisional)

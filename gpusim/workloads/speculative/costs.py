@@ -1,11 +1,14 @@
 """What one forward pass of a model costs on one GPU, and where the target's weights live.
 
 A pass is the kernels the ``llm_inference`` workload's forward issues
-(:func:`gpusim.workloads.llm.forward.forward_ops`, batch 1, static KV cache), summed: the
-speculative engine is taken to launch them without host gaps (a C++ engine or CUDA graphs, an
-assumption of docs/speculative_decoding.md). Each kernel's cost is the kernel model's
-(:mod:`gpusim.kernels`); the sum runs in the DES as one aggregate kernel whose HBM traffic is a
-flow (so a weight stream into the same HBM slows it) and alone takes exactly the sum.
+(:func:`gpusim.workloads.llm.forward.forward_ops`, batch 1, static KV cache). With ``runtime:
+ideal`` they run back to back without host gaps (a C++ engine or CUDA graphs): the pass takes
+the sum of the kernel models' times (:mod:`gpusim.kernels`). With ``pytorch_eager`` or ``cpp``
+the host issues them one launch each, followed by the greedy sampling epilogue whose argmax the
+host reads, and the pass takes the host-driven timeline of that program in closed form
+(:func:`gpusim.execution.program_analytic.run_analytic`, the ``llm_inference`` family's host
+model). Either way the pass runs in the DES as one aggregate kernel whose HBM traffic is a flow
+(so a weight stream into the same memory slows it) and which alone takes exactly the pass's time.
 """
 
 from __future__ import annotations
@@ -14,14 +17,22 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from gpusim.errors import SimulationError
+from gpusim.execution.host_costs import HostCosts
+from gpusim.execution.program import Step
+from gpusim.execution.program_analytic import run_analytic
+from gpusim.hardware.platform import Platform
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels.cost import KernelCost
 from gpusim.spec.base import Dtype, storage_bytes
 from gpusim.spec.model_zoo import TransformerModel
 from gpusim.spec.speculative import SpeculativeDecodingWorkload
 from gpusim.units import GB_to_B
-from gpusim.workloads.llm.forward import ForwardShape, forward_ops
-from gpusim.workloads.llm.ops import Kernel, OpList
+from gpusim.workloads.llm.forward import ForwardShape, forward_ops, sampling_ops
+from gpusim.workloads.llm.ops import Kernel, Op, OpList
+from gpusim.workloads.llm.program import eager_steps
+
+PASS_PHASE = "pass"
+"""The one phase of a pass's host-driven program."""
 
 
 @dataclass(frozen=True)
@@ -58,31 +69,65 @@ def _aggregate(costs: list[KernelCost]) -> PassCost:
     )
 
 
+@dataclass(frozen=True)
+class HostDriver:
+    """The host issuing a pass's kernels on ``gpu`` of ``platform``: as framework ops
+    (``framework``: PyTorch eager) or as bare runtime calls (a C++ runtime), at ``costs``."""
+
+    platform: Platform
+    gpu: str
+    framework: bool
+    costs: HostCosts
+
+    def pass_s(self, ops: list[Op], slowdown: float) -> float:
+        """The end of the program of ``ops`` issued from an idle host to an idle GPU, every host
+        cost multiplied by ``slowdown`` (another thread holding part of the CPU)."""
+        steps: list[Step] = eager_steps(ops, PASS_PHASE, self.framework, {})
+        costs = self.costs if slowdown == 1.0 else self.costs.slowed(slowdown)
+        result = run_analytic(self.platform, [self.gpu], [steps], (PASS_PHASE,), costs)
+        return result[0].end_s
+
+
 class PassCosts:
     """Forward-pass costs of one model on one GPU by the number of new tokens, each computed once
     per run, at one context length (the run's middle: the attention share that moves with the
     context is small next to the weight reads of a decode-sized pass)."""
 
     def __init__(
-        self, model: TransformerModel, rates: GPURates, dtype: Dtype, context_tokens: int
+        self,
+        model: TransformerModel,
+        rates: GPURates,
+        dtype: Dtype,
+        context_tokens: int,
+        host: HostDriver | None = None,
     ) -> None:
+        """Costs of ``model``'s passes; ``host``: who issues them (None: ``runtime: ideal``)."""
         self.model = model
         self.rates = rates
         self.dtype = dtype
         self.context_tokens = context_tokens
+        self.host = host
         self._kernels: dict[Hashable, KernelCost] = {}
-        self._passes: dict[int, PassCost] = {}
+        self._passes: dict[tuple[int, float], PassCost] = {}
 
-    def of(self, tokens: int) -> PassCost:
+    def of(self, tokens: int, host_slowdown: float = 1.0) -> PassCost:
         """One pass over ``tokens`` new tokens (tree tokens attend like a sequence: the tree
-        mask's extra cost is negligible, llmcad.md section 2)."""
-        hit = self._passes.get(tokens)
+        mask's extra cost is negligible, llmcad.md section 2); a host-driven pass's host costs
+        multiplied by ``host_slowdown``."""
+        key = (tokens, host_slowdown if self.host is not None else 1.0)
+        hit = self._passes.get(key)
         if hit is None:
             ops = OpList(self.rates, self.dtype, self._kernels)
-            shape = ForwardShape(1, tokens, self.context_tokens, static_cache=True)
+            fused = self.model.fused_qkv or (self.host is not None and not self.host.framework)
+            shape = ForwardShape(1, tokens, self.context_tokens, static_cache=True, fused_qkv=fused)
             forward_ops(self.model, shape, ops)
+            if self.host is not None:  # the host reads the pass's argmax
+                sampling_ops(self.model, 1, self.context_tokens + tokens, ops)
             hit = _aggregate([op.cost for op in ops.ops if isinstance(op, Kernel)])
-            self._passes[tokens] = hit
+            if self.host is not None:
+                wall = self.host.pass_s(ops.ops, key[1])
+                hit = PassCost(wall, wall - hit.body_s, hit.hbm_bytes, hit.flops)
+            self._passes[key] = hit
         return hit
 
 
@@ -162,4 +207,12 @@ def memory_plan(wl: SpeculativeDecodingWorkload, rates: GPURates) -> MemoryPlan:
     return MemoryPlan(budget, draft, target, kv, layers, resident, wl.stream_buffers)
 
 
-__all__ = ["MemoryPlan", "PassCost", "PassCosts", "kv_bytes", "memory_plan", "weights_bytes"]
+__all__ = [
+    "HostDriver",
+    "MemoryPlan",
+    "PassCost",
+    "PassCosts",
+    "kv_bytes",
+    "memory_plan",
+    "weights_bytes",
+]

@@ -75,7 +75,8 @@ class Engine:
         """One target pass over ``tokens`` tokens; returns the provisional steps that ran."""
         s, env = self.s, self.env
         plan = s.plan
-        layer = s.target.of(tokens).share(1.0 / plan.layers)
+        layer = s.layer(tokens)
+        streamed = s.streamed_layer(tokens)
         start = float(env.now)
         self.busy_s = 0.0
         if plan.resident_layers:
@@ -102,7 +103,7 @@ class Engine:
             for k, done in enumerate(loaded):
                 if not done.processed:
                     yield done
-                yield from self.compute(layer, f"target layer {first + k}", TARGET)
+                yield from self.compute(streamed, f"target layer {first + k}", TARGET)
                 if s.pipelined:
                     self.buffers.release(held[k])
             target_done.succeed()
@@ -113,12 +114,12 @@ class Engine:
         else:  # std: each layer loaded, then computed
             for k in range(plan.streamed_layers):
                 yield from self.load(first + k)
-                yield from self.compute(layer, f"target layer {first + k}", TARGET)
+                yield from self.compute(streamed, f"target layer {first + k}", TARGET)
             target_done.succeed()
         steps = 0
         provisional_s = 0.0
         if provisional_max > 0:
-            step = self.s.draft_costs().of(1)
+            step = s.provisional_step()
             while steps < provisional_max and not loaded[-1].triggered:
                 with self.lock.request(priority=DRAFT) as turn:
                     yield turn

@@ -18,6 +18,9 @@ METRICS = frozenset(
         "accepted_tokens_per_verification",
         "wasted_verifications",
         "draft_steps",
+        "draft_step_s",
+        "verification_s",
+        "provisional_step_s",
         "provisional_tokens_kept",
         "provisional_tokens_discarded",
         "draft_s",
@@ -33,6 +36,11 @@ METRICS = frozenset(
     }
 )
 """What every run reports, both fidelities, every strategy."""
+
+
+def _mean(total_s: float, count: int) -> float:
+    """``total_s`` per one of ``count`` (0 when there were none)."""
+    return total_s / count if count else 0.0
 
 
 def outcome(
@@ -53,6 +61,11 @@ def outcome(
         "draft_steps": float(tally.draft_steps),
         "provisional_tokens_kept": float(tally.provisional_kept),
         "provisional_tokens_discarded": float(tally.provisional_discarded),
+        "draft_step_s": _mean(split.draft_s, tally.draft_steps),
+        "verification_s": _mean(split.target_passes_s, tally.verifications),
+        "provisional_step_s": _mean(
+            split.provisional_s, tally.provisional_kept + tally.provisional_discarded
+        ),
         "memory_budget_B": plan.budget_B,
         "memory_used_B": plan.used_B,
         "memory_used_fraction": plan.used_B / plan.budget_B,

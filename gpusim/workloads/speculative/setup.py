@@ -6,13 +6,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpusim.errors import SimulationError
+from gpusim.execution.host_costs import HostCosts
 from gpusim.hardware.platform import Platform
 from gpusim.hardware.rates import GPURates
 from gpusim.spec.hardware import MemoryKind
 from gpusim.spec.speculative import SpeculativeDecodingWorkload
 from gpusim.spec.topology import CPUDevice, StorageDevice
-from gpusim.units import GBps_to_Bps, ns_to_s
-from gpusim.workloads.speculative.costs import MemoryPlan, PassCosts, memory_plan
+from gpusim.units import MB, GBps_to_Bps, ns_to_s, us_to_s
+from gpusim.workloads.speculative.costs import (
+    HostDriver,
+    MemoryPlan,
+    PassCost,
+    PassCosts,
+    memory_plan,
+)
 from gpusim.workloads.speculative.draft import DraftSampler
 from gpusim.workloads.speculative.llmcad import llmcad
 from gpusim.workloads.speculative.strategies import Program, Tally, specinfer, target_only, vanilla
@@ -41,6 +48,14 @@ class Setup:
     load_latency_s: float
     load_Bps: float
     """Uncontended load rate: the slowest of the route's links and the source."""
+    loader_cpu_s_per_B: float
+    """Host CPU time a weight load takes from the thread driving the GPU, per byte
+    (``storage_io.host_cpu_us_per_MB`` for a storage source and a host-driven runtime, else
+    0: DMA from a CPU's memory, or a runtime whose GPU work does not wait on that thread)."""
+    host_slowdown: float
+    """How much longer host work takes while a weight load runs: ``1 / (1 - share)``, the
+    loader's share of the CPU (the load rate x :attr:`loader_cpu_s_per_B`, at most half: the
+    interpreter's lock alternates between runnable threads)."""
 
     @classmethod
     def of(cls, platform: Platform, wl: SpeculativeDecodingWorkload) -> Setup:
@@ -51,21 +66,31 @@ class Setup:
         route = platform.route(source, gpu)
         index, source_Bps = source_tier(platform, source)
         context = wl.prompt_tokens + wl.generated_tokens // 2
-        draft = None if wl.draft is None else PassCosts(wl.draft, rates, wl.dtype, context)
+        host = None
+        if wl.runtime != "ideal":
+            costs = HostCosts.from_profile(platform.profile)
+            host = HostDriver(platform, gpu, wl.runtime == "pytorch_eager", costs)
+        draft = None
+        if wl.draft is not None:
+            draft = PassCosts(wl.draft, rates, wl.dtype, context, host)
+        load_Bps = min(route.bottleneck_Bps, source_Bps)
+        loader_s_per_B = 0.0 if host is None else loader_cpu_s_per_B(platform, source)
         return cls(
             wl=wl,
             gpu=gpu,
             source=source,
             rates=rates,
             plan=memory_plan(wl, rates),
-            target=PassCosts(wl.target, rates, wl.dtype, context),
+            target=PassCosts(wl.target, rates, wl.dtype, context, host),
             draft=draft,
             route_resources=route.resources,
             stream_links=route.links,
             source_index=index,
             source_Bps=source_Bps,
             load_latency_s=route.latency_s + source_latency_s(platform, source),
-            load_Bps=min(route.bottleneck_Bps, source_Bps),
+            load_Bps=load_Bps,
+            loader_cpu_s_per_B=loader_s_per_B,
+            host_slowdown=1.0 / (1.0 - min(0.5, load_Bps * loader_s_per_B)),
         )
 
     @property
@@ -73,13 +98,33 @@ class Setup:
         """Whether target passes overlap loads with compute (every strategy but ``std``)."""
         return self.wl.strategy != "std"
 
+    def layer(self, tokens: int) -> PassCost:
+        """One target layer's share of its pass over ``tokens`` tokens."""
+        return self.target.of(tokens).share(1.0 / self.plan.layers)
+
+    def streamed_layer(self, tokens: int) -> PassCost:
+        """A streamed layer's compute: in a pipelined pass it runs beside the next layer's
+        load, whose host CPU time (:attr:`loader_cpu_s_per_B` x a layer's bytes) it loses
+        (``std`` loads and computes in turn: nothing to lose)."""
+        layer = self.layer(tokens)
+        extra = self.plan.layer_B * self.loader_cpu_s_per_B if self.pipelined else 0.0
+        if extra == 0.0:
+            return layer
+        return PassCost(layer.time_s + extra, layer.floor_s + extra, layer.hbm_bytes, layer.flops)
+
+    def provisional_step(self) -> PassCost:
+        """One provisional draft step: it runs only while weights load, its host work slowed
+        by :attr:`host_slowdown`."""
+        return self.draft_costs().of(1, self.host_slowdown)
+
     def pass_shape(self, tokens: int) -> PassShape:
         """The target pass over ``tokens`` tokens, uncontended."""
         plan = self.plan
         return PassShape(
             resident_layers=plan.resident_layers,
             streamed_layers=plan.streamed_layers,
-            layer_compute_s=self.target.of(tokens).time_s / plan.layers,
+            layer_compute_s=self.layer(tokens).time_s,
+            streamed_compute_s=self.streamed_layer(tokens).time_s,
             layer_load_s=self.load_latency_s + plan.layer_B / self.load_Bps,
             buffers=plan.buffers,
         )
@@ -107,6 +152,15 @@ def source_tier(platform: Platform, source: str) -> tuple[int | None, float]:
             f"profile '{platform.profile.id}' has no memory_efficiency for 'storage' memory"
         )
     return None, GBps_to_Bps(device.memory.bw_GBps) * fraction.value
+
+
+def loader_cpu_s_per_B(platform: Platform, source: str) -> float:
+    """Host CPU seconds per byte a load from ``source`` costs the process: the profile's
+    ``storage_io`` for a storage device (0 without it), 0 for a CPU's memory (DMA)."""
+    io = platform.profile.storage_io
+    if io is None or not isinstance(platform.topology.device(source), StorageDevice):
+        return 0.0
+    return us_to_s(io.host_cpu_us_per_MB.value) / MB
 
 
 def source_latency_s(platform: Platform, source: str) -> float:

@@ -24,12 +24,22 @@ class PassShape:
     layer_compute_s: float
     layer_load_s: float
     buffers: int
+    streamed_compute_s: float
+    """A streamed layer's compute (a pipelined pass's loads may take host CPU from it)."""
+
+    @property
+    def compute_s(self) -> float:
+        """Every layer's compute."""
+        return (
+            self.resident_layers * self.layer_compute_s
+            + self.streamed_layers * self.streamed_compute_s
+        )
 
 
 def sequential_pass_s(p: PassShape) -> float:
     """``std``: load then compute each streamed layer, after the resident ones."""
     return p.resident_layers * p.layer_compute_s + p.streamed_layers * (
-        p.layer_load_s + p.layer_compute_s
+        p.layer_load_s + p.streamed_compute_s
     )
 
 
@@ -41,7 +51,7 @@ def pipelined_pass_s(p: PassShape) -> float:
     for k in range(p.streamed_layers):
         free = freed[k - p.buffers] if k >= p.buffers else 0.0
         load_end = max(load_end, free) + p.layer_load_s
-        compute_end = max(compute_end, load_end) + p.layer_compute_s
+        compute_end = max(compute_end, load_end) + p.streamed_compute_s
         freed.append(compute_end)
     return compute_end
 
@@ -58,10 +68,14 @@ class TimeSplit:
     """Target passes waiting on weight loads with nothing computing."""
     provisional_s: float = 0.0
     """Provisional draft passes during weight loads."""
+    target_passes_s: float = 0.0
+    """Every target pass, start to end (provisional drafting inside included): not part of
+    the partition, the total behind the mean verification time."""
 
     def verification(self, pass_s: float, compute_s: float, provisional_s: float) -> None:
         """Account one target pass of ``pass_s``: its compute, the provisional drafting inside
         it, and the rest as waiting on weights."""
+        self.target_passes_s += pass_s
         self.verify_compute_s += compute_s
         self.provisional_s += provisional_s
         self.weight_io_s += max(0.0, pass_s - compute_s - provisional_s)
