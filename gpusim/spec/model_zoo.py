@@ -166,16 +166,20 @@ class TransformerModel(Sourced):
         return 2 * attn + mlp + 3 * norm
 
     def pass_parameters(self) -> int:
-        """Parameters one forward pass reads: every parameter, except for an encoder-decoder
-        model, whose generation step runs its decoder only: the decoder layers, the shared
+        """Parameters one forward pass uses: every parameter, except for an encoder-decoder
+        model, whose generation step runs its decoder only: the decoder layers less their
+        cross-attention K and V projections (they project the encoder's output once, in the
+        first step, into the cross-attention cache; later steps read the cache), the shared
         embedding, the decoder's final norm and relative bias table, the LM head unless tied."""
         if self.architecture != "encoder_decoder":
             return self.parameters()
         _, _, norm = self._attention_mlp_norm()
         head = 0 if self.tied_embeddings else self.vocab * self.hidden
         emb = self.vocab * self.hidden
+        bias = 1 if self.linear_bias else 0
+        cross_kv = 2 * (self.hidden + bias) * self.kv_width
         return (
-            self.layers * self.decoder_layer_parameters()
+            self.layers * (self.decoder_layer_parameters() - cross_kv)
             + emb
             + norm
             + self._relative_bias()
