@@ -123,9 +123,13 @@ class TransformerModel(Sourced):
                 "architecture 'encoder_decoder' (T5) has separate Q, K, V linears and kv_heads "
                 "= heads"
             )
-        if seq2seq and self.relative_attention_buckets is not None:
-            if self.relative_attention_buckets < 2:
-                raise ValueError("relative_attention_buckets must be at least 2")
+        b, d = self.relative_attention_buckets, self.relative_attention_max_distance
+        if b is not None and d is not None and (b < 4 or d <= b // 2):
+            # the encoder's bidirectional buckets halve b, and log(d / max_exact) must be > 0
+            raise ValueError(
+                f"relative_attention_buckets {b} must be at least 4 and "
+                f"relative_attention_max_distance {d} above half of it"
+            )
         return self
 
     @property

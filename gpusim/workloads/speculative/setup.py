@@ -9,6 +9,7 @@ from gpusim.errors import SimulationError
 from gpusim.hardware.platform import Platform
 from gpusim.hardware.rates import GPURates
 from gpusim.spec.hardware import MemoryKind
+from gpusim.spec.model_zoo import TransformerModel
 from gpusim.spec.speculative import SpeculativeDecodingWorkload
 from gpusim.spec.topology import CPUDevice, StorageDevice
 from gpusim.units import GBps_to_Bps, ns_to_s
@@ -50,15 +51,14 @@ class Setup:
         rates = platform.gpu_rates(gpu)
         route = platform.route(source, gpu)
         index, source_Bps = source_tier(platform, source)
-        context = wl.prompt_tokens + wl.generated_tokens // 2
-        draft = None if wl.draft is None else PassCosts(wl.draft, rates, wl.dtype, context)
+        draft = None if wl.draft is None else pass_costs(wl, wl.draft, rates)
         return cls(
             wl=wl,
             gpu=gpu,
             source=source,
             rates=rates,
             plan=memory_plan(wl, rates),
-            target=PassCosts(wl.target, rates, wl.dtype, context),
+            target=pass_costs(wl, wl.target, rates),
             draft=draft,
             route_resources=route.resources,
             stream_links=route.links,
@@ -89,6 +89,16 @@ class Setup:
         if self.draft is None:
             raise AssertionError("a drafting strategy without a draft model")
         return self.draft
+
+
+def pass_costs(
+    wl: SpeculativeDecodingWorkload, model: TransformerModel, rates: GPURates
+) -> PassCosts:
+    """``model``'s pass costs at the run's middle context: its prompt as
+    :meth:`~SpeculativeDecodingWorkload.prompt_positions` places it plus half the generated
+    tokens (an encoder-decoder's cross-attention reading the prompt)."""
+    start, encoder = wl.prompt_positions(model)
+    return PassCosts(model, rates, wl.dtype, start + wl.generated_tokens // 2, encoder)
 
 
 def source_tier(platform: Platform, source: str) -> tuple[int | None, float]:
