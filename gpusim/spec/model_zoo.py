@@ -163,6 +163,11 @@ class TransformerModel(Sourced):
         """Parameters of one stack's relative position bias table (0 without one)."""
         return (self.relative_attention_buckets or 0) * self.heads
 
+    def _cross_kv(self) -> int:
+        """Parameters of one decoder layer's cross-attention K and V projections."""
+        bias = 1 if self.linear_bias else 0
+        return 2 * (self.hidden + bias) * self.kv_width
+
     def decoder_layer_parameters(self) -> int:
         """Parameters of one decoder layer of an encoder-decoder model: self-attention,
         cross-attention, MLP and three norms."""
@@ -180,10 +185,8 @@ class TransformerModel(Sourced):
         _, _, norm = self._attention_mlp_norm()
         head = 0 if self.tied_embeddings else self.vocab * self.hidden
         emb = self.vocab * self.hidden
-        bias = 1 if self.linear_bias else 0
-        cross_kv = 2 * (self.hidden + bias) * self.kv_width
         return (
-            self.layers * (self.decoder_layer_parameters() - cross_kv)
+            self.layers * (self.decoder_layer_parameters() - self._cross_kv())
             + emb
             + norm
             + self._relative_bias()
@@ -201,7 +204,7 @@ class TransformerModel(Sourced):
         per_layer = attn + mlp + 2 * norm
         if self.architecture == "encoder_decoder":
             encoder = (self.encoder_layers or 0) * per_layer + norm + self._relative_bias()
-            return encoder + self.pass_parameters()
+            return encoder + self.pass_parameters() + self.layers * self._cross_kv()
         emb = self.vocab * h + self.token_types * h
         if self.positional == "learned":
             emb += self.max_positions * h
