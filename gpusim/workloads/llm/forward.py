@@ -469,10 +469,10 @@ class T5DecoderForward(Forward):
         o.ew(f"clamp_{dt}", reads, ((f"{x}.c", a),))
         return f"{x}.c"
 
-    def attend(self, p: str, q: str, kv: str, keys: int, bias: str) -> str:
+    def attend(self, p: str, q: str, kv: str, keys: int, bias: str, o_name: str) -> str:
         """``T5Attention`` after its projections: ``matmul(q, k^T)``, ``+= position_bias``, the
-        fp32 softmax and its casts, ``matmul(weights, v)``, the transposed copy and O; ``keys``
-        per sequence. Returns the output's id."""
+        fp32 softmax and its casts, ``matmul(weights, v)``, the transposed copy and the output
+        linear ``o_name``; ``keys`` per sequence. Returns the output's id."""
         o, s, dt, el, d = self.o, self.s, self.dt, self.el, self.m.head_size
         bh = s.batch * self.heads
         sc_B = bh * s.q_tokens * keys * el
@@ -489,7 +489,7 @@ class T5DecoderForward(Forward):
         b = s.rows * self.qw * el
         o.ew(f"copy_{dt}", ((f"{p}.ctx4", b),), ((f"{p}.ctx", b),))  # .contiguous()
         o.views()  # view(batch, -1, inner_dim)
-        self.linear("o", self.m.hidden, self.qw, f"{p}.ctx", f"{p}.out")
+        self.linear(o_name, self.m.hidden, self.qw, f"{p}.ctx", f"{p}.out")
         self.all_reduce(f"{p}_all_reduce")
         return f"{p}.out"
 
@@ -505,7 +505,7 @@ class T5DecoderForward(Forward):
         self.linear("v", qw, h, x, v)
         o.views(4)
         kv = self.cache_update(i, k, v, qw)
-        return self.attend(p, q, kv, self.s.context, "self_bias")
+        return self.attend(p, q, kv, self.s.context, "self_bias", "o")
 
     def cross_attention(self, i: int, x: str) -> str:
         """``EncDecAttention`` of layer ``i`` on the normed ``x``: Q of the decoder state; the
@@ -524,7 +524,7 @@ class T5DecoderForward(Forward):
                 o.modules()
                 o.linear(f"gemm_cross_{t}", rows, qw, h, "encoder_out", kv)
             o.views(4)
-        return self.attend(p, q, kv, s.encoder_tokens, "cross_bias")
+        return self.attend(p, q, kv, s.encoder_tokens, "cross_bias", "cross_o")
 
     def mlp(self, i: int, x: str) -> str:
         """``T5DenseGatedActDense``: ``act(wi_0(x)) * wi_1(x)``, then ``wo``."""
