@@ -45,8 +45,9 @@ def tiny_t5(**kw: Any) -> TransformerModel:
 
 def test_tiny_t5_parameters_by_hand() -> None:
     """HF's T5: per encoder layer q, k, v (8 -> 6), o (6 -> 8), wi_0, wi_1 (8 -> 5), wo (5 -> 8)
-    and two T5LayerNorm weights (RMS, no bias: h each); per decoder layer a second attention and a third norm; one
-    shared embedding, an untied lm_head, a final norm and a 4 x 2 bias table per stack."""
+    and two T5LayerNorm weights (RMS, no bias: h each); per decoder layer a second attention and
+    a third norm; one shared embedding, an untied lm_head, a final norm and a 4 x 2 bias table
+    per stack."""
     m = tiny_t5()
     attn, mlp, norm = 4 * 8 * 6, 3 * 8 * 5, 8
     encoder_layer = attn + mlp + 2 * norm
