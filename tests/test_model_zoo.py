@@ -31,6 +31,8 @@ PUBLISHED_PARAMETERS = {
     "opt-30b": 30e9,  # OPT paper, Table 1
     "opt-66b": 66e9,
     "opt-175b": 175e9,
+    "mt5-small": 300e6,  # LLMCad Table 3 (llmcad.md section 8): "mT5-small (0.3B)"
+    "mt5-large": 1.2e9,  # LLMCad Tables 1 and 3: "mT5-Large (1.2B)"
 }
 
 

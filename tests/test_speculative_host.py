@@ -100,7 +100,7 @@ def test_an_eager_pass_is_the_llm_familys_decode_step(tmp_path: Path) -> None:
     step_s = simulate(path).makespan_s
     platform = Platform.of(PCIE, BASE_PROFILE)
     rates = platform.gpu_rates("gpu0")
-    costs = PassCosts(DRAFT, rates, Dtype.fp16, 100, driver(platform))
+    costs = PassCosts(DRAFT, rates, Dtype.fp16, 100, host=driver(platform))
     assert costs.of(1).time_s == step_s
     ideal = PassCosts(DRAFT, rates, Dtype.fp16, 100)
     assert ideal.of(1).time_s < step_s  # the host's costs only add
@@ -110,7 +110,7 @@ def test_host_costs_slow_a_host_bound_pass_in_proportion() -> None:
     """GPT-2's decode step on an H100 is host-bound (its kernels take under a third of the
     step): doubling every host cost nearly doubles it, never more."""
     platform = Platform.of(PCIE, BASE_PROFILE)
-    costs = PassCosts(DRAFT, platform.gpu_rates("gpu0"), Dtype.fp16, 100, driver(platform))
+    costs = PassCosts(DRAFT, platform.gpu_rates("gpu0"), Dtype.fp16, 100, host=driver(platform))
     one, two = costs.of(1), costs.of(1, 2.0)
     assert one.body_s < one.time_s / 3
     assert 1.8 * one.time_s < two.time_s <= 2.0 * one.time_s
@@ -198,9 +198,9 @@ def test_a_cpp_runtime_costs_less_host_time_than_eager() -> None:
     engine): its pass is cheaper than eager's; a pass never beats its kernels' GPU time."""
     platform = Platform.of(PCIE, BASE_PROFILE)
     rates = platform.gpu_rates("gpu0")
-    eager = PassCosts(TARGET, rates, Dtype.fp16, 64, driver(platform)).of(1).time_s
-    cpp = PassCosts(TARGET, rates, Dtype.fp16, 64, driver(platform, False)).of(1).time_s
+    eager = PassCosts(TARGET, rates, Dtype.fp16, 64, host=driver(platform)).of(1).time_s
+    cpp = PassCosts(TARGET, rates, Dtype.fp16, 64, host=driver(platform, False)).of(1).time_s
     assert cpp < eager
     for framework in (True, False):
-        host = PassCosts(TARGET, rates, Dtype.fp16, 64, driver(platform, framework)).of(4)
+        host = PassCosts(TARGET, rates, Dtype.fp16, 64, host=driver(platform, framework)).of(4)
         assert host.time_s >= host.body_s > 0

@@ -75,6 +75,11 @@ class LlmInferenceWorkload(Spec):
         m = self.model
         if self.dtype not in (Dtype.bf16, Dtype.fp16):
             raise ValueError(f"dtype {self.dtype} is not bf16 or fp16 (flash attention's types)")
+        if m.architecture == "encoder_decoder":
+            raise ValueError(
+                f"model '{m.name}' is an encoder-decoder: llm_inference does not model its "
+                "encoder pass (speculative_decoding runs its decoder)"
+            )
         if self.phase != "prefill" and m.architecture == "encoder":
             raise ValueError(f"model '{m.name}' is an encoder: it has no decode phase")
         if self.phase != "prefill" and self.generated_tokens < 1:

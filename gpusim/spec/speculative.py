@@ -71,15 +71,22 @@ class DraftBehaviour(Spec):
 
 class SpeculativeDecodingWorkload(Spec):
     """Greedy generation of ``generated_tokens`` tokens (batch 1) after a prompt of
-    ``prompt_tokens``, by one of the strategies on one GPU. Target weights that do not fit the
-    memory budget stay in the memory of ``weights_from`` and stream to the GPU for every target
-    pass; the draft, the KV caches and the streaming buffers stay resident."""
+    ``prompt_tokens`` (for an encoder-decoder model: the source sentence its encoder read, which
+    its cross-attention reads; :meth:`prompt_positions`), by one of the strategies on one GPU.
+    Target weights that do not fit the memory budget stay in the memory of ``weights_from`` and
+    stream to the GPU for every target pass; the draft, the KV caches and the streaming buffers
+    stay resident."""
 
     kind: Literal["speculative_decoding"] = "speculative_decoding"
     strategy: SpeculativeStrategy
-    target: TransformerModel = Field(description="The verifier: a zoo model (name, path, inline).")
+    target: TransformerModel = Field(
+        description="The verifier: a zoo model (name, path, inline), a decoder or an "
+        "encoder-decoder."
+    )
     draft: TransformerModel | None = Field(
-        default=None, description="The draft model; required except for std and std_pl."
+        default=None,
+        description="The draft model (a decoder or an encoder-decoder); required except for "
+        "std and std_pl.",
     )
     gpu: Identifier | None = Field(default=None, description="GPU id; the first GPU when absent.")
     weights_from: Identifier | None = Field(
@@ -140,8 +147,21 @@ class SpeculativeDecodingWorkload(Spec):
         for role, m in (("target", self.target), ("draft", self.draft)):
             if m is None:
                 continue
-            if m.architecture != "decoder":
-                raise ValueError(f"{role} model '{m.name}' is not a decoder: it cannot generate")
+            if m.architecture == "encoder":
+                raise ValueError(f"{role} model '{m.name}' is an encoder: it cannot generate")
+            if m.architecture == "encoder_decoder":
+                if self.prompt_tokens > m.max_positions:
+                    raise ValueError(
+                        f"prompt_tokens {self.prompt_tokens} (the source its encoder reads) "
+                        f"exceeds the {role} model's max_positions {m.max_positions}"
+                    )
+                longest = 1 + self.generated_tokens + self.tree_size
+                if longest > m.max_positions:
+                    raise ValueError(
+                        f"1 (decoder start) + generated_tokens + tree size = {longest} exceeds "
+                        f"the {role} model's max_positions {m.max_positions}"
+                    )
+                continue
             longest = self.prompt_tokens + self.generated_tokens + self.tree_size
             if longest > m.max_positions:
                 raise ValueError(
@@ -149,6 +169,16 @@ class SpeculativeDecodingWorkload(Spec):
                     f"{role} model's max_positions {m.max_positions}"
                 )
         return self
+
+    def prompt_positions(self, model: TransformerModel) -> tuple[int, int]:
+        """Where the prompt sits for ``model``: (tokens in its self-attention KV cache when
+        generation starts, encoder positions its cross-attention reads). A decoder: the prompt,
+        0. An encoder-decoder (T5): the prompt is the source its encoder read (once, before
+        generation; not modelled), so 1 (the ``decoder_start_token`` its decoder starts from)
+        and the prompt."""
+        if model.architecture == "encoder_decoder":
+            return 1, self.prompt_tokens
+        return self.prompt_tokens, 0
 
     @property
     def tree_size(self) -> int:

@@ -35,6 +35,49 @@ and the dtypes.
 Not modelled: the attention-mask preparation kernels (no padding: SDPA's causal path), dropout
 (eval), BERT's pooler and MLM head, OPT's position ids from the mask's ``cumsum`` (an ``arange``
 as GPT-2's), logits processors (greedy decoding without temperature or top-p).
+
+Encoder-decoder models (T5 / mT5, ``modeling_t5.py`` / ``modeling_mt5.py`` of transformers
+4.4x, :class:`T5DecoderForward`): one *decoder* pass, a generation step over ``q_tokens`` new
+decoder tokens whose self-attention cache holds ``past_tokens`` and whose cross-attention reads
+the ``encoder_tokens`` positions of the encoder's output. The encoder pass (the source's
+encoding, once per request) is not modelled. Per step:
+
+- ``T5Stack`` (decoder): ``embed_tokens`` (one gather, no positions), ``cache_position``
+  (``arange``), the decoder attention mask (``torch.ones``: generate passes none) and
+  ``_prepare_4d_causal_attention_mask_with_cache_position`` (``full``, ``triu`` for more than one
+  query, ``arange > cache_position`` and the in-place multiply, ``clone``, the padding add,
+  ``== 0``, ``masked_fill`` and its slice assignment) on ``batch x q x context`` elements,
+  ``invert_attention_mask`` of the encoder mask (cast, ``1 - m``, ``* finfo.min``).
+- The position biases, computed by the first layer in HF and reused by every layer, issued
+  here before that layer (a pass is one layer repeated; only their place moves, ahead of the
+  first layer's Q/K/V projections): the self-attention's ``compute_bias`` (``arange``, the
+  ``memory - context`` subtraction, ``_relative_position_bucket``'s causal branch: ``zeros_like``,
+  ``min``, ``neg``, ``< max_exact``, to float, ``/ max_exact``, ``log``, ``/ log(...)``,
+  ``* (buckets - max_exact)``, to long, ``+ max_exact``, ``full_like``, ``min``, ``where``,
+  ``0 +``: 15 kernels on ``q x context`` elements), the ``relative_attention_bias`` gather,
+  ``permute``/``unsqueeze`` views and ``+ causal_mask``; the cross-attention's bias, zeros of
+  ``heads x (past + q) x encoder_tokens`` (``query_length=cache_position[-1] + 1``: the size is
+  a device scalar, read by the host) plus the inverted encoder mask.
+- Per ``T5Block``: ``cache_position[-1] + 1`` (one kernel); ``T5LayerSelfAttention``:
+  ``T5LayerNorm`` (``to(float32)``, ``pow``, ``mean``, ``+ eps``, ``rsqrt``, the input times the
+  fp32 ``rsqrt``, the cast back, ``weight *``: eight kernels), ``T5Attention`` by hand (no SDPA):
+  Q, K, V linears without bias, views, the cache update (as for decoders), ``matmul(q, k^T)`` (a
+  batched GEMM, :meth:`OpList.bmm`; T5 does not scale the scores), ``scores += position_bias``,
+  ``softmax(scores.float()).type_as(scores)`` (cast, softmax, cast), dropout (eval: no kernel),
+  ``matmul(weights, v)``, ``transpose(1, 2).contiguous()``, the O linear, the residual add;
+  ``T5LayerCrossAttention``: norm, the Q linear, the encoder output's K and V from the cache
+  (their linears run in the first step only, ``past_tokens`` = 0), the two batched GEMMs over
+  ``encoder_tokens`` keys, softmax and casts as above, O, the residual add; ``T5LayerFF``: norm,
+  ``T5DenseGatedActDense`` (``wi_0``, ``gelu_new`` written out, ``wi_1``, mul, ``wo``), the
+  residual add. In fp16 each sublayer ends with ``T5Block``'s clamp of infinities
+  (``isinf`` = ``abs`` and ``== inf``, ``any``, ``where``, ``neg``, ``clamp``: six kernels).
+- The decoder's final norm, then ``lm_head`` on every decoder position (``modeling_t5`` has no
+  ``logits_to_keep``; a verification pass needs them all) without the tied-embedding
+  ``d_model ** -0.5`` rescale (mT5's head is untied; a tied T5 adds one ``mul``).
+
+Not modelled for T5: HF's ``_keep_in_fp32_modules = ["wo"]`` (loaded in fp16, ``wo`` stays fp32:
+its GEMM in fp32 and a cast before it; here every linear runs in the run's dtype), the cross
+K/V cache's first-step update kernels, and the encoder pass.
 """
 
 from __future__ import annotations
@@ -43,6 +86,7 @@ from dataclasses import dataclass
 
 from gpusim.execution.host_costs import OpKind, RuntimeCall
 from gpusim.kernels.attention import AttentionShape
+from gpusim.spec.base import Dtype
 from gpusim.spec.model_zoo import TransformerModel
 from gpusim.workloads.llm.ops import Collective, OpList, TensorUse, ToHost
 
@@ -63,6 +107,9 @@ class ForwardShape:
     static_cache: bool = False
     fused_qkv: bool = False
     """Q, K and V by one GEMM (:attr:`LlmInferenceWorkload.fuses_qkv`)."""
+    encoder_tokens: int = 0
+    """Encoder-decoder models only (required there, at least 1): the source positions of the
+    encoder's output that the cross-attention reads."""
 
     @property
     def rows(self) -> int:
@@ -343,9 +390,17 @@ class Forward:
         return "logits"
 
 
+def _forward(model: TransformerModel, shape: ForwardShape, ops: OpList) -> Forward:
+    """The forward of ``model``: its decoder's for an encoder-decoder model."""
+    if model.architecture == "encoder_decoder":
+        return T5DecoderForward(model, shape, ops)
+    return Forward(model, shape, ops)
+
+
 def forward_ops(model: TransformerModel, shape: ForwardShape, ops: OpList) -> None:
-    """Append one forward pass of ``model`` of ``shape`` to ``ops``."""
-    Forward(model, shape, ops).build()
+    """Append one forward pass of ``model`` of ``shape`` to ``ops`` (of an encoder-decoder
+    model: one pass of its decoder)."""
+    _forward(model, shape, ops).build()
 
 
 def one_layer_ops(model: TransformerModel, shape: ForwardShape, ops: OpList) -> tuple[int, int]:
@@ -354,13 +409,281 @@ def one_layer_ops(model: TransformerModel, shape: ForwardShape, ops: OpList) -> 
     their tensors, so with ``a, b`` returned, ``ops[:a] + ops[a:b] * model.layers + ops[b:]``
     issues what :func:`forward_ops` does but for those ids (what fusion, and nothing else,
     reads)."""
-    fwd = Forward(model, shape, ops)
+    fwd = _forward(model, shape, ops)
     x = fwd.begin()
     first = len(ops.ops)
     x = fwd.layer(0, x)
     last = len(ops.ops)
     fwd.end(x)
     return first, last
+
+
+class T5DecoderForward(Forward):
+    """One decoder pass of an encoder-decoder (T5 / mT5) model: a generation step (see the
+    module docstring). ``shape.encoder_tokens`` (at least 1) is the length of the encoder output
+    the cross-attention reads; ``shape.fused_qkv`` does not apply (T5 has separate linears)."""
+
+    def __init__(self, model: TransformerModel, shape: ForwardShape, ops: OpList) -> None:
+        if model.architecture != "encoder_decoder":
+            raise ValueError(f"model '{model.name}' is not an encoder-decoder")
+        if shape.encoder_tokens < 1:
+            raise ValueError(
+                f"a decoder pass of encoder-decoder model '{model.name}' needs encoder_tokens "
+                f">= 1, got {shape.encoder_tokens}"
+            )
+        super().__init__(model, shape, ops)
+        self.heads = model.heads // shape.tp
+        self.qw = model.q_width // shape.tp
+
+    # -- building blocks -------------------------------------------------------------------
+
+    def norm(self, name: str, x: str, out: str) -> None:
+        """``T5LayerNorm``: eight kernels, the fp32 ``rsqrt`` multiplying the input itself."""
+        o, rows, h, a = self.o, self.s.rows, self.m.hidden, self.act_B
+        o.modules()
+        w = (f"{name}.weight", h * self.el)
+        a32, r32 = rows * h * FP32_B, rows * FP32_B
+        p, dt = name, self.dt
+        o.ew(f"copy_{dt}_fp32", ((x, a),), ((f"{p}.x32", a32),))
+        o.ew("pow_scalar_fp32", ((f"{p}.x32", a32),), ((f"{p}.sq", a32),))
+        o.ew("mean_fp32", ((f"{p}.sq", a32),), ((f"{p}.var", r32),), OpKind.reduction)
+        o.ew("add_scalar_fp32", ((f"{p}.var", r32),), ((f"{p}.ve", r32),))
+        o.ew("rsqrt_fp32", ((f"{p}.ve", r32),), ((f"{p}.rs", r32),))
+        o.ew(f"mul_{dt}_fp32", ((x, a), (f"{p}.rs", r32)), ((f"{p}.n32", a32),))
+        o.ew(f"copy_fp32_{dt}", ((f"{p}.n32", a32),), ((f"{p}.n", a),))
+        o.ew(f"mul_{dt}", (w, (f"{p}.n", a)), ((out, a),))
+
+    def clamp(self, x: str) -> str:
+        """``T5Block``'s clamp of infinities after a sublayer, in fp16 only; returns the id of
+        the hidden state after it."""
+        if self.o.dtype != Dtype.fp16:
+            return x
+        o, a, dt = self.o, self.act_B, self.dt
+        flags = self.s.rows * self.m.hidden * BOOL_B
+        o.ew(f"abs_{dt}", ((x, a),), ((f"{x}.abs", a),))
+        o.ew(f"eq_scalar_{dt}", ((f"{x}.abs", a),), ((f"{x}.inf", flags),))
+        o.ew("any_bool", ((f"{x}.inf", flags),), ((f"{x}.any", BOOL_B),), OpKind.reduction)
+        o.ew("where_fp32", ((f"{x}.any", BOOL_B),), ((f"{x}.cv", FP32_B),))
+        o.ew("neg_fp32", ((f"{x}.cv", FP32_B),), ((f"{x}.ncv", FP32_B),))
+        reads: tuple[TensorUse, ...] = ((x, a), (f"{x}.cv", FP32_B), (f"{x}.ncv", FP32_B))
+        o.ew(f"clamp_{dt}", reads, ((f"{x}.c", a),))
+        return f"{x}.c"
+
+    def attend(self, p: str, q: str, kv: str, keys: int, bias: str, o_name: str) -> str:
+        """``T5Attention`` after its projections: ``matmul(q, k^T)``, ``+= position_bias``, the
+        fp32 softmax and its casts, ``matmul(weights, v)``, the transposed copy and the output
+        linear ``o_name``; ``keys`` per sequence. Returns the output's id."""
+        o, s, dt, el, d = self.o, self.s, self.dt, self.el, self.m.head_size
+        bh = s.batch * self.heads
+        sc_B = bh * s.q_tokens * keys * el
+        s32_B = sc_B / el * FP32_B
+        o.views()  # key_states.transpose(3, 2)
+        o.bmm("bmm_scores", bh, s.q_tokens, keys, d, q, kv, f"{p}.scores")
+        scores = ((f"{p}.scores", sc_B), (bias, sc_B))
+        o.ew(f"add_{dt}", scores, ((f"{p}.biased", sc_B),))  # scores += position_bias
+        o.ew(f"copy_{dt}_fp32", ((f"{p}.biased", sc_B),), ((f"{p}.s32", s32_B),))
+        o.ew("softmax_fp32", ((f"{p}.s32", s32_B),), ((f"{p}.p32", s32_B),), OpKind.reduction)
+        o.ew(f"copy_fp32_{dt}", ((f"{p}.p32", s32_B),), ((f"{p}.probs", sc_B),))
+        o.bmm("bmm_context", bh, s.q_tokens, d, keys, f"{p}.probs", kv, f"{p}.ctx4")
+        o.views()  # transpose(1, 2)
+        b = s.rows * self.qw * el
+        o.ew(f"copy_{dt}", ((f"{p}.ctx4", b),), ((f"{p}.ctx", b),))  # .contiguous()
+        o.views()  # view(batch, -1, inner_dim)
+        self.linear(o_name, self.m.hidden, self.qw, f"{p}.ctx", f"{p}.out")
+        self.all_reduce(f"{p}_all_reduce")
+        return f"{p}.out"
+
+    def attention(self, i: int, x: str) -> str:
+        """The self-attention (``T5Attention`` without SDPA) of layer ``i`` on the normed ``x``."""
+        o, h, qw = self.o, self.m.hidden, self.qw
+        o.modules()  # SelfAttention
+        p = f"{i}.attn"
+        q, k, v = f"{p}.q", f"{p}.k", f"{p}.v"
+        self.linear("q", qw, h, x, q)
+        o.views(2)  # view + transpose
+        self.linear("k", qw, h, x, k)
+        self.linear("v", qw, h, x, v)
+        o.views(4)
+        kv = self.cache_update(i, k, v, qw)
+        return self.attend(p, q, kv, self.s.context, "self_bias", "o")
+
+    def cross_attention(self, i: int, x: str) -> str:
+        """``EncDecAttention`` of layer ``i`` on the normed ``x``: Q of the decoder state; the
+        encoder output's K and V projected in the first step only (``past_tokens`` = 0), then
+        read from the cache."""
+        o, s, h, qw = self.o, self.s, self.m.hidden, self.qw
+        o.modules()  # EncDecAttention
+        p = f"{i}.cross"
+        q, kv = f"{p}.q", f"{i}.cross_kv"
+        o.modules()
+        o.linear("gemm_cross_q", s.rows, qw, h, x, q)
+        o.views(2)
+        if s.past_tokens == 0:
+            rows = s.batch * s.encoder_tokens
+            for t in ("k", "v"):
+                o.modules()
+                o.linear(f"gemm_cross_{t}", rows, qw, h, "encoder_out", kv)
+            o.views(4)
+        return self.attend(p, q, kv, s.encoder_tokens, "cross_bias", "cross_o")
+
+    def mlp(self, i: int, x: str) -> str:
+        """``T5DenseGatedActDense``: ``act(wi_0(x)) * wi_1(x)``, then ``wo``."""
+        o, m, tp = self.o, self.m, self.s.tp
+        h, f = m.hidden, m.ffn // tp
+        p = f"{i}.mlp"
+        o.modules()  # DenseReluDense
+        b = self.s.rows * f * self.el
+        self.linear("wi_0", f, h, x, f"{p}.wi0")
+        self.activation(f"{p}.wi0", f"{p}.act", f)
+        self.linear("wi_1", f, h, x, f"{p}.wi1")
+        reads: tuple[TensorUse, ...] = ((f"{p}.act", b), (f"{p}.wi1", b))
+        o.ew(f"mul_{self.dt}", reads, ((f"{p}.hid", b),))
+        o.modules()  # dropout
+        self.linear("wo", h, f, f"{p}.hid", f"{p}.out")
+        self.all_reduce(f"{i}.mlp_all_reduce")
+        return f"{p}.out"
+
+    def layer(self, i: int, x: str) -> str:
+        """``T5Block`` ``i``: self-attention, cross-attention and FFN sublayers, each normed
+        before and added to the residual after (see :meth:`Forward.layer` on ids)."""
+        o = self.o
+        o.modules()  # T5Block
+        o.views()  # cache_position[-1]
+        o.ew("add_scalar_int64", (("cache_position", INT64_B),), ((f"{i}.qlen", INT64_B),))
+        sublayers = (
+            ("ln1", self.attention),
+            ("ln2", self.cross_attention),
+            ("ln3", self.mlp),
+        )
+        for n, (ln, run) in enumerate(sublayers):
+            o.modules()  # T5LayerSelfAttention / T5LayerCrossAttention / T5LayerFF
+            self.norm(f"{i}.{ln}", x, f"{i}.{ln}.out")
+            y = run(i, f"{i}.{ln}.out")
+            o.modules()  # dropout
+            self.add(x, y, f"{i}.h{n}")
+            x = self.clamp(f"{i}.h{n}")
+        return x
+
+    # -- the model -------------------------------------------------------------------------
+
+    def begin(self) -> str:
+        """``T5Stack`` up to its first block: embedding, masks, both position biases."""
+        o, s, a, dt = self.o, self.s, self.act_B, self.dt
+        o.modules(3)  # the model's, the decoder stack's and embed_tokens' __call__
+        ids = ("input_ids", s.rows * INT64_B)
+        o.ew(f"embedding_{dt}", (ids, ("shared", a)), (("emb", a),), OpKind.indexing)
+        o.ew("arange_int64", (), (("cache_position", s.q_tokens * INT64_B),))
+        self.masks()
+        o.modules()  # dropout
+        self.self_bias()
+        self.cross_bias()
+        return "emb"
+
+    def masks(self) -> None:
+        """The decoder's 4-D causal mask and the inverted encoder mask."""
+        o, s, dt = self.o, self.s, self.dt
+        ctx, b, q = s.context, s.batch, s.q_tokens
+        o.ew("fill_fp32", (), (("dec_mask", b * ctx * FP32_B),))  # torch.ones(batch, context)
+        m_B = q * ctx * self.el
+        mb_B = b * m_B
+        o.ew(f"fill_{dt}", (), (("causal", m_B),))  # torch.full(..., min)
+        if q > 1:
+            o.ew(f"triu_{dt}", (("causal", m_B),), (("causal_t", m_B),))
+        o.ew("arange_int64", (), (("kpos", ctx * INT64_B),))
+        o.views()  # cache_position.reshape(-1, 1)
+        gt = (("kpos", ctx * INT64_B), ("cache_position", q * INT64_B))
+        o.ew("gt_int64", gt, (("later", q * ctx * BOOL_B),))
+        o.ew(f"mul_{dt}", (("causal", m_B), ("later", q * ctx * BOOL_B)), (("causal", m_B),))
+        o.views(2)  # [None, None].expand
+        o.ew(f"copy_{dt}", (("causal", m_B),), (("causal_b", mb_B),))  # clone
+        o.views(2)  # the slices
+        pad = (("causal_b", mb_B), ("dec_mask", b * ctx * FP32_B))
+        o.ew(f"add_{dt}", pad, (("padding", mb_B),))
+        o.ew(f"eq_scalar_{dt}", (("padding", mb_B),), (("pad_eq", b * q * ctx * BOOL_B),))
+        o.ew(f"masked_fill_{dt}", (("causal_b", mb_B),), (("filled", mb_B),), OpKind.indexing)
+        o.ew(f"copy_{dt}", (("filled", mb_B),), (("causal_b", mb_B),))  # slice assignment
+        e = b * s.encoder_tokens
+        o.modules()  # invert_attention_mask
+        o.views()  # [:, None, None, :]
+        o.ew(f"copy_int64_{dt}", (("enc_mask", e * INT64_B),), (("enc_m", e * self.el),))
+        o.ew(f"rsub_scalar_{dt}", (("enc_m", e * self.el),), (("enc_r", e * self.el),))
+        o.ew(f"mul_scalar_{dt}", (("enc_r", e * self.el),), (("enc_ext", e * self.el),))
+
+    def self_bias(self) -> None:
+        """The decoder self-attention's relative position bias (``compute_bias`` and the causal
+        mask added), computed once per pass."""
+        o, s, dt = self.o, self.s, self.dt
+        n = s.q_tokens * s.context
+        i8, f4 = n * INT64_B, n * FP32_B
+        o.modules()  # the first layer's SelfAttention computes it
+        o.views()  # cache_position[:, None]
+        o.ew("arange_int64", (), (("mpos", s.context * INT64_B),))
+        o.views()  # [None, :]
+        rel = (("mpos", s.context * INT64_B), ("cache_position", s.q_tokens * INT64_B))
+        o.ew("sub_int64", rel, (("rel", i8),))
+        steps: tuple[tuple[str, int, int], ...] = (
+            ("fill_int64", 0, i8),  # zeros_like
+            ("minimum_int64", 2 * i8, i8),
+            ("neg_int64", i8, i8),
+            ("lt_scalar_int64", i8, n * BOOL_B),
+            ("copy_int64_fp32", i8, f4),  # .float()
+            ("div_scalar_fp32", f4, f4),
+            ("log_fp32", f4, f4),
+            ("div_scalar_fp32", f4, f4),
+            ("mul_scalar_fp32", f4, f4),
+            ("copy_fp32_int64", f4, i8),  # .to(torch.long)
+            ("add_scalar_int64", i8, i8),  # max_exact +
+            ("fill_int64", 0, i8),  # full_like
+            ("minimum_int64", 2 * i8, i8),
+            ("where_int64", 2 * i8 + n * BOOL_B, i8),
+            ("add_scalar_int64", i8, i8),  # relative_buckets (0) +=
+        )
+        prev = "rel"
+        for k, (kind, read_B, write_B) in enumerate(steps):
+            reads: tuple[TensorUse, ...] = ((prev, read_B),) if read_B else ()
+            o.ew(kind, reads, ((f"bucket{k}", write_B),))
+            if read_B:
+                prev = f"bucket{k}"
+        o.modules()  # relative_attention_bias
+        table = ("relative_attention_bias", self.m.heads * self.el)
+        vals_B = n * self.m.heads * self.el
+        o.ew(f"embedding_{dt}", ((prev, i8), table), (("bias_vals", vals_B),), OpKind.indexing)
+        o.views(3)  # permute, unsqueeze, [:, :, -seq_length:, :]
+        o.views()  # mask[:, :, :, :key_length]
+        out_B = s.batch * self.heads * n * self.el
+        mask = ("causal_b", s.batch * n * self.el)
+        o.ew(f"add_{dt}", (("bias_vals", vals_B / s.tp), mask), (("self_bias", out_B),))
+
+    def cross_bias(self) -> None:
+        """The cross-attention's bias: zeros of ``heads x (past + q) x encoder_tokens`` (their
+        size a device scalar the host reads), sliced to the new queries, plus the encoder mask."""
+        o, s, dt = self.o, self.s, self.dt
+        o.modules()  # the first layer's EncDecAttention computes it
+        o.ops.append(ToHost(INT64_B))  # int(cache_position[-1] + 1) for torch.zeros' size
+        zeros_B = self.heads * s.context * s.encoder_tokens * self.el
+        o.ew(f"fill_{dt}", (), (("cross_zeros", zeros_B),))
+        o.views(2)  # [:, :, -seq_length:, :], mask[:, :, :, :key_length]
+        z_B = self.heads * s.q_tokens * s.encoder_tokens * self.el
+        out_B = s.batch * z_B
+        enc = ("enc_ext", s.batch * s.encoder_tokens * self.el)
+        o.ew(f"add_{dt}", (("cross_zeros", z_B), enc), (("cross_bias", out_B),))
+
+    def end(self, x: str) -> str:
+        """The decoder's final norm and dropout, then the LM head on every decoder position."""
+        o, m, s = self.o, self.m, self.s
+        self.norm("final_norm", x, "final")
+        o.modules()  # dropout
+        x = "final"
+        if m.tied_embeddings:
+            b = self.act_B
+            o.ew(f"mul_scalar_{self.dt}", ((x, b),), (("final_scaled", b),))
+            x = "final_scaled"
+        vocab = -(-m.vocab // s.tp)
+        o.modules()
+        o.gemm("gemm_lm_head", s.rows, vocab, m.hidden, x, "logits")
+        if s.tp > 1:
+            o.ops.append(Collective("lm_head_all_gather", "all_gather", s.rows * m.vocab * self.el))
+        return "logits"
 
 
 def sampling_ops(model: TransformerModel, batch: int, length: int, ops: OpList) -> None:

@@ -18,8 +18,10 @@ from gpusim.hardware.rates import GPURates
 from gpusim.kernels import kernel_cost, kernel_costs
 from gpusim.kernels.attention import AttentionShape, attention_cost
 from gpusim.kernels.cost import KernelCost
+from gpusim.kernels.grouped_gemm import grouped_gemm_cost
 from gpusim.spec.base import Dtype, storage_bytes
 from gpusim.spec.llm import LlmWeights
+from gpusim.spec.profile import InstructionPath
 from gpusim.spec.workload import ElementwiseOp, GemmOp, SpmmOp
 
 TensorUse = tuple[str, float]
@@ -132,6 +134,29 @@ class OpList:
                 call=RuntimeCall.cublas,
                 reads=((a, m * k * el),),
                 writes=((out, m * n * el),),
+            )
+        )
+
+    def bmm(self, kind: str, batch: int, m: int, n: int, k: int, a: str, b: str, out: str) -> None:
+        """A batched matrix product (``torch.matmul`` of 4-D tensors, cuBLAS's strided batched
+        GEMM): ``batch`` independent ``[m x k] @ [k x n]`` products, each with operands of its
+        own, costed as one grouped GEMM of ``batch`` equal problems (one grid over every
+        problem's tiles: :func:`gpusim.kernels.grouped_gemm.grouped_gemm_cost`)."""
+        key = ("bmm", kind, batch, m, n, k)
+        cost = self.cache.get(key)
+        if cost is None:
+            cost = self.cache[key] = grouped_gemm_cost(
+                [m] * batch, n, k, self.dtype, InstructionPath.wgmma, self.rates, kind
+            )
+        el = float(self.dtype_bytes)
+        reads = ((a, batch * m * k * el), (b, batch * k * n * el))
+        self.ops.append(
+            Kernel(
+                kind,
+                cost,
+                call=RuntimeCall.cublas,
+                reads=reads,
+                writes=((out, batch * m * n * el),),
             )
         )
 

@@ -99,13 +99,17 @@ class PassCosts:
         rates: GPURates,
         dtype: Dtype,
         context_tokens: int,
+        encoder_tokens: int = 0,
         host: HostDriver | None = None,
     ) -> None:
-        """Costs of ``model``'s passes; ``host``: who issues them (None: ``runtime: ideal``)."""
+        """Costs of ``model``'s passes (``encoder_tokens``: an encoder-decoder's source length);
+        ``host``: who issues them (None: ``runtime: ideal``)."""
         self.model = model
         self.rates = rates
         self.dtype = dtype
         self.context_tokens = context_tokens
+        self.encoder_tokens = encoder_tokens
+        """An encoder-decoder model's source positions, read by its cross-attention."""
         self.host = host
         self._kernels: dict[Hashable, KernelCost] = {}
         self._passes: dict[tuple[int, float], PassCost] = {}
@@ -119,7 +123,14 @@ class PassCosts:
         if hit is None:
             ops = OpList(self.rates, self.dtype, self._kernels)
             fused = self.model.fused_qkv or (self.host is not None and not self.host.framework)
-            shape = ForwardShape(1, tokens, self.context_tokens, static_cache=True, fused_qkv=fused)
+            shape = ForwardShape(
+                1,
+                tokens,
+                self.context_tokens,
+                static_cache=True,
+                fused_qkv=fused,
+                encoder_tokens=self.encoder_tokens,
+            )
             forward_ops(self.model, shape, ops)
             if self.host is not None:  # the host reads the pass's argmax
                 sampling_ops(self.model, 1, self.context_tokens + tokens, ops)
@@ -132,14 +143,28 @@ class PassCosts:
 
 
 def weights_bytes(model: TransformerModel, dtype: Dtype) -> float:
-    """Every parameter of ``model`` in ``dtype``."""
-    return float(model.parameters() * storage_bytes(dtype))
+    """The parameters of ``model`` a pass uses, in ``dtype``: every one of a decoder's; of an
+    encoder-decoder, its decoder's (:meth:`TransformerModel.pass_parameters`: the encoder ran
+    once before generation and is not held)."""
+    return float(model.pass_parameters() * storage_bytes(dtype))
 
 
-def kv_bytes(model: TransformerModel, dtype: Dtype, context_tokens: int) -> float:
-    """K and V of every layer for ``context_tokens`` tokens of one sequence."""
+def kv_bytes(
+    model: TransformerModel, dtype: Dtype, context_tokens: int, encoder_tokens: int = 0
+) -> float:
+    """K and V of every layer for ``context_tokens`` tokens of one sequence, plus for an
+    encoder-decoder model the cross-attention's K and V of the ``encoder_tokens`` positions of
+    the encoder's output, in every decoder layer."""
     per_token = 2 * model.layers * model.kv_heads * model.head_size * storage_bytes(dtype)
-    return float(per_token * context_tokens)
+    return float(per_token * (context_tokens + encoder_tokens))
+
+
+def _kv_at_end(wl: SpeculativeDecodingWorkload, model: TransformerModel) -> float:
+    """``model``'s KV caches at the run's last context (its prompt as :meth:`prompt_positions`
+    places it, every generated token and a tree)."""
+    start, encoder = wl.prompt_positions(model)
+    context = start + wl.generated_tokens + wl.tree_size
+    return kv_bytes(model, wl.dtype, context, encoder)
 
 
 @dataclass(frozen=True)
@@ -186,11 +211,10 @@ def memory_plan(wl: SpeculativeDecodingWorkload, rates: GPURates) -> MemoryPlan:
     draft, the caches and the buffers fit."""
     capacity = GB_to_B(rates.spec.hbm_capacity_GB)
     budget = capacity if wl.memory_budget_GB is None else GB_to_B(wl.memory_budget_GB)
-    context = wl.prompt_tokens + wl.generated_tokens + wl.tree_size
     draft = 0.0 if wl.draft is None else weights_bytes(wl.draft, wl.dtype)
-    kv = kv_bytes(wl.target, wl.dtype, context)
+    kv = _kv_at_end(wl, wl.target)
     if wl.draft is not None:
-        kv += kv_bytes(wl.draft, wl.dtype, context)
+        kv += _kv_at_end(wl, wl.draft)
     target = weights_bytes(wl.target, wl.dtype)
     layers = wl.target.layers
     layer = target / layers

@@ -10,6 +10,7 @@ from gpusim.execution.host_costs import HostCosts
 from gpusim.hardware.platform import Platform
 from gpusim.hardware.rates import GPURates
 from gpusim.spec.hardware import MemoryKind
+from gpusim.spec.model_zoo import TransformerModel
 from gpusim.spec.speculative import SpeculativeDecodingWorkload
 from gpusim.spec.topology import CPUDevice, StorageDevice
 from gpusim.units import MB, GBps_to_Bps, ns_to_s, us_to_s
@@ -65,14 +66,11 @@ class Setup:
         rates = platform.gpu_rates(gpu)
         route = platform.route(source, gpu)
         index, source_Bps = source_tier(platform, source)
-        context = wl.prompt_tokens + wl.generated_tokens // 2
         host = None
         if wl.runtime != "ideal":
             costs = HostCosts.from_profile(platform.profile)
             host = HostDriver(platform, gpu, wl.runtime == "pytorch_eager", costs)
-        draft = None
-        if wl.draft is not None:
-            draft = PassCosts(wl.draft, rates, wl.dtype, context, host)
+        draft = None if wl.draft is None else pass_costs(wl, wl.draft, rates, host)
         load_Bps = min(route.bottleneck_Bps, source_Bps)
         loader_s_per_B = 0.0 if host is None else loader_cpu_s_per_B(platform, source)
         return cls(
@@ -81,7 +79,7 @@ class Setup:
             source=source,
             rates=rates,
             plan=memory_plan(wl, rates),
-            target=PassCosts(wl.target, rates, wl.dtype, context, host),
+            target=pass_costs(wl, wl.target, rates, host),
             draft=draft,
             route_resources=route.resources,
             stream_links=route.links,
@@ -134,6 +132,19 @@ class Setup:
         if self.draft is None:
             raise AssertionError("a drafting strategy without a draft model")
         return self.draft
+
+
+def pass_costs(
+    wl: SpeculativeDecodingWorkload,
+    model: TransformerModel,
+    rates: GPURates,
+    host: HostDriver | None,
+) -> PassCosts:
+    """``model``'s pass costs at the run's middle context: its prompt as
+    :meth:`~SpeculativeDecodingWorkload.prompt_positions` places it plus half the generated
+    tokens (an encoder-decoder's cross-attention reading the prompt), issued by ``host``."""
+    start, encoder = wl.prompt_positions(model)
+    return PassCosts(model, rates, wl.dtype, start + wl.generated_tokens // 2, encoder, host)
 
 
 def source_tier(platform: Platform, source: str) -> tuple[int | None, float]:
