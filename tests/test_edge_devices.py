@@ -15,6 +15,7 @@ from gpusim.kernels.attention import attention_cost
 from gpusim.kernels.gemm import executed_path, gemm_cost, gemm_plan
 from gpusim.kernels.mainloop import sm_rates
 from gpusim.spec.base import Dtype
+from gpusim.spec.hardware import MemoryKind
 from gpusim.spec.llm import LlmInferenceWorkload
 from gpusim.spec.loading import load_profile, load_topology, load_transformer
 from gpusim.spec.problems import tensor_dtype_problems
@@ -167,3 +168,30 @@ def test_llama_1b_prefill_on_orin_nx() -> None:
     analytic = _llm_prefill("jetson_orin_nx", "llama-3.2-1b", Dtype.bf16, Fidelity.analytic)
     assert des["prefill_latency_s"] == pytest.approx(analytic["prefill_latency_s"], rel=1e-6)
     assert des["hbm_required_B"] < 8e9
+
+
+def test_device_memory_point_of_a_unified_gpu_fits_its_pool_kind(tmp_path: Path) -> None:
+    """A device_read_GBps point on a Jetson informs memory_efficiency.lpddr (the GPU's memory
+    kind), not .hbm."""
+    import json
+
+    from gpusim.calibrate.fit import fit_folder
+    from gpusim.calibrate.nameplates import Nameplates
+
+    folder = ROOT / "results" / "calibration" / "published" / "jetson_orin_nx"
+    doc = json.loads((folder / "assumptions.json").read_text())
+    doc["measurements"] = [m for m in doc["measurements"] if m["name"] != "memory_efficiency.lpddr"]
+    (tmp_path / "assumptions.json").write_text(json.dumps(doc))
+    stats = {"median": 81.92, "mean": 81.92, "stdev": 0.0, "min": 81.92, "max": 81.92}
+    point = {
+        "name": "device_read_GBps",
+        "unit": "GB/s",
+        "stats": stats | {"p10": 81.92, "p90": 81.92, "n": 1},
+        "source": "test: 80 % of 102.4 GB/s",
+    }
+    memory = {"schema": "gpusim.kernels_ref.v1", "program": "memory", "status": "ok"}
+    (tmp_path / "memory.json").write_text(json.dumps(memory | {"measurements": [point]}))
+    topo = load_topology(ROOT / "topologies" / "jetson_orin_nx.json")
+    report = fit_folder(tmp_path, Nameplates.from_topology(topo))
+    assert report.profile.memory_efficiency[MemoryKind.lpddr].value == pytest.approx(0.8)
+    assert MemoryKind.hbm not in report.profile.memory_efficiency
