@@ -195,3 +195,12 @@ def test_device_memory_point_of_a_unified_gpu_fits_its_pool_kind(tmp_path: Path)
     report = fit_folder(tmp_path, Nameplates.from_topology(topo))
     assert report.profile.memory_efficiency[MemoryKind.lpddr].value == pytest.approx(0.8)
     assert MemoryKind.hbm not in report.profile.memory_efficiency
+
+
+def test_cuda_core_path_forced_on_a_dtype_only_tensor_cores_have() -> None:
+    rates = _rates("h100_pcie_1gpu", "h100_pcie")
+    op = GemmOp(m=64, n=64, k=64, dtype=Dtype.fp32, path=InstructionPath.cuda_core)
+    assert gemm_cost(op, rates).name.endswith("_cuda_core")
+    forced = GemmOp(m=64, n=64, k=64, dtype=Dtype.bf16, path=InstructionPath.cuda_core)
+    with pytest.raises(SimulationError, match="has no CUDA-core peak for bf16"):
+        gemm_cost(forced, rates)

@@ -67,7 +67,9 @@ class GPURates:
         names both when the GPU has neither for ``dtype``."""
         if self.matmul_path(path, dtype) is not InstructionPath.cuda_core:
             return self.tensor_peak_FLOPps(dtype)
-        if dtype not in self.spec.cuda_core_peak_TFLOPS:
+        if dtype not in self.spec.cuda_core_peak_TFLOPS and (
+            dtype not in self.spec.tensor_peak_TFLOPS  # else: cuda_core asked for, not there
+        ):
             have_tc = ", ".join(sorted(self.spec.tensor_peak_TFLOPS)) or "none"
             have_cc = ", ".join(sorted(self.spec.cuda_core_peak_TFLOPS)) or "none"
             raise SimulationError(
