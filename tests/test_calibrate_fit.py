@@ -524,6 +524,8 @@ SHIPPED_FITS = {
     "h100_pcie": "h100_pcie_2gpu",
     "gh200": "gh200_x4",
     "a100": "a100_sxm4_8gpu",
+    "jetson_tx2": "jetson_tx2",
+    "jetson_orin_nx": "jetson_orin_nx",
 }
 """Profile -> topology whose nameplates its published data is fitted against (the commands are in
 docs/calibration.md)."""

@@ -97,13 +97,14 @@ def fit_folder(
 
 def required_paths(nameplates: Nameplates | None) -> list[str]:
     """Parameters a profile must hold: launch and device costs and the CUDA-core fraction always;
-    with a GPU, HBM and the tensor fraction of every dtype it has a peak for on every path it
-    runs (``wgmma`` from compute capability 9.0, ``mma_sync`` always); with a topology,
+    with a GPU, the efficiency of its memory kind (hbm, or a unified pool's lpddr) and the
+    tensor fraction of every dtype it has a peak for on every path it runs (``wgmma`` from
+    compute capability 9.0, ``mma_sync`` always; none without tensor cores); with a topology,
     the link kinds of its links (those without their own efficiency) and its host memory kinds."""
     req = set(always_required())
     if nameplates is not None:
-        req.add("memory_efficiency.hbm")
         gpu = nameplates.gpu
+        req.add(f"memory_efficiency.{gpu.memory_kind.value}")
         paths = [InstructionPath.mma_sync]
         if native_tensor_path(gpu.compute_capability) is InstructionPath.wgmma:
             paths.append(InstructionPath.wgmma)

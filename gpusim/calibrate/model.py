@@ -22,7 +22,8 @@ Launch (``us``)
     (published: a null kernel launched through a framework op) = framework_op_us + launch_api_us +
     doorbell_to_start_us.
 Device memory (``GB/s``, bytes counted across the memory interface)
-    ``device_{read,write,copy}_GBps {bytes}`` = memory_efficiency.hbm x the GPU's hbm_bw_GBps, used
+    ``device_{read,write,copy}_GBps {bytes}`` = memory_efficiency.<the GPU's memory_kind: hbm, or
+    a unified pool's lpddr> x the GPU's hbm_bw_GBps, used
     only at ``bytes >= 8 x l2_bytes`` (the document's device.l2_bytes, else the GPU spec's); a point
     without ``bytes`` is a published asymptotic figure. An L2-resident ``device_read_GBps`` =
     memory_hierarchy.l2_near_read_GBps at ``bytes <= 0.75 x`` one partition, l2_whole_read_GBps
@@ -98,7 +99,7 @@ from gpusim.kernels.mainloop import CtaTile, MainloopShare, SmRates, k_step_term
 from gpusim.kernels.spmm import flash_llm_config, lscd_hbm_bytes, lscd_plan, splitk_reduction
 from gpusim.kernels.tile_gemm import PERSISTENT_K_ROW_BYTES, PERSISTENT_STAGES
 from gpusim.spec.base import Dtype, storage_bytes
-from gpusim.spec.hardware import GPUSpec
+from gpusim.spec.hardware import GPUSpec, MemoryKind
 from gpusim.spec.profile import InstructionPath
 from gpusim.spec.topology import LinkKind
 from gpusim.spec.workload import SpmmOp
@@ -260,9 +261,9 @@ def _device_memory(m: Measurement, ctx: Context) -> Observation | Unused:
         return _sum_of(m, (f"memory_hierarchy.l2_{which}_read_GBps",))
     if size is not None and size < HBM_MIN_L2_MULTIPLE * l2:
         return Unused(f"{size} B is below {HBM_MIN_L2_MULTIPLE} x L2 ({l2:.0f} B): not HBM-bound")
-    return _scaled(
-        m, "memory_efficiency.hbm", plates.gpu.hbm_bw_GBps, f"HBM of {plates.gpu.name}", "GB/s"
-    )
+    kind = plates.gpu.memory_kind  # hbm, or a unified pool's lpddr
+    what = f"{'HBM' if kind is MemoryKind.hbm else f'{kind} memory'} of {plates.gpu.name}"
+    return _scaled(m, f"memory_efficiency.{kind.value}", plates.gpu.hbm_bw_GBps, what, "GB/s")
 
 
 def _l2_read(m: Measurement, _ctx: Context) -> Observation:

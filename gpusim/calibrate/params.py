@@ -19,10 +19,10 @@ from pydantic import BaseModel
 from gpusim.spec.base import Dtype
 from gpusim.spec.hardware import MemoryKind
 from gpusim.spec.profile import (
+    TENSOR_PATHS,
     CalibrationProfile,
     DeviceCosts,
     HostRuntimeCosts,
-    InstructionPath,
     LaunchCosts,
     Measured,
     MemoryHierarchyCosts,
@@ -72,7 +72,7 @@ def all_paths() -> tuple[str, ...]:
     """Every parameter path a profile can hold, in the order profiles are written."""
     paths = [f"link_efficiency.{k.value}" for k in LinkKind]
     paths += [f"memory_efficiency.{k.value}" for k in MemoryKind]
-    paths += [f"tensor_efficiency.{p.value}.{d.value}" for p in InstructionPath for d in Dtype]
+    paths += [f"tensor_efficiency.{p.value}.{d.value}" for p in TENSOR_PATHS for d in Dtype]
     paths.append("cuda_core_efficiency")
     for section, model in _COST_SECTIONS.items():
         if section == "nccl":

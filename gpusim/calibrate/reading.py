@@ -7,7 +7,7 @@ from typing import Final
 
 from gpusim.calibrate.document import DeviceInfo, Measurement, ParamValue
 from gpusim.spec.base import Dtype
-from gpusim.spec.profile import InstructionPath, native_tensor_path
+from gpusim.spec.profile import TENSOR_PATHS, InstructionPath, native_tensor_path
 
 UNITS: Final[dict[str, frozenset[str]]] = {
     "us": frozenset({"us", "µs", "usec"}),
@@ -94,11 +94,11 @@ def dtype_param(m: Measurement, key: str = "dtype", default: Dtype | None = None
 def path_param(m: Measurement) -> InstructionPath:
     """The instruction path parameter ``path``."""
     value = str_param(m, "path")
-    try:
-        return InstructionPath(value)
-    except ValueError:
-        known = ", ".join(p.value for p in InstructionPath)
-        raise ModelError(f"unknown path '{value}' (known: {known})", ".params.path") from None
+    known = {p.value: p for p in TENSOR_PATHS}
+    if value not in known:
+        names = ", ".join(known)
+        raise ModelError(f"unknown path '{value}' (known: {names})", ".params.path")
+    return known[value]
 
 
 def impl_path(m: Measurement, device: DeviceInfo | None) -> InstructionPath:
@@ -111,11 +111,11 @@ def impl_path(m: Measurement, device: DeviceInfo | None) -> InstructionPath:
         if device is None:
             raise ModelError("impl 'cublas' needs the document's device", ".params.impl")
         return native_tensor_path(device.compute_capability)
-    try:
-        return InstructionPath(impl)
-    except ValueError:
-        known = ", ".join([p.value for p in InstructionPath] + ["cublas", "own"])
-        raise ModelError(f"unknown impl '{impl}' (known: {known})", ".params.impl") from None
+    paths = {p.value: p for p in TENSOR_PATHS}
+    if impl not in paths:
+        known = ", ".join([*paths, "cublas", "own"])
+        raise ModelError(f"unknown impl '{impl}' (known: {known})", ".params.impl")
+    return paths[impl]
 
 
 def check_unit(m: Measurement, unit: str) -> None:

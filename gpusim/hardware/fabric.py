@@ -7,6 +7,13 @@ A route is the one place a transfer's resources are decided: the link directions
 (:attr:`Route.links`) and, where it starts or ends at a GPU, that GPU's HBM (the source's read,
 the destination's write; docs/memory.md). :attr:`Route.resources` is the full list every
 transfer (DES flow or static max-min flow) draws on.
+
+Unified memory (a Jetson SoC, ``GPUSpec.memory_kind`` lpddr or ddr): the GPU's memory resource
+*is* its host CPU's memory resource (``hbm[gpu].index == host_memory[cpu].index``; it is not a
+resource of its own), so kernels' memory traffic and every transfer into that pool share one
+capacity, and the GPU reaches its host without a link: an edge with no resource and no latency.
+A route through the host (storage -> cpu -> gpu) crosses the storage link and draws on the
+shared pool once (the destination's write).
 """
 
 from __future__ import annotations
@@ -54,13 +61,16 @@ class HostMemoryResource:
 class DeviceMemoryResource:
     """One GPU's HBM, a resource of its own: kernels' memory traffic and every transfer that
     starts or ends at the GPU (reading its source, writing its destination) share its achievable
-    bandwidth. Reads and writes share one capacity, as they share the DRAM channels."""
+    bandwidth. Reads and writes share one capacity, as they share the DRAM channels. For a
+    unified-memory GPU it names its host CPU's memory resource (``shared_with`` that CPU)."""
 
     index: int
     name: str
     gpu: str
     nameplate_Bps: float
     capacity_Bps: float
+    shared_with: str | None = None
+    """The CPU whose memory resource this is (unified memory), or None for the GPU's own HBM."""
 
 
 @dataclass(frozen=True)
@@ -161,35 +171,58 @@ class Fabric:
                 cpu, len(self.resources) + len(self.host_memory), profile
             )
         self.hbm: dict[str, DeviceMemoryResource] = {}
-        """Each GPU's HBM, indexed after the host memories, in topology order."""
+        """Each GPU's memory: its own HBM, indexed after the host memories in topology order, or
+        (unified memory) its host CPU's memory resource."""
         base = len(self.resources) + len(self.host_memory)
-        for i, gpu in enumerate(topology.gpus()):
+        for gpu in topology.gpus():
             nameplate_Bps = GBps_to_Bps(gpu.model.hbm_bw_GBps)
+            if gpu.model.unified_memory:
+                host = self.host_memory[gpu.host]
+                self.hbm[gpu.id] = DeviceMemoryResource(
+                    index=host.index,
+                    name=host.name,
+                    gpu=gpu.id,
+                    nameplate_Bps=host.nameplate_Bps,
+                    capacity_Bps=host.capacity_Bps,
+                    shared_with=gpu.host,
+                )
+                # On the SoC: no link, no hop. Replaces any link edge between the two.
+                for src, dst in ((gpu.id, gpu.host), (gpu.host, gpu.id)):
+                    self._graph.add_edge(src, dst, resource=None, latency=0.0)
+                continue
             capacity_Bps = (
                 nameplate_Bps
                 if profile is None
                 else gpu_rates(gpu.model, profile).hbm_achievable_Bps
             )
             self.hbm[gpu.id] = DeviceMemoryResource(
-                index=base + i,
+                index=base,
                 name=f"{gpu.id}.hbm",
                 gpu=gpu.id,
                 nameplate_Bps=nameplate_Bps,
                 capacity_Bps=capacity_Bps,
             )
+            base += 1
+
+    def own_memories(self) -> list[DeviceMemoryResource]:
+        """The GPUs' memories that are resources of their own (not a host's unified memory), in
+        index order."""
+        return [m for m in self.hbm.values() if m.shared_with is None]
 
     @cached_property
     def capacities_Bps(self) -> list[float]:
-        """Capacity of every resource, by index: link directions, host memories, GPU HBMs."""
+        """Capacity of every resource, by index: link directions, host memories, GPU HBMs (a
+        unified-memory GPU's is its host's memory, counted once)."""
         return (
             [r.capacity_Bps for r in self.resources]
             + [m.capacity_Bps for m in self.host_memory.values()]
-            + [m.capacity_Bps for m in self.hbm.values()]
+            + [m.capacity_Bps for m in self.own_memories()]
         )
 
     def endpoint_memories(self, src: str, dst: str) -> tuple[int, ...]:
         """The HBM resources a transfer from ``src`` to ``dst`` draws on besides its links: the
-        source GPU's (read) and the destination GPU's (written); none for a CPU or NIC end."""
+        source GPU's (read) and the destination GPU's (written); none for a CPU or NIC end. A
+        unified-memory GPU's is its host's memory."""
         ends = (self.hbm.get(src), self.hbm.get(dst))
         return tuple(m.index for m in ends if m is not None)
 
@@ -218,7 +251,8 @@ class Fabric:
             if dst == src:
                 continue
             edges = [self._graph.edges[u, v] for u, v in itertools.pairwise(nodes)]
-            links = tuple(int(e["resource"]) for e in edges)
+            # A unified-memory GPU's edge to its host has no resource (no link on the SoC).
+            links = tuple(int(e["resource"]) for e in edges if e["resource"] is not None)
             resources = (*links, *self.endpoint_memories(src, dst))
             caps = self.capacities_Bps
             self._routes[(src, dst)] = Route(

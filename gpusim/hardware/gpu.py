@@ -26,14 +26,20 @@ class GPURuntime:
         env: simpy.Environment,
         network: FluidNetwork,
         recorder: TraceRecorder,
+        memory_resource: int | None = None,
     ) -> None:
+        """A GPU whose HBM is a new resource of ``network``, or ``memory_resource`` when given:
+        the index of a resource already registered (a unified-memory GPU shares its host CPU's
+        memory)."""
         self.id = device_id
         self.rates = rates
         self.env = env
         self.network = network
         self.recorder = recorder
-        self.hbm = network.add_resource(
-            f"{device_id}.hbm", rates.hbm_achievable_Bps, group="memory"
+        self.hbm = (
+            network.add_resource(f"{device_id}.hbm", rates.hbm_achievable_Bps, group="memory")
+            if memory_resource is None
+            else memory_resource
         )
         self.l2: int | None = None
         """Index of this GPU's L2 resource (the node registers it after every HBM)."""

@@ -31,7 +31,10 @@ class Node:
             assert index == mem.index
         self.gpus: dict[str, GPURuntime] = {}
         for g in topology.gpus():
-            gpu = GPURuntime(g.id, self.platform.rates[g.id], sim.env, self.network, sim.recorder)
+            memory = self.fabric.hbm[g.id]
+            shared = None if memory.shared_with is None else memory.index  # unified memory
+            rates = self.platform.rates[g.id]
+            gpu = GPURuntime(g.id, rates, sim.env, self.network, sim.recorder, shared)
             assert gpu.hbm == self.platform.hbm_resource[g.id]
             self.gpus[g.id] = gpu
         for g in topology.gpus():

@@ -3,8 +3,9 @@
 Everything here is fixed before time starts: the fabric's directional link resources and routes,
 each GPU's rates, and the index of every resource the fluid network holds, named: links first
 (as the fabric numbers them), then each CPU's memory (the fabric's host memories, which NCCL's
-SHM transport crosses), then one HBM resource per GPU in topology order, then one L2 resource
-per GPU in topology order (what library kernels' operand reads draw on). The DES node
+SHM transport crosses), then one HBM resource per GPU with memory of its own in topology order
+(a unified-memory GPU's memory is its host CPU's memory resource: the same index), then one L2
+resource per GPU in topology order (what library kernels' operand reads draw on). The DES node
 registers exactly these resources in exactly this order; analytic code reads capacities and
 routes from the same object, so neither side assumes where a resource sits.
 """
@@ -65,7 +66,7 @@ class Platform:
     @cached_property
     def hbm_resource(self) -> dict[str, int]:
         """Index of each GPU's HBM resource, by GPU id: after the links and the host memories,
-        in topology order."""
+        in topology order; a unified-memory GPU's is its host CPU's memory."""
         return {g: m.index for g, m in self.fabric.hbm.items()}
 
     @cached_property
@@ -77,7 +78,7 @@ class Platform:
     @cached_property
     def resources(self) -> tuple[PlatformResource, ...]:
         """Every resource of the fluid network, by index: the link directions and the host
-        memories (the fabric's indices), each GPU's HBM at :attr:`hbm_resource`, then each GPU's
+        memories (the fabric's indices), each GPU's own HBM at :attr:`hbm_resource`, then each GPU's
         L2 at :attr:`l2_resource` (its near-partition read rate, docs/memory.md)."""
         links = [
             PlatformResource(r.index, r.name, r.capacity_Bps, LINK_GROUP)
@@ -89,7 +90,7 @@ class Platform:
         ]
         hbm = [
             PlatformResource(m.index, m.name, m.capacity_Bps, MEMORY_GROUP)
-            for m in self.fabric.hbm.values()
+            for m in self.fabric.own_memories()
         ]
         l2 = [
             PlatformResource(index, f"{g}.l2", self.rates[g].l2_near_Bps, MEMORY_GROUP)

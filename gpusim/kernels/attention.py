@@ -115,7 +115,8 @@ def attention_cost(shape: AttentionShape, rates: GPURates, name: str = "attentio
         floor_s=rates.kernel_floor_s,
         hbm_achievable_Bps=rates.hbm_achievable_Bps,
         lower_bound_s=max(
-            flops / rates.tensor_peak_FLOPps(shape.dtype), hbm / rates.hbm_nameplate_Bps
+            flops / rates.matmul_peak_FLOPps(InstructionPath.mma_sync, shape.dtype),
+            hbm / rates.hbm_nameplate_Bps,
         ),
     )
 

@@ -3,7 +3,8 @@
 Mechanism:
 
 - The library's tile configurations (:data:`SM90_TILES` for ``wgmma`` kernels, :data:`SM80_TILES`
-  for ``mma.sync`` ones; :func:`library_tiles`), each applied to the output as it is or
+  for ``mma.sync`` ones, :data:`SIMT_TILES` for CUDA-core SGEMM/HGEMM kernels on a GPU without
+  tensor cores for the dtype; :func:`library_tiles`), each applied to the output as it is or
   transposed (a library computes ``C^T = B^T A^T`` when that suits the shape better, which is
   how cuBLAS serves a GEMM with a short N). ``tile_k`` is one 128-byte (SM90) or 64-byte (SM80)
   row of the operands' storage type.
@@ -38,7 +39,7 @@ from gpusim.kernels.cost import KernelCost
 from gpusim.kernels.mainloop import CtaTile, MainloopShare, SmRates, cta_time_s, sm_rates
 from gpusim.spec.base import Dtype, storage_bytes
 from gpusim.spec.hardware import GPUSpec
-from gpusim.spec.profile import InstructionPath, native_tensor_path
+from gpusim.spec.profile import InstructionPath
 from gpusim.spec.workload import GemmOp
 
 PARTIAL_BYTES: Final = 4
@@ -69,6 +70,22 @@ SM80_TILES: Final = (
     (64, 128, 2, 2, 1),
     (64, 64, 2, 2, 1),
 )
+SIMT_TILES: Final = (
+    # (tile_m, tile_n, warps_m, warps_n, cluster_m): CUDA-core (SIMT) GEMM kernels, K step
+    # SIMT_TILE_K elements, SIMT_STAGES stages. 128x128 with 32x64 warps is CUTLASS 2's default
+    # SIMT configuration (cutlass/gemm/device/default_gemm_configuration.h, OpClassSimt:
+    # ThreadblockShape 128x128x8, WarpShape 32x64x8, 2 stages), and cuBLAS's Maxwell/Pascal
+    # SGEMM/HGEMM kernels are named by the same 128x128 CTA tile (maxwell_sgemm_128x128_*);
+    # ASSUMPTION [unverified]: the smaller 128x64 and 64x64 tiles of CUTLASS's SM50 SIMT
+    # generator are also candidates (cuBLAS has 128x64 and 64x64 SGEMM kernels for short shapes).
+    (128, 128, 4, 2, 1),
+    (128, 64, 2, 2, 1),
+    (64, 64, 2, 1, 1),
+)
+SIMT_TILE_K: Final = 8
+"""K elements one SIMT GEMM mainloop step consumes (CUTLASS 2's default SIMT threadblock K)."""
+SIMT_STAGES: Final = 2
+"""Shared-memory stages of a SIMT GEMM (CUTLASS 2's default SIMT configuration: double buffer)."""
 SMEM_EPILOGUE_RESERVE_BYTES: Final = 32 * 1024
 """Shared memory a CTA keeps out of its pipeline (epilogue staging, barriers)."""
 MAX_STAGES: Final = 7
@@ -80,8 +97,23 @@ def _stages(tile_m: int, tile_n: int, tile_k: int, element_bytes: int, smem_B: f
 
 
 def library_tiles(path: InstructionPath, dtype: Dtype, gpu: GPUSpec) -> tuple[CtaTile, ...]:
-    """The tile configurations a library GEMM on ``path`` chooses among for ``dtype``, with as
-    many pipeline stages as the GPU's shared memory per block holds (at most 7)."""
+    """The tile configurations a library GEMM on ``path`` chooses among for ``dtype``: on the
+    tensor cores with as many pipeline stages as the GPU's shared memory per block holds (at
+    most 7), on the CUDA cores :data:`SIMT_TILES` (double-buffered, K step of 8 elements)."""
+    if path is InstructionPath.cuda_core:
+        return tuple(
+            CtaTile(
+                name=f"simt_{tm}x{tn}x{SIMT_TILE_K}",
+                tile_m=tm,
+                tile_n=tn,
+                tile_k=SIMT_TILE_K,
+                warps_m=wm,
+                warps_n=wn,
+                stages=SIMT_STAGES,
+                cluster_m=cm,
+            )
+            for tm, tn, wm, wn, cm in SIMT_TILES
+        )
     elem = storage_bytes(dtype)
     sm90 = path is InstructionPath.wgmma
     tile_k = (SM90_K_ROW_BYTES if sm90 else SM80_K_ROW_BYTES) // elem
@@ -128,16 +160,9 @@ class GemmPlan:
 
 
 def executed_path(op: GemmOp, rates: GPURates) -> InstructionPath:
-    """The instruction path ``op`` runs on (:func:`runnable_path`)."""
-    return runnable_path(op.path, rates)
-
-
-def runnable_path(path: InstructionPath, rates: GPURates) -> InstructionPath:
-    """``path``, except that a GPU without ``wgmma`` (compute capability below 9.0, such as the
-    A100) runs ``mma_sync``."""
-    if native_tensor_path(rates.spec.compute_capability) is InstructionPath.mma_sync:
-        return InstructionPath.mma_sync
-    return path
+    """The instruction path ``op`` runs on (:meth:`GPURates.matmul_path`: ``mma_sync`` on a
+    GPU without ``wgmma``, ``cuda_core`` on one without tensor cores for the dtype)."""
+    return rates.matmul_path(op.path, op.dtype)
 
 
 def _check_sms(rates: GPURates, sms: int | None) -> int:
@@ -240,7 +265,7 @@ def gemm_cost(op: GemmOp, rates: GPURates, sms: int | None = None) -> KernelCost
     flops = 2.0 * op.m * op.n * op.k
     compulsory = _compulsory_bytes(op)
     lower_bound_s = max(
-        flops / rates.tensor_peak_FLOPps(op.dtype), compulsory / rates.hbm_nameplate_Bps
+        flops / rates.matmul_peak_FLOPps(op.path, op.dtype), compulsory / rates.hbm_nameplate_Bps
     )
     return KernelCost(
         name=f"gemm_{op.m}x{op.n}x{op.k}_{op.dtype}_{executed_path(op, rates)}",

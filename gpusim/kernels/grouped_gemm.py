@@ -24,7 +24,7 @@ from typing import Final
 from gpusim.arith import ceil_div
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels.cost import KernelCost
-from gpusim.kernels.gemm import library_tiles, runnable_path, waves_time_s
+from gpusim.kernels.gemm import library_tiles, waves_time_s
 from gpusim.kernels.mainloop import CtaTile, sm_rates
 from gpusim.spec.base import Dtype, storage_bytes
 from gpusim.spec.profile import InstructionPath
@@ -44,7 +44,8 @@ CUTLASS_SM80_GROUPED_TILE: Final = CtaTile(
 def grouped_tiles(path: InstructionPath, dtype: Dtype, rates: GPURates) -> tuple[CtaTile, ...]:
     """The CTA tiles a grouped GEMM on ``path`` may run: grouped_gemm's one SM80 tile for
     ``mma_sync`` (its K step is 64 bytes of the dtype), the SM90 library tiles for ``wgmma``
-    (the kernel of least modelled time is chosen, as for a single GEMM)."""
+    (the kernel of least modelled time is chosen, as for a single GEMM), the SIMT library tiles
+    on ``cuda_core``."""
     if path is InstructionPath.mma_sync:
         base = CUTLASS_SM80_GROUPED_TILE
         return (replace(base, tile_k=2 * base.tile_k // storage_bytes(dtype)),)
@@ -63,7 +64,7 @@ def grouped_gemm_cost(
 ) -> KernelCost:
     """Cost of one grouped GEMM kernel over problems with row counts ``ms`` (zero rows: the
     problem is skipped, its weights are not read) on ``sms`` SMs (default all)."""
-    path = runnable_path(path, rates)
+    path = rates.matmul_path(path, dtype)
     sm = sm_rates(rates, path, dtype)
     sms_used = rates.sm_count if sms is None else max(1, min(sms, rates.sm_count))
     elem = storage_bytes(dtype)
@@ -91,7 +92,7 @@ def grouped_gemm_cost(
         floor_s=rates.kernel_floor_s,
         hbm_achievable_Bps=rates.hbm_achievable_Bps,
         lower_bound_s=max(
-            flops / rates.tensor_peak_FLOPps(dtype), hbm_bytes / rates.hbm_nameplate_Bps
+            flops / rates.matmul_peak_FLOPps(path, dtype), hbm_bytes / rates.hbm_nameplate_Bps
         ),
         l2_bytes=tiles * tile.steps(k) * tile.l2_step_bytes(elem),
     )

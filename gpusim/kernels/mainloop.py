@@ -15,7 +15,9 @@ A multi-stage pipeline overlaps the three, so a step takes the slowest of them
 (:func:`k_step_time_s`):
 
 - MMA: the step's FLOP at the CTA's share of the SM's MMA issue rate (tensor peak x the profile's
-  ``tensor_efficiency[path][dtype]`` / SMs, split evenly between the co-resident CTAs that compute);
+  ``tensor_efficiency[path][dtype]`` / SMs, split evenly between the co-resident CTAs that compute;
+  a SIMT GEMM on a GPU without tensor cores for the dtype: the CUDA-core peak x
+  ``cuda_core_efficiency`` / SMs, its FMAs taking the place of the MMAs);
 - L2: the step's operand bytes at the CTA's share of the L2 read bandwidth (the device's L2 rate
   split evenly between the CTAs streaming at once), but no more than the CTA's own loads in flight
   allow (Little's law: ``stages x step bytes / L2 hit latency``), which is what a CTA alone gets;
@@ -108,7 +110,8 @@ class SmRates:
     """What one SM's mainloop draws on, for one instruction path and dtype (SI units)."""
 
     mma_FLOPps: float
-    """MMA issue rate of one SM: tensor peak x ``tensor_efficiency[path][dtype]`` / SMs."""
+    """MMA issue rate of one SM: tensor peak x ``tensor_efficiency[path][dtype]`` / SMs (a
+    CUDA-core GEMM: CUDA-core peak x ``cuda_core_efficiency`` / SMs)."""
     l2_near_Bps: float
     l2_whole_Bps: float
     l2_partition_B: float
@@ -127,10 +130,12 @@ class SmRates:
 
 
 def sm_rates(rates: GPURates, path: InstructionPath, dtype: Dtype) -> SmRates:
-    """The :class:`SmRates` of the GPU of ``rates`` for ``path`` and ``dtype``."""
+    """The :class:`SmRates` of the GPU of ``rates`` for ``path`` and ``dtype``: the MMA rate on
+    the path the GPU runs it on (:meth:`GPURates.matmul_path`: the tensor peak times its
+    ``tensor_efficiency``, or on the CUDA cores their peak times ``cuda_core_efficiency``)."""
     return SmRates(
-        mma_FLOPps=rates.tensor_peak_FLOPps(dtype)
-        * rates.tensor_efficiency(path, dtype)
+        mma_FLOPps=rates.matmul_peak_FLOPps(path, dtype)
+        * rates.matmul_efficiency(path, dtype)
         / rates.sm_count,
         l2_near_Bps=rates.l2_near_Bps,
         l2_whole_Bps=rates.l2_whole_Bps,

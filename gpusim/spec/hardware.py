@@ -15,6 +15,16 @@ BlockResource = Literal["threads", "registers", "shared_memory"]
 """A per-block resource a launch can exceed."""
 
 
+class MemoryKind(StrEnum):
+    """Memory tiers the models distinguish. A GPU's memory is hbm, or lpddr / ddr when it is the
+    unified memory of an SoC shared with the host CPU (:attr:`GPUSpec.memory_kind`)."""
+
+    hbm = "hbm"
+    ddr = "ddr"
+    lpddr = "lpddr"
+    storage = "storage"
+
+
 class GPUSpec(Sourced):
     """One GPU model: compute peaks, memory system and the per-SM resource limits that the
     occupancy calculation needs."""
@@ -28,13 +38,27 @@ class GPUSpec(Sourced):
     sm_count: PositiveInt
     clock_MHz: PositiveFloat = Field(description="Clock behind the tensor-core peaks.")
     tensor_peak_TFLOPS: dict[Dtype, PositiveFloat] = Field(
-        description="Dense tensor-core peak per dtype (no 2:4 sparsity)."
+        description="Dense tensor-core peak per dtype (no 2:4 sparsity); empty for a GPU without "
+        "tensor cores (Pascal), whose matrix products run on its CUDA cores."
     )
     cuda_core_peak_TFLOPS: dict[Dtype, PositiveFloat] = Field(
         description="CUDA-core (non-tensor) peak per dtype."
     )
-    hbm_capacity_GB: PositiveFloat
-    hbm_bw_GBps: PositiveFloat = Field(description="Nameplate HBM bandwidth.")
+    memory_kind: MemoryKind = Field(
+        default=MemoryKind.hbm,
+        description="What the GPU's memory is. hbm: its own device memory. lpddr or ddr: unified "
+        "memory of an SoC (Jetson), one DRAM pool the GPU shares with its host CPU; "
+        "hbm_capacity_GB and hbm_bw_GBps then describe that shared pool, the topology requires "
+        "the host CPU's memory to be the same pool, and the GPU's memory resource is the host's "
+        "(gpusim/hardware/fabric.py). The profile's memory_efficiency of this kind applies.",
+    )
+    hbm_capacity_GB: PositiveFloat = Field(
+        description="Capacity of the GPU's memory (the shared pool when memory_kind is unified)."
+    )
+    hbm_bw_GBps: PositiveFloat = Field(
+        description="Nameplate bandwidth of the GPU's memory (the shared pool when memory_kind "
+        "is unified)."
+    )
     l2_MB: PositiveFloat
     l2_partitions: PositiveInt = Field(
         default=1,
@@ -70,8 +94,15 @@ class GPUSpec(Sourced):
     warp_size: PositiveInt = 32
     copy_engines: PositiveInt = Field(description="DMA engines for cudaMemcpyAsync.")
 
+    @property
+    def unified_memory(self) -> bool:
+        """Whether the GPU shares its host CPU's DRAM (``memory_kind`` other than hbm)."""
+        return self.memory_kind is not MemoryKind.hbm
+
     @model_validator(mode="after")
     def _consistent(self) -> GPUSpec:
+        if self.memory_kind is MemoryKind.storage:
+            raise ValueError("memory_kind storage is not a GPU memory (hbm, lpddr or ddr)")
         if self.shared_mem_per_block_KiB > self.shared_mem_per_sm_KiB:
             raise ValueError("shared_mem_per_block_KiB exceeds shared_mem_per_sm_KiB")
         if self.l1_shared_per_sm_KiB is not None and (
@@ -149,15 +180,6 @@ class HostCPUSpec(Sourced):
     cores: PositiveInt
     clock_GHz: PositiveFloat
     isa: str = Field(min_length=1, description="x86_64 or aarch64.")
-
-
-class MemoryKind(StrEnum):
-    """Memory tiers the models distinguish."""
-
-    hbm = "hbm"
-    ddr = "ddr"
-    lpddr = "lpddr"
-    storage = "storage"
 
 
 class MemoryTierSpec(Sourced):

@@ -57,17 +57,25 @@ def chosen_gpus(gpus: Sequence[str] | None, topology: Topology) -> list[str]:
 def tensor_dtype_problems(
     dtype: Dtype, gpus: Sequence[str], topology: Topology, loc: Loc
 ) -> Iterator[Problem]:
-    """Every GPU in ``gpus`` has a tensor-core peak for ``dtype`` (named at ``loc``). Unknown ids
-    are skipped (the GPU list's own check reports them); one problem per GPU model."""
+    """Every GPU in ``gpus`` can multiply matrices in ``dtype`` (named at ``loc``): a
+    tensor-core peak for it, or else a CUDA-core peak (a GPU without tensor cores for the dtype
+    runs its GEMMs on the CUDA cores). Unknown ids are skipped (the GPU list's own check reports
+    them); one problem per GPU model."""
     models = {g.id: g.model for g in topology.gpus()}
     reported: set[str] = set()
     for gid in gpus:
         model = models.get(gid)
-        if model is None or model.name in reported or dtype in model.tensor_peak_TFLOPS:
+        if model is None or model.name in reported:
+            continue
+        if dtype in model.tensor_peak_TFLOPS or dtype in model.cuda_core_peak_TFLOPS:
             continue
         reported.add(model.name)
         have = ", ".join(sorted(str(d) for d in model.tensor_peak_TFLOPS)) or "none"
+        have_cc = ", ".join(sorted(str(d) for d in model.cuda_core_peak_TFLOPS)) or "none"
         yield (
             loc,
-            (f"GPU '{gid}' ({model.name}) has no tensor-core peak for {dtype} (it has: {have})"),
+            (
+                f"GPU '{gid}' ({model.name}) has no tensor-core peak for {dtype} (it has: {have}) "
+                f"and no CUDA-core peak for it either (it has: {have_cc})"
+            ),
         )

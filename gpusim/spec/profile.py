@@ -53,10 +53,18 @@ class MeasuredFraction(Measured):
 
 
 class InstructionPath(StrEnum):
-    """Tensor-core instruction families; Hopper's legacy mma.sync path reaches far less of peak."""
+    """Instruction families a matrix product runs on: the tensor-core ones (Hopper's legacy
+    mma.sync path reaches far less of peak than wgmma) and ``cuda_core``, FMA instructions on
+    the CUDA cores (a SIMT GEMM: what a GPU without tensor cores for the dtype runs, at the
+    CUDA-core peak times the profile's ``cuda_core_efficiency``)."""
 
     wgmma = "wgmma"
     mma_sync = "mma_sync"
+    cuda_core = "cuda_core"
+
+
+TENSOR_PATHS: tuple[InstructionPath, ...] = (InstructionPath.wgmma, InstructionPath.mma_sync)
+"""The tensor-core instruction paths: those with a ``tensor_efficiency`` in a profile."""
 
 
 def native_tensor_path(compute_capability: str) -> InstructionPath:
@@ -260,7 +268,10 @@ class CalibrationProfile(Spec):
         "are ready; operand delivery is modelled separately, gpusim.kernels.mainloop)."
     )
     memory_hierarchy: MemoryHierarchyCosts
-    cuda_core_efficiency: MeasuredFraction
+    cuda_core_efficiency: MeasuredFraction = Field(
+        description="Issue rate a CUDA-core (SIMT) kernel sustains as a fraction of the CUDA-core "
+        "peak: also the FMA rate of a SIMT GEMM's mainloop (InstructionPath.cuda_core)."
+    )
     launch: LaunchCosts
     host: HostRuntimeCosts
     device: DeviceCosts
@@ -273,3 +284,12 @@ class CalibrationProfile(Spec):
         description="Host costs of storage reads through the operating system; absent: reads "
         "are DMA (GPUDirect Storage) and cost the host nothing.",
     )
+
+    @model_validator(mode="after")
+    def _tensor_paths_only(self) -> CalibrationProfile:
+        if InstructionPath.cuda_core in self.tensor_efficiency:
+            raise ValueError(
+                "tensor_efficiency has no cuda_core path: a CUDA-core GEMM runs at "
+                "cuda_core_efficiency"
+            )
+        return self

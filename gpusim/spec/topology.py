@@ -31,6 +31,7 @@ class LinkKind(StrEnum):
     c2c = "c2c"
     infiniband = "infiniband"
     socket = "socket"  # CPU-to-CPU: UPI, AMD xGMI, Grace-to-Grace
+    soc = "soc"  # a board or on-chip bus of an SoC (a Jetson's eMMC bus); nameplate = bus rate
 
 
 class NcclTransport(StrEnum):
@@ -66,8 +67,9 @@ class CPUDevice(Spec):
 
 
 class StorageDevice(Spec):
-    """A storage device (an NVMe SSD) whose ``memory`` (a tier of kind ``storage``) holds data
-    that moves over its link: a weight tier of the speculative-decoding workload."""
+    """A storage device (an NVMe SSD, an SoC's eMMC) whose ``memory`` (a tier of kind
+    ``storage``) holds data that moves over its link: a weight tier of the speculative-decoding
+    workload."""
 
     kind: Literal["storage"] = "storage"
     id: Identifier
