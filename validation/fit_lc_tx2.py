@@ -21,7 +21,8 @@ LC-2 and LC-3 interact (the loader's CPU also slows a pipelined verification's c
 the two are solved in turn until neither moves. The scenario is
 ``validation/scenarios/lc_tx2_mt5_llmcad.json`` (LC-4's 81.6 % correctness as the draft's input);
 the metrics are its ``draft_step_s``, ``verification_s`` and ``provisional_step_s`` in the closed
-form. Run from a checkout::
+form (the discrete-event model reads a longer verification at the same parameters: there a
+provisional step holding the GPU delays the target's next layer; docs/speculative_decoding.md). Run from a checkout::
 
     python validation/fit_lc_tx2.py            # prints the fit, writes lc_fit.json
     gpusim calibrate fit results/calibration/published/jetson_tx2 --topology jetson_tx2 \\
@@ -56,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "validation" / "scenarios" / "lc_tx2_mt5_llmcad.json"
 PUBLISHED = ROOT / "results" / "calibration" / "published" / "jetson_tx2"
 OUTPUT = PUBLISHED / "lc_fit.json"
+ASSUMPTIONS = PUBLISHED / "assumptions.json"
 X86_PROFILE = ROOT / "topologies" / "profiles" / "h100_pcie.json"
 SOURCE = "EdgeLLM, IEEE TMC 2024 (doi 10.1109/TMC.2024.3513457), Fig. 20, values in the text"
 LC1_DRAFT_S, LC2_VERIFY_S, LC3_PROVISIONAL_S = 0.33, 7.2, 0.48
@@ -88,18 +90,15 @@ class Fit:
             raise SystemExit(f"{SCENARIO}: not a speculative_decoding scenario")
         self.workload = workload
         self.topology = resolved.topology
-        base = self._without_fit(fit_folder(PUBLISHED, Nameplates.from_topology(self.topology)))
+        base = fit_folder(PUBLISHED, Nameplates.from_topology(self.topology)).profile
         self.values = flatten(base)
         self.profile_id, self.description = base.id, base.description
         x86 = flatten(load_profile(X86_PROFILE))
         self.x86_us = {path: x86[path].value for path in HOST_PATHS}
 
-    @staticmethod
-    def _without_fit(report: Any) -> CalibrationProfile:
-        profile: CalibrationProfile = report.profile
-        return profile
-
-    def profile(self, host_scale: float, storage: float, loader_us_per_MB: float) -> Any:
+    def profile(
+        self, host_scale: float, storage: float, loader_us_per_MB: float
+    ) -> CalibrationProfile:
         """The TX2 profile at these parameter values."""
         values = dict(self.values)
         for path, us in self.x86_us.items():
@@ -120,26 +119,40 @@ def solve(f: Callable[[float], float], target: float, low: float, high: float) -
     return float(brentq(lambda x: f(x) - target, low, high, xtol=1e-12, rtol=1e-10))
 
 
+def bracket_up(f: Callable[[float], float], target: float, step: float) -> tuple[float, float]:
+    """``[low, high]`` with ``f(low) < target <= f(high)``, ``high`` doubling from ``step``
+    (``f`` increasing where it is positive)."""
+    low, high = 0.0, step
+    while not f(high) >= target:
+        low, high = high, 2 * high
+        if high > 1e9:
+            raise SystemExit(f"no value reaches {target}")
+    return low, high
+
+
 def main() -> None:
     fit = Fit()
-    host_scale = solve(
-        lambda s: fit.phases(s, 0.9, 0.0)["draft_step_s"], LC1_DRAFT_S, 0.1, 1000.0
-    )
+
+    def draft_s(scale: float) -> float:
+        return fit.phases(scale, 0.9, 0.0)["draft_step_s"]
+
+    host_scale = solve(draft_s, LC1_DRAFT_S, 0.1, 1000.0)
     storage, loader = 0.9, 0.0
     for _ in range(20):
         before = (storage, loader)
-        storage = solve(
-            lambda e: -fit.phases(host_scale, e, loader)["verification_s"],
-            -LC2_VERIFY_S,
-            1e-3,
-            1.0,
-        )
-        loader = solve(
-            lambda c: fit.phases(host_scale, storage, c)["provisional_step_s"],
-            LC3_PROVISIONAL_S,
-            0.0,
-            1e6,
-        )
+
+        def verify_s(e: float, c: float = loader) -> float:
+            return -fit.phases(host_scale, e, c)["verification_s"]
+
+        storage = solve(verify_s, -LC2_VERIFY_S, 1e-3, 1.0)
+
+        def provisional_s(c: float, e: float = storage) -> float:
+            # 0 once the pass turns compute-bound and no provisional step fits: the bracket
+            # stops at the first value that reaches the target
+            return fit.phases(host_scale, e, c)["provisional_step_s"]
+
+        low, high = bracket_up(provisional_s, LC3_PROVISIONAL_S, 10.0)
+        loader = solve(provisional_s, LC3_PROVISIONAL_S, low, high)
         if abs(storage - before[0]) <= 1e-9 * storage and abs(loader - before[1]) <= 1e-9 * max(
             loader, 1.0
         ):
@@ -209,6 +222,13 @@ def write(fit: Fit, host_scale: float, storage: float, loader: float) -> None:
         "measurements": measurements,
     }
     OUTPUT.write_text(json.dumps(doc, indent=2) + "\n")
+    # the priors of these paths leave assumptions.json: a path is given once in a folder
+    fitted = {m["name"] for m in measurements}
+    priors = json.loads(ASSUMPTIONS.read_text())
+    kept = [m for m in priors["measurements"] if m["name"] not in fitted]
+    if len(kept) < len(priors["measurements"]):
+        priors["measurements"] = kept
+        ASSUMPTIONS.write_text(json.dumps(priors, indent=2) + "\n")
 
 
 if __name__ == "__main__":
