@@ -22,7 +22,8 @@ the two are solved in turn until neither moves. The scenario is
 ``validation/scenarios/lc_tx2_mt5_llmcad.json`` (LC-4's 81.6 % correctness as the draft's input);
 the metrics are its ``draft_step_s``, ``verification_s`` and ``provisional_step_s`` in the closed
 form (the discrete-event model reads a longer verification at the same parameters: there a
-provisional step holding the GPU delays the target's next layer; docs/speculative_decoding.md). Run from a checkout::
+provisional step holding the GPU delays the target's next layer; docs/speculative_decoding.md).
+Run from a checkout::
 
     python validation/fit_lc_tx2.py            # prints the fit, writes lc_fit.json
     gpusim calibrate fit results/calibration/published/jetson_tx2 --topology jetson_tx2 \\
