@@ -18,7 +18,7 @@ from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
 from gpusim.result import Outcome
 from gpusim.spec.base import Dtype
-from gpusim.spec.loading import load_profile, load_topology, load_transformer
+from gpusim.spec.loading import load_profile, load_scenario, load_topology, load_transformer
 from gpusim.spec.profile import CalibrationProfile, Measured, StorageIOCosts
 from gpusim.spec.refs import data_root
 from gpusim.spec.scenario import Fidelity
@@ -204,3 +204,23 @@ def test_a_cpp_runtime_costs_less_host_time_than_eager() -> None:
     for framework in (True, False):
         host = PassCosts(TARGET, rates, Dtype.fp16, 64, host=driver(platform, framework)).of(4)
         assert host.time_s >= host.body_s > 0
+
+
+def test_a_target_layer_waits_one_draft_layer_at_most_for_a_provisional_step() -> None:
+    """On the TX2 (mT5-small drafting for mT5-Large from the eMMC), a provisional step runs
+    draft layer by draft layer and the target keeps the GPU while its next layer is loaded:
+    each verification outlasts the closed form's (which lets provisional steps fill only idle
+    time) by at most one draft layer per streamed target layer plus one step."""
+    scenario = load_scenario(ROOT / "workloads" / "specdec_mt5_tx2.json")
+    wl = scenario.workload
+    assert isinstance(wl, SpeculativeDecodingWorkload)
+    topo, profile = scenario.topology, scenario.profile
+    des = speculative.des(Node(topo, profile, Simulation()), wl, seed=0)
+    closed = speculative.analytic(topo, profile, wl, seed=0)
+    s = Setup.of(Platform.of(topo, profile), wl)
+    step = s.provisional_step().time_s
+    part = step / s.draft_costs().model.layers
+    slack = s.plan.streamed_layers * part + step
+    assert des.metrics["provisional_s"] > 0
+    assert closed.metrics["verification_s"] <= des.metrics["verification_s"]
+    assert des.metrics["verification_s"] <= closed.metrics["verification_s"] + slack

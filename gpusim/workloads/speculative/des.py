@@ -99,13 +99,28 @@ class Engine:
                 yield from self.load(first + k)
                 done.succeed()
 
+        def layers_loaded(k: int) -> Generator[simpy.Event, Any, int]:
+            """Compute streamed layers from ``k`` while they are loaded; returns the next."""
+            while True:
+                yield from self._kernel(streamed, f"target layer {first + k}")
+                self.buffers.release(held[k])
+                k += 1
+                if k == len(loaded) or not loaded[k].triggered:
+                    return k
+
         def target() -> Proc:
-            for k, done in enumerate(loaded):
-                if not done.processed:
-                    yield done
-                yield from self.compute(streamed, f"target layer {first + k}", TARGET)
-                if s.pipelined:
-                    self.buffers.release(held[k])
+            # the target keeps the GPU while its next layer is loaded, so a provisional draft
+            # runs only while the target waits on a load (rule 5 and 6 of llmcad.md section 5)
+            k = 0
+            while k < len(loaded):
+                if not loaded[k].processed:
+                    yield loaded[k]
+                if not self.shared:
+                    k = yield from layers_loaded(k)
+                    continue
+                with self.lock.request(priority=TARGET) as turn:
+                    yield turn
+                    k = yield from layers_loaded(k)
             target_done.succeed()
 
         if s.pipelined:
@@ -119,21 +134,23 @@ class Engine:
         steps = 0
         provisional_s = 0.0
         if provisional_max > 0:
-            step = s.provisional_step()
+            # a provisional step runs layer by layer, each of the draft's layers taking the
+            # GPU in turn, so a target layer whose weights arrive waits one draft layer at most
+            layers = s.draft_costs().model.layers
+            part = s.provisional_step().share(1.0 / layers)
             while steps < provisional_max and not loaded[-1].triggered:
-                with self.lock.request(priority=DRAFT) as turn:
-                    yield turn
-                    if loaded[-1].triggered:
-                        break
-                    begin = float(env.now)
-                    yield from self.gpu.run_kernel(
-                        "provisional draft",
-                        self.gpu.rates.sm_count,
-                        step.floor_s,
-                        step.body_s,
-                        step.hbm_bytes,
-                    )
-                    provisional_s += float(env.now) - begin
+                for _ in range(layers):
+                    with self.lock.request(priority=DRAFT) as turn:
+                        yield turn
+                        begin = float(env.now)
+                        yield from self.gpu.run_kernel(
+                            "provisional draft",
+                            self.gpu.rates.sm_count,
+                            part.floor_s,
+                            part.body_s,
+                            part.hbm_bytes,
+                        )
+                        provisional_s += float(env.now) - begin
                 steps += 1
         if not target_done.processed:
             yield target_done
