@@ -47,7 +47,7 @@ def analytic(
                     step = s.provisional_step().time_s
                     reply = min(request.provisional_max, math.floor((pass_s - compute) / step))
                     provisional = reply * step
-                split.verification(pass_s, compute, provisional)
+                split.verification(pass_s, compute, provisional, reply)
                 total += pass_s
                 passes += 1
             request = prog.send(reply)

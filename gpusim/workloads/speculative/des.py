@@ -7,6 +7,7 @@ the verification still has weights to load."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from typing import Any
 
@@ -83,12 +84,16 @@ class Engine:
             resident = layer.share(plan.resident_layers)
             yield from self.compute(resident, f"target resident x{tokens}", TARGET)
         if not plan.streamed_layers:
-            self.split.verification(float(env.now) - start, self.busy_s, 0.0)
+            self.split.verification(float(env.now) - start, self.busy_s, 0.0, 0.0)
             return 0
         first = plan.resident_layers
         loaded = [env.event() for _ in range(plan.streamed_layers)]
         held: list[simpy.resources.resource.Request] = []
         target_done = env.event()
+
+        eta = [math.inf] * len(loaded)
+        """Earliest end of each layer's load: its start plus its uncontended time."""
+        load_s = s.pass_shape(tokens).layer_load_s
 
         def loader() -> Proc:
             for k, done in enumerate(loaded):
@@ -96,6 +101,7 @@ class Engine:
                     slot = self.buffers.request()
                     yield slot
                     held.append(slot)
+                eta[k] = float(env.now) + load_s
                 yield from self.load(first + k)
                 done.succeed()
 
@@ -133,28 +139,43 @@ class Engine:
             target_done.succeed()
         steps = 0
         provisional_s = 0.0
+        provisional_parts, layers = 0, 1
         if provisional_max > 0:
-            # a provisional step runs layer by layer, each of the draft's layers taking the
-            # GPU in turn, so a target layer whose weights arrive waits one draft layer at most
+            # A provisional step runs draft layer by draft layer (the GPU interleaves the two
+            # models' kernels), so a target layer whose weights arrive waits one draft layer at
+            # most. Consecutive draft layers run as one kernel while the target's next load
+            # cannot end before them (its earliest end, ``eta``), so the events per step stay
+            # few.
             layers = s.draft_costs().model.layers
             part = s.provisional_step().share(1.0 / layers)
+            done_parts = 0
             while steps < provisional_max and not loaded[-1].triggered:
-                for _ in range(layers):
-                    with self.lock.request(priority=DRAFT) as turn:
-                        yield turn
-                        begin = float(env.now)
-                        yield from self.gpu.run_kernel(
-                            "provisional draft",
-                            self.gpu.rates.sm_count,
-                            part.floor_s,
-                            part.body_s,
-                            part.hbm_bytes,
-                        )
-                        provisional_s += float(env.now) - begin
-                steps += 1
+                with self.lock.request(priority=DRAFT) as turn:
+                    yield turn
+                    now = float(env.now)
+                    waiting = next(k for k, e in enumerate(loaded) if not e.triggered)
+                    left = layers - done_parts
+                    ahead = eta[waiting] - now  # inf: that load waits for a buffer
+                    room = left if ahead >= left * part.time_s else int(ahead // part.time_s)
+                    run = max(1, room)
+                    chunk = part.share(run)
+                    yield from self.gpu.run_kernel(
+                        "provisional draft",
+                        self.gpu.rates.sm_count,
+                        chunk.floor_s,
+                        chunk.body_s,
+                        chunk.hbm_bytes,
+                    )
+                    provisional_s += float(env.now) - now
+                done_parts += run
+                provisional_parts += run
+                if done_parts == layers:
+                    steps, done_parts = steps + 1, 0
         if not target_done.processed:
             yield target_done
-        self.split.verification(float(env.now) - start, self.busy_s, provisional_s)
+        self.split.verification(
+            float(env.now) - start, self.busy_s, provisional_s, provisional_parts / layers
+        )
         return steps
 
     def run(self, prog: Program) -> Proc:

@@ -38,7 +38,7 @@ METRICS = frozenset(
 """What every run reports, both fidelities, every strategy."""
 
 
-def _mean(total_s: float, count: int) -> float:
+def _mean(total_s: float, count: float) -> float:
     """``total_s`` per one of ``count`` (0 when there were none)."""
     return total_s / count if count else 0.0
 
@@ -63,9 +63,7 @@ def outcome(
         "provisional_tokens_discarded": float(tally.provisional_discarded),
         "draft_step_s": _mean(split.draft_s, tally.draft_steps),
         "verification_s": _mean(split.target_passes_s, tally.verifications),
-        "provisional_step_s": _mean(
-            split.provisional_s, tally.provisional_kept + tally.provisional_discarded
-        ),
+        "provisional_step_s": _mean(split.provisional_s, split.provisional_steps),
         "memory_budget_B": plan.budget_B,
         "memory_used_B": plan.used_B,
         "memory_used_fraction": plan.used_B / plan.budget_B,

@@ -68,14 +68,21 @@ class TimeSplit:
     """Target passes waiting on weight loads with nothing computing."""
     provisional_s: float = 0.0
     """Provisional draft passes during weight loads."""
+    provisional_steps: float = 0.0
+    """Provisional draft steps run, in whole steps (a step cut short when the last load ends
+    counts its share of the draft's layers)."""
     target_passes_s: float = 0.0
     """Every target pass, start to end (provisional drafting inside included): not part of
     the partition, the total behind the mean verification time."""
 
-    def verification(self, pass_s: float, compute_s: float, provisional_s: float) -> None:
-        """Account one target pass of ``pass_s``: its compute, the provisional drafting inside
-        it, and the rest as waiting on weights."""
+    def verification(
+        self, pass_s: float, compute_s: float, provisional_s: float, provisional_steps: float
+    ) -> None:
+        """Account one target pass of ``pass_s``: its compute, the ``provisional_steps`` of
+        provisional drafting inside it (``provisional_s``), and the rest as waiting on
+        weights."""
         self.target_passes_s += pass_s
+        self.provisional_steps += provisional_steps
         self.verify_compute_s += compute_s
         self.provisional_s += provisional_s
         self.weight_io_s += max(0.0, pass_s - compute_s - provisional_s)
