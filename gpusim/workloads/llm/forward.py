@@ -143,6 +143,14 @@ class Forward:
             stats = (f"{name}.stats", rows * 2 * FP32_B)
             o.ew(f"layer_norm_{self.dt}", ((x, a), w), ((out, a), stats))
             return
+        self.rms_norm(name, x, out, scale_input=False)
+
+    def rms_norm(self, name: str, x: str, out: str, *, scale_input: bool) -> None:
+        """The eight kernels of an RMS norm computing its variance in fp32: ``LlamaRMSNorm``
+        multiplies the fp32 copy by ``rsqrt`` (``scale_input`` False), ``T5LayerNorm`` the input
+        itself (a mixed-dtype ``mul``)."""
+        o, rows, h, a = self.o, self.s.rows, self.m.hidden, self.act_B
+        w = (f"{name}.weight", h * self.el)
         a32, r32 = rows * h * FP32_B, rows * FP32_B
         p, dt = name, self.dt
         o.ew(f"copy_{dt}_fp32", ((x, a),), ((f"{p}.x32", a32),))
@@ -150,7 +158,10 @@ class Forward:
         o.ew("mean_fp32", ((f"{p}.sq", a32),), ((f"{p}.var", r32),), OpKind.reduction)
         o.ew("add_scalar_fp32", ((f"{p}.var", r32),), ((f"{p}.ve", r32),))
         o.ew("rsqrt_fp32", ((f"{p}.ve", r32),), ((f"{p}.rs", r32),))
-        o.ew("mul_fp32", ((f"{p}.x32", a32), (f"{p}.rs", r32)), ((f"{p}.n32", a32),))
+        if scale_input:
+            o.ew(f"mul_{dt}_fp32", ((x, a), (f"{p}.rs", r32)), ((f"{p}.n32", a32),))
+        else:
+            o.ew("mul_fp32", ((f"{p}.x32", a32), (f"{p}.rs", r32)), ((f"{p}.n32", a32),))
         o.ew(f"copy_fp32_{dt}", ((f"{p}.n32", a32),), ((f"{p}.n", a),))
         o.ew(f"mul_{dt}", (w, (f"{p}.n", a)), ((out, a),))
 
@@ -439,19 +450,8 @@ class T5DecoderForward(Forward):
 
     def norm(self, name: str, x: str, out: str) -> None:
         """``T5LayerNorm``: eight kernels, the fp32 ``rsqrt`` multiplying the input itself."""
-        o, rows, h, a = self.o, self.s.rows, self.m.hidden, self.act_B
-        o.modules()
-        w = (f"{name}.weight", h * self.el)
-        a32, r32 = rows * h * FP32_B, rows * FP32_B
-        p, dt = name, self.dt
-        o.ew(f"copy_{dt}_fp32", ((x, a),), ((f"{p}.x32", a32),))
-        o.ew("pow_scalar_fp32", ((f"{p}.x32", a32),), ((f"{p}.sq", a32),))
-        o.ew("mean_fp32", ((f"{p}.sq", a32),), ((f"{p}.var", r32),), OpKind.reduction)
-        o.ew("add_scalar_fp32", ((f"{p}.var", r32),), ((f"{p}.ve", r32),))
-        o.ew("rsqrt_fp32", ((f"{p}.ve", r32),), ((f"{p}.rs", r32),))
-        o.ew(f"mul_{dt}_fp32", ((x, a), (f"{p}.rs", r32)), ((f"{p}.n32", a32),))
-        o.ew(f"copy_fp32_{dt}", ((f"{p}.n32", a32),), ((f"{p}.n", a),))
-        o.ew(f"mul_{dt}", (w, (f"{p}.n", a)), ((out, a),))
+        self.o.modules()
+        self.rms_norm(name, x, out, scale_input=True)
 
     def clamp(self, x: str) -> str:
         """``T5Block``'s clamp of infinities after a sublayer, in fp16 only; returns the id of
