@@ -343,7 +343,8 @@ def test_shipped_calibration_points_ledger() -> None:
     ledger_path = REPO / "validation" / "calibration_points.json"
     ledger = load_ledger(ledger_path)
     assert [c.id for c in ledger.cases] == [
-        "SK-1", "SK-2", "SK-3", "SK-4", "SK-5", "SK-6", "FL-1", "FL-2", "FM-1", "FM-2"
+        "SK-1", "SK-2", "SK-3", "SK-4", "SK-5", "SK-6", "FL-1", "FL-2", "FM-1", "FM-2",
+        "LC-1", "LC-2", "LC-3",
     ]  # fmt: skip
     report = validate_ledger(ledger, ledger_path.parent)
     assert report.errors == 0, [c.error for c in report.cases]

@@ -167,15 +167,25 @@ def main() -> None:
     print(f"wrote {OUTPUT.relative_to(ROOT)}")
 
 
-def entry(name: str, unit: str, value: float, source: str) -> dict[str, Any]:
-    """One assumption in the measurement-document format."""
+def entry(
+    name: str, unit: str, value: float, source: str, low_high: tuple[float, float] | None = None
+) -> dict[str, Any]:
+    """One assumption in the measurement-document format (``low_high``: its range)."""
     stats = dict.fromkeys(("median", "mean", "min", "max", "p10", "p90"), value)
-    return {
+    out: dict[str, Any] = {
         "name": name,
         "unit": unit,
         "stats": stats | {"stdev": 0.0, "n": 1},
         "source": source,
     }
+    if low_high is not None:
+        out["low"], out["high"] = low_high
+    return out
+
+
+A57_SLOWDOWN = 5.0
+"""A Cortex-A57 core's per-op slowdown against the x86 host, at its low end (about 5-8x): the
+low end of the fitted host costs' range, were all of the fitted factor's excess unmodelled work."""
 
 
 def write(fit: Fit, host_scale: float, storage: float, loader: float) -> None:
@@ -191,7 +201,10 @@ def write(fit: Fit, host_scale: float, storage: float, loader: float) -> None:
             f"{SOURCE}) by {script} on {scenario}: the h100_pcie profile's x86 value "
             f"{us:g} us x {host_scale:.6g}, one factor for every host-thread cost (the TX2's "
             "Cortex-A57 running PyTorch 1.10 and Hugging Face generate; the factor also absorbs "
-            "any per-token Python work of LLMCad's tree that gpusim does not model)",
+            "any per-token Python work of LLMCad's tree that gpusim does not model); range: "
+            f"from {A57_SLOWDOWN:g} x the x86 value (an A57's per-op slowdown alone) to the "
+            "fitted value",
+            (round(us * A57_SLOWDOWN, 6), round(us * host_scale, 6)),
         )
         for path, us in fit.x86_us.items()
     ]
