@@ -25,6 +25,9 @@ class Provenance:
 
     origins: dict[Loc, tuple[str, Loc]] = field(default_factory=dict)
     overridden: set[Loc] = field(default_factory=set)
+    read_files: bool = False
+    """Whether resolving the document consulted the file system (read a file, or anchored a
+    path), beyond the documents an :class:`~gpusim.spec.loading.InlineCache` already held."""
 
     def add(self, loc: Loc, file: str | Path, inner: Loc = ()) -> None:
         """Record that the subtree at ``loc`` is the document at ``inner`` of ``file``."""
@@ -162,10 +165,12 @@ def validation_error(exc: ValidationError, data: Any, prov: Provenance) -> SpecE
     return prov.blame(loc, msg)
 
 
-def validate_as(model: type[M], data: Any, prov: Provenance) -> M:
+def validate_as(model: type[M], data: Any, prov: Provenance, *, checked: bool = True) -> M:
     """Validate raw data as ``model``; the first (deepest) error becomes a SpecError. Numbers
-    beyond :data:`MAX_MAGNITUDE` are refused first."""
-    check_magnitudes(data, prov)
+    beyond :data:`MAX_MAGNITUDE` are refused first (not with ``checked=False``: data known to
+    pass, see :func:`~gpusim.spec.loading.resolve_validated`)."""
+    if checked:
+        check_magnitudes(data, prov)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
