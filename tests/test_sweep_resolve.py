@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from gpusim.cli import app
 from gpusim.errors import SpecError
 from gpusim.limits import Limits
 from gpusim.spec.loading import InlineCache, load_scenario, resolve_validated, scenario_from_dict
+from gpusim.spec.provenance import MAX_MAGNITUDE, Provenance, _blame_magnitudes, check_magnitudes
 from gpusim.sweep import ResultStore, SweepSpec, plan_points
 from gpusim.sweep.expand import sweep_base
 from gpusim.sweep.runner import BaseParcel, run_scenario
@@ -192,3 +194,39 @@ def test_an_unchecked_model_is_not_taken_by_a_checked_resolution(tmp_path: Path)
         scenario_from_dict(raw, base_file, bad)
     assert str(fast.value) == str(alone.value)
     assert scenario_from_dict(raw, base_file, {}, cache) == scenario_from_dict(raw, base_file)
+
+
+def test_the_quick_magnitude_look_refuses_what_the_walk_refuses() -> None:
+    class Big(IntEnum):
+        huge = MAX_MAGNITUDE + 2
+
+    huge = MAX_MAGNITUDE + 2
+    docs: list[Any] = [
+        {"a": 1, "b": [1.5, {"c": -(2**53)}], "d": None, "e": "s", "f": True},
+        {"a": {"b": [0, 1, {"c": huge}]}},
+        {"a": [float("nan"), float("inf")]},
+        {"a": [-float("inf")]},
+        {"a": Big.huge},
+        {"a": [{"b": 2**60}], "flag": True},
+        {"model": InlineCache(), "x": 3},  # not JSON: skipped by both
+        huge,
+        [1, 2, [3, -huge]],
+    ]
+    for doc in docs:
+        errors = []
+        for check in (check_magnitudes, _blame_magnitudes):
+            try:
+                check(doc, Provenance())
+                errors.append(None)
+            except SpecError as exc:
+                errors.append(str(exc))
+        assert errors[0] == errors[1], doc
+    assert sum(1 for doc in docs if _refused(doc)) == 7  # all but the first and the model
+
+
+def _refused(doc: Any) -> bool:
+    try:
+        check_magnitudes(doc, Provenance())
+    except SpecError:
+        return True
+    return False

@@ -115,6 +115,8 @@ class InlineCache:
 
     def is_shared(self, raw: Any) -> bool:
         """Whether ``raw`` is one of the documents this cache hands out."""
+        if type(raw) in _SCALARS:
+            return False
         return any(doc is raw for doc, _ in self.docs.values())
 
 
@@ -214,15 +216,36 @@ def load_resource_report(path: str | Path) -> ResourceReport:
 def _resolve_resource_refs(node: Any, loc: Loc, prov: Provenance) -> None:
     """Replace, in place, every ``block_resources`` reference under ``node`` (an object with a
     ``report`` key) by the :class:`KernelResources` object it names."""
+    if _has_resource_ref(node):
+        _replace_resource_refs(node, loc, prov)
+
+
+def _replace_resource_refs(node: Any, loc: Loc, prov: Provenance) -> None:
     if isinstance(node, dict):
         for key, value in list(node.items()):
             if key == "block_resources" and isinstance(value, dict) and "report" in value:
                 node[key] = _kernel_resources(node, value, (*loc, key), prov)
             else:
-                _resolve_resource_refs(value, (*loc, key), prov)
+                _replace_resource_refs(value, (*loc, key), prov)
     elif isinstance(node, list):
         for i, item in enumerate(node):
-            _resolve_resource_refs(item, (*loc, i), prov)
+            _replace_resource_refs(item, (*loc, i), prov)
+
+
+def _has_resource_ref(node: Any) -> bool:
+    """Whether there is a ``block_resources`` reference under ``node`` (a quick look, with no
+    locations, before the walk that replaces them)."""
+    kind = type(node)
+    if kind is dict:
+        ref = node.get("block_resources")
+        if isinstance(ref, dict) and "report" in ref:
+            return True
+        return any(type(v) not in _SCALARS and _has_resource_ref(v) for v in node.values())
+    if kind is list:
+        return any(type(v) not in _SCALARS and _has_resource_ref(v) for v in node)
+    if kind in _SCALARS:
+        return False
+    return isinstance(node, dict | list)  # not plain JSON: let the walk look
 
 
 def _kernel_resources(
@@ -434,9 +457,20 @@ def _resolve(
     return _finish_scenario(doc, prov, cache, checked), prov
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+"""The exact types of the JSON values that hold no other value (shared, never copied)."""
+
+
 def _copy_json(value: Any) -> Any:
     """A deep copy of a JSON document (a few times faster than ``copy.deepcopy``); anything
     that is not JSON inside it is deep-copied as usual."""
+    kind = type(value)
+    if kind is dict:  # the common case first: no call for a plain value inside
+        return {k: v if type(v) in _SCALARS else _copy_json(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _SCALARS else _copy_json(v) for v in value]
+    if kind in _SCALARS:
+        return value
     if isinstance(value, dict):
         return {k: _copy_json(v) for k, v in value.items()}
     if isinstance(value, list):

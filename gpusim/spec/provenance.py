@@ -91,6 +91,37 @@ def check_magnitudes(data: Any, prov: Provenance, loc: Loc = ()) -> None:
     """Refuse any number in raw ``data`` beyond :data:`MAX_MAGNITUDE` (blamed where it is):
     such sizes are physically impossible and overflow or lose precision in the model.
     Validated objects inside ``data`` (already checked) are skipped."""
+    if _within_magnitude(data):
+        return  # the usual case, seen without building a location for every value
+    _blame_magnitudes(data, prov, loc)
+
+
+def _within_magnitude(data: Any) -> bool:
+    """Whether every number in ``data`` is within :data:`MAX_MAGNITUDE`, looking as
+    :func:`_blame_magnitudes` does (False, to let it look, at a subclass of a JSON type)."""
+    kind = type(data)
+    if kind is dict:
+        values: Any = data.values()
+    elif kind is list:
+        values = data
+    else:
+        values = (data,)
+    for value in values:
+        kind = type(value)
+        if kind is str or kind is bool or value is None:
+            continue
+        if kind is int or kind is float:
+            if not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+                return False
+        elif kind is dict or kind is list:
+            if not _within_magnitude(value):
+                return False
+        elif isinstance(value, int | float | dict | list):
+            return False  # a subclass: the walk looks (anything else it skips, as here)
+    return True
+
+
+def _blame_magnitudes(data: Any, prov: Provenance, loc: Loc = ()) -> None:
     if isinstance(data, bool):
         return
     if isinstance(data, int | float):
@@ -100,10 +131,10 @@ def check_magnitudes(data: Any, prov: Provenance, loc: Loc = ()) -> None:
             )
     elif isinstance(data, dict):
         for key, value in data.items():
-            check_magnitudes(value, prov, (*loc, key))
+            _blame_magnitudes(value, prov, (*loc, key))
     elif isinstance(data, list):
         for i, value in enumerate(data):
-            check_magnitudes(value, prov, (*loc, i))
+            _blame_magnitudes(value, prov, (*loc, i))
 
 
 def data_loc(data: Any, loc: Loc) -> Loc:
