@@ -213,7 +213,7 @@ def test_the_quick_magnitude_look_refuses_what_the_walk_refuses() -> None:
         [1, 2, [3, -huge]],
     ]
     for doc in docs:
-        errors = []
+        errors: list[str | None] = []
         for check in (check_magnitudes, _blame_magnitudes):
             try:
                 check(doc, Provenance())
