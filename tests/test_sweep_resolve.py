@@ -230,3 +230,23 @@ def _refused(doc: Any) -> bool:
     except SpecError:
         return True
     return False
+
+
+def test_the_summary_is_what_a_dict_writer_writes(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    rows: list[dict[str, Any]] = [
+        {"a": 1, "b": "x,y", "c": None},
+        {"a": 2.5, "d": 'q"uote', "e": True},
+        {"b": "two\nlines"},
+    ]
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    store = ResultStore(tmp_path)
+    assert store.write_summary_csv(rows).read_text() == buf.getvalue()
