@@ -22,9 +22,10 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 from typing import Any
 
 from gpusim.export.perfetto import chrome_trace
@@ -268,7 +269,9 @@ def run_sweep(
     outcome = SweepOutcome(progress)
     rev = git_revision()
     futures: set[Future[list[PointOutcome]]] = set()
-    finished: deque[Future[list[PointOutcome]]] = deque()  # appended as tasks finish
+    # tasks as they finish, put by their done-callbacks (a blocking get waits for the next one,
+    # without wait()'s waiter on every task in flight)
+    finished: SimpleQueue[Future[list[PointOutcome]]] = SimpleQueue()
     seen: set[str] = set()
     entries: list[dict[str, Any]] = []
     queue: deque[PointRef] = deque()
@@ -283,21 +286,20 @@ def run_sweep(
                 parcel = parcel.current(base)
             future = _submit(executor, parcel, chunk)
             futures.add(future)
-            future.add_done_callback(finished.append)
+            future.add_done_callback(finished.put)
 
     def collect(block: bool) -> None:
         """Store what has finished (cheap when nothing has); with ``block``, wait for a task
         first if none has."""
         ready = []
-        while finished:
-            ready.append(finished.popleft())
-        if block and not ready and futures:
-            done, _ = wait(futures, return_when=FIRST_COMPLETED)
-            ready.extend(done)
+        if block and futures and finished.empty():
+            ready.append(finished.get())  # every task in flight puts itself when done
+        while not finished.empty():
+            ready.append(finished.get())
         stored = False
         for future in ready:  # each result is stored as soon as it is taken in
             if future not in futures:
-                continue  # taken in already (by wait, before its callback ran)
+                continue  # not one of this run's tasks in flight
             futures.discard(future)
             results = future.result()
             for result in results:
