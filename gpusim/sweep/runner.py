@@ -135,16 +135,20 @@ def run_planned(
             _WORKER_BASES.pop(next(iter(_WORKER_BASES)))
         opened = base.open() if isinstance(base, BaseParcel) else base
         known = _WORKER_BASES[base.token] = opened
-    outcomes = []
+    # Every point of the batch resolved first, then every one run: each phase runs back to
+    # back with its code and data warm (a resolution right after a simulation took about
+    # twice as long as one after another).
+    resolved: list[ResolvedScenario | PointOutcome] = []
     for overrides, scenario_hash in batch:
         started = time.process_time()
         try:
-            scenario = known.resolve_validated(overrides, scenario_hash)
+            resolved.append(known.resolve_validated(overrides, scenario_hash))
         except Exception as exc:  # a file changed since validation: this point fails alone
-            outcomes.append(_failure(scenario_hash, exc, started))
-            continue
-        outcomes.append(run_scenario(scenario, scenario_hash))
-    return outcomes
+            resolved.append(_failure(scenario_hash, exc, started))
+    return [
+        item if isinstance(item, PointOutcome) else run_scenario(item, scenario_hash)
+        for item, (_, scenario_hash) in zip(resolved, batch, strict=True)
+    ]
 
 
 class _BatchSizer:
