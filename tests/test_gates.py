@@ -22,6 +22,8 @@ from gpusim.workloads.moe.gates import (
     groups_touched,
     limit_to_groups,
     softmax_rows,
+    top_k_columns,
+    top_k_sets,
 )
 from gpusim.workloads.moe.routing import Router
 
@@ -233,3 +235,47 @@ def test_bias_updates_stop_at_the_stop_step() -> None:
         router.step(10)
         router.update(loads)
     assert router.bias == pytest.approx([-0.2, 0.2, 0.0])
+
+
+# --- top-k as sets ----------------------------------------------------------------------------
+
+
+def _as_sets(choices: np.ndarray) -> np.ndarray:
+    return np.sort(choices, axis=1)
+
+
+@pytest.mark.parametrize("experts", [8, 48, 106, 206])
+@pytest.mark.parametrize("top_k", [1, 2, 3, 4, 6])
+def test_top_k_sets_are_the_partitions_sets(experts: int, top_k: int) -> None:
+    rng = np.random.default_rng(experts * 10 + top_k)
+    score = rng.standard_normal((3000, experts), dtype=np.float32)
+    # ties at and around the boundary: some rows hold few distinct values, some -inf, some NaN
+    score[:200] = np.round(score[:200])
+    score[200:260, : experts // 2] = -np.inf
+    score[260:270, 1] = np.nan
+    score[270:280] = 0.0
+    kept = score.copy()
+    fast = top_k_sets(score, top_k)
+    assert np.array_equal(score, kept, equal_nan=True)  # the scores are left as they were
+    assert fast.shape == (3000, top_k)
+    assert np.array_equal(_as_sets(fast), _as_sets(top_k_columns(score, top_k)))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {},
+        {"distribution": "zipf"},
+        {"distribution": "dirichlet", "gate": "softmax"},
+        {"balancing": "alf_lb", "alf_update_rate": 0.05},
+        {"node_limited": {"groups": 8, "groups_per_token": 2}},
+    ],
+)
+def test_a_router_routing_as_sets_picks_the_same_experts(spec: dict[str, Any]) -> None:
+    plain = _router(seed=4, experts=128, top_k=2, **spec)
+    sets = _router(seed=4, experts=128, top_k=2, **spec)
+    for _ in range(3):
+        a, b = plain.step(5000), sets.step(5000, as_sets=True)
+        assert np.array_equal(_as_sets(a), _as_sets(b))
+        plain.update(expert_loads(a, 128))
+        sets.update(expert_loads(b, 128))

@@ -370,6 +370,25 @@ def test_route_layer_tokens_belong_to_source_gpus_in_order() -> None:
         assert np.array_equal(batch.counts[g], expert_loads(choices[g * t : (g + 1) * t], 16))
 
 
+@pytest.mark.parametrize("experts", [128, 206])
+@pytest.mark.parametrize("routing_kw", [{}, {"warmup_steps": 2, "balancing": "alf_lb"}])
+def test_route_layer_counts_what_the_ordered_router_picks(
+    experts: int, routing_kw: dict[str, Any]
+) -> None:
+    # route_layer takes each token's experts as sets (top_k_sets): the counts of the router's
+    # ordered choices, to the token
+    wl = _layer(None, **routing_kw).model_copy(update={"experts": experts})
+    gpus, t = 2, wl.tokens_per_gpu
+    batch = route_layer(wl, gpus, np.random.default_rng(16))
+    router = Router(wl.routing, wl.experts, wl.top_k, np.random.default_rng(16))
+    for _ in range(wl.routing.warmup_steps):
+        router.update(expert_loads(router.step(gpus * t), wl.experts))
+    choices = router.step(gpus * t)
+    for g in range(gpus):
+        ordered = expert_loads(choices[g * t : (g + 1) * t], experts)
+        assert np.array_equal(batch.counts[g], ordered)
+
+
 def test_warmup_steps_let_alf_lb_balance_before_the_measured_step() -> None:
     kw: dict[str, Any] = {"balancing": "alf_lb", "alf_update_rate": FAST_U}
     cold = route_layer(_layer(None, warmup_steps=0, **kw), 4, np.random.default_rng(16))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,11 @@ from typer.testing import CliRunner
 from gpusim.cli import app
 from gpusim.errors import SpecError
 from gpusim.limits import Limits
-from gpusim.spec.loading import InlineCache, load_scenario, scenario_from_dict
+from gpusim.spec.loading import InlineCache, load_scenario, resolve_validated, scenario_from_dict
+from gpusim.spec.provenance import MAX_MAGNITUDE, Provenance, _blame_magnitudes, check_magnitudes
 from gpusim.sweep import ResultStore, SweepSpec, plan_points
-from gpusim.sweep.runner import run_scenario
+from gpusim.sweep.expand import sweep_base
+from gpusim.sweep.runner import BaseParcel, run_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -121,3 +124,129 @@ def test_the_store_reads_back_every_value_as_written(tmp_path: Path) -> None:
         read = again[scenario_hash]
         assert list(read) == list(record)  # same keys, same order
         assert [type(v) for v in read.values()] == [type(v) for v in record.values()]
+
+
+_WORKER_POINTS: list[dict[str, Any]] = [
+    {"workload.kernel.bytes_read": 4096},
+    {"topology.links.0.latency_ns": 900.0},
+    {"profile.launch.launch_api_us.value": 3.0},
+    {"topology": "a100_pcie_1gpu"},
+    {"options.seed": 3, "workload.kernel.bytes_read": 8192},
+]
+
+
+def _planned_base(tmp_path: Path) -> tuple[Path, Any, list[Any]]:
+    base_file = _launch_base(tmp_path)
+    axes = {"workload.kernel.bytes_read": [4096]}
+    systems = {f"s{i}": point for i, point in enumerate(_WORKER_POINTS)}
+    doc = {"name": "w", "base": str(base_file), "axes": axes, "systems": systems}
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(doc))
+    base, points = plan_points(SweepSpec.model_validate(doc), path, Limits())
+    return base_file, base, points
+
+
+def test_a_worker_resolves_the_validated_scenario_without_checking_it(tmp_path: Path) -> None:
+    base_file, base, points = _planned_base(tmp_path)
+    shipped = BaseParcel.of(base).open()  # what a worker gets: the planned cache's documents
+    assert len(points) == len(_WORKER_POINTS)
+    for point in points:
+        alone = load_scenario(base_file, point.overrides)
+        scenario, read_files = resolve_validated(
+            shipped.raw, shipped.file, point.overrides, shipped.cache
+        )
+        assert not read_files, point.overrides  # every document came with the base
+        assert scenario == alone, point.overrides
+        fast = shipped.resolve_validated(point.overrides, point.scenario_hash)
+        assert fast == alone and fast.content_hash == alone.content_hash == point.scenario_hash
+
+
+def test_a_worker_checks_the_hash_of_a_point_that_reads_a_file(tmp_path: Path) -> None:
+    base_file, _, points = _planned_base(tmp_path)
+    empty = sweep_base(SweepSpec.model_validate({"name": "w", "base": str(base_file)}), base_file)
+    for point in points:  # a base without the planned documents: each point reads its files
+        scenario, read_files = resolve_validated(
+            empty.raw, empty.file, point.overrides, empty.cache
+        )
+        assert read_files and scenario.content_hash == point.scenario_hash
+    # a topology file changed after planning, read by a worker that lacks it: refused
+    topology = json.loads((ROOT / "topologies/h100_pcie_1gpu.json").read_text())
+    topology["links"][0]["latency_ns"] = 777.0
+    changed = tmp_path / "h100_changed.json"
+    changed.write_text(json.dumps(topology))
+    raw = json.loads(base_file.read_text())
+    raw["topology"] = str(changed)
+    base_file.write_text(json.dumps(raw))
+    fresh = sweep_base(SweepSpec.model_validate({"name": "w", "base": str(base_file)}), base_file)
+    with pytest.raises(SpecError, match="not the one validated"):
+        fresh.resolve_validated(points[0].overrides, points[0].scenario_hash)
+
+
+def test_an_unchecked_model_is_not_taken_by_a_checked_resolution(tmp_path: Path) -> None:
+    base_file = _launch_base(tmp_path)
+    raw = json.loads(base_file.read_text())
+    cache = InlineCache()
+    bad = {"topology.links.0.latency_ns": -1.0}
+    resolve_validated(raw, base_file, {}, cache)  # the unchecked path first
+    with pytest.raises(SpecError) as fast:
+        scenario_from_dict(raw, base_file, bad, cache)
+    with pytest.raises(SpecError) as alone:
+        scenario_from_dict(raw, base_file, bad)
+    assert str(fast.value) == str(alone.value)
+    assert scenario_from_dict(raw, base_file, {}, cache) == scenario_from_dict(raw, base_file)
+
+
+def test_the_quick_magnitude_look_refuses_what_the_walk_refuses() -> None:
+    class Big(IntEnum):
+        huge = MAX_MAGNITUDE + 2
+
+    huge = MAX_MAGNITUDE + 2
+    docs: list[Any] = [
+        {"a": 1, "b": [1.5, {"c": -(2**53)}], "d": None, "e": "s", "f": True},
+        {"a": {"b": [0, 1, {"c": huge}]}},
+        {"a": [float("nan"), float("inf")]},
+        {"a": [-float("inf")]},
+        {"a": Big.huge},
+        {"a": [{"b": 2**60}], "flag": True},
+        {"model": InlineCache(), "x": 3},  # not JSON: skipped by both
+        huge,
+        [1, 2, [3, -huge]],
+    ]
+    for doc in docs:
+        errors: list[str | None] = []
+        for check in (check_magnitudes, _blame_magnitudes):
+            try:
+                check(doc, Provenance())
+                errors.append(None)
+            except SpecError as exc:
+                errors.append(str(exc))
+        assert errors[0] == errors[1], doc
+    assert sum(1 for doc in docs if _refused(doc)) == 7  # all but the first and the model
+
+
+def _refused(doc: Any) -> bool:
+    try:
+        check_magnitudes(doc, Provenance())
+    except SpecError:
+        return True
+    return False
+
+
+def test_the_summary_is_what_a_dict_writer_writes(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    rows: list[dict[str, Any]] = [
+        {"a": 1, "b": "x,y", "c": None},
+        {"a": 2.5, "d": 'q"uote', "e": True},
+        {"b": "two\nlines"},
+    ]
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    store = ResultStore(tmp_path)
+    assert store.write_summary_csv(rows).read_text() == buf.getvalue()

@@ -56,15 +56,18 @@ class InlineCache:
     an override into one copies that subtree first. Files are assumed not to change while a
     cache is in use (one cache per sweep run). Pickles without its validated models (a worker
     revalidates once), so the parent can hand its documents to workers that cannot read the
-    files."""
+    files. A resolution that takes a document this process read itself (not one that came
+    pickled) counts as reading files (see :func:`resolve_validated`)."""
 
     docs: dict[tuple[str, str, str], tuple[Any, tuple[tuple[Loc, str, Loc], ...]]] = field(
         default_factory=dict
     )
-    validated: dict[int, tuple[Any, BaseModel]] = field(default_factory=dict)
+    validated: dict[int, tuple[Any, BaseModel, bool]] = field(default_factory=dict)
+    read_here: set[tuple[str, str, str]] = field(default_factory=set)
+    """The keys of the documents this process read (the rest came pickled)."""
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"docs": self.docs, "validated": {}}
+        return {"docs": self.docs, "validated": {}, "read_here": set()}
 
     def inline(
         self,
@@ -85,23 +88,35 @@ class InlineCache:
             raw = _inline(kind, str(path), path.parent, (), sub)
             entry = (raw, tuple((at, file, inner) for at, (file, inner) in sub.origins.items()))
             self.docs[key] = entry
+            self.read_here.add(key)
+        if key in self.read_here:
+            prov.read_files = True
         raw, origins = entry
         prov.forget(loc)
         for at, file, inner in origins:
             prov.add((*loc, *at), file, inner)
         return raw
 
-    def model_of(self, raw: Any) -> BaseModel | None:
-        """The validated model of the shared document ``raw`` (by identity), if known."""
+    def model_of(self, raw: Any, checked: bool = True) -> BaseModel | None:
+        """The validated model of the shared document ``raw`` (by identity), if known; with
+        ``checked``, only one whose semantic checks ran."""
         entry = self.validated.get(id(raw))
-        return entry[1] if entry is not None and entry[0] is raw else None
+        if entry is None or entry[0] is not raw or (checked and not entry[2]):
+            return None
+        return entry[1]
 
-    def remember(self, raw: Any, model: BaseModel) -> None:
-        """Keep ``model`` as the validation of the shared document ``raw``."""
-        self.validated[id(raw)] = (raw, model)
+    def remember(self, raw: Any, model: BaseModel, checked: bool = True) -> None:
+        """Keep ``model`` as the validation of the shared document ``raw`` (``checked``:
+        its semantic checks ran)."""
+        known = self.validated.get(id(raw))
+        if known is not None and known[0] is raw and known[2] and not checked:
+            return  # keep the checked one
+        self.validated[id(raw)] = (raw, model, checked)
 
     def is_shared(self, raw: Any) -> bool:
         """Whether ``raw`` is one of the documents this cache hands out."""
+        if type(raw) in _SCALARS:
+            return False
         return any(doc is raw for doc, _ in self.docs.values())
 
 
@@ -129,6 +144,7 @@ def _inline(
     if cache is not None and kind in _SHAREABLE:
         return cache.inline(kind, ref, base_dir, path_of_ref, loc, prov)
     path = path_of_ref()
+    prov.read_files = True
     raw = read_json(path)
     prov.forget(loc)
     prov.add(loc, path)
@@ -200,15 +216,36 @@ def load_resource_report(path: str | Path) -> ResourceReport:
 def _resolve_resource_refs(node: Any, loc: Loc, prov: Provenance) -> None:
     """Replace, in place, every ``block_resources`` reference under ``node`` (an object with a
     ``report`` key) by the :class:`KernelResources` object it names."""
+    if _has_resource_ref(node):
+        _replace_resource_refs(node, loc, prov)
+
+
+def _replace_resource_refs(node: Any, loc: Loc, prov: Provenance) -> None:
     if isinstance(node, dict):
         for key, value in list(node.items()):
             if key == "block_resources" and isinstance(value, dict) and "report" in value:
                 node[key] = _kernel_resources(node, value, (*loc, key), prov)
             else:
-                _resolve_resource_refs(value, (*loc, key), prov)
+                _replace_resource_refs(value, (*loc, key), prov)
     elif isinstance(node, list):
         for i, item in enumerate(node):
-            _resolve_resource_refs(item, (*loc, i), prov)
+            _replace_resource_refs(item, (*loc, i), prov)
+
+
+def _has_resource_ref(node: Any) -> bool:
+    """Whether there is a ``block_resources`` reference under ``node`` (a quick look, with no
+    locations, before the walk that replaces them)."""
+    kind = type(node)
+    if kind is dict:
+        ref = node.get("block_resources")
+        if isinstance(ref, dict) and "report" in ref:
+            return True
+        return any(type(v) not in _SCALARS and _has_resource_ref(v) for v in node.values())
+    if kind is list:
+        return any(type(v) not in _SCALARS and _has_resource_ref(v) for v in node)
+    if kind in _SCALARS:
+        return False
+    return isinstance(node, dict | list)  # not plain JSON: let the walk look
 
 
 def _kernel_resources(
@@ -229,6 +266,7 @@ def _kernel_resources(
             f"a block_resources reference replaces {', '.join(clash)}: give one or the other",
         )
     origin_file, origin_inner = _origin_of(loc, prov)
+    prov.read_files = True
     path = resolve_ref(
         "resources",
         ref.report,
@@ -326,27 +364,30 @@ _VALIDATED = {"topology": _ValidatedCache(), "profile": _ValidatedCache()}
 
 
 def _finish_scenario(
-    doc: dict[str, Any], prov: Provenance, cache: InlineCache | None
+    doc: dict[str, Any], prov: Provenance, cache: InlineCache | None, checked: bool = True
 ) -> ResolvedScenario:
+    """Validate the inlined, overridden ``doc``; with ``checked``, also run the checks that
+    can only refuse it (magnitudes, the topology's and the workload's semantic checks)."""
     raw_parts = {key: doc[key] for key in _VALIDATED if isinstance(doc.get(key), dict)}
     fast = dict(doc)
     for key, raw in raw_parts.items():
-        known = cache.model_of(raw) if cache is not None else None
+        known = cache.model_of(raw, checked) if cache is not None else None
         if known is None:
             known = _VALIDATED[key].get(raw)
         if known is not None:
             fast[key] = known
-    scenario = validate_as(ResolvedScenario, fast, prov)
-    if fast["topology"] is doc["topology"]:
+    scenario = validate_as(ResolvedScenario, fast, prov, checked=checked)
+    if checked and fast["topology"] is doc["topology"]:
         for loc, reason in check_topology(scenario.topology):
             raise prov.blame(("topology", *loc), reason)
     for key, raw in raw_parts.items():
-        if fast[key] is raw:
+        if checked and fast[key] is raw:
             _VALIDATED[key].put(raw, getattr(scenario, key))
         if cache is not None and cache.is_shared(raw):
-            cache.remember(raw, getattr(scenario, key))
-    for loc, reason in check_workload_against_topology(scenario.workload, scenario.topology):
-        raise prov.blame(("workload", *loc), reason)
+            cache.remember(raw, getattr(scenario, key), checked)
+    if checked:
+        for loc, reason in check_workload_against_topology(scenario.workload, scenario.topology):
+            raise prov.blame(("workload", *loc), reason)
     return scenario
 
 
@@ -366,6 +407,30 @@ def scenario_from_dict(
     (default: an inline document in the current folder); ``overrides`` map dotted paths to values
     (as ``gpusim run --set``). ``raw`` is not modified. With ``cache``, referenced topologies and
     profiles are read and validated once per cache (the same scenario either way)."""
+    return _resolve(raw, file, overrides, cache, checked=True)[0]
+
+
+def resolve_validated(
+    raw: Any, file: str | Path, overrides: dict[str, Any], cache: InlineCache
+) -> tuple[ResolvedScenario, bool]:
+    """:func:`scenario_from_dict` of a scenario validated before (a sweep's worker resolving a
+    point its calling process validated, from the same base, overrides and cached documents),
+    without the checks that can only refuse it: its numbers' magnitudes, the topology's and
+    the workload's semantic checks (equal content passes them again). Also says whether the
+    resolution consulted the file system beyond ``cache`` (read a file, anchored a path): when
+    it did not, the scenario is made of the inputs alone, the very scenario validated; when it
+    did, the caller compares content hashes to know."""
+    scenario, prov = _resolve(raw, file, overrides, cache, checked=False)
+    return scenario, prov.read_files
+
+
+def _resolve(
+    raw: Any,
+    file: str | Path | None,
+    overrides: dict[str, Any] | None,
+    cache: InlineCache | None,
+    checked: bool,
+) -> tuple[ResolvedScenario, Provenance]:
     origin = Path(file) if file is not None else Path.cwd() / "<inline>"
     prov = Provenance()
     doc = _raw_scenario(_copy_json(raw), origin, prov, cache)
@@ -389,12 +454,23 @@ def scenario_from_dict(
         override(dotted, value)
     _anchor_trace_file(doc, prov)
     _resolve_resource_refs(doc.get("workload"), ("workload",), prov)
-    return _finish_scenario(doc, prov, cache)
+    return _finish_scenario(doc, prov, cache, checked), prov
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+"""The exact types of the JSON values that hold no other value (shared, never copied)."""
 
 
 def _copy_json(value: Any) -> Any:
     """A deep copy of a JSON document (a few times faster than ``copy.deepcopy``); anything
     that is not JSON inside it is deep-copied as usual."""
+    kind = type(value)
+    if kind is dict:  # the common case first: no call for a plain value inside
+        return {k: v if type(v) in _SCALARS else _copy_json(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _SCALARS else _copy_json(v) for v in value]
+    if kind in _SCALARS:
+        return value
     if isinstance(value, dict):
         return {k: _copy_json(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -433,6 +509,7 @@ def _anchor_trace_file(doc: dict[str, Any], prov: Provenance) -> None:
     if not isinstance(trace, str) or Path(trace).is_absolute():
         return
     file, inner = _origin_of(("workload", "routing", "trace_file"), prov)
+    prov.read_files = True  # where the path points depends on the file system
     anchored = resolve_ref("routing trace", trace, Path(file).parent, file, json_path(inner))
     routing["trace_file"] = str(anchored.resolve())
 

@@ -25,6 +25,9 @@ class Provenance:
 
     origins: dict[Loc, tuple[str, Loc]] = field(default_factory=dict)
     overridden: set[Loc] = field(default_factory=set)
+    read_files: bool = False
+    """Whether resolving the document consulted the file system (read a file, or anchored a
+    path), beyond the documents an :class:`~gpusim.spec.loading.InlineCache` already held."""
 
     def add(self, loc: Loc, file: str | Path, inner: Loc = ()) -> None:
         """Record that the subtree at ``loc`` is the document at ``inner`` of ``file``."""
@@ -88,6 +91,37 @@ def check_magnitudes(data: Any, prov: Provenance, loc: Loc = ()) -> None:
     """Refuse any number in raw ``data`` beyond :data:`MAX_MAGNITUDE` (blamed where it is):
     such sizes are physically impossible and overflow or lose precision in the model.
     Validated objects inside ``data`` (already checked) are skipped."""
+    if _within_magnitude(data):
+        return  # the usual case, seen without building a location for every value
+    _blame_magnitudes(data, prov, loc)
+
+
+def _within_magnitude(data: Any) -> bool:
+    """Whether every number in ``data`` is within :data:`MAX_MAGNITUDE`, looking as
+    :func:`_blame_magnitudes` does (False, to let it look, at a subclass of a JSON type)."""
+    kind = type(data)
+    if kind is dict:
+        values: Any = data.values()
+    elif kind is list:
+        values = data
+    else:
+        values = (data,)
+    for value in values:
+        kind = type(value)
+        if kind is str or kind is bool or value is None:
+            continue
+        if kind is int or kind is float:
+            if not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+                return False
+        elif kind is dict or kind is list:
+            if not _within_magnitude(value):
+                return False
+        elif isinstance(value, int | float | dict | list):
+            return False  # a subclass: the walk looks (anything else it skips, as here)
+    return True
+
+
+def _blame_magnitudes(data: Any, prov: Provenance, loc: Loc = ()) -> None:
     if isinstance(data, bool):
         return
     if isinstance(data, int | float):
@@ -97,10 +131,10 @@ def check_magnitudes(data: Any, prov: Provenance, loc: Loc = ()) -> None:
             )
     elif isinstance(data, dict):
         for key, value in data.items():
-            check_magnitudes(value, prov, (*loc, key))
+            _blame_magnitudes(value, prov, (*loc, key))
     elif isinstance(data, list):
         for i, value in enumerate(data):
-            check_magnitudes(value, prov, (*loc, i))
+            _blame_magnitudes(value, prov, (*loc, i))
 
 
 def data_loc(data: Any, loc: Loc) -> Loc:
@@ -162,10 +196,12 @@ def validation_error(exc: ValidationError, data: Any, prov: Provenance) -> SpecE
     return prov.blame(loc, msg)
 
 
-def validate_as(model: type[M], data: Any, prov: Provenance) -> M:
+def validate_as(model: type[M], data: Any, prov: Provenance, *, checked: bool = True) -> M:
     """Validate raw data as ``model``; the first (deepest) error becomes a SpecError. Numbers
-    beyond :data:`MAX_MAGNITUDE` are refused first."""
-    check_magnitudes(data, prov)
+    beyond :data:`MAX_MAGNITUDE` are refused first (not with ``checked=False``: data known to
+    pass, see :func:`~gpusim.spec.loading.resolve_validated`)."""
+    if checked:
+        check_magnitudes(data, prov)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

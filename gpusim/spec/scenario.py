@@ -110,6 +110,13 @@ class ResolvedScenario(Spec):
         text: str = digest.hexdigest()
         return text[:16]
 
+    def know_content_hash(self, content_hash: str) -> None:
+        """Take ``content_hash`` as :attr:`content_hash` without computing it: only for a
+        scenario made from exactly the inputs of one whose hash that is (a sweep's worker
+        resolving a point its calling process validated, see
+        :meth:`~gpusim.sweep.expand.SweepBase.resolve_validated`)."""
+        self.__dict__["content_hash"] = content_hash
+
     name: FileName
     description: str = ""
     topology: Topology

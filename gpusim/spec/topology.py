@@ -162,7 +162,13 @@ class Topology(Spec):
 
     def gpus(self) -> list[GPUDevice]:
         """GPU devices in declaration order."""
-        return [d for d in self.devices if isinstance(d, GPUDevice)]
+        # found once per devices list (specs are frozen; a copy with other devices finds them
+        # again): a sweep checks every point against its topology
+        known = self.__dict__.get("_gpus_of")
+        if known is None or known[0] is not self.devices:
+            known = (self.devices, [d for d in self.devices if isinstance(d, GPUDevice)])
+            self.__dict__["_gpus_of"] = known
+        return list(known[1])
 
     def cpus(self) -> list[CPUDevice]:
         """CPU devices in declaration order."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from gpusim.errors import SpecError, json_path
 from gpusim.limits import Limits, check_limits, check_point_count
-from gpusim.spec.loading import InlineCache, scenario_from_dict
+from gpusim.spec.loading import InlineCache, resolve_validated, scenario_from_dict
 from gpusim.spec.provenance import read_json
 from gpusim.spec.scenario import ResolvedScenario
 from gpusim.sweep.spec import SweepSpec, tied_paths
@@ -71,6 +71,25 @@ class SweepBase:
     def resolve(self, overrides: dict[str, Any]) -> ResolvedScenario:
         """The scenario of the base with ``overrides`` (dotted paths), validated."""
         return scenario_from_dict(self.raw, self.file, overrides, self.cache)
+
+    def resolve_validated(self, overrides: dict[str, Any], scenario_hash: str) -> ResolvedScenario:
+        """The scenario of a point validated before (by :meth:`resolve`, of this base or a
+        pickled copy of it) whose content hash is ``scenario_hash``, without the checks that can
+        only refuse it (see :func:`~gpusim.spec.loading.resolve_validated`). When resolving it
+        read no file (every document came with the base), it is the scenario validated and
+        takes that hash as its own; otherwise its hash is computed and a mismatch (a file
+        changed since) is a SpecError."""
+        scenario, read_files = resolve_validated(self.raw, self.file, overrides, self.cache)
+        if not read_files:
+            scenario.know_content_hash(scenario_hash)
+        elif scenario.content_hash != scenario_hash:
+            raise SpecError(
+                self.file,
+                "$",
+                f"the scenario is not the one validated (hash {scenario.content_hash}, not "
+                f"{scenario_hash}): a file it reads changed during the sweep; rerun",
+            )
+        return scenario
 
 
 def sweep_base(sweep: SweepSpec, sweep_file: str | Path) -> SweepBase:

@@ -2,26 +2,30 @@
 
 Points are content-addressed: a point whose scenario hash already has a stored result is not run
 again, so an interrupted sweep resumes where it stopped (a stored file that does not read is
-recomputed). Workers resolve each point from the sweep's base and the point's overrides (the
-base's topology and profile validated once per worker) and send back results; the calling process
-stores each result the moment it arrives (see :mod:`gpusim.sweep.store`). Points go to workers in
-batches sized to about :data:`BATCH_TARGET_S` of work each, so fast points do not pay a round trip
-each and a kill loses at most that much computing per worker. A point that raises is recorded
-with its one-line error and its formatted traceback, and the sweep goes on. Workers only compute;
-the calling process does all the writing, so remote workers (Dask) need no access to the results
-folder. On Ctrl-C or a dead worker the pending points are cancelled and local workers stopped at
-once; what finished stays stored.
+recomputed). Workers resolve each point from the sweep's base and the point's overrides (the base's
+topology and profile validated once per worker; the base pickled once, see :class:`BaseParcel`),
+without the checks the calling process ran when it validated the point (see
+:meth:`~gpusim.sweep.expand.SweepBase.resolve_validated`), and send back results; the calling
+process stores each result the moment it arrives (see :mod:`gpusim.sweep.store`). Points go to
+workers in batches sized to about :data:`BATCH_TARGET_S` of work each, so fast points do not pay a
+round trip each and a kill loses at most that much computing per worker. A point that raises is
+recorded with its one-line error and its formatted traceback, and the sweep goes on. Workers only
+compute; the calling process does all the writing, so remote workers (Dask) need no access to the
+results folder. On Ctrl-C or a dead worker the pending points are cancelled and local workers
+stopped at once; what finished stays stored.
 """
 
 from __future__ import annotations
 
+import pickle
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 from typing import Any
 
 from gpusim.export.perfetto import chrome_trace
@@ -87,37 +91,64 @@ def run_batch(batch: list[tuple[ResolvedScenario, str]]) -> list[PointOutcome]:
     return [run_scenario(scenario, h) for scenario, h in batch]
 
 
+@dataclass(frozen=True)
+class BaseParcel:
+    """A sweep's base as a task carries it: its token and its pickle, made once by the calling
+    process (not once per task); a worker unpickles it the first time it meets the token."""
+
+    token: str
+    payload: bytes
+
+    @classmethod
+    def of(cls, base: SweepBase) -> BaseParcel:
+        """The parcel of ``base`` as it is now: the token says how many documents its cache
+        holds (a base whose cache has grown since is another parcel)."""
+        token = f"{base.token}+{len(base.cache.docs)}"
+        return cls(token, pickle.dumps(base, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def current(self, base: SweepBase) -> BaseParcel:
+        """This parcel, or a new one when ``base``'s cache has grown since it was made."""
+        return self if self.token == f"{base.token}+{len(base.cache.docs)}" else self.of(base)
+
+    def open(self) -> SweepBase:
+        """The base."""
+        base = pickle.loads(self.payload)
+        if not isinstance(base, SweepBase):
+            raise TypeError(f"a base parcel holds a {type(base).__name__}, not a SweepBase")
+        return base
+
+
 _WORKER_BASES: dict[str, SweepBase] = {}
 """In a worker process: the sweep bases seen, by token, with their validated topologies and
 profiles (a base arrives with every batch; the first copy is kept)."""
 _WORKER_BASES_KEPT = 4
 
 
-def run_planned(base: SweepBase, batch: list[tuple[dict[str, Any], str]]) -> list[PointOutcome]:
+def run_planned(
+    base: SweepBase | BaseParcel, batch: list[tuple[dict[str, Any], str]]
+) -> list[PointOutcome]:
     """Several points of one sweep in one task, each resolved from ``base`` and its overrides
-    and checked to be the scenario that was validated (its content hash)."""
+    as the scenario that was validated (see :meth:`SweepBase.resolve_validated`)."""
     known = _WORKER_BASES.get(base.token)
     if known is None:
         while len(_WORKER_BASES) >= _WORKER_BASES_KEPT:
             _WORKER_BASES.pop(next(iter(_WORKER_BASES)))
-        known = _WORKER_BASES[base.token] = base
-    outcomes = []
+        opened = base.open() if isinstance(base, BaseParcel) else base
+        known = _WORKER_BASES[base.token] = opened
+    # Every point of the batch resolved first, then every one run: each phase runs back to
+    # back with its code and data warm (a resolution right after a simulation took about
+    # twice as long as one after another).
+    resolved: list[ResolvedScenario | PointOutcome] = []
     for overrides, scenario_hash in batch:
         started = time.process_time()
         try:
-            scenario = known.resolve(overrides)
+            resolved.append(known.resolve_validated(overrides, scenario_hash))
         except Exception as exc:  # a file changed since validation: this point fails alone
-            outcomes.append(_failure(scenario_hash, exc, started))
-            continue
-        if scenario.content_hash != scenario_hash:
-            error = (
-                f"SpecError: the scenario is not the one validated (hash {scenario.content_hash}, "
-                f"not {scenario_hash}): a file it reads changed during the sweep; rerun"
-            )
-            outcomes.append(PointOutcome(scenario_hash, None, error, None))
-            continue
-        outcomes.append(run_scenario(scenario, scenario_hash))
-    return outcomes
+            resolved.append(_failure(scenario_hash, exc, started))
+    return [
+        item if isinstance(item, PointOutcome) else run_scenario(item, scenario_hash)
+        for item, (_, scenario_hash) in zip(resolved, batch, strict=True)
+    ]
 
 
 class _BatchSizer:
@@ -242,32 +273,37 @@ def run_sweep(
     outcome = SweepOutcome(progress)
     rev = git_revision()
     futures: set[Future[list[PointOutcome]]] = set()
-    finished: deque[Future[list[PointOutcome]]] = deque()  # appended as tasks finish
+    # tasks as they finish, put by their done-callbacks (a blocking get waits for the next one,
+    # without wait()'s waiter on every task in flight)
+    finished: SimpleQueue[Future[list[PointOutcome]]] = SimpleQueue()
     seen: set[str] = set()
     entries: list[dict[str, Any]] = []
     queue: deque[PointRef] = deque()
     sizer = _BatchSizer(batch_size)
+    parcel = BaseParcel.of(base) if base is not None else None
 
     def submit() -> None:
+        nonlocal parcel
         while queue and len(futures) < max_in_flight:
             chunk = [queue.popleft() for _ in range(min(sizer.size(), len(queue)))]
-            future = _submit(executor, base, chunk)
+            if base is not None and parcel is not None:
+                parcel = parcel.current(base)
+            future = _submit(executor, parcel, chunk)
             futures.add(future)
-            future.add_done_callback(finished.append)
+            future.add_done_callback(finished.put)
 
     def collect(block: bool) -> None:
         """Store what has finished (cheap when nothing has); with ``block``, wait for a task
         first if none has."""
         ready = []
-        while finished:
-            ready.append(finished.popleft())
-        if block and not ready and futures:
-            done, _ = wait(futures, return_when=FIRST_COMPLETED)
-            ready.extend(done)
+        if block and futures and finished.empty():
+            ready.append(finished.get())  # every task in flight puts itself when done
+        while not finished.empty():
+            ready.append(finished.get())
         stored = False
         for future in ready:  # each result is stored as soon as it is taken in
             if future not in futures:
-                continue  # taken in already (by wait, before its callback ran)
+                continue  # not one of this run's tasks in flight
             futures.discard(future)
             results = future.result()
             for result in results:
@@ -315,7 +351,7 @@ def run_sweep(
 
 
 def _submit(
-    executor: Executor, base: SweepBase | None, chunk: list[PointRef]
+    executor: Executor, base: BaseParcel | None, chunk: list[PointRef]
 ) -> Future[list[PointOutcome]]:
     """One task: the chunk's overrides with the base, or (no base) their scenarios."""
     if base is not None:

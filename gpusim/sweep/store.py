@@ -256,10 +256,11 @@ class ResultStore:
         columns: dict[str, None] = {}
         for row in rows:
             columns.update(dict.fromkeys(row))
+        names = list(columns)
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(buf, lineterminator="\n")  # what DictWriter writes, a list a row
+        writer.writerow(names)
+        writer.writerows([row.get(name, "") for name in names] for row in rows)
         path = self.root / SUMMARY
         write_text_atomic(path, buf.getvalue())
         return path

@@ -91,11 +91,11 @@ def run_layer(wl: RouterStepsWorkload, rng: np.random.Generator) -> LayerRun:
     series: list[float] = []
     rank_series: list[float] = []
     for _ in range(wl.steps):
-        loads = expert_loads(router.step(wl.tokens_per_step), wl.experts)
+        loads = expert_loads(router.step(wl.tokens_per_step, as_sets=True), wl.experts)
         series.append(maxvio(loads))
         rank_series.append(maxvio(loads.reshape(wl.ep_ranks, per_rank).sum(axis=1)))
         router.update(loads)
-    heldout = router.step(wl.heldout_tokens, frozen=True)
+    heldout = router.step(wl.heldout_tokens, frozen=True, as_sets=True)  # only counted
     by_size = {
         n: computation_batch_maxvio(heldout, wl.experts, n * wl.sequence_tokens)
         for n in wl.computation_batch_sequences

@@ -24,6 +24,37 @@ def top_k_columns(score: np.ndarray, top_k: int) -> np.ndarray:
     return picked
 
 
+TOP_K_SETS_MAX = 4
+"""The largest ``top_k`` :func:`top_k_sets` picks by repeated maxima (beyond, a partition is
+as cheap)."""
+TOP_K_SETS_COLUMNS_PER_K = 24
+"""... and only from rows this many times ``top_k`` long (a partition of short rows is cheap:
+measured, the maxima pay from about 48 columns for top-2 and 96 for top-4)."""
+
+
+def top_k_sets(score: np.ndarray, top_k: int) -> np.ndarray:
+    """The sets :func:`top_k_columns` picks, each row's in another order (largest first): for
+    callers that only count choices. Small ``top_k`` are picked by ``top_k`` row maxima, a few
+    times cheaper than a partition; a row whose ``top_k``-th largest entry does not beat the
+    next one (a tie at the boundary, or a NaN) has more than one such set, and gets the
+    partition's."""
+    n_cols = score.shape[1]
+    if top_k > TOP_K_SETS_MAX or n_cols < TOP_K_SETS_COLUMNS_PER_K * top_k:
+        return top_k_columns(score, top_k)
+    work = score.copy()
+    rows = np.arange(score.shape[0])
+    picked = np.empty((score.shape[0], top_k), dtype=np.intp)
+    for j in range(top_k):
+        column = work.argmax(axis=1)
+        picked[:, j] = column
+        work[rows, column] = -np.inf
+    last = score[rows, picked[:, -1]]
+    unsure = ~(last > work.max(axis=1))
+    if unsure.any():
+        picked[unsure] = top_k_columns(score[unsure], top_k)
+    return picked
+
+
 def softmax_rows(x: np.ndarray) -> np.ndarray:
     """Row-wise softmax, shifted by each row's maximum (no overflow)."""
     e = np.exp(x - x.max(axis=1, keepdims=True))
@@ -78,4 +109,5 @@ __all__ = [
     "limit_to_groups",
     "softmax_rows",
     "top_k_columns",
+    "top_k_sets",
 ]

@@ -77,6 +77,7 @@ from gpusim.workloads.moe.gates import (
     limit_to_groups,
     softmax_rows,
     top_k_columns,
+    top_k_sets,
 )
 from gpusim.workloads.moe.layer import LayerGeometry, RoutedBatch
 from gpusim.workloads.moe.uniform_choices import uniform_choices
@@ -225,15 +226,19 @@ class Router:
         """What the aux-loss gradient steps have added to each expert's logit so far (a copy)."""
         return self._aux_offset.copy()
 
-    def step(self, tokens: int, *, frozen: bool = False) -> np.ndarray:
+    def step(self, tokens: int, *, frozen: bool = False, as_sets: bool = False) -> np.ndarray:
         """Route one batch: the ``(tokens, top_k)`` int array of each token's chosen experts.
 
         A training step (the default) then drifts the popularity and counts as a step; a
         ``frozen`` one routes fresh tokens with the router as it is and changes nothing (held-out
-        evaluation: the paper's MaxVio_global with the final model)."""
-        return self.route(tokens, frozen=frozen).choices
+        evaluation: the paper's MaxVio_global with the final model). ``as_sets``: each token's
+        experts in whatever order is cheapest (the same experts, the same random numbers, see
+        :func:`~gpusim.workloads.moe.gates.top_k_sets`), for callers that only count them."""
+        return self.route(tokens, frozen=frozen, as_sets=as_sets).choices
 
-    def route(self, tokens: int, *, frozen: bool = False, gates: bool = False) -> RoutedTokens:
+    def route(
+        self, tokens: int, *, frozen: bool = False, gates: bool = False, as_sets: bool = False
+    ) -> RoutedTokens:
         """:meth:`step`, also returning the gating weights when ``gates`` (not for a trace,
         which has no affinities). The same seed routes the same tokens either way."""
         if tokens < 0:
@@ -245,7 +250,7 @@ class Router:
         if self._trace is not None:
             block = self._trace_block(self._trace, tokens, starts, step_seed)
         else:
-            block = self._affinity_block(tokens, starts, step_seed, gates)
+            block = self._affinity_block(tokens, starts, step_seed, gates, as_sets)
         if len(starts) > 1 and _MAX_THREADS > 1:
             with ThreadPoolExecutor(max_workers=min(_MAX_THREADS, len(starts))) as pool:
                 parts = list(pool.map(block, range(len(starts))))
@@ -296,11 +301,11 @@ class Router:
         return block
 
     def _affinity_block(
-        self, tokens: int, starts: list[int], step_seed: int, want_gates: bool
+        self, tokens: int, starts: list[int], step_seed: int, want_gates: bool, as_sets: bool
     ) -> _BlockFn:
         """The function routing block i of this step by biased top-k over the gate's affinities
         (node-limited when the spec says so), with the aux loss's moments and the gating
-        weights when asked for."""
+        weights when asked for; ``as_sets``: each token's experts in any order."""
         spec = self.spec
         sigma = float(spec.noise_scale)
         bias = self._bias
@@ -323,6 +328,7 @@ class Router:
         want_moments = spec.balancing == "aux_loss"
         want_affinity = spec.sequence_aux_alpha > 0.0
         need_affinity = want_gates or want_moments or want_affinity or not fast
+        top_k_of = top_k_sets if as_sets else top_k_columns
 
         def block(i: int) -> _Block:
             n = min(BLOCK_TOKENS, tokens - starts[i])
@@ -331,7 +337,7 @@ class Router:
             if not zero_shift:
                 score += shift  # z + logit / sigma
             if not need_affinity:
-                return _Block(top_k_columns(score, top_k))
+                return _Block(top_k_of(score, top_k))
             if softmax:
                 affinity = softmax_rows(score * np.float32(sigma))
                 select = affinity + bias.astype(np.float32)
@@ -345,14 +351,14 @@ class Router:
                 affinity = (half + np.float32(1.0)) * np.float32(0.5)
                 select = (half + np.float32(1.0)) * mul_bias if multiplicative else half + add_bias
             if fast:
-                choices = top_k_columns(score, top_k)
+                choices = top_k_of(score, top_k)
             elif limit is not None:
                 limited = limit_to_groups(
                     select, limit.groups, limit.groups_per_token, per_group_top
                 )
-                choices = top_k_columns(limited, top_k)
+                choices = top_k_of(limited, top_k)
             else:
-                choices = top_k_columns(select, top_k)
+                choices = top_k_of(select, top_k)
             out = _Block(choices)
             if want_affinity:
                 out.affinity = affinity
@@ -474,8 +480,8 @@ def route_layer(
     else:
         router = Router(wl.routing, wl.experts, wl.top_k, rng)
         for _ in range(wl.routing.warmup_steps):
-            router.update(expert_loads(router.step(tokens), wl.experts))
-        choices = router.step(tokens)
+            router.update(expert_loads(router.step(tokens, as_sets=True), wl.experts))
+        choices = router.step(tokens, as_sets=True)  # only counted: any order
     source = np.repeat(np.arange(n_gpus, dtype=np.int64), wl.tokens_per_gpu * wl.top_k)
     demand = np.bincount(
         source * wl.experts + choices.ravel(), minlength=n_gpus * wl.experts
