@@ -1,0 +1,85 @@
+"""How the FlashMoE DES's cost grows with GPUs (issue 17's goal: at most GPUs^1.2 from 2 to 16).
+
+    python benchmarks/bench_moe_scaling.py [--tokens N]
+
+Weak scaling on two HGX H100 nodes over InfiniBand (topologies/h100_2node_ib.json, profile
+h100_sxm): FM-1's layer (32 experts, top-2, H = I = 2048, TF32), ``--tokens`` tokens per GPU
+(default 2,048, so 16 GPUs stay quick), on 2, 4, 8 and 16 GPUs (the first node's GPUs, then
+both nodes'). Each size runs the DES twice (after one warm-up run) for its best CPU time
+(time.process_time; the
+simulation is single-threaded) and events; the growth exponent is the least-squares slope of
+log CPU time against log GPUs. The work itself grows as GPUs (weak scaling), so an exponent of
+1 means a constant cost per GPU; what is above 1 is contention and bookkeeping growing with the
+system. Printed with its goal and PASS/MISS; the script exits 0 either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
+
+from gpusim import simulate
+from gpusim.spec.loading import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "workloads" / "moe_fm1_flashmoe_2xh100.json"
+SIZES = (2, 4, 8, 16)
+GOAL_EXPONENT = 1.2
+
+
+def gpus(n: int) -> list[str]:
+    """The first ``n`` GPUs of the two nodes, node 0 first."""
+    return [f"n{i // 8}.gpu{i % 8}" for i in range(n)]
+
+
+def run(n: int, tokens: int) -> tuple[float, int]:
+    """CPU seconds and events of one DES forward on ``n`` GPUs."""
+    scenario = load_scenario(
+        SCENARIO,
+        {
+            "topology": "h100_2node_ib",
+            "profile": "h100_sxm",
+            "workload.gpus": gpus(n),
+            "workload.tokens_per_gpu": tokens,
+            "options.fidelity": "des",
+        },
+    )
+    t0 = time.process_time()
+    result = simulate(scenario)
+    return time.process_time() - t0, result.events
+
+
+def slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ``ys`` on ``xs``."""
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mx) ** 2 for x in xs
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=2048, help="tokens per GPU")
+    args = parser.parse_args()
+    print(f"FlashMoE DES cost against GPUs (issue 17), {args.tokens} tokens per GPU")
+    run(SIZES[0], args.tokens)  # warm-up: imports and caches the first run would pay
+    cpu: list[float] = []
+    for n in SIZES:
+        runs = [run(n, args.tokens) for _ in range(2)]
+        s, events = min(runs)
+        cpu.append(s)
+        print(f"  {n:>2} GPUs: {s:8.3f} s CPU {events:>10,} events  {s / n * 1e3:8.1f} ms per GPU")
+    exponent = slope([math.log(n) for n in SIZES], [math.log(s) for s in cpu])
+    verdict = "PASS" if exponent <= GOAL_EXPONENT else "MISS"
+    print(
+        f"  growth exponent (CPU ~ GPUs^x)  {exponent:6.2f}   goal <= {GOAL_EXPONENT}   {verdict}"
+    )
+
+
+if __name__ == "__main__":
+    main()
