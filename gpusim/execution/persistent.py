@@ -42,7 +42,11 @@ Subscriber (three warps, modelled as one serial server)
     (FlashMoE bumps the queue head once per decoded packet). The group enters the scheduler's
     FIFO at arrival, stamped with that ready time, so no event is spent on the decode; a task
     made ready by other means during the decode (nanoseconds) queues behind it. Flags arriving at
-    the same instant are decoded in arrival-event order.
+    the same instant are decoded in arrival-event order. A flag in flight to the subscriber
+    (:meth:`PersistentKernel.deliver_later`, e.g. FlashMoE's GEMM1 results) costs no event while
+    every processor is busy: it is held in the subscriber's virtual clock under the key its
+    event would have had and decoded before the next thing that touches the kernel after that
+    key; when a processor idles, held flags become their events again.
 
 Tasks
     A task group holds ``count`` tasks of one kind with the same duration model: ``compute_s``
