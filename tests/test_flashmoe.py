@@ -555,3 +555,99 @@ def test_rejects_other_strategies_and_bad_counts() -> None:
         flashmoe.des(node, wl, geo, RoutedBatch(np.zeros((2, 3)), 0, 0.0))
     with pytest.raises(SimulationError, match="not flashmoe"):
         flashmoe.des(node, wl.model_copy(update={"strategy": MegatronStrategy()}), geo, batch)
+
+
+def _deliver_by_event(
+    self: PersistentKernel, delay_s: float, n_tasks: int, group: TaskGroup
+) -> None:
+    """The slow path of ``PersistentKernel.deliver_later``: a timeout whose callback delivers."""
+    ev = self.env.timeout(delay_s)
+    ev.callbacks.append(lambda _ev: self.deliver(n_tasks, group))
+
+
+def test_held_deliveries_equal_delivery_events() -> None:
+    """Results held in the subscriber's virtual clock (``deliver_later``) give exactly the
+    forward that one event per result gives, on random instances, with fewer events."""
+    rng = np.random.default_rng(17)
+    released = 0
+    original = PersistentKernel._release_held
+
+    def counting(self: PersistentKernel) -> None:
+        nonlocal released
+        released += len(self._held)
+        original(self)
+
+    for case in range(24):
+        n_gpus = int(rng.choice([2, 4]))
+        experts = int(rng.choice([4, 8, 16]))
+        tokens = int(rng.choice([256, 1024, 2048]))
+        counts = rng.integers(0, 2 * tokens * 2 // experts + 1, size=(n_gpus, experts))
+        counts[rng.random(counts.shape) < 0.2] = 0
+        if case % 3 == 0:  # uniform: every GPU alike, so many events share an instant
+            counts[:] = tokens * 2 // experts
+        args = (n_gpus, tokens, experts, int(rng.choice([256, 512])), 512, 2, counts)
+        kwargs: dict[str, Any] = {
+            "task_batch": int(rng.choice([1, 8])),
+            "link_GBps": float(rng.choice([50.0, 450.0])),
+            "profile": _profile(subscriber_ns_per_task=float(rng.choice([5.0, 20.0, 400.0]))),
+        }
+        events: list[int] = []
+        outcomes: list[Outcome] = []
+        for slow in (False, True):
+            node, wl, geo, batch = _setup(*args, **kwargs)
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(PersistentKernel, "_release_held", counting)
+                if slow:
+                    mp.setattr(PersistentKernel, "deliver_later", _deliver_by_event)
+                outcomes.append(flashmoe.des(node, wl, geo, batch))
+            events.append(node.sim.events_scheduled())
+        assert outcomes[0] == outcomes[1], case
+        assert events[0] <= events[1], case
+    assert released > 0  # idle processors made held deliveries events
+
+
+def _simultaneous_results(slow: bool) -> tuple[list[tuple[str, int, float]], int]:
+    """With no scheduler time, every first-wave task ends at one instant; each holds a result
+    due at once (``deliver_later``, or its event with ``slow``) and delivers a packet now.
+    Returns the (kind, index, end) of every task and the events scheduled."""
+    prof = _profile(scheduler_ns_per_task=0.0, subscriber_ns_per_task=20.0)
+    node = Node(make_star_topology(1), prof, Simulation())
+    gpu = node.gpus["gpu0"]
+    grid = PersistentGrid.plan(
+        gpu.rates, FlashMoEStrategy().kernel_resources(), max_blocks_per_sm=2
+    )
+    kernel = PersistentKernel(gpu, grid, DeviceTimes.from_profile(prof), FlowGate(node.network))
+    env, p = node.sim.env, kernel.processors
+    log: list[tuple[str, int, float]] = []
+
+    def ended(group: TaskGroup, first: int, _count: int) -> None:
+        log.append((group.kind, group.data if group.data is not None else first, env.now))
+
+    def first_done(group: TaskGroup, first: int, count: int) -> None:
+        ended(group, first, count)
+        held = TaskGroup("held", 1, 1e-6, ended, data=first)
+        if slow:
+            _deliver_by_event(kernel, 0.0, 1, held)
+        else:
+            kernel.deliver_later(0.0, 1, held)
+        kernel.deliver(1, TaskGroup("now", 1, 1e-6, ended, data=first))
+
+    def body(k: PersistentKernel) -> Generator[simpy.Event, Any, None]:
+        k.add_processors(p)
+        k.submit(TaskGroup("first", p, 2e-6, first_done))
+        yield from ()
+
+    kernel.expect(3 * p)
+    gpu.stream(0).submit("k", lambda: kernel.run(body))
+    node.sim.run()
+    assert len({t for kind, _i, t in log if kind == "first"}) == 1  # one instant
+    return log, node.sim.events_scheduled()
+
+
+def test_held_deliveries_keep_their_place_among_simultaneous_events() -> None:
+    """The held results reach the subscriber after every packet of their instant (their events
+    would have run last), as events would."""
+    held, fewer = _simultaneous_results(slow=False)
+    with_events, scheduled = _simultaneous_results(slow=True)
+    assert held == with_events
+    assert fewer < scheduled

@@ -1,8 +1,10 @@
 """Simulation.events_scheduled counts every event SimPy schedules, counting keeps SimPy's order
-of simultaneous events, and a deferred call runs where the event it stands for would."""
+of simultaneous events, and a deferred call, or a held one, runs where the event it stands for
+would."""
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 from collections.abc import Callable, Generator
@@ -54,13 +56,24 @@ def test_event_factories_stay_bound_to_the_instance() -> None:
     assert "timeout" in vars(env) and "event" in vars(env) and "process" in vars(env)
 
 
-def _random_program(seed: int, deferred: bool) -> tuple[list[tuple[float, str]], int]:
+def _random_program(
+    seed: int, deferred: bool, held: bool = False
+) -> tuple[list[tuple[float, str]], int]:
     """A random tree of actions on integer times (so that many share an instant), each logging
     (time, its label) and spawning children: timeouts of 0-2, processes (whose start is an
-    URGENT event) and calls triggered now, as ``defer`` calls or as events. Decisions depend
-    only on the seed and the label, so both ways build the same program."""
+    URGENT event) and calls triggered now, as ``defer`` calls or as events, and leaves (a log
+    entry and nothing else) due 0-2 later, as timeouts or, with ``held``, as held calls
+    (``take_id``) that each action runs first once ``passed`` says they are due, some of which
+    become their events (``schedule_held``). Decisions depend only on the seed and the label,
+    so every way builds the same program."""
     env = CountingEnvironment()
     log: list[tuple[float, str]] = []
+    pending: list[tuple[float, int, str]] = []  # held leaves: (time, id, label)
+
+    def catch_up() -> None:
+        while pending and env.passed(pending[0][0], pending[0][1]):
+            at, _eid, leaf = heapq.heappop(pending)
+            log.append((at, leaf))
 
     def now_call(label: str, depth: int) -> None:
         if deferred:
@@ -70,25 +83,43 @@ def _random_program(seed: int, deferred: bool) -> tuple[list[tuple[float, str]],
             ev.callbacks.append(lambda _ev: act(label, depth))
             ev.succeed()
 
+    def leaf(label: str) -> None:
+        catch_up()
+        log.append((float(env.now), label))
+
+    def later(label: str, delay: int) -> None:
+        if not held:
+            env.timeout(delay).callbacks.append(lambda _ev: leaf(label))
+            return
+        at, eid = env.now + delay, env.take_id()
+        if random.Random(f"{seed}/{label}/event").random() < 0.2:
+            env.schedule_held(at, eid, lambda: leaf(label))
+        else:
+            heapq.heappush(pending, (at, eid, label))
+
     def act(label: str, depth: int) -> None:
+        catch_up()
         log.append((float(env.now), label))
         if depth >= 4:
             return
         rng = random.Random(f"{seed}/{label}")
         for i in range(rng.randint(0, 3)):
             child = f"{label}.{i}"
-            kind = rng.choice(("timeout", "now", "now", "process"))
+            kind = rng.choice(("timeout", "now", "now", "process", "later"))
             if kind == "timeout":
                 ev = env.timeout(rng.choice((0, 0, 1, 2)))
                 ev.callbacks.append(partial(_fire, act, child, depth + 1))
             elif kind == "now":
                 now_call(child, depth + 1)
+            elif kind == "later":
+                later(child + " leaf", rng.choice((0, 0, 1, 2)))
             else:
                 wait = rng.choice((0, 1))
 
                 def proc(c: str = child, w: int = wait) -> Generator[simpy.Event, Any, None]:
                     act(c, depth + 1)  # runs at the process's (URGENT) start
                     yield env.timeout(w)
+                    catch_up()
                     log.append((float(env.now), c + " resumed"))
 
                 env.process(proc())
@@ -102,6 +133,9 @@ def _random_program(seed: int, deferred: bool) -> tuple[list[tuple[float, str]],
             ev.callbacks.append(partial(_fire, act, f"r{i}", 0))
     env.run()
     assert env.peek() == math.inf
+    while pending:  # due after everything else
+        at, _eid, label = heapq.heappop(pending)
+        log.append((at, label))
     return log, env.events_scheduled
 
 
@@ -123,3 +157,14 @@ def test_a_deferred_call_waits_for_what_is_due_before_it() -> None:
     env.run()
     assert seen == ["timeout", "deferred"]
     assert env.events_scheduled == 3  # the deferred call needed its own event here
+
+
+def test_held_calls_run_where_their_events_would() -> None:
+    held_some = 0
+    for seed in range(300):
+        with_events, scheduled = _random_program(seed, deferred=True)
+        held, fewer = _random_program(seed, deferred=True, held=True)
+        assert held == with_events, seed
+        assert fewer <= scheduled
+        held_some += fewer < scheduled
+    assert held_some > 100  # the programs do hold calls

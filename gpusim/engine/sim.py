@@ -33,6 +33,9 @@ class CountingEnvironment(simpy.Environment):
         """Events pushed on SimPy's queue so far (deferred calls run in place are not events)."""
         self._ids = 0  # the next event id: events and deferred calls take them in order
         self._deferred: list[tuple[int, Callable[[], None]]] = []
+        # the key (priority, id) of the event or deferred call running now (see :meth:`passed`)
+        self._cur_prio: int = NORMAL
+        self._cur_eid = -1
         # SimPy binds its event factories (timeout, event, process, ...) to each instance for
         # speed, but only those of the instance's own class: bind the base class's too, or
         # every env.timeout() would go through a descriptor (about 15 % of the event rate).
@@ -68,7 +71,7 @@ class CountingEnvironment(simpy.Environment):
         if not self._deferred:  # else some were deferred outside a step: run them first
             # SimPy 4's step, inlined: through super() it adds a quarter to the bare loop
             try:
-                self._now, _, _, event = heappop(self._queue)
+                self._now, self._cur_prio, self._cur_eid, event = heappop(self._queue)
             except IndexError:
                 raise EmptySchedule from None
             callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
@@ -99,7 +102,35 @@ class CountingEnvironment(simpy.Environment):
                     self.events_scheduled += 1
                     heappush(queue, (now, NORMAL, eid, _Deferred(self, calls)))
                     return
+            self._cur_prio = NORMAL
+            self._cur_eid = eid
             calls.pop(0)[1]()
+
+    def take_id(self) -> int:
+        """Take the id an event scheduled now would take, without scheduling one: a model that
+        keeps a call for later in its own virtual time (a *held* call) gives it the key
+        ``(time, NORMAL, id)`` its event would have had, so that every other event keeps its id
+        and the held call can still be placed exactly among them (:meth:`passed`,
+        :meth:`schedule_held`)."""
+        eid = self._ids
+        self._ids = eid + 1
+        return eid
+
+    def passed(self, time: float, eid: int) -> bool:
+        """Whether an event with the key ``(time, NORMAL, eid)`` would have run before the event
+        or deferred call running now: a held call with that key must then run (in key order)
+        before anything the running one does to the state it touches."""
+        now = self._now
+        if time != now:
+            return time < now
+        prio = self._cur_prio
+        return prio > NORMAL or (prio == NORMAL and eid < self._cur_eid)
+
+    def schedule_held(self, time: float, eid: int, call: Callable[[], None]) -> None:
+        """Schedule a held call as the event it stands for: an event, already triggered, with
+        the key ``(time, NORMAL, eid)`` (``time`` not before now) and ``call`` as its callback."""
+        self.events_scheduled += 1
+        heappush(self._queue, (time, NORMAL, eid, _Held(self, call)))
 
 
 class _Deferred(Event):
@@ -113,6 +144,16 @@ class _Deferred(Event):
         self._ok = True
         self._value = None
         self.callbacks.append(lambda _ev: env._run_calls(calls))
+
+
+class _Held(Event):
+    """An event, already triggered, that runs a held call (:meth:`CountingEnvironment.take_id`)."""
+
+    def __init__(self, env: CountingEnvironment, call: Callable[[], None]) -> None:
+        super().__init__(env)
+        self._ok = True
+        self._value = None
+        self.callbacks.append(lambda _ev: call())
 
 
 @dataclass

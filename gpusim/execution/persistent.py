@@ -42,7 +42,11 @@ Subscriber (three warps, modelled as one serial server)
     (FlashMoE bumps the queue head once per decoded packet). The group enters the scheduler's
     FIFO at arrival, stamped with that ready time, so no event is spent on the decode; a task
     made ready by other means during the decode (nanoseconds) queues behind it. Flags arriving at
-    the same instant are decoded in arrival-event order.
+    the same instant are decoded in arrival-event order. A flag in flight to the subscriber
+    (:meth:`PersistentKernel.deliver_later`, e.g. FlashMoE's GEMM1 results) costs no event while
+    every processor is busy: it is held in the subscriber's virtual clock under the key its
+    event would have had and decoded before the next thing that touches the kernel after that
+    key; when a processor idles, held flags become their events again.
 
 Tasks
     A task group holds ``count`` tasks of one kind with the same duration model: ``compute_s``
@@ -101,11 +105,13 @@ from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from functools import partial
+from heapq import heappop, heappush
 from typing import Any, cast
 
 import simpy
 
 from gpusim.engine.fluid import FluidNetwork
+from gpusim.engine.sim import CountingEnvironment
 from gpusim.hardware.gpu import GPURuntime
 from gpusim.hardware.occupancy import Occupancy, occupancy_of
 from gpusim.hardware.rates import GPURates
@@ -452,6 +458,10 @@ class PersistentKernel:
         self._sub_free_s = 0.0
         self._open = 0
         self._early: list[tuple[int, TaskGroup | None, bool]] = []
+        self._held: list[tuple[float, int, int, TaskGroup]] = []
+        """Deliveries held in the subscriber's virtual clock (:meth:`deliver_later`), a heap of
+        (arrival time, event id, tasks, group)."""
+        self._in_done = False
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -512,8 +522,12 @@ class PersistentKernel:
 
     def add_processors(self, n: int) -> None:
         """``n`` processor blocks become idle and join the pool now."""
+        if self._held:
+            self._catch_up()
         self._idle += n
         self._assign()
+        if self._idle and self._held:
+            self._release_held()
 
     def utilisation(self) -> float:
         """Used fraction: busy block-seconds / (blocks x kernel duration)."""
@@ -534,6 +548,8 @@ class PersistentKernel:
         if self.start_s is None:  # the kernel has not started: its subscriber sees it at start
             self._early.append((n_tasks, group, signal))
             return
+        if self._held:
+            self._catch_up()
         now = float(self.env.now)
         t = self._sub_free_s
         if t < now:
@@ -545,13 +561,66 @@ class PersistentKernel:
         if signal:
             self._fulfil(1)
 
+    def deliver_later(self, delay_s: float, n_tasks: int, group: TaskGroup) -> None:
+        """``deliver(n_tasks, group)`` ``delay_s`` from now (a packet or flag in flight), the same
+        as a timeout of ``delay_s`` whose callback delivers, but without its event while no
+        processor is idle: the delivery is held in the subscriber's virtual clock with the key
+        that event would have had (:meth:`CountingEnvironment.take_id`), and it is made before
+        the first thing that touches the kernel after that key (:meth:`_catch_up`). A delivery
+        that finds every processor busy only decodes and queues its tasks, kernel state that
+        nothing else reads, so making it later, before the next reader, is exact. Whenever a
+        processor is idle (it would take the tasks at arrival), held deliveries become the
+        events they stand for (:meth:`_release_held`)."""
+        env = cast(CountingEnvironment, self.env)
+        if delay_s < 0:
+            raise ValueError(f"negative delay {delay_s}")
+        at = env._now + delay_s  # the time the timeout would have
+        eid = env.take_id()
+        if (self._idle and not self._in_done) or self.start_s is None:
+            env.schedule_held(at, eid, partial(self.deliver, n_tasks, group))
+        else:
+            heappush(self._held, (at, eid, n_tasks, group))
+
+    def _catch_up(self) -> None:
+        """Make the held deliveries whose events would have run before the running one."""
+        held = self._held
+        env = cast(CountingEnvironment, self.env)
+        sub_s = self.times.subscriber_s_per_task
+        while held:
+            at, eid, n_tasks, group = held[0]
+            if not env.passed(at, eid):
+                return
+            heappop(held)
+            # deliver() at ``at`` with every processor busy: decode, then queue
+            t = self._sub_free_s
+            if t < at:
+                t = at
+            t += n_tasks * sub_s
+            self._sub_free_s = t
+            if group.count > 0:
+                self._enqueue(group, t)
+
+    def _release_held(self) -> None:
+        """A processor is idle: every held delivery becomes the event it stands for."""
+        held, self._held = self._held, []
+        env = cast(CountingEnvironment, self.env)
+        for at, eid, n_tasks, group in held:
+            env.schedule_held(at, eid, partial(self.deliver, n_tasks, group))
+
     def submit(self, group: TaskGroup, ready_s: float | None = None) -> None:
         """Make a group's tasks ready at ``ready_s`` (default now; processor-produced tasks come
         this way directly)."""
         if group.count <= 0:
             return
+        if self._held:
+            self._catch_up()
         now = float(self.env.now)
-        group.ready_s = now if ready_s is None or ready_s < now else ready_s
+        self._enqueue(group, now if ready_s is None or ready_s < now else ready_s)
+        if self._idle:
+            self._assign()
+
+    def _enqueue(self, group: TaskGroup, ready_s: float) -> None:
+        group.ready_s = ready_s
         nominal = self.times.task_latency_s + group.compute_s + group.flow_latency_s
         if group.flow_cap_Bps < math.inf:
             nominal += group.flow_B / group.flow_cap_Bps
@@ -559,8 +628,6 @@ class PersistentKernel:
         group.acc = self._account(group.kind)
         self._ready.append(group)
         self._ready_work_s += group.count * nominal
-        if self._idle:
-            self._assign()
 
     def _assign(self) -> None:
         ready = self._ready
@@ -628,6 +695,8 @@ class PersistentKernel:
 
     def _task_done(self, payload: _TaskPayload) -> None:
         g, first, k, start = payload
+        if self._held:
+            self._catch_up()
         now = float(self.env.now)
         acc = g.acc
         if k > 1:
@@ -641,9 +710,13 @@ class PersistentKernel:
         self.batches_run += 1
         self._idle += 1
         if g.on_done is not None:
+            self._in_done = True  # deliveries it holds for this kernel wait for the _assign
             g.on_done(g, first, k)
+            self._in_done = False
         self._open -= k
         if self._open == 0:
             self._fulfil(0)
         elif self._ready:
             self._assign()
+        if self._idle and self._held:
+            self._release_held()

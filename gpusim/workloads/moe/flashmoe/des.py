@@ -265,8 +265,11 @@ class _Run:
 
     def gemm1_done(self, group: TaskGroup, _first: int, count: int) -> None:
         pkt, rows = group.data
-        ev = self.env.timeout(pkt.back_latency_s + self._handoff_s, (pkt.src, rows, count))
-        ev.callbacks.append(self.result_arrived)
+        # the results' flag reaches the source's subscriber after the write's latency and the
+        # handoff: held in its virtual clock, without an event while its processors are busy
+        self.kernels[pkt.src].deliver_later(
+            pkt.back_latency_s + self._handoff_s, count, self.combine_group(pkt.src, rows, count)
+        )
 
     def gemm1_done_rdma(self, group: TaskGroup, _first: int, count: int) -> None:
         """The row tile's counter reaches TN + TNx: one put of ``rows x H`` elements back to
@@ -291,6 +294,10 @@ class _Run:
 
     def result_arrived(self, ev: simpy.Event) -> None:
         src, rows, count = cast(tuple[int, int, int], ev.value)
+        self.kernels[src].deliver(count, self.combine_group(src, rows, count))
+
+    def combine_group(self, src: int, rows: int, count: int) -> TaskGroup:
+        """``count`` combine tasks of a returned tile of ``rows`` rows at ``src``."""
         key = (src, rows)
         flow = self._combine_flow.get(key)
         if flow is None:
@@ -298,8 +305,7 @@ class _Run:
             flow = ((self.hbm(src),), plan.combine_B(rows), plan.grid.block_stream_Bps)
             self._combine_flow[key] = flow
         route, size_B, cap = flow
-        combine = TaskGroup("combine", count, 0.0, None, route, size_B, 0.0, cap)
-        self.kernels[src].deliver(count, combine)
+        return TaskGroup("combine", count, 0.0, None, route, size_B, 0.0, cap)
 
 
 def des(
