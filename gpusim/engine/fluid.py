@@ -27,6 +27,11 @@ from gpusim.engine.trace import NULL_RECORDER, TraceRecorder, Track
 
 _FINISH_REL_TOL = 1e-12
 _HEAP_MIN_CLASSES = 16  # above this many flow classes, find the next completion with a heap
+_WAKE_WINDOW_REL = 1e-9
+"""How far before its completion time a class may already pass the finish test of
+:meth:`FluidNetwork._wake`, relative to its clock's time scale and to the time: the test's own
+tolerance (``_FINISH_REL_TOL``) plus the float rounding of the clock and of ``next_s``, both
+far below this (see :meth:`_FlowClass.retime`)."""
 _SLACK_REL = 1.0 - 1e-9
 """A resource whose flows' caps sum to at most this fraction of its capacity cannot saturate."""
 
@@ -47,6 +52,9 @@ class _Flow:
 
 @dataclass(slots=True)
 class _FlowClass:
+    key: FlowKey
+    order: int
+    """When it entered ``FluidNetwork._classes`` (its place in the dict's iteration order)."""
     route: tuple[int, ...]
     cap_Bps: float
     rate_Bps: float = 0.0
@@ -56,6 +64,9 @@ class _FlowClass:
     ref_s: float = 0.0
     next_s: float = math.inf
     """Absolute time its first flow completes at the current rate."""
+    check_s: float = math.inf
+    """No wake-up before this time can finish its first flow (at the current rate and flows):
+    a lower bound of ``next_s`` less the finish test's tolerance (:meth:`retime`)."""
     flows: list[tuple[float, int, _Flow]] = field(default_factory=list)
     """Heap of (finish virtual bytes, arrival sequence, flow): tuples compare in C."""
     load_Bps: float = 0.0
@@ -73,6 +84,30 @@ class _FlowClass:
         self.virtual_B = self.virtual_at(now)
         self.ref_s = now
         self.rate_Bps = rate_Bps
+
+    def retime(self, now: float) -> None:
+        """Set ``next_s`` (when the first flow completes at the current rate) and ``check_s``
+        (the earliest time a wake-up could finish it).
+
+        The wake-up finishes the first flow (finish virtual bytes f) at t when
+        f <= V(t) (1 + tol) (V: the clock as computed, within 3u V of its exact value, u the
+        unit roundoff), or when t + (f - V(t)) / rate rounds to t (the rest is below
+        u t). Either way the exact rest f - V(t) is at most (tol + 5u) f + 1.01 u rate t,
+        so t >= T - (tol + 5u) f / rate - 1.01 u t, T the exact completion time; ``next_s``
+        is within 5u f / rate + u next_s of T. ``_WAKE_WINDOW_REL`` (1e-9) bounds all of that
+        (tol = 1e-12, u = 1.1e-16) many times over. A stopped clock (rate 0) never moves,
+        so the test gives the same answer at every wake-up: the class stays a candidate.
+        """
+        rate = self.rate_Bps
+        if rate == math.inf:
+            self.next_s = self.check_s = now
+        elif rate > 0:
+            first = self.flows[0][0]
+            self.next_s = now + max(first - self.virtual_at(now), 0.0) / rate
+            self.check_s = self.next_s - _WAKE_WINDOW_REL * (first / rate + self.next_s)
+        else:
+            self.next_s = math.inf
+            self.check_s = -math.inf
 
 
 @dataclass(frozen=True)
@@ -123,6 +158,12 @@ class FluidNetwork:
         self._generation = 0
         self._wake_s = math.inf  # when the pending wake-up fires (inf: none pending)
         self._next: list[tuple[float, int, _FlowClass]] = []
+        self._check: list[tuple[float, int, _FlowClass]] = []
+        """With many classes: a heap of (``check_s``, seq, class), lazily deleted like
+        ``_next``, from which a wake-up takes the classes that could finish."""
+        self._check_seq = count()
+        self._order = count()
+        self._heap_mode = False
         self._seq = count()
 
     def add_resource(self, name: str, capacity_Bps: float, group: str = "links") -> int:
@@ -230,7 +271,7 @@ class FluidNetwork:
         self._last_s = now = float(self.env.now)
         cls = self._classes.get(key)
         if cls is None:
-            cls = _FlowClass(route=key[0], cap_Bps=key[1], ref_s=now)
+            cls = _FlowClass(key, next(self._order), route=key[0], cap_Bps=key[1], ref_s=now)
             self._classes[key] = cls
             for r in cls.route:
                 self._users.setdefault(r, set()).add(key)
@@ -422,6 +463,16 @@ class FluidNetwork:
             heapq.heapify(self._next)
         elif not heap_mode:
             self._next.clear()
+        if heap_mode and not self._heap_mode:
+            self._check = [
+                (c.check_s, next(self._check_seq), c)
+                for c in self._classes.values()
+                if c.check_s < math.inf
+            ]
+            heapq.heapify(self._check)
+        elif not heap_mode:
+            self._check.clear()
+        self._heap_mode = heap_mode
         load = self.load_Bps
         now = self._last_s
         self._flush(resources, now)
@@ -440,14 +491,11 @@ class FluidNetwork:
                 continue  # same flows at the same rate: its completion time stands
             if rate != cls.rate_Bps:
                 cls.set_rate(rate, now)
-            if rate == math.inf:
-                cls.next_s = now
-            elif rate > 0:
-                cls.next_s = now + max(cls.flows[0][0] - cls.virtual_at(now), 0.0) / rate
-            else:
-                cls.next_s = math.inf
-            if heap_mode and cls.next_s < math.inf:
-                heapq.heappush(self._next, (cls.next_s, next(self._seq), cls))
+            cls.retime(now)
+            if heap_mode:
+                if cls.next_s < math.inf:
+                    heapq.heappush(self._next, (cls.next_s, next(self._seq), cls))
+                heapq.heappush(self._check, (cls.check_s, next(self._check_seq), cls))
         peak, users = self.peak_load_Bps, self._users
         for r in resources:
             if not users.get(r):
@@ -487,13 +535,38 @@ class FluidNetwork:
             self._wake_s = self.env.now + delay
             self.env.timeout(delay).callbacks.append(lambda _ev: self._wake(generation))
 
+    def _candidates(self, now: float) -> list[_FlowClass]:
+        """The classes a wake-up at ``now`` must test, in the order of ``_classes`` (the order
+        their flows finish, so their events fire, in): with few classes all of them; with many
+        (the ``_check`` heap) those whose ``check_s`` has come, taken off the heap, and those
+        whose flows changed since the last settle (their times are not yet brought up to
+        date). Every class that can finish a flow at ``now`` is among them
+        (:meth:`_FlowClass.retime`); the others finish nothing, so leaving them out changes
+        nothing."""
+        if not self._heap_mode:
+            return list(self._classes.values())
+        check = self._check
+        picked: dict[int, _FlowClass] = {}
+        while check and check[0][0] <= now:
+            check_s, _, cls = heapq.heappop(check)
+            if cls.check_s == check_s and cls.flows:
+                picked[cls.order] = cls
+        classes = self._classes
+        for key in self._dirty_keys:
+            changed = classes.get(key)
+            if changed is not None:
+                picked[changed.order] = changed
+        return [picked[order] for order in sorted(picked)]
+
     def _wake(self, generation: int) -> None:
         if generation != self._generation:
             return  # superseded by a later recomputation
         self._wake_s = math.inf
         self._last_s = now = float(self.env.now)
         finished: list[tuple[_Flow, tuple[int, ...]]] = []
-        for key, cls in list(self._classes.items()):
+        candidates = self._candidates(now)
+        for cls in candidates:
+            key = cls.key
             flows = cls.flows
             rate = cls.rate_Bps
             virtual = cls.virtual_at(now)
@@ -510,7 +583,7 @@ class FluidNetwork:
                 self._add_demand(cls, -1)
             if not flows:
                 del self._classes[key]
-                cls.next_s = math.inf  # its heap entries are stale now
+                cls.next_s = cls.check_s = math.inf  # its heap entries are stale now
                 self._dirty_res.update(cls.route)
                 self._gone.append(cls)  # its load goes at the next settle
                 for r in cls.route:
@@ -518,6 +591,11 @@ class FluidNetwork:
                     users.discard(key)
                     if not users:  # no flows left: no rounding residue either
                         self._demand[r] = 0.0
+        if self._heap_mode:  # candidates that did not finish stay candidates
+            check = self._check
+            for cls in candidates:
+                if cls.flows and cls.check_s <= now:
+                    heapq.heappush(check, (cls.check_s, next(self._check_seq), cls))
         for flow, route in finished:
             if self.recorder.enabled:
                 args = {"bytes": flow.size_B}
