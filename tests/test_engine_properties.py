@@ -42,7 +42,7 @@ import simpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpusim.engine.fluid import FluidNetwork
+from gpusim.engine.fluid import _FINISH_REL_TOL, FluidNetwork, _FlowClass
 from gpusim.engine.maxmin import max_min_fair_rates
 from gpusim.engine.sim import CountingEnvironment
 
@@ -415,3 +415,126 @@ def test_transfers_on_disjoint_routes_match_the_closed_form(
         rate = min(min(topo.capacities_Bps[r] for r in x.route), x.cap_Bps)
         for r in x.route:
             assert net.peak_load_Bps[r] == pytest.approx(rate, rel=TOL)
+
+
+# -- the wake-up's candidates ------------------------------------------------------------------
+
+
+def _finishes_now(cls: _FlowClass, now: float) -> bool:
+    """Whether :meth:`FluidNetwork._wake` at ``now`` finishes the first flow of ``cls`` (its
+    test, verbatim)."""
+    if not cls.flows:
+        return False
+    rate = cls.rate_Bps
+    virtual = cls.virtual_at(now)
+    first = cls.flows[0][0]
+    return (
+        rate == math.inf
+        or first <= virtual * (1.0 + _FINISH_REL_TOL)
+        or (rate > 0 and now + (first - virtual) / rate <= now)
+    )
+
+
+class _ScanComparedNetwork(FluidNetwork):
+    """A network that, at every wake-up, checks that the classes it tests (:meth:`_candidates`)
+    are in the order of ``_classes`` and hold every class a scan of all of them would finish, so
+    the same flows finish in the same order; ``full_scan`` makes it test every class instead."""
+
+    def __init__(self, env: CountingEnvironment, full_scan: bool = False) -> None:
+        super().__init__(env)
+        self.full_scan = full_scan
+        self.heap_wakes = 0
+        self.early_finishes = 0  # classes finished before their next_s (the tolerance window)
+
+    def _candidates(self, now: float) -> list[_FlowClass]:
+        every = list(self._classes.values())
+        if self.full_scan:
+            return every
+        fast = super()._candidates(now)
+        position = {id(c): i for i, c in enumerate(every)}
+        places = [position[id(c)] for c in fast]  # KeyError: a class that is gone
+        assert places == sorted(set(places)), "candidates out of the classes' order"
+        finishing = [id(c) for c in every if _finishes_now(c, now)]
+        assert [id(c) for c in fast if _finishes_now(c, now)] == finishing
+        self.heap_wakes += self._heap_mode
+        self.early_finishes += sum(1 for c in every if _finishes_now(c, now) and c.next_s > now)
+        return fast
+
+
+def _completions(
+    capacities_Bps: Sequence[float], xfers: Sequence[Xfer], *, full_scan: bool
+) -> tuple[list[tuple[float, int]], _ScanComparedNetwork]:
+    """(time, transfer) in the order completions fire; each of the first ``len(xfers)`` starts a
+    follow-up of its own size on its route at its instant (an entry between a wake-up and its
+    settle's class times)."""
+    env = CountingEnvironment()
+    net = _ScanComparedNetwork(env, full_scan)
+    for i, cap in enumerate(capacities_Bps):
+        net.add_resource(f"r{i}", cap)
+    seen: list[tuple[float, int]] = []
+
+    def start(i: int, x: Xfer) -> None:
+        ev = net.transfer(x.route, x.size_B, x.latency_s, x.cap_Bps)
+        ev.callbacks.append(lambda _ev: done(i))
+
+    def done(i: int) -> None:
+        seen.append((float(env.now), i))
+        if i < len(xfers):
+            start(i + len(xfers), replace(xfers[i], latency_s=0.0))
+
+    start_each(env, xfers, start)
+    run_to_completion(env)
+    assert net.in_flight() == 0
+    return seen, net
+
+
+# sizes that tie, or nearly (within the finish test's tolerance), so that classes finish together
+near_tied_sizes = st.builds(
+    lambda base, k: base * (1.0 + k * 1e-13),
+    st.sampled_from([1.0, 4096.0, 1e6, 3e6]),
+    st.integers(-8, 8),
+)
+
+
+@st.composite
+def crowded_scenarios(draw: st.DrawFn) -> tuple[Topology, list[Xfer]]:
+    """Many classes (past the wake-up's heap threshold), coarse instants, near-tied sizes."""
+    topo = draw(topologies())
+    xfers = []
+    for _ in range(draw(st.one_of(st.integers(1, 12), st.integers(30, 80)))):
+        xfers.append(
+            Xfer(
+                draw(st.sampled_from(topo.routes)),
+                draw(st.one_of(near_tied_sizes, sizes)),
+                draw(st.sampled_from([0.0, 0.0, 1e-6, 5e-6, 2e-5])),
+                draw(st.sampled_from([0.0, 0.0, 1e-6])),
+                draw(st.sampled_from([math.inf, math.inf, 10 * GB, 40 * GB])),
+            )
+        )
+    return topo, xfers
+
+
+@SETTINGS
+@given(crowded_scenarios())
+def test_the_wake_up_finishes_what_a_scan_of_every_class_would(
+    scenario: tuple[Topology, list[Xfer]],
+) -> None:
+    """A wake-up tests only the classes that can finish (taken from a heap of each class's
+    earliest possible finish, with many classes), yet finishes exactly the flows, in exactly
+    the order, that a scan of every class would: checked at every wake-up, and over the run
+    against a network that scans every class."""
+    topo, xfers = scenario
+    fast, _ = _completions(topo.capacities_Bps, xfers, full_scan=False)
+    assert fast == _completions(topo.capacities_Bps, xfers, full_scan=True)[0]
+
+
+def test_the_wake_up_finishes_classes_inside_the_tolerance_window() -> None:
+    """20 classes on their own links, sizes a few 1e-14 apart: the first class's wake-up also
+    finishes the other 19 (their completion times a hair later, within the finish test's
+    tolerance) though none of them changed since the last settle, in the classes' order."""
+    xfers = [Xfer((i,), 1e6 * (1.0 + (20 - i) * 1e-14)) for i in range(20)]
+    fast, net = _completions([1 * GB] * 20, xfers, full_scan=False)
+    assert net.heap_wakes > 0 and net.early_finishes > 0
+    assert [i for _, i in fast[:20]] == list(range(20))
+    assert len({t for t, _ in fast[:20]}) == 1
+    assert fast == _completions([1 * GB] * 20, xfers, full_scan=True)[0]
