@@ -157,10 +157,10 @@ class FluidNetwork:
         self._settle_pending = False
         self._generation = 0
         self._wake_s = math.inf  # when the pending wake-up fires (inf: none pending)
-        self._next: list[tuple[float, int, _FlowClass]] = []
         self._check: list[tuple[float, int, _FlowClass]] = []
-        """With many classes: a heap of (``check_s``, seq, class), lazily deleted like
-        ``_next``, from which a wake-up takes the classes that could finish."""
+        """With many classes: a heap of (``check_s``, seq, class), from which a wake-up takes
+        the classes that could finish and :meth:`_reschedule` finds the next completion. An
+        entry is stale once its class has been re-timed or has gone (lazy deletion)."""
         self._check_seq = count()
         self._order = count()
         self._heap_mode = False
@@ -454,16 +454,9 @@ class FluidNetwork:
         ``resources``. Returns whether completions are indexed by a heap (many classes) rather
         than found by a scan (few)."""
         heap_mode = len(self._classes) > _HEAP_MIN_CLASSES
-        if heap_mode and not self._next:  # entering heap mode: index every class once
-            self._next = [
-                (c.next_s, next(self._seq), c)
-                for c in self._classes.values()
-                if c.next_s < math.inf
-            ]
-            heapq.heapify(self._next)
-        elif not heap_mode:
-            self._next.clear()
-        if heap_mode and not self._heap_mode:
+        if heap_mode and (
+            not self._heap_mode or len(self._check) > 2 * len(self._classes) + 64
+        ):  # entering heap mode, or mostly stale entries: index every class once
             self._check = [
                 (c.check_s, next(self._check_seq), c)
                 for c in self._classes.values()
@@ -493,8 +486,6 @@ class FluidNetwork:
                 cls.set_rate(rate, now)
             cls.retime(now)
             if heap_mode:
-                if cls.next_s < math.inf:
-                    heapq.heappush(self._next, (cls.next_s, next(self._seq), cls))
                 heapq.heappush(self._check, (cls.check_s, next(self._check_seq), cls))
         peak, users = self.peak_load_Bps, self._users
         for r in resources:
@@ -514,12 +505,28 @@ class FluidNetwork:
         makes the old one a no-op)."""
         now = self._last_s
         if heap_mode:
-            # earliest completion from a heap of (time, seq, class); an entry is stale when its
-            # class has since been re-timed or has gone (lazy deletion)
-            heap = self._next
-            while heap and (heap[0][2].next_s != heap[0][0] or not heap[0][2].flows):
+            # earliest completion from the heap of (check_s, seq, class): a class completes no
+            # earlier than its check_s, so only entries below the best next_s so far can hold a
+            # better one, and those form the top of the heap (a parent's key is at most its
+            # children's)
+            heap = self._check
+            while heap and (heap[0][2].check_s != heap[0][0] or not heap[0][2].flows):
                 heapq.heappop(heap)
-            next_s = heap[0][0] if heap else math.inf
+            next_s = math.inf
+            size = len(heap)
+            stack = [0] if heap else []
+            while stack:
+                i = stack.pop()
+                key, _, cls = heap[i]
+                if key >= next_s:
+                    continue  # nor can any entry below it
+                if cls.check_s == key and cls.flows and cls.next_s < next_s:
+                    next_s = cls.next_s
+                i = 2 * i + 1
+                if i < size:
+                    stack.append(i)
+                    if i + 1 < size:
+                        stack.append(i + 1)
         else:  # few classes: a scan is cheaper than keeping a heap
             next_s = math.inf
             for c in self._classes.values():
