@@ -16,10 +16,11 @@ system. Printed with its goal and PASS/MISS; the script exits 0 either way.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
@@ -54,14 +55,6 @@ def run(n: int, tokens: int) -> tuple[float, int]:
     return time.process_time() - t0, result.events
 
 
-def slope(xs: list[float], ys: list[float]) -> float:
-    """Least-squares slope of ``ys`` on ``xs``."""
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
-        (x - mx) ** 2 for x in xs
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=2048, help="tokens per GPU")
@@ -74,7 +67,7 @@ def main() -> None:
         s, events = min(runs)
         cpu.append(s)
         print(f"  {n:>2} GPUs: {s:8.3f} s CPU {events:>10,} events  {s / n * 1e3:8.1f} ms per GPU")
-    exponent = slope([math.log(n) for n in SIZES], [math.log(s) for s in cpu])
+    exponent = float(np.polyfit(np.log(SIZES), np.log(cpu), 1)[0])  # least-squares slope
     verdict = "PASS" if exponent <= GOAL_EXPONENT else "MISS"
     print(
         f"  growth exponent (CPU ~ GPUs^x)  {exponent:6.2f}   goal <= {GOAL_EXPONENT}   {verdict}"

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from gpusim import simulate
+from gpusim.calibrate.params import build_profile, flatten
 from gpusim.engine.sim import Simulation
-from gpusim.execution.host_costs import HostCosts
+from gpusim.execution.host_costs import HOST_THREAD_COST_PATHS, HostCosts
 from gpusim.hardware.node import Node
 from gpusim.hardware.platform import Platform
 from gpusim.result import Outcome
@@ -224,3 +225,28 @@ def test_a_target_layer_waits_one_draft_layer_at_most_for_a_provisional_step() -
     assert des.metrics["provisional_s"] > 0
     assert closed.metrics["verification_s"] <= des.metrics["verification_s"]
     assert des.metrics["verification_s"] <= closed.metrics["verification_s"] + slack
+
+
+def test_slowed_host_costs_are_the_profile_with_its_host_thread_costs_scaled() -> None:
+    """``HostCosts.slowed(k)`` equals the costs of a profile whose HOST_THREAD_COST_PATHS are k
+    times larger (the fit of LC-1 scales those paths, the model scales HostCosts)."""
+    values = flatten(BASE_PROFILE)
+    scaled = dict(values)
+    for path in HOST_THREAD_COST_PATHS:
+        scaled[path] = Measured(value=values[path].value * 3.0, source="test")
+    profile = build_profile(BASE_PROFILE.id, BASE_PROFILE.description, scaled)
+    slowed = HostCosts.from_profile(BASE_PROFILE).slowed(3.0)
+    direct = HostCosts.from_profile(profile)
+    for a, b in (
+        (direct.launch.api_s, slowed.launch.api_s),
+        (direct.launch.framework_op_s, slowed.launch.framework_op_s),
+        (direct.launch.graph_launch_s, slowed.launch.graph_launch_s),
+        (direct.launch.doorbell_s, slowed.launch.doorbell_s),
+        (direct.autograd_s, slowed.autograd_s),
+        (direct.python_step_s, slowed.python_step_s),
+    ):
+        assert a == pytest.approx(b, rel=1e-12)
+    for kind, cost in direct.framework_s.items():
+        assert cost == pytest.approx(slowed.framework_s[kind], rel=1e-12)
+    for call, cost in direct.runtime_s.items():
+        assert cost == pytest.approx(slowed.runtime_s[call], rel=1e-12)

@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from gpusim.calibrate.fit import fit_folder
 from gpusim.calibrate.nameplates import Nameplates
 from gpusim.calibrate.params import build_profile, flatten
+from gpusim.execution.host_costs import HOST_THREAD_COST_PATHS
 from gpusim.spec.loading import load_profile, load_scenario
 from gpusim.spec.profile import CalibrationProfile, Measured
 from gpusim.spec.speculative import SpeculativeDecodingWorkload
@@ -62,20 +63,7 @@ ASSUMPTIONS = PUBLISHED / "assumptions.json"
 X86_PROFILE = ROOT / "topologies" / "profiles" / "h100_pcie.json"
 SOURCE = "EdgeLLM, IEEE TMC 2024 (doi 10.1109/TMC.2024.3513457), Fig. 20, values in the text"
 LC1_DRAFT_S, LC2_VERIFY_S, LC3_PROVISIONAL_S = 0.33, 7.2, 0.48
-HOST_PATHS = (
-    "launch.launch_api_us",
-    "launch.framework_op_us",
-    "host.reduction_op_us",
-    "host.indexing_op_us",
-    "host.view_op_us",
-    "host.autograd_op_us",
-    "host.python_step_us",
-    "host.cublas_call_us",
-    "host.collective_call_us",
-    "host.graph_launch_us",
-)
-"""The host-thread costs one factor scales (device-side costs, the doorbell and a graph's
-per-node issue, and the launch queue's depth are the TX2 prior's)."""
+
 STORAGE = "memory_efficiency.storage"
 LOADER = "storage_io.host_cpu_us_per_MB"
 SEED = 0
@@ -95,7 +83,7 @@ class Fit:
         self.values = flatten(base)
         self.profile_id, self.description = base.id, base.description
         x86 = flatten(load_profile(X86_PROFILE))
-        self.x86_us = {path: x86[path].value for path in HOST_PATHS}
+        self.x86_us = {path: x86[path].value for path in HOST_THREAD_COST_PATHS}
 
     def profile(
         self, host_scale: float, storage: float, loader_us_per_MB: float

@@ -17,6 +17,21 @@ from gpusim.execution.launch import LaunchTimes
 from gpusim.spec.profile import CalibrationProfile
 from gpusim.units import us_to_s
 
+HOST_THREAD_COST_PATHS: tuple[str, ...] = (
+    "launch.launch_api_us",
+    "launch.framework_op_us",
+    "host.reduction_op_us",
+    "host.indexing_op_us",
+    "host.view_op_us",
+    "host.autograd_op_us",
+    "host.python_step_us",
+    "host.cublas_call_us",
+    "host.collective_call_us",
+    "host.graph_launch_us",
+)
+"""The profile paths of the costs the host thread itself spends (what :meth:`HostCosts.slowed`
+scales); the doorbell, a graph's per-node issue, the sync return and the queue depth are not."""
+
 
 class OpKind(StrEnum):
     """Framework (PyTorch eager) operator kinds with distinct dispatch cost."""

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from gpusim.spec.base import Dtype, Identifier, NonNegativeInt, PositiveInt, Spec
-from gpusim.spec.model_zoo import TransformerModel, linear_shapes
+from gpusim.spec.model_zoo import TransformerModel, issues_fused_qkv, linear_shapes
 from gpusim.spec.problems import Problem, chosen_gpus, gpu_list_problems, tensor_dtype_problems
 from gpusim.spec.sparse import SparsityPattern, check_tileable
 from gpusim.spec.topology import Topology
@@ -113,7 +113,7 @@ class LlmInferenceWorkload(Spec):
     def fuses_qkv(self) -> bool:
         """Q, K and V computed by one GEMM: the model does, or a C++ engine (FasterTransformer
         concatenates the three weights)."""
-        return self.model.fused_qkv or self.runtime == "cpp"
+        return issues_fused_qkv(self.model, self.runtime == "cpp")
 
     def ranks(self, topology: Topology) -> list[str]:
         """The GPU ids of the ranks: ``gpus``, or the first ``tensor_parallel`` of the topology."""

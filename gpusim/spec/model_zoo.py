@@ -213,6 +213,12 @@ class TransformerModel(Sourced):
         return self.layers * per_layer + emb + final + head
 
 
+def issues_fused_qkv(model: TransformerModel, cpp_runtime: bool) -> bool:
+    """Whether a forward computes Q, K and V by one GEMM: the model does (GPT-2's ``c_attn``),
+    or a C++ engine concatenates the three weights (FasterTransformer)."""
+    return model.fused_qkv or cpp_runtime
+
+
 def linear_shapes(
     model: TransformerModel, tensor_parallel: int = 1, *, fused_qkv: bool = False
 ) -> list[tuple[int, int]]:

@@ -24,7 +24,7 @@ from gpusim.hardware.platform import Platform
 from gpusim.hardware.rates import GPURates
 from gpusim.kernels.cost import KernelCost
 from gpusim.spec.base import Dtype, storage_bytes
-from gpusim.spec.model_zoo import TransformerModel
+from gpusim.spec.model_zoo import TransformerModel, issues_fused_qkv
 from gpusim.spec.speculative import SpeculativeDecodingWorkload
 from gpusim.units import GB_to_B
 from gpusim.workloads.llm.forward import ForwardShape, forward_ops, sampling_ops
@@ -122,7 +122,8 @@ class PassCosts:
         hit = self._passes.get(key)
         if hit is None:
             ops = OpList(self.rates, self.dtype, self._kernels)
-            fused = self.model.fused_qkv or (self.host is not None and not self.host.framework)
+            cpp = self.host is not None and not self.host.framework
+            fused = issues_fused_qkv(self.model, cpp)
             shape = ForwardShape(
                 1,
                 tokens,

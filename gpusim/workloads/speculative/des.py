@@ -94,6 +94,8 @@ class Engine:
         eta = [math.inf] * len(loaded)
         """Earliest end of each layer's load: its start plus its uncontended time."""
         load_s = s.pass_shape(tokens).layer_load_s
+        arrived = [0]
+        """Loads ended so far (they end in order): the next is the one the target waits on."""
 
         def loader() -> Proc:
             for k, done in enumerate(loaded):
@@ -104,6 +106,7 @@ class Engine:
                 eta[k] = float(env.now) + load_s
                 yield from self.load(first + k)
                 done.succeed()
+                arrived[0] = k + 1
 
         def layers_loaded(k: int) -> Generator[simpy.Event, Any, int]:
             """Compute streamed layers from ``k`` while they are loaded; returns the next."""
@@ -153,7 +156,7 @@ class Engine:
                 with self.lock.request(priority=DRAFT) as turn:
                     yield turn
                     now = float(env.now)
-                    waiting = next(k for k, e in enumerate(loaded) if not e.triggered)
+                    waiting = arrived[0]
                     left = layers - done_parts
                     ahead = eta[waiting] - now  # inf: that load waits for a buffer
                     room = left if ahead >= left * part.time_s else int(ahead // part.time_s)

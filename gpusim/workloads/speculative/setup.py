@@ -26,6 +26,11 @@ from gpusim.workloads.speculative.llmcad import llmcad
 from gpusim.workloads.speculative.strategies import Program, Tally, specinfer, target_only, vanilla
 from gpusim.workloads.speculative.timing import PassShape
 
+LOADER_SHARE_MAX = 0.5
+"""The most of the CPU a loader thread takes from the thread driving the GPU while both run:
+one Python interpreter lock, handed between runnable threads at its switch interval, gives each
+at least half (ASSUMPTION: equal turns; docs/speculative_decoding.md)."""
+
 
 @dataclass(frozen=True)
 class Setup:
@@ -55,8 +60,8 @@ class Setup:
     0: DMA from a CPU's memory, or a runtime whose GPU work does not wait on that thread)."""
     host_slowdown: float
     """How much longer host work takes while a weight load runs: ``1 / (1 - share)``, the
-    loader's share of the CPU (the load rate x :attr:`loader_cpu_s_per_B`, at most half: the
-    interpreter's lock alternates between runnable threads)."""
+    loader's share of the CPU (the load rate x :attr:`loader_cpu_s_per_B`, at most
+    :data:`LOADER_SHARE_MAX`)."""
 
     @classmethod
     def of(cls, platform: Platform, wl: SpeculativeDecodingWorkload) -> Setup:
@@ -88,7 +93,7 @@ class Setup:
             load_latency_s=route.latency_s + source_latency_s(platform, source),
             load_Bps=load_Bps,
             loader_cpu_s_per_B=loader_s_per_B,
-            host_slowdown=1.0 / (1.0 - min(0.5, load_Bps * loader_s_per_B)),
+            host_slowdown=1.0 / (1.0 - min(LOADER_SHARE_MAX, load_Bps * loader_s_per_B)),
         )
 
     @property
