@@ -109,6 +109,7 @@ from heapq import heappop, heappush
 from typing import Any, cast
 
 import simpy
+from simpy.events import NORMAL
 
 from gpusim.engine.fluid import FluidNetwork
 from gpusim.engine.sim import CountingEnvironment
@@ -198,18 +199,47 @@ class DeviceTimes:
         )
 
 
+class _Timer(simpy.Event):
+    """``env.timeout(delay_s, value)`` with ``callback`` as its only callback, built in one step:
+    an event already triggered, scheduled ``delay_s`` from now with SimPy's key (the same
+    ``now + delay_s`` and the next id), so the order of events is the timeout's."""
+
+    def __init__(
+        self, env: simpy.Environment, delay_s: float, callback: Callable[[Any], None], value: Any
+    ) -> None:
+        # Event.__init__ would make it pending; a timeout is triggered when it is made
+        self.callbacks = [callback]
+        self._ok = True
+        self._value = value
+        env.schedule(self, NORMAL, delay_s)
+
+
 # -- transfers -------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True, eq=False)
-class _Bypassed:
-    route: tuple[int, ...]
-    size_B: float
-    cap_Bps: float
-    enter_s: float
-    callback: Callback
-    payload: Payload
-    alive: bool = True
+class _Bypassed(simpy.Event):
+    """A transfer timed in closed form, and the event of its end (see :class:`_Timer`)."""
+
+    def __init__(
+        self,
+        gate: FlowGate,
+        route: tuple[int, ...],
+        size_B: float,
+        cap_Bps: float,
+        enter_s: float,
+        callback: Callback,
+        payload: Payload,
+    ) -> None:
+        self.callbacks = [gate._bypass_done]
+        self._ok = True
+        self._value = None
+        self.route = route
+        self.size_B = size_B
+        self.cap_Bps = cap_Bps
+        self.enter_s = enter_s
+        self.callback = callback
+        self.payload = payload
+        self.alive = True
 
 
 class FlowGate:
@@ -298,15 +328,14 @@ class FlowGate:
                     self._convert(r)
             self._fluid(route, size_B, latency_s, cap_Bps, callback, payload)
             return
-        rec = _Bypassed(route, size_B, cap_Bps, float(env.now) + latency_s, callback, payload)
+        rec = _Bypassed(self, route, size_B, cap_Bps, env._now + latency_s, callback, payload)
         bypassed = self._bypassed
         for r in route:
             members = bypassed[r]
             members.append(rec)
             if len(members) > 64 and len(members) > 4 * users[r]:  # drop finished records
                 bypassed[r] = [m for m in members if m.alive]
-        ev = env.timeout(latency_s + size_B / cap_Bps, rec)
-        ev.callbacks.append(self._bypass_done)
+        env.schedule(rec, NORMAL, latency_s + size_B / cap_Bps)
 
     def _fluid(
         self,
@@ -337,8 +366,7 @@ class FlowGate:
         self._release(route, cap_Bps)
         callback(payload)
 
-    def _bypass_done(self, ev: simpy.Event) -> None:
-        rec = cast(_Bypassed, ev.value)
+    def _bypass_done(self, rec: _Bypassed) -> None:
         if not rec.alive:
             return  # moved into the fluid network
         rec.alive = False
@@ -663,9 +691,9 @@ class PersistentKernel:
             payload = (g, first, k, start)
             compute = g.compute_s if k == 1 else k * g.compute_s + (k - 1) * latency
             if g.flow_B <= 0:
-                env.timeout(start + compute - now, payload).callbacks.append(self._task_done_event)
+                _Timer(env, start + compute - now, self._task_done_event, payload)
             elif compute > 0:
-                env.timeout(start + compute - now, payload).callbacks.append(self._compute_done)
+                _Timer(env, start + compute - now, self._compute_done, payload)
             else:
                 self.gate.send(
                     g.flow_route,
@@ -678,8 +706,8 @@ class PersistentKernel:
         self._idle = idle
         self._sched_free_s = sched_free
 
-    def _compute_done(self, ev: simpy.Event) -> None:
-        payload = cast(_TaskPayload, ev.value)
+    def _compute_done(self, ev: _Timer) -> None:
+        payload = cast(_TaskPayload, ev._value)
         g, _first, k, _start = payload
         self.gate.send(
             g.flow_route,
@@ -690,8 +718,8 @@ class PersistentKernel:
             payload,
         )
 
-    def _task_done_event(self, ev: simpy.Event) -> None:
-        self._task_done(cast(_TaskPayload, ev.value))
+    def _task_done_event(self, ev: _Timer) -> None:
+        self._task_done(ev._value)
 
     def _task_done(self, payload: _TaskPayload) -> None:
         g, first, k, start = payload
