@@ -199,26 +199,15 @@ class DeviceTimes:
         )
 
 
-class _Timer(simpy.Event):
-    """``env.timeout(delay_s, value)`` with ``callback`` as its only callback, built in one step:
-    an event already triggered, scheduled ``delay_s`` from now with SimPy's key (the same
-    ``now + delay_s`` and the next id), so the order of events is the timeout's."""
-
-    def __init__(
-        self, env: simpy.Environment, delay_s: float, callback: Callable[[Any], None], value: Any
-    ) -> None:
-        # Event.__init__ would make it pending; a timeout is triggered when it is made
-        self.callbacks = [callback]
-        self._ok = True
-        self._value = value
-        env.schedule(self, NORMAL, delay_s)
-
-
 # -- transfers -------------------------------------------------------------------------------------
 
 
 class _Bypassed(simpy.Event):
-    """A transfer timed in closed form, and the event of its end (see :class:`_Timer`)."""
+    """A transfer timed in closed form, and the event of its end: ``env.timeout(delay_s)`` with
+    one callback, built in one step. Like a timeout it is triggered when it is made
+    (``Event.__init__`` would make it pending) and ``env.schedule(rec, NORMAL, delay_s)`` gives
+    it a timeout's key (``now + delay_s`` and the next id), so the order of events is the
+    timeout's."""
 
     def __init__(
         self,
@@ -438,8 +427,26 @@ class TaskGroup:
     """The kernel's [busy block-seconds, tasks] of this group's kind (set by the kernel)."""
 
 
-_TaskPayload = tuple[TaskGroup, int, int, float]
-"""(group, first task index, tasks, start time) of a running batch."""
+class _Batch(simpy.Event):
+    """Tasks ``first .. first + k - 1`` of ``group`` running on one processor since
+    ``start_s``: the payload of their transfer and, where they compute, the event of their
+    compute's end (built as :class:`_Bypassed` is, scheduled by the kernel)."""
+
+    def __init__(
+        self,
+        callback: Callable[[_Batch], None],
+        group: TaskGroup,
+        first: int,
+        k: int,
+        start_s: float,
+    ) -> None:
+        self.callbacks = [callback]
+        self._ok = True
+        self._value = None
+        self.group = group
+        self.first = first
+        self.k = k
+        self.start_s = start_s
 
 
 class PersistentKernel:
@@ -663,37 +670,39 @@ class PersistentKernel:
         if not idle or not ready:
             return
         env = self.env
-        now = float(env.now)
+        now = env._now
         s = self._sched_s
         latency = self._latency_s
         batch = self.task_batch
-        share_div = 2 * self.processors
         sched_free = self._sched_free_s
+        work = self._ready_work_s
         while idle and ready:
             g = ready[0]
             first = g.next_index
-            left = g.count - first
             k = 1
             if batch > 1:
-                share = int(self._ready_work_s / (share_div * g.nominal_s))
+                share = int(work / (2 * self.processors * g.nominal_s))
                 if share > 1:
-                    k = min(batch, left, share)
+                    k = min(batch, g.count - first, share)
             g.next_index = first + k
-            if k == left:
+            if first + k == g.count:
                 ready.popleft()
-            self._ready_work_s -= k * g.nominal_s
+            work -= k * g.nominal_s
             idle -= 1
             t = sched_free if sched_free > now else now
             if t < g.ready_s:
                 t = g.ready_s
             sched_free = t = t + s  # the first task's assignment; the others' at the batch's end
             start = t + latency
-            payload = (g, first, k, start)
             compute = g.compute_s if k == 1 else k * g.compute_s + (k - 1) * latency
             if g.flow_B <= 0:
-                _Timer(env, start + compute - now, self._task_done_event, payload)
+                env.schedule(
+                    _Batch(self._task_done, g, first, k, start), NORMAL, start + compute - now
+                )
             elif compute > 0:
-                _Timer(env, start + compute - now, self._compute_done, payload)
+                env.schedule(
+                    _Batch(self._compute_done, g, first, k, start), NORMAL, start + compute - now
+                )
             else:
                 self.gate.send(
                     g.flow_route,
@@ -701,45 +710,38 @@ class PersistentKernel:
                     start - now + k * g.flow_latency_s,
                     g.flow_cap_Bps,
                     self._task_done,
-                    payload,
+                    _Batch(self._task_done, g, first, k, start),
                 )
         self._idle = idle
         self._sched_free_s = sched_free
+        self._ready_work_s = work
 
-    def _compute_done(self, ev: _Timer) -> None:
-        payload = cast(_TaskPayload, ev._value)
-        g, _first, k, _start = payload
+    def _compute_done(self, b: _Batch) -> None:
+        g, k = b.group, b.k
         self.gate.send(
-            g.flow_route,
-            k * g.flow_B,
-            k * g.flow_latency_s,
-            g.flow_cap_Bps,
-            self._task_done,
-            payload,
+            g.flow_route, k * g.flow_B, k * g.flow_latency_s, g.flow_cap_Bps, self._task_done, b
         )
 
-    def _task_done_event(self, ev: _Timer) -> None:
-        self._task_done(ev._value)
-
-    def _task_done(self, payload: _TaskPayload) -> None:
-        g, first, k, start = payload
+    def _task_done(self, b: _Batch) -> None:
         if self._held:
             self._catch_up()
-        now = float(self.env.now)
+        now = self.env._now
+        g, k = b.group, b.k
         acc = g.acc
         if k > 1:
-            acc[0] += now - start - (k - 1) * self._latency_s
+            acc[0] += now - b.start_s - (k - 1) * self._latency_s
             # the scheduler's work for the batch's other k - 1 tasks
             t = self._sched_free_s
             self._sched_free_s = (t if t > now else now) + (k - 1) * self._sched_s
         else:
-            acc[0] += now - start
+            acc[0] += now - b.start_s
         acc[1] += k
         self.batches_run += 1
         self._idle += 1
-        if g.on_done is not None:
+        on_done = g.on_done
+        if on_done is not None:
             self._in_done = True  # deliveries it holds for this kernel wait for the _assign
-            g.on_done(g, first, k)
+            on_done(g, b.first, k)
             self._in_done = False
         self._open -= k
         if self._open == 0:
