@@ -250,6 +250,7 @@ class FlowGate:
         self._users: list[int] = []
         self._bypassed: list[list[_Bypassed]] = []
         self._carried: list[float] = []
+        self._capacity_Bps = network.capacity_Bps  # the network's list: it grows in place
         self._grow()
         self.transfers = 0
         self.fluid_transfers = 0
@@ -257,7 +258,7 @@ class FlowGate:
 
     def _grow(self) -> None:
         """Size the per-resource tables to the network's resources."""
-        caps = self.network.capacity_Bps
+        caps = self._capacity_Bps
         for r in range(len(self._limit), len(caps)):
             self._limit.append(caps[r] * (1.0 + _OVERSUBSCRIBE_REL_TOL))
             self._demand.append(0.0)
@@ -292,7 +293,7 @@ class FlowGate:
             ev = env.timeout(latency_s + body_s, payload)
             ev.callbacks.append(lambda e: callback(e.value))
             return
-        if max(route) >= len(self._limit):
+        if len(self._limit) < len(self._capacity_Bps):  # resources added since
             self._grow()
         carried, users, demand = self._carried, self._users, self._demand
         uncapped, limit = self._uncapped, self._limit
@@ -312,8 +313,9 @@ class FlowGate:
                 users[r] += 1
                 uncapped[r] += 1
         if not fits:
+            bypassed = self._bypassed
             for r in route:
-                if demand[r] > limit[r] or uncapped[r]:
+                if bypassed[r] and (demand[r] > limit[r] or uncapped[r]):
                     self._convert(r)
             self._fluid(route, size_B, latency_s, cap_Bps, callback, payload)
             return
@@ -382,16 +384,21 @@ class FlowGate:
 
     def _release(self, route: tuple[int, ...], cap_Bps: float) -> None:
         users, demand = self._users, self._demand
-        capped = cap_Bps < math.inf
+        if cap_Bps < math.inf:
+            for r in route:
+                left = users[r] - 1
+                users[r] = left
+                if left:
+                    demand[r] -= cap_Bps
+                else:  # nothing in flight: reset the sum (no rounding drift) and the records
+                    demand[r] = 0.0
+                    self._bypassed[r] = []
+            return
         for r in route:
             left = users[r] - 1
             users[r] = left
-            if not capped:
-                self._uncapped[r] -= 1
-            if left:
-                if capped:
-                    demand[r] -= cap_Bps
-            else:  # nothing in flight: reset the sum (no rounding drift) and the records
+            self._uncapped[r] -= 1
+            if not left:
                 demand[r] = 0.0
                 self._bypassed[r] = []
 
@@ -656,11 +663,11 @@ class PersistentKernel:
 
     def _enqueue(self, group: TaskGroup, ready_s: float) -> None:
         group.ready_s = ready_s
-        nominal = self.times.task_latency_s + group.compute_s + group.flow_latency_s
+        nominal = self._latency_s + group.compute_s + group.flow_latency_s
         if group.flow_cap_Bps < math.inf:
             nominal += group.flow_B / group.flow_cap_Bps
         group.nominal_s = nominal
-        group.acc = self._account(group.kind)
+        group.acc = self._busy.get(group.kind) or self._account(group.kind)
         self._ready.append(group)
         self._ready_work_s += group.count * nominal
 
