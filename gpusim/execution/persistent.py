@@ -109,6 +109,7 @@ from heapq import heappop, heappush
 from typing import Any, cast
 
 import simpy
+from simpy.events import NORMAL
 
 from gpusim.engine.fluid import FluidNetwork
 from gpusim.engine.sim import CountingEnvironment
@@ -201,15 +202,33 @@ class DeviceTimes:
 # -- transfers -------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True, eq=False)
-class _Bypassed:
-    route: tuple[int, ...]
-    size_B: float
-    cap_Bps: float
-    enter_s: float
-    callback: Callback
-    payload: Payload
-    alive: bool = True
+class _Bypassed(simpy.Event):
+    """A transfer timed in closed form, and the event of its end: ``env.timeout(delay_s)`` with
+    one callback, built in one step. Like a timeout it is triggered when it is made
+    (``Event.__init__`` would make it pending) and ``env.schedule(rec, NORMAL, delay_s)`` gives
+    it a timeout's key (``now + delay_s`` and the next id), so the order of events is the
+    timeout's."""
+
+    def __init__(
+        self,
+        gate: FlowGate,
+        route: tuple[int, ...],
+        size_B: float,
+        cap_Bps: float,
+        enter_s: float,
+        callback: Callback,
+        payload: Payload,
+    ) -> None:
+        self.callbacks = [gate._bypass_done]
+        self._ok = True
+        self._value = None
+        self.route = route
+        self.size_B = size_B
+        self.cap_Bps = cap_Bps
+        self.enter_s = enter_s
+        self.callback = callback
+        self.payload = payload
+        self.alive = True
 
 
 class FlowGate:
@@ -231,6 +250,7 @@ class FlowGate:
         self._users: list[int] = []
         self._bypassed: list[list[_Bypassed]] = []
         self._carried: list[float] = []
+        self._capacity_Bps = network.capacity_Bps  # the network's list: it grows in place
         self._grow()
         self.transfers = 0
         self.fluid_transfers = 0
@@ -238,7 +258,7 @@ class FlowGate:
 
     def _grow(self) -> None:
         """Size the per-resource tables to the network's resources."""
-        caps = self.network.capacity_Bps
+        caps = self._capacity_Bps
         for r in range(len(self._limit), len(caps)):
             self._limit.append(caps[r] * (1.0 + _OVERSUBSCRIBE_REL_TOL))
             self._demand.append(0.0)
@@ -273,7 +293,7 @@ class FlowGate:
             ev = env.timeout(latency_s + body_s, payload)
             ev.callbacks.append(lambda e: callback(e.value))
             return
-        if max(route) >= len(self._limit):
+        if len(self._limit) < len(self._capacity_Bps):  # resources added since
             self._grow()
         carried, users, demand = self._carried, self._users, self._demand
         uncapped, limit = self._uncapped, self._limit
@@ -293,20 +313,20 @@ class FlowGate:
                 users[r] += 1
                 uncapped[r] += 1
         if not fits:
+            bypassed = self._bypassed
             for r in route:
-                if demand[r] > limit[r] or uncapped[r]:
+                if bypassed[r] and (demand[r] > limit[r] or uncapped[r]):
                     self._convert(r)
             self._fluid(route, size_B, latency_s, cap_Bps, callback, payload)
             return
-        rec = _Bypassed(route, size_B, cap_Bps, float(env.now) + latency_s, callback, payload)
+        rec = _Bypassed(self, route, size_B, cap_Bps, env._now + latency_s, callback, payload)
         bypassed = self._bypassed
         for r in route:
             members = bypassed[r]
             members.append(rec)
             if len(members) > 64 and len(members) > 4 * users[r]:  # drop finished records
                 bypassed[r] = [m for m in members if m.alive]
-        ev = env.timeout(latency_s + size_B / cap_Bps, rec)
-        ev.callbacks.append(self._bypass_done)
+        env.schedule(rec, NORMAL, latency_s + size_B / cap_Bps)
 
     def _fluid(
         self,
@@ -337,8 +357,7 @@ class FlowGate:
         self._release(route, cap_Bps)
         callback(payload)
 
-    def _bypass_done(self, ev: simpy.Event) -> None:
-        rec = cast(_Bypassed, ev.value)
+    def _bypass_done(self, rec: _Bypassed) -> None:
         if not rec.alive:
             return  # moved into the fluid network
         rec.alive = False
@@ -365,16 +384,21 @@ class FlowGate:
 
     def _release(self, route: tuple[int, ...], cap_Bps: float) -> None:
         users, demand = self._users, self._demand
-        capped = cap_Bps < math.inf
+        if cap_Bps < math.inf:
+            for r in route:
+                left = users[r] - 1
+                users[r] = left
+                if left:
+                    demand[r] -= cap_Bps
+                else:  # nothing in flight: reset the sum (no rounding drift) and the records
+                    demand[r] = 0.0
+                    self._bypassed[r] = []
+            return
         for r in route:
             left = users[r] - 1
             users[r] = left
-            if not capped:
-                self._uncapped[r] -= 1
-            if left:
-                if capped:
-                    demand[r] -= cap_Bps
-            else:  # nothing in flight: reset the sum (no rounding drift) and the records
+            self._uncapped[r] -= 1
+            if not left:
                 demand[r] = 0.0
                 self._bypassed[r] = []
 
@@ -410,8 +434,26 @@ class TaskGroup:
     """The kernel's [busy block-seconds, tasks] of this group's kind (set by the kernel)."""
 
 
-_TaskPayload = tuple[TaskGroup, int, int, float]
-"""(group, first task index, tasks, start time) of a running batch."""
+class _Batch(simpy.Event):
+    """Tasks ``first .. first + k - 1`` of ``group`` running on one processor since
+    ``start_s``: the payload of their transfer and, where they compute, the event of their
+    compute's end (built as :class:`_Bypassed` is, scheduled by the kernel)."""
+
+    def __init__(
+        self,
+        callback: Callable[[_Batch], None],
+        group: TaskGroup,
+        first: int,
+        k: int,
+        start_s: float,
+    ) -> None:
+        self.callbacks = [callback]
+        self._ok = True
+        self._value = None
+        self.group = group
+        self.first = first
+        self.k = k
+        self.start_s = start_s
 
 
 class PersistentKernel:
@@ -621,11 +663,11 @@ class PersistentKernel:
 
     def _enqueue(self, group: TaskGroup, ready_s: float) -> None:
         group.ready_s = ready_s
-        nominal = self.times.task_latency_s + group.compute_s + group.flow_latency_s
+        nominal = self._latency_s + group.compute_s + group.flow_latency_s
         if group.flow_cap_Bps < math.inf:
             nominal += group.flow_B / group.flow_cap_Bps
         group.nominal_s = nominal
-        group.acc = self._account(group.kind)
+        group.acc = self._busy.get(group.kind) or self._account(group.kind)
         self._ready.append(group)
         self._ready_work_s += group.count * nominal
 
@@ -635,37 +677,39 @@ class PersistentKernel:
         if not idle or not ready:
             return
         env = self.env
-        now = float(env.now)
+        now = env._now
         s = self._sched_s
         latency = self._latency_s
         batch = self.task_batch
-        share_div = 2 * self.processors
         sched_free = self._sched_free_s
+        work = self._ready_work_s
         while idle and ready:
             g = ready[0]
             first = g.next_index
-            left = g.count - first
             k = 1
             if batch > 1:
-                share = int(self._ready_work_s / (share_div * g.nominal_s))
+                share = int(work / (2 * self.processors * g.nominal_s))
                 if share > 1:
-                    k = min(batch, left, share)
+                    k = min(batch, g.count - first, share)
             g.next_index = first + k
-            if k == left:
+            if first + k == g.count:
                 ready.popleft()
-            self._ready_work_s -= k * g.nominal_s
+            work -= k * g.nominal_s
             idle -= 1
             t = sched_free if sched_free > now else now
             if t < g.ready_s:
                 t = g.ready_s
             sched_free = t = t + s  # the first task's assignment; the others' at the batch's end
             start = t + latency
-            payload = (g, first, k, start)
             compute = g.compute_s if k == 1 else k * g.compute_s + (k - 1) * latency
             if g.flow_B <= 0:
-                env.timeout(start + compute - now, payload).callbacks.append(self._task_done_event)
+                env.schedule(
+                    _Batch(self._task_done, g, first, k, start), NORMAL, start + compute - now
+                )
             elif compute > 0:
-                env.timeout(start + compute - now, payload).callbacks.append(self._compute_done)
+                env.schedule(
+                    _Batch(self._compute_done, g, first, k, start), NORMAL, start + compute - now
+                )
             else:
                 self.gate.send(
                     g.flow_route,
@@ -673,45 +717,38 @@ class PersistentKernel:
                     start - now + k * g.flow_latency_s,
                     g.flow_cap_Bps,
                     self._task_done,
-                    payload,
+                    _Batch(self._task_done, g, first, k, start),
                 )
         self._idle = idle
         self._sched_free_s = sched_free
+        self._ready_work_s = work
 
-    def _compute_done(self, ev: simpy.Event) -> None:
-        payload = cast(_TaskPayload, ev.value)
-        g, _first, k, _start = payload
+    def _compute_done(self, b: _Batch) -> None:
+        g, k = b.group, b.k
         self.gate.send(
-            g.flow_route,
-            k * g.flow_B,
-            k * g.flow_latency_s,
-            g.flow_cap_Bps,
-            self._task_done,
-            payload,
+            g.flow_route, k * g.flow_B, k * g.flow_latency_s, g.flow_cap_Bps, self._task_done, b
         )
 
-    def _task_done_event(self, ev: simpy.Event) -> None:
-        self._task_done(cast(_TaskPayload, ev.value))
-
-    def _task_done(self, payload: _TaskPayload) -> None:
-        g, first, k, start = payload
+    def _task_done(self, b: _Batch) -> None:
         if self._held:
             self._catch_up()
-        now = float(self.env.now)
+        now = self.env._now
+        g, k = b.group, b.k
         acc = g.acc
         if k > 1:
-            acc[0] += now - start - (k - 1) * self._latency_s
+            acc[0] += now - b.start_s - (k - 1) * self._latency_s
             # the scheduler's work for the batch's other k - 1 tasks
             t = self._sched_free_s
             self._sched_free_s = (t if t > now else now) + (k - 1) * self._sched_s
         else:
-            acc[0] += now - start
+            acc[0] += now - b.start_s
         acc[1] += k
         self.batches_run += 1
         self._idle += 1
-        if g.on_done is not None:
+        on_done = g.on_done
+        if on_done is not None:
             self._in_done = True  # deliveries it holds for this kernel wait for the _assign
-            g.on_done(g, first, k)
+            on_done(g, b.first, k)
             self._in_done = False
         self._open -= k
         if self._open == 0:

@@ -19,6 +19,7 @@ from gpusim.execution.persistent import (
     PersistentKernel,
     TaskGroup,
 )
+from gpusim.gc_pause import gc_paused
 from gpusim.hardware.node import Node
 from gpusim.result import Outcome
 from gpusim.spec.moe import MoELayerWorkload
@@ -225,43 +226,54 @@ class _Run:
 
     def gemm0_done(self, group: TaskGroup, first: int, count: int) -> None:
         pkt: _Packet = group.data
-        plan = self.plans[pkt.dst]
-        tn = plan.tn
+        tn = self.plans[pkt.dst].tn
+        done0 = pkt.done0
+        if count == 1:  # task granularity
+            r = first // tn
+            done0[r] += 1
+            if done0[r] == tn:
+                self.row_tile_done(pkt, r)
+            return
         end = first + count
         while first < end:
             r = first // tn
             upto = min(end, (r + 1) * tn)
-            pkt.done0[r] += upto - first
+            done0[r] += upto - first
             first = upto
-            if pkt.done0[r] == tn:
-                rows = pkt.rows[r]
-                if pkt.rdma:  # epilogue into the local send cell; one put per row tile
-                    self.kernels[pkt.dst].submit(
-                        TaskGroup(
-                            "gemm1",
-                            plan.tnx,
-                            plan.gemm1_s,
-                            self.gemm1_done_rdma,
-                            flow_route=(self.hbm(pkt.dst),),
-                            flow_B=float(rows * plan.tile_n * plan.element_bytes),
-                            flow_cap_Bps=plan.grid.block_stream_Bps,
-                            data=(pkt, r),
-                        )
-                    )
-                    continue
-                self.kernels[pkt.dst].submit(
-                    TaskGroup(
-                        "gemm1",
-                        plan.tnx,
-                        plan.gemm1_s,
-                        self.gemm1_done,
-                        flow_route=pkt.back_route,
-                        flow_B=float(rows * plan.tile_n * plan.element_bytes),
-                        flow_latency_s=pkt.back_latency_s,
-                        flow_cap_Bps=plan.grid.block_stream_Bps,
-                        data=(pkt, rows),
-                    )
+            if done0[r] == tn:
+                self.row_tile_done(pkt, r)
+
+    def row_tile_done(self, pkt: _Packet, r: int) -> None:
+        """Row tile ``r`` of ``pkt`` has its TN GEMM0 tasks done: submit its GEMM1 tasks."""
+        plan = self.plans[pkt.dst]
+        rows = pkt.rows[r]
+        if pkt.rdma:  # epilogue into the local send cell; one put per row tile
+            self.kernels[pkt.dst].submit(
+                TaskGroup(
+                    "gemm1",
+                    plan.tnx,
+                    plan.gemm1_s,
+                    self.gemm1_done_rdma,
+                    flow_route=(self.hbm(pkt.dst),),
+                    flow_B=float(rows * plan.tile_n * plan.element_bytes),
+                    flow_cap_Bps=plan.grid.block_stream_Bps,
+                    data=(pkt, r),
                 )
+            )
+            return
+        self.kernels[pkt.dst].submit(
+            TaskGroup(
+                "gemm1",
+                plan.tnx,
+                plan.gemm1_s,
+                self.gemm1_done,
+                flow_route=pkt.back_route,
+                flow_B=float(rows * plan.tile_n * plan.element_bytes),
+                flow_latency_s=pkt.back_latency_s,
+                flow_cap_Bps=plan.grid.block_stream_Bps,
+                data=(pkt, rows),
+            )
+        )
 
     def gemm1_done(self, group: TaskGroup, _first: int, count: int) -> None:
         pkt, rows = group.data
@@ -357,7 +369,8 @@ def des(
 
     for i in range(n):
         env.process(rank(i))
-    node.sim.run()
+    with gc_paused():
+        node.sim.run()
     node.finish()
     spans: list[tuple[float, float]] = []
     for i, k in enumerate(run.kernels):
