@@ -466,12 +466,14 @@ def route_layer(
     loads before dropping. Capacity (:meth:`LayerGeometry.capacity`, None = dropless) limits the
     tokens each (source GPU, expert) pair may send; FlashMoE's slot rule keeps them in arrival
     (token) order and drops slot >= capacity, so ``counts[g, e] = min(demand[g, e], capacity)``
-    and ``dropped`` is the sum of the excess. With ``routing.sampling: counts`` every token's
-    experts are drawn directly (:func:`uniform_choices`; same distribution, other numbers).
+    and ``dropped`` is the sum of the excess. Where the routing draws counts
+    (:meth:`~gpusim.spec.moe.RoutingSpec.resolved_sampling`: ``counts``, or ``auto`` where counts
+    stand for per-token routing) every token's experts are drawn directly
+    (:func:`uniform_choices`; same distribution, other numbers).
     """
     geometry = LayerGeometry.of(wl, [f"gpu{g}" for g in range(n_gpus)], Dtype.fp16)
     tokens = wl.tokens_per_gpu * n_gpus
-    if wl.routing.sampling == "counts":
+    if wl.routing.resolved_sampling() == "counts":
         reason = wl.routing.counts_problem()
         if reason is not None:
             raise SimulationError(f"routing.sampling 'counts' {reason}")
