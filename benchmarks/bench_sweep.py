@@ -5,8 +5,9 @@ end as ``gpusim sweep`` runs them (validate every point, run, store, summary.csv
 Goals, printed beside each figure:
 
 - launch chain: 10,000 points in under 15 s (wall);
-- MoE: 10,000 points in under 30 s (wall), with the opt-in direct routing draws
-  (``routing.sampling: counts``); the default per-token routing is printed beside it;
+- MoE: 10,000 points in under 30 s (wall), with the default routing (``routing.sampling: auto``,
+  which draws each token's experts directly for this uniform routing); the opt-in per-token
+  routing (``sampling: per_token``, the reference draws) is printed beside it;
 - per-point overhead outside the simulation under 0.3 ms (CPU of the whole sweep, parent and
   workers, less plain loops of ``simulate()`` over the same resolved points, run on as many
   processes at once as the sweep's workers).
@@ -80,14 +81,18 @@ def _moe_axes(points: int) -> dict[str, list[Any]]:
 CASES = (
     Case("launch chain", "launch_bound_chain_h100_pcie.json", {}, _launch_axes, 15.0),
     Case(
-        "MoE, sampling counts",
-        "moe_fm1_flashmoe_2xh100.json",
-        {"routing": {"sampling": "counts"}},
-        _moe_axes,
-        30.0,
+        "MoE, default routing (auto: counts)", "moe_fm1_flashmoe_2xh100.json", {}, _moe_axes, 30.0
     ),
-    Case("MoE, per-token routing", "moe_fm1_flashmoe_2xh100.json", {}, _moe_axes, None),
+    Case(
+        "MoE, per-token routing (opt-in)",
+        "moe_fm1_flashmoe_2xh100.json",
+        {"routing": {"sampling": "per_token"}},
+        _moe_axes,
+        None,
+    ),
 )
+CASE_KEYS = ("launch", "moe", "per_token")
+"""What ``--cases`` names each case of :data:`CASES` by, in order."""
 
 
 def sweep_file(folder: Path, case: Case, points: int) -> Path:
@@ -179,12 +184,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", type=int, default=POINTS, help="points per sweep")
     parser.add_argument("--skip-per-token", action="store_true", help="skip the slowest sweep")
+    parser.add_argument(
+        "--cases", nargs="+", choices=CASE_KEYS, default=list(CASE_KEYS), help="sweeps to run"
+    )
     args = parser.parse_args()
     points: int = args.points
     full = points >= POINTS
     print(f"analytic sweeps of {points} points on {WORKERS} worker processes")
-    for case in CASES:
-        if args.skip_per_token and case.goal_s is None:
+    for key, case in zip(CASE_KEYS, CASES, strict=True):
+        if key not in args.cases or (args.skip_per_token and key == "per_token"):
             continue
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)

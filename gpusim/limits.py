@@ -56,7 +56,10 @@ def _n_gpus(gpus: list[str] | None, scenario: ResolvedScenario) -> int:
 def _moe(wl: MoELayerWorkload, n_gpus: int) -> WorkEstimate:
     layers = 2 if wl.overlap_efficiency else 1
     choices = float(wl.tokens_per_gpu) * n_gpus * wl.top_k
-    draws = float(wl.tokens_per_gpu) * n_gpus * wl.experts * (wl.routing.warmup_steps + 1)
+    if wl.routing.resolved_sampling() == "counts":  # top_k integers a token, no warm-up
+        draws = choices
+    else:
+        draws = float(wl.tokens_per_gpu) * n_gpus * wl.experts * (wl.routing.warmup_steps + 1)
     strategy = wl.strategy
     if isinstance(strategy, FlashMoEStrategy):
         row_tiles = choices / strategy.tile_m + wl.experts * n_gpus

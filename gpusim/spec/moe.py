@@ -7,9 +7,9 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from gpusim.spec.base import (
     Dtype,
@@ -183,15 +183,14 @@ class RoutingSpec(Spec):
     warmup_steps: NonNegativeInt = Field(
         default=0, description="Router steps run (bias updates included) before the measured one."
     )
-    sampling: Literal["per_token", "counts"] = Field(
-        default="per_token",
-        # left out of the JSON when per_token, so scenarios that predate it keep their hash
-        exclude_if=lambda value: value == "per_token",
+    sampling: Literal["auto", "per_token", "counts"] = Field(
+        default="auto",
         description="How an MoE layer's routing is drawn: per_token (every token's affinities "
-        "and top-k, the reference) or counts (opt-in, for fast sweeps: each GPU's per-expert "
-        "token counts drawn directly, with the same distribution, for uniform routing whose "
-        "measured step sees no learnt state; other random numbers than per_token, so other "
-        "results).",
+        "and top-k, the reference), counts (each token's experts drawn directly, with the same "
+        "distribution, for uniform routing whose measured step sees no learnt state; other "
+        "random numbers than per_token, so other results; an error anywhere else) or auto (the "
+        "default: counts exactly where counts can stand for per_token, per_token elsewhere). "
+        "router_steps always routes per token (auto or per_token).",
     )
 
     def counts_problem(self) -> str | None:
@@ -212,6 +211,27 @@ class RoutingSpec(Spec):
                 "balancing, drift_per_step or sequence_aux_alpha"
             )
         return None
+
+    def resolved_sampling(self) -> Literal["per_token", "counts"]:
+        """How an MoE layer's routing is drawn: ``sampling`` with ``auto`` resolved (counts
+        exactly where :meth:`counts_problem` is None)."""
+        if self.sampling == "auto":
+            return "counts" if self.counts_problem() is None else "per_token"
+        return self.sampling
+
+    @model_serializer(mode="wrap")
+    def _sampling_written_where_it_matters(
+        self, handler: SerializerFunctionWrapHandler
+    ) -> dict[str, Any]:
+        # Left out of the JSON (hence the scenario hash) where auto and per_token are the same
+        # draws, as before the field existed: those hashes and results stay. Written wherever
+        # counts could stand for per_token, so a sweep stored with per-token draws under the old
+        # default recomputes those points instead of mixing the two kinds of draws, and a dumped
+        # per_token reloads as per_token.
+        data: dict[str, Any] = handler(self)
+        if self.sampling != "counts" and self.counts_problem() is not None:
+            data.pop("sampling", None)
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -681,6 +701,17 @@ class RouterStepsWorkload(Spec):
     )
     routing: RoutingSpec = RoutingSpec()
 
+    @model_serializer(mode="wrap")
+    def _router_sampling_is_per_token(
+        self, handler: SerializerFunctionWrapHandler
+    ) -> dict[str, Any]:
+        # the router follows every token whatever sampling says (counts is refused): the JSON
+        # (and hash) of per_token, as before sampling existed
+        data: dict[str, Any] = handler(self)
+        if self.routing.sampling != "counts":
+            data["routing"].pop("sampling", None)
+        return data
+
     def check(self, topology: Topology) -> Iterator[Problem]:
         """What the router would refuse at run time: top_k over the experts, experts not spread
         evenly over the EP ranks, a computation batch larger than the held-out tokens, the
@@ -703,10 +734,11 @@ class RouterStepsWorkload(Spec):
                 )
         if len(set(self.computation_batch_sequences)) != len(self.computation_batch_sequences):
             yield (("computation_batch_sequences",), "sizes must be distinct")
-        if self.routing.sampling != "per_token":
+        if self.routing.sampling == "counts":
             yield (
                 ("routing", "sampling"),
-                "router steps follow every token (MaxVio per batch): sampling must be 'per_token'",
+                "router steps follow every token (MaxVio per batch): sampling must be 'per_token' "
+                "or 'auto'",
             )
         for loc, reason in self.routing.problems(self.experts, self.top_k):
             yield ("routing", *loc), reason

@@ -124,6 +124,13 @@ class RoutedTokens:
     gates: np.ndarray | None
 
 
+def _refuse_setting_problems(spec: RoutingSpec, experts: int, top_k: int) -> None:
+    """Raise the first of the routing's :meth:`~gpusim.spec.moe.RoutingSpec.setting_problems`
+    (the model refuses what the loader refuses, whichever way the routing is drawn)."""
+    for loc, reason in spec.setting_problems(experts, top_k):
+        raise SimulationError(f"routing.{'.'.join(str(part) for part in loc)}: {reason}")
+
+
 def _inclusion_probabilities(counts: np.ndarray, top_k: int, where: str) -> np.ndarray:
     """Per-expert probabilities (each <= 1, summing to ``top_k``) proportional to ``counts``,
     capping shares above 1/top_k at 1 and spreading the excess over the rest in proportion."""
@@ -178,8 +185,7 @@ class Router:
             raise SimulationError(f"router needs at least 1 expert, got {experts}")
         if not 1 <= top_k <= experts:
             raise SimulationError(f"top_k {top_k} must be between 1 and experts {experts}")
-        for loc, reason in spec.setting_problems(experts, top_k):
-            raise SimulationError(f"routing.{'.'.join(str(part) for part in loc)}: {reason}")
+        _refuse_setting_problems(spec, experts, top_k)
         multiplicative = spec.balancing == "alf_lb" and spec.alf_update == "multiplicative"
         self.spec = spec
         self.experts = experts
@@ -466,15 +472,15 @@ def route_layer(
     loads before dropping. Capacity (:meth:`LayerGeometry.capacity`, None = dropless) limits the
     tokens each (source GPU, expert) pair may send; FlashMoE's slot rule keeps them in arrival
     (token) order and drops slot >= capacity, so ``counts[g, e] = min(demand[g, e], capacity)``
-    and ``dropped`` is the sum of the excess. With ``routing.sampling: counts`` every token's
-    experts are drawn directly (:func:`uniform_choices`; same distribution, other numbers).
+    and ``dropped`` is the sum of the excess. Where the routing draws counts
+    (:meth:`~gpusim.spec.moe.RoutingSpec.resolved_sampling`: ``counts``, or ``auto`` where counts
+    stand for per-token routing) every token's experts are drawn directly
+    (:func:`uniform_choices`; same distribution, other numbers).
     """
     geometry = LayerGeometry.of(wl, [f"gpu{g}" for g in range(n_gpus)], Dtype.fp16)
     tokens = wl.tokens_per_gpu * n_gpus
-    if wl.routing.sampling == "counts":
-        reason = wl.routing.counts_problem()
-        if reason is not None:
-            raise SimulationError(f"routing.sampling 'counts' {reason}")
+    if wl.routing.resolved_sampling() == "counts":
+        _refuse_setting_problems(wl.routing, wl.experts, wl.top_k)
         # warm-up steps would change nothing the measured step sees: skipped
         choices = uniform_choices(rng, tokens, wl.experts, wl.top_k)
     else:
