@@ -42,7 +42,7 @@ import simpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpusim.engine.fluid import _FINISH_REL_TOL, FluidNetwork, _FlowClass
+from gpusim.engine.fluid import _FINISH_REL_TOL, FlowKey, FluidNetwork, _FlowClass
 from gpusim.engine.maxmin import max_min_fair_rates
 from gpusim.engine.sim import CountingEnvironment
 
@@ -538,3 +538,99 @@ def test_the_wake_up_finishes_classes_inside_the_tolerance_window() -> None:
     assert [i for _, i in fast[:20]] == list(range(20))
     assert len({t for t, _ in fast[:20]}) == 1
     assert fast == _completions([1 * GB] * 20, xfers, full_scan=True)[0]
+
+
+class _PathComparedNetwork(FluidNetwork):
+    """A network that logs every re-timing (instant, classes, their new rates, resources) and
+    counts the settles its closed form took (``alone``) or left to the general path."""
+
+    def __init__(self, env: CountingEnvironment, fast_paths: bool) -> None:
+        super().__init__(env)
+        self.fast_paths = fast_paths
+        self.retimes: list[tuple[float, list[object], list[float], list[int]]] = []
+        self.alone = 0
+        self.left_to_general = 0
+
+    def _retime(
+        self,
+        keys: list[FlowKey],
+        classes: list[_FlowClass],
+        rates: list[float],
+        resources: set[int],
+        touched: set[FlowKey],
+    ) -> bool:
+        self.retimes.append((float(self.env.now), list(keys), list(rates), sorted(resources)))
+        return super()._retime(keys, classes, rates, resources, touched)
+
+    def _settle_alone(self) -> bool:
+        taken = super()._settle_alone()
+        self.alone += taken
+        self.left_to_general += not taken
+        return taken
+
+
+def _run_paths(
+    capacities_Bps: Sequence[float], xfers: Sequence[Xfer], *, fast_paths: bool
+) -> tuple[list[tuple[float, int]], _PathComparedNetwork]:
+    """Completions (time, transfer) of ``xfers``, each starting one follow-up of its own size
+    on its route at its instant, on a :class:`_PathComparedNetwork`."""
+    env = CountingEnvironment()
+    net = _PathComparedNetwork(env, fast_paths)
+    for i, cap in enumerate(capacities_Bps):
+        net.add_resource(f"r{i}", cap)
+    seen: list[tuple[float, int]] = []
+
+    def start(i: int, x: Xfer) -> None:
+        net.transfer_then(partial(done, i), x.route, x.size_B, x.latency_s, x.cap_Bps)
+
+    def done(i: int) -> None:
+        seen.append((float(env.now), i))
+        if i < len(xfers):
+            start(i + len(xfers), replace(xfers[i], latency_s=0.0))
+
+    start_each(env, xfers, start)
+    run_to_completion(env)
+    assert net.in_flight() == 0
+    return seen, net
+
+
+def _assert_same_run(fast: _PathComparedNetwork, general: _PathComparedNetwork) -> None:
+    assert fast.retimes == general.retimes
+    assert fast.recomputations == general.recomputations
+    assert fast.load_Bps == general.load_Bps
+    assert fast.peak_load_Bps == general.peak_load_Bps
+    assert fast.carried_B == general.carried_B
+    assert fast.busy_s == general.busy_s
+
+
+@SETTINGS
+@given(st.one_of(crowded_scenarios(), scenarios(max_xfers=24)))
+def test_settle_fast_paths_equal_the_general_path(scenario: tuple[Topology, list[Xfer]]) -> None:
+    """With its closed-form settles (one class changed, alone in its optimistic component) the
+    network gives exactly (same floats, same order) the completions, rates, loads, peaks and
+    recomputations of the general path (component, solve, check) at every settle."""
+    topo, xfers = scenario
+    fast, fast_net = _run_paths(topo.capacities_Bps, xfers, fast_paths=True)
+    general, general_net = _run_paths(topo.capacities_Bps, xfers, fast_paths=False)
+    assert fast == general
+    _assert_same_run(fast_net, general_net)
+    assert general_net.alone == general_net.left_to_general == 0
+
+
+def test_settle_fast_path_with_a_loose_resource_and_its_fallback() -> None:
+    """Resource 0 (20 GB/s) carries an uncapped class bottlenecked at 5 GB/s elsewhere, so it is
+    loose to a class capped at 3 GB/s: its first four flows settle in closed form (15 GB/s left
+    to them), the fifth would fill what is left, so the general path takes it whole; both give
+    the general path's floats."""
+    capacities = [20 * GB, 100 * GB, 5 * GB]
+    xfers = [Xfer((0, 2), 1e9)] + [
+        Xfer((0, 1), 64e6, start_s=i * 1e-6, cap_Bps=3 * GB) for i in range(1, 6)
+    ]
+    fast, fast_net = _run_paths(capacities, xfers, fast_paths=True)
+    general, general_net = _run_paths(capacities, xfers, fast_paths=False)
+    assert fast == general
+    _assert_same_run(fast_net, general_net)
+    assert fast_net.alone >= 4 and fast_net.left_to_general >= 1
+    # the fifth flow of the capped class, solved with the uncapped one: both keep their rates
+    whole = [rates for _, keys, rates, _ in fast_net.retimes if len(keys) == 2]
+    assert whole and all(sorted(rates) == [3 * GB, 5 * GB] for rates in whole)

@@ -69,6 +69,8 @@ class _FlowClass:
     a lower bound of ``next_s`` less the finish test's tolerance (:meth:`retime`)."""
     flows: list[tuple[float, int, _Flow]] = field(default_factory=list)
     """Heap of (finish virtual bytes, arrival sequence, flow): tuples compare in C."""
+    distinct: bool = True
+    """Whether its route crosses each resource once."""
     load_Bps: float = 0.0
     """What the class adds to each resource on its route in ``FluidNetwork.load_Bps``: its rate
     times its flows as of the last solve that included it."""
@@ -123,6 +125,10 @@ class ResourceStats:
 
 class FluidNetwork:
     """Directional resources shared max-min fairly by fluid transfers."""
+
+    fast_paths = True
+    """Settle in closed form where the general path's answer is known to be (a test switches
+    them off to compare)."""
 
     def __init__(self, env: CountingEnvironment, recorder: TraceRecorder = NULL_RECORDER) -> None:
         self.env = env
@@ -271,7 +277,15 @@ class FluidNetwork:
         self._last_s = now = float(self.env.now)
         cls = self._classes.get(key)
         if cls is None:
-            cls = _FlowClass(key, next(self._order), route=key[0], cap_Bps=key[1], ref_s=now)
+            route = key[0]
+            cls = _FlowClass(
+                key,
+                next(self._order),
+                route=route,
+                cap_Bps=key[1],
+                ref_s=now,
+                distinct=len(set(route)) == len(route),
+            )
             self._classes[key] = cls
             for r in cls.route:
                 self._users.setdefault(r, set()).add(key)
@@ -375,6 +389,13 @@ class FluidNetwork:
         change of the instant that comes before that event is in it."""
         self._settle_pending = False
         self._last_s = float(self.env.now)
+        if (
+            self.fast_paths
+            and len(self._dirty_keys) == 1
+            and not self._dirty_res
+            and self._settle_alone()
+        ):
+            return
         keys, resources, touched, loose = self._component(optimistic=True)
         classes = [self._classes[k] for k in keys]
         rates = self._solve_leaving(classes, loose) if loose else self._solve(classes)
@@ -385,6 +406,60 @@ class FluidNetwork:
         self._dirty_keys.clear()
         self._dirty_res.clear()
         self._reschedule(self._retime(keys, classes, rates, resources, touched))
+
+    def _settle_alone(self) -> bool:
+        """:meth:`_settle` when one class changed, nothing left, and its optimistic component is
+        that class alone (the common case: a capped class whose resources are loose or its own):
+        the same floats as :meth:`_component`, :meth:`_solve_leaving` and :meth:`_solve` would
+        compute, without their sets and dicts. Returns ``False``, having changed nothing, when
+        the component is larger or a loose resource would fill (the general path decides)."""
+        (key,) = self._dirty_keys
+        cls = self._classes.get(key)
+        if cls is None or not cls.distinct:
+            return False
+        capacity, load, uncapped, demand, users = (
+            self.capacity_Bps,
+            self.load_Bps,
+            self._uncapped,
+            self._demand,
+            self._users,
+        )
+        n_flows = len(cls.flows)
+        own_Bps = cls.load_Bps
+        share = cls.cap_Bps
+        left: list[float] = []  # per loose resource: what the classes outside leave of it
+        for r in cls.route:
+            room = capacity[r] * _SLACK_REL
+            if load[r] < room:
+                if (uncapped[r] or demand[r] > room) and len(users[r]) > 1:  # loose
+                    room_Bps = capacity[r] - (load[r] - own_Bps)
+                    left.append(room_Bps)
+                    c = max(room_Bps, 0.0)
+                else:
+                    c = capacity[r]
+            elif len(users[r]) > 1:
+                return False  # saturated and shared: the component is larger
+            else:
+                c = capacity[r]
+            if c / n_flows < share:
+                share = c / n_flows
+        drawn = share * n_flows
+        if drawn > 0:
+            for room_Bps in left:
+                if drawn >= room_Bps * _SLACK_REL:
+                    return False
+        self.recomputations += 1
+        self._dirty_keys.clear()
+        if self.recorder.enabled:  # the component's set, built as _component builds it
+            seeds: set[int] = set()
+            seeds.update(cls.route)
+            resources: set[int] = set()
+            for r in reversed(list(seeds)):
+                resources.add(r)
+        else:
+            resources = set(cls.route)
+        self._reschedule(self._retime([key], [cls], [share], resources, {key}))
+        return True
 
     def _solve_leaving(self, classes: list[_FlowClass], loose: set[int]) -> list[float] | None:
         """Max-min rates of the component ``classes`` on what the classes outside it leave of the
