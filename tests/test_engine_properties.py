@@ -42,7 +42,7 @@ import simpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpusim.engine.fluid import _FINISH_REL_TOL, FlowKey, FluidNetwork, _FlowClass
+from gpusim.engine.fluid import _FINISH_REL_TOL, FluidNetwork, _FlowClass
 from gpusim.engine.maxmin import max_min_fair_rates
 from gpusim.engine.sim import CountingEnvironment
 
@@ -541,26 +541,24 @@ def test_the_wake_up_finishes_classes_inside_the_tolerance_window() -> None:
 
 
 class _PathComparedNetwork(FluidNetwork):
-    """A network that logs every re-timing (instant, classes, their new rates, resources) and
-    counts the settles its closed form took (``alone``) or left to the general path."""
+    """A network that logs, after every settle, every class's state (flows, rate, clock,
+    completion times, load) and every resource's load, and counts the settles its closed form
+    took (``alone``) or left to the general path."""
 
     def __init__(self, env: CountingEnvironment, fast_paths: bool) -> None:
         super().__init__(env)
         self.fast_paths = fast_paths
-        self.retimes: list[tuple[float, list[object], list[float], list[int]]] = []
+        self.states: list[tuple[float, bool, list[tuple[object, ...]], list[float]]] = []
         self.alone = 0
         self.left_to_general = 0
 
-    def _retime(
-        self,
-        keys: list[FlowKey],
-        classes: list[_FlowClass],
-        rates: list[float],
-        resources: set[int],
-        touched: set[FlowKey],
-    ) -> bool:
-        self.retimes.append((float(self.env.now), list(keys), list(rates), sorted(resources)))
-        return super()._retime(keys, classes, rates, resources, touched)
+    def _reschedule(self, heap_mode: bool) -> None:
+        classes = [
+            (c.key, len(c.flows), c.rate_Bps, c.virtual_B, c.ref_s, c.next_s, c.check_s, c.load_Bps)
+            for c in self._classes.values()
+        ]
+        self.states.append((float(self.env.now), heap_mode, classes, list(self.load_Bps)))
+        super()._reschedule(heap_mode)
 
     def _settle_alone(self) -> bool:
         taken = super()._settle_alone()
@@ -595,7 +593,7 @@ def _run_paths(
 
 
 def _assert_same_run(fast: _PathComparedNetwork, general: _PathComparedNetwork) -> None:
-    assert fast.retimes == general.retimes
+    assert fast.states == general.states
     assert fast.recomputations == general.recomputations
     assert fast.load_Bps == general.load_Bps
     assert fast.peak_load_Bps == general.peak_load_Bps
@@ -631,6 +629,6 @@ def test_settle_fast_path_with_a_loose_resource_and_its_fallback() -> None:
     assert fast == general
     _assert_same_run(fast_net, general_net)
     assert fast_net.alone >= 4 and fast_net.left_to_general >= 1
-    # the fifth flow of the capped class, solved with the uncapped one: both keep their rates
-    whole = [rates for _, keys, rates, _ in fast_net.retimes if len(keys) == 2]
-    assert whole and all(sorted(rates) == [3 * GB, 5 * GB] for rates in whole)
+    # with five flows, the capped class keeps its cap and the uncapped one its 5 GB/s
+    five = [classes for _, _, classes, _ in fast_net.states if classes and classes[-1][1] == 5]
+    assert five and all([c[2] for c in classes] == [5 * GB, 3 * GB] for classes in five)

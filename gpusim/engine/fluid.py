@@ -450,15 +450,31 @@ class FluidNetwork:
                     return False
         self.recomputations += 1
         self._dirty_keys.clear()
+        # what _retime does for this one class, with its route as the resources
+        route = cls.route
+        heap_mode = self._retime_begin(route)
+        now = self._last_s
+        contribution = share * n_flows
+        if contribution != own_Bps:
+            delta = contribution - own_Bps
+            for r in route:
+                load[r] += delta
+            cls.load_Bps = contribution
+        if share != cls.rate_Bps:
+            cls.set_rate(share, now)
+        cls.retime(now)
+        if heap_mode:
+            heapq.heappush(self._check, (cls.check_s, next(self._check_seq), cls))
         if self.recorder.enabled:  # the component's set, built as _component builds it
             seeds: set[int] = set()
-            seeds.update(cls.route)
+            seeds.update(route)
             resources: set[int] = set()
             for r in reversed(list(seeds)):
                 resources.add(r)
+            self._retime_end(resources, now)
         else:
-            resources = set(cls.route)
-        self._reschedule(self._retime([key], [cls], [share], resources, {key}))
+            self._retime_end(route, now)
+        self._reschedule(heap_mode)
         return True
 
     def _solve_leaving(self, classes: list[_FlowClass], loose: set[int]) -> list[float] | None:
@@ -528,26 +544,9 @@ class FluidNetwork:
         resources, then update the peak and (when tracing) utilisation of
         ``resources``. Returns whether completions are indexed by a heap (many classes) rather
         than found by a scan (few)."""
-        heap_mode = len(self._classes) > _HEAP_MIN_CLASSES
-        if heap_mode and (
-            not self._heap_mode or len(self._check) > 2 * len(self._classes) + 64
-        ):  # entering heap mode, or mostly stale entries: index every class once
-            self._check = [
-                (c.check_s, next(self._check_seq), c)
-                for c in self._classes.values()
-                if c.check_s < math.inf
-            ]
-            heapq.heapify(self._check)
-        elif not heap_mode:
-            self._check.clear()
-        self._heap_mode = heap_mode
+        heap_mode = self._retime_begin(resources)
         load = self.load_Bps
         now = self._last_s
-        self._flush(resources, now)
-        for cls in self._gone:
-            for r in cls.route:
-                load[r] -= cls.load_Bps
-        self._gone.clear()
         for key, cls, rate in zip(keys, classes, rates, strict=True):
             contribution = rate * len(cls.flows)
             if contribution != cls.load_Bps:
@@ -562,7 +561,39 @@ class FluidNetwork:
             cls.retime(now)
             if heap_mode:
                 heapq.heappush(self._check, (cls.check_s, next(self._check_seq), cls))
-        peak, users = self.peak_load_Bps, self._users
+        self._retime_end(resources, now)
+        return heap_mode
+
+    def _retime_begin(self, resources: Iterable[int]) -> bool:
+        """:meth:`_retime`'s start: keep the ``_check`` heap (indexing every class when entering
+        heap mode or when mostly stale), bring ``resources`` up to now at their old loads, and
+        take off the loads of the classes gone since the last settle. Returns the heap mode."""
+        heap_mode = len(self._classes) > _HEAP_MIN_CLASSES
+        if heap_mode and (
+            not self._heap_mode or len(self._check) > 2 * len(self._classes) + 64
+        ):  # entering heap mode, or mostly stale entries: index every class once
+            self._check = [
+                (c.check_s, next(self._check_seq), c)
+                for c in self._classes.values()
+                if c.check_s < math.inf
+            ]
+            heapq.heapify(self._check)
+        elif not heap_mode:
+            self._check.clear()
+        self._heap_mode = heap_mode
+        self._flush(resources, self._last_s)
+        if self._gone:
+            load = self.load_Bps
+            for cls in self._gone:
+                for r in cls.route:
+                    load[r] -= cls.load_Bps
+            self._gone.clear()
+        return heap_mode
+
+    def _retime_end(self, resources: Iterable[int], now: float) -> None:
+        """:meth:`_retime`'s end: the peak loads of ``resources`` (a load with no flows left is
+        zeroed, rounding residue included) and, when tracing, their utilisation."""
+        load, peak, users = self.load_Bps, self.peak_load_Bps, self._users
         for r in resources:
             if not users.get(r):
                 load[r] = 0.0  # no flows left: no rounding residue either
@@ -572,7 +603,6 @@ class FluidNetwork:
             capacity = self.capacity_Bps
             for r in resources:
                 self.recorder.counter(self._tracks[r], "utilisation", now, load[r] / capacity[r])
-        return heap_mode
 
     def _reschedule(self, heap_mode: bool) -> None:
         """Wake up at the earliest completion over every class, unless the pending wake-up
