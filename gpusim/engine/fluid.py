@@ -481,23 +481,30 @@ class FluidNetwork:
         """Max-min rates of the component ``classes`` on what the classes outside it leave of the
         ``loose`` resources (their load less the standing contributions of the component and of
         the classes gone since the last settle); ``None`` when the new rates fill what a loose
-        resource that can saturate has left (the optimistic component was too small)."""
+        resource that can saturate has left (the optimistic component was too small).
+
+        With several classes (and ``fast_paths``) the loose resources are left out of the
+        solve and only checked after (:meth:`_solve_without`): the same rates, and the same
+        ``None``, as the solve with them."""
         if not loose:
             return self._solve(classes)
         capacity, load = self.capacity_Bps, self.load_Bps
-        saved = {r: capacity[r] for r in loose}
         outside = {r: load[r] for r in loose}
         for cls in (*classes, *self._gone):
             for r in cls.route:
                 if r in outside:
                     outside[r] -= cls.load_Bps
-        for r, drawn in outside.items():
-            capacity[r] = max(saved[r] - drawn, 0.0)
-        try:
-            rates = self._solve(classes)
-        finally:
-            for r, c in saved.items():
-                capacity[r] = c
+        if self.fast_paths and len(classes) > 1:
+            rates = self._solve_without(classes, loose)
+        else:
+            saved = {r: capacity[r] for r in loose}
+            for r, drawn in outside.items():
+                capacity[r] = max(saved[r] - drawn, 0.0)
+            try:
+                rates = self._solve(classes)
+            finally:
+                for r, c in saved.items():
+                    capacity[r] = c
         drawn_now = dict.fromkeys(loose, 0.0)
         for cls, rate in zip(classes, rates, strict=True):
             n = len(cls.flows)
@@ -505,9 +512,34 @@ class FluidNetwork:
                 if r in drawn_now:
                     drawn_now[r] += rate * n
         for r, d in drawn_now.items():
-            if d > 0 and d >= (saved[r] - outside[r]) * _SLACK_REL:
+            if d > 0 and d >= (capacity[r] - outside[r]) * _SLACK_REL:
                 return None
         return rates
+
+    def _solve_without(self, classes: list[_FlowClass], loose: set[int]) -> list[float]:
+        """Max-min rates of ``classes`` with the ``loose`` resources left out of their routes
+        (most of what an optimistic solve's routes cross: the solver's work shrinks with them).
+
+        Whenever the caller's check passes (no loose resource filled), these are the floats of
+        the solve with the loose resources at what is left of them: a loose resource that
+        never sets a filling level changes no round (its share stays above the level; the one
+        difference, the last round's "every resource saturated" shortcut, gives the same
+        rates as fixing the saturated resources' classes); one that sets a level saturates,
+        its flows then draw what is left of it to within rounding (1e-12), so that solve fails
+        the check, and so does this one (a relaxed max-min solution that met the loose
+        constraints would be the constrained one, filling it). What is left is positive (a
+        loose resource is below capacity), so no loose resource stops its flows at rate 0."""
+        routes = [
+            c.route if loose.isdisjoint(c.route) else tuple(r for r in c.route if r not in loose)
+            for c in classes
+        ]
+        self.recomputations += 1
+        return max_min_fair_rates(
+            routes,
+            [len(c.flows) for c in classes],
+            [c.cap_Bps for c in classes],
+            self.capacity_Bps,
+        )
 
     def _solve(self, classes: list[_FlowClass]) -> list[float]:
         """Max-min rates of ``classes`` (one connected component); a lone class inline."""
