@@ -42,6 +42,7 @@ import simpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gpusim.engine import maxmin
 from gpusim.engine.fluid import _FINISH_REL_TOL, FluidNetwork, _FlowClass
 from gpusim.engine.maxmin import max_min_fair_rates
 from gpusim.engine.sim import CountingEnvironment
@@ -223,6 +224,25 @@ def test_max_min_rates_are_feasible_positive_and_bottlenecked(
             and all(rates[c] >= rates[d] * (1 - TOL) for d in users[r])
             for r in route
         ), f"class {c} (rate {rates[c]}) has no bottleneck"
+
+
+@SETTINGS
+@given(solver_inputs(), st.lists(st.integers(0, 1), max_size=24))
+def test_max_min_last_round_shortcut_gives_the_same_floats(
+    inputs: tuple[list[tuple[int, ...]], list[int], list[float], list[float]],
+    routeless: list[int],
+) -> None:
+    """The solver's last round (every class left fixed at once) sets the rates without taking
+    the flows off the resources: exactly the rates of the round done in full. Some classes
+    lose their route (``routeless``), and equal capacities and counts make ties common."""
+    routes, counts, caps, capacity = inputs
+    routes = [() if i < len(routeless) and routeless[i] else r for i, r in enumerate(routes)]
+    caps = [c if r or c < math.inf else 10 * GB for r, c in zip(routes, caps, strict=True)]
+    fast = max_min_fair_rates(routes, counts, caps, capacity)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(maxmin, "_LAST_ROUND_SHORTCUT", False)
+        full = max_min_fair_rates(routes, counts, caps, capacity)
+    assert fast == full
 
 
 # -- the network -------------------------------------------------------------------------------
