@@ -490,56 +490,88 @@ class FluidNetwork:
             return self._solve(classes)
         capacity, load = self.capacity_Bps, self.load_Bps
         outside = {r: load[r] for r in loose}
+        if self.fast_paths and len(classes) > 1:
+            return self._solve_without(classes, loose, outside)
         for cls in (*classes, *self._gone):
             for r in cls.route:
                 if r in outside:
                     outside[r] -= cls.load_Bps
-        if self.fast_paths and len(classes) > 1:
-            rates = self._solve_without(classes, loose)
-        else:
-            saved = {r: capacity[r] for r in loose}
-            for r, drawn in outside.items():
-                capacity[r] = max(saved[r] - drawn, 0.0)
-            try:
-                rates = self._solve(classes)
-            finally:
-                for r, c in saved.items():
-                    capacity[r] = c
-        drawn_now = dict.fromkeys(loose, 0.0)
-        for cls, rate in zip(classes, rates, strict=True):
+        saved = {r: capacity[r] for r in loose}
+        for r, drawn in outside.items():
+            capacity[r] = max(saved[r] - drawn, 0.0)
+        try:
+            rates = self._solve(classes)
+        finally:
+            for r, c in saved.items():
+                capacity[r] = c
+        return None if self._fills(zip(classes, rates, strict=True), outside) else rates
+
+    def _fills(
+        self, crossing: Iterable[tuple[_FlowClass, float]], outside: dict[int, float]
+    ) -> bool:
+        """Whether the classes of ``crossing`` at their new rates (every class of the component
+        that crosses a loose resource, in the component's order) draw at least what the
+        classes ``outside`` it leave (``capacity - outside``) of a loose resource."""
+        drawn_now = dict.fromkeys(outside, 0.0)
+        for cls, rate in crossing:
             n = len(cls.flows)
             for r in cls.route:
                 if r in drawn_now:
                     drawn_now[r] += rate * n
+        capacity = self.capacity_Bps
         for r, d in drawn_now.items():
             if d > 0 and d >= (capacity[r] - outside[r]) * _SLACK_REL:
-                return None
-        return rates
+                return True
+        return False
 
-    def _solve_without(self, classes: list[_FlowClass], loose: set[int]) -> list[float]:
-        """Max-min rates of ``classes`` with the ``loose`` resources left out of their routes
-        (most of what an optimistic solve's routes cross: the solver's work shrinks with them).
+    def _solve_without(
+        self, classes: list[_FlowClass], loose: set[int], outside: dict[int, float]
+    ) -> list[float] | None:
+        """:meth:`_solve_leaving` of several classes, with the ``loose`` resources left out of
+        their routes (most of what an optimistic solve's routes cross: the solver's work
+        shrinks with them) and only checked after (``outside``: the loads of the loose
+        resources, to take the component's and the gone classes' contributions off).
 
-        Whenever the caller's check passes (no loose resource filled), these are the floats of
-        the solve with the loose resources at what is left of them: a loose resource that
-        never sets a filling level changes no round (its share stays above the level; the one
+        Whenever the check passes (no loose resource filled), these are the floats of the
+        solve with the loose resources at what is left of them: a loose resource that never
+        sets a filling level changes no round (its share stays above the level; the one
         difference, the last round's "every resource saturated" shortcut, gives the same
         rates as fixing the saturated resources' classes); one that sets a level saturates,
         its flows then draw what is left of it to within rounding (1e-12), so that solve fails
         the check, and so does this one (a relaxed max-min solution that met the loose
         constraints would be the constrained one, filling it). What is left is positive (a
-        loose resource is below capacity), so no loose resource stops its flows at rate 0."""
-        routes = [
-            c.route if loose.isdisjoint(c.route) else tuple(r for r in c.route if r not in loose)
-            for c in classes
-        ]
+        loose resource is below capacity), so no loose resource stops its flows at rate 0.
+        The contributions come off each loose resource in the general path's order."""
+        routes: list[Sequence[int]] = []
+        crossing: list[int] = []  # the classes that cross a loose resource
+        for i, cls in enumerate(classes):
+            route = cls.route
+            if loose.isdisjoint(route):
+                routes.append(route)
+                continue
+            crossing.append(i)
+            own_Bps = cls.load_Bps
+            kept = []
+            for r in route:
+                if r in outside:
+                    outside[r] -= own_Bps
+                else:
+                    kept.append(r)
+            routes.append(kept)
+        for cls in self._gone:
+            for r in cls.route:
+                if r in outside:
+                    outside[r] -= cls.load_Bps
         self.recomputations += 1
-        return max_min_fair_rates(
+        rates = max_min_fair_rates(
             routes,
             [len(c.flows) for c in classes],
             [c.cap_Bps for c in classes],
             self.capacity_Bps,
         )
+        if self._fills(((classes[i], rates[i]) for i in crossing), outside):
+            return None
+        return rates
 
     def _solve(self, classes: list[_FlowClass]) -> list[float]:
         """Max-min rates of ``classes`` (one connected component); a lone class inline."""
