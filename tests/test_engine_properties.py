@@ -42,6 +42,7 @@ import simpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gpusim.engine import maxmin
 from gpusim.engine.fluid import _FINISH_REL_TOL, FluidNetwork, _FlowClass
 from gpusim.engine.maxmin import max_min_fair_rates
 from gpusim.engine.sim import CountingEnvironment
@@ -223,6 +224,25 @@ def test_max_min_rates_are_feasible_positive_and_bottlenecked(
             and all(rates[c] >= rates[d] * (1 - TOL) for d in users[r])
             for r in route
         ), f"class {c} (rate {rates[c]}) has no bottleneck"
+
+
+@SETTINGS
+@given(solver_inputs(), st.lists(st.integers(0, 1), max_size=24))
+def test_max_min_last_round_shortcut_gives_the_same_floats(
+    inputs: tuple[list[tuple[int, ...]], list[int], list[float], list[float]],
+    routeless: list[int],
+) -> None:
+    """The solver's last round (every class left fixed at once) sets the rates without taking
+    the flows off the resources: exactly the rates of the round done in full. Some classes
+    lose their route (``routeless``), and equal capacities and counts make ties common."""
+    routes, counts, caps, capacity = inputs
+    routes = [() if i < len(routeless) and routeless[i] else r for i, r in enumerate(routes)]
+    caps = [c if r or c < math.inf else 10 * GB for r, c in zip(routes, caps, strict=True)]
+    fast = max_min_fair_rates(routes, counts, caps, capacity)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(maxmin, "_LAST_ROUND_SHORTCUT", False)
+        full = max_min_fair_rates(routes, counts, caps, capacity)
+    assert fast == full
 
 
 # -- the network -------------------------------------------------------------------------------
@@ -538,3 +558,97 @@ def test_the_wake_up_finishes_classes_inside_the_tolerance_window() -> None:
     assert [i for _, i in fast[:20]] == list(range(20))
     assert len({t for t, _ in fast[:20]}) == 1
     assert fast == _completions([1 * GB] * 20, xfers, full_scan=True)[0]
+
+
+class _PathComparedNetwork(FluidNetwork):
+    """A network that logs, after every settle, every class's state (flows, rate, clock,
+    completion times, load) and every resource's load, and counts the settles its closed form
+    took (``alone``) or left to the general path."""
+
+    def __init__(self, env: CountingEnvironment, fast_paths: bool) -> None:
+        super().__init__(env)
+        self.fast_paths = fast_paths
+        self.states: list[tuple[float, bool, list[tuple[object, ...]], list[float]]] = []
+        self.alone = 0
+        self.left_to_general = 0
+
+    def _reschedule(self, heap_mode: bool) -> None:
+        classes = [
+            (c.key, len(c.flows), c.rate_Bps, c.virtual_B, c.ref_s, c.next_s, c.check_s, c.load_Bps)
+            for c in self._classes.values()
+        ]
+        self.states.append((float(self.env.now), heap_mode, classes, list(self.load_Bps)))
+        super()._reschedule(heap_mode)
+
+    def _settle_alone(self) -> bool:
+        taken = super()._settle_alone()
+        self.alone += taken
+        self.left_to_general += not taken
+        return taken
+
+
+def _run_paths(
+    capacities_Bps: Sequence[float], xfers: Sequence[Xfer], *, fast_paths: bool
+) -> tuple[list[tuple[float, int]], _PathComparedNetwork]:
+    """Completions (time, transfer) of ``xfers``, each starting one follow-up of its own size
+    on its route at its instant, on a :class:`_PathComparedNetwork`."""
+    env = CountingEnvironment()
+    net = _PathComparedNetwork(env, fast_paths)
+    for i, cap in enumerate(capacities_Bps):
+        net.add_resource(f"r{i}", cap)
+    seen: list[tuple[float, int]] = []
+
+    def start(i: int, x: Xfer) -> None:
+        net.transfer_then(partial(done, i), x.route, x.size_B, x.latency_s, x.cap_Bps)
+
+    def done(i: int) -> None:
+        seen.append((float(env.now), i))
+        if i < len(xfers):
+            start(i + len(xfers), replace(xfers[i], latency_s=0.0))
+
+    start_each(env, xfers, start)
+    run_to_completion(env)
+    assert net.in_flight() == 0
+    return seen, net
+
+
+def _assert_same_run(fast: _PathComparedNetwork, general: _PathComparedNetwork) -> None:
+    assert fast.states == general.states
+    assert fast.recomputations == general.recomputations
+    assert fast.load_Bps == general.load_Bps
+    assert fast.peak_load_Bps == general.peak_load_Bps
+    assert fast.carried_B == general.carried_B
+    assert fast.busy_s == general.busy_s
+
+
+@SETTINGS
+@given(st.one_of(crowded_scenarios(), scenarios(max_xfers=24)))
+def test_settle_fast_paths_equal_the_general_path(scenario: tuple[Topology, list[Xfer]]) -> None:
+    """With its closed-form settles (one class changed, alone in its optimistic component) the
+    network gives exactly (same floats, same order) the completions, rates, loads, peaks and
+    recomputations of the general path (component, solve, check) at every settle."""
+    topo, xfers = scenario
+    fast, fast_net = _run_paths(topo.capacities_Bps, xfers, fast_paths=True)
+    general, general_net = _run_paths(topo.capacities_Bps, xfers, fast_paths=False)
+    assert fast == general
+    _assert_same_run(fast_net, general_net)
+    assert general_net.alone == general_net.left_to_general == 0
+
+
+def test_settle_fast_path_with_a_loose_resource_and_its_fallback() -> None:
+    """Resource 0 (20 GB/s) carries an uncapped class bottlenecked at 5 GB/s elsewhere, so it is
+    loose to a class capped at 3 GB/s: its first four flows settle in closed form (15 GB/s left
+    to them), the fifth would fill what is left, so the general path takes it whole; both give
+    the general path's floats."""
+    capacities = [20 * GB, 100 * GB, 5 * GB]
+    xfers = [Xfer((0, 2), 1e9)] + [
+        Xfer((0, 1), 64e6, start_s=i * 1e-6, cap_Bps=3 * GB) for i in range(1, 6)
+    ]
+    fast, fast_net = _run_paths(capacities, xfers, fast_paths=True)
+    general, general_net = _run_paths(capacities, xfers, fast_paths=False)
+    assert fast == general
+    _assert_same_run(fast_net, general_net)
+    assert fast_net.alone >= 4 and fast_net.left_to_general >= 1
+    # with five flows, the capped class keeps its cap and the uncapped one its 5 GB/s
+    five = [classes for _, _, classes, _ in fast_net.states if classes and classes[-1][1] == 5]
+    assert five and all([c[2] for c in classes] == [5 * GB, 3 * GB] for classes in five)

@@ -69,6 +69,8 @@ class _FlowClass:
     a lower bound of ``next_s`` less the finish test's tolerance (:meth:`retime`)."""
     flows: list[tuple[float, int, _Flow]] = field(default_factory=list)
     """Heap of (finish virtual bytes, arrival sequence, flow): tuples compare in C."""
+    distinct: bool = True
+    """Whether its route crosses each resource once."""
     load_Bps: float = 0.0
     """What the class adds to each resource on its route in ``FluidNetwork.load_Bps``: its rate
     times its flows as of the last solve that included it."""
@@ -123,6 +125,10 @@ class ResourceStats:
 
 class FluidNetwork:
     """Directional resources shared max-min fairly by fluid transfers."""
+
+    fast_paths = True
+    """Settle in closed form where the general path's answer is known to be (a test switches
+    them off to compare)."""
 
     def __init__(self, env: CountingEnvironment, recorder: TraceRecorder = NULL_RECORDER) -> None:
         self.env = env
@@ -271,7 +277,15 @@ class FluidNetwork:
         self._last_s = now = float(self.env.now)
         cls = self._classes.get(key)
         if cls is None:
-            cls = _FlowClass(key, next(self._order), route=key[0], cap_Bps=key[1], ref_s=now)
+            route = key[0]
+            cls = _FlowClass(
+                key,
+                next(self._order),
+                route=route,
+                cap_Bps=key[1],
+                ref_s=now,
+                distinct=len(set(route)) == len(route),
+            )
             self._classes[key] = cls
             for r in cls.route:
                 self._users.setdefault(r, set()).add(key)
@@ -375,6 +389,13 @@ class FluidNetwork:
         change of the instant that comes before that event is in it."""
         self._settle_pending = False
         self._last_s = float(self.env.now)
+        if (
+            self.fast_paths
+            and len(self._dirty_keys) == 1
+            and not self._dirty_res
+            and self._settle_alone()
+        ):
+            return
         keys, resources, touched, loose = self._component(optimistic=True)
         classes = [self._classes[k] for k in keys]
         rates = self._solve_leaving(classes, loose) if loose else self._solve(classes)
@@ -386,20 +407,96 @@ class FluidNetwork:
         self._dirty_res.clear()
         self._reschedule(self._retime(keys, classes, rates, resources, touched))
 
+    def _settle_alone(self) -> bool:
+        """:meth:`_settle` when one class changed, nothing left, and its optimistic component is
+        that class alone (the common case: a capped class whose resources are loose or its own):
+        the same floats as :meth:`_component`, :meth:`_solve_leaving` and :meth:`_solve` would
+        compute, without their sets and dicts. Returns ``False``, having changed nothing, when
+        the component is larger or a loose resource would fill (the general path decides)."""
+        (key,) = self._dirty_keys
+        cls = self._classes.get(key)
+        if cls is None or not cls.distinct:
+            return False
+        capacity, load, uncapped, demand, users = (
+            self.capacity_Bps,
+            self.load_Bps,
+            self._uncapped,
+            self._demand,
+            self._users,
+        )
+        n_flows = len(cls.flows)
+        own_Bps = cls.load_Bps
+        share = cls.cap_Bps
+        left: list[float] = []  # per loose resource: what the classes outside leave of it
+        for r in cls.route:
+            room = capacity[r] * _SLACK_REL
+            if load[r] < room:
+                if (uncapped[r] or demand[r] > room) and len(users[r]) > 1:  # loose
+                    room_Bps = capacity[r] - (load[r] - own_Bps)
+                    left.append(room_Bps)
+                    c = max(room_Bps, 0.0)
+                else:
+                    c = capacity[r]
+            elif len(users[r]) > 1:
+                return False  # saturated and shared: the component is larger
+            else:
+                c = capacity[r]
+            if c / n_flows < share:
+                share = c / n_flows
+        drawn = share * n_flows
+        if drawn > 0:
+            for room_Bps in left:
+                if drawn >= room_Bps * _SLACK_REL:
+                    return False
+        self.recomputations += 1
+        self._dirty_keys.clear()
+        # what _retime does for this one class, with its route as the resources
+        route = cls.route
+        heap_mode = self._retime_begin(route)
+        now = self._last_s
+        contribution = share * n_flows
+        if contribution != own_Bps:
+            delta = contribution - own_Bps
+            for r in route:
+                load[r] += delta
+            cls.load_Bps = contribution
+        if share != cls.rate_Bps:
+            cls.set_rate(share, now)
+        cls.retime(now)
+        if heap_mode:
+            heapq.heappush(self._check, (cls.check_s, next(self._check_seq), cls))
+        if self.recorder.enabled:  # the component's set, built as _component builds it
+            seeds: set[int] = set()
+            seeds.update(route)
+            resources: set[int] = set()
+            for r in reversed(list(seeds)):
+                resources.add(r)
+            self._retime_end(resources, now)
+        else:
+            self._retime_end(route, now)
+        self._reschedule(heap_mode)
+        return True
+
     def _solve_leaving(self, classes: list[_FlowClass], loose: set[int]) -> list[float] | None:
         """Max-min rates of the component ``classes`` on what the classes outside it leave of the
         ``loose`` resources (their load less the standing contributions of the component and of
         the classes gone since the last settle); ``None`` when the new rates fill what a loose
-        resource that can saturate has left (the optimistic component was too small)."""
+        resource that can saturate has left (the optimistic component was too small).
+
+        With several classes (and ``fast_paths``) the loose resources are left out of the
+        solve and only checked after (:meth:`_solve_without`): the same rates, and the same
+        ``None``, as the solve with them."""
         if not loose:
             return self._solve(classes)
         capacity, load = self.capacity_Bps, self.load_Bps
-        saved = {r: capacity[r] for r in loose}
         outside = {r: load[r] for r in loose}
+        if self.fast_paths and len(classes) > 1:
+            return self._solve_without(classes, loose, outside)
         for cls in (*classes, *self._gone):
             for r in cls.route:
                 if r in outside:
                     outside[r] -= cls.load_Bps
+        saved = {r: capacity[r] for r in loose}
         for r, drawn in outside.items():
             capacity[r] = max(saved[r] - drawn, 0.0)
         try:
@@ -407,15 +504,73 @@ class FluidNetwork:
         finally:
             for r, c in saved.items():
                 capacity[r] = c
-        drawn_now = dict.fromkeys(loose, 0.0)
-        for cls, rate in zip(classes, rates, strict=True):
+        return None if self._fills(zip(classes, rates, strict=True), outside) else rates
+
+    def _fills(
+        self, crossing: Iterable[tuple[_FlowClass, float]], outside: dict[int, float]
+    ) -> bool:
+        """Whether the classes of ``crossing`` at their new rates (every class of the component
+        that crosses a loose resource, in the component's order) draw at least what the
+        classes ``outside`` it leave (``capacity - outside``) of a loose resource."""
+        drawn_now = dict.fromkeys(outside, 0.0)
+        for cls, rate in crossing:
             n = len(cls.flows)
             for r in cls.route:
                 if r in drawn_now:
                     drawn_now[r] += rate * n
+        capacity = self.capacity_Bps
         for r, d in drawn_now.items():
-            if d > 0 and d >= (saved[r] - outside[r]) * _SLACK_REL:
-                return None
+            if d > 0 and d >= (capacity[r] - outside[r]) * _SLACK_REL:
+                return True
+        return False
+
+    def _solve_without(
+        self, classes: list[_FlowClass], loose: set[int], outside: dict[int, float]
+    ) -> list[float] | None:
+        """:meth:`_solve_leaving` of several classes, with the ``loose`` resources left out of
+        their routes (most of what an optimistic solve's routes cross: the solver's work
+        shrinks with them) and only checked after (``outside``: the loads of the loose
+        resources, to take the component's and the gone classes' contributions off).
+
+        Whenever the check passes (no loose resource filled), these are the floats of the
+        solve with the loose resources at what is left of them: a loose resource that never
+        sets a filling level changes no round (its share stays above the level; the one
+        difference, the last round's "every resource saturated" shortcut, gives the same
+        rates as fixing the saturated resources' classes); one that sets a level saturates,
+        its flows then draw what is left of it to within rounding (1e-12), so that solve fails
+        the check, and so does this one (a relaxed max-min solution that met the loose
+        constraints would be the constrained one, filling it). What is left is positive (a
+        loose resource is below capacity), so no loose resource stops its flows at rate 0.
+        The contributions come off each loose resource in the general path's order."""
+        routes: list[Sequence[int]] = []
+        crossing: list[int] = []  # the classes that cross a loose resource
+        for i, cls in enumerate(classes):
+            route = cls.route
+            if loose.isdisjoint(route):
+                routes.append(route)
+                continue
+            crossing.append(i)
+            own_Bps = cls.load_Bps
+            kept = []
+            for r in route:
+                if r in outside:
+                    outside[r] -= own_Bps
+                else:
+                    kept.append(r)
+            routes.append(kept)
+        for cls in self._gone:
+            for r in cls.route:
+                if r in outside:
+                    outside[r] -= cls.load_Bps
+        self.recomputations += 1
+        rates = max_min_fair_rates(
+            routes,
+            [len(c.flows) for c in classes],
+            [c.cap_Bps for c in classes],
+            self.capacity_Bps,
+        )
+        if self._fills(((classes[i], rates[i]) for i in crossing), outside):
+            return None
         return rates
 
     def _solve(self, classes: list[_FlowClass]) -> list[float]:
@@ -453,26 +608,9 @@ class FluidNetwork:
         resources, then update the peak and (when tracing) utilisation of
         ``resources``. Returns whether completions are indexed by a heap (many classes) rather
         than found by a scan (few)."""
-        heap_mode = len(self._classes) > _HEAP_MIN_CLASSES
-        if heap_mode and (
-            not self._heap_mode or len(self._check) > 2 * len(self._classes) + 64
-        ):  # entering heap mode, or mostly stale entries: index every class once
-            self._check = [
-                (c.check_s, next(self._check_seq), c)
-                for c in self._classes.values()
-                if c.check_s < math.inf
-            ]
-            heapq.heapify(self._check)
-        elif not heap_mode:
-            self._check.clear()
-        self._heap_mode = heap_mode
+        heap_mode = self._retime_begin(resources)
         load = self.load_Bps
         now = self._last_s
-        self._flush(resources, now)
-        for cls in self._gone:
-            for r in cls.route:
-                load[r] -= cls.load_Bps
-        self._gone.clear()
         for key, cls, rate in zip(keys, classes, rates, strict=True):
             contribution = rate * len(cls.flows)
             if contribution != cls.load_Bps:
@@ -487,7 +625,39 @@ class FluidNetwork:
             cls.retime(now)
             if heap_mode:
                 heapq.heappush(self._check, (cls.check_s, next(self._check_seq), cls))
-        peak, users = self.peak_load_Bps, self._users
+        self._retime_end(resources, now)
+        return heap_mode
+
+    def _retime_begin(self, resources: Iterable[int]) -> bool:
+        """:meth:`_retime`'s start: keep the ``_check`` heap (indexing every class when entering
+        heap mode or when mostly stale), bring ``resources`` up to now at their old loads, and
+        take off the loads of the classes gone since the last settle. Returns the heap mode."""
+        heap_mode = len(self._classes) > _HEAP_MIN_CLASSES
+        if heap_mode and (
+            not self._heap_mode or len(self._check) > 2 * len(self._classes) + 64
+        ):  # entering heap mode, or mostly stale entries: index every class once
+            self._check = [
+                (c.check_s, next(self._check_seq), c)
+                for c in self._classes.values()
+                if c.check_s < math.inf
+            ]
+            heapq.heapify(self._check)
+        elif not heap_mode:
+            self._check.clear()
+        self._heap_mode = heap_mode
+        self._flush(resources, self._last_s)
+        if self._gone:
+            load = self.load_Bps
+            for cls in self._gone:
+                for r in cls.route:
+                    load[r] -= cls.load_Bps
+            self._gone.clear()
+        return heap_mode
+
+    def _retime_end(self, resources: Iterable[int], now: float) -> None:
+        """:meth:`_retime`'s end: the peak loads of ``resources`` (a load with no flows left is
+        zeroed, rounding residue included) and, when tracing, their utilisation."""
+        load, peak, users = self.load_Bps, self.peak_load_Bps, self._users
         for r in resources:
             if not users.get(r):
                 load[r] = 0.0  # no flows left: no rounding residue either
@@ -497,7 +667,6 @@ class FluidNetwork:
             capacity = self.capacity_Bps
             for r in resources:
                 self.recorder.counter(self._tracks[r], "utilisation", now, load[r] / capacity[r])
-        return heap_mode
 
     def _reschedule(self, heap_mode: bool) -> None:
         """Wake up at the earliest completion over every class, unless the pending wake-up
