@@ -12,10 +12,11 @@ imports gpusim, and one that also loads its command line and workload families.
 
 Sweeps run their corners by default: every point is planned and validated as ``gpusim sweep``
 does (the parent holds the whole plan), then only the points with every axis at its first or
-last value (first seed) run, 260 of the 4,001 shipped points. A point's memory is its own
-worker's (a worker runs one point at a time and keeps nothing of it), so the corners stand for
-the sweep when the largest points lie at an end of each axis; ``--all-points`` runs every point
-(about 10 minutes of CPU, most of it llm_opt_sparse_sweep's DES points).
+last value (first seed) run, 272 of the 4,001 shipped points (about 6 minutes of CPU in all).
+Corners can miss a sweep's largest process: in full runs (``--all-points``, about 11 minutes
+of CPU, most in llm_opt_sparse_sweep's and router_alf_lb_sweep's points) the largest process of
+llm_prefill_sweep and llm_prefill_graph_fusion_sweep was about 100 MB above their corners'
+(whether the parent's stored rows or a middle point's worker is not traced yet).
 
 Routing: the peak traced memory (tracemalloc) of one router step with few and with many experts
 at the same tokens x top_k, on one routing thread: the many-expert step may hold more only by one
