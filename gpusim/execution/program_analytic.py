@@ -89,6 +89,19 @@ def first_fit_s(
     return candidates[-1]
 
 
+HELD_PRUNE_MIN = 256
+"""Kept launches below which a rank's ``held`` and launch queues are not trimmed (trimming
+keeps them short, so memory does not grow with a run's launches; it changes no result)."""
+
+
+def _prune_held(rank: _Rank) -> None:
+    """Drop the held intervals that ended by the host clock: every later start is at or after
+    it, and first_fit_s ignores intervals that end by its ready time. The next trim waits for
+    twice as many intervals (amortised constant time a launch)."""
+    rank.held = [iv for iv in rank.held if iv[1] > rank.host_s]
+    rank.prune_at = max(HELD_PRUNE_MIN, 2 * len(rank.held))
+
+
 @dataclass
 class _Rank:
     """One rank's clocks: host time, each stream's tail, each step's end, the SMs held."""
@@ -103,6 +116,9 @@ class _Rank:
     """(start, end, SMs) of the kernels and collectives that may still hold SMs."""
     held_end: float = 0.0
     """The latest end in ``held`` so far: a kernel ready then or later overlaps none of them."""
+    prune_at: int = 0
+    """``held``'s length at which the intervals ended by the host clock are dropped (set at the
+    first trim, from :data:`HELD_PRUNE_MIN`)."""
     queued: dict[int, list[float]] = field(default_factory=dict)
     """Per stream: the ends of its operations, in launch order (the launch queue)."""
     external_id: int = 0
@@ -191,7 +207,11 @@ class ProgramAnalytic:
             rank.host_s = max(rank.host_s, ends[-depth])
 
     def _queued(self, rank: _Rank, stream: int, end: float) -> None:
-        rank.queued.setdefault(stream, []).append(end)
+        ends = rank.queued.setdefault(stream, [])
+        ends.append(end)
+        depth = self.costs.queue_depth
+        if len(ends) >= 2 * depth + HELD_PRUNE_MIN:
+            del ends[:-depth]  # only the last ``depth`` ends are ever read (_enter_queue)
 
     def _record(
         self, rank: _Rank, name: str, call: RuntimeCall, stream: int, begin_s: float
@@ -221,8 +241,10 @@ class ProgramAnalytic:
         time_s = cost.time_s
         if ready >= rank.held_end:
             start = ready  # what first_fit_s returns when every held interval has ended
+            if len(rank.held) >= rank.prune_at:
+                _prune_held(rank)
         else:
-            rank.held = [iv for iv in rank.held if iv[1] > rank.host_s]  # done before any start
+            _prune_held(rank)
             start = first_fit_s(rank.held, ready, time_s, cost.sms, self.sm_count)
         end = start + time_s
         if end > rank.held_end:

@@ -64,6 +64,58 @@ def softmax_balance_gradient(
     return grad
 
 
+class SequenceBalanceGradient:
+    """:func:`sequence_balance_gradient` over a step's tokens given in order, in pieces of any
+    size: holds at most one sequence's rows between pieces, not the step's ``(tokens, experts)``
+    affinities. Each sequence is computed as a whole, in order, so the gradient is the same
+    bits whatever the pieces."""
+
+    def __init__(self, experts: int, sequence_tokens: int, alpha: float) -> None:
+        if sequence_tokens < 1:
+            raise SimulationError(f"sequence_tokens must be at least 1, got {sequence_tokens}")
+        self.experts = experts
+        self.sequence_tokens = sequence_tokens
+        self.alpha = alpha
+        self._total = np.zeros(experts)
+        self._sequences = 0
+        self._choices: np.ndarray | None = None  # the rows of the unfinished sequence
+        self._affinity: np.ndarray | None = None
+
+    def add(self, choices: np.ndarray, affinity: np.ndarray) -> None:
+        """The next tokens' ``(tokens, top_k)`` choices and ``(tokens, experts)`` sigmoid
+        affinities."""
+        if choices.shape[0] != affinity.shape[0]:
+            raise SimulationError(
+                f"{choices.shape[0]} tokens of choices for {affinity.shape[0]} of affinities"
+            )
+        if self._choices is not None and self._affinity is not None:
+            choices = np.concatenate([self._choices, choices])
+            affinity = np.concatenate([self._affinity, affinity])
+        seq = self.sequence_tokens
+        whole = choices.shape[0] // seq * seq
+        for start in range(0, whole, seq):
+            self._add_sequence(choices[start : start + seq], affinity[start : start + seq])
+        rest = choices.shape[0] > whole
+        self._choices = choices[whole:].copy() if rest else None
+        self._affinity = affinity[whole:].copy() if rest else None
+
+    def _add_sequence(self, picked: np.ndarray, affinity: np.ndarray) -> None:
+        s = affinity.astype(np.float64)
+        f = load_fractions(np.bincount(picked.ravel(), minlength=self.experts))
+        norm = s / s.sum(axis=1, keepdims=True)  # s'
+        spread = norm @ f  # sum_i f_i s'_{t,i}
+        self._total += (norm * (1.0 - s) * (f[None, :] - spread[:, None])).mean(axis=0)
+        self._sequences += 1
+
+    def gradient(self) -> np.ndarray:
+        """The gradient, a trailing shorter sequence counting as one (zeros for no tokens)."""
+        if self._choices is not None and self._affinity is not None:
+            self._add_sequence(self._choices, self._affinity)
+            self._choices = self._affinity = None
+        grad: np.ndarray = self.alpha * self._total / max(1, self._sequences)
+        return grad
+
+
 def sequence_balance_gradient(
     choices: np.ndarray, affinity: np.ndarray, sequence_tokens: int, alpha: float
 ) -> np.ndarray:
@@ -71,26 +123,13 @@ def sequence_balance_gradient(
     (sigmoid gate), averaged over the consecutive sequences of ``sequence_tokens`` tokens of one
     step (a trailing shorter sequence counts as one), from the ``(tokens, top_k)`` choices and
     the ``(tokens, experts)`` sigmoid affinities."""
-    tokens, experts = affinity.shape
-    if choices.shape[0] != tokens:
-        raise SimulationError(f"{choices.shape[0]} tokens of choices for {tokens} of affinities")
-    if sequence_tokens < 1:
-        raise SimulationError(f"sequence_tokens must be at least 1, got {sequence_tokens}")
-    total = np.zeros(experts)
-    sequences = 0
-    for start in range(0, tokens, sequence_tokens):
-        picked = choices[start : start + sequence_tokens]
-        s = affinity[start : start + sequence_tokens].astype(np.float64)
-        f = load_fractions(np.bincount(picked.ravel(), minlength=experts))
-        norm = s / s.sum(axis=1, keepdims=True)  # s'
-        spread = norm @ f  # sum_i f_i s'_{t,i}
-        total += (norm * (1.0 - s) * (f[None, :] - spread[:, None])).mean(axis=0)
-        sequences += 1
-    grad: np.ndarray = alpha * total / max(1, sequences)
-    return grad
+    acc = SequenceBalanceGradient(affinity.shape[1], sequence_tokens, alpha)
+    acc.add(choices, affinity)
+    return acc.gradient()
 
 
 __all__ = [
+    "SequenceBalanceGradient",
     "load_fractions",
     "sequence_balance_gradient",
     "sigmoid_balance_gradient",

@@ -67,7 +67,7 @@ from gpusim.spec.moe import (
     too_few_experts_reason,
 )
 from gpusim.workloads.moe.aux_loss import (
-    sequence_balance_gradient,
+    SequenceBalanceGradient,
     sigmoid_balance_gradient,
     softmax_balance_gradient,
 )
@@ -253,15 +253,18 @@ class Router:
             raise SimulationError("a 'trace' distribution has no affinities to weight by")
         step_seed = int(self._rng.integers(0, 2**63))
         starts = list(range(0, tokens, BLOCK_TOKENS))
+        sequence = None
+        if self.spec.sequence_aux_alpha > 0.0 and not frozen:
+            sequence = SequenceBalanceGradient(
+                self.experts, self.spec.sequence_aux_tokens, self.spec.sequence_aux_alpha
+            )
         if self._trace is not None:
             block = self._trace_block(self._trace, tokens, starts, step_seed)
         else:
-            block = self._affinity_block(tokens, starts, step_seed, gates, as_sets)
-        if len(starts) > 1 and _MAX_THREADS > 1:
-            with ThreadPoolExecutor(max_workers=min(_MAX_THREADS, len(starts))) as pool:
-                parts = list(pool.map(block, range(len(starts))))
-        else:
-            parts = [block(i) for i in range(len(starts))]
+            block = self._affinity_block(
+                tokens, starts, step_seed, gates, as_sets, sequence is not None
+            )
+        parts = _run_blocks(block, len(starts), sequence)
         routed = _join(parts, self.top_k, gates)
         if frozen:
             return routed
@@ -272,14 +275,8 @@ class Router:
             self._logits = self._logits + drift.normal(0.0, self.spec.drift_per_step, self.experts)
         if self.spec.balancing == "aux_loss":
             self._moments = _mean_moments(parts, tokens, self.experts)
-        if self.spec.sequence_aux_alpha > 0.0:
-            affinity = [p.affinity for p in parts if p.affinity is not None]
-            self._sequence_grad = sequence_balance_gradient(
-                routed.choices,
-                np.concatenate(affinity) if affinity else np.zeros((0, self.experts)),
-                self.spec.sequence_aux_tokens,
-                self.spec.sequence_aux_alpha,
-            )
+        if sequence is not None:
+            self._sequence_grad = sequence.gradient()
         self.steps_taken += 1
         return routed
 
@@ -307,11 +304,18 @@ class Router:
         return block
 
     def _affinity_block(
-        self, tokens: int, starts: list[int], step_seed: int, want_gates: bool, as_sets: bool
+        self,
+        tokens: int,
+        starts: list[int],
+        step_seed: int,
+        want_gates: bool,
+        as_sets: bool,
+        want_affinity: bool,
     ) -> _BlockFn:
         """The function routing block i of this step by biased top-k over the gate's affinities
-        (node-limited when the spec says so), with the aux loss's moments and the gating
-        weights when asked for; ``as_sets``: each token's experts in any order."""
+        (node-limited when the spec says so), with the aux loss's moments, the gating weights
+        and the affinities themselves when asked for; ``as_sets``: each token's experts in any
+        order."""
         spec = self.spec
         sigma = float(spec.noise_scale)
         bias = self._bias
@@ -332,7 +336,6 @@ class Router:
         mul_bias = bias.astype(np.float32)
         multiplicative = self._multiplicative
         want_moments = spec.balancing == "aux_loss"
-        want_affinity = spec.sequence_aux_alpha > 0.0
         need_affinity = want_gates or want_moments or want_affinity or not fast
         top_k_of = top_k_sets if as_sets else top_k_columns
 
@@ -434,6 +437,36 @@ class Router:
                 self._bias = self._bias + u * (mean - c) / mean
         else:
             self._bias = self._bias * (1.0 + u * np.sign(mean - c))
+
+
+def _run_blocks(
+    block: _BlockFn, count: int, sequence: SequenceBalanceGradient | None
+) -> list[_Block]:
+    """Blocks 0 .. count - 1 in order, on up to :data:`_MAX_THREADS` threads. A block's
+    affinities go to ``sequence`` (when given) and are then dropped, so that at most a window
+    of ``threads`` blocks' affinities is alive, never the step's ``(tokens, experts)``."""
+    parts: list[_Block] = []
+
+    def keep(part: _Block) -> None:
+        if part.affinity is not None:
+            if sequence is not None:
+                sequence.add(part.choices, part.affinity)
+            part.affinity = None
+        parts.append(part)
+
+    threads = min(_MAX_THREADS, count)
+    if threads > 1:
+        # blocks with affinities go a window at a time (results wait in their futures until
+        # taken); without, only choices come back, and all go at once
+        window = threads if sequence is not None else count
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for first in range(0, count, window):
+                for part in pool.map(block, range(first, min(count, first + window))):
+                    keep(part)
+    else:
+        for i in range(count):
+            keep(block(i))
+    return parts
 
 
 def _join(parts: list[_Block], top_k: int, gates: bool) -> RoutedTokens:
