@@ -208,22 +208,25 @@ class Stream:
         cat: str | None,
         args: dict[str, Any] | None,
     ) -> Generator[simpy.Event, Any, None]:
-        env = self.gpu.env
+        gpu = self.gpu
+        env = gpu.env
         if ready_delay_s > 0:
             yield env.timeout(ready_delay_s)
-        if prev is not None and not prev.processed:
+        if prev is not None and prev.callbacks is not None:  # not yet processed
             yield prev
         start = float(env.now)
         if self.first_start_s is None:
             self.first_start_s = start
         yield from op()
-        self.busy_s += float(env.now) - start
-        self.gpu.recorder.slice(self.track, name, start, float(env.now), args, cat)
+        end = float(env.now)
+        self.busy_s += end - start
+        if gpu.recorder.enabled:
+            gpu.recorder.slice(self.track, name, start, end, args, cat)
         if self._room_waiters:
             self._room_waiters.popleft().succeed()  # the slot passes on; pending is unchanged
         else:
             self.pending -= 1
-        done.succeed(float(env.now))
+        done.succeed(end)
 
     def idle(self) -> simpy.Event:
         """An event that fires when everything submitted so far has finished."""

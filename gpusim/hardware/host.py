@@ -33,13 +33,14 @@ class HostThread:
     ) -> Generator[simpy.Event, Any, None]:
         """Spend ``duration_s`` of this thread's time in a call named ``label`` (drawn as a slice
         of category ``cat``; ``None``: not drawn, the caller draws an enclosing slice)."""
-        start = float(self.env.now)
+        env = self.env
+        start = float(env.now)
         if duration_s > 0:
-            yield self.env.timeout(duration_s)
+            yield env.timeout(duration_s)
         self.busy_s += duration_s
         self.calls += 1
-        if label is not None:
-            self.recorder.slice(self.track, label, start, float(self.env.now), args, cat)
+        if label is not None and self.recorder.enabled:
+            self.recorder.slice(self.track, label, start, float(env.now), args, cat)
 
     def wait(
         self,
