@@ -227,17 +227,19 @@ class HostRuntime:
     def _launch(
         self, stream: Stream, cost: KernelCost, call: RuntimeCall, ext: int
     ) -> Generator[simpy.Event, Any, simpy.Event]:
+        # the hottest path of launch-bound chains: enter_queue inlined, attributes read once
+        costs, env = self.costs, self.env
+        times = costs.launch
         corr = self.log.next_correlation()
-        begin = self._now()
-        yield from self.thread.spend(None, self.costs.runtime_call_s(call))
-        # enter_queue inlined: this is the hottest path of launch-bound chains
-        granted = stream.room(self.costs.queue_depth)
+        begin = float(env.now)
+        yield from self.thread.spend(None, costs.runtime_call_s(call))
+        granted = stream.room(times.queue_depth)
         reserved = False
         if granted is not None:
             yield granted
             reserved = True
         rec = self._record(corr, ext, cost.name, call, stream, begin)
-        gpu, env = stream.gpu, self.env
+        gpu = stream.gpu
 
         def body() -> Generator[simpy.Event, Any, None]:
             rec.kernel_start_s = float(env.now)
@@ -247,7 +249,7 @@ class HostRuntime:
         done = stream.submit(
             cost.name,
             body,
-            self.costs.launch.doorbell_s,
+            times.doorbell_s,
             reserved=reserved,
             cat="kernel",
             args=self._kernel_args(rec) if self.recorder.enabled else None,
