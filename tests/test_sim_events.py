@@ -11,6 +11,7 @@ from collections.abc import Callable, Generator
 from functools import partial
 from typing import Any
 
+import pytest
 import simpy
 
 from gpusim.engine.sim import CountingEnvironment, Simulation
@@ -168,3 +169,33 @@ def test_held_calls_run_where_their_events_would() -> None:
         assert fewer <= scheduled
         held_some += fewer < scheduled
     assert held_some > 100  # the programs do hold calls
+
+
+def test_timeout_and_process_build_what_simpys_constructors_build() -> None:
+    """``timeout`` and ``process`` skip SimPy's constructors (and a call to ``schedule``): the
+    objects, their attributes and their queue entries are those the constructors make."""
+    env = CountingEnvironment()
+
+    def gen() -> Generator[simpy.Event, Any, None]:
+        yield env.timeout(1.0)
+
+    ours, theirs = env.timeout(2.5, "v"), simpy.Timeout(env, 2.5, "v")
+    assert type(ours) is type(theirs) is simpy.Timeout
+    assert vars(ours) == vars(theirs) and list(vars(ours)) == list(vars(theirs))
+    p_ours, p_theirs = env.process(gen()), simpy.Process(env, gen())
+    assert type(p_ours) is type(p_theirs) is simpy.Process
+    assert list(vars(p_ours)) == list(vars(p_theirs))
+    for proc in (p_ours, p_theirs):
+        init = proc._target
+        assert type(init) is simpy.events.Initialize
+        assert init.callbacks == [proc._resume] and init._ok and init._value is None
+        assert list(vars(init)) == list(vars(p_theirs._target))
+    keys = [entry[:3] for entry in sorted(env._queue)]
+    assert keys == [(0.0, 0, 2), (0.0, 0, 3), (2.5, 1, 0), (2.5, 1, 1)]
+    assert env.events_scheduled == 4
+    with pytest.raises(ValueError, match="Negative delay"):
+        env.timeout(-1.0)
+    with pytest.raises(ValueError, match="is not a generator"):
+        env.process(iter([]))  # type: ignore[arg-type]
+    env.run()
+    assert env.now == 2.5 and p_ours.processed and p_theirs.processed
