@@ -172,13 +172,17 @@ def test_held_calls_run_where_their_events_would() -> None:
 
 
 def test_timeout_and_process_build_what_simpys_constructors_build() -> None:
-    """``timeout`` and ``process`` skip SimPy's constructors (and a call to ``schedule``): the
-    objects, their attributes and their queue entries are those the constructors make."""
+    """``event``, ``timeout`` and ``process`` skip SimPy's constructors (and a call to
+    ``schedule``): the objects, their attributes and their queue entries are those the
+    constructors make."""
     env = CountingEnvironment()
 
     def gen() -> Generator[simpy.Event, Any, None]:
         yield env.timeout(1.0)
 
+    ev_ours, ev_theirs = env.event(), simpy.Event(env)
+    assert type(ev_ours) is type(ev_theirs) is simpy.Event
+    assert vars(ev_ours) == vars(ev_theirs) and list(vars(ev_ours)) == list(vars(ev_theirs))
     ours, theirs = env.timeout(2.5, "v"), simpy.Timeout(env, 2.5, "v")
     assert type(ours) is type(theirs) is simpy.Timeout
     assert vars(ours) == vars(theirs) and list(vars(ours)) == list(vars(theirs))
@@ -199,3 +203,24 @@ def test_timeout_and_process_build_what_simpys_constructors_build() -> None:
         env.process(iter([]))  # type: ignore[arg-type]
     env.run()
     assert env.now == 2.5 and p_ours.processed and p_theirs.processed
+
+
+def test_run_loops_until_empty_and_run_until_still_stops_and_resumes() -> None:
+    """``run()`` steps in one loop; ``run(until=...)`` goes through SimPy's, and a run resumed
+    after it sees the rest in SimPy's order."""
+    env = CountingEnvironment()
+    seen: list[tuple[float, int]] = []
+
+    def note(i: int, _ev: simpy.Event) -> None:
+        seen.append((env.now, i))
+
+    for i in range(6):
+        env.timeout(float(i % 3)).callbacks.append(partial(note, i))
+    assert env.run(until=1.0) is None and env.now == 1.0
+    assert seen == [(0.0, 0), (0.0, 3)]
+    assert env.run() is None and env.now == 2.0
+    assert seen == [(0.0, 0), (0.0, 3), (1.0, 1), (1.0, 4), (2.0, 2), (2.0, 5)]
+    failing = env.event()
+    failing.fail(RuntimeError("boom"))
+    with pytest.raises(RuntimeError, match="boom"):
+        env.run()

@@ -74,6 +74,13 @@ class CountingEnvironment(simpy.Environment):
         heappush(self._queue, (self._now + delay, NORMAL, eid, ev))
         return ev
 
+    def event(self) -> Event:
+        """``env.event()``: SimPy's Event, built as its constructor builds it."""
+        ev = _new_event(Event)
+        ev.env = self
+        ev.callbacks = []
+        return ev
+
     def process(self, generator: Generator[Event, Any, Any]) -> Process:
         """``env.process(generator)``: SimPy's Process and its Initialize event, built as their
         constructors build them, the event pushed here (one Python call instead of three: a
@@ -114,26 +121,47 @@ class CountingEnvironment(simpy.Environment):
 
     def step(self) -> None:
         """Process the next event (SimPy's ``step``), then the calls deferred meanwhile."""
-        if not self._deferred:  # else some were deferred outside a step: run them first
-            # SimPy 4's step, inlined: through super() it adds a quarter to the bare loop
-            try:
-                self._now, self._cur_prio, self._cur_eid, event = heappop(self._queue)
-            except IndexError:
-                raise EmptySchedule from None
-            callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
-            try:
-                for callback in callbacks:
-                    callback(event)
-            except StopSimulation:  # run(until=...): the rest run when the simulation resumes
-                event.callbacks = callbacks[callbacks.index(callback) + 1 :]
-                self.schedule(event, EventPriority(-1))
-                raise
-            if not event._ok and not hasattr(event, "_defused"):
-                exc = type(event._value)(*event._value.args)
-                exc.__cause__ = event._value
-                raise exc
-        if self._deferred:
-            self._run_calls(self._deferred)
+        self._steps(once=True)
+
+    def run(self, until: float | Event | None = None) -> Any:
+        """SimPy's ``run``; without ``until``, the steps run in one loop (no call per event)."""
+        if until is not None:
+            return super().run(until)
+        try:
+            self._steps(once=False)
+        except StopSimulation as exc:
+            return exc.args[0]
+        except EmptySchedule:
+            pass
+        return None
+
+    def _steps(self, once: bool) -> None:
+        """Process events as :meth:`step` does: one when ``once``, else until the queue is
+        empty (``EmptySchedule``)."""
+        queue = self._queue
+        while True:
+            if not self._deferred:  # else some were deferred outside a step: run them first
+                # SimPy 4's step, inlined: through super() it adds a quarter to the bare loop
+                try:
+                    self._now, self._cur_prio, self._cur_eid, event = heappop(queue)
+                except IndexError:
+                    raise EmptySchedule from None
+                callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
+                try:
+                    for callback in callbacks:
+                        callback(event)
+                except StopSimulation:  # run(until=...): the rest run when the simulation resumes
+                    event.callbacks = callbacks[callbacks.index(callback) + 1 :]
+                    self.schedule(event, EventPriority(-1))
+                    raise
+                if not event._ok and not hasattr(event, "_defused"):
+                    exc = type(event._value)(*event._value.args)
+                    exc.__cause__ = event._value
+                    raise exc
+            if self._deferred:
+                self._run_calls(self._deferred)
+            if once:
+                return
 
     def _run_calls(self, calls: list[tuple[int, Callable[[], None]]]) -> None:
         """Run deferred ``calls`` in order while nothing on the queue is due before the next;
