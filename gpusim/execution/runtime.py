@@ -148,8 +148,9 @@ class HostRuntime:
     def launch(
         self, stream: Stream, cost: KernelCost, call: RuntimeCall = RuntimeCall.launch_kernel
     ) -> Generator[simpy.Event, Any, simpy.Event]:
-        """A runtime call outside any framework op (bare CUDA); returns the kernel's completion."""
-        return (yield from self._launch(stream, cost, call, 0))
+        """A runtime call outside any framework op (bare CUDA); returns the kernel's completion.
+        (The launch's own generator, not one delegating to it: one frame less per launch.)"""
+        return self._launch(stream, cost, call, 0)
 
     def copy(
         self, stream: Stream, route: Route, size_B: float, name: str

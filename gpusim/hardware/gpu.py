@@ -116,7 +116,10 @@ class GPURuntime:
         bytes on the HBM, its L2 operand reads on the L2 (so a kernel alone takes exactly
         ``floor + max(compute, bytes / achievable HBM bandwidth)``: its compute time already
         holds its share of the L2, and beside another L2 reader both slow down)."""
-        sms = max(1, min(sms, self.rates.sm_count))
+        if sms > self.rates.sm_count:  # max(1, min(sms, sm_count)) without two calls
+            sms = self.rates.sm_count
+        if sms < 1:
+            sms = 1
         granted = self.acquire_sms(sms)
         if granted is not None:
             yield granted
