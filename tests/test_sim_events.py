@@ -58,7 +58,7 @@ def test_event_factories_stay_bound_to_the_instance() -> None:
 
 
 def _random_program(
-    seed: int, deferred: bool, held: bool = False
+    seed: int, deferred: bool, held: bool = False, succeed: bool = False
 ) -> tuple[list[tuple[float, str]], int]:
     """A random tree of actions on integer times (so that many share an instant), each logging
     (time, its label) and spawning children: timeouts of 0-2, processes (whose start is an
@@ -66,7 +66,8 @@ def _random_program(
     entry and nothing else) due 0-2 later, as timeouts or, with ``held``, as held calls
     (``take_id``) that each action runs first once ``passed`` says they are due, some of which
     become their events (``schedule_held``). Decisions depend only on the seed and the label,
-    so every way builds the same program."""
+    so every way builds the same program. With ``succeed`` (and ``deferred``), a call triggered
+    now is an event's callback, the event triggered by ``env.succeed``."""
     env = CountingEnvironment()
     log: list[tuple[float, str]] = []
     pending: list[tuple[float, int, str]] = []  # held leaves: (time, id, label)
@@ -77,7 +78,11 @@ def _random_program(
             log.append((at, leaf))
 
     def now_call(label: str, depth: int) -> None:
-        if deferred:
+        if deferred and succeed:
+            ev = env.event()
+            ev.callbacks.append(lambda _ev: act(label, depth))
+            env.succeed(ev)
+        elif deferred:
             env.defer(lambda: act(label, depth))
         else:
             ev = env.event()
@@ -146,6 +151,26 @@ def test_deferred_calls_run_where_their_events_would() -> None:
         deferred, fewer = _random_program(seed, deferred=True)
         assert deferred == with_events, seed
         assert fewer <= scheduled
+
+
+def test_succeed_runs_callbacks_where_the_event_would() -> None:
+    for seed in range(300):
+        with_events, scheduled = _random_program(seed, deferred=False)
+        succeeded, fewer = _random_program(seed, deferred=True, succeed=True)
+        assert succeeded == with_events, seed
+        assert fewer <= scheduled
+
+
+def test_succeed_triggers_the_event_once() -> None:
+    env = CountingEnvironment()
+    ev = env.event()
+    env.succeed(ev, 7)
+    assert ev.triggered and not ev.processed and ev.value == 7
+    with pytest.raises(RuntimeError):
+        env.succeed(ev)
+    env.run()
+    assert ev.processed
+    assert env.events_scheduled == 0  # its callbacks ran in place
 
 
 def test_a_deferred_call_waits_for_what_is_due_before_it() -> None:

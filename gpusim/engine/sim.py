@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from functools import partial
 from heapq import heappop, heappush
 from typing import Any
 
 import simpy
 from simpy.core import BoundClass, EmptySchedule, StopSimulation
-from simpy.events import NORMAL, URGENT, Event, EventPriority, Initialize, Process, Timeout
+from simpy.events import NORMAL, PENDING, URGENT, Event, EventPriority, Initialize, Process, Timeout
 
 from gpusim.engine.trace import TraceRecorder
 
@@ -115,6 +116,15 @@ class CountingEnvironment(simpy.Environment):
         self._not_events += 1
         self._deferred.append((eid, call))
 
+    def succeed(self, event: Event, value: Any = None) -> None:
+        """``event.succeed(value)`` with the event's callbacks run through :meth:`defer`: where
+        the scheduled event would run them, mostly without scheduling it."""
+        if event._value is not PENDING:
+            raise RuntimeError(f"{event} has already been triggered")
+        event._ok = True
+        event._value = value
+        self.defer(partial(_run_callbacks, event))
+
     def peek(self) -> float:
         """The time of the next event (SimPy's ``peek``); now while a deferred call waits."""
         return self._now if self._deferred else float(super().peek())
@@ -212,6 +222,13 @@ class CountingEnvironment(simpy.Environment):
 
 
 _new_event = object.__new__  # an event without its constructor (see timeout, process)
+
+
+def _run_callbacks(event: Event) -> None:
+    """Process a triggered ``event`` as a step does (see :meth:`CountingEnvironment.succeed`)."""
+    callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
+    for callback in callbacks:
+        callback(event)
 
 
 class _Deferred(Event):
