@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import simpy
 
 from gpusim.execution.host_costs import HostCosts, OpKind, RuntimeCall
-from gpusim.execution.launch import enter_queue, run_cost
+from gpusim.execution.launch import enter_queue, run_cost, run_cost_then
 from gpusim.hardware.fabric import Route
 from gpusim.hardware.gpu import GPURuntime, Stream
 from gpusim.hardware.host import HostThread
@@ -233,27 +234,23 @@ class HostRuntime:
         times = costs.launch
         corr = self.log.next_correlation()
         begin = float(env.now)
-        yield from self.thread.spend(None, costs.runtime_call_s(call))
+        busy = self.thread.call(costs.runtime_s[call])
+        if busy is not None:
+            yield busy
         granted = stream.room(times.queue_depth)
         reserved = False
         if granted is not None:
             yield granted
             reserved = True
         rec = self._record(corr, ext, cost.name, call, stream, begin)
-        gpu = stream.gpu
-
-        def body() -> Generator[simpy.Event, Any, None]:
-            rec.kernel_start_s = float(env.now)
-            yield from run_cost(gpu, cost)
-            rec.kernel_end_s = float(env.now)
-
-        done = stream.submit(
+        done = stream.submit_then(
             cost.name,
-            body,
+            partial(run_cost_then, stream.gpu, cost),
             times.doorbell_s,
             reserved=reserved,
             cat="kernel",
             args=self._kernel_args(rec) if self.recorder.enabled else None,
+            stamps=rec,  # the kernel's start and end, without a generator around run_cost
         )
         self._close_call(call, corr, ext, begin, [rec])
         return done

@@ -35,12 +35,19 @@ class HostThread:
         of category ``cat``; ``None``: not drawn, the caller draws an enclosing slice)."""
         env = self.env
         start = float(env.now)
-        if duration_s > 0:
-            yield env.timeout(duration_s)
-        self.busy_s += duration_s
-        self.calls += 1
+        busy = self.call(duration_s)
+        if busy is not None:
+            yield busy
         if label is not None and self.recorder.enabled:
             self.recorder.slice(self.track, label, start, float(env.now), args, cat)
+
+    def call(self, duration_s: float) -> simpy.Event | None:
+        """Count a call of ``duration_s`` (in ``busy_s`` and ``calls``) and return the timeout
+        the thread spends in it, None when it takes no time: :meth:`spend` undrawn, without a
+        generator (for the launch path, which draws its own slice)."""
+        self.busy_s += duration_s
+        self.calls += 1
+        return self.env.timeout(duration_s) if duration_s > 0 else None
 
     def wait(
         self,
