@@ -124,7 +124,7 @@ class HostRuntime:
         self.recorder = thread.recorder
 
     def _now(self) -> float:
-        return float(self.env.now)
+        return float(self.env._now)  # not the property: on every launch
 
     def op(
         self,
@@ -233,7 +233,7 @@ class HostRuntime:
         costs, env = self.costs, self.env
         times = costs.launch
         corr = self.log.next_correlation()
-        begin = float(env.now)
+        begin = float(env._now)
         busy = self.thread.call(costs.runtime_s[call])
         if busy is not None:
             yield busy

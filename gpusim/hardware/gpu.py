@@ -99,7 +99,7 @@ class GPURuntime:
         self.release_sms(count)
 
     def _sm_change(self, delta: int) -> None:
-        now = float(self.env.now)
+        now = float(self.env._now)  # not the property: twice per kernel
         self.busy_sm_s += self._busy_sms * (now - self._busy_since_s)
         self._busy_sms += delta
         self._busy_since_s = now
