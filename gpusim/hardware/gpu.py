@@ -11,7 +11,6 @@ import simpy
 from simpy.events import URGENT, Event
 
 from gpusim.engine.fluid import FluidNetwork
-from gpusim.engine.sim import CountingEnvironment
 from gpusim.engine.trace import TraceRecorder, Track
 from gpusim.hardware.rates import GPURates
 
@@ -27,7 +26,7 @@ class GPURuntime:
         self,
         device_id: str,
         rates: GPURates,
-        env: CountingEnvironment,
+        env: simpy.Environment,
         network: FluidNetwork,
         recorder: TraceRecorder,
         memory_resource: int | None = None,
@@ -443,4 +442,5 @@ class _StreamOp:
             stream._room_waiters.popleft().succeed()  # the slot passes on; pending is unchanged
         else:
             stream.pending -= 1
-        gpu.env.succeed(self.done, end)  # mostly without the event (CountingEnvironment.defer)
+        # mostly without the event (CountingEnvironment.defer; the network's env is the GPU's)
+        gpu.network.env.succeed(self.done, end)
