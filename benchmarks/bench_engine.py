@@ -122,6 +122,11 @@ def figure_a(n_timeouts: int = 200_000, repeats: int = 3) -> None:
 # -- (b) -----------------------------------------------------------------------------------------
 
 
+GOAL_RATIO_B = 0.40
+"""Goal (b), issue #17: the engine's event rate on the single-kernel chain at least this share of
+bare SimPy's, measured in paired runs."""
+
+
 def figure_b(kernels: int = 20_000, repeats: int = 5) -> None:
     """Uncontended engine run: one host thread launching many small memory-bound kernels on one
     stream (host launch path, stream FIFO, SM pool, HBM flow per kernel)."""
@@ -132,18 +137,35 @@ def figure_b(kernels: int = 20_000, repeats: int = 5) -> None:
     )
     # Each engine run is paired with a bare-SimPy run right before it, so both see the same
     # machine load; the ratio is the median of the paired ratios.
-    runs, ratios = [], []
+    # Removing events lowers the event rate while it speeds the run up, so the kernel rate is
+    # reported beside it, also as a ratio to the bare event rate of the same pair.
+    runs, ratios, kernel_ratios = [], [], []
     for _ in range(repeats):
         bare_rate = 100_000 / simpy_timeouts(100_000)
         run = simulate(scenario)
         runs.append(run)
         ratios.append(run.events / run.wall_s / bare_rate)
+        kernel_ratios.append(kernels / run.wall_s / bare_rate)
     rate = statistics.median(r.events / r.wall_s for r in runs)
     report("events per wall second", rate, "events/s", "-", None)
     per_s = statistics.median(kernels / r.wall_s for r in runs)
     report("kernels per wall second", per_s, "kernels/s", "-", None)
+    print(f"  [{runs[0].events / kernels:.2f} events per kernel]")
     ratio = statistics.median(ratios)
-    report("ratio to bare SimPy (paired runs)", 100 * ratio, "%", ">= 25 %", ratio >= 0.25)
+    report(
+        "ratio to bare SimPy (paired runs)",
+        100 * ratio,
+        "%",
+        f">= {100 * GOAL_RATIO_B:.0f} %",
+        ratio >= GOAL_RATIO_B,
+    )
+    report(
+        "kernels/s over bare SimPy events/s (paired)",
+        100 * statistics.median(kernel_ratios),
+        "%",
+        "-",
+        None,
+    )
 
 
 # -- (c) -----------------------------------------------------------------------------------------

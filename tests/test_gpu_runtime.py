@@ -3,14 +3,18 @@ order), HBM is shared by concurrent memory-bound kernels, and streams keep FIFO 
 
 from __future__ import annotations
 
+import dataclasses
+import random
+from collections.abc import Callable, Generator
 from functools import partial
+from typing import Any
 
 import pytest
 import simpy
 from conftest import make_h100_spec, make_profile, make_star_topology
 
 from gpusim.engine.sim import Simulation
-from gpusim.execution.launch import run_cost
+from gpusim.execution.launch import run_cost, run_cost_then
 from gpusim.hardware.node import Node
 from gpusim.kernels.cost import KernelCost
 
@@ -122,3 +126,94 @@ def test_copy_engines_limit_concurrent_copies() -> None:
     ends = sorted(_end_s(d) for d in done)
     assert ends[:3] == pytest.approx([lat + 3 * size / bw] * 3, rel=1e-9)
     assert ends[3] == pytest.approx(2 * lat + 4 * size / bw, rel=1e-9)
+
+
+def _stream_program(seed: int, way: str) -> tuple[list[tuple[float, str]], int]:
+    """Random kernels (every branch of run_kernel, SM counts that make kernels queue for SMs,
+    times on a 1 us grid so that many events share an instant) submitted on 3 streams of one
+    GPU by 2 host processes with random doorbell delays; logs (time, what) at each op's start
+    and end and where the host sees it done. ``way``: ``process`` (each op a SimPy process, as
+    streams ran them before), ``submit`` (:meth:`Stream.submit`) or ``then``
+    (:meth:`Stream.submit_then` with ``run_cost_then``). Returns the log and the events
+    scheduled."""
+    node = _node()
+    env, gpu = node.sim.env, node.gpus["gpu0"]
+    log: list[tuple[float, str]] = []
+    tails: dict[int, simpy.Event] = {}
+
+    def as_process(
+        stream_id: int, op: Callable[[], Generator[simpy.Event, Any, None]], delay_s: float
+    ) -> simpy.Event:
+        prev, done = tails.get(stream_id), env.event()
+        tails[stream_id] = done
+
+        def run() -> Generator[simpy.Event, Any, None]:
+            if delay_s > 0:
+                yield env.timeout(delay_s)
+            if prev is not None and prev.callbacks is not None:
+                yield prev
+            yield from op()
+            done.succeed(float(env.now))
+
+        env.process(run())
+        return done
+
+    def submit(label: str, stream_id: int, cost: KernelCost, delay_s: float) -> simpy.Event:
+        def op() -> Generator[simpy.Event, Any, None]:
+            log.append((env.now, f"{label} start"))
+            yield from run_cost(gpu, cost)
+            log.append((env.now, f"{label} end"))
+
+        def start(then: Callable[[], None]) -> None:
+            log.append((env.now, f"{label} start"))
+
+            def end() -> None:
+                log.append((env.now, f"{label} end"))
+                then()
+
+            run_cost_then(gpu, cost, end)
+
+        if way == "process":
+            return as_process(stream_id, op, delay_s)
+        if way == "submit":
+            return gpu.stream(stream_id).submit(label, op, delay_s)
+        return gpu.stream(stream_id).submit_then(label, start, delay_s)
+
+    def host(h: int) -> Generator[simpy.Event, Any, None]:
+        rng = random.Random(f"{seed}/{h}")
+        for i in range(25):
+            yield env.timeout(rng.choice((0, 0, 1e-6, 2e-6)))
+            label = f"h{h}.{i}"
+            cost = dataclasses.replace(
+                _kernel(
+                    rng.choice((1, 40, 100, 132)),
+                    compute_s=rng.choice((0.0, 1e-6, 3e-6)),
+                    hbm_B=rng.choice((0.0, 0.0, 1e3, 1e6)),
+                ),
+                floor_s=rng.choice((0.0, 1e-6)),
+                l2_bytes=rng.choice((0.0, 0.0, 1e5)),
+            )
+            done = submit(label, rng.randrange(3), cost, rng.choice((0.0, 1e-6, 2e-6)))
+            if rng.random() < 0.2:
+                yield done
+                log.append((env.now, f"{label} seen"))
+            else:
+                done.callbacks.append(lambda _ev, lb=label: log.append((env.now, f"{lb} done")))
+
+    for h in range(2):
+        env.process(host(h))
+    node.sim.run()
+    return log, env.events_scheduled
+
+
+def test_stream_ops_run_where_their_processes_would() -> None:
+    """Streams run ops without a process per op, and kernels as calls: the same steps at the
+    same times in the same order as with processes, on random contended programs."""
+    for seed in range(60):
+        reference, process_events = _stream_program(seed, "process")
+        assert len(reference) >= 3 * 50, seed
+        submitted, submit_events = _stream_program(seed, "submit")
+        assert submitted == reference, seed
+        called, then_events = _stream_program(seed, "then")
+        assert called == reference, seed
+        assert then_events < submit_events < process_events

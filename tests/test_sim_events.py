@@ -11,6 +11,7 @@ from collections.abc import Callable, Generator
 from functools import partial
 from typing import Any
 
+import pytest
 import simpy
 
 from gpusim.engine.sim import CountingEnvironment, Simulation
@@ -57,7 +58,7 @@ def test_event_factories_stay_bound_to_the_instance() -> None:
 
 
 def _random_program(
-    seed: int, deferred: bool, held: bool = False
+    seed: int, deferred: bool, held: bool = False, succeed: bool = False
 ) -> tuple[list[tuple[float, str]], int]:
     """A random tree of actions on integer times (so that many share an instant), each logging
     (time, its label) and spawning children: timeouts of 0-2, processes (whose start is an
@@ -65,7 +66,8 @@ def _random_program(
     entry and nothing else) due 0-2 later, as timeouts or, with ``held``, as held calls
     (``take_id``) that each action runs first once ``passed`` says they are due, some of which
     become their events (``schedule_held``). Decisions depend only on the seed and the label,
-    so every way builds the same program."""
+    so every way builds the same program. With ``succeed`` (and ``deferred``), a call triggered
+    now is an event's callback, the event triggered by ``env.succeed``."""
     env = CountingEnvironment()
     log: list[tuple[float, str]] = []
     pending: list[tuple[float, int, str]] = []  # held leaves: (time, id, label)
@@ -76,7 +78,11 @@ def _random_program(
             log.append((at, leaf))
 
     def now_call(label: str, depth: int) -> None:
-        if deferred:
+        if deferred and succeed:
+            ev = env.event()
+            ev.callbacks.append(lambda _ev: act(label, depth))
+            env.succeed(ev)
+        elif deferred:
             env.defer(lambda: act(label, depth))
         else:
             ev = env.event()
@@ -147,6 +153,26 @@ def test_deferred_calls_run_where_their_events_would() -> None:
         assert fewer <= scheduled
 
 
+def test_succeed_runs_callbacks_where_the_event_would() -> None:
+    for seed in range(300):
+        with_events, scheduled = _random_program(seed, deferred=False)
+        succeeded, fewer = _random_program(seed, deferred=True, succeed=True)
+        assert succeeded == with_events, seed
+        assert fewer <= scheduled
+
+
+def test_succeed_triggers_the_event_once() -> None:
+    env = CountingEnvironment()
+    ev = env.event()
+    env.succeed(ev, 7)
+    assert ev.triggered and not ev.processed and ev.value == 7
+    with pytest.raises(RuntimeError):
+        env.succeed(ev)
+    env.run()
+    assert ev.processed
+    assert env.events_scheduled == 0  # its callbacks ran in place
+
+
 def test_a_deferred_call_waits_for_what_is_due_before_it() -> None:
     env = CountingEnvironment()
     seen: list[str] = []
@@ -168,3 +194,58 @@ def test_held_calls_run_where_their_events_would() -> None:
         assert fewer <= scheduled
         held_some += fewer < scheduled
     assert held_some > 100  # the programs do hold calls
+
+
+def test_timeout_and_process_build_what_simpys_constructors_build() -> None:
+    """``event``, ``timeout`` and ``process`` skip SimPy's constructors (and a call to
+    ``schedule``): the objects, their attributes and their queue entries are those the
+    constructors make."""
+    env = CountingEnvironment()
+
+    def gen() -> Generator[simpy.Event, Any, None]:
+        yield env.timeout(1.0)
+
+    ev_ours, ev_theirs = env.event(), simpy.Event(env)
+    assert type(ev_ours) is type(ev_theirs) is simpy.Event
+    assert vars(ev_ours) == vars(ev_theirs) and list(vars(ev_ours)) == list(vars(ev_theirs))
+    ours, theirs = env.timeout(2.5, "v"), simpy.Timeout(env, 2.5, "v")
+    assert type(ours) is type(theirs) is simpy.Timeout
+    assert vars(ours) == vars(theirs) and list(vars(ours)) == list(vars(theirs))
+    p_ours, p_theirs = env.process(gen()), simpy.Process(env, gen())
+    assert type(p_ours) is type(p_theirs) is simpy.Process
+    assert list(vars(p_ours)) == list(vars(p_theirs))
+    for proc in (p_ours, p_theirs):
+        init = proc._target
+        assert type(init) is simpy.events.Initialize
+        assert init.callbacks == [proc._resume] and init._ok and init._value is None
+        assert list(vars(init)) == list(vars(p_theirs._target))
+    keys = [entry[:3] for entry in sorted(env._queue)]
+    assert keys == [(0.0, 0, 2), (0.0, 0, 3), (2.5, 1, 0), (2.5, 1, 1)]
+    assert env.events_scheduled == 4
+    with pytest.raises(ValueError, match="Negative delay"):
+        env.timeout(-1.0)
+    with pytest.raises(ValueError, match="is not a generator"):
+        env.process(iter([]))  # type: ignore[arg-type]
+    env.run()
+    assert env.now == 2.5 and p_ours.processed and p_theirs.processed
+
+
+def test_run_loops_until_empty_and_run_until_still_stops_and_resumes() -> None:
+    """``run()`` steps in one loop; ``run(until=...)`` goes through SimPy's, and a run resumed
+    after it sees the rest in SimPy's order."""
+    env = CountingEnvironment()
+    seen: list[tuple[float, int]] = []
+
+    def note(i: int, _ev: simpy.Event) -> None:
+        seen.append((env.now, i))
+
+    for i in range(6):
+        env.timeout(float(i % 3)).callbacks.append(partial(note, i))
+    assert env.run(until=1.0) is None and env.now == 1.0
+    assert seen == [(0.0, 0), (0.0, 3)]
+    assert env.run() is None and env.now == 2.0
+    assert seen == [(0.0, 0), (0.0, 3), (1.0, 1), (1.0, 4), (2.0, 2), (2.0, 5)]
+    failing = env.event()
+    failing.fail(RuntimeError("boom"))
+    with pytest.raises(RuntimeError, match="boom"):
+        env.run()

@@ -6,13 +6,15 @@ both fidelities alike (``des(node, workload, *, seed)``, ``analytic(..., *, seed
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from functools import partial
 from heapq import heappop, heappush
+from typing import Any
 
 import simpy
 from simpy.core import BoundClass, EmptySchedule, StopSimulation
-from simpy.events import NORMAL, Event, EventPriority
+from simpy.events import NORMAL, PENDING, URGENT, Event, EventPriority, Initialize, Process, Timeout
 
 from gpusim.engine.trace import TraceRecorder
 
@@ -24,14 +26,18 @@ class CountingEnvironment(simpy.Environment):
     Every event, a process's start included, reaches SimPy's queue through ``schedule``; this
     one pushes the same heap entry SimPy's does, with its own count as the entry's id (the
     tie-break that keeps events of one instant and priority in scheduling order, as SimPy's
-    counter does), so counting costs nothing and the event order is SimPy's.
+    counter does), so counting costs nothing and the event order is SimPy's. ``timeout`` makes
+    SimPy's :class:`~simpy.events.Timeout` and pushes it itself (SimPy's constructor calls
+    ``schedule``: a second Python call for the event most models make most), and ``process``
+    likewise builds SimPy's Process and its start.
     """
 
     def __init__(self, initial_time: float = 0.0) -> None:
         super().__init__(initial_time)
-        self.events_scheduled = 0
-        """Events pushed on SimPy's queue so far (deferred calls run in place are not events)."""
-        self._ids = 0  # the next event id: events and deferred calls take them in order
+        self._ids = 0  # the next event id: events, deferred calls and held calls take them
+        # ids taken by calls that are not events (yet): events_scheduled is _ids less these,
+        # so scheduling an event updates one counter
+        self._not_events = 0
         self._deferred: list[tuple[int, Callable[[], None]]] = []
         # the key (priority, id) of the event or deferred call running now (see :meth:`passed`)
         self._cur_prio: int = NORMAL
@@ -43,12 +49,59 @@ class CountingEnvironment(simpy.Environment):
             if isinstance(attr, BoundClass):
                 setattr(self, name, getattr(self, name))
 
+    @property
+    def events_scheduled(self) -> int:
+        """Events pushed on SimPy's queue so far (deferred calls run in place are not events)."""
+        return self._ids - self._not_events
+
     def schedule(self, event: Event, priority: EventPriority = NORMAL, delay: float = 0) -> None:
         """Schedule ``event`` with ``priority`` after ``delay`` (SimPy's contract), counting it."""
         eid = self._ids
         self._ids = eid + 1
-        self.events_scheduled += 1
         heappush(self._queue, (self._now + delay, priority, eid, event))
+
+    def timeout(self, delay: float = 0, value: Any | None = None) -> Timeout:
+        """``env.timeout(delay, value)``: SimPy's Timeout, built as its constructor builds it."""
+        if delay < 0:
+            raise ValueError(f"Negative delay {delay}")
+        ev = _new_event(Timeout)
+        ev.env = self
+        ev.callbacks = []
+        ev._value = value
+        ev._delay = delay
+        ev._ok = True
+        eid = self._ids
+        self._ids = eid + 1
+        heappush(self._queue, (self._now + delay, NORMAL, eid, ev))
+        return ev
+
+    def event(self) -> Event:
+        """``env.event()``: SimPy's Event, built as its constructor builds it."""
+        ev = _new_event(Event)
+        ev.env = self
+        ev.callbacks = []
+        return ev
+
+    def process(self, generator: Generator[Event, Any, Any]) -> Process:
+        """``env.process(generator)``: SimPy's Process and its Initialize event, built as their
+        constructors build them, the event pushed here (one Python call instead of three: a
+        stream starts one per operation)."""
+        if not hasattr(generator, "throw"):
+            raise ValueError(f"{generator} is not a generator.")
+        proc = _new_event(Process)
+        proc.env = self
+        proc.callbacks = []
+        proc._generator = generator
+        init = _new_event(Initialize)
+        init.env = self
+        init.callbacks = [proc._resume]
+        init._value = None
+        init._ok = True
+        eid = self._ids
+        self._ids = eid + 1
+        heappush(self._queue, (self._now, URGENT, eid, init))
+        proc._target = init
+        return proc
 
     def defer(self, call: Callable[[], None]) -> None:
         """Run ``call()`` exactly where an event triggered now with ``call`` as its only callback
@@ -60,7 +113,17 @@ class CountingEnvironment(simpy.Environment):
         therefore the one the event would give."""
         eid = self._ids
         self._ids = eid + 1
+        self._not_events += 1
         self._deferred.append((eid, call))
+
+    def succeed(self, event: Event, value: Any = None) -> None:
+        """``event.succeed(value)`` with the event's callbacks run through :meth:`defer`: where
+        the scheduled event would run them, mostly without scheduling it."""
+        if event._value is not PENDING:
+            raise RuntimeError(f"{event} has already been triggered")
+        event._ok = True
+        event._value = value
+        self.defer(partial(_run_callbacks, event))
 
     def peek(self) -> float:
         """The time of the next event (SimPy's ``peek``); now while a deferred call waits."""
@@ -68,39 +131,63 @@ class CountingEnvironment(simpy.Environment):
 
     def step(self) -> None:
         """Process the next event (SimPy's ``step``), then the calls deferred meanwhile."""
-        if not self._deferred:  # else some were deferred outside a step: run them first
-            # SimPy 4's step, inlined: through super() it adds a quarter to the bare loop
-            try:
-                self._now, self._cur_prio, self._cur_eid, event = heappop(self._queue)
-            except IndexError:
-                raise EmptySchedule from None
-            callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
-            try:
-                for callback in callbacks:
-                    callback(event)
-            except StopSimulation:  # run(until=...): the rest run when the simulation resumes
-                event.callbacks = callbacks[callbacks.index(callback) + 1 :]
-                self.schedule(event, EventPriority(-1))
-                raise
-            if not event._ok and not hasattr(event, "_defused"):
-                exc = type(event._value)(*event._value.args)
-                exc.__cause__ = event._value
-                raise exc
-        while self._deferred:
-            calls, self._deferred = self._deferred, []
-            self._run_calls(calls)
+        self._steps(once=True)
+
+    def run(self, until: float | Event | None = None) -> Any:
+        """SimPy's ``run``; without ``until``, the steps run in one loop (no call per event)."""
+        if until is not None:
+            return super().run(until)
+        try:
+            self._steps(once=False)
+        except StopSimulation as exc:
+            return exc.args[0]
+        except EmptySchedule:
+            pass
+        return None
+
+    def _steps(self, once: bool) -> None:
+        """Process events as :meth:`step` does: one when ``once``, else until the queue is
+        empty (``EmptySchedule``)."""
+        queue = self._queue
+        while True:
+            if not self._deferred:  # else some were deferred outside a step: run them first
+                # SimPy 4's step, inlined: through super() it adds a quarter to the bare loop
+                try:
+                    self._now, self._cur_prio, self._cur_eid, event = heappop(queue)
+                except IndexError:
+                    raise EmptySchedule from None
+                callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
+                try:
+                    for callback in callbacks:
+                        callback(event)
+                except StopSimulation:  # run(until=...): the rest run when the simulation resumes
+                    event.callbacks = callbacks[callbacks.index(callback) + 1 :]
+                    self.schedule(event, EventPriority(-1))
+                    raise
+                if not event._ok and not hasattr(event, "_defused"):
+                    exc = type(event._value)(*event._value.args)
+                    exc.__cause__ = event._value
+                    raise exc
+            if self._deferred:
+                self._run_calls(self._deferred)
+            if once:
+                return
 
     def _run_calls(self, calls: list[tuple[int, Callable[[], None]]]) -> None:
         """Run deferred ``calls`` in order while nothing on the queue is due before the next;
-        hand the rest to an event with the next one's key when something is."""
+        hand the rest to an event with the next one's key when something is. Calls deferred
+        meanwhile join ``calls`` when it is the pending list (their ids come after), else wait
+        in it."""
         queue, now = self._queue, self._now
         while calls:
             eid = calls[0][0]
             if queue:
                 head = queue[0]
                 if head[0] == now and (head[1] < NORMAL or (head[1] == NORMAL and head[2] < eid)):
-                    self.events_scheduled += 1
+                    self._not_events -= 1  # the call's id is now an event's
                     heappush(queue, (now, NORMAL, eid, _Deferred(self, calls)))
+                    if calls is self._deferred:
+                        self._deferred = []
                     return
             self._cur_prio = NORMAL
             self._cur_eid = eid
@@ -114,6 +201,7 @@ class CountingEnvironment(simpy.Environment):
         :meth:`schedule_held`)."""
         eid = self._ids
         self._ids = eid + 1
+        self._not_events += 1
         return eid
 
     def passed(self, time: float, eid: int) -> bool:
@@ -129,8 +217,18 @@ class CountingEnvironment(simpy.Environment):
     def schedule_held(self, time: float, eid: int, call: Callable[[], None]) -> None:
         """Schedule a held call as the event it stands for: an event, already triggered, with
         the key ``(time, NORMAL, eid)`` (``time`` not before now) and ``call`` as its callback."""
-        self.events_scheduled += 1
+        self._not_events -= 1  # the held call's id is now an event's
         heappush(self._queue, (time, NORMAL, eid, _Held(self, call)))
+
+
+_new_event = object.__new__  # an event without its constructor (see timeout, process)
+
+
+def _run_callbacks(event: Event) -> None:
+    """Process a triggered ``event`` as a step does (see :meth:`CountingEnvironment.succeed`)."""
+    callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
+    for callback in callbacks:
+        callback(event)
 
 
 class _Deferred(Event):

@@ -5,7 +5,7 @@ latency has passed and the stream's previous work is done. The recorded, framewo
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -85,6 +85,14 @@ def run_cost(gpu: GPURuntime, cost: KernelCost) -> Generator[simpy.Event, Any, N
     """Run a modelled kernel on a GPU (the stream operation a launch enqueues)."""
     return gpu.run_kernel(
         cost.name, cost.sms, cost.floor_s, cost.compute_time_s, cost.hbm_bytes, cost.l2_bytes
+    )
+
+
+def run_cost_then(gpu: GPURuntime, cost: KernelCost, then: Callable[[], None]) -> None:
+    """:func:`run_cost` as calls: ``then()`` runs where the generator would return
+    (:meth:`GPURuntime.run_kernel_then`; a stream op for :meth:`Stream.submit_then`)."""
+    gpu.run_kernel_then(
+        then, cost.name, cost.sms, cost.floor_s, cost.compute_time_s, cost.hbm_bytes, cost.l2_bytes
     )
 
 

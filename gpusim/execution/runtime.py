@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import simpy
 
 from gpusim.execution.host_costs import HostCosts, OpKind, RuntimeCall
-from gpusim.execution.launch import enter_queue, run_cost
+from gpusim.execution.launch import enter_queue, run_cost, run_cost_then
 from gpusim.hardware.fabric import Route
 from gpusim.hardware.gpu import GPURuntime, Stream
 from gpusim.hardware.host import HostThread
@@ -123,7 +124,7 @@ class HostRuntime:
         self.recorder = thread.recorder
 
     def _now(self) -> float:
-        return float(self.env.now)
+        return float(self.env._now)  # not the property: on every launch
 
     def op(
         self,
@@ -148,8 +149,9 @@ class HostRuntime:
     def launch(
         self, stream: Stream, cost: KernelCost, call: RuntimeCall = RuntimeCall.launch_kernel
     ) -> Generator[simpy.Event, Any, simpy.Event]:
-        """A runtime call outside any framework op (bare CUDA); returns the kernel's completion."""
-        return (yield from self._launch(stream, cost, call, 0))
+        """A runtime call outside any framework op (bare CUDA); returns the kernel's completion.
+        (The launch's own generator, not one delegating to it: one frame less per launch.)"""
+        return self._launch(stream, cost, call, 0)
 
     def copy(
         self, stream: Stream, route: Route, size_B: float, name: str
@@ -227,30 +229,28 @@ class HostRuntime:
     def _launch(
         self, stream: Stream, cost: KernelCost, call: RuntimeCall, ext: int
     ) -> Generator[simpy.Event, Any, simpy.Event]:
+        # the hottest path of launch-bound chains: enter_queue inlined, attributes read once
+        costs, env = self.costs, self.env
+        times = costs.launch
         corr = self.log.next_correlation()
-        begin = self._now()
-        yield from self.thread.spend(None, self.costs.runtime_call_s(call))
-        # enter_queue inlined: this is the hottest path of launch-bound chains
-        granted = stream.room(self.costs.queue_depth)
+        begin = float(env._now)
+        busy = self.thread.call(costs.runtime_s[call])
+        if busy is not None:
+            yield busy
+        granted = stream.room(times.queue_depth)
         reserved = False
         if granted is not None:
             yield granted
             reserved = True
         rec = self._record(corr, ext, cost.name, call, stream, begin)
-        gpu, env = stream.gpu, self.env
-
-        def body() -> Generator[simpy.Event, Any, None]:
-            rec.kernel_start_s = float(env.now)
-            yield from run_cost(gpu, cost)
-            rec.kernel_end_s = float(env.now)
-
-        done = stream.submit(
+        done = stream.submit_then(
             cost.name,
-            body,
-            self.costs.launch.doorbell_s,
+            partial(run_cost_then, stream.gpu, cost),
+            times.doorbell_s,
             reserved=reserved,
             cat="kernel",
             args=self._kernel_args(rec) if self.recorder.enabled else None,
+            stamps=rec,  # the kernel's start and end, without a generator around run_cost
         )
         self._close_call(call, corr, ext, begin, [rec])
         return done

@@ -5,15 +5,18 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, Protocol
 
 import simpy
+from simpy.events import URGENT, Event
 
 from gpusim.engine.fluid import FluidNetwork
 from gpusim.engine.trace import TraceRecorder, Track
 from gpusim.hardware.rates import GPURates
 
 StreamOp = Callable[[], Generator[simpy.Event, Any, None]]
+StreamCallOp = Callable[[Callable[[], None]], None]
+"""A stream op written as calls (:meth:`Stream.submit_then`)."""
 
 
 class GPURuntime:
@@ -95,7 +98,7 @@ class GPURuntime:
         self.release_sms(count)
 
     def _sm_change(self, delta: int) -> None:
-        now = float(self.env.now)
+        now = float(self.env._now)  # not the property: twice per kernel
         self.busy_sm_s += self._busy_sms * (now - self._busy_since_s)
         self._busy_sms += delta
         self._busy_since_s = now
@@ -116,24 +119,89 @@ class GPURuntime:
         bytes on the HBM, its L2 operand reads on the L2 (so a kernel alone takes exactly
         ``floor + max(compute, bytes / achievable HBM bandwidth)``: its compute time already
         holds its share of the L2, and beside another L2 reader both slow down)."""
-        sms = max(1, min(sms, self.rates.sm_count))
+        sms = self._kernel_sms(sms)
         granted = self.acquire_sms(sms)
         if granted is not None:
             yield granted
         self._sm_change(sms)
+        work = self._kernel_work(name, floor_s, compute_time_s, hbm_bytes, l2_bytes, None)
+        if work is not None:
+            yield work
+        self._kernel_end(sms)
+
+    def run_kernel_then(
+        self,
+        then: Callable[[], None],
+        name: str,
+        sms: int,
+        floor_s: float,
+        compute_time_s: float,
+        hbm_bytes: float,
+        l2_bytes: float = 0.0,
+    ) -> None:
+        """:meth:`run_kernel` as calls instead of a generator: ``then()`` runs where a process
+        running the kernel would go on after it (the same events in the same order, the HBM
+        flow's end mostly without its event: ``FluidNetwork.transfer_then``)."""
+        sms = self._kernel_sms(sms)
+        granted = self.acquire_sms(sms)
+
+        def run() -> None:
+            self._sm_change(sms)
+            self._kernel_work(name, floor_s, compute_time_s, hbm_bytes, l2_bytes, end)
+
+        def end() -> None:
+            self._kernel_end(sms)
+            then()
+
+        if granted is None:
+            run()
+        else:
+            granted.callbacks.append(lambda _ev: run())
+
+    def _kernel_sms(self, sms: int) -> int:
+        """The SMs a kernel asking for ``sms`` takes: at least 1, at most the GPU's."""
+        if sms > self.rates.sm_count:  # max(1, min(sms, sm_count)) without two calls
+            return self.rates.sm_count
+        return sms if sms >= 1 else 1
+
+    def _kernel_work(
+        self,
+        name: str,
+        floor_s: float,
+        compute_time_s: float,
+        hbm_bytes: float,
+        l2_bytes: float,
+        then: Callable[[], None] | None,
+    ) -> simpy.Event | None:
+        """Start a kernel's work once it holds its SMs (see :meth:`run_kernel`). Without
+        ``then``: the event it ends with, None when it takes no time. With ``then``: None, and
+        ``then()`` is called where a process waiting for that event would resume."""
         network = self.network
+        work: simpy.Event | None = None
         if l2_bytes > 0 and self.l2 is not None and compute_time_s > 0:  # its operand reads too
             flows = [
                 network.transfer((resource,), size_B, floor_s, size_B / compute_time_s, name)
                 for resource, size_B in ((self.hbm, hbm_bytes), (self.l2, l2_bytes))
                 if size_B > 0
             ]
-            yield self.env.all_of(flows)
+            work = self.env.all_of(flows)
         elif hbm_bytes > 0:  # the floor delays the flow's start, like a route latency
             cap = hbm_bytes / compute_time_s if compute_time_s > 0 else math.inf
-            yield network.transfer((self.hbm,), hbm_bytes, floor_s, cap, name)
+            if then is not None:
+                network.transfer_then(then, (self.hbm,), hbm_bytes, floor_s, cap, name)
+                return None
+            work = network.transfer((self.hbm,), hbm_bytes, floor_s, cap, name)
         elif floor_s + compute_time_s > 0:
-            yield self.env.timeout(floor_s + compute_time_s)
+            work = self.env.timeout(floor_s + compute_time_s)
+        if then is None:
+            return work
+        if work is None:
+            then()
+        else:  # a new event: not yet processed
+            work.callbacks.append(lambda _ev: then())
+        return None
+
+    def _kernel_end(self, sms: int) -> None:
         self._sm_change(-sms)
         self.release_sms(sms)
         self.kernels_run += 1
@@ -174,18 +242,55 @@ class Stream:
         reserved: bool = False,
         cat: str | None = None,
         args: dict[str, Any] | None = None,
+        stamps: OpStamps | None = None,
     ) -> simpy.Event:
         """Queue ``op`` after everything already submitted; it may start ``ready_delay_s`` from
         now at the earliest (the doorbell-to-start latency). ``reserved``: its queue slot was
-        handed over by :meth:`room`. ``cat``/``args`` label its trace slice. Returns its
-        completion event."""
+        handed over by :meth:`room`. ``cat``/``args`` label its trace slice; ``stamps``, when
+        given, gets the op's start and end times. Returns its completion event."""
+        return self._queue(name, op, None, ready_delay_s, reserved, cat, args, stamps)
+
+    def submit_then(
+        self,
+        name: str,
+        start: StreamCallOp,
+        ready_delay_s: float = 0.0,
+        *,
+        reserved: bool = False,
+        cat: str | None = None,
+        args: dict[str, Any] | None = None,
+        stamps: OpStamps | None = None,
+    ) -> simpy.Event:
+        """:meth:`submit` for an op written as calls: ``start(then)`` starts it and it calls
+        ``then()`` where the generator form would return (e.g.
+        :meth:`GPURuntime.run_kernel_then`): no generator to drive."""
+        return self._queue(name, None, start, ready_delay_s, reserved, cat, args, stamps)
+
+    def _queue(
+        self,
+        name: str,
+        op: StreamOp | None,
+        start: StreamCallOp | None,
+        ready_delay_s: float,
+        reserved: bool,
+        cat: str | None,
+        args: dict[str, Any] | None,
+        stamps: OpStamps | None,
+    ) -> simpy.Event:
         env = self.gpu.env
         prev = self._tail
         done = env.event()
         self._tail = done
         if not reserved:
             self.pending += 1
-        env.process(self._run(name, op, prev, ready_delay_s, done, cat, args))
+        run = _StreamOp(self, name, op, start, prev, ready_delay_s, done, cat, args, stamps)
+        # its start: the event SimPy's process start would be (same key), with no Process
+        begin = _new_event(Event)
+        begin.env = env
+        begin.callbacks = [run.begin]
+        begin._value = None
+        begin._ok = True
+        env.schedule(begin, URGENT)
         return done
 
     def room(self, depth: int) -> simpy.Event | None:
@@ -198,33 +303,6 @@ class Stream:
         self._room_waiters.append(granted)
         return granted
 
-    def _run(
-        self,
-        name: str,
-        op: StreamOp,
-        prev: simpy.Event | None,
-        ready_delay_s: float,
-        done: simpy.Event,
-        cat: str | None,
-        args: dict[str, Any] | None,
-    ) -> Generator[simpy.Event, Any, None]:
-        env = self.gpu.env
-        if ready_delay_s > 0:
-            yield env.timeout(ready_delay_s)
-        if prev is not None and not prev.processed:
-            yield prev
-        start = float(env.now)
-        if self.first_start_s is None:
-            self.first_start_s = start
-        yield from op()
-        self.busy_s += float(env.now) - start
-        self.gpu.recorder.slice(self.track, name, start, float(env.now), args, cat)
-        if self._room_waiters:
-            self._room_waiters.popleft().succeed()  # the slot passes on; pending is unchanged
-        else:
-            self.pending -= 1
-        done.succeed(float(env.now))
-
     def idle(self) -> simpy.Event:
         """An event that fires when everything submitted so far has finished."""
         if self._tail is None:
@@ -232,3 +310,137 @@ class Stream:
             ev.succeed()
             return ev
         return self._tail
+
+
+class OpStamps(Protocol):
+    """What records a stream op's start and end times (e.g. a launch record)."""
+
+    kernel_start_s: float
+    kernel_end_s: float
+
+
+_new_event = object.__new__  # an event without its constructor (see Stream.submit)
+
+
+class _StreamOp:
+    """One operation of a stream, driven through its events by callbacks exactly as a SimPy
+    process would drive a generator waiting the doorbell latency, then the previous op, then
+    running the op (the same events, in the same order), without the Process, the generator
+    frame around the op or the process's end event, which nobody waits on."""
+
+    __slots__ = (
+        "args",
+        "cat",
+        "delay_s",
+        "done",
+        "gen",
+        "name",
+        "op",
+        "prev",
+        "stamps",
+        "start",
+        "start_s",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        stream: Stream,
+        name: str,
+        op: StreamOp | None,
+        start: StreamCallOp | None,
+        prev: simpy.Event | None,
+        delay_s: float,
+        done: simpy.Event,
+        cat: str | None,
+        args: dict[str, Any] | None,
+        stamps: OpStamps | None,
+    ) -> None:
+        self.stream = stream
+        self.name = name
+        self.op = op
+        self.start = start
+        self.prev = prev
+        self.delay_s = delay_s
+        self.done = done
+        self.cat = cat
+        self.args = args
+        self.stamps = stamps
+        self.gen: Generator[simpy.Event, Any, None] | None = None
+        self.start_s = 0.0
+
+    def begin(self, _event: simpy.Event) -> None:
+        """The op's start event: wait for the doorbell latency."""
+        if self.delay_s > 0:
+            timer = self.stream.gpu.env.timeout(self.delay_s)
+            timer.callbacks.append(self._ready)
+        else:
+            self._ready(None)
+
+    def _ready(self, _event: simpy.Event | None) -> None:
+        prev = self.prev
+        if prev is not None and prev.callbacks is not None:  # not yet processed
+            prev.callbacks.append(self._run)
+        else:
+            self._run(None)
+
+    def _run(self, _event: simpy.Event | None) -> None:
+        self.prev = None
+        stream = self.stream
+        start = self.start_s = float(stream.gpu.env._now)
+        if stream.first_start_s is None:
+            stream.first_start_s = start
+        if self.stamps is not None:
+            self.stamps.kernel_start_s = start
+        if self.start is not None:
+            self.start(self._end)
+            return
+        assert self.op is not None
+        self.gen = self.op()
+        self._step(True, None)
+
+    def _resume(self, event: simpy.Event) -> None:
+        if not event._ok:
+            event._defused = True
+        self._step(event._ok, event._value)
+
+    def _step(self, ok: bool, value: Any) -> None:
+        """Send ``value`` into the op (throw it, as SimPy's process does, when not ``ok``), and
+        on through every event it yields that is already processed, until it waits or ends."""
+        gen = self.gen
+        assert gen is not None
+        while True:
+            try:
+                if ok:
+                    event = gen.send(value)
+                else:  # the op gets its own copy of the exception, as in SimPy
+                    exc = type(value)(*value.args)
+                    exc.__cause__ = value
+                    event = gen.throw(exc)
+            except StopIteration:
+                self.gen = None
+                self._end()
+                return
+            callbacks = event.callbacks
+            if callbacks is not None:
+                callbacks.append(self._resume)
+                return
+            ok, value = event._ok, event._value
+            if not ok:
+                event._defused = True
+
+    def _end(self) -> None:
+        stream = self.stream
+        gpu = stream.gpu
+        end = float(gpu.env._now)
+        if self.stamps is not None:
+            self.stamps.kernel_end_s = end
+        stream.busy_s += end - self.start_s
+        if gpu.recorder.enabled:
+            gpu.recorder.slice(stream.track, self.name, self.start_s, end, self.args, self.cat)
+        if stream._room_waiters:
+            stream._room_waiters.popleft().succeed()  # the slot passes on; pending is unchanged
+        else:
+            stream.pending -= 1
+        # mostly without the event (CountingEnvironment.defer; the network's env is the GPU's)
+        gpu.network.env.succeed(self.done, end)

@@ -33,13 +33,21 @@ class HostThread:
     ) -> Generator[simpy.Event, Any, None]:
         """Spend ``duration_s`` of this thread's time in a call named ``label`` (drawn as a slice
         of category ``cat``; ``None``: not drawn, the caller draws an enclosing slice)."""
-        start = float(self.env.now)
-        if duration_s > 0:
-            yield self.env.timeout(duration_s)
+        env = self.env
+        start = float(env.now)
+        busy = self.call(duration_s)
+        if busy is not None:
+            yield busy
+        if label is not None and self.recorder.enabled:
+            self.recorder.slice(self.track, label, start, float(env.now), args, cat)
+
+    def call(self, duration_s: float) -> simpy.Event | None:
+        """Count a call of ``duration_s`` (in ``busy_s`` and ``calls``) and return the timeout
+        the thread spends in it, None when it takes no time: :meth:`spend` undrawn, without a
+        generator (for the launch path, which draws its own slice)."""
         self.busy_s += duration_s
         self.calls += 1
-        if label is not None:
-            self.recorder.slice(self.track, label, start, float(self.env.now), args, cat)
+        return self.env.timeout(duration_s) if duration_s > 0 else None
 
     def wait(
         self,
