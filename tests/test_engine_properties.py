@@ -573,7 +573,7 @@ class _PathComparedNetwork(FluidNetwork):
         self.left_to_general = 0
 
     def _reschedule(self, heap_mode: bool) -> None:
-        classes = [
+        classes: list[tuple[object, ...]] = [
             (c.key, len(c.flows), c.rate_Bps, c.virtual_B, c.ref_s, c.next_s, c.check_s, c.load_Bps)
             for c in self._classes.values()
         ]

@@ -128,6 +128,12 @@ def test_copy_engines_limit_concurrent_copies() -> None:
     assert ends[3] == pytest.approx(2 * lat + 4 * size / bw, rel=1e-9)
 
 
+def _log_done(
+    log: list[tuple[float, str]], env: simpy.Environment, label: str, _ev: simpy.Event
+) -> None:
+    log.append((env.now, f"{label} done"))
+
+
 def _stream_program(seed: int, way: str) -> tuple[list[tuple[float, str]], int]:
     """Random kernels (every branch of run_kernel, SM counts that make kernels queue for SMs,
     times on a 1 us grid so that many events share an instant) submitted on 3 streams of one
@@ -198,7 +204,7 @@ def _stream_program(seed: int, way: str) -> tuple[list[tuple[float, str]], int]:
                 yield done
                 log.append((env.now, f"{label} seen"))
             else:
-                done.callbacks.append(lambda _ev, lb=label: log.append((env.now, f"{lb} done")))
+                done.callbacks.append(partial(_log_done, log, env, label))
 
     for h in range(2):
         env.process(host(h))

@@ -159,6 +159,7 @@ def test_sampling_is_written_where_auto_and_per_token_differ_and_reloads_as_it_w
 
 def test_scenario_hashes_move_exactly_where_the_draws_do() -> None:
     plain = load_scenario(FM1)  # uniform routing: auto draws counts
+    assert isinstance(plain.workload, MoELayerWorkload)
     assert plain.workload.routing.resolved_sampling() == "counts"
     assert '"sampling":"auto"' in plain.model_dump_json()
     hashes = {
