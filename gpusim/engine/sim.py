@@ -64,7 +64,7 @@ class CountingEnvironment(simpy.Environment):
         """``env.timeout(delay, value)``: SimPy's Timeout, built as its constructor builds it."""
         if delay < 0:
             raise ValueError(f"Negative delay {delay}")
-        ev = _new_event(Timeout)
+        ev = new_event_object(Timeout)
         ev.env = self
         ev.callbacks = []
         ev._value = value
@@ -77,7 +77,7 @@ class CountingEnvironment(simpy.Environment):
 
     def event(self) -> Event:
         """``env.event()``: SimPy's Event, built as its constructor builds it."""
-        ev = _new_event(Event)
+        ev = new_event_object(Event)
         ev.env = self
         ev.callbacks = []
         return ev
@@ -88,11 +88,11 @@ class CountingEnvironment(simpy.Environment):
         stream starts one per operation)."""
         if not hasattr(generator, "throw"):
             raise ValueError(f"{generator} is not a generator.")
-        proc = _new_event(Process)
+        proc = new_event_object(Process)
         proc.env = self
         proc.callbacks = []
         proc._generator = generator
-        init = _new_event(Initialize)
+        init = new_event_object(Initialize)
         init.env = self
         init.callbacks = [proc._resume]
         init._value = None
@@ -221,7 +221,10 @@ class CountingEnvironment(simpy.Environment):
         heappush(self._queue, (time, NORMAL, eid, _Held(self, call)))
 
 
-_new_event = object.__new__  # an event without its constructor (see timeout, process)
+new_event_object = object.__new__
+"""An event object without its constructor (``new_event_object(Timeout)``): the caller sets the
+attributes SimPy's constructor would (``env``, ``callbacks``, and ``_value``/``_ok`` when it is
+triggered); see :meth:`CountingEnvironment.timeout`."""
 
 
 def _run_callbacks(event: Event) -> None:

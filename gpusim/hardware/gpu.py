@@ -11,6 +11,7 @@ import simpy
 from simpy.events import URGENT, Event
 
 from gpusim.engine.fluid import FluidNetwork
+from gpusim.engine.sim import new_event_object
 from gpusim.engine.trace import TraceRecorder, Track
 from gpusim.hardware.rates import GPURates
 
@@ -285,7 +286,7 @@ class Stream:
             self.pending += 1
         run = _StreamOp(self, name, op, start, prev, ready_delay_s, done, cat, args, stamps)
         # its start: the event SimPy's process start would be (same key), with no Process
-        begin = _new_event(Event)
+        begin = new_event_object(Event)
         begin.env = env
         begin.callbacks = [run.begin]
         begin._value = None
@@ -317,9 +318,6 @@ class OpStamps(Protocol):
 
     kernel_start_s: float
     kernel_end_s: float
-
-
-_new_event = object.__new__  # an event without its constructor (see Stream.submit)
 
 
 class _StreamOp:
