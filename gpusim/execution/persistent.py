@@ -432,7 +432,8 @@ class TaskGroup:
     """When the tasks become ready (set by the kernel; later than submission while the
     subscriber decodes them)."""
     nominal_s: float = 0.0
-    """Uncontended per-task time (set by the kernel): what batch sizes are measured in."""
+    """Uncontended per-task time (set by the kernel where ``task_batch`` > 1): what batch sizes
+    are measured in."""
     acc: list[float] = field(default_factory=list)
     """The kernel's [busy block-seconds, tasks] of this group's kind (set by the kernel)."""
 
@@ -668,13 +669,14 @@ class PersistentKernel:
 
     def _enqueue(self, group: TaskGroup, ready_s: float) -> None:
         group.ready_s = ready_s
-        nominal = self._latency_s + group.compute_s + group.flow_latency_s
-        if group.flow_cap_Bps < math.inf:
-            nominal += group.flow_B / group.flow_cap_Bps
-        group.nominal_s = nominal
         group.acc = self._busy.get(group.kind) or self._account(group.kind)
         self._ready.append(group)
-        self._ready_work_s += group.count * nominal
+        if self.task_batch > 1:  # the backlog's work sizes batches; one by one it is unused
+            nominal = self._latency_s + group.compute_s + group.flow_latency_s
+            if group.flow_cap_Bps < math.inf:
+                nominal += group.flow_B / group.flow_cap_Bps
+            group.nominal_s = nominal
+            self._ready_work_s += group.count * nominal
 
     def _assign(self) -> None:
         ready = self._ready
@@ -696,10 +698,10 @@ class PersistentKernel:
                 share = int(work / (2 * self.processors * g.nominal_s))
                 if share > 1:
                     k = min(batch, g.count - first, share)
+                work -= k * g.nominal_s
             g.next_index = first + k
             if first + k == g.count:
                 ready.popleft()
-            work -= k * g.nominal_s
             idle -= 1
             t = sched_free if sched_free > now else now
             if t < g.ready_s:
