@@ -209,6 +209,9 @@ class _Bypassed(simpy.Event):
     it a timeout's key (``now + delay_s`` and the next id), so the order of events is the
     timeout's."""
 
+    _ok = True  # triggered when made, as a timeout is (class attributes: no store per event)
+    _value = None
+
     def __init__(
         self,
         gate: FlowGate,
@@ -219,9 +222,7 @@ class _Bypassed(simpy.Event):
         callback: Callback,
         payload: Payload,
     ) -> None:
-        self.callbacks = [gate._bypass_done]
-        self._ok = True
-        self._value = None
+        self.callbacks = [gate._done]
         self.route = route
         self.size_B = size_B
         self.cap_Bps = cap_Bps
@@ -251,6 +252,7 @@ class FlowGate:
         self._bypassed: list[list[_Bypassed]] = []
         self._carried: list[float] = []
         self._capacity_Bps = network.capacity_Bps  # the network's list: it grows in place
+        self._done = self._bypass_done  # bound once: every closed-form transfer's callback
         self._grow()
         self.transfers = 0
         self.fluid_transfers = 0
@@ -324,7 +326,8 @@ class FlowGate:
         for r in route:
             members = bypassed[r]
             members.append(rec)
-            if len(members) > 64 and len(members) > 4 * users[r]:  # drop finished records
+            n = len(members)
+            if n > 64 and n > 4 * users[r]:  # drop finished records
                 bypassed[r] = [m for m in members if m.alive]
         env.schedule(rec, NORMAL, latency_s + size_B / cap_Bps)
 
@@ -429,7 +432,8 @@ class TaskGroup:
     """When the tasks become ready (set by the kernel; later than submission while the
     subscriber decodes them)."""
     nominal_s: float = 0.0
-    """Uncontended per-task time (set by the kernel): what batch sizes are measured in."""
+    """Uncontended per-task time (set by the kernel where ``task_batch`` > 1): what batch sizes
+    are measured in."""
     acc: list[float] = field(default_factory=list)
     """The kernel's [busy block-seconds, tasks] of this group's kind (set by the kernel)."""
 
@@ -438,6 +442,9 @@ class _Batch(simpy.Event):
     """Tasks ``first .. first + k - 1`` of ``group`` running on one processor since
     ``start_s``: the payload of their transfer and, where they compute, the event of their
     compute's end (built as :class:`_Bypassed` is, scheduled by the kernel)."""
+
+    _ok = True
+    _value = None
 
     def __init__(
         self,
@@ -448,8 +455,6 @@ class _Batch(simpy.Event):
         start_s: float,
     ) -> None:
         self.callbacks = [callback]
-        self._ok = True
-        self._value = None
         self.group = group
         self.first = first
         self.k = k
@@ -480,6 +485,7 @@ class PersistentKernel:
             raise ValueError(f"task_batch must be >= 1, got {task_batch}")
         self.gpu = gpu
         self.env = gpu.env
+        self._cenv = cast(CountingEnvironment, gpu.env)  # typed once: cast() is a call
         self.grid = grid
         self.times = times
         self.gate = gate
@@ -592,7 +598,7 @@ class PersistentKernel:
             return
         if self._held:
             self._catch_up()
-        now = float(self.env.now)
+        now = self._cenv._now
         t = self._sub_free_s
         if t < now:
             t = now
@@ -613,7 +619,7 @@ class PersistentKernel:
         nothing else reads, so making it later, before the next reader, is exact. Whenever a
         processor is idle (it would take the tasks at arrival), held deliveries become the
         events they stand for (:meth:`_release_held`)."""
-        env = cast(CountingEnvironment, self.env)
+        env = self._cenv
         if delay_s < 0:
             raise ValueError(f"negative delay {delay_s}")
         at = env._now + delay_s  # the time the timeout would have
@@ -626,7 +632,7 @@ class PersistentKernel:
     def _catch_up(self) -> None:
         """Make the held deliveries whose events would have run before the running one."""
         held = self._held
-        env = cast(CountingEnvironment, self.env)
+        env = self._cenv
         sub_s = self.times.subscriber_s_per_task
         while held:
             at, eid, n_tasks, group = held[0]
@@ -645,7 +651,7 @@ class PersistentKernel:
     def _release_held(self) -> None:
         """A processor is idle: every held delivery becomes the event it stands for."""
         held, self._held = self._held, []
-        env = cast(CountingEnvironment, self.env)
+        env = self._cenv
         for at, eid, n_tasks, group in held:
             env.schedule_held(at, eid, partial(self.deliver, n_tasks, group))
 
@@ -656,20 +662,21 @@ class PersistentKernel:
             return
         if self._held:
             self._catch_up()
-        now = float(self.env.now)
+        now = self._cenv._now
         self._enqueue(group, now if ready_s is None or ready_s < now else ready_s)
         if self._idle:
             self._assign()
 
     def _enqueue(self, group: TaskGroup, ready_s: float) -> None:
         group.ready_s = ready_s
-        nominal = self._latency_s + group.compute_s + group.flow_latency_s
-        if group.flow_cap_Bps < math.inf:
-            nominal += group.flow_B / group.flow_cap_Bps
-        group.nominal_s = nominal
         group.acc = self._busy.get(group.kind) or self._account(group.kind)
         self._ready.append(group)
-        self._ready_work_s += group.count * nominal
+        if self.task_batch > 1:  # the backlog's work sizes batches; one by one it is unused
+            nominal = self._latency_s + group.compute_s + group.flow_latency_s
+            if group.flow_cap_Bps < math.inf:
+                nominal += group.flow_B / group.flow_cap_Bps
+            group.nominal_s = nominal
+            self._ready_work_s += group.count * nominal
 
     def _assign(self) -> None:
         ready = self._ready
@@ -691,10 +698,10 @@ class PersistentKernel:
                 share = int(work / (2 * self.processors * g.nominal_s))
                 if share > 1:
                     k = min(batch, g.count - first, share)
+                work -= k * g.nominal_s
             g.next_index = first + k
             if first + k == g.count:
                 ready.popleft()
-            work -= k * g.nominal_s
             idle -= 1
             t = sched_free if sched_free > now else now
             if t < g.ready_s:
