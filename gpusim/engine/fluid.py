@@ -127,6 +127,10 @@ class FluidNetwork:
     """Directional resources shared max-min fairly by fluid transfers."""
 
     fast_paths = True
+    grow_components = True
+    """Where an optimistic solve would fill a loose resource, grow the component through that
+    resource (still exact max-min; the classes are solved in another order, so the floats may
+    differ in the last bits) rather than re-solve the whole component (a test compares)."""
     """Settle in closed form where the general path's answer is known to be (a test switches
     them off to compare)."""
 
@@ -171,6 +175,10 @@ class FluidNetwork:
         self._order = count()
         self._heap_mode = False
         self._seq = count()
+        self._filled: set[int] = set()
+        """The loose resources the last optimistic solve would fill (:meth:`_fills`)."""
+        self.grown = 0
+        """Settles whose optimistic component was grown through a resource it would fill."""
 
     def add_resource(self, name: str, capacity_Bps: float, group: str = "links") -> int:
         """Register a directional resource; returns its index for routes."""
@@ -331,7 +339,7 @@ class FluidNetwork:
             self.env.defer(self._settle)
 
     def _component(
-        self, optimistic: bool
+        self, optimistic: bool, tight: frozenset[int] | set[int] = frozenset()
     ) -> tuple[list[FlowKey], set[int], set[FlowKey], set[int]]:
         """Classes and resources whose rates may have changed: everything connected (through
         shared resources) to a class that gained or lost flows (also returned, as the third
@@ -343,7 +351,8 @@ class FluidNetwork:
         With ``optimistic``, neither does a resource below capacity at the standing rates. Those
         are returned as the fourth item ("loose"): the solve gives the component what the classes
         outside it leave of them, and checks that the new rates leave every loose resource below
-        that (:meth:`_solve_leaving`); if one fills, the settle is redone without optimism.
+        that (:meth:`_solve_leaving`); if one fills, the settle is redone with it in ``tight``
+        (resources that connect however loose) or without optimism.
         Exact either way: the classes outside the component share only loose resources with it,
         none of which bottlenecks them before or after, so their rates stand; and a max-min
         solution that satisfies a constraint it ignored is the solution with that constraint.
@@ -369,7 +378,7 @@ class FluidNetwork:
             if not uncapped[r] and demand[r] <= room and (below or r not in seeds):
                 continue  # cannot saturate: its capacity is never in question
             sharers = users.get(r, ())
-            if optimistic and below and len(sharers) > 1:  # one class decouples nothing
+            if optimistic and below and len(sharers) > 1 and r not in tight:
                 loose.add(r)
                 continue
             for k in sharers:
@@ -384,7 +393,8 @@ class FluidNetwork:
         classes and move their loads (:meth:`_retime`), and (re)schedule the wake-up at the next
         completion (:meth:`_reschedule`). This runs twice per transfer and every call shows in
         the run time, so the component is first taken optimistically (:meth:`_component`)
-        and only taken whole when a loose resource would fill. It runs where an event triggered
+        and grown through a loose resource that would fill (or, without ``grow_components``,
+        taken whole). It runs where an event triggered
         at the first change of the instant would (``CountingEnvironment.defer``), so every
         change of the instant that comes before that event is in it."""
         self._settle_pending = False
@@ -398,11 +408,23 @@ class FluidNetwork:
             return
         keys, resources, touched, loose = self._component(optimistic=True)
         classes = [self._classes[k] for k in keys]
+        self._filled.clear()
         rates = self._solve_leaving(classes, loose) if loose else self._solve(classes)
-        if rates is None:  # a loose resource would fill: take the component whole
-            keys, resources, touched, _ = self._component(optimistic=False)
+        tight: set[int] = set()
+        while rates is None:  # a loose resource would fill
+            if not self.grow_components:  # take the component whole
+                keys, resources, touched, _ = self._component(optimistic=False)
+                classes = [self._classes[k] for k in keys]
+                rates = self._solve(classes)
+                break
+            # grow it through the resources that would fill, the others still loose: at 16
+            # GPUs the whole component is ~140 classes, the grown one a few tens
+            self.grown += 1
+            tight |= self._filled
+            self._filled.clear()
+            keys, resources, touched, loose = self._component(True, tight)
             classes = [self._classes[k] for k in keys]
-            rates = self._solve(classes)
+            rates = self._solve_leaving(classes, loose) if loose else self._solve(classes)
         self._dirty_keys.clear()
         self._dirty_res.clear()
         self._reschedule(self._retime(keys, classes, rates, resources, touched))
@@ -511,7 +533,8 @@ class FluidNetwork:
     ) -> bool:
         """Whether the classes of ``crossing`` at their new rates (every class of the component
         that crosses a loose resource, in the component's order) draw at least what the
-        classes ``outside`` it leave (``capacity - outside``) of a loose resource."""
+        classes ``outside`` it leave (``capacity - outside``) of a loose resource; those it
+        would fill go into ``_filled``."""
         drawn_now = dict.fromkeys(outside, 0.0)
         for cls, rate in crossing:
             n = len(cls.flows)
@@ -519,10 +542,11 @@ class FluidNetwork:
                 if r in drawn_now:
                     drawn_now[r] += rate * n
         capacity = self.capacity_Bps
+        filled = self._filled
         for r, d in drawn_now.items():
             if d > 0 and d >= (capacity[r] - outside[r]) * _SLACK_REL:
-                return True
-        return False
+                filled.add(r)
+        return bool(filled)
 
     def _solve_without(
         self, classes: list[_FlowClass], loose: set[int], outside: dict[int, float]
