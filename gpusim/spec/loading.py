@@ -431,12 +431,16 @@ def _resolve(
     cache: InlineCache | None,
     checked: bool,
 ) -> tuple[ResolvedScenario, Provenance]:
-    origin = Path(file) if file is not None else Path.cwd() / "<inline>"
+    if file is None:
+        origin = Path.cwd() / "<inline>"
+    else:  # Path(a_path) parses its parts again: a sweep resolves thousands of points
+        origin = file if isinstance(file, Path) else Path(file)
+    folder = origin.parent
     prov = Provenance()
     doc = _raw_scenario(_copy_json(raw), origin, prov, cache)
 
     def inline(kind: str, ref: str, loc: Loc) -> Any:
-        return _inline(kind, ref, origin.parent, loc, prov, cache=cache)
+        return _inline(kind, ref, folder, loc, prov, cache=cache)
 
     def override(dotted: str, value: Any) -> None:
         if cache is not None:
@@ -449,7 +453,7 @@ def _resolve(
         override(dotted, value)
     # A field of the profile is set on the profile the scenario runs with: the topology's
     # default when it names none (resolved after the other overrides, which may swap topology).
-    _default_profile(doc, origin.parent, origin, prov, cache)
+    _default_profile(doc, folder, origin, prov, cache)
     for dotted, value in into_profile:
         override(dotted, value)
     _anchor_trace_file(doc, prov)

@@ -114,18 +114,18 @@ def _axis_combinations(sweep: SweepSpec) -> Iterator[tuple[dict[str, Any], dict[
     if not paths:
         yield {}, {}
         return
-    ranges = [range(len(sweep.axes[p])) for p in paths]
+    columns = [(key, sweep.axes[key], tied_paths(key)) for key in paths]
+    ranges = [range(len(column)) for _, column, _ in columns]
     rows: Iterable[tuple[int, ...]] = (
         zip(*ranges, strict=True) if sweep.combine == "zip" else itertools.product(*ranges)
     )
     for indices in rows:
         values: dict[str, Any] = {}
-        for key, i in zip(paths, indices, strict=True):
-            tied = tied_paths(key)
+        for (key, column, tied), i in zip(columns, indices, strict=True):
             if len(tied) == 1:
-                values[key] = sweep.axes[key][i]
+                values[key] = column[i]
             else:
-                values.update(zip(tied, sweep.axes[key][i], strict=True))
+                values.update(zip(tied, column[i], strict=True))
         yield values, dict(zip(paths, indices, strict=True))
 
 
