@@ -250,3 +250,29 @@ def test_the_summary_is_what_a_dict_writer_writes(tmp_path: Path) -> None:
     writer.writerows(rows)
     store = ResultStore(tmp_path)
     assert store.write_summary_csv(rows).read_text() == buf.getvalue()
+
+
+def test_the_manifest_text_is_the_manifest() -> None:
+    """The manifest's quick writer (points a compact line each) writes the very document, its
+    keys in their order, whatever the entries hold."""
+    import random
+
+    from gpusim.sweep.store import manifest_text
+
+    rng = random.Random(17)
+    scalars: list[Any] = [0, -3, 2.5, 1e-300, True, None, "", 'é ☃ "q"\n', "a,b"]
+
+    def entry(i: int) -> dict[str, Any]:
+        axes = {f"workload.k{j}": rng.choice(scalars) for j in range(rng.randrange(4))}
+        return {"point": i, "system": rng.choice(["", "s ☃"]), "axes": axes, "seed": i}
+
+    for n in (0, 1, 2, 7):
+        manifest: dict[str, Any] = {
+            "name": "n",
+            "axes": ["x"],
+            "points": [entry(i) for i in range(n)],
+        }
+        for doc in (manifest, {"points": manifest["points"]}, {"points": [], **manifest}):
+            text = manifest_text(doc)
+            assert json.loads(text) == doc and list(json.loads(text)) == list(doc)
+            assert text.endswith("}\n") and ("\n    {" in text) == (bool(n) and "points" in doc)
