@@ -17,6 +17,7 @@ from simpy.core import BoundClass, EmptySchedule, StopSimulation
 from simpy.events import NORMAL, PENDING, URGENT, Event, EventPriority, Initialize, Process, Timeout
 
 from gpusim.engine.trace import TraceRecorder
+from gpusim.gc_pause import gc_frozen
 
 
 class CountingEnvironment(simpy.Environment):
@@ -274,8 +275,10 @@ class Simulation:
         return float(self.env.now)
 
     def run(self) -> float:
-        """Run until no events remain; returns the final time in seconds."""
-        self.env.run()
+        """Run until no events remain; returns the final time in seconds. The model built
+        before is frozen for the garbage collector meanwhile (:func:`gc_frozen`)."""
+        with gc_frozen():
+            self.env.run()
         return self.now_s
 
     def events_scheduled(self) -> int:

@@ -19,7 +19,6 @@ from gpusim.execution.persistent import (
     PersistentKernel,
     TaskGroup,
 )
-from gpusim.gc_pause import gc_paused
 from gpusim.hardware.node import Node
 from gpusim.result import Outcome
 from gpusim.spec.moe import MoELayerWorkload
@@ -369,8 +368,7 @@ def des(
 
     for i in range(n):
         env.process(rank(i))
-    with gc_paused():
-        node.sim.run()
+    node.sim.run()
     node.finish()
     spans: list[tuple[float, float]] = []
     for i, k in enumerate(run.kernels):
