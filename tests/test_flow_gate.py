@@ -77,8 +77,8 @@ def _random_instance(
     rng: np.random.Generator,
 ) -> tuple[list[float], list[Chain]]:
     """A few resources (fast ports and slow NIC-like ones) and chains of transfers over random
-    routes: most capped well below the capacities (closed-form candidates), some uncapped, some
-    capped above their route's capacity."""
+    routes (some crossing a resource twice): most capped well below the capacities (closed-form
+    candidates), some uncapped, some capped above their route's bound."""
     n_res = int(rng.integers(3, 7))
     capacities = [float(rng.choice([50.0, 200.0, 450.0, 3000.0])) * GBps for _ in range(n_res)]
     chains: list[Chain] = []
@@ -87,7 +87,9 @@ def _random_instance(
         for _ in range(int(rng.integers(1, 8))):
             k = int(rng.integers(1, 4))
             route = tuple(int(r) for r in rng.choice(n_res, size=k, replace=False))
-            bound = min(capacities[r] for r in route)
+            if rng.random() < 0.1:  # a resource crossed twice (a copy within one HBM)
+                route = (*route, route[0])
+            bound = min(capacities[r] / route.count(r) for r in route)
             kind = rng.random()
             if kind < 0.2:
                 cap = math.inf
@@ -152,3 +154,16 @@ def test_uncapped_alone_is_timed_at_its_route_bound_and_moved_when_shared() -> N
     assert gated[0][0] > 1e6 / (50 * GBps)
     for a, b in zip(gated, fluid, strict=True):
         assert a == pytest.approx(b, rel=1e-12)
+
+
+def test_a_resource_crossed_twice_bounds_at_half_its_capacity() -> None:
+    # an uncapped copy within one HBM (read and write) can draw at most half of it; the fluid
+    # network's general solve says so (max_min_fair_rates' one-class case alone counts the
+    # resource once, so the gate hands the fluid network the bound as the cap)
+    caps = [100 * GBps]
+    copy: Chain = (0.0, [(0.0, ((0, 0), 1e6, 0.0, math.inf))])
+    gated, gate = _run_chains(caps, [copy], bypass=True)
+    fluid, _ = _run_chains(caps, [copy], bypass=False)
+    assert gate.fluid_transfers == 0
+    assert gated[0] == pytest.approx([1e6 / (50 * GBps)], rel=1e-15)
+    assert fluid[0] == pytest.approx(gated[0], rel=1e-12)

@@ -218,7 +218,6 @@ class _Bypassed(simpy.Event):
         route: tuple[int, ...],
         size_B: float,
         cap_Bps: float,
-        rate_Bps: float,
         enter_s: float,
         callback: Callback,
         payload: Payload,
@@ -227,9 +226,6 @@ class _Bypassed(simpy.Event):
         self.route = route
         self.size_B = size_B
         self.cap_Bps = cap_Bps
-        """The sender's cap (what the fluid network gets if the transfer moves there)."""
-        self.rate_Bps = rate_Bps
-        """The rate it is timed at: its cap, or its route's bound where that is lower."""
         self.enter_s = enter_s
         self.callback = callback
         self.payload = payload
@@ -244,9 +240,10 @@ class FlowGate:
     Why the closed form is exact. Every transfer has a *bound*, the most max-min fairness can
     ever give it: its cap, or, where lower, its route's bound (the least of ``capacity /
     times crossed`` over its resources; an uncapped transfer, e.g. one crossing InfiniBand, has
-    only that). The gate keeps, per resource, the sum of the bounds of the gated transfers in
-    flight over it (latency included), each counted once per crossing. A transfer is timed in
-    closed form at its bound only if, with it added, that sum is within the capacity (up to
+    only that); the gate lowers a cap above the bound to the bound, in the fluid network too.
+    The gate keeps, per resource, the sum of the bounds of the gated transfers in flight over it
+    (latency included), each counted once per crossing. A transfer is timed in closed form at
+    its bound only if, with it added, that sum is within the capacity (up to
     ``_OVERSUBSCRIBE_REL_TOL``) on every resource of its route; when a later transfer would
     take a resource over, every closed-form transfer crossing it moves into the fluid network
     first (with its remaining bytes), and sums only fall otherwise. So for the whole
@@ -274,7 +271,7 @@ class FlowGate:
         self._bypassed: list[list[_Bypassed]] = []
         self._carried: list[float] = []
         self._capacity_Bps = network.capacity_Bps  # the network's list: it grows in place
-        self._route_bound: dict[tuple[int, ...], tuple[float, bool]] = {}
+        self._route_bound: dict[tuple[int, ...], float] = {}
         self._done = self._bypass_done  # bound once: every closed-form transfer's callback
         self._grow()
         self.transfers = 0
@@ -291,14 +288,13 @@ class FlowGate:
             self._bypassed.append([])
             self._carried.append(0.0)
 
-    def _bound_of(self, route: tuple[int, ...]) -> tuple[float, bool]:
-        """The most one flow over ``route`` can get (each resource's capacity over the times the
-        route crosses it), and whether the route crosses each resource once."""
+    def _bound_of(self, route: tuple[int, ...]) -> float:
+        """The most one flow over ``route`` can get: the least of each resource's capacity over
+        the times the route crosses it."""
         found = self._route_bound.get(route)
         if found is None:
             caps = self._capacity_Bps
-            bound_Bps = min(caps[r] / route.count(r) for r in route)
-            found = self._route_bound[route] = (bound_Bps, len(set(route)) == len(route))
+            found = self._route_bound[route] = min(caps[r] / route.count(r) for r in route)
         return found
 
     @property
@@ -329,23 +325,23 @@ class FlowGate:
             return
         if len(self._limit) < len(self._capacity_Bps):  # resources added since
             self._grow()
-        found = self._route_bound.get(route)
-        bound_Bps, distinct = self._bound_of(route) if found is None else found
+        bound_Bps = self._route_bound.get(route)
+        if bound_Bps is None:
+            bound_Bps = self._bound_of(route)
+        if cap_Bps > bound_Bps:
+            # no rate changes (no flow gets more), and the fluid network gets the bound too:
+            # max_min_fair_rates' one-class case would count a resource crossed twice once
+            cap_Bps = bound_Bps
         fits = self.bypass
-        if cap_Bps <= bound_Bps:
-            rate_Bps = cap_Bps
-        elif bound_Bps < math.inf:
-            rate_Bps = bound_Bps
-            if not distinct:  # max_min_fair_rates' one-class case counts a resource once
-                fits = False
-        else:  # uncapped over resources of unbounded capacity: nothing there can saturate
-            rate_Bps = 0.0
+        counted_Bps = cap_Bps
+        if cap_Bps == math.inf:  # over resources of unbounded capacity: none can saturate
+            counted_Bps = 0.0
             fits = False
         carried, users, demand, limit = self._carried, self._users, self._demand, self._limit
         for r in route:
             carried[r] += size_B
             users[r] += 1
-            d = demand[r] + rate_Bps
+            d = demand[r] + counted_Bps
             demand[r] = d
             if d > limit[r]:
                 fits = False
@@ -354,11 +350,9 @@ class FlowGate:
             for r in route:
                 if bypassed[r] and demand[r] > limit[r]:
                     self._convert(r)
-            self._fluid(route, size_B, latency_s, cap_Bps, rate_Bps, callback, payload)
+            self._fluid(route, size_B, latency_s, cap_Bps, counted_Bps, callback, payload)
             return
-        rec = _Bypassed(
-            self, route, size_B, cap_Bps, rate_Bps, env._now + latency_s, callback, payload
-        )
+        rec = _Bypassed(self, route, size_B, cap_Bps, env._now + latency_s, callback, payload)
         bypassed = self._bypassed
         for r in route:
             members = bypassed[r]
@@ -366,7 +360,7 @@ class FlowGate:
             n = len(members)
             if n > 64 and n > 4 * users[r]:  # drop finished records
                 bypassed[r] = [m for m in members if m.alive]
-        env.schedule(rec, NORMAL, latency_s + size_B / rate_Bps)
+        env.schedule(rec, NORMAL, latency_s + size_B / cap_Bps)
 
     def _fluid(
         self,
@@ -374,13 +368,13 @@ class FlowGate:
         size_B: float,
         latency_s: float,
         cap_Bps: float,
-        rate_Bps: float,
+        counted_Bps: float,
         callback: Callback,
         payload: Payload,
     ) -> None:
         self.fluid_transfers += 1
         self.network.transfer_then(
-            partial(self._fluid_done, route, rate_Bps, callback, payload),
+            partial(self._fluid_done, route, counted_Bps, callback, payload),
             route,
             size_B,
             latency_s,
@@ -391,18 +385,18 @@ class FlowGate:
     def _fluid_done(
         self,
         route: tuple[int, ...],
-        rate_Bps: float,
+        counted_Bps: float,
         callback: Callback,
         payload: Payload,
     ) -> None:
-        self._release(route, rate_Bps)
+        self._release(route, counted_Bps)
         callback(payload)
 
     def _bypass_done(self, rec: _Bypassed) -> None:
         if not rec.alive:
             return  # moved into the fluid network
         rec.alive = False
-        self._release(rec.route, rec.rate_Bps)
+        self._release(rec.route, rec.cap_Bps)
         rec.callback(rec.payload)
 
     def _convert(self, resource: int) -> None:
@@ -419,26 +413,26 @@ class FlowGate:
             if now < rec.enter_s:
                 remaining_B, latency_s = rec.size_B, rec.enter_s - now
             else:
-                remaining_B = max(0.0, rec.size_B - rec.rate_Bps * (now - rec.enter_s))
+                remaining_B = max(0.0, rec.size_B - rec.cap_Bps * (now - rec.enter_s))
                 latency_s = 0.0
             self._fluid(
                 rec.route,
                 remaining_B,
                 latency_s,
                 rec.cap_Bps,
-                rec.rate_Bps,
+                rec.cap_Bps,
                 rec.callback,
                 rec.payload,
             )
 
-    def _release(self, route: tuple[int, ...], rate_Bps: float) -> None:
-        """A transfer over ``route`` counted at ``rate_Bps`` ended."""
+    def _release(self, route: tuple[int, ...], counted_Bps: float) -> None:
+        """A transfer over ``route`` counted at ``counted_Bps`` ended."""
         users, demand = self._users, self._demand
         for r in route:
             left = users[r] - 1
             users[r] = left
             if left:
-                demand[r] -= rate_Bps
+                demand[r] -= counted_Bps
             else:  # nothing in flight: reset the sum (no rounding drift) and the records
                 demand[r] = 0.0
                 self._bypassed[r] = []
