@@ -237,6 +237,26 @@ class FlowGate:
     their route can saturate (see the module docstring). One gate per network: every persistent
     kernel sharing the network must use the same gate.
 
+    Why the closed form is exact. Every transfer has a *bound*, the most max-min fairness can
+    ever give it: its cap, or, where lower, its route's bound (the least of ``capacity /
+    times crossed`` over its resources; an uncapped transfer, e.g. one crossing InfiniBand, has
+    only that); the gate lowers a cap above the bound to the bound, in the fluid network too.
+    The gate keeps, per resource, the sum of the bounds of the gated transfers in flight over it
+    (latency included), each counted once per crossing. A transfer is timed in closed form at
+    its bound only if, with it added, that sum is within the capacity (up to
+    ``_OVERSUBSCRIBE_REL_TOL``) on every resource of its route; when a later transfer would
+    take a resource over, every closed-form transfer crossing it moves into the fluid network
+    first (with its remaining bytes), and sums only fall otherwise. So for the whole
+    closed-form life of a transfer, the loads of every resource on its route, which are at most
+    the sums of the bounds, can only reach the capacity when every flow over it gets its bound:
+    in progressive filling no resource on the route fixes a flow below its bound, and the
+    transfer gets exactly its bound. (Where the bound is the route's, the resource that sets it
+    is full with this transfer alone, so nothing else can cross it in the meantime without
+    moving it to the fluid network.) The fluid network need not know of the closed-form
+    transfers: on the resources they cross, the flows it does share are likewise never held
+    below their bounds. Counting an uncapped transfer at its route's bound rather than as
+    unbounded is what lets small loads share a resource with it in closed form.
+
     ``bypass=False`` sends every transfer through the fluid network (the reference the closed
     form is tested against).
     """
@@ -247,11 +267,11 @@ class FlowGate:
         self.bypass = bypass
         self._limit: list[float] = []
         self._demand: list[float] = []
-        self._uncapped: list[int] = []
         self._users: list[int] = []
         self._bypassed: list[list[_Bypassed]] = []
         self._carried: list[float] = []
         self._capacity_Bps = network.capacity_Bps  # the network's list: it grows in place
+        self._route_bound: dict[tuple[int, ...], float] = {}
         self._done = self._bypass_done  # bound once: every closed-form transfer's callback
         self._grow()
         self.transfers = 0
@@ -264,10 +284,18 @@ class FlowGate:
         for r in range(len(self._limit), len(caps)):
             self._limit.append(caps[r] * (1.0 + _OVERSUBSCRIBE_REL_TOL))
             self._demand.append(0.0)
-            self._uncapped.append(0)
             self._users.append(0)
             self._bypassed.append([])
             self._carried.append(0.0)
+
+    def _bound_of(self, route: tuple[int, ...]) -> float:
+        """The most one flow over ``route`` can get: the least of each resource's capacity over
+        the times the route crosses it."""
+        found = self._route_bound.get(route)
+        if found is None:
+            caps = self._capacity_Bps
+            found = self._route_bound[route] = min(caps[r] / route.count(r) for r in route)
+        return found
 
     @property
     def carried_B(self) -> dict[int, float]:
@@ -297,29 +325,32 @@ class FlowGate:
             return
         if len(self._limit) < len(self._capacity_Bps):  # resources added since
             self._grow()
-        carried, users, demand = self._carried, self._users, self._demand
-        uncapped, limit = self._uncapped, self._limit
+        bound_Bps = self._route_bound.get(route)
+        if bound_Bps is None:
+            bound_Bps = self._bound_of(route)
+        if cap_Bps > bound_Bps:
+            # no rate changes (no flow gets more), and the fluid network gets the bound too:
+            # max_min_fair_rates' one-class case would count a resource crossed twice once
+            cap_Bps = bound_Bps
         fits = self.bypass
-        if cap_Bps < math.inf:
-            for r in route:
-                carried[r] += size_B
-                users[r] += 1
-                d = demand[r] + cap_Bps
-                demand[r] = d
-                if d > limit[r] or uncapped[r]:
-                    fits = False
-        else:
+        counted_Bps = cap_Bps
+        if cap_Bps == math.inf:  # over resources of unbounded capacity: none can saturate
+            counted_Bps = 0.0
             fits = False
-            for r in route:
-                carried[r] += size_B
-                users[r] += 1
-                uncapped[r] += 1
+        carried, users, demand, limit = self._carried, self._users, self._demand, self._limit
+        for r in route:
+            carried[r] += size_B
+            users[r] += 1
+            d = demand[r] + counted_Bps
+            demand[r] = d
+            if d > limit[r]:
+                fits = False
         if not fits:
             bypassed = self._bypassed
             for r in route:
-                if bypassed[r] and (demand[r] > limit[r] or uncapped[r]):
+                if bypassed[r] and demand[r] > limit[r]:
                     self._convert(r)
-            self._fluid(route, size_B, latency_s, cap_Bps, callback, payload)
+            self._fluid(route, size_B, latency_s, cap_Bps, counted_Bps, callback, payload)
             return
         rec = _Bypassed(self, route, size_B, cap_Bps, env._now + latency_s, callback, payload)
         bypassed = self._bypassed
@@ -337,12 +368,13 @@ class FlowGate:
         size_B: float,
         latency_s: float,
         cap_Bps: float,
+        counted_Bps: float,
         callback: Callback,
         payload: Payload,
     ) -> None:
         self.fluid_transfers += 1
         self.network.transfer_then(
-            partial(self._fluid_done, route, cap_Bps, callback, payload),
+            partial(self._fluid_done, route, counted_Bps, callback, payload),
             route,
             size_B,
             latency_s,
@@ -353,11 +385,11 @@ class FlowGate:
     def _fluid_done(
         self,
         route: tuple[int, ...],
-        cap_Bps: float,
+        counted_Bps: float,
         callback: Callback,
         payload: Payload,
     ) -> None:
-        self._release(route, cap_Bps)
+        self._release(route, counted_Bps)
         callback(payload)
 
     def _bypass_done(self, rec: _Bypassed) -> None:
@@ -383,25 +415,25 @@ class FlowGate:
             else:
                 remaining_B = max(0.0, rec.size_B - rec.cap_Bps * (now - rec.enter_s))
                 latency_s = 0.0
-            self._fluid(rec.route, remaining_B, latency_s, rec.cap_Bps, rec.callback, rec.payload)
+            self._fluid(
+                rec.route,
+                remaining_B,
+                latency_s,
+                rec.cap_Bps,
+                rec.cap_Bps,
+                rec.callback,
+                rec.payload,
+            )
 
-    def _release(self, route: tuple[int, ...], cap_Bps: float) -> None:
+    def _release(self, route: tuple[int, ...], counted_Bps: float) -> None:
+        """A transfer over ``route`` counted at ``counted_Bps`` ended."""
         users, demand = self._users, self._demand
-        if cap_Bps < math.inf:
-            for r in route:
-                left = users[r] - 1
-                users[r] = left
-                if left:
-                    demand[r] -= cap_Bps
-                else:  # nothing in flight: reset the sum (no rounding drift) and the records
-                    demand[r] = 0.0
-                    self._bypassed[r] = []
-            return
         for r in route:
             left = users[r] - 1
             users[r] = left
-            self._uncapped[r] -= 1
-            if not left:
+            if left:
+                demand[r] -= counted_Bps
+            else:  # nothing in flight: reset the sum (no rounding drift) and the records
                 demand[r] = 0.0
                 self._bypassed[r] = []
 
