@@ -347,19 +347,26 @@ class FluidNetwork:
     ) -> None:
         """:meth:`_enter` into an empty network (no class, no settle pending; a route that
         crosses each resource once): the flow is kept as a :class:`_Lone`, its class's order
-        and its flow's sequence number taken as :meth:`_enter` takes them, and the settle
-        deferred as :meth:`_request_settle` defers it (its call takes the same event id), where
-        it runs :meth:`_settle_lone`."""
+        and its flow's sequence number taken as :meth:`_enter` takes them, and its settle
+        (:meth:`_settle_lone`) deferred where :meth:`_request_settle` defers the general one
+        (its call takes the same event id)."""
         self._last_s = now = float(self.env.now)
         self._lone = _Lone(key, size_B, done, label, now, next(self._order), next(self._seq))
         self._settle_pending = True
-        self.env.defer(self._settle)
+        self.env.defer(self._settle_lone)
 
-    def _settle_lone(self, lone: _Lone) -> None:
-        """:meth:`_settle_alone` and :meth:`_reschedule` for a lone flow: the same floats
-        (max-min of one class with one flow: its cap or its route's least capacity; its clock
-        from 0 at ``entered_s``), loads, peaks, recomputations, generation and wake-up."""
-        now = self._last_s
+    def _settle_lone(self) -> None:
+        """:meth:`_settle` (:meth:`_settle_alone`, then :meth:`_reschedule`) for a lone flow:
+        the same floats (max-min of one class with one flow: its cap or its route's least
+        capacity; its clock from 0 at ``entered_s``), loads, peaks, recomputations, generation
+        and wake-up. If another flow entered meanwhile (the lone one has its class), the
+        general :meth:`_settle`."""
+        lone = self._lone
+        if lone is None:
+            self._settle()
+            return
+        self._settle_pending = False
+        self._last_s = now = float(self.env.now)
         route, share = lone.key
         capacity = self.capacity_Bps
         for r in route:
@@ -385,7 +392,20 @@ class FluidNetwork:
         if next_s < math.inf:
             generation = self._generation
             self._wake_s = self.env.now + delay
-            self.env.timeout(delay).callbacks.append(lambda _ev: self._wake(generation))
+            self.env.timeout(delay).callbacks.append(lambda _ev: self._wake_lone(generation))
+
+    def _wake_lone(self, generation: int) -> None:
+        """The wake-up :meth:`_settle_lone` scheduled: :meth:`_end_lone` unless it was
+        superseded, or its flow got a class meanwhile (then :meth:`_wake`, as the general path
+        scheduled it) or is not done yet (then it gets its class and :meth:`_wake` runs)."""
+        if generation != self._generation:
+            return  # superseded by a later recomputation
+        lone = self._lone
+        if lone is not None:
+            if self._end_lone(lone):
+                return
+            self._materialise(lone)
+        self._wake(generation)
 
     def _end_lone(self, lone: _Lone) -> bool:
         """:meth:`_wake` and its settle for a settled lone flow: whether :meth:`_wake`'s finish
@@ -527,9 +547,6 @@ class FluidNetwork:
         change of the instant that comes before that event is in it."""
         self._settle_pending = False
         self._last_s = float(self.env.now)
-        if self._lone is not None:  # it entered alone, and is still
-            self._settle_lone(self._lone)
-            return
         if (
             self.fast_paths
             and len(self._dirty_keys) == 1
@@ -892,11 +909,6 @@ class FluidNetwork:
     def _wake(self, generation: int) -> None:
         if generation != self._generation:
             return  # superseded by a later recomputation
-        lone = self._lone
-        if lone is not None:
-            if self._end_lone(lone):
-                return
-            self._materialise(lone)  # not finished yet: the general path wakes up again
         self._wake_s = math.inf
         self._last_s = now = float(self.env.now)
         finished: list[tuple[_Flow, tuple[int, ...]]] = []
