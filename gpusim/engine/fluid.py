@@ -375,14 +375,15 @@ class FluidNetwork:
         self.recomputations += 1
         self._check.clear()  # _retime_begin with no class: no heap
         self._heap_mode = False
-        self._flush(route, now)
-        load, peak = self.load_Bps, self.peak_load_Bps
-        if share != 0.0:
-            for r in route:
-                load[r] += share
+        # With no class, the last settle left every load at 0.0 (_retime_end zeroes a
+        # resource's load when its last class leaves): _flush would only move the clocks of
+        # the route's resources to now, and their loads become the share.
+        load, peak, since = self.load_Bps, self.peak_load_Bps, self._since_s
         for r in route:
-            if load[r] > peak[r]:
-                peak[r] = load[r]
+            since[r] = now
+            load[r] = share
+            if share > peak[r]:
+                peak[r] = share
         lone.rate_Bps = share
         # _FlowClass.retime at the entry (clock 0, first flow at size_B), then _reschedule
         next_s = now if share == math.inf else now + max(lone.size_B - 0.0, 0.0) / share
