@@ -43,7 +43,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gpusim.engine import maxmin
-from gpusim.engine.fluid import _FINISH_REL_TOL, FluidNetwork, _FlowClass
+from gpusim.engine.fluid import _FINISH_REL_TOL, FlowKey, FluidNetwork, _FlowClass, _Lone
 from gpusim.engine.maxmin import max_min_fair_rates
 from gpusim.engine.sim import CountingEnvironment
 
@@ -565,6 +565,8 @@ class _PathComparedNetwork(FluidNetwork):
     completion times, load) and every resource's load, and counts the settles its closed form
     took (``alone``) or left to the general path."""
 
+    lone_flows = False  # a lone flow has no settle to log: compared on its own below
+
     def __init__(self, env: CountingEnvironment, fast_paths: bool) -> None:
         super().__init__(env)
         self.fast_paths = fast_paths
@@ -652,6 +654,155 @@ def test_settle_fast_path_with_a_loose_resource_and_its_fallback() -> None:
     # with five flows, the capped class keeps its cap and the uncapped one its 5 GB/s
     five = [classes for _, _, classes, _ in fast_net.states if classes and classes[-1][1] == 5]
     assert five and all([c[2] for c in classes] == [5 * GB, 3 * GB] for classes in five)
+
+
+class _LoneComparedNetwork(FluidNetwork):
+    """A network that counts what became of its lone flows: entered alone, given a class
+    before their settle (``early``) or while in flight (``late``), ended alone."""
+
+    def __init__(self, env: CountingEnvironment, fast_paths: bool) -> None:
+        super().__init__(env)
+        self.fast_paths = fast_paths
+        self.entered = self.early = self.late = self.ended = 0
+
+    def _enter_lone(
+        self, key: FlowKey, size_B: float, done: simpy.Event | Callable[[], None], label: str
+    ) -> None:
+        self.entered += 1
+        super()._enter_lone(key, size_B, done, label)
+
+    def _materialise(self, lone: _Lone) -> None:
+        if self._settle_pending:
+            self.early += 1
+        else:
+            self.late += 1
+        super()._materialise(lone)
+
+    def _end_lone(self, lone: _Lone) -> bool:
+        ended = super()._end_lone(lone)
+        self.ended += ended
+        return ended
+
+
+def _lone_run(
+    capacities_Bps: Sequence[float], xfers: Sequence[Xfer], events: Sequence[bool], *, lone: bool
+) -> tuple[list[tuple[object, ...]], tuple[object, ...], _LoneComparedNetwork]:
+    """Every completion (time, the id of the event or call that saw it, transfer, and the
+    network's loads, peaks, carried bytes, busy times, recomputations and flows in flight then)
+    and the end state (event ids taken, events, generation, pending wake-up, stats), each
+    completion starting a follow-up of its size on its route at its instant; transfer ``i``
+    ends through an event where ``events[i]``, else through a call. ``lone``: the lone-flow
+    path on, else every closed form off (``fast_paths``)."""
+    env = CountingEnvironment()
+    net = _LoneComparedNetwork(env, fast_paths=lone)
+    for i, cap in enumerate(capacities_Bps):
+        net.add_resource(f"r{i}", cap)
+    seen: list[tuple[object, ...]] = []
+
+    def done(i: int) -> None:
+        seen.append(
+            (
+                float(env.now),
+                env._cur_eid,
+                i,
+                list(net.load_Bps),
+                list(net.peak_load_Bps),
+                list(net.carried_B),
+                list(net.busy_s),
+                net.recomputations,
+                net.in_flight(),
+            )
+        )
+        if i < len(xfers):
+            start(i + len(xfers), replace(xfers[i], latency_s=0.0))
+
+    def start(i: int, x: Xfer) -> None:
+        if events[i % len(xfers)]:
+            ev = net.transfer(x.route, x.size_B, x.latency_s, x.cap_Bps)
+            ev.callbacks.append(lambda _ev: done(i))
+        else:
+            net.transfer_then(partial(done, i), x.route, x.size_B, x.latency_s, x.cap_Bps)
+
+    start_each(env, xfers, start)
+    run_to_completion(env)
+    assert net.in_flight() == 0
+    end = (env._ids, env.events_scheduled, net._generation, net._wake_s, net.stats())
+    return seen, end, net
+
+
+_TICK_S = 2.0**-20  # capacities, sizes and times in powers of two: ends and arrivals coincide
+
+
+@st.composite
+def lone_scenarios(draw: st.DrawFn) -> tuple[list[float], list[Xfer], list[bool]]:
+    """Few resources and transfers arriving one by one, often on an empty network (lone
+    flows), often at the instant another one enters or ends; routes of 0 to 3 resources, some
+    crossing one twice (never lone)."""
+    n_res = draw(st.integers(1, 4))
+    caps = [
+        draw(st.one_of(st.sampled_from([2.0**30, 2.0**31, 2.0**33]), st.floats(1 * GB, 900 * GB)))
+        for _ in range(n_res)
+    ]
+    route_of = st.one_of(
+        st.lists(st.integers(0, n_res - 1), max_size=3, unique=True).map(tuple),
+        st.integers(0, n_res - 1).map(lambda r: (r, r)),
+    )
+    xfers = []
+    for _ in range(draw(st.integers(1, 10))):
+        route = draw(route_of)
+        size = draw(st.one_of(st.integers(1, 64).map(lambda k: k * 2.0**10), st.floats(1.0, 64e6)))
+        start = draw(st.one_of(st.integers(0, 48).map(lambda j: j * _TICK_S), st.floats(0, 1e-4)))
+        latency = draw(st.one_of(st.just(0.0), st.integers(1, 8).map(lambda j: j * _TICK_S / 2)))
+        cap = draw(st.one_of(st.just(math.inf), st.just(2.0**29), st.floats(0.5 * GB, 500 * GB)))
+        if not route and cap == math.inf and draw(st.booleans()):
+            cap = 2.0**28  # a route-less flow: at its cap, or at once (uncapped)
+        xfers.append(Xfer(route, size, start, latency, cap))
+    events = draw(st.lists(st.booleans(), min_size=len(xfers), max_size=len(xfers)))
+    return caps, xfers, events
+
+
+@SETTINGS
+@given(lone_scenarios())
+def test_lone_flows_equal_the_general_path(
+    scenario: tuple[list[float], list[Xfer], list[bool]],
+) -> None:
+    """A flow that enters an empty network and stays alone skips its class and settles, and
+    one that something joins gets its class then: every completion has the same time, event
+    id and order, and the network the same loads, peaks, carried bytes, busy times and
+    recomputations then, as on the general path (every closed form off); so do the event ids
+    and events in all, the wake-up generation and the stats at the end."""
+    caps, xfers, events = scenario
+    lone, lone_end, lone_net = _lone_run(caps, xfers, events, lone=True)
+    general, general_end, general_net = _lone_run(caps, xfers, events, lone=False)
+    assert lone == general
+    assert lone_end == general_end
+    assert general_net.entered == 0
+    assert lone_net.entered == lone_net.early + lone_net.late + lone_net.ended
+
+
+def test_lone_flows_joined_before_their_settle_in_flight_and_at_their_end() -> None:
+    """Lone flows that end alone, that another flow joins at their entry instant (before their
+    settle) or in flight, and at the instant they would end (the arrival's timer is older than
+    their wake-up, so it runs first), all as on the general path."""
+    caps = [2.0**30, 2.0**30]  # 2**10 bytes a tick
+    xfers = [
+        Xfer((0,), 2.0**10),  # alone, ends alone at tick 1; its follow-up enters alone
+        Xfer((1,), 2.0**10, start_s=2 * _TICK_S),  # joins that follow-up as it would end
+        Xfer((0, 1), 2.0**12, start_s=4 * _TICK_S),
+        Xfer((0,), 2.0**12, start_s=6 * _TICK_S),  # joins a flow in flight
+        Xfer((1,), 2.0**10, start_s=64 * _TICK_S),  # two at one instant: joined early
+        Xfer((0,), 2.0**10, start_s=64 * _TICK_S),
+    ]
+    events = [True, False, False, True, False, True]
+    lone, lone_end, lone_net = _lone_run(caps, xfers, events, lone=True)
+    general, general_end, _ = _lone_run(caps, xfers, events, lone=False)
+    assert lone == general and lone_end == general_end
+    assert (lone_net.entered, lone_net.early, lone_net.late, lone_net.ended) == (5, 2, 2, 1)
+    assert [(t, i) for t, _, i, *_ in lone[:3]] == [
+        (_TICK_S, 0),
+        (2 * _TICK_S, 6),
+        (3 * _TICK_S, 1),
+    ]
 
 
 def _completions_growing(

@@ -112,6 +112,23 @@ class _FlowClass:
             self.check_s = -math.inf
 
 
+@dataclass(slots=True)
+class _Lone:
+    """A flow that entered an empty network (no class, nothing pending), kept without a class
+    while it stays alone (:meth:`FluidNetwork._enter_lone`): what its class and flow would
+    hold, to build them the moment anything else enters (:meth:`FluidNetwork._materialise`)."""
+
+    key: FlowKey
+    size_B: float
+    done: simpy.Event | Callable[[], None]
+    label: str
+    entered_s: float
+    order: int
+    seq: int
+    rate_Bps: float = 0.0
+    """Its class's rate once settled (:meth:`FluidNetwork._settle_lone`); 0 before."""
+
+
 @dataclass(frozen=True)
 class ResourceStats:
     """What one resource carried over a run."""
@@ -133,6 +150,10 @@ class FluidNetwork:
     differ in the last bits) rather than re-solve the whole component (a test compares)."""
     """Settle in closed form where the general path's answer is known to be (a test switches
     them off to compare)."""
+    lone_flows = True
+    """With ``fast_paths``: a flow that enters an empty network gets no class, component or
+    settle of its own until something else enters (:meth:`_enter_lone`); the same floats,
+    events and event ids as the general path (a test compares)."""
 
     def __init__(self, env: CountingEnvironment, recorder: TraceRecorder = NULL_RECORDER) -> None:
         self.env = env
@@ -179,6 +200,8 @@ class FluidNetwork:
         """The loose resources the last optimistic solve would fill (:meth:`_fills`)."""
         self.grown = 0
         """Settles whose optimistic component was grown through a resource it would fill."""
+        self._lone: _Lone | None = None
+        """The flow alone in the network without a class (:meth:`_enter_lone`), if any."""
 
     def add_resource(self, name: str, capacity_Bps: float, group: str = "links") -> int:
         """Register a directional resource; returns its index for routes."""
@@ -268,7 +291,7 @@ class FluidNetwork:
 
     def in_flight(self) -> int:
         """Transfers currently sharing the network (past their latency, not finished)."""
-        return sum(len(c.flows) for c in self._classes.values())
+        return sum(len(c.flows) for c in self._classes.values()) + (self._lone is not None)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -282,26 +305,152 @@ class FluidNetwork:
         if size_B == 0:
             self._finish(done, None)
             return
+        if self._lone is not None:  # no longer alone: the general path takes it over
+            self._materialise(self._lone)
+        elif not self._classes and not self._settle_pending and self.fast_paths:
+            route = key[0]
+            if (
+                self.lone_flows
+                and not self.recorder.enabled
+                and (len(route) < 2 or len(set(route)) == len(route))
+            ):
+                self._enter_lone(key, size_B, done, label)
+                return
         self._last_s = now = float(self.env.now)
         cls = self._classes.get(key)
         if cls is None:
-            route = key[0]
-            cls = _FlowClass(
-                key,
-                next(self._order),
-                route=route,
-                cap_Bps=key[1],
-                ref_s=now,
-                distinct=len(set(route)) == len(route),
-            )
-            self._classes[key] = cls
-            for r in cls.route:
-                self._users.setdefault(r, set()).add(key)
+            cls = self._new_class(key, next(self._order), now)
         self._dirty_keys.add(key)
         self._add_demand(cls, 1)
         flow = _Flow(cls.virtual_at(now) + size_B, next(self._seq), done, size_B, now, label)
         heapq.heappush(cls.flows, (flow.finish_vB, flow.seq, flow))
         self._request_settle()
+
+    def _new_class(self, key: FlowKey, order: int, now: float) -> _FlowClass:
+        """A class for ``key``, its clock starting at ``now``, registered on its resources."""
+        route = key[0]
+        cls = _FlowClass(
+            key,
+            order,
+            route=route,
+            cap_Bps=key[1],
+            ref_s=now,
+            distinct=len(set(route)) == len(route),
+        )
+        self._classes[key] = cls
+        for r in route:
+            self._users.setdefault(r, set()).add(key)
+        return cls
+
+    def _enter_lone(
+        self, key: FlowKey, size_B: float, done: simpy.Event | Callable[[], None], label: str
+    ) -> None:
+        """:meth:`_enter` into an empty network (no class, no settle pending; a route that
+        crosses each resource once): the flow is kept as a :class:`_Lone`, its class's order
+        and its flow's sequence number taken as :meth:`_enter` takes them, and its settle
+        (:meth:`_settle_lone`) deferred where :meth:`_request_settle` defers the general one
+        (its call takes the same event id)."""
+        self._last_s = now = float(self.env.now)
+        self._lone = _Lone(key, size_B, done, label, now, next(self._order), next(self._seq))
+        self._settle_pending = True
+        self.env.defer(self._settle_lone)
+
+    def _settle_lone(self) -> None:
+        """:meth:`_settle` (:meth:`_settle_alone`, then :meth:`_reschedule`) for a lone flow:
+        the same floats (max-min of one class with one flow: its cap or its route's least
+        capacity; its clock from 0 at ``entered_s``), loads, peaks, recomputations, generation
+        and wake-up. If another flow entered meanwhile (the lone one has its class), the
+        general :meth:`_settle`."""
+        lone = self._lone
+        if lone is None:
+            self._settle()
+            return
+        self._settle_pending = False
+        self._last_s = now = float(self.env.now)
+        route, share = lone.key
+        capacity = self.capacity_Bps
+        for r in route:
+            if capacity[r] < share:  # capacity / 1 flow, as _settle_alone divides
+                share = capacity[r]
+        self.recomputations += 1
+        self._check.clear()  # _retime_begin with no class: no heap
+        self._heap_mode = False
+        # With no class, the last settle left every load at 0.0 (_retime_end zeroes a
+        # resource's load when its last class leaves): _flush would only move the clocks of
+        # the route's resources to now, and their loads become the share.
+        load, peak, since = self.load_Bps, self.peak_load_Bps, self._since_s
+        for r in route:
+            since[r] = now
+            load[r] = share
+            if share > peak[r]:
+                peak[r] = share
+        lone.rate_Bps = share
+        # _FlowClass.retime at the entry (clock 0, first flow at size_B), then _reschedule
+        next_s = now if share == math.inf else now + max(lone.size_B - 0.0, 0.0) / share
+        delay = max(next_s - now, 0.0)
+        self._generation += 1
+        self._wake_s = math.inf
+        if next_s < math.inf:
+            generation = self._generation
+            self._wake_s = self.env.now + delay
+            self.env.timeout(delay).callbacks.append(lambda _ev: self._wake_lone(generation))
+
+    def _wake_lone(self, generation: int) -> None:
+        """The wake-up :meth:`_settle_lone` scheduled: :meth:`_end_lone` unless it was
+        superseded, or its flow got a class meanwhile (then :meth:`_wake`, as the general path
+        scheduled it) or is not done yet (then it gets its class and :meth:`_wake` runs)."""
+        if generation != self._generation:
+            return  # superseded by a later recomputation
+        lone = self._lone
+        if lone is not None:
+            if self._end_lone(lone):
+                return
+            self._materialise(lone)
+        self._wake(generation)
+
+    def _end_lone(self, lone: _Lone) -> bool:
+        """:meth:`_wake` and its settle for a settled lone flow: whether :meth:`_wake`'s finish
+        test passes at now; if so the flow is done (resources brought up to now at its load,
+        then emptied; the settle's new generation, no wake-up) and its event or call
+        triggered. Changes nothing otherwise."""
+        now = float(self.env.now)
+        rate, size_B, entered_s = lone.rate_Bps, lone.size_B, lone.entered_s
+        virtual = 0.0 if now == entered_s else 0.0 + rate * (now - entered_s)
+        if not (
+            rate == math.inf
+            or size_B <= virtual * (1.0 + _FINISH_REL_TOL)
+            or (rate > 0 and now + (size_B - virtual) / rate <= now)
+        ):
+            return False
+        self._wake_s = math.inf
+        self._last_s = now
+        self._lone = None
+        route = lone.key[0]
+        self._flush(route, now)
+        load = self.load_Bps
+        for r in route:
+            load[r] = 0.0
+        self._generation += 1
+        self._finish(lone.done, now)
+        return True
+
+    def _materialise(self, lone: _Lone) -> None:
+        """Give the lone flow the class and flow the general path would hold by now: as
+        :meth:`_enter` left them while its settle is pending, as :meth:`_settle_alone` left them
+        after (loads, peaks, generation and wake-up are already the general path's)."""
+        self._lone = None
+        key, entered_s = lone.key, lone.entered_s
+        cls = self._new_class(key, lone.order, entered_s)
+        self._add_demand(cls, 1)
+        flow = _Flow(0.0 + lone.size_B, lone.seq, lone.done, lone.size_B, entered_s, lone.label)
+        heapq.heappush(cls.flows, (flow.finish_vB, flow.seq, flow))
+        if self._settle_pending:
+            self._dirty_keys.add(key)
+            return
+        rate = lone.rate_Bps
+        cls.load_Bps = rate
+        cls.rate_Bps = rate
+        cls.retime(entered_s)
 
     def _add_demand(self, cls: _FlowClass, sign: int) -> None:
         """A flow of ``cls`` entered (``sign`` 1) or left (-1): update what its resources'
