@@ -656,13 +656,24 @@ class FluidNetwork:
 
         With several classes (and ``fast_paths``) the loose resources are left out of the
         solve and only checked after (:meth:`_solve_without`): the same rates, and the same
-        ``None``, as the solve with them."""
+        ``None``, as the solve with them. Not the same ``_filled``, though: a loose resource
+        that sets a level in the solve with them holds other loose resources below theirs, so
+        the solve without them can fill more. With ``grow_components`` the component grows
+        through ``_filled``, and growing it through other resources would flush, solve and
+        retime other classes (the same rates, but carried bytes and loads added up in other
+        steps, so not the same floats); so a failed solve without them is redone with them,
+        counted as the one solve the general path makes."""
         if not loose:
             return self._solve(classes)
         capacity, load = self.capacity_Bps, self.load_Bps
         outside = {r: load[r] for r in loose}
         if self.fast_paths and len(classes) > 1:
-            return self._solve_without(classes, loose, outside)
+            rates = self._solve_without(classes, loose, outside)
+            if rates is not None or not self.grow_components:
+                return rates
+            self._filled.clear()
+            self.recomputations -= 1
+            outside = {r: load[r] for r in loose}  # _solve_without took contributions off
         for cls in (*classes, *self._gone):
             for r in cls.route:
                 if r in outside:
