@@ -112,7 +112,7 @@ import simpy
 from simpy.events import NORMAL
 
 from gpusim.engine.fluid import FluidNetwork
-from gpusim.engine.sim import CountingEnvironment
+from gpusim.engine.sim import CountingEnvironment, new_event_object
 from gpusim.hardware.gpu import GPURuntime
 from gpusim.hardware.occupancy import Occupancy, occupancy_of
 from gpusim.hardware.rates import GPURates
@@ -473,24 +473,16 @@ class TaskGroup:
 class _Batch(simpy.Event):
     """Tasks ``first .. first + k - 1`` of ``group`` running on one processor since
     ``start_s``: the payload of their transfer and, where they compute, the event of their
-    compute's end (built as :class:`_Bypassed` is, scheduled by the kernel)."""
+    compute's end (triggered when made, as :class:`_Bypassed` is, and scheduled by the kernel).
+    The kernel builds one per task, without the constructor (``new_event_object``): it sets
+    ``callbacks`` where the batch is an event, and the four fields below."""
 
     _ok = True
     _value = None
-
-    def __init__(
-        self,
-        callback: Callable[[_Batch], None],
-        group: TaskGroup,
-        first: int,
-        k: int,
-        start_s: float,
-    ) -> None:
-        self.callbacks = [callback]
-        self.group = group
-        self.first = first
-        self.k = k
-        self.start_s = start_s
+    group: TaskGroup
+    first: int
+    k: int
+    start_s: float
 
 
 class PersistentKernel:
@@ -542,6 +534,9 @@ class PersistentKernel:
         """Deliveries held in the subscriber's virtual clock (:meth:`deliver_later`), a heap of
         (arrival time, event id, tasks, group)."""
         self._in_done = False
+        # bound once: every task's callbacks
+        self._done = self._task_done
+        self._computed = self._compute_done
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -715,7 +710,7 @@ class PersistentKernel:
         idle = self._idle
         if not idle or not ready:
             return
-        env = self.env
+        env = self._cenv
         now = env._now
         s = self._sched_s
         latency = self._latency_s
@@ -740,23 +735,26 @@ class PersistentKernel:
                 t = g.ready_s
             sched_free = t = t + s  # the first task's assignment; the others' at the batch's end
             start = t + latency
+            b = new_event_object(_Batch)
+            b.group = g
+            b.first = first
+            b.k = k
+            b.start_s = start
             compute = g.compute_s if k == 1 else k * g.compute_s + (k - 1) * latency
             if g.flow_B <= 0:
-                env.schedule(
-                    _Batch(self._task_done, g, first, k, start), NORMAL, start + compute - now
-                )
+                b.callbacks = [self._done]
+                env.schedule(b, NORMAL, start + compute - now)
             elif compute > 0:
-                env.schedule(
-                    _Batch(self._compute_done, g, first, k, start), NORMAL, start + compute - now
-                )
-            else:
+                b.callbacks = [self._computed]
+                env.schedule(b, NORMAL, start + compute - now)
+            else:  # transfer only: the batch is the transfer's payload, not an event
                 self.gate.send(
                     g.flow_route,
                     k * g.flow_B,
                     start - now + k * g.flow_latency_s,
                     g.flow_cap_Bps,
-                    self._task_done,
-                    _Batch(self._task_done, g, first, k, start),
+                    self._done,
+                    b,
                 )
         self._idle = idle
         self._sched_free_s = sched_free
@@ -765,13 +763,14 @@ class PersistentKernel:
     def _compute_done(self, b: _Batch) -> None:
         g, k = b.group, b.k
         self.gate.send(
-            g.flow_route, k * g.flow_B, k * g.flow_latency_s, g.flow_cap_Bps, self._task_done, b
+            g.flow_route, k * g.flow_B, k * g.flow_latency_s, g.flow_cap_Bps, self._done, b
         )
 
     def _task_done(self, b: _Batch) -> None:
-        if self._held:
+        now = self._cenv._now
+        held = self._held
+        if held and held[0][0] <= now:  # a later head has not passed: no call
             self._catch_up()
-        now = self.env._now
         g, k = b.group, b.k
         acc = g.acc
         if k > 1:
@@ -789,8 +788,9 @@ class PersistentKernel:
             self._in_done = True  # deliveries it holds for this kernel wait for the _assign
             on_done(g, b.first, k)
             self._in_done = False
-        self._open -= k
-        if self._open == 0:
+        left = self._open - k
+        self._open = left
+        if not left:
             self._fulfil(0)
         elif self._ready:
             self._assign()

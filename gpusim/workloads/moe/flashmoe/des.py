@@ -260,6 +260,13 @@ class _Run:
                 )
             )
             return
+        # what each GEMM1 task's end needs, found once per row tile: the source's kernel, the
+        # delay of the results' flag and the combine tasks' flow
+        back = (
+            self.kernels[pkt.src],
+            pkt.back_latency_s + self._handoff_s,
+            self.combine_flow(pkt.src, rows),
+        )
         self.kernels[pkt.dst].submit(
             TaskGroup(
                 "gemm1",
@@ -270,16 +277,16 @@ class _Run:
                 flow_B=float(rows * plan.tile_n * plan.element_bytes),
                 flow_latency_s=pkt.back_latency_s,
                 flow_cap_Bps=plan.grid.block_stream_Bps,
-                data=(pkt, rows),
+                data=back,
             )
         )
 
     def gemm1_done(self, group: TaskGroup, _first: int, count: int) -> None:
-        pkt, rows = group.data
+        kernel, delay_s, (route, size_B, cap) = group.data
         # the results' flag reaches the source's subscriber after the write's latency and the
         # handoff: held in its virtual clock, without an event while its processors are busy
-        self.kernels[pkt.src].deliver_later(
-            pkt.back_latency_s + self._handoff_s, count, self.combine_group(pkt.src, rows, count)
+        kernel.deliver_later(
+            delay_s, count, TaskGroup("combine", count, 0.0, None, route, size_B, 0.0, cap)
         )
 
     def gemm1_done_rdma(self, group: TaskGroup, _first: int, count: int) -> None:
@@ -307,15 +314,20 @@ class _Run:
         src, rows, count = cast(tuple[int, int, int], ev.value)
         self.kernels[src].deliver(count, self.combine_group(src, rows, count))
 
-    def combine_group(self, src: int, rows: int, count: int) -> TaskGroup:
-        """``count`` combine tasks of a returned tile of ``rows`` rows at ``src``."""
+    def combine_flow(self, src: int, rows: int) -> tuple[tuple[int, ...], float, float]:
+        """The HBM route, bytes and cap of a combine task of a returned tile of ``rows`` rows
+        at ``src``."""
         key = (src, rows)
         flow = self._combine_flow.get(key)
         if flow is None:
             plan = self.plans[src]
             flow = ((self.hbm(src),), plan.combine_B(rows), plan.grid.block_stream_Bps)
             self._combine_flow[key] = flow
-        route, size_B, cap = flow
+        return flow
+
+    def combine_group(self, src: int, rows: int, count: int) -> TaskGroup:
+        """``count`` combine tasks of a returned tile of ``rows`` rows at ``src``."""
+        route, size_B, cap = self.combine_flow(src, rows)
         return TaskGroup("combine", count, 0.0, None, route, size_B, 0.0, cap)
 
 
