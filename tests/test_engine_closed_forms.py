@@ -98,6 +98,23 @@ def test_multi_hop_path_runs_at_its_narrowest_link() -> None:
     assert net.peak_load_Bps == pytest.approx([min(caps)] * 3, rel=REL)
 
 
+def test_a_resource_crossed_twice_carries_each_byte_twice() -> None:
+    # A copy within one memory (read and write on the same 100 GB/s resource) alone, capped
+    # above the bound, or beside a flow elsewhere: each byte takes the resource twice, so the
+    # copy runs at half its capacity, whichever solve path times it.
+    bw, size = 100 * GB, 4e6
+    for xfers in (
+        [Xfer((0, 0), size)],
+        [Xfer((0, 0), size, cap_Bps=80 * GB)],
+        [Xfer((0, 0), size), Xfer((1,), size)],
+    ):
+        times, net = simulate([bw, bw], xfers)
+        assert times[0] == pytest.approx(size / (bw / 2), rel=REL)
+        assert net.carried_B[0] == pytest.approx(2 * size, rel=REL)
+    assert max_min_fair_rates([(0, 0)], [1], [math.inf], [bw]) == [bw / 2]
+    assert max_min_fair_rates([(0, 1, 0)], [2], [math.inf], [bw, bw]) == [bw / 4]
+
+
 def test_early_finisher_frees_its_bandwidth() -> None:
     # Sizes S and 3S start together on one link of bandwidth bw:
     #   both run at bw/2 until the small one has S bytes: t1 = S / (bw/2) = 2S/bw;

@@ -760,7 +760,7 @@ class FluidNetwork:
     def _solve(self, classes: list[_FlowClass]) -> list[float]:
         """Max-min rates of ``classes`` (one connected component); a lone class inline."""
         capacity = self.capacity_Bps
-        if len(classes) == 1:  # alone in its component: the closed form, inline
+        if len(classes) == 1 and classes[0].distinct:  # alone: the closed form, inline
             only = classes[0]
             share = only.cap_Bps
             n_flows = len(only.flows)

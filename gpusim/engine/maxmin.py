@@ -36,7 +36,9 @@ def max_min_fair_rates(
     every class is fixed.
     """
     n = len(routes)
-    if n == 1 and counts[0] > 0:  # the common uncontended case, in closed form
+    if n == 1 and counts[0] > 0 and len(set(routes[0])) == len(routes[0]):
+        # the common uncontended case, in closed form (a resource the route crosses twice
+        # carries each flow twice: the general solve counts it so)
         share = min((capacity_Bps[r] / counts[0] for r in routes[0]), default=math.inf)
         return [min(share, caps_Bps[0])]
     rates = [0.0] * n
