@@ -180,6 +180,9 @@ class SweepProgress:
     skipped: int = 0
     done: int = 0
     failed: int = 0
+    worker_cpu_s: float = 0.0
+    """CPU seconds the workers spent running the points taken in so far (each point's
+    :attr:`PointOutcome.cpu_s`: its simulation and result, not its resolution)."""
 
     @property
     def remaining(self) -> int:
@@ -370,6 +373,7 @@ def _store(
     """Store the results of one task, which arrived together: the finished ones in one write."""
     finished = []
     for result in results:
+        outcome.progress.worker_cpu_s += result.cpu_s
         if result.record is not None:
             if result.trace is not None:
                 store.write_trace(result.scenario_hash, result.trace)
