@@ -20,6 +20,7 @@ from __future__ import annotations
 import pickle
 import time
 import traceback
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future
@@ -93,18 +94,21 @@ def run_batch(batch: list[tuple[ResolvedScenario, str]]) -> list[PointOutcome]:
 
 @dataclass(frozen=True)
 class BaseParcel:
-    """A sweep's base as a task carries it: its token and its pickle, made once by the calling
-    process (not once per task); a worker unpickles it the first time it meets the token."""
+    """A sweep's base as a task carries it: its token and its pickle, compressed, made once by
+    the calling process (not once per task); a worker opens it the first time it meets the
+    token. Compressed, FlashMoE on 2 x H100 is 11 KB a task instead of 73 KB (less to copy
+    through the pipe to a worker per task, and no write that outgrows the pipe's buffer)."""
 
     token: str
     payload: bytes
+    """The base's pickle, zlib-compressed."""
 
     @classmethod
     def of(cls, base: SweepBase) -> BaseParcel:
         """The parcel of ``base`` as it is now: the token says how many documents its cache
         holds (a base whose cache has grown since is another parcel)."""
         token = f"{base.token}+{len(base.cache.docs)}"
-        return cls(token, pickle.dumps(base, protocol=pickle.HIGHEST_PROTOCOL))
+        return cls(token, zlib.compress(pickle.dumps(base, protocol=pickle.HIGHEST_PROTOCOL)))
 
     def current(self, base: SweepBase) -> BaseParcel:
         """This parcel, or a new one when ``base``'s cache has grown since it was made."""
@@ -112,7 +116,7 @@ class BaseParcel:
 
     def open(self) -> SweepBase:
         """The base."""
-        base = pickle.loads(self.payload)
+        base = pickle.loads(zlib.decompress(self.payload))
         if not isinstance(base, SweepBase):
             raise TypeError(f"a base parcel holds a {type(base).__name__}, not a SweepBase")
         return base
