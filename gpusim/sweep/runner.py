@@ -42,7 +42,8 @@ BATCH_TARGET_S = 0.05
 MAX_BATCH = 512
 """The most points one task carries."""
 MAX_IN_FLIGHT = 64
-"""Tasks submitted and not yet collected, at most (the rest wait in the parent, as overrides)."""
+"""Tasks submitted and not yet collected, at most (the rest wait in the parent, as overrides);
+more are submitted once no more than half that many are left."""
 
 
 @dataclass(frozen=True)
@@ -291,6 +292,10 @@ def run_sweep(
 
     def submit() -> None:
         nonlocal parcel
+        if len(futures) > max_in_flight // 2:
+            # topped up in bursts, not a task per task taken in: a ProcessPoolExecutor's
+            # thread wakes for every submit, and once for a burst
+            return
         while queue and len(futures) < max_in_flight:
             chunk = [queue.popleft() for _ in range(min(sizer.size(), len(queue)))]
             if base is not None and parcel is not None:
