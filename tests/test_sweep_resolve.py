@@ -244,6 +244,42 @@ def test_a_point_made_from_a_template_is_the_point_resolved(tmp_path: Path) -> N
         assert made > 50 and refused > 50
 
 
+def test_planning_with_templates_validates_as_each_point_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SweepBase.resolve (planning, checked) on random number overrides: each point the
+    scenario resolved alone, or the same SpecError; also from a base whose workload the
+    general path changes (a relative routing trace file made absolute; the current folder
+    holds it too, so the relative path would pass the checks)."""
+    monkeypatch.chdir(tmp_path)
+    rng = random.Random(5)
+    moe = _moe_base(tmp_path)
+    traced = json.loads(moe.read_text())
+    traced["workload"]["routing"] = {"distribution": "trace", "trace_file": "trace.json"}
+    (tmp_path / "trace.json").write_text(json.dumps([[1] * 32]))
+    traced_file = tmp_path / "traced.json"
+    traced_file.write_text(json.dumps(traced))
+    for base_file in (moe, traced_file):
+        spec = SweepSpec.model_validate({"name": "t", "base": str(base_file)})
+        base = sweep_base(spec, base_file)
+        made = refused = 0
+        for _ in range(150):
+            overrides = _random_workload_values(rng)
+            try:
+                alone = load_scenario(base_file, overrides)
+            except SpecError as exc:
+                with pytest.raises(SpecError) as planned:
+                    base.resolve(overrides)
+                assert str(planned.value) == str(exc), overrides
+                refused += 1
+                continue
+            point = base.resolve(overrides)
+            assert point == alone and point.content_hash == alone.content_hash, overrides
+            made += 1
+        assert made > 20 and refused > 20
+    assert Path(point.workload.routing.trace_file).is_absolute()  # type: ignore[union-attr]
+
+
 def test_a_template_is_not_taken_where_it_does_not_apply(tmp_path: Path) -> None:
     base_file = _launch_base(tmp_path)
     raw = json.loads(base_file.read_text())

@@ -26,6 +26,7 @@ from gpusim.spec.provenance import (
     Loc,
     M,
     Provenance,
+    _within_magnitude,
     check_magnitudes,
     data_loc,
     read_json,
@@ -448,15 +449,17 @@ def only_workload_values(overrides: dict[str, Any]) -> bool:
 
 
 def resolve_like(
-    template: ResolvedScenario, raw: Any, overrides: dict[str, Any]
+    template: ResolvedScenario, raw: Any, overrides: dict[str, Any], checked: bool = False
 ) -> ResolvedScenario | None:
-    """:func:`resolve_validated` of the scenario ``raw`` with ``overrides``, made from
-    ``template``: a scenario resolved from the same ``raw``, without reading a file, with
-    overrides that all passed :func:`only_workload_values`. The template's name, description,
-    topology and profile (the same objects), with the workload and options validated from
-    ``raw``'s and the overrides; its content hash is not computed. None when the overrides
-    do not pass :func:`only_workload_values`, go through a reference or do not validate: the
-    caller then takes the general path (which blames what is wrong)."""
+    """:func:`resolve_validated` of the scenario ``raw`` with ``overrides`` (with ``checked``,
+    :func:`scenario_from_dict`: the checks that can only refuse it run too), made from
+    ``template``: a scenario resolved (and, with ``checked``, checked) from the same ``raw``
+    with overrides that all passed :func:`only_workload_values`, without reading a file. The
+    template's name, description, topology and profile (the same objects), with the workload
+    and options validated from ``raw``'s and the overrides; its content hash is not computed.
+    None when the overrides do not pass :func:`only_workload_values`, go through a reference,
+    do not validate or fail a check: the caller then takes the general path (which blames
+    what is wrong)."""
     if not isinstance(raw, dict) or not only_workload_values(overrides):
         return None
     workload, options = raw.get("workload"), raw.get("options")
@@ -468,11 +471,16 @@ def resolve_like(
     try:
         for dotted, value in overrides.items():
             apply_override(doc, dotted, value, "<template>", _no_inlining)
+        if checked and not _within_magnitude(doc):
+            return None
         update = {"workload": _WORKLOAD_ADAPTER.validate_python(doc["workload"])}
         if "options" in doc:
             update["options"] = Options.model_validate(doc["options"])
     except (SpecError, _ReferenceError, ValidationError):
         return None
+    if checked:  # the template's topology was checked; the workload is checked against it
+        for _ in check_workload_against_topology(update["workload"], template.topology):
+            return None
     scenario = template.model_copy(update=update)
     scenario.__dict__.pop("content_hash", None)  # the template's, copied with its fields
     return scenario

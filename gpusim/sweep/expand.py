@@ -75,8 +75,19 @@ class SweepBase:
     token: str = ""
 
     def resolve(self, overrides: dict[str, Any]) -> ResolvedScenario:
-        """The scenario of the base with ``overrides`` (dotted paths), validated."""
-        return scenario_from_dict(self.raw, self.file, overrides, self.cache)
+        """The scenario of the base with ``overrides`` (dotted paths), validated. Once a point
+        has resolved, the points that only set numbers in the workload and options are made
+        from it (see :func:`~gpusim.spec.loading.resolve_like`; what fails goes the general
+        way, which blames it)."""
+        template = _TEMPLATES.get((id(self), True))
+        if template is not None and template[0] is self:
+            quick = resolve_like(template[1], self.raw, overrides, checked=True)
+            if quick is not None:
+                return quick
+        scenario = scenario_from_dict(self.raw, self.file, overrides, self.cache)
+        if only_workload_values(overrides):
+            _keep_template(self, True, overrides, scenario)
+        return scenario
 
     def resolve_validated(self, overrides: dict[str, Any], scenario_hash: str) -> ResolvedScenario:
         """The scenario of a point validated before (by :meth:`resolve`, of this base or a
@@ -88,7 +99,7 @@ class SweepBase:
         points that only set numbers in the workload and options are made from it (see
         :func:`~gpusim.spec.loading.resolve_like`: a per-token MoE point resolves in about half
         the time)."""
-        template = _TEMPLATES.get(id(self))
+        template = _TEMPLATES.get((id(self), False))
         if template is not None and template[0] is self:
             quick = resolve_like(template[1], self.raw, overrides)
             if quick is not None:
@@ -98,9 +109,7 @@ class SweepBase:
         if not read_files:
             scenario.know_content_hash(scenario_hash)
             if only_workload_values(overrides):
-                while len(_TEMPLATES) >= _TEMPLATES_KEPT:
-                    _TEMPLATES.pop(next(iter(_TEMPLATES)))
-                _TEMPLATES[id(self)] = (self, scenario)
+                _keep_template(self, False, overrides, scenario)
         elif scenario.content_hash != scenario_hash:
             raise SpecError(
                 self.file,
@@ -111,11 +120,26 @@ class SweepBase:
         return scenario
 
 
-_TEMPLATES: dict[int, tuple[SweepBase, ResolvedScenario]] = {}
-"""By base (its id; the base kept, so the id is not reused): a scenario resolved from it without
-reading a file, whose overrides only set numbers in the workload and options (in a worker, see
-:meth:`SweepBase.resolve_validated`)."""
-_TEMPLATES_KEPT = 4
+_TEMPLATES: dict[tuple[int, bool], tuple[SweepBase, ResolvedScenario]] = {}
+"""By base (its id; the base kept, so the id is not reused) and whether checked: a scenario
+resolved from it whose overrides only set numbers in the workload and options (checked: by
+:meth:`SweepBase.resolve`; unchecked: by :meth:`SweepBase.resolve_validated`, without reading a
+file)."""
+_TEMPLATES_KEPT = 8
+
+
+def _keep_template(
+    base: SweepBase, checked: bool, overrides: dict[str, Any], scenario: ResolvedScenario
+) -> None:
+    """Keep ``scenario`` as the base's template if it makes itself again: a base whose workload
+    the general path changes on the way (a relative routing trace file made absolute, a model
+    or resource report inlined) never serves as one."""
+    again = resolve_like(scenario, base.raw, overrides, checked)
+    if again is None or again != scenario or again.model_dump_json() != scenario.model_dump_json():
+        return
+    while len(_TEMPLATES) >= _TEMPLATES_KEPT:
+        _TEMPLATES.pop(next(iter(_TEMPLATES)))
+    _TEMPLATES[(id(base), checked)] = (base, scenario)
 
 
 def sweep_base(sweep: SweepSpec, sweep_file: str | Path) -> SweepBase:
