@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +81,7 @@ class SweepBase:
         from it (see :func:`~gpusim.spec.loading.resolve_like`; what fails goes the general
         way, which blames it)."""
         template = _TEMPLATES.get((id(self), True))
-        if template is not None and template[0] is self:
+        if template is not None and template[0]() is self:
             quick = resolve_like(template[1], self.raw, overrides, checked=True)
             if quick is not None:
                 return quick
@@ -100,7 +101,7 @@ class SweepBase:
         :func:`~gpusim.spec.loading.resolve_like`: a per-token MoE point resolves in about half
         the time)."""
         template = _TEMPLATES.get((id(self), False))
-        if template is not None and template[0] is self:
+        if template is not None and template[0]() is self:
             quick = resolve_like(template[1], self.raw, overrides)
             if quick is not None:
                 quick.know_content_hash(scenario_hash)
@@ -120,8 +121,8 @@ class SweepBase:
         return scenario
 
 
-_TEMPLATES: dict[tuple[int, bool], tuple[SweepBase, ResolvedScenario]] = {}
-"""By base (its id; the base kept, so the id is not reused) and whether checked: a scenario
+_TEMPLATES: dict[tuple[int, bool], tuple[weakref.ref[SweepBase], ResolvedScenario]] = {}
+"""By base (its id, and a weak reference that tells a reused id) and whether checked: a scenario
 resolved from it whose overrides only set numbers in the workload and options (checked: by
 :meth:`SweepBase.resolve`; unchecked: by :meth:`SweepBase.resolve_validated`, without reading a
 file)."""
@@ -139,7 +140,7 @@ def _keep_template(
         return
     while len(_TEMPLATES) >= _TEMPLATES_KEPT:
         _TEMPLATES.pop(next(iter(_TEMPLATES)))
-    _TEMPLATES[(id(base), checked)] = (base, scenario)
+    _TEMPLATES[(id(base), checked)] = (weakref.ref(base), scenario)
 
 
 def sweep_base(sweep: SweepSpec, sweep_file: str | Path) -> SweepBase:
