@@ -80,13 +80,13 @@ class SweepBase:
         has resolved, the points that only set numbers in the workload and options are made
         from it (see :func:`~gpusim.spec.loading.resolve_like`; what fails goes the general
         way, which blames it)."""
-        template = _TEMPLATES.get((id(self), True))
-        if template is not None and template[0]() is self:
-            quick = resolve_like(template[1], self.raw, overrides, checked=True)
+        known, template = _template_of(self, True)
+        if template is not None:
+            quick = resolve_like(template, self.raw, overrides, checked=True)
             if quick is not None:
                 return quick
         scenario = scenario_from_dict(self.raw, self.file, overrides, self.cache)
-        if only_workload_values(overrides):
+        if not known and only_workload_values(overrides):
             _keep_template(self, True, overrides, scenario)
         return scenario
 
@@ -100,16 +100,16 @@ class SweepBase:
         points that only set numbers in the workload and options are made from it (see
         :func:`~gpusim.spec.loading.resolve_like`: a per-token MoE point resolves in about half
         the time)."""
-        template = _TEMPLATES.get((id(self), False))
-        if template is not None and template[0]() is self:
-            quick = resolve_like(template[1], self.raw, overrides)
+        known, template = _template_of(self, False)
+        if template is not None:
+            quick = resolve_like(template, self.raw, overrides)
             if quick is not None:
                 quick.know_content_hash(scenario_hash)
                 return quick
         scenario, read_files = resolve_validated(self.raw, self.file, overrides, self.cache)
         if not read_files:
             scenario.know_content_hash(scenario_hash)
-            if only_workload_values(overrides):
+            if not known and only_workload_values(overrides):
                 _keep_template(self, False, overrides, scenario)
         elif scenario.content_hash != scenario_hash:
             raise SpecError(
@@ -121,12 +121,20 @@ class SweepBase:
         return scenario
 
 
-_TEMPLATES: dict[tuple[int, bool], tuple[weakref.ref[SweepBase], ResolvedScenario]] = {}
+_TEMPLATES: dict[tuple[int, bool], tuple[weakref.ref[SweepBase], ResolvedScenario | None]] = {}
 """By base (its id, and a weak reference that tells a reused id) and whether checked: a scenario
 resolved from it whose overrides only set numbers in the workload and options (checked: by
 :meth:`SweepBase.resolve`; unchecked: by :meth:`SweepBase.resolve_validated`, without reading a
-file)."""
+file), or None for a base that cannot serve one."""
 _TEMPLATES_KEPT = 8
+
+
+def _template_of(base: SweepBase, checked: bool) -> tuple[bool, ResolvedScenario | None]:
+    """Whether the base's template was looked for already, and the template."""
+    entry = _TEMPLATES.get((id(base), checked))
+    if entry is None or entry[0]() is not base:
+        return False, None
+    return True, entry[1]
 
 
 def _keep_template(
@@ -134,13 +142,12 @@ def _keep_template(
 ) -> None:
     """Keep ``scenario`` as the base's template if it makes itself again: a base whose workload
     the general path changes on the way (a relative routing trace file made absolute, a model
-    or resource report inlined) never serves as one."""
+    or resource report inlined) never serves as one (and is not tried again)."""
     again = resolve_like(scenario, base.raw, overrides, checked)
-    if again is None or again != scenario or again.model_dump_json() != scenario.model_dump_json():
-        return
+    same = again == scenario and again.model_dump_json() == scenario.model_dump_json()
     while len(_TEMPLATES) >= _TEMPLATES_KEPT:
         _TEMPLATES.pop(next(iter(_TEMPLATES)))
-    _TEMPLATES[(id(base), checked)] = (weakref.ref(base), scenario)
+    _TEMPLATES[(id(base), checked)] = (weakref.ref(base), scenario if same else None)
 
 
 def sweep_base(sweep: SweepSpec, sweep_file: str | Path) -> SweepBase:
