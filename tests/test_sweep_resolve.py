@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import random
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,13 @@ from typer.testing import CliRunner
 from gpusim.cli import app
 from gpusim.errors import SpecError
 from gpusim.limits import Limits
-from gpusim.spec.loading import InlineCache, load_scenario, resolve_validated, scenario_from_dict
+from gpusim.spec.loading import (
+    InlineCache,
+    load_scenario,
+    resolve_like,
+    resolve_validated,
+    scenario_from_dict,
+)
 from gpusim.spec.provenance import MAX_MAGNITUDE, Provenance, _blame_magnitudes, check_magnitudes
 from gpusim.sweep import ResultStore, SweepSpec, plan_points
 from gpusim.sweep.expand import sweep_base
@@ -180,6 +187,115 @@ def test_a_worker_checks_the_hash_of_a_point_that_reads_a_file(tmp_path: Path) -
     fresh = sweep_base(SweepSpec.model_validate({"name": "w", "base": str(base_file)}), base_file)
     with pytest.raises(SpecError, match="not the one validated"):
         fresh.resolve_validated(points[0].overrides, points[0].scenario_hash)
+
+
+def _moe_base(tmp_path: Path) -> Path:
+    raw = json.loads((ROOT / "workloads/moe_fm1_flashmoe_2xh100.json").read_text())
+    raw["topology"] = str(ROOT / "topologies/hgx_h100_8gpu.json")
+    raw["workload"]["routing"] = {"sampling": "per_token"}
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def _random_workload_values(rng: random.Random) -> dict[str, Any]:
+    """Overrides of numbers in a MoE workload and its options, some of them invalid."""
+    choices: dict[str, Any] = {
+        "workload.tokens_per_gpu": lambda: rng.choice([0, 1, 7, 1024, 4096, 3.5, -2]),
+        "workload.experts": lambda: rng.choice([2, 8, 9, 64, 206, 0]),
+        "workload.top_k": lambda: rng.choice([1, 2, 4, 300]),
+        "workload.capacity_factor": lambda: rng.choice([0.5, 1.0, 1.25, 2, -1.0, None]),
+        "workload.routing.zipf_s": lambda: rng.choice([0.0, 1.1, 2]),
+        "workload.strategy.cap": lambda: 3,  # not a field: refused
+        "options.seed": lambda: rng.randrange(1000),
+        "options.trace": lambda: rng.choice([True, False, 1.5]),
+        "options.fidelity": lambda: None,
+    }
+    keys = rng.sample(sorted(choices), rng.randint(0, 4))
+    return {key: choices[key]() for key in keys}
+
+
+def test_a_point_made_from_a_template_is_the_point_resolved(tmp_path: Path) -> None:
+    """resolve_like on random number overrides: the scenario the general path resolves (equal,
+    with the same JSON and content hash), or None exactly where that path refuses."""
+    rng = random.Random(17)
+    for base_file in (_moe_base(tmp_path), _launch_base(tmp_path)):
+        raw = json.loads(base_file.read_text())
+        cache = InlineCache()
+        template, _ = resolve_validated(raw, base_file, {"options.seed": 1}, cache)
+        made = refused = 0
+        for _ in range(300):
+            overrides = _random_workload_values(rng)
+            if "kernel" in json.dumps(raw["workload"]):  # the launch chain: its own numbers
+                overrides = {k: v for k, v in overrides.items() if k.startswith("options.")}
+                overrides["workload.kernel.bytes_read"] = rng.choice([1, 4096, 1.5, -3])
+            quick = resolve_like(template, raw, overrides)
+            try:
+                slow, _ = resolve_validated(raw, base_file, overrides, cache)
+            except SpecError:
+                assert quick is None, overrides
+                refused += 1
+                continue
+            assert quick is not None, overrides
+            assert quick == slow, overrides
+            assert quick.model_dump_json() == slow.model_dump_json()
+            assert quick.content_hash == slow.content_hash, overrides
+            made += 1
+        assert made > 50 and refused > 50
+
+
+def test_planning_with_templates_validates_as_each_point_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SweepBase.resolve (planning, checked) on random number overrides: each point the
+    scenario resolved alone, or the same SpecError; also from a base whose workload the
+    general path changes (a relative routing trace file made absolute; the current folder
+    holds it too, so the relative path would pass the checks)."""
+    monkeypatch.chdir(tmp_path)
+    rng = random.Random(5)
+    moe = _moe_base(tmp_path)
+    traced = json.loads(moe.read_text())
+    traced["workload"]["routing"] = {"distribution": "trace", "trace_file": "trace.json"}
+    (tmp_path / "trace.json").write_text(json.dumps([[1] * 32]))
+    traced_file = tmp_path / "traced.json"
+    traced_file.write_text(json.dumps(traced))
+    for base_file in (moe, traced_file):
+        spec = SweepSpec.model_validate({"name": "t", "base": str(base_file)})
+        base = sweep_base(spec, base_file)
+        made = refused = 0
+        for _ in range(150):
+            overrides = _random_workload_values(rng)
+            try:
+                alone = load_scenario(base_file, overrides)
+            except SpecError as exc:
+                with pytest.raises(SpecError) as planned:
+                    base.resolve(overrides)
+                assert str(planned.value) == str(exc), overrides
+                refused += 1
+                continue
+            point = base.resolve(overrides)
+            assert point == alone and point.content_hash == alone.content_hash, overrides
+            made += 1
+        assert made > 20 and refused > 20
+    assert Path(point.workload.routing.trace_file).is_absolute()  # type: ignore[union-attr]
+
+
+def test_a_template_is_not_taken_where_it_does_not_apply(tmp_path: Path) -> None:
+    base_file = _launch_base(tmp_path)
+    raw = json.loads(base_file.read_text())
+    template, _ = resolve_validated(raw, base_file, {}, InlineCache())
+    for overrides in (
+        {"topology.links.0.latency_ns": 900.0},  # not the workload
+        {"profile.launch.launch_api_us.value": 3.0},
+        {"name": "other"},
+        {"workload.kernel.name": "k2"},  # a string may be a reference
+        {"workload.kernel": {"bytes_read": 1}},  # an object may hold one
+        {"options.fidelity": "des"},
+    ):
+        assert resolve_like(template, raw, overrides) is None, overrides
+    assert resolve_like(template, "not a scenario", {"options.seed": 2}) is None
+    by_name = {**raw, "workload": "launch_bound_chain_h100_pcie.json"}  # a reference
+    assert resolve_like(template, by_name, {"options.seed": 2}) is None
 
 
 def test_an_unchecked_model_is_not_taken_by_a_checked_resolution(tmp_path: Path) -> None:

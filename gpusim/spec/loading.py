@@ -26,6 +26,7 @@ from gpusim.spec.provenance import (
     Loc,
     M,
     Provenance,
+    _within_magnitude,
     check_magnitudes,
     data_loc,
     read_json,
@@ -38,7 +39,7 @@ from gpusim.spec.resources import (
     KernelResourcesRef,
     ResourceReport,
 )
-from gpusim.spec.scenario import ResolvedScenario
+from gpusim.spec.scenario import Options, ResolvedScenario
 from gpusim.spec.topology import Topology
 from gpusim.spec.workload import Workload
 
@@ -422,6 +423,67 @@ def resolve_validated(
     did, the caller compares content hashes to know."""
     scenario, prov = _resolve(raw, file, overrides, cache, checked=False)
     return scenario, prov.read_files
+
+
+_PLAIN_VALUES = frozenset({int, float, bool, type(None)})
+"""The exact types of the override values :func:`resolve_like` takes (never a reference)."""
+_WORKLOAD_ADAPTER: TypeAdapter[Any] = TypeAdapter(Workload)
+
+
+class _ReferenceError(Exception):
+    """An override went through a reference (:func:`resolve_like` leaves it to the general
+    path)."""
+
+
+def _no_inlining(kind: str, ref: str, loc: Loc) -> Any:
+    raise _ReferenceError(kind)
+
+
+def only_workload_values(overrides: dict[str, Any]) -> bool:
+    """Whether every override sets a number, a boolean or null under ``workload`` or
+    ``options`` (what :func:`resolve_like` resolves)."""
+    return all(
+        type(value) in _PLAIN_VALUES and dotted.startswith(("workload.", "options."))
+        for dotted, value in overrides.items()
+    )
+
+
+def resolve_like(
+    template: ResolvedScenario, raw: Any, overrides: dict[str, Any], checked: bool = False
+) -> ResolvedScenario | None:
+    """:func:`resolve_validated` of the scenario ``raw`` with ``overrides`` (with ``checked``,
+    :func:`scenario_from_dict`: the checks that can only refuse it run too), made from
+    ``template``: a scenario resolved (and, with ``checked``, checked) from the same ``raw``
+    with overrides that all passed :func:`only_workload_values`, without reading a file. The
+    template's name, description, topology and profile (the same objects), with the workload
+    and options validated from ``raw``'s and the overrides; its content hash is not computed.
+    None when the overrides do not pass :func:`only_workload_values`, go through a reference,
+    do not validate or fail a check: the caller then takes the general path (which blames
+    what is wrong)."""
+    if not isinstance(raw, dict) or not only_workload_values(overrides):
+        return None
+    workload, options = raw.get("workload"), raw.get("options")
+    if not isinstance(workload, dict) or not isinstance(options, dict | None):
+        return None
+    doc: dict[str, Any] = {"workload": _copy_json(workload)}
+    if options is not None or any(d.startswith("options.") for d in overrides):
+        doc["options"] = {} if options is None else _copy_json(options)
+    try:
+        for dotted, value in overrides.items():
+            apply_override(doc, dotted, value, "<template>", _no_inlining)
+        if checked and not _within_magnitude(doc):
+            return None
+        update = {"workload": _WORKLOAD_ADAPTER.validate_python(doc["workload"])}
+        if "options" in doc:
+            update["options"] = Options.model_validate(doc["options"])
+    except (SpecError, _ReferenceError, ValidationError):
+        return None
+    if checked:  # the template's topology was checked; the workload is checked against it
+        for _ in check_workload_against_topology(update["workload"], template.topology):
+            return None
+    scenario = template.model_copy(update=update)
+    scenario.__dict__.pop("content_hash", None)  # the template's, copied with its fields
+    return scenario
 
 
 def _resolve(
