@@ -277,7 +277,8 @@ def test_planning_with_templates_validates_as_each_point_alone(
             assert point == alone and point.content_hash == alone.content_hash, overrides
             made += 1
         assert made > 20 and refused > 20
-    assert Path(point.workload.routing.trace_file).is_absolute()  # type: ignore[union-attr]
+    trace_file = point.workload.routing.trace_file  # type: ignore[union-attr]
+    assert trace_file is not None and Path(trace_file).is_absolute()
 
 
 def test_a_template_is_not_taken_where_it_does_not_apply(tmp_path: Path) -> None:
