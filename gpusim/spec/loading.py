@@ -26,12 +26,12 @@ from gpusim.spec.provenance import (
     Loc,
     M,
     Provenance,
-    _within_magnitude,
     check_magnitudes,
     data_loc,
     read_json,
     validate_as,
     validation_error,
+    within_magnitude,
 )
 from gpusim.spec.refs import resolve_ref
 from gpusim.spec.resources import (
@@ -471,7 +471,7 @@ def resolve_like(
     try:
         for dotted, value in overrides.items():
             apply_override(doc, dotted, value, "<template>", _no_inlining)
-        if checked and not _within_magnitude(doc):
+        if checked and not within_magnitude(doc):
             return None
         update = {"workload": _WORKLOAD_ADAPTER.validate_python(doc["workload"])}
         if "options" in doc:

@@ -91,12 +91,12 @@ def check_magnitudes(data: Any, prov: Provenance, loc: Loc = ()) -> None:
     """Refuse any number in raw ``data`` beyond :data:`MAX_MAGNITUDE` (blamed where it is):
     such sizes are physically impossible and overflow or lose precision in the model.
     Validated objects inside ``data`` (already checked) are skipped."""
-    if _within_magnitude(data):
+    if within_magnitude(data):
         return  # the usual case, seen without building a location for every value
     _blame_magnitudes(data, prov, loc)
 
 
-def _within_magnitude(data: Any) -> bool:
+def within_magnitude(data: Any) -> bool:
     """Whether every number in ``data`` is within :data:`MAX_MAGNITUDE`, looking as
     :func:`_blame_magnitudes` does (False, to let it look, at a subclass of a JSON type)."""
     kind = type(data)
@@ -114,7 +114,7 @@ def _within_magnitude(data: Any) -> bool:
             if not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
                 return False
         elif kind is dict or kind is list:
-            if not _within_magnitude(value):
+            if not within_magnitude(value):
                 return False
         elif isinstance(value, int | float | dict | list):
             return False  # a subclass: the walk looks (anything else it skips, as here)
