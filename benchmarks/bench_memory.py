@@ -11,11 +11,11 @@ interpreter that imports gpusim, and one that also loads its command line and wo
 A sweep has two figures:
 
 - judged: the peak of what all its processes held at once. This script samples the sweep's
-  process tree (the parent and its live descendants) every :data:`PSS_INTERVAL_S` (25 ms) and
+  process tree (the parent and its live descendants) every :data:`PSS_INTERVAL_S` (50 ms) and
   sums each process's proportional set size (``Pss:`` of ``/proc/<pid>/smaps_rollup``: private
   pages, plus each shared page divided by the processes sharing it, so the sum counts every page
   once). A spike shorter than the interval (or than the longest gap printed, on a busy machine)
-  can be missed; a point's arrays live for most of its run, far longer than 25 ms.
+  can be missed; a point's arrays live for most of its run, far longer than 50 ms.
 - bound: ``parent + workers x largest worker``, an upper bound, printed beside it. It counts a
   forked worker's pages that it still shares with the parent (the imported code and data,
   about 70 MB) once per process, and adds peaks that may not coincide.
@@ -61,9 +61,10 @@ from common import ROOT, report
 
 GOAL_MB = 500.0
 WORKERS = 2
-PSS_INTERVAL_S = 0.025
-"""How often a sweep's process tree's proportional set size is summed (a shorter spike is
-missed)."""
+PSS_INTERVAL_S = 0.05
+"""How often a sweep's process tree's proportional set size is summed (a shorter spike can be
+missed). Reading a process's smaps_rollup walks its page tables: about 2-4 ms of CPU for a
+270 MB worker, so a sample of a sweep's three processes costs 5-10 ms (printed per sweep)."""
 TREE_RESCAN_SAMPLES = 10
 """Samples between two looks for the tree's processes (a scan of /proc costs about 2 ms of
 CPU; a worker forked in between counts from the next scan, when it still shares almost every
@@ -200,6 +201,8 @@ class TreePss(threading.Thread):
         self.peak_kb: int | None = None
         self.samples = 0
         self.longest_gap_s = 0.0
+        self.cpu_s = 0.0
+        """CPU seconds the sampling took (this thread's)."""
         self._stop_at = threading.Event()
 
     def run(self) -> None:
@@ -207,6 +210,7 @@ class TreePss(threading.Thread):
             return
         pids: list[int] = []
         last = time.perf_counter()
+        cpu0 = time.thread_time()
         while not self._stop_at.is_set():
             if self.samples % TREE_RESCAN_SAMPLES == 0:
                 pids = _tree(self.root)
@@ -217,6 +221,7 @@ class TreePss(threading.Thread):
             last = now
             self.samples += 1
             self.peak_kb = max(self.peak_kb or 0, total)
+            self.cpu_s = time.thread_time() - cpu0
             self._stop_at.wait(PSS_INTERVAL_S)
 
     def stop(self) -> None:
@@ -230,7 +235,8 @@ class Peaks:
     """What one child measured: its exit code, its own and its largest worker's peak resident
     set (MB), CPU seconds (its own and its workers'), and for a sweep's corners the points run
     and planned; with ``sample_pss``, the sampled peak of its process tree's summed
-    proportional set size (MB; None where not sampled) and the longest gap between samples."""
+    proportional set size (MB; None where not sampled), the longest gap between samples and the
+    sampling's CPU seconds."""
 
     code: int
     self_mb: float
@@ -239,6 +245,7 @@ class Peaks:
     points: tuple[int, ...]
     tree_pss_mb: float | None = None
     longest_gap_s: float = 0.0
+    sampler_cpu_s: float = 0.0
 
 
 def peaks(
@@ -280,6 +287,7 @@ def peaks(
         tuple(got.get("points", ())),
         None if pss_kb is None else pss_kb / 1024,
         sampler.longest_gap_s if sampler is not None else 0.0,
+        sampler.cpu_s if sampler is not None else 0.0,
     )
 
 
@@ -367,7 +375,7 @@ def main() -> None:
             ran = f"{got.points[0]}/{got.points[1]} pts, " if got.points else ""
             judged = bound if got.tree_pss_mb is None else got.tree_pss_mb
             if got.tree_pss_mb is not None:
-                gap = f"longest gap {got.longest_gap_s * 1e3:.0f} ms"
+                gap = f"gap <= {got.longest_gap_s * 1e3:.0f} ms, {got.sampler_cpu_s:.1f} s CPU"
                 label = f"{path.stem} ({ran}PSS, {gap})"
                 report(label, got.tree_pss_mb, "MB", f"< {GOAL_MB:.0f}", judged < GOAL_MB)
             report(
