@@ -19,7 +19,7 @@ Host costs are :func:`gpusim.execution.program.host_cost_s`, the formula the DES
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import assert_never
 
@@ -123,6 +123,8 @@ class _Rank:
     """Per stream: the ends of its operations, in launch order (the launch queue)."""
     external_id: int = 0
     """The framework op still open (0: none), as the DES numbers them."""
+    logged: bool = True
+    """Whether the launch log keeps this rank's records."""
 
 
 class ProgramAnalytic:
@@ -134,9 +136,14 @@ class ProgramAnalytic:
         ranks: Sequence[str],
         phases: Phases,
         costs: HostCosts | None = None,
+        logged_gpus: Collection[str] | None = None,
     ) -> None:
         """An interpreter for ``ranks`` (GPU ids, rank order) with the family's ``phases``;
-        host ``costs`` from the platform's profile unless given."""
+        host ``costs`` from the platform's profile unless given. ``logged_gpus``: the GPUs
+        whose launches :attr:`log` keeps (None: every rank's). Ids are numbered as if every
+        launch were kept, so a kept record is the same either way; a caller that reads one
+        rank's records need not hold every rank's (a record per launch, 8 ranks of a long
+        decode run hold about 100 MB)."""
         self.platform = platform
         self.ranks = list(ranks)
         self.phases = phases
@@ -147,15 +154,23 @@ class ProgramAnalytic:
         self.nccl_host_call_s = nccl.host_call_s
         self.step_costs = StepCosts(self.costs, nccl.host_call_s)
         self.sm_count = platform.gpu_rates(self.ranks[0]).sm_count
+        self.logged_gpus = None if logged_gpus is None else frozenset(logged_gpus)
         self.log = LaunchLog()
-        """Every launch, with the timestamps the DES records (within a rank, in the same
-        order; across ranks, rank by rank between exchanges rather than by time)."""
+        """Every launch (of ``logged_gpus``), with the timestamps the DES records (within a
+        rank, in the same order; across ranks, rank by rank between exchanges rather than by
+        time)."""
 
     def run(self, programs: Sequence[Program]) -> list[RankResult]:
         """Every rank's steps up to its next exchange, that exchange, and so on to the end."""
         check, steps = validate_programs(self.ranks, programs, self.phases)
+        logged = self.logged_gpus
         ranks = [
-            _Rank(gpu_id, it, RankResult.zeroed(self.phases))
+            _Rank(
+                gpu_id,
+                it,
+                RankResult.zeroed(self.phases),
+                logged=logged is None or gpu_id in logged,
+            )
             for gpu_id, it in zip(self.ranks, steps, strict=True)
         ]
         while True:
@@ -220,7 +235,8 @@ class ProgramAnalytic:
         corr = self.log.next_correlation()
         rec = LaunchRecord(corr, rank.external_id, name, call, rank.gpu_id, stream, begin_s)
         rec.runtime_end_s = rank.host_s
-        self.log.records.append(rec)
+        if rank.logged:
+            self.log.records.append(rec)
         return rec
 
     def _kernel(self, rank: _Rank, step: KernelStep) -> float:
@@ -285,7 +301,8 @@ class ProgramAnalytic:
             )
             rec.runtime_end_s = rank.host_s
             rec.kernel_start_s, rec.kernel_end_s = s0, end
-            self.log.records.append(rec)
+            if rank.logged:
+                self.log.records.append(rec)
             res.phase_s[step.phase] += cost.time_s
             res.busy_sm_s += cost.time_s * cost.sms
         res.launches += len(step.nodes)

@@ -40,8 +40,8 @@ from gpusim.spec.profile import CalibrationProfile
 from gpusim.spec.scenario import Fidelity
 from gpusim.spec.topology import Topology
 from gpusim.workloads.moe.balance_metrics import (
-    computation_batch_maxvio,
     expert_loads,
+    grouped_computation_batch_maxvio,
     maxvio,
     window_mean,
 )
@@ -95,15 +95,16 @@ def run_layer(wl: RouterStepsWorkload, rng: np.random.Generator) -> LayerRun:
         series.append(maxvio(loads))
         rank_series.append(maxvio(loads.reshape(wl.ep_ranks, per_rank).sum(axis=1)))
         router.update(loads)
-    heldout = router.step(wl.heldout_tokens, frozen=True, as_sets=True)  # only counted
+    # held-out tokens counted per sequence as they are routed (never all their choices at once)
+    heldout = router.frozen_segment_loads(wl.heldout_tokens, wl.sequence_tokens)
     by_size = {
-        n: computation_batch_maxvio(heldout, wl.experts, n * wl.sequence_tokens)
+        n: grouped_computation_batch_maxvio(heldout, wl.heldout_tokens, wl.sequence_tokens, n)
         for n in wl.computation_batch_sequences
     }
     return LayerRun(
         maxvio_batch=series,
         maxvio_rank=rank_series,
-        maxvio_global=maxvio(expert_loads(heldout, wl.experts)),
+        maxvio_global=maxvio(heldout.sum(axis=0)),
         maxvio_computation_batch=by_size,
     )
 

@@ -133,6 +133,8 @@ def _outcome(
     times: LaunchTimes,
     memory: dict[str, float],
 ) -> Outcome:
+    """The run's outcome; ``records`` must hold the lead rank's (``ranks[0]``) launches, the
+    only ones read (other ranks' may be there or not)."""
     lead = ranks[0]
     metrics, _ = skip_metrics(records, lead, times)
     mine = [r for r in records if r.gpu == lead]
@@ -191,7 +193,8 @@ def analytic(
     memory = memory_metrics(wl, rates[0])
     nccl_sms = NcclCosts.from_profile(profile).sms
     programs = Programs(wl, rates[0], len(ranks), nccl_sms)
-    interpreter = ProgramAnalytic(platform, ranks, PHASES)
+    # the outcome reads the lead rank's launches only (_outcome): the others' are not kept
+    interpreter = ProgramAnalytic(platform, ranks, PHASES, logged_gpus=ranks[:1])
     results = interpreter.run([programs.program(r) for r in range(len(ranks))])
     times = interpreter.times
     return _outcome(wl, ranks, programs, results, interpreter.log.records, times, memory)

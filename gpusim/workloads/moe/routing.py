@@ -50,10 +50,11 @@ of threads.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -71,7 +72,7 @@ from gpusim.workloads.moe.aux_loss import (
     sigmoid_balance_gradient,
     softmax_balance_gradient,
 )
-from gpusim.workloads.moe.balance_metrics import expert_loads, maxvio
+from gpusim.workloads.moe.balance_metrics import expert_loads, maxvio, segment_loads
 from gpusim.workloads.moe.gates import (
     gating_weights,
     limit_to_groups,
@@ -113,6 +114,7 @@ class _Block:
 
 
 _BlockFn = Callable[[int], _Block]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,49 @@ class Router:
     ) -> RoutedTokens:
         """:meth:`step`, also returning the gating weights when ``gates`` (not for a trace,
         which has no affinities). The same seed routes the same tokens either way."""
+        block, starts, step_seed, sequence = self._blocks(tokens, frozen, gates, as_sets)
+        parts = _run_blocks(block, len(starts), sequence)
+        routed = _join(parts, self.top_k, gates)
+        if frozen:
+            return routed
+        if self.spec.drift_per_step > 0.0:
+            drift = np.random.Generator(
+                np.random.PCG64(np.random.SeedSequence([step_seed, DRIFT_STREAM]))
+            )
+            self._logits = self._logits + drift.normal(0.0, self.spec.drift_per_step, self.experts)
+        if self.spec.balancing == "aux_loss":
+            self._moments = _mean_moments(parts, tokens, self.experts)
+        if sequence is not None:
+            self._sequence_grad = sequence.gradient()
+        self.steps_taken += 1
+        return routed
+
+    def frozen_segment_loads(self, tokens: int, segment_tokens: int) -> np.ndarray:
+        """The experts ``step(tokens, frozen=True)`` would choose (the same random numbers, the
+        same sets), counted per consecutive segment of ``segment_tokens`` tokens (the last one
+        partial when ``segment_tokens`` does not divide ``tokens``): an int64 array
+        ``(ceil(tokens / segment_tokens), experts)``. Counted a block at a time, so it never
+        holds the ``(tokens, top_k)`` choices (held-out evaluation of a million tokens)."""
+        if segment_tokens < 1:
+            raise SimulationError(f"segment_tokens must be at least 1, got {segment_tokens}")
+        block, starts, _, _ = self._blocks(tokens, True, False, True)
+        experts = self.experts
+
+        def counted(i: int) -> tuple[int, np.ndarray]:
+            part = segment_loads(block(i).choices, experts, segment_tokens, starts[i])
+            return starts[i] // segment_tokens, part
+
+        loads = np.zeros((-(-tokens // segment_tokens), experts), dtype=np.int64)
+        for first, part in _in_order(counted, len(starts), None):
+            loads[first : first + len(part)] += part
+        return loads
+
+    def _blocks(
+        self, tokens: int, frozen: bool, gates: bool, as_sets: bool
+    ) -> tuple[_BlockFn, list[int], int, SequenceBalanceGradient | None]:
+        """One step's block function, its blocks' first tokens, its seed (drawn from the
+        caller's generator here) and, for a training step under the sequence-wise loss, the
+        gradient its blocks feed."""
         if tokens < 0:
             raise SimulationError(f"cannot route {tokens} tokens")
         if gates and self._trace is not None:
@@ -264,21 +309,7 @@ class Router:
             block = self._affinity_block(
                 tokens, starts, step_seed, gates, as_sets, sequence is not None
             )
-        parts = _run_blocks(block, len(starts), sequence)
-        routed = _join(parts, self.top_k, gates)
-        if frozen:
-            return routed
-        if self.spec.drift_per_step > 0.0:
-            drift = np.random.Generator(
-                np.random.PCG64(np.random.SeedSequence([step_seed, DRIFT_STREAM]))
-            )
-            self._logits = self._logits + drift.normal(0.0, self.spec.drift_per_step, self.experts)
-        if self.spec.balancing == "aux_loss":
-            self._moments = _mean_moments(parts, tokens, self.experts)
-        if sequence is not None:
-            self._sequence_grad = sequence.gradient()
-        self.steps_taken += 1
-        return routed
+        return block, starts, step_seed, sequence
 
     def _trace_block(
         self, trace: np.ndarray, tokens: int, starts: list[int], step_seed: int
@@ -439,33 +470,35 @@ class Router:
             self._bias = self._bias * (1.0 + u * np.sign(mean - c))
 
 
+def _in_order(fn: Callable[[int], _T], count: int, window: int | None) -> Iterator[_T]:
+    """``fn(0) .. fn(count - 1)`` in order, on up to :data:`_MAX_THREADS` threads, submitted
+    ``window`` at a time (None: all at once; their results wait in their futures until taken)."""
+    threads = min(_MAX_THREADS, count)
+    if threads > 1:
+        step = count if window is None else window
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for first in range(0, count, step):
+                yield from pool.map(fn, range(first, min(count, first + step)))
+    else:
+        for i in range(count):
+            yield fn(i)
+
+
 def _run_blocks(
     block: _BlockFn, count: int, sequence: SequenceBalanceGradient | None
 ) -> list[_Block]:
-    """Blocks 0 .. count - 1 in order, on up to :data:`_MAX_THREADS` threads. A block's
-    affinities go to ``sequence`` (when given) and are then dropped, so that at most a window
-    of ``threads`` blocks' affinities is alive, never the step's ``(tokens, experts)``."""
+    """Blocks 0 .. count - 1 in order (see :func:`_in_order`). A block's affinities go to
+    ``sequence`` (when given) and are then dropped, so that at most a window of ``threads``
+    blocks' affinities is alive, never the step's ``(tokens, experts)``."""
     parts: list[_Block] = []
-
-    def keep(part: _Block) -> None:
+    # blocks with affinities go a window at a time; without, only choices come back
+    window = min(_MAX_THREADS, count) if sequence is not None else None
+    for part in _in_order(block, count, window):
         if part.affinity is not None:
             if sequence is not None:
                 sequence.add(part.choices, part.affinity)
             part.affinity = None
         parts.append(part)
-
-    threads = min(_MAX_THREADS, count)
-    if threads > 1:
-        # blocks with affinities go a window at a time (results wait in their futures until
-        # taken); without, only choices come back, and all go at once
-        window = threads if sequence is not None else count
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            for first in range(0, count, window):
-                for part in pool.map(block, range(first, min(count, first + window))):
-                    keep(part)
-    else:
-        for i in range(count):
-            keep(block(i))
     return parts
 
 
