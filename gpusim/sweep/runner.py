@@ -56,7 +56,8 @@ class PointOutcome:
     trace: dict[str, Any] | None
     traceback: str | None = None
     cpu_s: float = 0.0
-    """CPU seconds the worker spent on the point (sizes the batches)."""
+    """CPU seconds the worker spent on the point: its simulation and result, not its resolution
+    (0 for a point whose resolution failed); sizes the batches."""
 
 
 def _failure(scenario_hash: str, exc: Exception, cpu_s: float) -> PointOutcome:
