@@ -29,7 +29,7 @@ from gpusim.spec.loading import (
 from gpusim.spec.provenance import MAX_MAGNITUDE, Provenance, _blame_magnitudes, check_magnitudes
 from gpusim.sweep import ResultStore, SweepSpec, plan_points
 from gpusim.sweep.expand import sweep_base
-from gpusim.sweep.runner import BaseParcel, run_scenario
+from gpusim.sweep.runner import BaseParcel, run_planned, run_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -187,6 +187,22 @@ def test_a_worker_checks_the_hash_of_a_point_that_reads_a_file(tmp_path: Path) -
     fresh = sweep_base(SweepSpec.model_validate({"name": "w", "base": str(base_file)}), base_file)
     with pytest.raises(SpecError, match="not the one validated"):
         fresh.resolve_validated(points[0].overrides, points[0].scenario_hash)
+    # in a worker's batch each such point fails alone, with no CPU of its own (a point's cpu_s
+    # is its simulation's, never its resolution's); the others of the batch run
+    outcomes = run_planned(fresh, [(p.overrides, p.scenario_hash) for p in points])
+    assert [o.scenario_hash for o in outcomes] == [p.scenario_hash for p in points]
+    refused = 0
+    for point, outcome in zip(points, outcomes, strict=True):
+        try:
+            fresh.resolve_validated(point.overrides, point.scenario_hash)
+        except SpecError:
+            refused += 1
+            assert outcome.record is None and outcome.cpu_s == 0.0
+            assert outcome.error is not None and "not the one validated" in outcome.error
+            assert outcome.traceback is not None and "SpecError" in outcome.traceback
+        else:
+            assert outcome.record is not None and outcome.error is None and outcome.cpu_s > 0
+    assert 0 < refused < len(points)
 
 
 def _moe_base(tmp_path: Path) -> Path:

@@ -56,12 +56,12 @@ class PointOutcome:
     trace: dict[str, Any] | None
     traceback: str | None = None
     cpu_s: float = 0.0
-    """CPU seconds the worker spent on the point (sizes the batches)."""
+    """CPU seconds the worker spent on the point: its simulation and result, not its resolution
+    (0 for a point whose resolution failed); sizes the batches."""
 
 
-def _failure(scenario_hash: str, exc: Exception, started: float) -> PointOutcome:
+def _failure(scenario_hash: str, exc: Exception, cpu_s: float) -> PointOutcome:
     message = " ".join(f"{type(exc).__name__}: {exc}".split())
-    cpu_s = time.process_time() - started
     return PointOutcome(scenario_hash, None, message, None, traceback.format_exc(), cpu_s)
 
 
@@ -72,7 +72,7 @@ def run_scenario(scenario: ResolvedScenario, scenario_hash: str) -> PointOutcome
     try:
         result = simulate(scenario)
     except Exception as exc:  # a failing point must not stop the sweep
-        return _failure(scenario_hash, exc, started)
+        return _failure(scenario_hash, exc, time.process_time() - started)
     record: dict[str, Any] = {
         "scenario": result.scenario,
         "fidelity": result.fidelity,
@@ -145,11 +145,12 @@ def run_planned(
     # twice as long as one after another).
     resolved: list[ResolvedScenario | PointOutcome] = []
     for overrides, scenario_hash in batch:
-        started = time.process_time()
         try:
             resolved.append(known.resolve_validated(overrides, scenario_hash))
         except Exception as exc:  # a file changed since validation: this point fails alone
-            resolved.append(_failure(scenario_hash, exc, started))
+            # no CPU of its own: a point's cpu_s is its simulation's, never its resolution's
+            # (so no clock is read around each resolution)
+            resolved.append(_failure(scenario_hash, exc, 0.0))
     return [
         item if isinstance(item, PointOutcome) else run_scenario(item, scenario_hash)
         for item, (_, scenario_hash) in zip(resolved, batch, strict=True)
