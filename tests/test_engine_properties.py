@@ -483,21 +483,25 @@ class _ScanComparedNetwork(FluidNetwork):
         return fast
 
 
-def _completions(
-    capacities_Bps: Sequence[float], xfers: Sequence[Xfer], *, full_scan: bool
-) -> tuple[list[tuple[float, int]], _ScanComparedNetwork]:
-    """(time, transfer) in the order completions fire; each of the first ``len(xfers)`` starts a
-    follow-up of its own size on its route at its instant (an entry between a wake-up and its
-    settle's class times)."""
-    env = CountingEnvironment()
-    net = _ScanComparedNetwork(env, full_scan)
+def _run_with_follow_ups(
+    net: FluidNetwork, capacities_Bps: Sequence[float], xfers: Sequence[Xfer], *, calls: bool
+) -> list[tuple[float, int]]:
+    """Give ``net`` the resources, start ``xfers`` at their instants and run to the end; each of
+    the first ``len(xfers)`` starts a follow-up of its own size on its route at its completion
+    (an entry between a wake-up and its settle's class times), told by a call (``calls``:
+    ``transfer_then``) or by its event's callback (``transfer``). Returns the completions
+    (time, transfer) in the order they fire."""
+    env = net.env
     for i, cap in enumerate(capacities_Bps):
         net.add_resource(f"r{i}", cap)
     seen: list[tuple[float, int]] = []
 
     def start(i: int, x: Xfer) -> None:
-        ev = net.transfer(x.route, x.size_B, x.latency_s, x.cap_Bps)
-        ev.callbacks.append(lambda _ev: done(i))
+        if calls:
+            net.transfer_then(partial(done, i), x.route, x.size_B, x.latency_s, x.cap_Bps)
+        else:
+            ev = net.transfer(x.route, x.size_B, x.latency_s, x.cap_Bps)
+            ev.callbacks.append(lambda _ev: done(i))
 
     def done(i: int) -> None:
         seen.append((float(env.now), i))
@@ -507,7 +511,17 @@ def _completions(
     start_each(env, xfers, start)
     run_to_completion(env)
     assert net.in_flight() == 0
-    return seen, net
+    return seen
+
+
+def _completions(
+    capacities_Bps: Sequence[float], xfers: Sequence[Xfer], *, full_scan: bool
+) -> tuple[list[tuple[float, int]], _ScanComparedNetwork]:
+    """(time, transfer) in the order completions fire; each of the first ``len(xfers)`` starts a
+    follow-up of its own size on its route at its instant (an entry between a wake-up and its
+    settle's class times)."""
+    net = _ScanComparedNetwork(CountingEnvironment(), full_scan)
+    return _run_with_follow_ups(net, capacities_Bps, xfers, calls=False), net
 
 
 # sizes that tie, or nearly (within the finish test's tolerance), so that classes finish together
@@ -596,24 +610,8 @@ def _run_paths(
 ) -> tuple[list[tuple[float, int]], _PathComparedNetwork]:
     """Completions (time, transfer) of ``xfers``, each starting one follow-up of its own size
     on its route at its instant, on a :class:`_PathComparedNetwork`."""
-    env = CountingEnvironment()
-    net = _PathComparedNetwork(env, fast_paths)
-    for i, cap in enumerate(capacities_Bps):
-        net.add_resource(f"r{i}", cap)
-    seen: list[tuple[float, int]] = []
-
-    def start(i: int, x: Xfer) -> None:
-        net.transfer_then(partial(done, i), x.route, x.size_B, x.latency_s, x.cap_Bps)
-
-    def done(i: int) -> None:
-        seen.append((float(env.now), i))
-        if i < len(xfers):
-            start(i + len(xfers), replace(xfers[i], latency_s=0.0))
-
-    start_each(env, xfers, start)
-    run_to_completion(env)
-    assert net.in_flight() == 0
-    return seen, net
+    net = _PathComparedNetwork(CountingEnvironment(), fast_paths)
+    return _run_with_follow_ups(net, capacities_Bps, xfers, calls=True), net
 
 
 def _assert_same_run(fast: _PathComparedNetwork, general: _PathComparedNetwork) -> None:
@@ -832,25 +830,10 @@ def _completions_growing(
 ) -> tuple[dict[int, float], int]:
     """Completion time per transfer (each starting one follow-up, as :func:`_run_paths`) and
     how many settles grew their optimistic component, with ``grow_components`` set so."""
-    env = CountingEnvironment()
-    net = FluidNetwork(env)
+    net = FluidNetwork(CountingEnvironment())
     net.grow_components = grow
-    for i, cap in enumerate(capacities_Bps):
-        net.add_resource(f"r{i}", cap)
-    seen: dict[int, float] = {}
-
-    def start(i: int, x: Xfer) -> None:
-        net.transfer_then(partial(done, i), x.route, x.size_B, x.latency_s, x.cap_Bps)
-
-    def done(i: int) -> None:
-        seen[i] = float(env.now)
-        if i < len(xfers):
-            start(i + len(xfers), replace(xfers[i], latency_s=0.0))
-
-    start_each(env, xfers, start)
-    run_to_completion(env)
-    assert net.in_flight() == 0
-    return seen, net.grown
+    seen = _run_with_follow_ups(net, capacities_Bps, xfers, calls=True)
+    return {i: t for t, i in seen}, net.grown
 
 
 @SETTINGS
