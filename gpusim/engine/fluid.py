@@ -387,13 +387,7 @@ class FluidNetwork:
         lone.rate_Bps = share
         # _FlowClass.retime at the entry (clock 0, first flow at size_B), then _reschedule
         next_s = now if share == math.inf else now + max(lone.size_B - 0.0, 0.0) / share
-        delay = max(next_s - now, 0.0)
-        self._generation += 1
-        self._wake_s = math.inf
-        if next_s < math.inf:
-            generation = self._generation
-            self._wake_s = self.env.now + delay
-            self.env.timeout(delay).callbacks.append(lambda _ev: self._wake_lone(generation))
+        self._arm_wake(next_s, max(next_s - now, 0.0), self._wake_lone)
 
     def _wake_lone(self, generation: int) -> None:
         """The wake-up :meth:`_settle_lone` scheduled: :meth:`_end_lone` unless it was
@@ -888,12 +882,17 @@ class FluidNetwork:
         delay = max(next_s - now, 0.0)
         if next_s < math.inf and self.env.now + delay == self._wake_s:
             return  # the pending wake-up already fires then
+        self._arm_wake(next_s, delay, self._wake)
+
+    def _arm_wake(self, next_s: float, delay: float, wake: Callable[[int], None]) -> None:
+        """Supersede the pending wake-up (a new generation) and, where a completion is due
+        (``next_s`` finite), schedule ``wake(generation)`` ``delay`` from now."""
         self._generation += 1
         self._wake_s = math.inf
         if next_s < math.inf:
             generation = self._generation
             self._wake_s = self.env.now + delay
-            self.env.timeout(delay).callbacks.append(lambda _ev: self._wake(generation))
+            self.env.timeout(delay).callbacks.append(lambda _ev: wake(generation))
 
     def _candidates(self, now: float) -> list[_FlowClass]:
         """The classes a wake-up at ``now`` must test, in the order of ``_classes`` (the order
