@@ -26,6 +26,7 @@ from gpusim.spec.loading import (
     resolve_validated,
     scenario_from_dict,
 )
+from gpusim.spec.moe import MoELayerWorkload
 from gpusim.spec.provenance import MAX_MAGNITUDE, Provenance, _blame_magnitudes, check_magnitudes
 from gpusim.sweep import ResultStore, SweepSpec, plan_points
 from gpusim.sweep.expand import sweep_base
@@ -293,7 +294,8 @@ def test_planning_with_templates_validates_as_each_point_alone(
             assert point == alone and point.content_hash == alone.content_hash, overrides
             made += 1
         assert made > 20 and refused > 20
-    trace_file = point.workload.routing.trace_file  # type: ignore[union-attr]
+    assert isinstance(point.workload, MoELayerWorkload)
+    trace_file = point.workload.routing.trace_file
     assert trace_file is not None and Path(trace_file).is_absolute()
 
 
