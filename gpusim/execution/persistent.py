@@ -290,12 +290,10 @@ class FlowGate:
 
     def _bound_of(self, route: tuple[int, ...]) -> float:
         """The most one flow over ``route`` can get: the least of each resource's capacity over
-        the times the route crosses it."""
-        found = self._route_bound.get(route)
-        if found is None:
-            caps = self._capacity_Bps
-            found = self._route_bound[route] = min(caps[r] / route.count(r) for r in route)
-        return found
+        the times the route crosses it (kept per route; :meth:`send` looks it up first)."""
+        caps = self._capacity_Bps
+        bound_Bps = self._route_bound[route] = min(caps[r] / route.count(r) for r in route)
+        return bound_Bps
 
     @property
     def carried_B(self) -> dict[int, float]:
