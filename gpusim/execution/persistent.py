@@ -327,8 +327,8 @@ class FlowGate:
         if bound_Bps is None:
             bound_Bps = self._bound_of(route)
         if cap_Bps > bound_Bps:
-            # no rate changes (no flow gets more), and the fluid network gets the bound too:
-            # max_min_fair_rates' one-class case would count a resource crossed twice once
+            # no rate changes (no flow gets more): the closed form, the demand sums and the
+            # fluid network all take the one rate it can get
             cap_Bps = bound_Bps
         fits = self.bypass
         counted_Bps = cap_Bps
