@@ -6,6 +6,7 @@ variants, or use the ``h100_spec`` / ``profile`` fixtures for the defaults.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from gpusim.spec.base import Dtype
 from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryKind, MemoryTierSpec
@@ -44,6 +46,22 @@ from gpusim.spec.workload import Workload
 from gpusim.workloads.moe.layer import LayerGeometry
 
 FIXTURE = "test fixture"
+
+# Property tests (tests/test_engine_properties.py) draw random instances. "dev" (a local run) draws
+# new ones each run, which is how latent fast-path slips were found; "ci" draws the same ones on
+# every run, so a clean clone's verdict does not depend on chance; "deep" hunts with 25 times as
+# many. HYPOTHESIS_PROFILE picks one; without it, "ci" where CI is set and "dev" elsewhere.
+settings.register_profile(
+    "dev",
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("ci", settings.get_profile("dev"), derandomize=True, database=None)
+settings.register_profile("deep", settings.get_profile("dev"), max_examples=2000)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 
 def make_h100_spec(**overrides: Any) -> GPUSpec:

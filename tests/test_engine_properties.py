@@ -41,7 +41,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 import simpy
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gpusim.engine import maxmin
@@ -51,12 +51,6 @@ from gpusim.engine.sim import CountingEnvironment
 
 TOL = 1e-9
 GB = 1e9
-
-SETTINGS = settings(
-    max_examples=80,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 
 # -- generators --------------------------------------------------------------------------------
@@ -200,7 +194,6 @@ def solver_inputs(
     return routes, counts, caps, list(topo.capacities_Bps)
 
 
-@SETTINGS
 @given(solver_inputs())
 def test_max_min_rates_are_feasible_positive_and_bottlenecked(
     inputs: tuple[list[tuple[int, ...]], list[int], list[float], list[float]],
@@ -228,7 +221,6 @@ def test_max_min_rates_are_feasible_positive_and_bottlenecked(
         ), f"class {c} (rate {rates[c]}) has no bottleneck"
 
 
-@SETTINGS
 @given(solver_inputs(), st.lists(st.integers(0, 1), max_size=24))
 def test_max_min_last_round_shortcut_gives_the_same_floats(
     inputs: tuple[list[tuple[int, ...]], list[int], list[float], list[float]],
@@ -250,7 +242,6 @@ def test_max_min_last_round_shortcut_gives_the_same_floats(
 # -- the network -------------------------------------------------------------------------------
 
 
-@SETTINGS
 @given(scenarios())
 def test_network_respects_capacity_conserves_bytes_and_bounds_completion(
     scenario: tuple[Topology, list[Xfer]],
@@ -288,7 +279,6 @@ class _CheckedNetwork(FluidNetwork):
             assert self.load_Bps[r] == pytest.approx(expected, rel=1e-9, abs=1e-3)
 
 
-@SETTINGS
 @given(scenarios(max_xfers=24))
 def test_incremental_settles_equal_a_whole_solve(scenario: tuple[Topology, list[Xfer]]) -> None:
     """The optimistic component (loose resources left out, checked after) and the incremental
@@ -343,7 +333,6 @@ def completion_order(
     return seen, net.recomputations, net.peak_load_Bps
 
 
-@SETTINGS
 @given(scenarios())
 def test_a_call_on_completion_runs_where_the_event_would(
     scenario: tuple[Topology, list[Xfer]],
@@ -360,7 +349,6 @@ def test_a_call_on_completion_runs_where_the_event_would(
     assert len(with_events[0]) == 2 * len(xfers)
 
 
-@SETTINGS
 @given(scenarios())
 def test_network_is_deterministic(scenario: tuple[Topology, list[Xfer]]) -> None:
     topo, xfers = scenario
@@ -372,7 +360,6 @@ def test_network_is_deterministic(scenario: tuple[Topology, list[Xfer]]) -> None
     assert net1.recomputations == net2.recomputations
 
 
-@SETTINGS
 @given(scenarios(same_entry=True), st.floats(1.0, 16.0))
 def test_uniform_scaling_with_one_entry_instant_compresses_time_by_k(
     scenario: tuple[Topology, list[Xfer]], k: float
@@ -401,7 +388,6 @@ single_link = st.lists(
 )
 
 
-@SETTINGS
 @given(single_link, capacities, st.floats(1.0, 8.0))
 def test_more_capacity_on_one_shared_resource_never_delays_a_transfer(
     xfers: list[Xfer], capacity: float, k: float
@@ -424,7 +410,6 @@ def disjoint_scenarios(draw: st.DrawFn) -> tuple[Topology, list[Xfer]]:
     return topo, kept
 
 
-@SETTINGS
 @given(disjoint_scenarios())
 def test_transfers_on_disjoint_routes_match_the_closed_form(
     scenario: tuple[Topology, list[Xfer]],
@@ -550,7 +535,6 @@ def crowded_scenarios(draw: st.DrawFn) -> tuple[Topology, list[Xfer]]:
     return topo, xfers
 
 
-@SETTINGS
 @given(crowded_scenarios())
 def test_the_wake_up_finishes_what_a_scan_of_every_class_would(
     scenario: tuple[Topology, list[Xfer]],
@@ -623,7 +607,6 @@ def _assert_same_run(fast: _PathComparedNetwork, general: _PathComparedNetwork) 
     assert fast.busy_s == general.busy_s
 
 
-@SETTINGS
 @given(st.one_of(crowded_scenarios(), scenarios(max_xfers=24)))
 def test_settle_fast_paths_equal_the_general_path(scenario: tuple[Topology, list[Xfer]]) -> None:
     """With its closed-form settles (one class changed, alone in its optimistic component) the
@@ -781,7 +764,6 @@ def lone_scenarios(draw: st.DrawFn) -> tuple[list[float], list[Xfer], list[bool]
     return caps, xfers, events
 
 
-@SETTINGS
 @given(lone_scenarios())
 def test_lone_flows_equal_the_general_path(
     scenario: tuple[list[float], list[Xfer], list[bool]],
@@ -836,7 +818,6 @@ def _completions_growing(
     return {i: t for t, i in seen}, net.grown
 
 
-@SETTINGS
 @given(st.one_of(crowded_scenarios(), scenarios(max_xfers=24)))
 def test_growing_the_optimistic_component_matches_taking_it_whole(
     scenario: tuple[Topology, list[Xfer]],
