@@ -283,8 +283,12 @@ class FlowGate:
 
     def _bound_of(self, route: tuple[int, ...]) -> float:
         """The most one flow over ``route`` can get: the least of each resource's capacity over
-        the times the route crosses it (kept per route; :meth:`send` looks it up first)."""
+        the times the route crosses it (kept per route; :meth:`send` looks it up first). The
+        per-resource tables are sized here, where a route is first seen: they only grow, so a
+        route seen before has every resource in them."""
         caps = self._capacity_Bps
+        if len(self._limit) < len(caps):  # resources added since
+            self._grow()
         bound_Bps = self._route_bound[route] = min(caps[r] / route.count(r) for r in route)
         return bound_Bps
 
@@ -314,8 +318,6 @@ class FlowGate:
             ev = env.timeout(latency_s + body_s, payload)
             ev.callbacks.append(lambda e: callback(e.value))
             return
-        if len(self._limit) < len(self._capacity_Bps):  # resources added since
-            self._grow()
         bound_Bps = self._route_bound.get(route)
         if bound_Bps is None:
             bound_Bps = self._bound_of(route)
@@ -666,7 +668,7 @@ class PersistentKernel:
         sub_s = self.times.subscriber_s_per_task
         while held:
             at, eid, n_tasks, group = held[0]
-            if not env.passed(at, eid):
+            if at > env._now or not env.passed(at, eid):  # the first test spares most calls
                 return
             heappop(held)
             # deliver() at ``at`` with every processor busy: decode, then queue
