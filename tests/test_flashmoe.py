@@ -660,12 +660,12 @@ def test_the_freed_processors_assignment_equals_the_general_one() -> None:
     fast = 0
     original = PersistentKernel._assign_freed
 
-    def counting(self: PersistentKernel, now: float) -> None:
+    def counting(self: PersistentKernel, b: Any, now: float) -> None:
         nonlocal fast
         fast += 1
-        original(self, now)
+        original(self, b, now)
 
-    def general(self: PersistentKernel, _now: float) -> None:
+    def general(self: PersistentKernel, _b: Any, _now: float) -> None:
         self._assign()
 
     for case in range(16):

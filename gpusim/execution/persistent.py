@@ -799,16 +799,18 @@ class PersistentKernel:
             self._fulfil(0)
         elif self._ready:
             if self._idle == 1 and self._one_by_one:
-                self._assign_freed(now)
+                self._assign_freed(b, now)
                 return  # no processor is idle now: nothing held to release
             self._assign()
         if self._idle and self._held:
             self._release_held()
 
-    def _assign_freed(self, now: float) -> None:
+    def _assign_freed(self, b: _Batch, now: float) -> None:
         """:meth:`_assign` where tasks go one by one and one processor is idle (the one a task
         just freed) with tasks ready: the most frequent assignment, without the loop and the
-        batch sizing (``_one_by_one = False`` makes every assignment take the general way)."""
+        batch sizing. The freed task's ``b`` carries the new task: once its task has ended,
+        nothing reads it (its event has run; a transfer's record or flow that had it as
+        payload has called back)."""
         ready = self._ready
         g = ready[0]
         first = g.next_index
@@ -823,10 +825,8 @@ class PersistentKernel:
             t = g.ready_s
         self._sched_free_s = t = t + self._sched_s
         start = t + self._latency_s
-        b = new_event_object(_Batch)
         b.group = g
         b.first = first
-        b.k = 1
         b.start_s = start
         if g.flow_B <= 0:
             b.callbacks = self._done_callbacks
