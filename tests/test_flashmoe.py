@@ -651,3 +651,47 @@ def test_held_deliveries_keep_their_place_among_simultaneous_events() -> None:
     with_events, scheduled = _simultaneous_results(slow=True)
     assert held == with_events
     assert fewer < scheduled
+
+
+def test_the_freed_processors_assignment_equals_the_general_one() -> None:
+    """``_assign_freed`` (one by one, the freed processor the only idle one) gives exactly the
+    forward that the general ``_assign`` gives, events included, on random instances."""
+    rng = np.random.default_rng(23)
+    fast = 0
+    original = PersistentKernel._assign_freed
+
+    def counting(self: PersistentKernel, b: Any, now: float) -> None:
+        nonlocal fast
+        fast += 1
+        original(self, b, now)
+
+    def general(self: PersistentKernel, _b: Any, _now: float) -> None:
+        self._assign()
+
+    for case in range(16):
+        n_gpus = int(rng.choice([2, 4]))
+        experts = int(rng.choice([4, 8, 16]))
+        tokens = int(rng.choice([256, 1024, 2048]))
+        counts = rng.integers(0, 2 * tokens * 2 // experts + 1, size=(n_gpus, experts))
+        counts[rng.random(counts.shape) < 0.2] = 0
+        if case % 3 == 0:  # uniform: every GPU alike, so many events share an instant
+            counts[:] = tokens * 2 // experts
+        args = (n_gpus, tokens, experts, int(rng.choice([256, 512])), 512, 2, counts)
+        kwargs: dict[str, Any] = {
+            "link_GBps": float(rng.choice([50.0, 450.0])),
+            "profile": _profile(
+                scheduler_ns_per_task=float(rng.choice([0.0, 40.0, 400.0])),
+                subscriber_ns_per_task=float(rng.choice([5.0, 400.0])),
+            ),
+        }
+        events: list[int] = []
+        outcomes: list[Outcome] = []
+        for path in (counting, general):
+            node, wl, geo, batch = _setup(*args, **kwargs)
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(PersistentKernel, "_assign_freed", path)
+                outcomes.append(flashmoe.des(node, wl, geo, batch))
+            events.append(node.sim.events_scheduled())
+        assert outcomes[0] == outcomes[1], case
+        assert events[0] == events[1], case
+    assert fast > 0

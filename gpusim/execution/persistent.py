@@ -109,7 +109,7 @@ from heapq import heappop, heappush
 from typing import Any, cast
 
 import simpy
-from simpy.events import NORMAL
+from simpy.events import NORMAL, EventCallbacks
 
 from gpusim.engine.fluid import FluidNetwork
 from gpusim.engine.sim import CountingEnvironment, new_event_object
@@ -204,32 +204,23 @@ class DeviceTimes:
 
 class _Bypassed(simpy.Event):
     """A transfer timed in closed form, and the event of its end: ``env.timeout(delay_s)`` with
-    one callback, built in one step. Like a timeout it is triggered when it is made
-    (``Event.__init__`` would make it pending) and ``env.schedule(rec, NORMAL, delay_s)`` gives
-    it a timeout's key (``now + delay_s`` and the next id), so the order of events is the
-    timeout's."""
+    one callback. Like a timeout it is triggered when it is made (``Event.__init__`` would make
+    it pending) and ``env.schedule(rec, NORMAL, delay_s)`` gives it a timeout's key (``now +
+    delay_s`` and the next id), so the order of events is the timeout's. :meth:`FlowGate.send`
+    builds one per closed-form transfer without the constructor (``new_event_object``) and
+    sets every field below."""
 
     _ok = True  # triggered when made, as a timeout is (class attributes: no store per event)
     _value = None
-
-    def __init__(
-        self,
-        gate: FlowGate,
-        route: tuple[int, ...],
-        size_B: float,
-        cap_Bps: float,
-        enter_s: float,
-        callback: Callback,
-        payload: Payload,
-    ) -> None:
-        self.callbacks = [gate._done]
-        self.route = route
-        self.size_B = size_B
-        self.cap_Bps = cap_Bps
-        self.enter_s = enter_s
-        self.callback = callback
-        self.payload = payload
-        self.alive = True
+    route: tuple[int, ...]
+    size_B: float
+    cap_Bps: float
+    enter_s: float
+    """When the bytes start to move (the send's time plus its latency)."""
+    callback: Callback
+    payload: Payload
+    alive: bool
+    """False once it has ended or moved into the fluid network (its event is then ignored)."""
 
 
 class FlowGate:
@@ -272,7 +263,9 @@ class FlowGate:
         self._carried: list[float] = []
         self._capacity_Bps = network.capacity_Bps  # the network's list: it grows in place
         self._route_bound: dict[tuple[int, ...], float] = {}
-        self._done = self._bypass_done  # bound once: every closed-form transfer's callback
+        # every closed-form transfer's callbacks: one list, shared, as the event loop only reads
+        # an event's list and nothing else waits on a record
+        self._done_callbacks: EventCallbacks = [self._bypass_done]
         self._grow()
         self.transfers = 0
         self.fluid_transfers = 0
@@ -290,8 +283,12 @@ class FlowGate:
 
     def _bound_of(self, route: tuple[int, ...]) -> float:
         """The most one flow over ``route`` can get: the least of each resource's capacity over
-        the times the route crosses it (kept per route; :meth:`send` looks it up first)."""
+        the times the route crosses it (kept per route; :meth:`send` looks it up first). The
+        per-resource tables are sized here, where a route is first seen: they only grow, so a
+        route seen before has every resource in them."""
         caps = self._capacity_Bps
+        if len(self._limit) < len(caps):  # resources added since
+            self._grow()
         bound_Bps = self._route_bound[route] = min(caps[r] / route.count(r) for r in route)
         return bound_Bps
 
@@ -321,8 +318,6 @@ class FlowGate:
             ev = env.timeout(latency_s + body_s, payload)
             ev.callbacks.append(lambda e: callback(e.value))
             return
-        if len(self._limit) < len(self._capacity_Bps):  # resources added since
-            self._grow()
         bound_Bps = self._route_bound.get(route)
         if bound_Bps is None:
             bound_Bps = self._bound_of(route)
@@ -350,7 +345,15 @@ class FlowGate:
                     self._convert(r)
             self._fluid(route, size_B, latency_s, cap_Bps, counted_Bps, callback, payload)
             return
-        rec = _Bypassed(self, route, size_B, cap_Bps, env._now + latency_s, callback, payload)
+        rec = new_event_object(_Bypassed)
+        rec.callbacks = self._done_callbacks
+        rec.route = route
+        rec.size_B = size_B
+        rec.cap_Bps = cap_Bps
+        rec.enter_s = env._now + latency_s
+        rec.callback = callback
+        rec.payload = payload
+        rec.alive = True
         bypassed = self._bypassed
         for r in route:
             members = bypassed[r]
@@ -532,9 +535,13 @@ class PersistentKernel:
         """Deliveries held in the subscriber's virtual clock (:meth:`deliver_later`), a heap of
         (arrival time, event id, tasks, group)."""
         self._in_done = False
-        # bound once: every task's callbacks
-        self._done = self._task_done
-        self._computed = self._compute_done
+        self._one_by_one = task_batch == 1
+        """Whether a task's end hands its processor the next task by :meth:`_assign_freed`."""
+        self._done = self._task_done  # bound once: every task's callback
+        # the callbacks of every task event, one list each, shared: the event loop only reads an
+        # event's list, and nothing else waits on a task
+        self._done_callbacks: EventCallbacks = [self._done]
+        self._computed_callbacks: EventCallbacks = [self._compute_done]
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -661,7 +668,7 @@ class PersistentKernel:
         sub_s = self.times.subscriber_s_per_task
         while held:
             at, eid, n_tasks, group = held[0]
-            if not env.passed(at, eid):
+            if at > env._now or not env.passed(at, eid):  # the first test spares most calls
                 return
             heappop(held)
             # deliver() at ``at`` with every processor busy: decode, then queue
@@ -740,10 +747,10 @@ class PersistentKernel:
             b.start_s = start
             compute = g.compute_s if k == 1 else k * g.compute_s + (k - 1) * latency
             if g.flow_B <= 0:
-                b.callbacks = [self._done]
+                b.callbacks = self._done_callbacks
                 env.schedule(b, NORMAL, start + compute - now)
             elif compute > 0:
-                b.callbacks = [self._computed]
+                b.callbacks = self._computed_callbacks
                 env.schedule(b, NORMAL, start + compute - now)
             else:  # transfer only: the batch is the transfer's payload, not an event
                 self.gate.send(
@@ -791,6 +798,48 @@ class PersistentKernel:
         if not left:
             self._fulfil(0)
         elif self._ready:
+            if self._idle == 1 and self._one_by_one:
+                self._assign_freed(b, now)
+                return  # no processor is idle now: nothing held to release
             self._assign()
         if self._idle and self._held:
             self._release_held()
+
+    def _assign_freed(self, b: _Batch, now: float) -> None:
+        """:meth:`_assign` where tasks go one by one and one processor is idle (the one a task
+        just freed) with tasks ready: the most frequent assignment, without the loop and the
+        batch sizing. The freed task's ``b`` carries the new task: once its task has ended,
+        nothing reads it (its event has run; a transfer's record or flow that had it as
+        payload has called back)."""
+        ready = self._ready
+        g = ready[0]
+        first = g.next_index
+        g.next_index = first + 1
+        if first + 1 == g.count:
+            ready.popleft()
+        self._idle = 0
+        t = self._sched_free_s
+        if t < now:
+            t = now
+        if t < g.ready_s:
+            t = g.ready_s
+        self._sched_free_s = t = t + self._sched_s
+        start = t + self._latency_s
+        b.group = g
+        b.first = first
+        b.start_s = start
+        if g.flow_B <= 0:
+            b.callbacks = self._done_callbacks
+            self._cenv.schedule(b, NORMAL, start + g.compute_s - now)
+        elif g.compute_s > 0:
+            b.callbacks = self._computed_callbacks
+            self._cenv.schedule(b, NORMAL, start + g.compute_s - now)
+        else:
+            self.gate.send(
+                g.flow_route,
+                g.flow_B,
+                start - now + g.flow_latency_s,
+                g.flow_cap_Bps,
+                self._done,
+                b,
+            )
