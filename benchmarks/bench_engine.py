@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from gpusim.engine.fluid import FluidNetwork
 from gpusim.engine.maxmin import max_min_fair_rates
 from gpusim.engine.sim import CountingEnvironment
+from gpusim.native import engine_build
 
 N_GPUS = 8
 NVLINK_Bps = 450e9  # H100 SXM NVLink 4, one direction (18 links x 25 GB/s)
@@ -315,7 +316,7 @@ FIGURES: list[Callable[[], None]] = [figure_a, figure_b, figure_c, figure_d]
 def main() -> int:
     print(
         f"gpusim engine benchmark (python {sys.version.split()[0]}, simpy {simpy.__version__},"
-        f" numpy {np.__version__})"
+        f" numpy {np.__version__}; engine {engine_build()})"
     )
     for figure in FIGURES:
         figure()

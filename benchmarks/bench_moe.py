@@ -37,6 +37,7 @@ from bench_engine import reference_cpu_s
 
 from gpusim.engine.sim import Simulation
 from gpusim.hardware.node import Node
+from gpusim.native import engine_build
 from gpusim.result import Outcome
 from gpusim.spec.loading import load_profile, load_topology
 from gpusim.spec.moe import FlashMoEStrategy, MoELayerWorkload
@@ -99,6 +100,7 @@ def main() -> int:
         f"FlashMoE forward, 8 x H100 SXM, {TOKENS:,} tokens/GPU, E = {EXPERTS}, "
         f"H = I = {HIDDEN}, k = {TOP_K}, uniform routing"
     )
+    print(f"engine: {engine_build()}")
     ref = reference_cpu_s()
     fine = simulate_forward(1)
     tasks = fine.outcome.metrics["tasks"]

@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
 from gpusim import simulate
+from gpusim.native import engine_build
 from gpusim.spec.loading import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=2048, help="tokens per GPU")
     args = parser.parse_args()
     print(f"FlashMoE DES cost against GPUs (issue 17), {args.tokens} tokens per GPU")
+    print(f"engine: {engine_build()}")
     run(SIZES[0], args.tokens)  # warm-up: imports and caches the first run would pay
     cpu: list[float] = []
     for n in SIZES:

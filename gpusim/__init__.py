@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import gpusim.native  # noqa: F401 -- first: its finder decides where compiled modules run from
 from gpusim.lazy import lazy_exports
 from gpusim.simulate import simulate  # light; imported so that no submodule import shadows it
 

@@ -7,6 +7,12 @@ variants, or use the ``h100_spec`` / ``profile`` fixtures for the defaults.
 from __future__ import annotations
 
 import os
+
+# The tests run gpusim from its source, compiled engine or not (gpusim/native.py): coverage traces
+# it, and tests subclass and patch engine classes. tests/test_native.py compares the compiled
+# build's results with the source's. Set before gpusim is first imported.
+os.environ["GPUSIM_PURE_PYTHON"] = "1"
+
 import shutil
 import subprocess
 import time

@@ -1,0 +1,76 @@
+"""Build: the package as pyproject.toml declares it, plus the engine's hot modules compiled to C
+extensions with mypyc (gpusim/native.py lists them and explains how their source still runs
+where it must). The compiled modules compute the same floats; without mypyc or a C compiler, or
+with GPUSIM_PURE_PYTHON set, the install goes on without them."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _native() -> Any:
+    """gpusim/native.py, loaded on its own (importing gpusim would need its dependencies)."""
+    spec = importlib.util.spec_from_file_location("gpusim_native", ROOT / "gpusim" / "native.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+native = _native()
+SOURCES = {m: native.source_path(m, ROOT) for m in native.COMPILED_MODULES}
+HASHES = {m: native.source_sha256(p) for m, p in SOURCES.items()}  # what mypyc reads below
+
+
+class BuildStamped(build_ext):
+    """build_ext that never leaves an old extension behind a failed build (every extension is
+    optional) and stamps each compiled module with the SHA-256 of the source it came from."""
+
+    def build_extension(self, ext: Any) -> None:
+        Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
+        super().build_extension(ext)
+
+    def run(self) -> None:
+        super().run()
+        for module, sha in HASHES.items():
+            built = [Path(self.get_ext_fullpath(n)) for n in (module, module + "__mypyc")]
+            stamp = Path(self.get_ext_fullpath(module)).parent / (
+                module.rsplit(".", 1)[1] + native.STAMP_SUFFIX
+            )
+            if all(p.exists() for p in built):
+                stamp.write_text(sha + "\n")
+            else:
+                stamp.unlink(missing_ok=True)
+
+
+def extensions() -> list[Any]:
+    if os.environ.get(native.PURE_ENV, "0") not in ("", "0"):
+        return []
+    try:
+        from mypyc.build import mypycify
+
+        modules = mypycify(
+            # the project's mypy configuration needs the test and dev tools (its pydantic
+            # plugin): compile with mypy's defaults, the imported packages as they come
+            ["--config-file=", "--ignore-missing-imports", "--follow-imports=silent"]
+            + [str(p.relative_to(ROOT)) for p in SOURCES.values()],
+            separate=True,
+        )
+    except (Exception, SystemExit) as exc:  # mypy errors exit: install the source alone
+        print(f"gpusim: installing without the compiled engine ({exc})", file=sys.stderr)
+        return []
+    for ext in modules:
+        ext.optional = True
+    return list(modules)
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildStamped})
