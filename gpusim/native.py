@@ -31,7 +31,15 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 
-COMPILED_MODULES = ("gpusim.engine.maxmin", "gpusim.engine.fluid", "gpusim.execution.persistent")
+COMPILED_MODULES = (
+    "gpusim.engine.maxmin",
+    "gpusim.engine.fluid",
+    "gpusim.execution.persistent",
+    "gpusim.hardware.gpu",
+    "gpusim.hardware.host",
+    "gpusim.execution.launch",
+    "gpusim.execution.runtime",
+)
 """The engine's hot modules, compiled as they are (mypy-strict code needs no change; a class
 that subclasses SimPy's lives elsewhere: mypyc cannot compile one)."""
 PURE_ENV = "GPUSIM_PURE_PYTHON"
