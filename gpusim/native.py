@@ -7,11 +7,13 @@ with the compiled build), so the choice decides only the speed.
 
 Python imports an extension before a source file of the same name, so an editable install would
 run a compiled module after its source was edited. The finder :func:`install` adds to
-``sys.meta_path`` prevents that: the source runs instead wherever
+``sys.meta_path`` prevents that: every compiled module runs from its source (all or none: they
+use each other's compiled classes) wherever
 
 - ``GPUSIM_PURE_PYTHON`` is set (not ``0``): the test suite sets it, to trace the source;
-- the source no longer matches the SHA-256 that setup.py stamped beside the extension when it
-  compiled it (the module was edited since; reinstall to recompile).
+- one of them has no extension (a build that failed) or its source no longer matches the
+  SHA-256 that setup.py stamped beside its extension when it compiled it (the module was edited
+  since; reinstall to recompile).
 
 This module imports nothing from gpusim: setup.py loads it on its own to read the list.
 """
@@ -29,8 +31,17 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 
-COMPILED_MODULES = ("gpusim.engine.maxmin", "gpusim.engine.fluid")
-"""The engine's hot modules, compiled as they are (mypy-strict code needs no change)."""
+COMPILED_MODULES = (
+    "gpusim.engine.maxmin",
+    "gpusim.engine.fluid",
+    "gpusim.execution.persistent",
+    "gpusim.hardware.gpu",
+    "gpusim.hardware.host",
+    "gpusim.execution.launch",
+    "gpusim.execution.runtime",
+)
+"""The engine's hot modules, compiled as they are (mypy-strict code needs no change; a class
+that subclasses SimPy's lives elsewhere: mypyc cannot compile one)."""
 PURE_ENV = "GPUSIM_PURE_PYTHON"
 STAMP_SUFFIX = ".mypyc-source.sha256"
 _ROOT = Path(__file__).resolve().parent.parent
@@ -62,27 +73,31 @@ def has_extension(module: str, root: Path = _ROOT) -> bool:
     )
 
 
-def source_reason(module: str, root: Path = _ROOT) -> str | None:
-    """Why ``module`` must run from its source although compiled, or ``None`` (not compiled, or
-    the extension was compiled from the source as it is)."""
+def source_reason(modules: Sequence[str] = COMPILED_MODULES, root: Path = _ROOT) -> str | None:
+    """Why ``modules`` must run from their source, or ``None`` where each is compiled from its
+    source as it is. All or none: a compiled module takes only the compiled classes of the
+    others (it refuses an instance of their source's class)."""
     if os.environ.get(PURE_ENV, "0") not in ("", "0"):
         return f"{PURE_ENV} is set"
-    if not has_extension(module, root):
-        return None
-    source, stamp = source_path(module, root), stamp_path(module, root)
-    if not stamp.exists() or stamp.read_text().strip() != source_sha256(source):
-        return f"{source.name} changed since it was compiled (reinstall to recompile)"
+    for module in modules:
+        source, stamp = source_path(module, root), stamp_path(module, root)
+        if not has_extension(module, root):
+            return f"{source.name} was not compiled at install (no C compiler or mypyc)"
+        if not stamp.exists() or stamp.read_text().strip() != source_sha256(source):
+            return f"{source.name} changed since it was compiled (reinstall to recompile)"
     return None
 
 
 class SourceFirst:
-    """A ``sys.meta_path`` finder that loads a compiled module from its source where
-    :func:`source_reason` gives a reason (kept in :attr:`reasons`)."""
+    """A ``sys.meta_path`` finder that loads the compiled modules from their source where
+    :func:`source_reason` gives a reason (decided at the first import of one of them and kept
+    in :attr:`reason`)."""
 
     def __init__(self, modules: Sequence[str] = COMPILED_MODULES, root: Path = _ROOT) -> None:
-        self.modules = frozenset(modules)
+        self.modules = tuple(modules)
         self.root = root
-        self.reasons: dict[str, str] = {}
+        self.decided = False
+        self.reason: str | None = None
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -90,10 +105,11 @@ class SourceFirst:
         """The source's spec where the source must run; ``None`` leaves the import as it is."""
         if fullname not in self.modules:
             return None
-        reason = source_reason(fullname, self.root)
-        if reason is None:
+        if not self.decided:
+            self.reason = source_reason(self.modules, self.root)
+            self.decided = True
+        if self.reason is None:
             return None
-        self.reasons[fullname] = reason
         return importlib.util.spec_from_file_location(fullname, source_path(fullname, self.root))
 
 
@@ -112,17 +128,12 @@ def is_compiled(module: ModuleType) -> bool:
 
 
 def engine_build() -> str:
-    """One line saying how the engine runs here: which modules are compiled, and why any runs
-    from its source (imports the modules)."""
+    """One line saying how the engine runs here: compiled, or from source and why (imports the
+    compiled modules)."""
     modules = [importlib.import_module(m) for m in COMPILED_MODULES]
-    names = [m.rsplit(".", 1)[1] for m in COMPILED_MODULES]
-    compiled = [n for n, m in zip(names, modules, strict=True) if is_compiled(m)]
-    if len(compiled) == len(names):
-        return f"compiled (mypyc): {', '.join(compiled)}"
-    reasons = sorted({_FINDER.reasons[m] for m in COMPILED_MODULES if m in _FINDER.reasons})
-    why = "; ".join(reasons) if reasons else "not compiled at install (no C compiler or mypyc)"
-    head = f"compiled (mypyc): {', '.join(compiled)}; the rest" if compiled else "pure Python"
-    return f"{head} from source: {why}"
+    if all(is_compiled(m) for m in modules):
+        return "compiled (mypyc): " + ", ".join(m.rsplit(".", 1)[1] for m in COMPILED_MODULES)
+    return f"pure Python from source: {_FINDER.reason}"
 
 
 install()  # on import: gpusim/__init__.py imports this module before anything else

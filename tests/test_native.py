@@ -18,71 +18,82 @@ ROOT = Path(__file__).resolve().parents[1]
 EXTENSION = importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
-def _package(tmp_path: Path, stamp: str | None, extension: bool = True) -> Path:
-    """A package ``fakepkg`` with a module ``hot`` whose source sets ``FROM = "source"``, beside
-    an "extension" that is not one (importing it fails) and a stamp holding ``stamp``."""
+MODULES = ["fakepkg.hot", "fakepkg.cold"]
+
+
+def _package(tmp_path: Path, stamped: bool, extension: bool = True) -> Path:
+    """A package ``fakepkg`` with modules ``hot`` and ``cold`` whose sources set ``FROM =
+    "source"``, each beside an "extension" that is not one (importing it fails) and, with
+    ``stamped``, the stamp of its source as it is."""
     pkg = tmp_path / "fakepkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "hot.py").write_text('FROM = "source"\n')
-    if extension:
-        (pkg / f"hot{EXTENSION}").write_bytes(b"not a shared object")
-    if stamp is not None:
-        (pkg / f"hot{native.STAMP_SUFFIX}").write_text(stamp + "\n")
+    for module in MODULES:
+        source = native.source_path(module, tmp_path)
+        source.write_text('FROM = "source"\n')
+        if extension:
+            (pkg / f"{source.stem}{EXTENSION}").write_bytes(b"not a shared object")
+        if stamped:
+            native.stamp_path(module, tmp_path).write_text(native.source_sha256(source) + "\n")
     return tmp_path
 
 
-def test_a_module_without_an_extension_imports_as_usual(
+def test_current_stamps_keep_the_extensions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(native.PURE_ENV, raising=False)
-    root = _package(tmp_path, stamp=None, extension=False)
-    assert native.source_reason("fakepkg.hot", root) is None
-
-
-def test_a_current_stamp_keeps_the_extension(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv(native.PURE_ENV, raising=False)
-    root = _package(tmp_path, stamp=None)
-    source = native.source_path("fakepkg.hot", root)
-    native.stamp_path("fakepkg.hot", root).write_text(native.source_sha256(source) + "\n")
-    assert native.source_reason("fakepkg.hot", root) is None
+    root = _package(tmp_path, stamped=True)
+    assert native.source_reason(MODULES, root) is None
     monkeypatch.setenv(native.PURE_ENV, "0")  # "0" does not ask for the source
-    assert native.source_reason("fakepkg.hot", root) is None
+    assert native.source_reason(MODULES, root) is None
+
+
+def test_without_extensions_the_sources_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(native.PURE_ENV, raising=False)
+    root = _package(tmp_path, stamped=False, extension=False)
+    reason = "hot.py was not compiled at install (no C compiler or mypyc)"
+    assert native.source_reason(MODULES, root) == reason
+
+
+def test_the_environment_asks_for_the_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _package(tmp_path, stamped=True)
+    monkeypatch.setenv(native.PURE_ENV, "1")
+    assert native.source_reason(MODULES, root) == f"{native.PURE_ENV} is set"
 
 
 @pytest.mark.parametrize("stamp", [None, "0" * 64])
-def test_an_edited_or_unstamped_module_runs_from_its_source(
+def test_one_edited_or_unstamped_module_runs_them_all_from_source(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stamp: str | None
 ) -> None:
-    """The finder loads the source where the extension is stale; the plain import would load
-    the extension (here not loadable: the import would fail)."""
+    """The finder loads every listed module from its source where one extension is stale (a
+    compiled module would refuse the other's source classes); the plain import would load the
+    extensions (here not loadable: the import would fail)."""
     monkeypatch.delenv(native.PURE_ENV, raising=False)
-    root = _package(tmp_path, stamp=stamp)
-    reason = native.source_reason("fakepkg.hot", root)
-    assert reason == "hot.py changed since it was compiled (reinstall to recompile)"
-    finder = native.SourceFirst(["fakepkg.hot"], root)
+    root = _package(tmp_path, stamped=True)
+    cold_stamp = native.stamp_path("fakepkg.cold", root)
+    if stamp is None:
+        cold_stamp.unlink()
+    else:
+        cold_stamp.write_text(stamp)
+    reason = "cold.py changed since it was compiled (reinstall to recompile)"
+    assert native.source_reason(MODULES, root) == reason
+    finder = native.SourceFirst(MODULES, root)
     monkeypatch.syspath_prepend(str(root))
     monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
-    for name in ("fakepkg", "fakepkg.hot"):
+    for name in ("fakepkg", *MODULES):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    module = __import__("fakepkg.hot", fromlist=["FROM"])
-    assert module.FROM == "source"
-    assert finder.reasons == {"fakepkg.hot": reason}
+    for module in MODULES:
+        assert __import__(module, fromlist=["FROM"]).FROM == "source"
+    assert finder.reason == reason
     # without the finder, the import takes the extension (here one that cannot load)
     monkeypatch.delitem(sys.modules, "fakepkg.hot")
     monkeypatch.setattr(sys, "meta_path", [m for m in sys.meta_path if m is not finder])
     with pytest.raises(ImportError):
         __import__("fakepkg.hot")
-
-
-def test_the_environment_asks_for_the_source(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    root = _package(tmp_path, stamp=None)
-    monkeypatch.setenv(native.PURE_ENV, "1")
-    assert native.source_reason("fakepkg.hot", root) == f"{native.PURE_ENV} is set"
 
 
 def test_the_test_suite_runs_the_source() -> None:
@@ -104,7 +115,7 @@ print(json.dumps(out))
 """
 
 _CASES = [
-    (  # the fluid network under contention, the persistent kernel, max-min solves
+    (  # the fluid network under contention, the persistent kernel and its gate, max-min solves
         "workloads/moe_fm1_flashmoe_2xh100.json",
         {
             "topology": "h100_2node_ib",
@@ -140,6 +151,7 @@ def test_the_compiled_engine_computes_what_the_source_computes() -> None:
             pytest.fail("CI installs the compiled engine: setup.py built no extension")
         pytest.skip("the engine was not compiled at install (no C compiler or mypyc)")
     compiled, source = _run(pure=False), _run(pure=True)
-    assert compiled["build"] == "compiled (mypyc): maxmin, fluid"
+    names = ", ".join(m.rsplit(".", 1)[1] for m in native.COMPILED_MODULES)
+    assert compiled["build"] == f"compiled (mypyc): {names}"
     assert str(source["build"]).startswith("pure Python from source")
     assert compiled["runs"] == source["runs"]

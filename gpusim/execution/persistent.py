@@ -113,6 +113,7 @@ from simpy.events import NORMAL, EventCallbacks
 
 from gpusim.engine.fluid import FluidNetwork
 from gpusim.engine.sim import CountingEnvironment, new_event_object
+from gpusim.execution.persistent_events import Callback, Payload, _Batch, _Bypassed
 from gpusim.hardware.gpu import GPURuntime
 from gpusim.hardware.occupancy import Occupancy, occupancy_of
 from gpusim.hardware.rates import GPURates
@@ -122,9 +123,6 @@ from gpusim.units import ns_to_s, us_to_s
 
 _OVERSUBSCRIBE_REL_TOL = 1e-9
 """Cap sums this close above a capacity count as fitting (sums of equal shares round up)."""
-
-Payload = Any
-Callback = Callable[[Payload], None]
 
 
 @dataclass(frozen=True)
@@ -200,27 +198,6 @@ class DeviceTimes:
 
 
 # -- transfers -------------------------------------------------------------------------------------
-
-
-class _Bypassed(simpy.Event):
-    """A transfer timed in closed form, and the event of its end: ``env.timeout(delay_s)`` with
-    one callback. Like a timeout it is triggered when it is made (``Event.__init__`` would make
-    it pending) and ``env.schedule(rec, NORMAL, delay_s)`` gives it a timeout's key (``now +
-    delay_s`` and the next id), so the order of events is the timeout's. :meth:`FlowGate.send`
-    builds one per closed-form transfer without the constructor (``new_event_object``) and
-    sets every field below."""
-
-    _ok = True  # triggered when made, as a timeout is (class attributes: no store per event)
-    _value = None
-    route: tuple[int, ...]
-    size_B: float
-    cap_Bps: float
-    enter_s: float
-    """When the bytes start to move (the send's time plus its latency)."""
-    callback: Callback
-    payload: Payload
-    alive: bool
-    """False once it has ended or moved into the fluid network (its event is then ignored)."""
 
 
 class FlowGate:
@@ -469,21 +446,6 @@ class TaskGroup:
     are measured in."""
     acc: list[float] = field(default_factory=list)
     """The kernel's [busy block-seconds, tasks] of this group's kind (set by the kernel)."""
-
-
-class _Batch(simpy.Event):
-    """Tasks ``first .. first + k - 1`` of ``group`` running on one processor since
-    ``start_s``: the payload of their transfer and, where they compute, the event of their
-    compute's end (triggered when made, as :class:`_Bypassed` is, and scheduled by the kernel).
-    The kernel builds one per task, without the constructor (``new_event_object``): it sets
-    ``callbacks`` where the batch is an event, and the four fields below."""
-
-    _ok = True
-    _value = None
-    group: TaskGroup
-    first: int
-    k: int
-    start_s: float
 
 
 class PersistentKernel:
