@@ -565,6 +565,19 @@ def _deliver_by_event(
     ev.callbacks.append(lambda _ev: self.deliver(n_tasks, group))
 
 
+def _random_layer(rng: np.random.Generator, uniform: bool) -> tuple[Any, ...]:
+    """``_setup``'s positional arguments for a random small layer (2-4 GPUs, 4-16 experts, some
+    (GPU, expert) pairs empty); ``uniform``: every GPU alike, so many events share an instant."""
+    n_gpus = int(rng.choice([2, 4]))
+    experts = int(rng.choice([4, 8, 16]))
+    tokens = int(rng.choice([256, 1024, 2048]))
+    counts = rng.integers(0, 2 * tokens * 2 // experts + 1, size=(n_gpus, experts))
+    counts[rng.random(counts.shape) < 0.2] = 0
+    if uniform:
+        counts[:] = tokens * 2 // experts
+    return (n_gpus, tokens, experts, int(rng.choice([256, 512])), 512, 2, counts)
+
+
 def test_held_deliveries_equal_delivery_events() -> None:
     """Results held in the subscriber's virtual clock (``deliver_later``) give exactly the
     forward that one event per result gives, on random instances, with fewer events."""
@@ -578,14 +591,7 @@ def test_held_deliveries_equal_delivery_events() -> None:
         original(self)
 
     for case in range(24):
-        n_gpus = int(rng.choice([2, 4]))
-        experts = int(rng.choice([4, 8, 16]))
-        tokens = int(rng.choice([256, 1024, 2048]))
-        counts = rng.integers(0, 2 * tokens * 2 // experts + 1, size=(n_gpus, experts))
-        counts[rng.random(counts.shape) < 0.2] = 0
-        if case % 3 == 0:  # uniform: every GPU alike, so many events share an instant
-            counts[:] = tokens * 2 // experts
-        args = (n_gpus, tokens, experts, int(rng.choice([256, 512])), 512, 2, counts)
+        args = _random_layer(rng, uniform=case % 3 == 0)
         kwargs: dict[str, Any] = {
             "task_batch": int(rng.choice([1, 8])),
             "link_GBps": float(rng.choice([50.0, 450.0])),
@@ -669,14 +675,7 @@ def test_the_freed_processors_assignment_equals_the_general_one() -> None:
         self._assign()
 
     for case in range(16):
-        n_gpus = int(rng.choice([2, 4]))
-        experts = int(rng.choice([4, 8, 16]))
-        tokens = int(rng.choice([256, 1024, 2048]))
-        counts = rng.integers(0, 2 * tokens * 2 // experts + 1, size=(n_gpus, experts))
-        counts[rng.random(counts.shape) < 0.2] = 0
-        if case % 3 == 0:  # uniform: every GPU alike, so many events share an instant
-            counts[:] = tokens * 2 // experts
-        args = (n_gpus, tokens, experts, int(rng.choice([256, 512])), 512, 2, counts)
+        args = _random_layer(rng, uniform=case % 3 == 0)
         kwargs: dict[str, Any] = {
             "link_GBps": float(rng.choice([50.0, 450.0])),
             "profile": _profile(
