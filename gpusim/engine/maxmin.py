@@ -15,6 +15,9 @@ _REL_TOL = 1e-12
 _LAST_ROUND_SHORTCUT = True
 """Give the last round's classes their rates without taking their flows off the resources
 (nothing reads those afterwards); a test switches it off to compare."""
+_ONE_LEVEL_CLOSED_FORM = True
+"""Solve in closed form where the first filling level fixes every class (:func:`_one_level`);
+a test switches it off to compare."""
 
 
 def max_min_fair_rates(
@@ -41,6 +44,10 @@ def max_min_fair_rates(
         # carries each flow twice: the general solve counts it so)
         share = min((capacity_Bps[r] / counts[0] for r in routes[0]), default=math.inf)
         return [min(share, caps_Bps[0])]
+    if _ONE_LEVEL_CLOSED_FORM:
+        level = _one_level(routes, counts, caps_Bps, capacity_Bps)
+        if level is not None:
+            return [level] * n
     rates = [0.0] * n
     fixed = [w <= 0 for w in counts]
     unfixed = fixed.count(False)
@@ -83,6 +90,46 @@ def max_min_fair_rates(
             break
         unfixed -= _fix(to_fix, level, routes, counts, caps_Bps, load, fixed, rates)
     return rates
+
+
+def _one_level(
+    routes: Sequence[Sequence[int]],
+    counts: Sequence[int],
+    caps_Bps: Sequence[float],
+    capacity_Bps: Sequence[float],
+) -> float | None:
+    """The rate of every class when the first filling level fixes them all (each class with
+    flows crosses a resource that level saturates, or has a cap within it: one saturated port
+    bottlenecking every class, the common contended case); ``None`` otherwise, and wherever the
+    general solve has a case of its own (a class with no flows or no route, an unbounded level,
+    a cap that is not positive).
+
+    These are the general solve's floats: its first round computes the same level (the lowest
+    of capacity / flows, flows an exact integer sum, and of the caps) and the same saturated
+    resources, and its last round gives every class ``level if level < cap else cap``, which
+    is ``level`` as no cap is below it."""
+    flows: dict[int, int] = {}
+    get = flows.get
+    for route, w in zip(routes, counts, strict=True):
+        if w <= 0 or not route:
+            return None
+        for r in route:
+            flows[r] = get(r, 0) + w
+    level = min(caps_Bps)
+    if not level > 0:
+        return None
+    for r, f in flows.items():
+        share = capacity_Bps[r] / f
+        if share < level:
+            level = share
+    if level == math.inf:
+        return None
+    bound = level * (1.0 + _REL_TOL)
+    saturated = {r for r, f in flows.items() if capacity_Bps[r] <= bound * f}
+    for route, cap in zip(routes, caps_Bps, strict=True):
+        if cap > bound and saturated.isdisjoint(route):
+            return None
+    return level
 
 
 def _resource_loads(
