@@ -896,14 +896,15 @@ class FluidNetwork:
 
     def _candidates(self, now: float) -> list[_FlowClass]:
         """The classes a wake-up at ``now`` must test, in the order of ``_classes`` (the order
-        their flows finish, so their events fire, in): with few classes all of them; with many
-        (the ``_check`` heap) those whose ``check_s`` has come, taken off the heap, and those
-        whose flows changed since the last settle (their times are not yet brought up to
-        date). Every class that can finish a flow at ``now`` is among them
+        their flows finish, so their events fire, in): those whose ``check_s`` has come and
+        those whose flows changed since the last settle (their times are not yet brought up to
+        date); with few classes found by a scan, with many (the ``_check`` heap) taken off the
+        heap. Every class that can finish a flow at ``now`` is among them
         (:meth:`_FlowClass.retime`); the others finish nothing, so leaving them out changes
         nothing."""
         if not self._heap_mode:
-            return list(self._classes.values())
+            dirty = self._dirty_keys
+            return [c for c in self._classes.values() if c.check_s <= now or c.key in dirty]
         check = self._check
         picked: dict[int, _FlowClass] = {}
         while check and check[0][0] <= now:
