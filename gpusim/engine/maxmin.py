@@ -109,12 +109,14 @@ def _one_level(
     resources, and its last round gives every class ``level if level < cap else cap``, which
     is ``level`` as no cap is below it."""
     flows: dict[int, int] = {}
-    get = flows.get
     for route, w in zip(routes, counts, strict=True):
         if w <= 0 or not route:
             return None
         for r in route:
-            flows[r] = get(r, 0) + w
+            if r in flows:
+                flows[r] += w
+            else:
+                flows[r] = w
     level = min(caps_Bps)
     if not level > 0:
         return None
@@ -125,10 +127,13 @@ def _one_level(
     if level == math.inf:
         return None
     bound = level * (1.0 + _REL_TOL)
-    saturated = {r for r, f in flows.items() if capacity_Bps[r] <= bound * f}
     for route, cap in zip(routes, caps_Bps, strict=True):
-        if cap > bound and saturated.isdisjoint(route):
-            return None
+        if cap > bound:
+            for r in route:
+                if capacity_Bps[r] <= bound * flows[r]:
+                    break  # saturated
+            else:
+                return None
     return level
 
 
