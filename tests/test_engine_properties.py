@@ -648,9 +648,14 @@ def _run_paths(
     capacities_Bps: Sequence[float], xfers: Sequence[Xfer], *, fast_paths: bool
 ) -> tuple[list[tuple[float, int]], _PathComparedNetwork]:
     """Completions (time, transfer) of ``xfers``, each starting one follow-up of its own size
-    on its route at its instant, on a :class:`_PathComparedNetwork`."""
+    on its route at its instant, on a :class:`_PathComparedNetwork`; without ``fast_paths``,
+    the solver's closed forms are off too (progressive filling in full)."""
     net = _PathComparedNetwork(CountingEnvironment(), fast_paths)
-    return _run_with_follow_ups(net, capacities_Bps, xfers, calls=True), net
+    with pytest.MonkeyPatch.context() as patch:
+        if not fast_paths:
+            patch.setattr(maxmin, "_ONE_LEVEL_CLOSED_FORM", False)
+            patch.setattr(maxmin, "_LAST_ROUND_SHORTCUT", False)
+        return _run_with_follow_ups(net, capacities_Bps, xfers, calls=True), net
 
 
 def _assert_same_run(fast: _PathComparedNetwork, general: _PathComparedNetwork) -> None:

@@ -21,7 +21,7 @@ from itertools import count
 
 import simpy
 
-from gpusim.engine.maxmin import max_min_fair_rates
+from gpusim.engine.maxmin import max_min_fair_rates, one_level_rate
 from gpusim.engine.sim import CountingEnvironment
 from gpusim.engine.trace import NULL_RECORDER, TraceRecorder, Track
 
@@ -722,31 +722,41 @@ class FluidNetwork:
         The contributions come off each loose resource in the general path's order."""
         routes: list[Sequence[int]] = []
         crossing: list[int] = []  # the classes that cross a loose resource
+        flows: dict[int, int] = {}  # per resource left in the solve: the flows crossing it
         for i, cls in enumerate(classes):
             route = cls.route
             if loose.isdisjoint(route):
-                routes.append(route)
-                continue
-            crossing.append(i)
-            own_Bps = cls.load_Bps
-            kept = []
-            for r in route:
-                if r in outside:
-                    outside[r] -= own_Bps
-                else:
-                    kept.append(r)
+                kept: Sequence[int] = route
+            else:
+                crossing.append(i)
+                own_Bps = cls.load_Bps
+                kept = []
+                for r in route:
+                    if r in outside:
+                        outside[r] -= own_Bps
+                    else:
+                        kept.append(r)
             routes.append(kept)
+            n_flows = len(cls.flows)
+            for r in kept:
+                if r in flows:
+                    flows[r] += n_flows
+                else:
+                    flows[r] = n_flows
         for cls in self._gone:
             for r in cls.route:
                 if r in outside:
                     outside[r] -= cls.load_Bps
         self.recomputations += 1
-        rates = max_min_fair_rates(
-            routes,
-            [len(c.flows) for c in classes],
-            [c.cap_Bps for c in classes],
-            self.capacity_Bps,
-        )
+        # the closed form where one level fixes every class, from the flows counted here
+        caps = [c.cap_Bps for c in classes]
+        level = one_level_rate(flows, routes, caps, self.capacity_Bps)
+        if level is not None:
+            rates = [level] * len(classes)
+        else:
+            rates = max_min_fair_rates(
+                routes, [len(c.flows) for c in classes], caps, self.capacity_Bps
+            )
         if self._fills(((classes[i], rates[i]) for i in crossing), outside):
             return None
         return rates

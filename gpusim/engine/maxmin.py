@@ -8,7 +8,7 @@ not on the number of messages in flight.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 _REL_TOL = 1e-12
@@ -98,25 +98,37 @@ def _one_level(
     caps_Bps: Sequence[float],
     capacity_Bps: Sequence[float],
 ) -> float | None:
-    """The rate of every class when the first filling level fixes them all (each class with
-    flows crosses a resource that level saturates, or has a cap within it: one saturated port
-    bottlenecking every class, the common contended case); ``None`` otherwise, and wherever the
-    general solve has a case of its own (a class with no flows or no route, an unbounded level,
-    a cap that is not positive).
-
-    These are the general solve's floats: its first round computes the same level (the lowest
-    of capacity / flows, flows an exact integer sum, and of the caps) and the same saturated
-    resources, and its last round gives every class ``level if level < cap else cap``, which
-    is ``level`` as no cap is below it."""
+    """:func:`one_level_rate` of the classes, their flows counted per resource here; ``None``
+    where a class has no flows (the general solve gives it 0)."""
     flows: dict[int, int] = {}
     for route, w in zip(routes, counts, strict=True):
-        if w <= 0 or not route:
+        if w <= 0:
             return None
         for r in route:
             if r in flows:
                 flows[r] += w
             else:
                 flows[r] = w
+    return one_level_rate(flows, routes, caps_Bps, capacity_Bps)
+
+
+def one_level_rate(
+    flows: Mapping[int, int],
+    routes: Iterable[Sequence[int]],
+    caps_Bps: Sequence[float],
+    capacity_Bps: Sequence[float],
+) -> float | None:
+    """The rate :func:`max_min_fair_rates` gives every class when its first filling level fixes
+    them all (each class crosses a resource that level saturates, or has a cap within it: one
+    saturated port bottlenecking every class, the common contended case); ``None`` otherwise,
+    or where the level is unbounded or a cap is not positive (the general solve's own cases).
+
+    ``routes`` and ``caps_Bps`` are those of classes that all hold flows; ``flows`` counts them
+    per resource (a class's count once per crossing, as the general solve counts it). These
+    are the general solve's floats: its first round computes the same level (the lowest of
+    capacity / flows, flows an exact integer sum, and of the caps) and the same saturated
+    resources, and its last round gives every class ``level if level < cap else cap``, which
+    is ``level`` as no cap is below it."""
     level = min(caps_Bps)
     if not level > 0:
         return None
