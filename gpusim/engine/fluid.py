@@ -105,7 +105,9 @@ class _FlowClass:
             self.next_s = self.check_s = now
         elif rate > 0:
             first = self.flows[0][0]
-            self.next_s = now + max(first - self.virtual_at(now), 0.0) / rate
+            # virtual_at(now), without the call where the clock was just set (set_rate)
+            virtual = self.virtual_B if now == self.ref_s else self.virtual_at(now)
+            self.next_s = now + max(first - virtual, 0.0) / rate
             self.check_s = self.next_s - _WAKE_WINDOW_REL * (first / rate + self.next_s)
         else:
             self.next_s = math.inf
