@@ -264,7 +264,6 @@ def one_level_inputs(
     return routes, counts, caps, capacity
 
 
-@SETTINGS
 @given(st.one_of(one_level_inputs(), solver_inputs()))
 def test_max_min_one_level_closed_form_gives_the_same_floats(
     inputs: tuple[list[tuple[int, ...]], list[int], list[float], list[float]],

@@ -17,7 +17,8 @@ _LAST_ROUND_SHORTCUT = True
 (nothing reads those afterwards); a test switches it off to compare."""
 _ONE_LEVEL_CLOSED_FORM = True
 """Solve in closed form where the first filling level fixes every class (:func:`_one_level`);
-a test switches it off to compare."""
+a test switches it off to compare. (The fluid network's optimistic solve calls
+:func:`one_level_rate` itself, under its own ``fast_paths``.)"""
 
 
 def max_min_fair_rates(
