@@ -239,6 +239,60 @@ def test_max_min_last_round_shortcut_gives_the_same_floats(
     assert fast == full
 
 
+@st.composite
+def one_level_inputs(
+    draw: st.DrawFn,
+) -> tuple[list[tuple[int, ...]], list[int], list[float], list[float]]:
+    """Solver inputs where one saturated resource often bottlenecks every class (FlashMoE's
+    tiles into one GPU's NVLink port): most classes cross resource 0, and caps sit at, just
+    above or just below its fair share (ties within the solver's tolerance); some classes
+    have no flows, no route or a resource twice."""
+    n_res = draw(st.integers(2, 6))
+    capacity = [draw(capacities)]
+    wider = st.sampled_from([1.0, 1.0, 8.0, 8.0, 0.25])  # mostly at least resource 0's
+    capacity += [capacity[0] * draw(wider) for _ in range(1, n_res)]
+    n = draw(st.integers(2, 8))
+    routes = [
+        draw(st.sampled_from([(0,)] * 9 + [()]))
+        + tuple(draw(st.lists(st.integers(1, n_res - 1), max_size=2)))
+        for _ in range(n)
+    ]
+    counts = [draw(st.sampled_from([0] + [1, 2, 7, 16, 31] * 4)) for _ in routes]
+    share = capacity[0] / max(sum(w for r, w in zip(routes, counts, strict=True) if 0 in r), 1)
+    near = st.sampled_from([1.0, 1.0 + 1e-13, 1.0 + 2e-12, 1.0 - 1e-13, 0.5, 3.0])
+    caps = [math.inf if draw(st.booleans()) else share * draw(near) for _ in routes]
+    return routes, counts, caps, capacity
+
+
+@given(st.one_of(one_level_inputs(), solver_inputs()))
+def test_max_min_one_level_closed_form_gives_the_same_floats(
+    inputs: tuple[list[tuple[int, ...]], list[int], list[float], list[float]],
+) -> None:
+    """Where the first filling level fixes every class, the closed form gives exactly the rates
+    of the progressive filling done in full (closed form and last-round shortcut off)."""
+    routes, counts, caps, capacity = inputs
+    fast = max_min_fair_rates(routes, counts, caps, capacity)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(maxmin, "_ONE_LEVEL_CLOSED_FORM", False)
+        patch.setattr(maxmin, "_LAST_ROUND_SHORTCUT", False)
+        full = max_min_fair_rates(routes, counts, caps, capacity)
+    assert fast == full
+
+
+def test_max_min_one_level_closed_form_is_taken_where_one_port_bottlenecks_all() -> None:
+    """Three GPUs sending into a fourth's NVLink port (resource 0): one level, taken in closed
+    form; a class capped below it, or one whose own port is slower, needs a second level."""
+    routes = [(1, 0, 5), (2, 0, 5), (3, 0, 5)]
+    capacity = [370 * GB, 370 * GB, 370 * GB, 370 * GB, 370 * GB, 3000 * GB]
+    caps = [11.4 * GB] * 3
+    level = maxmin._one_level(routes, [31, 16, 7], caps, capacity)
+    assert level == 370 * GB / 54
+    assert max_min_fair_rates(routes, [31, 16, 7], caps, capacity) == [level] * 3
+    assert maxmin._one_level(routes, [31, 16, 7], [11.4 * GB, 11.4 * GB, 1 * GB], capacity) is None
+    capacity[3] = 10 * GB
+    assert maxmin._one_level(routes, [31, 16, 7], caps, capacity) is None
+
+
 # -- the network -------------------------------------------------------------------------------
 
 
@@ -593,9 +647,14 @@ def _run_paths(
     capacities_Bps: Sequence[float], xfers: Sequence[Xfer], *, fast_paths: bool
 ) -> tuple[list[tuple[float, int]], _PathComparedNetwork]:
     """Completions (time, transfer) of ``xfers``, each starting one follow-up of its own size
-    on its route at its instant, on a :class:`_PathComparedNetwork`."""
+    on its route at its instant, on a :class:`_PathComparedNetwork`; without ``fast_paths``,
+    the solver's closed forms are off too (progressive filling in full)."""
     net = _PathComparedNetwork(CountingEnvironment(), fast_paths)
-    return _run_with_follow_ups(net, capacities_Bps, xfers, calls=True), net
+    with pytest.MonkeyPatch.context() as patch:
+        if not fast_paths:
+            patch.setattr(maxmin, "_ONE_LEVEL_CLOSED_FORM", False)
+            patch.setattr(maxmin, "_LAST_ROUND_SHORTCUT", False)
+        return _run_with_follow_ups(net, capacities_Bps, xfers, calls=True), net
 
 
 def _assert_same_run(fast: _PathComparedNetwork, general: _PathComparedNetwork) -> None:

@@ -21,7 +21,7 @@ from itertools import count
 
 import simpy
 
-from gpusim.engine.maxmin import max_min_fair_rates
+from gpusim.engine.maxmin import max_min_fair_rates, one_level_rate
 from gpusim.engine.sim import CountingEnvironment
 from gpusim.engine.trace import NULL_RECORDER, TraceRecorder, Track
 
@@ -105,7 +105,9 @@ class _FlowClass:
             self.next_s = self.check_s = now
         elif rate > 0:
             first = self.flows[0][0]
-            self.next_s = now + max(first - self.virtual_at(now), 0.0) / rate
+            # virtual_at(now), without the call where the clock was just set (set_rate)
+            virtual = self.virtual_B if now == self.ref_s else self.virtual_at(now)
+            self.next_s = now + max(first - virtual, 0.0) / rate
             self.check_s = self.next_s - _WAKE_WINDOW_REL * (first / rate + self.next_s)
         else:
             self.next_s = math.inf
@@ -722,31 +724,41 @@ class FluidNetwork:
         The contributions come off each loose resource in the general path's order."""
         routes: list[Sequence[int]] = []
         crossing: list[int] = []  # the classes that cross a loose resource
+        flows: dict[int, int] = {}  # per resource left in the solve: the flows crossing it
         for i, cls in enumerate(classes):
             route = cls.route
             if loose.isdisjoint(route):
-                routes.append(route)
-                continue
-            crossing.append(i)
-            own_Bps = cls.load_Bps
-            kept = []
-            for r in route:
-                if r in outside:
-                    outside[r] -= own_Bps
-                else:
-                    kept.append(r)
+                kept: Sequence[int] = route
+            else:
+                crossing.append(i)
+                own_Bps = cls.load_Bps
+                kept = []
+                for r in route:
+                    if r in outside:
+                        outside[r] -= own_Bps
+                    else:
+                        kept.append(r)
             routes.append(kept)
+            n_flows = len(cls.flows)
+            for r in kept:
+                if r in flows:
+                    flows[r] += n_flows
+                else:
+                    flows[r] = n_flows
         for cls in self._gone:
             for r in cls.route:
                 if r in outside:
                     outside[r] -= cls.load_Bps
         self.recomputations += 1
-        rates = max_min_fair_rates(
-            routes,
-            [len(c.flows) for c in classes],
-            [c.cap_Bps for c in classes],
-            self.capacity_Bps,
-        )
+        # the closed form where one level fixes every class, from the flows counted here
+        caps = [c.cap_Bps for c in classes]
+        level = one_level_rate(flows, routes, caps, self.capacity_Bps)
+        if level is not None:
+            rates = [level] * len(classes)
+        else:
+            rates = max_min_fair_rates(
+                routes, [len(c.flows) for c in classes], caps, self.capacity_Bps
+            )
         if self._fills(((classes[i], rates[i]) for i in crossing), outside):
             return None
         return rates
@@ -896,14 +908,15 @@ class FluidNetwork:
 
     def _candidates(self, now: float) -> list[_FlowClass]:
         """The classes a wake-up at ``now`` must test, in the order of ``_classes`` (the order
-        their flows finish, so their events fire, in): with few classes all of them; with many
-        (the ``_check`` heap) those whose ``check_s`` has come, taken off the heap, and those
-        whose flows changed since the last settle (their times are not yet brought up to
-        date). Every class that can finish a flow at ``now`` is among them
+        their flows finish, so their events fire, in): those whose ``check_s`` has come and
+        those whose flows changed since the last settle (their times are not yet brought up to
+        date); with few classes found by a scan, with many (the ``_check`` heap) taken off the
+        heap. Every class that can finish a flow at ``now`` is among them
         (:meth:`_FlowClass.retime`); the others finish nothing, so leaving them out changes
         nothing."""
         if not self._heap_mode:
-            return list(self._classes.values())
+            dirty = self._dirty_keys
+            return [c for c in self._classes.values() if c.check_s <= now or c.key in dirty]
         check = self._check
         picked: dict[int, _FlowClass] = {}
         while check and check[0][0] <= now:

@@ -8,13 +8,17 @@ not on the number of messages in flight.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 _REL_TOL = 1e-12
 _LAST_ROUND_SHORTCUT = True
 """Give the last round's classes their rates without taking their flows off the resources
 (nothing reads those afterwards); a test switches it off to compare."""
+_ONE_LEVEL_CLOSED_FORM = True
+"""Solve in closed form where the first filling level fixes every class (:func:`_one_level`);
+a test switches it off to compare. (The fluid network's optimistic solve calls
+:func:`one_level_rate` itself, under its own ``fast_paths``.)"""
 
 
 def max_min_fair_rates(
@@ -41,6 +45,10 @@ def max_min_fair_rates(
         # carries each flow twice: the general solve counts it so)
         share = min((capacity_Bps[r] / counts[0] for r in routes[0]), default=math.inf)
         return [min(share, caps_Bps[0])]
+    if _ONE_LEVEL_CLOSED_FORM:
+        level = _one_level(routes, counts, caps_Bps, capacity_Bps)
+        if level is not None:
+            return [level] * n
     rates = [0.0] * n
     fixed = [w <= 0 for w in counts]
     unfixed = fixed.count(False)
@@ -83,6 +91,63 @@ def max_min_fair_rates(
             break
         unfixed -= _fix(to_fix, level, routes, counts, caps_Bps, load, fixed, rates)
     return rates
+
+
+def _one_level(
+    routes: Sequence[Sequence[int]],
+    counts: Sequence[int],
+    caps_Bps: Sequence[float],
+    capacity_Bps: Sequence[float],
+) -> float | None:
+    """:func:`one_level_rate` of the classes, their flows counted per resource here; ``None``
+    where a class has no flows (the general solve gives it 0)."""
+    flows: dict[int, int] = {}
+    for route, w in zip(routes, counts, strict=True):
+        if w <= 0:
+            return None
+        for r in route:
+            if r in flows:
+                flows[r] += w
+            else:
+                flows[r] = w
+    return one_level_rate(flows, routes, caps_Bps, capacity_Bps)
+
+
+def one_level_rate(
+    flows: Mapping[int, int],
+    routes: Iterable[Sequence[int]],
+    caps_Bps: Sequence[float],
+    capacity_Bps: Sequence[float],
+) -> float | None:
+    """The rate :func:`max_min_fair_rates` gives every class when its first filling level fixes
+    them all (each class crosses a resource that level saturates, or has a cap within it: one
+    saturated port bottlenecking every class, the common contended case); ``None`` otherwise,
+    or where the level is unbounded or a cap is not positive (the general solve's own cases).
+
+    ``routes`` and ``caps_Bps`` are those of classes that all hold flows; ``flows`` counts them
+    per resource (a class's count once per crossing, as the general solve counts it). These
+    are the general solve's floats: its first round computes the same level (the lowest of
+    capacity / flows, flows an exact integer sum, and of the caps) and the same saturated
+    resources, and its last round gives every class ``level if level < cap else cap``, which
+    is ``level`` as no cap is below it."""
+    level = min(caps_Bps)
+    if not level > 0:
+        return None
+    for r, f in flows.items():
+        share = capacity_Bps[r] / f
+        if share < level:
+            level = share
+    if level == math.inf:
+        return None
+    bound = level * (1.0 + _REL_TOL)
+    for route, cap in zip(routes, caps_Bps, strict=True):
+        if cap > bound:
+            for r in route:
+                if capacity_Bps[r] <= bound * flows[r]:
+                    break  # saturated
+            else:
+                return None
+    return level
 
 
 def _resource_loads(
