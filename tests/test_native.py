@@ -132,10 +132,24 @@ _CASES = [
 ]
 
 
-def _run(pure: bool) -> dict[str, object]:
+def _env(pure: bool) -> dict[str, str]:
+    """This process's environment, asking for the source (``pure``) or not."""
     env = {k: v for k, v in os.environ.items() if k != native.PURE_ENV}
     if pure:
         env[native.PURE_ENV] = "1"
+    return env
+
+
+def _require_compiled() -> None:
+    """Skip where the engine was not compiled at install; fail in CI, which compiles it."""
+    if not all(native.has_extension(m) for m in native.COMPILED_MODULES):
+        if os.environ.get("CI"):
+            pytest.fail("CI installs the compiled engine: setup.py built no extension")
+        pytest.skip("the engine was not compiled at install (no C compiler or mypyc)")
+
+
+def _run(pure: bool) -> dict[str, object]:
+    env = _env(pure)
     cases = json.dumps([[str(ROOT / p), o] for p, o in _CASES])
     done = subprocess.run(
         [sys.executable, "-c", _RUN, cases], env=env, capture_output=True, text=True, check=True
@@ -146,16 +160,43 @@ def _run(pure: bool) -> dict[str, object]:
 def test_the_compiled_engine_computes_what_the_source_computes() -> None:
     """Every metric of a contended FlashMoE DES over two nodes and of a launch chain, to the
     last bit (JSON keeps every float's digits), with the compiled engine and from source."""
-    compiled_here = all(native.has_extension(m) for m in native.COMPILED_MODULES)
-    if not compiled_here:
-        if os.environ.get("CI"):
-            pytest.fail("CI installs the compiled engine: setup.py built no extension")
-        pytest.skip("the engine was not compiled at install (no C compiler or mypyc)")
+    _require_compiled()
     compiled, source = _run(pure=False), _run(pure=True)
     names = ", ".join(m.rsplit(".", 1)[1] for m in native.COMPILED_MODULES)
     assert compiled["build"] == f"compiled (mypyc): {names}"
     assert str(source["build"]).startswith("pure Python from source")
     assert compiled["runs"] == source["runs"]
+
+
+def test_the_command_line_writes_the_same_trace_compiled(tmp_path: Path) -> None:
+    """``gpusim run`` with a trace, compiled and from source: the same Chrome trace, byte for
+    byte (every event's time, the fluid network's utilisation counters, the launch records),
+    and the same summary (timing.json, the run's own time, is apart)."""
+    _require_compiled()
+    outputs = []
+    for pure in (False, True):
+        out = tmp_path / ("source" if pure else "compiled")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gpusim",
+                "run",
+                str(ROOT / "workloads" / "gemm_alltoall_hgx.json"),
+                "--set",
+                "options.trace=true",
+                "--set",
+                "options.fidelity=des",
+                "-o",
+                str(out),
+            ],
+            env=_env(pure),
+            capture_output=True,
+            check=True,
+        )
+        outputs.append(((out / "trace.json").read_bytes(), (out / "summary.json").read_bytes()))
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0][0]) > 1000  # a trace with events in it
 
 
 def test_no_compiled_class_subclasses_a_class_mypyc_cannot_see() -> None:
