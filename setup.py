@@ -6,7 +6,6 @@ with GPUSIM_PURE_PYTHON set, the install goes on without them."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,9 +42,9 @@ class BuildStamped(build_ext):
         super().run()
         for module, sha in HASHES.items():
             built = [Path(self.get_ext_fullpath(n)) for n in (module, module + "__mypyc")]
-            stamp = Path(self.get_ext_fullpath(module)).parent / (
-                module.rsplit(".", 1)[1] + native.STAMP_SUFFIX
-            )
+            # the folder holding the gpusim package, wherever this build puts it
+            root = Path(self.get_ext_fullpath(module)).parents[module.count(".")]
+            stamp = native.stamp_path(module, root)
             if all(p.exists() for p in built):
                 stamp.write_text(sha + "\n")
             else:
@@ -53,7 +52,7 @@ class BuildStamped(build_ext):
 
 
 def extensions() -> list[Any]:
-    if os.environ.get(native.PURE_ENV, "0") not in ("", "0"):
+    if native.pure_requested():
         return []
     try:
         from mypyc.build import mypycify

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import gpusim.native  # noqa: F401 -- first: its finder decides where compiled modules run from
+from gpusim import native
 from gpusim.lazy import lazy_exports
 from gpusim.simulate import simulate  # light; imported so that no submodule import shadows it
+
+native.install()  # where a compiled engine module's source must run (none is imported above)
 
 if TYPE_CHECKING:
     from gpusim.errors import SimulationError, SpecError

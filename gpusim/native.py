@@ -42,6 +42,8 @@ COMPILED_MODULES = (
 )
 """The engine's hot modules, compiled as they are (mypy-strict code needs no change; a class
 that subclasses SimPy's lives elsewhere: mypyc cannot compile one)."""
+COMPILED_BUILD = "compiled (mypyc): " + ", ".join(m.rsplit(".", 1)[1] for m in COMPILED_MODULES)
+"""What :func:`engine_build` says where every module of the list runs compiled."""
 PURE_ENV = "GPUSIM_PURE_PYTHON"
 STAMP_SUFFIX = ".mypyc-source.sha256"
 _ROOT = Path(__file__).resolve().parent.parent
@@ -73,11 +75,16 @@ def has_extension(module: str, root: Path = _ROOT) -> bool:
     )
 
 
+def pure_requested() -> bool:
+    """Whether ``GPUSIM_PURE_PYTHON`` asks for the source (set, and not ``0``)."""
+    return os.environ.get(PURE_ENV, "0") not in ("", "0")
+
+
 def source_reason(modules: Sequence[str] = COMPILED_MODULES, root: Path = _ROOT) -> str | None:
     """Why ``modules`` must run from their source, or ``None`` where each is compiled from its
     source as it is. All or none: a compiled module takes only the compiled classes of the
     others (it refuses an instance of their source's class)."""
-    if os.environ.get(PURE_ENV, "0") not in ("", "0"):
+    if pure_requested():
         return f"{PURE_ENV} is set"
     for module in modules:
         source, stamp = source_path(module, root), stamp_path(module, root)
@@ -117,7 +124,8 @@ _FINDER = SourceFirst()
 
 
 def install() -> None:
-    """Put the source-first finder in front of the import system (once)."""
+    """Put the source-first finder in front of the import system (once; gpusim/__init__.py
+    does, so it is in place before any module of the list is imported)."""
     if _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
 
@@ -132,8 +140,5 @@ def engine_build() -> str:
     compiled modules)."""
     modules = [importlib.import_module(m) for m in COMPILED_MODULES]
     if all(is_compiled(m) for m in modules):
-        return "compiled (mypyc): " + ", ".join(m.rsplit(".", 1)[1] for m in COMPILED_MODULES)
+        return COMPILED_BUILD
     return f"pure Python from source: {_FINDER.reason}"
-
-
-install()  # on import: gpusim/__init__.py imports this module before anything else
