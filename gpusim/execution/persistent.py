@@ -113,7 +113,7 @@ from simpy.events import NORMAL, EventCallbacks
 
 from gpusim.engine.fluid import FluidNetwork
 from gpusim.engine.sim import CountingEnvironment, new_event_object
-from gpusim.execution.persistent_events import Callback, Payload, _Batch, _Bypassed
+from gpusim.execution.persistent_events import BypassedTransfer, Callback, Payload, TaskBatch
 from gpusim.hardware.gpu import GPURuntime
 from gpusim.hardware.occupancy import Occupancy, occupancy_of
 from gpusim.hardware.rates import GPURates
@@ -236,7 +236,7 @@ class FlowGate:
         self._limit: list[float] = []
         self._demand: list[float] = []
         self._users: list[int] = []
-        self._bypassed: list[list[_Bypassed]] = []
+        self._bypassed: list[list[BypassedTransfer]] = []
         self._carried: list[float] = []
         self._capacity_Bps = network.capacity_Bps  # the network's list: it grows in place
         self._route_bound: dict[tuple[int, ...], float] = {}
@@ -322,7 +322,7 @@ class FlowGate:
                     self._convert(r)
             self._fluid(route, size_B, latency_s, cap_Bps, counted_Bps, callback, payload)
             return
-        rec = new_event_object(_Bypassed)
+        rec = new_event_object(BypassedTransfer)
         rec.callbacks = self._done_callbacks
         rec.route = route
         rec.size_B = size_B
@@ -370,7 +370,7 @@ class FlowGate:
         self._release(route, counted_Bps)
         callback(payload)
 
-    def _bypass_done(self, rec: _Bypassed) -> None:
+    def _bypass_done(self, rec: BypassedTransfer) -> None:
         if not rec.alive:
             return  # moved into the fluid network
         rec.alive = False
@@ -677,8 +677,7 @@ class PersistentKernel:
         idle = self._idle
         if not idle or not ready:
             return
-        env = self._cenv
-        now = env._now
+        now = self._cenv._now
         s = self._sched_s
         latency = self._latency_s
         batch = self.task_batch
@@ -701,39 +700,21 @@ class PersistentKernel:
             if t < g.ready_s:
                 t = g.ready_s
             sched_free = t = t + s  # the first task's assignment; the others' at the batch's end
-            start = t + latency
-            b = new_event_object(_Batch)
-            b.group = g
-            b.first = first
+            b = new_event_object(TaskBatch)
             b.k = k
-            b.start_s = start
             compute = g.compute_s if k == 1 else k * g.compute_s + (k - 1) * latency
-            if g.flow_B <= 0:
-                b.callbacks = self._done_callbacks
-                env.schedule(b, NORMAL, start + compute - now)
-            elif compute > 0:
-                b.callbacks = self._computed_callbacks
-                env.schedule(b, NORMAL, start + compute - now)
-            else:  # transfer only: the batch is the transfer's payload, not an event
-                self.gate.send(
-                    g.flow_route,
-                    k * g.flow_B,
-                    start - now + k * g.flow_latency_s,
-                    g.flow_cap_Bps,
-                    self._done,
-                    b,
-                )
+            self._start(b, g, first, t + latency, compute, now)
         self._idle = idle
         self._sched_free_s = sched_free
         self._ready_work_s = work
 
-    def _compute_done(self, b: _Batch) -> None:
+    def _compute_done(self, b: TaskBatch) -> None:
         g, k = b.group, b.k
         self.gate.send(
             g.flow_route, k * g.flow_B, k * g.flow_latency_s, g.flow_cap_Bps, self._done, b
         )
 
-    def _task_done(self, b: _Batch) -> None:
+    def _task_done(self, b: TaskBatch) -> None:
         now = self._cenv._now
         held = self._held
         if held and held[0][0] <= now:  # a later head has not passed: no call
@@ -767,7 +748,7 @@ class PersistentKernel:
         if self._idle and self._held:
             self._release_held()
 
-    def _assign_freed(self, b: _Batch, now: float) -> None:
+    def _assign_freed(self, b: TaskBatch, now: float) -> None:
         """:meth:`_assign` where tasks go one by one and one processor is idle (the one a task
         just freed) with tasks ready: the most frequent assignment, without the loop and the
         batch sizing. The freed task's ``b`` carries the new task: once its task has ended,
@@ -786,21 +767,29 @@ class PersistentKernel:
         if t < g.ready_s:
             t = g.ready_s
         self._sched_free_s = t = t + self._sched_s
-        start = t + self._latency_s
+        self._start(b, g, first, t + self._latency_s, g.compute_s, now)
+
+    def _start(
+        self, b: TaskBatch, g: TaskGroup, first: int, start_s: float, compute_s: float, now: float
+    ) -> None:
+        """Run ``b`` (its ``k`` tasks from ``first`` of ``g``) on a processor from ``start_s``:
+        the event of its compute's end (``compute_s`` long), or, for a transfer-only task, its
+        transfer with the batch as payload."""
         b.group = g
         b.first = first
-        b.start_s = start
+        b.start_s = start_s
+        k = b.k
         if g.flow_B <= 0:
             b.callbacks = self._done_callbacks
-            self._cenv.schedule(b, NORMAL, start + g.compute_s - now)
-        elif g.compute_s > 0:
+            self._cenv.schedule(b, NORMAL, start_s + compute_s - now)
+        elif compute_s > 0:
             b.callbacks = self._computed_callbacks
-            self._cenv.schedule(b, NORMAL, start + g.compute_s - now)
-        else:
+            self._cenv.schedule(b, NORMAL, start_s + compute_s - now)
+        else:  # transfer only: the batch is the transfer's payload, not an event
             self.gate.send(
                 g.flow_route,
-                g.flow_B,
-                start - now + g.flow_latency_s,
+                k * g.flow_B,
+                start_s - now + k * g.flow_latency_s,
                 g.flow_cap_Bps,
                 self._done,
                 b,

@@ -17,7 +17,7 @@ Payload = Any
 Callback = Callable[[Payload], None]
 
 
-class _Bypassed(simpy.Event):
+class BypassedTransfer(simpy.Event):
     """A transfer timed in closed form, and the event of its end: ``env.timeout(delay_s)`` with
     one callback. Like a timeout it is triggered when it is made (``Event.__init__`` would make
     it pending) and ``env.schedule(rec, NORMAL, delay_s)`` gives it a timeout's key (``now +
@@ -38,12 +38,12 @@ class _Bypassed(simpy.Event):
     """False once it has ended or moved into the fluid network (its event is then ignored)."""
 
 
-class _Batch(simpy.Event):
+class TaskBatch(simpy.Event):
     """Tasks ``first .. first + k - 1`` of ``group`` running on one processor since
     ``start_s``: the payload of their transfer and, where they compute, the event of their
-    compute's end (triggered when made, as :class:`_Bypassed` is, and scheduled by the kernel).
-    The kernel builds one per task, without the constructor (``new_event_object``): it sets
-    ``callbacks`` where the batch is an event, and the four fields below."""
+    compute's end (triggered when made, as :class:`BypassedTransfer` is, and scheduled by the
+    kernel). The kernel builds one per task, without the constructor (``new_event_object``): it
+    sets ``callbacks`` where the batch is an event, and the four fields below."""
 
     _ok = True
     _value = None
