@@ -73,15 +73,21 @@ class BuildStamped(build_ext):
                 stamp.unlink(missing_ok=True)
 
 
+STUBS = ROOT / "build_stubs"
+
+
 def extensions() -> list[Any]:
     if native.pure_requested():
+        return []
+    if not (STUBS / "simpy" / "__init__.pyi").exists():  # SimPy's own types would be checked
+        print(f"gpusim: installing without the compiled engine (no {STUBS})", file=sys.stderr)
         return []
     try:
         from mypyc.build import mypycify
 
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "mypyc.ini"
-            config.write_text(MYPY_CONFIG.format(stubs=ROOT / "build_stubs"))
+            config.write_text(MYPY_CONFIG.format(stubs=STUBS))
             modules = mypycify(
                 [f"--config-file={config}"] + [str(p.relative_to(ROOT)) for p in SOURCES.values()],
                 separate=True,
