@@ -152,7 +152,13 @@ class CountingEnvironment(simpy.Environment):
                     self._now, self._cur_prio, self._cur_eid, event = heappop(queue)
                 except IndexError:
                     raise EmptySchedule from None
-                callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
+                if isinstance(event, _Timeout):  # most events; compiled, its slots read directly
+                    callbacks = event.callbacks
+                    event.callbacks = None
+                    ok = True  # a timeout is triggered when made: it cannot fail
+                else:
+                    callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
+                    ok = event._ok
                 try:
                     for callback in callbacks:
                         callback(event)
@@ -160,7 +166,7 @@ class CountingEnvironment(simpy.Environment):
                     event.callbacks = callbacks[callbacks.index(callback) + 1 :]
                     self.schedule(event, EventPriority(-1))
                     raise
-                if not event._ok and not hasattr(event, "_defused"):
+                if not ok and not hasattr(event, "_defused"):
                     exc = type(event._value)(*event._value.args)
                     exc.__cause__ = event._value
                     raise exc
@@ -181,10 +187,8 @@ class CountingEnvironment(simpy.Environment):
                 head = queue[0]
                 if head[0] == now and (head[1] < NORMAL or (head[1] == NORMAL and head[2] < eid)):
                     self._not_events -= 1  # the call's id is now an event's
-                    heappush(
-                        queue,
-                        (now, NORMAL, eid, _triggered(self, partial(_run_deferred, self, calls))),
-                    )
+                    carrier = triggered_event(self, partial(_run_deferred, self, calls))
+                    heappush(queue, (now, NORMAL, eid, carrier))
                     if calls is self._deferred:
                         self._deferred = []
                     return
@@ -217,7 +221,7 @@ class CountingEnvironment(simpy.Environment):
         """Schedule a held call as the event it stands for: an event, already triggered, with
         the key ``(time, NORMAL, eid)`` (``time`` not before now) and ``call`` as its callback."""
         self._not_events -= 1  # the held call's id is now an event's
-        heappush(self._queue, (time, NORMAL, eid, _triggered(self, partial(_run_held, call))))
+        heappush(self._queue, (time, NORMAL, eid, triggered_event(self, partial(_run_held, call))))
 
 
 new_event_object = object.__new__
@@ -292,7 +296,7 @@ class _Process(Process):
         env._active_proc = self
         while True:
             try:
-                if event._ok:
+                if isinstance(event, _Timeout) or event._ok:  # a timeout (most): no read
                     event = self._generator.send(event._value)
                 else:
                     # the process handles the failed event or fails itself; an exclusive copy
@@ -327,12 +331,11 @@ _NO_CALLBACKS: Final = object()
 """What a yielded value without ``callbacks`` gives :meth:`_Process._resume` (not an event)."""
 
 
-def _triggered(env: CountingEnvironment, callback: Callable[[Event], None]) -> Event:
+def triggered_event(env: CountingEnvironment, callback: Callable[[Event], None]) -> Event:
     """An event, already triggered (value ``None``), with ``callback`` as its one callback: what
-    ``ev = env.event(); ev.callbacks.append(callback); ev._ok = True; ev._value = None`` makes
-    (SimPy's Event itself: mypyc compiles no subclass of it)."""
-    ev = new_event_object(Event)
-    ev.env = env
+    ``ev = env.event(); ev.callbacks.append(callback); ev._ok = True; ev._value = None`` makes,
+    for the caller to schedule (``env.schedule(ev, priority, delay)``)."""
+    ev = _Event(env)
     ev.callbacks = [callback]
     ev._ok = True
     ev._value = None

@@ -22,7 +22,7 @@ from typing import Any
 import simpy
 
 from gpusim.execution.host_costs import HostCosts, OpKind, RuntimeCall
-from gpusim.execution.launch import enter_queue, run_cost, run_cost_then
+from gpusim.execution.launch import LaunchTimes, enter_queue, run_cost, run_cost_then
 from gpusim.hardware.fabric import Route
 from gpusim.hardware.gpu import GPURuntime, Stream
 from gpusim.hardware.host import HostThread
@@ -151,6 +151,11 @@ class HostRuntime:
         self.log = log if log is not None else LaunchLog()
         self.env = thread.env
         self.recorder = thread.recorder
+        # read on every launch: kept here typed, so the compiled launch path reads them natively
+        # (HostCosts and TraceRecorder are not compiled: each read would be a dict lookup)
+        self._times: LaunchTimes = costs.launch
+        self._runtime_s: dict[RuntimeCall, float] = costs.runtime_s
+        self._traced: bool = self.recorder.enabled
 
     def _now(self) -> float:
         return float(self.env._now)  # not the property: on every launch
@@ -259,11 +264,10 @@ class HostRuntime:
         self, stream: Stream, cost: KernelCost, call: RuntimeCall, ext: int
     ) -> Generator[simpy.Event, Any, simpy.Event]:
         # the hottest path of launch-bound chains: enter_queue inlined, attributes read once
-        costs, env = self.costs, self.env
-        times = costs.launch
+        env, times = self.env, self._times
         corr = self.log.next_correlation()
         begin = float(env._now)
-        busy = self.thread.call(costs.runtime_s[call])
+        busy = self.thread.call(self._runtime_s[call])
         if busy is not None:
             yield busy
         granted = stream.room(times.queue_depth)
@@ -271,14 +275,15 @@ class HostRuntime:
         if granted is not None:
             yield granted
             reserved = True
-        rec = self._record(corr, ext, cost.name, call, stream, begin)
+        name = cost.name
+        rec = self._record(corr, ext, name, call, stream, begin)
         done = stream.submit_then(
-            cost.name,
+            name,
             partial(run_cost_then, stream.gpu, cost),
             times.doorbell_s,
             reserved=reserved,
             cat="kernel",
-            args=self._kernel_args(rec) if self.recorder.enabled else None,
+            args=self._kernel_args(rec) if self._traced else None,
             stamps=rec,  # the kernel's start and end, without a generator around run_cost
         )
         self._close_call(call, corr, ext, begin, [rec])
@@ -324,7 +329,7 @@ class HostRuntime:
         end = self._now()
         for rec in records:
             rec.runtime_end_s = end
-        if self.recorder.enabled:  # the args dict costs a measurable share of a launch
+        if self._traced:  # the args dict costs a measurable share of a launch
             args = {"correlation": corr, "External id": ext}
             self.recorder.slice(self.thread.track, call.value, begin_s, end, args, "cuda_runtime")
 

@@ -8,10 +8,10 @@ from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
 import simpy
-from simpy.events import URGENT, Event
+from simpy.events import URGENT
 
 from gpusim.engine.fluid import FluidNetwork
-from gpusim.engine.sim import CountingEnvironment, new_event_object
+from gpusim.engine.sim import CountingEnvironment, triggered_event
 from gpusim.engine.trace import TraceRecorder, Track
 from gpusim.hardware.rates import GPURates
 
@@ -40,6 +40,7 @@ class GPURuntime:
         self.env = env
         self.network = network
         self.recorder = recorder
+        self._traced: bool = recorder.enabled  # read per kernel: natively, kept here
         self.hbm = (
             network.add_resource(f"{device_id}.hbm", rates.hbm_achievable_Bps, group="memory")
             if memory_resource is None
@@ -103,7 +104,7 @@ class GPURuntime:
         self.busy_sm_s += self._busy_sms * (now - self._busy_since_s)
         self._busy_sms += delta
         self._busy_since_s = now
-        if self.recorder.enabled:
+        if self._traced:
             self.recorder.counter(self._sm_track, "busy SMs", now, self._busy_sms)
 
     def run_kernel(
@@ -286,12 +287,7 @@ class Stream:
             self.pending += 1
         run = _StreamOp(self, name, op, start, prev, ready_delay_s, done, cat, args, stamps)
         # its start: the event SimPy's process start would be (same key), with no Process
-        begin = new_event_object(Event)
-        begin.env = env
-        begin.callbacks = [run.begin]
-        begin._value = None
-        begin._ok = True
-        env.schedule(begin, URGENT)
+        env.schedule(triggered_event(env, run.begin), URGENT)
         return done
 
     def room(self, depth: int) -> simpy.Event | None:
