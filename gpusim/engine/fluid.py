@@ -74,6 +74,12 @@ class _FlowClass:
     load_Bps: float = 0.0
     """What the class adds to each resource on its route in ``FluidNetwork.load_Bps``: its rate
     times its flows as of the last solve that included it."""
+    cut_for: frozenset[int] | None = None
+    """The loose set that ``kept`` and ``crossed`` were cut for (:meth:`FluidNetwork._cut`)."""
+    kept: Sequence[int] = ()
+    """Its route without the resources of ``cut_for``."""
+    crossed: tuple[int, ...] = ()
+    """The resources of ``cut_for`` on its route, in route order (a repeat kept)."""
 
     def virtual_at(self, now: float) -> float:
         """The class's virtual clock at ``now``: bytes one of its flows has received."""
@@ -173,6 +179,8 @@ class FluidNetwork:
         """Per resource: the sum of its capped flows' caps (what they could ever draw)."""
         self._uncapped: list[int] = []
         """Per resource: how many of its flows have no cap."""
+        self._room_Bps: list[float] = []
+        """Per resource: its capacity times ``_SLACK_REL`` (the load it saturates at)."""
         self.recomputations = 0
         self._tracks: list[Track] = []
         self._classes: dict[FlowKey, _FlowClass] = {}
@@ -218,6 +226,7 @@ class FluidNetwork:
         self._since_s.append(0.0)
         self._demand.append(0.0)
         self._uncapped.append(0)
+        self._room_Bps.append(float(capacity_Bps) * _SLACK_REL)
         self._tracks.append(Track(group, name))
         return len(self.names) - 1
 
@@ -508,17 +517,20 @@ class FluidNetwork:
         seeds = set(self._dirty_res)
         for k in keys:
             seeds.update(k[0])
-        load, capacity = self.load_Bps, self.capacity_Bps
+        load, room_Bps = self.load_Bps, self._room_Bps
         uncapped, demand, users = self._uncapped, self._demand, self._users
         stack = list(seeds)
+        pop, push = stack.pop, stack.extend
         resources: set[int] = set()
+        visit = resources.add
         loose: set[int] = set()
+        add_key = keys.add
         while stack:
-            r = stack.pop()
+            r = pop()
             if r in resources:
                 continue
-            resources.add(r)
-            room = capacity[r] * _SLACK_REL
+            visit(r)
+            room = room_Bps[r]
             below = load[r] < room
             if not uncapped[r] and demand[r] <= room and (below or r not in seeds):
                 continue  # cannot saturate: its capacity is never in question
@@ -528,8 +540,8 @@ class FluidNetwork:
                 continue
             for k in sharers:
                 if k not in keys:
-                    keys.add(k)
-                    stack.extend(k[0])
+                    add_key(k)
+                    push(k[0])
         return list(keys), resources, touched, loose
 
     def _settle(self) -> None:
@@ -595,8 +607,9 @@ class FluidNetwork:
         own_Bps = cls.load_Bps
         share = cls.cap_Bps
         left: list[float] = []  # per loose resource: what the classes outside leave of it
+        saturates_Bps = self._room_Bps
         for r in cls.route:
-            room = capacity[r] * _SLACK_REL
+            room = saturates_Bps[r]
             if load[r] < room:
                 if (uncapped[r] or demand[r] > room) and len(users[r]) > 1:  # loose
                     room_Bps = capacity[r] - (load[r] - own_Bps)
@@ -682,27 +695,44 @@ class FluidNetwork:
         finally:
             for r, c in saved.items():
                 capacity[r] = c
-        return None if self._fills(zip(classes, rates, strict=True), outside) else rates
+        crossing = (
+            ([r for r in cls.route if r in outside], rate * len(cls.flows))
+            for cls, rate in zip(classes, rates, strict=True)
+        )
+        return None if self._fills(crossing, outside) else rates
 
     def _fills(
-        self, crossing: Iterable[tuple[_FlowClass, float]], outside: dict[int, float]
+        self, crossing: Iterable[tuple[Sequence[int], float]], outside: dict[int, float]
     ) -> bool:
         """Whether the classes of ``crossing`` at their new rates (every class of the component
-        that crosses a loose resource, in the component's order) draw at least what the
+        that crosses a loose resource, in the component's order, as the loose resources its
+        route crosses, in route order, and its rate times its flows) draw at least what the
         classes ``outside`` it leave (``capacity - outside``) of a loose resource; those it
         would fill go into ``_filled``."""
         drawn_now = dict.fromkeys(outside, 0.0)
-        for cls, rate in crossing:
-            n = len(cls.flows)
-            for r in cls.route:
-                if r in drawn_now:
-                    drawn_now[r] += rate * n
+        for crossed, drawn_Bps in crossing:
+            for r in crossed:
+                drawn_now[r] += drawn_Bps
         capacity = self.capacity_Bps
         filled = self._filled
         for r, d in drawn_now.items():
             if d > 0 and d >= (capacity[r] - outside[r]) * _SLACK_REL:
                 filled.add(r)
         return bool(filled)
+
+    @staticmethod
+    def _cut(cls: _FlowClass, loose: set[int], loose_key: frozenset[int]) -> None:
+        """Set ``cls.kept`` and ``cls.crossed`` for the loose set ``loose`` (``loose_key``
+        equal to it); callers skip a class already cut for an equal set (consecutive optimistic
+        solves mostly leave the same resources out)."""
+        cls.cut_for = loose_key
+        route = cls.route
+        if loose.isdisjoint(route):
+            cls.kept = route
+            cls.crossed = ()
+        else:
+            cls.kept = [r for r in route if r not in loose]
+            cls.crossed = tuple([r for r in route if r in loose])
 
     def _solve_without(
         self, classes: list[_FlowClass], loose: set[int], outside: dict[int, float]
@@ -725,20 +755,18 @@ class FluidNetwork:
         routes: list[Sequence[int]] = []
         crossing: list[int] = []  # the classes that cross a loose resource
         flows: dict[int, int] = {}  # per resource left in the solve: the flows crossing it
+        loose_key = frozenset(loose)
         for i, cls in enumerate(classes):
-            route = cls.route
-            if loose.isdisjoint(route):
-                kept: Sequence[int] = route
-            else:
+            if cls.cut_for != loose_key:
+                self._cut(cls, loose, loose_key)
+            kept = cls.kept
+            routes.append(kept)
+            crossed = cls.crossed
+            if crossed:
                 crossing.append(i)
                 own_Bps = cls.load_Bps
-                kept = []
-                for r in route:
-                    if r in outside:
-                        outside[r] -= own_Bps
-                    else:
-                        kept.append(r)
-            routes.append(kept)
+                for r in crossed:
+                    outside[r] -= own_Bps
             n_flows = len(cls.flows)
             for r in kept:
                 if r in flows:
@@ -759,7 +787,8 @@ class FluidNetwork:
             rates = max_min_fair_rates(
                 routes, [len(c.flows) for c in classes], caps, self.capacity_Bps
             )
-        if self._fills(((classes[i], rates[i]) for i in crossing), outside):
+        drawn = [(classes[i].crossed, rates[i] * len(classes[i].flows)) for i in crossing]
+        if self._fills(drawn, outside):
             return None
         return rates
 
