@@ -627,6 +627,18 @@ class _PathComparedNetwork(FluidNetwork):
         self.states: list[tuple[float, bool, list[tuple[object, ...]], list[float]]] = []
         self.alone = 0
         self.left_to_general = 0
+        self.cuts_reused = 0
+
+    def _solve_without(
+        self, classes: list[_FlowClass], loose: set[int], outside: dict[int, float]
+    ) -> list[float] | None:
+        """Check every route cut the solve will reuse against a fresh cut (and count them)."""
+        for cls in classes:
+            if cls.cut_for == frozenset(loose):
+                self.cuts_reused += 1
+                assert list(cls.kept) == [r for r in cls.route if r not in loose]
+                assert cls.crossed == tuple(r for r in cls.route if r in loose)
+        return super()._solve_without(classes, loose, outside)
 
     def _reschedule(self, heap_mode: bool) -> None:
         classes: list[tuple[object, ...]] = [
@@ -697,6 +709,7 @@ def test_settle_fast_paths_equal_the_general_path_where_the_relaxed_solve_fills_
         assert fast == general
         _assert_same_run(fast_net, general_net)
         assert fast_net.grown > 0
+        assert fast_net.cuts_reused > 0  # each checked against a fresh cut
 
 
 def test_settle_fast_path_with_a_loose_resource_and_its_fallback() -> None:

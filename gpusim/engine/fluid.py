@@ -753,6 +753,8 @@ class FluidNetwork:
         loose resource is below capacity), so no loose resource stops its flows at rate 0.
         The contributions come off each loose resource in the general path's order."""
         routes: list[Sequence[int]] = []
+        counts: list[int] = []
+        caps_Bps: list[float] = []
         crossing: list[int] = []  # the classes that cross a loose resource
         flows: dict[int, int] = {}  # per resource left in the solve: the flows crossing it
         loose_key = frozenset(loose)
@@ -761,13 +763,15 @@ class FluidNetwork:
                 self._cut(cls, loose, loose_key)
             kept = cls.kept
             routes.append(kept)
+            n_flows = len(cls.flows)
+            counts.append(n_flows)
+            caps_Bps.append(cls.cap_Bps)
             crossed = cls.crossed
             if crossed:
                 crossing.append(i)
                 own_Bps = cls.load_Bps
                 for r in crossed:
                     outside[r] -= own_Bps
-            n_flows = len(cls.flows)
             for r in kept:
                 if r in flows:
                     flows[r] += n_flows
@@ -779,15 +783,12 @@ class FluidNetwork:
                     outside[r] -= cls.load_Bps
         self.recomputations += 1
         # the closed form where one level fixes every class, from the flows counted here
-        caps = [c.cap_Bps for c in classes]
-        level = one_level_rate(flows, routes, caps, self.capacity_Bps)
+        level = one_level_rate(flows, routes, caps_Bps, self.capacity_Bps)
         if level is not None:
             rates = [level] * len(classes)
         else:
-            rates = max_min_fair_rates(
-                routes, [len(c.flows) for c in classes], caps, self.capacity_Bps
-            )
-        drawn = [(classes[i].crossed, rates[i] * len(classes[i].flows)) for i in crossing]
+            rates = max_min_fair_rates(routes, counts, caps_Bps, self.capacity_Bps)
+        drawn = [(classes[i].crossed, rates[i] * counts[i]) for i in crossing]
         if self._fills(drawn, outside):
             return None
         return rates
