@@ -35,6 +35,8 @@ far below this (see :meth:`_FlowClass.retime`)."""
 _SLACK_REL = 1.0 - 1e-9
 """A resource whose flows' caps sum to at most this fraction of its capacity cannot saturate."""
 
+_LOOSE_KEYS_MAX = 4096  # distinct loose sets kept for identity (753 in 16-GPU bench_moe_scaling)
+
 FlowKey = tuple[tuple[int, ...], float]
 
 
@@ -75,7 +77,8 @@ class _FlowClass:
     """What the class adds to each resource on its route in ``FluidNetwork.load_Bps``: its rate
     times its flows as of the last solve that included it."""
     cut_for: frozenset[int] | None = None
-    """The loose set that ``kept`` and ``crossed`` were cut for (:meth:`FluidNetwork._cut`)."""
+    """The loose set that ``kept`` and ``crossed`` were cut for (:meth:`FluidNetwork._cut`;
+    the network's one frozenset for it)."""
     kept: Sequence[int] = ()
     """Its route without the resources of ``cut_for``."""
     crossed: tuple[int, ...] = ()
@@ -210,6 +213,9 @@ class FluidNetwork:
         """The loose resources the last optimistic solve would fill (:meth:`_fills`)."""
         self.grown = 0
         """Settles whose optimistic component was grown through a resource it would fill."""
+        self._loose_keys: dict[frozenset[int], frozenset[int]] = {}
+        """One frozenset per loose set seen (:meth:`_solve_without`), so that a class's
+        ``cut_for`` is checked by identity."""
         self._lone: _Lone | None = None
         """The flow alone in the network without a class (:meth:`_enter_lone`), if any."""
 
@@ -723,8 +729,8 @@ class FluidNetwork:
     @staticmethod
     def _cut(cls: _FlowClass, loose: set[int], loose_key: frozenset[int]) -> None:
         """Set ``cls.kept`` and ``cls.crossed`` for the loose set ``loose`` (``loose_key``
-        equal to it); callers skip a class already cut for an equal set (consecutive optimistic
-        solves mostly leave the same resources out)."""
+        equal to it); callers skip a class already cut for it (consecutive optimistic solves
+        mostly leave the same resources out)."""
         cls.cut_for = loose_key
         route = cls.route
         if loose.isdisjoint(route):
@@ -758,8 +764,12 @@ class FluidNetwork:
         crossing: list[int] = []  # the classes that cross a loose resource
         flows: dict[int, int] = {}  # per resource left in the solve: the flows crossing it
         loose_key = frozenset(loose)
+        loose_keys = self._loose_keys
+        if len(loose_keys) > _LOOSE_KEYS_MAX:
+            loose_keys.clear()  # the classes cut for those are cut again: slower, still exact
+        loose_key = loose_keys.setdefault(loose_key, loose_key)
         for i, cls in enumerate(classes):
-            if cls.cut_for != loose_key:
+            if cls.cut_for is not loose_key:
                 self._cut(cls, loose, loose_key)
             kept = cls.kept
             routes.append(kept)
