@@ -21,7 +21,7 @@ from itertools import count
 
 import simpy
 
-from gpusim.engine.maxmin import max_min_fair_rates, one_level_rate
+from gpusim.engine.maxmin import max_min_fair_rates
 from gpusim.engine.sim import CountingEnvironment
 from gpusim.engine.trace import NULL_RECORDER, TraceRecorder, Track
 
@@ -762,7 +762,6 @@ class FluidNetwork:
         counts: list[int] = []
         caps_Bps: list[float] = []
         crossing: list[int] = []  # the classes that cross a loose resource
-        flows: dict[int, int] = {}  # per resource left in the solve: the flows crossing it
         loose_key = frozenset(loose)
         loose_keys = self._loose_keys
         if len(loose_keys) > _LOOSE_KEYS_MAX:
@@ -771,10 +770,8 @@ class FluidNetwork:
         for i, cls in enumerate(classes):
             if cls.cut_for is not loose_key:
                 self._cut(cls, loose, loose_key)
-            kept = cls.kept
-            routes.append(kept)
-            n_flows = len(cls.flows)
-            counts.append(n_flows)
+            routes.append(cls.kept)
+            counts.append(len(cls.flows))
             caps_Bps.append(cls.cap_Bps)
             crossed = cls.crossed
             if crossed:
@@ -782,22 +779,12 @@ class FluidNetwork:
                 own_Bps = cls.load_Bps
                 for r in crossed:
                     outside[r] -= own_Bps
-            for r in kept:
-                if r in flows:
-                    flows[r] += n_flows
-                else:
-                    flows[r] = n_flows
         for cls in self._gone:
             for r in cls.route:
                 if r in outside:
                     outside[r] -= cls.load_Bps
         self.recomputations += 1
-        # the closed form where one level fixes every class, from the flows counted here
-        level = one_level_rate(flows, routes, caps_Bps, self.capacity_Bps)
-        if level is not None:
-            rates = [level] * len(classes)
-        else:
-            rates = max_min_fair_rates(routes, counts, caps_Bps, self.capacity_Bps)
+        rates = max_min_fair_rates(routes, counts, caps_Bps, self.capacity_Bps)
         drawn = [(classes[i].crossed, rates[i] * counts[i]) for i in crossing]
         if self._fills(drawn, outside):
             return None

@@ -17,8 +17,7 @@ _LAST_ROUND_SHORTCUT = True
 (nothing reads those afterwards); a test switches it off to compare."""
 _ONE_LEVEL_CLOSED_FORM = True
 """Solve in closed form where the first filling level fixes every class (:func:`_one_level`);
-a test switches it off to compare. (The fluid network's optimistic solve calls
-:func:`one_level_rate` itself, under its own ``fast_paths``.)"""
+a test switches it off to compare."""
 
 
 def max_min_fair_rates(
@@ -45,14 +44,14 @@ def max_min_fair_rates(
         # carries each flow twice: the general solve counts it so)
         share = min((capacity_Bps[r] / counts[0] for r in routes[0]), default=math.inf)
         return [min(share, caps_Bps[0])]
-    if _ONE_LEVEL_CLOSED_FORM:
-        level = _one_level(routes, counts, caps_Bps, capacity_Bps)
+    load, routeless = _resource_loads(routes, counts, capacity_Bps)
+    if _ONE_LEVEL_CLOSED_FORM and min(counts, default=0) > 0:
+        level = _one_level_of(load, routes, caps_Bps)
         if level is not None:
             return [level] * n
     rates = [0.0] * n
     fixed = [w <= 0 for w in counts]
     unfixed = fixed.count(False)
-    load, routeless = _resource_loads(routes, counts, capacity_Bps)
     capped = sorted([(cap, c) for c, cap in enumerate(caps_Bps) if cap < math.inf and not fixed[c]])
     if capped and capped[0][0] <= 0:
         raise ValueError("flow caps must be positive")
@@ -99,42 +98,34 @@ def _one_level(
     caps_Bps: Sequence[float],
     capacity_Bps: Sequence[float],
 ) -> float | None:
-    """:func:`one_level_rate` of the classes, their flows counted per resource here; ``None``
-    where a class has no flows (the general solve gives it 0)."""
-    flows: dict[int, int] = {}
-    for route, w in zip(routes, counts, strict=True):
-        if w <= 0:
-            return None
-        for r in route:
-            if r in flows:
-                flows[r] += w
-            else:
-                flows[r] = w
-    return one_level_rate(flows, routes, caps_Bps, capacity_Bps)
+    """:func:`_one_level_of` the classes; ``None`` where a class has no flows (the general
+    solve gives it 0)."""
+    if min(counts, default=0) <= 0:
+        return None
+    return _one_level_of(_resource_loads(routes, counts, capacity_Bps)[0], routes, caps_Bps)
 
 
-def one_level_rate(
-    flows: Mapping[int, int],
+def _one_level_of(
+    load: Mapping[int, Sequence[Any]],
     routes: Iterable[Sequence[int]],
     caps_Bps: Sequence[float],
-    capacity_Bps: Sequence[float],
 ) -> float | None:
     """The rate :func:`max_min_fair_rates` gives every class when its first filling level fixes
     them all (each class crosses a resource that level saturates, or has a cap within it: one
     saturated port bottlenecking every class, the common contended case); ``None`` otherwise,
     or where the level is unbounded or a cap is not positive (the general solve's own cases).
 
-    ``routes`` and ``caps_Bps`` are those of classes that all hold flows; ``flows`` counts them
-    per resource (a class's count once per crossing, as the general solve counts it). These
-    are the general solve's floats: its first round computes the same level (the lowest of
-    capacity / flows, flows an exact integer sum, and of the caps) and the same saturated
-    resources, and its last round gives every class ``level if level < cap else cap``, which
-    is ``level`` as no cap is below it."""
+    ``routes`` and ``caps_Bps`` are those of classes that all hold flows; ``load`` is their
+    :func:`_resource_loads`, untouched (per resource: its capacity, and its flows counted once
+    per crossing, as the general solve counts them). These are the general solve's floats:
+    its first round computes the same level (the lowest of capacity / flows, flows an exact
+    integer sum, and of the caps) and the same saturated resources, and its last round gives
+    every class ``level if level < cap else cap``, which is ``level`` as no cap is below it."""
     level = min(caps_Bps)
     if not level > 0:
         return None
-    for r, f in flows.items():
-        share = capacity_Bps[r] / f
+    for entry in load.values():
+        share = entry[0] / entry[1]
         if share < level:
             level = share
     if level == math.inf:
@@ -143,7 +134,8 @@ def one_level_rate(
     for route, cap in zip(routes, caps_Bps, strict=True):
         if cap > bound:
             for r in route:
-                if capacity_Bps[r] <= bound * flows[r]:
+                entry = load[r]
+                if entry[0] <= bound * entry[1]:
                     break  # saturated
             else:
                 return None
