@@ -8,8 +8,7 @@ not on the number of messages in flight.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 _REL_TOL = 1e-12
 _LAST_ROUND_SHORTCUT = True
@@ -44,35 +43,146 @@ def max_min_fair_rates(
         # carries each flow twice: the general solve counts it so)
         share = min((capacity_Bps[r] / counts[0] for r in routes[0]), default=math.inf)
         return [min(share, caps_Bps[0])]
-    load, routeless = _resource_loads(routes, counts, capacity_Bps)
+    loads = _Loads(routes, counts, capacity_Bps)
     if _ONE_LEVEL_CLOSED_FORM and min(counts, default=0) > 0:
-        level = _one_level_of(load, routes, caps_Bps)
+        level = _one_level_of(loads, caps_Bps)
         if level is not None:
             return [level] * n
+    return _fill(loads, counts, caps_Bps)
+
+
+class _Loads:
+    """The resources crossed by classes with flows, numbered by first appearance (class
+    order, then route order: the order progressive filling scans them in), with typed
+    per-resource lists rather than a dict of lists (mypyc keeps their arithmetic native)."""
+
+    def __init__(
+        self,
+        routes: Sequence[Sequence[int]],
+        counts: Sequence[int],
+        capacity_Bps: Sequence[float],
+    ) -> None:
+        self.left_Bps: list[float] = []
+        """Per resource: its capacity less what the fixed classes draw from it."""
+        self.flows: list[int] = []
+        """Per resource: the flows of classes not yet fixed crossing it (once per crossing)."""
+        self.users: list[list[int]] = []
+        """Per resource: the classes crossing it, in class order (once per crossing)."""
+        self.routes: list[list[int]] = []
+        """Per class: its route in resource numbers (empty for a class with no flows)."""
+        self.routeless = False
+        """Whether some class with flows crosses no resource (only its cap limits it)."""
+        number: dict[int, int] = {}
+        left_Bps, flows, users = self.left_Bps, self.flows, self.users
+        for c, route in enumerate(routes):
+            w = counts[c]
+            local: list[int] = []
+            self.routes.append(local)
+            if w <= 0:
+                continue
+            if not route:
+                self.routeless = True
+            for r in route:
+                j = number.get(r, -1)
+                if j < 0:
+                    j = number[r] = len(left_Bps)
+                    left_Bps.append(capacity_Bps[r])
+                    flows.append(w)
+                    users.append([c])
+                else:
+                    flows[j] += w
+                    users[j].append(c)
+                local.append(j)
+
+
+def _one_level(
+    routes: Sequence[Sequence[int]],
+    counts: Sequence[int],
+    caps_Bps: Sequence[float],
+    capacity_Bps: Sequence[float],
+) -> float | None:
+    """:func:`_one_level_of` the classes; ``None`` where a class has no flows (the general
+    solve gives it 0)."""
+    if min(counts, default=0) <= 0:
+        return None
+    return _one_level_of(_Loads(routes, counts, capacity_Bps), caps_Bps)
+
+
+def _one_level_of(loads: _Loads, caps_Bps: Sequence[float]) -> float | None:
+    """The rate :func:`max_min_fair_rates` gives every class when its first filling level fixes
+    them all (each class crosses a resource that level saturates, or has a cap within it: one
+    saturated port bottlenecking every class, the common contended case); ``None`` otherwise,
+    or where the level is unbounded or a cap is not positive (the general solve's own cases).
+
+    ``loads`` are those of classes that all hold flows, untouched (every resource at its
+    capacity, its flows counted once per crossing, as the general solve counts them). These
+    are the general solve's floats: its first round computes the same level (the lowest of
+    capacity / flows, flows an exact integer sum, and of the caps) and the same saturated
+    resources, and its last round gives every class ``level if level < cap else cap``, which
+    is ``level`` as no cap is below it."""
+    level = min(caps_Bps)
+    if not level > 0:
+        return None
+    left_Bps, flows = loads.left_Bps, loads.flows
+    for j in range(len(left_Bps)):
+        share = left_Bps[j] / flows[j]
+        if share < level:
+            level = share
+    if level == math.inf:
+        return None
+    bound = level * (1.0 + _REL_TOL)
+    for c, cap in enumerate(caps_Bps):
+        if cap > bound:
+            for j in loads.routes[c]:
+                if left_Bps[j] <= bound * flows[j]:
+                    break  # saturated
+            else:
+                return None
+    return level
+
+
+def _fill(loads: _Loads, counts: Sequence[int], caps_Bps: Sequence[float]) -> list[float]:
+    """:func:`max_min_fair_rates` by progressive filling, on the classes' ``loads``."""
+    n = len(counts)
     rates = [0.0] * n
     fixed = [w <= 0 for w in counts]
     unfixed = fixed.count(False)
     capped = sorted([(cap, c) for c, cap in enumerate(caps_Bps) if cap < math.inf and not fixed[c]])
     if capped and capped[0][0] <= 0:
         raise ValueError("flow caps must be positive")
+    left_Bps, flows, users = loads.left_Bps, loads.flows, loads.users
+    live = [True] * len(left_Bps)  # not yet saturated, and crossed by an unfixed class
+    alive = list(range(len(left_Bps)))  # the live resources, in order
     next_cap = 0
     while unfixed:
         while next_cap < len(capped) and fixed[capped[next_cap][1]]:
             next_cap += 1
-        level = _next_level(load, capped, next_cap)
+        alive = [j for j in alive if live[j]]
+        # the next filling level: the lowest fair share left on a resource, or the lowest cap
+        # of an unfixed class, whichever is lower; inf when neither exists
+        level = math.inf
+        for j in alive:
+            share = left_Bps[j] / flows[j]
+            if share < level:
+                level = share
+        if next_cap < len(capped) and capped[next_cap][0] < level:
+            level = capped[next_cap][0]
         if level == math.inf:  # classes with no resource and no cap: unconstrained
             _set_unfixed(rates, fixed, math.inf)
             break
         bound = level * (1.0 + _REL_TOL)
-        saturated = [r for r, entry in load.items() if entry[0] <= bound * entry[1]]
+        saturated = [j for j in alive if left_Bps[j] <= bound * flows[j]]
         if (
-            len(saturated) == len(load)
-            and not routeless
+            len(saturated) == len(alive)
+            and not loads.routeless
             and (next_cap >= len(capped) or capped[next_cap][0] > bound)
         ):  # every remaining class crosses a saturated resource: all get this level
             _set_unfixed(rates, fixed, level)
             break
-        to_fix = [c for r in saturated for c in load.pop(r)[2]]
+        to_fix: list[int] = []
+        for j in saturated:
+            live[j] = False
+            to_fix.extend(users[j])
         while next_cap < len(capped) and capped[next_cap][0] <= bound:
             to_fix.append(capped[next_cap][1])
             next_cap += 1
@@ -88,96 +198,8 @@ def max_min_fair_rates(
                     cap = caps_Bps[c]
                     rates[c] = level if level < cap else cap
             break
-        unfixed -= _fix(to_fix, level, routes, counts, caps_Bps, load, fixed, rates)
+        unfixed -= _fix(to_fix, level, loads, counts, caps_Bps, live, fixed, rates)
     return rates
-
-
-def _one_level(
-    routes: Sequence[Sequence[int]],
-    counts: Sequence[int],
-    caps_Bps: Sequence[float],
-    capacity_Bps: Sequence[float],
-) -> float | None:
-    """:func:`_one_level_of` the classes; ``None`` where a class has no flows (the general
-    solve gives it 0)."""
-    if min(counts, default=0) <= 0:
-        return None
-    return _one_level_of(_resource_loads(routes, counts, capacity_Bps)[0], routes, caps_Bps)
-
-
-def _one_level_of(
-    load: Mapping[int, Sequence[Any]],
-    routes: Iterable[Sequence[int]],
-    caps_Bps: Sequence[float],
-) -> float | None:
-    """The rate :func:`max_min_fair_rates` gives every class when its first filling level fixes
-    them all (each class crosses a resource that level saturates, or has a cap within it: one
-    saturated port bottlenecking every class, the common contended case); ``None`` otherwise,
-    or where the level is unbounded or a cap is not positive (the general solve's own cases).
-
-    ``routes`` and ``caps_Bps`` are those of classes that all hold flows; ``load`` is their
-    :func:`_resource_loads`, untouched (per resource: its capacity, and its flows counted once
-    per crossing, as the general solve counts them). These are the general solve's floats:
-    its first round computes the same level (the lowest of capacity / flows, flows an exact
-    integer sum, and of the caps) and the same saturated resources, and its last round gives
-    every class ``level if level < cap else cap``, which is ``level`` as no cap is below it."""
-    level = min(caps_Bps)
-    if not level > 0:
-        return None
-    for entry in load.values():
-        share = entry[0] / entry[1]
-        if share < level:
-            level = share
-    if level == math.inf:
-        return None
-    bound = level * (1.0 + _REL_TOL)
-    for route, cap in zip(routes, caps_Bps, strict=True):
-        if cap > bound:
-            for r in route:
-                entry = load[r]
-                if entry[0] <= bound * entry[1]:
-                    break  # saturated
-            else:
-                return None
-    return level
-
-
-def _resource_loads(
-    routes: Sequence[Sequence[int]], counts: Sequence[int], capacity_Bps: Sequence[float]
-) -> tuple[dict[int, list[Any]], bool]:
-    """Per resource crossed by a class with flows: [capacity left, flows not yet fixed, classes
-    using it]; and whether some class with flows crosses no resource (only its cap limits it)."""
-    load: dict[int, list[Any]] = {}
-    get = load.get
-    routeless = False
-    for c, (route, w) in enumerate(zip(routes, counts, strict=True)):
-        if w <= 0:
-            continue
-        if not route:
-            routeless = True
-        for r in route:
-            entry = get(r)
-            if entry is None:
-                load[r] = [capacity_Bps[r], w, [c]]
-            else:
-                entry[1] += w
-                entry[2].append(c)
-    return load, routeless
-
-
-def _next_level(
-    load: dict[int, list[Any]], capped: list[tuple[float, int]], next_cap: int
-) -> float:
-    """The next filling level: the lowest fair share left on a resource, or the lowest cap of an
-    unfixed class (``capped[next_cap]``), whichever is lower; ``inf`` when neither exists."""
-    level = math.inf
-    for entry in load.values():
-        share = entry[0] / entry[1]
-        if share < level:
-            level = share
-    if next_cap < len(capped) and capped[next_cap][0] < level:
-        level = capped[next_cap][0]
-    return level
 
 
 def _set_unfixed(rates: list[float], fixed: list[bool], rate: float) -> None:
@@ -190,16 +212,17 @@ def _set_unfixed(rates: list[float], fixed: list[bool], rate: float) -> None:
 def _fix(
     to_fix: list[int],
     level: float,
-    routes: Sequence[Sequence[int]],
+    loads: _Loads,
     counts: Sequence[int],
     caps_Bps: Sequence[float],
-    load: dict[int, list[Any]],
+    live: list[bool],
     fixed: list[bool],
     rates: list[float],
 ) -> int:
     """Fix the classes of ``to_fix`` at ``level`` (or their cap, if lower) and take their flows
-    off the resources they cross; returns how many classes were newly fixed."""
-    get = load.get
+    off the live resources they cross (a resource left with no flows is no longer live);
+    returns how many classes were newly fixed."""
+    left_Bps, flows, routes = loads.left_Bps, loads.flows, loads.routes
     newly = 0
     for c in to_fix:
         if fixed[c]:
@@ -210,12 +233,11 @@ def _fix(
         rate = level if level < cap else cap
         rates[c] = rate
         w = counts[c]
-        for r in routes[c]:
-            entry = get(r)
-            if entry is None:
-                continue  # saturated in this round: every user is being fixed
-            entry[0] -= rate * w
-            entry[1] -= w
-            if not entry[1]:
-                del load[r]
+        for j in routes[c]:
+            if not live[j]:
+                continue  # saturated in this round (every user is being fixed) or emptied
+            left_Bps[j] -= rate * w
+            flows[j] -= w
+            if not flows[j]:
+                live[j] = False
     return newly
