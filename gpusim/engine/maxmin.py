@@ -72,7 +72,7 @@ class _Loads:
         """Per class: its route in resource numbers (empty for a class with no flows)."""
         self.routeless = False
         """Whether some class with flows crosses no resource (only its cap limits it)."""
-        number: dict[int, int] = {}
+        number = [-1] * len(capacity_Bps)  # per resource: its number here (-1: none yet)
         left_Bps, flows, users = self.left_Bps, self.flows, self.users
         for c, route in enumerate(routes):
             w = counts[c]
@@ -83,7 +83,7 @@ class _Loads:
             if not route:
                 self.routeless = True
             for r in route:
-                j = number.get(r, -1)
+                j = number[r]
                 if j < 0:
                     j = number[r] = len(left_Bps)
                     left_Bps.append(capacity_Bps[r])
