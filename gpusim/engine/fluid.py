@@ -52,8 +52,12 @@ class _Flow:
     label: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _FlowClass:
+    """The flows with one route and one per-flow cap. It hashes as its key and compares by
+    identity (one class per key at a time), so that a set of classes lays out, and iterates,
+    as the set of their keys would, without hashing the key tuple again on each lookup."""
+
     key: FlowKey
     order: int
     """When it entered ``FluidNetwork._classes`` (its place in the dict's iteration order)."""
@@ -76,6 +80,8 @@ class _FlowClass:
     load_Bps: float = 0.0
     """What the class adds to each resource on its route in ``FluidNetwork.load_Bps``: its rate
     times its flows as of the last solve that included it."""
+    key_hash: int = 0
+    """``hash(key)``: what the class hashes as."""
     cut_for: frozenset[int] | None = None
     """The loose set that ``kept`` and ``crossed`` were cut for (:meth:`FluidNetwork._cut`;
     the network's one frozenset for it)."""
@@ -83,6 +89,9 @@ class _FlowClass:
     """Its route without the resources of ``cut_for``."""
     crossed: tuple[int, ...] = ()
     """The resources of ``cut_for`` on its route, in route order (a repeat kept)."""
+
+    def __hash__(self) -> int:
+        return self.key_hash
 
     def virtual_at(self, now: float) -> float:
         """The class's virtual clock at ``now``: bytes one of its flows has received."""
@@ -190,7 +199,9 @@ class FluidNetwork:
         self._entering: dict[
             float, list[tuple[FlowKey, float, simpy.Event | Callable[[], None], str]]
         ] = {}
-        self._users: dict[int, set[FlowKey]] = {}
+        self._users: dict[int, set[_FlowClass]] = {}
+        """Per resource: the classes crossing it (a set of classes iterates as the set of
+        their keys would: :class:`_FlowClass`)."""
         self._dirty_keys: set[FlowKey] = set()
         self._dirty_res: set[int] = set()
         self._gone: list[_FlowClass] = []
@@ -353,10 +364,11 @@ class FluidNetwork:
             cap_Bps=key[1],
             ref_s=now,
             distinct=len(set(route)) == len(route),
+            key_hash=hash(key),
         )
         self._classes[key] = cls
         for r in route:
-            self._users.setdefault(r, set()).add(key)
+            self._users.setdefault(r, set()).add(cls)
         return cls
 
     def _enter_lone(
@@ -500,7 +512,7 @@ class FluidNetwork:
 
     def _component(
         self, optimistic: bool, tight: frozenset[int] | set[int] = frozenset()
-    ) -> tuple[list[FlowKey], set[int], set[FlowKey], set[int]]:
+    ) -> tuple[list[_FlowClass], set[int], set[_FlowClass], set[int]]:
         """Classes and resources whose rates may have changed: everything connected (through
         shared resources) to a class that gained or lost flows (also returned, as the third
         item). Max-min fairness decomposes over connected components, so the rest keeps its
@@ -518,11 +530,16 @@ class FluidNetwork:
         solution that satisfies a constraint it ignored is the solution with that constraint.
         A changed class's own slack resource still connects when it was saturated before the
         change (a flow that left may free its sharers)."""
-        touched = {k for k in self._dirty_keys if k in self._classes}
-        keys = set(touched)
+        classes = self._classes
+        touched: set[_FlowClass] = set()
+        for k in self._dirty_keys:
+            changed = classes.get(k)
+            if changed is not None:
+                touched.add(changed)
+        members = set(touched)  # iterates as the set of their keys would (_FlowClass)
         seeds = set(self._dirty_res)
-        for k in keys:
-            seeds.update(k[0])
+        for cls in members:
+            seeds.update(cls.route)
         load, room_Bps = self.load_Bps, self._room_Bps
         uncapped, demand, users = self._uncapped, self._demand, self._users
         stack = list(seeds)
@@ -530,7 +547,7 @@ class FluidNetwork:
         resources: set[int] = set()
         visit = resources.add
         loose: set[int] = set()
-        add_key = keys.add
+        add_member = members.add
         while stack:
             r = pop()
             if r in resources:
@@ -544,11 +561,11 @@ class FluidNetwork:
             if optimistic and below and len(sharers) > 1 and r not in tight:
                 loose.add(r)
                 continue
-            for k in sharers:
-                if k not in keys:
-                    add_key(k)
-                    push(k[0])
-        return list(keys), resources, touched, loose
+            for cls in sharers:
+                if cls not in members:
+                    add_member(cls)
+                    push(cls.route)
+        return list(members), resources, touched, loose
 
     def _settle(self) -> None:
         """Re-solve the rates after transfers entered or left at this instant: advance the
@@ -569,15 +586,13 @@ class FluidNetwork:
             and self._settle_alone()
         ):
             return
-        keys, resources, touched, loose = self._component(optimistic=True)
-        classes = [self._classes[k] for k in keys]
+        classes, resources, touched, loose = self._component(optimistic=True)
         self._filled.clear()
         rates = self._solve_leaving(classes, loose) if loose else self._solve(classes)
         tight: set[int] = set()
         while rates is None:  # a loose resource would fill
             if not self.grow_components:  # take the component whole
-                keys, resources, touched, _ = self._component(optimistic=False)
-                classes = [self._classes[k] for k in keys]
+                classes, resources, touched, _ = self._component(optimistic=False)
                 rates = self._solve(classes)
                 break
             # grow it through the resources that would fill, the others still loose: at 16
@@ -585,12 +600,11 @@ class FluidNetwork:
             self.grown += 1
             tight |= self._filled
             self._filled.clear()
-            keys, resources, touched, loose = self._component(True, tight)
-            classes = [self._classes[k] for k in keys]
+            classes, resources, touched, loose = self._component(True, tight)
             rates = self._solve_leaving(classes, loose) if loose else self._solve(classes)
         self._dirty_keys.clear()
         self._dirty_res.clear()
-        self._reschedule(self._retime(keys, classes, rates, resources, touched))
+        self._reschedule(self._retime(classes, rates, resources, touched))
 
     def _settle_alone(self) -> bool:
         """:meth:`_settle` when one class changed, nothing left, and its optimistic component is
@@ -814,11 +828,10 @@ class FluidNetwork:
 
     def _retime(
         self,
-        keys: list[FlowKey],
         classes: list[_FlowClass],
         rates: list[float],
         resources: set[int],
-        touched: set[FlowKey],
+        touched: set[_FlowClass],
     ) -> bool:
         """Give each class its new rate and the time its first flow completes at it (unchanged
         when neither its flows nor its rate changed), move its contribution on the loads of its
@@ -828,14 +841,14 @@ class FluidNetwork:
         heap_mode = self._retime_begin(resources)
         load = self.load_Bps
         now = self._last_s
-        for key, cls, rate in zip(keys, classes, rates, strict=True):
+        for cls, rate in zip(classes, rates, strict=True):
             contribution = rate * len(cls.flows)
             if contribution != cls.load_Bps:
                 delta = contribution - cls.load_Bps
                 for r in cls.route:
                     load[r] += delta
                 cls.load_Bps = contribution
-            if rate == cls.rate_Bps and key not in touched:
+            if rate == cls.rate_Bps and cls not in touched:
                 continue  # same flows at the same rate: its completion time stands
             if rate != cls.rate_Bps:
                 cls.set_rate(rate, now)
@@ -987,7 +1000,7 @@ class FluidNetwork:
                 self._gone.append(cls)  # its load goes at the next settle
                 for r in cls.route:
                     users = self._users[r]
-                    users.discard(key)
+                    users.discard(cls)
                     if not users:  # no flows left: no rounding residue either
                         self._demand[r] = 0.0
         if self._heap_mode:  # candidates that did not finish stay candidates
