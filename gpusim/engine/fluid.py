@@ -478,13 +478,17 @@ class FluidNetwork:
     def _add_demand(self, cls: _FlowClass, sign: int) -> None:
         """A flow of ``cls`` entered (``sign`` 1) or left (-1): update what its resources'
         flows could draw at most."""
+        # list items are updated as `x[r] = x[r] + y`, not `x[r] += y`, throughout: mypyc
+        # compiles the augmented form to a generic in-place add (the same floats either way)
         if cls.cap_Bps == math.inf:
+            uncapped = self._uncapped
             for r in cls.route:
-                self._uncapped[r] += sign
+                uncapped[r] = uncapped[r] + sign
         else:
             delta = sign * cls.cap_Bps
+            demand = self._demand
             for r in cls.route:
-                self._demand[r] += delta
+                demand[r] = demand[r] + delta
 
     def _flush(self, resources: Iterable[int], now: float) -> None:
         """Bring each resource's carried bytes and busy time up to ``now`` at its load (before
@@ -494,8 +498,8 @@ class FluidNetwork:
             dt = now - since[r]
             if dt > 0:
                 if load[r] > 0:
-                    carried[r] += load[r] * dt
-                    busy[r] += dt
+                    carried[r] = carried[r] + load[r] * dt
+                    busy[r] = busy[r] + dt
                 since[r] = now
 
     def _finish(self, done: simpy.Event | Callable[[], None], value: float | None) -> None:
@@ -658,7 +662,7 @@ class FluidNetwork:
         if contribution != own_Bps:
             delta = contribution - own_Bps
             for r in route:
-                load[r] += delta
+                load[r] = load[r] + delta
             cls.load_Bps = contribution
         if share != cls.rate_Bps:
             cls.set_rate(share, now)
@@ -706,7 +710,7 @@ class FluidNetwork:
         for cls in (*classes, *self._gone):
             for r in cls.route:
                 if r in outside:
-                    outside[r] -= cls.load_Bps
+                    outside[r] = outside[r] - cls.load_Bps
         saved = {r: capacity[r] for r in loose}
         for r, drawn in outside.items():
             capacity[r] = max(saved[r] - drawn, 0.0)
@@ -732,7 +736,7 @@ class FluidNetwork:
         drawn_now = dict.fromkeys(outside, 0.0)
         for crossed, drawn_Bps in crossing:
             for r in crossed:
-                drawn_now[r] += drawn_Bps
+                drawn_now[r] = drawn_now[r] + drawn_Bps
         capacity = self.capacity_Bps
         filled = self._filled
         for r, d in drawn_now.items():
@@ -792,11 +796,11 @@ class FluidNetwork:
                 crossing.append(i)
                 own_Bps = cls.load_Bps
                 for r in crossed:
-                    outside[r] -= own_Bps
+                    outside[r] = outside[r] - own_Bps
         for cls in self._gone:
             for r in cls.route:
                 if r in outside:
-                    outside[r] -= cls.load_Bps
+                    outside[r] = outside[r] - cls.load_Bps
         self.recomputations += 1
         rates = max_min_fair_rates(routes, counts, caps_Bps, self.capacity_Bps)
         drawn = [(classes[i].crossed, rates[i] * counts[i]) for i in crossing]
@@ -841,12 +845,13 @@ class FluidNetwork:
         heap_mode = self._retime_begin(resources)
         load = self.load_Bps
         now = self._last_s
-        for cls, rate in zip(classes, rates, strict=True):
+        for i, cls in enumerate(classes):  # by index: mypyc types a zip's items as objects
+            rate = rates[i]
             contribution = rate * len(cls.flows)
             if contribution != cls.load_Bps:
                 delta = contribution - cls.load_Bps
                 for r in cls.route:
-                    load[r] += delta
+                    load[r] = load[r] + delta
                 cls.load_Bps = contribution
             if rate == cls.rate_Bps and cls not in touched:
                 continue  # same flows at the same rate: its completion time stands
@@ -880,7 +885,7 @@ class FluidNetwork:
             load = self.load_Bps
             for cls in self._gone:
                 for r in cls.route:
-                    load[r] -= cls.load_Bps
+                    load[r] = load[r] - cls.load_Bps
             self._gone.clear()
         return heap_mode
 

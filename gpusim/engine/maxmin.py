@@ -90,7 +90,7 @@ class _Loads:
                     flows.append(w)
                     users.append([c])
                 else:
-                    flows[j] += w
+                    flows[j] = flows[j] + w  # not `+=`: mypyc makes that a generic add
                     users[j].append(c)
                 local.append(j)
 
@@ -236,8 +236,8 @@ def _fix(
         for j in routes[c]:
             if not live[j]:
                 continue  # saturated in this round (every user is being fixed) or emptied
-            left_Bps[j] -= rate * w
-            flows[j] -= w
+            left_Bps[j] = left_Bps[j] - rate * w
+            flows[j] = flows[j] - w
             if not flows[j]:
                 live[j] = False
     return newly
