@@ -547,28 +547,29 @@ class FluidNetwork:
         load, room_Bps = self.load_Bps, self._room_Bps
         uncapped, demand, users = self._uncapped, self._demand, self._users
         stack = list(seeds)
-        pop, push = stack.pop, stack.extend
         resources: set[int] = set()
-        visit = resources.add
         loose: set[int] = set()
-        add_member = members.add
+        # methods called directly, not through saved bound methods: mypyc compiles the direct
+        # calls natively, a saved one as a generic call
         while stack:
-            r = pop()
+            r = stack.pop()
             if r in resources:
                 continue
-            visit(r)
+            resources.add(r)
             room = room_Bps[r]
             below = load[r] < room
             if not uncapped[r] and demand[r] <= room and (below or r not in seeds):
                 continue  # cannot saturate: its capacity is never in question
-            sharers = users.get(r, ())
+            sharers = users.get(r)
+            if sharers is None:
+                continue  # no class crosses it
             if optimistic and below and len(sharers) > 1 and r not in tight:
                 loose.add(r)
                 continue
             for cls in sharers:
                 if cls not in members:
-                    add_member(cls)
-                    push(cls.route)
+                    members.add(cls)
+                    stack.extend(cls.route)
         return list(members), resources, touched, loose
 
     def _settle(self) -> None:

@@ -44,7 +44,7 @@ def max_min_fair_rates(
         share = min((capacity_Bps[r] / counts[0] for r in routes[0]), default=math.inf)
         return [min(share, caps_Bps[0])]
     loads = _Loads(routes, counts, capacity_Bps)
-    if _ONE_LEVEL_CLOSED_FORM and min(counts, default=0) > 0:
+    if _ONE_LEVEL_CLOSED_FORM and _all_hold_flows(counts):
         level = _one_level_of(loads, caps_Bps)
         if level is not None:
             return [level] * n
@@ -103,9 +103,17 @@ def _one_level(
 ) -> float | None:
     """:func:`_one_level_of` the classes; ``None`` where a class has no flows (the general
     solve gives it 0)."""
-    if min(counts, default=0) <= 0:
+    if not _all_hold_flows(counts):
         return None
     return _one_level_of(_Loads(routes, counts, capacity_Bps), caps_Bps)
+
+
+def _all_hold_flows(counts: Sequence[int]) -> bool:
+    """Whether there are classes and every one holds flows."""
+    for w in counts:
+        if w <= 0:
+            return False
+    return len(counts) > 0
 
 
 def _one_level_of(loads: _Loads, caps_Bps: Sequence[float]) -> float | None:
@@ -120,7 +128,10 @@ def _one_level_of(loads: _Loads, caps_Bps: Sequence[float]) -> float | None:
     capacity / flows, flows an exact integer sum, and of the caps) and the same saturated
     resources, and its last round gives every class ``level if level < cap else cap``, which
     is ``level`` as no cap is below it."""
-    level = min(caps_Bps)
+    level = math.inf
+    for cap in caps_Bps:  # min(caps_Bps), without a generic call
+        if cap < level:
+            level = cap
     if not level > 0:
         return None
     left_Bps, flows = loads.left_Bps, loads.flows
