@@ -191,6 +191,8 @@ class FluidNetwork:
         """Per resource: the sum of its capped flows' caps (what they could ever draw)."""
         self._uncapped: list[int] = []
         """Per resource: how many of its flows have no cap."""
+        self._drawn_Bps: list[float] = []
+        """Per resource: scratch for :meth:`_fills` (what the component draws of it)."""
         self._room_Bps: list[float] = []
         """Per resource: its capacity times ``_SLACK_REL`` (the load it saturates at)."""
         self.recomputations = 0
@@ -244,6 +246,7 @@ class FluidNetwork:
         self._demand.append(0.0)
         self._uncapped.append(0)
         self._room_Bps.append(float(capacity_Bps) * _SLACK_REL)
+        self._drawn_Bps.append(0.0)
         self._tracks.append(Track(group, name))
         return len(self.names) - 1
 
@@ -720,28 +723,30 @@ class FluidNetwork:
         finally:
             for r, c in saved.items():
                 capacity[r] = c
-        crossing = (
-            ([r for r in cls.route if r in outside], rate * len(cls.flows))
-            for cls, rate in zip(classes, rates, strict=True)
-        )
-        return None if self._fills(crossing, outside) else rates
+        routes_in: list[Sequence[int]] = [[r for r in c.route if r in outside] for c in classes]
+        drawn_Bps = [rate * len(c.flows) for c, rate in zip(classes, rates, strict=True)]
+        return None if self._fills(routes_in, drawn_Bps, outside) else rates
 
     def _fills(
-        self, crossing: Iterable[tuple[Sequence[int], float]], outside: dict[int, float]
+        self, crossed: list[Sequence[int]], drawn_Bps: list[float], outside: dict[int, float]
     ) -> bool:
-        """Whether the classes of ``crossing`` at their new rates (every class of the component
-        that crosses a loose resource, in the component's order, as the loose resources its
-        route crosses, in route order, and its rate times its flows) draw at least what the
-        classes ``outside`` it leave (``capacity - outside``) of a loose resource; those it
+        """Whether the classes that cross a loose resource, at their new rates (in the
+        component's order: ``crossed``, the loose resources each route crosses, in route order,
+        and ``drawn_Bps``, each one's rate times its flows), draw at least what the classes
+        ``outside`` the component leave (``capacity - outside``) of a loose resource; those it
         would fill go into ``_filled``."""
-        drawn_now = dict.fromkeys(outside, 0.0)
-        for crossed, drawn_Bps in crossing:
-            for r in crossed:
-                drawn_now[r] = drawn_now[r] + drawn_Bps
+        drawn_now = self._drawn_Bps
+        for r in outside:
+            drawn_now[r] = 0.0
+        for i in range(len(crossed)):
+            d = drawn_Bps[i]
+            for r in crossed[i]:
+                drawn_now[r] = drawn_now[r] + d
         capacity = self.capacity_Bps
         filled = self._filled
-        for r, d in drawn_now.items():
-            if d > 0 and d >= (capacity[r] - outside[r]) * _SLACK_REL:
+        for r, left_Bps in outside.items():
+            d = drawn_now[r]
+            if d > 0 and d >= (capacity[r] - left_Bps) * _SLACK_REL:
                 filled.add(r)
         return bool(filled)
 
@@ -804,8 +809,9 @@ class FluidNetwork:
                     outside[r] = outside[r] - cls.load_Bps
         self.recomputations += 1
         rates = max_min_fair_rates(routes, counts, caps_Bps, self.capacity_Bps)
-        drawn = [(classes[i].crossed, rates[i] * counts[i]) for i in crossing]
-        if self._fills(drawn, outside):
+        routes_in: list[Sequence[int]] = [classes[i].crossed for i in crossing]
+        drawn_Bps = [rates[i] * counts[i] for i in crossing]
+        if self._fills(routes_in, drawn_Bps, outside):
             return None
         return rates
 
