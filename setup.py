@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,21 @@ SOURCES = {m: native.source_path(m, ROOT) for m in native.COMPILED_MODULES}
 HASHES = {m: native.source_sha256(p) for m, p in SOURCES.items()}  # what mypyc reads below
 
 
+MYPY_CONFIG = """\
+[mypy]
+mypy_path = {stubs}
+ignore_missing_imports = True
+follow_imports = skip
+[mypy-simpy.*]
+follow_imports = normal
+"""
+"""What mypy sees while mypyc compiles: mypy's defaults (the project's configuration needs the dev
+tools: its pydantic plugin), every module outside the list untyped (Any), so that what the build
+environment holds (pydantic, numpy or not) changes nothing, except SimPy, a dependency that ships
+its types: the event loop's class subclasses SimPy's Environment, and mypyc keeps a base class
+only where it knows it."""
+
+
 class BuildStamped(build_ext):
     """build_ext that never leaves an old extension behind a failed build (every extension is
     optional) and stamps each compiled module with the SHA-256 of the source it came from."""
@@ -37,34 +53,45 @@ class BuildStamped(build_ext):
     def build_extension(self, ext: Any) -> None:
         Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
         super().build_extension(ext)
+        self.built_now.add(ext.name)
+
+    def initialize_options(self) -> None:
+        super().initialize_options()
+        self.built_now: set[str] = set()
 
     def run(self) -> None:
         super().run()
         for module, sha in HASHES.items():
+            # only what this build made: an extension left by an earlier build is not this source's
             built = [Path(self.get_ext_fullpath(n)) for n in (module, module + "__mypyc")]
             # the folder holding the gpusim package, wherever this build puts it
             root = Path(self.get_ext_fullpath(module)).parents[module.count(".")]
             stamp = native.stamp_path(module, root)
-            if all(p.exists() for p in built):
+            if all(p.exists() for p in built) and module in self.built_now:
                 stamp.write_text(sha + "\n")
             else:
                 stamp.unlink(missing_ok=True)
 
 
+STUBS = ROOT / "build_stubs"
+
+
 def extensions() -> list[Any]:
     if native.pure_requested():
+        return []
+    if not (STUBS / "simpy" / "__init__.pyi").exists():  # SimPy's own types would be checked
+        print(f"gpusim: installing without the compiled engine (no {STUBS})", file=sys.stderr)
         return []
     try:
         from mypyc.build import mypycify
 
-        modules = mypycify(
-            # mypy's defaults (the project's configuration needs the dev tools: its pydantic
-            # plugin), and every module outside the list untyped (Any), so that what the
-            # build environment holds (pydantic, numpy or not) changes nothing
-            ["--config-file=", "--ignore-missing-imports", "--follow-imports=skip"]
-            + [str(p.relative_to(ROOT)) for p in SOURCES.values()],
-            separate=True,
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / "mypyc.ini"
+            config.write_text(MYPY_CONFIG.format(stubs=STUBS))
+            modules = mypycify(
+                [f"--config-file={config}"] + [str(p.relative_to(ROOT)) for p in SOURCES.values()],
+                separate=True,
+            )
     except (Exception, SystemExit) as exc:  # mypy errors exit: install the source alone
         print(f"gpusim: installing without the compiled engine ({exc})", file=sys.stderr)
         return []

@@ -171,6 +171,37 @@ def test_the_compiled_engine_computes_what_the_source_computes() -> None:
     assert compiled["runs"] == source["runs"]
 
 
+_PROCESSES = """
+import json, sys
+import simpy
+sys.path.insert(0, sys.argv[1])
+import process_semantics
+from gpusim.engine.sim import CountingEnvironment
+from gpusim.native import engine_build
+print(json.dumps({"build": engine_build(),
+                  "ours": process_semantics.transcript(CountingEnvironment),
+                  "simpy": process_semantics.transcript(simpy.Environment)}))
+"""
+
+
+def test_compiled_processes_behave_as_simpys() -> None:
+    """The compiled Process (its own ``_resume``), Timeout and Event against SimPy's: return
+    values, failures thrown in, interrupts, an uncaught exception, an invalid yield
+    (tests/process_semantics.py)."""
+    _require_compiled()
+    done = subprocess.run(
+        [sys.executable, "-c", _PROCESSES, str(ROOT / "tests")],
+        env=_env(pure=False),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = json.loads(done.stdout)
+    assert out["build"] == native.COMPILED_BUILD
+    assert out["ours"] == out["simpy"]
+    assert len(out["ours"]) == 5
+
+
 def test_the_command_line_writes_the_same_trace_compiled(tmp_path: Path) -> None:
     """``gpusim run`` with a trace, compiled and from source: the same Chrome trace, byte for
     byte (every event's time, the fluid network's utilisation counters, the launch records),
@@ -202,20 +233,49 @@ def test_the_command_line_writes_the_same_trace_compiled(tmp_path: Path) -> None
     assert len(outputs[0][0]) > 1000  # a trace with events in it
 
 
+def _stub_classes() -> set[str]:
+    """The SimPy classes the build's stubs name (build_stubs/simpy; setup.py's MYPY_CONFIG),
+    by every dotted name they go by (``simpy.events.Event``; ``simpy.Environment``, re-exported
+    by the package's stub)."""
+    named: set[str] = set()
+    for stub in (ROOT / "build_stubs" / "simpy").glob("*.pyi"):
+        module = "simpy" if stub.stem == "__init__" else f"simpy.{stub.stem}"
+        for node in ast.parse(stub.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                named.add(f"{module}.{node.name}")
+            elif isinstance(node, ast.ImportFrom):
+                named |= {f"{module}.{a.asname or a.name}" for a in node.names}
+    return named
+
+
 def test_no_compiled_class_subclasses_a_class_mypyc_cannot_see() -> None:
-    """The build types only the compiled modules (setup.py: every other import is Any), and
-    mypyc compiles a class whose base it cannot see as if the base were ``object``: the class
-    then loses its base at run time (a compiled SimPy environment crashed in SimPy's
-    constructor). So a compiled module's classes may subclass only classes of compiled modules
-    and typing's ``Protocol``; a SimPy event class lives in a module of its own
-    (gpusim/execution/persistent_events.py)."""
+    """The build types only the compiled modules and the SimPy classes its stubs name (setup.py:
+    every other import is Any), and mypyc compiles a class whose base it cannot see as if the
+    base were ``object``: the class then loses its base at run time (a compiled SimPy
+    environment crashed in SimPy's constructor). So a compiled module's classes may subclass
+    only classes of compiled modules, typing's ``Protocol`` and the stubs' SimPy classes; any
+    other SimPy event class lives in a module of its own (gpusim/execution/persistent_events.py)."""
+    stubbed = _stub_classes()
+    assert {"simpy.Environment", "simpy.events.Event"} <= stubbed  # the stubs were read
     defined: set[str] = set()
-    bases: list[tuple[str, str]] = []
+    bases: list[tuple[str, str, str]] = []  # (class, base as written, base's dotted name)
     for module in native.COMPILED_MODULES:
         tree = ast.parse(native.source_path(module).read_text())
+        imported = {  # a name imported from a module -> its dotted name there
+            a.asname or a.name: f"{node.module}.{a.name}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+            for a in node.names
+        }
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
                 defined.add(node.name)
-                bases += [(f"{module}.{node.name}", ast.unparse(b)) for b in node.bases]
-    unseen = [(cls, base) for cls, base in bases if base not in defined | {"Protocol"}]
+                for base in map(ast.unparse, node.bases):
+                    bases.append((f"{module}.{node.name}", base, imported.get(base, base)))
+    unseen = [
+        (cls, base)
+        for cls, base, dotted in bases
+        if base not in defined | {"Protocol"} and dotted not in stubbed
+    ]
     assert not unseen
+    assert any(dotted in stubbed for _, _, dotted in bases)  # the check can see a SimPy base

@@ -11,8 +11,10 @@ from collections.abc import Callable, Generator
 from functools import partial
 from typing import Any
 
+import process_semantics
 import pytest
 import simpy
+from simpy.events import PENDING
 
 from gpusim.engine.sim import CountingEnvironment, Simulation
 
@@ -196,9 +198,20 @@ def test_held_calls_run_where_their_events_would() -> None:
     assert held_some > 100  # the programs do hold calls
 
 
+def _fields(ev: simpy.Event) -> dict[str, Any]:
+    """An event's fields by the names SimPy's constructor gives them, wherever they live (the
+    instance dict of SimPy's class, the slots of the engine's compiled subclasses)."""
+    return {
+        name: getattr(ev, name)
+        for name in ("env", "callbacks", "_value", "_ok", "_delay")
+        if hasattr(ev, name)
+    }
+
+
 def test_timeout_and_process_build_what_simpys_constructors_build() -> None:
     """``event``, ``timeout`` and ``process`` skip SimPy's constructors (and a call to
-    ``schedule``): the objects, their attributes and their queue entries are those the
+    ``schedule``): the objects are SimPy's classes (subclasses that declare their fields, so
+    that the compiled engine keeps them in slots), with the fields and queue entries the
     constructors make."""
     env = CountingEnvironment()
 
@@ -206,14 +219,16 @@ def test_timeout_and_process_build_what_simpys_constructors_build() -> None:
         yield env.timeout(1.0)
 
     ev_ours, ev_theirs = env.event(), simpy.Event(env)
-    assert type(ev_ours) is type(ev_theirs) is simpy.Event
-    assert vars(ev_ours) == vars(ev_theirs) and list(vars(ev_ours)) == list(vars(ev_theirs))
+    assert type(ev_theirs) is simpy.Event and isinstance(ev_ours, simpy.Event)
+    assert _fields(ev_ours) == _fields(ev_theirs)
+    assert _fields(ev_ours) == {"env": env, "callbacks": [], "_value": PENDING}
     ours, theirs = env.timeout(2.5, "v"), simpy.Timeout(env, 2.5, "v")
-    assert type(ours) is type(theirs) is simpy.Timeout
-    assert vars(ours) == vars(theirs) and list(vars(ours)) == list(vars(theirs))
+    assert type(theirs) is simpy.Timeout and isinstance(ours, simpy.Timeout)
+    assert _fields(ours) == _fields(theirs) and _fields(ours)["_delay"] == 2.5
     p_ours, p_theirs = env.process(gen()), simpy.Process(env, gen())
-    assert type(p_ours) is type(p_theirs) is simpy.Process
-    assert list(vars(p_ours)) == list(vars(p_theirs))
+    assert type(p_theirs) is simpy.Process and isinstance(p_ours, simpy.Process)
+    assert _fields(p_ours) == _fields(p_theirs)
+    assert p_ours.is_alive and p_ours.name == p_theirs.name == "gen"
     for proc in (p_ours, p_theirs):
         init = proc._target
         assert type(init) is simpy.events.Initialize
@@ -249,3 +264,13 @@ def test_run_loops_until_empty_and_run_until_still_stops_and_resumes() -> None:
     failing.fail(RuntimeError("boom"))
     with pytest.raises(RuntimeError, match="boom"):
         env.run()
+
+
+def test_processes_behave_as_simpys() -> None:
+    """The engine's Process (its own ``_resume``) against SimPy's, program for program: return
+    values, failed events thrown in, a failed child, interrupts, an uncaught exception and an
+    invalid yield (tests/process_semantics.py; tests/test_native.py compares the compiled
+    engine's transcript too)."""
+    ours = process_semantics.transcript(CountingEnvironment)
+    assert ours == process_semantics.transcript(simpy.Environment)
+    assert [end[0] for _, _, end in ours] == ["ran out"] * 3 + ["raised"] * 2

@@ -249,3 +249,28 @@ def test_dask_local_cluster_gives_the_same_rows(tmp_path: Path) -> None:
     dask_rows = _run_with("dask", sweep, path, tmp_path / "d")
     assert len(process_rows) == 6
     assert process_rows == dask_rows
+
+
+def test_batches_hold_less_work_once_points_come_back_traced() -> None:
+    from gpusim.sweep.runner import (
+        BATCH_TARGET_S,
+        MAX_BATCH,
+        TRACED_BATCH_TARGET_S,
+        PointOutcome,
+        _BatchSizer,
+    )
+
+    sizer = _BatchSizer(None)
+    assert sizer.size() == 1  # nothing measured yet
+    point_s = 2.0**-7  # exact sums and means
+    for _ in range(3):
+        sizer.add(PointOutcome("h", {}, None, None, cpu_s=point_s))
+    untraced = int(BATCH_TARGET_S / point_s)
+    assert sizer.size() == untraced > 1
+    sizer.add(PointOutcome("h", {}, None, {"traceEvents": []}, cpu_s=point_s))
+    # a task's traces are held in memory until stored: the shorter target from then on
+    assert sizer.size() == int(TRACED_BATCH_TARGET_S / point_s) < untraced
+    fast = _BatchSizer(None)
+    fast.add(PointOutcome("h", {}, None, None, cpu_s=1e-7))
+    assert fast.size() == MAX_BATCH
+    assert _BatchSizer(7).size() == 7

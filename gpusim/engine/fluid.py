@@ -40,7 +40,7 @@ _LOOSE_KEYS_MAX = 4096  # distinct loose sets kept for identity (753 in 16-GPU b
 FlowKey = tuple[tuple[int, ...], float]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _Flow:
     finish_vB: float
     seq: int
@@ -51,8 +51,25 @@ class _Flow:
     entered_s: float
     label: str
 
+    def __init__(
+        self,
+        finish_vB: float,
+        seq: int,
+        done: simpy.Event | Callable[[], None],
+        size_B: float,
+        entered_s: float,
+        label: str,
+    ) -> None:
+        # written out (init=False): mypyc compiles this one, not the one dataclass generates
+        self.finish_vB = finish_vB
+        self.seq = seq
+        self.done = done
+        self.size_B = size_B
+        self.entered_s = entered_s
+        self.label = label
 
-@dataclass(slots=True, eq=False)
+
+@dataclass(slots=True, init=False, eq=False)
 class _FlowClass:
     """The flows with one route and one per-flow cap. It hashes as its key and compares by
     identity (one class per key at a time), so that a set of classes lays out, and iterates,
@@ -93,6 +110,40 @@ class _FlowClass:
     def __hash__(self) -> int:
         return self.key_hash
 
+    def __init__(
+        self,
+        key: FlowKey,
+        order: int,
+        route: tuple[int, ...],
+        cap_Bps: float,
+        rate_Bps: float = 0.0,
+        virtual_B: float = 0.0,
+        ref_s: float = 0.0,
+        next_s: float = math.inf,
+        check_s: float = math.inf,
+        flows: list[tuple[float, int, _Flow]] | None = None,
+        distinct: bool = True,
+        load_Bps: float = 0.0,
+        key_hash: int = 0,
+    ) -> None:
+        # written out (init=False): mypyc compiles this one, not the one dataclass generates
+        self.key = key
+        self.order = order
+        self.route = route
+        self.cap_Bps = cap_Bps
+        self.rate_Bps = rate_Bps
+        self.virtual_B = virtual_B
+        self.ref_s = ref_s
+        self.next_s = next_s
+        self.check_s = check_s
+        self.flows = [] if flows is None else flows
+        self.distinct = distinct
+        self.load_Bps = load_Bps
+        self.key_hash = key_hash
+        self.cut_for = None
+        self.kept = ()
+        self.crossed = ()
+
     def virtual_at(self, now: float) -> float:
         """The class's virtual clock at ``now``: bytes one of its flows has received."""
         if now == self.ref_s:
@@ -132,7 +183,7 @@ class _FlowClass:
             self.check_s = -math.inf
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _Lone:
     """A flow that entered an empty network (no class, nothing pending), kept without a class
     while it stays alone (:meth:`FluidNetwork._enter_lone`): what its class and flow would
@@ -147,6 +198,27 @@ class _Lone:
     seq: int
     rate_Bps: float = 0.0
     """Its class's rate once settled (:meth:`FluidNetwork._settle_lone`); 0 before."""
+
+    def __init__(
+        self,
+        key: FlowKey,
+        size_B: float,
+        done: simpy.Event | Callable[[], None],
+        label: str,
+        entered_s: float,
+        order: int,
+        seq: int,
+        rate_Bps: float = 0.0,
+    ) -> None:
+        # written out (init=False): mypyc compiles this one, not the one dataclass generates
+        self.key = key
+        self.size_B = size_B
+        self.done = done
+        self.label = label
+        self.entered_s = entered_s
+        self.order = order
+        self.seq = seq
+        self.rate_Bps = rate_Bps
 
 
 @dataclass(frozen=True)
@@ -296,7 +368,7 @@ class FluidNetwork:
         if latency_s > 0:
             # One timer per distinct entry instant: an all-to-all's thousands of messages with
             # the same latency enter together.
-            enter_s = self.env.now + latency_s
+            enter_s = self.env._now + latency_s
             batch = self._entering.get(enter_s)
             if batch is None:
                 batch = self._entering[enter_s] = []
@@ -307,7 +379,7 @@ class FluidNetwork:
 
     def stats(self) -> list[ResourceStats]:
         """Per-resource totals so far."""
-        self._flush(range(len(self.names)), float(self.env.now))
+        self._flush(range(len(self.names)), float(self.env._now))
         return [
             ResourceStats(n, c, b, p, s)
             for n, c, b, p, s in zip(
@@ -347,7 +419,7 @@ class FluidNetwork:
             ):
                 self._enter_lone(key, size_B, done, label)
                 return
-        self._last_s = now = float(self.env.now)
+        self._last_s = now = float(self.env._now)
         cls = self._classes.get(key)
         if cls is None:
             cls = self._new_class(key, next(self._order), now)
@@ -382,7 +454,7 @@ class FluidNetwork:
         and its flow's sequence number taken as :meth:`_enter` takes them, and its settle
         (:meth:`_settle_lone`) deferred where :meth:`_request_settle` defers the general one
         (its call takes the same event id)."""
-        self._last_s = now = float(self.env.now)
+        self._last_s = now = float(self.env._now)
         self._lone = _Lone(key, size_B, done, label, now, next(self._order), next(self._seq))
         self._settle_pending = True
         self.env.defer(self._settle_lone)
@@ -398,7 +470,7 @@ class FluidNetwork:
             self._settle()
             return
         self._settle_pending = False
-        self._last_s = now = float(self.env.now)
+        self._last_s = now = float(self.env._now)
         route, share = lone.key
         capacity = self.capacity_Bps
         for r in route:
@@ -439,7 +511,7 @@ class FluidNetwork:
         test passes at now; if so the flow is done (resources brought up to now at its load,
         then emptied; the settle's new generation, no wake-up) and its event or call
         triggered. Changes nothing otherwise."""
-        now = float(self.env.now)
+        now = float(self.env._now)
         rate, size_B, entered_s = lone.rate_Bps, lone.size_B, lone.entered_s
         virtual = 0.0 if now == entered_s else 0.0 + rate * (now - entered_s)
         if not (
@@ -586,7 +658,7 @@ class FluidNetwork:
         at the first change of the instant would (``CountingEnvironment.defer``), so every
         change of the instant that comes before that event is in it."""
         self._settle_pending = False
-        self._last_s = float(self.env.now)
+        self._last_s = float(self.env._now)
         if (
             self.fast_paths
             and len(self._dirty_keys) == 1
@@ -944,7 +1016,7 @@ class FluidNetwork:
                 if c.next_s < next_s:
                     next_s = c.next_s
         delay = max(next_s - now, 0.0)
-        if next_s < math.inf and self.env.now + delay == self._wake_s:
+        if next_s < math.inf and self.env._now + delay == self._wake_s:
             return  # the pending wake-up already fires then
         self._arm_wake(next_s, delay, self._wake)
 
@@ -955,7 +1027,7 @@ class FluidNetwork:
         self._wake_s = math.inf
         if next_s < math.inf:
             generation = self._generation
-            self._wake_s = self.env.now + delay
+            self._wake_s = self.env._now + delay
             self.env.timeout(delay).callbacks.append(lambda _ev: wake(generation))
 
     def _candidates(self, now: float) -> list[_FlowClass]:
@@ -986,7 +1058,7 @@ class FluidNetwork:
         if generation != self._generation:
             return  # superseded by a later recomputation
         self._wake_s = math.inf
-        self._last_s = now = float(self.env.now)
+        self._last_s = now = float(self.env._now)
         finished: list[tuple[_Flow, tuple[int, ...]]] = []
         candidates = self._candidates(now)
         for cls in candidates:

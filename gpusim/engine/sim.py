@@ -10,7 +10,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from functools import partial
 from heapq import heappop, heappush
-from typing import Any
+from typing import Any, Final
 
 import simpy
 from simpy.core import BoundClass, EmptySchedule, StopSimulation
@@ -32,6 +32,12 @@ class CountingEnvironment(simpy.Environment):
     ``schedule``: a second Python call for the event most models make most), and ``process``
     likewise builds SimPy's Process and its start.
     """
+
+    # SimPy's own state, declared so that the compiled class keeps it in slots (SimPy's code
+    # reads and writes it through them, as before through the instance dict)
+    _now: float
+    _queue: list[tuple[float, EventPriority, int, Event]]
+    _active_proc: Process | None
 
     def __init__(self, initial_time: float = 0.0) -> None:
         super().__init__(initial_time)
@@ -62,37 +68,26 @@ class CountingEnvironment(simpy.Environment):
         heappush(self._queue, (self._now + delay, priority, eid, event))
 
     def timeout(self, delay: float = 0, value: Any | None = None) -> Timeout:
-        """``env.timeout(delay, value)``: SimPy's Timeout, built as its constructor builds it."""
+        """``env.timeout(delay, value)``: SimPy's Timeout (its compiled subclass), scheduled."""
         if delay < 0:
             raise ValueError(f"Negative delay {delay}")
-        ev = new_event_object(Timeout)
-        ev.env = self
-        ev.callbacks = []
-        ev._value = value
-        ev._delay = delay
-        ev._ok = True
+        ev = _Timeout(self, delay, value)
         eid = self._ids
         self._ids = eid + 1
         heappush(self._queue, (self._now + delay, NORMAL, eid, ev))
         return ev
 
     def event(self) -> Event:
-        """``env.event()``: SimPy's Event, built as its constructor builds it."""
-        ev = new_event_object(Event)
-        ev.env = self
-        ev.callbacks = []
-        return ev
+        """``env.event()``: SimPy's Event (its compiled subclass)."""
+        return _Event(self)
 
     def process(self, generator: Generator[Event, Any, Any]) -> Process:
-        """``env.process(generator)``: SimPy's Process and its Initialize event, built as their
-        constructors build them, the event pushed here (one Python call instead of three: a
-        stream starts one per operation)."""
+        """``env.process(generator)``: SimPy's Process (its compiled subclass) and its
+        Initialize event, the event pushed here (one call instead of three: a stream starts one
+        per operation)."""
         if not hasattr(generator, "throw"):
             raise ValueError(f"{generator} is not a generator.")
-        proc = new_event_object(Process)
-        proc.env = self
-        proc.callbacks = []
-        proc._generator = generator
+        proc = _Process(self, generator)
         init = new_event_object(Initialize)
         init.env = self
         init.callbacks = [proc._resume]
@@ -186,7 +181,10 @@ class CountingEnvironment(simpy.Environment):
                 head = queue[0]
                 if head[0] == now and (head[1] < NORMAL or (head[1] == NORMAL and head[2] < eid)):
                     self._not_events -= 1  # the call's id is now an event's
-                    heappush(queue, (now, NORMAL, eid, _Deferred(self, calls)))
+                    heappush(
+                        queue,
+                        (now, NORMAL, eid, _triggered(self, partial(_run_deferred, self, calls))),
+                    )
                     if calls is self._deferred:
                         self._deferred = []
                     return
@@ -219,7 +217,7 @@ class CountingEnvironment(simpy.Environment):
         """Schedule a held call as the event it stands for: an event, already triggered, with
         the key ``(time, NORMAL, eid)`` (``time`` not before now) and ``call`` as its callback."""
         self._not_events -= 1  # the held call's id is now an event's
-        heappush(self._queue, (time, NORMAL, eid, _Held(self, call)))
+        heappush(self._queue, (time, NORMAL, eid, _triggered(self, partial(_run_held, call))))
 
 
 new_event_object = object.__new__
@@ -235,27 +233,123 @@ def _run_callbacks(event: Event) -> None:
         callback(event)
 
 
-class _Deferred(Event):
-    """An event, already triggered, that carries deferred calls which could not run in place
+class _Event(Event):
+    """SimPy's Event with its fields declared: compiled, they live in slots (SimPy's own code
+    reads and writes them through the slots' descriptors, as it did through the instance dict),
+    and the constructor is one native call. Built as SimPy's constructor builds one."""
+
+    env: Any
+    callbacks: Any
+    _value: Any
+    _ok: Any
+
+    def __init__(self, env: CountingEnvironment) -> None:
+        self.env = env
+        self.callbacks = []
+        self._value = PENDING
+
+
+class _Timeout(Timeout):
+    """SimPy's Timeout with its fields declared (see :class:`_Event`); the environment
+    schedules it (:meth:`CountingEnvironment.timeout`)."""
+
+    env: Any
+    callbacks: Any
+    _value: Any
+    _ok: Any
+    _delay: Any
+
+    def __init__(self, env: CountingEnvironment, delay: float, value: Any) -> None:
+        self.env = env
+        self.callbacks = []
+        self._value = value
+        self._delay = delay
+        self._ok = True
+
+
+class _Process(Process):
+    """SimPy's Process with its fields declared (see :class:`_Event`) and its ``_resume``
+    compiled; the environment schedules its start (:meth:`CountingEnvironment.process`)."""
+
+    env: Any
+    callbacks: Any
+    _value: Any
+    _ok: Any
+    _generator: Any
+    _target: Any
+
+    def __init__(self, env: CountingEnvironment, generator: Generator[Event, Any, Any]) -> None:
+        self.env = env
+        self.callbacks = []
+        self._value = PENDING
+        self._generator = generator
+
+    def _resume(self, event: Any) -> None:
+        """SimPy 4's ``Process._resume``, as it is: resume the generator with ``event``'s value
+        (or throw its exception in), until it yields an event not yet processed (then wait for
+        it) or ends (then trigger the process with its return value or its exception)."""
+        env = self.env
+        env._active_proc = self
+        while True:
+            try:
+                if event._ok:
+                    event = self._generator.send(event._value)
+                else:
+                    # the process handles the failed event or fails itself; an exclusive copy
+                    # of the exception, so other processes' tracebacks stay their own
+                    event._defused = True
+                    exc = type(event._value)(*event._value.args)
+                    exc.__cause__ = event._value
+                    event = self._generator.throw(exc)
+            except StopIteration as e:
+                self._ok = True
+                self._value = e.args[0] if len(e.args) else None
+                env.schedule(self)
+                event = None
+                break
+            except BaseException as e:
+                self._ok = False
+                self._value = e
+                env.schedule(self)
+                event = None
+                break
+            callbacks: Any = getattr(event, "callbacks", _NO_CALLBACKS)
+            if callbacks is _NO_CALLBACKS:
+                raise RuntimeError(f'Invalid yield value "{event}"')
+            if callbacks is not None:  # not processed yet: resume when it is
+                callbacks.append(self._resume)
+                break
+        self._target = event
+        env._active_proc = None
+
+
+_NO_CALLBACKS: Final = object()
+"""What a yielded value without ``callbacks`` gives :meth:`_Process._resume` (not an event)."""
+
+
+def _triggered(env: CountingEnvironment, callback: Callable[[Event], None]) -> Event:
+    """An event, already triggered (value ``None``), with ``callback`` as its one callback: what
+    ``ev = env.event(); ev.callbacks.append(callback); ev._ok = True; ev._value = None`` makes
+    (SimPy's Event itself: mypyc compiles no subclass of it)."""
+    ev = new_event_object(Event)
+    ev.env = env
+    ev.callbacks = [callback]
+    ev._ok = True
+    ev._value = None
+    return ev
+
+
+def _run_deferred(
+    env: CountingEnvironment, calls: list[tuple[int, Callable[[], None]]], _event: Event
+) -> None:
+    """The callback of an event that carries deferred ``calls`` which could not run in place
     (:meth:`CountingEnvironment.defer`)."""
-
-    def __init__(
-        self, env: CountingEnvironment, calls: list[tuple[int, Callable[[], None]]]
-    ) -> None:
-        super().__init__(env)
-        self._ok = True
-        self._value = None
-        self.callbacks.append(lambda _ev: env._run_calls(calls))
+    env._run_calls(calls)
 
 
-class _Held(Event):
-    """An event, already triggered, that runs a held call (:meth:`CountingEnvironment.take_id`)."""
-
-    def __init__(self, env: CountingEnvironment, call: Callable[[], None]) -> None:
-        super().__init__(env)
-        self._ok = True
-        self._value = None
-        self.callbacks.append(lambda _ev: call())
+def _run_held(call: Callable[[], None], _event: Event) -> None:
+    """The callback of an event that runs a held call (:meth:`CountingEnvironment.take_id`)."""
+    call()
 
 
 @dataclass

@@ -106,13 +106,13 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from functools import partial
 from heapq import heappop, heappush
-from typing import Any, cast
+from typing import Any
 
 import simpy
 from simpy.events import NORMAL, EventCallbacks
 
 from gpusim.engine.fluid import FluidNetwork
-from gpusim.engine.sim import CountingEnvironment, new_event_object
+from gpusim.engine.sim import new_event_object
 from gpusim.execution.persistent_events import BypassedTransfer, Callback, Payload, TaskBatch
 from gpusim.hardware.gpu import GPURuntime
 from gpusim.hardware.occupancy import Occupancy, occupancy_of
@@ -383,7 +383,7 @@ class FlowGate:
         if not members:
             return
         self._bypassed[resource] = []
-        now = float(self.env.now)
+        now = float(self.env._now)
         for rec in members:
             if not rec.alive:
                 continue
@@ -419,7 +419,7 @@ class FlowGate:
 # -- tasks -----------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, init=False)
 class TaskGroup:
     """``count`` tasks of one kind with one duration model, handed out in index order."""
 
@@ -447,6 +447,37 @@ class TaskGroup:
     acc: list[float] = field(default_factory=list)
     """The kernel's [busy block-seconds, tasks] of this group's kind (set by the kernel)."""
 
+    def __init__(
+        self,
+        kind: str,
+        count: int,
+        compute_s: float,
+        on_done: Callable[[TaskGroup, int, int], None] | None = None,
+        flow_route: tuple[int, ...] = (),
+        flow_B: float = 0.0,
+        flow_latency_s: float = 0.0,
+        flow_cap_Bps: float = math.inf,
+        data: Any = None,
+        next_index: int = 0,
+        ready_s: float = 0.0,
+        nominal_s: float = 0.0,
+        acc: list[float] | None = None,
+    ) -> None:
+        # written out (init=False): mypyc compiles this one, not the one dataclass generates
+        self.kind = kind
+        self.count = count
+        self.compute_s = compute_s
+        self.on_done = on_done
+        self.flow_route = flow_route
+        self.flow_B = flow_B
+        self.flow_latency_s = flow_latency_s
+        self.flow_cap_Bps = flow_cap_Bps
+        self.data = data
+        self.next_index = next_index
+        self.ready_s = ready_s
+        self.nominal_s = nominal_s
+        self.acc = [] if acc is None else acc
+
 
 class PersistentKernel:
     """One persistent kernel on one GPU: a processor pool, a scheduler, a subscriber, task
@@ -472,7 +503,6 @@ class PersistentKernel:
             raise ValueError(f"task_batch must be >= 1, got {task_batch}")
         self.gpu = gpu
         self.env = gpu.env
-        self._cenv = cast(CountingEnvironment, gpu.env)  # typed once: cast() is a call
         self.grid = grid
         self.times = times
         self.gate = gate
@@ -517,7 +547,7 @@ class PersistentKernel:
         sms = self.grid.sms
         # held for the whole kernel: see "Holding SMs versus using them"
         yield from gpu.occupy_sms(sms)
-        self.start_s = float(env.now)
+        self.start_s = float(env._now)
         self._sub_free_s = self._sched_free_s = self.start_s
         self._open += 1  # the body itself
         early, self._early = self._early, []
@@ -539,7 +569,7 @@ class PersistentKernel:
     def _fulfil(self, n: int) -> None:
         self._open -= n
         if self._open == 0 and self.start_s is not None and not self.done.triggered:
-            self.end_s = float(self.env.now)
+            self.end_s = float(self.env._now)
             self.done.succeed(self.end_s)
 
     def _account(self, kind: str) -> list[float]:
@@ -592,7 +622,7 @@ class PersistentKernel:
             return
         if self._held:
             self._catch_up()
-        now = self._cenv._now
+        now = self.env._now
         t = self._sub_free_s
         if t < now:
             t = now
@@ -613,7 +643,7 @@ class PersistentKernel:
         nothing else reads, so making it later, before the next reader, is exact. Whenever a
         processor is idle (it would take the tasks at arrival), held deliveries become the
         events they stand for (:meth:`_release_held`)."""
-        env = self._cenv
+        env = self.env
         if delay_s < 0:
             raise ValueError(f"negative delay {delay_s}")
         at = env._now + delay_s  # the time the timeout would have
@@ -626,7 +656,7 @@ class PersistentKernel:
     def _catch_up(self) -> None:
         """Make the held deliveries whose events would have run before the running one."""
         held = self._held
-        env = self._cenv
+        env = self.env
         sub_s = self.times.subscriber_s_per_task
         while held:
             at, eid, n_tasks, group = held[0]
@@ -645,7 +675,7 @@ class PersistentKernel:
     def _release_held(self) -> None:
         """A processor is idle: every held delivery becomes the event it stands for."""
         held, self._held = self._held, []
-        env = self._cenv
+        env = self.env
         for at, eid, n_tasks, group in held:
             env.schedule_held(at, eid, partial(self.deliver, n_tasks, group))
 
@@ -656,7 +686,7 @@ class PersistentKernel:
             return
         if self._held:
             self._catch_up()
-        now = self._cenv._now
+        now = self.env._now
         self._enqueue(group, now if ready_s is None or ready_s < now else ready_s)
         if self._idle:
             self._assign()
@@ -677,7 +707,7 @@ class PersistentKernel:
         idle = self._idle
         if not idle or not ready:
             return
-        now = self._cenv._now
+        now = self.env._now
         s = self._sched_s
         latency = self._latency_s
         batch = self.task_batch
@@ -715,7 +745,7 @@ class PersistentKernel:
         )
 
     def _task_done(self, b: TaskBatch) -> None:
-        now = self._cenv._now
+        now = self.env._now
         held = self._held
         if held and held[0][0] <= now:  # a later head has not passed: no call
             self._catch_up()
@@ -781,10 +811,10 @@ class PersistentKernel:
         k = b.k
         if g.flow_B <= 0:
             b.callbacks = self._done_callbacks
-            self._cenv.schedule(b, NORMAL, start_s + compute_s - now)
+            self.env.schedule(b, NORMAL, start_s + compute_s - now)
         elif compute_s > 0:
             b.callbacks = self._computed_callbacks
-            self._cenv.schedule(b, NORMAL, start_s + compute_s - now)
+            self.env.schedule(b, NORMAL, start_s + compute_s - now)
         else:  # transfer only: the batch is the transfer's payload, not an event
             self.gate.send(
                 g.flow_route,

@@ -29,7 +29,7 @@ from gpusim.hardware.host import HostThread
 from gpusim.kernels.cost import KernelCost
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class LaunchRecord:
     """One kernel (or copy) and the host calls that put it on its stream (times in seconds)."""
 
@@ -47,6 +47,35 @@ class LaunchRecord:
     op_end_s: float = math.nan
     kernel_start_s: float = math.nan
     kernel_end_s: float = math.nan
+
+    def __init__(
+        self,
+        correlation: int,
+        external_id: int,
+        name: str,
+        call: RuntimeCall,
+        gpu: str,
+        stream: int,
+        runtime_begin_s: float,
+        runtime_end_s: float = math.nan,
+        op_begin_s: float = math.nan,
+        op_end_s: float = math.nan,
+        kernel_start_s: float = math.nan,
+        kernel_end_s: float = math.nan,
+    ) -> None:
+        # written out (init=False): mypyc compiles this one, not the one dataclass generates
+        self.correlation = correlation
+        self.external_id = external_id
+        self.name = name
+        self.call = call
+        self.gpu = gpu
+        self.stream = stream
+        self.runtime_begin_s = runtime_begin_s
+        self.runtime_end_s = runtime_end_s
+        self.op_begin_s = op_begin_s
+        self.op_end_s = op_end_s
+        self.kernel_start_s = kernel_start_s
+        self.kernel_end_s = kernel_end_s
 
     @property
     def launch_queue_s(self) -> float:
@@ -102,14 +131,14 @@ def run_graph_nodes(
     costs (``node_s``) after the graph starts and after node ``i - 1`` ends; each node's record
     gets its kernel's start and end, then ``after_kernel`` sees it."""
     env = gpu.env
-    start = float(env.now)
+    start = float(env._now)
     for i, (cost, rec) in enumerate(zip(nodes, records, strict=True), start=1):
         ready = start + i * node_s
-        if ready > float(env.now):
-            yield env.timeout(ready - float(env.now))
-        rec.kernel_start_s = float(env.now)
+        if ready > float(env._now):
+            yield env.timeout(ready - float(env._now))
+        rec.kernel_start_s = float(env._now)
         yield from run_cost(gpu, cost)
-        rec.kernel_end_s = float(env.now)
+        rec.kernel_end_s = float(env._now)
         after_kernel(cost, rec)
 
 
@@ -267,9 +296,9 @@ class HostRuntime:
         gpu, env = stream.gpu, self.env
 
         def body() -> Generator[simpy.Event, Any, None]:
-            rec.kernel_start_s = float(env.now)
+            rec.kernel_start_s = float(env._now)
             yield from gpu.copy(route.resources, route.latency_s, size_B, rec.name)
-            rec.kernel_end_s = float(env.now)
+            rec.kernel_end_s = float(env._now)
 
         args = self._kernel_args(rec) | {"bytes": size_B} if self.recorder.enabled else None
         done = stream.submit(

@@ -11,7 +11,7 @@ import simpy
 from simpy.events import URGENT, Event
 
 from gpusim.engine.fluid import FluidNetwork
-from gpusim.engine.sim import new_event_object
+from gpusim.engine.sim import CountingEnvironment, new_event_object
 from gpusim.engine.trace import TraceRecorder, Track
 from gpusim.hardware.rates import GPURates
 
@@ -27,7 +27,7 @@ class GPURuntime:
         self,
         device_id: str,
         rates: GPURates,
-        env: simpy.Environment,
+        env: CountingEnvironment,
         network: FluidNetwork,
         recorder: TraceRecorder,
         memory_resource: int | None = None,

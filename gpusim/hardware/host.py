@@ -7,6 +7,7 @@ from typing import Any
 
 import simpy
 
+from gpusim.engine.sim import CountingEnvironment
 from gpusim.engine.trace import TraceRecorder, Track
 
 
@@ -14,7 +15,7 @@ class HostThread:
     """One host thread. Its calls are sequential; busy time is what it spends in API calls."""
 
     def __init__(
-        self, cpu_id: str, name: str, env: simpy.Environment, recorder: TraceRecorder
+        self, cpu_id: str, name: str, env: CountingEnvironment, recorder: TraceRecorder
     ) -> None:
         self.cpu_id = cpu_id
         self.name = name
@@ -34,12 +35,12 @@ class HostThread:
         """Spend ``duration_s`` of this thread's time in a call named ``label`` (drawn as a slice
         of category ``cat``; ``None``: not drawn, the caller draws an enclosing slice)."""
         env = self.env
-        start = float(env.now)
+        start = float(env._now)
         busy = self.call(duration_s)
         if busy is not None:
             yield busy
         if label is not None and self.recorder.enabled:
-            self.recorder.slice(self.track, label, start, float(env.now), args, cat)
+            self.recorder.slice(self.track, label, start, float(env._now), args, cat)
 
     def call(self, duration_s: float) -> simpy.Event | None:
         """Count a call of ``duration_s`` (in ``busy_s`` and ``calls``) and return the timeout
@@ -58,10 +59,10 @@ class HostThread:
         args: dict[str, Any] | None = None,
     ) -> Generator[simpy.Event, Any, None]:
         """Block until every event fired (a host synchronisation), then pay ``return_s``."""
-        start = float(self.env.now)
+        start = float(self.env._now)
         pending = [e for e in events if not e.processed]
         if pending:
             yield self.env.all_of(pending)
         if return_s > 0:
             yield self.env.timeout(return_s)
-        self.recorder.slice(self.track, label, start, float(self.env.now), args, cat)
+        self.recorder.slice(self.track, label, start, float(self.env._now), args, cat)
