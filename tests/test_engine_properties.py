@@ -293,6 +293,92 @@ def test_max_min_one_level_closed_form_is_taken_where_one_port_bottlenecks_all()
     assert maxmin._one_level(routes, [31, 16, 7], caps, capacity) is None
 
 
+def _reference_rates(
+    routes: Sequence[Sequence[int]],
+    counts: Sequence[int],
+    caps: Sequence[float],
+    capacity: Sequence[float],
+) -> list[float]:
+    """Progressive filling written plainly (per resource a dict entry of [capacity left, flows
+    not fixed, classes], in first-appearance order; no closed form, no shortcut), in the
+    solver's scan orders: the floats :func:`max_min_fair_rates` must give."""
+    load: dict[int, list[float | int | list[int]]] = {}
+    for c, (route, w) in enumerate(zip(routes, counts, strict=True)):
+        for r in route if w > 0 else ():
+            entry = load.setdefault(r, [capacity[r], 0, []])
+            entry[1] += w  # type: ignore[operator]
+            entry[2].append(c)  # type: ignore[union-attr]
+    rates = [0.0] * len(routes)
+    fixed = [w <= 0 for w in counts]
+    capped = sorted((cap, c) for c, cap in enumerate(caps) if cap < math.inf and not fixed[c])
+    while not all(fixed):
+        capped = [(cap, c) for cap, c in capped if not fixed[c]]
+        shares = [e[0] / e[1] for e in load.values()]  # type: ignore[operator]
+        level = min([*shares, *(capped[0][:1] if capped else ())], default=math.inf)
+        if level == math.inf:
+            return [math.inf if not f else r for f, r in zip(fixed, rates, strict=True)]
+        bound = level * (1.0 + 1e-12)
+        saturated = [r for r, e in load.items() if e[0] <= bound * e[1]]  # type: ignore[operator]
+        to_fix = [c for r in saturated for c in load.pop(r)[2]]  # type: ignore[union-attr]
+        to_fix += [c for cap, c in capped if cap <= bound]
+        for c in to_fix:
+            if fixed[c]:
+                continue
+            fixed[c] = True
+            rates[c] = min(level, caps[c])
+            for r in routes[c]:
+                if r in load:
+                    load[r][0] -= rates[c] * counts[c]  # type: ignore[operator]
+                    load[r][1] -= counts[c]  # type: ignore[operator]
+                    if not load[r][1]:
+                        del load[r]
+    return rates
+
+
+@given(st.one_of(one_level_inputs(), solver_inputs()))
+def test_max_min_rates_are_the_plain_progressive_fillings_floats(
+    inputs: tuple[list[tuple[int, ...]], list[int], list[float], list[float]],
+) -> None:
+    """The solver (resources numbered, typed lists, closed forms and shortcuts) gives exactly
+    the floats of progressive filling written plainly over a dict of resources."""
+    routes, counts, caps, capacity = inputs
+    caps = [c if r or c < math.inf else 10 * GB for r, c in zip(routes, caps, strict=True)]
+    assert max_min_fair_rates(routes, counts, caps, capacity) == _reference_rates(
+        routes, counts, caps, capacity
+    )
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            st.tuples(st.lists(st.integers(0, 40), min_size=1, max_size=4), flow_caps),
+        ),
+        max_size=80,
+    )
+)
+def test_a_set_of_flow_classes_iterates_as_the_set_of_their_keys(
+    ops: list[tuple[bool, tuple[list[int], float]]],
+) -> None:
+    """The fluid network keeps sets of classes where it kept sets of keys: the same additions
+    and removals lay them out, so iterate them, in the same order (the component's class order
+    decides the order of the solver's sums)."""
+    by_key: dict[FlowKey, _FlowClass] = {}
+    keys: set[FlowKey] = set()
+    classes: set[_FlowClass] = set()
+    for add, (route, cap) in ops:
+        key: FlowKey = (tuple(route), cap)
+        if add:
+            cls = by_key.setdefault(key, _FlowClass(key, 0, key[0], cap, key_hash=hash(key)))
+            keys.add(key)
+            classes.add(cls)
+        elif key in by_key:
+            keys.discard(key)
+            classes.discard(by_key.pop(key))
+        assert [c.key for c in classes] == list(keys)
+        assert [c.key for c in set(classes)] == list(set(keys))
+
+
 # -- the network -------------------------------------------------------------------------------
 
 
@@ -627,6 +713,18 @@ class _PathComparedNetwork(FluidNetwork):
         self.states: list[tuple[float, bool, list[tuple[object, ...]], list[float]]] = []
         self.alone = 0
         self.left_to_general = 0
+        self.cuts_reused = 0
+
+    def _solve_without(
+        self, classes: list[_FlowClass], loose: set[int], outside: dict[int, float]
+    ) -> list[float] | None:
+        """Check every route cut the solve will reuse against a fresh cut (and count them)."""
+        for cls in classes:
+            if cls.cut_for == frozenset(loose):
+                self.cuts_reused += 1
+                assert list(cls.kept) == [r for r in cls.route if r not in loose]
+                assert cls.crossed == tuple(r for r in cls.route if r in loose)
+        return super()._solve_without(classes, loose, outside)
 
     def _reschedule(self, heap_mode: bool) -> None:
         classes: list[tuple[object, ...]] = [
@@ -697,6 +795,7 @@ def test_settle_fast_paths_equal_the_general_path_where_the_relaxed_solve_fills_
         assert fast == general
         _assert_same_run(fast_net, general_net)
         assert fast_net.grown > 0
+        assert fast_net.cuts_reused > 0  # each checked against a fresh cut
 
 
 def test_settle_fast_path_with_a_loose_resource_and_its_fallback() -> None:

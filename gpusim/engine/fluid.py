@@ -21,7 +21,7 @@ from itertools import count
 
 import simpy
 
-from gpusim.engine.maxmin import max_min_fair_rates, one_level_rate
+from gpusim.engine.maxmin import max_min_fair_rates
 from gpusim.engine.sim import CountingEnvironment
 from gpusim.engine.trace import NULL_RECORDER, TraceRecorder, Track
 
@@ -34,6 +34,8 @@ tolerance (``_FINISH_REL_TOL``) plus the float rounding of the clock and of ``ne
 far below this (see :meth:`_FlowClass.retime`)."""
 _SLACK_REL = 1.0 - 1e-9
 """A resource whose flows' caps sum to at most this fraction of its capacity cannot saturate."""
+
+_LOOSE_KEYS_MAX = 4096  # distinct loose sets kept for identity (753 in 16-GPU bench_moe_scaling)
 
 FlowKey = tuple[tuple[int, ...], float]
 
@@ -67,8 +69,12 @@ class _Flow:
         self.label = label
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True, init=False, eq=False)
 class _FlowClass:
+    """The flows with one route and one per-flow cap. It hashes as its key and compares by
+    identity (one class per key at a time), so that a set of classes lays out, and iterates,
+    as the set of their keys would, without hashing the key tuple again on each lookup."""
+
     key: FlowKey
     order: int
     """When it entered ``FluidNetwork._classes`` (its place in the dict's iteration order)."""
@@ -91,6 +97,18 @@ class _FlowClass:
     load_Bps: float = 0.0
     """What the class adds to each resource on its route in ``FluidNetwork.load_Bps``: its rate
     times its flows as of the last solve that included it."""
+    key_hash: int = 0
+    """``hash(key)``: what the class hashes as."""
+    cut_for: frozenset[int] | None = None
+    """The loose set that ``kept`` and ``crossed`` were cut for (:meth:`FluidNetwork._cut`;
+    the network's one frozenset for it)."""
+    kept: Sequence[int] = ()
+    """Its route without the resources of ``cut_for``."""
+    crossed: tuple[int, ...] = ()
+    """The resources of ``cut_for`` on its route, in route order (a repeat kept)."""
+
+    def __hash__(self) -> int:
+        return self.key_hash
 
     def __init__(
         self,
@@ -106,6 +124,7 @@ class _FlowClass:
         flows: list[tuple[float, int, _Flow]] | None = None,
         distinct: bool = True,
         load_Bps: float = 0.0,
+        key_hash: int = 0,
     ) -> None:
         # written out (init=False): mypyc compiles this one, not the one dataclass generates
         self.key = key
@@ -120,6 +139,10 @@ class _FlowClass:
         self.flows = [] if flows is None else flows
         self.distinct = distinct
         self.load_Bps = load_Bps
+        self.key_hash = key_hash
+        self.cut_for = None
+        self.kept = ()
+        self.crossed = ()
 
     def virtual_at(self, now: float) -> float:
         """The class's virtual clock at ``now``: bytes one of its flows has received."""
@@ -240,13 +263,19 @@ class FluidNetwork:
         """Per resource: the sum of its capped flows' caps (what they could ever draw)."""
         self._uncapped: list[int] = []
         """Per resource: how many of its flows have no cap."""
+        self._drawn_Bps: list[float] = []
+        """Per resource: scratch for :meth:`_fills` (what the component draws of it)."""
+        self._room_Bps: list[float] = []
+        """Per resource: its capacity times ``_SLACK_REL`` (the load it saturates at)."""
         self.recomputations = 0
         self._tracks: list[Track] = []
         self._classes: dict[FlowKey, _FlowClass] = {}
         self._entering: dict[
             float, list[tuple[FlowKey, float, simpy.Event | Callable[[], None], str]]
         ] = {}
-        self._users: dict[int, set[FlowKey]] = {}
+        self._users: dict[int, set[_FlowClass]] = {}
+        """Per resource: the classes crossing it (a set of classes iterates as the set of
+        their keys would: :class:`_FlowClass`)."""
         self._dirty_keys: set[FlowKey] = set()
         self._dirty_res: set[int] = set()
         self._gone: list[_FlowClass] = []
@@ -269,6 +298,9 @@ class FluidNetwork:
         """The loose resources the last optimistic solve would fill (:meth:`_fills`)."""
         self.grown = 0
         """Settles whose optimistic component was grown through a resource it would fill."""
+        self._loose_keys: dict[frozenset[int], frozenset[int]] = {}
+        """One frozenset per loose set seen (:meth:`_solve_without`), so that a class's
+        ``cut_for`` is checked by identity."""
         self._lone: _Lone | None = None
         """The flow alone in the network without a class (:meth:`_enter_lone`), if any."""
 
@@ -285,6 +317,8 @@ class FluidNetwork:
         self._since_s.append(0.0)
         self._demand.append(0.0)
         self._uncapped.append(0)
+        self._room_Bps.append(float(capacity_Bps) * _SLACK_REL)
+        self._drawn_Bps.append(0.0)
         self._tracks.append(Track(group, name))
         return len(self.names) - 1
 
@@ -405,10 +439,11 @@ class FluidNetwork:
             cap_Bps=key[1],
             ref_s=now,
             distinct=len(set(route)) == len(route),
+            key_hash=hash(key),
         )
         self._classes[key] = cls
         for r in route:
-            self._users.setdefault(r, set()).add(key)
+            self._users.setdefault(r, set()).add(cls)
         return cls
 
     def _enter_lone(
@@ -518,13 +553,17 @@ class FluidNetwork:
     def _add_demand(self, cls: _FlowClass, sign: int) -> None:
         """A flow of ``cls`` entered (``sign`` 1) or left (-1): update what its resources'
         flows could draw at most."""
+        # list items are updated as `x[r] = x[r] + y`, not `x[r] += y`, throughout: mypyc
+        # compiles the augmented form to a generic in-place add (the same floats either way)
         if cls.cap_Bps == math.inf:
+            uncapped = self._uncapped
             for r in cls.route:
-                self._uncapped[r] += sign
+                uncapped[r] = uncapped[r] + sign
         else:
             delta = sign * cls.cap_Bps
+            demand = self._demand
             for r in cls.route:
-                self._demand[r] += delta
+                demand[r] = demand[r] + delta
 
     def _flush(self, resources: Iterable[int], now: float) -> None:
         """Bring each resource's carried bytes and busy time up to ``now`` at its load (before
@@ -534,8 +573,8 @@ class FluidNetwork:
             dt = now - since[r]
             if dt > 0:
                 if load[r] > 0:
-                    carried[r] += load[r] * dt
-                    busy[r] += dt
+                    carried[r] = carried[r] + load[r] * dt
+                    busy[r] = busy[r] + dt
                 since[r] = now
 
     def _finish(self, done: simpy.Event | Callable[[], None], value: float | None) -> None:
@@ -552,7 +591,7 @@ class FluidNetwork:
 
     def _component(
         self, optimistic: bool, tight: frozenset[int] | set[int] = frozenset()
-    ) -> tuple[list[FlowKey], set[int], set[FlowKey], set[int]]:
+    ) -> tuple[list[_FlowClass], set[int], set[_FlowClass], set[int]]:
         """Classes and resources whose rates may have changed: everything connected (through
         shared resources) to a class that gained or lost flows (also returned, as the third
         item). Max-min fairness decomposes over connected components, so the rest keeps its
@@ -570,34 +609,43 @@ class FluidNetwork:
         solution that satisfies a constraint it ignored is the solution with that constraint.
         A changed class's own slack resource still connects when it was saturated before the
         change (a flow that left may free its sharers)."""
-        touched = {k for k in self._dirty_keys if k in self._classes}
-        keys = set(touched)
+        classes = self._classes
+        touched: set[_FlowClass] = set()
+        for k in self._dirty_keys:
+            changed = classes.get(k)
+            if changed is not None:
+                touched.add(changed)
+        members = set(touched)  # iterates as the set of their keys would (_FlowClass)
         seeds = set(self._dirty_res)
-        for k in keys:
-            seeds.update(k[0])
-        load, capacity = self.load_Bps, self.capacity_Bps
+        for cls in members:
+            seeds.update(cls.route)
+        load, room_Bps = self.load_Bps, self._room_Bps
         uncapped, demand, users = self._uncapped, self._demand, self._users
         stack = list(seeds)
         resources: set[int] = set()
         loose: set[int] = set()
+        # methods called directly, not through saved bound methods: mypyc compiles the direct
+        # calls natively, a saved one as a generic call
         while stack:
             r = stack.pop()
             if r in resources:
                 continue
             resources.add(r)
-            room = capacity[r] * _SLACK_REL
+            room = room_Bps[r]
             below = load[r] < room
             if not uncapped[r] and demand[r] <= room and (below or r not in seeds):
                 continue  # cannot saturate: its capacity is never in question
-            sharers = users.get(r, ())
+            sharers = users.get(r)
+            if sharers is None:
+                continue  # no class crosses it
             if optimistic and below and len(sharers) > 1 and r not in tight:
                 loose.add(r)
                 continue
-            for k in sharers:
-                if k not in keys:
-                    keys.add(k)
-                    stack.extend(k[0])
-        return list(keys), resources, touched, loose
+            for cls in sharers:
+                if cls not in members:
+                    members.add(cls)
+                    stack.extend(cls.route)
+        return list(members), resources, touched, loose
 
     def _settle(self) -> None:
         """Re-solve the rates after transfers entered or left at this instant: advance the
@@ -618,15 +666,13 @@ class FluidNetwork:
             and self._settle_alone()
         ):
             return
-        keys, resources, touched, loose = self._component(optimistic=True)
-        classes = [self._classes[k] for k in keys]
+        classes, resources, touched, loose = self._component(optimistic=True)
         self._filled.clear()
         rates = self._solve_leaving(classes, loose) if loose else self._solve(classes)
         tight: set[int] = set()
         while rates is None:  # a loose resource would fill
             if not self.grow_components:  # take the component whole
-                keys, resources, touched, _ = self._component(optimistic=False)
-                classes = [self._classes[k] for k in keys]
+                classes, resources, touched, _ = self._component(optimistic=False)
                 rates = self._solve(classes)
                 break
             # grow it through the resources that would fill, the others still loose: at 16
@@ -634,12 +680,11 @@ class FluidNetwork:
             self.grown += 1
             tight |= self._filled
             self._filled.clear()
-            keys, resources, touched, loose = self._component(True, tight)
-            classes = [self._classes[k] for k in keys]
+            classes, resources, touched, loose = self._component(True, tight)
             rates = self._solve_leaving(classes, loose) if loose else self._solve(classes)
         self._dirty_keys.clear()
         self._dirty_res.clear()
-        self._reschedule(self._retime(keys, classes, rates, resources, touched))
+        self._reschedule(self._retime(classes, rates, resources, touched))
 
     def _settle_alone(self) -> bool:
         """:meth:`_settle` when one class changed, nothing left, and its optimistic component is
@@ -662,8 +707,9 @@ class FluidNetwork:
         own_Bps = cls.load_Bps
         share = cls.cap_Bps
         left: list[float] = []  # per loose resource: what the classes outside leave of it
+        saturates_Bps = self._room_Bps
         for r in cls.route:
-            room = capacity[r] * _SLACK_REL
+            room = saturates_Bps[r]
             if load[r] < room:
                 if (uncapped[r] or demand[r] > room) and len(users[r]) > 1:  # loose
                     room_Bps = capacity[r] - (load[r] - own_Bps)
@@ -692,7 +738,7 @@ class FluidNetwork:
         if contribution != own_Bps:
             delta = contribution - own_Bps
             for r in route:
-                load[r] += delta
+                load[r] = load[r] + delta
             cls.load_Bps = contribution
         if share != cls.rate_Bps:
             cls.set_rate(share, now)
@@ -740,7 +786,7 @@ class FluidNetwork:
         for cls in (*classes, *self._gone):
             for r in cls.route:
                 if r in outside:
-                    outside[r] -= cls.load_Bps
+                    outside[r] = outside[r] - cls.load_Bps
         saved = {r: capacity[r] for r in loose}
         for r, drawn in outside.items():
             capacity[r] = max(saved[r] - drawn, 0.0)
@@ -749,27 +795,46 @@ class FluidNetwork:
         finally:
             for r, c in saved.items():
                 capacity[r] = c
-        return None if self._fills(zip(classes, rates, strict=True), outside) else rates
+        routes_in: list[Sequence[int]] = [[r for r in c.route if r in outside] for c in classes]
+        drawn_Bps = [rate * len(c.flows) for c, rate in zip(classes, rates, strict=True)]
+        return None if self._fills(routes_in, drawn_Bps, outside) else rates
 
     def _fills(
-        self, crossing: Iterable[tuple[_FlowClass, float]], outside: dict[int, float]
+        self, crossed: list[Sequence[int]], drawn_Bps: list[float], outside: dict[int, float]
     ) -> bool:
-        """Whether the classes of ``crossing`` at their new rates (every class of the component
-        that crosses a loose resource, in the component's order) draw at least what the
-        classes ``outside`` it leave (``capacity - outside``) of a loose resource; those it
+        """Whether the classes that cross a loose resource, at their new rates (in the
+        component's order: ``crossed``, the loose resources each route crosses, in route order,
+        and ``drawn_Bps``, each one's rate times its flows), draw at least what the classes
+        ``outside`` the component leave (``capacity - outside``) of a loose resource; those it
         would fill go into ``_filled``."""
-        drawn_now = dict.fromkeys(outside, 0.0)
-        for cls, rate in crossing:
-            n = len(cls.flows)
-            for r in cls.route:
-                if r in drawn_now:
-                    drawn_now[r] += rate * n
+        drawn_now = self._drawn_Bps
+        for r in outside:
+            drawn_now[r] = 0.0
+        for i in range(len(crossed)):
+            d = drawn_Bps[i]
+            for r in crossed[i]:
+                drawn_now[r] = drawn_now[r] + d
         capacity = self.capacity_Bps
         filled = self._filled
-        for r, d in drawn_now.items():
-            if d > 0 and d >= (capacity[r] - outside[r]) * _SLACK_REL:
+        for r, left_Bps in outside.items():
+            d = drawn_now[r]
+            if d > 0 and d >= (capacity[r] - left_Bps) * _SLACK_REL:
                 filled.add(r)
         return bool(filled)
+
+    @staticmethod
+    def _cut(cls: _FlowClass, loose: set[int], loose_key: frozenset[int]) -> None:
+        """Set ``cls.kept`` and ``cls.crossed`` for the loose set ``loose`` (``loose_key``
+        equal to it); callers skip a class already cut for it (consecutive optimistic solves
+        mostly leave the same resources out)."""
+        cls.cut_for = loose_key
+        route = cls.route
+        if loose.isdisjoint(route):
+            cls.kept = route
+            cls.crossed = ()
+        else:
+            cls.kept = [r for r in route if r not in loose]
+            cls.crossed = tuple([r for r in route if r in loose])
 
     def _solve_without(
         self, classes: list[_FlowClass], loose: set[int], outside: dict[int, float]
@@ -790,43 +855,35 @@ class FluidNetwork:
         loose resource is below capacity), so no loose resource stops its flows at rate 0.
         The contributions come off each loose resource in the general path's order."""
         routes: list[Sequence[int]] = []
+        counts: list[int] = []
+        caps_Bps: list[float] = []
         crossing: list[int] = []  # the classes that cross a loose resource
-        flows: dict[int, int] = {}  # per resource left in the solve: the flows crossing it
+        loose_key = frozenset(loose)
+        loose_keys = self._loose_keys
+        if len(loose_keys) > _LOOSE_KEYS_MAX:
+            loose_keys.clear()  # the classes cut for those are cut again: slower, still exact
+        loose_key = loose_keys.setdefault(loose_key, loose_key)
         for i, cls in enumerate(classes):
-            route = cls.route
-            if loose.isdisjoint(route):
-                kept: Sequence[int] = route
-            else:
+            if cls.cut_for is not loose_key:
+                self._cut(cls, loose, loose_key)
+            routes.append(cls.kept)
+            counts.append(len(cls.flows))
+            caps_Bps.append(cls.cap_Bps)
+            crossed = cls.crossed
+            if crossed:
                 crossing.append(i)
                 own_Bps = cls.load_Bps
-                kept = []
-                for r in route:
-                    if r in outside:
-                        outside[r] -= own_Bps
-                    else:
-                        kept.append(r)
-            routes.append(kept)
-            n_flows = len(cls.flows)
-            for r in kept:
-                if r in flows:
-                    flows[r] += n_flows
-                else:
-                    flows[r] = n_flows
+                for r in crossed:
+                    outside[r] = outside[r] - own_Bps
         for cls in self._gone:
             for r in cls.route:
                 if r in outside:
-                    outside[r] -= cls.load_Bps
+                    outside[r] = outside[r] - cls.load_Bps
         self.recomputations += 1
-        # the closed form where one level fixes every class, from the flows counted here
-        caps = [c.cap_Bps for c in classes]
-        level = one_level_rate(flows, routes, caps, self.capacity_Bps)
-        if level is not None:
-            rates = [level] * len(classes)
-        else:
-            rates = max_min_fair_rates(
-                routes, [len(c.flows) for c in classes], caps, self.capacity_Bps
-            )
-        if self._fills(((classes[i], rates[i]) for i in crossing), outside):
+        rates = max_min_fair_rates(routes, counts, caps_Bps, self.capacity_Bps)
+        routes_in: list[Sequence[int]] = [classes[i].crossed for i in crossing]
+        drawn_Bps = [rates[i] * counts[i] for i in crossing]
+        if self._fills(routes_in, drawn_Bps, outside):
             return None
         return rates
 
@@ -854,11 +911,10 @@ class FluidNetwork:
 
     def _retime(
         self,
-        keys: list[FlowKey],
         classes: list[_FlowClass],
         rates: list[float],
         resources: set[int],
-        touched: set[FlowKey],
+        touched: set[_FlowClass],
     ) -> bool:
         """Give each class its new rate and the time its first flow completes at it (unchanged
         when neither its flows nor its rate changed), move its contribution on the loads of its
@@ -868,14 +924,15 @@ class FluidNetwork:
         heap_mode = self._retime_begin(resources)
         load = self.load_Bps
         now = self._last_s
-        for key, cls, rate in zip(keys, classes, rates, strict=True):
+        for i, cls in enumerate(classes):  # by index: mypyc types a zip's items as objects
+            rate = rates[i]
             contribution = rate * len(cls.flows)
             if contribution != cls.load_Bps:
                 delta = contribution - cls.load_Bps
                 for r in cls.route:
-                    load[r] += delta
+                    load[r] = load[r] + delta
                 cls.load_Bps = contribution
-            if rate == cls.rate_Bps and key not in touched:
+            if rate == cls.rate_Bps and cls not in touched:
                 continue  # same flows at the same rate: its completion time stands
             if rate != cls.rate_Bps:
                 cls.set_rate(rate, now)
@@ -907,7 +964,7 @@ class FluidNetwork:
             load = self.load_Bps
             for cls in self._gone:
                 for r in cls.route:
-                    load[r] -= cls.load_Bps
+                    load[r] = load[r] - cls.load_Bps
             self._gone.clear()
         return heap_mode
 
@@ -1027,7 +1084,7 @@ class FluidNetwork:
                 self._gone.append(cls)  # its load goes at the next settle
                 for r in cls.route:
                     users = self._users[r]
-                    users.discard(key)
+                    users.discard(cls)
                     if not users:  # no flows left: no rounding residue either
                         self._demand[r] = 0.0
         if self._heap_mode:  # candidates that did not finish stay candidates

@@ -8,8 +8,7 @@ not on the number of messages in flight.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 _REL_TOL = 1e-12
 _LAST_ROUND_SHORTCUT = True
@@ -17,8 +16,7 @@ _LAST_ROUND_SHORTCUT = True
 (nothing reads those afterwards); a test switches it off to compare."""
 _ONE_LEVEL_CLOSED_FORM = True
 """Solve in closed form where the first filling level fixes every class (:func:`_one_level`);
-a test switches it off to compare. (The fluid network's optimistic solve calls
-:func:`one_level_rate` itself, under its own ``fast_paths``.)"""
+a test switches it off to compare."""
 
 
 def max_min_fair_rates(
@@ -45,35 +43,157 @@ def max_min_fair_rates(
         # carries each flow twice: the general solve counts it so)
         share = min((capacity_Bps[r] / counts[0] for r in routes[0]), default=math.inf)
         return [min(share, caps_Bps[0])]
-    if _ONE_LEVEL_CLOSED_FORM:
-        level = _one_level(routes, counts, caps_Bps, capacity_Bps)
+    loads = _Loads(routes, counts, capacity_Bps)
+    if _ONE_LEVEL_CLOSED_FORM and _all_hold_flows(counts):
+        level = _one_level_of(loads, caps_Bps)
         if level is not None:
             return [level] * n
+    return _fill(loads, counts, caps_Bps)
+
+
+class _Loads:
+    """The resources crossed by classes with flows, numbered by first appearance (class
+    order, then route order: the order progressive filling scans them in), with typed
+    per-resource lists rather than a dict of lists (mypyc keeps their arithmetic native)."""
+
+    def __init__(
+        self,
+        routes: Sequence[Sequence[int]],
+        counts: Sequence[int],
+        capacity_Bps: Sequence[float],
+    ) -> None:
+        self.left_Bps: list[float] = []
+        """Per resource: its capacity less what the fixed classes draw from it."""
+        self.flows: list[int] = []
+        """Per resource: the flows of classes not yet fixed crossing it (once per crossing)."""
+        self.users: list[list[int]] = []
+        """Per resource: the classes crossing it, in class order (once per crossing)."""
+        self.routes: list[list[int]] = []
+        """Per class: its route in resource numbers (empty for a class with no flows)."""
+        self.routeless = False
+        """Whether some class with flows crosses no resource (only its cap limits it)."""
+        number = [-1] * len(capacity_Bps)  # per resource: its number here (-1: none yet)
+        left_Bps, flows, users = self.left_Bps, self.flows, self.users
+        for c, route in enumerate(routes):
+            w = counts[c]
+            local: list[int] = []
+            self.routes.append(local)
+            if w <= 0:
+                continue
+            if not route:
+                self.routeless = True
+            for r in route:
+                j = number[r]
+                if j < 0:
+                    j = number[r] = len(left_Bps)
+                    left_Bps.append(capacity_Bps[r])
+                    flows.append(w)
+                    users.append([c])
+                else:
+                    flows[j] = flows[j] + w  # not `+=`: mypyc makes that a generic add
+                    users[j].append(c)
+                local.append(j)
+
+
+def _one_level(
+    routes: Sequence[Sequence[int]],
+    counts: Sequence[int],
+    caps_Bps: Sequence[float],
+    capacity_Bps: Sequence[float],
+) -> float | None:
+    """:func:`_one_level_of` the classes; ``None`` where a class has no flows (the general
+    solve gives it 0)."""
+    if not _all_hold_flows(counts):
+        return None
+    return _one_level_of(_Loads(routes, counts, capacity_Bps), caps_Bps)
+
+
+def _all_hold_flows(counts: Sequence[int]) -> bool:
+    """Whether there are classes and every one holds flows."""
+    for w in counts:
+        if w <= 0:
+            return False
+    return len(counts) > 0
+
+
+def _one_level_of(loads: _Loads, caps_Bps: Sequence[float]) -> float | None:
+    """The rate :func:`max_min_fair_rates` gives every class when its first filling level fixes
+    them all (each class crosses a resource that level saturates, or has a cap within it: one
+    saturated port bottlenecking every class, the common contended case); ``None`` otherwise,
+    or where the level is unbounded or a cap is not positive (the general solve's own cases).
+
+    ``loads`` are those of classes that all hold flows, untouched (every resource at its
+    capacity, its flows counted once per crossing, as the general solve counts them). These
+    are the general solve's floats: its first round computes the same level (the lowest of
+    capacity / flows, flows an exact integer sum, and of the caps) and the same saturated
+    resources, and its last round gives every class ``level if level < cap else cap``, which
+    is ``level`` as no cap is below it."""
+    level = math.inf
+    for cap in caps_Bps:  # min(caps_Bps), without a generic call
+        if cap < level:
+            level = cap
+    if not level > 0:
+        return None
+    left_Bps, flows = loads.left_Bps, loads.flows
+    for j in range(len(left_Bps)):
+        share = left_Bps[j] / flows[j]
+        if share < level:
+            level = share
+    if level == math.inf:
+        return None
+    bound = level * (1.0 + _REL_TOL)
+    for c, cap in enumerate(caps_Bps):
+        if cap > bound:
+            for j in loads.routes[c]:
+                if left_Bps[j] <= bound * flows[j]:
+                    break  # saturated
+            else:
+                return None
+    return level
+
+
+def _fill(loads: _Loads, counts: Sequence[int], caps_Bps: Sequence[float]) -> list[float]:
+    """:func:`max_min_fair_rates` by progressive filling, on the classes' ``loads``."""
+    n = len(counts)
     rates = [0.0] * n
     fixed = [w <= 0 for w in counts]
     unfixed = fixed.count(False)
-    load, routeless = _resource_loads(routes, counts, capacity_Bps)
     capped = sorted([(cap, c) for c, cap in enumerate(caps_Bps) if cap < math.inf and not fixed[c]])
     if capped and capped[0][0] <= 0:
         raise ValueError("flow caps must be positive")
+    left_Bps, flows, users = loads.left_Bps, loads.flows, loads.users
+    live = [True] * len(left_Bps)  # not yet saturated, and crossed by an unfixed class
+    alive = list(range(len(left_Bps)))  # the live resources, in order
     next_cap = 0
     while unfixed:
         while next_cap < len(capped) and fixed[capped[next_cap][1]]:
             next_cap += 1
-        level = _next_level(load, capped, next_cap)
+        alive = [j for j in alive if live[j]]
+        # the next filling level: the lowest fair share left on a resource, or the lowest cap
+        # of an unfixed class, whichever is lower; inf when neither exists
+        level = math.inf
+        for j in alive:
+            share = left_Bps[j] / flows[j]
+            if share < level:
+                level = share
+        if next_cap < len(capped) and capped[next_cap][0] < level:
+            level = capped[next_cap][0]
         if level == math.inf:  # classes with no resource and no cap: unconstrained
             _set_unfixed(rates, fixed, math.inf)
             break
         bound = level * (1.0 + _REL_TOL)
-        saturated = [r for r, entry in load.items() if entry[0] <= bound * entry[1]]
+        saturated = [j for j in alive if left_Bps[j] <= bound * flows[j]]
         if (
-            len(saturated) == len(load)
-            and not routeless
+            len(saturated) == len(alive)
+            and not loads.routeless
             and (next_cap >= len(capped) or capped[next_cap][0] > bound)
         ):  # every remaining class crosses a saturated resource: all get this level
             _set_unfixed(rates, fixed, level)
             break
-        to_fix = [c for r in saturated for c in load.pop(r)[2]]
+        to_fix: list[int] = []
+        for j in saturated:
+            live[j] = False
+            to_fix.extend(users[j])
         while next_cap < len(capped) and capped[next_cap][0] <= bound:
             to_fix.append(capped[next_cap][1])
             next_cap += 1
@@ -89,103 +209,8 @@ def max_min_fair_rates(
                     cap = caps_Bps[c]
                     rates[c] = level if level < cap else cap
             break
-        unfixed -= _fix(to_fix, level, routes, counts, caps_Bps, load, fixed, rates)
+        unfixed -= _fix(to_fix, level, loads, counts, caps_Bps, live, fixed, rates)
     return rates
-
-
-def _one_level(
-    routes: Sequence[Sequence[int]],
-    counts: Sequence[int],
-    caps_Bps: Sequence[float],
-    capacity_Bps: Sequence[float],
-) -> float | None:
-    """:func:`one_level_rate` of the classes, their flows counted per resource here; ``None``
-    where a class has no flows (the general solve gives it 0)."""
-    flows: dict[int, int] = {}
-    for route, w in zip(routes, counts, strict=True):
-        if w <= 0:
-            return None
-        for r in route:
-            if r in flows:
-                flows[r] += w
-            else:
-                flows[r] = w
-    return one_level_rate(flows, routes, caps_Bps, capacity_Bps)
-
-
-def one_level_rate(
-    flows: Mapping[int, int],
-    routes: Iterable[Sequence[int]],
-    caps_Bps: Sequence[float],
-    capacity_Bps: Sequence[float],
-) -> float | None:
-    """The rate :func:`max_min_fair_rates` gives every class when its first filling level fixes
-    them all (each class crosses a resource that level saturates, or has a cap within it: one
-    saturated port bottlenecking every class, the common contended case); ``None`` otherwise,
-    or where the level is unbounded or a cap is not positive (the general solve's own cases).
-
-    ``routes`` and ``caps_Bps`` are those of classes that all hold flows; ``flows`` counts them
-    per resource (a class's count once per crossing, as the general solve counts it). These
-    are the general solve's floats: its first round computes the same level (the lowest of
-    capacity / flows, flows an exact integer sum, and of the caps) and the same saturated
-    resources, and its last round gives every class ``level if level < cap else cap``, which
-    is ``level`` as no cap is below it."""
-    level = min(caps_Bps)
-    if not level > 0:
-        return None
-    for r, f in flows.items():
-        share = capacity_Bps[r] / f
-        if share < level:
-            level = share
-    if level == math.inf:
-        return None
-    bound = level * (1.0 + _REL_TOL)
-    for route, cap in zip(routes, caps_Bps, strict=True):
-        if cap > bound:
-            for r in route:
-                if capacity_Bps[r] <= bound * flows[r]:
-                    break  # saturated
-            else:
-                return None
-    return level
-
-
-def _resource_loads(
-    routes: Sequence[Sequence[int]], counts: Sequence[int], capacity_Bps: Sequence[float]
-) -> tuple[dict[int, list[Any]], bool]:
-    """Per resource crossed by a class with flows: [capacity left, flows not yet fixed, classes
-    using it]; and whether some class with flows crosses no resource (only its cap limits it)."""
-    load: dict[int, list[Any]] = {}
-    get = load.get
-    routeless = False
-    for c, (route, w) in enumerate(zip(routes, counts, strict=True)):
-        if w <= 0:
-            continue
-        if not route:
-            routeless = True
-        for r in route:
-            entry = get(r)
-            if entry is None:
-                load[r] = [capacity_Bps[r], w, [c]]
-            else:
-                entry[1] += w
-                entry[2].append(c)
-    return load, routeless
-
-
-def _next_level(
-    load: dict[int, list[Any]], capped: list[tuple[float, int]], next_cap: int
-) -> float:
-    """The next filling level: the lowest fair share left on a resource, or the lowest cap of an
-    unfixed class (``capped[next_cap]``), whichever is lower; ``inf`` when neither exists."""
-    level = math.inf
-    for entry in load.values():
-        share = entry[0] / entry[1]
-        if share < level:
-            level = share
-    if next_cap < len(capped) and capped[next_cap][0] < level:
-        level = capped[next_cap][0]
-    return level
 
 
 def _set_unfixed(rates: list[float], fixed: list[bool], rate: float) -> None:
@@ -198,16 +223,17 @@ def _set_unfixed(rates: list[float], fixed: list[bool], rate: float) -> None:
 def _fix(
     to_fix: list[int],
     level: float,
-    routes: Sequence[Sequence[int]],
+    loads: _Loads,
     counts: Sequence[int],
     caps_Bps: Sequence[float],
-    load: dict[int, list[Any]],
+    live: list[bool],
     fixed: list[bool],
     rates: list[float],
 ) -> int:
     """Fix the classes of ``to_fix`` at ``level`` (or their cap, if lower) and take their flows
-    off the resources they cross; returns how many classes were newly fixed."""
-    get = load.get
+    off the live resources they cross (a resource left with no flows is no longer live);
+    returns how many classes were newly fixed."""
+    left_Bps, flows, routes = loads.left_Bps, loads.flows, loads.routes
     newly = 0
     for c in to_fix:
         if fixed[c]:
@@ -218,12 +244,11 @@ def _fix(
         rate = level if level < cap else cap
         rates[c] = rate
         w = counts[c]
-        for r in routes[c]:
-            entry = get(r)
-            if entry is None:
-                continue  # saturated in this round: every user is being fixed
-            entry[0] -= rate * w
-            entry[1] -= w
-            if not entry[1]:
-                del load[r]
+        for j in routes[c]:
+            if not live[j]:
+                continue  # saturated in this round (every user is being fixed) or emptied
+            left_Bps[j] = left_Bps[j] - rate * w
+            flows[j] = flows[j] - w
+            if not flows[j]:
+                live[j] = False
     return newly
