@@ -43,8 +43,8 @@ COMPILED_MODULES = (
 )
 """The engine's hot modules, compiled as they are (mypy-strict code needs no change). mypyc sees
 SimPy through the build's stubs (build_stubs/simpy): a compiled class may subclass only the
-SimPy classes they name (the environment and the event classes sim.py builds); any other SimPy
-subclass lives in a module of its own (execution/persistent_events.py)."""
+SimPy classes they name (the environment and the event classes: Event, Timeout, Process); a
+subclass of any other SimPy class must live in a module that is not compiled."""
 COMPILED_BUILD = "compiled (mypyc): " + ", ".join(m.rsplit(".", 1)[1] for m in COMPILED_MODULES)
 """What :func:`engine_build` says where every module of the list runs compiled."""
 PURE_ENV = "GPUSIM_PURE_PYTHON"

@@ -253,8 +253,8 @@ def test_no_compiled_class_subclasses_a_class_mypyc_cannot_see() -> None:
     every other import is Any), and mypyc compiles a class whose base it cannot see as if the
     base were ``object``: the class then loses its base at run time (a compiled SimPy
     environment crashed in SimPy's constructor). So a compiled module's classes may subclass
-    only classes of compiled modules, typing's ``Protocol`` and the stubs' SimPy classes; any
-    other SimPy event class lives in a module of its own (gpusim/execution/persistent_events.py)."""
+    only classes of compiled modules, typing's ``Protocol`` and the stubs' SimPy classes; a
+    subclass of any other SimPy class must live in a module that is not compiled."""
     stubbed = _stub_classes()
     assert {"simpy.Environment", "simpy.events.Event"} <= stubbed  # the stubs were read
     defined: set[str] = set()

@@ -109,11 +109,9 @@ from heapq import heappop, heappush
 from typing import Any
 
 import simpy
-from simpy.events import NORMAL, EventCallbacks
+from simpy.events import NORMAL, Event, EventCallbacks
 
 from gpusim.engine.fluid import FluidNetwork
-from gpusim.engine.sim import new_event_object
-from gpusim.execution.persistent_events import BypassedTransfer, Callback, Payload, TaskBatch
 from gpusim.hardware.gpu import GPURuntime
 from gpusim.hardware.occupancy import Occupancy, occupancy_of
 from gpusim.hardware.rates import GPURates
@@ -123,6 +121,56 @@ from gpusim.units import ns_to_s, us_to_s
 
 _OVERSUBSCRIBE_REL_TOL = 1e-9
 """Cap sums this close above a capacity count as fitting (sums of equal shares round up)."""
+
+Payload = Any
+Callback = Callable[[Payload], None]
+
+
+class BypassedTransfer(Event):
+    """A transfer timed in closed form, and the event of its end: ``env.timeout(delay_s)`` with
+    one callback. Like a timeout it is triggered when it is made (``Event.__init__`` would make
+    it pending) and ``env.schedule(rec, NORMAL, delay_s)`` gives it a timeout's key (``now +
+    delay_s`` and the next id), so the order of events is the timeout's. ``FlowGate.send``
+    builds one per closed-form transfer (SimPy's constructor not called: the event has no
+    ``env``, which the loop does not read) and sets every field below. A compiled class (the
+    build's SimPy stubs name Event): its fields live in slots."""
+
+    callbacks: Any
+    _ok: Any
+    _value: Any
+    route: tuple[int, ...]
+    size_B: float
+    cap_Bps: float
+    enter_s: float
+    """When the bytes start to move (the send's time plus its latency)."""
+    callback: Callback
+    payload: Payload
+    alive: bool
+    """False once it has ended or moved into the fluid network (its event is then ignored)."""
+
+    def __init__(self) -> None:
+        self._ok = True  # triggered when made, as a timeout is
+        self._value = None
+
+
+class TaskBatch(Event):
+    """Tasks ``first .. first + k - 1`` of ``group`` running on one processor since
+    ``start_s``: the payload of their transfer and, where they compute, the event of their
+    compute's end (triggered when made, as :class:`BypassedTransfer` is, and scheduled by the
+    kernel). The kernel builds one per task (SimPy's constructor not called) and sets
+    ``callbacks`` where the batch is an event, and the four fields below."""
+
+    callbacks: Any
+    _ok: Any
+    _value: Any
+    group: TaskGroup
+    first: int
+    k: int
+    start_s: float
+
+    def __init__(self) -> None:
+        self._ok = True  # triggered when made, as a timeout is
+        self._value = None
 
 
 @dataclass(frozen=True)
@@ -322,7 +370,7 @@ class FlowGate:
                     self._convert(r)
             self._fluid(route, size_B, latency_s, cap_Bps, counted_Bps, callback, payload)
             return
-        rec = new_event_object(BypassedTransfer)
+        rec = BypassedTransfer()
         rec.callbacks = self._done_callbacks
         rec.route = route
         rec.size_B = size_B
@@ -730,7 +778,7 @@ class PersistentKernel:
             if t < g.ready_s:
                 t = g.ready_s
             sched_free = t = t + s  # the first task's assignment; the others' at the batch's end
-            b = new_event_object(TaskBatch)
+            b = TaskBatch()
             b.k = k
             compute = g.compute_s if k == 1 else k * g.compute_s + (k - 1) * latency
             self._start(b, g, first, t + latency, compute, now)
