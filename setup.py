@@ -34,6 +34,7 @@ HASHES = {m: native.source_sha256(p) for m, p in SOURCES.items()}  # what mypyc 
 MYPY_CONFIG = """\
 [mypy]
 mypy_path = {stubs}
+cache_dir = {cache}
 ignore_missing_imports = True
 follow_imports = skip
 [mypy-simpy.*]
@@ -43,7 +44,8 @@ follow_imports = normal
 tools: its pydantic plugin), every module outside the list untyped (Any), so that what the build
 environment holds (pydantic, numpy or not) changes nothing, except SimPy, a dependency that ships
 its types: the event loop's class subclasses SimPy's Environment, and mypyc keeps a base class
-only where it knows it."""
+only where it knows it. A fresh cache each build: mypy's incremental cache in .mypy_cache failed
+the build ("value is not in list") once a compiled module's import was deleted."""
 
 
 class BuildStamped(build_ext):
@@ -87,7 +89,7 @@ def extensions() -> list[Any]:
 
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "mypyc.ini"
-            config.write_text(MYPY_CONFIG.format(stubs=STUBS))
+            config.write_text(MYPY_CONFIG.format(stubs=STUBS, cache=Path(tmp) / "cache"))
             modules = mypycify(
                 [f"--config-file={config}"] + [str(p.relative_to(ROOT)) for p in SOURCES.values()],
                 separate=True,
