@@ -299,27 +299,31 @@ def _reference_rates(
     caps: Sequence[float],
     capacity: Sequence[float],
 ) -> list[float]:
-    """Progressive filling written plainly (per resource a dict entry of [capacity left, flows
-    not fixed, classes], in first-appearance order; no closed form, no shortcut), in the
-    solver's scan orders: the floats :func:`max_min_fair_rates` must give."""
-    load: dict[int, list[float | int | list[int]]] = {}
+    """Progressive filling written plainly (per resource, in first-appearance order: capacity
+    left, flows not fixed, classes; no closed form, no shortcut), in the solver's scan orders:
+    the floats :func:`max_min_fair_rates` must give."""
+    left: dict[int, float] = {}
+    flows: dict[int, int] = {}
+    users: dict[int, list[int]] = {}
     for c, (route, w) in enumerate(zip(routes, counts, strict=True)):
         for r in route if w > 0 else ():
-            entry = load.setdefault(r, [capacity[r], 0, []])
-            entry[1] += w  # type: ignore[operator]
-            entry[2].append(c)  # type: ignore[union-attr]
+            left.setdefault(r, capacity[r])
+            flows[r] = flows.get(r, 0) + w
+            users.setdefault(r, []).append(c)
     rates = [0.0] * len(routes)
     fixed = [w <= 0 for w in counts]
     capped = sorted((cap, c) for c, cap in enumerate(caps) if cap < math.inf and not fixed[c])
     while not all(fixed):
         capped = [(cap, c) for cap, c in capped if not fixed[c]]
-        shares = [e[0] / e[1] for e in load.values()]  # type: ignore[operator]
+        shares = [left[r] / flows[r] for r in left]
         level = min([*shares, *(capped[0][:1] if capped else ())], default=math.inf)
         if level == math.inf:
             return [math.inf if not f else r for f, r in zip(fixed, rates, strict=True)]
         bound = level * (1.0 + 1e-12)
-        saturated = [r for r, e in load.items() if e[0] <= bound * e[1]]  # type: ignore[operator]
-        to_fix = [c for r in saturated for c in load.pop(r)[2]]  # type: ignore[union-attr]
+        saturated = [r for r in left if left[r] <= bound * flows[r]]
+        to_fix = [c for r in saturated for c in users[r]]
+        for r in saturated:
+            del left[r], flows[r], users[r]
         to_fix += [c for cap, c in capped if cap <= bound]
         for c in to_fix:
             if fixed[c]:
@@ -327,11 +331,11 @@ def _reference_rates(
             fixed[c] = True
             rates[c] = min(level, caps[c])
             for r in routes[c]:
-                if r in load:
-                    load[r][0] -= rates[c] * counts[c]  # type: ignore[operator]
-                    load[r][1] -= counts[c]  # type: ignore[operator]
-                    if not load[r][1]:
-                        del load[r]
+                if r in left:
+                    left[r] -= rates[c] * counts[c]
+                    flows[r] -= counts[c]
+                    if not flows[r]:
+                        del left[r], flows[r], users[r]
     return rates
 
 
@@ -369,7 +373,7 @@ def test_a_set_of_flow_classes_iterates_as_the_set_of_their_keys(
     for add, (route, cap) in ops:
         key: FlowKey = (tuple(route), cap)
         if add:
-            cls = by_key.setdefault(key, _FlowClass(key, 0, key[0], cap, key_hash=hash(key)))
+            cls = by_key.setdefault(key, _FlowClass(key, 0))
             keys.add(key)
             classes.add(cls)
         elif key in by_key:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import count
 
 import simpy
@@ -79,67 +79,56 @@ class _FlowClass:
     order: int
     """When it entered ``FluidNetwork._classes`` (its place in the dict's iteration order)."""
     route: tuple[int, ...]
+    """``key[0]``."""
     cap_Bps: float
-    rate_Bps: float = 0.0
-    virtual_B: float = 0.0
+    """``key[1]``."""
+    rate_Bps: float
+    virtual_B: float
     """Bytes one of its flows had received at ``ref_s`` (the clock runs at ``rate_Bps`` since:
     :meth:`virtual_at`)."""
-    ref_s: float = 0.0
-    next_s: float = math.inf
+    ref_s: float
+    next_s: float
     """Absolute time its first flow completes at the current rate."""
-    check_s: float = math.inf
+    check_s: float
     """No wake-up before this time can finish its first flow (at the current rate and flows):
     a lower bound of ``next_s`` less the finish test's tolerance (:meth:`retime`)."""
-    flows: list[tuple[float, int, _Flow]] = field(default_factory=list)
+    flows: list[tuple[float, int, _Flow]]
     """Heap of (finish virtual bytes, arrival sequence, flow): tuples compare in C."""
-    distinct: bool = True
+    distinct: bool
     """Whether its route crosses each resource once."""
-    load_Bps: float = 0.0
+    load_Bps: float
     """What the class adds to each resource on its route in ``FluidNetwork.load_Bps``: its rate
     times its flows as of the last solve that included it."""
-    key_hash: int = 0
+    key_hash: int
     """``hash(key)``: what the class hashes as."""
-    cut_for: frozenset[int] | None = None
+    cut_for: frozenset[int] | None
     """The loose set that ``kept`` and ``crossed`` were cut for (:meth:`FluidNetwork._cut`;
     the network's one frozenset for it)."""
-    kept: Sequence[int] = ()
+    kept: Sequence[int]
     """Its route without the resources of ``cut_for``."""
-    crossed: tuple[int, ...] = ()
+    crossed: tuple[int, ...]
     """The resources of ``cut_for`` on its route, in route order (a repeat kept)."""
 
     def __hash__(self) -> int:
         return self.key_hash
 
-    def __init__(
-        self,
-        key: FlowKey,
-        order: int,
-        route: tuple[int, ...],
-        cap_Bps: float,
-        rate_Bps: float = 0.0,
-        virtual_B: float = 0.0,
-        ref_s: float = 0.0,
-        next_s: float = math.inf,
-        check_s: float = math.inf,
-        flows: list[tuple[float, int, _Flow]] | None = None,
-        distinct: bool = True,
-        load_Bps: float = 0.0,
-        key_hash: int = 0,
-    ) -> None:
-        # written out (init=False): mypyc compiles this one, not the one dataclass generates
+    def __init__(self, key: FlowKey, order: int, ref_s: float = 0.0) -> None:
+        """A class with no flows yet, its clock at 0 bytes from ``ref_s``. (Written out, with
+        the dataclass's ``init=False``: mypyc compiles this one, not the one ``dataclass``
+        generates.)"""
         self.key = key
         self.order = order
-        self.route = route
-        self.cap_Bps = cap_Bps
-        self.rate_Bps = rate_Bps
-        self.virtual_B = virtual_B
+        self.route = route = key[0]
+        self.cap_Bps = key[1]
+        self.rate_Bps = 0.0
+        self.virtual_B = 0.0
         self.ref_s = ref_s
-        self.next_s = next_s
-        self.check_s = check_s
-        self.flows = [] if flows is None else flows
-        self.distinct = distinct
-        self.load_Bps = load_Bps
-        self.key_hash = key_hash
+        self.next_s = math.inf
+        self.check_s = math.inf
+        self.flows = []
+        self.distinct = len(set(route)) == len(route)
+        self.load_Bps = 0.0
+        self.key_hash = hash(key)
         self.cut_for = None
         self.kept = ()
         self.crossed = ()
@@ -196,7 +185,7 @@ class _Lone:
     entered_s: float
     order: int
     seq: int
-    rate_Bps: float = 0.0
+    rate_Bps: float
     """Its class's rate once settled (:meth:`FluidNetwork._settle_lone`); 0 before."""
 
     def __init__(
@@ -208,7 +197,6 @@ class _Lone:
         entered_s: float,
         order: int,
         seq: int,
-        rate_Bps: float = 0.0,
     ) -> None:
         # written out (init=False): mypyc compiles this one, not the one dataclass generates
         self.key = key
@@ -218,7 +206,7 @@ class _Lone:
         self.entered_s = entered_s
         self.order = order
         self.seq = seq
-        self.rate_Bps = rate_Bps
+        self.rate_Bps = 0.0
 
 
 @dataclass(frozen=True)
@@ -431,18 +419,9 @@ class FluidNetwork:
 
     def _new_class(self, key: FlowKey, order: int, now: float) -> _FlowClass:
         """A class for ``key``, its clock starting at ``now``, registered on its resources."""
-        route = key[0]
-        cls = _FlowClass(
-            key,
-            order,
-            route=route,
-            cap_Bps=key[1],
-            ref_s=now,
-            distinct=len(set(route)) == len(route),
-            key_hash=hash(key),
-        )
+        cls = _FlowClass(key, order, ref_s=now)
         self._classes[key] = cls
-        for r in route:
+        for r in cls.route:
             self._users.setdefault(r, set()).add(cls)
         return cls
 

@@ -253,6 +253,18 @@ class _Event(Event):
         self._value = PENDING
 
 
+class TriggeredEvent(_Event):
+    """An event triggered when it is made (ok, value ``None``), as a timeout is; SimPy's
+    constructor is not called. The maker sets ``callbacks`` (and ``env`` where anything reads
+    it) and schedules it: ``env.schedule(ev, priority, delay)`` gives it the key a timeout of
+    that delay would have. Subclasses add the fields their callbacks read (the persistent
+    kernel's task batches and closed-form transfers)."""
+
+    def __init__(self) -> None:
+        self._ok = True
+        self._value = None
+
+
 class _Timeout(Timeout):
     """SimPy's Timeout with its fields declared (see :class:`_Event`); the environment
     schedules it (:meth:`CountingEnvironment.timeout`)."""
@@ -332,13 +344,11 @@ _NO_CALLBACKS: Final = object()
 
 
 def triggered_event(env: CountingEnvironment, callback: Callable[[Event], None]) -> Event:
-    """An event, already triggered (value ``None``), with ``callback`` as its one callback: what
-    ``ev = env.event(); ev.callbacks.append(callback); ev._ok = True; ev._value = None`` makes,
-    for the caller to schedule (``env.schedule(ev, priority, delay)``)."""
-    ev = _Event(env)
+    """A :class:`TriggeredEvent` of ``env`` with ``callback`` as its one callback, for the caller
+    to schedule."""
+    ev = TriggeredEvent()
+    ev.env = env
     ev.callbacks = [callback]
-    ev._ok = True
-    ev._value = None
     return ev
 
 

@@ -103,15 +103,16 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from heapq import heappop, heappush
 from typing import Any
 
 import simpy
-from simpy.events import NORMAL, Event, EventCallbacks
+from simpy.events import NORMAL, EventCallbacks
 
 from gpusim.engine.fluid import FluidNetwork
+from gpusim.engine.sim import TriggeredEvent
 from gpusim.hardware.gpu import GPURuntime
 from gpusim.hardware.occupancy import Occupancy, occupancy_of
 from gpusim.hardware.rates import GPURates
@@ -126,18 +127,14 @@ Payload = Any
 Callback = Callable[[Payload], None]
 
 
-class BypassedTransfer(Event):
+class BypassedTransfer(TriggeredEvent):
     """A transfer timed in closed form, and the event of its end: ``env.timeout(delay_s)`` with
     one callback. Like a timeout it is triggered when it is made (``Event.__init__`` would make
     it pending) and ``env.schedule(rec, NORMAL, delay_s)`` gives it a timeout's key (``now +
     delay_s`` and the next id), so the order of events is the timeout's. ``FlowGate.send``
-    builds one per closed-form transfer (SimPy's constructor not called: the event has no
-    ``env``, which the loop does not read) and sets every field below. A compiled class (the
-    build's SimPy stubs name Event): its fields live in slots."""
+    builds one per closed-form transfer (no ``env``: the loop does not read it) and sets
+    ``callbacks`` and every field below."""
 
-    callbacks: Any
-    _ok: Any
-    _value: Any
     route: tuple[int, ...]
     size_B: float
     cap_Bps: float
@@ -148,29 +145,18 @@ class BypassedTransfer(Event):
     alive: bool
     """False once it has ended or moved into the fluid network (its event is then ignored)."""
 
-    def __init__(self) -> None:
-        self._ok = True  # triggered when made, as a timeout is
-        self._value = None
 
-
-class TaskBatch(Event):
+class TaskBatch(TriggeredEvent):
     """Tasks ``first .. first + k - 1`` of ``group`` running on one processor since
     ``start_s``: the payload of their transfer and, where they compute, the event of their
     compute's end (triggered when made, as :class:`BypassedTransfer` is, and scheduled by the
-    kernel). The kernel builds one per task (SimPy's constructor not called) and sets
-    ``callbacks`` where the batch is an event, and the four fields below."""
+    kernel). The kernel builds one per task and sets ``callbacks`` where the batch is an event,
+    and the four fields below."""
 
-    callbacks: Any
-    _ok: Any
-    _value: Any
     group: TaskGroup
     first: int
     k: int
     start_s: float
-
-    def __init__(self) -> None:
-        self._ok = True  # triggered when made, as a timeout is
-        self._value = None
 
 
 @dataclass(frozen=True)
@@ -476,23 +462,23 @@ class TaskGroup:
     count: int
     compute_s: float
     """Per-task time on a processor before its transfer."""
-    on_done: Callable[[TaskGroup, int, int], None] | None = None
+    on_done: Callable[[TaskGroup, int, int], None] | None
     """Called as ``on_done(group, first, count)`` when tasks ``first .. first+count-1`` end."""
-    flow_route: tuple[int, ...] = ()
-    flow_B: float = 0.0
+    flow_route: tuple[int, ...]
+    flow_B: float
     """Per-task bytes sent after the compute (0: no transfer)."""
-    flow_latency_s: float = 0.0
-    flow_cap_Bps: float = math.inf
-    data: Any = None
+    flow_latency_s: float
+    flow_cap_Bps: float
+    data: Any
     """Whatever ``on_done`` needs."""
-    next_index: int = 0
-    ready_s: float = 0.0
+    next_index: int
+    ready_s: float
     """When the tasks become ready (set by the kernel; later than submission while the
     subscriber decodes them)."""
-    nominal_s: float = 0.0
+    nominal_s: float
     """Uncontended per-task time (set by the kernel where ``task_batch`` > 1): what batch sizes
     are measured in."""
-    acc: list[float] = field(default_factory=list)
+    acc: list[float]
     """The kernel's [busy block-seconds, tasks] of this group's kind (set by the kernel)."""
 
     def __init__(
@@ -506,12 +492,10 @@ class TaskGroup:
         flow_latency_s: float = 0.0,
         flow_cap_Bps: float = math.inf,
         data: Any = None,
-        next_index: int = 0,
-        ready_s: float = 0.0,
-        nominal_s: float = 0.0,
-        acc: list[float] | None = None,
     ) -> None:
-        # written out (init=False): mypyc compiles this one, not the one dataclass generates
+        """The group as submitted; the fields the kernel sets start empty. (Written out, with
+        the dataclass's ``init=False``: mypyc compiles this one, not the one ``dataclass``
+        generates.)"""
         self.kind = kind
         self.count = count
         self.compute_s = compute_s
@@ -521,10 +505,10 @@ class TaskGroup:
         self.flow_latency_s = flow_latency_s
         self.flow_cap_Bps = flow_cap_Bps
         self.data = data
-        self.next_index = next_index
-        self.ready_s = ready_s
-        self.nominal_s = nominal_s
-        self.acc = [] if acc is None else acc
+        self.next_index = 0
+        self.ready_s = 0.0
+        self.nominal_s = 0.0
+        self.acc = []
 
 
 class PersistentKernel:

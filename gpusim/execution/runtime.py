@@ -42,11 +42,11 @@ class LaunchRecord:
     gpu: str
     stream: int
     runtime_begin_s: float
-    runtime_end_s: float = math.nan
-    op_begin_s: float = math.nan
-    op_end_s: float = math.nan
-    kernel_start_s: float = math.nan
-    kernel_end_s: float = math.nan
+    runtime_end_s: float
+    op_begin_s: float
+    op_end_s: float
+    kernel_start_s: float
+    kernel_end_s: float
 
     def __init__(
         self,
