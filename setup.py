@@ -42,10 +42,12 @@ follow_imports = normal
 """
 """What mypy sees while mypyc compiles: mypy's defaults (the project's configuration needs the dev
 tools: its pydantic plugin), every module outside the list untyped (Any), so that what the build
-environment holds (pydantic, numpy or not) changes nothing, except SimPy, a dependency that ships
-its types: the event loop's class subclasses SimPy's Environment, and mypyc keeps a base class
-only where it knows it. A fresh cache each build: mypy's incremental cache in .mypy_cache failed
-the build ("value is not in list") once a compiled module's import was deleted."""
+environment holds (pydantic, numpy or not) changes nothing, except SimPy, seen through the
+build's own stubs (build_stubs/simpy: the classes the engine subclasses, everything else Any):
+mypyc keeps a base class only where it knows it, and would check SimPy's own annotations at run
+time, which are not what its objects hold. A fresh cache each build: mypy's incremental cache
+in .mypy_cache failed the build ("value is not in list") once a compiled module's import was
+deleted."""
 
 
 class BuildStamped(build_ext):
