@@ -14,7 +14,8 @@ system: mostly the fluid network's max-min solves, over connected components tha
 the GPUs (GEMM1 result writes oversubscribe NVLink ports, and with them the HBM loads they take
 over the HBM's capacity need the fluid network). The fraction of transfers that needed it (not
 timed in closed form by FlowGate) is printed beside each size. Printed with its goal and
-PASS/MISS; the script exits 0 either way.
+PASS/MISS; the script exits 0 either way. ``benchmarks/moe_scaling_work.py`` counts, on the same
+runs, the least settle work the exact model needs, and how that grows.
 """
 
 from __future__ import annotations
