@@ -22,7 +22,10 @@ Method (per group of free parameters that share measurements):
   uncertainty uses the residual variance ``sum(delta^2) / dof`` alone (``inv(J^T J)`` times the
   residual variance). A parameter with a single informing point thus gets that point's
   uncertainty. In an exactly determined group a point without a stated uncertainty contributes
-  none, and a parameter resting only on such points has no uncertainty (``None``).
+  none, and a parameter resting only on such points has no uncertainty (``None``). A sensitivity
+  below ``SENSITIVITY_TOL`` (relative to the parameter) counts as none: the point does not inform
+  the parameter and passes it no variance, so rounding residue cannot decide between ``None``
+  and a 1e-20 uncertainty.
 """
 
 from __future__ import annotations
@@ -166,7 +169,12 @@ def fit_group(
     _check_rank(params, weighted)
     normal = weighted.T @ weighted
     sens = np.asarray(np.linalg.solve(normal, weighted.T * weights), dtype=np.float64)
-    # sens: k x n, d theta per d ln(measured value)
+    # sens: k x n, d theta per d ln(measured value); a point that does not inform a parameter
+    # (below SENSITIVITY_TOL, relative) passes it no variance: its sensitivity is rounding
+    # residue, which differs between numpy/BLAS builds (0 on one, 1e-20 on another)
+    scales = np.maximum(np.abs(theta), TINY)
+    informs = np.abs(sens) / scales[:, None] > SENSITIVITY_TOL
+    sens = np.where(informs, sens, 0.0)
     residual = delta(theta, EXACT)
     chi2 = float(np.sum((weights * residual) ** 2))
     dof = len(pts) - len(params)
@@ -176,8 +184,7 @@ def fit_group(
     estimates: dict[str, Estimate] = {}
     unstated = np.array([pt.rel_sigma is None for pt in pts])
     for j, p in enumerate(params):
-        scale = max(abs(theta[j]), TINY)
-        informing = np.abs(sens[j]) / scale > SENSITIVITY_TOL
+        informing = informs[j]
         variance = float(max(cov[j, j], 0.0))
         uncertainty: float | None = math.sqrt(variance)
         if dof == 0 and variance == 0.0 and bool(np.any(informing & unstated)):
