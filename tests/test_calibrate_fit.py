@@ -14,8 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from gpusim.calibrate.fit import FitReport, fit_folder
+from gpusim.calibrate.model import Observation, ParamValues
 from gpusim.calibrate.nameplates import NameplateError, Nameplates
 from gpusim.calibrate.params import all_paths, flatten, profile_document
+from gpusim.calibrate.solve import FitPoint, fit_group
 from gpusim.cli import app
 from gpusim.errors import SpecError
 from gpusim.hardware.platform import Platform
@@ -303,6 +305,30 @@ def test_single_point_gets_its_own_uncertainty(tmp_path: Path) -> None:
     fitted = flatten(_fit_synthetic(tmp_path, run).profile)["link_efficiency.nvlink"]
     assert fitted.value == pytest.approx(370 / 450, rel=1e-6)
     assert fitted.uncertainty == pytest.approx(13.5 / 450, rel=1e-6)
+
+
+def test_a_point_below_the_sensitivity_tolerance_passes_no_variance() -> None:
+    """``floor`` rests on an unstated point (exactly determined: no uncertainty); a stated point
+    on ``doorbell`` moves it by 3e-9 of itself (below SENSITIVITY_TOL), which must not pass it
+    that point's variance: rounding residue of that size differs between numpy/BLAS builds."""
+    floor, doorbell = "launch.kernel_floor_us", "launch.doorbell_to_start_us"
+
+    def first(v: ParamValues, _p: float) -> float:
+        return v[floor] * (1.0 + 1e-9 * v[doorbell])
+
+    def second(v: ParamValues, _p: float) -> float:
+        return v[doorbell]
+
+    points = [
+        FitPoint(Observation(2.0, (floor, doorbell), first, "floor"), None),
+        FitPoint(Observation(3.0, (doorbell,), second, "doorbell"), 0.05),
+    ]
+    fit = fit_group([floor, doorbell], points, {})
+    assert fit.dof == 0
+    assert fit.estimates[floor].value == pytest.approx(2.0 / (1.0 + 3e-9), rel=1e-12)
+    assert fit.estimates[floor].informing == (0,)
+    assert fit.estimates[floor].uncertainty is None
+    assert fit.estimates[doorbell].uncertainty == pytest.approx(3.0 * 0.05, rel=1e-6)
 
 
 def test_sparse_extraction_cost_is_fitted_back_from_spmm_times(tmp_path: Path) -> None:
