@@ -279,18 +279,28 @@ def test_max_min_one_level_closed_form_gives_the_same_floats(
     assert fast == full
 
 
+def _one_level(
+    routes: Sequence[Sequence[int]],
+    counts: Sequence[int],
+    caps: Sequence[float],
+    capacity: Sequence[float],
+) -> float | None:
+    """The solver's one-level closed form on these classes (every one holds flows)."""
+    return maxmin._one_level_of(maxmin._Loads(routes, counts, capacity), caps)
+
+
 def test_max_min_one_level_closed_form_is_taken_where_one_port_bottlenecks_all() -> None:
     """Three GPUs sending into a fourth's NVLink port (resource 0): one level, taken in closed
     form; a class capped below it, or one whose own port is slower, needs a second level."""
     routes = [(1, 0, 5), (2, 0, 5), (3, 0, 5)]
     capacity = [370 * GB, 370 * GB, 370 * GB, 370 * GB, 370 * GB, 3000 * GB]
     caps = [11.4 * GB] * 3
-    level = maxmin._one_level(routes, [31, 16, 7], caps, capacity)
+    level = _one_level(routes, [31, 16, 7], caps, capacity)
     assert level == 370 * GB / 54
     assert max_min_fair_rates(routes, [31, 16, 7], caps, capacity) == [level] * 3
-    assert maxmin._one_level(routes, [31, 16, 7], [11.4 * GB, 11.4 * GB, 1 * GB], capacity) is None
+    assert _one_level(routes, [31, 16, 7], [11.4 * GB, 11.4 * GB, 1 * GB], capacity) is None
     capacity[3] = 10 * GB
-    assert maxmin._one_level(routes, [31, 16, 7], caps, capacity) is None
+    assert _one_level(routes, [31, 16, 7], caps, capacity) is None
 
 
 def _reference_rates(

@@ -15,8 +15,8 @@ _LAST_ROUND_SHORTCUT = True
 """Give the last round's classes their rates without taking their flows off the resources
 (nothing reads those afterwards); a test switches it off to compare."""
 _ONE_LEVEL_CLOSED_FORM = True
-"""Solve in closed form where the first filling level fixes every class (:func:`_one_level`);
-a test switches it off to compare."""
+"""Solve in closed form where the first filling level fixes every class
+(:func:`_one_level_of`); a test switches it off to compare."""
 
 
 def max_min_fair_rates(
@@ -93,19 +93,6 @@ class _Loads:
                     flows[j] = flows[j] + w  # not `+=`: mypyc makes that a generic add
                     users[j].append(c)
                 local.append(j)
-
-
-def _one_level(
-    routes: Sequence[Sequence[int]],
-    counts: Sequence[int],
-    caps_Bps: Sequence[float],
-    capacity_Bps: Sequence[float],
-) -> float | None:
-    """:func:`_one_level_of` the classes; ``None`` where a class has no flows (the general
-    solve gives it 0)."""
-    if not _all_hold_flows(counts):
-        return None
-    return _one_level_of(_Loads(routes, counts, capacity_Bps), caps_Bps)
 
 
 def _all_hold_flows(counts: Sequence[int]) -> bool:

@@ -305,7 +305,7 @@ class HostRuntime:
             yield from gpu.copy(route.resources, route.latency_s, size_B, rec.name)
             rec.kernel_end_s = float(env._now)
 
-        args = self._kernel_args(rec) | {"bytes": size_B} if self.recorder.enabled else None
+        args = self._kernel_args(rec) | {"bytes": size_B} if self._traced else None
         done = stream.submit(
             rec.name,
             body,
@@ -337,7 +337,7 @@ class HostRuntime:
         end = self._now()
         for rec in self.log.records[first:]:
             rec.op_begin_s, rec.op_end_s = begin_s, end
-        if self.recorder.enabled:
+        if self._traced:
             args = {"External id": ext}
             self.recorder.slice(self.thread.track, name, begin_s, end, args, "cpu_op")
 

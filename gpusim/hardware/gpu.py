@@ -430,7 +430,7 @@ class _StreamOp:
         if self.stamps is not None:
             self.stamps.kernel_end_s = end
         stream.busy_s += end - self.start_s
-        if gpu.recorder.enabled:
+        if gpu._traced:
             gpu.recorder.slice(stream.track, self.name, self.start_s, end, self.args, self.cat)
         if stream._room_waiters:
             stream._room_waiters.popleft().succeed()  # the slot passes on; pending is unchanged
