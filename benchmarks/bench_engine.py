@@ -28,15 +28,14 @@ from pathlib import Path
 import numpy as np
 import simpy
 
-from gpusim import simulate
-from gpusim.spec.loading import load_scenario
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
+from gpusim import simulate
 from gpusim.engine.fluid import FluidNetwork
 from gpusim.engine.maxmin import max_min_fair_rates
 from gpusim.engine.sim import CountingEnvironment
 from gpusim.native import engine_build
+from gpusim.spec.loading import load_scenario
 
 N_GPUS = 8
 NVLINK_Bps = 450e9  # H100 SXM NVLink 4, one direction (18 links x 25 GB/s)
