@@ -1,7 +1,8 @@
 """Build: the package as pyproject.toml declares it, plus the engine's hot modules compiled to C
-extensions with mypyc (gpusim/native.py lists them and explains how their source still runs
-where it must). The compiled modules compute the same floats; without mypyc or a C compiler, or
-with GPUSIM_PURE_PYTHON set, the install goes on without them."""
+extensions with mypyc and its hand-written C extensions (gpusim/native.py lists both and explains
+how their source still runs where it must). The compiled modules compute the same floats;
+without mypyc or a C compiler, or with GPUSIM_PURE_PYTHON set, the install goes on without
+them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -27,8 +28,8 @@ def _native() -> Any:
 
 
 native = _native()
-SOURCES = {m: native.source_path(m, ROOT) for m in native.COMPILED_MODULES}
-HASHES = {m: native.source_sha256(p) for m, p in SOURCES.items()}  # what mypyc reads below
+SOURCES = {m: native.source_path(m, ROOT) for m in native.COMPILED_MODULES + native.C_MODULES}
+HASHES = {m: native.source_sha256(p) for m, p in SOURCES.items()}  # what the build reads below
 
 
 MYPY_CONFIG = """\
@@ -67,7 +68,8 @@ class BuildStamped(build_ext):
         super().run()
         for module, sha in HASHES.items():
             # only what this build made: an extension left by an earlier build is not this source's
-            built = [Path(self.get_ext_fullpath(n)) for n in (module, module + "__mypyc")]
+            names = [module] if module in native.C_MODULES else [module, module + "__mypyc"]
+            built = [Path(self.get_ext_fullpath(n)) for n in names]
             # the folder holding the gpusim package, wherever this build puts it
             root = Path(self.get_ext_fullpath(module)).parents[module.count(".")]
             stamp = native.stamp_path(module, root)
@@ -78,14 +80,23 @@ class BuildStamped(build_ext):
 
 
 STUBS = ROOT / "build_stubs"
+NO_CONTRACTION = [] if sys.platform == "win32" else ["-ffp-contract=off"]
+"""No fused multiply-adds (GCC contracts `a - b * c` by default where the target has them, as
+aarch64 does): one would round once where Python rounds twice, and the floats would differ."""
 
 
 def extensions() -> list[Any]:
     if native.pure_requested():
         return []
+    c_twins = [
+        Extension(
+            m, [str(SOURCES[m].relative_to(ROOT))], extra_compile_args=NO_CONTRACTION, optional=True
+        )
+        for m in native.C_MODULES
+    ]
     if not (STUBS / "simpy" / "__init__.pyi").exists():  # SimPy's own types would be checked
         print(f"gpusim: installing without the compiled engine (no {STUBS})", file=sys.stderr)
-        return []
+        return []  # the C twins alone would not run (gpusim/native.py: all or none)
     try:
         from mypyc.build import mypycify
 
@@ -93,7 +104,8 @@ def extensions() -> list[Any]:
             config = Path(tmp) / "mypyc.ini"
             config.write_text(MYPY_CONFIG.format(stubs=STUBS, cache=Path(tmp) / "cache"))
             modules = mypycify(
-                [f"--config-file={config}"] + [str(p.relative_to(ROOT)) for p in SOURCES.values()],
+                [f"--config-file={config}"]
+                + [str(SOURCES[m].relative_to(ROOT)) for m in native.COMPILED_MODULES],
                 separate=True,
             )
     except (Exception, SystemExit) as exc:  # mypy errors exit: install the source alone
@@ -101,7 +113,8 @@ def extensions() -> list[Any]:
         return []
     for ext in modules:
         ext.optional = True
-    return list(modules)
+        ext.extra_compile_args = [*ext.extra_compile_args, *NO_CONTRACTION]
+    return [*modules, *c_twins]
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": BuildStamped})

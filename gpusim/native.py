@@ -1,9 +1,11 @@
 """The engine's compiled build: which modules mypyc compiles at install, and when their source runs.
 
-``pip install`` compiles :data:`COMPILED_MODULES` to C extensions with mypyc where it can (setup.py;
-without a C compiler the install goes on without them). Compiled or not, a module computes the
-same floats (the same IEEE double operations in the same order; CI checks the golden snapshots
-with the compiled build), so the choice decides only the speed.
+``pip install`` compiles :data:`COMPILED_MODULES` to C extensions with mypyc where it can, and
+builds the hand-written C extensions of :data:`C_MODULES`, each the twin of code in a module of
+the first list (setup.py; without a C compiler the install goes on without them). Compiled or
+not, the engine computes the same floats (the same IEEE double operations in the same order;
+CI checks the golden snapshots with the compiled build, and tests compare each C twin with its
+Python), so the choice decides only the speed.
 
 Python imports an extension before a source file of the same name, so an editable install would
 run a compiled module after its source was edited. The finder :func:`install` adds to
@@ -11,9 +13,11 @@ run a compiled module after its source was edited. The finder :func:`install` ad
 use each other's compiled classes) wherever
 
 - ``GPUSIM_PURE_PYTHON`` is set (not ``0``): the test suite sets it, to trace the source;
-- one of them has no extension (a build that failed) or its source no longer matches the
-  SHA-256 that setup.py stamped beside its extension when it compiled it (the module was edited
-  since; reinstall to recompile).
+- one of them, or of the C modules, has no extension (a build that failed) or its source no
+  longer matches the SHA-256 that setup.py stamped beside its extension when it compiled it
+  (the module was edited since; reinstall to recompile).
+
+Where they run from source, so does every C twin's Python (:func:`c_module` gives ``None``).
 
 This module imports nothing from gpusim: setup.py loads it on its own to read the list.
 """
@@ -45,17 +49,28 @@ COMPILED_MODULES = (
 SimPy through the build's stubs (build_stubs/simpy): a compiled class may subclass only the
 SimPy classes they name (the environment and the event classes: Event, Timeout, Process); a
 subclass of any other SimPy class must live in a module that is not compiled."""
-COMPILED_BUILD = "compiled (mypyc): " + ", ".join(m.rsplit(".", 1)[1] for m in COMPILED_MODULES)
-"""What :func:`engine_build` says where every module of the list runs compiled."""
+C_MODULES = ("gpusim.engine._maxmin_c",)
+"""Hand-written C extensions (``gpusim/engine/_maxmin_c.c``: the max-min solve of maxmin.py on C
+arrays, the same floats). They run where the compiled engine runs, and only there: a missing or
+stale one (its stamp is the SHA-256 of its ``.c`` source) makes the whole engine run from source,
+as a mypyc module does."""
+COMPILED_BUILD = (
+    "compiled (mypyc): "
+    + ", ".join(m.rsplit(".", 1)[1] for m in COMPILED_MODULES)
+    + "; C: "
+    + ", ".join(m.rsplit(".", 1)[1] for m in C_MODULES)
+)
+"""What :func:`engine_build` says where every module of both lists runs compiled."""
 PURE_ENV = "GPUSIM_PURE_PYTHON"
-STAMP_SUFFIX = ".mypyc-source.sha256"
+STAMP_SUFFIX = ".source.sha256"
 _ROOT = Path(__file__).resolve().parent.parent
 """The folder holding the gpusim package."""
 
 
 def source_path(module: str, root: Path = _ROOT) -> Path:
-    """The source file of ``module`` (a dotted name under gpusim)."""
-    return root.joinpath(*module.split(".")).with_suffix(".py")
+    """The source file of ``module`` (a dotted name under gpusim): ``.c`` for one of
+    :data:`C_MODULES`, ``.py`` otherwise."""
+    return root.joinpath(*module.split(".")).with_suffix(".c" if module in C_MODULES else ".py")
 
 
 def stamp_path(module: str, root: Path = _ROOT) -> Path:
@@ -83,7 +98,9 @@ def pure_requested() -> bool:
     return os.environ.get(PURE_ENV, "0") not in ("", "0")
 
 
-def source_reason(modules: Sequence[str] = COMPILED_MODULES, root: Path = _ROOT) -> str | None:
+def source_reason(
+    modules: Sequence[str] = COMPILED_MODULES + C_MODULES, root: Path = _ROOT
+) -> str | None:
     """Why ``modules`` must run from their source, or ``None`` where each is compiled from its
     source as it is. All or none: a compiled module takes only the compiled classes of the
     others (it refuses an instance of their source's class)."""
@@ -103,11 +120,25 @@ class SourceFirst:
     :func:`source_reason` gives a reason (decided at the first import of one of them and kept
     in :attr:`reason`)."""
 
-    def __init__(self, modules: Sequence[str] = COMPILED_MODULES, root: Path = _ROOT) -> None:
+    def __init__(
+        self,
+        modules: Sequence[str] = COMPILED_MODULES,
+        root: Path = _ROOT,
+        c_modules: Sequence[str] = C_MODULES,
+    ) -> None:
         self.modules = tuple(modules)
+        self.c_modules = tuple(c_modules)
         self.root = root
         self.decided = False
         self.reason: str | None = None
+
+    def decide(self) -> str | None:
+        """:attr:`reason`, decided at the first call (:func:`source_reason` over the mypyc and
+        the C modules)."""
+        if not self.decided:
+            self.reason = source_reason(self.modules + self.c_modules, self.root)
+            self.decided = True
+        return self.reason
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -115,10 +146,7 @@ class SourceFirst:
         """The source's spec where the source must run; ``None`` leaves the import as it is."""
         if fullname not in self.modules:
             return None
-        if not self.decided:
-            self.reason = source_reason(self.modules, self.root)
-            self.decided = True
-        if self.reason is None:
+        if self.decide() is None:
             return None
         return importlib.util.spec_from_file_location(fullname, source_path(fullname, self.root))
 
@@ -138,10 +166,18 @@ def is_compiled(module: ModuleType) -> bool:
     return any(str(module.__file__).endswith(s) for s in importlib.machinery.EXTENSION_SUFFIXES)
 
 
+def c_module(module: str) -> ModuleType | None:
+    """The C extension ``module`` (one of :data:`C_MODULES`) where the compiled engine runs;
+    ``None`` where the engine runs from source (its Python twin then runs instead)."""
+    if _FINDER.decide() is not None:
+        return None
+    return importlib.import_module(module)
+
+
 def engine_build() -> str:
     """One line saying how the engine runs here: compiled, or from source and why (imports the
     compiled modules)."""
     modules = [importlib.import_module(m) for m in COMPILED_MODULES]
-    if all(is_compiled(m) for m in modules):
+    if all(is_compiled(m) for m in modules) and all(c_module(m) for m in C_MODULES):
         return COMPILED_BUILD
     return f"pure Python from source: {_FINDER.reason}"

@@ -31,8 +31,10 @@ What does hold, and is tested here:
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -44,6 +46,7 @@ import simpy
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gpusim import native
 from gpusim.engine import maxmin
 from gpusim.engine.fluid import _FINISH_REL_TOL, FlowKey, FluidNetwork, _FlowClass, _Lone
 from gpusim.engine.maxmin import max_min_fair_rates
@@ -277,6 +280,67 @@ def test_max_min_one_level_closed_form_gives_the_same_floats(
         patch.setattr(maxmin, "_LAST_ROUND_SHORTCUT", False)
         full = max_min_fair_rates(routes, counts, caps, capacity)
     assert fast == full
+
+
+def _c_twin() -> Callable[
+    [Sequence[Sequence[int]], Sequence[int], Sequence[float], Sequence[float]], list[float]
+]:
+    """The solve of gpusim/engine/_maxmin_c.c as the install built it (the tests run maxmin.py's
+    own: GPUSIM_PURE_PYTHON is set). Skip where it was not built or its source changed since;
+    fail in CI, which builds it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(native.PURE_ENV)
+        reason = native.source_reason(native.C_MODULES)
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI builds the C max-min solve, yet it would not run: {reason}")
+        pytest.skip(f"the C max-min solve would not run: {reason}")
+    solve: Callable[
+        [Sequence[Sequence[int]], Sequence[int], Sequence[float], Sequence[float]], list[float]
+    ] = importlib.import_module("gpusim.engine._maxmin_c").max_min_fair_rates
+    return solve
+
+
+@given(
+    st.one_of(one_level_inputs(), solver_inputs()),
+    st.lists(st.integers(0, 3), max_size=24),
+)
+def test_max_min_c_twin_gives_the_same_floats(
+    inputs: tuple[list[tuple[int, ...]], list[int], list[float], list[float]],
+    changes: list[int],
+) -> None:
+    """The compiled engine's C solve against maxmin.py's, bit for bit: one-level components and
+    general ones, some classes without flows (``changes`` 1), without a route (2), or crossing
+    their first resource twice (3); then a cap that is not positive, refused alike."""
+    routes, counts, caps, capacity = inputs
+    for i, change in enumerate(changes[: len(routes)]):
+        if change == 1:
+            counts[i] = 0
+        elif change == 2:
+            routes[i] = ()
+            caps[i] = caps[i] if caps[i] < math.inf else 10 * GB
+        elif change == 3 and routes[i]:
+            routes[i] = (*routes[i], routes[i][0])
+    twin = _c_twin()
+    expected = max_min_fair_rates(routes, counts, caps, capacity)
+    rates = twin(routes, counts, caps, capacity)
+    assert [r.hex() for r in rates] == [float(r).hex() for r in expected]
+    if any(w > 0 for w in counts) and len(routes) > 1:
+        c = next(i for i, w in enumerate(counts) if w > 0)
+        caps[c] = 0.0
+        with pytest.raises(ValueError, match="flow caps must be positive") as python_error:
+            max_min_fair_rates(routes, counts, caps, capacity)
+        with pytest.raises(ValueError) as c_error:
+            twin(routes, counts, caps, capacity)
+        assert str(c_error.value) == str(python_error.value)
+
+
+def test_max_min_c_twin_of_no_classes_and_of_bad_input() -> None:
+    """No classes: no rates. A resource outside ``capacity_Bps``: an error, not a read past it."""
+    twin = _c_twin()
+    assert twin([], [], [], [GB]) == max_min_fair_rates([], [], [], [GB]) == []
+    with pytest.raises(IndexError, match="resource 3 is not in capacity_Bps"):
+        twin([(0, 3), (0,)], [1, 1], [math.inf, math.inf], [GB])
 
 
 def _one_level(

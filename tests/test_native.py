@@ -100,6 +100,30 @@ def test_one_edited_or_unstamped_module_runs_them_all_from_source(
 def test_the_test_suite_runs_the_source() -> None:
     """conftest.py sets GPUSIM_PURE_PYTHON: coverage traces the source, tests patch classes."""
     assert native.engine_build().startswith("pure Python from source")
+    assert native.c_module("gpusim.engine._maxmin_c") is None  # maxmin.py's own solve runs
+    from gpusim.engine import maxmin
+
+    assert maxmin._C_TWIN is None
+
+
+def test_an_edited_c_twin_runs_the_engine_from_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A C module's stamp is the SHA-256 of its ``.c`` source: edited since the build, the
+    whole engine runs from source (its Python twin included), as for a mypyc module."""
+    monkeypatch.delenv(native.PURE_ENV, raising=False)
+    monkeypatch.setattr(native, "C_MODULES", ("fakepkg._twin_c",))
+    root = _package(tmp_path, stamped=True)
+    source = native.source_path("fakepkg._twin_c", root)
+    assert source.name == "_twin_c.c"
+    source.write_text("/* the twin */\n")
+    (source.parent / f"_twin_c{EXTENSION}").write_bytes(b"not a shared object")
+    native.stamp_path("fakepkg._twin_c", root).write_text(native.source_sha256(source) + "\n")
+    modules = [*MODULES, "fakepkg._twin_c"]
+    assert native.source_reason(modules, root) is None
+    source.write_text("/* the twin, edited */\n")
+    reason = "_twin_c.c changed since it was compiled (reinstall to recompile)"
+    assert native.source_reason(modules, root) == reason
 
 
 _RUN = """

@@ -8,7 +8,9 @@ not on the number of messages in flight.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from gpusim.native import c_module
 
 _REL_TOL = 1e-12
 _LAST_ROUND_SHORTCUT = True
@@ -17,6 +19,24 @@ _LAST_ROUND_SHORTCUT = True
 _ONE_LEVEL_CLOSED_FORM = True
 """Solve in closed form where the first filling level fixes every class
 (:func:`_one_level_of`); a test switches it off to compare."""
+
+_Solve = Callable[
+    [Sequence[Sequence[int]], Sequence[int], Sequence[float], Sequence[float]], list[float]
+]
+
+
+def _c_twin() -> _Solve | None:
+    """The solve of ``_maxmin_c.c``, where the compiled engine runs (gpusim/native.py): this
+    module's solve with both switches above on, the same operations in the same order on C
+    arrays (tests/test_native.py compares them bit for bit); ``None`` where the source runs."""
+    module = c_module("gpusim.engine._maxmin_c")
+    if module is None:
+        return None
+    solve: _Solve = module.max_min_fair_rates
+    return solve
+
+
+_C_TWIN = _c_twin()
 
 
 def max_min_fair_rates(
@@ -37,6 +57,8 @@ def max_min_fair_rates(
     left on a resource, or the lowest cap) and fix the classes that level bottlenecks, until
     every class is fixed.
     """
+    if _C_TWIN is not None:
+        return _C_TWIN(routes, counts, caps_Bps, capacity_Bps)
     n = len(routes)
     if n == 1 and counts[0] > 0 and len(set(routes[0])) == len(routes[0]):
         # the common uncontended case, in closed form (a resource the route crosses twice

@@ -1,0 +1,436 @@
+/* Max-min fair rates by progressive filling: gpusim/engine/maxmin.py's max_min_fair_rates in C.
+ *
+ * The same IEEE double operations in the same order as maxmin.py (its _Loads, _one_level_of,
+ * _fill and _fix, with the one-level closed form and the last-round shortcut on), so the same
+ * floats: the compiled engine calls this where maxmin.py would run its own solve
+ * (gpusim/native.py decides; tests/test_native.py compares the two on random instances, bit for
+ * bit). What it saves is mypyc's boxed floats and generic lists: the solve works on C arrays.
+ * Build with floating-point contraction off (setup.py): a fused multiply-add would round once
+ * where Python rounds twice.
+ *
+ * Inputs as maxmin.py takes them: routes (a sequence of sequences of resource indices), counts
+ * (flows per class), caps_Bps (per-flow caps, inf for none) and capacity_Bps (per resource).
+ * Every resource index must lie in capacity_Bps (negative ones are refused, where Python would
+ * count them from the end: no caller makes one). */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double REL_TOL = 1e-12;
+
+typedef struct {
+    Py_ssize_t n;          /* classes */
+    Py_ssize_t n_res;      /* distinct resources crossed by classes with flows */
+    long *counts;          /* per class: flows */
+    double *caps;          /* per class: per-flow cap */
+    Py_ssize_t *route_at;  /* per class: where its route starts in route (n + 1 entries) */
+    Py_ssize_t *route;     /* local resource numbers, class after class (none for w <= 0) */
+    double *left;          /* per resource: capacity less what fixed classes draw */
+    long *flows;           /* per resource: flows of unfixed classes, once per crossing */
+    Py_ssize_t *users_at;  /* per resource: where its users start in users (n_res + 1) */
+    Py_ssize_t *users;     /* per resource: the classes crossing it, in class order */
+    int routeless;         /* some class with flows crosses no resource */
+} Problem;
+
+static void problem_free(Problem *p) {
+    free(p->counts);
+    free(p->caps);
+    free(p->route_at);
+    free(p->route);
+    free(p->left);
+    free(p->flows);
+    free(p->users_at);
+    free(p->users);
+}
+
+/* Read the inputs and number the resources by first appearance (class order, then route
+ * order), as maxmin._Loads does. Returns 0, or -1 with a Python exception set. */
+static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject *caps,
+                        PyObject *capacity) {
+    PyObject *routes_fast = NULL, *counts_fast = NULL, *caps_fast = NULL, *cap_fast = NULL;
+    PyObject **route_seqs = NULL;
+    Py_ssize_t *number = NULL, *next_user = NULL;
+    int status = -1;
+    memset(p, 0, sizeof(*p));
+
+    routes_fast = PySequence_Fast(routes, "routes must be a sequence");
+    counts_fast = PySequence_Fast(counts, "counts must be a sequence");
+    caps_fast = PySequence_Fast(caps, "caps_Bps must be a sequence");
+    cap_fast = PySequence_Fast(capacity, "capacity_Bps must be a sequence");
+    if (!routes_fast || !counts_fast || !caps_fast || !cap_fast) goto done;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(routes_fast);
+    if (PySequence_Fast_GET_SIZE(counts_fast) < n || PySequence_Fast_GET_SIZE(caps_fast) < n) {
+        PyErr_SetString(PyExc_IndexError, "counts and caps_Bps need an entry per route");
+        goto done;
+    }
+    Py_ssize_t n_cap = PySequence_Fast_GET_SIZE(cap_fast);
+    p->n = n;
+    p->counts = malloc(sizeof(long) * (size_t)(n + 1));
+    p->caps = malloc(sizeof(double) * (size_t)(n + 1));
+    p->route_at = malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
+    route_seqs = calloc((size_t)(n + 1), sizeof(PyObject *));
+    number = malloc(sizeof(Py_ssize_t) * (size_t)(n_cap + 1));
+    if (!p->counts || !p->caps || !p->route_at || !route_seqs || !number) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t r = 0; r < n_cap; r++) number[r] = -1;
+
+    Py_ssize_t total = 0;
+    for (Py_ssize_t c = 0; c < n; c++) {
+        long w = PyLong_AsLong(PySequence_Fast_GET_ITEM(counts_fast, c));
+        if (w == -1 && PyErr_Occurred()) goto done;
+        double cap = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(caps_fast, c));
+        if (cap == -1.0 && PyErr_Occurred()) goto done;
+        p->counts[c] = w;
+        p->caps[c] = cap;
+        route_seqs[c] = PySequence_Fast(PySequence_Fast_GET_ITEM(routes_fast, c),
+                                        "each route must be a sequence");
+        if (!route_seqs[c]) goto done;
+        if (w > 0) total += PySequence_Fast_GET_SIZE(route_seqs[c]);
+    }
+    p->route = malloc(sizeof(Py_ssize_t) * (size_t)(total + 1));
+    p->left = malloc(sizeof(double) * (size_t)(total + 1));
+    p->flows = malloc(sizeof(long) * (size_t)(total + 1));
+    p->users_at = calloc((size_t)(total + 2), sizeof(Py_ssize_t));
+    p->users = malloc(sizeof(Py_ssize_t) * (size_t)(total + 1));
+    next_user = malloc(sizeof(Py_ssize_t) * (size_t)(total + 1));
+    if (!p->route || !p->left || !p->flows || !p->users_at || !p->users || !next_user) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t at = 0, n_res = 0;
+    for (Py_ssize_t c = 0; c < n; c++) {
+        p->route_at[c] = at;
+        long w = p->counts[c];
+        if (w <= 0) continue;
+        Py_ssize_t len = PySequence_Fast_GET_SIZE(route_seqs[c]);
+        if (len == 0) p->routeless = 1;
+        for (Py_ssize_t i = 0; i < len; i++) {
+            Py_ssize_t r = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(route_seqs[c], i));
+            if (r == -1 && PyErr_Occurred()) goto done;
+            if (r < 0 || r >= n_cap) {
+                PyErr_Format(PyExc_IndexError, "resource %zd is not in capacity_Bps", r);
+                goto done;
+            }
+            Py_ssize_t j = number[r];
+            if (j < 0) {
+                j = number[r] = n_res++;
+                double capacity_r = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(cap_fast, r));
+                if (capacity_r == -1.0 && PyErr_Occurred()) goto done;
+                p->left[j] = capacity_r;
+                p->flows[j] = w;
+            } else {
+                p->flows[j] = p->flows[j] + w;
+            }
+            p->users_at[j + 1]++;
+            p->route[at++] = j;
+        }
+    }
+    p->route_at[n] = at;
+    p->n_res = n_res;
+    for (Py_ssize_t j = 0; j < n_res; j++) {
+        p->users_at[j + 1] += p->users_at[j];
+        next_user[j] = p->users_at[j];
+    }
+    for (Py_ssize_t c = 0; c < n; c++) {
+        for (Py_ssize_t k = p->route_at[c]; k < p->route_at[c + 1]; k++) {
+            p->users[next_user[p->route[k]]++] = c;
+        }
+    }
+    status = 0;
+done:
+    if (route_seqs) {
+        for (Py_ssize_t c = 0; c < p->n; c++) Py_XDECREF(route_seqs[c]);
+        free(route_seqs);
+    }
+    free(number);
+    free(next_user);
+    Py_XDECREF(routes_fast);
+    Py_XDECREF(counts_fast);
+    Py_XDECREF(caps_fast);
+    Py_XDECREF(cap_fast);
+    return status;
+}
+
+/* maxmin._one_level_of: the rate every class gets when the first filling level fixes them all;
+ * *found is 0 where it does not. */
+static double one_level_of(const Problem *p, int *found) {
+    double level = INFINITY;
+    *found = 0;
+    for (Py_ssize_t c = 0; c < p->n; c++) {
+        if (p->caps[c] < level) level = p->caps[c];
+    }
+    if (!(level > 0)) return 0.0;
+    for (Py_ssize_t j = 0; j < p->n_res; j++) {
+        double share = p->left[j] / (double)p->flows[j];
+        if (share < level) level = share;
+    }
+    if (level == INFINITY) return 0.0;
+    double bound = level * (1.0 + REL_TOL);
+    for (Py_ssize_t c = 0; c < p->n; c++) {
+        if (p->caps[c] > bound) {
+            int saturated = 0;
+            for (Py_ssize_t k = p->route_at[c]; k < p->route_at[c + 1]; k++) {
+                Py_ssize_t j = p->route[k];
+                if (p->left[j] <= bound * (double)p->flows[j]) {
+                    saturated = 1;
+                    break;
+                }
+            }
+            if (!saturated) return 0.0;
+        }
+    }
+    *found = 1;
+    return level;
+}
+
+static const double *sort_caps;
+
+/* (cap, class) ascending, as Python sorts the tuples */
+static int by_cap_then_class(const void *a, const void *b) {
+    Py_ssize_t x = *(const Py_ssize_t *)a, y = *(const Py_ssize_t *)b;
+    if (sort_caps[x] < sort_caps[y]) return -1;
+    if (sort_caps[y] < sort_caps[x]) return 1;
+    return (x > y) - (x < y);
+}
+
+/* maxmin._fix: fix the classes of to_fix at level (or their cap); returns how many were new */
+static Py_ssize_t fix(Problem *p, const Py_ssize_t *to_fix, Py_ssize_t n_fix, double level,
+                      char *live, char *fixed, double *rates) {
+    Py_ssize_t newly = 0;
+    for (Py_ssize_t i = 0; i < n_fix; i++) {
+        Py_ssize_t c = to_fix[i];
+        if (fixed[c]) continue;
+        fixed[c] = 1;
+        newly++;
+        double cap = p->caps[c];
+        double rate = level < cap ? level : cap;
+        rates[c] = rate;
+        long w = p->counts[c];
+        for (Py_ssize_t k = p->route_at[c]; k < p->route_at[c + 1]; k++) {
+            Py_ssize_t j = p->route[k];
+            if (!live[j]) continue;
+            p->left[j] = p->left[j] - rate * (double)w;
+            p->flows[j] = p->flows[j] - w;
+            if (!p->flows[j]) live[j] = 0;
+        }
+    }
+    return newly;
+}
+
+/* maxmin._fill: progressive filling. Returns 0, or -1 with a Python exception set. */
+static int fill(Problem *p, double *rates) {
+    Py_ssize_t n = p->n, n_res = p->n_res;
+    int status = -1;
+    char *fixed = calloc((size_t)(n + 1), 1);
+    char *live = malloc((size_t)(n_res + 1));
+    char *seen = calloc((size_t)(n + 1), 1);
+    Py_ssize_t *capped = malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
+    Py_ssize_t *alive = malloc(sizeof(Py_ssize_t) * (size_t)(n_res + 1));
+    Py_ssize_t *saturated = malloc(sizeof(Py_ssize_t) * (size_t)(n_res + 1));
+    /* every crossing and every capped class at most once each round */
+    Py_ssize_t *to_fix = malloc(sizeof(Py_ssize_t) * (size_t)(p->users_at[n_res] + n + 1));
+    if (!fixed || !live || !seen || !capped || !alive || !saturated || !to_fix) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t unfixed = 0, n_capped = 0;
+    for (Py_ssize_t c = 0; c < n; c++) {
+        rates[c] = 0.0;
+        fixed[c] = p->counts[c] <= 0;
+        if (!fixed[c]) unfixed++;
+        if (p->caps[c] < INFINITY && !fixed[c]) capped[n_capped++] = c;
+    }
+    sort_caps = p->caps;
+    qsort(capped, (size_t)n_capped, sizeof(Py_ssize_t), by_cap_then_class);
+    if (n_capped && p->caps[capped[0]] <= 0) {
+        PyErr_SetString(PyExc_ValueError, "flow caps must be positive");
+        goto done;
+    }
+    Py_ssize_t n_alive = n_res;
+    for (Py_ssize_t j = 0; j < n_res; j++) {
+        live[j] = 1;
+        alive[j] = j;
+    }
+    Py_ssize_t next_cap = 0;
+    while (unfixed) {
+        while (next_cap < n_capped && fixed[capped[next_cap]]) next_cap++;
+        Py_ssize_t kept = 0;
+        for (Py_ssize_t i = 0; i < n_alive; i++) {
+            if (live[alive[i]]) alive[kept++] = alive[i];
+        }
+        n_alive = kept;
+        double level = INFINITY;
+        for (Py_ssize_t i = 0; i < n_alive; i++) {
+            Py_ssize_t j = alive[i];
+            double share = p->left[j] / (double)p->flows[j];
+            if (share < level) level = share;
+        }
+        if (next_cap < n_capped && p->caps[capped[next_cap]] < level) {
+            level = p->caps[capped[next_cap]];
+        }
+        if (level == INFINITY) { /* classes with no resource and no cap: unconstrained */
+            for (Py_ssize_t c = 0; c < n; c++) {
+                if (!fixed[c]) rates[c] = INFINITY;
+            }
+            break;
+        }
+        double bound = level * (1.0 + REL_TOL);
+        Py_ssize_t n_saturated = 0;
+        for (Py_ssize_t i = 0; i < n_alive; i++) {
+            Py_ssize_t j = alive[i];
+            if (p->left[j] <= bound * (double)p->flows[j]) saturated[n_saturated++] = j;
+        }
+        if (n_saturated == n_alive && !p->routeless &&
+            (next_cap >= n_capped || p->caps[capped[next_cap]] > bound)) {
+            for (Py_ssize_t c = 0; c < n; c++) {
+                if (!fixed[c]) rates[c] = level;
+            }
+            break;
+        }
+        Py_ssize_t n_fix = 0;
+        for (Py_ssize_t i = 0; i < n_saturated; i++) {
+            Py_ssize_t j = saturated[i];
+            live[j] = 0;
+            for (Py_ssize_t k = p->users_at[j]; k < p->users_at[j + 1]; k++) {
+                to_fix[n_fix++] = p->users[k];
+            }
+        }
+        while (next_cap < n_capped && p->caps[capped[next_cap]] <= bound) {
+            to_fix[n_fix++] = capped[next_cap];
+            next_cap++;
+        }
+        if (n_fix >= unfixed) { /* the last round? every unfixed class among to_fix */
+            Py_ssize_t distinct = 0;
+            for (Py_ssize_t i = 0; i < n_fix; i++) {
+                Py_ssize_t c = to_fix[i];
+                if (!fixed[c] && !seen[c]) {
+                    seen[c] = 1;
+                    distinct++;
+                }
+            }
+            for (Py_ssize_t i = 0; i < n_fix; i++) seen[to_fix[i]] = 0;
+            if (distinct == unfixed) {
+                for (Py_ssize_t i = 0; i < n_fix; i++) {
+                    Py_ssize_t c = to_fix[i];
+                    if (!fixed[c]) {
+                        double cap = p->caps[c];
+                        rates[c] = level < cap ? level : cap;
+                    }
+                }
+                break;
+            }
+        }
+        unfixed -= fix(p, to_fix, n_fix, level, live, fixed, rates);
+    }
+    status = 0;
+done:
+    free(fixed);
+    free(live);
+    free(seen);
+    free(capped);
+    free(alive);
+    free(saturated);
+    free(to_fix);
+    return status;
+}
+
+static PyObject *rates_list(const double *rates, Py_ssize_t n) {
+    PyObject *out = PyList_New(n);
+    if (!out) return NULL;
+    for (Py_ssize_t c = 0; c < n; c++) {
+        PyObject *rate = PyFloat_FromDouble(rates[c]);
+        if (!rate) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, c, rate);
+    }
+    return out;
+}
+
+/* The single class with flows and a route crossing each resource once, in closed form
+ * (max_min_fair_rates' first case). Returns 1 and sets *rate where it applies, 0 where it does
+ * not, -1 with a Python exception set. */
+static int lone_class(const Problem *p, double *rate) {
+    if (p->n != 1 || p->counts[0] <= 0) return 0;
+    Py_ssize_t start = p->route_at[0], end = p->route_at[1];
+    for (Py_ssize_t k = start; k < end; k++) {
+        for (Py_ssize_t m = start; m < k; m++) {
+            if (p->route[m] == p->route[k]) return 0; /* a resource crossed twice */
+        }
+    }
+    /* min over the route of capacity / count (the first of equal ones), then min with the cap;
+     * with the route crossing each resource once, left[j] is the capacity of its resource */
+    double share = INFINITY;
+    for (Py_ssize_t k = start; k < end; k++) {
+        double s = p->left[p->route[k]] / (double)p->counts[0];
+        if (k == start || s < share) share = s;
+    }
+    *rate = p->caps[0] < share ? p->caps[0] : share;
+    return 1;
+}
+
+static PyObject *max_min_fair_rates(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "max_min_fair_rates(routes, counts, caps_Bps, capacity_Bps)");
+        return NULL;
+    }
+    Problem p;
+    if (problem_read(&p, args[0], args[1], args[2], args[3]) < 0) {
+        problem_free(&p);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    double *rates = malloc(sizeof(double) * (size_t)(p.n + 1));
+    if (!rates) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    double rate;
+    if (lone_class(&p, &rate)) {
+        out = rates_list(&rate, 1);
+        goto done;
+    }
+    int all_hold = p.n > 0;
+    for (Py_ssize_t c = 0; c < p.n; c++) {
+        if (p.counts[c] <= 0) all_hold = 0;
+    }
+    if (all_hold) {
+        int found;
+        double level = one_level_of(&p, &found);
+        if (found) {
+            for (Py_ssize_t c = 0; c < p.n; c++) rates[c] = level;
+            out = rates_list(rates, p.n);
+            goto done;
+        }
+    }
+    if (fill(&p, rates) == 0) out = rates_list(rates, p.n);
+done:
+    free(rates);
+    problem_free(&p);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"max_min_fair_rates", (PyCFunction)(void (*)(void))max_min_fair_rates, METH_FASTCALL,
+     "max_min_fair_rates(routes, counts, caps_Bps, capacity_Bps) -> list[float]: "
+     "gpusim.engine.maxmin's solve in C (the same floats)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_maxmin_c",
+    .m_doc = "gpusim.engine.maxmin's max-min solve in C: the same floats, on C arrays.",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__maxmin_c(void) { return PyModule_Create(&module); }
