@@ -48,7 +48,14 @@ from hypothesis import strategies as st
 
 from gpusim import native
 from gpusim.engine import maxmin
-from gpusim.engine.fluid import _FINISH_REL_TOL, FlowKey, FluidNetwork, _FlowClass, _Lone
+from gpusim.engine.fluid import (
+    _FINISH_REL_TOL,
+    FlowKey,
+    FluidNetwork,
+    SolveWithout,
+    _FlowClass,
+    _Lone,
+)
 from gpusim.engine.maxmin import max_min_fair_rates
 from gpusim.engine.sim import CountingEnvironment
 
@@ -820,12 +827,18 @@ class _PathComparedNetwork(FluidNetwork):
 
 
 def _run_paths(
-    capacities_Bps: Sequence[float], xfers: Sequence[Xfer], *, fast_paths: bool
+    capacities_Bps: Sequence[float],
+    xfers: Sequence[Xfer],
+    *,
+    fast_paths: bool,
+    solve_without: SolveWithout | None = None,
 ) -> tuple[list[tuple[float, int]], _PathComparedNetwork]:
     """Completions (time, transfer) of ``xfers``, each starting one follow-up of its own size
     on its route at its instant, on a :class:`_PathComparedNetwork`; without ``fast_paths``,
-    the solver's closed forms are off too (progressive filling in full)."""
+    the solver's closed forms are off too (progressive filling in full). ``solve_without``:
+    the network's C twin of its optimistic solve (none: its Python, as the tests run)."""
     net = _PathComparedNetwork(CountingEnvironment(), fast_paths)
+    net.c_solve_without = solve_without
     with pytest.MonkeyPatch.context() as patch:
         if not fast_paths:
             patch.setattr(maxmin, "_ONE_LEVEL_CLOSED_FORM", False)
@@ -874,6 +887,69 @@ def test_settle_fast_paths_equal_the_general_path_where_the_relaxed_solve_fills_
         _assert_same_run(fast_net, general_net)
         assert fast_net.grown > 0
         assert fast_net.cuts_reused > 0  # each checked against a fresh cut
+
+
+def _c_solve_without() -> SolveWithout:
+    """``_maxmin_c.solve_without`` as the install built it (:func:`_c_twin`'s conditions)."""
+    _c_twin()
+    solve: SolveWithout = importlib.import_module("gpusim.engine._maxmin_c").solve_without
+    return solve
+
+
+@given(st.one_of(crowded_scenarios(), scenarios(max_xfers=24)))
+def test_the_c_optimistic_solve_gives_the_same_run(scenario: tuple[Topology, list[Xfer]]) -> None:
+    """The compiled engine's C ``_solve_without`` (route cuts, solve and fill check in one)
+    against the method's Python: the same completions, rates, clocks, loads, peaks and
+    recomputations at every settle."""
+    topo, xfers = scenario
+    twin = _c_solve_without()
+    python, python_net = _run_paths(topo.capacities_Bps, xfers, fast_paths=True)
+    c, c_net = _run_paths(topo.capacities_Bps, xfers, fast_paths=True, solve_without=twin)
+    assert c == python
+    _assert_same_run(c_net, python_net)
+    assert c_net.grown == python_net.grown
+
+
+@pytest.mark.parametrize(("outside_GBps", "fills"), [(70.0, False), (80.0, True)])
+def test_the_c_optimistic_solve_leaves_loose_resources_what_the_others_draw(
+    outside_GBps: float, fills: bool
+) -> None:
+    """Two one-flow classes share resource 1 (24 GB/s: 12 GB/s each) and cross loose resource
+    0 (100 GB/s), whose load is what classes outside the component draw, the component's
+    standing 20 GB/s and 9 GB/s of a class gone since: the new rates draw 24 GB/s of it, which
+    fills what the others leave (100 - outside) only where that is 24 or less."""
+    load = [(outside_GBps + 20 + 9) * GB, 24 * GB]
+    rates, filled = _c_solve_without()(
+        [(0, 1), (1, 0)],
+        [1, 1],
+        [math.inf, math.inf],
+        [10 * GB, 10 * GB],
+        [100 * GB, 24 * GB],
+        load,
+        {0},
+        [(0,)],
+        [9 * GB],
+    )
+    assert (rates, filled) == ((None, [0]) if fills else ([12 * GB, 12 * GB], []))
+
+
+def test_the_c_optimistic_solve_fills_what_the_python_fills() -> None:
+    """Where optimistic solves would fill loose resources (the instances of the grown-component
+    test), the C solve reports the same ones: the components grow alike, to the same floats."""
+    cases = json.loads(
+        (Path(__file__).parent / "fixtures" / "fluid_grown_component_cases.json").read_text()
+    )
+    twin = _c_solve_without()
+    for case in cases:
+        xfers = [
+            Xfer(tuple(route), size_B, start_s, latency_s, math.inf if cap is None else cap)
+            for route, size_B, start_s, latency_s, cap in case["xfers"]
+        ]
+        python, python_net = _run_paths(case["capacities_Bps"], xfers, fast_paths=True)
+        c, c_net = _run_paths(case["capacities_Bps"], xfers, fast_paths=True, solve_without=twin)
+        assert c == python
+        _assert_same_run(c_net, python_net)
+        assert c_net.grown == python_net.grown > 0
 
 
 def test_settle_fast_path_with_a_loose_resource_and_its_fallback() -> None:

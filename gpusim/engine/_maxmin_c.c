@@ -47,9 +47,11 @@ static void problem_free(Problem *p) {
 }
 
 /* Read the inputs and number the resources by first appearance (class order, then route
- * order), as maxmin._Loads does. Returns 0, or -1 with a Python exception set. */
+ * order), as maxmin._Loads does; a resource marked in ``excluded`` (NULL: none) is left out of
+ * every route, as if the routes had been given without it. Returns 0, or -1 with a Python
+ * exception set. */
 static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject *caps,
-                        PyObject *capacity) {
+                        PyObject *capacity, const char *excluded) {
     PyObject *routes_fast = NULL, *counts_fast = NULL, *caps_fast = NULL, *cap_fast = NULL;
     PyObject **route_seqs = NULL;
     Py_ssize_t *number = NULL, *next_user = NULL;
@@ -108,7 +110,7 @@ static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject
         long w = p->counts[c];
         if (w <= 0) continue;
         Py_ssize_t len = PySequence_Fast_GET_SIZE(route_seqs[c]);
-        if (len == 0) p->routeless = 1;
+        Py_ssize_t start = at;
         for (Py_ssize_t i = 0; i < len; i++) {
             Py_ssize_t r = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(route_seqs[c], i));
             if (r == -1 && PyErr_Occurred()) goto done;
@@ -116,6 +118,7 @@ static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject
                 PyErr_Format(PyExc_IndexError, "resource %zd is not in capacity_Bps", r);
                 goto done;
             }
+            if (excluded && excluded[r]) continue;
             Py_ssize_t j = number[r];
             if (j < 0) {
                 j = number[r] = n_res++;
@@ -129,6 +132,7 @@ static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject
             p->users_at[j + 1]++;
             p->route[at++] = j;
         }
+        if (at == start) p->routeless = 1;
     }
     p->route_at[n] = at;
     p->n_res = n_res;
@@ -375,6 +379,25 @@ static int lone_class(const Problem *p, double *rate) {
     return 1;
 }
 
+/* maxmin.max_min_fair_rates on a read problem: its rates into ``rates`` (p->n of them).
+ * Returns 0, or -1 with a Python exception set. */
+static int solve(Problem *p, double *rates) {
+    if (lone_class(p, rates)) return 0;
+    int all_hold = p->n > 0;
+    for (Py_ssize_t c = 0; c < p->n; c++) {
+        if (p->counts[c] <= 0) all_hold = 0;
+    }
+    if (all_hold) {
+        int found;
+        double level = one_level_of(p, &found);
+        if (found) {
+            for (Py_ssize_t c = 0; c < p->n; c++) rates[c] = level;
+            return 0;
+        }
+    }
+    return fill(p, rates);
+}
+
 static PyObject *max_min_fair_rates(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 4) {
@@ -383,38 +406,177 @@ static PyObject *max_min_fair_rates(PyObject *self, PyObject *const *args, Py_ss
         return NULL;
     }
     Problem p;
-    if (problem_read(&p, args[0], args[1], args[2], args[3]) < 0) {
-        problem_free(&p);
-        return NULL;
-    }
     PyObject *out = NULL;
-    double *rates = malloc(sizeof(double) * (size_t)(p.n + 1));
+    double *rates = NULL;
+    if (problem_read(&p, args[0], args[1], args[2], args[3], NULL) < 0) goto done;
+    rates = malloc(sizeof(double) * (size_t)(p.n + 1));
     if (!rates) {
         PyErr_NoMemory();
         goto done;
     }
-    double rate;
-    if (lone_class(&p, &rate)) {
-        out = rates_list(&rate, 1);
-        goto done;
-    }
-    int all_hold = p.n > 0;
-    for (Py_ssize_t c = 0; c < p.n; c++) {
-        if (p.counts[c] <= 0) all_hold = 0;
-    }
-    if (all_hold) {
-        int found;
-        double level = one_level_of(&p, &found);
-        if (found) {
-            for (Py_ssize_t c = 0; c < p.n; c++) rates[c] = level;
-            out = rates_list(rates, p.n);
-            goto done;
-        }
-    }
-    if (fill(&p, rates) == 0) out = rates_list(rates, p.n);
+    if (solve(&p, rates) == 0) out = rates_list(rates, p.n);
 done:
     free(rates);
     problem_free(&p);
+    return out;
+}
+
+static const double SLACK_REL = 1.0 - 1e-9; /* fluid.py's _SLACK_REL */
+
+/* Subtract ``amount`` from ``left[r]`` for each loose resource r of ``route`` (in route order,
+ * a repeat subtracted again). Returns 0, or -1 with a Python exception set. */
+static int take_off(PyObject *route, double amount, const char *loose, double *left,
+                    Py_ssize_t n_cap) {
+    PyObject *fast = PySequence_Fast(route, "each route must be a sequence");
+    if (!fast) return -1;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); i++) {
+        Py_ssize_t r = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(fast, i));
+        if (r == -1 && PyErr_Occurred()) {
+            Py_DECREF(fast);
+            return -1;
+        }
+        if (r >= 0 && r < n_cap && loose[r]) left[r] = left[r] - amount;
+    }
+    Py_DECREF(fast);
+    return 0;
+}
+
+/* fluid.FluidNetwork._solve_without, its _cut and its _fills in one: see solve_without's
+ * docstring below. */
+static PyObject *solve_without(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError,
+                        "solve_without(routes, counts, caps_Bps, loads_Bps, capacity_Bps, "
+                        "load_Bps, loose, gone_routes, gone_loads_Bps)");
+        return NULL;
+    }
+    PyObject *routes = args[0], *counts = args[1], *caps = args[2], *own = args[3];
+    PyObject *capacity = args[4], *load = args[5], *loose_set = args[6];
+    PyObject *gone_routes = args[7], *gone_own = args[8];
+    PyObject *out = NULL, *filled = NULL, *rates_out = NULL, *iter = NULL, *item = NULL;
+    PyObject *routes_fast = NULL, *own_fast = NULL, *gone_fast = NULL, *gone_own_fast = NULL;
+    PyObject *cap_fast = NULL, *load_fast = NULL;
+    Py_ssize_t *loose_list = NULL, n_loose = 0;
+    char *is_loose = NULL;
+    double *left = NULL, *drawn = NULL, *rates = NULL;
+    Problem p;
+    int read = 0;
+
+    cap_fast = PySequence_Fast(capacity, "capacity_Bps must be a sequence");
+    load_fast = PySequence_Fast(load, "load_Bps must be a sequence");
+    routes_fast = PySequence_Fast(routes, "routes must be a sequence");
+    own_fast = PySequence_Fast(own, "loads_Bps must be a sequence");
+    gone_fast = PySequence_Fast(gone_routes, "gone_routes must be a sequence");
+    gone_own_fast = PySequence_Fast(gone_own, "gone_loads_Bps must be a sequence");
+    if (!cap_fast || !load_fast || !routes_fast || !own_fast || !gone_fast || !gone_own_fast) {
+        goto done;
+    }
+    Py_ssize_t n_cap = PySequence_Fast_GET_SIZE(cap_fast);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(routes_fast);
+    if (PySequence_Fast_GET_SIZE(load_fast) < n_cap || PySequence_Fast_GET_SIZE(own_fast) < n ||
+        PySequence_Fast_GET_SIZE(gone_own_fast) < PySequence_Fast_GET_SIZE(gone_fast)) {
+        PyErr_SetString(PyExc_IndexError, "solve_without: a list is shorter than it must be");
+        goto done;
+    }
+    is_loose = calloc((size_t)(n_cap + 1), 1);
+    left = malloc(sizeof(double) * (size_t)(n_cap + 1));
+    drawn = malloc(sizeof(double) * (size_t)(n_cap + 1));
+    loose_list = malloc(sizeof(Py_ssize_t) * (size_t)(n_cap + 1));
+    rates = malloc(sizeof(double) * (size_t)(n + 1));
+    if (!is_loose || !left || !drawn || !loose_list || !rates) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* outside: each loose resource's load, less the standing contributions taken off below */
+    iter = PyObject_GetIter(loose_set);
+    if (!iter) goto done;
+    while ((item = PyIter_Next(iter))) {
+        Py_ssize_t r = PyLong_AsSsize_t(item);
+        Py_CLEAR(item);
+        if (r == -1 && PyErr_Occurred()) goto done;
+        if (r < 0 || r >= n_cap) {
+            PyErr_Format(PyExc_IndexError, "resource %zd is not in capacity_Bps", r);
+            goto done;
+        }
+        if (is_loose[r]) continue;
+        is_loose[r] = 1;
+        loose_list[n_loose++] = r;
+        left[r] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(load_fast, r));
+        if (left[r] == -1.0 && PyErr_Occurred()) goto done;
+    }
+    if (PyErr_Occurred()) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) { /* the component's classes, then the gone ones */
+        double amount = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(own_fast, i));
+        if (amount == -1.0 && PyErr_Occurred()) goto done;
+        if (take_off(PySequence_Fast_GET_ITEM(routes_fast, i), amount, is_loose, left, n_cap)) {
+            goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(gone_fast); i++) {
+        double amount = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(gone_own_fast, i));
+        if (amount == -1.0 && PyErr_Occurred()) goto done;
+        if (take_off(PySequence_Fast_GET_ITEM(gone_fast, i), amount, is_loose, left, n_cap)) {
+            goto done;
+        }
+    }
+    read = 1; /* problem_read leaves p to free, read or not */
+    if (problem_read(&p, routes, counts, caps, capacity, is_loose) < 0) goto done;
+    if (solve(&p, rates) < 0) goto done;
+    /* _fills: what the classes draw of each loose resource at their new rates (class order,
+     * route order), against what the classes outside leave of it */
+    for (Py_ssize_t k = 0; k < n_loose; k++) drawn[loose_list[k]] = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double d = rates[i] * (double)p.counts[i];
+        PyObject *fast = PySequence_Fast(PySequence_Fast_GET_ITEM(routes_fast, i), "route");
+        if (!fast) goto done;
+        for (Py_ssize_t m = 0; m < PySequence_Fast_GET_SIZE(fast); m++) {
+            /* in range: problem_read checked every resource of every route */
+            Py_ssize_t r = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(fast, m));
+            if (is_loose[r]) drawn[r] = drawn[r] + d;
+        }
+        Py_DECREF(fast);
+    }
+    filled = PyList_New(0);
+    if (!filled) goto done;
+    for (Py_ssize_t k = 0; k < n_loose; k++) {
+        Py_ssize_t r = loose_list[k];
+        double capacity_r = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(cap_fast, r));
+        if (capacity_r == -1.0 && PyErr_Occurred()) goto done;
+        double d = drawn[r];
+        if (d > 0 && d >= (capacity_r - left[r]) * SLACK_REL) {
+            PyObject *index = PyLong_FromSsize_t(r);
+            if (!index || PyList_Append(filled, index) < 0) {
+                Py_XDECREF(index);
+                goto done;
+            }
+            Py_DECREF(index);
+        }
+    }
+    if (PyList_GET_SIZE(filled)) {
+        rates_out = Py_None;
+        Py_INCREF(rates_out);
+    } else {
+        rates_out = rates_list(rates, n);
+        if (!rates_out) goto done;
+    }
+    out = PyTuple_Pack(2, rates_out, filled);
+done:
+    Py_XDECREF(iter);
+    Py_XDECREF(rates_out);
+    Py_XDECREF(filled);
+    Py_XDECREF(cap_fast);
+    Py_XDECREF(load_fast);
+    Py_XDECREF(routes_fast);
+    Py_XDECREF(own_fast);
+    Py_XDECREF(gone_fast);
+    Py_XDECREF(gone_own_fast);
+    free(is_loose);
+    free(left);
+    free(drawn);
+    free(loose_list);
+    free(rates);
+    if (read) problem_free(&p);
     return out;
 }
 
@@ -422,6 +584,14 @@ static PyMethodDef methods[] = {
     {"max_min_fair_rates", (PyCFunction)(void (*)(void))max_min_fair_rates, METH_FASTCALL,
      "max_min_fair_rates(routes, counts, caps_Bps, capacity_Bps) -> list[float]: "
      "gpusim.engine.maxmin's solve in C (the same floats)."},
+    {"solve_without", (PyCFunction)(void (*)(void))solve_without, METH_FASTCALL,
+     "solve_without(routes, counts, caps_Bps, loads_Bps, capacity_Bps, load_Bps, loose, "
+     "gone_routes, gone_loads_Bps) -> (list[float] | None, list[int]): "
+     "gpusim.engine.fluid.FluidNetwork._solve_without in C (the same floats): the component's "
+     "max-min rates with the loose resources left out of its routes, and the loose resources "
+     "those rates would fill of what the classes outside leave (their load less the standing "
+     "contributions loads_Bps of the component's classes and gone_loads_Bps of the gone ones); "
+     "the rates are None where any would fill."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -24,6 +24,7 @@ import simpy
 from gpusim.engine.maxmin import max_min_fair_rates
 from gpusim.engine.sim import CountingEnvironment
 from gpusim.engine.trace import NULL_RECORDER, TraceRecorder, Track
+from gpusim.native import c_module
 
 _FINISH_REL_TOL = 1e-12
 _HEAP_MIN_CLASSES = 16  # above this many flow classes, find the next completion with a heap
@@ -38,6 +39,35 @@ _SLACK_REL = 1.0 - 1e-9
 _LOOSE_KEYS_MAX = 4096  # distinct loose sets kept for identity (753 in 16-GPU bench_moe_scaling)
 
 FlowKey = tuple[tuple[int, ...], float]
+
+SolveWithout = Callable[
+    [
+        list[tuple[int, ...]],
+        list[int],
+        list[float],
+        list[float],
+        list[float],
+        list[float],
+        set[int],
+        list[tuple[int, ...]],
+        list[float],
+    ],
+    tuple[list[float] | None, list[int]],
+]
+"""``_maxmin_c.solve_without``: :meth:`FluidNetwork._solve_without` in C (see its docstring)."""
+
+
+def _c_solve_without() -> SolveWithout | None:
+    """``_maxmin_c.solve_without`` where the compiled engine runs (gpusim/native.py); ``None``
+    where the source runs."""
+    module = c_module("gpusim.engine._maxmin_c")
+    if module is None:
+        return None
+    solve: SolveWithout = module.solve_without
+    return solve
+
+
+_C_SOLVE_WITHOUT = _c_solve_without()
 
 
 @dataclass(slots=True, init=False)
@@ -291,6 +321,10 @@ class FluidNetwork:
         ``cut_for`` is checked by identity."""
         self._lone: _Lone | None = None
         """The flow alone in the network without a class (:meth:`_enter_lone`), if any."""
+        self.c_solve_without: SolveWithout | None = _C_SOLVE_WITHOUT
+        """:meth:`_solve_without` in C (``_maxmin_c.c``: the same floats, without the route
+        cuts it keeps), where the compiled engine runs; ``None`` runs the method's Python (a
+        test compares the two)."""
 
     def add_resource(self, name: str, capacity_Bps: float, group: str = "links") -> int:
         """Register a directional resource; returns its index for routes."""
@@ -833,6 +867,32 @@ class FluidNetwork:
         constraints would be the constrained one, filling it). What is left is positive (a
         loose resource is below capacity), so no loose resource stops its flows at rate 0.
         The contributions come off each loose resource in the general path's order."""
+        twin = self.c_solve_without
+        if twin is not None:
+            routes_of: list[tuple[int, ...]] = []
+            flows_of: list[int] = []
+            caps_of: list[float] = []
+            loads_of: list[float] = []
+            for cls in classes:
+                routes_of.append(cls.route)
+                flows_of.append(len(cls.flows))
+                caps_of.append(cls.cap_Bps)
+                loads_of.append(cls.load_Bps)
+            gone = self._gone
+            self.recomputations += 1
+            solved, filled = twin(
+                routes_of,
+                flows_of,
+                caps_of,
+                loads_of,
+                self.capacity_Bps,
+                self.load_Bps,
+                loose,
+                [c.route for c in gone],
+                [c.load_Bps for c in gone],
+            )
+            self._filled.update(filled)
+            return solved
         routes: list[Sequence[int]] = []
         counts: list[int] = []
         caps_Bps: list[float] = []
