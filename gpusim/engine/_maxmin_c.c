@@ -1,14 +1,19 @@
-/* Max-min fair rates by progressive filling: gpusim/engine/maxmin.py's max_min_fair_rates in C.
+/* The fluid network's max-min solves in C, twins of Python code that stays the reference:
  *
- * The same IEEE double operations in the same order as maxmin.py (its _Loads, _one_level_of,
- * _fill and _fix, with the one-level closed form and the last-round shortcut on), so the same
- * floats: the compiled engine calls this where maxmin.py would run its own solve
- * (gpusim/native.py decides; tests/test_native.py compares the two on random instances, bit for
- * bit). What it saves is mypyc's boxed floats and generic lists: the solve works on C arrays.
- * Build with floating-point contraction off (setup.py): a fused multiply-add would round once
- * where Python rounds twice.
+ * - max_min_fair_rates: gpusim/engine/maxmin.py's max_min_fair_rates (its _Loads, _one_level_of,
+ *   _fill and _fix, with the one-level closed form and the last-round shortcut on);
+ * - solve_without: gpusim/engine/fluid.py's FluidNetwork._solve_without with its _cut and _fills
+ *   (the optimistic solve of a component, its loose resources masked out of the routes and
+ *   checked after).
  *
- * Inputs as maxmin.py takes them: routes (a sequence of sequences of resource indices), counts
+ * Each does the same IEEE double operations in the same order as its twin, so it gives the same
+ * floats: the compiled engine calls these where the Python would run (gpusim/native.py decides;
+ * tests/test_engine_properties.py compares each with its twin, bit for bit). What they save is
+ * mypyc's boxed floats and generic lists: the solves work on C arrays. Build with
+ * floating-point contraction off (setup.py): a fused multiply-add would round once where Python
+ * rounds twice.
+ *
+ * Inputs as the Python takes them: routes (a sequence of sequences of resource indices), counts
  * (flows per class), caps_Bps (per-flow caps, inf for none) and capacity_Bps (per resource).
  * Every resource index must lie in capacity_Bps (negative ones are refused, where Python would
  * count them from the end: no caller makes one). */

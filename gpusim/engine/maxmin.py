@@ -28,7 +28,8 @@ _Solve = Callable[
 def _c_twin() -> _Solve | None:
     """The solve of ``_maxmin_c.c``, where the compiled engine runs (gpusim/native.py): this
     module's solve with both switches above on, the same operations in the same order on C
-    arrays (tests/test_native.py compares them bit for bit); ``None`` where the source runs."""
+    arrays (tests/test_engine_properties.py compares them bit for bit); ``None`` where the
+    source runs."""
     module = c_module("gpusim.engine._maxmin_c")
     if module is None:
         return None
