@@ -800,16 +800,14 @@ class _PathComparedNetwork(FluidNetwork):
         self.left_to_general = 0
         self.cuts_reused = 0
 
-    def _solve_without(
-        self, classes: list[_FlowClass], loose: set[int], outside: dict[int, float]
-    ) -> list[float] | None:
+    def _solve_without(self, classes: list[_FlowClass], loose: set[int]) -> list[float] | None:
         """Check every route cut the solve will reuse against a fresh cut (and count them)."""
         for cls in classes:
             if cls.cut_for == frozenset(loose):
                 self.cuts_reused += 1
                 assert list(cls.kept) == [r for r in cls.route if r not in loose]
                 assert cls.crossed == tuple(r for r in cls.route if r in loose)
-        return super()._solve_without(classes, loose, outside)
+        return super()._solve_without(classes, loose)
 
     def _reschedule(self, heap_mode: bool) -> None:
         classes: list[tuple[object, ...]] = [

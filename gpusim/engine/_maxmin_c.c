@@ -31,6 +31,8 @@ typedef struct {
     Py_ssize_t n_res;      /* distinct resources crossed by classes with flows */
     long *counts;          /* per class: flows */
     double *caps;          /* per class: per-flow cap */
+    Py_ssize_t *full_at;   /* per class: where its whole route starts in full (n + 1 entries) */
+    Py_ssize_t *full;      /* resource indices of every class's whole route, class after class */
     Py_ssize_t *route_at;  /* per class: where its route starts in route (n + 1 entries) */
     Py_ssize_t *route;     /* local resource numbers, class after class (none for w <= 0) */
     double *left;          /* per resource: capacity less what fixed classes draw */
@@ -43,6 +45,8 @@ typedef struct {
 static void problem_free(Problem *p) {
     free(p->counts);
     free(p->caps);
+    free(p->full_at);
+    free(p->full);
     free(p->route_at);
     free(p->route);
     free(p->left);
@@ -51,14 +55,15 @@ static void problem_free(Problem *p) {
     free(p->users);
 }
 
-/* Read the inputs and number the resources by first appearance (class order, then route
- * order), as maxmin._Loads does; a resource marked in ``excluded`` (NULL: none) is left out of
- * every route, as if the routes had been given without it. Returns 0, or -1 with a Python
- * exception set. */
+/* Read the inputs (every resource index of every route checked to lie in capacity_Bps) and
+ * number the resources by first appearance (class order, then route order), as maxmin._Loads
+ * does; a resource marked in ``excluded`` (NULL: none) is left out of every route, as if the
+ * routes had been given without it (the whole routes stay in full). Returns 0, or -1 with a
+ * Python exception set; p is to be freed either way. */
 static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject *caps,
                         PyObject *capacity, const char *excluded) {
     PyObject *routes_fast = NULL, *counts_fast = NULL, *caps_fast = NULL, *cap_fast = NULL;
-    PyObject **route_seqs = NULL;
+    PyObject *route_fast = NULL;
     Py_ssize_t *number = NULL, *next_user = NULL;
     int status = -1;
     memset(p, 0, sizeof(*p));
@@ -77,10 +82,10 @@ static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject
     p->n = n;
     p->counts = malloc(sizeof(long) * (size_t)(n + 1));
     p->caps = malloc(sizeof(double) * (size_t)(n + 1));
+    p->full_at = malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
     p->route_at = malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
-    route_seqs = calloc((size_t)(n + 1), sizeof(PyObject *));
     number = malloc(sizeof(Py_ssize_t) * (size_t)(n_cap + 1));
-    if (!p->counts || !p->caps || !p->route_at || !route_seqs || !number) {
+    if (!p->counts || !p->caps || !p->full_at || !p->route_at || !number) {
         PyErr_NoMemory();
         goto done;
     }
@@ -88,23 +93,50 @@ static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject
 
     Py_ssize_t total = 0;
     for (Py_ssize_t c = 0; c < n; c++) {
+        PyObject *route = PySequence_Fast_GET_ITEM(routes_fast, c);
+        total += PySequence_Check(route) ? PySequence_Size(route) : 0;
+        if (PyErr_Occurred()) goto done;
+    }
+    p->full = malloc(sizeof(Py_ssize_t) * (size_t)(total + 1));
+    if (!p->full) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t at_full = 0;
+    for (Py_ssize_t c = 0; c < n; c++) {
         long w = PyLong_AsLong(PySequence_Fast_GET_ITEM(counts_fast, c));
         if (w == -1 && PyErr_Occurred()) goto done;
         double cap = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(caps_fast, c));
         if (cap == -1.0 && PyErr_Occurred()) goto done;
         p->counts[c] = w;
         p->caps[c] = cap;
-        route_seqs[c] = PySequence_Fast(PySequence_Fast_GET_ITEM(routes_fast, c),
-                                        "each route must be a sequence");
-        if (!route_seqs[c]) goto done;
-        if (w > 0) total += PySequence_Fast_GET_SIZE(route_seqs[c]);
+        p->full_at[c] = at_full;
+        route_fast = PySequence_Fast(PySequence_Fast_GET_ITEM(routes_fast, c),
+                                     "each route must be a sequence");
+        if (!route_fast) goto done;
+        Py_ssize_t len = PySequence_Fast_GET_SIZE(route_fast);
+        if (at_full + len > total) { /* a route that grew while read: refuse, not overrun */
+            PyErr_SetString(PyExc_RuntimeError, "a route changed while it was read");
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < len; i++) {
+            Py_ssize_t r = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(route_fast, i));
+            if (r == -1 && PyErr_Occurred()) goto done;
+            if (r < 0 || r >= n_cap) {
+                PyErr_Format(PyExc_IndexError, "resource %zd is not in capacity_Bps", r);
+                goto done;
+            }
+            p->full[at_full++] = r;
+        }
+        Py_CLEAR(route_fast);
     }
-    p->route = malloc(sizeof(Py_ssize_t) * (size_t)(total + 1));
-    p->left = malloc(sizeof(double) * (size_t)(total + 1));
-    p->flows = malloc(sizeof(long) * (size_t)(total + 1));
-    p->users_at = calloc((size_t)(total + 2), sizeof(Py_ssize_t));
-    p->users = malloc(sizeof(Py_ssize_t) * (size_t)(total + 1));
-    next_user = malloc(sizeof(Py_ssize_t) * (size_t)(total + 1));
+    p->full_at[n] = at_full;
+    p->left = malloc(sizeof(double) * (size_t)(at_full + 1));
+    p->flows = malloc(sizeof(long) * (size_t)(at_full + 1));
+    p->route = malloc(sizeof(Py_ssize_t) * (size_t)(at_full + 1));
+    p->users_at = calloc((size_t)(at_full + 2), sizeof(Py_ssize_t));
+    p->users = malloc(sizeof(Py_ssize_t) * (size_t)(at_full + 1));
+    next_user = malloc(sizeof(Py_ssize_t) * (size_t)(at_full + 1));
     if (!p->route || !p->left || !p->flows || !p->users_at || !p->users || !next_user) {
         PyErr_NoMemory();
         goto done;
@@ -114,15 +146,9 @@ static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject
         p->route_at[c] = at;
         long w = p->counts[c];
         if (w <= 0) continue;
-        Py_ssize_t len = PySequence_Fast_GET_SIZE(route_seqs[c]);
         Py_ssize_t start = at;
-        for (Py_ssize_t i = 0; i < len; i++) {
-            Py_ssize_t r = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(route_seqs[c], i));
-            if (r == -1 && PyErr_Occurred()) goto done;
-            if (r < 0 || r >= n_cap) {
-                PyErr_Format(PyExc_IndexError, "resource %zd is not in capacity_Bps", r);
-                goto done;
-            }
+        for (Py_ssize_t k = p->full_at[c]; k < p->full_at[c + 1]; k++) {
+            Py_ssize_t r = p->full[k];
             if (excluded && excluded[r]) continue;
             Py_ssize_t j = number[r];
             if (j < 0) {
@@ -152,10 +178,7 @@ static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject
     }
     status = 0;
 done:
-    if (route_seqs) {
-        for (Py_ssize_t c = 0; c < p->n; c++) Py_XDECREF(route_seqs[c]);
-        free(route_seqs);
-    }
+    Py_XDECREF(route_fast);
     free(number);
     free(next_user);
     Py_XDECREF(routes_fast);
@@ -511,11 +534,14 @@ static PyObject *solve_without(PyObject *self, PyObject *const *args, Py_ssize_t
         if (left[r] == -1.0 && PyErr_Occurred()) goto done;
     }
     if (PyErr_Occurred()) goto done;
+    read = 1; /* problem_read leaves p to free, read or not */
+    if (problem_read(&p, routes, counts, caps, capacity, is_loose) < 0) goto done;
     for (Py_ssize_t i = 0; i < n; i++) { /* the component's classes, then the gone ones */
         double amount = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(own_fast, i));
         if (amount == -1.0 && PyErr_Occurred()) goto done;
-        if (take_off(PySequence_Fast_GET_ITEM(routes_fast, i), amount, is_loose, left, n_cap)) {
-            goto done;
+        for (Py_ssize_t k = p.full_at[i]; k < p.full_at[i + 1]; k++) {
+            Py_ssize_t r = p.full[k];
+            if (is_loose[r]) left[r] = left[r] - amount;
         }
     }
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(gone_fast); i++) {
@@ -525,22 +551,16 @@ static PyObject *solve_without(PyObject *self, PyObject *const *args, Py_ssize_t
             goto done;
         }
     }
-    read = 1; /* problem_read leaves p to free, read or not */
-    if (problem_read(&p, routes, counts, caps, capacity, is_loose) < 0) goto done;
     if (solve(&p, rates) < 0) goto done;
     /* _fills: what the classes draw of each loose resource at their new rates (class order,
      * route order), against what the classes outside leave of it */
     for (Py_ssize_t k = 0; k < n_loose; k++) drawn[loose_list[k]] = 0.0;
     for (Py_ssize_t i = 0; i < n; i++) {
         double d = rates[i] * (double)p.counts[i];
-        PyObject *fast = PySequence_Fast(PySequence_Fast_GET_ITEM(routes_fast, i), "route");
-        if (!fast) goto done;
-        for (Py_ssize_t m = 0; m < PySequence_Fast_GET_SIZE(fast); m++) {
-            /* in range: problem_read checked every resource of every route */
-            Py_ssize_t r = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(fast, m));
+        for (Py_ssize_t k = p.full_at[i]; k < p.full_at[i + 1]; k++) {
+            Py_ssize_t r = p.full[k];
             if (is_loose[r]) drawn[r] = drawn[r] + d;
         }
-        Py_DECREF(fast);
     }
     filled = PyList_New(0);
     if (!filled) goto done;

@@ -788,14 +788,13 @@ class FluidNetwork:
         if not loose:
             return self._solve(classes)
         capacity, load = self.capacity_Bps, self.load_Bps
-        outside = {r: load[r] for r in loose}
         if self.fast_paths and len(classes) > 1:
-            rates = self._solve_without(classes, loose, outside)
+            rates = self._solve_without(classes, loose)
             if rates is not None or not self.grow_components:
                 return rates
             self._filled.clear()
             self.recomputations -= 1
-            outside = {r: load[r] for r in loose}  # _solve_without took contributions off
+        outside = {r: load[r] for r in loose}
         for cls in (*classes, *self._gone):
             for r in cls.route:
                 if r in outside:
@@ -849,13 +848,12 @@ class FluidNetwork:
             cls.kept = [r for r in route if r not in loose]
             cls.crossed = tuple([r for r in route if r in loose])
 
-    def _solve_without(
-        self, classes: list[_FlowClass], loose: set[int], outside: dict[int, float]
-    ) -> list[float] | None:
+    def _solve_without(self, classes: list[_FlowClass], loose: set[int]) -> list[float] | None:
         """:meth:`_solve_leaving` of several classes, with the ``loose`` resources left out of
         their routes (most of what an optimistic solve's routes cross: the solver's work
-        shrinks with them) and only checked after (``outside``: the loads of the loose
-        resources, to take the component's and the gone classes' contributions off).
+        shrinks with them) and only checked after (against what the classes outside the
+        component leave of them: their loads less the component's and the gone classes'
+        contributions).
 
         Whenever the check passes (no loose resource filled), these are the floats of the
         solve with the loose resources at what is left of them: a loose resource that never
@@ -893,6 +891,8 @@ class FluidNetwork:
             )
             self._filled.update(filled)
             return solved
+        load = self.load_Bps
+        outside = {r: load[r] for r in loose}
         routes: list[Sequence[int]] = []
         counts: list[int] = []
         caps_Bps: list[float] = []
