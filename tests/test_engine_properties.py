@@ -342,10 +342,16 @@ def test_max_min_c_twin_gives_the_same_floats(
         assert str(c_error.value) == str(python_error.value)
 
 
-def test_max_min_c_twin_of_no_classes_and_of_bad_input() -> None:
-    """No classes: no rates. A resource outside ``capacity_Bps``: an error, not a read past it."""
+def test_max_min_c_twin_of_no_classes_of_a_share_on_the_bound_and_of_bad_input() -> None:
+    """No classes: no rates. A resource whose fair share is exactly the saturation bound of the
+    first level (``level * (1 + 1e-12)``) saturates at that level, in progressive filling (a
+    class without flows keeps the one-level closed form out): both classes get the level. A
+    resource outside ``capacity_Bps``: an error, not a read past it."""
     twin = _c_twin()
     assert twin([], [], [], [GB]) == max_min_fair_rates([], [], [], [GB]) == []
+    on_bound = [GB, GB * (1.0 + 1e-12)]
+    args = ([(0,), (1,), (0, 1)], [1, 1, 0], [math.inf] * 3, on_bound)
+    assert twin(*args) == max_min_fair_rates(*args) == [GB, GB, 0.0]
     with pytest.raises(IndexError, match="resource 3 is not in capacity_Bps"):
         twin([(0, 3), (0,)], [1, 1], [math.inf, math.inf], [GB])
 
