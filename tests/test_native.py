@@ -4,14 +4,20 @@ and that the compiled build computes exactly what the source computes."""
 from __future__ import annotations
 
 import ast
+import heapq
+import importlib
 import importlib.machinery
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from gpusim import native
 
@@ -303,3 +309,114 @@ def test_no_compiled_class_subclasses_a_class_mypyc_cannot_see() -> None:
     ]
     assert not unseen
     assert any(dotted in stubbed for _, _, dotted in bases)  # the check can see a SimPy base
+
+
+def _c_heap() -> Any:
+    """``_heap_c`` as the install built it; skip where it was not built or its source changed
+    since, fail in CI, which builds it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(native.PURE_ENV)
+        reason = native.source_reason(("gpusim.engine._heap_c",))
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI builds the C heap, yet it would not run: {reason}")
+        pytest.skip(f"the C heap would not run: {reason}")
+    return importlib.import_module("gpusim.engine._heap_c")
+
+
+class _Key:
+    """An element ordered through Python only (the C comparison falls back to it)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and self.value == other.value
+
+    def __lt__(self, other: _Key) -> bool:
+        return self.value < other.value
+
+    def __hash__(self) -> int:
+        return self.value
+
+
+_ENTRIES = st.one_of(
+    # SimPy's queue: (time, priority, id, event); times tie often, -0.0 and 0.0 among them
+    st.tuples(
+        st.sampled_from([0.0, -0.0, 1e-9, 1e-9 + 1e-25, 2.5, math.inf]),
+        st.sampled_from([0, 1]),
+        st.integers(0, 2**70),  # beyond a C long too
+        st.sampled_from(["a", "b"]),
+    ),
+    # the fluid network's: (float, int, object), NaN included, and mixed int/float keys
+    st.tuples(
+        st.one_of(st.floats(allow_nan=True, width=16), st.integers(-3, 3)),
+        st.integers(-(2**64), 2**64),
+    ),
+    st.tuples(st.builds(_Key, st.integers(0, 3)), st.integers(0, 3)),
+)
+
+
+@given(st.lists(st.one_of(_ENTRIES, st.none()), max_size=80))
+def test_the_c_heap_leaves_what_heapq_leaves(operations: list[tuple[Any, ...] | None]) -> None:
+    """Pushes (an entry) and pops (``None``) on a list, with ``_heap_c`` and with heapq: the
+    same list after every call, and the same entries popped, for SimPy-like and fluid-like
+    entries, ties, NaN, ints beyond a C long, int against float, tuples of other lengths and
+    elements only Python can order (not against numbers: that raises, in both, below)."""
+    c_heap = _c_heap()
+    kinds = {type(e[0]) for e in operations if e is not None}
+    assume(len(kinds) == 1 or _Key not in kinds)  # _Key against a number: TypeError, below
+    ours: list[tuple[Any, ...]] = []
+    theirs: list[tuple[Any, ...]] = []
+    for entry in operations:
+        if entry is None:
+            if not theirs:
+                with pytest.raises(IndexError):
+                    c_heap.heappop(ours)
+                continue
+            assert c_heap.heappop(ours) is heapq.heappop(theirs)
+        else:
+            c_heap.heappush(ours, entry)
+            heapq.heappush(theirs, entry)
+        assert len(ours) == len(theirs)
+        assert all(a is b for a, b in zip(ours, theirs, strict=True))
+
+
+def test_the_c_heap_looks_past_equal_elements_that_are_distinct_objects() -> None:
+    """Equal floats and ints that are not one object (Python shares small ints and constants,
+    so random entries rarely have them): the comparison goes on to the next element, as the
+    tuple comparison does."""
+    c_heap = _c_heap()
+    entries = [
+        (float("0.5"), int("1000"), int(str(2**40 + eid)), "event") for eid in (5, 3, 9, 1, 4, 3)
+    ]
+    ours: list[tuple[float, int, int, str]] = []
+    theirs: list[tuple[float, int, int, str]] = []
+    for entry in entries:
+        c_heap.heappush(ours, entry)
+        heapq.heappush(theirs, entry)
+        assert all(a is b for a, b in zip(ours, theirs, strict=True))
+    popped = [c_heap.heappop(ours)[2] - 2**40 for _ in entries]
+    assert popped == [1, 3, 3, 4, 5, 9]
+
+
+def test_the_c_heap_refuses_what_heapq_refuses() -> None:
+    """Not a list, or entries Python cannot order: the same exceptions as heapq."""
+    c_heap = _c_heap()
+    with pytest.raises(TypeError):
+        c_heap.heappush((), 1)
+    with pytest.raises(TypeError):
+        c_heap.heappop(None)
+    mixed: list[Any] = [(_Key(1), 0)]
+    with pytest.raises(TypeError):
+        c_heap.heappush(mixed, (0.5, 0))
+    theirs: list[Any] = [(_Key(1), 0)]
+    with pytest.raises(TypeError):
+        heapq.heappush(theirs, (0.5, 0))
+
+
+def test_the_engine_takes_the_c_heap_only_where_it_runs_compiled() -> None:
+    """The test suite runs the source: heapq's functions."""
+    from gpusim.engine import heap
+
+    assert heap.heappop is heapq.heappop and heap.heappush is heapq.heappush

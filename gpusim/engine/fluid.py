@@ -21,6 +21,7 @@ from itertools import count
 
 import simpy
 
+from gpusim.engine.heap import heappop, heappush
 from gpusim.engine.maxmin import max_min_fair_rates
 from gpusim.engine.sim import CountingEnvironment
 from gpusim.engine.trace import NULL_RECORDER, TraceRecorder, Track
@@ -448,7 +449,7 @@ class FluidNetwork:
         self._dirty_keys.add(key)
         self._add_demand(cls, 1)
         flow = _Flow(cls.virtual_at(now) + size_B, next(self._seq), done, size_B, now, label)
-        heapq.heappush(cls.flows, (flow.finish_vB, flow.seq, flow))
+        heappush(cls.flows, (flow.finish_vB, flow.seq, flow))
         self._request_settle()
 
     def _new_class(self, key: FlowKey, order: int, now: float) -> _FlowClass:
@@ -554,7 +555,7 @@ class FluidNetwork:
         cls = self._new_class(key, lone.order, entered_s)
         self._add_demand(cls, 1)
         flow = _Flow(0.0 + lone.size_B, lone.seq, lone.done, lone.size_B, entered_s, lone.label)
-        heapq.heappush(cls.flows, (flow.finish_vB, flow.seq, flow))
+        heappush(cls.flows, (flow.finish_vB, flow.seq, flow))
         if self._settle_pending:
             self._dirty_keys.add(key)
             return
@@ -757,7 +758,7 @@ class FluidNetwork:
             cls.set_rate(share, now)
         cls.retime(now)
         if heap_mode:
-            heapq.heappush(self._check, (cls.check_s, next(self._check_seq), cls))
+            heappush(self._check, (cls.check_s, next(self._check_seq), cls))
         if self.recorder.enabled:  # the component's set, built as _component builds it
             seeds: set[int] = set()
             seeds.update(route)
@@ -977,7 +978,7 @@ class FluidNetwork:
                 cls.set_rate(rate, now)
             cls.retime(now)
             if heap_mode:
-                heapq.heappush(self._check, (cls.check_s, next(self._check_seq), cls))
+                heappush(self._check, (cls.check_s, next(self._check_seq), cls))
         self._retime_end(resources, now)
         return heap_mode
 
@@ -1033,7 +1034,7 @@ class FluidNetwork:
             # children's)
             heap = self._check
             while heap and (heap[0][2].check_s != heap[0][0] or not heap[0][2].flows):
-                heapq.heappop(heap)
+                heappop(heap)
             next_s = math.inf
             size = len(heap)
             stack = [0] if heap else []
@@ -1083,7 +1084,7 @@ class FluidNetwork:
         check = self._check
         picked: dict[int, _FlowClass] = {}
         while check and check[0][0] <= now:
-            check_s, _, cls = heapq.heappop(check)
+            check_s, _, cls = heappop(check)
             if cls.check_s == check_s and cls.flows:
                 picked[cls.order] = cls
         classes = self._classes
@@ -1113,7 +1114,7 @@ class FluidNetwork:
                 or flows[0][0] <= limit
                 or (rate > 0 and now + (flows[0][0] - virtual) / rate <= now)
             ):
-                finished.append((heapq.heappop(flows)[2], cls.route))
+                finished.append((heappop(flows)[2], cls.route))
                 self._dirty_keys.add(key)
                 self._add_demand(cls, -1)
             if not flows:
@@ -1130,7 +1131,7 @@ class FluidNetwork:
             check = self._check
             for cls in candidates:
                 if cls.flows and cls.check_s <= now:
-                    heapq.heappush(check, (cls.check_s, next(self._check_seq), cls))
+                    heappush(check, (cls.check_s, next(self._check_seq), cls))
         for flow, route in finished:
             if self.recorder.enabled:
                 args = {"bytes": flow.size_B}

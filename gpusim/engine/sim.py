@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from functools import partial
-from heapq import heappop, heappush
 from typing import Any, Final
 
 import simpy
 from simpy.core import BoundClass, EmptySchedule, StopSimulation
 from simpy.events import NORMAL, PENDING, URGENT, Event, EventPriority, Initialize, Process, Timeout
 
+from gpusim.engine.heap import heappop, heappush
 from gpusim.engine.trace import TraceRecorder
 from gpusim.gc_pause import gc_frozen
 

@@ -105,13 +105,13 @@ from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from functools import partial
-from heapq import heappop, heappush
 from typing import Any
 
 import simpy
 from simpy.events import NORMAL, EventCallbacks
 
 from gpusim.engine.fluid import FluidNetwork
+from gpusim.engine.heap import heappop, heappush
 from gpusim.engine.sim import TriggeredEvent
 from gpusim.hardware.gpu import GPURuntime
 from gpusim.hardware.occupancy import Occupancy, occupancy_of
