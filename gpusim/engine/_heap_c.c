@@ -38,8 +38,7 @@ static int less(PyObject *a, PyObject *b) {
             if (!overflow_x && !overflow_y) {
                 if (lx == ly) continue;
                 return lx < ly;
-            }
-            PyErr_Clear(); /* beyond a C long: Python compares them below */
+            } /* beyond a C long (overflow sets no exception): Python compares them below */
         }
         Py_INCREF(x);
         Py_INCREF(y);
