@@ -16,6 +16,7 @@ os.environ["GPUSIM_PURE_PYTHON"] = "1"
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from gpusim import native
 from gpusim.spec.base import Dtype
 from gpusim.spec.hardware import GPUSpec, HostCPUSpec, MemoryKind, MemoryTierSpec
 from gpusim.spec.profile import (
@@ -354,3 +356,16 @@ def wait_for_points(results: Path, count: int, timeout_s: float = 60) -> None:
     while time.monotonic() < deadline and len(finished_points(results)) < count:
         time.sleep(0.05)
     assert len(finished_points(results)) >= count, "the sweep made no progress"
+
+
+def require_built(modules: Sequence[str], what: str) -> None:
+    """Skip where ``modules`` (of gpusim/native.py's compiled or C modules) would not run as the
+    install built them without GPUSIM_PURE_PYTHON (not built, or edited since); fail in CI,
+    which builds them: the tests that compare a build with its source need the build."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(native.PURE_ENV)
+        reason = native.source_reason(modules)
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI builds {what}, yet it would not run: {reason}")
+        pytest.skip(f"{what} would not run: {reason}")

@@ -34,7 +34,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -43,10 +42,10 @@ from pathlib import Path
 import networkx as nx
 import pytest
 import simpy
+from conftest import require_built
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpusim import native
 from gpusim.engine import maxmin
 from gpusim.engine.fluid import (
     _FINISH_REL_TOL,
@@ -293,15 +292,8 @@ def _c_twin() -> Callable[
     [Sequence[Sequence[int]], Sequence[int], Sequence[float], Sequence[float]], list[float]
 ]:
     """The solve of gpusim/engine/_maxmin_c.c as the install built it (the tests run maxmin.py's
-    own: GPUSIM_PURE_PYTHON is set). Skip where it was not built or its source changed since;
-    fail in CI, which builds it."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv(native.PURE_ENV)
-        reason = native.source_reason(native.C_MODULES)
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI builds the C max-min solve, yet it would not run: {reason}")
-        pytest.skip(f"the C max-min solve would not run: {reason}")
+    own: GPUSIM_PURE_PYTHON is set; :func:`conftest.require_built`)."""
+    require_built(("gpusim.engine._maxmin_c",), "the C max-min solve")
     solve: Callable[
         [Sequence[Sequence[int]], Sequence[int], Sequence[float], Sequence[float]], list[float]
     ] = importlib.import_module("gpusim.engine._maxmin_c").max_min_fair_rates

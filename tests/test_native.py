@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require_built
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -171,15 +172,8 @@ def _env(pure: bool) -> dict[str, str]:
 
 
 def _require_compiled() -> None:
-    """Skip where the engine would run from source without GPUSIM_PURE_PYTHON (not compiled at
-    install, or edited since); fail in CI, which compiles it."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(native.PURE_ENV)
-        reason = native.source_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI installs the compiled engine, yet it would not run: {reason}")
-        pytest.skip(f"the compiled engine would not run: {reason}")
+    """The compiled engine as installed (:func:`conftest.require_built`)."""
+    require_built(native.COMPILED_MODULES + native.C_MODULES, "the compiled engine")
 
 
 def _run(pure: bool) -> dict[str, object]:
@@ -312,15 +306,8 @@ def test_no_compiled_class_subclasses_a_class_mypyc_cannot_see() -> None:
 
 
 def _c_heap() -> Any:
-    """``_heap_c`` as the install built it; skip where it was not built or its source changed
-    since, fail in CI, which builds it."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(native.PURE_ENV)
-        reason = native.source_reason(("gpusim.engine._heap_c",))
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI builds the C heap, yet it would not run: {reason}")
-        pytest.skip(f"the C heap would not run: {reason}")
+    """``_heap_c`` as the install built it (:func:`conftest.require_built`)."""
+    require_built(("gpusim.engine._heap_c",), "the C heap")
     return importlib.import_module("gpusim.engine._heap_c")
 
 
