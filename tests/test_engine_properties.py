@@ -49,6 +49,7 @@ from hypothesis import strategies as st
 from gpusim.engine import maxmin
 from gpusim.engine.fluid import (
     _FINISH_REL_TOL,
+    _SLACK_REL,
     FlowKey,
     FluidNetwork,
     SolveWithout,
@@ -332,6 +333,15 @@ def test_max_min_c_twin_gives_the_same_floats(
         with pytest.raises(ValueError) as c_error:
             twin(routes, counts, caps, capacity)
         assert str(c_error.value) == str(python_error.value)
+
+
+def test_the_c_solves_use_the_python_tolerances() -> None:
+    """``_maxmin_c.c`` writes the solver's saturation tolerance and the fluid network's slack as
+    constants of its own: they must be the Python's, to the bit."""
+    _c_twin()
+    c_module = importlib.import_module("gpusim.engine._maxmin_c")
+    assert c_module.REL_TOL == maxmin._REL_TOL
+    assert c_module.SLACK_REL == _SLACK_REL
 
 
 def test_max_min_c_twin_of_no_classes_of_a_share_on_the_bound_and_of_bad_input() -> None:

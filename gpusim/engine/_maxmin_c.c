@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const double REL_TOL = 1e-12;
+static const double REL_TOL = 1e-12; /* maxmin.py's _REL_TOL (the module's REL_TOL: a test compares) */
 
 typedef struct {
     Py_ssize_t n;          /* classes */
@@ -449,7 +449,7 @@ done:
     return out;
 }
 
-static const double SLACK_REL = 1.0 - 1e-9; /* fluid.py's _SLACK_REL */
+static const double SLACK_REL = 1.0 - 1e-9; /* fluid.py's _SLACK_REL (SLACK_REL: compared alike) */
 
 /* Subtract ``amount`` from ``left[r]`` for each loose resource r of ``route`` (in route order,
  * a repeat subtracted again). Returns 0, or -1 with a Python exception set. */
@@ -628,4 +628,14 @@ static struct PyModuleDef module = {
     .m_methods = methods,
 };
 
-PyMODINIT_FUNC PyInit__maxmin_c(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__maxmin_c(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    /* the tolerances, for the test that holds them to the Python's */
+    if (PyModule_AddObject(m, "REL_TOL", PyFloat_FromDouble(REL_TOL)) < 0 ||
+        PyModule_AddObject(m, "SLACK_REL", PyFloat_FromDouble(SLACK_REL)) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -57,18 +57,10 @@ SolveWithout = Callable[
 ]
 """``_maxmin_c.solve_without``: :meth:`FluidNetwork._solve_without` in C (see its docstring)."""
 
-
-def _c_solve_without() -> SolveWithout | None:
-    """``_maxmin_c.solve_without`` where the compiled engine runs (gpusim/native.py); ``None``
-    where the source runs."""
-    module = c_module("gpusim.engine._maxmin_c")
-    if module is None:
-        return None
-    solve: SolveWithout = module.solve_without
-    return solve
-
-
-_C_SOLVE_WITHOUT = _c_solve_without()
+_C_MODULE = c_module("gpusim.engine._maxmin_c")
+_C_SOLVE_WITHOUT: SolveWithout | None = None if _C_MODULE is None else _C_MODULE.solve_without
+"""``_maxmin_c.solve_without`` where the compiled engine runs (gpusim/native.py); ``None`` where
+the source runs."""
 
 
 @dataclass(slots=True, init=False)

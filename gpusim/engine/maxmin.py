@@ -20,24 +20,16 @@ _ONE_LEVEL_CLOSED_FORM = True
 """Solve in closed form where the first filling level fixes every class
 (:func:`_one_level_of`); a test switches it off to compare."""
 
-_Solve = Callable[
-    [Sequence[Sequence[int]], Sequence[int], Sequence[float], Sequence[float]], list[float]
-]
-
-
-def _c_twin() -> _Solve | None:
-    """The solve of ``_maxmin_c.c``, where the compiled engine runs (gpusim/native.py): this
-    module's solve with both switches above on, the same operations in the same order on C
-    arrays (tests/test_engine_properties.py compares them bit for bit); ``None`` where the
-    source runs."""
-    module = c_module("gpusim.engine._maxmin_c")
-    if module is None:
-        return None
-    solve: _Solve = module.max_min_fair_rates
-    return solve
-
-
-_C_TWIN = _c_twin()
+_C_MODULE = c_module("gpusim.engine._maxmin_c")
+_C_TWIN: (
+    Callable[
+        [Sequence[Sequence[int]], Sequence[int], Sequence[float], Sequence[float]], list[float]
+    ]
+    | None
+) = None if _C_MODULE is None else _C_MODULE.max_min_fair_rates
+"""The solve of ``_maxmin_c.c``, where the compiled engine runs (gpusim/native.py): this
+module's solve with both switches above on, the same operations in the same order on C arrays
+(tests/test_engine_properties.py compares them bit for bit); ``None`` where the source runs."""
 
 
 def max_min_fair_rates(
