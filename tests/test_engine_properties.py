@@ -34,10 +34,11 @@ from __future__ import annotations
 import importlib
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import pytest
@@ -50,8 +51,10 @@ from gpusim.engine import maxmin
 from gpusim.engine.fluid import (
     _FINISH_REL_TOL,
     _SLACK_REL,
+    Component,
     FlowKey,
     FluidNetwork,
+    Flush,
     SolveWithout,
     _FlowClass,
     _Lone,
@@ -914,6 +917,264 @@ def test_the_c_optimistic_solve_gives_the_same_run(scenario: tuple[Topology, lis
     assert c == python
     _assert_same_run(c_net, python_net)
     assert c_net.grown == python_net.grown
+
+
+def _c_component() -> Component:
+    """``_maxmin_c.component`` as the install built it (:func:`_c_twin`'s conditions)."""
+    _c_twin()
+    walk: Component = importlib.import_module("gpusim.engine._maxmin_c").component
+    return walk
+
+
+class _ComponentComparedNetwork(_PathComparedNetwork):
+    """A network whose every component is taken by the C walk and by the Python, compared: the
+    same members in the same order (the order the solve takes them in), and the same sets,
+    iterating alike (built by the same insertions). Runs the Python's."""
+
+    def __init__(self, env: CountingEnvironment, twin: Component) -> None:
+        super().__init__(env, fast_paths=True)
+        self.twin = twin
+        self.walks = 0
+        self.tight_walks = 0
+        self.loose_walks = 0
+
+    def _component(
+        self, optimistic: bool, tight: frozenset[int] | set[int] = frozenset()
+    ) -> tuple[list[_FlowClass], set[int], set[_FlowClass], set[int]]:
+        python = super()._component(optimistic, tight)
+        c = self.twin(
+            self._classes,
+            self._dirty_keys,
+            self._dirty_res,
+            self.load_Bps,
+            self._room_Bps,
+            self._uncapped,
+            self._demand,
+            self._users,
+            optimistic,
+            tight,
+        )
+        for got, want in zip(c, python, strict=True):
+            assert type(got) is type(want)
+            assert [id(x) for x in got] == [id(x) for x in want]  # the same, in the same order
+        self.walks += 1
+        self.tight_walks += bool(tight)
+        self.loose_walks += bool(python[3])
+        return python
+
+
+def _run_compared_components(
+    capacities_Bps: Sequence[float], xfers: Sequence[Xfer]
+) -> _ComponentComparedNetwork:
+    net = _ComponentComparedNetwork(CountingEnvironment(), _c_component())
+    _run_with_follow_ups(net, capacities_Bps, xfers, calls=True)
+    return net
+
+
+@given(st.one_of(crowded_scenarios(), scenarios(max_xfers=24)))
+def test_the_c_component_walk_takes_the_same_component(
+    scenario: tuple[Topology, list[Xfer]],
+) -> None:
+    """The compiled engine's C ``_component`` against the method's Python at every settle of
+    random runs: the same classes in the same order, the same resources, changed classes and
+    loose resources (list, set and set orders compared by identity)."""
+    topo, xfers = scenario
+    _run_compared_components(topo.capacities_Bps, xfers)
+
+
+@st.composite
+def walk_states(draw: st.DrawFn) -> tuple[FluidNetwork, bool, set[int]]:
+    """A network's containers as a walk reads them, drawn directly (not from a run): loads and
+    demands at exactly the saturation bound (``_room_Bps``), half of it or twice it, so the
+    walk's ties are taken; classes on random routes, some changed, some resources freed."""
+    n_res = draw(st.integers(1, 8))
+    net = FluidNetwork(CountingEnvironment())
+    for r in range(n_res):
+        net.add_resource(f"r{r}", draw(st.sampled_from([1e9, 3e9, 7.5e9])))
+    for r in range(n_res):
+        room = net._room_Bps[r]
+        net.load_Bps[r] = draw(st.sampled_from([0.0, room / 2, room, 2 * room]))
+        net._demand[r] = draw(st.sampled_from([0.0, room / 2, room, 2 * room]))
+        net._uncapped[r] = draw(st.integers(0, 2))
+    resource = st.integers(0, n_res - 1)
+    for order in range(draw(st.integers(1, 10))):
+        route = tuple(draw(st.lists(resource, min_size=1, max_size=4)))
+        key = (route, draw(st.sampled_from([math.inf, 1e9, 2e9 + order])))
+        if key not in net._classes:
+            net._new_class(key, order, 0.0)
+            if draw(st.booleans()):
+                net._dirty_keys.add(key)
+    net._dirty_keys.add(((n_res - 1,), 5e8))  # a changed class that has gone meanwhile
+    net._dirty_res.update(draw(st.sets(resource, max_size=3)))
+    return net, draw(st.booleans()), draw(st.sets(resource, max_size=3))
+
+
+@given(walk_states())
+def test_the_c_component_walk_takes_the_python_component_at_every_tie(
+    state: tuple[FluidNetwork, bool, set[int]],
+) -> None:
+    """The C walk against the Python on drawn states where loads and demands sit exactly at the
+    bound that decides whether a resource can saturate or is below it (random runs never land
+    there): the same members, resources, changed classes and loose resources, in the same
+    orders."""
+    net, optimistic, tight = state
+    python = net._component(optimistic, tight)
+    c = _c_component()(
+        net._classes,
+        net._dirty_keys,
+        net._dirty_res,
+        net.load_Bps,
+        net._room_Bps,
+        net._uncapped,
+        net._demand,
+        net._users,
+        optimistic,
+        tight,
+    )
+    for got, want in zip(c, python, strict=True):
+        assert type(got) is type(want)
+        assert [id(x) for x in got] == [id(x) for x in want]
+
+
+def test_the_c_component_walk_grows_through_filled_resources_alike() -> None:
+    """The grown-component instances (optimistic walks redone with resources in ``tight``)."""
+    cases = json.loads(
+        (Path(__file__).parent / "fixtures" / "fluid_grown_component_cases.json").read_text()
+    )
+    for case in cases:
+        xfers = [
+            Xfer(tuple(route), size_B, start_s, latency_s, math.inf if cap is None else cap)
+            for route, size_B, start_s, latency_s, cap in case["xfers"]
+        ]
+        net = _run_compared_components(case["capacities_Bps"], xfers)
+        assert net.tight_walks > 0 and net.loose_walks > 0
+
+
+def test_the_c_component_walk_gives_the_same_run() -> None:
+    """A whole run with the C walk in place of the Python's: the same completions, rates,
+    clocks, loads, peaks and recomputations at every settle (the crowded cases of the
+    grown-component fixture, the C optimistic solve in both)."""
+    cases = json.loads(
+        (Path(__file__).parent / "fixtures" / "fluid_grown_component_cases.json").read_text()
+    )
+    twin = _c_component()
+    for case in cases:
+        xfers = [
+            Xfer(tuple(route), size_B, start_s, latency_s, math.inf if cap is None else cap)
+            for route, size_B, start_s, latency_s, cap in case["xfers"]
+        ]
+        python, python_net = _run_paths(case["capacities_Bps"], xfers, fast_paths=True)
+        c_net = _PathComparedNetwork(CountingEnvironment(), True)
+        c_net.c_component = twin
+        c = _run_with_follow_ups(c_net, case["capacities_Bps"], xfers, calls=True)
+        assert c == python
+        _assert_same_run(c_net, python_net)
+
+
+def test_the_c_component_walk_refuses_what_the_python_cannot_read() -> None:
+    """A route through a resource the network does not have, and per-resource lists that
+    disagree, are refused with an error (not read past their ends)."""
+    walk = _c_component()
+    net = FluidNetwork(CountingEnvironment())
+    net.add_resource("r0", 1e9)
+    cls = _FlowClass(((0, 5), math.inf), 0)
+    net._classes[cls.key] = cls
+    net._users[0] = {cls}
+    classes, dirty, load, room = net._classes, {cls.key}, net.load_Bps, net._room_Bps
+    with pytest.raises(IndexError, match="resource 5"):
+        walk(classes, dirty, set(), load, room, net._uncapped, net._demand, net._users, True, set())
+    with pytest.raises(ValueError, match="differ in length"):
+        walk(classes, dirty, set(), load, room, [0, 0], net._demand, net._users, True, set())
+    not_a_set: Any = [0]
+    with pytest.raises(TypeError):
+        walk(classes, dirty, set(), load, room, [0], net._demand, net._users, True, not_a_set)
+
+
+def _c_flush() -> Flush:
+    """``_maxmin_c.flush`` as the install built it (:func:`_c_twin`'s conditions)."""
+    _c_twin()
+    flush: Flush = importlib.import_module("gpusim.engine._maxmin_c").flush
+    return flush
+
+
+_ledger_value = st.one_of(st.just(0.0), st.floats(1e-9, 1e12), st.floats(-1e3, 1e3))
+
+
+@given(
+    st.lists(st.tuples(_ledger_value, _ledger_value, _ledger_value, _ledger_value), min_size=1),
+    st.data(),
+)
+def test_the_c_flush_brings_resources_up_to_now_as_the_python(
+    ledgers: list[tuple[float, float, float, float]], data: st.DataObject
+) -> None:
+    """The C ``_flush`` against the method's Python on drawn ledgers (loads zero, positive or
+    negative residue; clocks before, at or after now) and resources given as a set, a list
+    with repeats or a range: the same carried bytes, busy times and clocks, bit for bit."""
+    n = len(ledgers)
+    now = data.draw(st.sampled_from([0.0, 1.5, 1e3]))
+    resources: Iterable[int] = data.draw(
+        st.one_of(
+            st.sets(st.integers(0, n - 1)),
+            st.lists(st.integers(0, n - 1)),
+            st.just(range(n)),
+        )
+    )
+
+    def network() -> FluidNetwork:
+        net = FluidNetwork(CountingEnvironment())
+        for r, (load, since, carried, busy) in enumerate(ledgers):
+            net.add_resource(f"r{r}", 1e9)
+            net.load_Bps[r], net._since_s[r] = load, since
+            net.carried_B[r], net.busy_s[r] = carried, busy
+        return net
+
+    python, c = network(), network()
+    python.c_flush = None
+    c.c_flush = _c_flush()
+    python._flush(resources, now)
+    c._flush(resources, now)
+    for got, want in [
+        (c._since_s, python._since_s),
+        (c.carried_B, python.carried_B),
+        (c.busy_s, python.busy_s),
+    ]:
+        assert [x.hex() for x in got] == [x.hex() for x in want]
+
+
+def test_the_c_flush_gives_the_same_run() -> None:
+    """Whole runs with the C ``_flush`` in place of the Python's (the grown-component cases):
+    the same completions, rates, clocks, loads, peaks, carried bytes and busy times."""
+    cases = json.loads(
+        (Path(__file__).parent / "fixtures" / "fluid_grown_component_cases.json").read_text()
+    )
+    flush = _c_flush()
+    for case in cases:
+        xfers = [
+            Xfer(tuple(route), size_B, start_s, latency_s, math.inf if cap is None else cap)
+            for route, size_B, start_s, latency_s, cap in case["xfers"]
+        ]
+        python, python_net = _run_paths(case["capacities_Bps"], xfers, fast_paths=True)
+        c_net = _PathComparedNetwork(CountingEnvironment(), True)
+        c_net.c_flush = flush
+        c = _run_with_follow_ups(c_net, case["capacities_Bps"], xfers, calls=True)
+        assert c == python
+        _assert_same_run(c_net, python_net)
+
+
+def test_the_c_flush_refuses_what_the_python_would_misread() -> None:
+    """A resource outside the lists (negative ones too: Python would count those from the
+    end), lists that disagree and a time that is not a float are refused."""
+    flush = _c_flush()
+    ledger = [0.0, 0.0]
+    with pytest.raises(IndexError, match="resource 2"):
+        flush([2], 1.0, list(ledger), list(ledger), list(ledger), list(ledger))
+    with pytest.raises(IndexError, match="resource -1"):
+        flush([-1], 1.0, list(ledger), list(ledger), list(ledger), list(ledger))
+    with pytest.raises(ValueError, match="differ in length"):
+        flush([0], 1.0, list(ledger), [0.0], list(ledger), list(ledger))
+    not_a_float: Any = 1
+    with pytest.raises(TypeError):
+        flush([0], not_a_float, list(ledger), list(ledger), list(ledger), list(ledger))
 
 
 @pytest.mark.parametrize(("outside_GBps", "fills"), [(70.0, False), (80.0, True)])

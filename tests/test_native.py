@@ -108,9 +108,10 @@ def test_the_test_suite_runs_the_source() -> None:
     """conftest.py sets GPUSIM_PURE_PYTHON: coverage traces the source, tests patch classes."""
     assert native.engine_build().startswith("pure Python from source")
     assert native.c_module("gpusim.engine._maxmin_c") is None  # maxmin.py's own solve runs
-    from gpusim.engine import maxmin
+    from gpusim.engine import fluid, maxmin
 
     assert maxmin._C_TWIN is None
+    assert fluid._C_SOLVE_WITHOUT is None and fluid._C_COMPONENT is None
 
 
 def test_an_edited_c_twin_runs_the_engine_from_source(

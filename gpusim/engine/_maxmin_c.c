@@ -605,6 +605,391 @@ done:
     return out;
 }
 
+/* ---- fluid.FluidNetwork._component ------------------------------------------------------- */
+
+/* A set of objects by identity (open addressing on the address): which classes the walk has
+ * taken. Identity is the classes' equality (fluid._FlowClass compares by identity), so this
+ * answers what ``cls in members`` answers, without calling each class's __hash__. */
+typedef struct {
+    PyObject **slots;
+    size_t mask;
+    size_t used;
+} Taken;
+
+static size_t taken_home(const Taken *t, const PyObject *o) {
+    return (size_t)(((uintptr_t)o >> 4) * (uintptr_t)0x9E3779B97F4A7C15ULL) & t->mask;
+}
+
+/* Add ``o``: 1 if it was not there, 0 if it was, -1 with MemoryError set. */
+static int taken_add(Taken *t, PyObject *o) {
+    if (2 * (t->used + 1) > t->mask + 1) {
+        size_t size = 2 * (t->mask + 1);
+        PyObject **old = t->slots;
+        size_t old_size = t->mask + 1;
+        PyObject **slots = calloc(size, sizeof(PyObject *));
+        if (!slots) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->slots = slots;
+        t->mask = size - 1;
+        for (size_t i = 0; i < old_size; i++) {
+            if (!old[i]) continue;
+            size_t j = taken_home(t, old[i]);
+            while (slots[j]) j = (j + 1) & t->mask;
+            slots[j] = old[i];
+        }
+        free(old);
+    }
+    size_t j = taken_home(t, o);
+    while (t->slots[j]) {
+        if (t->slots[j] == o) return 0;
+        j = (j + 1) & t->mask;
+    }
+    t->slots[j] = o;
+    t->used++;
+    return 1;
+}
+
+/* Per resource, the last walk that visited it and the last that had it as a seed: marks
+ * compared with the walk's stamp, so that no walk clears them. */
+static unsigned long long *visited_at = NULL, *seeded_at = NULL, walk_stamp = 0;
+static Py_ssize_t marks_len = 0;
+
+static int marks_fit(Py_ssize_t n) {
+    if (n <= marks_len) return 0;
+    unsigned long long *v = realloc(visited_at, sizeof(unsigned long long) * (size_t)n);
+    if (v) visited_at = v;
+    unsigned long long *s = realloc(seeded_at, sizeof(unsigned long long) * (size_t)n);
+    if (s) seeded_at = s;
+    if (!v || !s) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t r = marks_len; r < n; r++) visited_at[r] = seeded_at[r] = 0;
+    marks_len = n;
+    return 0;
+}
+
+/* Stack of resource indices; grows as routes are pushed. */
+typedef struct {
+    Py_ssize_t *items;
+    Py_ssize_t len, size;
+} Stack;
+
+static int stack_push_route(Stack *s, PyObject *route, Py_ssize_t n_res) {
+    PyObject *fast = PySequence_Fast(route, "each route must be a sequence");
+    if (!fast) return -1;
+    Py_ssize_t len = PySequence_Fast_GET_SIZE(fast);
+    if (s->len + len > s->size) {
+        Py_ssize_t size = 2 * (s->len + len) + 16;
+        Py_ssize_t *items = realloc(s->items, sizeof(Py_ssize_t) * (size_t)size);
+        if (!items) {
+            Py_DECREF(fast);
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->items = items;
+        s->size = size;
+    }
+    for (Py_ssize_t i = 0; i < len; i++) {
+        Py_ssize_t r = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(fast, i));
+        if (r == -1 && PyErr_Occurred()) {
+            Py_DECREF(fast);
+            return -1;
+        }
+        if (r < 0 || r >= n_res) {
+            Py_DECREF(fast);
+            PyErr_Format(PyExc_IndexError, "resource %zd is not in load_Bps", r);
+            return -1;
+        }
+        s->items[s->len++] = r;
+    }
+    Py_DECREF(fast);
+    return 0;
+}
+
+static PyObject *route_name = NULL; /* "route", interned at import */
+
+static int float_at(PyObject *list, Py_ssize_t r, double *out) {
+    *out = PyFloat_AsDouble(PyList_GET_ITEM(list, r));
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* A class crossing a resource the walk goes through: unless taken, take it (members.add) and
+ * push its route. Returns 0, or -1 with a Python exception set. */
+static int take_sharer(PyObject *cls, Taken *taken, PyObject *members, Stack *stack,
+                       Py_ssize_t n_res) {
+    int added = taken_add(taken, cls);
+    if (added <= 0) return added;
+    if (PySet_Add(members, cls) < 0) return -1;
+    PyObject *route = PyObject_GetAttr(cls, route_name);
+    if (!route) return -1;
+    int pushed = stack_push_route(stack, route, n_res);
+    Py_DECREF(route);
+    return pushed;
+}
+
+/* ``for cls in sharers: if cls not in members: ...`` (take_sharer), in the set's order. */
+static int walk_sharers(PyObject *sharers, Taken *taken, PyObject *members, Stack *stack,
+                        Py_ssize_t n_res) {
+#if PY_VERSION_HEX < 0x030D0000
+    if (PyAnySet_Check(sharers)) { /* its table directly: the order its iterator gives */
+        Py_ssize_t pos = 0;
+        PyObject *cls;
+        Py_hash_t hash;
+        while (_PySet_NextEntry(sharers, &pos, &cls, &hash)) {
+            if (take_sharer(cls, taken, members, stack, n_res) < 0) return -1;
+        }
+        return 0;
+    }
+#endif
+    PyObject *iter = PyObject_GetIter(sharers), *cls;
+    if (!iter) return -1;
+    while ((cls = PyIter_Next(iter))) {
+        int taken_ok = take_sharer(cls, taken, members, stack, n_res);
+        Py_DECREF(cls);
+        if (taken_ok < 0) break;
+    }
+    Py_DECREF(iter);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* fluid.FluidNetwork._component (see its docstring), over the network's own containers: the
+ * same members in the same order, and the same sets built by the same insertions (so they
+ * iterate alike). The Python's set lookups that only ask "seen yet?" are marks here. */
+static PyObject *component(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError,
+                        "component(classes, dirty_keys, dirty_res, load_Bps, room_Bps, uncapped, "
+                        "demand, users, optimistic, tight)");
+        return NULL;
+    }
+    PyObject *classes = args[0], *dirty_keys = args[1], *dirty_res = args[2];
+    PyObject *load = args[3], *room_Bps = args[4], *uncapped = args[5], *demand = args[6];
+    PyObject *users = args[7], *tight = args[9];
+    int optimistic = PyObject_IsTrue(args[8]);
+    if (optimistic < 0) return NULL;
+    if (!PyDict_Check(classes) || !PyDict_Check(users) || !PyList_Check(load) ||
+        !PyList_Check(room_Bps) || !PyList_Check(uncapped) || !PyList_Check(demand) ||
+        !PyAnySet_Check(tight)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "component needs dicts of classes and users, lists per resource and a "
+                        "set of tight resources");
+        return NULL;
+    }
+    Py_ssize_t n_res = PyList_GET_SIZE(load);
+    if (PyList_GET_SIZE(room_Bps) != n_res || PyList_GET_SIZE(uncapped) != n_res ||
+        PyList_GET_SIZE(demand) != n_res) {
+        PyErr_SetString(PyExc_ValueError, "the per-resource lists differ in length");
+        return NULL;
+    }
+    PyObject *touched = NULL, *members = NULL, *seeds = NULL, *resources = NULL, *loose = NULL;
+    PyObject *iter = NULL, *item = NULL, *route = NULL, *index = NULL, *out = NULL;
+    PyObject *member_list = NULL;
+    Taken taken = {NULL, 63, 0};
+    Stack stack = {NULL, 0, 0};
+    if (marks_fit(n_res) < 0) return NULL;
+    unsigned long long stamp = ++walk_stamp;
+    taken.slots = calloc(64, sizeof(PyObject *));
+    if (!taken.slots) {
+        PyErr_NoMemory();
+        goto done;
+    }
+
+    touched = PySet_New(NULL);
+    if (!touched || !(iter = PyObject_GetIter(dirty_keys))) goto done;
+    while ((item = PyIter_Next(iter))) {
+        PyObject *changed = PyDict_GetItemWithError(classes, item); /* borrowed */
+        Py_CLEAR(item);
+        if (!changed) {
+            if (PyErr_Occurred()) goto done;
+            continue;
+        }
+        if (PySet_Add(touched, changed) < 0) goto done;
+    }
+    Py_CLEAR(iter);
+    if (PyErr_Occurred()) goto done;
+    members = PySet_New(touched); /* set(touched) */
+    seeds = PySet_New(dirty_res);
+    if (!members || !seeds || !(iter = PyObject_GetIter(members))) goto done;
+    while ((item = PyIter_Next(iter))) {
+        if (taken_add(&taken, item) < 0) goto done;
+        route = PyObject_GetAttr(item, route_name);
+        Py_CLEAR(item);
+        if (!route) goto done;
+        PyObject *route_iter = PyObject_GetIter(route); /* seeds.update(cls.route) */
+        Py_CLEAR(route);
+        if (!route_iter) goto done;
+        PyObject *r_obj;
+        while ((r_obj = PyIter_Next(route_iter))) {
+            int added = PySet_Add(seeds, r_obj);
+            Py_DECREF(r_obj);
+            if (added < 0) break;
+        }
+        Py_DECREF(route_iter);
+        if (PyErr_Occurred()) goto done;
+    }
+    Py_CLEAR(iter);
+    if (PyErr_Occurred()) goto done;
+    if (!(iter = PyObject_GetIter(seeds))) goto done; /* stack = list(seeds) */
+    stack.size = PySet_GET_SIZE(seeds) + 16;
+    stack.items = malloc(sizeof(Py_ssize_t) * (size_t)stack.size);
+    if (!stack.items) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    while ((item = PyIter_Next(iter))) {
+        Py_ssize_t r = PyLong_AsSsize_t(item);
+        Py_CLEAR(item);
+        if (r == -1 && PyErr_Occurred()) goto done;
+        if (r < 0 || r >= n_res) {
+            PyErr_Format(PyExc_IndexError, "resource %zd is not in load_Bps", r);
+            goto done;
+        }
+        seeded_at[r] = stamp;
+        stack.items[stack.len++] = r;
+    }
+    Py_CLEAR(iter);
+    if (PyErr_Occurred()) goto done;
+
+    resources = PySet_New(NULL);
+    loose = PySet_New(NULL);
+    if (!resources || !loose) goto done;
+    while (stack.len) {
+        Py_ssize_t r = stack.items[--stack.len];
+        if (visited_at[r] == stamp) continue;
+        visited_at[r] = stamp;
+        index = PyLong_FromSsize_t(r);
+        if (!index || PySet_Add(resources, index) < 0) goto done;
+        double room, load_r, demand_r;
+        if (float_at(room_Bps, r, &room) < 0 || float_at(load, r, &load_r) < 0) goto done;
+        int below = load_r < room;
+        int none_uncapped = PyObject_Not(PyList_GET_ITEM(uncapped, r));
+        if (none_uncapped < 0) goto done;
+        if (none_uncapped) {
+            if (float_at(demand, r, &demand_r) < 0) goto done;
+            if (demand_r <= room && (below || seeded_at[r] != stamp)) {
+                Py_CLEAR(index);
+                continue; /* cannot saturate: its capacity is never in question */
+            }
+        }
+        PyObject *sharers = PyDict_GetItemWithError(users, index); /* borrowed */
+        if (!sharers) {
+            if (PyErr_Occurred()) goto done;
+            Py_CLEAR(index);
+            continue; /* no class crosses it */
+        }
+        if (optimistic && below) {
+            Py_ssize_t n_sharers = PyObject_Size(sharers);
+            if (n_sharers < 0) goto done;
+            if (n_sharers > 1) {
+                int is_tight = PySet_Contains(tight, index);
+                if (is_tight < 0) goto done;
+                if (!is_tight) {
+                    if (PySet_Add(loose, index) < 0) goto done;
+                    Py_CLEAR(index);
+                    continue;
+                }
+            }
+        }
+        Py_CLEAR(index);
+        Py_INCREF(sharers); /* the walk below runs Python (a class's __hash__): hold it */
+        int walked = walk_sharers(sharers, &taken, members, &stack, n_res);
+        Py_DECREF(sharers);
+        if (walked < 0) goto done;
+    }
+    member_list = PySequence_List(members);
+    if (member_list) out = PyTuple_Pack(4, member_list, resources, touched, loose);
+done:
+    Py_XDECREF(iter);
+    Py_XDECREF(item);
+    Py_XDECREF(route);
+    Py_XDECREF(index);
+    Py_XDECREF(member_list);
+    Py_XDECREF(touched);
+    Py_XDECREF(members);
+    Py_XDECREF(seeds);
+    Py_XDECREF(resources);
+    Py_XDECREF(loose);
+    free(taken.slots);
+    free(stack.items);
+    return out;
+}
+
+/* ---- fluid.FluidNetwork._flush ----------------------------------------------------------- */
+
+/* list[r] = value (a new float). Returns 0, or -1 with a Python exception set. */
+static int float_put(PyObject *list, Py_ssize_t r, double value) {
+    PyObject *f = PyFloat_FromDouble(value);
+    if (!f) return -1;
+    PyObject *old = PyList_GET_ITEM(list, r);
+    PyList_SET_ITEM(list, r, f);
+    Py_DECREF(old);
+    return 0;
+}
+
+/* One resource of flush: brought up to now_s at its load. */
+static int flush_one(Py_ssize_t r, double now_s, PyObject *now, PyObject *load, PyObject *since,
+                     PyObject *carried, PyObject *busy, Py_ssize_t n_res) {
+    if (r < 0 || r >= n_res) {
+        PyErr_Format(PyExc_IndexError, "resource %zd is not in load_Bps", r);
+        return -1;
+    }
+    double since_s, load_r, carried_r, busy_r;
+    if (float_at(since, r, &since_s) < 0) return -1;
+    double dt = now_s - since_s;
+    if (!(dt > 0)) return 0;
+    if (float_at(load, r, &load_r) < 0) return -1;
+    if (load_r > 0) {
+        if (float_at(carried, r, &carried_r) < 0 || float_at(busy, r, &busy_r) < 0) return -1;
+        if (float_put(carried, r, carried_r + load_r * dt) < 0) return -1;
+        if (float_put(busy, r, busy_r + dt) < 0) return -1;
+    }
+    PyObject *old = PyList_GET_ITEM(since, r);
+    Py_INCREF(now);
+    PyList_SET_ITEM(since, r, now);
+    Py_DECREF(old);
+    return 0;
+}
+
+/* fluid.FluidNetwork._flush (see its docstring), on the network's per-resource lists. */
+static PyObject *flush(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "flush(resources, now, load_Bps, since_s, carried_B, busy_s)");
+        return NULL;
+    }
+    PyObject *resources = args[0], *now = args[1], *load = args[2], *since = args[3];
+    PyObject *carried = args[4], *busy = args[5];
+    if (!PyFloat_Check(now) || !PyList_Check(load) || !PyList_Check(since) ||
+        !PyList_Check(carried) || !PyList_Check(busy)) {
+        PyErr_SetString(PyExc_TypeError, "flush needs a float time and lists per resource");
+        return NULL;
+    }
+    Py_ssize_t n_res = PyList_GET_SIZE(load);
+    if (PyList_GET_SIZE(since) != n_res || PyList_GET_SIZE(carried) != n_res ||
+        PyList_GET_SIZE(busy) != n_res) {
+        PyErr_SetString(PyExc_ValueError, "the per-resource lists differ in length");
+        return NULL;
+    }
+    double now_s = PyFloat_AS_DOUBLE(now);
+    PyObject *fast = PySequence_Fast(resources, "resources must be iterable");
+    if (!fast) return NULL;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); i++) {
+        Py_ssize_t r = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(fast, i));
+        if ((r == -1 && PyErr_Occurred()) ||
+            flush_one(r, now_s, now, load, since, carried, busy, n_res) < 0) {
+            Py_DECREF(fast);
+            return NULL;
+        }
+    }
+    Py_DECREF(fast);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"max_min_fair_rates", (PyCFunction)(void (*)(void))max_min_fair_rates, METH_FASTCALL,
      "max_min_fair_rates(routes, counts, caps_Bps, capacity_Bps) -> list[float]: "
@@ -617,6 +1002,14 @@ static PyMethodDef methods[] = {
      "those rates would fill of what the classes outside leave (their load less the standing "
      "contributions loads_Bps of the component's classes and gone_loads_Bps of the gone ones); "
      "the rates are None where any would fill."},
+    {"component", (PyCFunction)(void (*)(void))component, METH_FASTCALL,
+     "component(classes, dirty_keys, dirty_res, load_Bps, room_Bps, uncapped, demand, users, "
+     "optimistic, tight) -> (members, resources, touched, loose): "
+     "gpusim.engine.fluid.FluidNetwork._component in C (the same members in the same order, "
+     "the same sets)."},
+    {"flush", (PyCFunction)(void (*)(void))flush, METH_FASTCALL,
+     "flush(resources, now, load_Bps, since_s, carried_B, busy_s) -> None: "
+     "gpusim.engine.fluid.FluidNetwork._flush in C (the same floats)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -629,6 +1022,8 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__maxmin_c(void) {
+    route_name = PyUnicode_InternFromString("route");
+    if (!route_name) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     /* the tolerances, for the test that holds them to the Python's */

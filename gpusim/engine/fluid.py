@@ -57,10 +57,34 @@ SolveWithout = Callable[
 ]
 """``_maxmin_c.solve_without``: :meth:`FluidNetwork._solve_without` in C (see its docstring)."""
 
+Component = Callable[
+    [
+        dict[FlowKey, "_FlowClass"],
+        set[FlowKey],
+        set[int],
+        list[float],
+        list[float],
+        list[int],
+        list[float],
+        dict[int, set["_FlowClass"]],
+        bool,
+        "frozenset[int] | set[int]",
+    ],
+    tuple[list["_FlowClass"], set[int], set["_FlowClass"], set[int]],
+]
+"""``_maxmin_c.component``: :meth:`FluidNetwork._component` in C (see its docstring)."""
+
 _C_MODULE = c_module("gpusim.engine._maxmin_c")
 _C_SOLVE_WITHOUT: SolveWithout | None = None if _C_MODULE is None else _C_MODULE.solve_without
 """``_maxmin_c.solve_without`` where the compiled engine runs (gpusim/native.py); ``None`` where
 the source runs."""
+_C_COMPONENT: Component | None = None if _C_MODULE is None else _C_MODULE.component
+"""``_maxmin_c.component`` where the compiled engine runs; ``None`` where the source runs."""
+
+Flush = Callable[[Iterable[int], float, list[float], list[float], list[float], list[float]], None]
+"""``_maxmin_c.flush``: :meth:`FluidNetwork._flush` in C (see its docstring)."""
+_C_FLUSH: Flush | None = None if _C_MODULE is None else _C_MODULE.flush
+"""``_maxmin_c.flush`` where the compiled engine runs; ``None`` where the source runs."""
 
 
 @dataclass(slots=True, init=False)
@@ -301,7 +325,8 @@ class FluidNetwork:
         """With many classes: a heap of (``check_s``, seq, class), from which a wake-up takes
         the classes that could finish and :meth:`_reschedule` finds the next completion. An
         entry is stale once its class has been re-timed or has gone (lazy deletion)."""
-        self._check_seq = count()
+        self._check_seq = 0
+        """The sequence number of the next ``_check`` entry (:meth:`_check_entry`)."""
         self._order = count()
         self._heap_mode = False
         self._seq = count()
@@ -318,6 +343,12 @@ class FluidNetwork:
         """:meth:`_solve_without` in C (``_maxmin_c.c``: the same floats, without the route
         cuts it keeps), where the compiled engine runs; ``None`` runs the method's Python (a
         test compares the two)."""
+        self.c_component: Component | None = _C_COMPONENT
+        """:meth:`_component` in C (``_maxmin_c.c``: the same members, in the same order, and
+        the same sets), where the compiled engine runs; ``None`` runs the method's Python."""
+        self.c_flush: Flush | None = _C_FLUSH
+        """:meth:`_flush` in C (``_maxmin_c.c``: the same floats), where the compiled engine
+        runs; ``None`` runs the method's Python."""
 
     def add_resource(self, name: str, capacity_Bps: float, group: str = "links") -> int:
         """Register a directional resource; returns its index for routes."""
@@ -575,6 +606,10 @@ class FluidNetwork:
         """Bring each resource's carried bytes and busy time up to ``now`` at its load (before
         its load changes, and for :meth:`stats`)."""
         load, since, carried, busy = self.load_Bps, self._since_s, self.carried_B, self.busy_s
+        twin = self.c_flush
+        if twin is not None:
+            twin(resources, now, load, since, carried, busy)
+            return
         for r in resources:
             dt = now - since[r]
             if dt > 0:
@@ -615,6 +650,20 @@ class FluidNetwork:
         solution that satisfies a constraint it ignored is the solution with that constraint.
         A changed class's own slack resource still connects when it was saturated before the
         change (a flow that left may free its sharers)."""
+        twin = self.c_component
+        if twin is not None:
+            return twin(
+                self._classes,
+                self._dirty_keys,
+                self._dirty_res,
+                self.load_Bps,
+                self._room_Bps,
+                self._uncapped,
+                self._demand,
+                self._users,
+                optimistic,
+                tight,
+            )
         classes = self._classes
         touched: set[_FlowClass] = set()
         for k in self._dirty_keys:
@@ -709,7 +758,7 @@ class FluidNetwork:
             self._demand,
             self._users,
         )
-        n_flows = len(cls.flows)
+        n_flows = float(len(cls.flows))  # a float: mypyc divides natively (the same floats)
         own_Bps = cls.load_Bps
         share = cls.cap_Bps
         left: list[float] = []  # per loose resource: what the classes outside leave of it
@@ -750,7 +799,7 @@ class FluidNetwork:
             cls.set_rate(share, now)
         cls.retime(now)
         if heap_mode:
-            heappush(self._check, (cls.check_s, next(self._check_seq), cls))
+            heappush(self._check, self._check_entry(cls))
         if self.recorder.enabled:  # the component's set, built as _component builds it
             seeds: set[int] = set()
             seeds.update(route)
@@ -925,7 +974,7 @@ class FluidNetwork:
         if len(classes) == 1 and classes[0].distinct:  # alone: the closed form, inline
             only = classes[0]
             share = only.cap_Bps
-            n_flows = len(only.flows)
+            n_flows = float(len(only.flows))
             for r in only.route:
                 if capacity[r] / n_flows < share:
                     share = capacity[r] / n_flows
@@ -958,7 +1007,7 @@ class FluidNetwork:
         now = self._last_s
         for i, cls in enumerate(classes):  # by index: mypyc types a zip's items as objects
             rate = rates[i]
-            contribution = rate * len(cls.flows)
+            contribution = rate * float(len(cls.flows))
             if contribution != cls.load_Bps:
                 delta = contribution - cls.load_Bps
                 for r in cls.route:
@@ -970,7 +1019,7 @@ class FluidNetwork:
                 cls.set_rate(rate, now)
             cls.retime(now)
             if heap_mode:
-                heappush(self._check, (cls.check_s, next(self._check_seq), cls))
+                heappush(self._check, self._check_entry(cls))
         self._retime_end(resources, now)
         return heap_mode
 
@@ -983,9 +1032,7 @@ class FluidNetwork:
             not self._heap_mode or len(self._check) > 2 * len(self._classes) + 64
         ):  # entering heap mode, or mostly stale entries: index every class once
             self._check = [
-                (c.check_s, next(self._check_seq), c)
-                for c in self._classes.values()
-                if c.check_s < math.inf
+                self._check_entry(c) for c in self._classes.values() if c.check_s < math.inf
             ]
             heapq.heapify(self._check)
         elif not heap_mode:
@@ -999,6 +1046,14 @@ class FluidNetwork:
                     load[r] = load[r] - cls.load_Bps
             self._gone.clear()
         return heap_mode
+
+    def _check_entry(self, cls: _FlowClass) -> tuple[float, int, _FlowClass]:
+        """The ``_check`` heap's entry for ``cls`` as of now: its ``check_s``, then the next
+        sequence number (a plain counter rather than ``itertools.count``: mypyc calls ``next``
+        through the builtins module)."""
+        seq = self._check_seq
+        self._check_seq = seq + 1
+        return (cls.check_s, seq, cls)
 
     def _retime_end(self, resources: Iterable[int], now: float) -> None:
         """:meth:`_retime`'s end: the peak loads of ``resources`` (a load with no flows left is
@@ -1123,7 +1178,7 @@ class FluidNetwork:
             check = self._check
             for cls in candidates:
                 if cls.flows and cls.check_s <= now:
-                    heappush(check, (cls.check_s, next(self._check_seq), cls))
+                    heappush(check, self._check_entry(cls))
         for flow, route in finished:
             if self.recorder.enabled:
                 args = {"bytes": flow.size_B}
