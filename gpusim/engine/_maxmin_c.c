@@ -1,15 +1,20 @@
-/* The fluid network's max-min solves in C, twins of Python code that stays the reference:
+/* The fluid network's max-min solves and settle steps in C, twins of Python code that stays the
+ * reference:
  *
  * - max_min_fair_rates: gpusim/engine/maxmin.py's max_min_fair_rates (its _Loads, _one_level_of,
  *   _fill and _fix, with the one-level closed form and the last-round shortcut on);
  * - solve_without: gpusim/engine/fluid.py's FluidNetwork._solve_without with its _cut and _fills
  *   (the optimistic solve of a component, its loose resources masked out of the routes and
- *   checked after).
+ *   checked after);
+ * - component: FluidNetwork._component (the walk that finds what a settle must re-solve), which
+ *   builds the same Python sets by the same insertions, so that they iterate alike;
+ * - flush: FluidNetwork._flush (resources' carried bytes and busy time brought up to now).
  *
  * Each does the same IEEE double operations in the same order as its twin, so it gives the same
  * floats: the compiled engine calls these where the Python would run (gpusim/native.py decides;
  * tests/test_engine_properties.py compares each with its twin, bit for bit). What they save is
- * mypyc's boxed floats and generic lists: the solves work on C arrays. Build with
+ * mypyc's boxed floats, generic lists and set lookups: the solves work on C arrays, the walk on
+ * marks. Build with
  * floating-point contraction off (setup.py): a fused multiply-add would round once where Python
  * rounds twice.
  *
@@ -1016,7 +1021,8 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_maxmin_c",
-    .m_doc = "gpusim.engine.maxmin's max-min solve in C: the same floats, on C arrays.",
+    .m_doc = "The fluid network's max-min solves and settle steps in C (gpusim.engine.maxmin's "
+             "and gpusim.engine.fluid's twins): the same floats, on C arrays.",
     .m_size = -1,
     .m_methods = methods,
 };
