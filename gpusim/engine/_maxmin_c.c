@@ -656,25 +656,8 @@ static int taken_add(Taken *t, PyObject *o) {
     return 1;
 }
 
-/* Per resource, the last walk that visited it and the last that had it as a seed: marks
- * compared with the walk's stamp, so that no walk clears them. */
-static unsigned long long *visited_at = NULL, *seeded_at = NULL, walk_stamp = 0;
-static Py_ssize_t marks_len = 0;
-
-static int marks_fit(Py_ssize_t n) {
-    if (n <= marks_len) return 0;
-    unsigned long long *v = realloc(visited_at, sizeof(unsigned long long) * (size_t)n);
-    if (v) visited_at = v;
-    unsigned long long *s = realloc(seeded_at, sizeof(unsigned long long) * (size_t)n);
-    if (s) seeded_at = s;
-    if (!v || !s) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (Py_ssize_t r = marks_len; r < n; r++) visited_at[r] = seeded_at[r] = 0;
-    marks_len = n;
-    return 0;
-}
+/* Per resource, a walk's marks (one byte each, allocated per walk: no state between calls). */
+enum { VISITED = 1, SEEDED = 2 };
 
 /* Stack of resource indices; grows as routes are pushed. */
 typedef struct {
@@ -795,10 +778,9 @@ static PyObject *component(PyObject *self, PyObject *const *args, Py_ssize_t nar
     PyObject *member_list = NULL;
     Taken taken = {NULL, 63, 0};
     Stack stack = {NULL, 0, 0};
-    if (marks_fit(n_res) < 0) return NULL;
-    unsigned long long stamp = ++walk_stamp;
+    unsigned char *marks = calloc((size_t)n_res + 1, 1);
     taken.slots = calloc(64, sizeof(PyObject *));
-    if (!taken.slots) {
+    if (!marks || !taken.slots) {
         PyErr_NoMemory();
         goto done;
     }
@@ -853,7 +835,7 @@ static PyObject *component(PyObject *self, PyObject *const *args, Py_ssize_t nar
             PyErr_Format(PyExc_IndexError, "resource %zd is not in load_Bps", r);
             goto done;
         }
-        seeded_at[r] = stamp;
+        marks[r] |= SEEDED;
         stack.items[stack.len++] = r;
     }
     Py_CLEAR(iter);
@@ -864,8 +846,8 @@ static PyObject *component(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (!resources || !loose) goto done;
     while (stack.len) {
         Py_ssize_t r = stack.items[--stack.len];
-        if (visited_at[r] == stamp) continue;
-        visited_at[r] = stamp;
+        if (marks[r] & VISITED) continue;
+        marks[r] |= VISITED;
         index = PyLong_FromSsize_t(r);
         if (!index || PySet_Add(resources, index) < 0) goto done;
         double room, load_r, demand_r;
@@ -875,7 +857,7 @@ static PyObject *component(PyObject *self, PyObject *const *args, Py_ssize_t nar
         if (none_uncapped < 0) goto done;
         if (none_uncapped) {
             if (float_at(demand, r, &demand_r) < 0) goto done;
-            if (demand_r <= room && (below || seeded_at[r] != stamp)) {
+            if (demand_r <= room && (below || !(marks[r] & SEEDED))) {
                 Py_CLEAR(index);
                 continue; /* cannot saturate: its capacity is never in question */
             }
@@ -918,6 +900,7 @@ done:
     Py_XDECREF(seeds);
     Py_XDECREF(resources);
     Py_XDECREF(loose);
+    free(marks);
     free(taken.slots);
     free(stack.items);
     return out;
