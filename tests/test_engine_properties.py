@@ -926,6 +926,20 @@ def _c_component() -> Component:
     return walk
 
 
+Walk = tuple[list[_FlowClass], set[int], set[_FlowClass], set[int]]
+"""What :meth:`FluidNetwork._component` returns: members, resources, changed classes, loose."""
+
+
+def _assert_same_walk(c: Walk, python: Walk) -> None:
+    """The same members in the same order (the order the solve takes them in) and the same
+    sets, iterating alike (built by the same insertions); objects compared by identity."""
+    (members_c, resources_c, touched_c, loose_c), (members, resources, touched, loose) = c, python
+    assert type(members_c) is list and [id(x) for x in members_c] == [id(x) for x in members]
+    assert type(touched_c) is set and [id(x) for x in touched_c] == [id(x) for x in touched]
+    assert type(resources_c) is set and list(resources_c) == list(resources)
+    assert type(loose_c) is set and list(loose_c) == list(loose)
+
+
 class _ComponentComparedNetwork(_PathComparedNetwork):
     """A network whose every component is taken by the C walk and by the Python, compared: the
     same members in the same order (the order the solve takes them in), and the same sets,
@@ -938,9 +952,7 @@ class _ComponentComparedNetwork(_PathComparedNetwork):
         self.tight_walks = 0
         self.loose_walks = 0
 
-    def _component(
-        self, optimistic: bool, tight: frozenset[int] | set[int] = frozenset()
-    ) -> tuple[list[_FlowClass], set[int], set[_FlowClass], set[int]]:
+    def _component(self, optimistic: bool, tight: frozenset[int] | set[int] = frozenset()) -> Walk:
         python = super()._component(optimistic, tight)
         c = self.twin(
             self._classes,
@@ -954,9 +966,7 @@ class _ComponentComparedNetwork(_PathComparedNetwork):
             optimistic,
             tight,
         )
-        for got, want in zip(c, python, strict=True):
-            assert type(got) is type(want)
-            assert [id(x) for x in got] == [id(x) for x in want]  # the same, in the same order
+        _assert_same_walk(c, python)
         self.walks += 1
         self.tight_walks += bool(tight)
         self.loose_walks += bool(python[3])
@@ -1031,9 +1041,7 @@ def test_the_c_component_walk_takes_the_python_component_at_every_tie(
         optimistic,
         tight,
     )
-    for got, want in zip(c, python, strict=True):
-        assert type(got) is type(want)
-        assert [id(x) for x in got] == [id(x) for x in want]
+    _assert_same_walk(c, python)
 
 
 def test_the_c_component_walk_grows_through_filled_resources_alike() -> None:
