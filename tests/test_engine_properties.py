@@ -56,6 +56,7 @@ from gpusim.engine.fluid import (
     FluidNetwork,
     Flush,
     SolveWithout,
+    Walk,
     _FlowClass,
     _Lone,
 )
@@ -924,10 +925,6 @@ def _c_component() -> Component:
     _c_twin()
     walk: Component = importlib.import_module("gpusim.engine._maxmin_c").component
     return walk
-
-
-Walk = tuple[list[_FlowClass], set[int], set[_FlowClass], set[int]]
-"""What :meth:`FluidNetwork._component` returns: members, resources, changed classes, loose."""
 
 
 def _assert_same_walk(c: Walk, python: Walk) -> None:

@@ -57,30 +57,10 @@ SolveWithout = Callable[
 ]
 """``_maxmin_c.solve_without``: :meth:`FluidNetwork._solve_without` in C (see its docstring)."""
 
-Component = Callable[
-    [
-        dict[FlowKey, "_FlowClass"],
-        set[FlowKey],
-        set[int],
-        list[float],
-        list[float],
-        list[int],
-        list[float],
-        dict[int, set["_FlowClass"]],
-        bool,
-        "frozenset[int] | set[int]",
-    ],
-    tuple[list["_FlowClass"], set[int], set["_FlowClass"], set[int]],
-]
-"""``_maxmin_c.component``: :meth:`FluidNetwork._component` in C (see its docstring)."""
-
 _C_MODULE = c_module("gpusim.engine._maxmin_c")
 _C_SOLVE_WITHOUT: SolveWithout | None = None if _C_MODULE is None else _C_MODULE.solve_without
 """``_maxmin_c.solve_without`` where the compiled engine runs (gpusim/native.py); ``None`` where
 the source runs."""
-_C_COMPONENT: Component | None = None if _C_MODULE is None else _C_MODULE.component
-"""``_maxmin_c.component`` where the compiled engine runs; ``None`` where the source runs."""
-
 Flush = Callable[[Iterable[int], float, list[float], list[float], list[float], list[float]], None]
 """``_maxmin_c.flush``: :meth:`FluidNetwork._flush` in C (see its docstring)."""
 _C_FLUSH: Flush | None = None if _C_MODULE is None else _C_MODULE.flush
@@ -217,6 +197,30 @@ class _FlowClass:
         else:
             self.next_s = math.inf
             self.check_s = -math.inf
+
+
+Walk = tuple[list[_FlowClass], set[int], set[_FlowClass], set[int]]
+"""What :meth:`FluidNetwork._component` returns: the component's classes (in the order the
+solve takes them), its resources, the classes that changed, and the loose resources."""
+
+Component = Callable[
+    [
+        dict[FlowKey, _FlowClass],
+        set[FlowKey],
+        set[int],
+        list[float],
+        list[float],
+        list[int],
+        list[float],
+        dict[int, set[_FlowClass]],
+        bool,
+        frozenset[int] | set[int],
+    ],
+    Walk,
+]
+"""``_maxmin_c.component``: :meth:`FluidNetwork._component` in C (see its docstring)."""
+_C_COMPONENT: Component | None = None if _C_MODULE is None else _C_MODULE.component
+"""``_maxmin_c.component`` where the compiled engine runs; ``None`` where the source runs."""
 
 
 @dataclass(slots=True, init=False)
@@ -630,9 +634,7 @@ class FluidNetwork:
             self._settle_pending = True
             self.env.defer(self._settle)
 
-    def _component(
-        self, optimistic: bool, tight: frozenset[int] | set[int] = frozenset()
-    ) -> tuple[list[_FlowClass], set[int], set[_FlowClass], set[int]]:
+    def _component(self, optimistic: bool, tight: frozenset[int] | set[int] = frozenset()) -> Walk:
         """Classes and resources whose rates may have changed: everything connected (through
         shared resources) to a class that gained or lost flows (also returned, as the third
         item). Max-min fairness decomposes over connected components, so the rest keeps its
