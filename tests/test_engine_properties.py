@@ -836,24 +836,56 @@ class _PathComparedNetwork(FluidNetwork):
         return taken
 
 
+@dataclass(frozen=True)
+class Twins:
+    """The network's C twins to run in place of its Python (none: the Python, as the tests
+    run): ``_maxmin_c.solve_without``, ``component`` and ``flush``."""
+
+    solve_without: SolveWithout | None = None
+    component: Component | None = None
+    flush: Flush | None = None
+
+    def install(self, net: FluidNetwork) -> None:
+        net.c_solve_without = self.solve_without
+        net.c_component = self.component
+        net.c_flush = self.flush
+
+
 def _run_paths(
     capacities_Bps: Sequence[float],
     xfers: Sequence[Xfer],
     *,
     fast_paths: bool,
-    solve_without: SolveWithout | None = None,
+    twins: Twins = Twins(),
 ) -> tuple[list[tuple[float, int]], _PathComparedNetwork]:
     """Completions (time, transfer) of ``xfers``, each starting one follow-up of its own size
-    on its route at its instant, on a :class:`_PathComparedNetwork`; without ``fast_paths``,
-    the solver's closed forms are off too (progressive filling in full). ``solve_without``:
-    the network's C twin of its optimistic solve (none: its Python, as the tests run)."""
+    on its route at its instant, on a :class:`_PathComparedNetwork` running ``twins``; without
+    ``fast_paths``, the solver's closed forms are off too (progressive filling in full)."""
     net = _PathComparedNetwork(CountingEnvironment(), fast_paths)
-    net.c_solve_without = solve_without
+    twins.install(net)
     with pytest.MonkeyPatch.context() as patch:
         if not fast_paths:
             patch.setattr(maxmin, "_ONE_LEVEL_CLOSED_FORM", False)
             patch.setattr(maxmin, "_LAST_ROUND_SHORTCUT", False)
         return _run_with_follow_ups(net, capacities_Bps, xfers, calls=True), net
+
+
+def _grown_component_cases() -> list[tuple[list[float], list[Xfer]]]:
+    """(capacities, transfers) of each instance in fixtures/fluid_grown_component_cases.json:
+    runs whose optimistic solves fill loose resources, so their components grow."""
+    cases = json.loads(
+        (Path(__file__).parent / "fixtures" / "fluid_grown_component_cases.json").read_text()
+    )
+    return [
+        (
+            case["capacities_Bps"],
+            [
+                Xfer(tuple(route), size_B, start_s, latency_s, math.inf if cap is None else cap)
+                for route, size_B, start_s, latency_s, cap in case["xfers"]
+            ],
+        )
+        for case in cases
+    ]
 
 
 def _assert_same_run(fast: _PathComparedNetwork, general: _PathComparedNetwork) -> None:
@@ -883,16 +915,9 @@ def test_settle_fast_paths_equal_the_general_path_where_the_relaxed_solve_fills_
     filled more of them than the solve with them: the component grew through other resources
     (one recomputation more; carried bytes off in the last bits) until such a failed solve was
     redone with them."""
-    cases = json.loads(
-        (Path(__file__).parent / "fixtures" / "fluid_grown_component_cases.json").read_text()
-    )
-    for case in cases:
-        xfers = [
-            Xfer(tuple(route), size_B, start_s, latency_s, math.inf if cap is None else cap)
-            for route, size_B, start_s, latency_s, cap in case["xfers"]
-        ]
-        fast, fast_net = _run_paths(case["capacities_Bps"], xfers, fast_paths=True)
-        general, general_net = _run_paths(case["capacities_Bps"], xfers, fast_paths=False)
+    for capacities, xfers in _grown_component_cases():
+        fast, fast_net = _run_paths(capacities, xfers, fast_paths=True)
+        general, general_net = _run_paths(capacities, xfers, fast_paths=False)
         assert fast == general
         _assert_same_run(fast_net, general_net)
         assert fast_net.grown > 0
@@ -914,7 +939,7 @@ def test_the_c_optimistic_solve_gives_the_same_run(scenario: tuple[Topology, lis
     topo, xfers = scenario
     twin = _c_solve_without()
     python, python_net = _run_paths(topo.capacities_Bps, xfers, fast_paths=True)
-    c, c_net = _run_paths(topo.capacities_Bps, xfers, fast_paths=True, solve_without=twin)
+    c, c_net = _run_paths(topo.capacities_Bps, xfers, fast_paths=True, twins=Twins(twin))
     assert c == python
     _assert_same_run(c_net, python_net)
     assert c_net.grown == python_net.grown
@@ -937,10 +962,24 @@ def _assert_same_walk(c: Walk, python: Walk) -> None:
     assert type(loose_c) is set and list(loose_c) == list(loose)
 
 
+def _both_walks(
+    net: FluidNetwork, twin: Component, optimistic: bool, tight: frozenset[int] | set[int]
+) -> tuple[Walk, Walk]:
+    """``net``'s component taken by the C walk ``twin``, then by the Python."""
+    saved = net.c_component
+    try:
+        net.c_component = twin
+        c = FluidNetwork._component(net, optimistic, tight)
+        net.c_component = None
+        python = FluidNetwork._component(net, optimistic, tight)
+    finally:
+        net.c_component = saved
+    return c, python
+
+
 class _ComponentComparedNetwork(_PathComparedNetwork):
-    """A network whose every component is taken by the C walk and by the Python, compared: the
-    same members in the same order (the order the solve takes them in), and the same sets,
-    iterating alike (built by the same insertions). Runs the Python's."""
+    """A network whose every component is taken by the C walk and by the Python, compared
+    (:func:`_assert_same_walk`). Runs the Python's."""
 
     def __init__(self, env: CountingEnvironment, twin: Component) -> None:
         super().__init__(env, fast_paths=True)
@@ -950,19 +989,7 @@ class _ComponentComparedNetwork(_PathComparedNetwork):
         self.loose_walks = 0
 
     def _component(self, optimistic: bool, tight: frozenset[int] | set[int] = frozenset()) -> Walk:
-        python = super()._component(optimistic, tight)
-        c = self.twin(
-            self._classes,
-            self._dirty_keys,
-            self._dirty_res,
-            self.load_Bps,
-            self._room_Bps,
-            self._uncapped,
-            self._demand,
-            self._users,
-            optimistic,
-            tight,
-        )
+        c, python = _both_walks(self, self.twin, optimistic, tight)
         _assert_same_walk(c, python)
         self.walks += 1
         self.tight_walks += bool(tight)
@@ -1025,55 +1052,14 @@ def test_the_c_component_walk_takes_the_python_component_at_every_tie(
     there): the same members, resources, changed classes and loose resources, in the same
     orders."""
     net, optimistic, tight = state
-    python = net._component(optimistic, tight)
-    c = _c_component()(
-        net._classes,
-        net._dirty_keys,
-        net._dirty_res,
-        net.load_Bps,
-        net._room_Bps,
-        net._uncapped,
-        net._demand,
-        net._users,
-        optimistic,
-        tight,
-    )
-    _assert_same_walk(c, python)
+    _assert_same_walk(*_both_walks(net, _c_component(), optimistic, tight))
 
 
 def test_the_c_component_walk_grows_through_filled_resources_alike() -> None:
     """The grown-component instances (optimistic walks redone with resources in ``tight``)."""
-    cases = json.loads(
-        (Path(__file__).parent / "fixtures" / "fluid_grown_component_cases.json").read_text()
-    )
-    for case in cases:
-        xfers = [
-            Xfer(tuple(route), size_B, start_s, latency_s, math.inf if cap is None else cap)
-            for route, size_B, start_s, latency_s, cap in case["xfers"]
-        ]
-        net = _run_compared_components(case["capacities_Bps"], xfers)
+    for capacities, xfers in _grown_component_cases():
+        net = _run_compared_components(capacities, xfers)
         assert net.tight_walks > 0 and net.loose_walks > 0
-
-
-def test_the_c_component_walk_gives_the_same_run() -> None:
-    """A whole run with the C walk in place of the Python's: the same completions, rates,
-    clocks, loads, peaks and recomputations at every settle (the crowded cases of the
-    grown-component fixture, the C optimistic solve in both)."""
-    cases = json.loads(
-        (Path(__file__).parent / "fixtures" / "fluid_grown_component_cases.json").read_text()
-    )
-    twin = _c_component()
-    for case in cases:
-        xfers = [
-            Xfer(tuple(route), size_B, start_s, latency_s, math.inf if cap is None else cap)
-            for route, size_B, start_s, latency_s, cap in case["xfers"]
-        ]
-        python, python_net = _run_paths(case["capacities_Bps"], xfers, fast_paths=True)
-        c_net = _PathComparedNetwork(CountingEnvironment(), True)
-        c_net.c_component = twin
-        c = _run_with_follow_ups(c_net, case["capacities_Bps"], xfers, calls=True)
-        assert c == python
-        _assert_same_run(c_net, python_net)
 
 
 def test_the_c_component_walk_refuses_what_the_python_cannot_read() -> None:
@@ -1146,26 +1132,6 @@ def test_the_c_flush_brings_resources_up_to_now_as_the_python(
         assert [x.hex() for x in got] == [x.hex() for x in want]
 
 
-def test_the_c_flush_gives_the_same_run() -> None:
-    """Whole runs with the C ``_flush`` in place of the Python's (the grown-component cases):
-    the same completions, rates, clocks, loads, peaks, carried bytes and busy times."""
-    cases = json.loads(
-        (Path(__file__).parent / "fixtures" / "fluid_grown_component_cases.json").read_text()
-    )
-    flush = _c_flush()
-    for case in cases:
-        xfers = [
-            Xfer(tuple(route), size_B, start_s, latency_s, math.inf if cap is None else cap)
-            for route, size_B, start_s, latency_s, cap in case["xfers"]
-        ]
-        python, python_net = _run_paths(case["capacities_Bps"], xfers, fast_paths=True)
-        c_net = _PathComparedNetwork(CountingEnvironment(), True)
-        c_net.c_flush = flush
-        c = _run_with_follow_ups(c_net, case["capacities_Bps"], xfers, calls=True)
-        assert c == python
-        _assert_same_run(c_net, python_net)
-
-
 def test_the_c_flush_refuses_what_the_python_would_misread() -> None:
     """A resource outside the lists (negative ones too: Python would count those from the
     end), lists that disagree and a time that is not a float are refused."""
@@ -1205,20 +1171,20 @@ def test_the_c_optimistic_solve_leaves_loose_resources_what_the_others_draw(
     assert (rates, filled) == ((None, [0]) if fills else ([12 * GB, 12 * GB], []))
 
 
-def test_the_c_optimistic_solve_fills_what_the_python_fills() -> None:
-    """Where optimistic solves would fill loose resources (the instances of the grown-component
-    test), the C solve reports the same ones: the components grow alike, to the same floats."""
-    cases = json.loads(
-        (Path(__file__).parent / "fixtures" / "fluid_grown_component_cases.json").read_text()
-    )
-    twin = _c_solve_without()
-    for case in cases:
-        xfers = [
-            Xfer(tuple(route), size_B, start_s, latency_s, math.inf if cap is None else cap)
-            for route, size_B, start_s, latency_s, cap in case["xfers"]
-        ]
-        python, python_net = _run_paths(case["capacities_Bps"], xfers, fast_paths=True)
-        c, c_net = _run_paths(case["capacities_Bps"], xfers, fast_paths=True, solve_without=twin)
+@pytest.mark.parametrize("twin", ["solve_without", "component", "flush"])
+def test_each_c_twin_gives_the_same_run_where_components_grow(twin: str) -> None:
+    """Whole runs with one C twin in place of its Python, on the instances where optimistic
+    solves would fill loose resources: the same completions, rates, clocks, loads, peaks,
+    carried bytes, busy times and recomputations at every settle, and the components grow
+    alike (the C optimistic solve reports the same filled resources)."""
+    twins = {
+        "solve_without": lambda: Twins(solve_without=_c_solve_without()),
+        "component": lambda: Twins(component=_c_component()),
+        "flush": lambda: Twins(flush=_c_flush()),
+    }[twin]()
+    for capacities, xfers in _grown_component_cases():
+        python, python_net = _run_paths(capacities, xfers, fast_paths=True)
+        c, c_net = _run_paths(capacities, xfers, fast_paths=True, twins=twins)
         assert c == python
         _assert_same_run(c_net, python_net)
         assert c_net.grown == python_net.grown > 0
