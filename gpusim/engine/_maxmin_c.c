@@ -60,6 +60,20 @@ static void problem_free(Problem *p) {
     free(p->users);
 }
 
+/* ``item`` as an index into a per-resource list of ``n_res`` entries (named ``list_name`` in
+ * the error) into *r: 0, or -1 with the int conversion's error or an IndexError set (a negative
+ * index too, which Python would count from the end). */
+static int resource_index(PyObject *item, Py_ssize_t n_res, const char *list_name,
+                          Py_ssize_t *r) {
+    *r = PyLong_AsSsize_t(item);
+    if (*r == -1 && PyErr_Occurred()) return -1;
+    if (*r < 0 || *r >= n_res) {
+        PyErr_Format(PyExc_IndexError, "resource %zd is not in %s", *r, list_name);
+        return -1;
+    }
+    return 0;
+}
+
 /* Read the inputs (every resource index of every route checked to lie in capacity_Bps) and
  * number the resources by first appearance (class order, then route order), as maxmin._Loads
  * does; a resource marked in ``excluded`` (NULL: none) is left out of every route, as if the
@@ -125,12 +139,10 @@ static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject
             goto done;
         }
         for (Py_ssize_t i = 0; i < len; i++) {
-            Py_ssize_t r = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(route_fast, i));
-            if (r == -1 && PyErr_Occurred()) goto done;
-            if (r < 0 || r >= n_cap) {
-                PyErr_Format(PyExc_IndexError, "resource %zd is not in capacity_Bps", r);
+            Py_ssize_t r;
+            if (resource_index(PySequence_Fast_GET_ITEM(route_fast, i), n_cap, "capacity_Bps",
+                               &r) < 0)
                 goto done;
-            }
             p->full[at_full++] = r;
         }
         Py_CLEAR(route_fast);
@@ -525,13 +537,10 @@ static PyObject *solve_without(PyObject *self, PyObject *const *args, Py_ssize_t
     iter = PyObject_GetIter(loose_set);
     if (!iter) goto done;
     while ((item = PyIter_Next(iter))) {
-        Py_ssize_t r = PyLong_AsSsize_t(item);
+        Py_ssize_t r;
+        int bad = resource_index(item, n_cap, "capacity_Bps", &r);
         Py_CLEAR(item);
-        if (r == -1 && PyErr_Occurred()) goto done;
-        if (r < 0 || r >= n_cap) {
-            PyErr_Format(PyExc_IndexError, "resource %zd is not in capacity_Bps", r);
-            goto done;
-        }
+        if (bad) goto done;
         if (is_loose[r]) continue;
         is_loose[r] = 1;
         loose_list[n_loose++] = r;
@@ -681,14 +690,9 @@ static int stack_push_route(Stack *s, PyObject *route, Py_ssize_t n_res) {
         s->size = size;
     }
     for (Py_ssize_t i = 0; i < len; i++) {
-        Py_ssize_t r = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(fast, i));
-        if (r == -1 && PyErr_Occurred()) {
+        Py_ssize_t r;
+        if (resource_index(PySequence_Fast_GET_ITEM(fast, i), n_res, "load_Bps", &r) < 0) {
             Py_DECREF(fast);
-            return -1;
-        }
-        if (r < 0 || r >= n_res) {
-            Py_DECREF(fast);
-            PyErr_Format(PyExc_IndexError, "resource %zd is not in load_Bps", r);
             return -1;
         }
         s->items[s->len++] = r;
@@ -828,13 +832,10 @@ static PyObject *component(PyObject *self, PyObject *const *args, Py_ssize_t nar
         goto done;
     }
     while ((item = PyIter_Next(iter))) {
-        Py_ssize_t r = PyLong_AsSsize_t(item);
+        Py_ssize_t r;
+        int bad = resource_index(item, n_res, "load_Bps", &r);
         Py_CLEAR(item);
-        if (r == -1 && PyErr_Occurred()) goto done;
-        if (r < 0 || r >= n_res) {
-            PyErr_Format(PyExc_IndexError, "resource %zd is not in load_Bps", r);
-            goto done;
-        }
+        if (bad) goto done;
         marks[r] |= SEEDED;
         stack.items[stack.len++] = r;
     }
@@ -918,13 +919,10 @@ static int float_put(PyObject *list, Py_ssize_t r, double value) {
     return 0;
 }
 
-/* One resource of flush: brought up to now_s at its load. */
+/* One resource of flush (an index checked to lie in the lists): brought up to now_s at its
+ * load. */
 static int flush_one(Py_ssize_t r, double now_s, PyObject *now, PyObject *load, PyObject *since,
-                     PyObject *carried, PyObject *busy, Py_ssize_t n_res) {
-    if (r < 0 || r >= n_res) {
-        PyErr_Format(PyExc_IndexError, "resource %zd is not in load_Bps", r);
-        return -1;
-    }
+                     PyObject *carried, PyObject *busy) {
     double since_s, load_r, carried_r, busy_r;
     if (float_at(since, r, &since_s) < 0) return -1;
     double dt = now_s - since_s;
@@ -967,9 +965,9 @@ static PyObject *flush(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
     PyObject *fast = PySequence_Fast(resources, "resources must be iterable");
     if (!fast) return NULL;
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); i++) {
-        Py_ssize_t r = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(fast, i));
-        if ((r == -1 && PyErr_Occurred()) ||
-            flush_one(r, now_s, now, load, since, carried, busy, n_res) < 0) {
+        Py_ssize_t r;
+        if (resource_index(PySequence_Fast_GET_ITEM(fast, i), n_res, "load_Bps", &r) < 0 ||
+            flush_one(r, now_s, now, load, since, carried, busy) < 0) {
             Py_DECREF(fast);
             return NULL;
         }
