@@ -34,6 +34,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -51,7 +52,7 @@ from gpusim.engine import maxmin
 from gpusim.engine.fluid import (
     _FINISH_REL_TOL,
     _SLACK_REL,
-    Component,
+    ClassTable,
     FlowKey,
     FluidNetwork,
     Flush,
@@ -839,15 +840,16 @@ class _PathComparedNetwork(FluidNetwork):
 @dataclass(frozen=True)
 class Twins:
     """The network's C twins to run in place of its Python (none: the Python, as the tests
-    run): ``_maxmin_c.solve_without``, ``component`` and ``flush``."""
+    run): ``_maxmin_c.solve_without``, a ``ClassTable`` (its walk) and ``flush``."""
 
     solve_without: SolveWithout | None = None
-    component: Component | None = None
+    classes: Callable[[], ClassTable] | None = None
     flush: Flush | None = None
 
     def install(self, net: FluidNetwork) -> None:
+        """Before the network's first class (the table is kept from its first class on)."""
         net.c_solve_without = self.solve_without
-        net.c_component = self.component
+        net.c_classes = None if self.classes is None else self.classes()
         net.c_flush = self.flush
 
 
@@ -945,35 +947,47 @@ def test_the_c_optimistic_solve_gives_the_same_run(scenario: tuple[Topology, lis
     assert c_net.grown == python_net.grown
 
 
-def _c_component() -> Component:
-    """``_maxmin_c.component`` as the install built it (:func:`_c_twin`'s conditions)."""
+def _c_class_table() -> Callable[[], ClassTable]:
+    """``_maxmin_c.ClassTable`` as the install built it (:func:`_c_twin`'s conditions)."""
     _c_twin()
-    walk: Component = importlib.import_module("gpusim.engine._maxmin_c").component
-    return walk
+    table: Callable[[], ClassTable] = importlib.import_module("gpusim.engine._maxmin_c").ClassTable
+    return table
+
+
+def _table_of(net: FluidNetwork) -> ClassTable:
+    """A ``ClassTable`` holding ``net``'s classes (their slots set to it), in their entry
+    order."""
+    table = _c_class_table()()
+    for cls in sorted(net._classes.values(), key=lambda c: c.order):
+        cls.slot = table.add(cls, cls.order, cls.route)
+    return table
 
 
 def _assert_same_walk(c: Walk, python: Walk) -> None:
-    """The same members in the same order (the order the solve takes them in) and the same
-    sets, iterating alike (built by the same insertions); objects compared by identity."""
+    """The same members in the same (entry) order, the order the solve takes them in, and the
+    same resources in ascending order; the same sets of changed classes (built by the same
+    insertions, so iterating alike) and of loose resources. Objects compared by identity."""
     (members_c, resources_c, touched_c, loose_c), (members, resources, touched, loose) = c, python
     assert type(members_c) is list and [id(x) for x in members_c] == [id(x) for x in members]
+    assert [x.order for x in members] == sorted({x.order for x in members})
     assert type(touched_c) is set and [id(x) for x in touched_c] == [id(x) for x in touched]
-    assert type(resources_c) is set and list(resources_c) == list(resources)
-    assert type(loose_c) is set and list(loose_c) == list(loose)
+    assert type(resources_c) is list and resources_c == resources == sorted(set(resources))
+    assert type(loose_c) is set and loose_c == loose
 
 
 def _both_walks(
-    net: FluidNetwork, twin: Component, optimistic: bool, tight: frozenset[int] | set[int]
+    net: FluidNetwork, optimistic: bool, tight: frozenset[int] | set[int]
 ) -> tuple[Walk, Walk]:
-    """``net``'s component taken by the C walk ``twin``, then by the Python."""
-    saved = net.c_component
+    """``net``'s component taken by the C walk (over a ``ClassTable`` of its classes), then by
+    the Python."""
+    saved = net.c_classes
     try:
-        net.c_component = twin
+        net.c_classes = _table_of(net)
         c = FluidNetwork._component(net, optimistic, tight)
-        net.c_component = None
+        net.c_classes = None
         python = FluidNetwork._component(net, optimistic, tight)
     finally:
-        net.c_component = saved
+        net.c_classes = saved
     return c, python
 
 
@@ -981,15 +995,14 @@ class _ComponentComparedNetwork(_PathComparedNetwork):
     """A network whose every component is taken by the C walk and by the Python, compared
     (:func:`_assert_same_walk`). Runs the Python's."""
 
-    def __init__(self, env: CountingEnvironment, twin: Component) -> None:
+    def __init__(self, env: CountingEnvironment) -> None:
         super().__init__(env, fast_paths=True)
-        self.twin = twin
         self.walks = 0
         self.tight_walks = 0
         self.loose_walks = 0
 
     def _component(self, optimistic: bool, tight: frozenset[int] | set[int] = frozenset()) -> Walk:
-        c, python = _both_walks(self, self.twin, optimistic, tight)
+        c, python = _both_walks(self, optimistic, tight)
         _assert_same_walk(c, python)
         self.walks += 1
         self.tight_walks += bool(tight)
@@ -1000,7 +1013,8 @@ class _ComponentComparedNetwork(_PathComparedNetwork):
 def _run_compared_components(
     capacities_Bps: Sequence[float], xfers: Sequence[Xfer]
 ) -> _ComponentComparedNetwork:
-    net = _ComponentComparedNetwork(CountingEnvironment(), _c_component())
+    _c_class_table()
+    net = _ComponentComparedNetwork(CountingEnvironment())
     _run_with_follow_ups(net, capacities_Bps, xfers, calls=True)
     return net
 
@@ -1011,7 +1025,7 @@ def test_the_c_component_walk_takes_the_same_component(
 ) -> None:
     """The compiled engine's C ``_component`` against the method's Python at every settle of
     random runs: the same classes in the same order, the same resources, changed classes and
-    loose resources (list, set and set orders compared by identity)."""
+    loose resources (:func:`_assert_same_walk`)."""
     topo, xfers = scenario
     _run_compared_components(topo.capacities_Bps, xfers)
 
@@ -1049,10 +1063,10 @@ def test_the_c_component_walk_takes_the_python_component_at_every_tie(
 ) -> None:
     """The C walk against the Python on drawn states where loads and demands sit exactly at the
     bound that decides whether a resource can saturate or is below it (random runs never land
-    there): the same members, resources, changed classes and loose resources, in the same
-    orders."""
+    there): the same members, resources, changed classes and loose resources
+    (:func:`_assert_same_walk`)."""
     net, optimistic, tight = state
-    _assert_same_walk(*_both_walks(net, _c_component(), optimistic, tight))
+    _assert_same_walk(*_both_walks(net, optimistic, tight))
 
 
 def test_the_c_component_walk_grows_through_filled_resources_alike() -> None:
@@ -1063,22 +1077,78 @@ def test_the_c_component_walk_grows_through_filled_resources_alike() -> None:
 
 
 def test_the_c_component_walk_refuses_what_the_python_cannot_read() -> None:
-    """A route through a resource the network does not have, and per-resource lists that
-    disagree, are refused with an error (not read past their ends)."""
-    walk = _c_component()
+    """A route through a resource the network does not have, per-resource lists that
+    disagree, a changed class the table does not hold, and a negative resource are refused with
+    an error (not read past their ends)."""
     net = FluidNetwork(CountingEnvironment())
     net.add_resource("r0", 1e9)
     cls = _FlowClass(((0, 5), math.inf), 0)
     net._classes[cls.key] = cls
-    net._users[0] = {cls}
+    table = _table_of(net)
     classes, dirty, load, room = net._classes, {cls.key}, net.load_Bps, net._room_Bps
+    uncapped, demand = net._uncapped, net._demand
     with pytest.raises(IndexError, match="resource 5"):
-        walk(classes, dirty, set(), load, room, net._uncapped, net._demand, net._users, True, set())
+        table.component(classes, dirty, set(), load, room, uncapped, demand, True, set())
     with pytest.raises(ValueError, match="differ in length"):
-        walk(classes, dirty, set(), load, room, [0, 0], net._demand, net._users, True, set())
+        table.component(classes, dirty, set(), load, room, [0, 0], demand, True, set())
     not_a_set: Any = [0]
     with pytest.raises(TypeError):
-        walk(classes, dirty, set(), load, room, [0], net._demand, net._users, True, not_a_set)
+        table.component(classes, dirty, set(), load, room, [0], demand, True, not_a_set)
+    with pytest.raises(IndexError, match="resource 3"):  # a changed resource it does not have
+        table.component(classes, set(), {3}, load, room, uncapped, demand, True, set())
+    table.remove(cls.slot)
+    with pytest.raises(KeyError, match="no class in slot"):
+        table.component(classes, dirty, set(), load, room, uncapped, demand, True, set())
+    with pytest.raises(KeyError, match="no class in slot"):
+        table.remove(cls.slot)
+    with pytest.raises(IndexError, match="resource -1"):
+        table.add(cls, 0, (0, -1))
+
+
+@pytest.mark.parametrize("n_classes", [2, 33, 3000])
+def test_the_c_walk_sorts_any_component_by_entry_order(n_classes: int) -> None:
+    """Classes registered in shuffled entry order on one saturated resource and their own
+    ones: the walk gives them all in entry order, and the resources ascending, however many
+    (the sort's gaps change with the count)."""
+    net = FluidNetwork(CountingEnvironment())
+    net.add_resource("shared", 1e9)
+    orders = list(range(n_classes))
+    random.Random(n_classes).shuffle(orders)
+    for order in orders:
+        net.add_resource(f"own{order}", 1e9)
+        net._new_class(((order + 1, 0), math.inf), order, 0.0)
+    net._uncapped = [1] * len(net._uncapped)
+    net.load_Bps[0] = 1e9  # saturated: it connects every class
+    first = net._classes[((orders[0] + 1, 0), math.inf)]
+    net._dirty_keys.add(first.key)
+    members, resources, _, _ = FluidNetwork._component(net, True, frozenset())
+    python = _both_walks(net, True, frozenset())[1]
+    assert [c.order for c in members] == list(range(n_classes))
+    assert resources == list(range(n_classes + 1)) == python[1]
+    _assert_same_walk(*_both_walks(net, True, frozenset()))
+
+
+def test_the_class_table_holds_what_the_networks_users_hold() -> None:
+    """Classes added and removed in any order: per resource, the table counts the classes the
+    Python's ``_users`` sets hold (a route crossing a resource twice counted once), and slots
+    are reused."""
+    table = _c_class_table()()
+    routes = [(0, 1), (1, 2, 1), (2,), (0, 2, 3), (3, 3)]
+    classes = [_FlowClass((route, math.inf), i) for i, route in enumerate(routes)]
+    users: dict[int, set[_FlowClass]] = {}
+    slots = [table.add(c, c.order, c.route) for c in classes]
+    for c in classes:
+        for r in c.route:
+            users.setdefault(r, set()).add(c)
+    assert sorted(slots) == list(range(len(classes)))
+    for gone in (1, 3):
+        table.remove(slots[gone])
+        for r in classes[gone].route:
+            users[r].discard(classes[gone])
+        assert all(table.sharers(r) == len(users[r]) for r in range(5) if r in users)
+    again = table.add(classes[1], 1, classes[1].route)
+    assert again in (slots[1], slots[3])
+    assert table.sharers(1) == 2 and table.sharers(99) == 0 and table.sharers(-1) == 0
 
 
 def _c_flush() -> Flush:
@@ -1179,7 +1249,7 @@ def test_each_c_twin_gives_the_same_run_where_components_grow(twin: str) -> None
     alike (the C optimistic solve reports the same filled resources)."""
     twins = {
         "solve_without": lambda: Twins(solve_without=_c_solve_without()),
-        "component": lambda: Twins(component=_c_component()),
+        "component": lambda: Twins(classes=_c_class_table()),
         "flush": lambda: Twins(flush=_c_flush()),
     }[twin]()
     for capacities, xfers in _grown_component_cases():

@@ -6,8 +6,8 @@
  * - solve_without: gpusim/engine/fluid.py's FluidNetwork._solve_without with its _cut and _fills
  *   (the optimistic solve of a component, its loose resources masked out of the routes and
  *   checked after);
- * - component: FluidNetwork._component (the walk that finds what a settle must re-solve), which
- *   builds the same Python sets by the same insertions, so that they iterate alike;
+ * - component: FluidNetwork._component (the walk that finds what a settle must re-solve: the
+ *   same classes in their entry order, the same resources ascending, the same sets);
  * - flush: FluidNetwork._flush (resources' carried bytes and busy time brought up to now).
  *
  * Each does the same IEEE double operations in the same order as its twin, so it gives the same
@@ -621,154 +621,289 @@ done:
 
 /* ---- fluid.FluidNetwork._component ------------------------------------------------------- */
 
-/* A set of objects by identity (open addressing on the address): which classes the walk has
- * taken. Identity is the classes' equality (fluid._FlowClass compares by identity), so this
- * answers what ``cls in members`` answers, without calling each class's __hash__. */
-typedef struct {
-    PyObject **slots;
-    size_t mask;
-    size_t used;
-} Taken;
-
-static size_t taken_home(const Taken *t, const PyObject *o) {
-    return (size_t)(((uintptr_t)o >> 4) * (uintptr_t)0x9E3779B97F4A7C15ULL) & t->mask;
-}
-
-/* Add ``o``: 1 if it was not there, 0 if it was, -1 with MemoryError set. */
-static int taken_add(Taken *t, PyObject *o) {
-    if (2 * (t->used + 1) > t->mask + 1) {
-        size_t size = 2 * (t->mask + 1);
-        PyObject **old = t->slots;
-        size_t old_size = t->mask + 1;
-        PyObject **slots = calloc(size, sizeof(PyObject *));
-        if (!slots) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        t->slots = slots;
-        t->mask = size - 1;
-        for (size_t i = 0; i < old_size; i++) {
-            if (!old[i]) continue;
-            size_t j = taken_home(t, old[i]);
-            while (slots[j]) j = (j + 1) & t->mask;
-            slots[j] = old[i];
-        }
-        free(old);
-    }
-    size_t j = taken_home(t, o);
-    while (t->slots[j]) {
-        if (t->slots[j] == o) return 0;
-        j = (j + 1) & t->mask;
-    }
-    t->slots[j] = o;
-    t->used++;
-    return 1;
-}
-
 /* Per resource, a walk's marks (one byte each, allocated per walk: no state between calls). */
 enum { VISITED = 1, SEEDED = 2 };
-
-/* Stack of resource indices; grows as routes are pushed. */
-typedef struct {
-    Py_ssize_t *items;
-    Py_ssize_t len, size;
-} Stack;
-
-static int stack_push_route(Stack *s, PyObject *route, Py_ssize_t n_res) {
-    PyObject *fast = PySequence_Fast(route, "each route must be a sequence");
-    if (!fast) return -1;
-    Py_ssize_t len = PySequence_Fast_GET_SIZE(fast);
-    if (s->len + len > s->size) {
-        Py_ssize_t size = 2 * (s->len + len) + 16;
-        Py_ssize_t *items = realloc(s->items, sizeof(Py_ssize_t) * (size_t)size);
-        if (!items) {
-            Py_DECREF(fast);
-            PyErr_NoMemory();
-            return -1;
-        }
-        s->items = items;
-        s->size = size;
-    }
-    for (Py_ssize_t i = 0; i < len; i++) {
-        Py_ssize_t r;
-        if (resource_index(PySequence_Fast_GET_ITEM(fast, i), n_res, "load_Bps", &r) < 0) {
-            Py_DECREF(fast);
-            return -1;
-        }
-        s->items[s->len++] = r;
-    }
-    Py_DECREF(fast);
-    return 0;
-}
-
-static PyObject *route_name = NULL; /* "route", interned at import */
 
 static int float_at(PyObject *list, Py_ssize_t r, double *out) {
     *out = PyFloat_AsDouble(PyList_GET_ITEM(list, r));
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
-/* A class crossing a resource the walk goes through: unless taken, take it (members.add) and
- * push its route. Returns 0, or -1 with a Python exception set. */
-static int take_sharer(PyObject *cls, Taken *taken, PyObject *members, Stack *stack,
-                       Py_ssize_t n_res) {
-    int added = taken_add(taken, cls);
-    if (added <= 0) return added;
-    if (PySet_Add(members, cls) < 0) return -1;
-    PyObject *route = PyObject_GetAttr(cls, route_name);
-    if (!route) return -1;
-    int pushed = stack_push_route(stack, route, n_res);
-    Py_DECREF(route);
-    return pushed;
-}
+/* ---- the classes' routes, per resource (ClassTable) ------------------------------------- */
 
-/* ``for cls in sharers: if cls not in members: ...`` (take_sharer), in the set's order. */
-static int walk_sharers(PyObject *sharers, Taken *taken, PyObject *members, Stack *stack,
-                        Py_ssize_t n_res) {
-#if PY_VERSION_HEX < 0x030D0000
-    if (PyAnySet_Check(sharers)) { /* its table directly: the order its iterator gives */
-        Py_ssize_t pos = 0;
-        PyObject *cls;
-        Py_hash_t hash;
-        while (_PySet_NextEntry(sharers, &pos, &cls, &hash)) {
-            if (take_sharer(cls, taken, members, stack, n_res) < 0) return -1;
+/* A class as the walk reads it: its entry order and route, fixed for its life. */
+typedef struct {
+    PyObject *cls; /* a strong reference; NULL while the slot is free */
+    Py_ssize_t order;
+    Py_ssize_t *route; /* its distinct resources, in route order */
+    Py_ssize_t len;
+    unsigned long long walk; /* the last walk that took it */
+} Record;
+
+typedef struct {
+    Py_ssize_t *items;
+    Py_ssize_t len, size;
+} Slots;
+
+static int slots_push(Slots *s, Py_ssize_t item) {
+    if (s->len == s->size) {
+        Py_ssize_t size = 2 * s->size + 8;
+        Py_ssize_t *items = realloc(s->items, sizeof(Py_ssize_t) * (size_t)size);
+        if (!items) {
+            PyErr_NoMemory();
+            return -1;
         }
-        return 0;
+        s->items = items;
+        s->size = size;
     }
-#endif
-    PyObject *iter = PyObject_GetIter(sharers), *cls;
-    if (!iter) return -1;
-    while ((cls = PyIter_Next(iter))) {
-        int taken_ok = take_sharer(cls, taken, members, stack, n_res);
-        Py_DECREF(cls);
-        if (taken_ok < 0) break;
-    }
-    Py_DECREF(iter);
-    return PyErr_Occurred() ? -1 : 0;
+    s->items[s->len++] = item;
+    return 0;
 }
 
-/* fluid.FluidNetwork._component (see its docstring), over the network's own containers: the
- * same members in the same order, and the same sets built by the same insertions (so they
- * iterate alike). The Python's set lookups that only ask "seen yet?" are marks here. */
-static PyObject *component(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 10) {
+/* The network's classes for the walk (fluid.FluidNetwork._c_users): per class its order and
+ * route, per resource the classes crossing it (what FluidNetwork._users holds, as slots), kept
+ * by add and remove where the network registers and drops a class. */
+typedef struct {
+    PyObject_HEAD
+    Record *records;
+    Py_ssize_t n_records, size_records;
+    Slots free_slots;
+    Slots *users; /* per resource */
+    Py_ssize_t n_users;
+    unsigned long long walks;
+} ClassTable;
+
+static int table_traverse(ClassTable *t, visitproc visit, void *arg) {
+    for (Py_ssize_t i = 0; i < t->n_records; i++) Py_VISIT(t->records[i].cls);
+    return 0;
+}
+
+static int table_clear(ClassTable *t) {
+    for (Py_ssize_t i = 0; i < t->n_records; i++) Py_CLEAR(t->records[i].cls);
+    return 0;
+}
+
+static void table_dealloc(ClassTable *t) {
+    PyObject_GC_UnTrack(t);
+    table_clear(t);
+    for (Py_ssize_t i = 0; i < t->n_records; i++) free(t->records[i].route);
+    free(t->records);
+    free(t->free_slots.items);
+    for (Py_ssize_t r = 0; r < t->n_users; r++) free(t->users[r].items);
+    free(t->users);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+/* add(cls, order, route) -> slot: register a class (what _new_class adds to _users). */
+static PyObject *table_add(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "add(cls, order, route)");
+        return NULL;
+    }
+    Py_ssize_t order = PyLong_AsSsize_t(args[1]);
+    if (order == -1 && PyErr_Occurred()) return NULL;
+    PyObject *fast = PySequence_Fast(args[2], "route must be a sequence");
+    if (!fast) return NULL;
+    Py_ssize_t len = PySequence_Fast_GET_SIZE(fast), n = 0, top = -1;
+    Py_ssize_t *route = malloc(sizeof(Py_ssize_t) * (size_t)(len + 1));
+    if (!route) {
+        Py_DECREF(fast);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < len; i++) {
+        Py_ssize_t r = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(fast, i));
+        if (r == -1 && PyErr_Occurred()) goto fail;
+        if (r < 0) {
+            PyErr_Format(PyExc_IndexError, "resource %zd is not a resource index", r);
+            goto fail;
+        }
+        int seen = 0;
+        for (Py_ssize_t k = 0; k < n; k++) seen |= route[k] == r;
+        if (!seen) route[n++] = r;
+        if (r > top) top = r;
+    }
+    Py_CLEAR(fast);
+    if (top >= t->n_users) {
+        Py_ssize_t size = 2 * top + 8;
+        Slots *users = realloc(t->users, sizeof(Slots) * (size_t)size);
+        if (!users) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        memset(users + t->n_users, 0, sizeof(Slots) * (size_t)(size - t->n_users));
+        t->users = users;
+        t->n_users = size;
+    }
+    Py_ssize_t slot;
+    if (t->free_slots.len) {
+        slot = t->free_slots.items[t->free_slots.len - 1];
+    } else {
+        if (t->n_records == t->size_records) {
+            Py_ssize_t size = 2 * t->size_records + 16;
+            Record *records = realloc(t->records, sizeof(Record) * (size_t)size);
+            if (!records) {
+                PyErr_NoMemory();
+                goto fail;
+            }
+            t->records = records;
+            t->size_records = size;
+        }
+        slot = t->n_records;
+        memset(&t->records[slot], 0, sizeof(Record));
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (slots_push(&t->users[route[k]], slot) < 0) {
+            for (Py_ssize_t j = 0; j < k; j++) t->users[route[j]].len--; /* pushed last */
+            goto fail;
+        }
+    }
+    if (slot == t->n_records) t->n_records++;
+    else t->free_slots.len--;
+    Record *rec = &t->records[slot];
+    Py_INCREF(args[0]);
+    rec->cls = args[0];
+    rec->order = order;
+    rec->route = route;
+    rec->len = n;
+    rec->walk = 0;
+    return PyLong_FromSsize_t(slot);
+fail:
+    Py_XDECREF(fast);
+    free(route);
+    return NULL;
+}
+
+/* The record in ``slot`` (a Python int), or NULL with an exception set. */
+static Record *table_record(ClassTable *t, PyObject *slot_obj) {
+    Py_ssize_t slot = PyLong_AsSsize_t(slot_obj);
+    if (slot == -1 && PyErr_Occurred()) return NULL;
+    if (slot < 0 || slot >= t->n_records || !t->records[slot].cls) {
+        PyErr_Format(PyExc_KeyError, "no class in slot %zd", slot);
+        return NULL;
+    }
+    return &t->records[slot];
+}
+
+/* remove(slot): drop the class in ``slot`` (what _wake discards from _users). */
+static PyObject *table_remove(ClassTable *t, PyObject *slot_obj) {
+    Record *rec = table_record(t, slot_obj);
+    if (!rec) return NULL;
+    Py_ssize_t slot = rec - t->records;
+    if (slots_push(&t->free_slots, slot) < 0) return NULL;
+    for (Py_ssize_t k = 0; k < rec->len; k++) {
+        Slots *users = &t->users[rec->route[k]];
+        for (Py_ssize_t i = 0; i < users->len; i++) {
+            if (users->items[i] == slot) {
+                users->items[i] = users->items[--users->len]; /* their order is not kept */
+                break;
+            }
+        }
+    }
+    free(rec->route);
+    rec->route = NULL;
+    rec->len = 0;
+    Py_CLEAR(rec->cls);
+    Py_RETURN_NONE;
+}
+
+/* sharers(r) -> int: how many classes cross resource r (len(_users.get(r, ()))). */
+static PyObject *table_sharers(ClassTable *t, PyObject *r_obj) {
+    Py_ssize_t r = PyLong_AsSsize_t(r_obj);
+    if (r == -1 && PyErr_Occurred()) return NULL;
+    return PyLong_FromSsize_t(r >= 0 && r < t->n_users ? t->users[r].len : 0);
+}
+
+/* Shell sort's gaps up to ``n`` into ``gaps`` (Ciura's, then 2.25 times the last), ascending;
+ * returns how many. A shell sort makes no allocation and no comparison calls, which qsort
+ * would for the few tens of items a walk sorts. */
+static int shell_gaps(Py_ssize_t n, Py_ssize_t gaps[64]) {
+    static const Py_ssize_t CIURA[] = {1, 4, 10, 23, 57, 132, 301, 701, 1750};
+    int k = 0;
+    for (; k < 9 && (k == 0 || CIURA[k] < n); k++) gaps[k] = CIURA[k];
+    while (k >= 9 && k < 64) {
+        Py_ssize_t next = gaps[k - 1] * 9 / 4;
+        if (next >= n) break;
+        gaps[k++] = next;
+    }
+    return k;
+}
+
+/* The walk's classes (slots) by entry order (orders are distinct). */
+static void sort_slots(Py_ssize_t *items, Py_ssize_t n, const Record *records) {
+    Py_ssize_t gaps[64];
+    for (int k = shell_gaps(n, gaps) - 1; k >= 0; k--) {
+        Py_ssize_t g = gaps[k];
+        for (Py_ssize_t i = g; i < n; i++) {
+            Py_ssize_t s = items[i], j = i;
+            for (; j >= g && records[items[j - g]].order > records[s].order; j -= g)
+                items[j] = items[j - g];
+            items[j] = s;
+        }
+    }
+}
+
+/* The walk's resources ascending (indices are distinct). */
+static void sort_indices(Py_ssize_t *items, Py_ssize_t n) {
+    Py_ssize_t gaps[64];
+    for (int k = shell_gaps(n, gaps) - 1; k >= 0; k--) {
+        Py_ssize_t g = gaps[k];
+        for (Py_ssize_t i = g; i < n; i++) {
+            Py_ssize_t r = items[i], j = i;
+            for (; j >= g && items[j - g] > r; j -= g) items[j] = items[j - g];
+            items[j] = r;
+        }
+    }
+}
+
+/* Take the class in ``slot`` into the walk: unless taken, mark it, add it to ``members`` and
+ * push its route (``seed``: as seeds, each resource once). Returns 0, or -1 with an exception. */
+static int take(ClassTable *t, Py_ssize_t slot, Slots *members, Slots *stack, unsigned char *marks,
+                Py_ssize_t n_res, int seed) {
+    Record *rec = &t->records[slot];
+    if (rec->walk == t->walks) return 0;
+    rec->walk = t->walks;
+    if (slots_push(members, slot) < 0) return -1;
+    for (Py_ssize_t k = 0; k < rec->len; k++) {
+        Py_ssize_t r = rec->route[k];
+        if (r >= n_res) {
+            PyErr_Format(PyExc_IndexError, "resource %zd is not in load_Bps (%zd resources)", r,
+                         n_res);
+            return -1;
+        }
+        if (seed) {
+            if (marks[r] & SEEDED) continue;
+            marks[r] |= SEEDED;
+        }
+        if (slots_push(stack, r) < 0) return -1;
+    }
+    return 0;
+}
+
+static PyObject *slot_name = NULL; /* "slot", interned at import */
+
+/* component(classes, dirty_keys, dirty_res, load_Bps, room_Bps, uncapped, demand, optimistic,
+ * tight): fluid.FluidNetwork._component (see its docstring) over this table and the network's
+ * own containers: the same classes in the same (entry) order, the same resources ascending,
+ * and the same sets of changed classes and loose resources. Which classes and resources the
+ * walk takes does not depend on the order it goes in, so it goes by marks (classes by a stamp
+ * in their record, resources by a byte each) and sorts at the end. */
+static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9) {
         PyErr_SetString(PyExc_TypeError,
                         "component(classes, dirty_keys, dirty_res, load_Bps, room_Bps, uncapped, "
-                        "demand, users, optimistic, tight)");
+                        "demand, optimistic, tight)");
         return NULL;
     }
     PyObject *classes = args[0], *dirty_keys = args[1], *dirty_res = args[2];
     PyObject *load = args[3], *room_Bps = args[4], *uncapped = args[5], *demand = args[6];
-    PyObject *users = args[7], *tight = args[9];
-    int optimistic = PyObject_IsTrue(args[8]);
+    PyObject *tight = args[8];
+    int optimistic = PyObject_IsTrue(args[7]);
     if (optimistic < 0) return NULL;
-    if (!PyDict_Check(classes) || !PyDict_Check(users) || !PyList_Check(load) ||
-        !PyList_Check(room_Bps) || !PyList_Check(uncapped) || !PyList_Check(demand) ||
-        !PyAnySet_Check(tight)) {
+    if (!PyDict_Check(classes) || !PyList_Check(load) || !PyList_Check(room_Bps) ||
+        !PyList_Check(uncapped) || !PyList_Check(demand) || !PyAnySet_Check(tight)) {
         PyErr_SetString(PyExc_TypeError,
-                        "component needs dicts of classes and users, lists per resource and a "
-                        "set of tight resources");
+                        "component needs a dict of classes, lists per resource and a set of "
+                        "tight resources");
         return NULL;
     }
     Py_ssize_t n_res = PyList_GET_SIZE(load);
@@ -777,17 +912,15 @@ static PyObject *component(PyObject *self, PyObject *const *args, Py_ssize_t nar
         PyErr_SetString(PyExc_ValueError, "the per-resource lists differ in length");
         return NULL;
     }
-    PyObject *touched = NULL, *members = NULL, *seeds = NULL, *resources = NULL, *loose = NULL;
-    PyObject *iter = NULL, *item = NULL, *route = NULL, *index = NULL, *out = NULL;
-    PyObject *member_list = NULL;
-    Taken taken = {NULL, 63, 0};
-    Stack stack = {NULL, 0, 0};
+    PyObject *touched = NULL, *loose = NULL, *iter = NULL, *item = NULL, *index = NULL;
+    PyObject *member_list = NULL, *resource_list = NULL, *out = NULL;
+    Slots stack = {NULL, 0, 0}, members = {NULL, 0, 0}, visited = {NULL, 0, 0};
     unsigned char *marks = calloc((size_t)n_res + 1, 1);
-    taken.slots = calloc(64, sizeof(PyObject *));
-    if (!marks || !taken.slots) {
+    if (!marks) {
         PyErr_NoMemory();
         goto done;
     }
+    t->walks++;
 
     touched = PySet_New(NULL);
     if (!touched || !(iter = PyObject_GetIter(dirty_keys))) goto done;
@@ -799,58 +932,39 @@ static PyObject *component(PyObject *self, PyObject *const *args, Py_ssize_t nar
             continue;
         }
         if (PySet_Add(touched, changed) < 0) goto done;
-    }
-    Py_CLEAR(iter);
-    if (PyErr_Occurred()) goto done;
-    members = PySet_New(touched); /* set(touched) */
-    seeds = PySet_New(dirty_res);
-    if (!members || !seeds || !(iter = PyObject_GetIter(members))) goto done;
-    while ((item = PyIter_Next(iter))) {
-        if (taken_add(&taken, item) < 0) goto done;
-        route = PyObject_GetAttr(item, route_name);
-        Py_CLEAR(item);
-        if (!route) goto done;
-        PyObject *route_iter = PyObject_GetIter(route); /* seeds.update(cls.route) */
-        Py_CLEAR(route);
-        if (!route_iter) goto done;
-        PyObject *r_obj;
-        while ((r_obj = PyIter_Next(route_iter))) {
-            int added = PySet_Add(seeds, r_obj);
-            Py_DECREF(r_obj);
-            if (added < 0) break;
+        PyObject *slot = PyObject_GetAttr(changed, slot_name);
+        if (!slot) goto done;
+        Record *rec = table_record(t, slot);
+        Py_DECREF(slot);
+        if (!rec) goto done;
+        if (rec->cls != changed) {
+            PyErr_SetString(PyExc_KeyError, "a changed class is not the one in its slot");
+            goto done;
         }
-        Py_DECREF(route_iter);
-        if (PyErr_Occurred()) goto done;
+        if (take(t, rec - t->records, &members, &stack, marks, n_res, 1) < 0) goto done;
     }
     Py_CLEAR(iter);
-    if (PyErr_Occurred()) goto done;
-    if (!(iter = PyObject_GetIter(seeds))) goto done; /* stack = list(seeds) */
-    stack.size = PySet_GET_SIZE(seeds) + 16;
-    stack.items = malloc(sizeof(Py_ssize_t) * (size_t)stack.size);
-    if (!stack.items) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    if (PyErr_Occurred() || !(iter = PyObject_GetIter(dirty_res))) goto done;
     while ((item = PyIter_Next(iter))) {
         Py_ssize_t r;
         int bad = resource_index(item, n_res, "load_Bps", &r);
         Py_CLEAR(item);
         if (bad) goto done;
-        marks[r] |= SEEDED;
-        stack.items[stack.len++] = r;
+        if (!(marks[r] & SEEDED)) {
+            marks[r] |= SEEDED;
+            if (slots_push(&stack, r) < 0) goto done;
+        }
     }
     Py_CLEAR(iter);
     if (PyErr_Occurred()) goto done;
 
-    resources = PySet_New(NULL);
     loose = PySet_New(NULL);
-    if (!resources || !loose) goto done;
+    if (!loose) goto done;
     while (stack.len) {
         Py_ssize_t r = stack.items[--stack.len];
         if (marks[r] & VISITED) continue;
         marks[r] |= VISITED;
-        index = PyLong_FromSsize_t(r);
-        if (!index || PySet_Add(resources, index) < 0) goto done;
+        if (slots_push(&visited, r) < 0) goto done;
         double room, load_r, demand_r;
         if (float_at(room_Bps, r, &room) < 0 || float_at(load, r, &load_r) < 0) goto done;
         int below = load_r < room;
@@ -858,54 +972,82 @@ static PyObject *component(PyObject *self, PyObject *const *args, Py_ssize_t nar
         if (none_uncapped < 0) goto done;
         if (none_uncapped) {
             if (float_at(demand, r, &demand_r) < 0) goto done;
-            if (demand_r <= room && (below || !(marks[r] & SEEDED))) {
-                Py_CLEAR(index);
+            if (demand_r <= room && (below || !(marks[r] & SEEDED)))
                 continue; /* cannot saturate: its capacity is never in question */
-            }
         }
-        PyObject *sharers = PyDict_GetItemWithError(users, index); /* borrowed */
-        if (!sharers) {
-            if (PyErr_Occurred()) goto done;
+        Slots *sharers = r < t->n_users ? &t->users[r] : NULL;
+        if (!sharers || !sharers->len) continue; /* no class crosses it */
+        if (optimistic && below && sharers->len > 1) {
+            if (!(index = PyLong_FromSsize_t(r))) goto done;
+            int is_tight = PySet_Contains(tight, index);
+            if (is_tight < 0) goto done;
+            if (!is_tight) {
+                if (PySet_Add(loose, index) < 0) goto done;
+                Py_CLEAR(index);
+                continue;
+            }
             Py_CLEAR(index);
-            continue; /* no class crosses it */
         }
-        if (optimistic && below) {
-            Py_ssize_t n_sharers = PyObject_Size(sharers);
-            if (n_sharers < 0) goto done;
-            if (n_sharers > 1) {
-                int is_tight = PySet_Contains(tight, index);
-                if (is_tight < 0) goto done;
-                if (!is_tight) {
-                    if (PySet_Add(loose, index) < 0) goto done;
-                    Py_CLEAR(index);
-                    continue;
-                }
-            }
+        for (Py_ssize_t i = 0; i < sharers->len; i++) {
+            if (take(t, sharers->items[i], &members, &stack, marks, n_res, 0) < 0) goto done;
         }
-        Py_CLEAR(index);
-        Py_INCREF(sharers); /* the walk below runs Python (a class's __hash__): hold it */
-        int walked = walk_sharers(sharers, &taken, members, &stack, n_res);
-        Py_DECREF(sharers);
-        if (walked < 0) goto done;
     }
-    member_list = PySequence_List(members);
-    if (member_list) out = PyTuple_Pack(4, member_list, resources, touched, loose);
+    sort_slots(members.items, members.len, t->records);
+    sort_indices(visited.items, visited.len);
+    if (!(member_list = PyList_New(members.len))) goto done;
+    for (Py_ssize_t i = 0; i < members.len; i++) {
+        PyObject *cls = t->records[members.items[i]].cls;
+        Py_INCREF(cls);
+        PyList_SET_ITEM(member_list, i, cls);
+    }
+    if (!(resource_list = PyList_New(visited.len))) goto done;
+    for (Py_ssize_t i = 0; i < visited.len; i++) {
+        PyObject *r = PyLong_FromSsize_t(visited.items[i]);
+        if (!r) goto done;
+        PyList_SET_ITEM(resource_list, i, r);
+    }
+    out = PyTuple_Pack(4, member_list, resource_list, touched, loose);
 done:
     Py_XDECREF(iter);
     Py_XDECREF(item);
-    Py_XDECREF(route);
     Py_XDECREF(index);
     Py_XDECREF(member_list);
+    Py_XDECREF(resource_list);
     Py_XDECREF(touched);
-    Py_XDECREF(members);
-    Py_XDECREF(seeds);
-    Py_XDECREF(resources);
     Py_XDECREF(loose);
+    free(members.items);
+    free(visited.items);
     free(marks);
-    free(taken.slots);
     free(stack.items);
     return out;
 }
+
+static PyMethodDef table_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))table_add, METH_FASTCALL,
+     "add(cls, order, route) -> slot: register a class with its entry order and route."},
+    {"remove", (PyCFunction)table_remove, METH_O, "remove(slot): drop the class in slot."},
+    {"sharers", (PyCFunction)table_sharers, METH_O,
+     "sharers(r) -> int: how many registered classes cross resource r."},
+    {"component", (PyCFunction)(void (*)(void))table_component, METH_FASTCALL,
+     "component(classes, dirty_keys, dirty_res, load_Bps, room_Bps, uncapped, demand, "
+     "optimistic, tight) -> (members, resources, touched, loose): "
+     "gpusim.engine.fluid.FluidNetwork._component in C over this table (the same members in "
+     "entry order, the same resources ascending, the same sets)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ClassTableType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gpusim.engine._maxmin_c.ClassTable",
+    .tp_basicsize = sizeof(ClassTable),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The fluid network's classes as its settle's walk reads them: per class its entry "
+              "order and route, per resource the classes crossing it.",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)table_dealloc,
+    .tp_traverse = (traverseproc)table_traverse,
+    .tp_clear = (inquiry)table_clear,
+    .tp_methods = table_methods,
+};
 
 /* ---- fluid.FluidNetwork._flush ----------------------------------------------------------- */
 
@@ -988,11 +1130,6 @@ static PyMethodDef methods[] = {
      "those rates would fill of what the classes outside leave (their load less the standing "
      "contributions loads_Bps of the component's classes and gone_loads_Bps of the gone ones); "
      "the rates are None where any would fill."},
-    {"component", (PyCFunction)(void (*)(void))component, METH_FASTCALL,
-     "component(classes, dirty_keys, dirty_res, load_Bps, room_Bps, uncapped, demand, users, "
-     "optimistic, tight) -> (members, resources, touched, loose): "
-     "gpusim.engine.fluid.FluidNetwork._component in C (the same members in the same order, "
-     "the same sets)."},
     {"flush", (PyCFunction)(void (*)(void))flush, METH_FASTCALL,
      "flush(resources, now, load_Bps, since_s, carried_B, busy_s) -> None: "
      "gpusim.engine.fluid.FluidNetwork._flush in C (the same floats)."},
@@ -1009,10 +1146,16 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__maxmin_c(void) {
-    route_name = PyUnicode_InternFromString("route");
-    if (!route_name) return NULL;
+    slot_name = PyUnicode_InternFromString("slot");
+    if (!slot_name || PyType_Ready(&ClassTableType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
+    Py_INCREF(&ClassTableType);
+    if (PyModule_AddObject(m, "ClassTable", (PyObject *)&ClassTableType) < 0) {
+        Py_DECREF(&ClassTableType);
+        Py_DECREF(m);
+        return NULL;
+    }
     /* the tolerances, for the test that holds them to the Python's */
     if (PyModule_AddObject(m, "REL_TOL", PyFloat_FromDouble(REL_TOL)) < 0 ||
         PyModule_AddObject(m, "SLACK_REL", PyFloat_FromDouble(SLACK_REL)) < 0) {

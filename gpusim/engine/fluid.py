@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import count
+from typing import Protocol
 
 import simpy
 
@@ -135,6 +136,8 @@ class _FlowClass:
     """Its route without the resources of ``cut_for``."""
     crossed: tuple[int, ...]
     """The resources of ``cut_for`` on its route, in route order (a repeat kept)."""
+    slot: int
+    """Where ``FluidNetwork.c_classes`` keeps it (-1: not kept there)."""
 
     def __hash__(self) -> int:
         return self.key_hash
@@ -159,6 +162,7 @@ class _FlowClass:
         self.cut_for = None
         self.kept = ()
         self.crossed = ()
+        self.slot = -1
 
     def virtual_at(self, now: float) -> float:
         """The class's virtual clock at ``now``: bytes one of its flows has received."""
@@ -199,28 +203,50 @@ class _FlowClass:
             self.check_s = -math.inf
 
 
-Walk = tuple[list[_FlowClass], set[int], set[_FlowClass], set[int]]
-"""What :meth:`FluidNetwork._component` returns: the component's classes (in the order the
-solve takes them), its resources, the classes that changed, and the loose resources."""
+Walk = tuple[list[_FlowClass], list[int], set[_FlowClass], set[int]]
+"""What :meth:`FluidNetwork._component` returns: the component's classes (in the order they
+entered the network: the order the solve takes them), its resources (ascending), the classes
+that changed, and the loose resources."""
 
-Component = Callable[
-    [
-        dict[FlowKey, _FlowClass],
-        set[FlowKey],
-        set[int],
-        list[float],
-        list[float],
-        list[int],
-        list[float],
-        dict[int, set[_FlowClass]],
-        bool,
-        frozenset[int] | set[int],
-    ],
-    Walk,
-]
-"""``_maxmin_c.component``: :meth:`FluidNetwork._component` in C (see its docstring)."""
-_C_COMPONENT: Component | None = None if _C_MODULE is None else _C_MODULE.component
-"""``_maxmin_c.component`` where the compiled engine runs; ``None`` where the source runs."""
+
+def _entry_order(cls: _FlowClass) -> int:
+    """When ``cls`` entered the network: the sort key of a component's classes."""
+    return cls.order
+
+
+class ClassTable(Protocol):
+    """``_maxmin_c.ClassTable``: the network's classes as its settle's walk reads them (per
+    class its entry order and route, per resource the classes crossing it: what
+    ``FluidNetwork._users`` holds), kept in C, and the walk itself (:meth:`component`)."""
+
+    def add(self, cls: _FlowClass, order: int, route: tuple[int, ...]) -> int:
+        """Register ``cls``; returns its slot."""
+
+    def remove(self, slot: int) -> None:
+        """Drop the class in ``slot``."""
+
+    def sharers(self, r: int) -> int:
+        """How many registered classes cross resource ``r``."""
+
+    def component(
+        self,
+        classes: dict[FlowKey, _FlowClass],
+        dirty_keys: set[FlowKey],
+        dirty_res: set[int],
+        load_Bps: list[float],
+        room_Bps: list[float],
+        uncapped: list[int],
+        demand: list[float],
+        optimistic: bool,
+        tight: frozenset[int] | set[int],
+    ) -> Walk:
+        """:meth:`FluidNetwork._component` over this table (see its docstring)."""
+
+
+_C_CLASS_TABLE: Callable[[], ClassTable] | None = (
+    None if _C_MODULE is None else _C_MODULE.ClassTable
+)
+"""``_maxmin_c.ClassTable`` where the compiled engine runs; ``None`` where the source runs."""
 
 
 @dataclass(slots=True, init=False)
@@ -347,9 +373,11 @@ class FluidNetwork:
         """:meth:`_solve_without` in C (``_maxmin_c.c``: the same floats, without the route
         cuts it keeps), where the compiled engine runs; ``None`` runs the method's Python (a
         test compares the two)."""
-        self.c_component: Component | None = _C_COMPONENT
-        """:meth:`_component` in C (``_maxmin_c.c``: the same members, in the same order, and
-        the same sets), where the compiled engine runs; ``None`` runs the method's Python."""
+        self.c_classes: ClassTable | None = None if _C_CLASS_TABLE is None else _C_CLASS_TABLE()
+        """The classes' entry orders and routes per resource in C (``_maxmin_c.ClassTable``),
+        whose walk runs in place of :meth:`_component`'s Python (the same members, resources
+        and sets) where the compiled engine runs; ``None`` runs the Python. Kept by
+        :meth:`_new_class` and :meth:`_wake`, so set (or unset) only before the first class."""
         self.c_flush: Flush | None = _C_FLUSH
         """:meth:`_flush` in C (``_maxmin_c.c``: the same floats), where the compiled engine
         runs; ``None`` runs the method's Python."""
@@ -483,6 +511,9 @@ class FluidNetwork:
         """A class for ``key``, its clock starting at ``now``, registered on its resources."""
         cls = _FlowClass(key, order, ref_s=now)
         self._classes[key] = cls
+        table = self.c_classes
+        if table is not None:
+            cls.slot = table.add(cls, order, cls.route)
         for r in cls.route:
             self._users.setdefault(r, set()).add(cls)
         return cls
@@ -651,10 +682,15 @@ class FluidNetwork:
         none of which bottlenecks them before or after, so their rates stand; and a max-min
         solution that satisfies a constraint it ignored is the solution with that constraint.
         A changed class's own slack resource still connects when it was saturated before the
-        change (a flow that left may free its sharers)."""
-        twin = self.c_component
-        if twin is not None:
-            return twin(
+        change (a flow that left may free its sharers).
+
+        The classes come in the order they entered the network (``order``), the resources in
+        ascending order: what the walk finds does not depend on the order it goes in, and the
+        solve's floats depend on the classes' order, so a canonical one lets any walk (the C
+        twin's marks, or a network held elsewhere) give the same floats."""
+        table = self.c_classes
+        if table is not None:
+            return table.component(
                 self._classes,
                 self._dirty_keys,
                 self._dirty_res,
@@ -662,7 +698,6 @@ class FluidNetwork:
                 self._room_Bps,
                 self._uncapped,
                 self._demand,
-                self._users,
                 optimistic,
                 tight,
             )
@@ -672,7 +707,8 @@ class FluidNetwork:
             changed = classes.get(k)
             if changed is not None:
                 touched.add(changed)
-        members = set(touched)  # iterates as the set of their keys would (_FlowClass)
+        members = set(touched)  # "taken yet?"
+        found = list(touched)
         seeds = set(self._dirty_res)
         for cls in members:
             seeds.update(cls.route)
@@ -701,8 +737,10 @@ class FluidNetwork:
             for cls in sharers:
                 if cls not in members:
                     members.add(cls)
+                    found.append(cls)
                     stack.extend(cls.route)
-        return list(members), resources, touched, loose
+        found.sort(key=_entry_order)
+        return found, sorted(resources), touched, loose
 
     def _settle(self) -> None:
         """Re-solve the rates after transfers entered or left at this instant: advance the
@@ -802,13 +840,8 @@ class FluidNetwork:
         cls.retime(now)
         if heap_mode:
             heappush(self._check, self._check_entry(cls))
-        if self.recorder.enabled:  # the component's set, built as _component builds it
-            seeds: set[int] = set()
-            seeds.update(route)
-            resources: set[int] = set()
-            for r in reversed(list(seeds)):
-                resources.add(r)
-            self._retime_end(resources, now)
+        if self.recorder.enabled:  # the component's resources, as _component gives them
+            self._retime_end(sorted(route), now)
         else:
             self._retime_end(route, now)
         self._reschedule(heap_mode)
@@ -996,7 +1029,7 @@ class FluidNetwork:
         self,
         classes: list[_FlowClass],
         rates: list[float],
-        resources: set[int],
+        resources: list[int],
         touched: set[_FlowClass],
     ) -> bool:
         """Give each class its new rate and the time its first flow completes at it (unchanged
@@ -1171,6 +1204,8 @@ class FluidNetwork:
                 cls.next_s = cls.check_s = math.inf  # its heap entries are stale now
                 self._dirty_res.update(cls.route)
                 self._gone.append(cls)  # its load goes at the next settle
+                if self.c_classes is not None:
+                    self.c_classes.remove(cls.slot)
                 for r in cls.route:
                     users = self._users[r]
                     users.discard(cls)
