@@ -56,8 +56,8 @@ from gpusim.engine.fluid import (
     FlowKey,
     FluidNetwork,
     Flush,
-    SolveWithout,
     Walk,
+    _Flow,
     _FlowClass,
     _Lone,
 )
@@ -840,15 +840,13 @@ class _PathComparedNetwork(FluidNetwork):
 @dataclass(frozen=True)
 class Twins:
     """The network's C twins to run in place of its Python (none: the Python, as the tests
-    run): ``_maxmin_c.solve_without``, a ``ClassTable`` (its walk) and ``flush``."""
+    run): a ``ClassTable`` (its walk and optimistic solve) and ``flush``."""
 
-    solve_without: SolveWithout | None = None
     classes: Callable[[], ClassTable] | None = None
     flush: Flush | None = None
 
     def install(self, net: FluidNetwork) -> None:
         """Before the network's first class (the table is kept from its first class on)."""
-        net.c_solve_without = self.solve_without
         net.c_classes = None if self.classes is None else self.classes()
         net.c_flush = self.flush
 
@@ -926,27 +924,6 @@ def test_settle_fast_paths_equal_the_general_path_where_the_relaxed_solve_fills_
         assert fast_net.cuts_reused > 0  # each checked against a fresh cut
 
 
-def _c_solve_without() -> SolveWithout:
-    """``_maxmin_c.solve_without`` as the install built it (:func:`_c_twin`'s conditions)."""
-    _c_twin()
-    solve: SolveWithout = importlib.import_module("gpusim.engine._maxmin_c").solve_without
-    return solve
-
-
-@given(st.one_of(crowded_scenarios(), scenarios(max_xfers=24)))
-def test_the_c_optimistic_solve_gives_the_same_run(scenario: tuple[Topology, list[Xfer]]) -> None:
-    """The compiled engine's C ``_solve_without`` (route cuts, solve and fill check in one)
-    against the method's Python: the same completions, rates, clocks, loads, peaks and
-    recomputations at every settle."""
-    topo, xfers = scenario
-    twin = _c_solve_without()
-    python, python_net = _run_paths(topo.capacities_Bps, xfers, fast_paths=True)
-    c, c_net = _run_paths(topo.capacities_Bps, xfers, fast_paths=True, twins=Twins(twin))
-    assert c == python
-    _assert_same_run(c_net, python_net)
-    assert c_net.grown == python_net.grown
-
-
 def _c_class_table() -> Callable[[], ClassTable]:
     """``_maxmin_c.ClassTable`` as the install built it (:func:`_c_twin`'s conditions)."""
     _c_twin()
@@ -954,12 +931,27 @@ def _c_class_table() -> Callable[[], ClassTable]:
     return table
 
 
+@given(st.one_of(crowded_scenarios(), scenarios(max_xfers=24)))
+def test_the_c_class_table_gives_the_same_run(scenario: tuple[Topology, list[Xfer]]) -> None:
+    """The compiled engine's ``ClassTable`` (its walk, and its optimistic solve: route cuts,
+    solve and fill check in one) in place of the Python of ``_component`` and
+    ``_solve_without``: the same completions, rates, clocks, loads, peaks and recomputations
+    at every settle, and the components grow alike."""
+    topo, xfers = scenario
+    twins = Twins(classes=_c_class_table())
+    python, python_net = _run_paths(topo.capacities_Bps, xfers, fast_paths=True)
+    c, c_net = _run_paths(topo.capacities_Bps, xfers, fast_paths=True, twins=twins)
+    assert c == python
+    _assert_same_run(c_net, python_net)
+    assert c_net.grown == python_net.grown
+
+
 def _table_of(net: FluidNetwork) -> ClassTable:
     """A ``ClassTable`` holding ``net``'s classes (their slots set to it), in their entry
     order."""
     table = _c_class_table()()
     for cls in sorted(net._classes.values(), key=lambda c: c.order):
-        cls.slot = table.add(cls, cls.order, cls.route)
+        cls.slot = table.add(cls, cls.order, cls.route, cls.cap_Bps, cls.flows)
     return table
 
 
@@ -1102,7 +1094,7 @@ def test_the_c_component_walk_refuses_what_the_python_cannot_read() -> None:
     with pytest.raises(KeyError, match="no class in slot"):
         table.remove(cls.slot)
     with pytest.raises(IndexError, match="resource -1"):
-        table.add(cls, 0, (0, -1))
+        table.add(cls, 0, (0, -1), math.inf, cls.flows)
 
 
 @pytest.mark.parametrize("n_classes", [2, 33, 3000])
@@ -1136,7 +1128,7 @@ def test_the_class_table_holds_what_the_networks_users_hold() -> None:
     routes = [(0, 1), (1, 2, 1), (2,), (0, 2, 3), (3, 3)]
     classes = [_FlowClass((route, math.inf), i) for i, route in enumerate(routes)]
     users: dict[int, set[_FlowClass]] = {}
-    slots = [table.add(c, c.order, c.route) for c in classes]
+    slots = [table.add(c, c.order, c.route, c.cap_Bps, c.flows) for c in classes]
     for c in classes:
         for r in c.route:
             users.setdefault(r, set()).add(c)
@@ -1146,7 +1138,7 @@ def test_the_class_table_holds_what_the_networks_users_hold() -> None:
         for r in classes[gone].route:
             users[r].discard(classes[gone])
         assert all(table.sharers(r) == len(users[r]) for r in range(5) if r in users)
-    again = table.add(classes[1], 1, classes[1].route)
+    again = table.add(classes[1], 1, classes[1].route, math.inf, classes[1].flows)
     assert again in (slots[1], slots[3])
     assert table.sharers(1) == 2 and table.sharers(99) == 0 and table.sharers(-1) == 0
 
@@ -1227,29 +1219,24 @@ def test_the_c_optimistic_solve_leaves_loose_resources_what_the_others_draw(
     standing 20 GB/s and 9 GB/s of a class gone since: the new rates draw 24 GB/s of it, which
     fills what the others leave (100 - outside) only where that is 24 or less."""
     load = [(outside_GBps + 20 + 9) * GB, 24 * GB]
-    rates, filled = _c_solve_without()(
-        [(0, 1), (1, 0)],
-        [1, 1],
-        [math.inf, math.inf],
-        [10 * GB, 10 * GB],
-        [100 * GB, 24 * GB],
-        load,
-        {0},
-        [(0,)],
-        [9 * GB],
-    )
+    members = [_FlowClass(((0, 1), math.inf), 0), _FlowClass(((1, 0), math.inf), 1)]
+    table = _c_class_table()()
+    for cls in members:
+        cls.flows.append((1.0, cls.order, _Flow(1.0, cls.order, lambda: None, 1.0, 0.0, "x")))
+        cls.load_Bps = 10 * GB
+        cls.slot = table.add(cls, cls.order, cls.route, cls.cap_Bps, cls.flows)
+    rates, filled = table.solve_without(members, [100 * GB, 24 * GB], load, {0}, [(0,)], [9 * GB])
     assert (rates, filled) == ((None, [0]) if fills else ([12 * GB, 12 * GB], []))
 
 
-@pytest.mark.parametrize("twin", ["solve_without", "component", "flush"])
+@pytest.mark.parametrize("twin", ["classes", "flush"])
 def test_each_c_twin_gives_the_same_run_where_components_grow(twin: str) -> None:
     """Whole runs with one C twin in place of its Python, on the instances where optimistic
     solves would fill loose resources: the same completions, rates, clocks, loads, peaks,
     carried bytes, busy times and recomputations at every settle, and the components grow
     alike (the C optimistic solve reports the same filled resources)."""
     twins = {
-        "solve_without": lambda: Twins(solve_without=_c_solve_without()),
-        "component": lambda: Twins(classes=_c_class_table()),
+        "classes": lambda: Twins(classes=_c_class_table()),
         "flush": lambda: Twins(flush=_c_flush()),
     }[twin]()
     for capacities, xfers in _grown_component_cases():

@@ -3,18 +3,20 @@
  *
  * - max_min_fair_rates: gpusim/engine/maxmin.py's max_min_fair_rates (its _Loads, _one_level_of,
  *   _fill and _fix, with the one-level closed form and the last-round shortcut on);
- * - solve_without: gpusim/engine/fluid.py's FluidNetwork._solve_without with its _cut and _fills
- *   (the optimistic solve of a component, its loose resources masked out of the routes and
- *   checked after);
- * - component: FluidNetwork._component (the walk that finds what a settle must re-solve: the
- *   same classes in their entry order, the same resources ascending, the same sets);
+ * - ClassTable: the network's classes as its settles read them (per class its entry order,
+ *   route, cap and list of flows; per resource the classes crossing it), kept by
+ *   gpusim/engine/fluid.py's FluidNetwork beside its _users, with two of its settle's steps:
+ *   - component: FluidNetwork._component (the walk that finds what a settle must re-solve: the
+ *     same classes in their entry order, the same resources ascending, the same sets);
+ *   - solve_without: FluidNetwork._solve_without with its _cut and _fills (the optimistic
+ *     solve of a component, its loose resources masked out of the routes and checked after);
  * - flush: FluidNetwork._flush (resources' carried bytes and busy time brought up to now).
  *
  * Each does the same IEEE double operations in the same order as its twin, so it gives the same
  * floats: the compiled engine calls these where the Python would run (gpusim/native.py decides;
  * tests/test_engine_properties.py compares each with its twin, bit for bit). What they save is
  * mypyc's boxed floats, generic lists and set lookups: the solves work on C arrays, the walk on
- * marks. Build with
+ * marks, both on the table's routes. Build with
  * floating-point contraction off (setup.py): a fused multiply-add would round once where Python
  * rounds twice.
  *
@@ -74,16 +76,78 @@ static int resource_index(PyObject *item, Py_ssize_t n_res, const char *list_nam
     return 0;
 }
 
-/* Read the inputs (every resource index of every route checked to lie in capacity_Bps) and
- * number the resources by first appearance (class order, then route order), as maxmin._Loads
- * does; a resource marked in ``excluded`` (NULL: none) is left out of every route, as if the
- * routes had been given without it (the whole routes stay in full). Returns 0, or -1 with a
- * Python exception set; p is to be freed either way. */
+/* Number the resources of a problem whose counts, caps and full routes are set (p->n,
+ * p->counts, p->caps, p->full_at, p->full) by first appearance (class order, then route order),
+ * as maxmin._Loads does, each starting at its capacity (``capacity``, indexed by resource); a
+ * resource marked in ``excluded`` (NULL: none) is left out of every route, as if the routes had
+ * been given without it (the whole routes stay in full). ``number`` (per resource) must hold -1
+ * for every resource the routes cross, and does again on return. Returns 0, or -1 with a Python
+ * exception set; p is to be freed either way. */
+static int problem_index(Problem *p, PyObject *const *capacity, const char *excluded,
+                         Py_ssize_t *number) {
+    Py_ssize_t n = p->n, at_full = p->full_at[n], *next_user = NULL;
+    int status = -1;
+    p->route_at = malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
+    p->left = malloc(sizeof(double) * (size_t)(at_full + 1));
+    p->flows = malloc(sizeof(long) * (size_t)(at_full + 1));
+    p->route = malloc(sizeof(Py_ssize_t) * (size_t)(at_full + 1));
+    p->users_at = calloc((size_t)(at_full + 2), sizeof(Py_ssize_t));
+    p->users = malloc(sizeof(Py_ssize_t) * (size_t)(at_full + 1));
+    next_user = malloc(sizeof(Py_ssize_t) * (size_t)(at_full + 1));
+    if (!p->route_at || !p->route || !p->left || !p->flows || !p->users_at || !p->users ||
+        !next_user) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t at = 0, n_res = 0;
+    for (Py_ssize_t c = 0; c < n; c++) {
+        p->route_at[c] = at;
+        long w = p->counts[c];
+        if (w <= 0) continue;
+        Py_ssize_t start = at;
+        for (Py_ssize_t k = p->full_at[c]; k < p->full_at[c + 1]; k++) {
+            Py_ssize_t r = p->full[k];
+            if (excluded && excluded[r]) continue;
+            Py_ssize_t j = number[r];
+            if (j < 0) {
+                j = number[r] = n_res++;
+                double capacity_r = PyFloat_AsDouble(capacity[r]);
+                if (capacity_r == -1.0 && PyErr_Occurred()) goto done;
+                p->left[j] = capacity_r;
+                p->flows[j] = w;
+            } else {
+                p->flows[j] = p->flows[j] + w;
+            }
+            p->users_at[j + 1]++;
+            p->route[at++] = j;
+        }
+        if (at == start) p->routeless = 1;
+    }
+    p->route_at[n] = at;
+    p->n_res = n_res;
+    for (Py_ssize_t j = 0; j < n_res; j++) {
+        p->users_at[j + 1] += p->users_at[j];
+        next_user[j] = p->users_at[j];
+    }
+    for (Py_ssize_t c = 0; c < n; c++) {
+        for (Py_ssize_t k = p->route_at[c]; k < p->route_at[c + 1]; k++) {
+            p->users[next_user[p->route[k]]++] = c;
+        }
+    }
+    status = 0;
+done:
+    for (Py_ssize_t k = 0; k < at_full; k++) number[p->full[k]] = -1;
+    free(next_user);
+    return status;
+}
+
+/* Read the inputs (every resource index of every route checked to lie in capacity_Bps), then
+ * problem_index. Returns 0, or -1 with a Python exception set; p is to be freed either way. */
 static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject *caps,
                         PyObject *capacity, const char *excluded) {
     PyObject *routes_fast = NULL, *counts_fast = NULL, *caps_fast = NULL, *cap_fast = NULL;
     PyObject *route_fast = NULL;
-    Py_ssize_t *number = NULL, *next_user = NULL;
+    Py_ssize_t *number = NULL;
     int status = -1;
     memset(p, 0, sizeof(*p));
 
@@ -102,13 +166,10 @@ static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject
     p->counts = malloc(sizeof(long) * (size_t)(n + 1));
     p->caps = malloc(sizeof(double) * (size_t)(n + 1));
     p->full_at = malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
-    p->route_at = malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
-    number = malloc(sizeof(Py_ssize_t) * (size_t)(n_cap + 1));
-    if (!p->counts || !p->caps || !p->full_at || !p->route_at || !number) {
+    if (!p->counts || !p->caps || !p->full_at) {
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t r = 0; r < n_cap; r++) number[r] = -1;
 
     Py_ssize_t total = 0;
     for (Py_ssize_t c = 0; c < n; c++) {
@@ -148,56 +209,16 @@ static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject
         Py_CLEAR(route_fast);
     }
     p->full_at[n] = at_full;
-    p->left = malloc(sizeof(double) * (size_t)(at_full + 1));
-    p->flows = malloc(sizeof(long) * (size_t)(at_full + 1));
-    p->route = malloc(sizeof(Py_ssize_t) * (size_t)(at_full + 1));
-    p->users_at = calloc((size_t)(at_full + 2), sizeof(Py_ssize_t));
-    p->users = malloc(sizeof(Py_ssize_t) * (size_t)(at_full + 1));
-    next_user = malloc(sizeof(Py_ssize_t) * (size_t)(at_full + 1));
-    if (!p->route || !p->left || !p->flows || !p->users_at || !p->users || !next_user) {
+    number = malloc(sizeof(Py_ssize_t) * (size_t)(n_cap + 1));
+    if (!number) {
         PyErr_NoMemory();
         goto done;
     }
-    Py_ssize_t at = 0, n_res = 0;
-    for (Py_ssize_t c = 0; c < n; c++) {
-        p->route_at[c] = at;
-        long w = p->counts[c];
-        if (w <= 0) continue;
-        Py_ssize_t start = at;
-        for (Py_ssize_t k = p->full_at[c]; k < p->full_at[c + 1]; k++) {
-            Py_ssize_t r = p->full[k];
-            if (excluded && excluded[r]) continue;
-            Py_ssize_t j = number[r];
-            if (j < 0) {
-                j = number[r] = n_res++;
-                double capacity_r = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(cap_fast, r));
-                if (capacity_r == -1.0 && PyErr_Occurred()) goto done;
-                p->left[j] = capacity_r;
-                p->flows[j] = w;
-            } else {
-                p->flows[j] = p->flows[j] + w;
-            }
-            p->users_at[j + 1]++;
-            p->route[at++] = j;
-        }
-        if (at == start) p->routeless = 1;
-    }
-    p->route_at[n] = at;
-    p->n_res = n_res;
-    for (Py_ssize_t j = 0; j < n_res; j++) {
-        p->users_at[j + 1] += p->users_at[j];
-        next_user[j] = p->users_at[j];
-    }
-    for (Py_ssize_t c = 0; c < n; c++) {
-        for (Py_ssize_t k = p->route_at[c]; k < p->route_at[c + 1]; k++) {
-            p->users[next_user[p->route[k]]++] = c;
-        }
-    }
-    status = 0;
+    for (Py_ssize_t r = 0; r < n_cap; r++) number[r] = -1;
+    status = problem_index(p, PySequence_Fast_ITEMS(cap_fast), excluded, number);
 done:
     Py_XDECREF(route_fast);
     free(number);
-    free(next_user);
     Py_XDECREF(routes_fast);
     Py_XDECREF(counts_fast);
     Py_XDECREF(caps_fast);
@@ -486,139 +507,6 @@ static int take_off(PyObject *route, double amount, const char *loose, double *l
     return 0;
 }
 
-/* fluid.FluidNetwork._solve_without, its _cut and its _fills in one: see solve_without's
- * docstring below. */
-static PyObject *solve_without(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError,
-                        "solve_without(routes, counts, caps_Bps, loads_Bps, capacity_Bps, "
-                        "load_Bps, loose, gone_routes, gone_loads_Bps)");
-        return NULL;
-    }
-    PyObject *routes = args[0], *counts = args[1], *caps = args[2], *own = args[3];
-    PyObject *capacity = args[4], *load = args[5], *loose_set = args[6];
-    PyObject *gone_routes = args[7], *gone_own = args[8];
-    PyObject *out = NULL, *filled = NULL, *rates_out = NULL, *iter = NULL, *item = NULL;
-    PyObject *routes_fast = NULL, *own_fast = NULL, *gone_fast = NULL, *gone_own_fast = NULL;
-    PyObject *cap_fast = NULL, *load_fast = NULL;
-    Py_ssize_t *loose_list = NULL, n_loose = 0;
-    char *is_loose = NULL;
-    double *left = NULL, *drawn = NULL, *rates = NULL;
-    Problem p;
-    int read = 0;
-
-    cap_fast = PySequence_Fast(capacity, "capacity_Bps must be a sequence");
-    load_fast = PySequence_Fast(load, "load_Bps must be a sequence");
-    routes_fast = PySequence_Fast(routes, "routes must be a sequence");
-    own_fast = PySequence_Fast(own, "loads_Bps must be a sequence");
-    gone_fast = PySequence_Fast(gone_routes, "gone_routes must be a sequence");
-    gone_own_fast = PySequence_Fast(gone_own, "gone_loads_Bps must be a sequence");
-    if (!cap_fast || !load_fast || !routes_fast || !own_fast || !gone_fast || !gone_own_fast) {
-        goto done;
-    }
-    Py_ssize_t n_cap = PySequence_Fast_GET_SIZE(cap_fast);
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(routes_fast);
-    if (PySequence_Fast_GET_SIZE(load_fast) < n_cap || PySequence_Fast_GET_SIZE(own_fast) < n ||
-        PySequence_Fast_GET_SIZE(gone_own_fast) < PySequence_Fast_GET_SIZE(gone_fast)) {
-        PyErr_SetString(PyExc_IndexError, "solve_without: a list is shorter than it must be");
-        goto done;
-    }
-    is_loose = calloc((size_t)(n_cap + 1), 1);
-    left = malloc(sizeof(double) * (size_t)(n_cap + 1));
-    drawn = malloc(sizeof(double) * (size_t)(n_cap + 1));
-    loose_list = malloc(sizeof(Py_ssize_t) * (size_t)(n_cap + 1));
-    rates = malloc(sizeof(double) * (size_t)(n + 1));
-    if (!is_loose || !left || !drawn || !loose_list || !rates) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    /* outside: each loose resource's load, less the standing contributions taken off below */
-    iter = PyObject_GetIter(loose_set);
-    if (!iter) goto done;
-    while ((item = PyIter_Next(iter))) {
-        Py_ssize_t r;
-        int bad = resource_index(item, n_cap, "capacity_Bps", &r);
-        Py_CLEAR(item);
-        if (bad) goto done;
-        if (is_loose[r]) continue;
-        is_loose[r] = 1;
-        loose_list[n_loose++] = r;
-        left[r] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(load_fast, r));
-        if (left[r] == -1.0 && PyErr_Occurred()) goto done;
-    }
-    if (PyErr_Occurred()) goto done;
-    read = 1; /* problem_read leaves p to free, read or not */
-    if (problem_read(&p, routes, counts, caps, capacity, is_loose) < 0) goto done;
-    for (Py_ssize_t i = 0; i < n; i++) { /* the component's classes, then the gone ones */
-        double amount = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(own_fast, i));
-        if (amount == -1.0 && PyErr_Occurred()) goto done;
-        for (Py_ssize_t k = p.full_at[i]; k < p.full_at[i + 1]; k++) {
-            Py_ssize_t r = p.full[k];
-            if (is_loose[r]) left[r] = left[r] - amount;
-        }
-    }
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(gone_fast); i++) {
-        double amount = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(gone_own_fast, i));
-        if (amount == -1.0 && PyErr_Occurred()) goto done;
-        if (take_off(PySequence_Fast_GET_ITEM(gone_fast, i), amount, is_loose, left, n_cap)) {
-            goto done;
-        }
-    }
-    if (solve(&p, rates) < 0) goto done;
-    /* _fills: what the classes draw of each loose resource at their new rates (class order,
-     * route order), against what the classes outside leave of it */
-    for (Py_ssize_t k = 0; k < n_loose; k++) drawn[loose_list[k]] = 0.0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        double d = rates[i] * (double)p.counts[i];
-        for (Py_ssize_t k = p.full_at[i]; k < p.full_at[i + 1]; k++) {
-            Py_ssize_t r = p.full[k];
-            if (is_loose[r]) drawn[r] = drawn[r] + d;
-        }
-    }
-    filled = PyList_New(0);
-    if (!filled) goto done;
-    for (Py_ssize_t k = 0; k < n_loose; k++) {
-        Py_ssize_t r = loose_list[k];
-        double capacity_r = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(cap_fast, r));
-        if (capacity_r == -1.0 && PyErr_Occurred()) goto done;
-        double d = drawn[r];
-        if (d > 0 && d >= (capacity_r - left[r]) * SLACK_REL) {
-            PyObject *index = PyLong_FromSsize_t(r);
-            if (!index || PyList_Append(filled, index) < 0) {
-                Py_XDECREF(index);
-                goto done;
-            }
-            Py_DECREF(index);
-        }
-    }
-    if (PyList_GET_SIZE(filled)) {
-        rates_out = Py_None;
-        Py_INCREF(rates_out);
-    } else {
-        rates_out = rates_list(rates, n);
-        if (!rates_out) goto done;
-    }
-    out = PyTuple_Pack(2, rates_out, filled);
-done:
-    Py_XDECREF(iter);
-    Py_XDECREF(rates_out);
-    Py_XDECREF(filled);
-    Py_XDECREF(cap_fast);
-    Py_XDECREF(load_fast);
-    Py_XDECREF(routes_fast);
-    Py_XDECREF(own_fast);
-    Py_XDECREF(gone_fast);
-    Py_XDECREF(gone_own_fast);
-    free(is_loose);
-    free(left);
-    free(drawn);
-    free(loose_list);
-    free(rates);
-    if (read) problem_free(&p);
-    return out;
-}
-
 /* ---- fluid.FluidNetwork._component ------------------------------------------------------- */
 
 /* Per resource, a walk's marks (one byte each, allocated per walk: no state between calls). */
@@ -633,10 +521,14 @@ static int float_at(PyObject *list, Py_ssize_t r, double *out) {
 
 /* A class as the walk reads it: its entry order and route, fixed for its life. */
 typedef struct {
-    PyObject *cls; /* a strong reference; NULL while the slot is free */
+    PyObject *cls;   /* a strong reference; NULL while the slot is free */
+    PyObject *flows; /* its list of flows (a strong reference): their count is its length */
     Py_ssize_t order;
+    double cap;
     Py_ssize_t *route; /* its distinct resources, in route order */
     Py_ssize_t len;
+    Py_ssize_t *full; /* its whole route, a repeat kept */
+    Py_ssize_t len_full;
     unsigned long long walk; /* the last walk that took it */
 } Record;
 
@@ -671,43 +563,78 @@ typedef struct {
     Slots *users; /* per resource */
     Py_ssize_t n_users;
     unsigned long long walks;
+    PyObject *last_members; /* the list the last walk returned, and its classes' slots */
+    Slots last_slots;
+    /* per resource, scratch for the optimistic solve, left as found between calls: */
+    Py_ssize_t n_scratch;
+    Py_ssize_t *number; /* -1 (problem_index's numbering) */
+    char *is_loose;     /* 0 */
+    double *left, *drawn;
+    Py_ssize_t *loose_list;
 } ClassTable;
 
 static int table_traverse(ClassTable *t, visitproc visit, void *arg) {
-    for (Py_ssize_t i = 0; i < t->n_records; i++) Py_VISIT(t->records[i].cls);
+    for (Py_ssize_t i = 0; i < t->n_records; i++) {
+        Py_VISIT(t->records[i].cls);
+        Py_VISIT(t->records[i].flows);
+    }
+    Py_VISIT(t->last_members);
     return 0;
 }
 
 static int table_clear(ClassTable *t) {
-    for (Py_ssize_t i = 0; i < t->n_records; i++) Py_CLEAR(t->records[i].cls);
+    for (Py_ssize_t i = 0; i < t->n_records; i++) {
+        Py_CLEAR(t->records[i].cls);
+        Py_CLEAR(t->records[i].flows);
+    }
+    Py_CLEAR(t->last_members);
     return 0;
 }
 
 static void table_dealloc(ClassTable *t) {
     PyObject_GC_UnTrack(t);
     table_clear(t);
-    for (Py_ssize_t i = 0; i < t->n_records; i++) free(t->records[i].route);
+    for (Py_ssize_t i = 0; i < t->n_records; i++) {
+        free(t->records[i].route);
+        free(t->records[i].full);
+    }
     free(t->records);
+    free(t->last_slots.items);
+    free(t->number);
+    free(t->is_loose);
+    free(t->left);
+    free(t->drawn);
+    free(t->loose_list);
     free(t->free_slots.items);
     for (Py_ssize_t r = 0; r < t->n_users; r++) free(t->users[r].items);
     free(t->users);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 
-/* add(cls, order, route) -> slot: register a class (what _new_class adds to _users). */
+/* add(cls, order, route, cap_Bps, flows) -> slot: register a class (what _new_class adds to
+ * _users), with its entry order, route, per-flow cap and list of flows. */
 static PyObject *table_add(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "add(cls, order, route)");
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "add(cls, order, route, cap_Bps, flows)");
         return NULL;
     }
     Py_ssize_t order = PyLong_AsSsize_t(args[1]);
     if (order == -1 && PyErr_Occurred()) return NULL;
+    double cap = PyFloat_AsDouble(args[3]);
+    if (cap == -1.0 && PyErr_Occurred()) return NULL;
+    if (!PyList_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "flows must be a list");
+        return NULL;
+    }
     PyObject *fast = PySequence_Fast(args[2], "route must be a sequence");
     if (!fast) return NULL;
     Py_ssize_t len = PySequence_Fast_GET_SIZE(fast), n = 0, top = -1;
     Py_ssize_t *route = malloc(sizeof(Py_ssize_t) * (size_t)(len + 1));
-    if (!route) {
+    Py_ssize_t *full = malloc(sizeof(Py_ssize_t) * (size_t)(len + 1));
+    if (!route || !full) {
         Py_DECREF(fast);
+        free(route);
+        free(full);
         return PyErr_NoMemory();
     }
     for (Py_ssize_t i = 0; i < len; i++) {
@@ -717,6 +644,7 @@ static PyObject *table_add(ClassTable *t, PyObject *const *args, Py_ssize_t narg
             PyErr_Format(PyExc_IndexError, "resource %zd is not a resource index", r);
             goto fail;
         }
+        full[i] = r;
         int seen = 0;
         for (Py_ssize_t k = 0; k < n; k++) seen |= route[k] == r;
         if (!seen) route[n++] = r;
@@ -761,15 +689,21 @@ static PyObject *table_add(ClassTable *t, PyObject *const *args, Py_ssize_t narg
     else t->free_slots.len--;
     Record *rec = &t->records[slot];
     Py_INCREF(args[0]);
+    Py_INCREF(args[4]);
     rec->cls = args[0];
+    rec->flows = args[4];
     rec->order = order;
+    rec->cap = cap;
     rec->route = route;
     rec->len = n;
+    rec->full = full;
+    rec->len_full = len;
     rec->walk = 0;
     return PyLong_FromSsize_t(slot);
 fail:
     Py_XDECREF(fast);
     free(route);
+    free(full);
     return NULL;
 }
 
@@ -800,9 +734,11 @@ static PyObject *table_remove(ClassTable *t, PyObject *slot_obj) {
         }
     }
     free(rec->route);
-    rec->route = NULL;
-    rec->len = 0;
+    free(rec->full);
+    rec->route = rec->full = NULL;
+    rec->len = rec->len_full = 0;
     Py_CLEAR(rec->cls);
+    Py_CLEAR(rec->flows);
     Py_RETURN_NONE;
 }
 
@@ -1000,6 +936,14 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
         Py_INCREF(cls);
         PyList_SET_ITEM(member_list, i, cls);
     }
+    /* for solve_without, which takes this list next: its slots without reading each class */
+    Py_INCREF(member_list);
+    Py_XSETREF(t->last_members, member_list);
+    {
+        Slots swap = t->last_slots;
+        t->last_slots = members;
+        members = swap;
+    }
     if (!(resource_list = PyList_New(visited.len))) goto done;
     for (Py_ssize_t i = 0; i < visited.len; i++) {
         PyObject *r = PyLong_FromSsize_t(visited.items[i]);
@@ -1022,12 +966,232 @@ done:
     return out;
 }
 
+/* The table's per-resource scratch grown to ``n_res`` resources. Returns 0, or -1 with
+ * MemoryError set. */
+static int table_scratch(ClassTable *t, Py_ssize_t n_res) {
+    if (n_res <= t->n_scratch) return 0;
+    Py_ssize_t size = 2 * n_res + 8;
+    Py_ssize_t *number = realloc(t->number, sizeof(Py_ssize_t) * (size_t)size);
+    if (number) t->number = number;
+    char *is_loose = realloc(t->is_loose, (size_t)size);
+    if (is_loose) t->is_loose = is_loose;
+    double *left = realloc(t->left, sizeof(double) * (size_t)size);
+    if (left) t->left = left;
+    double *drawn = realloc(t->drawn, sizeof(double) * (size_t)size);
+    if (drawn) t->drawn = drawn;
+    Py_ssize_t *loose_list = realloc(t->loose_list, sizeof(Py_ssize_t) * (size_t)size);
+    if (loose_list) t->loose_list = loose_list;
+    if (!number || !is_loose || !left || !drawn || !loose_list) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t r = t->n_scratch; r < size; r++) {
+        t->number[r] = -1;
+        t->is_loose[r] = 0;
+    }
+    t->n_scratch = size;
+    return 0;
+}
+
+/* The slot of each class of ``members`` (a list) into ``slots``: the last walk's, where these
+ * are the classes it returned, in its order; each class's ``slot`` otherwise. Returns 0, or -1
+ * with an exception set (a class the table does not hold). */
+static int member_slots(ClassTable *t, PyObject *members, Py_ssize_t *slots) {
+    Py_ssize_t n = PyList_GET_SIZE(members);
+    if (members == t->last_members && n == t->last_slots.len) {
+        Py_ssize_t i = 0;
+        for (; i < n; i++) {
+            Py_ssize_t slot = t->last_slots.items[i];
+            if (t->records[slot].cls != PyList_GET_ITEM(members, i)) break;
+            slots[i] = slot;
+        }
+        if (i == n) return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *cls = PyList_GET_ITEM(members, i);
+        PyObject *slot = PyObject_GetAttr(cls, slot_name);
+        if (!slot) return -1;
+        Record *rec = table_record(t, slot);
+        Py_DECREF(slot);
+        if (!rec) return -1;
+        if (rec->cls != cls) {
+            PyErr_SetString(PyExc_KeyError, "a class is not the one in its slot");
+            return -1;
+        }
+        slots[i] = rec - t->records;
+    }
+    return 0;
+}
+
+static PyObject *load_name = NULL; /* "load_Bps", interned at import */
+
+/* solve_without(members, capacity_Bps, load_Bps, loose, gone_routes, gone_loads_Bps):
+ * fluid.FluidNetwork._solve_without (its _cut and its _fills in one) over this table's routes,
+ * caps and flow counts, with each member's standing contribution (its ``load_Bps``): see the
+ * method's docstring. */
+static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "solve_without(members, capacity_Bps, load_Bps, loose, gone_routes, "
+                        "gone_loads_Bps)");
+        return NULL;
+    }
+    PyObject *members = args[0], *capacity = args[1], *load = args[2], *loose_set = args[3];
+    PyObject *gone_routes = args[4], *gone_own = args[5];
+    if (!PyList_Check(members) || !PyList_Check(capacity) || !PyList_Check(load)) {
+        PyErr_SetString(PyExc_TypeError, "solve_without needs lists of members and per resource");
+        return NULL;
+    }
+    Py_ssize_t n_cap = PyList_GET_SIZE(capacity), n = PyList_GET_SIZE(members), n_loose = 0;
+    if (PyList_GET_SIZE(load) != n_cap) {
+        PyErr_SetString(PyExc_ValueError, "the per-resource lists differ in length");
+        return NULL;
+    }
+    if (table_scratch(t, n_cap) < 0) return NULL;
+    PyObject *out = NULL, *filled = NULL, *rates_out = NULL, *iter = NULL, *item = NULL;
+    PyObject *gone_fast = NULL, *gone_own_fast = NULL;
+    Py_ssize_t *slots = malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
+    double *own = malloc(sizeof(double) * (size_t)(n + 1));
+    double *rates = malloc(sizeof(double) * (size_t)(n + 1));
+    char *is_loose = t->is_loose;
+    double *left = t->left, *drawn = t->drawn;
+    Py_ssize_t *loose_list = t->loose_list;
+    Problem p;
+    memset(&p, 0, sizeof(p));
+    if (!slots || !own || !rates) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (member_slots(t, members, slots) < 0) goto done;
+    gone_fast = PySequence_Fast(gone_routes, "gone_routes must be a sequence");
+    gone_own_fast = PySequence_Fast(gone_own, "gone_loads_Bps must be a sequence");
+    if (!gone_fast || !gone_own_fast) goto done;
+    if (PySequence_Fast_GET_SIZE(gone_own_fast) < PySequence_Fast_GET_SIZE(gone_fast)) {
+        PyErr_SetString(PyExc_IndexError, "solve_without: a list is shorter than it must be");
+        goto done;
+    }
+    /* the problem from the records: flows, caps and whole routes, class after class */
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) total += t->records[slots[i]].len_full;
+    p.n = n;
+    p.counts = malloc(sizeof(long) * (size_t)(n + 1));
+    p.caps = malloc(sizeof(double) * (size_t)(n + 1));
+    p.full_at = malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
+    p.full = malloc(sizeof(Py_ssize_t) * (size_t)(total + 1));
+    if (!p.counts || !p.caps || !p.full_at || !p.full) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t at_full = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const Record *rec = &t->records[slots[i]];
+        p.counts[i] = (long)PyList_GET_SIZE(rec->flows);
+        p.caps[i] = rec->cap;
+        p.full_at[i] = at_full;
+        for (Py_ssize_t k = 0; k < rec->len_full; k++) {
+            Py_ssize_t r = rec->full[k];
+            if (r >= n_cap) {
+                PyErr_Format(PyExc_IndexError, "resource %zd is not in capacity_Bps", r);
+                goto done;
+            }
+            p.full[at_full++] = r;
+        }
+        PyObject *standing = PyObject_GetAttr(PyList_GET_ITEM(members, i), load_name);
+        if (!standing) goto done;
+        own[i] = PyFloat_AsDouble(standing);
+        Py_DECREF(standing);
+        if (own[i] == -1.0 && PyErr_Occurred()) goto done;
+    }
+    p.full_at[n] = at_full;
+    /* outside: each loose resource's load, less the standing contributions taken off below */
+    if (!(iter = PyObject_GetIter(loose_set))) goto done;
+    while ((item = PyIter_Next(iter))) {
+        Py_ssize_t r;
+        int bad = resource_index(item, n_cap, "capacity_Bps", &r);
+        Py_CLEAR(item);
+        if (bad) goto done;
+        if (is_loose[r]) continue;
+        is_loose[r] = 1;
+        loose_list[n_loose++] = r;
+        left[r] = PyFloat_AsDouble(PyList_GET_ITEM(load, r));
+        if (left[r] == -1.0 && PyErr_Occurred()) goto done;
+    }
+    if (PyErr_Occurred()) goto done;
+    if (problem_index(&p, PySequence_Fast_ITEMS(capacity), is_loose, t->number) < 0) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) { /* the component's classes, then the gone ones */
+        for (Py_ssize_t k = p.full_at[i]; k < p.full_at[i + 1]; k++) {
+            Py_ssize_t r = p.full[k];
+            if (is_loose[r]) left[r] = left[r] - own[i];
+        }
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(gone_fast); i++) {
+        double amount = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(gone_own_fast, i));
+        if (amount == -1.0 && PyErr_Occurred()) goto done;
+        if (take_off(PySequence_Fast_GET_ITEM(gone_fast, i), amount, is_loose, left, n_cap)) {
+            goto done;
+        }
+    }
+    if (solve(&p, rates) < 0) goto done;
+    /* _fills: what the classes draw of each loose resource at their new rates (class order,
+     * route order), against what the classes outside leave of it */
+    for (Py_ssize_t k = 0; k < n_loose; k++) drawn[loose_list[k]] = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double d = rates[i] * (double)p.counts[i];
+        for (Py_ssize_t k = p.full_at[i]; k < p.full_at[i + 1]; k++) {
+            Py_ssize_t r = p.full[k];
+            if (is_loose[r]) drawn[r] = drawn[r] + d;
+        }
+    }
+    if (!(filled = PyList_New(0))) goto done;
+    for (Py_ssize_t k = 0; k < n_loose; k++) {
+        Py_ssize_t r = loose_list[k];
+        double capacity_r = PyFloat_AsDouble(PyList_GET_ITEM(capacity, r));
+        if (capacity_r == -1.0 && PyErr_Occurred()) goto done;
+        double d = drawn[r];
+        if (d > 0 && d >= (capacity_r - left[r]) * SLACK_REL) {
+            PyObject *index = PyLong_FromSsize_t(r);
+            if (!index || PyList_Append(filled, index) < 0) {
+                Py_XDECREF(index);
+                goto done;
+            }
+            Py_DECREF(index);
+        }
+    }
+    if (PyList_GET_SIZE(filled)) {
+        rates_out = Py_None;
+        Py_INCREF(rates_out);
+    } else if (!(rates_out = rates_list(rates, n))) {
+        goto done;
+    }
+    out = PyTuple_Pack(2, rates_out, filled);
+done:
+    for (Py_ssize_t k = 0; k < n_loose; k++) is_loose[loose_list[k]] = 0;
+    Py_XDECREF(iter);
+    Py_XDECREF(item);
+    Py_XDECREF(rates_out);
+    Py_XDECREF(filled);
+    Py_XDECREF(gone_fast);
+    Py_XDECREF(gone_own_fast);
+    free(slots);
+    free(own);
+    free(rates);
+    problem_free(&p);
+    return out;
+}
+
 static PyMethodDef table_methods[] = {
     {"add", (PyCFunction)(void (*)(void))table_add, METH_FASTCALL,
      "add(cls, order, route) -> slot: register a class with its entry order and route."},
     {"remove", (PyCFunction)table_remove, METH_O, "remove(slot): drop the class in slot."},
     {"sharers", (PyCFunction)table_sharers, METH_O,
      "sharers(r) -> int: how many registered classes cross resource r."},
+    {"solve_without", (PyCFunction)(void (*)(void))table_solve_without, METH_FASTCALL,
+     "solve_without(members, capacity_Bps, load_Bps, loose, gone_routes, gone_loads_Bps) -> "
+     "(list[float] | None, list[int]): gpusim.engine.fluid.FluidNetwork._solve_without in C "
+     "over this table (the same floats): the members' max-min rates with the loose resources "
+     "left out of their routes, and the loose resources those rates would fill of what the "
+     "classes outside leave (their load less the members' standing contributions, each one's "
+     "load_Bps, and gone_loads_Bps of the gone ones); the rates are None where any would fill."},
     {"component", (PyCFunction)(void (*)(void))table_component, METH_FASTCALL,
      "component(classes, dirty_keys, dirty_res, load_Bps, room_Bps, uncapped, demand, "
      "optimistic, tight) -> (members, resources, touched, loose): "
@@ -1122,14 +1286,6 @@ static PyMethodDef methods[] = {
     {"max_min_fair_rates", (PyCFunction)(void (*)(void))max_min_fair_rates, METH_FASTCALL,
      "max_min_fair_rates(routes, counts, caps_Bps, capacity_Bps) -> list[float]: "
      "gpusim.engine.maxmin's solve in C (the same floats)."},
-    {"solve_without", (PyCFunction)(void (*)(void))solve_without, METH_FASTCALL,
-     "solve_without(routes, counts, caps_Bps, loads_Bps, capacity_Bps, load_Bps, loose, "
-     "gone_routes, gone_loads_Bps) -> (list[float] | None, list[int]): "
-     "gpusim.engine.fluid.FluidNetwork._solve_without in C (the same floats): the component's "
-     "max-min rates with the loose resources left out of its routes, and the loose resources "
-     "those rates would fill of what the classes outside leave (their load less the standing "
-     "contributions loads_Bps of the component's classes and gone_loads_Bps of the gone ones); "
-     "the rates are None where any would fill."},
     {"flush", (PyCFunction)(void (*)(void))flush, METH_FASTCALL,
      "flush(resources, now, load_Bps, since_s, carried_B, busy_s) -> None: "
      "gpusim.engine.fluid.FluidNetwork._flush in C (the same floats)."},
@@ -1147,7 +1303,8 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__maxmin_c(void) {
     slot_name = PyUnicode_InternFromString("slot");
-    if (!slot_name || PyType_Ready(&ClassTableType) < 0) return NULL;
+    load_name = PyUnicode_InternFromString("load_Bps");
+    if (!slot_name || !load_name || PyType_Ready(&ClassTableType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     Py_INCREF(&ClassTableType);

@@ -42,26 +42,7 @@ _LOOSE_KEYS_MAX = 4096  # distinct loose sets kept for identity (753 in 16-GPU b
 
 FlowKey = tuple[tuple[int, ...], float]
 
-SolveWithout = Callable[
-    [
-        list[tuple[int, ...]],
-        list[int],
-        list[float],
-        list[float],
-        list[float],
-        list[float],
-        set[int],
-        list[tuple[int, ...]],
-        list[float],
-    ],
-    tuple[list[float] | None, list[int]],
-]
-"""``_maxmin_c.solve_without``: :meth:`FluidNetwork._solve_without` in C (see its docstring)."""
-
 _C_MODULE = c_module("gpusim.engine._maxmin_c")
-_C_SOLVE_WITHOUT: SolveWithout | None = None if _C_MODULE is None else _C_MODULE.solve_without
-"""``_maxmin_c.solve_without`` where the compiled engine runs (gpusim/native.py); ``None`` where
-the source runs."""
 Flush = Callable[[Iterable[int], float, list[float], list[float], list[float], list[float]], None]
 """``_maxmin_c.flush``: :meth:`FluidNetwork._flush` in C (see its docstring)."""
 _C_FLUSH: Flush | None = None if _C_MODULE is None else _C_MODULE.flush
@@ -219,14 +200,34 @@ class ClassTable(Protocol):
     class its entry order and route, per resource the classes crossing it: what
     ``FluidNetwork._users`` holds), kept in C, and the walk itself (:meth:`component`)."""
 
-    def add(self, cls: _FlowClass, order: int, route: tuple[int, ...]) -> int:
-        """Register ``cls``; returns its slot."""
+    def add(
+        self,
+        cls: _FlowClass,
+        order: int,
+        route: tuple[int, ...],
+        cap_Bps: float,
+        flows: list[tuple[float, int, _Flow]],
+    ) -> int:
+        """Register ``cls`` (its entry order, route, per-flow cap and list of flows, whose
+        length the table reads as its flows); returns its slot."""
 
     def remove(self, slot: int) -> None:
         """Drop the class in ``slot``."""
 
     def sharers(self, r: int) -> int:
         """How many registered classes cross resource ``r``."""
+
+    def solve_without(
+        self,
+        members: list[_FlowClass],
+        capacity_Bps: list[float],
+        load_Bps: list[float],
+        loose: set[int],
+        gone_routes: list[tuple[int, ...]],
+        gone_loads_Bps: list[float],
+    ) -> tuple[list[float] | None, list[int]]:
+        """:meth:`FluidNetwork._solve_without` over this table: the rates (``None`` where a
+        loose resource would fill) and the loose resources they would fill."""
 
     def component(
         self,
@@ -369,15 +370,13 @@ class FluidNetwork:
         ``cut_for`` is checked by identity."""
         self._lone: _Lone | None = None
         """The flow alone in the network without a class (:meth:`_enter_lone`), if any."""
-        self.c_solve_without: SolveWithout | None = _C_SOLVE_WITHOUT
-        """:meth:`_solve_without` in C (``_maxmin_c.c``: the same floats, without the route
-        cuts it keeps), where the compiled engine runs; ``None`` runs the method's Python (a
-        test compares the two)."""
         self.c_classes: ClassTable | None = None if _C_CLASS_TABLE is None else _C_CLASS_TABLE()
         """The classes' entry orders and routes per resource in C (``_maxmin_c.ClassTable``),
-        whose walk runs in place of :meth:`_component`'s Python (the same members, resources
-        and sets) where the compiled engine runs; ``None`` runs the Python. Kept by
-        :meth:`_new_class` and :meth:`_wake`, so set (or unset) only before the first class."""
+        whose walk and optimistic solve run in place of the Python of :meth:`_component` and
+        :meth:`_solve_without` (the same members, resources, sets and floats, without the
+        route cuts the Python keeps) where the compiled engine runs; ``None`` runs the
+        Python. Kept by :meth:`_new_class` and :meth:`_wake`, so set (or unset) only before
+        the first class."""
         self.c_flush: Flush | None = _C_FLUSH
         """:meth:`_flush` in C (``_maxmin_c.c``: the same floats), where the compiled engine
         runs; ``None`` runs the method's Python."""
@@ -513,7 +512,7 @@ class FluidNetwork:
         self._classes[key] = cls
         table = self.c_classes
         if table is not None:
-            cls.slot = table.add(cls, order, cls.route)
+            cls.slot = table.add(cls, order, cls.route, cls.cap_Bps, cls.flows)
         for r in cls.route:
             self._users.setdefault(r, set()).add(cls)
         return cls
@@ -942,24 +941,12 @@ class FluidNetwork:
         constraints would be the constrained one, filling it). What is left is positive (a
         loose resource is below capacity), so no loose resource stops its flows at rate 0.
         The contributions come off each loose resource in the general path's order."""
-        twin = self.c_solve_without
-        if twin is not None:
-            routes_of: list[tuple[int, ...]] = []
-            flows_of: list[int] = []
-            caps_of: list[float] = []
-            loads_of: list[float] = []
-            for cls in classes:
-                routes_of.append(cls.route)
-                flows_of.append(len(cls.flows))
-                caps_of.append(cls.cap_Bps)
-                loads_of.append(cls.load_Bps)
+        table = self.c_classes
+        if table is not None:
             gone = self._gone
             self.recomputations += 1
-            solved, filled = twin(
-                routes_of,
-                flows_of,
-                caps_of,
-                loads_of,
+            solved, filled = table.solve_without(
+                classes,
                 self.capacity_Bps,
                 self.load_Bps,
                 loose,
