@@ -1120,6 +1120,36 @@ def test_the_c_walk_sorts_any_component_by_entry_order(n_classes: int) -> None:
     _assert_same_walk(*_both_walks(net, True, frozenset()))
 
 
+def test_the_class_table_peaks_are_the_pythons() -> None:
+    """``peaks`` against ``_retime_end``'s Python: a resource no class crosses (or that the
+    table has never seen) has its load zeroed, a crossed one's peak rises to its load and
+    never falls; resources outside the lists, and lists that disagree, are refused."""
+    net = FluidNetwork(CountingEnvironment())
+    for r in range(4):
+        net.add_resource(f"r{r}", 1e9)
+    net._new_class(((1, 2), math.inf), 0, 0.0)
+    table = _table_of(net)
+    load = [3e-7, 5e8, 2e8, 1e8]
+    peak = [0.0, 4e8, 3e8, 0.0]
+    python_net = FluidNetwork(CountingEnvironment())
+    python_net.load_Bps, python_net.peak_load_Bps, python_net._users = (
+        list(load),
+        list(peak),
+        net._users,
+    )
+    python_net.c_classes = None
+    FluidNetwork._retime_end(python_net, [0, 1, 2, 3], 0.0)
+    table.peaks([0, 1, 2, 3], load, peak)
+    assert (load, peak) == (python_net.load_Bps, python_net.peak_load_Bps)
+    assert (load, peak) == ([0.0, 5e8, 2e8, 0.0], [0.0, 5e8, 3e8, 0.0])
+    with pytest.raises(IndexError, match="resource 4"):
+        table.peaks([4], load, peak)
+    with pytest.raises(IndexError, match="resource -1"):
+        table.peaks([-1], load, peak)
+    with pytest.raises(ValueError, match="differ in length"):
+        table.peaks([0], load, [0.0])
+
+
 def test_the_class_table_holds_what_the_networks_users_hold() -> None:
     """Classes added and removed in any order: per resource, the table counts the classes the
     Python's ``_users`` sets hold (a route crossing a resource twice counted once), and slots

@@ -1179,6 +1179,57 @@ done:
     return out;
 }
 
+/* peaks(resources, load_Bps, peak_Bps): fluid.FluidNetwork._retime_end's peaks (a resource
+ * no registered class crosses has its load zeroed, rounding residue included; any other's peak
+ * rises to its load), reading this table's classes per resource where the Python reads
+ * _users. */
+static PyObject *table_peaks(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "peaks(resources, load_Bps, peak_Bps)");
+        return NULL;
+    }
+    PyObject *load = args[1], *peak = args[2];
+    if (!PyList_Check(load) || !PyList_Check(peak)) {
+        PyErr_SetString(PyExc_TypeError, "peaks needs lists of loads and peaks");
+        return NULL;
+    }
+    Py_ssize_t n_res = PyList_GET_SIZE(load);
+    if (PyList_GET_SIZE(peak) != n_res) {
+        PyErr_SetString(PyExc_ValueError, "the per-resource lists differ in length");
+        return NULL;
+    }
+    PyObject *fast = PySequence_Fast(args[0], "resources must be iterable");
+    if (!fast) return NULL;
+    PyObject *zero = NULL;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); i++) {
+        Py_ssize_t r;
+        if (resource_index(PySequence_Fast_GET_ITEM(fast, i), n_res, "load_Bps", &r) < 0)
+            goto fail;
+        PyObject *now = PyList_GET_ITEM(load, r);
+        if (r >= t->n_users || !t->users[r].len) {
+            if (!zero && !(zero = PyFloat_FromDouble(0.0))) goto fail;
+            Py_INCREF(zero);
+            PyList_SetItem(load, r, zero); /* no flows left: no rounding residue either */
+            continue;
+        }
+        double now_Bps = PyFloat_AsDouble(now);
+        if (now_Bps == -1.0 && PyErr_Occurred()) goto fail;
+        double peak_Bps = PyFloat_AsDouble(PyList_GET_ITEM(peak, r));
+        if (peak_Bps == -1.0 && PyErr_Occurred()) goto fail;
+        if (now_Bps > peak_Bps) {
+            Py_INCREF(now);
+            PyList_SetItem(peak, r, now);
+        }
+    }
+    Py_XDECREF(zero);
+    Py_DECREF(fast);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(zero);
+    Py_DECREF(fast);
+    return NULL;
+}
+
 static PyMethodDef table_methods[] = {
     {"add", (PyCFunction)(void (*)(void))table_add, METH_FASTCALL,
      "add(cls, order, route) -> slot: register a class with its entry order and route."},
@@ -1192,6 +1243,10 @@ static PyMethodDef table_methods[] = {
      "left out of their routes, and the loose resources those rates would fill of what the "
      "classes outside leave (their load less the members' standing contributions, each one's "
      "load_Bps, and gone_loads_Bps of the gone ones); the rates are None where any would fill."},
+    {"peaks", (PyCFunction)(void (*)(void))table_peaks, METH_FASTCALL,
+     "peaks(resources, load_Bps, peak_Bps) -> None: gpusim.engine.fluid.FluidNetwork."
+     "_retime_end's peaks over this table's classes per resource (a resource none crosses has "
+     "its load zeroed; any other's peak rises to its load)."},
     {"component", (PyCFunction)(void (*)(void))table_component, METH_FASTCALL,
      "component(classes, dirty_keys, dirty_res, load_Bps, room_Bps, uncapped, demand, "
      "optimistic, tight) -> (members, resources, touched, loose): "

@@ -217,6 +217,9 @@ class ClassTable(Protocol):
     def sharers(self, r: int) -> int:
         """How many registered classes cross resource ``r``."""
 
+    def peaks(self, resources: Iterable[int], load_Bps: list[float], peak_Bps: list[float]) -> None:
+        """:meth:`FluidNetwork._retime_end`'s peaks over this table's classes per resource."""
+
     def solve_without(
         self,
         members: list[_FlowClass],
@@ -1081,11 +1084,15 @@ class FluidNetwork:
         """:meth:`_retime`'s end: the peak loads of ``resources`` (a load with no flows left is
         zeroed, rounding residue included) and, when tracing, their utilisation."""
         load, peak, users = self.load_Bps, self.peak_load_Bps, self._users
-        for r in resources:
-            if not users.get(r):
-                load[r] = 0.0  # no flows left: no rounding residue either
-            elif load[r] > peak[r]:
-                peak[r] = load[r]
+        table = self.c_classes
+        if table is not None:
+            table.peaks(resources, load, peak)
+        else:
+            for r in resources:
+                if not users.get(r):
+                    load[r] = 0.0  # no flows left: no rounding residue either
+                elif load[r] > peak[r]:
+                    peak[r] = load[r]
         if self.recorder.enabled:
             capacity = self.capacity_Bps
             for r in resources:
