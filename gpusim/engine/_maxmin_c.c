@@ -509,9 +509,6 @@ static int take_off(PyObject *route, double amount, const char *loose, double *l
 
 /* ---- fluid.FluidNetwork._component ------------------------------------------------------- */
 
-/* Per resource, a walk's marks (one byte each, allocated per walk: no state between calls). */
-enum { VISITED = 1, SEEDED = 2 };
-
 static int float_at(PyObject *list, Py_ssize_t r, double *out) {
     *out = PyFloat_AsDouble(PyList_GET_ITEM(list, r));
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
@@ -567,6 +564,8 @@ typedef struct {
     Slots last_slots;
     /* per resource, scratch for the optimistic solve, left as found between calls: */
     Py_ssize_t n_scratch;
+    unsigned long long *seeded, *visited; /* the last walk that seeded, visited it */
+    Slots stack, reached;                 /* the walk's stack and resources (empty) */
     Py_ssize_t *number; /* -1 (problem_index's numbering) */
     char *is_loose;     /* 0 */
     double *left, *drawn;
@@ -600,6 +599,10 @@ static void table_dealloc(ClassTable *t) {
     }
     free(t->records);
     free(t->last_slots.items);
+    free(t->seeded);
+    free(t->visited);
+    free(t->stack.items);
+    free(t->reached.items);
     free(t->number);
     free(t->is_loose);
     free(t->left);
@@ -791,10 +794,41 @@ static void sort_indices(Py_ssize_t *items, Py_ssize_t n) {
     }
 }
 
+/* The table's per-resource scratch grown to ``n_res`` resources. Returns 0, or -1 with
+ * MemoryError set. */
+static int table_scratch(ClassTable *t, Py_ssize_t n_res) {
+    if (n_res <= t->n_scratch) return 0;
+    Py_ssize_t size = 2 * n_res + 8;
+    unsigned long long *seeded = realloc(t->seeded, sizeof(unsigned long long) * (size_t)size);
+    if (seeded) t->seeded = seeded;
+    unsigned long long *visited = realloc(t->visited, sizeof(unsigned long long) * (size_t)size);
+    if (visited) t->visited = visited;
+    Py_ssize_t *number = realloc(t->number, sizeof(Py_ssize_t) * (size_t)size);
+    if (number) t->number = number;
+    char *is_loose = realloc(t->is_loose, (size_t)size);
+    if (is_loose) t->is_loose = is_loose;
+    double *left = realloc(t->left, sizeof(double) * (size_t)size);
+    if (left) t->left = left;
+    double *drawn = realloc(t->drawn, sizeof(double) * (size_t)size);
+    if (drawn) t->drawn = drawn;
+    Py_ssize_t *loose_list = realloc(t->loose_list, sizeof(Py_ssize_t) * (size_t)size);
+    if (loose_list) t->loose_list = loose_list;
+    if (!seeded || !visited || !number || !is_loose || !left || !drawn || !loose_list) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t r = t->n_scratch; r < size; r++) {
+        t->seeded[r] = t->visited[r] = 0;
+        t->number[r] = -1;
+        t->is_loose[r] = 0;
+    }
+    t->n_scratch = size;
+    return 0;
+}
+
 /* Take the class in ``slot`` into the walk: unless taken, mark it, add it to ``members`` and
  * push its route (``seed``: as seeds, each resource once). Returns 0, or -1 with an exception. */
-static int take(ClassTable *t, Py_ssize_t slot, Slots *members, Slots *stack, unsigned char *marks,
-                Py_ssize_t n_res, int seed) {
+static int take(ClassTable *t, Py_ssize_t slot, Slots *members, Py_ssize_t n_res, int seed) {
     Record *rec = &t->records[slot];
     if (rec->walk == t->walks) return 0;
     rec->walk = t->walks;
@@ -807,10 +841,10 @@ static int take(ClassTable *t, Py_ssize_t slot, Slots *members, Slots *stack, un
             return -1;
         }
         if (seed) {
-            if (marks[r] & SEEDED) continue;
-            marks[r] |= SEEDED;
+            if (t->seeded[r] == t->walks) continue;
+            t->seeded[r] = t->walks;
         }
-        if (slots_push(stack, r) < 0) return -1;
+        if (slots_push(&t->stack, r) < 0) return -1;
     }
     return 0;
 }
@@ -821,8 +855,9 @@ static PyObject *slot_name = NULL; /* "slot", interned at import */
  * tight): fluid.FluidNetwork._component (see its docstring) over this table and the network's
  * own containers: the same classes in the same (entry) order, the same resources ascending,
  * and the same sets of changed classes and loose resources. Which classes and resources the
- * walk takes does not depend on the order it goes in, so it goes by marks (classes by a stamp
- * in their record, resources by a byte each) and sorts at the end. */
+ * walk takes does not depend on the order it goes in, so it marks what it took with its number
+ * (in the classes' records and the table's per-resource stamps, so nothing is cleared between
+ * walks) and sorts at the end. */
 static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 9) {
         PyErr_SetString(PyExc_TypeError,
@@ -850,12 +885,13 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
     }
     PyObject *touched = NULL, *loose = NULL, *iter = NULL, *item = NULL, *index = NULL;
     PyObject *member_list = NULL, *resource_list = NULL, *out = NULL;
-    Slots stack = {NULL, 0, 0}, members = {NULL, 0, 0}, visited = {NULL, 0, 0};
-    unsigned char *marks = calloc((size_t)n_res + 1, 1);
-    if (!marks) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    /* the walk's buffers are the table's, emptied (the last walk's members too: solve_without
+     * has taken them by now) */
+    Slots members = t->last_slots, *stack = &t->stack, *visited = &t->reached;
+    t->last_slots = (Slots){NULL, 0, 0};
+    Py_CLEAR(t->last_members);
+    members.len = stack->len = visited->len = 0;
+    if (table_scratch(t, n_res) < 0) goto done;
     t->walks++;
 
     touched = PySet_New(NULL);
@@ -877,7 +913,7 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
             PyErr_SetString(PyExc_KeyError, "a changed class is not the one in its slot");
             goto done;
         }
-        if (take(t, rec - t->records, &members, &stack, marks, n_res, 1) < 0) goto done;
+        if (take(t, rec - t->records, &members, n_res, 1) < 0) goto done;
     }
     Py_CLEAR(iter);
     if (PyErr_Occurred() || !(iter = PyObject_GetIter(dirty_res))) goto done;
@@ -886,9 +922,9 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
         int bad = resource_index(item, n_res, "load_Bps", &r);
         Py_CLEAR(item);
         if (bad) goto done;
-        if (!(marks[r] & SEEDED)) {
-            marks[r] |= SEEDED;
-            if (slots_push(&stack, r) < 0) goto done;
+        if (t->seeded[r] != t->walks) {
+            t->seeded[r] = t->walks;
+            if (slots_push(stack, r) < 0) goto done;
         }
     }
     Py_CLEAR(iter);
@@ -896,11 +932,11 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
 
     loose = PySet_New(NULL);
     if (!loose) goto done;
-    while (stack.len) {
-        Py_ssize_t r = stack.items[--stack.len];
-        if (marks[r] & VISITED) continue;
-        marks[r] |= VISITED;
-        if (slots_push(&visited, r) < 0) goto done;
+    while (stack->len) {
+        Py_ssize_t r = stack->items[--stack->len];
+        if (t->visited[r] == t->walks) continue;
+        t->visited[r] = t->walks;
+        if (slots_push(visited, r) < 0) goto done;
         double room, load_r, demand_r;
         if (float_at(room_Bps, r, &room) < 0 || float_at(load, r, &load_r) < 0) goto done;
         int below = load_r < room;
@@ -908,7 +944,7 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
         if (none_uncapped < 0) goto done;
         if (none_uncapped) {
             if (float_at(demand, r, &demand_r) < 0) goto done;
-            if (demand_r <= room && (below || !(marks[r] & SEEDED)))
+            if (demand_r <= room && (below || t->seeded[r] != t->walks))
                 continue; /* cannot saturate: its capacity is never in question */
         }
         Slots *sharers = r < t->n_users ? &t->users[r] : NULL;
@@ -925,11 +961,11 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
             Py_CLEAR(index);
         }
         for (Py_ssize_t i = 0; i < sharers->len; i++) {
-            if (take(t, sharers->items[i], &members, &stack, marks, n_res, 0) < 0) goto done;
+            if (take(t, sharers->items[i], &members, n_res, 0) < 0) goto done;
         }
     }
     sort_slots(members.items, members.len, t->records);
-    sort_indices(visited.items, visited.len);
+    sort_indices(visited->items, visited->len);
     if (!(member_list = PyList_New(members.len))) goto done;
     for (Py_ssize_t i = 0; i < members.len; i++) {
         PyObject *cls = t->records[members.items[i]].cls;
@@ -938,15 +974,10 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
     }
     /* for solve_without, which takes this list next: its slots without reading each class */
     Py_INCREF(member_list);
-    Py_XSETREF(t->last_members, member_list);
-    {
-        Slots swap = t->last_slots;
-        t->last_slots = members;
-        members = swap;
-    }
-    if (!(resource_list = PyList_New(visited.len))) goto done;
-    for (Py_ssize_t i = 0; i < visited.len; i++) {
-        PyObject *r = PyLong_FromSsize_t(visited.items[i]);
+    t->last_members = member_list;
+    if (!(resource_list = PyList_New(visited->len))) goto done;
+    for (Py_ssize_t i = 0; i < visited->len; i++) {
+        PyObject *r = PyLong_FromSsize_t(visited->items[i]);
         if (!r) goto done;
         PyList_SET_ITEM(resource_list, i, r);
     }
@@ -959,38 +990,9 @@ done:
     Py_XDECREF(resource_list);
     Py_XDECREF(touched);
     Py_XDECREF(loose);
-    free(members.items);
-    free(visited.items);
-    free(marks);
-    free(stack.items);
+    t->last_slots = members; /* its buffer kept for the next walk */
+    if (!out) Py_CLEAR(t->last_members);
     return out;
-}
-
-/* The table's per-resource scratch grown to ``n_res`` resources. Returns 0, or -1 with
- * MemoryError set. */
-static int table_scratch(ClassTable *t, Py_ssize_t n_res) {
-    if (n_res <= t->n_scratch) return 0;
-    Py_ssize_t size = 2 * n_res + 8;
-    Py_ssize_t *number = realloc(t->number, sizeof(Py_ssize_t) * (size_t)size);
-    if (number) t->number = number;
-    char *is_loose = realloc(t->is_loose, (size_t)size);
-    if (is_loose) t->is_loose = is_loose;
-    double *left = realloc(t->left, sizeof(double) * (size_t)size);
-    if (left) t->left = left;
-    double *drawn = realloc(t->drawn, sizeof(double) * (size_t)size);
-    if (drawn) t->drawn = drawn;
-    Py_ssize_t *loose_list = realloc(t->loose_list, sizeof(Py_ssize_t) * (size_t)size);
-    if (loose_list) t->loose_list = loose_list;
-    if (!number || !is_loose || !left || !drawn || !loose_list) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (Py_ssize_t r = t->n_scratch; r < size; r++) {
-        t->number[r] = -1;
-        t->is_loose[r] = 0;
-    }
-    t->n_scratch = size;
-    return 0;
 }
 
 /* The slot of each class of ``members`` (a list) into ``slots``: the last walk's, where these
@@ -1070,7 +1072,22 @@ static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ss
         PyErr_SetString(PyExc_IndexError, "solve_without: a list is shorter than it must be");
         goto done;
     }
-    /* the problem from the records: flows, caps and whole routes, class after class */
+    /* outside: each loose resource's load, less the standing contributions taken off below */
+    if (!(iter = PyObject_GetIter(loose_set))) goto done;
+    while ((item = PyIter_Next(iter))) {
+        Py_ssize_t r;
+        int bad = resource_index(item, n_cap, "capacity_Bps", &r);
+        Py_CLEAR(item);
+        if (bad) goto done;
+        if (is_loose[r]) continue;
+        is_loose[r] = 1;
+        loose_list[n_loose++] = r;
+        left[r] = PyFloat_AsDouble(PyList_GET_ITEM(load, r));
+        if (left[r] == -1.0 && PyErr_Occurred()) goto done;
+    }
+    if (PyErr_Occurred()) goto done;
+    /* the problem from the records: flows, caps and whole routes, class after class (and the
+     * standing contributions, which only loose resources need) */
     Py_ssize_t total = 0;
     for (Py_ssize_t i = 0; i < n; i++) total += t->records[slots[i]].len_full;
     p.n = n;
@@ -1096,6 +1113,7 @@ static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ss
             }
             p.full[at_full++] = r;
         }
+        if (!n_loose) continue;
         PyObject *standing = PyObject_GetAttr(PyList_GET_ITEM(members, i), load_name);
         if (!standing) goto done;
         own[i] = PyFloat_AsDouble(standing);
@@ -1103,22 +1121,8 @@ static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ss
         if (own[i] == -1.0 && PyErr_Occurred()) goto done;
     }
     p.full_at[n] = at_full;
-    /* outside: each loose resource's load, less the standing contributions taken off below */
-    if (!(iter = PyObject_GetIter(loose_set))) goto done;
-    while ((item = PyIter_Next(iter))) {
-        Py_ssize_t r;
-        int bad = resource_index(item, n_cap, "capacity_Bps", &r);
-        Py_CLEAR(item);
-        if (bad) goto done;
-        if (is_loose[r]) continue;
-        is_loose[r] = 1;
-        loose_list[n_loose++] = r;
-        left[r] = PyFloat_AsDouble(PyList_GET_ITEM(load, r));
-        if (left[r] == -1.0 && PyErr_Occurred()) goto done;
-    }
-    if (PyErr_Occurred()) goto done;
     if (problem_index(&p, PySequence_Fast_ITEMS(capacity), is_loose, t->number) < 0) goto done;
-    for (Py_ssize_t i = 0; i < n; i++) { /* the component's classes, then the gone ones */
+    for (Py_ssize_t i = 0; n_loose && i < n; i++) { /* the component's classes, then gone ones */
         for (Py_ssize_t k = p.full_at[i]; k < p.full_at[i + 1]; k++) {
             Py_ssize_t r = p.full[k];
             if (is_loose[r]) left[r] = left[r] - own[i];

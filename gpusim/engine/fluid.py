@@ -38,6 +38,7 @@ far below this (see :meth:`_FlowClass.retime`)."""
 _SLACK_REL = 1.0 - 1e-9
 """A resource whose flows' caps sum to at most this fraction of its capacity cannot saturate."""
 
+_NOTHING_LOOSE: frozenset[int] = frozenset()
 _LOOSE_KEYS_MAX = 4096  # distinct loose sets kept for identity (753 in 16-GPU bench_moe_scaling)
 
 FlowKey = tuple[tuple[int, ...], float]
@@ -225,7 +226,7 @@ class ClassTable(Protocol):
         members: list[_FlowClass],
         capacity_Bps: list[float],
         load_Bps: list[float],
-        loose: set[int],
+        loose: Iterable[int],
         gone_routes: list[tuple[int, ...]],
         gone_loads_Bps: list[float],
     ) -> tuple[list[float] | None, list[int]]:
@@ -1007,6 +1008,13 @@ class FluidNetwork:
             return [share]
         if classes:
             self.recomputations += 1
+            table = self.c_classes
+            if table is not None:  # its optimistic solve with nothing loose: this solve
+                rates, _ = table.solve_without(
+                    classes, capacity, self.load_Bps, _NOTHING_LOOSE, [], []
+                )
+                assert rates is not None  # nothing loose to fill
+                return rates
             return max_min_fair_rates(
                 [c.route for c in classes],
                 [len(c.flows) for c in classes],
