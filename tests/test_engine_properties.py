@@ -51,6 +51,7 @@ from hypothesis import strategies as st
 from gpusim.engine import maxmin
 from gpusim.engine.fluid import (
     _FINISH_REL_TOL,
+    _HEAP_MIN_CLASSES,
     _SLACK_REL,
     ClassTable,
     FlowKey,
@@ -827,7 +828,9 @@ class _PathComparedNetwork(FluidNetwork):
             (c.key, len(c.flows), c.rate_Bps, c.virtual_B, c.ref_s, c.next_s, c.check_s, c.load_Bps)
             for c in self._classes.values()
         ]
-        self.states.append((float(self.env.now), heap_mode, classes, list(self.load_Bps)))
+        many = len(self._classes) > _HEAP_MIN_CLASSES  # the Python heap's mode, table or not
+        assert heap_mode == (many and self.c_classes is None)
+        self.states.append((float(self.env.now), many, classes, list(self.load_Bps)))
         super()._reschedule(heap_mode)
 
     def _settle_alone(self) -> bool:
@@ -1148,6 +1151,46 @@ def test_the_class_table_peaks_are_the_pythons() -> None:
         table.peaks([-1], load, peak)
     with pytest.raises(ValueError, match="differ in length"):
         table.peaks([0], load, [0.0])
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 39),
+            st.sampled_from([-math.inf, 0.0, 1.0, 2.0, 2.0, 3.5, math.inf]),
+            st.sampled_from([0.0, 1.0, 2.0, 4.0, math.inf]),
+        ),
+        max_size=120,
+    ),
+    st.sampled_from([0.0, 1.0, 2.0, 3.0]),
+)
+def test_the_class_tables_completion_index_is_a_scan(
+    steps: list[tuple[int, float, float]], now: float
+) -> None:
+    """Classes added, re-timed and removed in any order (a step on a class the table holds
+    re-times it, or removes it when its next time is 4; one it does not hold is added): the
+    earliest completion is the least next_s, and the classes due at ``now`` are those whose
+    check_s has come, and the changed ones, in entry order (as ``_candidates`` scans them)."""
+    table = _c_class_table()()
+    held: dict[int, _FlowClass] = {}
+    classes: dict[FlowKey, _FlowClass] = {}
+    for order, check_s, next_s in steps:
+        cls = held.get(order)
+        if cls is None:
+            cls = held[order] = _FlowClass(((order,), math.inf), order)
+            classes[cls.key] = cls
+            cls.slot = table.add(cls, order, cls.route, cls.cap_Bps, cls.flows)
+        elif next_s == 4.0:
+            table.remove(cls.slot)
+            del held[order], classes[cls.key]
+        else:
+            cls.check_s, cls.next_s = check_s, next_s
+            table.retimed(cls.slot, check_s, next_s)
+    dirty = {key for key in list(classes)[::3]} | {((99,), math.inf)}
+    assert table.next_completion() == min((c.next_s for c in held.values()), default=math.inf)
+    due = [c for c in sorted(held.values(), key=lambda c: c.order) if c.check_s <= now]
+    due = sorted({*due, *(classes[k] for k in dirty if k in classes)}, key=lambda c: c.order)
+    assert table.due(now, classes, dirty) == due
 
 
 def test_the_class_table_holds_what_the_networks_users_hold() -> None:

@@ -522,6 +522,8 @@ typedef struct {
     PyObject *flows; /* its list of flows (a strong reference): their count is its length */
     Py_ssize_t order;
     double cap;
+    double check_s, next_s;    /* its _FlowClass's, as the network last re-timed it */
+    Py_ssize_t at_check, at_next; /* where it sits in the table's heaps by each */
     Py_ssize_t *route; /* its distinct resources, in route order */
     Py_ssize_t len;
     Py_ssize_t *full; /* its whole route, a repeat kept */
@@ -534,17 +536,22 @@ typedef struct {
     Py_ssize_t len, size;
 } Slots;
 
-static int slots_push(Slots *s, Py_ssize_t item) {
-    if (s->len == s->size) {
-        Py_ssize_t size = 2 * s->size + 8;
-        Py_ssize_t *items = realloc(s->items, sizeof(Py_ssize_t) * (size_t)size);
-        if (!items) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        s->items = items;
-        s->size = size;
+/* Room for one more item. Returns 0, or -1 with MemoryError set. */
+static int slots_reserve(Slots *s) {
+    if (s->len < s->size) return 0;
+    Py_ssize_t size = 2 * s->size + 8;
+    Py_ssize_t *items = realloc(s->items, sizeof(Py_ssize_t) * (size_t)size);
+    if (!items) {
+        PyErr_NoMemory();
+        return -1;
     }
+    s->items = items;
+    s->size = size;
+    return 0;
+}
+
+static int slots_push(Slots *s, Py_ssize_t item) {
+    if (slots_reserve(s) < 0) return -1;
     s->items[s->len++] = item;
     return 0;
 }
@@ -560,6 +567,7 @@ typedef struct {
     Slots *users; /* per resource */
     Py_ssize_t n_users;
     unsigned long long walks;
+    Slots by_check, by_next; /* the classes' slots, min-heaps by check_s and by next_s */
     PyObject *last_members; /* the list the last walk returned, and its classes' slots */
     Slots last_slots;
     /* per resource, scratch for the optimistic solve, left as found between calls: */
@@ -599,6 +607,8 @@ static void table_dealloc(ClassTable *t) {
     }
     free(t->records);
     free(t->last_slots.items);
+    free(t->by_check.items);
+    free(t->by_next.items);
     free(t->seeded);
     free(t->visited);
     free(t->stack.items);
@@ -612,6 +622,62 @@ static void table_dealloc(ClassTable *t) {
     for (Py_ssize_t r = 0; r < t->n_users; r++) free(t->users[r].items);
     free(t->users);
     Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+/* ---- the completion index: every class in two min-heaps, by check_s and by next_s ---------- */
+
+enum { BY_CHECK, BY_NEXT };
+
+static double heap_key(const ClassTable *t, int which, Py_ssize_t slot) {
+    return which == BY_CHECK ? t->records[slot].check_s : t->records[slot].next_s;
+}
+
+static void heap_place(ClassTable *t, int which, Py_ssize_t i, Py_ssize_t slot) {
+    Slots *h = which == BY_CHECK ? &t->by_check : &t->by_next;
+    h->items[i] = slot;
+    if (which == BY_CHECK) t->records[slot].at_check = i;
+    else t->records[slot].at_next = i;
+}
+
+/* Move the entry at ``i`` up or down to where its key belongs. */
+static void heap_fix(ClassTable *t, int which, Py_ssize_t i) {
+    Slots *h = which == BY_CHECK ? &t->by_check : &t->by_next;
+    Py_ssize_t slot = h->items[i];
+    double key = heap_key(t, which, slot);
+    while (i > 0) {
+        Py_ssize_t parent = (i - 1) / 2;
+        if (!(key < heap_key(t, which, h->items[parent]))) break;
+        heap_place(t, which, i, h->items[parent]);
+        i = parent;
+    }
+    for (;;) {
+        Py_ssize_t child = 2 * i + 1;
+        if (child >= h->len) break;
+        if (child + 1 < h->len &&
+            heap_key(t, which, h->items[child + 1]) < heap_key(t, which, h->items[child]))
+            child++;
+        if (!(heap_key(t, which, h->items[child]) < key)) break;
+        heap_place(t, which, i, h->items[child]);
+        i = child;
+    }
+    heap_place(t, which, i, slot);
+}
+
+static int heap_insert(ClassTable *t, int which, Py_ssize_t slot) {
+    Slots *h = which == BY_CHECK ? &t->by_check : &t->by_next;
+    if (slots_push(h, slot) < 0) return -1;
+    heap_fix(t, which, h->len - 1);
+    return 0;
+}
+
+static void heap_delete(ClassTable *t, int which, Py_ssize_t slot) {
+    Slots *h = which == BY_CHECK ? &t->by_check : &t->by_next;
+    Py_ssize_t i = which == BY_CHECK ? t->records[slot].at_check : t->records[slot].at_next;
+    Py_ssize_t last = h->items[--h->len];
+    if (i < h->len) {
+        heap_place(t, which, i, last);
+        heap_fix(t, which, i);
+    }
 }
 
 /* add(cls, order, route, cap_Bps, flows) -> slot: register a class (what _new_class adds to
@@ -682,6 +748,8 @@ static PyObject *table_add(ClassTable *t, PyObject *const *args, Py_ssize_t narg
         slot = t->n_records;
         memset(&t->records[slot], 0, sizeof(Record));
     }
+    /* room in both heaps first, so that nothing below can fail half done */
+    if (slots_reserve(&t->by_check) < 0 || slots_reserve(&t->by_next) < 0) goto fail;
     for (Py_ssize_t k = 0; k < n; k++) {
         if (slots_push(&t->users[route[k]], slot) < 0) {
             for (Py_ssize_t j = 0; j < k; j++) t->users[route[j]].len--; /* pushed last */
@@ -702,6 +770,9 @@ static PyObject *table_add(ClassTable *t, PyObject *const *args, Py_ssize_t narg
     rec->full = full;
     rec->len_full = len;
     rec->walk = 0;
+    rec->check_s = rec->next_s = INFINITY; /* as a new _FlowClass's */
+    heap_insert(t, BY_CHECK, slot);       /* room made above: cannot fail */
+    heap_insert(t, BY_NEXT, slot);
     return PyLong_FromSsize_t(slot);
 fail:
     Py_XDECREF(fast);
@@ -727,6 +798,8 @@ static PyObject *table_remove(ClassTable *t, PyObject *slot_obj) {
     if (!rec) return NULL;
     Py_ssize_t slot = rec - t->records;
     if (slots_push(&t->free_slots, slot) < 0) return NULL;
+    heap_delete(t, BY_CHECK, slot);
+    heap_delete(t, BY_NEXT, slot);
     for (Py_ssize_t k = 0; k < rec->len; k++) {
         Slots *users = &t->users[rec->route[k]];
         for (Py_ssize_t i = 0; i < users->len; i++) {
@@ -1234,6 +1307,91 @@ fail:
     return NULL;
 }
 
+/* retimed(slot, check_s, next_s): the class in ``slot`` was re-timed (_FlowClass.retime). */
+static PyObject *table_retimed(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "retimed(slot, check_s, next_s)");
+        return NULL;
+    }
+    Record *rec = table_record(t, args[0]);
+    if (!rec) return NULL;
+    double check_s = PyFloat_AsDouble(args[1]);
+    if (check_s == -1.0 && PyErr_Occurred()) return NULL;
+    double next_s = PyFloat_AsDouble(args[2]);
+    if (next_s == -1.0 && PyErr_Occurred()) return NULL;
+    rec->check_s = check_s;
+    rec->next_s = next_s;
+    heap_fix(t, BY_CHECK, rec->at_check);
+    heap_fix(t, BY_NEXT, rec->at_next);
+    Py_RETURN_NONE;
+}
+
+/* next_completion() -> float: the earliest next_s of every class (inf where none). */
+static PyObject *table_next_completion(ClassTable *t, PyObject *unused) {
+    (void)unused;
+    return PyFloat_FromDouble(t->by_next.len ? t->records[t->by_next.items[0]].next_s
+                                             : INFINITY);
+}
+
+/* due(now, classes, dirty_keys) -> list: FluidNetwork._candidates over this table: the classes
+ * whose check_s has come (<= now) and those of dirty_keys still in ``classes``, in entry order. */
+static PyObject *table_due(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "due(now, classes, dirty_keys)");
+        return NULL;
+    }
+    double now = PyFloat_AsDouble(args[0]);
+    if (now == -1.0 && PyErr_Occurred()) return NULL;
+    PyObject *classes = args[1], *iter = NULL, *item = NULL, *out = NULL;
+    if (!PyDict_Check(classes)) {
+        PyErr_SetString(PyExc_TypeError, "due needs a dict of classes");
+        return NULL;
+    }
+    Slots *picked = &t->reached, *stack = &t->stack; /* the walk's buffers, free between walks */
+    picked->len = stack->len = 0;
+    t->walks++; /* a mark, so that a dirty class already due is taken once */
+    if (t->by_check.len && slots_push(stack, 0) < 0) return NULL;
+    while (stack->len) { /* every entry with a key <= now: a parent's key is at most its own */
+        Py_ssize_t i = stack->items[--stack->len];
+        Py_ssize_t slot = t->by_check.items[i];
+        Record *rec = &t->records[slot];
+        if (!(rec->check_s <= now)) continue;
+        rec->walk = t->walks;
+        if (slots_push(picked, slot) < 0) return NULL;
+        for (Py_ssize_t c = 2 * i + 1; c <= 2 * i + 2 && c < t->by_check.len; c++) {
+            if (slots_push(stack, c) < 0) return NULL;
+        }
+    }
+    if (!(iter = PyObject_GetIter(args[2]))) return NULL;
+    while ((item = PyIter_Next(iter))) {
+        PyObject *changed = PyDict_GetItemWithError(classes, item); /* borrowed */
+        Py_CLEAR(item);
+        if (!changed) {
+            if (PyErr_Occurred()) goto done;
+            continue;
+        }
+        PyObject *slot = PyObject_GetAttr(changed, slot_name);
+        if (!slot) goto done;
+        Record *rec = table_record(t, slot);
+        Py_DECREF(slot);
+        if (!rec) goto done;
+        if (rec->walk == t->walks) continue;
+        rec->walk = t->walks;
+        if (slots_push(picked, rec - t->records) < 0) goto done;
+    }
+    if (PyErr_Occurred()) goto done;
+    sort_slots(picked->items, picked->len, t->records);
+    if (!(out = PyList_New(picked->len))) goto done;
+    for (Py_ssize_t i = 0; i < picked->len; i++) {
+        PyObject *cls = t->records[picked->items[i]].cls;
+        Py_INCREF(cls);
+        PyList_SET_ITEM(out, i, cls);
+    }
+done:
+    Py_XDECREF(iter);
+    return out;
+}
+
 static PyMethodDef table_methods[] = {
     {"add", (PyCFunction)(void (*)(void))table_add, METH_FASTCALL,
      "add(cls, order, route) -> slot: register a class with its entry order and route."},
@@ -1247,6 +1405,14 @@ static PyMethodDef table_methods[] = {
      "left out of their routes, and the loose resources those rates would fill of what the "
      "classes outside leave (their load less the members' standing contributions, each one's "
      "load_Bps, and gone_loads_Bps of the gone ones); the rates are None where any would fill."},
+    {"retimed", (PyCFunction)(void (*)(void))table_retimed, METH_FASTCALL,
+     "retimed(slot, check_s, next_s) -> None: the class in slot was re-timed "
+     "(gpusim.engine.fluid._FlowClass.retime)."},
+    {"next_completion", (PyCFunction)table_next_completion, METH_NOARGS,
+     "next_completion() -> float: the earliest next_s of every class (inf where none)."},
+    {"due", (PyCFunction)(void (*)(void))table_due, METH_FASTCALL,
+     "due(now, classes, dirty_keys) -> list: gpusim.engine.fluid.FluidNetwork._candidates over "
+     "this table (the classes whose check_s has come and the changed ones, in entry order)."},
     {"peaks", (PyCFunction)(void (*)(void))table_peaks, METH_FASTCALL,
      "peaks(resources, load_Bps, peak_Bps) -> None: gpusim.engine.fluid.FluidNetwork."
      "_retime_end's peaks over this table's classes per resource (a resource none crosses has "

@@ -218,6 +218,17 @@ class ClassTable(Protocol):
     def sharers(self, r: int) -> int:
         """How many registered classes cross resource ``r``."""
 
+    def retimed(self, slot: int, check_s: float, next_s: float) -> None:
+        """The class in ``slot`` was re-timed (:meth:`_FlowClass.retime`)."""
+
+    def next_completion(self) -> float:
+        """The earliest ``next_s`` of every class (inf where none)."""
+
+    def due(
+        self, now: float, classes: dict[FlowKey, _FlowClass], dirty_keys: set[FlowKey]
+    ) -> list[_FlowClass]:
+        """:meth:`FluidNetwork._candidates` over this table."""
+
     def peaks(self, resources: Iterable[int], load_Bps: list[float], peak_Bps: list[float]) -> None:
         """:meth:`FluidNetwork._retime_end`'s peaks over this table's classes per resource."""
 
@@ -624,6 +635,8 @@ class FluidNetwork:
         cls.load_Bps = rate
         cls.rate_Bps = rate
         cls.retime(entered_s)
+        if self.c_classes is not None:
+            self.c_classes.retimed(cls.slot, cls.check_s, cls.next_s)
 
     def _add_demand(self, cls: _FlowClass, sign: int) -> None:
         """A flow of ``cls`` entered (``sign`` 1) or left (-1): update what its resources'
@@ -841,7 +854,10 @@ class FluidNetwork:
         if share != cls.rate_Bps:
             cls.set_rate(share, now)
         cls.retime(now)
-        if heap_mode:
+        table = self.c_classes
+        if table is not None:
+            table.retimed(cls.slot, cls.check_s, cls.next_s)
+        elif heap_mode:
             heappush(self._check, self._check_entry(cls))
         if self.recorder.enabled:  # the component's resources, as _component gives them
             self._retime_end(sorted(route), now)
@@ -1033,11 +1049,12 @@ class FluidNetwork:
         """Give each class its new rate and the time its first flow completes at it (unchanged
         when neither its flows nor its rate changed), move its contribution on the loads of its
         resources, then update the peak and (when tracing) utilisation of
-        ``resources``. Returns whether completions are indexed by a heap (many classes) rather
-        than found by a scan (few)."""
+        ``resources``. Returns whether completions are indexed by the ``_check`` heap (many
+        classes, no class table) rather than found by a scan (few) or by the class table."""
         heap_mode = self._retime_begin(resources)
         load = self.load_Bps
         now = self._last_s
+        table = self.c_classes
         for i, cls in enumerate(classes):  # by index: mypyc types a zip's items as objects
             rate = rates[i]
             contribution = rate * float(len(cls.flows))
@@ -1051,7 +1068,9 @@ class FluidNetwork:
             if rate != cls.rate_Bps:
                 cls.set_rate(rate, now)
             cls.retime(now)
-            if heap_mode:
+            if table is not None:
+                table.retimed(cls.slot, cls.check_s, cls.next_s)
+            elif heap_mode:
                 heappush(self._check, self._check_entry(cls))
         self._retime_end(resources, now)
         return heap_mode
@@ -1059,8 +1078,10 @@ class FluidNetwork:
     def _retime_begin(self, resources: Iterable[int]) -> bool:
         """:meth:`_retime`'s start: keep the ``_check`` heap (indexing every class when entering
         heap mode or when mostly stale), bring ``resources`` up to now at their old loads, and
-        take off the loads of the classes gone since the last settle. Returns the heap mode."""
-        heap_mode = len(self._classes) > _HEAP_MIN_CLASSES
+        take off the loads of the classes gone since the last settle. Returns the heap mode
+        (never with the class table: it indexes the completions)."""
+        # with the class table, it indexes the completions (the heap stays empty)
+        heap_mode = self.c_classes is None and len(self._classes) > _HEAP_MIN_CLASSES
         if heap_mode and (
             not self._heap_mode or len(self._check) > 2 * len(self._classes) + 64
         ):  # entering heap mode, or mostly stale entries: index every class once
@@ -1111,7 +1132,10 @@ class FluidNetwork:
         already fires then; a new wake-up supersedes the pending one (the generation counter
         makes the old one a no-op)."""
         now = self._last_s
-        if heap_mode:
+        table = self.c_classes
+        if table is not None:
+            next_s = table.next_completion()
+        elif heap_mode:
             # earliest completion from the heap of (check_s, seq, class): a class completes no
             # earlier than its check_s, so only entries below the best next_s so far can hold a
             # better one, and those form the top of the heap (a parent's key is at most its
@@ -1161,7 +1185,10 @@ class FluidNetwork:
         date); with few classes found by a scan, with many (the ``_check`` heap) taken off the
         heap. Every class that can finish a flow at ``now`` is among them
         (:meth:`_FlowClass.retime`); the others finish nothing, so leaving them out changes
-        nothing."""
+        nothing. With the class table, it finds them."""
+        table = self.c_classes
+        if table is not None:
+            return table.due(now, self._classes, self._dirty_keys)
         if not self._heap_mode:
             dirty = self._dirty_keys
             return [c for c in self._classes.values() if c.check_s <= now or c.key in dirty]
