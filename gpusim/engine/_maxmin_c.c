@@ -258,14 +258,40 @@ static double one_level_of(const Problem *p, int *found) {
     return level;
 }
 
-static const double *sort_caps;
+/* Shell sort's gaps up to ``n`` into ``gaps`` (Ciura's, then 2.25 times the last), ascending;
+ * returns how many. A shell sort makes no allocation and no comparison calls, which qsort
+ * would for the few tens of items a solve or a walk sorts. */
+static int shell_gaps(Py_ssize_t n, Py_ssize_t gaps[64]) {
+    static const Py_ssize_t CIURA[] = {1, 4, 10, 23, 57, 132, 301, 701, 1750};
+    int k = 0;
+    for (; k < 9 && (k == 0 || CIURA[k] < n); k++) gaps[k] = CIURA[k];
+    while (k >= 9 && k < 64) {
+        Py_ssize_t next = gaps[k - 1] * 9 / 4;
+        if (next >= n) break;
+        gaps[k++] = next;
+    }
+    return k;
+}
 
-/* (cap, class) ascending, as Python sorts the tuples */
-static int by_cap_then_class(const void *a, const void *b) {
-    Py_ssize_t x = *(const Py_ssize_t *)a, y = *(const Py_ssize_t *)b;
-    if (sort_caps[x] < sort_caps[y]) return -1;
-    if (sort_caps[y] < sort_caps[x]) return 1;
-    return (x > y) - (x < y);
+/* Whether class x comes before class y by (cap, class), as Python sorts the tuples. */
+static int cap_then_class_before(const double *caps, Py_ssize_t x, Py_ssize_t y) {
+    if (caps[x] < caps[y]) return 1;
+    if (caps[y] < caps[x]) return 0;
+    return x < y;
+}
+
+/* The capped classes by (cap, class) ascending (a shell sort: the keys are distinct). */
+static void sort_capped(Py_ssize_t *items, Py_ssize_t n, const double *caps) {
+    Py_ssize_t gaps[64];
+    for (int k = shell_gaps(n, gaps) - 1; k >= 0; k--) {
+        Py_ssize_t g = gaps[k];
+        for (Py_ssize_t i = g; i < n; i++) {
+            Py_ssize_t c = items[i], j = i;
+            for (; j >= g && cap_then_class_before(caps, c, items[j - g]); j -= g)
+                items[j] = items[j - g];
+            items[j] = c;
+        }
+    }
 }
 
 /* maxmin._fix: fix the classes of to_fix at level (or their cap); returns how many were new */
@@ -315,8 +341,7 @@ static int fill(Problem *p, double *rates) {
         if (!fixed[c]) unfixed++;
         if (p->caps[c] < INFINITY && !fixed[c]) capped[n_capped++] = c;
     }
-    sort_caps = p->caps;
-    qsort(capped, (size_t)n_capped, sizeof(Py_ssize_t), by_cap_then_class);
+    sort_capped(capped, n_capped, p->caps);
     if (n_capped && p->caps[capped[0]] <= 0) {
         PyErr_SetString(PyExc_ValueError, "flow caps must be positive");
         goto done;
@@ -823,21 +848,6 @@ static PyObject *table_sharers(ClassTable *t, PyObject *r_obj) {
     Py_ssize_t r = PyLong_AsSsize_t(r_obj);
     if (r == -1 && PyErr_Occurred()) return NULL;
     return PyLong_FromSsize_t(r >= 0 && r < t->n_users ? t->users[r].len : 0);
-}
-
-/* Shell sort's gaps up to ``n`` into ``gaps`` (Ciura's, then 2.25 times the last), ascending;
- * returns how many. A shell sort makes no allocation and no comparison calls, which qsort
- * would for the few tens of items a walk sorts. */
-static int shell_gaps(Py_ssize_t n, Py_ssize_t gaps[64]) {
-    static const Py_ssize_t CIURA[] = {1, 4, 10, 23, 57, 132, 301, 701, 1750};
-    int k = 0;
-    for (; k < 9 && (k == 0 || CIURA[k] < n); k++) gaps[k] = CIURA[k];
-    while (k >= 9 && k < 64) {
-        Py_ssize_t next = gaps[k - 1] * 9 / 4;
-        if (next >= n) break;
-        gaps[k++] = next;
-    }
-    return k;
 }
 
 /* The walk's classes (slots) by entry order (orders are distinct). */
