@@ -955,6 +955,7 @@ def _table_of(net: FluidNetwork) -> ClassTable:
     table = _c_class_table()()
     for cls in sorted(net._classes.values(), key=lambda c: c.order):
         cls.slot = table.add(cls, cls.order, cls.route, cls.cap_Bps, cls.flows)
+        table.retimed(cls.slot, cls.check_s, cls.next_s, cls.load_Bps)
     return table
 
 
@@ -1185,7 +1186,7 @@ def test_the_class_tables_completion_index_is_a_scan(
             del held[order], classes[cls.key]
         else:
             cls.check_s, cls.next_s = check_s, next_s
-            table.retimed(cls.slot, check_s, next_s)
+            table.retimed(cls.slot, check_s, next_s, 0.0)
     dirty = {key for key in list(classes)[::3]} | {((99,), math.inf)}
     assert table.next_completion() == min((c.next_s for c in held.values()), default=math.inf)
     due = [c for c in sorted(held.values(), key=lambda c: c.order) if c.check_s <= now]
@@ -1298,7 +1299,12 @@ def test_the_c_optimistic_solve_leaves_loose_resources_what_the_others_draw(
         cls.flows.append((1.0, cls.order, _Flow(1.0, cls.order, lambda: None, 1.0, 0.0, "x")))
         cls.load_Bps = 10 * GB
         cls.slot = table.add(cls, cls.order, cls.route, cls.cap_Bps, cls.flows)
-    rates, filled = table.solve_without(members, [100 * GB, 24 * GB], load, {0}, [(0,)], [9 * GB])
+        table.retimed(cls.slot, 0.0, 1.0, cls.load_Bps)
+    capacity = [100 * GB, 24 * GB]
+    rates, filled = table.solve_without(members, capacity, load, {0}, [(0,)], [9 * GB], False)
+    assert (rates, filled) == table.solve_without(
+        members, capacity, load, {0}, [(0,)], [9 * GB], True
+    )  # with resource 0 at what is left of it: the same rates, the same fill
     assert (rates, filled) == ((None, [0]) if fills else ([12 * GB, 12 * GB], []))
 
 

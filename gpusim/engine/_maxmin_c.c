@@ -78,13 +78,14 @@ static int resource_index(PyObject *item, Py_ssize_t n_res, const char *list_nam
 
 /* Number the resources of a problem whose counts, caps and full routes are set (p->n,
  * p->counts, p->caps, p->full_at, p->full) by first appearance (class order, then route order),
- * as maxmin._Loads does, each starting at its capacity (``capacity``, indexed by resource); a
- * resource marked in ``excluded`` (NULL: none) is left out of every route, as if the routes had
- * been given without it (the whole routes stay in full). ``number`` (per resource) must hold -1
+ * as maxmin._Loads does, each starting at its capacity (``capacity``, indexed by resource, or
+ * ``cut[r]`` where ``cut`` is given and ``in_cut[r]`` is set); a resource marked in ``excluded``
+ * (NULL: none) is left out of every route, as if the routes had been given without it (the
+ * whole routes stay in full). ``number`` (per resource) must hold -1
  * for every resource the routes cross, and does again on return. Returns 0, or -1 with a Python
  * exception set; p is to be freed either way. */
 static int problem_index(Problem *p, PyObject *const *capacity, const char *excluded,
-                         Py_ssize_t *number) {
+                         const double *cut, const char *in_cut, Py_ssize_t *number) {
     Py_ssize_t n = p->n, at_full = p->full_at[n], *next_user = NULL;
     int status = -1;
     p->route_at = malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
@@ -111,7 +112,7 @@ static int problem_index(Problem *p, PyObject *const *capacity, const char *excl
             Py_ssize_t j = number[r];
             if (j < 0) {
                 j = number[r] = n_res++;
-                double capacity_r = PyFloat_AsDouble(capacity[r]);
+                double capacity_r = cut && in_cut[r] ? cut[r] : PyFloat_AsDouble(capacity[r]);
                 if (capacity_r == -1.0 && PyErr_Occurred()) goto done;
                 p->left[j] = capacity_r;
                 p->flows[j] = w;
@@ -215,7 +216,7 @@ static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject
         goto done;
     }
     for (Py_ssize_t r = 0; r < n_cap; r++) number[r] = -1;
-    status = problem_index(p, PySequence_Fast_ITEMS(cap_fast), excluded, number);
+    status = problem_index(p, PySequence_Fast_ITEMS(cap_fast), excluded, NULL, NULL, number);
 done:
     Py_XDECREF(route_fast);
     free(number);
@@ -548,6 +549,7 @@ typedef struct {
     Py_ssize_t order;
     double cap;
     double check_s, next_s;    /* its _FlowClass's, as the network last re-timed it */
+    double load;               /* its standing contribution (load_Bps), likewise */
     Py_ssize_t at_check, at_next; /* where it sits in the table's heaps by each */
     Py_ssize_t *route; /* its distinct resources, in route order */
     Py_ssize_t len;
@@ -796,6 +798,7 @@ static PyObject *table_add(ClassTable *t, PyObject *const *args, Py_ssize_t narg
     rec->len_full = len;
     rec->walk = 0;
     rec->check_s = rec->next_s = INFINITY; /* as a new _FlowClass's */
+    rec->load = 0.0;
     heap_insert(t, BY_CHECK, slot);       /* room made above: cannot fail */
     heap_insert(t, BY_NEXT, slot);
     return PyLong_FromSsize_t(slot);
@@ -1108,19 +1111,21 @@ static int member_slots(ClassTable *t, PyObject *members, Py_ssize_t *slots) {
     return 0;
 }
 
-static PyObject *load_name = NULL; /* "load_Bps", interned at import */
-
-/* solve_without(members, capacity_Bps, load_Bps, loose, gone_routes, gone_loads_Bps):
- * fluid.FluidNetwork._solve_without (its _cut and its _fills in one) over this table's routes,
- * caps and flow counts, with each member's standing contribution (its ``load_Bps``): see the
- * method's docstring. */
+/* solve_without(members, capacity_Bps, load_Bps, loose, gone_routes, gone_loads_Bps,
+ * with_loose): fluid.FluidNetwork._solve_without (its _cut and its _fills in one) over this
+ * table's routes, caps, flow counts and standing contributions: see the method's docstring.
+ * With ``with_loose``, the solve of _solve_leaving's general path instead: the loose resources
+ * stay in the routes, each at what the classes outside leave of it (its capacity less their
+ * draw, at least 0), and the same fill check. */
 static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 6) {
+    if (nargs != 7) {
         PyErr_SetString(PyExc_TypeError,
                         "solve_without(members, capacity_Bps, load_Bps, loose, gone_routes, "
-                        "gone_loads_Bps)");
+                        "gone_loads_Bps, with_loose)");
         return NULL;
     }
+    int with_loose = PyObject_IsTrue(args[6]);
+    if (with_loose < 0) return NULL;
     PyObject *members = args[0], *capacity = args[1], *load = args[2], *loose_set = args[3];
     PyObject *gone_routes = args[4], *gone_own = args[5];
     if (!PyList_Check(members) || !PyList_Check(capacity) || !PyList_Check(load)) {
@@ -1169,8 +1174,8 @@ static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ss
         if (left[r] == -1.0 && PyErr_Occurred()) goto done;
     }
     if (PyErr_Occurred()) goto done;
-    /* the problem from the records: flows, caps and whole routes, class after class (and the
-     * standing contributions, which only loose resources need) */
+    /* the problem from the records: flows, caps, whole routes and standing contributions,
+     * class after class */
     Py_ssize_t total = 0;
     for (Py_ssize_t i = 0; i < n; i++) total += t->records[slots[i]].len_full;
     p.n = n;
@@ -1196,15 +1201,9 @@ static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ss
             }
             p.full[at_full++] = r;
         }
-        if (!n_loose) continue;
-        PyObject *standing = PyObject_GetAttr(PyList_GET_ITEM(members, i), load_name);
-        if (!standing) goto done;
-        own[i] = PyFloat_AsDouble(standing);
-        Py_DECREF(standing);
-        if (own[i] == -1.0 && PyErr_Occurred()) goto done;
+        own[i] = rec->load;
     }
     p.full_at[n] = at_full;
-    if (problem_index(&p, PySequence_Fast_ITEMS(capacity), is_loose, t->number) < 0) goto done;
     for (Py_ssize_t i = 0; n_loose && i < n; i++) { /* the component's classes, then gone ones */
         for (Py_ssize_t k = p.full_at[i]; k < p.full_at[i + 1]; k++) {
             Py_ssize_t r = p.full[k];
@@ -1218,6 +1217,18 @@ static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ss
             goto done;
         }
     }
+    if (with_loose) { /* each loose resource at what is left of it: max(capacity - drawn, 0.0) */
+        for (Py_ssize_t k = 0; k < n_loose; k++) {
+            Py_ssize_t r = loose_list[k];
+            double capacity_r = PyFloat_AsDouble(PyList_GET_ITEM(capacity, r));
+            if (capacity_r == -1.0 && PyErr_Occurred()) goto done;
+            double cut = capacity_r - left[r];
+            drawn[r] = 0.0 > cut ? 0.0 : cut; /* scratch until the fill check below */
+        }
+    }
+    if (problem_index(&p, PySequence_Fast_ITEMS(capacity), with_loose ? NULL : is_loose,
+                      with_loose ? drawn : NULL, is_loose, t->number) < 0)
+        goto done;
     if (solve(&p, rates) < 0) goto done;
     /* _fills: what the classes draw of each loose resource at their new rates (class order,
      * route order), against what the classes outside leave of it */
@@ -1317,10 +1328,11 @@ fail:
     return NULL;
 }
 
-/* retimed(slot, check_s, next_s): the class in ``slot`` was re-timed (_FlowClass.retime). */
+/* retimed(slot, check_s, next_s, load_Bps): the class in ``slot`` was re-timed
+ * (_FlowClass.retime), its standing contribution now load_Bps. */
 static PyObject *table_retimed(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "retimed(slot, check_s, next_s)");
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "retimed(slot, check_s, next_s, load_Bps)");
         return NULL;
     }
     Record *rec = table_record(t, args[0]);
@@ -1329,6 +1341,9 @@ static PyObject *table_retimed(ClassTable *t, PyObject *const *args, Py_ssize_t 
     if (check_s == -1.0 && PyErr_Occurred()) return NULL;
     double next_s = PyFloat_AsDouble(args[2]);
     if (next_s == -1.0 && PyErr_Occurred()) return NULL;
+    double load = PyFloat_AsDouble(args[3]);
+    if (load == -1.0 && PyErr_Occurred()) return NULL;
+    rec->load = load;
     rec->check_s = check_s;
     rec->next_s = next_s;
     heap_fix(t, BY_CHECK, rec->at_check);
@@ -1409,15 +1424,18 @@ static PyMethodDef table_methods[] = {
     {"sharers", (PyCFunction)table_sharers, METH_O,
      "sharers(r) -> int: how many registered classes cross resource r."},
     {"solve_without", (PyCFunction)(void (*)(void))table_solve_without, METH_FASTCALL,
-     "solve_without(members, capacity_Bps, load_Bps, loose, gone_routes, gone_loads_Bps) -> "
-     "(list[float] | None, list[int]): gpusim.engine.fluid.FluidNetwork._solve_without in C "
+     "solve_without(members, capacity_Bps, load_Bps, loose, gone_routes, gone_loads_Bps, "
+     "with_loose) -> (list[float] | None, list[int]): "
+     "gpusim.engine.fluid.FluidNetwork._solve_without in C "
      "over this table (the same floats): the members' max-min rates with the loose resources "
      "left out of their routes, and the loose resources those rates would fill of what the "
-     "classes outside leave (their load less the members' standing contributions, each one's "
-     "load_Bps, and gone_loads_Bps of the gone ones); the rates are None where any would fill."},
+     "classes outside leave (their load less the members' standing contributions, as retimed "
+     "last gave them, and gone_loads_Bps of the gone ones); the rates are None where any would "
+     "fill. With with_loose, the loose resources stay in the routes at what the classes outside "
+     "leave of them (_solve_leaving's general path), with the same check."},
     {"retimed", (PyCFunction)(void (*)(void))table_retimed, METH_FASTCALL,
-     "retimed(slot, check_s, next_s) -> None: the class in slot was re-timed "
-     "(gpusim.engine.fluid._FlowClass.retime)."},
+     "retimed(slot, check_s, next_s, load_Bps) -> None: the class in slot was re-timed "
+     "(gpusim.engine.fluid._FlowClass.retime), its standing contribution now load_Bps."},
     {"next_completion", (PyCFunction)table_next_completion, METH_NOARGS,
      "next_completion() -> float: the earliest next_s of every class (inf where none)."},
     {"due", (PyCFunction)(void (*)(void))table_due, METH_FASTCALL,
@@ -1538,8 +1556,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__maxmin_c(void) {
     slot_name = PyUnicode_InternFromString("slot");
-    load_name = PyUnicode_InternFromString("load_Bps");
-    if (!slot_name || !load_name || PyType_Ready(&ClassTableType) < 0) return NULL;
+    if (!slot_name || PyType_Ready(&ClassTableType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     Py_INCREF(&ClassTableType);

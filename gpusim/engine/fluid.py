@@ -218,8 +218,10 @@ class ClassTable(Protocol):
     def sharers(self, r: int) -> int:
         """How many registered classes cross resource ``r``."""
 
-    def retimed(self, slot: int, check_s: float, next_s: float) -> None:
-        """The class in ``slot`` was re-timed (:meth:`_FlowClass.retime`)."""
+    def retimed(self, slot: int, check_s: float, next_s: float, load_Bps: float) -> None:
+        """The class in ``slot`` was re-timed (:meth:`_FlowClass.retime`), its standing
+        contribution now ``load_Bps`` (which changes only with its rate or flows, so only where
+        it is re-timed)."""
 
     def next_completion(self) -> float:
         """The earliest ``next_s`` of every class (inf where none)."""
@@ -240,9 +242,12 @@ class ClassTable(Protocol):
         loose: Iterable[int],
         gone_routes: list[tuple[int, ...]],
         gone_loads_Bps: list[float],
+        with_loose: bool,
     ) -> tuple[list[float] | None, list[int]]:
         """:meth:`FluidNetwork._solve_without` over this table: the rates (``None`` where a
-        loose resource would fill) and the loose resources they would fill."""
+        loose resource would fill) and the loose resources they would fill; with
+        ``with_loose``, the solve of :meth:`FluidNetwork._solve_leaving`'s general path (the
+        loose resources in the routes at what the classes outside leave of them)."""
 
     def component(
         self,
@@ -636,7 +641,7 @@ class FluidNetwork:
         cls.rate_Bps = rate
         cls.retime(entered_s)
         if self.c_classes is not None:
-            self.c_classes.retimed(cls.slot, cls.check_s, cls.next_s)
+            self.c_classes.retimed(cls.slot, cls.check_s, cls.next_s, cls.load_Bps)
 
     def _add_demand(self, cls: _FlowClass, sign: int) -> None:
         """A flow of ``cls`` entered (``sign`` 1) or left (-1): update what its resources'
@@ -856,7 +861,7 @@ class FluidNetwork:
         cls.retime(now)
         table = self.c_classes
         if table is not None:
-            table.retimed(cls.slot, cls.check_s, cls.next_s)
+            table.retimed(cls.slot, cls.check_s, cls.next_s, cls.load_Bps)
         elif heap_mode:
             heappush(self._check, self._check_entry(cls))
         if self.recorder.enabled:  # the component's resources, as _component gives them
@@ -890,6 +895,21 @@ class FluidNetwork:
                 return rates
             self._filled.clear()
             self.recomputations -= 1
+        table = self.c_classes
+        if table is not None:  # the same solve and check, in C
+            self.recomputations += bool(classes)  # as _solve counts
+            gone = self._gone
+            rates_or_none, filled = table.solve_without(
+                classes,
+                capacity,
+                load,
+                loose,
+                [c.route for c in gone],
+                [c.load_Bps for c in gone],
+                True,
+            )
+            self._filled.update(filled)
+            return rates_or_none
         outside = {r: load[r] for r in loose}
         for cls in (*classes, *self._gone):
             for r in cls.route:
@@ -972,6 +992,7 @@ class FluidNetwork:
                 loose,
                 [c.route for c in gone],
                 [c.load_Bps for c in gone],
+                False,
             )
             self._filled.update(filled)
             return solved
@@ -1027,7 +1048,7 @@ class FluidNetwork:
             table = self.c_classes
             if table is not None:  # its optimistic solve with nothing loose: this solve
                 rates, _ = table.solve_without(
-                    classes, capacity, self.load_Bps, _NOTHING_LOOSE, [], []
+                    classes, capacity, self.load_Bps, _NOTHING_LOOSE, [], [], False
                 )
                 assert rates is not None  # nothing loose to fill
                 return rates
@@ -1069,7 +1090,7 @@ class FluidNetwork:
                 cls.set_rate(rate, now)
             cls.retime(now)
             if table is not None:
-                table.retimed(cls.slot, cls.check_s, cls.next_s)
+                table.retimed(cls.slot, cls.check_s, cls.next_s, cls.load_Bps)
             elif heap_mode:
                 heappush(self._check, self._check_entry(cls))
         self._retime_end(resources, now)
