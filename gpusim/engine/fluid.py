@@ -270,6 +270,60 @@ _C_CLASS_TABLE: Callable[[], ClassTable] | None = (
 """``_maxmin_c.ClassTable`` where the compiled engine runs; ``None`` where the source runs."""
 
 
+@dataclass(slots=True, frozen=True)
+class _TableCalls:
+    """A class table's methods, bound once: mypyc calls a saved bound method of an object it
+    does not compile directly, but looks a method up by name at every call (about 500
+    instructions, which the settle would pay several times, and once per re-timed class)."""
+
+    add: Callable[[_FlowClass, int, tuple[int, ...], float, list[tuple[float, int, _Flow]]], int]
+    remove: Callable[[int], None]
+    retimed: Callable[[int, float, float, float], None]
+    next_completion: Callable[[], float]
+    due: Callable[[float, dict[FlowKey, _FlowClass], set[FlowKey]], list[_FlowClass]]
+    peaks: Callable[[Iterable[int], list[float], list[float]], None]
+    solve_without: Callable[
+        [
+            list[_FlowClass],
+            list[float],
+            list[float],
+            Iterable[int],
+            list[tuple[int, ...]],
+            list[float],
+            bool,
+        ],
+        tuple[list[float] | None, list[int]],
+    ]
+    component: Callable[
+        [
+            dict[FlowKey, _FlowClass],
+            set[FlowKey],
+            set[int],
+            list[float],
+            list[float],
+            list[int],
+            list[float],
+            bool,
+            frozenset[int] | set[int],
+        ],
+        Walk,
+    ]
+
+    @staticmethod
+    def of(table: ClassTable) -> _TableCalls:
+        """``table``'s methods."""
+        return _TableCalls(
+            table.add,
+            table.remove,
+            table.retimed,
+            table.next_completion,
+            table.due,
+            table.peaks,
+            table.solve_without,
+            table.component,
+        )
+
+
 @dataclass(slots=True, init=False)
 class _Lone:
     """A flow that entered an empty network (no class, nothing pending), kept without a class
@@ -390,16 +444,29 @@ class FluidNetwork:
         ``cut_for`` is checked by identity."""
         self._lone: _Lone | None = None
         """The flow alone in the network without a class (:meth:`_enter_lone`), if any."""
-        self.c_classes: ClassTable | None = None if _C_CLASS_TABLE is None else _C_CLASS_TABLE()
-        """The classes' entry orders and routes per resource in C (``_maxmin_c.ClassTable``),
-        whose walk and optimistic solve run in place of the Python of :meth:`_component` and
-        :meth:`_solve_without` (the same members, resources, sets and floats, without the
-        route cuts the Python keeps) where the compiled engine runs; ``None`` runs the
-        Python. Kept by :meth:`_new_class` and :meth:`_wake`, so set (or unset) only before
-        the first class."""
+        self._table: ClassTable | None = None
+        self._calls: _TableCalls | None = None
+        self.c_classes = None if _C_CLASS_TABLE is None else _C_CLASS_TABLE()
         self.c_flush: Flush | None = _C_FLUSH
         """:meth:`_flush` in C (``_maxmin_c.c``: the same floats), where the compiled engine
         runs; ``None`` runs the method's Python."""
+
+    @property
+    def c_classes(self) -> ClassTable | None:
+        """The classes' entry orders, routes, caps, flows, standing contributions and
+        completion times, per resource the classes crossing it, in C (``_maxmin_c.ClassTable``),
+        whose walk, solves, peaks and completion index run in place of the Python of
+        :meth:`_component`, :meth:`_solve_without`, :meth:`_solve_leaving`, :meth:`_solve`,
+        :meth:`_retime_end`, :meth:`_reschedule` and :meth:`_candidates` (the same members,
+        sets and floats) where the compiled engine runs; ``None`` runs the Python. Kept by
+        :meth:`_new_class`, the re-times and :meth:`_wake`, so set (or unset) only before the
+        first class."""
+        return self._table
+
+    @c_classes.setter
+    def c_classes(self, table: ClassTable | None) -> None:
+        self._table = table
+        self._calls = None if table is None else _TableCalls.of(table)
 
     def add_resource(self, name: str, capacity_Bps: float, group: str = "links") -> int:
         """Register a directional resource; returns its index for routes."""
@@ -530,9 +597,9 @@ class FluidNetwork:
         """A class for ``key``, its clock starting at ``now``, registered on its resources."""
         cls = _FlowClass(key, order, ref_s=now)
         self._classes[key] = cls
-        table = self.c_classes
-        if table is not None:
-            cls.slot = table.add(cls, order, cls.route, cls.cap_Bps, cls.flows)
+        calls = self._calls
+        if calls is not None:
+            cls.slot = calls.add(cls, order, cls.route, cls.cap_Bps, cls.flows)
         for r in cls.route:
             self._users.setdefault(r, set()).add(cls)
         return cls
@@ -640,8 +707,9 @@ class FluidNetwork:
         cls.load_Bps = rate
         cls.rate_Bps = rate
         cls.retime(entered_s)
-        if self.c_classes is not None:
-            self.c_classes.retimed(cls.slot, cls.check_s, cls.next_s, cls.load_Bps)
+        calls = self._calls
+        if calls is not None:
+            calls.retimed(cls.slot, cls.check_s, cls.next_s, cls.load_Bps)
 
     def _add_demand(self, cls: _FlowClass, sign: int) -> None:
         """A flow of ``cls`` entered (``sign`` 1) or left (-1): update what its resources'
@@ -709,9 +777,9 @@ class FluidNetwork:
         ascending order: what the walk finds does not depend on the order it goes in, and the
         solve's floats depend on the classes' order, so a canonical one lets any walk (the C
         twin's marks, or a network held elsewhere) give the same floats."""
-        table = self.c_classes
-        if table is not None:
-            return table.component(
+        calls = self._calls
+        if calls is not None:
+            return calls.component(
                 self._classes,
                 self._dirty_keys,
                 self._dirty_res,
@@ -859,9 +927,9 @@ class FluidNetwork:
         if share != cls.rate_Bps:
             cls.set_rate(share, now)
         cls.retime(now)
-        table = self.c_classes
-        if table is not None:
-            table.retimed(cls.slot, cls.check_s, cls.next_s, cls.load_Bps)
+        calls = self._calls
+        if calls is not None:
+            calls.retimed(cls.slot, cls.check_s, cls.next_s, cls.load_Bps)
         elif heap_mode:
             heappush(self._check, self._check_entry(cls))
         if self.recorder.enabled:  # the component's resources, as _component gives them
@@ -895,11 +963,11 @@ class FluidNetwork:
                 return rates
             self._filled.clear()
             self.recomputations -= 1
-        table = self.c_classes
-        if table is not None:  # the same solve and check, in C
+        calls = self._calls
+        if calls is not None:  # the same solve and check, in C
             self.recomputations += bool(classes)  # as _solve counts
             gone = self._gone
-            rates_or_none, filled = table.solve_without(
+            rates_or_none, filled = calls.solve_without(
                 classes,
                 capacity,
                 load,
@@ -981,11 +1049,11 @@ class FluidNetwork:
         constraints would be the constrained one, filling it). What is left is positive (a
         loose resource is below capacity), so no loose resource stops its flows at rate 0.
         The contributions come off each loose resource in the general path's order."""
-        table = self.c_classes
-        if table is not None:
+        calls = self._calls
+        if calls is not None:
             gone = self._gone
             self.recomputations += 1
-            solved, filled = table.solve_without(
+            solved, filled = calls.solve_without(
                 classes,
                 self.capacity_Bps,
                 self.load_Bps,
@@ -1045,9 +1113,9 @@ class FluidNetwork:
             return [share]
         if classes:
             self.recomputations += 1
-            table = self.c_classes
-            if table is not None:  # its optimistic solve with nothing loose: this solve
-                rates, _ = table.solve_without(
+            calls = self._calls
+            if calls is not None:  # its optimistic solve with nothing loose: this solve
+                rates, _ = calls.solve_without(
                     classes, capacity, self.load_Bps, _NOTHING_LOOSE, [], [], False
                 )
                 assert rates is not None  # nothing loose to fill
@@ -1075,7 +1143,7 @@ class FluidNetwork:
         heap_mode = self._retime_begin(resources)
         load = self.load_Bps
         now = self._last_s
-        table = self.c_classes
+        calls = self._calls
         for i, cls in enumerate(classes):  # by index: mypyc types a zip's items as objects
             rate = rates[i]
             contribution = rate * float(len(cls.flows))
@@ -1089,8 +1157,8 @@ class FluidNetwork:
             if rate != cls.rate_Bps:
                 cls.set_rate(rate, now)
             cls.retime(now)
-            if table is not None:
-                table.retimed(cls.slot, cls.check_s, cls.next_s, cls.load_Bps)
+            if calls is not None:
+                calls.retimed(cls.slot, cls.check_s, cls.next_s, cls.load_Bps)
             elif heap_mode:
                 heappush(self._check, self._check_entry(cls))
         self._retime_end(resources, now)
@@ -1102,7 +1170,7 @@ class FluidNetwork:
         take off the loads of the classes gone since the last settle. Returns the heap mode
         (never with the class table: it indexes the completions)."""
         # with the class table, it indexes the completions (the heap stays empty)
-        heap_mode = self.c_classes is None and len(self._classes) > _HEAP_MIN_CLASSES
+        heap_mode = self._calls is None and len(self._classes) > _HEAP_MIN_CLASSES
         if heap_mode and (
             not self._heap_mode or len(self._check) > 2 * len(self._classes) + 64
         ):  # entering heap mode, or mostly stale entries: index every class once
@@ -1134,9 +1202,9 @@ class FluidNetwork:
         """:meth:`_retime`'s end: the peak loads of ``resources`` (a load with no flows left is
         zeroed, rounding residue included) and, when tracing, their utilisation."""
         load, peak, users = self.load_Bps, self.peak_load_Bps, self._users
-        table = self.c_classes
-        if table is not None:
-            table.peaks(resources, load, peak)
+        calls = self._calls
+        if calls is not None:
+            calls.peaks(resources, load, peak)
         else:
             for r in resources:
                 if not users.get(r):
@@ -1153,9 +1221,9 @@ class FluidNetwork:
         already fires then; a new wake-up supersedes the pending one (the generation counter
         makes the old one a no-op)."""
         now = self._last_s
-        table = self.c_classes
-        if table is not None:
-            next_s = table.next_completion()
+        calls = self._calls
+        if calls is not None:
+            next_s = calls.next_completion()
         elif heap_mode:
             # earliest completion from the heap of (check_s, seq, class): a class completes no
             # earlier than its check_s, so only entries below the best next_s so far can hold a
@@ -1207,9 +1275,9 @@ class FluidNetwork:
         heap. Every class that can finish a flow at ``now`` is among them
         (:meth:`_FlowClass.retime`); the others finish nothing, so leaving them out changes
         nothing. With the class table, it finds them."""
-        table = self.c_classes
-        if table is not None:
-            return table.due(now, self._classes, self._dirty_keys)
+        calls = self._calls
+        if calls is not None:
+            return calls.due(now, self._classes, self._dirty_keys)
         if not self._heap_mode:
             dirty = self._dirty_keys
             return [c for c in self._classes.values() if c.check_s <= now or c.key in dirty]
@@ -1254,8 +1322,9 @@ class FluidNetwork:
                 cls.next_s = cls.check_s = math.inf  # its heap entries are stale now
                 self._dirty_res.update(cls.route)
                 self._gone.append(cls)  # its load goes at the next settle
-                if self.c_classes is not None:
-                    self.c_classes.remove(cls.slot)
+                calls = self._calls
+                if calls is not None:
+                    calls.remove(cls.slot)
                 for r in cls.route:
                     users = self._users[r]
                     users.discard(cls)
