@@ -56,7 +56,6 @@ from gpusim.engine.fluid import (
     ClassTable,
     FlowKey,
     FluidNetwork,
-    Flush,
     Walk,
     _Flow,
     _FlowClass,
@@ -843,15 +842,13 @@ class _PathComparedNetwork(FluidNetwork):
 @dataclass(frozen=True)
 class Twins:
     """The network's C twins to run in place of its Python (none: the Python, as the tests
-    run): a ``ClassTable`` (its walk and optimistic solve) and ``flush``."""
+    run): a ``ClassTable`` (its walk, solves, completion index, peaks and ledger)."""
 
     classes: Callable[[], ClassTable] | None = None
-    flush: Flush | None = None
 
     def install(self, net: FluidNetwork) -> None:
         """Before the network's first class (the table is kept from its first class on)."""
         net.c_classes = None if self.classes is None else self.classes()
-        net.c_flush = self.flush
 
 
 def _run_paths(
@@ -892,6 +889,8 @@ def _grown_component_cases() -> list[tuple[list[float], list[Xfer]]]:
 
 
 def _assert_same_run(fast: _PathComparedNetwork, general: _PathComparedNetwork) -> None:
+    fast.stats()  # the ledger into the lists (a class table keeps its own)
+    general.stats()
     assert fast.states == general.states
     assert fast.recomputations == general.recomputations
     assert fast.load_Bps == general.load_Bps
@@ -1217,71 +1216,62 @@ def test_the_class_table_holds_what_the_networks_users_hold() -> None:
     assert table.sharers(1) == 2 and table.sharers(99) == 0 and table.sharers(-1) == 0
 
 
-def _c_flush() -> Flush:
-    """``_maxmin_c.flush`` as the install built it (:func:`_c_twin`'s conditions)."""
-    _c_twin()
-    flush: Flush = importlib.import_module("gpusim.engine._maxmin_c").flush
-    return flush
-
-
 _ledger_value = st.one_of(st.just(0.0), st.floats(1e-9, 1e12), st.floats(-1e3, 1e3))
 
 
 @given(
-    st.lists(st.tuples(_ledger_value, _ledger_value, _ledger_value, _ledger_value), min_size=1),
-    st.data(),
-)
-def test_the_c_flush_brings_resources_up_to_now_as_the_python(
-    ledgers: list[tuple[float, float, float, float]], data: st.DataObject
-) -> None:
-    """The C ``_flush`` against the method's Python on drawn ledgers (loads zero, positive or
-    negative residue; clocks before, at or after now) and resources given as a set, a list
-    with repeats or a range: the same carried bytes, busy times and clocks, bit for bit."""
-    n = len(ledgers)
-    now = data.draw(st.sampled_from([0.0, 1.5, 1e3]))
-    resources: Iterable[int] = data.draw(
-        st.one_of(
-            st.sets(st.integers(0, n - 1)),
-            st.lists(st.integers(0, n - 1)),
-            st.just(range(n)),
-        )
+    st.lists(
+        st.tuples(
+            st.one_of(st.sets(st.integers(0, 3)), st.lists(st.integers(0, 3)), st.just(range(4))),
+            st.sampled_from([0.0, 1e-9, 0.5, 1e3]),
+            st.lists(_ledger_value, min_size=4, max_size=4),
+        ),
+        min_size=1,
+        max_size=12,
     )
+)
+def test_the_class_tables_ledger_flushes_as_the_python(
+    steps: list[tuple[Iterable[int], float, list[float]]],
+) -> None:
+    """The table's ``flush`` against ``_flush``'s Python over drawn steps (loads zero,
+    positive or a negative residue; time standing or moving on; resources given as a set, a
+    list with repeats or a range): the same carried bytes, busy times and clocks after every
+    step, bit for bit."""
+    table = _c_class_table()()
+    python, c = FluidNetwork(CountingEnvironment()), FluidNetwork(CountingEnvironment())
+    python.c_classes = None
+    c.c_classes = table
+    for r in range(4):
+        python.add_resource(f"r{r}", 1e9)
+        c.add_resource(f"r{r}", 1e9)
+    now = 0.0
+    for resources, dt, loads in steps:
+        now += dt
+        for net in (python, c):
+            net.load_Bps[:] = loads
+            net._flush(resources, now)
+        table.ledger(c.carried_B, c._since_s, c.busy_s)
+        for got, want in [
+            (c._since_s, python._since_s),
+            (c.carried_B, python.carried_B),
+            (c.busy_s, python.busy_s),
+        ]:
+            assert [x.hex() for x in got] == [x.hex() for x in want]
 
-    def network() -> FluidNetwork:
-        net = FluidNetwork(CountingEnvironment())
-        for r, (load, since, carried, busy) in enumerate(ledgers):
-            net.add_resource(f"r{r}", 1e9)
-            net.load_Bps[r], net._since_s[r] = load, since
-            net.carried_B[r], net.busy_s[r] = carried, busy
-        return net
 
-    python, c = network(), network()
-    python.c_flush = None
-    c.c_flush = _c_flush()
-    python._flush(resources, now)
-    c._flush(resources, now)
-    for got, want in [
-        (c._since_s, python._since_s),
-        (c.carried_B, python.carried_B),
-        (c.busy_s, python.busy_s),
-    ]:
-        assert [x.hex() for x in got] == [x.hex() for x in want]
-
-
-def test_the_c_flush_refuses_what_the_python_would_misread() -> None:
-    """A resource outside the lists (negative ones too: Python would count those from the
-    end), lists that disagree and a time that is not a float are refused."""
-    flush = _c_flush()
-    ledger = [0.0, 0.0]
+def test_the_class_tables_ledger_refuses_what_the_python_would_misread() -> None:
+    """A resource outside the loads (negative ones too: Python would count those from the
+    end), a time that is not a float and ledger lists that disagree are refused."""
+    table = _c_class_table()()
     with pytest.raises(IndexError, match="resource 2"):
-        flush([2], 1.0, list(ledger), list(ledger), list(ledger), list(ledger))
+        table.flush([2], 1.0, [0.0, 0.0])
     with pytest.raises(IndexError, match="resource -1"):
-        flush([-1], 1.0, list(ledger), list(ledger), list(ledger), list(ledger))
-    with pytest.raises(ValueError, match="differ in length"):
-        flush([0], 1.0, list(ledger), [0.0], list(ledger), list(ledger))
+        table.flush([-1], 1.0, [0.0, 0.0])
     not_a_float: Any = 1
     with pytest.raises(TypeError):
-        flush([0], not_a_float, list(ledger), list(ledger), list(ledger), list(ledger))
+        table.flush([0], not_a_float, [0.0, 0.0])
+    with pytest.raises(ValueError, match="differ in length"):
+        table.ledger([0.0, 0.0], [0.0], [0.0, 0.0])
 
 
 @pytest.mark.parametrize(("outside_GBps", "fills"), [(70.0, False), (80.0, True)])
@@ -1308,16 +1298,12 @@ def test_the_c_optimistic_solve_leaves_loose_resources_what_the_others_draw(
     assert (rates, filled) == ((None, [0]) if fills else ([12 * GB, 12 * GB], []))
 
 
-@pytest.mark.parametrize("twin", ["classes", "flush"])
-def test_each_c_twin_gives_the_same_run_where_components_grow(twin: str) -> None:
-    """Whole runs with one C twin in place of its Python, on the instances where optimistic
-    solves would fill loose resources: the same completions, rates, clocks, loads, peaks,
-    carried bytes, busy times and recomputations at every settle, and the components grow
-    alike (the C optimistic solve reports the same filled resources)."""
-    twins = {
-        "classes": lambda: Twins(classes=_c_class_table()),
-        "flush": lambda: Twins(flush=_c_flush()),
-    }[twin]()
+def test_the_class_table_gives_the_same_run_where_components_grow() -> None:
+    """Whole runs with the class table in place of the Python, on the instances where
+    optimistic solves would fill loose resources: the same completions, rates, clocks, loads,
+    peaks, carried bytes, busy times and recomputations at every settle, and the components
+    grow alike (the C optimistic solve reports the same filled resources)."""
+    twins = Twins(classes=_c_class_table())
     for capacities, xfers in _grown_component_cases():
         python, python_net = _run_paths(capacities, xfers, fast_paths=True)
         c, c_net = _run_paths(capacities, xfers, fast_paths=True, twins=twins)

@@ -9,8 +9,10 @@
  *   - component: FluidNetwork._component (the walk that finds what a settle must re-solve: the
  *     same classes in their entry order, the same resources ascending, the same sets);
  *   - solve_without: FluidNetwork._solve_without with its _cut and _fills (the optimistic
- *     solve of a component, its loose resources masked out of the routes and checked after);
- * - flush: FluidNetwork._flush (resources' carried bytes and busy time brought up to now).
+ *     solve of a component, its loose resources masked out of the routes and checked after),
+ *     and _solve_leaving's and _solve's general solves;
+ *   - the completion index (retimed, next_completion, due): _reschedule and _candidates;
+ *   - peaks: _retime_end's; flush: FluidNetwork._flush, on a ledger the table keeps.
  *
  * Each does the same IEEE double operations in the same order as its twin, so it gives the same
  * floats: the compiled engine calls these where the Python would run (gpusim/native.py decides;
@@ -601,6 +603,7 @@ typedef struct {
     Py_ssize_t n_scratch;
     unsigned long long *seeded, *visited; /* the last walk that seeded, visited it */
     Slots stack, reached;                 /* the walk's stack and resources (empty) */
+    double *since, *carried, *busy; /* per resource: FluidNetwork._flush's ledger */
     Py_ssize_t *number; /* -1 (problem_index's numbering) */
     char *is_loose;     /* 0 */
     double *left, *drawn;
@@ -640,6 +643,9 @@ static void table_dealloc(ClassTable *t) {
     free(t->visited);
     free(t->stack.items);
     free(t->reached.items);
+    free(t->since);
+    free(t->carried);
+    free(t->busy);
     free(t->number);
     free(t->is_loose);
     free(t->left);
@@ -889,6 +895,12 @@ static int table_scratch(ClassTable *t, Py_ssize_t n_res) {
     if (seeded) t->seeded = seeded;
     unsigned long long *visited = realloc(t->visited, sizeof(unsigned long long) * (size_t)size);
     if (visited) t->visited = visited;
+    double *since = realloc(t->since, sizeof(double) * (size_t)size);
+    if (since) t->since = since;
+    double *carried = realloc(t->carried, sizeof(double) * (size_t)size);
+    if (carried) t->carried = carried;
+    double *busy = realloc(t->busy, sizeof(double) * (size_t)size);
+    if (busy) t->busy = busy;
     Py_ssize_t *number = realloc(t->number, sizeof(Py_ssize_t) * (size_t)size);
     if (number) t->number = number;
     char *is_loose = realloc(t->is_loose, (size_t)size);
@@ -899,12 +911,14 @@ static int table_scratch(ClassTable *t, Py_ssize_t n_res) {
     if (drawn) t->drawn = drawn;
     Py_ssize_t *loose_list = realloc(t->loose_list, sizeof(Py_ssize_t) * (size_t)size);
     if (loose_list) t->loose_list = loose_list;
-    if (!seeded || !visited || !number || !is_loose || !left || !drawn || !loose_list) {
+    if (!seeded || !visited || !since || !carried || !busy || !number || !is_loose || !left ||
+        !drawn || !loose_list) {
         PyErr_NoMemory();
         return -1;
     }
     for (Py_ssize_t r = t->n_scratch; r < size; r++) {
         t->seeded[r] = t->visited[r] = 0;
+        t->since[r] = t->carried[r] = t->busy[r] = 0.0;
         t->number[r] = -1;
         t->is_loose[r] = 0;
     }
@@ -1417,6 +1431,70 @@ done:
     return out;
 }
 
+/* flush(resources, now, load_Bps): fluid.FluidNetwork._flush on this table's ledger (each
+ * resource's carried bytes and busy time brought up to now at its load): the same doubles. */
+static PyObject *table_flush(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "flush(resources, now, load_Bps)");
+        return NULL;
+    }
+    PyObject *load = args[2];
+    if (!PyFloat_Check(args[1]) || !PyList_Check(load)) {
+        PyErr_SetString(PyExc_TypeError, "flush needs a float time and a list of loads");
+        return NULL;
+    }
+    double now = PyFloat_AS_DOUBLE(args[1]);
+    Py_ssize_t n_res = PyList_GET_SIZE(load);
+    if (table_scratch(t, n_res) < 0) return NULL;
+    PyObject *fast = PySequence_Fast(args[0], "resources must be iterable");
+    if (!fast) return NULL;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); i++) {
+        Py_ssize_t r;
+        if (resource_index(PySequence_Fast_GET_ITEM(fast, i), n_res, "load_Bps", &r) < 0) {
+            Py_DECREF(fast);
+            return NULL;
+        }
+        double dt = now - t->since[r];
+        if (!(dt > 0)) continue;
+        double load_r;
+        if (float_at(load, r, &load_r) < 0) {
+            Py_DECREF(fast);
+            return NULL;
+        }
+        if (load_r > 0) {
+            t->carried[r] = t->carried[r] + load_r * dt;
+            t->busy[r] = t->busy[r] + dt;
+        }
+        t->since[r] = now;
+    }
+    Py_DECREF(fast);
+    Py_RETURN_NONE;
+}
+
+/* ledger(carried_B, since_s, busy_s): this table's ledger written into the network's lists
+ * (one entry per resource each), for FluidNetwork.stats. */
+static PyObject *table_ledger(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyList_Check(args[0]) || !PyList_Check(args[1]) || !PyList_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "ledger(carried_B, since_s, busy_s): three lists");
+        return NULL;
+    }
+    Py_ssize_t n_res = PyList_GET_SIZE(args[0]);
+    if (PyList_GET_SIZE(args[1]) != n_res || PyList_GET_SIZE(args[2]) != n_res) {
+        PyErr_SetString(PyExc_ValueError, "the per-resource lists differ in length");
+        return NULL;
+    }
+    if (table_scratch(t, n_res) < 0) return NULL;
+    const double *from[3] = {t->carried, t->since, t->busy};
+    for (int k = 0; k < 3; k++) {
+        for (Py_ssize_t r = 0; r < n_res; r++) {
+            PyObject *value = PyFloat_FromDouble(from[k][r]);
+            if (!value) return NULL;
+            PyList_SetItem(args[k], r, value); /* steals value, drops the old one */
+        }
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef table_methods[] = {
     {"add", (PyCFunction)(void (*)(void))table_add, METH_FASTCALL,
      "add(cls, order, route) -> slot: register a class with its entry order and route."},
@@ -1441,6 +1519,11 @@ static PyMethodDef table_methods[] = {
     {"due", (PyCFunction)(void (*)(void))table_due, METH_FASTCALL,
      "due(now, classes, dirty_keys) -> list: gpusim.engine.fluid.FluidNetwork._candidates over "
      "this table (the classes whose check_s has come and the changed ones, in entry order)."},
+    {"flush", (PyCFunction)(void (*)(void))table_flush, METH_FASTCALL,
+     "flush(resources, now, load_Bps) -> None: gpusim.engine.fluid.FluidNetwork._flush on this "
+     "table's ledger (the same floats)."},
+    {"ledger", (PyCFunction)(void (*)(void))table_ledger, METH_FASTCALL,
+     "ledger(carried_B, since_s, busy_s) -> None: this table's ledger written into the lists."},
     {"peaks", (PyCFunction)(void (*)(void))table_peaks, METH_FASTCALL,
      "peaks(resources, load_Bps, peak_Bps) -> None: gpusim.engine.fluid.FluidNetwork."
      "_retime_end's peaks over this table's classes per resource (a resource none crosses has "
@@ -1466,82 +1549,10 @@ static PyTypeObject ClassTableType = {
     .tp_methods = table_methods,
 };
 
-/* ---- fluid.FluidNetwork._flush ----------------------------------------------------------- */
-
-/* list[r] = value (a new float). Returns 0, or -1 with a Python exception set. */
-static int float_put(PyObject *list, Py_ssize_t r, double value) {
-    PyObject *f = PyFloat_FromDouble(value);
-    if (!f) return -1;
-    PyObject *old = PyList_GET_ITEM(list, r);
-    PyList_SET_ITEM(list, r, f);
-    Py_DECREF(old);
-    return 0;
-}
-
-/* One resource of flush (an index checked to lie in the lists): brought up to now_s at its
- * load. */
-static int flush_one(Py_ssize_t r, double now_s, PyObject *now, PyObject *load, PyObject *since,
-                     PyObject *carried, PyObject *busy) {
-    double since_s, load_r, carried_r, busy_r;
-    if (float_at(since, r, &since_s) < 0) return -1;
-    double dt = now_s - since_s;
-    if (!(dt > 0)) return 0;
-    if (float_at(load, r, &load_r) < 0) return -1;
-    if (load_r > 0) {
-        if (float_at(carried, r, &carried_r) < 0 || float_at(busy, r, &busy_r) < 0) return -1;
-        if (float_put(carried, r, carried_r + load_r * dt) < 0) return -1;
-        if (float_put(busy, r, busy_r + dt) < 0) return -1;
-    }
-    PyObject *old = PyList_GET_ITEM(since, r);
-    Py_INCREF(now);
-    PyList_SET_ITEM(since, r, now);
-    Py_DECREF(old);
-    return 0;
-}
-
-/* fluid.FluidNetwork._flush (see its docstring), on the network's per-resource lists. */
-static PyObject *flush(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError,
-                        "flush(resources, now, load_Bps, since_s, carried_B, busy_s)");
-        return NULL;
-    }
-    PyObject *resources = args[0], *now = args[1], *load = args[2], *since = args[3];
-    PyObject *carried = args[4], *busy = args[5];
-    if (!PyFloat_Check(now) || !PyList_Check(load) || !PyList_Check(since) ||
-        !PyList_Check(carried) || !PyList_Check(busy)) {
-        PyErr_SetString(PyExc_TypeError, "flush needs a float time and lists per resource");
-        return NULL;
-    }
-    Py_ssize_t n_res = PyList_GET_SIZE(load);
-    if (PyList_GET_SIZE(since) != n_res || PyList_GET_SIZE(carried) != n_res ||
-        PyList_GET_SIZE(busy) != n_res) {
-        PyErr_SetString(PyExc_ValueError, "the per-resource lists differ in length");
-        return NULL;
-    }
-    double now_s = PyFloat_AS_DOUBLE(now);
-    PyObject *fast = PySequence_Fast(resources, "resources must be iterable");
-    if (!fast) return NULL;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); i++) {
-        Py_ssize_t r;
-        if (resource_index(PySequence_Fast_GET_ITEM(fast, i), n_res, "load_Bps", &r) < 0 ||
-            flush_one(r, now_s, now, load, since, carried, busy) < 0) {
-            Py_DECREF(fast);
-            return NULL;
-        }
-    }
-    Py_DECREF(fast);
-    Py_RETURN_NONE;
-}
-
 static PyMethodDef methods[] = {
     {"max_min_fair_rates", (PyCFunction)(void (*)(void))max_min_fair_rates, METH_FASTCALL,
      "max_min_fair_rates(routes, counts, caps_Bps, capacity_Bps) -> list[float]: "
      "gpusim.engine.maxmin's solve in C (the same floats)."},
-    {"flush", (PyCFunction)(void (*)(void))flush, METH_FASTCALL,
-     "flush(resources, now, load_Bps, since_s, carried_B, busy_s) -> None: "
-     "gpusim.engine.fluid.FluidNetwork._flush in C (the same floats)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -44,10 +44,6 @@ _LOOSE_KEYS_MAX = 4096  # distinct loose sets kept for identity (753 in 16-GPU b
 FlowKey = tuple[tuple[int, ...], float]
 
 _C_MODULE = c_module("gpusim.engine._maxmin_c")
-Flush = Callable[[Iterable[int], float, list[float], list[float], list[float], list[float]], None]
-"""``_maxmin_c.flush``: :meth:`FluidNetwork._flush` in C (see its docstring)."""
-_C_FLUSH: Flush | None = None if _C_MODULE is None else _C_MODULE.flush
-"""``_maxmin_c.flush`` where the compiled engine runs; ``None`` where the source runs."""
 
 
 @dataclass(slots=True, init=False)
@@ -231,6 +227,12 @@ class ClassTable(Protocol):
     ) -> list[_FlowClass]:
         """:meth:`FluidNetwork._candidates` over this table."""
 
+    def flush(self, resources: Iterable[int], now: float, load_Bps: list[float]) -> None:
+        """:meth:`FluidNetwork._flush` on a ledger the table keeps."""
+
+    def ledger(self, carried_B: list[float], since_s: list[float], busy_s: list[float]) -> None:
+        """The table's ledger written into the network's lists."""
+
     def peaks(self, resources: Iterable[int], load_Bps: list[float], peak_Bps: list[float]) -> None:
         """:meth:`FluidNetwork._retime_end`'s peaks over this table's classes per resource."""
 
@@ -282,6 +284,8 @@ class _TableCalls:
     next_completion: Callable[[], float]
     due: Callable[[float, dict[FlowKey, _FlowClass], set[FlowKey]], list[_FlowClass]]
     peaks: Callable[[Iterable[int], list[float], list[float]], None]
+    flush: Callable[[Iterable[int], float, list[float]], None]
+    ledger: Callable[[list[float], list[float], list[float]], None]
     solve_without: Callable[
         [
             list[_FlowClass],
@@ -319,6 +323,8 @@ class _TableCalls:
             table.next_completion,
             table.due,
             table.peaks,
+            table.flush,
+            table.ledger,
             table.solve_without,
             table.component,
         )
@@ -447,9 +453,6 @@ class FluidNetwork:
         self._table: ClassTable | None = None
         self._calls: _TableCalls | None = None
         self.c_classes = None if _C_CLASS_TABLE is None else _C_CLASS_TABLE()
-        self.c_flush: Flush | None = _C_FLUSH
-        """:meth:`_flush` in C (``_maxmin_c.c``: the same floats), where the compiled engine
-        runs; ``None`` runs the method's Python."""
 
     @property
     def c_classes(self) -> ClassTable | None:
@@ -544,6 +547,9 @@ class FluidNetwork:
     def stats(self) -> list[ResourceStats]:
         """Per-resource totals so far."""
         self._flush(range(len(self.names)), float(self.env._now))
+        calls = self._calls
+        if calls is not None:  # the ledger is the table's: bring the lists up to date
+            calls.ledger(self.carried_B, self._since_s, self.busy_s)
         return [
             ResourceStats(n, c, b, p, s)
             for n, c, b, p, s in zip(
@@ -639,10 +645,15 @@ class FluidNetwork:
         self._heap_mode = False
         # With no class, the last settle left every load at 0.0 (_retime_end zeroes a
         # resource's load when its last class leaves): _flush would only move the clocks of
-        # the route's resources to now, and their loads become the share.
+        # the route's resources to now (the class table's ledger does so itself), and their
+        # loads become the share.
         load, peak, since = self.load_Bps, self.peak_load_Bps, self._since_s
+        calls = self._calls
+        if calls is not None:
+            calls.flush(route, now, load)
         for r in route:
-            since[r] = now
+            if calls is None:
+                since[r] = now
             load[r] = share
             if share > peak[r]:
                 peak[r] = share
@@ -728,12 +739,13 @@ class FluidNetwork:
 
     def _flush(self, resources: Iterable[int], now: float) -> None:
         """Bring each resource's carried bytes and busy time up to ``now`` at its load (before
-        its load changes, and for :meth:`stats`)."""
-        load, since, carried, busy = self.load_Bps, self._since_s, self.carried_B, self.busy_s
-        twin = self.c_flush
-        if twin is not None:
-            twin(resources, now, load, since, carried, busy)
+        its load changes, and for :meth:`stats`): in the class table's ledger where there is
+        one (the lists then hold what :meth:`stats` last wrote into them)."""
+        calls = self._calls
+        if calls is not None:
+            calls.flush(resources, now, self.load_Bps)
             return
+        load, since, carried, busy = self.load_Bps, self._since_s, self.carried_B, self.busy_s
         for r in resources:
             dt = now - since[r]
             if dt > 0:
