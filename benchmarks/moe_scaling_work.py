@@ -49,7 +49,7 @@ def _counting_retime(original: Callable[..., bool]) -> Callable[..., bool]:
         classes: list[Any],
         rates: list[float],
         resources: set[int],
-        touched: set[Any],
+        touched: list[Any],
     ) -> bool:
         pairs = zip(classes, rates, strict=True)
         changed = [r for c, r in pairs if r != c.rate_Bps or c in touched]

@@ -954,7 +954,7 @@ static PyObject *slot_name = NULL; /* "slot", interned at import */
 /* component(classes, dirty_keys, dirty_res, load_Bps, room_Bps, uncapped, demand, optimistic,
  * tight): fluid.FluidNetwork._component (see its docstring) over this table and the network's
  * own containers: the same classes in the same (entry) order, the same resources ascending,
- * and the same sets of changed classes and loose resources. Which classes and resources the
+ * the same changed classes (a list) and the same set of loose resources. Which classes and resources the
  * walk takes does not depend on the order it goes in, so it marks what it took with its number
  * (in the classes' records and the table's per-resource stamps, so nothing is cleared between
  * walks) and sorts at the end. */
@@ -994,7 +994,7 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
     if (table_scratch(t, n_res) < 0) goto done;
     t->walks++;
 
-    touched = PySet_New(NULL);
+    touched = PyList_New(0);
     if (!touched || !(iter = PyObject_GetIter(dirty_keys))) goto done;
     while ((item = PyIter_Next(iter))) {
         PyObject *changed = PyDict_GetItemWithError(classes, item); /* borrowed */
@@ -1003,7 +1003,7 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
             if (PyErr_Occurred()) goto done;
             continue;
         }
-        if (PySet_Add(touched, changed) < 0) goto done;
+        if (PyList_Append(touched, changed) < 0) goto done; /* each once: the keys are a set */
         PyObject *slot = PyObject_GetAttr(changed, slot_name);
         if (!slot) goto done;
         Record *rec = table_record(t, slot);

@@ -116,6 +116,8 @@ class _FlowClass:
     """The resources of ``cut_for`` on its route, in route order (a repeat kept)."""
     slot: int
     """Where ``FluidNetwork.c_classes`` keeps it (-1: not kept there)."""
+    changed: bool
+    """Set by :meth:`FluidNetwork._retime` for the classes whose flows changed, while it runs."""
 
     def __hash__(self) -> int:
         return self.key_hash
@@ -141,6 +143,7 @@ class _FlowClass:
         self.kept = ()
         self.crossed = ()
         self.slot = -1
+        self.changed = False
 
     def virtual_at(self, now: float) -> float:
         """The class's virtual clock at ``now``: bytes one of its flows has received."""
@@ -181,7 +184,7 @@ class _FlowClass:
             self.check_s = -math.inf
 
 
-Walk = tuple[list[_FlowClass], list[int], set[_FlowClass], set[int]]
+Walk = tuple[list[_FlowClass], list[int], list[_FlowClass], set[int]]
 """What :meth:`FluidNetwork._component` returns: the component's classes (in the order they
 entered the network: the order the solve takes them), its resources (ascending), the classes
 that changed, and the loose resources."""
@@ -841,7 +844,7 @@ class FluidNetwork:
                     found.append(cls)
                     stack.extend(cls.route)
         found.sort(key=_entry_order)
-        return found, sorted(resources), touched, loose
+        return found, sorted(resources), list(touched), loose
 
     def _settle(self) -> None:
         """Re-solve the rates after transfers entered or left at this instant: advance the
@@ -1145,7 +1148,7 @@ class FluidNetwork:
         classes: list[_FlowClass],
         rates: list[float],
         resources: list[int],
-        touched: set[_FlowClass],
+        touched: list[_FlowClass],
     ) -> bool:
         """Give each class its new rate and the time its first flow completes at it (unchanged
         when neither its flows nor its rate changed), move its contribution on the loads of its
@@ -1156,6 +1159,8 @@ class FluidNetwork:
         load = self.load_Bps
         now = self._last_s
         calls = self._calls
+        for cls in touched:  # a flag rather than a set lookup per class below
+            cls.changed = True
         for i, cls in enumerate(classes):  # by index: mypyc types a zip's items as objects
             rate = rates[i]
             contribution = rate * float(len(cls.flows))
@@ -1164,8 +1169,9 @@ class FluidNetwork:
                 for r in cls.route:
                     load[r] = load[r] + delta
                 cls.load_Bps = contribution
-            if rate == cls.rate_Bps and cls not in touched:
+            if rate == cls.rate_Bps and not cls.changed:
                 continue  # same flows at the same rate: its completion time stands
+            cls.changed = False  # (every touched class is a member, so every flag is cleared)
             if rate != cls.rate_Bps:
                 cls.set_rate(rate, now)
             cls.retime(now)
