@@ -4,23 +4,26 @@
  * - max_min_fair_rates: gpusim/engine/maxmin.py's max_min_fair_rates (its _Loads, _one_level_of,
  *   _fill and _fix, with the one-level closed form and the last-round shortcut on);
  * - ClassTable: the network's classes as its settles read them (per class its entry order,
- *   route, cap and list of flows; per resource the classes crossing it), kept by
- *   gpusim/engine/fluid.py's FluidNetwork beside its _users, with two of its settle's steps:
+ *   route, cap, list of flows, standing contribution and completion times; per resource the
+ *   classes crossing it and the resource's ledger), kept by gpusim/engine/fluid.py's
+ *   FluidNetwork where the compiled engine runs, with the settle's steps that read them:
  *   - component: FluidNetwork._component (the walk that finds what a settle must re-solve: the
- *     same classes in their entry order, the same resources ascending, the same sets);
+ *     same classes in their entry order, the same resources ascending, the same changed
+ *     classes and loose resources);
  *   - solve_without: FluidNetwork._solve_without with its _cut and _fills (the optimistic
  *     solve of a component, its loose resources masked out of the routes and checked after),
- *     and _solve_leaving's and _solve's general solves;
- *   - the completion index (retimed, next_completion, due): _reschedule and _candidates;
- *   - peaks: _retime_end's; flush: FluidNetwork._flush, on a ledger the table keeps.
+ *     and the general solves of _solve_leaving and _solve;
+ *   - the completion index (retimed, next_completion, due): two heaps kept in place where
+ *     _reschedule and _candidates use the _check heap of tuples;
+ *   - peaks: _retime_end's; flush and ledger: FluidNetwork._flush on C doubles.
  *
  * Each does the same IEEE double operations in the same order as its twin, so it gives the same
- * floats: the compiled engine calls these where the Python would run (gpusim/native.py decides;
- * tests/test_engine_properties.py compares each with its twin, bit for bit). What they save is
- * mypyc's boxed floats, generic lists and set lookups: the solves work on C arrays, the walk on
- * marks, both on the table's routes. Build with
- * floating-point contraction off (setup.py): a fused multiply-add would round once where Python
- * rounds twice.
+ * floats and the same orders: the compiled engine calls these where the Python would run
+ * (gpusim/native.py decides; tests/test_engine_properties.py compares each with its twin, bit
+ * for bit). What they save is mypyc's boxed floats, generic lists, set lookups and method
+ * lookups on objects it does not compile: the solves work on C arrays, the walk on stamps, both
+ * on the table's records. Build with floating-point contraction off (setup.py): a fused
+ * multiply-add would round once where Python rounds twice.
  *
  * Inputs as the Python takes them: routes (a sequence of sequences of resource indices), counts
  * (flows per class), caps_Bps (per-flow caps, inf for none) and capacity_Bps (per resource).
