@@ -981,18 +981,7 @@ class FluidNetwork:
         calls = self._calls
         if calls is not None:  # the same solve and check, in C
             self.recomputations += bool(classes)  # as _solve counts
-            gone = self._gone
-            rates_or_none, filled = calls.solve_without(
-                classes,
-                capacity,
-                load,
-                loose,
-                [c.route for c in gone],
-                [c.load_Bps for c in gone],
-                True,
-            )
-            self._filled.update(filled)
-            return rates_or_none
+            return self._table_solve(calls, classes, loose, True)
         outside = {r: load[r] for r in loose}
         for cls in (*classes, *self._gone):
             for r in cls.route:
@@ -1066,19 +1055,8 @@ class FluidNetwork:
         The contributions come off each loose resource in the general path's order."""
         calls = self._calls
         if calls is not None:
-            gone = self._gone
             self.recomputations += 1
-            solved, filled = calls.solve_without(
-                classes,
-                self.capacity_Bps,
-                self.load_Bps,
-                loose,
-                [c.route for c in gone],
-                [c.load_Bps for c in gone],
-                False,
-            )
-            self._filled.update(filled)
-            return solved
+            return self._table_solve(calls, classes, loose, False)
         load = self.load_Bps
         outside = {r: load[r] for r in loose}
         routes: list[Sequence[int]] = []
@@ -1114,6 +1092,30 @@ class FluidNetwork:
             return None
         return rates
 
+    def _table_solve(
+        self,
+        calls: _TableCalls,
+        classes: list[_FlowClass],
+        loose: Iterable[int],
+        with_loose: bool,
+    ) -> list[float] | None:
+        """The class table's solve of ``classes`` (``ClassTable.solve_without``: the loose
+        resources left out, or with ``with_loose`` kept at what the classes outside and those
+        gone since the last settle leave of them); the loose resources the rates would fill go
+        into ``_filled``, and the rates are ``None`` where any would."""
+        gone = self._gone
+        rates, filled = calls.solve_without(
+            classes,
+            self.capacity_Bps,
+            self.load_Bps,
+            loose,
+            [c.route for c in gone],
+            [c.load_Bps for c in gone],
+            with_loose,
+        )
+        self._filled.update(filled)
+        return rates
+
     def _solve(self, classes: list[_FlowClass]) -> list[float]:
         """Max-min rates of ``classes`` (one connected component); a lone class inline."""
         capacity = self.capacity_Bps
@@ -1130,9 +1132,7 @@ class FluidNetwork:
             self.recomputations += 1
             calls = self._calls
             if calls is not None:  # its optimistic solve with nothing loose: this solve
-                rates, _ = calls.solve_without(
-                    classes, capacity, self.load_Bps, _NOTHING_LOOSE, [], [], False
-                )
+                rates = self._table_solve(calls, classes, _NOTHING_LOOSE, False)
                 assert rates is not None  # nothing loose to fill
                 return rates
             return max_min_fair_rates(
