@@ -829,6 +829,22 @@ static Record *table_record(ClassTable *t, PyObject *slot_obj) {
     return &t->records[slot];
 }
 
+static PyObject *slot_name = NULL; /* "slot", interned at import */
+
+/* The record of ``cls`` (a class the table holds, found by its ``slot``), or NULL with an
+ * exception set (no class in that slot, or another class there). */
+static Record *record_of(ClassTable *t, PyObject *cls) {
+    PyObject *slot = PyObject_GetAttr(cls, slot_name);
+    if (!slot) return NULL;
+    Record *rec = table_record(t, slot);
+    Py_DECREF(slot);
+    if (rec && rec->cls != cls) {
+        PyErr_SetString(PyExc_KeyError, "a class is not the one in its slot");
+        return NULL;
+    }
+    return rec;
+}
+
 /* remove(slot): drop the class in ``slot`` (what _wake discards from _users). */
 static PyObject *table_remove(ClassTable *t, PyObject *slot_obj) {
     Record *rec = table_record(t, slot_obj);
@@ -952,7 +968,6 @@ static int take(ClassTable *t, Py_ssize_t slot, Slots *members, Py_ssize_t n_res
     return 0;
 }
 
-static PyObject *slot_name = NULL; /* "slot", interned at import */
 
 /* component(classes, dirty_keys, dirty_res, load_Bps, room_Bps, uncapped, demand, optimistic,
  * tight): fluid.FluidNetwork._component (see its docstring) over this table and the network's
@@ -1007,15 +1022,8 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
             continue;
         }
         if (PyList_Append(touched, changed) < 0) goto done; /* each once: the keys are a set */
-        PyObject *slot = PyObject_GetAttr(changed, slot_name);
-        if (!slot) goto done;
-        Record *rec = table_record(t, slot);
-        Py_DECREF(slot);
+        Record *rec = record_of(t, changed);
         if (!rec) goto done;
-        if (rec->cls != changed) {
-            PyErr_SetString(PyExc_KeyError, "a changed class is not the one in its slot");
-            goto done;
-        }
         if (take(t, rec - t->records, &members, n_res, 1) < 0) goto done;
     }
     Py_CLEAR(iter);
@@ -1113,16 +1121,8 @@ static int member_slots(ClassTable *t, PyObject *members, Py_ssize_t *slots) {
         if (i == n) return 0;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *cls = PyList_GET_ITEM(members, i);
-        PyObject *slot = PyObject_GetAttr(cls, slot_name);
-        if (!slot) return -1;
-        Record *rec = table_record(t, slot);
-        Py_DECREF(slot);
+        Record *rec = record_of(t, PyList_GET_ITEM(members, i));
         if (!rec) return -1;
-        if (rec->cls != cls) {
-            PyErr_SetString(PyExc_KeyError, "a class is not the one in its slot");
-            return -1;
-        }
         slots[i] = rec - t->records;
     }
     return 0;
@@ -1412,10 +1412,7 @@ static PyObject *table_due(ClassTable *t, PyObject *const *args, Py_ssize_t narg
             if (PyErr_Occurred()) goto done;
             continue;
         }
-        PyObject *slot = PyObject_GetAttr(changed, slot_name);
-        if (!slot) goto done;
-        Record *rec = table_record(t, slot);
-        Py_DECREF(slot);
+        Record *rec = record_of(t, changed);
         if (!rec) goto done;
         if (rec->walk == t->walks) continue;
         rec->walk = t->walks;

@@ -196,9 +196,10 @@ def _entry_order(cls: _FlowClass) -> int:
 
 
 class ClassTable(Protocol):
-    """``_maxmin_c.ClassTable``: the network's classes as its settle's walk reads them (per
-    class its entry order and route, per resource the classes crossing it: what
-    ``FluidNetwork._users`` holds), kept in C, and the walk itself (:meth:`component`)."""
+    """``_maxmin_c.ClassTable``: the network's classes as its settles read them (per class its
+    entry order, route, cap, list of flows, standing contribution and completion times; per
+    resource the classes crossing it, what ``FluidNetwork._users`` holds, and its ledger), kept
+    in C, with the settle's steps over them (:attr:`FluidNetwork.c_classes`)."""
 
     def add(
         self,
