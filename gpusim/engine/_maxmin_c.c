@@ -38,7 +38,71 @@
 
 static const double REL_TOL = 1e-12; /* maxmin.py's _REL_TOL (the module's REL_TOL: a test compares) */
 
+/* A bump allocator for one solve's arrays: taken from one block, all given back at once by
+ * arena_reset (no malloc and free per array: a solve takes about twenty). A request past the
+ * block gets a block of its own, freed at the reset, which then grows the block to fit. */
 typedef struct {
+    char *base;
+    size_t used, size;
+    size_t spilled; /* bytes taken past the block since the last reset */
+    void **spills;
+    Py_ssize_t n_spills, size_spills;
+} Arena;
+
+/* ``bytes`` from the arena (16-byte aligned), or NULL with nothing set (the caller raises). */
+static void *arena_take(Arena *a, size_t bytes) {
+    bytes = (bytes + 15) & ~(size_t)15;
+    if (a->used + bytes <= a->size) {
+        void *out = a->base + a->used;
+        a->used += bytes;
+        return out;
+    }
+    if (a->n_spills == a->size_spills) {
+        Py_ssize_t size = 2 * a->size_spills + 8;
+        void **spills = realloc(a->spills, sizeof(void *) * (size_t)size);
+        if (!spills) return NULL;
+        a->spills = spills;
+        a->size_spills = size;
+    }
+    void *out = malloc(bytes);
+    if (!out) return NULL;
+    a->spills[a->n_spills++] = out;
+    a->spilled += bytes;
+    return out;
+}
+
+/* ``bytes`` of zeros from the arena, or NULL. */
+static void *arena_zeros(Arena *a, size_t bytes) {
+    void *out = arena_take(a, bytes);
+    if (out) memset(out, 0, bytes);
+    return out;
+}
+
+/* Give back everything taken; a block that overflowed since the last reset grows to fit. */
+static void arena_reset(Arena *a) {
+    for (Py_ssize_t i = 0; i < a->n_spills; i++) free(a->spills[i]);
+    a->n_spills = 0;
+    if (a->spilled) {
+        size_t size = 2 * (a->used + a->spilled);
+        free(a->base);
+        a->base = malloc(size);
+        a->size = a->base ? size : 0;
+    }
+    a->used = a->spilled = 0;
+}
+
+static void arena_free(Arena *a) {
+    arena_reset(a);
+    free(a->base);
+    free(a->spills);
+    memset(a, 0, sizeof(*a));
+}
+
+/* max_min_fair_rates' arena (the module function runs under the GIL, one call at a time). */
+static Arena module_arena;
+
+typedef struct {
+    Arena *arena;          /* where every array below is taken from */
     Py_ssize_t n;          /* classes */
     Py_ssize_t n_res;      /* distinct resources crossed by classes with flows */
     long *counts;          /* per class: flows */
@@ -53,19 +117,6 @@ typedef struct {
     Py_ssize_t *users;     /* per resource: the classes crossing it, in class order */
     int routeless;         /* some class with flows crosses no resource */
 } Problem;
-
-static void problem_free(Problem *p) {
-    free(p->counts);
-    free(p->caps);
-    free(p->full_at);
-    free(p->full);
-    free(p->route_at);
-    free(p->route);
-    free(p->left);
-    free(p->flows);
-    free(p->users_at);
-    free(p->users);
-}
 
 /* ``item`` as an index into a per-resource list of ``n_res`` entries (named ``list_name`` in
  * the error) into *r: 0, or -1 with the int conversion's error or an IndexError set (a negative
@@ -88,18 +139,19 @@ static int resource_index(PyObject *item, Py_ssize_t n_res, const char *list_nam
  * (NULL: none) is left out of every route, as if the routes had been given without it (the
  * whole routes stay in full). ``number`` (per resource) must hold -1
  * for every resource the routes cross, and does again on return. Returns 0, or -1 with a Python
- * exception set; p is to be freed either way. */
+ * exception set; its arrays are p->arena's (the caller resets it). */
 static int problem_index(Problem *p, PyObject *const *capacity, const char *excluded,
                          const double *cut, const char *in_cut, Py_ssize_t *number) {
     Py_ssize_t n = p->n, at_full = p->full_at[n], *next_user = NULL;
     int status = -1;
-    p->route_at = malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
-    p->left = malloc(sizeof(double) * (size_t)(at_full + 1));
-    p->flows = malloc(sizeof(long) * (size_t)(at_full + 1));
-    p->route = malloc(sizeof(Py_ssize_t) * (size_t)(at_full + 1));
-    p->users_at = calloc((size_t)(at_full + 2), sizeof(Py_ssize_t));
-    p->users = malloc(sizeof(Py_ssize_t) * (size_t)(at_full + 1));
-    next_user = malloc(sizeof(Py_ssize_t) * (size_t)(at_full + 1));
+    Arena *a = p->arena;
+    p->route_at = arena_take(a, sizeof(Py_ssize_t) * (size_t)(n + 1));
+    p->left = arena_take(a, sizeof(double) * (size_t)(at_full + 1));
+    p->flows = arena_take(a, sizeof(long) * (size_t)(at_full + 1));
+    p->route = arena_take(a, sizeof(Py_ssize_t) * (size_t)(at_full + 1));
+    p->users_at = arena_zeros(a, sizeof(Py_ssize_t) * (size_t)(at_full + 2));
+    p->users = arena_take(a, sizeof(Py_ssize_t) * (size_t)(at_full + 1));
+    next_user = arena_take(a, sizeof(Py_ssize_t) * (size_t)(at_full + 1));
     if (!p->route_at || !p->route || !p->left || !p->flows || !p->users_at || !p->users ||
         !next_user) {
         PyErr_NoMemory();
@@ -143,19 +195,20 @@ static int problem_index(Problem *p, PyObject *const *capacity, const char *excl
     status = 0;
 done:
     for (Py_ssize_t k = 0; k < at_full; k++) number[p->full[k]] = -1;
-    free(next_user);
     return status;
 }
 
 /* Read the inputs (every resource index of every route checked to lie in capacity_Bps), then
- * problem_index. Returns 0, or -1 with a Python exception set; p is to be freed either way. */
-static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject *caps,
-                        PyObject *capacity, const char *excluded) {
+ * problem_index. Returns 0, or -1 with a Python exception set; p's arrays are taken from
+ * ``arena`` (the caller resets it). */
+static int problem_read(Problem *p, Arena *arena, PyObject *routes, PyObject *counts,
+                        PyObject *caps, PyObject *capacity, const char *excluded) {
     PyObject *routes_fast = NULL, *counts_fast = NULL, *caps_fast = NULL, *cap_fast = NULL;
     PyObject *route_fast = NULL;
     Py_ssize_t *number = NULL;
     int status = -1;
     memset(p, 0, sizeof(*p));
+    p->arena = arena;
 
     routes_fast = PySequence_Fast(routes, "routes must be a sequence");
     counts_fast = PySequence_Fast(counts, "counts must be a sequence");
@@ -169,9 +222,9 @@ static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject
     }
     Py_ssize_t n_cap = PySequence_Fast_GET_SIZE(cap_fast);
     p->n = n;
-    p->counts = malloc(sizeof(long) * (size_t)(n + 1));
-    p->caps = malloc(sizeof(double) * (size_t)(n + 1));
-    p->full_at = malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
+    p->counts = arena_take(arena, sizeof(long) * (size_t)(n + 1));
+    p->caps = arena_take(arena, sizeof(double) * (size_t)(n + 1));
+    p->full_at = arena_take(arena, sizeof(Py_ssize_t) * (size_t)(n + 1));
     if (!p->counts || !p->caps || !p->full_at) {
         PyErr_NoMemory();
         goto done;
@@ -183,7 +236,7 @@ static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject
         total += PySequence_Check(route) ? PySequence_Size(route) : 0;
         if (PyErr_Occurred()) goto done;
     }
-    p->full = malloc(sizeof(Py_ssize_t) * (size_t)(total + 1));
+    p->full = arena_take(arena, sizeof(Py_ssize_t) * (size_t)(total + 1));
     if (!p->full) {
         PyErr_NoMemory();
         goto done;
@@ -215,7 +268,7 @@ static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject
         Py_CLEAR(route_fast);
     }
     p->full_at[n] = at_full;
-    number = malloc(sizeof(Py_ssize_t) * (size_t)(n_cap + 1));
+    number = arena_take(arena, sizeof(Py_ssize_t) * (size_t)(n_cap + 1));
     if (!number) {
         PyErr_NoMemory();
         goto done;
@@ -224,7 +277,6 @@ static int problem_read(Problem *p, PyObject *routes, PyObject *counts, PyObject
     status = problem_index(p, PySequence_Fast_ITEMS(cap_fast), excluded, NULL, NULL, number);
 done:
     Py_XDECREF(route_fast);
-    free(number);
     Py_XDECREF(routes_fast);
     Py_XDECREF(counts_fast);
     Py_XDECREF(caps_fast);
@@ -327,18 +379,18 @@ static Py_ssize_t fix(Problem *p, const Py_ssize_t *to_fix, Py_ssize_t n_fix, do
 /* maxmin._fill: progressive filling. Returns 0, or -1 with a Python exception set. */
 static int fill(Problem *p, double *rates) {
     Py_ssize_t n = p->n, n_res = p->n_res;
-    int status = -1;
-    char *fixed = calloc((size_t)(n + 1), 1);
-    char *live = malloc((size_t)(n_res + 1));
-    char *seen = calloc((size_t)(n + 1), 1);
-    Py_ssize_t *capped = malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
-    Py_ssize_t *alive = malloc(sizeof(Py_ssize_t) * (size_t)(n_res + 1));
-    Py_ssize_t *saturated = malloc(sizeof(Py_ssize_t) * (size_t)(n_res + 1));
+    Arena *a = p->arena;
+    char *fixed = arena_zeros(a, (size_t)(n + 1));
+    char *live = arena_take(a, (size_t)(n_res + 1));
+    char *seen = arena_zeros(a, (size_t)(n + 1));
+    Py_ssize_t *capped = arena_take(a, sizeof(Py_ssize_t) * (size_t)(n + 1));
+    Py_ssize_t *alive = arena_take(a, sizeof(Py_ssize_t) * (size_t)(n_res + 1));
+    Py_ssize_t *saturated = arena_take(a, sizeof(Py_ssize_t) * (size_t)(n_res + 1));
     /* every crossing and every capped class at most once each round */
-    Py_ssize_t *to_fix = malloc(sizeof(Py_ssize_t) * (size_t)(p->users_at[n_res] + n + 1));
+    Py_ssize_t *to_fix = arena_take(a, sizeof(Py_ssize_t) * (size_t)(p->users_at[n_res] + n + 1));
     if (!fixed || !live || !seen || !capped || !alive || !saturated || !to_fix) {
         PyErr_NoMemory();
-        goto done;
+        return -1;
     }
     Py_ssize_t unfixed = 0, n_capped = 0;
     for (Py_ssize_t c = 0; c < n; c++) {
@@ -350,7 +402,7 @@ static int fill(Problem *p, double *rates) {
     sort_capped(capped, n_capped, p->caps);
     if (n_capped && p->caps[capped[0]] <= 0) {
         PyErr_SetString(PyExc_ValueError, "flow caps must be positive");
-        goto done;
+        return -1;
     }
     Py_ssize_t n_alive = n_res;
     for (Py_ssize_t j = 0; j < n_res; j++) {
@@ -428,16 +480,7 @@ static int fill(Problem *p, double *rates) {
         }
         unfixed -= fix(p, to_fix, n_fix, level, live, fixed, rates);
     }
-    status = 0;
-done:
-    free(fixed);
-    free(live);
-    free(seen);
-    free(capped);
-    free(alive);
-    free(saturated);
-    free(to_fix);
-    return status;
+    return 0;
 }
 
 static PyObject *rates_list(const double *rates, Py_ssize_t n) {
@@ -505,16 +548,15 @@ static PyObject *max_min_fair_rates(PyObject *self, PyObject *const *args, Py_ss
     Problem p;
     PyObject *out = NULL;
     double *rates = NULL;
-    if (problem_read(&p, args[0], args[1], args[2], args[3], NULL) < 0) goto done;
-    rates = malloc(sizeof(double) * (size_t)(p.n + 1));
+    if (problem_read(&p, &module_arena, args[0], args[1], args[2], args[3], NULL) < 0) goto done;
+    rates = arena_take(&module_arena, sizeof(double) * (size_t)(p.n + 1));
     if (!rates) {
         PyErr_NoMemory();
         goto done;
     }
     if (solve(&p, rates) == 0) out = rates_list(rates, p.n);
 done:
-    free(rates);
-    problem_free(&p);
+    arena_reset(&module_arena);
     return out;
 }
 
@@ -611,6 +653,7 @@ typedef struct {
     char *is_loose;     /* 0 */
     double *left, *drawn;
     Py_ssize_t *loose_list;
+    Arena arena; /* each solve's arrays */
 } ClassTable;
 
 static int table_traverse(ClassTable *t, visitproc visit, void *arg) {
@@ -654,6 +697,7 @@ static void table_dealloc(ClassTable *t) {
     free(t->left);
     free(t->drawn);
     free(t->loose_list);
+    arena_free(&t->arena);
     free(t->free_slots.items);
     for (Py_ssize_t r = 0; r < t->n_users; r++) free(t->users[r].items);
     free(t->users);
@@ -1157,14 +1201,16 @@ static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ss
     if (table_scratch(t, n_cap) < 0) return NULL;
     PyObject *out = NULL, *filled = NULL, *rates_out = NULL, *iter = NULL, *item = NULL;
     PyObject *gone_fast = NULL, *gone_own_fast = NULL;
-    Py_ssize_t *slots = malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
-    double *own = malloc(sizeof(double) * (size_t)(n + 1));
-    double *rates = malloc(sizeof(double) * (size_t)(n + 1));
+    Arena *arena = &t->arena;
+    Py_ssize_t *slots = arena_take(arena, sizeof(Py_ssize_t) * (size_t)(n + 1));
+    double *own = arena_take(arena, sizeof(double) * (size_t)(n + 1));
+    double *rates = arena_take(arena, sizeof(double) * (size_t)(n + 1));
     char *is_loose = t->is_loose;
     double *left = t->left, *drawn = t->drawn;
     Py_ssize_t *loose_list = t->loose_list;
     Problem p;
     memset(&p, 0, sizeof(p));
+    p.arena = arena;
     if (!slots || !own || !rates) {
         PyErr_NoMemory();
         goto done;
@@ -1196,10 +1242,10 @@ static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ss
     Py_ssize_t total = 0;
     for (Py_ssize_t i = 0; i < n; i++) total += t->records[slots[i]].len_full;
     p.n = n;
-    p.counts = malloc(sizeof(long) * (size_t)(n + 1));
-    p.caps = malloc(sizeof(double) * (size_t)(n + 1));
-    p.full_at = malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
-    p.full = malloc(sizeof(Py_ssize_t) * (size_t)(total + 1));
+    p.counts = arena_take(arena, sizeof(long) * (size_t)(n + 1));
+    p.caps = arena_take(arena, sizeof(double) * (size_t)(n + 1));
+    p.full_at = arena_take(arena, sizeof(Py_ssize_t) * (size_t)(n + 1));
+    p.full = arena_take(arena, sizeof(Py_ssize_t) * (size_t)(total + 1));
     if (!p.counts || !p.caps || !p.full_at || !p.full) {
         PyErr_NoMemory();
         goto done;
@@ -1287,10 +1333,7 @@ done:
     Py_XDECREF(filled);
     Py_XDECREF(gone_fast);
     Py_XDECREF(gone_own_fast);
-    free(slots);
-    free(own);
-    free(rates);
-    problem_free(&p);
+    arena_reset(arena);
     return out;
 }
 
