@@ -511,9 +511,9 @@ class _CheckedNetwork(FluidNetwork):
             self.capacity_Bps,
         )
         for cls, rate in zip(classes, whole, strict=True):
-            assert cls.rate_Bps == pytest.approx(rate, rel=1e-9)
+            assert self._state(cls)[0] == pytest.approx(rate, rel=1e-9)
         for r in range(len(self.capacity_Bps)):
-            expected = sum(c.rate_Bps * len(c.flows) for c in classes if r in c.route)
+            expected = sum(self._state(c)[0] * len(c.flows) for c in classes if r in c.route)
             assert self.load_Bps[r] == pytest.approx(expected, rel=1e-9, abs=1e-3)
 
 
@@ -665,13 +665,13 @@ def test_transfers_on_disjoint_routes_match_the_closed_form(
 # -- the wake-up's candidates ------------------------------------------------------------------
 
 
-def _finishes_now(cls: _FlowClass, now: float) -> bool:
+def _finishes_now(net: FluidNetwork, cls: _FlowClass, now: float) -> bool:
     """Whether :meth:`FluidNetwork._wake` at ``now`` finishes the first flow of ``cls`` (its
-    test, verbatim)."""
+    test, verbatim, on the clock ``net`` keeps for it)."""
     if not cls.flows:
         return False
-    rate = cls.rate_Bps
-    virtual = cls.virtual_at(now)
+    rate, virtual_B, ref_s = net._state(cls)[:3]
+    virtual = virtual_B if now == ref_s else virtual_B + rate * (now - ref_s)
     first = cls.flows[0][0]
     return (
         rate == math.inf
@@ -699,10 +699,12 @@ class _ScanComparedNetwork(FluidNetwork):
         position = {id(c): i for i, c in enumerate(every)}
         places = [position[id(c)] for c in fast]  # KeyError: a class that is gone
         assert places == sorted(set(places)), "candidates out of the classes' order"
-        finishing = [id(c) for c in every if _finishes_now(c, now)]
-        assert [id(c) for c in fast if _finishes_now(c, now)] == finishing
+        finishing = [id(c) for c in every if _finishes_now(self, c, now)]
+        assert [id(c) for c in fast if _finishes_now(self, c, now)] == finishing
         self.heap_wakes += self._heap_mode
-        self.early_finishes += sum(1 for c in every if _finishes_now(c, now) and c.next_s > now)
+        self.early_finishes += sum(
+            1 for c in every if _finishes_now(self, c, now) and self._state(c)[3] > now
+        )
         return fast
 
 
@@ -824,8 +826,7 @@ class _PathComparedNetwork(FluidNetwork):
 
     def _reschedule(self, heap_mode: bool) -> None:
         classes: list[tuple[object, ...]] = [
-            (c.key, len(c.flows), c.rate_Bps, c.virtual_B, c.ref_s, c.next_s, c.check_s, c.load_Bps)
-            for c in self._classes.values()
+            (c.key, len(c.flows), *self._state(c)) for c in self._classes.values()
         ]
         many = len(self._classes) > _HEAP_MIN_CLASSES  # the Python heap's mode, table or not
         assert heap_mode == (many and self.c_classes is None)
@@ -953,7 +954,7 @@ def _table_of(net: FluidNetwork) -> ClassTable:
     order."""
     table = _c_class_table()()
     for cls in sorted(net._classes.values(), key=lambda c: c.order):
-        cls.slot = table.add(cls, cls.order, cls.route, cls.cap_Bps, cls.flows)
+        cls.slot = table.add(cls, cls.order, cls.route, cls.cap_Bps, cls.flows, cls.ref_s)
         table.retimed(cls.slot, cls.check_s, cls.next_s, cls.load_Bps)
     return table
 
@@ -1098,7 +1099,7 @@ def test_the_c_component_walk_refuses_what_the_python_cannot_read() -> None:
     with pytest.raises(KeyError, match="no class in slot"):
         table.remove(cls.slot)
     with pytest.raises(IndexError, match="resource -1"):
-        table.add(cls, 0, (0, -1), math.inf, cls.flows)
+        table.add(cls, 0, (0, -1), math.inf, cls.flows, 0.0)
 
 
 @pytest.mark.parametrize("n_classes", [2, 33, 3000])
@@ -1180,7 +1181,7 @@ def test_the_class_tables_completion_index_is_a_scan(
         if cls is None:
             cls = held[order] = _FlowClass(((order,), math.inf), order)
             classes[cls.key] = cls
-            cls.slot = table.add(cls, order, cls.route, cls.cap_Bps, cls.flows)
+            cls.slot = table.add(cls, order, cls.route, cls.cap_Bps, cls.flows, 0.0)
         elif next_s == 4.0:
             table.remove(cls.slot)
             del held[order], classes[cls.key]
@@ -1194,6 +1195,76 @@ def test_the_class_tables_completion_index_is_a_scan(
     assert table.due(now, classes, dirty) == due
 
 
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 1e9, 2.5e9, 2.5e9, 7e10, math.inf]),
+            st.sampled_from([0.0, 0.5, 1.0, 1.0, 3.25]),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_the_class_tables_clocks_are_the_classes(steps: list[tuple[float, float, bool]]) -> None:
+    """A class re-rated at drawn times (``rerate``, as ``_settle_alone`` and ``_materialise``
+    call it; or through ``retime``, ``_retime``'s loop, with the class touched or not) keeps
+    the clock, completion times and contribution its ``_FlowClass`` twin computes with
+    ``set_rate`` and ``retime``, bit for bit, and ``clock`` reads its clock at any time."""
+    table = _c_class_table()()
+    twin = _FlowClass(((0, 1, 0), math.inf), 0, ref_s=0.0)
+    held = _FlowClass(twin.key, 0, ref_s=0.0)
+    for cls in (twin, held):
+        cls.flows.append((3e9, 0, _Flow(3e9, 0, lambda: None, 3e9, 0.0, "x")))
+    held.slot = table.add(held, 0, held.route, held.cap_Bps, held.flows, 0.0)
+    now = 0.0
+    for rate, step_s, through_retime in steps:
+        now += step_s
+        load = [0.0, 0.0]
+        if through_retime:  # _retime's loop: untouched at an unchanged rate, nothing moves
+            table.retime([held], [rate], [held] if step_s > 1 else [], now, load)
+            if rate != twin.rate_Bps or step_s > 1:
+                if rate != twin.rate_Bps:
+                    twin.set_rate(rate, now)
+                twin.retime(now)
+            contribution = rate * 1.0
+            if contribution != twin.load_Bps:  # its whole route: resource 0 twice
+                assert load == [2 * (contribution - twin.load_Bps), contribution - twin.load_Bps]
+                twin.load_Bps = contribution
+        else:
+            table.rerate(held.slot, rate, rate * 1.0, now)
+            if rate != twin.rate_Bps:
+                twin.set_rate(rate, now)
+            twin.load_Bps = rate * 1.0
+            twin.retime(now)
+        expected = (twin.rate_Bps, twin.virtual_B, twin.ref_s, twin.next_s, twin.check_s)
+        assert table.state(held.slot) == (*expected, twin.load_Bps)
+        assert table.load_of(held.slot) == twin.load_Bps
+        assert table.clock(held.slot, now + 0.75) == (twin.rate_Bps, twin.virtual_at(now + 0.75))
+    assert table.remove(held.slot) == twin.load_Bps
+
+
+def test_the_class_tables_clock_steps_refuse_what_they_cannot_read() -> None:
+    """A stale slot, rates that do not match the members, and a class with a rate but no flow
+    are refused with the error the Python would raise, not read past."""
+    table = _c_class_table()()
+    cls = _FlowClass(((0,), math.inf), 0)
+    cls.slot = table.add(cls, 0, cls.route, cls.cap_Bps, cls.flows, 0.0)
+    with pytest.raises(ValueError, match="a rate per member"):
+        table.retime([cls], [], [], 0.0, [0.0])
+    with pytest.raises(IndexError, match="no first flow"):
+        table.rerate(cls.slot, 1e9, 1e9, 0.0)
+    table.remove(cls.slot)
+    for step in (
+        partial(table.rerate, cls.slot, 1.0, 1.0, 0.0),
+        partial(table.clock, cls.slot, 0.0),
+        partial(table.state, cls.slot),
+        partial(table.load_of, cls.slot),
+    ):
+        with pytest.raises(KeyError, match="no class in slot"):
+            step()
+
+
 def test_the_class_table_holds_what_the_networks_users_hold() -> None:
     """Classes added and removed in any order: per resource, the table counts the classes the
     Python's ``_users`` sets hold (a route crossing a resource twice counted once), and slots
@@ -1202,7 +1273,7 @@ def test_the_class_table_holds_what_the_networks_users_hold() -> None:
     routes = [(0, 1), (1, 2, 1), (2,), (0, 2, 3), (3, 3)]
     classes = [_FlowClass((route, math.inf), i) for i, route in enumerate(routes)]
     users: dict[int, set[_FlowClass]] = {}
-    slots = [table.add(c, c.order, c.route, c.cap_Bps, c.flows) for c in classes]
+    slots = [table.add(c, c.order, c.route, c.cap_Bps, c.flows, 0.0) for c in classes]
     for c in classes:
         for r in c.route:
             users.setdefault(r, set()).add(c)
@@ -1212,7 +1283,7 @@ def test_the_class_table_holds_what_the_networks_users_hold() -> None:
         for r in classes[gone].route:
             users[r].discard(classes[gone])
         assert all(table.sharers(r) == len(users[r]) for r in range(5) if r in users)
-    again = table.add(classes[1], 1, classes[1].route, math.inf, classes[1].flows)
+    again = table.add(classes[1], 1, classes[1].route, math.inf, classes[1].flows, 0.0)
     assert again in (slots[1], slots[3])
     assert table.sharers(1) == 2 and table.sharers(99) == 0 and table.sharers(-1) == 0
 
@@ -1289,7 +1360,7 @@ def test_the_c_optimistic_solve_leaves_loose_resources_what_the_others_draw(
     for cls in members:
         cls.flows.append((1.0, cls.order, _Flow(1.0, cls.order, lambda: None, 1.0, 0.0, "x")))
         cls.load_Bps = 10 * GB
-        cls.slot = table.add(cls, cls.order, cls.route, cls.cap_Bps, cls.flows)
+        cls.slot = table.add(cls, cls.order, cls.route, cls.cap_Bps, cls.flows, cls.ref_s)
         table.retimed(cls.slot, 0.0, 1.0, cls.load_Bps)
     capacity = [100 * GB, 24 * GB]
     rates, filled = table.solve_without(members, capacity, load, {0}, [(0,)], [9 * GB], False)

@@ -595,8 +595,9 @@ typedef struct {
     PyObject *flows; /* its list of flows (a strong reference): their count is its length */
     Py_ssize_t order;
     double cap;
-    double check_s, next_s;    /* its _FlowClass's, as the network last re-timed it */
-    double load;               /* its standing contribution (load_Bps), likewise */
+    double rate, virtual_B, ref_s; /* its clock (_FlowClass's rate_Bps, virtual_B, ref_s) */
+    double check_s, next_s;    /* its completion times (_FlowClass.retime) */
+    double load;               /* its standing contribution (load_Bps) */
     Py_ssize_t at_check, at_next; /* where it sits in the table's heaps by each */
     Py_ssize_t *route; /* its distinct resources, in route order */
     Py_ssize_t len;
@@ -760,13 +761,16 @@ static void heap_delete(ClassTable *t, int which, Py_ssize_t slot) {
     }
 }
 
-/* add(cls, order, route, cap_Bps, flows) -> slot: register a class (what _new_class adds to
- * _users), with its entry order, route, per-flow cap and list of flows. */
+/* add(cls, order, route, cap_Bps, flows, ref_s) -> slot: register a class (what _new_class adds
+ * to _users), with its entry order, route, per-flow cap and list of flows, its clock stopped at
+ * 0 bytes from ref_s. */
 static PyObject *table_add(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "add(cls, order, route, cap_Bps, flows)");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "add(cls, order, route, cap_Bps, flows, ref_s)");
         return NULL;
     }
+    double ref_s = PyFloat_AsDouble(args[5]);
+    if (ref_s == -1.0 && PyErr_Occurred()) return NULL;
     Py_ssize_t order = PyLong_AsSsize_t(args[1]);
     if (order == -1 && PyErr_Occurred()) return NULL;
     double cap = PyFloat_AsDouble(args[3]);
@@ -852,6 +856,8 @@ static PyObject *table_add(ClassTable *t, PyObject *const *args, Py_ssize_t narg
     rec->walk = 0;
     rec->check_s = rec->next_s = INFINITY; /* as a new _FlowClass's */
     rec->load = 0.0;
+    rec->rate = rec->virtual_B = 0.0;
+    rec->ref_s = ref_s;
     heap_insert(t, BY_CHECK, slot);       /* room made above: cannot fail */
     heap_insert(t, BY_NEXT, slot);
     return PyLong_FromSsize_t(slot);
@@ -889,7 +895,8 @@ static Record *record_of(ClassTable *t, PyObject *cls) {
     return rec;
 }
 
-/* remove(slot): drop the class in ``slot`` (what _wake discards from _users). */
+/* remove(slot) -> float: drop the class in ``slot`` (what _wake discards from _users); returns
+ * its standing contribution (which the next settle takes off the loads). */
 static PyObject *table_remove(ClassTable *t, PyObject *slot_obj) {
     Record *rec = table_record(t, slot_obj);
     if (!rec) return NULL;
@@ -912,7 +919,7 @@ static PyObject *table_remove(ClassTable *t, PyObject *slot_obj) {
     rec->len = rec->len_full = 0;
     Py_CLEAR(rec->cls);
     Py_CLEAR(rec->flows);
-    Py_RETURN_NONE;
+    return PyFloat_FromDouble(rec->load);
 }
 
 /* sharers(r) -> int: how many classes cross resource r (len(_users.get(r, ()))). */
@@ -1411,6 +1418,185 @@ static PyObject *table_retimed(ClassTable *t, PyObject *const *args, Py_ssize_t 
     Py_RETURN_NONE;
 }
 
+/* ---- the classes' clocks: _FlowClass.virtual_at, set_rate and retime on the records --------- */
+
+static const double WAKE_WINDOW_REL = 1e-9; /* fluid.py's _WAKE_WINDOW_REL */
+
+static double record_virtual_at(const Record *rec, double now) {
+    if (now == rec->ref_s) return rec->virtual_B;
+    return rec->virtual_B + rec->rate * (now - rec->ref_s);
+}
+
+static void record_set_rate(Record *rec, double rate, double now) {
+    rec->virtual_B = record_virtual_at(rec, now);
+    rec->ref_s = now;
+    rec->rate = rate;
+}
+
+/* _FlowClass.retime (its next_s and check_s from its clock and first flow), then its places in
+ * the completion index. Returns 0, or -1 with an exception set (flows not as _enter makes
+ * them: a heap of (finish virtual bytes, sequence, flow) tuples). */
+static int record_retime(ClassTable *t, Record *rec, double now) {
+    double rate = rec->rate;
+    if (rate == INFINITY) {
+        rec->next_s = rec->check_s = now;
+    } else if (rate > 0) {
+        PyObject *head = PyList_GET_SIZE(rec->flows) ? PyList_GET_ITEM(rec->flows, 0) : NULL;
+        if (!head || !PyTuple_Check(head) || !PyTuple_GET_SIZE(head)) {
+            PyErr_SetString(PyExc_IndexError, "a class with a rate has no first flow");
+            return -1;
+        }
+        double first = PyFloat_AsDouble(PyTuple_GET_ITEM(head, 0));
+        if (first == -1.0 && PyErr_Occurred()) return -1;
+        double rest = first - record_virtual_at(rec, now);
+        if (0.0 > rest) rest = 0.0; /* Python's max(rest, 0.0) */
+        rec->next_s = now + rest / rate;
+        rec->check_s = rec->next_s - WAKE_WINDOW_REL * (first / rate + rec->next_s);
+    } else {
+        rec->next_s = INFINITY;
+        rec->check_s = -INFINITY;
+    }
+    heap_fix(t, BY_CHECK, rec->at_check);
+    heap_fix(t, BY_NEXT, rec->at_next);
+    return 0;
+}
+
+/* rerate(slot, rate_Bps, load_Bps, now): the class in ``slot`` runs at rate_Bps from now
+ * (_FlowClass.set_rate, where the rate changes), its standing contribution now load_Bps, and
+ * is re-timed (_FlowClass.retime): what _settle_alone and _materialise do to one class. */
+static PyObject *table_rerate(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "rerate(slot, rate_Bps, load_Bps, now)");
+        return NULL;
+    }
+    Record *rec = table_record(t, args[0]);
+    if (!rec) return NULL;
+    double rate = PyFloat_AsDouble(args[1]);
+    if (rate == -1.0 && PyErr_Occurred()) return NULL;
+    double load = PyFloat_AsDouble(args[2]);
+    if (load == -1.0 && PyErr_Occurred()) return NULL;
+    double now = PyFloat_AsDouble(args[3]);
+    if (now == -1.0 && PyErr_Occurred()) return NULL;
+    if (rate != rec->rate) record_set_rate(rec, rate, now);
+    rec->load = load;
+    if (record_retime(t, rec, now) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* retime(members, rates, touched, now, load_Bps): fluid.FluidNetwork._retime's loop over a
+ * settle's members (the list the last walk returned, or any classes the table holds) at their
+ * new rates: each one's standing contribution moved on load_Bps (along its whole route), and
+ * the classes whose rate changed, or that are in ``touched`` (their flows changed), re-timed. */
+static PyObject *table_retime(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "retime(members, rates, touched, now, load_Bps)");
+        return NULL;
+    }
+    PyObject *members = args[0], *rates = args[1], *touched = args[2], *load = args[4];
+    if (!PyList_Check(members) || !PyList_Check(rates) || !PyList_Check(touched) ||
+        !PyList_Check(load)) {
+        PyErr_SetString(PyExc_TypeError, "retime needs lists of members, rates, touched, loads");
+        return NULL;
+    }
+    double now = PyFloat_AsDouble(args[3]);
+    if (now == -1.0 && PyErr_Occurred()) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(members), n_res = PyList_GET_SIZE(load);
+    if (PyList_GET_SIZE(rates) != n) {
+        PyErr_SetString(PyExc_ValueError, "retime needs a rate per member");
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Py_ssize_t *slots = arena_take(&t->arena, sizeof(Py_ssize_t) * (size_t)(n + 1));
+    if (!slots) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (member_slots(t, members, slots) < 0) goto done;
+    unsigned long long mark = ++t->walks; /* the touched ones: every one is a member */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(touched); i++) {
+        Record *rec = record_of(t, PyList_GET_ITEM(touched, i));
+        if (!rec) goto done;
+        rec->walk = mark;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Record *rec = &t->records[slots[i]];
+        double rate = PyFloat_AsDouble(PyList_GET_ITEM(rates, i));
+        if (rate == -1.0 && PyErr_Occurred()) goto done;
+        double contribution = rate * (double)PyList_GET_SIZE(rec->flows);
+        if (contribution != rec->load) {
+            double delta = contribution - rec->load;
+            for (Py_ssize_t k = 0; k < rec->len_full; k++) {
+                Py_ssize_t r = rec->full[k];
+                double load_r;
+                if (r >= n_res) {
+                    PyErr_Format(PyExc_IndexError, "resource %zd is not in load_Bps", r);
+                    goto done;
+                }
+                if (float_at(load, r, &load_r) < 0) goto done;
+                PyObject *moved = PyFloat_FromDouble(load_r + delta);
+                if (!moved) goto done;
+                PyList_SetItem(load, r, moved); /* steals it, drops the old one */
+            }
+            rec->load = contribution;
+        }
+        if (rate == rec->rate && rec->walk != mark) continue; /* its completion time stands */
+        if (rate != rec->rate) record_set_rate(rec, rate, now);
+        if (record_retime(t, rec, now) < 0) goto done;
+    }
+    out = Py_None;
+    Py_INCREF(out);
+done:
+    arena_reset(&t->arena);
+    return out;
+}
+
+/* A new tuple of ``n`` floats, or NULL with an exception set. (Py_BuildValue parses its format
+ * at every call, at several times the cost.) */
+static PyObject *floats_tuple(const double *values, Py_ssize_t n) {
+    PyObject *out = PyTuple_New(n);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *value = PyFloat_FromDouble(values[i]);
+        if (!value) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, value);
+    }
+    return out;
+}
+
+/* clock(slot, now) -> (rate_Bps, virtual_B): the clock of the class in ``slot``: its rate, and
+ * the bytes one of its flows has received by now (_FlowClass.virtual_at). */
+static PyObject *table_clock(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "clock(slot, now)");
+        return NULL;
+    }
+    Record *rec = table_record(t, args[0]);
+    if (!rec) return NULL;
+    double now = PyFloat_AsDouble(args[1]);
+    if (now == -1.0 && PyErr_Occurred()) return NULL;
+    double pair[2] = {rec->rate, record_virtual_at(rec, now)};
+    return floats_tuple(pair, 2);
+}
+
+/* state(slot) -> (rate_Bps, virtual_B, ref_s, next_s, check_s, load_Bps): what the table keeps
+ * of the class in ``slot`` in place of its _FlowClass fields. */
+static PyObject *table_state(ClassTable *t, PyObject *slot) {
+    Record *rec = table_record(t, slot);
+    if (!rec) return NULL;
+    double state[6] = {rec->rate, rec->virtual_B, rec->ref_s, rec->next_s, rec->check_s,
+                       rec->load};
+    return floats_tuple(state, 6);
+}
+
+/* load_of(slot) -> float: the standing contribution of the class in ``slot``. */
+static PyObject *table_load_of(ClassTable *t, PyObject *slot) {
+    Record *rec = table_record(t, slot);
+    return rec ? PyFloat_FromDouble(rec->load) : NULL;
+}
+
 /* next_completion() -> float: the earliest next_s of every class (inf where none). */
 static PyObject *table_next_completion(ClassTable *t, PyObject *unused) {
     (void)unused;
@@ -1540,8 +1726,23 @@ static PyObject *table_ledger(ClassTable *t, PyObject *const *args, Py_ssize_t n
 
 static PyMethodDef table_methods[] = {
     {"add", (PyCFunction)(void (*)(void))table_add, METH_FASTCALL,
-     "add(cls, order, route) -> slot: register a class with its entry order and route."},
-    {"remove", (PyCFunction)table_remove, METH_O, "remove(slot): drop the class in slot."},
+     "add(cls, order, route, cap_Bps, flows, ref_s) -> slot: register a class (its clock at 0 "
+     "bytes from ref_s)."},
+    {"remove", (PyCFunction)table_remove, METH_O,
+     "remove(slot) -> float: drop the class in slot; returns its standing contribution."},
+    {"rerate", (PyCFunction)(void (*)(void))table_rerate, METH_FASTCALL,
+     "rerate(slot, rate_Bps, load_Bps, now) -> None: the class in slot runs at rate_Bps from "
+     "now, its standing contribution load_Bps, and is re-timed."},
+    {"retime", (PyCFunction)(void (*)(void))table_retime, METH_FASTCALL,
+     "retime(members, rates, touched, now, load_Bps) -> None: gpusim.engine.fluid.FluidNetwork."
+     "_retime's loop in C over this table (the same floats)."},
+    {"clock", (PyCFunction)(void (*)(void))table_clock, METH_FASTCALL,
+     "clock(slot, now) -> (rate_Bps, virtual_B): the class's rate and its clock at now."},
+    {"state", (PyCFunction)table_state, METH_O,
+     "state(slot) -> (rate_Bps, virtual_B, ref_s, next_s, check_s, load_Bps): the class's "
+     "clock, completion times and standing contribution."},
+    {"load_of", (PyCFunction)table_load_of, METH_O,
+     "load_of(slot) -> float: the standing contribution of the class in slot."},
     {"sharers", (PyCFunction)table_sharers, METH_O,
      "sharers(r) -> int: how many registered classes cross resource r."},
     {"solve_without", (PyCFunction)(void (*)(void))table_solve_without, METH_FASTCALL,

@@ -79,7 +79,13 @@ class _Flow:
 class _FlowClass:
     """The flows with one route and one per-flow cap. It hashes as its key and compares by
     identity (one class per key at a time), so that a set of classes lays out, and iterates,
-    as the set of their keys would, without hashing the key tuple again on each lookup."""
+    as the set of their keys would, without hashing the key tuple again on each lookup.
+
+    Where the network has a class table (:attr:`FluidNetwork.c_classes`), the table keeps the
+    class's clock (``rate_Bps``, ``virtual_B``, ``ref_s``), completion times (``next_s``,
+    ``check_s``) and standing contribution (``load_Bps``) in place of these fields, which then
+    stay as the class was created (``load_Bps`` is set when it leaves):
+    :meth:`FluidNetwork._state` reads them either way."""
 
     key: FlowKey
     order: int
@@ -197,7 +203,7 @@ def _entry_order(cls: _FlowClass) -> int:
 
 class ClassTable(Protocol):
     """``_maxmin_c.ClassTable``: the network's classes as its settles read them (per class its
-    entry order, route, cap, list of flows, standing contribution and completion times; per
+    entry order, route, cap, list of flows, clock, standing contribution and completion times; per
     resource the classes crossing it, what ``FluidNetwork._users`` holds, and its ledger), kept
     in C, with the settle's steps over them (:attr:`FluidNetwork.c_classes`)."""
 
@@ -208,20 +214,48 @@ class ClassTable(Protocol):
         route: tuple[int, ...],
         cap_Bps: float,
         flows: list[tuple[float, int, _Flow]],
+        ref_s: float,
     ) -> int:
         """Register ``cls`` (its entry order, route, per-flow cap and list of flows, whose
-        length the table reads as its flows); returns its slot."""
+        length the table reads as its flows), its clock at 0 bytes from ``ref_s``; returns its
+        slot."""
 
-    def remove(self, slot: int) -> None:
-        """Drop the class in ``slot``."""
+    def remove(self, slot: int) -> float:
+        """Drop the class in ``slot``; returns its standing contribution."""
+
+    def rerate(self, slot: int, rate_Bps: float, load_Bps: float, now: float) -> None:
+        """The class in ``slot`` runs at ``rate_Bps`` from ``now`` (:meth:`_FlowClass.set_rate`
+        where the rate changes), its standing contribution ``load_Bps``, and is re-timed
+        (:meth:`_FlowClass.retime`)."""
+
+    def retime(
+        self,
+        members: list[_FlowClass],
+        rates: list[float],
+        touched: list[_FlowClass],
+        now: float,
+        load_Bps: list[float],
+    ) -> None:
+        """:meth:`FluidNetwork._retime`'s loop over this table's classes."""
+
+    def clock(self, slot: int, now: float) -> tuple[float, float]:
+        """The rate of the class in ``slot`` and its clock at ``now``
+        (:meth:`_FlowClass.virtual_at`)."""
+
+    def state(self, slot: int) -> tuple[float, float, float, float, float, float]:
+        """The class's ``rate_Bps``, ``virtual_B``, ``ref_s``, ``next_s``, ``check_s`` and
+        ``load_Bps`` as the table keeps them."""
+
+    def load_of(self, slot: int) -> float:
+        """The standing contribution of the class in ``slot``."""
 
     def sharers(self, r: int) -> int:
         """How many registered classes cross resource ``r``."""
 
     def retimed(self, slot: int, check_s: float, next_s: float, load_Bps: float) -> None:
-        """The class in ``slot`` was re-timed (:meth:`_FlowClass.retime`), its standing
-        contribution now ``load_Bps`` (which changes only with its rate or flows, so only where
-        it is re-timed)."""
+        """Set the completion times and standing contribution of the class in ``slot`` (the
+        completion index's own step, which :meth:`rerate` and :meth:`retime` take after
+        re-timing a class: the tests drive the index with it)."""
 
     def next_completion(self) -> float:
         """The earliest ``next_s`` of every class (inf where none)."""
@@ -282,9 +316,15 @@ class _TableCalls:
     does not compile directly, but looks a method up by name at every call (about 500
     instructions, which the settle would pay several times, and once per re-timed class)."""
 
-    add: Callable[[_FlowClass, int, tuple[int, ...], float, list[tuple[float, int, _Flow]]], int]
-    remove: Callable[[int], None]
-    retimed: Callable[[int, float, float, float], None]
+    add: Callable[
+        [_FlowClass, int, tuple[int, ...], float, list[tuple[float, int, _Flow]], float], int
+    ]
+    remove: Callable[[int], float]
+    rerate: Callable[[int, float, float, float], None]
+    retime: Callable[[list[_FlowClass], list[float], list[_FlowClass], float, list[float]], None]
+    clock: Callable[[int, float], tuple[float, float]]
+    state: Callable[[int], tuple[float, float, float, float, float, float]]
+    load_of: Callable[[int], float]
     next_completion: Callable[[], float]
     due: Callable[[float, dict[FlowKey, _FlowClass], set[FlowKey]], list[_FlowClass]]
     peaks: Callable[[Iterable[int], list[float], list[float]], None]
@@ -323,7 +363,11 @@ class _TableCalls:
         return _TableCalls(
             table.add,
             table.remove,
-            table.retimed,
+            table.rerate,
+            table.retime,
+            table.clock,
+            table.state,
+            table.load_of,
             table.next_completion,
             table.due,
             table.peaks,
@@ -475,6 +519,14 @@ class FluidNetwork:
         self._table = table
         self._calls = None if table is None else _TableCalls.of(table)
 
+    def _state(self, cls: _FlowClass) -> tuple[float, float, float, float, float, float]:
+        """``cls``'s ``rate_Bps``, ``virtual_B``, ``ref_s``, ``next_s``, ``check_s`` and
+        ``load_Bps``: the class table's where there is one, the class's own fields otherwise."""
+        calls = self._calls
+        if calls is not None:
+            return calls.state(cls.slot)
+        return (cls.rate_Bps, cls.virtual_B, cls.ref_s, cls.next_s, cls.check_s, cls.load_Bps)
+
     def add_resource(self, name: str, capacity_Bps: float, group: str = "links") -> int:
         """Register a directional resource; returns its index for routes."""
         if not capacity_Bps > 0:
@@ -599,7 +651,9 @@ class FluidNetwork:
             cls = self._new_class(key, next(self._order), now)
         self._dirty_keys.add(key)
         self._add_demand(cls, 1)
-        flow = _Flow(cls.virtual_at(now) + size_B, next(self._seq), done, size_B, now, label)
+        calls = self._calls
+        virtual = cls.virtual_at(now) if calls is None else calls.clock(cls.slot, now)[1]
+        flow = _Flow(virtual + size_B, next(self._seq), done, size_B, now, label)
         heappush(cls.flows, (flow.finish_vB, flow.seq, flow))
         self._request_settle()
 
@@ -609,7 +663,7 @@ class FluidNetwork:
         self._classes[key] = cls
         calls = self._calls
         if calls is not None:
-            cls.slot = calls.add(cls, order, cls.route, cls.cap_Bps, cls.flows)
+            cls.slot = calls.add(cls, order, cls.route, cls.cap_Bps, cls.flows, now)
         for r in cls.route:
             self._users.setdefault(r, set()).add(cls)
         return cls
@@ -719,12 +773,13 @@ class FluidNetwork:
             self._dirty_keys.add(key)
             return
         rate = lone.rate_Bps
+        calls = self._calls
+        if calls is not None:
+            calls.rerate(cls.slot, rate, rate, entered_s)
+            return
         cls.load_Bps = rate
         cls.rate_Bps = rate
         cls.retime(entered_s)
-        calls = self._calls
-        if calls is not None:
-            calls.retimed(cls.slot, cls.check_s, cls.next_s, cls.load_Bps)
 
     def _add_demand(self, cls: _FlowClass, sign: int) -> None:
         """A flow of ``cls`` entered (``sign`` 1) or left (-1): update what its resources'
@@ -904,7 +959,8 @@ class FluidNetwork:
             self._users,
         )
         n_flows = float(len(cls.flows))  # a float: mypyc divides natively (the same floats)
-        own_Bps = cls.load_Bps
+        calls = self._calls
+        own_Bps = cls.load_Bps if calls is None else calls.load_of(cls.slot)
         share = cls.cap_Bps
         left: list[float] = []  # per loose resource: what the classes outside leave of it
         saturates_Bps = self._room_Bps
@@ -939,15 +995,15 @@ class FluidNetwork:
             delta = contribution - own_Bps
             for r in route:
                 load[r] = load[r] + delta
-            cls.load_Bps = contribution
-        if share != cls.rate_Bps:
-            cls.set_rate(share, now)
-        cls.retime(now)
-        calls = self._calls
         if calls is not None:
-            calls.retimed(cls.slot, cls.check_s, cls.next_s, cls.load_Bps)
-        elif heap_mode:
-            heappush(self._check, self._check_entry(cls))
+            calls.rerate(cls.slot, share, contribution, now)
+        else:
+            cls.load_Bps = contribution
+            if share != cls.rate_Bps:
+                cls.set_rate(share, now)
+            cls.retime(now)
+            if heap_mode:
+                heappush(self._check, self._check_entry(cls))
         if self.recorder.enabled:  # the component's resources, as _component gives them
             self._retime_end(sorted(route), now)
         else:
@@ -1160,6 +1216,10 @@ class FluidNetwork:
         load = self.load_Bps
         now = self._last_s
         calls = self._calls
+        if calls is not None:  # the same loop over the table's clocks, in C
+            calls.retime(classes, rates, touched, now, load)
+            self._retime_end(resources, now)
+            return heap_mode
         for cls in touched:  # a flag rather than a set lookup per class below
             cls.changed = True
         for i, cls in enumerate(classes):  # by index: mypyc types a zip's items as objects
@@ -1176,9 +1236,7 @@ class FluidNetwork:
             if rate != cls.rate_Bps:
                 cls.set_rate(rate, now)
             cls.retime(now)
-            if calls is not None:
-                calls.retimed(cls.slot, cls.check_s, cls.next_s, cls.load_Bps)
-            elif heap_mode:
+            if heap_mode:
                 heappush(self._check, self._check_entry(cls))
         self._retime_end(resources, now)
         return heap_mode
@@ -1320,11 +1378,15 @@ class FluidNetwork:
         self._last_s = now = float(self.env._now)
         finished: list[tuple[_Flow, tuple[int, ...]]] = []
         candidates = self._candidates(now)
+        calls = self._calls
         for cls in candidates:
             key = cls.key
             flows = cls.flows
-            rate = cls.rate_Bps
-            virtual = cls.virtual_at(now)
+            if calls is None:
+                rate = cls.rate_Bps
+                virtual = cls.virtual_at(now)
+            else:
+                rate, virtual = calls.clock(cls.slot, now)
             limit = virtual * (1.0 + _FINISH_REL_TOL)
             # Also finish a flow whose rest takes less than the clock resolves at `now`: its
             # wake-up would land at `now` again, forever.
@@ -1341,9 +1403,8 @@ class FluidNetwork:
                 cls.next_s = cls.check_s = math.inf  # its heap entries are stale now
                 self._dirty_res.update(cls.route)
                 self._gone.append(cls)  # its load goes at the next settle
-                calls = self._calls
-                if calls is not None:
-                    calls.remove(cls.slot)
+                if calls is not None:  # the table's contribution, for the settle to take off
+                    cls.load_Bps = calls.remove(cls.slot)
                 for r in cls.route:
                     users = self._users[r]
                     users.discard(cls)
