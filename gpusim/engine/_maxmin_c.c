@@ -645,9 +645,12 @@ typedef struct {
     Slots by_check, by_next; /* the classes' slots, min-heaps by check_s and by next_s */
     PyObject *last_members; /* the list the last walk returned, and its classes' slots */
     Slots last_slots;
+    PyObject *last_loose; /* the list of loose resources the last walk returned, and them */
+    Slots walk_loose;
     /* per resource, scratch for the optimistic solve, left as found between calls: */
     Py_ssize_t n_scratch;
     unsigned long long *seeded, *visited; /* the last walk that seeded, visited it */
+    unsigned long long *tight;            /* the last walk that was told it is tight */
     Slots stack, reached;                 /* the walk's stack and resources (empty) */
     double *since, *carried, *busy; /* per resource: FluidNetwork._flush's ledger */
     Py_ssize_t *number; /* -1 (problem_index's numbering) */
@@ -663,6 +666,7 @@ static int table_traverse(ClassTable *t, visitproc visit, void *arg) {
         Py_VISIT(t->records[i].flows);
     }
     Py_VISIT(t->last_members);
+    Py_VISIT(t->last_loose);
     return 0;
 }
 
@@ -672,6 +676,7 @@ static int table_clear(ClassTable *t) {
         Py_CLEAR(t->records[i].flows);
     }
     Py_CLEAR(t->last_members);
+    Py_CLEAR(t->last_loose);
     return 0;
 }
 
@@ -684,6 +689,8 @@ static void table_dealloc(ClassTable *t) {
     }
     free(t->records);
     free(t->last_slots.items);
+    free(t->walk_loose.items);
+    free(t->tight);
     free(t->by_check.items);
     free(t->by_next.items);
     free(t->seeded);
@@ -965,6 +972,8 @@ static int table_scratch(ClassTable *t, Py_ssize_t n_res) {
     if (seeded) t->seeded = seeded;
     unsigned long long *visited = realloc(t->visited, sizeof(unsigned long long) * (size_t)size);
     if (visited) t->visited = visited;
+    unsigned long long *tight = realloc(t->tight, sizeof(unsigned long long) * (size_t)size);
+    if (tight) t->tight = tight;
     double *since = realloc(t->since, sizeof(double) * (size_t)size);
     if (since) t->since = since;
     double *carried = realloc(t->carried, sizeof(double) * (size_t)size);
@@ -981,13 +990,13 @@ static int table_scratch(ClassTable *t, Py_ssize_t n_res) {
     if (drawn) t->drawn = drawn;
     Py_ssize_t *loose_list = realloc(t->loose_list, sizeof(Py_ssize_t) * (size_t)size);
     if (loose_list) t->loose_list = loose_list;
-    if (!seeded || !visited || !since || !carried || !busy || !number || !is_loose || !left ||
+    if (!seeded || !visited || !tight || !since || !carried || !busy || !number || !is_loose || !left ||
         !drawn || !loose_list) {
         PyErr_NoMemory();
         return -1;
     }
     for (Py_ssize_t r = t->n_scratch; r < size; r++) {
-        t->seeded[r] = t->visited[r] = 0;
+        t->seeded[r] = t->visited[r] = t->tight[r] = 0;
         t->since[r] = t->carried[r] = t->busy[r] = 0.0;
         t->number[r] = -1;
         t->is_loose[r] = 0;
@@ -1020,10 +1029,27 @@ static int take(ClassTable *t, Py_ssize_t slot, Slots *members, Py_ssize_t n_res
 }
 
 
+/* A new list of the ``n`` resource indices ``items``, or NULL with an exception set. */
+static PyObject *indices_list(const Py_ssize_t *items, Py_ssize_t n) {
+    PyObject *out = PyList_New(n);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *r = PyLong_FromSsize_t(items[i]);
+        if (!r) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, r);
+    }
+    return out;
+}
+
 /* component(classes, dirty_keys, dirty_res, load_Bps, room_Bps, uncapped, demand, optimistic,
  * tight): fluid.FluidNetwork._component (see its docstring) over this table and the network's
  * own containers: the same classes in the same (entry) order, the same resources ascending,
- * the same changed classes (a list) and the same set of loose resources. Which classes and resources the
+ * the same changed classes (a list) and the same loose resources (a list, in the order the walk
+ * met them; solve_without reads them from the table when given this list). Which classes and
+ * resources the
  * walk takes does not depend on the order it goes in, so it marks what it took with its number
  * (in the classes' records and the table's per-resource stamps, so nothing is cleared between
  * walks) and sorts at the end. */
@@ -1052,16 +1078,28 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
         PyErr_SetString(PyExc_ValueError, "the per-resource lists differ in length");
         return NULL;
     }
-    PyObject *touched = NULL, *loose = NULL, *iter = NULL, *item = NULL, *index = NULL;
+    PyObject *touched = NULL, *loose = NULL, *iter = NULL, *item = NULL;
     PyObject *member_list = NULL, *resource_list = NULL, *out = NULL;
     /* the walk's buffers are the table's, emptied (the last walk's members too: solve_without
      * has taken them by now) */
     Slots members = t->last_slots, *stack = &t->stack, *visited = &t->reached;
+    Slots *walk_loose = &t->walk_loose;
     t->last_slots = (Slots){NULL, 0, 0};
     Py_CLEAR(t->last_members);
-    members.len = stack->len = visited->len = 0;
+    Py_CLEAR(t->last_loose);
+    members.len = stack->len = visited->len = walk_loose->len = 0;
     if (table_scratch(t, n_res) < 0) goto done;
     t->walks++;
+    if (!(iter = PyObject_GetIter(tight))) goto done; /* marked: a test per loose resource */
+    while ((item = PyIter_Next(iter))) {
+        Py_ssize_t r;
+        int bad = resource_index(item, n_res, "load_Bps", &r);
+        Py_CLEAR(item);
+        if (bad) goto done;
+        t->tight[r] = t->walks;
+    }
+    Py_CLEAR(iter);
+    if (PyErr_Occurred()) goto done;
 
     touched = PyList_New(0);
     if (!touched || !(iter = PyObject_GetIter(dirty_keys))) goto done;
@@ -1092,8 +1130,6 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
     Py_CLEAR(iter);
     if (PyErr_Occurred()) goto done;
 
-    loose = PySet_New(NULL);
-    if (!loose) goto done;
     while (stack->len) {
         Py_ssize_t r = stack->items[--stack->len];
         if (t->visited[r] == t->walks) continue;
@@ -1111,16 +1147,9 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
         }
         Slots *sharers = r < t->n_users ? &t->users[r] : NULL;
         if (!sharers || !sharers->len) continue; /* no class crosses it */
-        if (optimistic && below && sharers->len > 1) {
-            if (!(index = PyLong_FromSsize_t(r))) goto done;
-            int is_tight = PySet_Contains(tight, index);
-            if (is_tight < 0) goto done;
-            if (!is_tight) {
-                if (PySet_Add(loose, index) < 0) goto done;
-                Py_CLEAR(index);
-                continue;
-            }
-            Py_CLEAR(index);
+        if (optimistic && below && sharers->len > 1 && t->tight[r] != t->walks) {
+            if (slots_push(walk_loose, r) < 0) goto done; /* loose: visited once */
+            continue;
         }
         for (Py_ssize_t i = 0; i < sharers->len; i++) {
             if (take(t, sharers->items[i], &members, n_res, 0) < 0) goto done;
@@ -1137,23 +1166,24 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
     /* for solve_without, which takes this list next: its slots without reading each class */
     Py_INCREF(member_list);
     t->last_members = member_list;
-    if (!(resource_list = PyList_New(visited->len))) goto done;
-    for (Py_ssize_t i = 0; i < visited->len; i++) {
-        PyObject *r = PyLong_FromSsize_t(visited->items[i]);
-        if (!r) goto done;
-        PyList_SET_ITEM(resource_list, i, r);
-    }
+    if (!(resource_list = indices_list(visited->items, visited->len))) goto done;
+    /* for solve_without, which takes this list next: its resources without reading them */
+    if (!(loose = indices_list(walk_loose->items, walk_loose->len))) goto done;
+    Py_INCREF(loose);
+    t->last_loose = loose;
     out = PyTuple_Pack(4, member_list, resource_list, touched, loose);
 done:
     Py_XDECREF(iter);
     Py_XDECREF(item);
-    Py_XDECREF(index);
     Py_XDECREF(member_list);
     Py_XDECREF(resource_list);
     Py_XDECREF(touched);
     Py_XDECREF(loose);
     t->last_slots = members; /* its buffer kept for the next walk */
-    if (!out) Py_CLEAR(t->last_members);
+    if (!out) {
+        Py_CLEAR(t->last_members);
+        Py_CLEAR(t->last_loose);
+    }
     return out;
 }
 
@@ -1230,13 +1260,25 @@ static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ss
         PyErr_SetString(PyExc_IndexError, "solve_without: a list is shorter than it must be");
         goto done;
     }
-    /* outside: each loose resource's load, less the standing contributions taken off below */
-    if (!(iter = PyObject_GetIter(loose_set))) goto done;
-    while ((item = PyIter_Next(iter))) {
+    /* outside: each loose resource's load, less the standing contributions taken off below;
+     * the last walk's loose resources read from the table where they are the ones given */
+    const Slots *walked = loose_set == t->last_loose ? &t->walk_loose : NULL;
+    if (!walked && !(iter = PyObject_GetIter(loose_set))) goto done;
+    for (Py_ssize_t k = 0;; k++) {
         Py_ssize_t r;
-        int bad = resource_index(item, n_cap, "capacity_Bps", &r);
-        Py_CLEAR(item);
-        if (bad) goto done;
+        if (walked) {
+            if (k == walked->len) break;
+            r = walked->items[k];
+            if (r >= n_cap) {
+                PyErr_Format(PyExc_IndexError, "resource %zd is not in capacity_Bps", r);
+                goto done;
+            }
+        } else {
+            if (!(item = PyIter_Next(iter))) break;
+            int bad = resource_index(item, n_cap, "capacity_Bps", &r);
+            Py_CLEAR(item);
+            if (bad) goto done;
+        }
         if (is_loose[r]) continue;
         is_loose[r] = 1;
         loose_list[n_loose++] = r;
@@ -1776,7 +1818,8 @@ static PyMethodDef table_methods[] = {
      "component(classes, dirty_keys, dirty_res, load_Bps, room_Bps, uncapped, demand, "
      "optimistic, tight) -> (members, resources, touched, loose): "
      "gpusim.engine.fluid.FluidNetwork._component in C over this table (the same members in "
-     "entry order, the same resources ascending, the same sets)."},
+     "entry order, the same resources ascending, the same changed classes and loose resources, "
+     "as lists)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import count
 from typing import Protocol
@@ -190,10 +190,11 @@ class _FlowClass:
             self.check_s = -math.inf
 
 
-Walk = tuple[list[_FlowClass], list[int], list[_FlowClass], set[int]]
+Walk = tuple[list[_FlowClass], list[int], list[_FlowClass], Collection[int]]
 """What :meth:`FluidNetwork._component` returns: the component's classes (in the order they
 entered the network: the order the solve takes them), its resources (ascending), the classes
-that changed, and the loose resources."""
+that changed, and the loose resources (each once: a set from the Python walk, a list from the
+class table's, which its solve then reads from the table)."""
 
 
 def _entry_order(cls: _FlowClass) -> int:
@@ -1011,7 +1012,9 @@ class FluidNetwork:
         self._reschedule(heap_mode)
         return True
 
-    def _solve_leaving(self, classes: list[_FlowClass], loose: set[int]) -> list[float] | None:
+    def _solve_leaving(
+        self, classes: list[_FlowClass], loose: Collection[int]
+    ) -> list[float] | None:
         """Max-min rates of the component ``classes`` on what the classes outside it leave of the
         ``loose`` resources (their load less the standing contributions of the component and of
         the classes gone since the last settle); ``None`` when the new rates fill what a loose
@@ -1080,20 +1083,22 @@ class FluidNetwork:
         return bool(filled)
 
     @staticmethod
-    def _cut(cls: _FlowClass, loose: set[int], loose_key: frozenset[int]) -> None:
-        """Set ``cls.kept`` and ``cls.crossed`` for the loose set ``loose`` (``loose_key``
-        equal to it); callers skip a class already cut for it (consecutive optimistic solves
-        mostly leave the same resources out)."""
+    def _cut(cls: _FlowClass, loose_key: frozenset[int]) -> None:
+        """Set ``cls.kept`` and ``cls.crossed`` for the loose resources ``loose_key``; callers
+        skip a class already cut for them (consecutive optimistic solves mostly leave the same
+        resources out)."""
         cls.cut_for = loose_key
         route = cls.route
-        if loose.isdisjoint(route):
+        if loose_key.isdisjoint(route):
             cls.kept = route
             cls.crossed = ()
         else:
-            cls.kept = [r for r in route if r not in loose]
-            cls.crossed = tuple([r for r in route if r in loose])
+            cls.kept = [r for r in route if r not in loose_key]
+            cls.crossed = tuple([r for r in route if r in loose_key])
 
-    def _solve_without(self, classes: list[_FlowClass], loose: set[int]) -> list[float] | None:
+    def _solve_without(
+        self, classes: list[_FlowClass], loose: Collection[int]
+    ) -> list[float] | None:
         """:meth:`_solve_leaving` of several classes, with the ``loose`` resources left out of
         their routes (most of what an optimistic solve's routes cross: the solver's work
         shrinks with them) and only checked after (against what the classes outside the
@@ -1127,7 +1132,7 @@ class FluidNetwork:
         loose_key = loose_keys.setdefault(loose_key, loose_key)
         for i, cls in enumerate(classes):
             if cls.cut_for is not loose_key:
-                self._cut(cls, loose, loose_key)
+                self._cut(cls, loose_key)
             routes.append(cls.kept)
             counts.append(len(cls.flows))
             caps_Bps.append(cls.cap_Bps)
