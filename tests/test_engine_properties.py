@@ -843,13 +843,16 @@ class _PathComparedNetwork(FluidNetwork):
 @dataclass(frozen=True)
 class Twins:
     """The network's C twins to run in place of its Python (none: the Python, as the tests
-    run): a ``ClassTable`` (its walk, solves, completion index, peaks and ledger)."""
+    run): a ``ClassTable`` (its walk, solves, clocks, completion index, peaks and ledger),
+    whose general settle is one call (``fused``) or the Python's steps calling the table's."""
 
     classes: Callable[[], ClassTable] | None = None
+    fused: bool = True
 
     def install(self, net: FluidNetwork) -> None:
         """Before the network's first class (the table is kept from its first class on)."""
         net.c_classes = None if self.classes is None else self.classes()
+        net.fused_settle = self.fused
 
 
 def _run_paths(
@@ -936,17 +939,19 @@ def _c_class_table() -> Callable[[], ClassTable]:
 
 @given(st.one_of(crowded_scenarios(), scenarios(max_xfers=24)))
 def test_the_c_class_table_gives_the_same_run(scenario: tuple[Topology, list[Xfer]]) -> None:
-    """The compiled engine's ``ClassTable`` (its walk, and its optimistic solve: route cuts,
-    solve and fill check in one) in place of the Python of ``_component`` and
-    ``_solve_without``: the same completions, rates, clocks, loads, peaks and recomputations
-    at every settle, and the components grow alike."""
+    """The compiled engine's ``ClassTable`` (its walk, its optimistic solve: route cuts,
+    solve and fill check in one, its re-time) in place of the Python of ``_component``,
+    ``_solve_without`` and ``_retime``, called step by step or as one ``settle``: the same
+    completions, rates, clocks, loads, peaks and recomputations at every settle, and the
+    components grow alike."""
     topo, xfers = scenario
-    twins = Twins(classes=_c_class_table())
     python, python_net = _run_paths(topo.capacities_Bps, xfers, fast_paths=True)
-    c, c_net = _run_paths(topo.capacities_Bps, xfers, fast_paths=True, twins=twins)
-    assert c == python
-    _assert_same_run(c_net, python_net)
-    assert c_net.grown == python_net.grown
+    for fused in (True, False):
+        twins = Twins(classes=_c_class_table(), fused=fused)
+        c, c_net = _run_paths(topo.capacities_Bps, xfers, fast_paths=True, twins=twins)
+        assert c == python
+        _assert_same_run(c_net, python_net)
+        assert c_net.grown == python_net.grown
 
 
 def _table_of(net: FluidNetwork) -> ClassTable:
@@ -1374,14 +1379,16 @@ def test_the_class_table_gives_the_same_run_where_components_grow() -> None:
     """Whole runs with the class table in place of the Python, on the instances where
     optimistic solves would fill loose resources: the same completions, rates, clocks, loads,
     peaks, carried bytes, busy times and recomputations at every settle, and the components
-    grow alike (the C optimistic solve reports the same filled resources)."""
-    twins = Twins(classes=_c_class_table())
+    grow alike (the C optimistic solve reports the same filled resources), with the table's
+    steps called one by one or as one ``settle``."""
     for capacities, xfers in _grown_component_cases():
         python, python_net = _run_paths(capacities, xfers, fast_paths=True)
-        c, c_net = _run_paths(capacities, xfers, fast_paths=True, twins=twins)
-        assert c == python
-        _assert_same_run(c_net, python_net)
-        assert c_net.grown == python_net.grown > 0
+        for fused in (True, False):
+            twins = Twins(classes=_c_class_table(), fused=fused)
+            c, c_net = _run_paths(capacities, xfers, fast_paths=True, twins=twins)
+            assert c == python
+            _assert_same_run(c_net, python_net)
+            assert c_net.grown == python_net.grown > 0
 
 
 def test_settle_fast_path_with_a_loose_resource_and_its_fallback() -> None:

@@ -658,6 +658,8 @@ typedef struct {
     double *left, *drawn;
     Py_ssize_t *loose_list;
     Arena arena; /* each solve's arrays */
+    /* resource indices and slots read from the arguments (emptied by each use) */
+    Slots changed, dirty, tight_res, loose_in, res_in, filled;
 } ClassTable;
 
 static int table_traverse(ClassTable *t, visitproc visit, void *arg) {
@@ -690,6 +692,8 @@ static void table_dealloc(ClassTable *t) {
     free(t->records);
     free(t->last_slots.items);
     free(t->walk_loose.items);
+    Slots *read[] = {&t->changed, &t->dirty, &t->tight_res, &t->loose_in, &t->res_in, &t->filled};
+    for (size_t i = 0; i < sizeof(read) / sizeof(read[0]); i++) free(read[i]->items);
     free(t->tight);
     free(t->by_check.items);
     free(t->by_next.items);
@@ -1044,15 +1048,126 @@ static PyObject *indices_list(const Py_ssize_t *items, Py_ssize_t n) {
     return out;
 }
 
+/* The resource indices of ``iterable`` (each checked to lie among ``n_res``, named ``name`` in
+ * the error) into ``out``, emptied first. Returns 0, or -1 with an exception set. */
+static int indices_of(PyObject *iterable, Py_ssize_t n_res, const char *name, Slots *out) {
+    out->len = 0;
+    PyObject *iter = PyObject_GetIter(iterable), *item;
+    if (!iter) return -1;
+    while ((item = PyIter_Next(iter))) {
+        Py_ssize_t r;
+        int bad = resource_index(item, n_res, name, &r);
+        Py_DECREF(item);
+        if (bad || slots_push(out, r) < 0) {
+            Py_DECREF(iter);
+            return -1;
+        }
+    }
+    Py_DECREF(iter);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* The classes of ``dirty_keys`` still in ``classes`` (a dict by key): their slots into
+ * t->changed and, where ``touched`` is a list, the classes appended to it (each once: the keys
+ * are a set). Returns 0, or -1 with an exception set. */
+static int changed_classes(ClassTable *t, PyObject *classes, PyObject *dirty_keys,
+                           PyObject *touched) {
+    t->changed.len = 0;
+    PyObject *iter = PyObject_GetIter(dirty_keys), *item;
+    if (!iter) return -1;
+    while ((item = PyIter_Next(iter))) {
+        PyObject *changed = PyDict_GetItemWithError(classes, item); /* borrowed */
+        Py_DECREF(item);
+        if (!changed) {
+            if (PyErr_Occurred()) break;
+            continue;
+        }
+        Record *rec = record_of(t, changed);
+        if (!rec || slots_push(&t->changed, rec - t->records) < 0 ||
+            (touched && PyList_Append(touched, changed) < 0))
+            break;
+    }
+    Py_DECREF(iter);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* The walk of table_component from the classes in t->changed and the resources in t->dirty,
+ * the resources of ``tight`` connecting however loose: the members by entry order into
+ * t->last_slots, the resources ascending into t->reached, the loose ones (in the order the walk
+ * met them) into t->walk_loose. Which classes and resources it takes does not depend on the
+ * order it goes in, so it marks what it took with its number (in the classes' records and the
+ * table's per-resource stamps, so nothing is cleared between walks) and sorts at the end.
+ * Returns 0, or -1 with an exception set. */
+static int walk(ClassTable *t, PyObject *load, PyObject *room_Bps, PyObject *uncapped,
+                PyObject *demand, int optimistic, const Slots *tight) {
+    Py_ssize_t n_res = PyList_GET_SIZE(load);
+    Slots *members = &t->last_slots, *stack = &t->stack, *visited = &t->reached;
+    Slots *walk_loose = &t->walk_loose;
+    members->len = stack->len = visited->len = walk_loose->len = 0;
+    t->walks++;
+    for (Py_ssize_t k = 0; k < tight->len; k++) t->tight[tight->items[k]] = t->walks;
+    for (Py_ssize_t k = 0; k < t->changed.len; k++) {
+        if (take(t, t->changed.items[k], members, n_res, 1) < 0) return -1;
+    }
+    for (Py_ssize_t k = 0; k < t->dirty.len; k++) {
+        Py_ssize_t r = t->dirty.items[k];
+        if (t->seeded[r] != t->walks) {
+            t->seeded[r] = t->walks;
+            if (slots_push(stack, r) < 0) return -1;
+        }
+    }
+    while (stack->len) {
+        Py_ssize_t r = stack->items[--stack->len];
+        if (t->visited[r] == t->walks) continue;
+        t->visited[r] = t->walks;
+        if (slots_push(visited, r) < 0) return -1;
+        double room, load_r, demand_r;
+        if (float_at(room_Bps, r, &room) < 0 || float_at(load, r, &load_r) < 0) return -1;
+        int below = load_r < room;
+        int none_uncapped = PyObject_Not(PyList_GET_ITEM(uncapped, r));
+        if (none_uncapped < 0) return -1;
+        if (none_uncapped) {
+            if (float_at(demand, r, &demand_r) < 0) return -1;
+            if (demand_r <= room && (below || t->seeded[r] != t->walks))
+                continue; /* cannot saturate: its capacity is never in question */
+        }
+        Slots *sharers = r < t->n_users ? &t->users[r] : NULL;
+        if (!sharers || !sharers->len) continue; /* no class crosses it */
+        if (optimistic && below && sharers->len > 1 && t->tight[r] != t->walks) {
+            if (slots_push(walk_loose, r) < 0) return -1; /* loose: visited once */
+            continue;
+        }
+        for (Py_ssize_t i = 0; i < sharers->len; i++) {
+            if (take(t, sharers->items[i], members, n_res, 0) < 0) return -1;
+        }
+    }
+    sort_slots(members->items, members->len, t->records);
+    sort_indices(visited->items, visited->len);
+    return 0;
+}
+
+/* Whether the per-resource lists ``lists`` (``n`` of them) are lists of one length, into
+ * *n_res. Returns 0, or -1 with an exception set. */
+static int per_resource(PyObject *const *lists, int n, Py_ssize_t *n_res) {
+    for (int i = 0; i < n; i++) {
+        if (!PyList_Check(lists[i])) {
+            PyErr_SetString(PyExc_TypeError, "each per-resource argument must be a list");
+            return -1;
+        }
+        if (PyList_GET_SIZE(lists[i]) != PyList_GET_SIZE(lists[0])) {
+            PyErr_SetString(PyExc_ValueError, "the per-resource lists differ in length");
+            return -1;
+        }
+    }
+    *n_res = PyList_GET_SIZE(lists[0]);
+    return 0;
+}
+
 /* component(classes, dirty_keys, dirty_res, load_Bps, room_Bps, uncapped, demand, optimistic,
  * tight): fluid.FluidNetwork._component (see its docstring) over this table and the network's
- * own containers: the same classes in the same (entry) order, the same resources ascending,
- * the same changed classes (a list) and the same loose resources (a list, in the order the walk
- * met them; solve_without reads them from the table when given this list). Which classes and
- * resources the
- * walk takes does not depend on the order it goes in, so it marks what it took with its number
- * (in the classes' records and the table's per-resource stamps, so nothing is cleared between
- * walks) and sorts at the end. */
+ * own containers (walk): the same classes in the same (entry) order, the same resources
+ * ascending, the same changed classes (a list) and the same loose resources (a list, in the
+ * order the walk met them; solve_without reads them from the table when given this list). */
 static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 9) {
         PyErr_SetString(PyExc_TypeError,
@@ -1065,125 +1180,46 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
     PyObject *tight = args[8];
     int optimistic = PyObject_IsTrue(args[7]);
     if (optimistic < 0) return NULL;
-    if (!PyDict_Check(classes) || !PyList_Check(load) || !PyList_Check(room_Bps) ||
-        !PyList_Check(uncapped) || !PyList_Check(demand) || !PyAnySet_Check(tight)) {
+    if (!PyDict_Check(classes) || !PyAnySet_Check(tight)) {
         PyErr_SetString(PyExc_TypeError,
-                        "component needs a dict of classes, lists per resource and a set of "
-                        "tight resources");
+                        "component needs a dict of classes and a set of tight resources");
         return NULL;
     }
-    Py_ssize_t n_res = PyList_GET_SIZE(load);
-    if (PyList_GET_SIZE(room_Bps) != n_res || PyList_GET_SIZE(uncapped) != n_res ||
-        PyList_GET_SIZE(demand) != n_res) {
-        PyErr_SetString(PyExc_ValueError, "the per-resource lists differ in length");
-        return NULL;
-    }
-    PyObject *touched = NULL, *loose = NULL, *iter = NULL, *item = NULL;
-    PyObject *member_list = NULL, *resource_list = NULL, *out = NULL;
-    /* the walk's buffers are the table's, emptied (the last walk's members too: solve_without
-     * has taken them by now) */
-    Slots members = t->last_slots, *stack = &t->stack, *visited = &t->reached;
-    Slots *walk_loose = &t->walk_loose;
-    t->last_slots = (Slots){NULL, 0, 0};
+    Py_ssize_t n_res;
+    if (per_resource(args + 3, 4, &n_res) < 0) return NULL;
+    PyObject *touched = NULL, *loose = NULL, *member_list = NULL, *resource_list = NULL;
+    PyObject *out = NULL;
     Py_CLEAR(t->last_members);
     Py_CLEAR(t->last_loose);
-    members.len = stack->len = visited->len = walk_loose->len = 0;
-    if (table_scratch(t, n_res) < 0) goto done;
-    t->walks++;
-    if (!(iter = PyObject_GetIter(tight))) goto done; /* marked: a test per loose resource */
-    while ((item = PyIter_Next(iter))) {
-        Py_ssize_t r;
-        int bad = resource_index(item, n_res, "load_Bps", &r);
-        Py_CLEAR(item);
-        if (bad) goto done;
-        t->tight[r] = t->walks;
-    }
-    Py_CLEAR(iter);
-    if (PyErr_Occurred()) goto done;
-
-    touched = PyList_New(0);
-    if (!touched || !(iter = PyObject_GetIter(dirty_keys))) goto done;
-    while ((item = PyIter_Next(iter))) {
-        PyObject *changed = PyDict_GetItemWithError(classes, item); /* borrowed */
-        Py_CLEAR(item);
-        if (!changed) {
-            if (PyErr_Occurred()) goto done;
-            continue;
-        }
-        if (PyList_Append(touched, changed) < 0) goto done; /* each once: the keys are a set */
-        Record *rec = record_of(t, changed);
-        if (!rec) goto done;
-        if (take(t, rec - t->records, &members, n_res, 1) < 0) goto done;
-    }
-    Py_CLEAR(iter);
-    if (PyErr_Occurred() || !(iter = PyObject_GetIter(dirty_res))) goto done;
-    while ((item = PyIter_Next(iter))) {
-        Py_ssize_t r;
-        int bad = resource_index(item, n_res, "load_Bps", &r);
-        Py_CLEAR(item);
-        if (bad) goto done;
-        if (t->seeded[r] != t->walks) {
-            t->seeded[r] = t->walks;
-            if (slots_push(stack, r) < 0) goto done;
-        }
-    }
-    Py_CLEAR(iter);
-    if (PyErr_Occurred()) goto done;
-
-    while (stack->len) {
-        Py_ssize_t r = stack->items[--stack->len];
-        if (t->visited[r] == t->walks) continue;
-        t->visited[r] = t->walks;
-        if (slots_push(visited, r) < 0) goto done;
-        double room, load_r, demand_r;
-        if (float_at(room_Bps, r, &room) < 0 || float_at(load, r, &load_r) < 0) goto done;
-        int below = load_r < room;
-        int none_uncapped = PyObject_Not(PyList_GET_ITEM(uncapped, r));
-        if (none_uncapped < 0) goto done;
-        if (none_uncapped) {
-            if (float_at(demand, r, &demand_r) < 0) goto done;
-            if (demand_r <= room && (below || t->seeded[r] != t->walks))
-                continue; /* cannot saturate: its capacity is never in question */
-        }
-        Slots *sharers = r < t->n_users ? &t->users[r] : NULL;
-        if (!sharers || !sharers->len) continue; /* no class crosses it */
-        if (optimistic && below && sharers->len > 1 && t->tight[r] != t->walks) {
-            if (slots_push(walk_loose, r) < 0) goto done; /* loose: visited once */
-            continue;
-        }
-        for (Py_ssize_t i = 0; i < sharers->len; i++) {
-            if (take(t, sharers->items[i], &members, n_res, 0) < 0) goto done;
-        }
-    }
-    sort_slots(members.items, members.len, t->records);
-    sort_indices(visited->items, visited->len);
-    if (!(member_list = PyList_New(members.len))) goto done;
-    for (Py_ssize_t i = 0; i < members.len; i++) {
-        PyObject *cls = t->records[members.items[i]].cls;
+    if (table_scratch(t, n_res) < 0 || indices_of(tight, n_res, "load_Bps", &t->tight_res) < 0)
+        return NULL;
+    if (!(touched = PyList_New(0))) return NULL;
+    if (changed_classes(t, classes, dirty_keys, touched) < 0 ||
+        indices_of(dirty_res, n_res, "load_Bps", &t->dirty) < 0 ||
+        walk(t, load, room_Bps, uncapped, demand, optimistic, &t->tight_res) < 0)
+        goto done;
+    Slots *members = &t->last_slots;
+    if (!(member_list = PyList_New(members->len))) goto done;
+    for (Py_ssize_t i = 0; i < members->len; i++) {
+        PyObject *cls = t->records[members->items[i]].cls;
         Py_INCREF(cls);
         PyList_SET_ITEM(member_list, i, cls);
     }
-    /* for solve_without, which takes this list next: its slots without reading each class */
-    Py_INCREF(member_list);
-    t->last_members = member_list;
-    if (!(resource_list = indices_list(visited->items, visited->len))) goto done;
-    /* for solve_without, which takes this list next: its resources without reading them */
-    if (!(loose = indices_list(walk_loose->items, walk_loose->len))) goto done;
-    Py_INCREF(loose);
-    t->last_loose = loose;
+    if (!(resource_list = indices_list(t->reached.items, t->reached.len)) ||
+        !(loose = indices_list(t->walk_loose.items, t->walk_loose.len)))
+        goto done;
     out = PyTuple_Pack(4, member_list, resource_list, touched, loose);
+    if (out) { /* for the solve and re-time that take these lists next: read from the table */
+        Py_INCREF(member_list);
+        t->last_members = member_list;
+        Py_INCREF(loose);
+        t->last_loose = loose;
+    }
 done:
-    Py_XDECREF(iter);
-    Py_XDECREF(item);
     Py_XDECREF(member_list);
     Py_XDECREF(resource_list);
     Py_XDECREF(touched);
     Py_XDECREF(loose);
-    t->last_slots = members; /* its buffer kept for the next walk */
-    if (!out) {
-        Py_CLEAR(t->last_members);
-        Py_CLEAR(t->last_loose);
-    }
     return out;
 }
 
@@ -1209,83 +1245,41 @@ static int member_slots(ClassTable *t, PyObject *members, Py_ssize_t *slots) {
     return 0;
 }
 
-/* solve_without(members, capacity_Bps, load_Bps, loose, gone_routes, gone_loads_Bps,
- * with_loose): fluid.FluidNetwork._solve_without (its _cut and its _fills in one) over this
- * table's routes, caps, flow counts and standing contributions: see the method's docstring.
- * With ``with_loose``, the solve of _solve_leaving's general path instead: the loose resources
- * stay in the routes, each at what the classes outside leave of it (its capacity less their
- * draw, at least 0), and the same fill check. */
-static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError,
-                        "solve_without(members, capacity_Bps, load_Bps, loose, gone_routes, "
-                        "gone_loads_Bps, with_loose)");
-        return NULL;
-    }
-    int with_loose = PyObject_IsTrue(args[6]);
-    if (with_loose < 0) return NULL;
-    PyObject *members = args[0], *capacity = args[1], *load = args[2], *loose_set = args[3];
-    PyObject *gone_routes = args[4], *gone_own = args[5];
-    if (!PyList_Check(members) || !PyList_Check(capacity) || !PyList_Check(load)) {
-        PyErr_SetString(PyExc_TypeError, "solve_without needs lists of members and per resource");
-        return NULL;
-    }
-    Py_ssize_t n_cap = PyList_GET_SIZE(capacity), n = PyList_GET_SIZE(members), n_loose = 0;
-    if (PyList_GET_SIZE(load) != n_cap) {
-        PyErr_SetString(PyExc_ValueError, "the per-resource lists differ in length");
-        return NULL;
-    }
-    if (table_scratch(t, n_cap) < 0) return NULL;
-    PyObject *out = NULL, *filled = NULL, *rates_out = NULL, *iter = NULL, *item = NULL;
-    PyObject *gone_fast = NULL, *gone_own_fast = NULL;
+/* table_solve_without's solve over C arrays: the members in ``slots``, the ``loose``
+ * resources (``n_given`` of them, repeats allowed), the gone classes' routes and standing
+ * contributions (sequences of one length), into ``rates``; the loose resources the rates would
+ * fill into t->filled. Returns 0, or -1 with an exception set. */
+static int solve_slots(ClassTable *t, const Py_ssize_t *slots, Py_ssize_t n, PyObject *capacity,
+                       PyObject *load, const Py_ssize_t *loose, Py_ssize_t n_given,
+                       PyObject *gone_fast, PyObject *gone_own_fast, int with_loose,
+                       double *rates) {
+    Py_ssize_t n_cap = PyList_GET_SIZE(capacity), n_loose = 0;
     Arena *arena = &t->arena;
-    Py_ssize_t *slots = arena_take(arena, sizeof(Py_ssize_t) * (size_t)(n + 1));
-    double *own = arena_take(arena, sizeof(double) * (size_t)(n + 1));
-    double *rates = arena_take(arena, sizeof(double) * (size_t)(n + 1));
     char *is_loose = t->is_loose;
     double *left = t->left, *drawn = t->drawn;
     Py_ssize_t *loose_list = t->loose_list;
+    int status = -1;
     Problem p;
     memset(&p, 0, sizeof(p));
     p.arena = arena;
-    if (!slots || !own || !rates) {
+    t->filled.len = 0;
+    double *own = arena_take(arena, sizeof(double) * (size_t)(n + 1));
+    if (!own) {
         PyErr_NoMemory();
         goto done;
     }
-    if (member_slots(t, members, slots) < 0) goto done;
-    gone_fast = PySequence_Fast(gone_routes, "gone_routes must be a sequence");
-    gone_own_fast = PySequence_Fast(gone_own, "gone_loads_Bps must be a sequence");
-    if (!gone_fast || !gone_own_fast) goto done;
-    if (PySequence_Fast_GET_SIZE(gone_own_fast) < PySequence_Fast_GET_SIZE(gone_fast)) {
-        PyErr_SetString(PyExc_IndexError, "solve_without: a list is shorter than it must be");
-        goto done;
-    }
-    /* outside: each loose resource's load, less the standing contributions taken off below;
-     * the last walk's loose resources read from the table where they are the ones given */
-    const Slots *walked = loose_set == t->last_loose ? &t->walk_loose : NULL;
-    if (!walked && !(iter = PyObject_GetIter(loose_set))) goto done;
-    for (Py_ssize_t k = 0;; k++) {
-        Py_ssize_t r;
-        if (walked) {
-            if (k == walked->len) break;
-            r = walked->items[k];
-            if (r >= n_cap) {
-                PyErr_Format(PyExc_IndexError, "resource %zd is not in capacity_Bps", r);
-                goto done;
-            }
-        } else {
-            if (!(item = PyIter_Next(iter))) break;
-            int bad = resource_index(item, n_cap, "capacity_Bps", &r);
-            Py_CLEAR(item);
-            if (bad) goto done;
+    /* outside: each loose resource's load, less the standing contributions taken off below */
+    for (Py_ssize_t k = 0; k < n_given; k++) {
+        Py_ssize_t r = loose[k];
+        if (r < 0 || r >= n_cap) {
+            PyErr_Format(PyExc_IndexError, "resource %zd is not in capacity_Bps", r);
+            goto done;
         }
         if (is_loose[r]) continue;
         is_loose[r] = 1;
         loose_list[n_loose++] = r;
-        left[r] = PyFloat_AsDouble(PyList_GET_ITEM(load, r));
-        if (left[r] == -1.0 && PyErr_Occurred()) goto done;
+        if (float_at(load, r, &left[r]) < 0) goto done;
     }
-    if (PyErr_Occurred()) goto done;
     /* the problem from the records: flows, caps, whole routes and standing contributions,
      * class after class */
     Py_ssize_t total = 0;
@@ -1332,8 +1326,8 @@ static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ss
     if (with_loose) { /* each loose resource at what is left of it: max(capacity - drawn, 0.0) */
         for (Py_ssize_t k = 0; k < n_loose; k++) {
             Py_ssize_t r = loose_list[k];
-            double capacity_r = PyFloat_AsDouble(PyList_GET_ITEM(capacity, r));
-            if (capacity_r == -1.0 && PyErr_Occurred()) goto done;
+            double capacity_r;
+            if (float_at(capacity, r, &capacity_r) < 0) goto done;
             double cut = capacity_r - left[r];
             drawn[r] = 0.0 > cut ? 0.0 : cut; /* scratch until the fill check below */
         }
@@ -1352,21 +1346,76 @@ static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ss
             if (is_loose[r]) drawn[r] = drawn[r] + d;
         }
     }
-    if (!(filled = PyList_New(0))) goto done;
     for (Py_ssize_t k = 0; k < n_loose; k++) {
         Py_ssize_t r = loose_list[k];
-        double capacity_r = PyFloat_AsDouble(PyList_GET_ITEM(capacity, r));
-        if (capacity_r == -1.0 && PyErr_Occurred()) goto done;
+        double capacity_r;
+        if (float_at(capacity, r, &capacity_r) < 0) goto done;
         double d = drawn[r];
-        if (d > 0 && d >= (capacity_r - left[r]) * SLACK_REL) {
-            PyObject *index = PyLong_FromSsize_t(r);
-            if (!index || PyList_Append(filled, index) < 0) {
-                Py_XDECREF(index);
-                goto done;
-            }
-            Py_DECREF(index);
-        }
+        if (d > 0 && d >= (capacity_r - left[r]) * SLACK_REL && slots_push(&t->filled, r) < 0)
+            goto done;
     }
+    status = 0;
+done:
+    for (Py_ssize_t k = 0; k < n_loose; k++) is_loose[loose_list[k]] = 0;
+    return status;
+}
+
+/* The gone classes' routes and standing contributions as fast sequences of one length, into
+ * *routes and *own (new references). Returns 0, or -1 with an exception set. */
+static int gone_lists(PyObject *gone_routes, PyObject *gone_own, PyObject **routes,
+                      PyObject **own) {
+    *routes = PySequence_Fast(gone_routes, "gone_routes must be a sequence");
+    *own = PySequence_Fast(gone_own, "gone_loads_Bps must be a sequence");
+    if (*routes && *own && PySequence_Fast_GET_SIZE(*own) >= PySequence_Fast_GET_SIZE(*routes))
+        return 0;
+    if (*routes && *own)
+        PyErr_SetString(PyExc_IndexError, "solve_without: a list is shorter than it must be");
+    Py_CLEAR(*routes);
+    Py_CLEAR(*own);
+    return -1;
+}
+
+/* solve_without(members, capacity_Bps, load_Bps, loose, gone_routes, gone_loads_Bps,
+ * with_loose): fluid.FluidNetwork._solve_without (its _cut and its _fills in one) over this
+ * table's routes, caps, flow counts and standing contributions: see the method's docstring.
+ * With ``with_loose``, the solve of _solve_leaving's general path instead: the loose resources
+ * stay in the routes, each at what the classes outside leave of it (its capacity less their
+ * draw, at least 0), and the same fill check. The last walk's members and loose resources are
+ * read from the table where they are the lists it returned. */
+static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "solve_without(members, capacity_Bps, load_Bps, loose, gone_routes, "
+                        "gone_loads_Bps, with_loose)");
+        return NULL;
+    }
+    int with_loose = PyObject_IsTrue(args[6]);
+    if (with_loose < 0) return NULL;
+    PyObject *members = args[0], *capacity = args[1], *loose_set = args[3];
+    Py_ssize_t n_cap;
+    if (!PyList_Check(members)) {
+        PyErr_SetString(PyExc_TypeError, "solve_without needs a list of members");
+        return NULL;
+    }
+    if (per_resource(args + 1, 2, &n_cap) < 0 || table_scratch(t, n_cap) < 0) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(members);
+    PyObject *out = NULL, *filled = NULL, *rates_out = NULL, *gone_fast = NULL, *own = NULL;
+    Py_ssize_t *slots = arena_take(&t->arena, sizeof(Py_ssize_t) * (size_t)(n + 1));
+    double *rates = arena_take(&t->arena, sizeof(double) * (size_t)(n + 1));
+    if (!slots || !rates) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const Slots *loose = &t->walk_loose;
+    if (loose_set != t->last_loose) {
+        if (indices_of(loose_set, n_cap, "capacity_Bps", &t->loose_in) < 0) goto done;
+        loose = &t->loose_in;
+    }
+    if (member_slots(t, members, slots) < 0 || gone_lists(args[4], args[5], &gone_fast, &own) < 0 ||
+        solve_slots(t, slots, n, capacity, args[2], loose->items, loose->len, gone_fast, own,
+                    with_loose, rates) < 0 ||
+        !(filled = indices_list(t->filled.items, t->filled.len)))
+        goto done;
     if (PyList_GET_SIZE(filled)) {
         rates_out = Py_None;
         Py_INCREF(rates_out);
@@ -1375,66 +1424,51 @@ static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ss
     }
     out = PyTuple_Pack(2, rates_out, filled);
 done:
-    for (Py_ssize_t k = 0; k < n_loose; k++) is_loose[loose_list[k]] = 0;
-    Py_XDECREF(iter);
-    Py_XDECREF(item);
     Py_XDECREF(rates_out);
     Py_XDECREF(filled);
     Py_XDECREF(gone_fast);
-    Py_XDECREF(gone_own_fast);
-    arena_reset(arena);
+    Py_XDECREF(own);
+    arena_reset(&t->arena);
     return out;
 }
 
-/* peaks(resources, load_Bps, peak_Bps): fluid.FluidNetwork._retime_end's peaks (a resource
- * no registered class crosses has its load zeroed, rounding residue included; any other's peak
- * rises to its load), reading this table's classes per resource where the Python reads
- * _users. */
-static PyObject *table_peaks(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "peaks(resources, load_Bps, peak_Bps)");
-        return NULL;
-    }
-    PyObject *load = args[1], *peak = args[2];
-    if (!PyList_Check(load) || !PyList_Check(peak)) {
-        PyErr_SetString(PyExc_TypeError, "peaks needs lists of loads and peaks");
-        return NULL;
-    }
-    Py_ssize_t n_res = PyList_GET_SIZE(load);
-    if (PyList_GET_SIZE(peak) != n_res) {
-        PyErr_SetString(PyExc_ValueError, "the per-resource lists differ in length");
-        return NULL;
-    }
-    PyObject *fast = PySequence_Fast(args[0], "resources must be iterable");
-    if (!fast) return NULL;
-    PyObject *zero = NULL;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); i++) {
-        Py_ssize_t r;
-        if (resource_index(PySequence_Fast_GET_ITEM(fast, i), n_res, "load_Bps", &r) < 0)
-            goto fail;
+/* _retime_end's peaks over the ``n`` resources ``res``: a resource no registered class crosses
+ * has its load zeroed (rounding residue included); any other's peak rises to its load.
+ * Returns 0, or -1 with an exception set. */
+static int peaks_at(ClassTable *t, const Py_ssize_t *res, Py_ssize_t n, PyObject *load,
+                    PyObject *peak) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t r = res[i];
         PyObject *now = PyList_GET_ITEM(load, r);
         if (r >= t->n_users || !t->users[r].len) {
-            if (!zero && !(zero = PyFloat_FromDouble(0.0))) goto fail;
-            Py_INCREF(zero);
+            PyObject *zero = PyFloat_FromDouble(0.0);
+            if (!zero) return -1;
             PyList_SetItem(load, r, zero); /* no flows left: no rounding residue either */
             continue;
         }
-        double now_Bps = PyFloat_AsDouble(now);
-        if (now_Bps == -1.0 && PyErr_Occurred()) goto fail;
-        double peak_Bps = PyFloat_AsDouble(PyList_GET_ITEM(peak, r));
-        if (peak_Bps == -1.0 && PyErr_Occurred()) goto fail;
+        double now_Bps, peak_Bps;
+        if (float_at(load, r, &now_Bps) < 0 || float_at(peak, r, &peak_Bps) < 0) return -1;
         if (now_Bps > peak_Bps) {
             Py_INCREF(now);
             PyList_SetItem(peak, r, now);
         }
     }
-    Py_XDECREF(zero);
-    Py_DECREF(fast);
+    return 0;
+}
+
+/* peaks(resources, load_Bps, peak_Bps): fluid.FluidNetwork._retime_end's peaks (peaks_at),
+ * reading this table's classes per resource where the Python reads _users. */
+static PyObject *table_peaks(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "peaks(resources, load_Bps, peak_Bps)");
+        return NULL;
+    }
+    Py_ssize_t n_res;
+    if (per_resource(args + 1, 2, &n_res) < 0 ||
+        indices_of(args[0], n_res, "load_Bps", &t->res_in) < 0 ||
+        peaks_at(t, t->res_in.items, t->res_in.len, args[1], args[2]) < 0)
+        return NULL;
     Py_RETURN_NONE;
-fail:
-    Py_XDECREF(zero);
-    Py_DECREF(fast);
-    return NULL;
 }
 
 /* retimed(slot, check_s, next_s, load_Bps): the class in ``slot`` was re-timed
@@ -1525,45 +1559,17 @@ static PyObject *table_rerate(ClassTable *t, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
-/* retime(members, rates, touched, now, load_Bps): fluid.FluidNetwork._retime's loop over a
- * settle's members (the list the last walk returned, or any classes the table holds) at their
- * new rates: each one's standing contribution moved on load_Bps (along its whole route), and
- * the classes whose rate changed, or that are in ``touched`` (their flows changed), re-timed. */
-static PyObject *table_retime(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "retime(members, rates, touched, now, load_Bps)");
-        return NULL;
-    }
-    PyObject *members = args[0], *rates = args[1], *touched = args[2], *load = args[4];
-    if (!PyList_Check(members) || !PyList_Check(rates) || !PyList_Check(touched) ||
-        !PyList_Check(load)) {
-        PyErr_SetString(PyExc_TypeError, "retime needs lists of members, rates, touched, loads");
-        return NULL;
-    }
-    double now = PyFloat_AsDouble(args[3]);
-    if (now == -1.0 && PyErr_Occurred()) return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(members), n_res = PyList_GET_SIZE(load);
-    if (PyList_GET_SIZE(rates) != n) {
-        PyErr_SetString(PyExc_ValueError, "retime needs a rate per member");
-        return NULL;
-    }
-    PyObject *out = NULL;
-    Py_ssize_t *slots = arena_take(&t->arena, sizeof(Py_ssize_t) * (size_t)(n + 1));
-    if (!slots) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (member_slots(t, members, slots) < 0) goto done;
-    unsigned long long mark = ++t->walks; /* the touched ones: every one is a member */
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(touched); i++) {
-        Record *rec = record_of(t, PyList_GET_ITEM(touched, i));
-        if (!rec) goto done;
-        rec->walk = mark;
-    }
+/* _retime's loop over the ``n`` members in ``slots`` at ``rates``: each one's standing
+ * contribution moved on ``load`` (along its whole route), and the classes whose rate changed,
+ * or whose record carries ``touched`` (their flows changed), re-timed. Returns 0, or -1 with an
+ * exception set. */
+static int retime_slots(ClassTable *t, const Py_ssize_t *slots, Py_ssize_t n,
+                        const double *rates, unsigned long long touched, double now,
+                        PyObject *load) {
+    Py_ssize_t n_res = PyList_GET_SIZE(load);
     for (Py_ssize_t i = 0; i < n; i++) {
         Record *rec = &t->records[slots[i]];
-        double rate = PyFloat_AsDouble(PyList_GET_ITEM(rates, i));
-        if (rate == -1.0 && PyErr_Occurred()) goto done;
+        double rate = rates[i];
         double contribution = rate * (double)PyList_GET_SIZE(rec->flows);
         if (contribution != rec->load) {
             double delta = contribution - rec->load;
@@ -1572,19 +1578,61 @@ static PyObject *table_retime(ClassTable *t, PyObject *const *args, Py_ssize_t n
                 double load_r;
                 if (r >= n_res) {
                     PyErr_Format(PyExc_IndexError, "resource %zd is not in load_Bps", r);
-                    goto done;
+                    return -1;
                 }
-                if (float_at(load, r, &load_r) < 0) goto done;
+                if (float_at(load, r, &load_r) < 0) return -1;
                 PyObject *moved = PyFloat_FromDouble(load_r + delta);
-                if (!moved) goto done;
+                if (!moved) return -1;
                 PyList_SetItem(load, r, moved); /* steals it, drops the old one */
             }
             rec->load = contribution;
         }
-        if (rate == rec->rate && rec->walk != mark) continue; /* its completion time stands */
+        if (rate == rec->rate && rec->walk != touched) continue; /* its completion time stands */
         if (rate != rec->rate) record_set_rate(rec, rate, now);
-        if (record_retime(t, rec, now) < 0) goto done;
+        if (record_retime(t, rec, now) < 0) return -1;
     }
+    return 0;
+}
+
+/* retime(members, rates, touched, now, load_Bps): fluid.FluidNetwork._retime's loop
+ * (retime_slots) over a settle's members (the list the last walk returned, or any classes the
+ * table holds) at their new rates, the classes of ``touched`` (every one a member) marked. */
+static PyObject *table_retime(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "retime(members, rates, touched, now, load_Bps)");
+        return NULL;
+    }
+    PyObject *members = args[0], *rate_list = args[1], *touched = args[2], *load = args[4];
+    if (!PyList_Check(members) || !PyList_Check(rate_list) || !PyList_Check(touched) ||
+        !PyList_Check(load)) {
+        PyErr_SetString(PyExc_TypeError, "retime needs lists of members, rates, touched, loads");
+        return NULL;
+    }
+    double now = PyFloat_AsDouble(args[3]);
+    if (now == -1.0 && PyErr_Occurred()) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(members);
+    if (PyList_GET_SIZE(rate_list) != n) {
+        PyErr_SetString(PyExc_ValueError, "retime needs a rate per member");
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Py_ssize_t *slots = arena_take(&t->arena, sizeof(Py_ssize_t) * (size_t)(n + 1));
+    double *rates = arena_take(&t->arena, sizeof(double) * (size_t)(n + 1));
+    if (!slots || !rates) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (float_at(rate_list, i, &rates[i]) < 0) goto done;
+    }
+    if (member_slots(t, members, slots) < 0) goto done;
+    unsigned long long mark = ++t->walks;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(touched); i++) {
+        Record *rec = record_of(t, PyList_GET_ITEM(touched, i));
+        if (!rec) goto done;
+        rec->walk = mark;
+    }
+    if (retime_slots(t, slots, n, rates, mark, now, load) < 0) goto done;
     out = Py_None;
     Py_INCREF(out);
 done:
@@ -1702,8 +1750,27 @@ done:
     return out;
 }
 
-/* flush(resources, now, load_Bps): fluid.FluidNetwork._flush on this table's ledger (each
- * resource's carried bytes and busy time brought up to now at its load): the same doubles. */
+/* _flush over the ``n`` resources ``res``: each one's carried bytes and busy time brought up
+ * to ``now`` at its load, on this table's ledger. Returns 0, or -1 with an exception set. */
+static int flush_at(ClassTable *t, const Py_ssize_t *res, Py_ssize_t n, double now,
+                    PyObject *load) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t r = res[i];
+        double dt = now - t->since[r];
+        if (!(dt > 0)) continue;
+        double load_r;
+        if (float_at(load, r, &load_r) < 0) return -1;
+        if (load_r > 0) {
+            t->carried[r] = t->carried[r] + load_r * dt;
+            t->busy[r] = t->busy[r] + dt;
+        }
+        t->since[r] = now;
+    }
+    return 0;
+}
+
+/* flush(resources, now, load_Bps): fluid.FluidNetwork._flush on this table's ledger
+ * (flush_at): the same doubles. */
 static PyObject *table_flush(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "flush(resources, now, load_Bps)");
@@ -1714,32 +1781,149 @@ static PyObject *table_flush(ClassTable *t, PyObject *const *args, Py_ssize_t na
         PyErr_SetString(PyExc_TypeError, "flush needs a float time and a list of loads");
         return NULL;
     }
-    double now = PyFloat_AS_DOUBLE(args[1]);
     Py_ssize_t n_res = PyList_GET_SIZE(load);
-    if (table_scratch(t, n_res) < 0) return NULL;
-    PyObject *fast = PySequence_Fast(args[0], "resources must be iterable");
-    if (!fast) return NULL;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); i++) {
-        Py_ssize_t r;
-        if (resource_index(PySequence_Fast_GET_ITEM(fast, i), n_res, "load_Bps", &r) < 0) {
-            Py_DECREF(fast);
-            return NULL;
-        }
-        double dt = now - t->since[r];
-        if (!(dt > 0)) continue;
-        double load_r;
-        if (float_at(load, r, &load_r) < 0) {
-            Py_DECREF(fast);
-            return NULL;
-        }
-        if (load_r > 0) {
-            t->carried[r] = t->carried[r] + load_r * dt;
-            t->busy[r] = t->busy[r] + dt;
-        }
-        t->since[r] = now;
-    }
-    Py_DECREF(fast);
+    if (table_scratch(t, n_res) < 0 || indices_of(args[0], n_res, "load_Bps", &t->res_in) < 0 ||
+        flush_at(t, t->res_in.items, t->res_in.len, PyFloat_AS_DOUBLE(args[1]), load) < 0)
+        return NULL;
     Py_RETURN_NONE;
+}
+
+/* _retime_begin's: each gone class's standing contribution (``own``) taken off ``load`` along
+ * its route (``routes``), class after class. Returns 0, or -1 with an exception set. */
+static int take_gone(PyObject *routes, PyObject *own, PyObject *load) {
+    Py_ssize_t n_res = PyList_GET_SIZE(load);
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(routes); i++) {
+        double amount = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(own, i));
+        if (amount == -1.0 && PyErr_Occurred()) return -1;
+        PyObject *route = PySequence_Fast(PySequence_Fast_GET_ITEM(routes, i),
+                                          "each route must be a sequence");
+        if (!route) return -1;
+        for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(route); k++) {
+            Py_ssize_t r;
+            double load_r;
+            PyObject *less = NULL;
+            if (resource_index(PySequence_Fast_GET_ITEM(route, k), n_res, "load_Bps", &r) < 0 ||
+                float_at(load, r, &load_r) < 0 || !(less = PyFloat_FromDouble(load_r - amount))) {
+                Py_DECREF(route);
+                return -1;
+            }
+            PyList_SetItem(load, r, less);
+        }
+        Py_DECREF(route);
+    }
+    return 0;
+}
+
+/* The rates of _solve (nothing loose) for the ``n`` members in ``slots`` into ``rates``: one
+ * class crossing each resource once in closed form (its cap, or its route's least capacity
+ * over its flows, as _solve computes it), more in a solve; *solves counts the solves as
+ * _solve does. Returns 0, or -1 with an exception set. */
+static int solve_tight(ClassTable *t, const Py_ssize_t *slots, Py_ssize_t n, PyObject *capacity,
+                       PyObject *load, PyObject *gone_fast, PyObject *gone_own,
+                       double *rates, long *solves) {
+    if (n == 1 && t->records[slots[0]].len == t->records[slots[0]].len_full) {
+        const Record *rec = &t->records[slots[0]];
+        double share = rec->cap, n_flows = (double)PyList_GET_SIZE(rec->flows);
+        for (Py_ssize_t k = 0; k < rec->len_full; k++) {
+            double capacity_r;
+            if (float_at(capacity, rec->full[k], &capacity_r) < 0) return -1;
+            if (capacity_r / n_flows < share) share = capacity_r / n_flows;
+        }
+        *solves += 1;
+        rates[0] = share;
+        return 0;
+    }
+    if (!n) return 0;
+    *solves += 1;
+    return solve_slots(t, slots, n, capacity, load, NULL, 0, gone_fast, gone_own, 0, rates);
+}
+
+/* settle(classes, dirty_keys, dirty_res, capacity_Bps, load_Bps, room_Bps, uncapped, demand,
+ * gone_routes, gone_loads_Bps, now, peak_Bps) -> (solves, grown): fluid.FluidNetwork._settle's
+ * general path (with fast_paths and grow_components, no tracing) in one call over this table:
+ * the optimistic walk, its solve (without the loose resources where it has several classes,
+ * with them at what is left where that fills one), the walk grown through the loose resources
+ * a solve would fill until none does, then _retime (the members' resources flushed, the gone
+ * classes' contributions taken off, the loop, the peaks). The same steps on the same floats as
+ * the Python's calls to component, solve_without and retime; returns the solves it counted
+ * (recomputations) and the times it grew the walk. */
+static PyObject *table_settle(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError,
+                        "settle(classes, dirty_keys, dirty_res, capacity_Bps, load_Bps, room_Bps, "
+                        "uncapped, demand, gone_routes, gone_loads_Bps, now, peak_Bps)");
+        return NULL;
+    }
+    PyObject *classes = args[0], *capacity = args[3], *load = args[4], *room = args[5];
+    PyObject *uncapped = args[6], *demand = args[7], *peak = args[11];
+    PyObject *lists[6] = {capacity, load, room, uncapped, demand, peak};
+    Py_ssize_t n_res;
+    if (!PyDict_Check(classes)) {
+        PyErr_SetString(PyExc_TypeError, "settle needs a dict of classes");
+        return NULL;
+    }
+    double now = PyFloat_AsDouble(args[10]);
+    if ((now == -1.0 && PyErr_Occurred()) || per_resource(lists, 6, &n_res) < 0) return NULL;
+    PyObject *out = NULL, *gone_fast = NULL, *gone_own = NULL;
+    long solves = 0, grown = 0;
+    double *rates = NULL;
+    Py_CLEAR(t->last_members);
+    Py_CLEAR(t->last_loose);
+    t->tight_res.len = 0;
+    if (table_scratch(t, n_res) < 0 || gone_lists(args[8], args[9], &gone_fast, &gone_own) < 0 ||
+        changed_classes(t, classes, args[1], NULL) < 0 ||
+        indices_of(args[2], n_res, "load_Bps", &t->dirty) < 0)
+        goto done;
+    for (;;) { /* _settle's loop: walk, solve, and grow the walk where a loose resource fills */
+        if (walk(t, load, room, uncapped, demand, 1, &t->tight_res) < 0) goto done;
+        const Py_ssize_t *slots = t->last_slots.items;
+        Py_ssize_t n = t->last_slots.len;
+        if (!(rates = arena_take(&t->arena, sizeof(double) * (size_t)(n + 1)))) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        const Slots *loose = &t->walk_loose;
+        if (!loose->len) { /* _solve */
+            if (solve_tight(t, slots, n, capacity, load, gone_fast, gone_own, rates, &solves) < 0)
+                goto done;
+            break;
+        }
+        if (n > 1) { /* _solve_leaving: _solve_without first */
+            solves += 1;
+            if (solve_slots(t, slots, n, capacity, load, loose->items, loose->len, gone_fast,
+                            gone_own, 0, rates) < 0)
+                goto done;
+            if (!t->filled.len) break;
+            solves -= 1; /* redone with the loose resources, counted as that one solve */
+        }
+        solves += n > 0;
+        if (solve_slots(t, slots, n, capacity, load, loose->items, loose->len, gone_fast,
+                        gone_own, 1, rates) < 0)
+            goto done;
+        if (!t->filled.len) break;
+        grown += 1; /* tight |= filled */
+        for (Py_ssize_t k = 0; k < t->filled.len; k++) {
+            Py_ssize_t r = t->filled.items[k], j = 0;
+            while (j < t->tight_res.len && t->tight_res.items[j] != r) j++;
+            if (j == t->tight_res.len && slots_push(&t->tight_res, r) < 0) goto done;
+        }
+    }
+    /* _retime: _retime_begin (flush, the gone classes' loads), the loop, _retime_end's peaks */
+    const Slots *reached = &t->reached;
+    if (flush_at(t, reached->items, reached->len, now, load) < 0 ||
+        take_gone(gone_fast, gone_own, load) < 0)
+        goto done;
+    unsigned long long mark = ++t->walks;
+    for (Py_ssize_t k = 0; k < t->changed.len; k++) t->records[t->changed.items[k]].walk = mark;
+    if (retime_slots(t, t->last_slots.items, t->last_slots.len, rates, mark, now, load) < 0 ||
+        peaks_at(t, reached->items, reached->len, load, peak) < 0)
+        goto done;
+    out = Py_BuildValue("(ll)", solves, grown);
+done:
+    Py_XDECREF(gone_fast);
+    Py_XDECREF(gone_own);
+    arena_reset(&t->arena);
+    return out;
 }
 
 /* ledger(carried_B, since_s, busy_s): this table's ledger written into the network's lists
@@ -1814,6 +1998,11 @@ static PyMethodDef table_methods[] = {
      "peaks(resources, load_Bps, peak_Bps) -> None: gpusim.engine.fluid.FluidNetwork."
      "_retime_end's peaks over this table's classes per resource (a resource none crosses has "
      "its load zeroed; any other's peak rises to its load)."},
+    {"settle", (PyCFunction)(void (*)(void))table_settle, METH_FASTCALL,
+     "settle(classes, dirty_keys, dirty_res, capacity_Bps, load_Bps, room_Bps, uncapped, demand, "
+     "gone_routes, gone_loads_Bps, now, peak_Bps) -> (solves, grown): gpusim.engine.fluid."
+     "FluidNetwork._settle's general path in one call over this table (the walk, solves and "
+     "growth of component and solve_without, then retime, flush and peaks: the same floats)."},
     {"component", (PyCFunction)(void (*)(void))table_component, METH_FASTCALL,
      "component(classes, dirty_keys, dirty_res, load_Bps, room_Bps, uncapped, demand, "
      "optimistic, tight) -> (members, resources, touched, loose): "

@@ -290,6 +290,25 @@ class ClassTable(Protocol):
         ``with_loose``, the solve of :meth:`FluidNetwork._solve_leaving`'s general path (the
         loose resources in the routes at what the classes outside leave of them)."""
 
+    def settle(
+        self,
+        classes: dict[FlowKey, _FlowClass],
+        dirty_keys: set[FlowKey],
+        dirty_res: set[int],
+        capacity_Bps: list[float],
+        load_Bps: list[float],
+        room_Bps: list[float],
+        uncapped: list[int],
+        demand: list[float],
+        gone_routes: list[tuple[int, ...]],
+        gone_loads_Bps: list[float],
+        now: float,
+        peak_Bps: list[float],
+    ) -> tuple[int, int]:
+        """:meth:`FluidNetwork._settle`'s general path in one call (see
+        :attr:`FluidNetwork.fused_settle`): returns the solves it made (recomputations) and the
+        times it grew the component."""
+
     def component(
         self,
         classes: dict[FlowKey, _FlowClass],
@@ -357,6 +376,23 @@ class _TableCalls:
         ],
         Walk,
     ]
+    settle: Callable[
+        [
+            dict[FlowKey, _FlowClass],
+            set[FlowKey],
+            set[int],
+            list[float],
+            list[float],
+            list[float],
+            list[int],
+            list[float],
+            list[tuple[int, ...]],
+            list[float],
+            float,
+            list[float],
+        ],
+        tuple[int, int],
+    ]
 
     @staticmethod
     def of(table: ClassTable) -> _TableCalls:
@@ -376,6 +412,7 @@ class _TableCalls:
             table.ledger,
             table.solve_without,
             table.component,
+            table.settle,
         )
 
 
@@ -431,12 +468,18 @@ class FluidNetwork:
     """Directional resources shared max-min fairly by fluid transfers."""
 
     fast_paths = True
+    """Settle in closed form where the general path's answer is known to be (a test switches
+    them off to compare)."""
     grow_components = True
     """Where an optimistic solve would fill a loose resource, grow the component through that
     resource (still exact max-min; the classes are solved in another order, so the floats may
     differ in the last bits) rather than re-solve the whole component (a test compares)."""
-    """Settle in closed form where the general path's answer is known to be (a test switches
-    them off to compare)."""
+    fused_settle = True
+    """With ``fast_paths`` and ``grow_components``, where the class table runs and nothing is
+    traced: a settle's general path (walk, solves, growth, re-time) is one call to the table
+    (``ClassTable.settle``), the same steps on the same floats as the calls :meth:`_settle`
+    makes to :meth:`_component`, :meth:`_solve_leaving` or :meth:`_solve` and :meth:`_retime`,
+    which a test compares (and a network that overrides those steps switches it off)."""
     lone_flows = True
     """With ``fast_paths``: a flow that enters an empty network gets no class, component or
     settle of its own until something else enters (:meth:`_enter_lone`); the same floats,
@@ -921,6 +964,36 @@ class FluidNetwork:
             and not self._dirty_res
             and self._settle_alone()
         ):
+            return
+        calls = self._calls
+        if (
+            calls is not None
+            and self.fused_settle
+            and self.fast_paths
+            and self.grow_components
+            and not self.recorder.enabled
+        ):
+            gone = self._gone
+            solves, grown = calls.settle(
+                self._classes,
+                self._dirty_keys,
+                self._dirty_res,
+                self.capacity_Bps,
+                self.load_Bps,
+                self._room_Bps,
+                self._uncapped,
+                self._demand,
+                [c.route for c in gone],
+                [c.load_Bps for c in gone],
+                self._last_s,
+                self.peak_load_Bps,
+            )
+            self.recomputations += solves
+            self.grown += grown
+            gone.clear()
+            self._dirty_keys.clear()
+            self._dirty_res.clear()
+            self._reschedule(False)
             return
         classes, resources, touched, loose = self._component(optimistic=True)
         self._filled.clear()
