@@ -5,10 +5,12 @@
 Weak scaling on two HGX H100 nodes over InfiniBand (topologies/h100_2node_ib.json, profile
 h100_sxm): FM-1's layer (32 experts, top-2, H = I = 2048, TF32), ``--tokens`` tokens per GPU
 (default 2,048, so 16 GPUs stay quick), on 2, 4, 8 and 16 GPUs (the first node's GPUs, then
-both nodes'). Each size runs the DES twice (after one warm-up run) for its best CPU time
-(time.process_time; the
-simulation is single-threaded) and events; the growth exponent is the least-squares slope of
-log CPU time against log GPUs. The work itself grows as GPUs (weak scaling), so an exponent of
+both nodes'). After one warm-up run, the sizes run in ``--rounds`` interleaved rounds (each
+round runs every size once), and each size keeps its best CPU time (time.process_time; the
+simulation is single-threaded): a machine whose speed drifts (a busy neighbour, a clock that
+steps) then slows every size alike rather than the ones measured during the slow spell, which
+would tilt the slope. The growth exponent is the least-squares slope of log CPU time against
+log GPUs. The work itself grows as GPUs (weak scaling), so an exponent of
 1 means a constant cost per GPU; what is above 1 is contention and bookkeeping growing with the
 system: mostly the fluid network's max-min solves, over connected components that grow with
 the GPUs (GEMM1 result writes oversubscribe NVLink ports, and with them the HBM loads they take
@@ -37,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "workloads" / "moe_fm1_flashmoe_2xh100.json"
 SIZES = (2, 4, 8, 16)
 GOAL_EXPONENT = 1.2
+ROUNDS = 5
 
 
 def gpus(n: int) -> list[str]:
@@ -66,14 +69,21 @@ def run(n: int, tokens: int) -> tuple[float, int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=2048, help="tokens per GPU")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="runs of each size")
     args = parser.parse_args()
-    print(f"FlashMoE DES cost against GPUs (issue 17), {args.tokens} tokens per GPU")
+    print(
+        f"FlashMoE DES cost against GPUs (issue 17), {args.tokens} tokens per GPU, "
+        f"best of {args.rounds} interleaved rounds"
+    )
     print(f"engine: {engine_build()}")
     run(SIZES[0], args.tokens)  # warm-up: imports and caches the first run would pay
+    runs: dict[int, list[tuple[float, int, float]]] = {n: [] for n in SIZES}
+    for _ in range(args.rounds):
+        for n in SIZES:
+            runs[n].append(run(n, args.tokens))
     cpu: list[float] = []
     for n in SIZES:
-        runs = [run(n, args.tokens) for _ in range(2)]
-        s, events, fluid = min(runs)
+        s, events, fluid = min(runs[n])
         cpu.append(s)
         print(
             f"  {n:>2} GPUs: {s:8.3f} s CPU {events:>10,} events  {s / n * 1e3:8.1f} ms per GPU"

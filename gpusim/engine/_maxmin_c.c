@@ -660,6 +660,11 @@ typedef struct {
     Arena arena; /* each solve's arrays */
     /* resource indices and slots read from the arguments (emptied by each use) */
     Slots changed, dirty, tight_res, loose_in, res_in, filled;
+    /* per resource: its load as a double while a call runs (load_get, load_put) */
+    double *cur;
+    unsigned long long *cur_read, *cur_moved; /* the call that read it, that moved it */
+    unsigned long long calls;
+    Slots moved; /* the resources whose load the call moved, written back at its end */
 } ClassTable;
 
 static int table_traverse(ClassTable *t, visitproc visit, void *arg) {
@@ -692,7 +697,11 @@ static void table_dealloc(ClassTable *t) {
     free(t->records);
     free(t->last_slots.items);
     free(t->walk_loose.items);
-    Slots *read[] = {&t->changed, &t->dirty, &t->tight_res, &t->loose_in, &t->res_in, &t->filled};
+    free(t->cur);
+    free(t->cur_read);
+    free(t->cur_moved);
+    Slots *read[] = {&t->changed, &t->dirty,  &t->tight_res, &t->loose_in,
+                     &t->res_in,  &t->filled, &t->moved};
     for (size_t i = 0; i < sizeof(read) / sizeof(read[0]); i++) free(read[i]->items);
     free(t->tight);
     free(t->by_check.items);
@@ -978,6 +987,13 @@ static int table_scratch(ClassTable *t, Py_ssize_t n_res) {
     if (visited) t->visited = visited;
     unsigned long long *tight = realloc(t->tight, sizeof(unsigned long long) * (size_t)size);
     if (tight) t->tight = tight;
+    double *cur = realloc(t->cur, sizeof(double) * (size_t)size);
+    if (cur) t->cur = cur;
+    unsigned long long *cur_read = realloc(t->cur_read, sizeof(unsigned long long) * (size_t)size);
+    if (cur_read) t->cur_read = cur_read;
+    unsigned long long *cur_moved =
+        realloc(t->cur_moved, sizeof(unsigned long long) * (size_t)size);
+    if (cur_moved) t->cur_moved = cur_moved;
     double *since = realloc(t->since, sizeof(double) * (size_t)size);
     if (since) t->since = since;
     double *carried = realloc(t->carried, sizeof(double) * (size_t)size);
@@ -994,19 +1010,63 @@ static int table_scratch(ClassTable *t, Py_ssize_t n_res) {
     if (drawn) t->drawn = drawn;
     Py_ssize_t *loose_list = realloc(t->loose_list, sizeof(Py_ssize_t) * (size_t)size);
     if (loose_list) t->loose_list = loose_list;
-    if (!seeded || !visited || !tight || !since || !carried || !busy || !number || !is_loose || !left ||
+    if (!seeded || !visited || !tight || !cur || !cur_read || !cur_moved || !since || !carried || !busy || !number || !is_loose || !left ||
         !drawn || !loose_list) {
         PyErr_NoMemory();
         return -1;
     }
     for (Py_ssize_t r = t->n_scratch; r < size; r++) {
-        t->seeded[r] = t->visited[r] = t->tight[r] = 0;
+        t->seeded[r] = t->visited[r] = t->tight[r] = t->cur_read[r] = t->cur_moved[r] = 0;
         t->since[r] = t->carried[r] = t->busy[r] = 0.0;
         t->number[r] = -1;
         t->is_loose[r] = 0;
     }
     t->n_scratch = size;
     return 0;
+}
+
+/* ---- the loads a call reads and moves, as doubles ------------------------------------------
+ * A call that reads or moves the network's loads (load_Bps, a list of floats) takes each as a
+ * double at its first use and writes back those it moved at its end (loads_begin, loads_end):
+ * the same sums, in the same order, as on the list, without a float object per step. */
+
+static void loads_begin(ClassTable *t) {
+    t->calls++;
+    t->moved.len = 0;
+}
+
+/* Resource ``r``'s load (``r`` in range) into *out. Returns 0, or -1 with an exception set. */
+static int load_get(ClassTable *t, PyObject *load, Py_ssize_t r, double *out) {
+    if (t->cur_read[r] != t->calls) {
+        if (float_at(load, r, &t->cur[r]) < 0) return -1;
+        t->cur_read[r] = t->calls;
+    }
+    *out = t->cur[r];
+    return 0;
+}
+
+/* Set resource ``r``'s load (``r`` in range) to ``value``. Returns 0, or -1 with MemoryError. */
+static int load_put(ClassTable *t, Py_ssize_t r, double value) {
+    t->cur[r] = value;
+    t->cur_read[r] = t->calls;
+    if (t->cur_moved[r] == t->calls) return 0;
+    t->cur_moved[r] = t->calls;
+    return slots_push(&t->moved, r);
+}
+
+/* Write the loads the call moved back into ``load``. Returns 0, or -1 with an exception set
+ * (where one was set already, it stays: the loads are written back all the same). */
+static int loads_end(ClassTable *t, PyObject *load) {
+    int status = PyErr_Occurred() ? -1 : 0;
+    for (Py_ssize_t k = 0; k < t->moved.len; k++) {
+        Py_ssize_t r = t->moved.items[k];
+        PyObject *value = PyFloat_FromDouble(t->cur[r]);
+        if (!value) return -1;
+        PyList_SetItem(load, r, value); /* steals it, drops the old one */
+    }
+    t->moved.len = 0;
+    t->calls++; /* nothing read stays current past the call */
+    return status;
 }
 
 /* Take the class in ``slot`` into the walk: unless taken, mark it, add it to ``members`` and
@@ -1122,7 +1182,7 @@ static int walk(ClassTable *t, PyObject *load, PyObject *room_Bps, PyObject *unc
         t->visited[r] = t->walks;
         if (slots_push(visited, r) < 0) return -1;
         double room, load_r, demand_r;
-        if (float_at(room_Bps, r, &room) < 0 || float_at(load, r, &load_r) < 0) return -1;
+        if (float_at(room_Bps, r, &room) < 0 || load_get(t, load, r, &load_r) < 0) return -1;
         int below = load_r < room;
         int none_uncapped = PyObject_Not(PyList_GET_ITEM(uncapped, r));
         if (none_uncapped < 0) return -1;
@@ -1195,9 +1255,11 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
         return NULL;
     if (!(touched = PyList_New(0))) return NULL;
     if (changed_classes(t, classes, dirty_keys, touched) < 0 ||
-        indices_of(dirty_res, n_res, "load_Bps", &t->dirty) < 0 ||
-        walk(t, load, room_Bps, uncapped, demand, optimistic, &t->tight_res) < 0)
+        indices_of(dirty_res, n_res, "load_Bps", &t->dirty) < 0)
         goto done;
+    loads_begin(t);
+    int walked = walk(t, load, room_Bps, uncapped, demand, optimistic, &t->tight_res);
+    if (loads_end(t, load) < 0 || walked < 0) goto done;
     Slots *members = &t->last_slots;
     if (!(member_list = PyList_New(members->len))) goto done;
     for (Py_ssize_t i = 0; i < members->len; i++) {
@@ -1278,7 +1340,7 @@ static int solve_slots(ClassTable *t, const Py_ssize_t *slots, Py_ssize_t n, PyO
         if (is_loose[r]) continue;
         is_loose[r] = 1;
         loose_list[n_loose++] = r;
-        if (float_at(load, r, &left[r]) < 0) goto done;
+        if (load_get(t, load, r, &left[r]) < 0) goto done;
     }
     /* the problem from the records: flows, caps, whole routes and standing contributions,
      * class after class */
@@ -1411,9 +1473,12 @@ static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ss
         if (indices_of(loose_set, n_cap, "capacity_Bps", &t->loose_in) < 0) goto done;
         loose = &t->loose_in;
     }
-    if (member_slots(t, members, slots) < 0 || gone_lists(args[4], args[5], &gone_fast, &own) < 0 ||
-        solve_slots(t, slots, n, capacity, args[2], loose->items, loose->len, gone_fast, own,
-                    with_loose, rates) < 0 ||
+    if (member_slots(t, members, slots) < 0 || gone_lists(args[4], args[5], &gone_fast, &own) < 0)
+        goto done;
+    loads_begin(t);
+    int solved = solve_slots(t, slots, n, capacity, args[2], loose->items, loose->len, gone_fast,
+                             own, with_loose, rates);
+    if (loads_end(t, args[2]) < 0 || solved < 0 ||
         !(filled = indices_list(t->filled.items, t->filled.len)))
         goto done;
     if (PyList_GET_SIZE(filled)) {
@@ -1439,17 +1504,15 @@ static int peaks_at(ClassTable *t, const Py_ssize_t *res, Py_ssize_t n, PyObject
                     PyObject *peak) {
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_ssize_t r = res[i];
-        PyObject *now = PyList_GET_ITEM(load, r);
         if (r >= t->n_users || !t->users[r].len) {
-            PyObject *zero = PyFloat_FromDouble(0.0);
-            if (!zero) return -1;
-            PyList_SetItem(load, r, zero); /* no flows left: no rounding residue either */
+            if (load_put(t, r, 0.0) < 0) return -1; /* no flows left: no rounding residue */
             continue;
         }
         double now_Bps, peak_Bps;
-        if (float_at(load, r, &now_Bps) < 0 || float_at(peak, r, &peak_Bps) < 0) return -1;
+        if (load_get(t, load, r, &now_Bps) < 0 || float_at(peak, r, &peak_Bps) < 0) return -1;
         if (now_Bps > peak_Bps) {
-            Py_INCREF(now);
+            PyObject *now = PyFloat_FromDouble(now_Bps);
+            if (!now) return -1;
             PyList_SetItem(peak, r, now);
         }
     }
@@ -1464,10 +1527,12 @@ static PyObject *table_peaks(ClassTable *t, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     Py_ssize_t n_res;
-    if (per_resource(args + 1, 2, &n_res) < 0 ||
-        indices_of(args[0], n_res, "load_Bps", &t->res_in) < 0 ||
-        peaks_at(t, t->res_in.items, t->res_in.len, args[1], args[2]) < 0)
+    if (per_resource(args + 1, 2, &n_res) < 0 || table_scratch(t, n_res) < 0 ||
+        indices_of(args[0], n_res, "load_Bps", &t->res_in) < 0)
         return NULL;
+    loads_begin(t);
+    int peaked = peaks_at(t, t->res_in.items, t->res_in.len, args[1], args[2]);
+    if (loads_end(t, args[1]) < 0 || peaked < 0) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -1580,10 +1645,8 @@ static int retime_slots(ClassTable *t, const Py_ssize_t *slots, Py_ssize_t n,
                     PyErr_Format(PyExc_IndexError, "resource %zd is not in load_Bps", r);
                     return -1;
                 }
-                if (float_at(load, r, &load_r) < 0) return -1;
-                PyObject *moved = PyFloat_FromDouble(load_r + delta);
-                if (!moved) return -1;
-                PyList_SetItem(load, r, moved); /* steals it, drops the old one */
+                if (load_get(t, load, r, &load_r) < 0 || load_put(t, r, load_r + delta) < 0)
+                    return -1;
             }
             rec->load = contribution;
         }
@@ -1625,14 +1688,17 @@ static PyObject *table_retime(ClassTable *t, PyObject *const *args, Py_ssize_t n
     for (Py_ssize_t i = 0; i < n; i++) {
         if (float_at(rate_list, i, &rates[i]) < 0) goto done;
     }
-    if (member_slots(t, members, slots) < 0) goto done;
+    if (table_scratch(t, PyList_GET_SIZE(load)) < 0 || member_slots(t, members, slots) < 0)
+        goto done;
     unsigned long long mark = ++t->walks;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(touched); i++) {
         Record *rec = record_of(t, PyList_GET_ITEM(touched, i));
         if (!rec) goto done;
         rec->walk = mark;
     }
-    if (retime_slots(t, slots, n, rates, mark, now, load) < 0) goto done;
+    loads_begin(t);
+    int retimed = retime_slots(t, slots, n, rates, mark, now, load);
+    if (loads_end(t, load) < 0 || retimed < 0) goto done;
     out = Py_None;
     Py_INCREF(out);
 done:
@@ -1759,7 +1825,7 @@ static int flush_at(ClassTable *t, const Py_ssize_t *res, Py_ssize_t n, double n
         double dt = now - t->since[r];
         if (!(dt > 0)) continue;
         double load_r;
-        if (float_at(load, r, &load_r) < 0) return -1;
+        if (load_get(t, load, r, &load_r) < 0) return -1;
         if (load_r > 0) {
             t->carried[r] = t->carried[r] + load_r * dt;
             t->busy[r] = t->busy[r] + dt;
@@ -1782,15 +1848,17 @@ static PyObject *table_flush(ClassTable *t, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     Py_ssize_t n_res = PyList_GET_SIZE(load);
-    if (table_scratch(t, n_res) < 0 || indices_of(args[0], n_res, "load_Bps", &t->res_in) < 0 ||
-        flush_at(t, t->res_in.items, t->res_in.len, PyFloat_AS_DOUBLE(args[1]), load) < 0)
+    if (table_scratch(t, n_res) < 0 || indices_of(args[0], n_res, "load_Bps", &t->res_in) < 0)
         return NULL;
+    loads_begin(t);
+    int flushed = flush_at(t, t->res_in.items, t->res_in.len, PyFloat_AS_DOUBLE(args[1]), load);
+    if (loads_end(t, load) < 0 || flushed < 0) return NULL;
     Py_RETURN_NONE;
 }
 
 /* _retime_begin's: each gone class's standing contribution (``own``) taken off ``load`` along
  * its route (``routes``), class after class. Returns 0, or -1 with an exception set. */
-static int take_gone(PyObject *routes, PyObject *own, PyObject *load) {
+static int take_gone(ClassTable *t, PyObject *routes, PyObject *own, PyObject *load) {
     Py_ssize_t n_res = PyList_GET_SIZE(load);
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(routes); i++) {
         double amount = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(own, i));
@@ -1801,13 +1869,11 @@ static int take_gone(PyObject *routes, PyObject *own, PyObject *load) {
         for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(route); k++) {
             Py_ssize_t r;
             double load_r;
-            PyObject *less = NULL;
             if (resource_index(PySequence_Fast_GET_ITEM(route, k), n_res, "load_Bps", &r) < 0 ||
-                float_at(load, r, &load_r) < 0 || !(less = PyFloat_FromDouble(load_r - amount))) {
+                load_get(t, load, r, &load_r) < 0 || load_put(t, r, load_r - amount) < 0) {
                 Py_DECREF(route);
                 return -1;
             }
-            PyList_SetItem(load, r, less);
         }
         Py_DECREF(route);
     }
@@ -1874,6 +1940,7 @@ static PyObject *table_settle(ClassTable *t, PyObject *const *args, Py_ssize_t n
         changed_classes(t, classes, args[1], NULL) < 0 ||
         indices_of(args[2], n_res, "load_Bps", &t->dirty) < 0)
         goto done;
+    loads_begin(t);
     for (;;) { /* _settle's loop: walk, solve, and grow the walk where a loose resource fills */
         if (walk(t, load, room, uncapped, demand, 1, &t->tight_res) < 0) goto done;
         const Py_ssize_t *slots = t->last_slots.items;
@@ -1911,15 +1978,19 @@ static PyObject *table_settle(ClassTable *t, PyObject *const *args, Py_ssize_t n
     /* _retime: _retime_begin (flush, the gone classes' loads), the loop, _retime_end's peaks */
     const Slots *reached = &t->reached;
     if (flush_at(t, reached->items, reached->len, now, load) < 0 ||
-        take_gone(gone_fast, gone_own, load) < 0)
+        take_gone(t, gone_fast, gone_own, load) < 0)
         goto done;
     unsigned long long mark = ++t->walks;
     for (Py_ssize_t k = 0; k < t->changed.len; k++) t->records[t->changed.items[k]].walk = mark;
     if (retime_slots(t, t->last_slots.items, t->last_slots.len, rates, mark, now, load) < 0 ||
         peaks_at(t, reached->items, reached->len, load, peak) < 0)
         goto done;
-    out = Py_BuildValue("(ll)", solves, grown);
+    PyObject *counts[2] = {PyLong_FromLong(solves), PyLong_FromLong(grown)};
+    if (counts[0] && counts[1]) out = PyTuple_Pack(2, counts[0], counts[1]);
+    Py_XDECREF(counts[0]);
+    Py_XDECREF(counts[1]);
 done:
+    if (loads_end(t, load) < 0) Py_CLEAR(out);
     Py_XDECREF(gone_fast);
     Py_XDECREF(gone_own);
     arena_reset(&t->arena);
