@@ -660,6 +660,7 @@ typedef struct {
     Arena arena; /* each solve's arrays */
     /* resource indices and slots read from the arguments (emptied by each use) */
     Slots changed, dirty, tight_res, loose_in, res_in, filled;
+    Slots pairs; /* sort_slots' (order, slot) pairs */
     /* per resource: its load as a double while a call runs (load_get, load_put) */
     double *cur;
     unsigned long long *cur_read, *cur_moved; /* the call that read it, that moved it */
@@ -701,7 +702,7 @@ static void table_dealloc(ClassTable *t) {
     free(t->cur_read);
     free(t->cur_moved);
     Slots *read[] = {&t->changed, &t->dirty,  &t->tight_res, &t->loose_in,
-                     &t->res_in,  &t->filled, &t->moved};
+                     &t->res_in,  &t->filled, &t->moved,     &t->pairs};
     for (size_t i = 0; i < sizeof(read) / sizeof(read[0]); i++) free(read[i]->items);
     free(t->tight);
     free(t->by_check.items);
@@ -949,18 +950,38 @@ static PyObject *table_sharers(ClassTable *t, PyObject *r_obj) {
     return PyLong_FromSsize_t(r >= 0 && r < t->n_users ? t->users[r].len : 0);
 }
 
-/* The walk's classes (slots) by entry order (orders are distinct). */
-static void sort_slots(Py_ssize_t *items, Py_ssize_t n, const Record *records) {
-    Py_ssize_t gaps[64];
+/* The walk's classes (slots) by entry order (orders are distinct), sorted as (order, slot)
+ * pairs in ``pairs`` (a buffer) so that no comparison reads a record. Returns 0, or -1 with
+ * MemoryError set. */
+static int sort_slots(Py_ssize_t *items, Py_ssize_t n, const Record *records, Slots *pairs) {
+    if (pairs->size < 2 * n) {
+        Py_ssize_t *grown = realloc(pairs->items, sizeof(Py_ssize_t) * (size_t)(4 * n));
+        if (!grown) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        pairs->items = grown;
+        pairs->size = 4 * n;
+    }
+    Py_ssize_t *p = pairs->items, gaps[64];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        p[2 * i] = records[items[i]].order;
+        p[2 * i + 1] = items[i];
+    }
     for (int k = shell_gaps(n, gaps) - 1; k >= 0; k--) {
         Py_ssize_t g = gaps[k];
         for (Py_ssize_t i = g; i < n; i++) {
-            Py_ssize_t s = items[i], j = i;
-            for (; j >= g && records[items[j - g]].order > records[s].order; j -= g)
-                items[j] = items[j - g];
-            items[j] = s;
+            Py_ssize_t order = p[2 * i], slot = p[2 * i + 1], j = i;
+            for (; j >= g && p[2 * (j - g)] > order; j -= g) {
+                p[2 * j] = p[2 * (j - g)];
+                p[2 * j + 1] = p[2 * (j - g) + 1];
+            }
+            p[2 * j] = order;
+            p[2 * j + 1] = slot;
         }
     }
+    for (Py_ssize_t i = 0; i < n; i++) items[i] = p[2 * i + 1];
+    return 0;
 }
 
 /* The walk's resources ascending (indices are distinct). */
@@ -1153,13 +1174,13 @@ static int changed_classes(ClassTable *t, PyObject *classes, PyObject *dirty_key
 
 /* The walk of table_component from the classes in t->changed and the resources in t->dirty,
  * the resources of ``tight`` connecting however loose: the members by entry order into
- * t->last_slots, the resources ascending into t->reached, the loose ones (in the order the walk
- * met them) into t->walk_loose. Which classes and resources it takes does not depend on the
+ * t->last_slots, the resources into t->reached (ascending with ``sorted_resources``), the
+ * loose ones (in the order the walk met them) into t->walk_loose. Which classes and resources it takes does not depend on the
  * order it goes in, so it marks what it took with its number (in the classes' records and the
  * table's per-resource stamps, so nothing is cleared between walks) and sorts at the end.
  * Returns 0, or -1 with an exception set. */
 static int walk(ClassTable *t, PyObject *load, PyObject *room_Bps, PyObject *uncapped,
-                PyObject *demand, int optimistic, const Slots *tight) {
+                PyObject *demand, int optimistic, const Slots *tight, int sorted_resources) {
     Py_ssize_t n_res = PyList_GET_SIZE(load);
     Slots *members = &t->last_slots, *stack = &t->stack, *visited = &t->reached;
     Slots *walk_loose = &t->walk_loose;
@@ -1201,8 +1222,8 @@ static int walk(ClassTable *t, PyObject *load, PyObject *room_Bps, PyObject *unc
             if (take(t, sharers->items[i], members, n_res, 0) < 0) return -1;
         }
     }
-    sort_slots(members->items, members->len, t->records);
-    sort_indices(visited->items, visited->len);
+    if (sort_slots(members->items, members->len, t->records, &t->pairs) < 0) return -1;
+    if (sorted_resources) sort_indices(visited->items, visited->len);
     return 0;
 }
 
@@ -1258,7 +1279,7 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
         indices_of(dirty_res, n_res, "load_Bps", &t->dirty) < 0)
         goto done;
     loads_begin(t);
-    int walked = walk(t, load, room_Bps, uncapped, demand, optimistic, &t->tight_res);
+    int walked = walk(t, load, room_Bps, uncapped, demand, optimistic, &t->tight_res, 1);
     if (loads_end(t, load) < 0 || walked < 0) goto done;
     Slots *members = &t->last_slots;
     if (!(member_list = PyList_New(members->len))) goto done;
@@ -1804,7 +1825,7 @@ static PyObject *table_due(ClassTable *t, PyObject *const *args, Py_ssize_t narg
         if (slots_push(picked, rec - t->records) < 0) goto done;
     }
     if (PyErr_Occurred()) goto done;
-    sort_slots(picked->items, picked->len, t->records);
+    if (sort_slots(picked->items, picked->len, t->records, &t->pairs) < 0) goto done;
     if (!(out = PyList_New(picked->len))) goto done;
     for (Py_ssize_t i = 0; i < picked->len; i++) {
         PyObject *cls = t->records[picked->items[i]].cls;
@@ -1942,7 +1963,8 @@ static PyObject *table_settle(ClassTable *t, PyObject *const *args, Py_ssize_t n
         goto done;
     loads_begin(t);
     for (;;) { /* _settle's loop: walk, solve, and grow the walk where a loose resource fills */
-        if (walk(t, load, room, uncapped, demand, 1, &t->tight_res) < 0) goto done;
+        /* its resources unsorted: flush and peaks take each on its own */
+        if (walk(t, load, room, uncapped, demand, 1, &t->tight_res, 0) < 0) goto done;
         const Py_ssize_t *slots = t->last_slots.items;
         Py_ssize_t n = t->last_slots.len;
         if (!(rates = arena_take(&t->arena, sizeof(double) * (size_t)(n + 1)))) {
