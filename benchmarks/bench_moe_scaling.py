@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "workloads" / "moe_fm1_flashmoe_2xh100.json"
 SIZES = (2, 4, 8, 16)
 GOAL_EXPONENT = 1.2
-ROUNDS = 5
+ROUNDS = 8
 
 
 def gpus(n: int) -> list[str]:

@@ -52,8 +52,9 @@ subclass of any other SimPy class must live in a module that is not compiled."""
 C_MODULES = ("gpusim.engine._maxmin_c", "gpusim.engine._heap_c")
 """Hand-written C extensions, each the twin of Python code that stays the reference:
 ``_maxmin_c.c``, the fluid network's max-min solves on C arrays and its class table (the
-classes and resources as a settle reads them, with the settle's walk, solves, completion index,
-peaks and ledger: the same floats, the same orders), and
+classes, their clocks and the resources as a settle reads them, with the settle's walk, solves,
+re-time, completion index, peaks and ledger, and a settle's general path in one call: the same
+floats, the same orders), and
 ``_heap_c.c``, heapq's heappush and heappop comparing tuples of floats and ints in C
 (gpusim/engine/heap.py). They run where the compiled engine runs, and only there: a missing or
 stale one (its stamp is the SHA-256 of its ``.c`` source) makes the whole engine run from source,

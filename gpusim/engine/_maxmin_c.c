@@ -4,8 +4,8 @@
  * - max_min_fair_rates: gpusim/engine/maxmin.py's max_min_fair_rates (its _Loads, _one_level_of,
  *   _fill and _fix, with the one-level closed form and the last-round shortcut on);
  * - ClassTable: the network's classes as its settles read them (per class its entry order,
- *   route, cap, list of flows, standing contribution and completion times; per resource the
- *   classes crossing it and the resource's ledger), kept by gpusim/engine/fluid.py's
+ *   route, cap, list of flows, clock, standing contribution and completion times; per resource
+ *   the classes crossing it and the resource's ledger), kept by gpusim/engine/fluid.py's
  *   FluidNetwork where the compiled engine runs, with the settle's steps that read them:
  *   - component: FluidNetwork._component (the walk that finds what a settle must re-solve: the
  *     same classes in their entry order, the same resources ascending, the same changed
@@ -13,6 +13,10 @@
  *   - solve_without: FluidNetwork._solve_without with its _cut and _fills (the optimistic
  *     solve of a component, its loose resources masked out of the routes and checked after),
  *     and the general solves of _solve_leaving and _solve;
+ *   - retime, rerate, clock, state: FluidNetwork._retime's loop and _FlowClass's set_rate,
+ *     retime and virtual_at on the records' clocks;
+ *   - settle: _settle's general path in one call (the steps above, the growth of the
+ *     component, _retime_begin and _retime_end), each load read once as a double;
  *   - the completion index (retimed, next_completion, due): two heaps kept in place where
  *     _reschedule and _candidates use the _check heap of tuples;
  *   - peaks: _retime_end's; flush and ledger: FluidNetwork._flush on C doubles.
@@ -1557,24 +1561,31 @@ static PyObject *table_peaks(ClassTable *t, PyObject *const *args, Py_ssize_t na
     Py_RETURN_NONE;
 }
 
-/* retimed(slot, check_s, next_s, load_Bps): the class in ``slot`` was re-timed
- * (_FlowClass.retime), its standing contribution now load_Bps. */
-static PyObject *table_retimed(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "retimed(slot, check_s, next_s, load_Bps)");
+/* The record of the slot in args[0] and the ``n`` floats after it into ``values``, for a
+ * method called as ``usage``. Returns the record, or NULL with an exception set. */
+static Record *slot_and_floats(ClassTable *t, PyObject *const *args, Py_ssize_t nargs,
+                               Py_ssize_t n, const char *usage, double *values) {
+    if (nargs != n + 1) {
+        PyErr_SetString(PyExc_TypeError, usage);
         return NULL;
     }
     Record *rec = table_record(t, args[0]);
+    for (Py_ssize_t i = 0; rec && i < n; i++) {
+        values[i] = PyFloat_AsDouble(args[i + 1]);
+        if (values[i] == -1.0 && PyErr_Occurred()) return NULL;
+    }
+    return rec;
+}
+
+/* retimed(slot, check_s, next_s, load_Bps): the class in ``slot`` was re-timed
+ * (_FlowClass.retime), its standing contribution now load_Bps. */
+static PyObject *table_retimed(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    double v[3];
+    Record *rec = slot_and_floats(t, args, nargs, 3, "retimed(slot, check_s, next_s, load_Bps)", v);
     if (!rec) return NULL;
-    double check_s = PyFloat_AsDouble(args[1]);
-    if (check_s == -1.0 && PyErr_Occurred()) return NULL;
-    double next_s = PyFloat_AsDouble(args[2]);
-    if (next_s == -1.0 && PyErr_Occurred()) return NULL;
-    double load = PyFloat_AsDouble(args[3]);
-    if (load == -1.0 && PyErr_Occurred()) return NULL;
-    rec->load = load;
-    rec->check_s = check_s;
-    rec->next_s = next_s;
+    rec->check_s = v[0];
+    rec->next_s = v[1];
+    rec->load = v[2];
     heap_fix(t, BY_CHECK, rec->at_check);
     heap_fix(t, BY_NEXT, rec->at_next);
     Py_RETURN_NONE;
@@ -1627,21 +1638,12 @@ static int record_retime(ClassTable *t, Record *rec, double now) {
  * (_FlowClass.set_rate, where the rate changes), its standing contribution now load_Bps, and
  * is re-timed (_FlowClass.retime): what _settle_alone and _materialise do to one class. */
 static PyObject *table_rerate(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "rerate(slot, rate_Bps, load_Bps, now)");
-        return NULL;
-    }
-    Record *rec = table_record(t, args[0]);
+    double v[3]; /* rate, load, now */
+    Record *rec = slot_and_floats(t, args, nargs, 3, "rerate(slot, rate_Bps, load_Bps, now)", v);
     if (!rec) return NULL;
-    double rate = PyFloat_AsDouble(args[1]);
-    if (rate == -1.0 && PyErr_Occurred()) return NULL;
-    double load = PyFloat_AsDouble(args[2]);
-    if (load == -1.0 && PyErr_Occurred()) return NULL;
-    double now = PyFloat_AsDouble(args[3]);
-    if (now == -1.0 && PyErr_Occurred()) return NULL;
-    if (rate != rec->rate) record_set_rate(rec, rate, now);
-    rec->load = load;
-    if (record_retime(t, rec, now) < 0) return NULL;
+    if (v[0] != rec->rate) record_set_rate(rec, v[0], v[2]);
+    rec->load = v[1];
+    if (record_retime(t, rec, v[2]) < 0) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -1746,14 +1748,9 @@ static PyObject *floats_tuple(const double *values, Py_ssize_t n) {
 /* clock(slot, now) -> (rate_Bps, virtual_B): the clock of the class in ``slot``: its rate, and
  * the bytes one of its flows has received by now (_FlowClass.virtual_at). */
 static PyObject *table_clock(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "clock(slot, now)");
-        return NULL;
-    }
-    Record *rec = table_record(t, args[0]);
+    double now;
+    Record *rec = slot_and_floats(t, args, nargs, 1, "clock(slot, now)", &now);
     if (!rec) return NULL;
-    double now = PyFloat_AsDouble(args[1]);
-    if (now == -1.0 && PyErr_Occurred()) return NULL;
     double pair[2] = {rec->rate, record_virtual_at(rec, now)};
     return floats_tuple(pair, 2);
 }

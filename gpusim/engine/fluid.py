@@ -548,12 +548,13 @@ class FluidNetwork:
 
     @property
     def c_classes(self) -> ClassTable | None:
-        """The classes' entry orders, routes, caps, flows, standing contributions and
+        """The classes' entry orders, routes, caps, flows, clocks, standing contributions and
         completion times, per resource the classes crossing it, in C (``_maxmin_c.ClassTable``),
-        whose walk, solves, peaks and completion index run in place of the Python of
+        whose walk, solves, re-times, peaks and completion index run in place of the Python of
         :meth:`_component`, :meth:`_solve_without`, :meth:`_solve_leaving`, :meth:`_solve`,
-        :meth:`_retime_end`, :meth:`_reschedule` and :meth:`_candidates` (the same members,
-        sets and floats) where the compiled engine runs; ``None`` runs the Python. Kept by
+        :meth:`_retime`, :meth:`_retime_end`, :meth:`_reschedule` and :meth:`_candidates` (the
+        same members, sets and floats; with :attr:`fused_settle`, a settle's general path in
+        one call) where the compiled engine runs; ``None`` runs the Python. Kept by
         :meth:`_new_class`, the re-times and :meth:`_wake`, so set (or unset) only before the
         first class."""
         return self._table
