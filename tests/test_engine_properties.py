@@ -1270,6 +1270,48 @@ def test_the_class_tables_clock_steps_refuse_what_they_cannot_read() -> None:
             step()
 
 
+def test_the_one_call_settle_refuses_what_it_cannot_read() -> None:
+    """``ClassTable.settle`` refuses per-resource lists of different lengths, a changed
+    resource outside them, a class crossing a resource they lack, a missing argument and gone
+    lists that do not pair up, with the errors of the steps it joins, not reading past."""
+    table = _c_class_table()()
+    cls = _FlowClass(((0, 1), math.inf), 0)
+    cls.flows.append((1.0, 0, _Flow(1.0, 0, lambda: None, 1.0, 0.0, "x")))
+    cls.slot = table.add(cls, 0, cls.route, cls.cap_Bps, cls.flows, 0.0)
+    classes, dirty = {cls.key: cls}, {cls.key}
+    lists = ([1e9, 1e9], [0.0, 0.0], [1e9, 1e9], [1, 1], [0.0, 0.0])
+
+    def settle(*per_resource: list[Any], dirty_res: Iterable[int] = (), **gone: Any) -> Any:
+        capacity, load, room, uncapped, demand = per_resource
+        routes, loads = gone.get("routes", []), gone.get("loads", [])
+        return table.settle(
+            classes,
+            dirty,
+            set(dirty_res),
+            capacity,
+            load,
+            room,
+            uncapped,
+            demand,
+            routes,
+            loads,
+            0.0,
+            [0.0] * len(capacity),
+        )
+
+    with pytest.raises(ValueError, match="differ in length"):
+        settle([1e9], *lists[1:])
+    with pytest.raises(IndexError, match="resource 5 is not in load_Bps"):
+        settle(*lists, dirty_res={5})
+    with pytest.raises(IndexError, match="resource 1 is not in load_Bps"):
+        settle(*([x[0]] for x in lists))  # the class crosses resource 1
+    with pytest.raises(IndexError, match="gone_loads_Bps is shorter than gone_routes"):
+        settle(*lists, routes=[(0,)], loads=[])
+    with pytest.raises(TypeError, match="settle"):
+        table.settle(classes, dirty)
+    assert settle(*lists) == (1, 0)  # one class alone, crossing each resource once: one solve
+
+
 def test_the_class_table_holds_what_the_networks_users_hold() -> None:
     """Classes added and removed in any order: per resource, the table counts the classes the
     Python's ``_users`` sets hold (a route crossing a resource twice counted once), and slots

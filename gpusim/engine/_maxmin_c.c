@@ -1456,7 +1456,7 @@ static int gone_lists(PyObject *gone_routes, PyObject *gone_own, PyObject **rout
     if (*routes && *own && PySequence_Fast_GET_SIZE(*own) >= PySequence_Fast_GET_SIZE(*routes))
         return 0;
     if (*routes && *own)
-        PyErr_SetString(PyExc_IndexError, "solve_without: a list is shorter than it must be");
+        PyErr_SetString(PyExc_IndexError, "gone_loads_Bps is shorter than gone_routes");
     Py_CLEAR(*routes);
     Py_CLEAR(*own);
     return -1;
