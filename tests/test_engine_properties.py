@@ -53,6 +53,7 @@ from gpusim.engine.fluid import (
     _FINISH_REL_TOL,
     _HEAP_MIN_CLASSES,
     _SLACK_REL,
+    _WAKE_WINDOW_REL,
     ClassTable,
     FlowKey,
     FluidNetwork,
@@ -341,12 +342,13 @@ def test_max_min_c_twin_gives_the_same_floats(
 
 
 def test_the_c_solves_use_the_python_tolerances() -> None:
-    """``_maxmin_c.c`` writes the solver's saturation tolerance and the fluid network's slack as
-    constants of its own: they must be the Python's, to the bit."""
+    """``_maxmin_c.c`` writes the solver's saturation tolerance, the fluid network's slack and
+    its wake-up window as constants of its own: they must be the Python's, to the bit."""
     _c_twin()
     c_module = importlib.import_module("gpusim.engine._maxmin_c")
     assert c_module.REL_TOL == maxmin._REL_TOL
     assert c_module.SLACK_REL == _SLACK_REL
+    assert c_module.WAKE_WINDOW_REL == _WAKE_WINDOW_REL
 
 
 def test_max_min_c_twin_of_no_classes_of_a_share_on_the_bound_and_of_bad_input() -> None:

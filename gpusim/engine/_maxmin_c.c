@@ -487,16 +487,28 @@ static int fill(Problem *p, double *rates) {
     return 0;
 }
 
-static PyObject *rates_list(const double *rates, Py_ssize_t n) {
-    PyObject *out = PyList_New(n);
+static PyObject *box_double(const void *items, Py_ssize_t i) {
+    return PyFloat_FromDouble(((const double *)items)[i]);
+}
+
+static PyObject *box_index(const void *items, Py_ssize_t i) {
+    return PyLong_FromSsize_t(((const Py_ssize_t *)items)[i]);
+}
+
+/* A new list (or, with ``tuple``, tuple) of the ``n`` ``items``, each boxed by ``box``
+ * (box_double, box_index), or NULL with an exception set. */
+static PyObject *boxed(const void *items, Py_ssize_t n,
+                       PyObject *(*box)(const void *, Py_ssize_t), int tuple) {
+    PyObject *out = tuple ? PyTuple_New(n) : PyList_New(n);
     if (!out) return NULL;
-    for (Py_ssize_t c = 0; c < n; c++) {
-        PyObject *rate = PyFloat_FromDouble(rates[c]);
-        if (!rate) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = box(items, i);
+        if (!item) {
             Py_DECREF(out);
             return NULL;
         }
-        PyList_SET_ITEM(out, c, rate);
+        if (tuple) PyTuple_SET_ITEM(out, i, item);
+        else PyList_SET_ITEM(out, i, item);
     }
     return out;
 }
@@ -558,31 +570,13 @@ static PyObject *max_min_fair_rates(PyObject *self, PyObject *const *args, Py_ss
         PyErr_NoMemory();
         goto done;
     }
-    if (solve(&p, rates) == 0) out = rates_list(rates, p.n);
+    if (solve(&p, rates) == 0) out = boxed(rates, p.n, box_double, 0);
 done:
     arena_reset(&module_arena);
     return out;
 }
 
 static const double SLACK_REL = 1.0 - 1e-9; /* fluid.py's _SLACK_REL (SLACK_REL: compared alike) */
-
-/* Subtract ``amount`` from ``left[r]`` for each loose resource r of ``route`` (in route order,
- * a repeat subtracted again). Returns 0, or -1 with a Python exception set. */
-static int take_off(PyObject *route, double amount, const char *loose, double *left,
-                    Py_ssize_t n_cap) {
-    PyObject *fast = PySequence_Fast(route, "each route must be a sequence");
-    if (!fast) return -1;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); i++) {
-        Py_ssize_t r = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(fast, i));
-        if (r == -1 && PyErr_Occurred()) {
-            Py_DECREF(fast);
-            return -1;
-        }
-        if (r >= 0 && r < n_cap && loose[r]) left[r] = left[r] - amount;
-    }
-    Py_DECREF(fast);
-    return 0;
-}
 
 /* ---- fluid.FluidNetwork._component ------------------------------------------------------- */
 
@@ -615,10 +609,10 @@ typedef struct {
     Py_ssize_t len, size;
 } Slots;
 
-/* Room for one more item. Returns 0, or -1 with MemoryError set. */
-static int slots_reserve(Slots *s) {
-    if (s->len < s->size) return 0;
-    Py_ssize_t size = 2 * s->size + 8;
+/* Room for ``n`` items. Returns 0, or -1 with MemoryError set. */
+static int slots_fit(Slots *s, Py_ssize_t n) {
+    if (n <= s->size) return 0;
+    Py_ssize_t size = 2 * s->size + 8 > n ? 2 * s->size + 8 : n;
     Py_ssize_t *items = realloc(s->items, sizeof(Py_ssize_t) * (size_t)size);
     if (!items) {
         PyErr_NoMemory();
@@ -628,6 +622,9 @@ static int slots_reserve(Slots *s) {
     s->size = size;
     return 0;
 }
+
+/* Room for one more item. Returns 0, or -1 with MemoryError set. */
+static int slots_reserve(Slots *s) { return slots_fit(s, s->len + 1); }
 
 static int slots_push(Slots *s, Py_ssize_t item) {
     if (slots_reserve(s) < 0) return -1;
@@ -958,15 +955,7 @@ static PyObject *table_sharers(ClassTable *t, PyObject *r_obj) {
  * pairs in ``pairs`` (a buffer) so that no comparison reads a record. Returns 0, or -1 with
  * MemoryError set. */
 static int sort_slots(Py_ssize_t *items, Py_ssize_t n, const Record *records, Slots *pairs) {
-    if (pairs->size < 2 * n) {
-        Py_ssize_t *grown = realloc(pairs->items, sizeof(Py_ssize_t) * (size_t)(4 * n));
-        if (!grown) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        pairs->items = grown;
-        pairs->size = 4 * n;
-    }
+    if (slots_fit(pairs, 2 * n) < 0) return -1;
     Py_ssize_t *p = pairs->items, gaps[64];
     for (Py_ssize_t i = 0; i < n; i++) {
         p[2 * i] = records[items[i]].order;
@@ -1001,45 +990,37 @@ static void sort_indices(Py_ssize_t *items, Py_ssize_t n) {
     }
 }
 
+/* table_scratch's step: t->field grown to ``size`` entries, or a return with MemoryError set
+ * (those grown stay grown: the next call grows the rest). */
+#define GROW(field)                                                                           \
+    do {                                                                                      \
+        void *grown = realloc(t->field, sizeof(*t->field) * (size_t)size);                    \
+        if (!grown) {                                                                         \
+            PyErr_NoMemory();                                                                 \
+            return -1;                                                                        \
+        }                                                                                     \
+        t->field = grown;                                                                     \
+    } while (0)
+
 /* The table's per-resource scratch grown to ``n_res`` resources. Returns 0, or -1 with
  * MemoryError set. */
 static int table_scratch(ClassTable *t, Py_ssize_t n_res) {
     if (n_res <= t->n_scratch) return 0;
     Py_ssize_t size = 2 * n_res + 8;
-    unsigned long long *seeded = realloc(t->seeded, sizeof(unsigned long long) * (size_t)size);
-    if (seeded) t->seeded = seeded;
-    unsigned long long *visited = realloc(t->visited, sizeof(unsigned long long) * (size_t)size);
-    if (visited) t->visited = visited;
-    unsigned long long *tight = realloc(t->tight, sizeof(unsigned long long) * (size_t)size);
-    if (tight) t->tight = tight;
-    double *cur = realloc(t->cur, sizeof(double) * (size_t)size);
-    if (cur) t->cur = cur;
-    unsigned long long *cur_read = realloc(t->cur_read, sizeof(unsigned long long) * (size_t)size);
-    if (cur_read) t->cur_read = cur_read;
-    unsigned long long *cur_moved =
-        realloc(t->cur_moved, sizeof(unsigned long long) * (size_t)size);
-    if (cur_moved) t->cur_moved = cur_moved;
-    double *since = realloc(t->since, sizeof(double) * (size_t)size);
-    if (since) t->since = since;
-    double *carried = realloc(t->carried, sizeof(double) * (size_t)size);
-    if (carried) t->carried = carried;
-    double *busy = realloc(t->busy, sizeof(double) * (size_t)size);
-    if (busy) t->busy = busy;
-    Py_ssize_t *number = realloc(t->number, sizeof(Py_ssize_t) * (size_t)size);
-    if (number) t->number = number;
-    char *is_loose = realloc(t->is_loose, (size_t)size);
-    if (is_loose) t->is_loose = is_loose;
-    double *left = realloc(t->left, sizeof(double) * (size_t)size);
-    if (left) t->left = left;
-    double *drawn = realloc(t->drawn, sizeof(double) * (size_t)size);
-    if (drawn) t->drawn = drawn;
-    Py_ssize_t *loose_list = realloc(t->loose_list, sizeof(Py_ssize_t) * (size_t)size);
-    if (loose_list) t->loose_list = loose_list;
-    if (!seeded || !visited || !tight || !cur || !cur_read || !cur_moved || !since || !carried || !busy || !number || !is_loose || !left ||
-        !drawn || !loose_list) {
-        PyErr_NoMemory();
-        return -1;
-    }
+    GROW(seeded);
+    GROW(visited);
+    GROW(tight);
+    GROW(cur);
+    GROW(cur_read);
+    GROW(cur_moved);
+    GROW(since);
+    GROW(carried);
+    GROW(busy);
+    GROW(number);
+    GROW(is_loose);
+    GROW(left);
+    GROW(drawn);
+    GROW(loose_list);
     for (Py_ssize_t r = t->n_scratch; r < size; r++) {
         t->seeded[r] = t->visited[r] = t->tight[r] = t->cur_read[r] = t->cur_moved[r] = 0;
         t->since[r] = t->carried[r] = t->busy[r] = 0.0;
@@ -1049,6 +1030,7 @@ static int table_scratch(ClassTable *t, Py_ssize_t n_res) {
     t->n_scratch = size;
     return 0;
 }
+#undef GROW
 
 /* ---- the loads a call reads and moves, as doubles ------------------------------------------
  * A call that reads or moves the network's loads (load_Bps, a list of floats) takes each as a
@@ -1118,21 +1100,6 @@ static int take(ClassTable *t, Py_ssize_t slot, Slots *members, Py_ssize_t n_res
 }
 
 
-/* A new list of the ``n`` resource indices ``items``, or NULL with an exception set. */
-static PyObject *indices_list(const Py_ssize_t *items, Py_ssize_t n) {
-    PyObject *out = PyList_New(n);
-    if (!out) return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *r = PyLong_FromSsize_t(items[i]);
-        if (!r) {
-            Py_DECREF(out);
-            return NULL;
-        }
-        PyList_SET_ITEM(out, i, r);
-    }
-    return out;
-}
-
 /* The resource indices of ``iterable`` (each checked to lie among ``n_res``, named ``name`` in
  * the error) into ``out``, emptied first. Returns 0, or -1 with an exception set. */
 static int indices_of(PyObject *iterable, Py_ssize_t n_res, const char *name, Slots *out) {
@@ -1179,9 +1146,10 @@ static int changed_classes(ClassTable *t, PyObject *classes, PyObject *dirty_key
 /* The walk of table_component from the classes in t->changed and the resources in t->dirty,
  * the resources of ``tight`` connecting however loose: the members by entry order into
  * t->last_slots, the resources into t->reached (ascending with ``sorted_resources``), the
- * loose ones (in the order the walk met them) into t->walk_loose. Which classes and resources it takes does not depend on the
- * order it goes in, so it marks what it took with its number (in the classes' records and the
- * table's per-resource stamps, so nothing is cleared between walks) and sorts at the end.
+ * loose ones (in the order the walk met them) into t->walk_loose. Which classes and resources
+ * it takes does not depend on the order it goes in, so it marks what it took with its number
+ * (in the classes' records and the table's per-resource stamps, so nothing is cleared between
+ * walks) and sorts at the end.
  * Returns 0, or -1 with an exception set. */
 static int walk(ClassTable *t, PyObject *load, PyObject *room_Bps, PyObject *uncapped,
                 PyObject *demand, int optimistic, const Slots *tight, int sorted_resources) {
@@ -1292,8 +1260,8 @@ static PyObject *table_component(ClassTable *t, PyObject *const *args, Py_ssize_
         Py_INCREF(cls);
         PyList_SET_ITEM(member_list, i, cls);
     }
-    if (!(resource_list = indices_list(t->reached.items, t->reached.len)) ||
-        !(loose = indices_list(t->walk_loose.items, t->walk_loose.len)))
+    if (!(resource_list = boxed(t->reached.items, t->reached.len, box_index, 0)) ||
+        !(loose = boxed(t->walk_loose.items, t->walk_loose.len, box_index, 0)))
         goto done;
     out = PyTuple_Pack(4, member_list, resource_list, touched, loose);
     if (out) { /* for the solve and re-time that take these lists next: read from the table */
@@ -1406,8 +1374,12 @@ static int solve_slots(ClassTable *t, const Py_ssize_t *slots, Py_ssize_t n, PyO
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(gone_fast); i++) {
         double amount = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(gone_own_fast, i));
         if (amount == -1.0 && PyErr_Occurred()) goto done;
-        if (take_off(PySequence_Fast_GET_ITEM(gone_fast, i), amount, is_loose, left, n_cap)) {
+        if (indices_of(PySequence_Fast_GET_ITEM(gone_fast, i), n_cap, "capacity_Bps",
+                       &t->res_in) < 0)
             goto done;
+        for (Py_ssize_t k = 0; k < t->res_in.len; k++) { /* a repeat taken off again */
+            Py_ssize_t r = t->res_in.items[k];
+            if (is_loose[r]) left[r] = left[r] - amount;
         }
     }
     if (with_loose) { /* each loose resource at what is left of it: max(capacity - drawn, 0.0) */
@@ -1504,12 +1476,12 @@ static PyObject *table_solve_without(ClassTable *t, PyObject *const *args, Py_ss
     int solved = solve_slots(t, slots, n, capacity, args[2], loose->items, loose->len, gone_fast,
                              own, with_loose, rates);
     if (loads_end(t, args[2]) < 0 || solved < 0 ||
-        !(filled = indices_list(t->filled.items, t->filled.len)))
+        !(filled = boxed(t->filled.items, t->filled.len, box_index, 0)))
         goto done;
     if (PyList_GET_SIZE(filled)) {
         rates_out = Py_None;
         Py_INCREF(rates_out);
-    } else if (!(rates_out = rates_list(rates, n))) {
+    } else if (!(rates_out = boxed(rates, n, box_double, 0))) {
         goto done;
     }
     out = PyTuple_Pack(2, rates_out, filled);
@@ -1593,7 +1565,7 @@ static PyObject *table_retimed(ClassTable *t, PyObject *const *args, Py_ssize_t 
 
 /* ---- the classes' clocks: _FlowClass.virtual_at, set_rate and retime on the records --------- */
 
-static const double WAKE_WINDOW_REL = 1e-9; /* fluid.py's _WAKE_WINDOW_REL */
+static const double WAKE_WINDOW_REL = 1e-9; /* fluid.py's _WAKE_WINDOW_REL (compared alike) */
 
 static double record_virtual_at(const Record *rec, double now) {
     if (now == rec->ref_s) return rec->virtual_B;
@@ -1729,22 +1701,6 @@ done:
     return out;
 }
 
-/* A new tuple of ``n`` floats, or NULL with an exception set. (Py_BuildValue parses its format
- * at every call, at several times the cost.) */
-static PyObject *floats_tuple(const double *values, Py_ssize_t n) {
-    PyObject *out = PyTuple_New(n);
-    if (!out) return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *value = PyFloat_FromDouble(values[i]);
-        if (!value) {
-            Py_DECREF(out);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(out, i, value);
-    }
-    return out;
-}
-
 /* clock(slot, now) -> (rate_Bps, virtual_B): the clock of the class in ``slot``: its rate, and
  * the bytes one of its flows has received by now (_FlowClass.virtual_at). */
 static PyObject *table_clock(ClassTable *t, PyObject *const *args, Py_ssize_t nargs) {
@@ -1752,7 +1708,7 @@ static PyObject *table_clock(ClassTable *t, PyObject *const *args, Py_ssize_t na
     Record *rec = slot_and_floats(t, args, nargs, 1, "clock(slot, now)", &now);
     if (!rec) return NULL;
     double pair[2] = {rec->rate, record_virtual_at(rec, now)};
-    return floats_tuple(pair, 2);
+    return boxed(pair, 2, box_double, 1);
 }
 
 /* state(slot) -> (rate_Bps, virtual_B, ref_s, next_s, check_s, load_Bps): what the table keeps
@@ -1762,7 +1718,7 @@ static PyObject *table_state(ClassTable *t, PyObject *slot) {
     if (!rec) return NULL;
     double state[6] = {rec->rate, rec->virtual_B, rec->ref_s, rec->next_s, rec->check_s,
                        rec->load};
-    return floats_tuple(state, 6);
+    return boxed(state, 6, box_double, 1);
 }
 
 /* load_of(slot) -> float: the standing contribution of the class in ``slot``. */
@@ -1881,19 +1837,14 @@ static int take_gone(ClassTable *t, PyObject *routes, PyObject *own, PyObject *l
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(routes); i++) {
         double amount = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(own, i));
         if (amount == -1.0 && PyErr_Occurred()) return -1;
-        PyObject *route = PySequence_Fast(PySequence_Fast_GET_ITEM(routes, i),
-                                          "each route must be a sequence");
-        if (!route) return -1;
-        for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(route); k++) {
-            Py_ssize_t r;
+        if (indices_of(PySequence_Fast_GET_ITEM(routes, i), n_res, "load_Bps", &t->res_in) < 0)
+            return -1;
+        for (Py_ssize_t k = 0; k < t->res_in.len; k++) {
+            Py_ssize_t r = t->res_in.items[k];
             double load_r;
-            if (resource_index(PySequence_Fast_GET_ITEM(route, k), n_res, "load_Bps", &r) < 0 ||
-                load_get(t, load, r, &load_r) < 0 || load_put(t, r, load_r - amount) < 0) {
-                Py_DECREF(route);
+            if (load_get(t, load, r, &load_r) < 0 || load_put(t, r, load_r - amount) < 0)
                 return -1;
-            }
         }
-        Py_DECREF(route);
     }
     return 0;
 }
@@ -2144,7 +2095,8 @@ PyMODINIT_FUNC PyInit__maxmin_c(void) {
     }
     /* the tolerances, for the test that holds them to the Python's */
     if (PyModule_AddObject(m, "REL_TOL", PyFloat_FromDouble(REL_TOL)) < 0 ||
-        PyModule_AddObject(m, "SLACK_REL", PyFloat_FromDouble(SLACK_REL)) < 0) {
+        PyModule_AddObject(m, "SLACK_REL", PyFloat_FromDouble(SLACK_REL)) < 0 ||
+        PyModule_AddObject(m, "WAKE_WINDOW_REL", PyFloat_FromDouble(WAKE_WINDOW_REL)) < 0) {
         Py_DECREF(m);
         return NULL;
     }
